@@ -1,0 +1,75 @@
+"""The one exception root of notifier, and its tree.
+
+    NotifierError
+    ├── ConfigError            the config file is unusable; carries every problem found
+    ├── FatalFeedError         the venue refused us for good (key refused); exit non-zero
+    │   └── KeyRefused
+    ├── TransientFeedError     worth another attempt after a back-off
+    │   └── RateLimited        HTTP 429, with the server's Retry-After
+    └── StateError             the state file cannot be opened or written
+
+Messages name the bad value or config path, never a secret: the API key appears only as
+its prefix, tokens never, channel URLs only in apprise's privacy form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class NotifierError(Exception):
+    """Root of every error notifier raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong in a config file, located well enough to fix it."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(NotifierError):
+    """The config file has one or more problems; all of them are carried, not only the first."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class FatalFeedError(NotifierError):
+    """A feed condition no retry can fix."""
+
+
+class KeyRefused(FatalFeedError):
+    """The token endpoint answered 401/403: the API key is wrong or revoked."""
+
+
+class TransientFeedError(NotifierError):
+    """A feed failure that another attempt, after a back-off, may cure."""
+
+
+class RateLimited(TransientFeedError):
+    """HTTP 429; `retry_after` is the server's requested pause in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StateError(NotifierError):
+    """The state store cannot be opened, read or written."""
+
+
+def key_prefix(api_key: str) -> str:
+    """The part of an API key that PolySimulator itself shows in listings (first 16 chars)."""
+    if not api_key:
+        return "<none>"
+    return api_key[:16] + "…" if len(api_key) > 16 else api_key[: max(1, len(api_key) // 2)] + "…"

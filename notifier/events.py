@@ -1,0 +1,74 @@
+"""The `Fill`: one execution of one of the user's orders, clean and immutable."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+Side = Literal["BUY", "SELL"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """A normalized fill, whichever of the three wire shapes (or history) it came from.
+
+    `price` and `quantity` are exact decimals from the wire strings; `filled_at` is
+    timezone-aware UTC. `market_title` is filled in later from the market look-up.
+    """
+
+    order_id: str
+    market_id: str
+    side: Side
+    outcome: str
+    price: Decimal
+    quantity: Decimal
+    filled_at: datetime
+    status: str | None = None
+    client_order_id: str | None = None
+    market_title: str | None = None
+
+    @property
+    def notional(self) -> Decimal:
+        """Price times quantity, exactly."""
+        return self.price * self.quantity
+
+    @property
+    def key(self) -> str:
+        """The fill's identity: the same fill seen twice, in any shape, has the same key.
+
+        (order_id, filled_at, quantity, price), with decimals normalized so that
+        "10" and "10.0" are the same quantity.
+        """
+        return "|".join(
+            (
+                self.order_id,
+                self.filled_at.isoformat(timespec="microseconds"),
+                _canonical(self.quantity),
+                _canonical(self.price),
+            )
+        )
+
+    def with_title(self, title: str | None) -> Fill:
+        """This fill, carrying the market's human title."""
+        return dataclasses.replace(self, market_title=title)
+
+
+def _canonical(value: Decimal) -> str:
+    """A decimal's text with trailing zeros dropped and no exponent: 10.0 -> "10"."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A rendered message for one channel, produced by one rule from one fill (or a group of fills)."""
+
+    fill_key: str
+    rule: str
+    channel: str
+    title: str
+    body: str
+    filled_at: datetime

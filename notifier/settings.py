@@ -1,0 +1,80 @@
+"""Typed, validated settings: what `config.load` produces and every edge consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from notifier.rules import RuleSet
+
+DEFAULT_BASE_URL = "https://api.polysimulator.com"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """How to reach the execution feed and how much history to recover."""
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = field(default="", repr=False)
+    catch_up: timedelta = timedelta(0)
+    backfill_overlap: timedelta = timedelta(seconds=60)
+    backfill_horizon: timedelta = timedelta(days=7)
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    stable_after: float = 60.0
+    max_frame_bytes: int = 1 << 20
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """Where the SQLite state store lives."""
+
+    path: Path = Path("notifier.db")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """Retry and formatting policy for sending alerts."""
+
+    max_age: timedelta = timedelta(hours=24)
+    retry_base: float = 1.0
+    retry_cap: float = 300.0
+    concurrency: int = 4
+    timeout: float = 30.0
+    body_format: Literal["text", "markdown", "html"] = "text"
+    overflow: Literal["split", "truncate", "upstream"] = "split"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Prometheus endpoint; `listen` is None when metrics are off."""
+
+    listen: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """A named destination: one or more apprise URLs (secret), with optional limits."""
+
+    name: str
+    urls: tuple[str, ...] = field(repr=False)
+    rate: tuple[int, float] | None = None  # (messages, per seconds)
+    fallback: str | None = None
+    fallback_after: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole validated config file."""
+
+    source: Path
+    feed: FeedSettings
+    state: StateSettings
+    delivery: DeliverySettings
+    metrics: MetricsSettings
+    channels: dict[str, ChannelSettings]
+    rules: RuleSet
