@@ -1,0 +1,78 @@
+"""Logging set-up for the CLI: text in a terminal, JSON lines on request, chatty libraries kept quiet.
+
+Only the CLI calls `configure`; modules just use `logging.getLogger(__name__)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import IO, Literal
+
+LogFormat = Literal["text", "json"]
+
+# Loggers that would print secrets at low levels, and the floor each is held at whatever
+# --log-level says: httpx logs request URLs at INFO; apprise's Slack and Telegram plugins log
+# full token URLs at DEBUG; websockets logs the handshake request (token in the query) at DEBUG.
+_FLOORS = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "apprise": logging.INFO,
+    "websockets": logging.INFO,
+    "asyncio": logging.WARNING,
+}
+
+_RESERVED = frozenset(vars(logging.makeLogRecord({})))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any `extra=` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and key not in entry and not key.startswith("_"):
+                entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def parse_level(text: str) -> int:
+    """A level name (debug, info, warning, error) as a logging level; ValueError if unknown."""
+    level = logging.getLevelName(text.strip().upper())
+    if not isinstance(level, int):
+        raise ValueError(f"unknown log level {text!r} (use debug, info, warning or error)")
+    return level
+
+
+def configure(*, level: int, fmt: LogFormat = "text", stream: IO[str] | None = None) -> None:
+    """Route all logging to `stream` (stderr by default) in the chosen format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    hold_floors()
+
+
+def hold_floors() -> None:
+    """Keep libraries that log secrets or noise at or above their floor level."""
+    for name, floor in _FLOORS.items():
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < floor or logger.level < floor:
+            logger.setLevel(floor)
