@@ -64,11 +64,29 @@ def _canonical(value: Decimal) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A rendered message for one channel, produced by one rule from one fill (or a group of fills)."""
+    """A rendered message for one delivery target (one URL of a channel), from one rule and one fill.
+
+    The outbox keys it by (fill_key, rule, target): `target` is the channel URL's opaque key, never
+    the URL itself, so the state file holds no secret.
+    """
 
     fill_key: str
     rule: str
     channel: str
+    target: str
     title: str
     body: str
     filled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one attempt to deliver to one target.
+
+    `error` is safe to log (URLs in apprise's privacy form only); `retry_after` is a pause the
+    service asked for (HTTP 429), in seconds, when known.
+    """
+
+    ok: bool
+    error: str | None = None
+    retry_after: float | None = None
