@@ -1,4 +1,4 @@
-"""Back-off policy as pure delay arithmetic, so the feed and delivery loops share it and tests need no sleeps."""
+"""Back-off policy as pure delay arithmetic: the feed and delivery loops share it; tests need no sleeps."""
 
 from __future__ import annotations
 
@@ -31,6 +31,6 @@ class Backoff:
 
 
 def retry_delay(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """Delay before retry number `attempts` (1-based), capped, with jitter; stateless form for stored rows."""
+    """Delay before retry number `attempts` (1-based), capped, jittered; stateless, for stored rows."""
     raw = min(cap, base * (2 ** min(max(attempts - 1, 0), 32)))
     return raw * (0.5 + 0.5 * rng.random())

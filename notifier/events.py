@@ -58,13 +58,12 @@ class Fill:
 
 def _canonical(value: Decimal) -> str:
     """A decimal's text with trailing zeros dropped and no exponent: 10.0 -> "10"."""
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A rendered message for one delivery target (one URL of a channel), from one rule and one fill.
+    """A rendered message for one delivery target (one URL of a channel), from one rule and fill.
 
     The outbox keys it by (fill_key, rule, target): `target` is the channel URL's opaque key, never
     the URL itself, so the state file holds no secret.

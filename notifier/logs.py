@@ -1,4 +1,4 @@
-"""Logging set-up for the CLI: text in a terminal, JSON lines on request, chatty libraries kept quiet.
+"""Logging set-up for the CLI: text in a terminal, JSON lines on request, noisy libraries quiet.
 
 Only the CLI calls `configure`; modules just use `logging.getLogger(__name__)`.
 """
