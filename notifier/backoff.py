@@ -1,4 +1,4 @@
-"""Back-off policy as pure delay arithmetic: the feed and delivery loops share it; tests need no sleeps."""
+"""Back-off policy as pure delay arithmetic, shared by the feed and delivery loops."""
 
 from __future__ import annotations
 
@@ -31,6 +31,6 @@ class Backoff:
 
 
 def retry_delay(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """Delay before retry number `attempts` (1-based), capped, jittered; stateless, for stored rows."""
+    """Delay before retry number `attempts` (1-based), capped and jittered; stateless form."""
     raw = min(cap, base * (2 ** min(max(attempts - 1, 0), 32)))
     return raw * (0.5 + 0.5 * rng.random())
