@@ -21,7 +21,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The pause before the next attempt; each call counts one more failure."""
-        raw = min(self.cap, self.base * (2 ** min(self.attempt, 32)))
+        raw = min(self.cap, self.base * (2.0 ** min(self.attempt, 32)))
         self.attempt += 1
         return raw * (0.5 + 0.5 * self.rng.random())
 
@@ -32,5 +32,5 @@ class Backoff:
 
 def retry_delay(attempts: int, *, base: float, cap: float, rng: random.Random) -> float:
     """Delay before retry number `attempts` (1-based), capped and jittered; stateless form."""
-    raw = min(cap, base * (2 ** min(max(attempts - 1, 0), 32)))
+    raw = min(cap, base * (2.0 ** min(max(attempts - 1, 0), 32)))
     return raw * (0.5 + 0.5 * rng.random())
