@@ -1,0 +1,172 @@
+"""Prometheus metrics and a health check over a small asyncio HTTP endpoint.
+
+Counters live where the work happens (feed, pipeline, deliverer stats); a custom collector reads
+them at scrape time, so the hot path pays nothing for metrics. Only the latency histogram is
+observed as alerts are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every counter and gauge at one instant, read from the running components."""
+
+    fills_received: Mapping[str, int] = field(default_factory=dict)  # by source
+    rejected: Mapping[str, int] = field(default_factory=dict)  # by reason
+    duplicates: int = 0
+    matched: Mapping[str, int] = field(default_factory=dict)  # by rule
+    sent: Mapping[str, int] = field(default_factory=dict)  # by channel
+    failed: Mapping[str, int] = field(default_factory=dict)  # by channel
+    dead: Mapping[str, int] = field(default_factory=dict)  # by channel
+    outbox_pending: int = 0
+    feed_connected: bool = False
+    reconnects: Mapping[str, int] = field(default_factory=dict)  # by cause
+    backfilled: int = 0
+
+
+def _counter(name: str, doc: str, label: str, values: Mapping[str, int]) -> Metric:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+class _SnapshotCollector(Collector):
+    """Turns a `Snapshot` into metric families at scrape time."""
+
+    def __init__(self, read: Callable[[], Snapshot]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._read()
+        yield _counter(
+            "notifier_fills_received", "Fills received, by source.", "source", s.fills_received
+        )
+        yield _counter(
+            "notifier_frames_rejected", "Frames or items dropped, by reason.", "reason", s.rejected
+        )
+        yield CounterMetricFamily(
+            "notifier_fills_duplicate", "Fills seen before and skipped.", value=s.duplicates
+        )
+        yield _counter("notifier_fills_matched", "Fills matched, by rule.", "rule", s.matched)
+        yield _counter("notifier_alerts_sent", "Alerts delivered, by channel.", "channel", s.sent)
+        yield _counter(
+            "notifier_alerts_failed", "Failed delivery attempts, by channel.", "channel", s.failed
+        )
+        yield _counter(
+            "notifier_alerts_dead", "Alerts dead-lettered, by channel.", "channel", s.dead
+        )
+        yield GaugeMetricFamily(
+            "notifier_outbox_pending", "Alerts waiting in the outbox.", value=s.outbox_pending
+        )
+        yield GaugeMetricFamily(
+            "notifier_feed_connected",
+            "1 while the execution feed is connected.",
+            value=int(s.feed_connected),
+        )
+        yield _counter(
+            "notifier_feed_reconnects", "Feed reconnects, by cause.", "cause", s.reconnects
+        )
+        yield CounterMetricFamily(
+            "notifier_fills_backfilled", "Fills recovered from history.", value=s.backfilled
+        )
+
+
+class Metrics:
+    """The registry, the latency histogram and the collector over the service's counters."""
+
+    def __init__(self, read: Callable[[], Snapshot]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_SnapshotCollector(read))
+        self.latency = Histogram(
+            "notifier_fill_to_delivery_seconds",
+            "Time from a fill on the venue to its alert accepted by the channel.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+HealthCheck = Callable[[], tuple[bool, str]]
+
+
+class MetricsServer:
+    """Serves `GET /metrics` and `GET /healthz` on one address; nothing else."""
+
+    def __init__(self, metrics: Metrics, health: HealthCheck, *, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        self._host = host or "127.0.0.1"
+        self._port = int(port)
+        self._metrics = metrics
+        self._health = health
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        """Bind and start answering."""
+        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        log.info("metrics on http://%s:%d/metrics", self._host, self.port)
+
+    async def stop(self) -> None:
+        """Stop answering and close the socket."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(5):
+                request = await reader.readline()
+                while (await reader.readline()).strip():
+                    pass  # headers: nothing here needs them
+            status, ctype, body = self._answer(request.decode("latin-1"))
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode("latin-1") + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def _answer(self, request_line: str) -> tuple[str, str, bytes]:
+        parts = request_line.split()
+        if len(parts) < 2 or parts[0] != "GET":
+            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+        path = parts[1].split("?", 1)[0]
+        if path == "/metrics":
+            return "200 OK", "text/plain; version=0.0.4", self._metrics.exposition()
+        if path == "/healthz":
+            ok, reason = self._health()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            return status, "text/plain", (reason + "\n").encode()
+        return "404 Not Found", "text/plain", b"try /metrics or /healthz\n"
