@@ -1,0 +1,288 @@
+"""The daemon: owns every task's lifetime, the signals, reloads and the start and summary lines.
+
+Flow: feed client → pipeline (dedupe, rules, outbox) → deliverer. SIGTERM/SIGINT stop the feed,
+record what was already received, give in-flight sends a short grace and leave the rest pending
+in the outbox for the next start. SIGHUP validates the config file again and, only if it is valid,
+swaps rules and channels without touching the feed connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from notifier import __version__
+from notifier.channels import ChannelSet
+from notifier.deliver import Deliverer
+from notifier.errors import ConfigError, key_prefix
+from notifier.feed import FeedClient
+from notifier.markets import MarketTitles
+from notifier.metrics import Metrics, MetricsServer, Snapshot
+from notifier.pipeline import Pipeline
+from notifier.settings import Settings
+from notifier.store import OutboxItem, StateStore
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must come within 10 s
+PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
+PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
+STALL_AFTER = 600.0  # seconds with alerts pending and none sent before /healthz says 503
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a run did, for the shutdown line and the CLI's exit."""
+
+    fills: int
+    duplicates: int
+    matched: int
+    sent: int
+    failed: int
+    dead: int
+    pending: int
+
+    def line(self) -> str:
+        """The one summary line logged at shutdown."""
+        return (
+            f"stopped: {self.fills} fills seen ({self.duplicates} duplicates), "
+            f"{self.matched} matched, {self.sent} alerts sent, {self.failed} failed attempts, "
+            f"{self.dead} dead, {self.pending} pending"
+        )
+
+
+class Service:
+    """One running notifier: built from validated settings, stopped by signal or `request_stop`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reload: Callable[[], Settings] | None = None,
+        install_signals: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._reload_config = reload
+        self._install_signals = install_signals
+        self._stop = asyncio.Event()
+        self._started = time.monotonic()
+        self._last_sent: float | None = None
+        self.store: StateStore | None = None
+        self.feed: FeedClient | None = None
+        self.pipeline: Pipeline | None = None
+        self.deliverer: Deliverer | None = None
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM and SIGINT do)."""
+        self._stop.set()
+
+    async def run(self) -> Summary:
+        """Run until asked to stop; raises KeyRefused or StateError for fatal conditions."""
+        settings = self.settings
+        store = self.store = StateStore(settings.state.path)
+        try:
+            channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
+            timeout = httpx.Timeout(settings.feed.request_timeout)
+            async with httpx.AsyncClient(timeout=timeout) as http:
+                await self._run_with(store, channels, http)
+            return self.summary()
+        finally:
+            store.close()
+
+    async def _run_with(
+        self, store: StateStore, channels: ChannelSet, http: httpx.AsyncClient
+    ) -> None:
+        settings = self.settings
+        deliverer = self.deliverer = Deliverer(
+            store, channels, settings.delivery, on_sent=self._observe_sent
+        )
+        titles = MarketTitles(http, base_url=settings.feed.base_url, api_key=settings.feed.api_key)
+        pipeline = self.pipeline = Pipeline(
+            rules=settings.rules,
+            targets=channels,
+            store=store,
+            titles=titles,
+            on_recorded=deliverer.notify,
+        )
+        feed = self.feed = FeedClient(
+            settings.feed, http=http, sink=pipeline.submit, watermark=store
+        )
+        self.metrics = Metrics(self.snapshot)
+        if settings.metrics.listen:
+            self.metrics_server = MetricsServer(
+                self.metrics, self.health, listen=settings.metrics.listen
+            )
+            await self.metrics_server.start()
+        self._log_start()
+        try:
+            with self._signals():
+                async with asyncio.TaskGroup() as tasks:
+                    feed_task = tasks.create_task(feed.run(), name="feed")
+                    pipe_task = tasks.create_task(pipeline.run(), name="pipeline")
+                    send_task = tasks.create_task(deliverer.run(), name="deliver")
+                    prune_task = tasks.create_task(self._prune_forever(store), name="prune")
+                    await self._stop.wait()
+                    log.info("stopping: feed closed, finishing what was received")
+                    await _cancel(feed_task)
+                    await _finish(pipeline, pipe_task)
+                    await deliverer.drain(SHUTDOWN_GRACE)
+                    await _cancel(send_task)
+                    await _cancel(prune_task)
+        finally:
+            if self.metrics_server is not None:
+                await self.metrics_server.stop()
+        log.info("%s", self.summary().line())
+
+    async def _prune_forever(self, store: StateStore) -> None:
+        horizon = self.settings.feed.backfill_horizon
+        while True:
+            cutoff = utc_now() - horizon
+            removed = store.prune(fills_before=cutoff, sent_before=cutoff)
+            if removed:
+                log.info("pruned %d old entries from the state file", removed)
+            await asyncio.sleep(PRUNE_EVERY)
+
+    def _observe_sent(self, item: OutboxItem) -> None:
+        self._last_sent = time.monotonic()
+        if self.metrics is not None:
+            latency = (utc_now() - item.filled_at) / timedelta(seconds=1)
+            self.metrics.latency.observe(max(latency, 0.0))
+
+    # -- reload -------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Validate the config file again and swap rules and channels if it is valid."""
+        if self._reload_config is None:
+            log.warning("reload asked, but this run has no config file to reload")
+            return False
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            log.error("reload refused, the running config stays in force:\n%s", exc)
+            return False
+        channels = ChannelSet.build(new.channels, delivery=new.delivery)
+        if self.pipeline is not None:
+            self.pipeline.swap(rules=new.rules, targets=channels)
+        if self.deliverer is not None:
+            self.deliverer.swap_sender(channels)
+        if new.feed != self.settings.feed or new.state != self.settings.state:
+            log.warning("feed or state settings changed: they take effect at the next restart")
+        self.settings = _keep_runtime(self.settings, new)
+        log.info("reloaded: %d rules, %d channels", len(new.rules.rules), len(channels.names))
+        return True
+
+    # -- observability ------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Every counter now, for the metrics endpoint."""
+        feed, pipe, dlv = self.feed, self.pipeline, self.deliverer
+        return Snapshot(
+            fills_received=dict(pipe.stats.received) if pipe else {},
+            rejected=dict(feed.stats.rejected) if feed else {},
+            duplicates=pipe.stats.duplicates if pipe else 0,
+            matched=dict(pipe.stats.matched) if pipe else {},
+            sent=dict(dlv.stats.sent_by_channel) if dlv else {},
+            failed=dict(dlv.stats.failed_by_channel) if dlv else {},
+            dead=dict(dlv.stats.dead_by_channel) if dlv else {},
+            outbox_pending=dlv.pending() if dlv else 0,
+            feed_connected=bool(feed and feed.stats.connected),
+            reconnects=dict(feed.stats.reconnects) if feed else {},
+            backfilled=feed.stats.backfilled if feed else 0,
+        )
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy while the feed is up (or backing off to reconnect) and the outbox drains."""
+        feed, dlv = self.feed, self.deliverer
+        if feed is None or dlv is None:
+            return False, "starting"
+        if not (feed.stats.connected or feed.stats.in_backoff):
+            return False, "feed not connected"
+        if dlv.pending():
+            since = self._last_sent if self._last_sent is not None else self._started
+            if time.monotonic() - since > STALL_AFTER:
+                return False, f"outbox not draining: {dlv.pending()} alerts pending"
+        return True, "ok"
+
+    def summary(self) -> Summary:
+        """Totals so far."""
+        pipe, dlv = self.pipeline, self.deliverer
+        return Summary(
+            fills=sum(pipe.stats.received.values()) if pipe else 0,
+            duplicates=pipe.stats.duplicates if pipe else 0,
+            matched=pipe.stats.matched_fills if pipe else 0,
+            sent=dlv.stats.sent if dlv else 0,
+            failed=dlv.stats.failed if dlv else 0,
+            dead=dlv.stats.dead if dlv else 0,
+            pending=dlv.pending() if dlv else 0,
+        )
+
+    def _log_start(self) -> None:
+        s = self.settings
+        log.info(
+            "notifier %s started: %d rules, %d channels, key %s, state %s, feed %s",
+            __version__,
+            len(s.rules.rules),
+            len(s.channels),
+            key_prefix(s.feed.api_key),
+            s.state.path,
+            s.feed.base_url,
+        )
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT stop, SIGHUP reloads; restored on exit."""
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+        if self._install_signals:
+            handlers: dict[int, Callable[[], object]] = {
+                signal.SIGTERM: self.request_stop,
+                signal.SIGINT: self.request_stop,
+                signal.SIGHUP: self.reload,
+            }
+            for signum, handler in handlers.items():
+                try:
+                    loop.add_signal_handler(signum, handler)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    continue  # not the main thread, or not a Unix loop: signals stay default
+                installed.append(signum)
+        try:
+            yield
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+
+def _keep_runtime(old: Settings, new: Settings) -> Settings:
+    """The settings now in force: new rules and channels, the running feed and state."""
+    return dataclasses.replace(new, feed=old.feed, state=old.state, metrics=old.metrics)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a task and wait until it is done (its error, if any, is the TaskGroup's to raise)."""
+    task.cancel()
+    await asyncio.wait([task])
+
+
+async def _finish(pipeline: Pipeline, task: asyncio.Task[None]) -> None:
+    """Record fills already received, within a bound; anything left is recovered by backfill."""
+    pipeline.close()
+    await asyncio.wait([task], timeout=PIPELINE_GRACE)
+    if not task.done():
+        log.warning("stopped before recording %d received fills", pipeline.backlog())
+        await _cancel(task)
