@@ -1,0 +1,378 @@
+"""The durable state store: seen fill keys, the feed watermark and the alert outbox, in SQLite.
+
+One file, WAL mode, one connection used from the event loop thread. Every call is a short
+synchronous transaction (tens of microseconds), so it runs inline rather than on a thread.
+Times are stored as integer epoch microseconds: exact, sortable and cheap to index.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from notifier.errors import StateError
+from notifier.events import Alert
+
+SCHEMA_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+_COLUMNS = (
+    "id, fill_key, rule, channel, target, title, body, filled_at, created_at, attempts, "
+    "next_at, last_error, state"
+)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+def _to_us(at: datetime) -> int:
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at.isoformat()} given to the state store; use UTC")
+    return (at - _EPOCH) // _MICRO
+
+
+def _from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One alert for one target, as the outbox holds it; `state` is pending, sent or dead."""
+
+    id: int
+    fill_key: str
+    rule: str
+    channel: str
+    target: str
+    title: str
+    body: str
+    filled_at: datetime
+    created_at: datetime
+    attempts: int
+    next_at: datetime
+    last_error: str | None
+    state: str
+
+
+def _item(row: tuple[Any, ...]) -> OutboxItem:
+    """An OutboxItem from a row selected with `_COLUMNS` (times come back as microseconds)."""
+    id_, fill_key, rule, channel, target, title, body = row[:7]
+    attempts, error, state = row[9], row[11], row[12]
+    filled, created, next_at = _from_us(row[7]), _from_us(row[8]), _from_us(row[10])
+    return OutboxItem(
+        id_,
+        fill_key,
+        rule,
+        channel,
+        target,
+        title,
+        body,
+        filled,
+        created,
+        attempts,
+        next_at,
+        error,
+        state,
+    )
+
+
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+    """The first schema: fills (dedupe), the watermark, the outbox and a small key-value table."""
+    db.execute(
+        "CREATE TABLE fills (key TEXT PRIMARY KEY, filled_at INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX fills_by_time ON fills (filled_at)")
+    db.execute(
+        "CREATE TABLE watermark (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)"
+    )
+    db.execute(
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            fill_key TEXT NOT NULL, rule TEXT NOT NULL, channel TEXT NOT NULL,
+            target TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
+            filled_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,
+            last_error TEXT, state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sent', 'dead')),
+            done_at INTEGER,
+            UNIQUE (fill_key, rule, target))"""
+    )
+    # Lanes read the head of one target's pending rows in fill order: keep exactly that indexed.
+    db.execute(
+        "CREATE INDEX outbox_pending ON outbox (target, filled_at, id) WHERE state = 'pending'"
+    )
+    db.execute("CREATE INDEX outbox_by_state ON outbox (state, done_at)")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+
+
+# Schema migrations: MIGRATIONS[n] turns version n into n + 1, inside one transaction.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+
+
+class StateStore:
+    """Fill identities, the watermark and the outbox, durable across restarts and kill -9.
+
+    `exclusive=True` holds the file for this process's lifetime: two daemons sharing one state
+    file would deliver every alert twice, so the service opens it that way.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        exclusive: bool = False,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout: float = 1.0,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"state file {self.path}: cannot open: {exc}") from exc
+        try:
+            self._setup(exclusive=exclusive, synchronous=synchronous)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _setup(self, *, exclusive: bool, synchronous: str) -> None:
+        with self._errors("cannot open"):
+            if exclusive:
+                self._db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StateError(f"state file {self.path}: cannot switch to WAL (got {mode})")
+            # WAL + synchronous=NORMAL: a commit appends to the WAL with write() and no fsync.
+            # A killed process (kill -9 included) loses nothing, since the OS page cache already
+            # holds those bytes; only a power cut can roll back the last few commits, and it
+            # never corrupts the file. The one fsync happens per checkpoint, not per alert:
+            # FULL would put a disk flush on every alert's hot path (see benchmarks/bench_store.py).
+            self._db.execute(f"PRAGMA synchronous = {synchronous}")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        with self._tx():  # IMMEDIATE: also takes the lock an exclusive store keeps
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"state file {self.path}: schema version {version} is newer than this "
+                    f"notifier understands ({SCHEMA_VERSION}); upgrade notifier"
+                )
+            while version < SCHEMA_VERSION:
+                MIGRATIONS[version](self._db)
+                version += 1
+                self._db.execute(f"PRAGMA user_version = {version}")
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn sqlite's errors into one-line StateErrors naming the file (never a secret)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            reason = str(exc)
+            if "locked" in reason or "busy" in reason:
+                reason = "locked by another process (is another notifier running?)"
+            raise StateError(f"state file {self.path}: {doing}: {reason}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state file {self.path}: {doing}: not a notifier state file or corrupt ({exc})"
+            ) from exc
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken IMMEDIATE so a busy file fails at BEGIN, not midway."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the file (checkpointing the WAL into it)."""
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- fills and watermark -----------------------------------------------------------------
+
+    def seen(self, fill_key: str) -> bool:
+        """Whether this fill was recorded before."""
+        with self._errors("read fills"):
+            row = self._db.execute("SELECT 1 FROM fills WHERE key = ?", (fill_key,)).fetchone()
+        return row is not None
+
+    def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool:
+        """Record a fill, its alerts and the watermark in one transaction; False if seen before.
+
+        A fill seen before writes nothing, so its alerts can never be queued twice.
+        """
+        filled = _to_us(filled_at)
+        now = _to_us(self._clock())
+        rows = [
+            (a.fill_key, a.rule, a.channel, a.target, a.title, a.body, _to_us(a.filled_at), now)
+            for a in alerts
+        ]
+        with self._errors("record fill"), self._tx() as db:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)", (fill_key, filled)
+            ).rowcount
+            if inserted == 0:
+                return False
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (fill_key, rule, channel, target, title, body, "
+                "filled_at, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*r, now) for r in rows],
+            )
+            self._advance(db, filled)
+        return True
+
+    @staticmethod
+    def _advance(db: sqlite3.Connection, at_us: int) -> None:
+        db.execute(
+            "INSERT INTO watermark (id, at) VALUES (1, ?) "
+            "ON CONFLICT (id) DO UPDATE SET at = max(at, excluded.at)",
+            (at_us,),
+        )
+
+    def load_watermark(self) -> datetime | None:
+        """The newest fill time processed so far, or None on a fresh store."""
+        with self._errors("read watermark"):
+            row = self._db.execute("SELECT at FROM watermark WHERE id = 1").fetchone()
+        return None if row is None else _from_us(int(row[0]))
+
+    def save_watermark(self, at: datetime) -> None:
+        """Move the watermark forward to `at`; an earlier time leaves it where it is."""
+        with self._errors("save watermark"), self._tx() as db:
+            self._advance(db, _to_us(at))
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    def pending_targets(self) -> list[str]:
+        """Targets that have pending rows."""
+        with self._errors("read outbox"):
+            rows = self._db.execute(
+                "SELECT DISTINCT target FROM outbox WHERE state = 'pending' ORDER BY target"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def head(self, target: str, limit: int = 1) -> list[OutboxItem]:
+        """The first pending rows of one target, in fill order (filled_at, then insertion)."""
+        with self._errors("read outbox"):
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND target = ? "  # noqa: S608  # fixed column list, no input
+                "ORDER BY filled_at, id LIMIT ?",
+                (target, limit),
+            ).fetchall()
+        return [_item(r) for r in rows]
+
+    def mark_sent(self, item_id: int) -> None:
+        """The row's alert was accepted by its channel."""
+        self._update(
+            "UPDATE outbox SET state = 'sent', done_at = ? WHERE id = ?",
+            (_to_us(self._clock()), item_id),
+        )
+
+    def mark_failed(self, item_id: int, *, error: str, next_at: datetime) -> None:
+        """One more failed attempt; the row waits until `next_at`."""
+        self._update(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
+            "WHERE id = ? AND state = 'pending'",
+            (error, _to_us(next_at), item_id),
+        )
+
+    def mark_dead(self, item_id: int, *, error: str) -> None:
+        """Give up on the row; it stays in the store for `outbox` to show."""
+        self._update(
+            "UPDATE outbox SET state = 'dead', last_error = ?, done_at = ? "
+            "WHERE id = ? AND state = 'pending'",
+            (error, _to_us(self._clock()), item_id),
+        )
+
+    def _update(self, sql: str, params: tuple[object, ...]) -> int:
+        with self._errors("write outbox"), self._tx() as db:
+            return db.execute(sql, params).rowcount
+
+    def outbox(self, *, state: str | None = None) -> list[OutboxItem]:
+        """Rows in one state, or (None) every row not yet sent: pending and dead."""
+        where, params = ("state = ?", (state,)) if state else ("state != 'sent'", ())
+        with self._errors("read outbox"):
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE {where} ORDER BY filled_at, id",  # noqa: S608  # fixed SQL fragments
+                params,
+            ).fetchall()
+        return [_item(r) for r in rows]
+
+    def retry_dead(self) -> int:
+        """Requeue every dead row: attempts reset, due now, and a fresh max_age from now."""
+        now = _to_us(self._clock())
+        return self._update(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, created_at = ?, "
+            "done_at = NULL WHERE state = 'dead'",
+            (now, now),
+        )
+
+    def purge_dead(self) -> int:
+        """Delete every dead row."""
+        return self._update("DELETE FROM outbox WHERE state = 'dead'", ())
+
+    def counts(self) -> dict[str, int]:
+        """How many rows are pending, dead and sent."""
+        result = {"pending": 0, "dead": 0, "sent": 0}
+        with self._errors("read outbox"):
+            rows = self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state")
+            result.update({str(state): int(n) for state, n in rows})
+        return result
+
+    def prune(self, *, fills_before: datetime, sent_before: datetime) -> int:
+        """Forget fill keys filled before `fills_before` and rows sent before `sent_before`.
+
+        Keeps the file bounded; pending and dead rows are never pruned. Returns rows deleted.
+        """
+        with self._errors("prune"), self._tx() as db:
+            fills = db.execute(
+                "DELETE FROM fills WHERE filled_at < ?", (_to_us(fills_before),)
+            ).rowcount
+            sent = db.execute(
+                "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?", (_to_us(sent_before),)
+            ).rowcount
+        return fills + sent
+
+    # -- small blobs -------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A small stored value (JSON text by convention), or None."""
+        with self._errors("read meta"):
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a small value under `key`, replacing any earlier one."""
+        with self._errors("write meta"), self._tx() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
