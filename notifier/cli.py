@@ -1,0 +1,252 @@
+"""The `notifier` command: run the daemon, try it (demo), check and test configs, look after the outbox.
+
+Exit status: 0 success, 1 a fatal condition (key refused, state file unusable, a test send failed),
+2 a config or usage error. Config errors print every problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from notifier import __version__, config, logs
+from notifier.errors import ConfigError, FatalFeedError, StateError
+
+if TYPE_CHECKING:
+    from notifier.settings import Settings
+    from notifier.store import StateStore
+
+log = logging.getLogger("notifier")
+
+EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
+DEFAULT_CONFIG = "config.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and `python -m notifier`."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        level = logs.parse_level(args.log_level or os.environ.get("NOTIFIER_LOG_LEVEL") or "info")
+    except ValueError as exc:
+        parser.error(str(exc))
+    logs.configure(level=level, fmt=args.log_format)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"config error ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except (FatalFeedError, StateError) as exc:
+        print(f"notifier: fatal: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return code
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from notifier.service import Service
+
+    path = Path(args.config)
+    settings = _load(path)
+
+    async def go() -> None:
+        service = Service(settings, reload=lambda: _load(path))
+        try:
+            await service.run()
+        except* FatalFeedError as group:
+            raise group.exceptions[0] from None
+        except* StateError as group:
+            raise group.exceptions[0] from None
+
+    asyncio.run(go())
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from notifier.demo import run_demo
+
+    return asyncio.run(run_demo(fills=args.fills, config_path=args.config))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from notifier.channels import ChannelSet
+    from notifier.pipeline import plan_alerts
+
+    settings = _load(Path(args.path))
+    channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
+    plan_alerts(
+        config.SAMPLE_FILL, rules=settings.rules, targets=channels
+    )  # renders every template
+    enabled = sum(rule.enabled for rule in settings.rules.rules)
+    urls = sum(len(channels.targets(name)) for name in channels.names)
+    print(
+        f"{args.path}: ok: {len(settings.rules.rules)} rules ({enabled} enabled), "
+        f"{len(channels.names)} channels ({urls} URLs)"
+    )
+    return EXIT_OK
+
+
+def _test(args: argparse.Namespace) -> int:
+    from notifier.replay import replay
+
+    settings = _load(Path(args.path), require_api_key=False)
+    lines = [args.fill] if args.fill is not None else _read_lines(args.fills)
+    return asyncio.run(replay(settings, lines, send=args.send, out=sys.stdout))
+
+
+def _send_test(args: argparse.Namespace) -> int:
+    from notifier.channels import ChannelSet
+
+    settings = _load(Path(args.config), require_api_key=False)
+    channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
+    if args.channel is not None and args.channel not in channels.names:
+        names = ", ".join(channels.names)
+        print(f"no channel named {args.channel!r} (channels: {names})", file=sys.stderr)
+        return EXIT_CONFIG
+    results = asyncio.run(channels.send_test(args.channel))
+    for target, result in results:
+        mark = "ok" if result.ok else f"FAILED: {result.error}"
+        print(f"{target.channel}: {target.display}: {mark}")
+    return EXIT_OK if all(r.ok for _, r in results) else EXIT_FATAL
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    from notifier.store import StateStore
+
+    settings = _load(Path(args.config), require_api_key=False)
+    with StateStore(settings.state.path) as store:
+        if args.retry_dead:
+            print(f"requeued {store.retry_dead()} dead alert(s)")
+        elif args.purge_dead:
+            print(f"removed {store.purge_dead()} dead alert(s)")
+        else:
+            _print_outbox(store, sys.stdout)
+    return EXIT_OK
+
+
+def _print_outbox(store: StateStore, out: TextIO) -> None:
+    items = store.outbox(state="pending") + store.outbox(state="dead")
+    counts = store.counts()
+    print(f"pending {counts.get('pending', 0)}, dead {counts.get('dead', 0)}", file=out)
+    for item in items:
+        error = f"  last error: {item.last_error}" if item.last_error else ""
+        print(
+            f"#{item.id} {item.state:<7} {item.channel}/{item.rule} attempts={item.attempts} "
+            f"filled {item.filled_at:%Y-%m-%d %H:%M:%S}Z: {item.title}{error}",
+            file=out,
+        )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _load(path: Path, *, require_api_key: bool = True) -> Settings:
+    from notifier.channels import check_url
+
+    return config.load(path, check_url=check_url, require_api_key=require_api_key)
+
+
+def _read_lines(path: str) -> list[str]:
+    source = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
+    with source:
+        return [line for line in source if line.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="debug, info, warning or error (default: $NOTIFIER_LOG_LEVEL or info)",
+    )
+    common.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log line format"
+    )
+    parser = argparse.ArgumentParser(
+        prog="notifier",
+        description="Fill alerts from PolySimulator's execution feed to chat, email and push.",
+        epilog="Start with `notifier demo --fills 10`; then `notifier check-config config.yaml`.",
+    )
+    parser.add_argument("--version", action="version", version=f"notifier {__version__}")
+    parser.set_defaults(command=None, log_level=None, log_format="text")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler: object, summary: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=summary,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(command=name, handler=handler)
+        return p
+
+    p = command(
+        "run",
+        _run,
+        "Run the daemon: hold the feed, match rules, deliver alerts until SIGTERM.",
+        "POLYSIM_API_KEY=ps_live_... notifier run --config config.yaml --log-format json",
+    )
+    p.add_argument("--config", default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG))
+    p = command(
+        "demo",
+        _demo,
+        "Run the whole pipeline against a built-in simulated feed; alerts print here.",
+        "notifier demo --fills 20",
+    )
+    p.add_argument("--fills", type=int, default=None, help="stop after N fills (default: Ctrl-C)")
+    p.add_argument("--config", default=None, help="use your rules instead of the example rules")
+    p = command(
+        "check-config",
+        _check_config,
+        "Validate a config file as `run` would; print a summary or every problem (exit 2).",
+        "notifier check-config config.yaml",
+    )
+    p.add_argument("path")
+    p = command(
+        "test",
+        _test,
+        "Show which rules match given fills and the messages they render (no send without --send).",
+        """notifier test config.yaml --fill '{"order_id": 1, "market_id": "0xabc", "side": "BUY", \
+"outcome": "Yes", "price": "0.4", "quantity": "150", "filled_at": "2026-01-01T00:00:00Z"}'""",
+    )
+    p.add_argument("path")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--fill", help="one fill as JSON (any feed shape or a plain fill object)")
+    given.add_argument("--fills", help="a JSON-lines file of fills ('-' for stdin)")
+    p.add_argument("--send", action="store_true", help="deliver the rendered alerts for real")
+    p = command(
+        "send-test",
+        _send_test,
+        "Send a test message to every channel (or one) and report each URL's result.",
+        "notifier send-test --config config.yaml --channel desk",
+    )
+    p.add_argument("--config", default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG))
+    p.add_argument("--channel", help="only this channel")
+    p = command(
+        "outbox",
+        _outbox,
+        "List pending and dead-lettered alerts; requeue or remove the dead ones.",
+        "notifier outbox --config config.yaml --retry-dead",
+    )
+    p.add_argument("--config", default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG))
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--retry-dead", action="store_true", help="requeue dead alerts")
+    action.add_argument("--purge-dead", action="store_true", help="delete dead alerts")
+    return parser
