@@ -1,4 +1,4 @@
-"""The `notifier` command: run the daemon, try it (demo), check and test configs, look after the outbox.
+"""The `notifier` command: run the daemon, try the demo, check and test configs, tend the outbox.
 
 Exit status: 0 success, 1 a fatal condition (key refused, state file unusable, a test send failed),
 2 a config or usage error. Config errors print every problem, never a traceback.
@@ -84,13 +84,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from notifier.channels import ChannelSet
-    from notifier.pipeline import plan_alerts
+    from notifier.render import fill_values
 
     settings = _load(Path(args.path))
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
-    plan_alerts(
-        config.SAMPLE_FILL, rules=settings.rules, targets=channels
-    )  # renders every template
+    for rule in settings.rules.rules:  # as `run` would render them, on a sample fill
+        values = fill_values(config.SAMPLE_FILL, rule=rule.name)
+        rule.title.render(values)
+        rule.body.render(values)
     enabled = sum(rule.enabled for rule in settings.rules.rules)
     urls = sum(len(channels.targets(name)) for name in channels.names)
     print(
