@@ -1,0 +1,238 @@
+"""Wire text to `Fill`: the three feed shapes and history items, checked field by field.
+
+Pure: no I/O. Every function returns a value (a `Fill`, a `Rejected`, or None for messages
+that are not fills) and never raises on bad input, so one bad frame can never stop the feed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from notifier.events import Fill, Side
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a frame or item was dropped.
+
+    `reason` is a short stable label (a metric label): not_json, not_object, binary,
+    oversized, missing_field, bad_decimal, price_range, quantity, side, time, type.
+    `detail` names the field and a truncated value; feed values hold no secrets.
+    """
+
+    reason: str
+    detail: str
+
+
+class _Reject(Exception):
+    """Internal short-cut out of field parsing; never escapes this module."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rejected = Rejected(reason, detail)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A plain decimal literal; Decimal() alone would also take "1_000", " NaN", "Infinity".
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_MAX_TEXT = 64
+# Bounds that keep later arithmetic (notional, key normalization) exact and overflow-free.
+_MAX_DIGITS = 28
+_MAX_ADJUSTED = 18
+_MIN_ADJUSTED = -18
+_FILL_TYPES = frozenset({"fill", "execution"})
+
+
+def _show(value: object) -> str:
+    """A short, safe rendering of a bad value for a log line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def decode_frame(data: str | bytes, *, max_bytes: int) -> dict[str, object] | Rejected:
+    """Parse one text frame into a JSON object, numbers kept exact as `Decimal`."""
+    size = len(data) if isinstance(data, bytes) else _utf8_len(data, max_bytes)
+    if size > max_bytes:
+        return Rejected("oversized", f"frame of {size} bytes exceeds {max_bytes}")
+    if isinstance(data, bytes):
+        return Rejected("binary", f"binary frame of {size} bytes")
+    try:
+        value = json.loads(data, parse_float=Decimal, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        return Rejected("not_json", f"not JSON: {_show(str(exc))}")
+    if not isinstance(value, dict):
+        return Rejected("not_object", f"JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _utf8_len(text: str, limit: int) -> int:
+    """Encoded length, without encoding when the text is clearly small enough."""
+    return len(text) if len(text) * 4 <= limit else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _no_constant(name: str) -> object:
+    """Refuse NaN and Infinity literals, which are not JSON."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def normalize_message(obj: Mapping[str, object]) -> Fill | Rejected | None:
+    """A feed message as a `Fill`; None for pongs, acknowledgements and unknown types."""
+    kind = obj.get("type")
+    if not isinstance(kind, str) or kind.lower() not in _FILL_TYPES:
+        return None
+    if "data" in obj:
+        data = obj["data"]
+        if not isinstance(data, Mapping):
+            return Rejected("type", f"data={_show(data)} is not an object")
+        # Nested shape: fields live in `data`; an envelope field fills any gap.
+        merged = {k: v for k, v in obj.items() if k not in ("type", "data")}
+        merged.update(data)
+        return _to_fill(merged)
+    return _to_fill(obj)
+
+
+def normalize_history_item(obj: Mapping[str, object]) -> Fill | Rejected:
+    """An item of `GET /v1/account/history` as a `Fill`."""
+    return _to_fill(obj)
+
+
+def normalize_any(obj: Mapping[str, object]) -> Fill | Rejected | None:
+    """A feed message of any shape, or a bare fill object without `type` (history form)."""
+    if "type" in obj:
+        return normalize_message(obj)
+    return normalize_history_item(obj)
+
+
+def _to_fill(obj: Mapping[str, object]) -> Fill | Rejected:
+    try:
+        price = _decimal(obj, "price")
+        if not Decimal(0) <= price <= Decimal(1):
+            raise _Reject("price_range", f"price={_show(obj['price'])} outside [0, 1]")
+        quantity = _decimal(obj, "quantity")
+        if quantity <= 0:
+            raise _Reject("quantity", f"quantity={_show(obj['quantity'])} is not positive")
+        return Fill(
+            order_id=_ident(obj, "order_id"),
+            market_id=_text(obj, "market_id"),
+            side=_side(obj),
+            outcome=_text(obj, "outcome"),
+            price=price,
+            quantity=quantity,
+            filled_at=_time(obj),
+            status=_optional(obj, "status"),
+            client_order_id=_optional(obj, "client_order_id"),
+        )
+    except _Reject as exc:
+        return exc.rejected
+
+
+def _required(obj: Mapping[str, object], name: str) -> object:
+    value = obj.get(name)
+    if value is None or value == "":
+        raise _Reject("missing_field", f"{name} is missing")
+    return value
+
+
+def _text(obj: Mapping[str, object], name: str) -> str:
+    value = _required(obj, name)
+    if not isinstance(value, str):
+        raise _Reject("type", f"{name}={_show(value)} is not a string")
+    return value
+
+
+def _ident(obj: Mapping[str, object], name: str) -> str:
+    """An id the venue sends as an int in one shape and a string in another."""
+    value = _required(obj, name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise _Reject("type", f"{name}={_show(value)} is not a string or integer")
+
+
+def _optional(obj: Mapping[str, object], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise _Reject("type", f"{name}={_show(value)} is not a string")
+
+
+def _side(obj: Mapping[str, object]) -> Side:
+    value = _text(obj, "side").upper()
+    if value == "BUY":
+        return "BUY"
+    if value == "SELL":
+        return "SELL"
+    raise _Reject("side", f"side={_show(obj['side'])} is not BUY or SELL")
+
+
+def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
+    """An exact decimal from wire text (JSON ints and exact Decimals accepted too)."""
+    value = _required(obj, name)
+    if isinstance(value, bool):
+        raise _Reject("type", f"{name}={_show(value)} is not a number")
+    if isinstance(value, float):
+        value = repr(value)  # a dict built outside decode_frame: its shortest repr is the text
+    if isinstance(value, int | Decimal):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _Reject("type", f"{name}={_show(value)} is not a decimal string")
+    text = value.strip()
+    if len(text) > _MAX_TEXT or not _DECIMAL_TEXT.fullmatch(text):
+        raise _Reject("bad_decimal", f"{name}={_show(value)} is not a decimal")
+    try:
+        number = Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid literals
+        raise _Reject("bad_decimal", f"{name}={_show(value)} is not a decimal") from None
+    if number and (
+        len(number.as_tuple().digits) > _MAX_DIGITS
+        or not _MIN_ADJUSTED <= number.adjusted() <= _MAX_ADJUSTED
+    ):
+        raise _Reject("bad_decimal", f"{name}={_show(value)} is out of range")
+    return number
+
+
+def _time(obj: Mapping[str, object]) -> datetime:
+    """`filled_at` (fill, history) or `timestamp` (execution) as aware UTC."""
+    name = "filled_at" if obj.get("filled_at") not in (None, "") else "timestamp"
+    value = _required(obj, name)
+    if isinstance(value, bool):
+        raise _Reject("type", f"{name}={_show(value)} is not a time")
+    if isinstance(value, int | Decimal | float):
+        return _epoch(name, value)
+    if not isinstance(value, str):
+        raise _Reject("type", f"{name}={_show(value)} is not a time")
+    if len(value) > _MAX_TEXT:
+        raise _Reject("time", f"{name}={_show(value)} is not an ISO-8601 time")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise _Reject("time", f"{name}={_show(value)} is not an ISO-8601 time") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)  # the venue's naive times are UTC
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise _Reject("time", f"{name}={_show(value)} is out of range") from None
+
+
+def _epoch(name: str, value: int | Decimal | float) -> datetime:
+    """Epoch seconds, or milliseconds when the number is too large to be seconds."""
+    try:
+        seconds = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        if not seconds.is_finite() or seconds < 0:
+            raise ValueError(value)
+        if seconds > 100_000_000_000:  # past year 5138 as seconds: it must be milliseconds
+            seconds /= 1000
+        return _EPOCH + timedelta(microseconds=int(seconds * 1_000_000))
+    except (ValueError, OverflowError, ArithmeticError):
+        raise _Reject("time", f"{name}={_show(value)} is not an epoch time") from None
