@@ -1,0 +1,80 @@
+"""`notifier test`: show what given fills would do under a config, and optionally send it.
+
+Fills go through the same normalizer and the same `plan_alerts` as the daemon, so what this
+prints is what `run` would deliver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TextIO
+
+from notifier.channels import ChannelSet
+from notifier.events import Fill
+from notifier.normalize import Rejected, decode_frame, normalize_any
+from notifier.pipeline import Planned, plan_alerts
+from notifier.settings import Settings
+
+EXIT_OK, EXIT_SEND_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+MAX_LINE_BYTES = 1 << 20
+
+
+def parse_fill(line: str) -> Fill | Rejected | None:
+    """One JSON text as a fill: any feed shape or a plain fill object (optionally with a title)."""
+    obj = decode_frame(line, max_bytes=MAX_LINE_BYTES)
+    if isinstance(obj, Rejected):
+        return obj
+    result = normalize_any(obj)
+    title = obj.get("market_title")
+    if isinstance(result, Fill) and isinstance(title, str):
+        return result.with_title(title)
+    return result
+
+
+async def replay(settings: Settings, lines: Iterable[str], *, send: bool, out: TextIO) -> int:
+    """Print matches and rendered messages for each fill; with `send`, deliver them too."""
+    channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
+    status = EXIT_OK
+    for number, line in enumerate(lines, 1):
+        parsed = parse_fill(line)
+        if isinstance(parsed, Rejected):
+            print(f"fill {number}: rejected ({parsed.reason}): {parsed.detail}", file=out)
+            status = EXIT_BAD_INPUT
+            continue
+        if parsed is None:
+            print(f"fill {number}: not a fill message (ignored by the feed too)", file=out)
+            continue
+        planned = plan_alerts(parsed, rules=settings.rules, targets=channels)
+        _describe(number, planned, out)
+        if send and not await _send(planned, channels, out):
+            status = max(status, EXIT_SEND_FAILED)
+    return status
+
+
+def _describe(number: int, planned: Planned, out: TextIO) -> None:
+    fill = planned.fill
+    print(
+        f"fill {number}: {fill.side} {fill.quantity} {fill.outcome} @ {fill.price} "
+        f"on {fill.market_title or fill.market_id} (order {fill.order_id})",
+        file=out,
+    )
+    if not planned.rules:
+        print("  no rule matches", file=out)
+    for rule in planned.rules:
+        alert = next((a for a in planned.alerts if a.rule == rule.name), None)
+        print(f"  rule {rule.name} -> {', '.join(rule.notify)}", file=out)
+        if alert is not None:
+            print(f"    title: {alert.title}", file=out)
+            for body_line in alert.body.splitlines() or [""]:
+                print(f"    body:  {body_line}", file=out)
+
+
+async def _send(planned: Planned, channels: ChannelSet, out: TextIO) -> bool:
+    all_ok = True
+    for alert in planned.alerts:
+        result = await channels.send(alert.target, alert.title, alert.body)
+        shown = channels.display(alert.target)
+        verdict = "sent" if result.ok else f"FAILED: {result.error}"
+        print(f"    {alert.channel} {shown}: {verdict}", file=out)
+        all_ok = all_ok and result.ok
+    return all_ok
