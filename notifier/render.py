@@ -1,0 +1,215 @@
+"""Alert templates: Python format placeholders over a fixed set of fill fields.
+
+A template is user input, so parsing refuses anything beyond `{name}` / `{name:spec}` /
+`{name!s}` (no attribute or index access, no positional fields), and rendering never raises:
+every problem is caught when the config loads, never at 3 a.m. on the hot path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from notifier.events import Fill
+
+FILL_FIELDS = (
+    "order_id",
+    "client_order_id",
+    "market_id",
+    "market_title",
+    "side",
+    "outcome",
+    "price",
+    "quantity",
+    "notional",
+    "status",
+    "filled_at",
+    "rule",
+)
+
+DEFAULT_TITLE = "{side} {outcome} on {market_title}"
+DEFAULT_BODY = "{side} {quantity} {outcome} @ {price} on {market_title} (order #{order_id})"
+
+
+class TemplateError(ValueError):
+    """A template that cannot be used; the message names the bad placeholder."""
+
+
+class Timestamp(datetime):
+    """A datetime that prints as "2026-02-06 12:00:45 UTC" but still takes strftime specs."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return self.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# A placeholder, pre-split: (field name, format spec, apply str() first).
+_Placeholder = tuple[str, str, bool]
+_Part = str | _Placeholder
+
+_SAMPLE_TIME = Timestamp(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
+# Values a format spec is tried against when the field's type is not known in advance.
+_ANY_TYPE_SAMPLES: tuple[object, ...] = ("text", Decimal("1.5"), 3, _SAMPLE_TIME)
+_FILL_SAMPLES: dict[str, object] = {
+    **dict.fromkeys(FILL_FIELDS, "text"),
+    "price": Decimal("0.65"),
+    "quantity": Decimal("10.0"),
+    "notional": Decimal("6.500"),
+    "filled_at": _SAMPLE_TIME,
+}
+
+
+def _split(text: str) -> tuple[_Part, ...]:
+    """Cut a template into literal text and placeholders; TemplateError on bad brace syntax."""
+    parts: list[_Part] = []
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise TemplateError(f"bad template syntax: {exc} (write {{{{ or }}}} for a brace)") from exc
+    for literal, name, spec, conversion in parsed:
+        if literal:
+            if parts and isinstance(parts[-1], str):
+                parts[-1] += literal
+            else:
+                parts.append(literal)
+        if name is None:
+            continue
+        shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+        shown += "}"
+        if name == "" or name.isdigit():
+            raise TemplateError(f"positional placeholder {shown} is not allowed: name a field")
+        if "." in name or "[" in name:
+            raise TemplateError(
+                f"placeholder {shown} uses attribute or index access, which is not allowed"
+            )
+        if conversion not in (None, "s"):
+            raise TemplateError(f"placeholder {shown}: only the !s conversion is allowed")
+        if spec and ("{" in spec or "}" in spec):
+            raise TemplateError(f"placeholder {shown}: nested placeholders in a format spec")
+        parts.append((name, spec or "", conversion == "s"))
+    return tuple(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A parsed template; `render` walks the pre-split parts, so it is cheap per alert."""
+
+    text: str
+    _parts: tuple[_Part, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_parts", _split(self.text))
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        *,
+        fields: Collection[str] = FILL_FIELDS,
+        samples: Mapping[str, object] | None = None,
+    ) -> Template:
+        """Parse and validate `text` against `fields`; raise TemplateError naming the problem.
+
+        A format spec is tried on the field's sample value (from `samples`, or the fill
+        samples); for a field without one, on any of a string, decimal, int and datetime.
+        """
+        template = cls(text)
+        known = _FILL_SAMPLES if samples is None else {**_FILL_SAMPLES, **samples}
+        for part in template._parts:
+            if isinstance(part, str):
+                continue
+            name, spec, to_str = part
+            if name not in fields:
+                raise TemplateError(_unknown(name, fields))
+            if spec:
+                tries = ("text",) if to_str else _candidates(name, known)
+                if not any(_formats(value, spec) for value in tries):
+                    raise TemplateError(
+                        f"placeholder {{{name}:{spec}}}: format spec {spec!r} does not apply "
+                        f"to {name}"
+                    )
+        return template
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The field names this template uses."""
+        return frozenset(p[0] for p in self._parts if not isinstance(p, str))
+
+    def render(self, values: Mapping[str, object]) -> str:
+        """The text with each placeholder filled; never raises (a missing field renders "")."""
+        out: list[str] = []
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            name, spec, to_str = part
+            value = values.get(name, "")
+            try:
+                if to_str:
+                    value = str(value)
+                out.append(format(value, spec))
+            except Exception:  # broad on purpose: a spec that does not fit, shown plain
+                out.append(_plain(value))
+        return "".join(out)
+
+
+def _plain(value: object) -> str:
+    """str(value), or "" if even that fails: render must not raise."""
+    try:
+        return str(value)
+    except Exception:  # broad on purpose: a value's own __str__ may be broken
+        return ""
+
+
+def _candidates(name: str, known: Mapping[str, object]) -> tuple[object, ...]:
+    return (known[name],) if name in known else _ANY_TYPE_SAMPLES
+
+
+def _formats(value: object, spec: str) -> bool:
+    try:
+        format(value, spec)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _unknown(name: str, fields: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, list(fields), n=1)
+    if close:
+        return f"unknown field {{{name}}} (did you mean {{{close[0]}}}?)"
+    return f"unknown field {{{name}}}; fields are: {', '.join(fields)}"
+
+
+def fill_values(fill: Fill, *, rule: str) -> dict[str, object]:
+    """The template fields of one fill: decimals stay Decimal (exact specs), None becomes ""."""
+    at = fill.filled_at
+    filled_at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    stamp = Timestamp(
+        filled_at.year,
+        filled_at.month,
+        filled_at.day,
+        filled_at.hour,
+        filled_at.minute,
+        filled_at.second,
+        filled_at.microsecond,
+        tzinfo=UTC,
+    )
+    return {
+        "order_id": fill.order_id,
+        "client_order_id": fill.client_order_id or "",
+        "market_id": fill.market_id,
+        "market_title": fill.market_title or fill.market_id,
+        "side": fill.side,
+        "outcome": fill.outcome,
+        "price": fill.price,
+        "quantity": fill.quantity,
+        "notional": fill.notional,
+        "status": fill.status or "",
+        "filled_at": stamp,
+        "rule": rule,
+    }
