@@ -180,6 +180,8 @@ class StateStore:
         """Turn sqlite's errors into one-line StateErrors naming the file (never a secret)."""
         try:
             yield
+        except (sqlite3.ProgrammingError, sqlite3.IntegrityError):
+            raise  # a bug in the caller, not a problem with the file
         except sqlite3.OperationalError as exc:
             reason = str(exc)
             if "locked" in reason or "busy" in reason:

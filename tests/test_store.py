@@ -1,0 +1,350 @@
+"""The SQLite state store, on real files: dedupe, atomicity, watermark, outbox, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from notifier.errors import StateError
+from notifier.events import Alert
+from notifier.store import SCHEMA_VERSION, StateStore
+
+T0 = datetime(2026, 2, 6, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+class Clock:
+    """A settable clock for created_at / done_at stamps."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def alert(fill_key: str, *, rule: str = "r", target: str = "t1", at: datetime = T0) -> Alert:
+    return Alert(
+        fill_key=fill_key,
+        rule=rule,
+        channel="chat",
+        target=target,
+        title=f"title {fill_key}",
+        body=f"body {fill_key} <&*_>",
+        filled_at=at,
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> Iterator[StateStore]:
+    with StateStore(tmp_path / "state.db", clock=clock) as s:
+        yield s
+
+
+def test_record_dedupes_same_fill(store: StateStore) -> None:
+    """The same fill recorded twice queues its alerts once and reports the repeat."""
+    alerts = [alert("f1", target="t1"), alert("f1", target="t2")]
+    assert store.record(fill_key="f1", filled_at=T0, alerts=alerts) is True
+    assert store.record(fill_key="f1", filled_at=T0, alerts=alerts) is False
+    assert store.seen("f1")
+    assert not store.seen("f2")
+    assert sorted(i.target for i in store.outbox()) == ["t1", "t2"]
+
+
+def test_outbox_rows_unique_per_fill_rule_target(store: StateStore) -> None:
+    """Two identical alerts in one record make one row; another rule makes another."""
+    alerts = [alert("f1"), alert("f1"), alert("f1", rule="other")]
+    store.record(fill_key="f1", filled_at=T0, alerts=alerts)
+    assert sorted(i.rule for i in store.outbox()) == ["other", "r"]
+
+
+def test_record_without_alerts_still_dedupes_and_advances(store: StateStore) -> None:
+    """A fill that matched nothing is remembered and moves the watermark."""
+    assert store.record(fill_key="f1", filled_at=T0, alerts=[])
+    assert store.seen("f1")
+    assert store.load_watermark() == T0
+    assert store.counts() == {"pending": 0, "dead": 0, "sent": 0}
+
+
+def test_record_is_atomic(store: StateStore) -> None:
+    """A record that fails midway leaves no fill key, no rows and no watermark behind."""
+    bad = Alert("f1", "r", "chat", "t2", object(), "b", T0)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.Error):
+        store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1"), bad])
+    assert not store.seen("f1")
+    assert store.outbox() == []
+    assert store.load_watermark() is None
+    assert store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+
+
+def test_watermark_only_moves_forward(store: StateStore) -> None:
+    """Neither save_watermark nor an older fill moves the watermark back."""
+    assert store.load_watermark() is None
+    store.save_watermark(T0 + timedelta(seconds=5))
+    store.save_watermark(T0)
+    assert store.load_watermark() == T0 + timedelta(seconds=5)
+    store.record(fill_key="old", filled_at=T0 - timedelta(hours=1), alerts=[])
+    assert store.load_watermark() == T0 + timedelta(seconds=5)
+    store.record(fill_key="new", filled_at=T0 + timedelta(minutes=1), alerts=[])
+    assert store.load_watermark() == T0 + timedelta(minutes=1)
+
+
+def test_naive_datetime_refused(store: StateStore) -> None:
+    """A naive time is a caller bug: refused, not silently taken as local time."""
+    with pytest.raises(ValueError, match="naive"):
+        store.save_watermark(datetime(2026, 1, 1))
+
+
+def test_head_in_fill_order_per_target(store: StateStore) -> None:
+    """head() yields one target's pending rows by fill time, whatever the insertion order."""
+    for key, secs in [("c", 30), ("a", 10), ("b", 20)]:
+        at = T0 + timedelta(seconds=secs)
+        store.record(fill_key=key, filled_at=at, alerts=[alert(key, at=at), alert(key, target="x")])
+    assert [i.fill_key for i in store.head("t1", limit=10)] == ["a", "b", "c"]
+    assert [i.fill_key for i in store.head("t1")] == ["a"]
+    assert store.pending_targets() == ["t1", "x"]
+    store.mark_sent(store.head("t1")[0].id)
+    assert [i.fill_key for i in store.head("t1", limit=10)] == ["b", "c"]
+
+
+def test_round_trip_of_a_row(store: StateStore, clock: Clock) -> None:
+    """Every field of an outbox row comes back exactly as written."""
+    clock.now = T0 + timedelta(seconds=1)
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+    (item,) = store.head("t1")
+    assert (item.fill_key, item.rule, item.channel, item.target) == ("f1", "r", "chat", "t1")
+    assert (item.title, item.body) == ("title f1", "body f1 <&*_>")
+    assert item.filled_at == T0
+    assert item.created_at == item.next_at == clock.now
+    assert (item.attempts, item.last_error, item.state) == (0, None, "pending")
+
+
+def test_mark_failed_and_dead(store: StateStore) -> None:
+    """Failures count attempts and reschedule; dead rows leave the pending set but stay listed."""
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+    (item,) = store.head("t1")
+    later = T0 + timedelta(seconds=7)
+    store.mark_failed(item.id, error="HTTP 500", next_at=later)
+    store.mark_failed(item.id, error="HTTP 502", next_at=later)
+    (item,) = store.head("t1")
+    assert (item.attempts, item.last_error, item.next_at) == (2, "HTTP 502", later)
+    store.mark_dead(item.id, error="expired")
+    assert store.head("t1") == []
+    assert store.pending_targets() == []
+    assert [(i.state, i.last_error) for i in store.outbox()] == [("dead", "expired")]
+    assert store.counts() == {"pending": 0, "dead": 1, "sent": 0}
+
+
+def test_outbox_listing_by_state(store: StateStore) -> None:
+    """outbox() lists pending and dead rows; a state argument picks one state, sent included."""
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1", target=t) for t in "abc"])
+    a, b, _ = store.outbox()
+    store.mark_sent(a.id)
+    store.mark_dead(b.id, error="gone")
+    assert [i.target for i in store.outbox()] == ["b", "c"]
+    assert [i.target for i in store.outbox(state="sent")] == ["a"]
+    assert [i.target for i in store.outbox(state="dead")] == ["b"]
+    assert [i.target for i in store.outbox(state="pending")] == ["c"]
+    assert store.counts() == {"pending": 1, "dead": 1, "sent": 1}
+
+
+def test_retry_dead_requeues_with_fresh_age(store: StateStore, clock: Clock) -> None:
+    """retry_dead puts dead rows back in line: attempts reset, due now, max_age counted anew."""
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1"), alert("f1", target="u")])
+    first, second = store.outbox()
+    store.mark_failed(first.id, error="500", next_at=T0 + timedelta(hours=1))
+    store.mark_dead(first.id, error="expired")
+    store.mark_sent(second.id)
+    clock.now = T0 + timedelta(days=2)
+    assert store.retry_dead() == 1
+    (item,) = store.head("t1")
+    assert (item.state, item.attempts) == ("pending", 0)
+    assert item.next_at == item.created_at == clock.now
+    assert store.counts() == {"pending": 1, "dead": 0, "sent": 1}
+
+
+def test_purge_dead_removes_only_dead(store: StateStore) -> None:
+    """purge_dead deletes dead rows and nothing else."""
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1", target=t) for t in "ab"])
+    a, _ = store.outbox()
+    store.mark_dead(a.id, error="x")
+    assert store.purge_dead() == 1
+    assert [i.target for i in store.outbox()] == ["b"]
+    assert store.purge_dead() == 0
+
+
+def test_prune_bounds_the_file(store: StateStore, clock: Clock) -> None:
+    """prune forgets old fill keys and old sent rows, never pending or dead ones."""
+    for n in range(10):
+        at = T0 + timedelta(hours=n)
+        clock.now = at
+        store.record(fill_key=f"f{n}", filled_at=at, alerts=[alert(f"f{n}", at=at)])
+    items = store.outbox()
+    for item in items[:6]:
+        clock.now = item.filled_at
+        store.mark_sent(item.id)
+    store.mark_dead(items[6].id, error="x")
+    cut = T0 + timedelta(hours=4)
+    assert store.prune(fills_before=cut, sent_before=cut) == 4 + 4
+    assert [store.seen(f"f{n}") for n in range(10)] == [False] * 4 + [True] * 6
+    assert store.counts() == {"pending": 3, "dead": 1, "sent": 2}
+    assert store.load_watermark() == T0 + timedelta(hours=9)
+
+
+def test_restart_keeps_everything(tmp_path: Path, clock: Clock) -> None:
+    """Close and reopen: pending rows, their retry state, keys, watermark and meta survive."""
+    path = tmp_path / "nested" / "dir" / "state.db"
+    with StateStore(path, clock=clock) as s:
+        s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1"), alert("f1", target="u")])
+        item = s.head("t1")[0]
+        s.mark_failed(item.id, error="HTTP 503", next_at=T0 + timedelta(seconds=3))
+        s.set_meta("shaping", '{"a": 1}')
+        before = s.outbox()
+    with StateStore(path, clock=clock) as s:
+        assert s.outbox() == before
+        assert s.seen("f1")
+        assert s.load_watermark() == T0
+        assert s.get_meta("shaping") == '{"a": 1}'
+        assert not s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+
+
+def test_meta_replaces(store: StateStore) -> None:
+    """set_meta overwrites; get_meta of an unknown key is None."""
+    assert store.get_meta("k") is None
+    store.set_meta("k", "1")
+    store.set_meta("k", "2")
+    assert store.get_meta("k") == "2"
+
+
+def test_schema_version_and_wal(tmp_path: Path) -> None:
+    """A new file is in WAL mode and carries the current schema version."""
+    path = tmp_path / "s.db"
+    StateStore(path).close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        db.close()
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    """A file from a newer notifier is refused with a clear message, not misread."""
+    path = tmp_path / "s.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StateError, match="newer"):
+        StateStore(path)
+
+
+def test_corrupt_file_is_a_state_error(tmp_path: Path) -> None:
+    """A file that is not SQLite gives a one-line StateError naming the file."""
+    path = tmp_path / "s.db"
+    path.write_bytes(b"not a database at all " * 200)
+    with pytest.raises(StateError) as info:
+        StateStore(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "corrupt" in message
+
+
+def test_unopenable_path_is_a_state_error(tmp_path: Path) -> None:
+    """A path that cannot be a file (a directory) gives a StateError."""
+    path = tmp_path / "dir.db"
+    path.mkdir()
+    with pytest.raises(StateError, match="cannot open"):
+        StateStore(path)
+
+
+def test_exclusive_store_locks_out_a_second_process(tmp_path: Path) -> None:
+    """An exclusive store keeps a second notifier off the file: StateError saying it is locked."""
+    path = tmp_path / "s.db"
+    with StateStore(path, exclusive=True) as first:
+        first.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+        with pytest.raises(StateError, match="locked"):
+            StateStore(path, busy_timeout=0)
+    with StateStore(path, busy_timeout=0) as again:
+        assert again.seen("f1")
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+    from notifier.events import Alert
+    from notifier.store import StateStore
+
+    t0 = datetime(2026, 2, 6, tzinfo=UTC)
+    store = StateStore(Path(sys.argv[1]))
+    n = 0
+    while True:
+        at = t0 + timedelta(milliseconds=n)
+        key = f"fill-{n}"
+        alerts = [Alert(key, "r", "chat", t, "title", "body", at) for t in ("a", "b")]
+        store.record(fill_key=key, filled_at=at, alerts=alerts)
+        for item in store.head("a", limit=1):
+            if n % 3:
+                store.mark_sent(item.id)
+        print(n, flush=True)
+        n += 1
+    """
+)
+
+
+def test_kill_9_leaves_consistent_deliverable_state(tmp_path: Path) -> None:
+    """A writer killed with SIGKILL mid-run leaves an intact file: whole fills, rows deliverable."""
+    path = tmp_path / "s.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert child.stdout is not None
+    try:
+        last = -1
+        for line in child.stdout:
+            last = int(line)
+            if last >= 300:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        child.stdout.close()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    with StateStore(path) as s:
+        (check,) = s._db.execute("PRAGMA integrity_check").fetchone()
+        assert check == "ok"
+        keys = {k for (k,) in s._db.execute("SELECT key FROM fills")}
+        rows = s._db.execute("SELECT fill_key, count(*) FROM outbox GROUP BY fill_key").fetchall()
+        assert {k for k, _ in rows} == keys, "every fill has its rows and every row its fill"
+        assert all(n == 2 for _, n in rows)
+        assert {f"fill-{n}" for n in range(last + 1)} <= keys, "printed means committed"
+        pending = s.counts()["pending"]
+        assert pending > len(keys)
+        delivered = 0
+        for target in s.pending_targets():
+            while head := s.head(target):
+                s.mark_sent(head[0].id)
+                delivered += 1
+        assert delivered == pending
+        assert s.counts() == {"pending": 0, "dead": 0, "sent": 2 * len(keys)}
