@@ -1,0 +1,264 @@
+"""Delivery channels: one apprise object per URL, built once, and one place that reads results.
+
+Each URL of a channel is its own target with its own `Apprise` object, so each one succeeds or
+fails alone and the outbox can retry only the URLs that failed. Targets are known by an opaque
+key (a hash of the URL) and shown in apprise's privacy form: the URL itself never leaves here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Container, Iterable, Mapping
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from apprise import (
+    Apprise,
+    AppriseAsset,
+    AppriseResult,
+    NotificationManager,
+    NotifyBase,
+    NotifyFormat,
+    NotifyType,
+    OverflowMode,
+)
+
+import notifier.console  # noqa: F401  (registers console:// with apprise)
+from notifier.errors import ConfigError, ConfigProblem
+from notifier.events import SendResult
+from notifier.settings import ChannelSettings, DeliverySettings
+
+log = logging.getLogger(__name__)
+
+# apprise's plugin registry (a singleton); its constructor is untyped.
+_PLUGINS = cast("Callable[[], Container[str]]", NotificationManager)()
+
+TEST_TITLE = "notifier test"
+_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
+# Separators inside an apprise URL; what lies between them may be a token, password or topic.
+_URL_SEPARATORS = re.compile(r"[/:@?&=#,;+\s]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One URL of a channel: the outbox stores `key`, logs show `display`."""
+
+    channel: str
+    key: str  # sha256 of the URL, first 16 hex chars
+    display: str  # apprise's privacy form of the URL
+
+
+def target_key(url: str) -> str:
+    """The opaque, stable key of a channel URL (the outbox holds this, never the URL)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def check_url(url: str) -> str | None:
+    """None if apprise can build this URL; else why not, without the URL's secrets."""
+    return _instantiate(url, AppriseAsset())[1]
+
+
+def _instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str | None]:
+    match = _SCHEME.match(url)
+    if match is None:
+        return None, "not an apprise URL (expected scheme://...)"
+    scheme = match.group(1).lower()
+    if scheme not in _PLUGINS:
+        return None, f"apprise does not recognise the scheme '{scheme}://'"
+    plugin = Apprise.instantiate(url, asset=asset)
+    if plugin is None:
+        return None, f"apprise rejected the URL ({scheme})"
+    return plugin, None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A built target: its apprise object, and the URL parts to scrub from any error text."""
+
+    target: Target
+    apprise: Apprise
+    secrets: tuple[str, ...]
+
+
+class ChannelSet:
+    """Every configured channel, built once at load; sends one message to one target."""
+
+    def __init__(
+        self, entries: Mapping[str, tuple[_Entry, ...]], *, delivery: DeliverySettings
+    ) -> None:
+        self.names: tuple[str, ...] = tuple(entries)
+        self._by_channel = {name: tuple(e.target for e in es) for name, es in entries.items()}
+        self._by_key: dict[str, _Entry] = {}
+        for es in entries.values():
+            for entry in es:
+                # The same URL in two channels is one target (first channel named owns it).
+                self._by_key.setdefault(entry.target.key, entry)
+        self._locks = {key: asyncio.Lock() for key in self._by_key}
+        self._body_format = NotifyFormat(delivery.body_format)
+
+    @classmethod
+    def build(
+        cls, channels: Mapping[str, ChannelSettings], *, delivery: DeliverySettings
+    ) -> ChannelSet:
+        """Build one Apprise object per URL; ConfigError (URL-free) if apprise refuses any."""
+        problems: list[ConfigProblem] = []
+        entries: dict[str, tuple[_Entry, ...]] = {}
+        for name, settings in channels.items():
+            built: dict[str, _Entry] = {}
+            for index, url in enumerate(settings.urls):
+                plugin, why = _instantiate(url, _asset(delivery))
+                if plugin is None:
+                    path = f"channels.{name}.urls[{index}]"
+                    problems.append(ConfigProblem("<config>", None, path, why or "unusable URL"))
+                    continue
+                _tune(plugin, delivery)
+                display = _privacy_url(plugin)
+                target = Target(channel=name, key=target_key(url), display=display)
+                entry = _Entry(target, Apprise(plugin), _secrets(url, display))
+                built.setdefault(target.key, entry)
+            entries[name] = tuple(built.values())
+        if problems:
+            raise ConfigError(problems)
+        return cls(entries, delivery=delivery)
+
+    def targets(self, channel: str) -> tuple[Target, ...]:
+        """The targets of a channel, in config order; KeyError for an unknown channel."""
+        return self._by_channel[channel]
+
+    def knows(self, target: str) -> bool:
+        """Whether this target key belongs to the current config."""
+        return target in self._by_key
+
+    def channel_of(self, target: str) -> str | None:
+        """The channel a target key belongs to, or None if unknown."""
+        entry = self._by_key.get(target)
+        return entry.target.channel if entry else None
+
+    def display(self, target: str) -> str:
+        """The privacy form of a target's URL, safe to log; the key itself when unknown."""
+        entry = self._by_key.get(target)
+        return entry.target.display if entry else f"<unknown target {target}>"
+
+    async def send(self, target: str, title: str, body: str) -> SendResult:
+        """Deliver one message to one target; a service failure is a result, never a raise.
+
+        Sends to one target are serialized so its messages leave in call order.
+        KeyError if the target key is unknown (check `knows` first).
+        """
+        entry = self._by_key[target]
+        async with self._locks[target]:
+            try:
+                result = await entry.apprise.async_notify(
+                    body=body,
+                    title=title,
+                    notify_type=NotifyType.INFO,
+                    body_format=self._body_format,
+                )
+            except Exception as exc:  # apprise promises not to raise; a bug must not kill delivery
+                error = _scrub(f"{entry.target.display}: apprise raised {exc!r}", entry.secrets)
+                log.warning("send to %s failed: %s", entry.target.display, error)
+                return SendResult(ok=False, error=error)
+            with result:
+                outcome = _to_send_result(result, entry)
+        log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
+        return outcome
+
+    async def send_test(self, channel: str | None = None) -> list[tuple[Target, SendResult]]:
+        """Send a test message to every target (of one channel, or all), reporting each."""
+        names = self.names if channel is None else (channel,)
+        targets = [t for name in names for t in self.targets(name)]
+        results = await asyncio.gather(
+            *(
+                self.send(
+                    t.key,
+                    TEST_TITLE,
+                    f"Test message from notifier for channel '{t.channel}'. If you can read "
+                    "this, alerts for this channel will reach you here.",
+                )
+                for t in targets
+            )
+        )
+        return list(zip(targets, results, strict=True))
+
+
+def _asset(delivery: DeliverySettings) -> AppriseAsset:
+    """An asset bounding each service call by the delivery timeout (apprise's own deadline)."""
+    return AppriseAsset(service_timeout=delivery.timeout)
+
+
+def _privacy_url(plugin: NotifyBase) -> str:
+    """apprise's privacy form of a built URL (tokens and passwords masked)."""
+    url = cast("Callable[..., str]", plugin.url)  # untyped in apprise
+    return str(url(privacy=True))
+
+
+def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
+    """Per-instance settings we own rather than inherit from apprise's defaults."""
+    # apprise sleeps `request_rate_per_sec` between two sends of the same instance (5.5 s for
+    # ntfy/email, 1.2 s for Slack): on a reused object that delays every second alert. The
+    # deliverer paces and backs off itself, so the throttle is off. Pinned by a test.
+    plugin.request_rate_per_sec = 0
+    # One delivery attempt is bounded by delivery.timeout at the socket too, so a peer that
+    # never answers frees its worker thread instead of holding it past apprise's deadline.
+    plugin.socket_connect_timeout = delivery.timeout
+    plugin.socket_read_timeout = delivery.timeout
+    plugin.overflow_mode = OverflowMode(delivery.overflow)
+
+
+def _to_send_result(result: AppriseResult, entry: _Entry) -> SendResult:
+    """The one translation from apprise's result to ours; error text privacy-safe."""
+    if result:
+        return SendResult(ok=True)
+    parts: list[str] = []
+    for service in result:
+        messages = _warnings(m for m in service.logs())
+        detail = f": {'; '.join(messages)}" if messages else ""
+        parts.append(f"{service.name} {service.url}: {service.status.name.lower()}{detail}")
+    if not parts:  # nothing dispatched (call itself refused): say why from the call logs
+        messages = _warnings(result.call_logs())
+        detail = f": {'; '.join(messages)}" if messages else ""
+        parts.append(f"{entry.target.display}: {result.status.name.lower()}{detail}")
+    return SendResult(ok=False, error=_scrub(" | ".join(parts), entry.secrets))
+
+
+def _warnings(entries: Iterable[object]) -> list[str]:
+    """The distinct warning/error messages of a capture, last three, in order."""
+    seen: list[str] = []
+    for entry in entries:
+        level = str(getattr(entry, "level", ""))
+        message = str(getattr(entry, "message", "")).strip()
+        if level in ("WARNING", "ERROR", "CRITICAL") and message and message not in seen:
+            seen.append(message)
+    return seen[-3:]
+
+
+def _secrets(url: str, display: str) -> tuple[str, ...]:
+    """Parts of the URL that its privacy form hides: whatever must never appear in an error.
+
+    Candidates are the user, password, host, port, path segments and query values (not the
+    scheme or query keys, which are vocabulary); a part the privacy form shows is not secret.
+    """
+    parts = urlsplit(url)
+    candidates = [*_pieces(parts.netloc), *_pieces(parts.path), *_pieces(parts.fragment)]
+    for _key, value in parse_qsl(parts.query, keep_blank_values=False):
+        candidates.extend(_pieces(value))
+    shown = set(_pieces(display)) | set(_pieces(unquote(display)))
+    hidden = {c for c in candidates if c not in shown and len(c) >= 2}
+    hidden |= {unquote(c) for c in hidden}
+    hidden.add(url)
+    return tuple(sorted(hidden, key=len, reverse=True))
+
+
+def _pieces(text: str) -> list[str]:
+    return [p for p in _URL_SEPARATORS.split(text) if p]
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    """Text with every secret URL part replaced by `***`."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,31 @@
+"""`console://`: an apprise service that prints alerts to stdout, for `notifier demo`.
+
+Registered with apprise's `@notify` decorator when this module is imported (notifier.channels
+imports it), so a demo config can name `console://` like any other channel URL.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, cast
+
+from apprise.decorators import notify
+
+_Sender = Callable[..., bool]
+# apprise's decorator is untyped; it registers the function and returns it unchanged.
+_register = cast("Callable[..., Callable[[_Sender], _Sender]]", notify)
+
+_BOLD, _RESET = "\033[1m", "\033[0m"
+
+
+@_register(on="console", name="Console")
+def print_alert(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
+    """Print one alert: its title on a line of its own (bold in a terminal), then the body."""
+    out = sys.stdout  # looked up per call, so redirected or captured stdout is honoured
+    if title:
+        heading = f"{_BOLD}{title}{_RESET}" if out.isatty() else f"== {title} =="
+        out.write(heading + "\n")
+    out.write(body.rstrip("\n") + "\n\n")
+    out.flush()
+    return True

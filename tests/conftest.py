@@ -1,0 +1,55 @@
+"""Shared fixtures. Real loopback peers for delivery tests live in tests/receivers.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trustme
+from receivers import SmtpServer, TlsProxy, WebhookReceiver
+
+# --------------------------------------------------------------------------------------------
+# Delivery peers (channels)
+
+_PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookReceiver]:
+    """An HTTP receiver on 127.0.0.1 for json:// and ntfy:// URLs, closed after the test."""
+    receiver = WebhookReceiver()
+    await receiver.start()
+    try:
+        yield receiver
+    finally:
+        await receiver.close()
+
+
+@pytest.fixture
+async def smtp_server() -> AsyncIterator[SmtpServer]:
+    """An SMTP server on 127.0.0.1 requiring AUTH (user `alerts`), for mailto:// URLs."""
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def tls_proxy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[TlsProxy]:
+    """A TLS-intercepting proxy that is Slack and Telegram; requests' env points at it."""
+    proxy = TlsProxy(trustme.CA())
+    await proxy.start()
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(proxy.ca_bundle(tmp_path)))
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
