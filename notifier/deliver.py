@@ -1,0 +1,280 @@
+"""The delivery engine: drains the outbox to the channels, one ordered lane per target.
+
+A lane sends its target's oldest pending row, waits for the result, then the next, so alerts
+leave a target in fill order and a retry holds its place at the head. Lanes of different targets
+run side by side, so a failing target never delays a healthy one; a semaphore per channel bounds
+concurrent sends. A row is marked only after its result: a send cut short by cancellation or
+shutdown leaves the row pending, to go out after the restart (at least once, never lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from notifier.backoff import retry_delay
+from notifier.events import SendResult
+from notifier.settings import DeliverySettings
+from notifier.store import OutboxItem, StateStore, utc_now
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_TARGET = "target no longer configured"
+
+
+class Sender(Protocol):
+    """What the engine needs from the channels (apprise lives behind it)."""
+
+    def knows(self, target: str) -> bool:
+        """Whether this target is still configured."""
+        ...
+
+    def channel_of(self, target: str) -> str | None:
+        """The configured channel name of a target, or None if unknown."""
+        ...
+
+    async def send(self, target: str, title: str, body: str) -> SendResult:
+        """One attempt; a service failure is a failed result, never an exception."""
+        ...
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Counters read by metrics and the shutdown summary; `failed` counts failed attempts."""
+
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    retried: int = 0
+    sent_by_channel: dict[str, int] = field(default_factory=dict)
+    failed_by_channel: dict[str, int] = field(default_factory=dict)
+    dead_by_channel: dict[str, int] = field(default_factory=dict)
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+class Deliverer:
+    """Delivers every outbox row once, with per-target order and per-target back-off."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        sender: Sender,
+        settings: DeliverySettings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+        on_sent: Callable[[OutboxItem], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._on_sent = on_sent
+        self.stats = DeliveryStats()
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._wakes: dict[str, asyncio.Event] = {}
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._notified = asyncio.Event()
+        self._stopping = False
+        self._failure: Exception | None = None
+
+    # -- control -----------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """New rows were recorded (or the clock moved): start lanes and let waiting ones look again.
+
+        Only sets an event, so the feed path pays next to nothing; the supervisor coalesces a
+        burst of notifications into one look at the outbox.
+        """
+        self._notified.set()
+
+    def swap_sender(self, sender: Sender) -> None:
+        """Config reload: sends that start from now on go through `sender`."""
+        self._sender = sender
+        self.notify()
+
+    def pending(self) -> int:
+        """Rows waiting in the outbox."""
+        return self._store.counts()["pending"]
+
+    async def run(self) -> None:
+        """Deliver until cancelled or drained, starting with rows left pending by an earlier run."""
+        try:
+            self._spawn_lanes()
+            while not self._stopping:
+                await self._notified.wait()
+                self._notified.clear()
+                if self._failure is not None:
+                    raise self._failure
+                self._spawn_lanes()
+                for wake in self._wakes.values():
+                    wake.set()
+            while self._lanes:  # drain() is bounding these by its grace period
+                await asyncio.wait(list(self._lanes.values()))
+            if self._failure is not None:
+                raise self._failure
+        finally:
+            await self._cancel_lanes()
+
+    async def drain(self, grace: float) -> None:
+        """Start no new sends; give in-flight ones up to `grace` seconds; the rest stay pending."""
+        self._stopping = True
+        self._notified.set()
+        for wake in self._wakes.values():
+            wake.set()
+        lanes = list(self._lanes.values())
+        if not lanes:
+            return
+        _, late = await asyncio.wait(lanes, timeout=grace)
+        if late:
+            log.warning(
+                "%d send(s) still in flight after %.1fs; their alerts stay pending",
+                len(late),
+                grace,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
+
+    def _spawn_lanes(self) -> None:
+        if self._stopping:
+            return
+        for target in self._store.pending_targets():
+            if target not in self._lanes:
+                wake = asyncio.Event()
+                self._wakes[target] = wake
+                self._lanes[target] = asyncio.create_task(
+                    self._lane(target, wake), name=f"deliver-lane-{len(self._lanes)}"
+                )
+
+    async def _cancel_lanes(self) -> None:
+        lanes = list(self._lanes.values())
+        for task in lanes:
+            task.cancel()
+        if lanes:
+            await asyncio.wait(lanes)
+
+    # -- one lane ----------------------------------------------------------------------------
+
+    async def _lane(self, target: str, wake: asyncio.Event) -> None:
+        """Send one target's rows in order until none is pending (or the engine stops)."""
+        me = asyncio.current_task()
+        try:
+            while not self._stopping:
+                wake.clear()  # anything that happens after this is seen by the wait below
+                head = self._store.head(target)
+                if not head:
+                    return  # the finally below forgets this lane before anyone else runs
+                item = head[0]
+                wait = self._due_in(item)
+                if wait is None:
+                    await asyncio.sleep(0)  # dead-lettered; let others run, then the next row
+                    continue
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=wait)
+                    continue
+                await self._send(item)
+        except Exception as exc:  # a store failure: hand it to run(), which stops the engine
+            self._failure = exc
+            self._notified.set()
+        finally:
+            if self._lanes.get(target) is me:
+                del self._lanes[target]
+                del self._wakes[target]
+
+    def _channel(self, item: OutboxItem) -> str:
+        return self._sender.channel_of(item.target) or item.channel
+
+    def _due_in(self, item: OutboxItem) -> float | None:
+        """Seconds until the row may be sent (0: now); None when it was dead-lettered instead."""
+        if not self._sender.knows(item.target):
+            self._dead(item, UNKNOWN_TARGET)
+            return None
+        now = self._clock()
+        expires = item.created_at + self._settings.max_age
+        if now >= expires:
+            last = item.last_error or "never attempted"
+            self._dead(item, f"undelivered after {self._settings.max_age}: {last}")
+            return None
+        if item.next_at <= now:
+            return 0.0
+        # Wake at the retry time, or at expiry if that comes first, to dead-letter on time.
+        return (min(item.next_at, expires) - now).total_seconds()
+
+    async def _send(self, item: OutboxItem) -> None:
+        channel = self._channel(item)
+        semaphore = self._semaphores.get(channel)
+        if semaphore is None:
+            semaphore = self._semaphores[channel] = asyncio.Semaphore(self._settings.concurrency)
+        async with semaphore:
+            if self._stopping:
+                return
+            if item.attempts:
+                self.stats.retried += 1
+            result = await self._attempt(self._sender, item)
+        if result.ok:
+            self._sent(item, channel)
+        else:
+            self._failed(item, channel, result)
+
+    async def _attempt(self, sender: Sender, item: OutboxItem) -> SendResult:
+        """One bounded send; a timeout or a stray exception counts as a failed attempt."""
+        timeout = self._settings.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await sender.send(item.target, item.title, item.body)
+        except TimeoutError:
+            return SendResult(ok=False, error=f"no answer within {timeout:g}s")
+        except Exception as exc:  # the Sender promised not to raise: a bug, yet no reason to stall
+            # Only the type: an exception's text from an HTTP stack may carry the URL.
+            log.error("sender raised %s for channel %s", type(exc).__name__, item.channel)
+            return SendResult(ok=False, error=f"sender raised {type(exc).__name__}")
+
+    def _sent(self, item: OutboxItem, channel: str) -> None:
+        self._store.mark_sent(item.id)
+        self.stats.sent += 1
+        _bump(self.stats.sent_by_channel, channel)
+        log.debug("alert sent: channel %s, rule %s", channel, item.rule)
+        if self._on_sent is not None:
+            try:
+                self._on_sent(item)
+            except Exception:  # a metrics hook must not stop delivery
+                log.exception("on_sent hook failed")
+
+    def _failed(self, item: OutboxItem, channel: str, result: SendResult) -> None:
+        attempts = item.attempts + 1
+        s = self._settings
+        delay = retry_delay(attempts, base=s.retry_base, cap=s.retry_cap, rng=self._rng)
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
+        error = result.error or "failed"
+        next_at = self._clock() + timedelta(seconds=delay)
+        self._store.mark_failed(item.id, error=error, next_at=next_at)
+        self.stats.failed += 1
+        _bump(self.stats.failed_by_channel, channel)
+        log.warning(
+            "delivery failed: channel %s, rule %s, attempt %d: %s; retrying in %.1fs",
+            channel,
+            item.rule,
+            attempts,
+            error,
+            delay,
+        )
+
+    def _dead(self, item: OutboxItem, error: str) -> None:
+        channel = self._channel(item)
+        self._store.mark_dead(item.id, error=error)
+        self.stats.dead += 1
+        _bump(self.stats.dead_by_channel, channel)
+        log.error("alert dead-lettered: channel %s, rule %s: %s", channel, item.rule, error)
