@@ -1,0 +1,78 @@
+"""Metrics exposition and the health endpoint, over a real loopback socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+from notifier.metrics import Metrics, MetricsServer, Snapshot
+
+
+async def _get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def _snapshot() -> Snapshot:
+    return Snapshot(
+        fills_received={"live": 7, "backfill": 2},
+        rejected={"not_json": 1},
+        duplicates=3,
+        matched={"large-buys": 4},
+        sent={"desk": 4},
+        failed={"desk": 2},
+        dead={"phone": 1},
+        outbox_pending=5,
+        feed_connected=True,
+        reconnects={"close_4001": 1},
+        backfilled=2,
+    )
+
+
+async def test_metrics_endpoint_exposes_every_counter() -> None:
+    """/metrics renders each snapshot value with its labels, plus the latency histogram."""
+    metrics = Metrics(_snapshot)
+    metrics.latency.observe(0.2)
+    server = MetricsServer(metrics, lambda: (True, "ok"), listen="127.0.0.1:0")
+    await server.start()
+    try:
+        status, body = await _get(server.port, "/metrics")
+    finally:
+        await server.stop()
+    assert status == 200
+    for line in (
+        'notifier_fills_received_total{source="live"} 7.0',
+        'notifier_fills_received_total{source="backfill"} 2.0',
+        'notifier_frames_rejected_total{reason="not_json"} 1.0',
+        "notifier_fills_duplicate_total 3.0",
+        'notifier_fills_matched_total{rule="large-buys"} 4.0',
+        'notifier_alerts_sent_total{channel="desk"} 4.0',
+        'notifier_alerts_failed_total{channel="desk"} 2.0',
+        'notifier_alerts_dead_total{channel="phone"} 1.0',
+        "notifier_outbox_pending 5.0",
+        "notifier_feed_connected 1.0",
+        'notifier_feed_reconnects_total{cause="close_4001"} 1.0',
+        "notifier_fills_backfilled_total 2.0",
+        "notifier_fill_to_delivery_seconds_count 1.0",
+    ):
+        assert line in body.splitlines(), line
+
+
+async def test_healthz_reports_the_health_check() -> None:
+    """/healthz is 200 with the reason when healthy and 503 when not; other paths are 404/405."""
+    verdict = [(True, "ok")]
+    server = MetricsServer(Metrics(Snapshot), lambda: verdict[0], listen="127.0.0.1:0")
+    await server.start()
+    try:
+        assert await _get(server.port, "/healthz") == (200, "ok\n")
+        verdict[0] = (False, "feed not connected")
+        assert await _get(server.port, "/healthz") == (503, "feed not connected\n")
+        assert (await _get(server.port, "/nope"))[0] == 404
+        assert (await _get(server.port, "/metrics", method="POST"))[0] == 405
+    finally:
+        await server.stop()
