@@ -1,0 +1,408 @@
+"""A fake PolySimulator on loopback: token endpoint, execution feed, history, market look-ups.
+
+Package code, not a test helper, because `notifier demo` and the benchmarks drive it too.
+websockets' server parses only GET requests, and the token endpoint is a POST, so one port
+runs a small HTTP/1.1 front: it answers REST itself and pipes WebSocket upgrades, bytes
+unchanged, to an internal websockets server on a second loopback port. The pipe is also
+where `silent` lives: it swallows bytes both ways without closing, like a dead network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from notifier.simulator_data import DEFAULT_API_KEY, DEFAULT_MARKETS, DEMO_MARKETS, demo_fills
+
+__all__ = ["DEFAULT_API_KEY", "DEFAULT_MARKETS", "SimulatedPolySim", "demo_fills"]
+
+Shape = Literal["fill", "execution", "nested"]
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Entity"}
+
+
+class _NoDebug(logging.LoggerAdapter[logging.Logger]):
+    """websockets logs each handshake (token in the query) at DEBUG: keep that off for good."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+class SimulatedPolySim:
+    """The venue, faithful where the notifier depends on it, with knobs for every fault."""
+
+    def __init__(
+        self,
+        *,
+        api_keys: Collection[str] = (DEFAULT_API_KEY,),
+        markets: Mapping[str, str] | None = None,
+        token_ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.api_keys = frozenset(api_keys)
+        self.markets = dict(DEFAULT_MARKETS if markets is None else markets)
+        self.token_ttl = token_ttl
+        self._clock = clock
+        self._now = now
+        # Fault knobs: counts are consumed one connection at a time; the rest stay until reset.
+        self.reject_tokens = 0  # next N valid tokens are closed with 4001 anyway
+        self.close_with_4002 = 0  # next N connections are closed with 4002
+        self.max_connections: int | None = None  # tier limit: more at once get 4002
+        self.accept_and_close = False  # accept, then close at once (1011)
+        self.silent = False  # feed connections swallow bytes both ways, never closing
+        self.token_status: int | None = None  # e.g. 401, 429, 503 instead of a token
+        self.retry_after: str = "1"  # Retry-After sent with a 429
+        self.history_status: int | None = None
+        self.market_status: int | None = None
+        self.market_delay = 0.0
+        # Counters.
+        self.token_mints = 0
+        self.connections = 0
+        self.history_requests = 0
+        self.market_requests = 0
+        self.base_url = ""
+        self._tokens: dict[str, float] = {}  # unused token -> monotonic expiry
+        self._history: list[dict[str, object]] = []
+        self._order_ids = itertools.count(1001)
+        self._clients: set[ServerConnection] = set()
+        self._changed = asyncio.Event()
+        self._front: asyncio.Server | None = None
+        self._ws: Server | None = None
+        self._ws_port = 0
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._log = _NoDebug(logging.getLogger(__name__), {})
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on two ephemeral loopback ports; `base_url` names the public one."""
+        self._ws = await serve(
+            self._feed, "127.0.0.1", 0, ping_interval=None, logger=self._log, close_timeout=2
+        )
+        self._ws_port = next(iter(self._ws.sockets)).getsockname()[1]
+        self._front = await asyncio.start_server(self._http, "127.0.0.1", 0)
+        port = self._front.sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        """Close every connection and both listeners."""
+        if self._front is not None:
+            self._front.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._front is not None:
+            await self._front.wait_closed()
+            self._front = None
+        if self._ws is not None:
+            self._ws.close()
+            await self._ws.wait_closed()
+            self._ws = None
+
+    async def __aenter__(self) -> SimulatedPolySim:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- driving the feed -----------------------------------------------------------------
+
+    @property
+    def clients(self) -> int:
+        """Feed connections open now."""
+        return len(self._clients)
+
+    async def emit(self, message: Mapping[str, object] | str | bytes) -> None:
+        """Send one raw frame to every connected feed client (dicts as JSON text)."""
+        payload = message if isinstance(message, str | bytes) else json.dumps(message, default=str)
+        for client in list(self._clients):
+            with contextlib.suppress(ConnectionClosed):
+                await client.send(payload)
+
+    async def fill(self, *, shape: Shape = "fill", **fields: object) -> dict[str, object]:
+        """A fill happens: it enters history and goes out on the feed in `shape`."""
+        item = self.record_history(self.history_item(**fields))
+        await self.emit(feed_message(item, shape))
+        return item
+
+    def record_history(
+        self, item: Mapping[str, object] | None = None, **fields: object
+    ) -> dict[str, object]:
+        """A fill seen only in history (as if nobody was connected); returns the stored item."""
+        stored = dict(item) if item is not None else self.history_item(**fields)
+        self._history.append(stored)
+        return stored
+
+    def history_item(self, **fields: object) -> dict[str, object]:
+        """A complete history item, defaults filled in; any field may be overridden (or bad)."""
+        item: dict[str, object] = {
+            "order_id": next(self._order_ids),
+            "market_id": next(iter(self.markets), "0x00"),
+            "side": "BUY",
+            "outcome": "Yes",
+            "price": "0.65",
+            "quantity": "10",
+            "fee": "0",
+            "status": "FILLED",
+            "filled_at": self._now().isoformat().replace("+00:00", "Z"),
+        }
+        item.update(fields)
+        if isinstance(item["filled_at"], datetime):
+            item["filled_at"] = item["filled_at"].isoformat().replace("+00:00", "Z")
+        item.setdefault("created_at", item["filled_at"])
+        item.setdefault("notional", _notional(item.get("price"), item.get("quantity")))
+        return item
+
+    async def close_all(self, code: int = 1000, reason: str = "") -> None:
+        """Close every feed connection with `code`."""
+        await asyncio.gather(*(c.close(code, reason) for c in list(self._clients)))
+
+    async def wait_connected(self, n: int = 1, timeout: float = 5) -> None:  # noqa: ASYNC109 - a test helper's bound, in the API tests use
+        """Wait until at least `n` feed clients are connected."""
+        async with asyncio.timeout(timeout):
+            while len(self._clients) < n:
+                await self._changed.wait()
+
+    async def wait_disconnected(self, timeout: float = 5) -> None:  # noqa: ASYNC109 - as above
+        """Wait until no feed client is connected."""
+        async with asyncio.timeout(timeout):
+            while self._clients:
+                await self._changed.wait()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- the feed (internal websockets server) -------------------------------------------
+
+    async def _feed(self, conn: ServerConnection) -> None:
+        self.connections += 1
+        path, _, query = (conn.request.path if conn.request else "").partition("?")
+        if path != "/v1/ws/executions":
+            await conn.close(1008, "unknown channel")
+            return
+        token = parse_qs(query).get("token", [""])[0]
+        expiry = self._tokens.pop(token, None)  # single use: a second connect finds nothing
+        valid = expiry is not None and self._clock() < expiry
+        if valid and self.reject_tokens > 0:
+            self.reject_tokens -= 1
+            valid = False
+        if not valid:
+            await conn.close(4001, "invalid or expired token")
+            return
+        too_many = self.max_connections is not None and self.clients >= self.max_connections
+        if self.close_with_4002 > 0 or too_many:
+            self.close_with_4002 = max(0, self.close_with_4002 - 1)
+            await conn.close(4002, "too many connections for tier")
+            return
+        if self.accept_and_close:
+            await conn.close(1011, "server going away")
+            return
+        self._clients.add(conn)
+        self._signal()
+        try:
+            async for message in conn:
+                await self._on_client_message(conn, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._clients.discard(conn)
+            self._signal()
+
+    async def _on_client_message(self, conn: ServerConnection, message: str | bytes) -> None:
+        with contextlib.suppress(ValueError):
+            request = json.loads(message)
+            if isinstance(request, dict) and request.get("action") == "ping":
+                await conn.send(json.dumps({"type": "pong", "ts": int(time.time() * 1000)}))
+
+    # -- the HTTP front -------------------------------------------------------------------
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+                    return
+                method, target, headers = _parse_head(head)
+                if headers.get("upgrade", "").lower() == "websocket":
+                    await self._pipe(head, reader, writer)
+                    return
+                length = int(headers.get("content-length", "0") or 0)
+                if length:
+                    await reader.readexactly(length)
+                status, body, extra = await self._route(method, target, headers)
+                writer.write(_response(status, body, extra))
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (OSError, asyncio.IncompleteReadError):
+            return
+        except asyncio.CancelledError:
+            # stop() cancels us; asyncio's stream callback reports a cancelled handler task
+            # as an error, so end quietly instead.
+            return
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def _pipe(
+        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Relay a WebSocket connection to the internal server, byte for byte."""
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._ws_port)
+        up_writer.write(head)
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            up_writer.close()
+            with contextlib.suppress(OSError):
+                await up_writer.wait_closed()
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                if self.silent:
+                    continue  # a dead network: bytes vanish, nobody closes
+                sink.write(data)
+                await sink.drain()
+
+    async def _route(
+        self, method: str, target: str, headers: Mapping[str, str]
+    ) -> tuple[int, object, dict[str, str]]:
+        parts = urlsplit(target)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if not self._authorized(headers):
+            return 401, {"detail": "Invalid or missing API key"}, {}
+        if method == "POST" and parts.path == "/v1/keys/ws-token":
+            return self._mint()
+        if method == "GET" and parts.path == "/v1/account/history":
+            return self._history_page(query)
+        if method == "GET" and parts.path.startswith("/v1/markets/"):
+            return await self._market(unquote(parts.path.removeprefix("/v1/markets/")))
+        return 404, {"detail": "Not Found"}, {}
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        return key in self.api_keys
+
+    def _mint(self) -> tuple[int, object, dict[str, str]]:
+        if self.token_status is not None:
+            extra = {"Retry-After": self.retry_after} if self.token_status == 429 else {}
+            return self.token_status, {"detail": "token refused"}, extra
+        self.token_mints += 1
+        token = secrets.token_urlsafe(24)
+        self._tokens[token] = self._clock() + self.token_ttl
+        return 200, {"token": token, "expires_in": int(self.token_ttl)}, {}
+
+    def _history_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
+        self.history_requests += 1
+        if self.history_status is not None:
+            return self.history_status, {"detail": "history unavailable"}, {}
+        try:
+            limit, offset = int(query.get("limit", "50")), int(query.get("offset", "0"))
+        except ValueError:
+            return 422, {"detail": "limit and offset must be integers"}, {}
+        if not 1 <= limit <= 200 or offset < 0:
+            return 422, {"detail": "limit must be 1..200, offset >= 0"}, {}
+        # Newest first; of equal times, the later recorded first (as a database id would).
+        order = sorted(enumerate(self._history), key=lambda p: (_sort_time(p[1]), p[0]))
+        return 200, [item for _, item in reversed(order)][offset : offset + limit], {}
+
+    async def _market(self, market_id: str) -> tuple[int, object, dict[str, str]]:
+        self.market_requests += 1
+        if self.market_delay:
+            await asyncio.sleep(self.market_delay)
+        if self.market_status is not None:
+            return self.market_status, {"detail": "market look-up failed"}, {}
+        question = self.markets.get(market_id)
+        if question is None:
+            return 404, {"detail": "Market not found"}, {}
+        slug = "-".join("".join(c if c.isalnum() else " " for c in question.lower()).split())
+        detail: dict[str, object] = {"condition_id": market_id, "question": question}
+        detail["slug"] = slug
+        outcomes = list(DEMO_MARKETS[market_id][1]) if market_id in DEMO_MARKETS else ["Yes", "No"]
+        detail |= {"outcomes": outcomes, "active": True, "closed": False}
+        return 200, detail, {}
+
+
+def feed_message(item: Mapping[str, object], shape: Shape) -> dict[str, object]:
+    """A history item as the feed sends it, in one of the three documented shapes."""
+    core = {k: item[k] for k in ("market_id", "side", "outcome", "price", "quantity") if k in item}
+    if "client_order_id" in item:
+        core["client_order_id"] = item["client_order_id"]
+    order_id = item.get("order_id")
+    if shape == "fill":
+        return {"type": "fill", "order_id": order_id, **core, "filled_at": item.get("filled_at")}
+    execution = {
+        "order_id": str(order_id),
+        **core,
+        "status": item.get("status", "FILLED"),
+        "timestamp": item.get("filled_at"),
+    }
+    if shape == "execution":
+        return {"type": "execution", **execution}
+    return {"type": "execution", "data": execution}
+
+
+def _notional(price: object, quantity: object) -> str:
+    try:
+        return str(Decimal(str(price)) * Decimal(str(quantity)))
+    except InvalidOperation:
+        return "0"
+
+
+def _sort_time(item: Mapping[str, object]) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(item.get("filled_at")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = ([*lines[0].split(" ", 2), "", ""])[:3]
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return method, target, headers
+
+
+def _response(status: int, body: object, extra: Mapping[str, str]) -> bytes:
+    payload = json.dumps(body).encode()
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+    lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload

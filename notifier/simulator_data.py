@@ -1,0 +1,76 @@
+"""Made-up but realistic venue data for the fake PolySimulator: markets and a demo fill stream."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+DEFAULT_API_KEY = "ps_test_demo_key_000000"
+
+# id -> (question, outcomes). Ids have the venue's form: 0x and 64 hex digits.
+DEMO_MARKETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "0xe40605e6a26268a5eb83c155ea5dd12aeb3314f6ba5d67d4b607de95156e4e12": (
+        "Will Bitcoin close above $100k in 2026?",
+        ("Yes", "No"),
+    ),
+    "0x20e796c128096d229ba89bf412a53c3151d170a409c2c8c1dd8e414087b7ffae": (
+        "Will the Fed cut rates at the March meeting?",
+        ("Yes", "No"),
+    ),
+    "0xbe392b792809651cdec3485da4357568972ceb4cfd939c4bf5e5c3d011b04837": (
+        "Lakers vs. Celtics: who wins on Friday?",
+        ("Lakers", "Celtics"),
+    ),
+    "0xc69ea13227bace6e1f8a06364d93f4a6f04632432b64ca9b1fc4036baea4d34c": (
+        "Ethereum up or down over the next hour?",
+        ("Up", "Down"),
+    ),
+    "0x4b9e99d2bd5e48d9a569e5f82175d1d2ed59105f8d82a12dc51b673ff12dc1f2": (
+        "Will turnout exceed 60% in the general election?",
+        ("Yes", "No"),
+    ),
+}
+DEFAULT_MARKETS: dict[str, str] = {mid: q for mid, (q, _) in DEMO_MARKETS.items()}
+
+_SHAPES = ("fill", "execution", "nested")
+
+
+def demo_fills(
+    n: int, rng: random.Random, *, start: datetime | None = None, first_order_id: int = 5001
+) -> list[dict[str, object]]:
+    """`n` varied fills as keyword arguments for `SimulatedPolySim.fill`, in time order.
+
+    Several markets and outcomes, both sides, all three wire shapes, some orders filled in
+    parts (same order id, PARTIALLY_FILLED then FILLED), some with a client order id.
+    """
+    at = start or datetime.now(UTC).replace(microsecond=0)
+    order_ids = itertools.count(first_order_id)
+    fills: list[dict[str, object]] = []
+    while len(fills) < n:
+        market_id = rng.choice(list(DEMO_MARKETS))
+        outcome = rng.choice(DEMO_MARKETS[market_id][1])
+        side = rng.choice(("BUY", "BUY", "SELL"))
+        price = Decimal(rng.randint(2, 98)) / 100
+        total = Decimal(rng.choice((5, 10, 25, 50, 100, 250, 1000, 5000)))
+        parts = rng.choice((1, 1, 1, 2, 3))
+        order_id = next(order_ids)
+        client_order_id = f"bot-{order_id}" if rng.random() < 0.3 else None
+        for part in range(1, parts + 1):
+            at += timedelta(seconds=rng.randint(1, 90), milliseconds=rng.randint(0, 999))
+            fill: dict[str, object] = {
+                "shape": rng.choice(_SHAPES),
+                "order_id": order_id,
+                "market_id": market_id,
+                "side": side,
+                "outcome": outcome,
+                "price": str(price),
+                "quantity": str((total / parts).quantize(Decimal("0.01"))),
+                "status": "FILLED" if part == parts else "PARTIALLY_FILLED",
+                "filled_at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            }
+            if client_order_id is not None:
+                fill["client_order_id"] = client_order_id
+            fills.append(fill)
+    return fills[:n]
