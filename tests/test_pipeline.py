@@ -147,7 +147,7 @@ async def test_new_fill_becomes_durable_alerts(store: StateStore) -> None:
 
 
 async def test_same_fill_twice_is_processed_once(store: StateStore) -> None:
-    """The same fill from the feed and from backfill, queued or recorded, yields one set of alerts."""
+    """The same fill from feed and backfill, queued or recorded, yields one set of alerts."""
     pipeline = _pipeline(store, None, [])
     await pipeline.submit(_fill(), "live")
     await pipeline.submit(_fill(), "backfill")  # still queued: skipped at once
