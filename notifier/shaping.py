@@ -1,0 +1,373 @@
+"""Alert shaping between matching and rendering: group, throttle, active hours. Pure.
+
+Per rule, a match passes three stages, each optional:
+
+- **group**: the first match for a key (the `by` field values) opens a group at `now`; matches that
+  arrive before `opened + wait` join it; at `opened + wait` it is released as one digest. The window
+  is half-open: a match at exactly `opened + wait` opens the next group.
+- **throttle**: at most one release per key per `every`. The first goes out at once and starts the
+  period; later ones in the period are kept, and when it ends they go out as one message (all their
+  fills, `suppressed` = how many messages were folded into it beyond the one sent), starting a new
+  period. Every match is either sent or counted: nothing disappears silently.
+- **active**: checked when a message would go out. Outside the window `hold` folds it into one
+  digest per rule, released when the window next opens; `drop` discards it, counted in `stats`.
+  Outside the window matches skip group and throttle: they all become the one digest anyway.
+
+Times are the injected `now` (arrival), never `filled_at`: backfilled fills still wait their turn.
+Deadlines are stored, not recomputed, so a reload that changes a spec never loses what is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from notifier.digests import (
+    GROUP_FIELDS,
+    GROUP_SAMPLES,
+    MIXED,
+    Release,
+    ReleaseKind,
+    aggregate,
+    cap_lines,
+    fill_from_data,
+    fill_to_data,
+    key_of,
+    make_release,
+    parse_time,
+    release_fields,
+)
+from notifier.events import Fill
+from notifier.windows import (
+    BY_FIELDS,
+    ActiveSpec,
+    GroupSpec,
+    RuleShaping,
+    SpecError,
+    ThrottleSpec,
+    parse_active,
+    parse_group,
+    parse_throttle,
+)
+
+__all__ = [
+    "BY_FIELDS",
+    "GROUP_FIELDS",
+    "GROUP_SAMPLES",
+    "MIXED",
+    "ActiveSpec",
+    "GroupSpec",
+    "Release",
+    "RuleShaping",
+    "Shaper",
+    "SpecError",
+    "ThrottleSpec",
+    "aggregate",
+    "cap_lines",
+    "parse_active",
+    "parse_group",
+    "parse_throttle",
+    "release_fields",
+]
+
+
+@dataclass(slots=True)
+class _Group:
+    due: datetime
+    fills: list[Fill]
+
+
+@dataclass(slots=True)
+class _Throttle:
+    until: datetime
+    fills: list[Fill]
+    messages: int = 0  # messages kept back this period
+
+
+@dataclass(slots=True)
+class _Held:
+    opens: datetime
+    fills: list[Fill]
+    suppressed: int = 0
+
+
+@dataclass(slots=True)
+class _RuleState:
+    groups: dict[tuple[str, ...], _Group]
+    throttles: dict[tuple[str, ...], _Throttle]
+    held: _Held | None = None
+    dropped: int = 0
+
+    def empty(self) -> bool:
+        return not (self.groups or self.throttles or self.held or self.dropped)
+
+
+_RECHECK = datetime(1970, 1, 1, tzinfo=UTC)  # a deadline already past: "look again at once"
+
+
+class Shaper:
+    """Per-rule shaping state driven by an injected clock; see the module docstring."""
+
+    def __init__(self, specs: Mapping[str, RuleShaping]) -> None:
+        self._specs = dict(specs)
+        self._state: dict[str, _RuleState] = {}
+
+    def offer(self, rule: str, fill: Fill, now: datetime) -> list[Release]:
+        """Take one match of `rule`; return what goes out at once (possibly nothing)."""
+        spec = self._spec(rule)
+        state = self._rule_state(rule)
+        out: list[Release] = []
+        if not self._open(spec, now):
+            self._fold(spec, state, (fill,), 0, now)
+        elif spec.group is None:
+            self._throttle(rule, spec, state, (fill,), now, out)
+        else:
+            key = key_of(fill, spec.group.by)
+            group = state.groups.get(key)
+            if group is not None and now >= group.due:
+                del state.groups[key]
+                self._after_group(rule, spec, state, key, group, now, out)
+                group = None
+            if group is None:
+                state.groups[key] = _Group(due=now + spec.group.wait, fills=[fill])
+            else:
+                group.fills.append(fill)
+        self._tidy(rule)
+        return out
+
+    def due(self, now: datetime) -> list[Release]:
+        """Everything whose time has come by `now`: closed groups, ended periods, opened windows."""
+        out: list[Release] = []
+        for rule in list(self._state):
+            spec, state = self._specs[rule], self._state[rule]
+            if state.held is not None:
+                if self._open(spec, now):
+                    out.append(self._flush_held(rule, state))
+                elif now >= state.held.opens and spec.active is not None:
+                    state.held.opens = spec.active.next_open(now)
+            for key, group in sorted(state.groups.items(), key=lambda kv: kv[1].due):
+                if now >= group.due:
+                    del state.groups[key]
+                    self._after_group(rule, spec, state, key, group, now, out)
+            for key, throttle in list(state.throttles.items()):
+                if now >= throttle.until:
+                    del state.throttles[key]
+                    self._end_period(rule, spec, state, key, throttle, now, out)
+            self._tidy(rule)
+        return out
+
+    def next_deadline(self) -> datetime | None:
+        """The earliest instant `due` has work to do, or None when nothing is waiting."""
+        times = [
+            t
+            for state in self._state.values()
+            for t in (
+                *(g.due for g in state.groups.values()),
+                *(t.until for t in state.throttles.values() if t.fills),
+                *((state.held.opens,) if state.held is not None else ()),
+            )
+        ]
+        return min(times, default=None)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per rule: fills dropped outside active hours, and fills waiting in each stage."""
+        return {
+            rule: {
+                "dropped": s.dropped,
+                "grouped": sum(len(g.fills) for g in s.groups.values()),
+                "throttled": sum(len(t.fills) for t in s.throttles.values()),
+                "held": len(s.held.fills) if s.held is not None else 0,
+            }
+            for rule, s in self._state.items()
+        }
+
+    def reconfigure(self, specs: Mapping[str, RuleShaping]) -> None:
+        """New specs on reload: state of rules that still exist stays, with its deadlines."""
+        old = self._specs
+        self._specs = dict(specs)
+        for rule in list(self._state):
+            if rule not in self._specs:
+                del self._state[rule]
+                continue
+            held = self._state[rule].held
+            if held is not None and old.get(rule, RuleShaping()).active != specs[rule].active:
+                held.opens = _RECHECK  # the window moved: due() finds the new opening
+
+    def snapshot(self) -> dict[str, object]:
+        """All held state as JSON-ready data (decimals as strings, datetimes ISO-8601)."""
+        return {"version": 1, "rules": {r: _dump_rule(s) for r, s in self._state.items()}}
+
+    @classmethod
+    def restore(cls, specs: Mapping[str, RuleShaping], data: Mapping[str, object]) -> Shaper:
+        """A shaper holding what `snapshot` saved; rules no longer configured are dropped."""
+        shaper = cls(specs)
+        try:
+            if data.get("version") != 1:
+                raise ValueError(f"unknown version {data.get('version')!r}")
+            rules = data["rules"]
+            assert isinstance(rules, Mapping)
+            for rule, raw in rules.items():
+                if rule in shaper._specs:
+                    shaper._state[rule] = _load_rule(raw)
+        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+            raise ValueError(f"unreadable shaping snapshot: {exc}") from exc
+        for state in shaper._state.values():
+            if state.held is not None:  # the window may have changed while we were down
+                state.held.opens = _RECHECK
+        return shaper
+
+    def _spec(self, rule: str) -> RuleShaping:
+        spec = self._specs.get(rule)
+        if spec is None:
+            self._specs[rule] = spec = RuleShaping()  # an unshaped rule passes straight through
+        return spec
+
+    def _rule_state(self, rule: str) -> _RuleState:
+        return self._state.setdefault(rule, _RuleState(groups={}, throttles={}))
+
+    def _tidy(self, rule: str) -> None:
+        if self._state[rule].empty():
+            del self._state[rule]
+
+    @staticmethod
+    def _open(spec: RuleShaping, now: datetime) -> bool:
+        return spec.active is None or spec.active.is_active(now)
+
+    def _after_group(
+        self,
+        rule: str,
+        spec: RuleShaping,
+        state: _RuleState,
+        key: tuple[str, ...],
+        group: _Group,
+        now: datetime,
+        out: list[Release],
+    ) -> None:
+        fills = tuple(group.fills)
+        if not self._open(spec, now):
+            self._fold(spec, state, fills, 0, now)
+        elif spec.throttle is None:
+            self._emit(state, make_release(rule, key, fills, 0, "group"), out)
+        else:
+            self._throttle(rule, spec, state, fills, now, out)
+
+    def _throttle(
+        self,
+        rule: str,
+        spec: RuleShaping,
+        state: _RuleState,
+        fills: tuple[Fill, ...],
+        now: datetime,
+        out: list[Release],
+    ) -> None:
+        kind: ReleaseKind = "single" if spec.group is None else "group"
+        if spec.throttle is None:
+            self._emit(state, make_release(rule, (), fills, 0, kind), out)
+            return
+        key = key_of(fills[-1], spec.throttle.by)
+        throttle = state.throttles.get(key)
+        if throttle is not None and now >= throttle.until:
+            del state.throttles[key]
+            self._end_period(rule, spec, state, key, throttle, now, out)
+            throttle = state.throttles.get(key)
+        if throttle is None:
+            state.throttles[key] = _Throttle(until=now + spec.throttle.every, fills=[])
+            group_key = () if spec.group is None else key_of(fills[-1], spec.group.by)
+            self._emit(state, make_release(rule, group_key or key, fills, 0, kind), out)
+        else:
+            throttle.fills.extend(fills)
+            throttle.messages += 1
+
+    def _end_period(
+        self,
+        rule: str,
+        spec: RuleShaping,
+        state: _RuleState,
+        key: tuple[str, ...],
+        throttle: _Throttle,
+        now: datetime,
+        out: list[Release],
+    ) -> None:
+        if not throttle.fills:
+            return
+        fills, suppressed = tuple(throttle.fills), throttle.messages - 1
+        if not self._open(spec, now):
+            self._fold(spec, state, fills, suppressed, now)
+            return
+        if spec.throttle is not None:  # the trailing message starts the next period
+            state.throttles[key] = _Throttle(until=now + spec.throttle.every, fills=[])
+        self._emit(state, make_release(rule, key, fills, suppressed, "throttle"), out)
+
+    def _emit(self, state: _RuleState, release: Release, out: list[Release]) -> None:
+        if state.held is not None:  # what waited for the window goes out first
+            out.append(self._flush_held(release.rule, state))
+        out.append(release)
+
+    @staticmethod
+    def _flush_held(rule: str, state: _RuleState) -> Release:
+        held = state.held
+        assert held is not None
+        state.held = None
+        return make_release(rule, (), tuple(held.fills), held.suppressed, "held")
+
+    @staticmethod
+    def _fold(
+        spec: RuleShaping,
+        state: _RuleState,
+        fills: tuple[Fill, ...],
+        suppressed: int,
+        now: datetime,
+    ) -> None:
+        assert spec.active is not None
+        if spec.active.outside == "drop":
+            state.dropped += len(fills)
+        elif state.held is None:
+            state.held = _Held(spec.active.next_open(now), list(fills), suppressed)
+        else:
+            state.held.fills.extend(fills)
+            state.held.suppressed += suppressed
+
+
+def _dump_rule(state: _RuleState) -> dict[str, object]:
+    return {
+        "groups": [
+            {"key": list(k), "due": g.due.isoformat(), "fills": [fill_to_data(f) for f in g.fills]}
+            for k, g in state.groups.items()
+        ],
+        "throttles": [
+            {
+                "key": list(k),
+                "until": t.until.isoformat(),
+                "messages": t.messages,
+                "fills": [fill_to_data(f) for f in t.fills],
+            }
+            for k, t in state.throttles.items()
+        ],
+        "held": None
+        if state.held is None
+        else {
+            "opens": state.held.opens.isoformat(),
+            "suppressed": state.held.suppressed,
+            "fills": [fill_to_data(f) for f in state.held.fills],
+        },
+        "dropped": state.dropped,
+    }
+
+
+def _load_rule(raw: object) -> _RuleState:
+    assert isinstance(raw, Mapping)
+    state = _RuleState(groups={}, throttles={}, dropped=int(raw["dropped"]))
+    for g in raw["groups"]:
+        state.groups[tuple(g["key"])] = _Group(parse_time(g["due"]), _fills(g))
+    for t in raw["throttles"]:
+        state.throttles[tuple(t["key"])] = _Throttle(
+            parse_time(t["until"]), _fills(t), int(t["messages"])
+        )
+    if (h := raw["held"]) is not None:
+        state.held = _Held(parse_time(h["opens"]), _fills(h), int(h["suppressed"]))
+    return state
+
+
+def _fills(raw: Mapping[str, list[Mapping[str, str | None]]]) -> list[Fill]:
+    return [fill_from_data(f) for f in raw["fills"]]

@@ -1,0 +1,270 @@
+"""A rule's shaping specs, each a time window: group wait, throttle period, active hours.
+
+Pure: instants in, instants out. An active window is a half-open interval of instants [open, close)
+starting on each chosen day at the wall time `start` in the rule's zone and ending at the next wall
+time `end`. A wall time that does not exist (the spring-forward gap: Europe/London has no 01:30 on
+that day) resolves to the first instant the clock reads later than it, i.e. the end of the gap; an
+ambiguous one (the fall-back hour happens twice) to its first occurrence, so a window opens and
+closes once a day. The day filter applies to the day the window starts, so a Friday 22:00-06:00
+window runs into Saturday morning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from notifier.durations import parse_duration
+from notifier.render import FILL_FIELDS
+
+Outside = Literal["hold", "drop"]
+BY_FIELDS = tuple(f for f in FILL_FIELDS if f != "rule")  # `by` may name any fill field
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_ACTIVE_KEYS = ("days", "hours", "tz", "outside")
+_SEARCH_DAYS = 16  # more than a week, so a window lost to a DST gap cannot hide the next one
+
+
+class SpecError(ValueError):
+    """A shaping spec is invalid; `path` is relative to the spec (`by[1]`, `hours`)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+def check_mapping(raw: object, allowed: Iterable[str], *, what: str) -> Mapping[str, object]:
+    """`raw` as a mapping with only `allowed` keys, or a SpecError suggesting the closest key."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("", f"{what} must be a mapping, got {type(raw).__name__}")
+    known = tuple(allowed)
+    for key in raw:
+        if not isinstance(key, str) or key not in known:
+            raise SpecError(str(key), f"unknown key{suggest(str(key), known)}")
+    return raw
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest choice, or ' (expected one of …)' when none is close."""
+    options = sorted(choices)
+    close = difflib.get_close_matches(word, options, n=1)
+    if close:
+        return f" {word!r} (did you mean {close[0]!r}?)"
+    return f" {word!r} (expected one of: {', '.join(options)})"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """Digest matches sharing the `by` fields within `wait`; `line` renders each fill in `lines`."""
+
+    by: tuple[str, ...]
+    wait: timedelta
+    line: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleSpec:
+    """At most one message per key (the `by` fields) per `every`."""
+
+    by: tuple[str, ...]
+    every: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class RuleShaping:
+    """One rule's shaping; a throttle over groups must key on group fields (one key a digest)."""
+
+    group: GroupSpec | None = None
+    throttle: ThrottleSpec | None = None
+    active: ActiveSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.group is not None and self.throttle is not None:
+            for index, name in enumerate(self.throttle.by):
+                if name not in self.group.by:
+                    raise SpecError(
+                        f"throttle.by[{index}]",
+                        f"{name!r} must also be in group.by so each digest has one throttle key",
+                    )
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSpec:
+    """When a rule may send: on `days` (0 = Monday), from `start` to `end` wall time in `tz`.
+
+    `end` <= `start` means the window runs past midnight; `end == start` is a whole day (written
+    `00:00-24:00`). `outside` says what happens to alerts outside it: held until the next opening,
+    or dropped.
+    """
+
+    days: frozenset[int]
+    start: time
+    end: time
+    tz: ZoneInfo
+    outside: Outside = "hold"
+
+    def is_active(self, at: datetime) -> bool:
+        """Whether the instant `at` (timezone-aware) lies inside one of the windows."""
+        local_day = _aware(at).astimezone(self.tz).date()
+        return any(o <= at < c for o, c in self._windows(local_day - timedelta(days=1), count=2))
+
+    def next_open(self, at: datetime) -> datetime:
+        """`at` itself if the window is open then, else the instant it next opens."""
+        local_day = _aware(at).astimezone(self.tz).date()
+        for opens, closes in self._windows(local_day - timedelta(days=1), count=_SEARCH_DAYS):
+            if opens <= at < closes:
+                return at
+            if opens > at:
+                return opens
+        raise AssertionError("an active window with days never opens")  # parse forbids it
+
+    def _windows(self, first: date, *, count: int) -> Iterable[tuple[datetime, datetime]]:
+        """The non-empty windows starting on `count` days from `first`, as UTC instants."""
+        for offset in range(count):
+            day = first + timedelta(days=offset)
+            if day.weekday() not in self.days:
+                continue
+            end_day = day if self.end > self.start else day + timedelta(days=1)
+            opens = resolve_wall_time(day, self.start, self.tz)
+            closes = resolve_wall_time(end_day, self.end, self.tz)
+            if opens < closes:  # empty only when both ends fall into one DST gap
+                yield opens, closes
+
+
+def resolve_wall_time(day: date, wall: time, tz: ZoneInfo) -> datetime:
+    """The first instant (UTC) at which the clock in `tz` on `day` reads `wall` or later."""
+    naive = datetime.combine(day, wall)
+    first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == naive:
+        return first  # exists; fold=0 is the earlier of two occurrences
+    # In a gap: fold=1 maps before the jump, fold=0 after it; bisect for the jump itself.
+    low = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    high = first
+    step = timedelta(microseconds=1)
+    while high - low > step:
+        mid = low + (high - low) / 2
+        if mid.astimezone(tz).replace(tzinfo=None) >= naive:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def parse_active(raw: object) -> ActiveSpec:
+    """An `active:` mapping (`days`, `hours`, `tz`, `outside`) as an ActiveSpec, or SpecError."""
+    spec = check_mapping(raw, _ACTIVE_KEYS, what="active")
+    if "hours" not in spec:
+        raise SpecError("hours", 'is required, e.g. "08:00-22:00"')
+    start, end = _parse_hours(spec["hours"])
+    days = _parse_days(spec.get("days", list(DAY_NAMES)))
+    tz = _parse_zone(spec.get("tz", "UTC"))
+    outside = spec.get("outside", "hold")
+    if outside not in ("hold", "drop"):
+        raise SpecError("outside", f"must be 'hold' or 'drop', got {outside!r}")
+    return ActiveSpec(days=days, start=start, end=end, tz=tz, outside=outside)
+
+
+def _parse_hours(raw: object) -> tuple[time, time]:
+    match = _HOURS.match(raw) if isinstance(raw, str) else None
+    if match is None:
+        raise SpecError("hours", f'must look like "08:00-22:00", got {raw!r}')
+    sh, sm, eh, em = (int(g) for g in match.groups())
+    if (eh, em) == (24, 0):
+        eh = 0  # 24:00 is the midnight that ends the day
+    elif sh == 24 or eh == 24:
+        raise SpecError("hours", f"24:00 may only end a window, got {raw!r}")
+    if sh > 23 or eh > 23 or sm > 59 or em > 59:
+        raise SpecError("hours", f"not a time of day in {raw!r}")
+    start, end = time(sh, sm), time(eh, em)
+    if start == end and match.group(3) != "24":
+        raise SpecError("hours", f"{raw!r} is empty; write 00:00-24:00 for the whole day")
+    return start, end
+
+
+def _parse_days(raw: object) -> frozenset[int]:
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items:
+        raise SpecError("days", f"must be a non-empty list of days like [mon, fri], got {raw!r}")
+    days: set[int] = set()
+    for index, item in enumerate(items):
+        path = f"days[{index}]" if not isinstance(raw, str) else "days"
+        if not isinstance(item, str):
+            raise SpecError(path, f"must be a day name like 'mon', got {item!r}")
+        first, sep, last = item.partition("-")
+        a, b = _day(first, path), _day(last, path) if sep else None
+        days.update(range(a, a + 1) if b is None else ((a + i) % 7 for i in range((b - a) % 7 + 1)))
+    return frozenset(days)
+
+
+def _day(name: str, path: str) -> int:
+    word = name.strip().lower()
+    if word in DAY_NAMES:
+        return DAY_NAMES.index(word)
+    if word in _FULL_DAY_NAMES:
+        return _FULL_DAY_NAMES.index(word)
+    raise SpecError(path, f"unknown day{suggest(word, DAY_NAMES)}")
+
+
+def _parse_zone(raw: object) -> ZoneInfo:
+    if not isinstance(raw, str) or not raw:
+        raise SpecError("tz", f"must be an IANA time zone name like 'Europe/London', got {raw!r}")
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        close = difflib.get_close_matches(raw, sorted(available_timezones()), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SpecError("tz", f"unknown time zone {raw!r}{hint}") from exc
+
+
+def parse_group(raw: object) -> GroupSpec:
+    """A `group:` mapping (`by`, `wait`, optional `line`) as a GroupSpec, or SpecError."""
+    spec = check_mapping(raw, ("by", "wait", "line"), what="group")
+    line = spec.get("line")
+    if line is not None and not isinstance(line, str):
+        raise SpecError("line", f"must be a template string, got {type(line).__name__}")
+    return GroupSpec(by=_parse_by(spec.get("by", [])), wait=_positive(spec, "wait"), line=line)
+
+
+def parse_throttle(raw: object) -> ThrottleSpec:
+    """A `throttle:` mapping (`by`, `every`) as a ThrottleSpec, or SpecError."""
+    spec = check_mapping(raw, ("by", "every"), what="throttle")
+    return ThrottleSpec(by=_parse_by(spec.get("by", [])), every=_positive(spec, "every"))
+
+
+def _parse_by(raw: object) -> tuple[str, ...]:
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise SpecError("by", f"must be a list of fill fields, got {type(raw).__name__}")
+    for index, name in enumerate(items):
+        if not isinstance(name, str) or name not in BY_FIELDS:
+            path = "by" if isinstance(raw, str) else f"by[{index}]"
+            raise SpecError(path, f"unknown field{suggest(str(name), BY_FIELDS)}")
+    if len(set(items)) != len(items):
+        raise SpecError("by", "lists a field twice")
+    return tuple(items)
+
+
+def _positive(spec: Mapping[str, object], name: str) -> timedelta:
+    if name not in spec:
+        raise SpecError(name, 'is required, e.g. "30s"')
+    try:
+        value = parse_duration(spec[name])
+    except ValueError as exc:
+        raise SpecError(name, str(exc)) from exc
+    if value <= timedelta(0):
+        raise SpecError(name, "must be longer than zero")
+    return value
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("shaping needs timezone-aware datetimes")
+    return at
