@@ -1,0 +1,96 @@
+"""Running `notifier` as a real subprocess, reading its logs as they come."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child notifier: no proxies, the test's extras."""
+    env = {
+        k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("POLY")
+    }
+    env.update(extra)
+    return env
+
+
+class Daemon:
+    """A `python -m notifier ...` child; stderr lines are collected as they arrive."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, *args: str, env: Mapping[str, str], cwd: Path = ROOT) -> Daemon:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "notifier",
+            *args,
+            env=dict(env),
+            cwd=cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.lines.append(line.decode(errors="replace").rstrip("\n"))
+            self._changed.set()
+        self._changed.set()
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_log(self, text: str, *, timeout: float = 10, count: int = 1) -> str:
+        """Wait until `count` stderr lines contain `text`; return the last such line."""
+        async with asyncio.timeout(timeout):
+            while True:
+                found = [line for line in self.lines if text in line]
+                if len(found) >= count:
+                    return found[-1]
+                if self._reader.done():
+                    raise AssertionError(f"exited without logging {text!r}:\n{self.log}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.proc.send_signal(signum)
+
+    async def wait(self, timeout: float = 15) -> tuple[int, str]:
+        """Wait for the exit; return the status and stdout."""
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            out = await self.proc.stdout.read()
+            code = await self.proc.wait()
+            await self._reader
+        return code, out.decode(errors="replace")
+
+    async def kill(self) -> None:
+        """Kill -9 (also the clean-up for a test that failed half-way)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        await self.wait()

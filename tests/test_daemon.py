@@ -1,0 +1,203 @@
+"""The daemon as users run it: a subprocess against the loopback fake venue and a webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from daemon import Daemon, child_env, free_port
+from receivers import WebhookReceiver
+
+from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
+
+BTC = next(m for m, q in DEFAULT_MARKETS.items() if "Bitcoin" in q)
+
+RULES = """\
+rules:
+  - name: big
+    when: {quantity: {min: 100}}
+    notify: [hook]
+    title: "Big {side} on {market_title}"
+    body: "{quantity} @ {price} #{order_id}"
+"""
+
+EXTRA_RULE = """\
+  - name: small
+    when: {quantity: {max: 99}}
+    notify: [hook]
+    title: "Small {side}"
+"""
+
+
+def write_config(path: Path, venue: SimulatedPolySim, hook: WebhookReceiver, **kw: str) -> Path:
+    """A config for the daemon under test; `rules`/`extra` replace parts of it."""
+    metrics = kw.get("metrics", "")
+    path.write_text(
+        f"""\
+feed:
+  base_url: {venue.base_url}
+  api_key: ${{POLYSIM_API_KEY}}
+state:
+  path: {path.parent / "state.db"}
+delivery:
+  retry_base: 0.05s
+  retry_cap: 0.2s
+{metrics}
+channels:
+  hook: {hook.json_url}
+{kw.get("rules", RULES)}""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[SimulatedPolySim]:
+    """The fake PolySimulator on loopback."""
+    async with SimulatedPolySim() as sim:
+        yield sim
+
+
+async def _http_get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def _titles(hook: WebhookReceiver) -> list[str]:
+    return [r.json()["title"] for r in hook.requests]
+
+
+async def test_run_delivers_reloads_and_stops_cleanly(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """run: alerts go out, /healthz and /metrics answer, SIGHUP swaps or refuses, SIGTERM ends."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml", venue, webhook, metrics=f"metrics: {{listen: 127.0.0.1:{port}}}"
+    )
+    daemon = await Daemon.start(
+        "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    )
+    try:
+        started = await daemon.wait_log("started")
+        assert "1 rules, 1 channels" in started
+        assert DEFAULT_API_KEY not in daemon.log
+        await venue.wait_connected(1, timeout=10)
+        await daemon.wait_log("backfill", timeout=10)
+        await venue.fill(market_id=BTC, quantity="150", order_id=1)
+        await venue.fill(market_id=BTC, quantity="5", order_id=2)
+        await venue.fill(market_id=BTC, quantity="100", order_id=3, shape="nested")
+        await webhook.wait_for(2, timeout=10)
+        assert _titles(webhook) == ["Big BUY on Will Bitcoin close above $100k in 2026?"] * 2
+
+        assert await _http_get(port, "/healthz") == (200, "ok\n")
+        status, metrics = await _http_get(port, "/metrics")
+        assert status == 200
+        assert 'notifier_alerts_sent_total{channel="hook"} 2.0' in metrics
+        assert 'notifier_fills_matched_total{rule="big"} 2.0' in metrics
+        assert "notifier_feed_connected 1.0" in metrics
+
+        write_config(config, venue, webhook, rules=RULES + EXTRA_RULE)
+        daemon.signal(signal.SIGHUP)
+        await daemon.wait_log("reloaded: 2 rules")
+        await venue.fill(market_id=BTC, quantity="7", order_id=4)
+        await webhook.wait_for(3, timeout=10)
+        assert _titles(webhook)[2] == "Small BUY"
+
+        config.write_text(RULES.replace("notify: [hook]", "notify: [hok]"), encoding="utf-8")
+        daemon.signal(signal.SIGHUP)
+        await daemon.wait_log("reload refused")
+        assert "did you mean 'hook'" in daemon.log
+        await venue.fill(market_id=BTC, quantity="8", order_id=5)
+        await webhook.wait_for(4, timeout=10)
+        assert _titles(webhook)[3] == "Small BUY"  # the valid config stayed in force
+        assert venue.connections == 1  # reloads never dropped the feed
+
+        began = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait(timeout=15)
+        assert code == 0
+        assert time.monotonic() - began < 10
+        summary = daemon.lines[-1]
+        assert "stopped: 5 fills seen" in summary
+        assert "4 alerts sent" in summary
+        assert "0 pending" in summary
+        assert len(webhook.requests) == 4
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()
+
+
+async def test_alerts_pending_at_shutdown_are_sent_after_restart(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """An alert whose channel is down at SIGTERM stays in the outbox; it goes out on restart."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    webhook.respond(500, times=1000)
+    daemon = await Daemon.start("run", "--config", str(config), env=env)
+    try:
+        await venue.wait_connected(1, timeout=10)
+        await daemon.wait_log("backfill", timeout=10)
+        await venue.fill(market_id=BTC, quantity="150", order_id=1)
+        await webhook.wait_for(2, timeout=10)  # first attempt and a retry, both refused
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+        assert code == 0
+        assert "1 pending" in daemon.lines[-1]
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()
+
+    refused = len(webhook.requests)
+    webhook._plan.clear()
+    daemon = await Daemon.start("run", "--config", str(config), env=env)
+    try:
+        await webhook.wait_for(refused + 1, timeout=10)
+        await venue.wait_connected(1, timeout=10)
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+        assert code == 0
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()
+    assert len(webhook.requests) == refused + 1  # delivered once, and the fill not re-alerted
+    assert "0 pending" in daemon.lines[-1]
+
+
+async def test_refused_key_is_fatal_with_only_its_prefix(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A key the venue refuses ends the daemon with exit 1 and one line naming only its prefix."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    secret = "ps_live_abcdefgh12345678SECRETPART"
+    daemon = await Daemon.start(
+        "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=secret)
+    )
+    code, _ = await daemon.wait()
+    assert code == 1
+    fatal = [line for line in daemon.lines if "fatal" in line]
+    assert len(fatal) == 1
+    assert "ps_live_abcdefgh" in fatal[0]
+    assert "SECRETPART" not in daemon.log
+    assert "Traceback" not in daemon.log
+
+
+async def test_demo_prints_each_alert() -> None:
+    """`demo --fills 5` runs the real pipeline on loopback and prints five alerts, then exits 0."""
+    daemon = await Daemon.start("demo", "--fills", "5", env=child_env())
+    code, out = await daemon.wait(timeout=60)
+    assert code == 0, daemon.log
+    alerts = [line for line in out.splitlines() if line.startswith("== ")]
+    assert len(alerts) == 5, out
+    assert "stopped: 5 fills seen" in daemon.log
