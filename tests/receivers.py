@@ -234,8 +234,17 @@ class Mail:
         return str(part.get_content())
 
 
+class _AnyPortController(Controller):  # type: ignore[misc]  # aiosmtpd is untyped
+    """aiosmtpd's Controller, bound to port 0: learns its port before its readiness check."""
+
+    def _trigger_server(self) -> None:
+        if self.port == 0 and self.server is not None:
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
 class SmtpServer:
-    """An aiosmtpd server on loopback that requires AUTH (LOGIN/PLAIN) without TLS."""
+    """An aiosmtpd server on loopback that requires AUTH (LOGIN/PLAIN) before MAIL, without TLS."""
 
     def __init__(self, *, user: str = "alerts", password: str = "s3cret-pw") -> None:
         self.user, self.password = user, password
@@ -244,20 +253,19 @@ class SmtpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arrived = asyncio.Event()
         self._lock = threading.Lock()
-        self._controller = Controller(
+        self._controller = _AnyPortController(
             self,
             hostname="127.0.0.1",
             port=0,
             authenticator=self._authenticate,
-            auth_required=True,
+            # AUTH is required by handle_MAIL below: aiosmtpd's own auth_required without TLS
+            # emits a UserWarning on every connection (and tests run with warnings as errors).
             auth_require_tls=False,
         )
 
     @property
     def port(self) -> int:
-        server = self._controller.server
-        assert server is not None
-        return int(server.sockets[0].getsockname()[1])
+        return int(self._controller.port)
 
     def url(self, *, to: str = "trader@example.com", password: str | None = None) -> str:
         """A mailto:// URL for this server (plain SMTP, AUTH)."""
@@ -284,7 +292,17 @@ class SmtpServer:
         )
         if not ok:
             self.failed_logins += 1
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        """aiosmtpd hook: refuse mail from a client that has not authenticated."""
+        if not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """aiosmtpd hook: record the message."""

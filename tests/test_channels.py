@@ -1,0 +1,390 @@
+"""Channels against real peers on loopback: json, ntfy, SMTP with AUTH, Slack and Telegram via
+a TLS-intercepting proxy. No mocked apprise."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import socket
+import time
+from collections.abc import Callable
+
+import apprise
+import pytest
+import requests
+from receivers import (
+    SLACK_HOST,
+    TELEGRAM_HOST,
+    SmtpServer,
+    TlsProxy,
+    WebhookReceiver,
+    telegram_html_to_text,
+)
+
+from notifier.channels import ChannelSet, Target, check_url
+from notifier.errors import ConfigError
+from notifier.settings import ChannelSettings, DeliverySettings
+
+TITLE = "Will <b>&*_ win?"
+BODY = "BUY 10 YES @ 0.45 <i> & *x* _y_"
+SLACK_URL = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
+TG_TOKEN = "123456789:ABCdefGHIjklMNOpqrSTU"
+TG_URL = f"tgram://{TG_TOKEN}/12345"
+
+
+def channels(
+    spec: dict[str, tuple[str, ...]], delivery: DeliverySettings | None = None
+) -> ChannelSet:
+    settings = {name: ChannelSettings(name=name, urls=urls) for name, urls in spec.items()}
+    return ChannelSet.build(settings, delivery=delivery or DeliverySettings(timeout=5))
+
+
+def only(cs: ChannelSet, channel: str = "c") -> Target:
+    (target,) = cs.targets(channel)
+    return target
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- payloads, per service -------------------------------------------------------------------
+
+
+async def test_json_payload_arrives_intact(webhook: WebhookReceiver) -> None:
+    """json:// POSTs apprise's JSON document with title and body untouched in text mode."""
+    cs = channels({"c": (webhook.json_url,)})
+    result = await cs.send(only(cs).key, TITLE, BODY)
+    assert result.ok
+    (request,) = webhook.requests
+    assert (request.method, request.path) == ("POST", "/")
+    assert request.json == {
+        "version": "1.0",
+        "title": TITLE,
+        "message": BODY,
+        "attachments": [],
+        "type": "info",
+    }
+
+
+async def test_ntfy_to_loopback_server(webhook: WebhookReceiver) -> None:
+    """ntfy://host:port/topic POSTs JSON (topic, title, message) to the server root."""
+    cs = channels({"c": (webhook.ntfy_url("fills"),)})
+    assert (await cs.send(only(cs).key, TITLE, BODY)).ok
+    (request,) = webhook.requests
+    assert request.path == "/"
+    assert request.json == {"topic": "fills", "title": TITLE, "message": BODY}
+    assert "x-markdown" not in request.headers
+
+
+async def test_mailto_authenticates_and_delivers(smtp_server: SmtpServer) -> None:
+    """mailto:// logs in to the SMTP server and delivers subject and plain body intact."""
+    cs = channels({"mail": (smtp_server.url(),)})
+    assert (await cs.send(only(cs, "mail").key, TITLE, BODY)).ok
+    (mail,) = smtp_server.mails
+    assert mail.login == "alerts"
+    assert mail.rcpt_tos == ("trader@example.com",)
+    assert mail.message["Subject"] == TITLE
+    assert mail.text().rstrip("\r\n") == BODY
+
+
+async def test_mailto_wrong_password_fails_without_leaking_it(smtp_server: SmtpServer) -> None:
+    """A refused SMTP login is a failed send whose error never shows the password."""
+    cs = channels({"mail": (smtp_server.url(password="wrong-Pa55word"),)})
+    target = only(cs, "mail")
+    result = await cs.send(target.key, TITLE, BODY)
+    assert not result.ok
+    assert result.error is not None
+    assert "wrong-Pa55word" not in result.error
+    assert "wrong-Pa55word" not in target.display
+    assert smtp_server.failed_logins >= 1  # smtplib tries each advertised mechanism
+    assert smtp_server.mails == []
+
+
+async def test_slack_webhook_payload_through_proxy(tls_proxy: TlsProxy) -> None:
+    """Slack gets a plain (mrkdwn off) attachment whose escaped text displays the title intact."""
+    cs = channels({"slack": (SLACK_URL,)})
+    assert (await cs.send(only(cs, "slack").key, TITLE, BODY)).ok
+    (request,) = tls_proxy.requests
+    assert request.host == SLACK_HOST
+    assert request.path == "/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
+    payload = request.json
+    assert payload["mrkdwn"] is False
+    (attachment,) = payload["attachments"]
+    assert attachment["title"] == "Will &lt;b&gt;&amp;*_ win?"
+    assert attachment["text"] == "BUY 10 YES @ 0.45 &lt;i&gt; &amp; *x* _y_"
+    # Slack shows &lt; &gt; &amp; as the characters themselves.
+    assert html.unescape(attachment["title"]) == TITLE
+    assert html.unescape(attachment["text"]) == BODY
+
+
+async def test_telegram_send_message_through_proxy(tls_proxy: TlsProxy) -> None:
+    """Telegram gets parse_mode=HTML text that it accepts and displays with the title intact."""
+    cs = channels({"tg": (TG_URL,)})
+    assert (await cs.send(only(cs, "tg").key, TITLE, BODY)).ok
+    (request,) = tls_proxy.requests
+    assert request.host == TELEGRAM_HOST
+    assert request.path == f"/bot{TG_TOKEN}/sendMessage"
+    payload = request.json
+    assert payload["chat_id"] == 12345
+    assert payload["parse_mode"] == "HTML"
+    assert payload["text"] == (
+        "<b>Will &lt;b&gt;&amp;*_ win?</b>\r\nBUY 10 YES @ 0.45 &lt;i&gt; &amp; *x* _y_"
+    )
+    assert telegram_html_to_text(payload["text"]) == f"{TITLE}\r\n{BODY}"
+
+
+async def test_fake_telegram_refuses_html_it_cannot_parse(tls_proxy: TlsProxy) -> None:
+    """The fake Bot API refuses unparseable HTML (400 "can't parse entities") as the real one."""
+    url = f"https://{TELEGRAM_HOST}/bot{TG_TOKEN}/sendMessage"
+    for text in ("price < 0.45 & rising", "<x>bold</x>", "<b>open"):
+        payload = {"chat_id": 1, "parse_mode": "HTML", "text": text}
+        response = await asyncio.to_thread(requests.post, url, json=payload, timeout=5)
+        assert response.status_code == 400
+        assert response.json()["description"].startswith("Bad Request: can't parse entities")
+    ok = {"chat_id": 1, "parse_mode": "HTML", "text": "<b>price</b> &lt; 0.45 &amp; rising"}
+    response = await asyncio.to_thread(requests.post, url, json=ok, timeout=5)
+    assert response.json()["result"]["text"] == "price < 0.45 & rising"
+
+
+async def test_telegram_refusal_is_a_failure_without_the_token(tls_proxy: TlsProxy) -> None:
+    """A Bot API 400 becomes SendResult(ok=False) carrying its description, never the token."""
+    refusal = b'{"ok":false,"error_code":400,"description":"Bad Request: can\'t parse entities"}'
+    tls_proxy.respond(400, body=refusal)
+    cs = channels({"tg": (TG_URL,)})
+    result = await cs.send(only(cs, "tg").key, TITLE, BODY)
+    assert not result.ok
+    assert result.error is not None
+    assert "can't parse entities" in result.error
+    assert "ABCdefGHIjklMNOpqrSTU" not in result.error
+    assert "123456789" not in result.error
+
+
+async def test_proxy_answers_itself_and_refuses_other_hosts(tls_proxy: TlsProxy) -> None:
+    """Only Slack and Telegram are intercepted; any other host is refused, nothing leaves."""
+    cs = channels({"c": (SLACK_URL, "discord://1234567890/abcdefghijklmnop")})
+    slack, discord = cs.targets("c")
+    assert (await cs.send(slack.key, TITLE, BODY)).ok
+    assert not (await cs.send(discord.key, TITLE, BODY)).ok
+    assert tls_proxy.connects == ["hooks.slack.com:443", "discord.com:443"]
+    assert [r.host for r in tls_proxy.requests] == [SLACK_HOST]
+
+
+# --- failures, one URL at a time -------------------------------------------------------------
+
+
+async def test_each_url_of_a_channel_succeeds_or_fails_alone() -> None:
+    """Two URLs of one channel: the failing one fails, the other delivers, each exactly once."""
+    bad, good = WebhookReceiver(), WebhookReceiver()
+    await bad.start()
+    await good.start()
+    try:
+        bad.respond(500)
+        cs = channels({"c": (bad.json_url, good.ntfy_url("fills"))})
+        first, second = cs.targets("c")
+        results = await asyncio.gather(
+            cs.send(first.key, TITLE, BODY), cs.send(second.key, TITLE, BODY)
+        )
+        assert [r.ok for r in results] == [False, True]
+        assert len(bad.requests) == 1
+        assert len(good.requests) == 1
+        assert good.requests[0].json["message"] == BODY
+    finally:
+        await bad.close()
+        await good.close()
+
+
+async def test_http_500_is_a_failure_without_the_password(webhook: WebhookReceiver) -> None:
+    """A 500 becomes SendResult(ok=False) naming the status, never the URL's password."""
+    url = f"json://hookuser:Sup3rSecretPw@127.0.0.1:{webhook.port}/"
+    webhook.respond(500)
+    cs = channels({"c": (url,)})
+    result = await cs.send(only(cs).key, TITLE, BODY)
+    assert not result.ok
+    assert result.error is not None
+    assert "500" in result.error
+    assert "Sup3rSecretPw" not in result.error
+    assert result.retry_after is None
+    assert webhook.requests[0].headers["authorization"].startswith("Basic ")
+
+
+async def test_http_429_is_a_failure(webhook: WebhookReceiver) -> None:
+    """A 429 with Retry-After is a failure; apprise does not expose Retry-After, so None."""
+    webhook.respond(429, retry_after=7)
+    cs = channels({"c": (webhook.ntfy_url(),)})
+    result = await cs.send(only(cs).key, TITLE, BODY)
+    assert not result.ok
+    assert result.retry_after is None
+    assert len(webhook.requests) == 1
+
+
+async def test_recovers_after_outage(webhook: WebhookReceiver) -> None:
+    """The same built object delivers again once the service is back."""
+    webhook.respond(503, times=2)
+    cs = channels({"c": (webhook.json_url,)})
+    key = only(cs).key
+    outcomes = [(await cs.send(key, TITLE, f"attempt {n}")).ok for n in range(3)]
+    assert outcomes == [False, False, True]
+    assert [r.json["message"] for r in webhook.requests] == ["attempt 0", "attempt 1", "attempt 2"]
+
+
+async def test_closed_port_is_a_failure() -> None:
+    """Nothing listening is a failed send (connection refused), not an exception."""
+    cs = channels({"c": (f"json://127.0.0.1:{closed_port()}/",)})
+    result = await cs.send(only(cs).key, TITLE, BODY)
+    assert not result.ok
+    assert result.error
+
+
+async def test_hanging_server_is_bounded_by_delivery_timeout(webhook: WebhookReceiver) -> None:
+    """A server that accepts and never answers fails the send after delivery.timeout."""
+    webhook.hang()
+    cs = channels({"c": (webhook.json_url,)}, DeliverySettings(timeout=0.5))
+    # The outer bound only guards the test run; the send must end on its own timeout.
+    result = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+    assert not result.ok
+    assert len(webhook.requests) == 1
+
+
+# --- apprise behaviour we depend on ----------------------------------------------------------
+
+
+def _record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Replace time.sleep (used by apprise's throttle in its worker threads) with a recorder."""
+    sleeps: list[float] = []
+    record: Callable[[float], None] = sleeps.append
+    monkeypatch.setattr(time, "sleep", record)
+    return sleeps
+
+
+async def test_apprise_2_throttle_is_present_and_disabled(
+    webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pins apprise 2.x: ntfy throttles 5.5 s per instance by default; our built objects don't."""
+    assert apprise.__version__.split(".")[0] == "2"
+    url = webhook.ntfy_url()
+    sleeps = _record_sleeps(monkeypatch)
+
+    # Control: a plain apprise object sleeps before its second send (the throttle exists).
+    plain = apprise.Apprise()
+    assert plain.add(url)
+    assert plain[0].request_rate_per_sec == pytest.approx(5.5)
+    for n in range(2):
+        with await plain.async_notify(body=f"plain {n}") as result:
+            assert result
+    assert any(s > 5 for s in sleeps)
+
+    # Ours: the same attribute is zeroed, so two sends never wait.
+    sleeps.clear()
+    cs = channels({"c": (url,)})
+    key = only(cs).key
+    assert (await cs.send(key, TITLE, "one")).ok
+    assert (await cs.send(key, TITLE, "two")).ok
+    assert not any(s >= 1 for s in sleeps)
+    assert [r.json["message"] for r in webhook.requests[2:]] == ["one", "two"]
+
+
+async def test_long_message_is_split_within_the_service_limit(tls_proxy: TlsProxy) -> None:
+    """overflow=split (default) sends a 6000-char body to Telegram as pieces under 4096."""
+    cs = channels({"tg": (TG_URL,)})
+    body = "x" * 6000
+    assert (await cs.send(only(cs, "tg").key, "t", body)).ok
+    texts = [r.json["text"] for r in tls_proxy.of(TELEGRAM_HOST)]
+    assert len(texts) >= 2
+    assert all(len(t) <= 4096 for t in texts)
+    assert sum(t.count("x") for t in texts) == 6000
+
+
+async def test_long_message_is_truncated_when_configured(tls_proxy: TlsProxy) -> None:
+    """overflow=truncate sends one piece, cut to the service limit."""
+    cs = channels({"tg": (TG_URL,)}, DeliverySettings(timeout=5, overflow="truncate"))
+    assert (await cs.send(only(cs, "tg").key, "t", "x" * 6000)).ok
+    (request,) = tls_proxy.of(TELEGRAM_HOST)
+    assert len(request.json["text"]) <= 4096
+
+
+# --- building, keys, check_url ---------------------------------------------------------------
+
+
+def test_targets_keys_and_privacy_display() -> None:
+    """Each URL is a target keyed by sha256(url)[:16], shown in privacy form, listed in order."""
+    mail = "mailto://alerts:hunter2pass@127.0.0.1:2525?from=a@example.com&to=b@example.com"
+    cs = channels({"ops": (mail, TG_URL, mail), "chat": (TG_URL,)})
+    assert cs.names == ("ops", "chat")
+    first, second = cs.targets("ops")  # the duplicate URL collapsed
+    assert first.key == hashlib.sha256(mail.encode()).hexdigest()[:16]
+    assert "hunter2pass" not in first.display
+    assert TG_TOKEN.split(":")[1] not in second.display
+    assert cs.knows(second.key)
+    assert not cs.knows("0" * 16)
+    assert cs.channel_of(second.key) == "ops"  # same URL in two channels: first one owns it
+    assert cs.targets("chat")[0].key == second.key
+    assert cs.channel_of("0" * 16) is None
+    assert cs.display(first.key) == first.display
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "json://127.0.0.1:8080/",
+        "ntfy://127.0.0.1:8080/topic",
+        "mailto://u:p@127.0.0.1:2525?from=a@example.com&to=b@example.com",
+        SLACK_URL,
+        TG_URL,
+        "console://",
+    ],
+)
+def test_check_url_accepts_buildable_urls(url: str) -> None:
+    """URLs apprise can build pass the check."""
+    assert check_url(url) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected", "secret"),
+    [
+        ("slak://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlaz", "the scheme 'slak://'", "TIiajkdnlaz"),
+        ("tgram://not-a-valid-token-Xyz123/", "apprise rejected the URL (tgram)", "Xyz123"),
+        ("hooks.slack.com/services/AAA/BBB/CCCsecret", "not an apprise URL", "CCCsecret"),
+    ],
+)
+def test_check_url_explains_without_secrets(url: str, expected: str, secret: str) -> None:
+    """A URL apprise refuses gets a reason that names the scheme but none of its secrets."""
+    message = check_url(url)
+    assert message is not None
+    assert expected in message
+    assert secret not in message
+
+
+def test_build_refuses_bad_url_with_config_error() -> None:
+    """ChannelSet.build raises ConfigError locating the bad URL by path, without its secrets."""
+    with pytest.raises(ConfigError) as caught:
+        channels({"ops": ("json://127.0.0.1:1/", "tgram://bad-Token-Qq9/")})
+    assert "channels.ops.urls[1]" in str(caught.value)
+    assert "Token-Qq9" not in str(caught.value)
+
+
+# --- send-test -------------------------------------------------------------------------------
+
+
+async def test_send_test_reports_each_url(webhook: WebhookReceiver) -> None:
+    """send_test sends to every URL and reports each one's outcome, in config order."""
+    webhook.respond(500)
+    cs = channels({"a": (webhook.json_url,), "b": (webhook.ntfy_url("x"), webhook.ntfy_url("y"))})
+    results = await cs.send_test()
+    assert [t.channel for t, _ in results] == ["a", "b", "b"]
+    assert sorted(r.ok for _, r in results) == [False, True, True]
+    assert len(webhook.requests) == 3
+
+    only_b = await cs.send_test("b")
+    assert [(t.channel, r.ok) for t, r in only_b] == [("b", True), ("b", True)]
+    assert {r.json["topic"] for r in webhook.requests[3:]} == {"x", "y"}
+
+
+async def test_send_test_unknown_channel_is_key_error() -> None:
+    """Asking send_test for a channel that does not exist is a KeyError, not a silent no-op."""
+    cs = channels({"a": ("console://",)})
+    with pytest.raises(KeyError):
+        await cs.send_test("nope")
