@@ -57,6 +57,14 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSettings:
+    """Log level and format from the file (the CLI's --log-level/--log-format take precedence)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelSettings:
     """A named destination: one or more apprise URLs (secret), with optional limits."""
 
@@ -78,3 +86,4 @@ class Settings:
     metrics: MetricsSettings
     channels: dict[str, ChannelSettings]
     rules: RuleSet
+    log: LogSettings = field(default_factory=LogSettings)
