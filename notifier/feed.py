@@ -1,0 +1,356 @@
+"""The execution-feed client: mint a token, connect, backfill the gap, read; forever.
+
+websockets' reconnecting iterator cannot mint a single-use token per attempt and resets its
+back-off after every handshake, so this owns a short loop instead and classifies each end:
+4001 (token) reconnects at once unless it repeats, everything else backs off, and the
+back-off resets only after a connection stayed up `stable_after` seconds. The feed has no
+replay, so every connect is followed by a history backfill before live frames are read
+(frames arriving meanwhile wait in the socket; the pipeline dedupes the overlap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from notifier.backfill import Backfill, FillSink, WatermarkStore
+from notifier.backoff import Backoff
+from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError, key_prefix
+from notifier.normalize import Rejected, decode_frame, normalize_message
+from notifier.settings import FeedSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
+
+_APP_PING = '{"action": "ping"}'
+_REJECT_LOG_EVERY = 10.0  # seconds: at most one log line per rejection reason in this window
+_MAX_RETRY_AFTER = 3600.0
+
+
+def utc_now() -> datetime:
+    """The wall clock, aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class FeedStats:
+    """Counters for metrics and the shutdown summary line."""
+
+    frames: int = 0
+    fills: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    non_fill: int = 0
+    connects: int = 0
+    reconnects: dict[str, int] = field(default_factory=dict)
+    backfilled: int = 0
+    backfill_failures: int = 0
+    token_mints: int = 0
+    connected: bool = False
+    last_frame_at: float | None = None
+    in_backoff: bool = False
+
+
+class _NoDebug(logging.LoggerAdapter[logging.Logger]):
+    """websockets logs the handshake request line (token in the query) at DEBUG: never that."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+_WS_LOG = _NoDebug(logging.getLogger(f"{__name__}.websockets"), {})
+
+
+class FeedClient:
+    """Holds the feed: every fill reaches `sink` as (fill, "live" | "backfill")."""
+
+    def __init__(
+        self,
+        settings: FeedSettings,
+        *,
+        http: httpx.AsyncClient,
+        sink: FillSink,
+        watermark: WatermarkStore,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._http = http
+        self._sink = sink
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._backoff = Backoff(1.0, 30.0, rng=self._rng)
+        self.stats = FeedStats()
+        self._backfill = Backfill(
+            settings,
+            http=http,
+            watermark=watermark,
+            sink=sink,
+            clock=clock,
+            on_reject=self._reject,
+            pause=self._pause,
+            rng=self._rng,
+            monotonic=monotonic,
+        )
+        self._token_rejections = 0  # consecutive 4001s with no frame or stable period between
+        self._reject_log: dict[str, tuple[float, int]] = {}
+        self._stopping = False
+        self._stop = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Hold the feed until cancelled or stopped; KeyRefused (fatal) when the key is refused."""
+        ws_url = _ws_url(self._settings.base_url)
+        if not self._settings.api_key:
+            raise KeyRefused("no API key: set feed.api_key or the POLYSIM_API_KEY variable")
+        try:
+            while not self._stopping:
+                try:
+                    token = await self._mint()
+                except RateLimited as exc:
+                    self._count("rate_limited")
+                    log.warning("feed: token endpoint rate-limited; waiting %.1fs", exc.retry_after)
+                    await self._pause(exc.retry_after)
+                    continue
+                except TransientFeedError as exc:
+                    self._count("token_failed")
+                    await self._pause(self._backoff.next_delay(), f"{exc}")
+                    continue
+                cause = await self._session(ws_url, token)
+                if self._stopping:
+                    break
+                self._count(cause)
+                await self._pause(self._delay_after(cause), f"connection ended ({cause})")
+        finally:
+            if self._closer is not None:
+                await self._closer
+
+    def request_stop(self) -> None:
+        """Finish the frame in hand, close the socket, and return from `run()`."""
+        self._stopping = True
+        self._stop.set()
+        if self._ws is not None and self._closer is None:
+            ws = self._ws
+            self._closer = asyncio.get_running_loop().create_task(ws.close(1000, "stopping"))
+
+    # -- one connection ------------------------------------------------------------------
+
+    async def _mint(self) -> str:
+        """A fresh single-use token (POST /v1/keys/ws-token)."""
+        key = self._settings.api_key
+        url = self._settings.base_url.rstrip("/") + "/v1/keys/ws-token"
+        try:
+            response = await self._http.post(
+                url, headers={"X-API-Key": key}, timeout=self._settings.request_timeout
+            )
+        except httpx.HTTPError as exc:
+            raise TransientFeedError(f"token request failed ({type(exc).__name__})") from exc
+        status = response.status_code
+        if status in (401, 403):
+            raise KeyRefused(
+                f"PolySimulator refused the API key {key_prefix(key)} (HTTP {status}): "
+                "check feed.api_key or POLYSIM_API_KEY"
+            )
+        if status == 429:
+            wait = _retry_after(response.headers.get("Retry-After"))
+            raise RateLimited(
+                "token endpoint answered HTTP 429",
+                retry_after=self._backoff.next_delay() if wait is None else wait,
+            )
+        if status != 200:
+            raise TransientFeedError(f"token endpoint answered HTTP {status}")
+        try:
+            token = response.json().get("token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise TransientFeedError("token endpoint answered without a token")
+        self.stats.token_mints += 1
+        return token
+
+    async def _session(self, ws_url: str, token: str) -> str:
+        """Connect, backfill, read until the connection ends; returns why it ended."""
+        settings = self._settings
+        try:
+            ws = await connect(
+                f"{ws_url}?token={quote(token, safe='')}",
+                max_size=max(settings.max_frame_bytes * 4, 1 << 16),
+                ping_interval=settings.ping_interval,
+                ping_timeout=settings.ping_timeout,
+                close_timeout=settings.ping_timeout,
+                open_timeout=settings.request_timeout,
+                logger=_WS_LOG,
+            )
+        except InvalidStatus as exc:
+            code = exc.response.status_code
+            log.warning("feed: WebSocket handshake refused (HTTP %d)", code)
+            return "4001" if code in (401, 403) else "connect_failed"
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            log.warning("feed: cannot connect: %s", _redact(f"{type(exc).__name__}: {exc}", token))
+            return "connect_failed"
+        started = self._monotonic()
+        self._ws = ws
+        self.stats.connects += 1
+        self.stats.connected = True
+        log.info("feed: connected (%d connects so far)", self.stats.connects)
+        try:
+            async with ws:
+                if not self._stopping:
+                    await self._recover()
+                return await self._read(ws)
+        finally:
+            self._ws = None
+            self.stats.connected = False
+            if self._monotonic() - started >= settings.stable_after:
+                self._backoff.reset()
+                self._token_rejections = 0
+
+    async def _read(self, ws: ClientConnection) -> str:
+        """Frames to the sink until the connection ends; also notices a silent peer."""
+        settings = self._settings
+        pinged = False
+        try:
+            while not self._stopping:
+                if self._backfill.due:
+                    await self._recover(attempts=1)  # an earlier backfill failed: try again
+                try:
+                    async with asyncio.timeout(
+                        settings.ping_timeout if pinged else settings.ping_interval
+                    ):
+                        data = await ws.recv()
+                except TimeoutError:
+                    if pinged:
+                        log.warning("feed: no frame and no pong; replacing the connection")
+                        return "silent"
+                    await ws.send(_APP_PING)
+                    pinged = True
+                    continue
+                pinged = False
+                await self._on_frame(data)
+        except ConnectionClosed as exc:
+            return self._close_cause(exc)
+        return "stopped"
+
+    async def _recover(self, *, attempts: int = 3) -> None:
+        await self._backfill.run(attempts=attempts)
+        self.stats.backfilled = self._backfill.delivered
+        self.stats.backfill_failures = self._backfill.failures
+
+    async def _on_frame(self, data: str | bytes) -> None:
+        self.stats.frames += 1
+        self.stats.last_frame_at = self._monotonic()
+        self._token_rejections = 0
+        obj = decode_frame(data, max_bytes=self._settings.max_frame_bytes)
+        if isinstance(obj, Rejected):
+            self._reject(obj, "live")
+            return
+        result = normalize_message(obj)
+        if result is None:
+            self.stats.non_fill += 1
+        elif isinstance(result, Rejected):
+            self._reject(result, "live")
+        else:
+            self.stats.fills += 1
+            await self._sink(result, "live")
+
+    def _close_cause(self, exc: ConnectionClosed) -> str:
+        if exc.rcvd is not None:
+            code = exc.rcvd.code
+            log.info("feed: server closed the connection (%d %s)", code, exc.rcvd.reason[:80])
+            return str(code) if code in (4001, 4002) else "closed"
+        if exc.sent is not None and exc.sent.code == 1011:
+            log.warning("feed: keepalive ping unanswered; replacing the connection")
+            return "silent"
+        if exc.sent is not None and exc.sent.code == 1009:
+            self._reject(Rejected("oversized", "frame over the hard size limit"), "live")
+            return "oversized"
+        return "dropped"
+
+    # -- policy and bookkeeping ----------------------------------------------------------
+
+    def _delay_after(self, cause: str) -> float:
+        """0 for a first 4001 (the token, not the server, was the problem), else back-off."""
+        if cause == "stopped":
+            return 0.0
+        if cause == "4001":
+            self._token_rejections += 1
+            if self._token_rejections == 1:
+                return 0.0
+        return self._backoff.next_delay()
+
+    async def _pause(self, delay: float, why: str = "") -> None:
+        """Sleep through the injected sleep, cut short by `request_stop()`."""
+        if delay <= 0 or self._stopping:
+            return
+        if why:
+            log.info("feed: %s; reconnecting in %.1fs", why, delay)
+        self.stats.in_backoff = True
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.stats.in_backoff = False
+            for task in (sleeper, stopper):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(sleeper, stopper, return_exceptions=True)
+
+    def _count(self, cause: str) -> None:
+        self.stats.reconnects[cause] = self.stats.reconnects.get(cause, 0) + 1
+
+    def _reject(self, rejected: Rejected, source: str) -> None:
+        """Count a dropped frame or item; log it, at most once per reason per window."""
+        reason = rejected.reason
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        now = self._monotonic()
+        last, suppressed = self._reject_log.get(reason, (None, 0))
+        if last is not None and now - last < _REJECT_LOG_EVERY:
+            self._reject_log[reason] = (last, suppressed + 1)
+            return
+        self._reject_log[reason] = (now, 0)
+        more = f" ({suppressed} more like it suppressed)" if suppressed else ""
+        log.warning("feed: dropped a %s message (%s): %s%s", source, reason, rejected.detail, more)
+
+
+def _ws_url(base_url: str) -> str:
+    """The feed's WebSocket URL from the REST base URL (http -> ws, https -> wss)."""
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise FatalFeedError(f"feed.base_url {base_url!r} is not an http(s) URL")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/ws/executions", "", ""))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta form; an HTTP date falls back to back-off)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if seconds is None or seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def _redact(text: str, token: str) -> str:
+    """Exception text with the token (raw or URL-quoted) blotted out."""
+    for form in {token, quote(token, safe="")}:
+        if form:
+            text = text.replace(form, "***")
+    return text
