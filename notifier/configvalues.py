@@ -1,0 +1,159 @@
+"""Typed reads of located YAML nodes: each returns the value, or None after recording a problem.
+
+Messages never echo a value unless the caller says it is safe to show (channel URLs and API
+keys are secrets); they name the key path, and for a misspelling the closest valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection
+from datetime import timedelta
+from decimal import Decimal
+
+from notifier.durations import parse_duration
+from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
+
+
+def line_of(node: Node | None) -> int | None:
+    """The line a node starts on, if there is a node."""
+    return None if node is None else node.line
+
+
+def suggest(word: str, choices: Collection[str]) -> str:
+    """ " (did you mean 'x'?)" for the closest choice, or "" when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def mapping(
+    node: Node, path: str, problems: Problems, keys: Collection[str], *, skip: Collection[str] = ()
+) -> YMap | None:
+    """The node as a mapping whose keys all belong to `keys`; each other key is a problem.
+
+    Keys in `skip` are left for the caller to report with a better message.
+    """
+    if not isinstance(node, YMap):
+        if isinstance(node, Scalar) and node.kind == "null":
+            return YMap(node.line)
+        problems.add(node.line, path, f"must be a mapping, got {describe(node)}")
+        return None
+    for key in node:
+        if key not in keys and key not in skip:
+            child = f"{path}.{key}" if path else key
+            hint = suggest(key, keys) or f" (expected one of: {', '.join(keys)})"
+            problems.add(node.key_lines[key], child, f"unknown key {key!r}{hint}")
+    return node
+
+
+def as_str(node: Node, path: str, problems: Problems) -> str | None:
+    """Text: a string, or a number written plainly (an order id of 42 is the text "42")."""
+    if isinstance(node, Scalar) and node.kind in ("str", "number", "yaml11_bool"):
+        return node.text
+    problems.add(node.line, path, f"must be a string, got {describe(node)}")
+    return None
+
+
+def as_nonempty_str(node: Node, path: str, problems: Problems) -> str | None:
+    """Text that is not empty."""
+    text = as_str(node, path, problems)
+    if text is not None and not text.strip():
+        problems.add(node.line, path, "must not be empty")
+        return None
+    return text
+
+
+def as_str_list(node: Node, path: str, problems: Problems) -> list[tuple[str, Node, str]] | None:
+    """A non-empty string or list of strings, as (text, node, path) so each can be checked."""
+    items: list[tuple[Node, str]]
+    if isinstance(node, YSeq):
+        if not node:
+            problems.add(node.line, path, "must list at least one value")
+            return None
+        items = [(item, f"{path}[{i}]") for i, item in enumerate(node)]
+    else:
+        items = [(node, path)]
+    out: list[tuple[str, Node, str]] = []
+    for item, item_path in items:
+        text = as_nonempty_str(item, item_path, problems)
+        if text is not None:
+            out.append((text, item, item_path))
+    return out if len(out) == len(items) else None
+
+
+def as_bool(node: Node, path: str, problems: Problems) -> bool | None:
+    """true or false; YAML 1.1 spellings (yes/no/on/off) are refused, never guessed."""
+    if isinstance(node, Scalar) and node.boolean is not None:
+        return node.boolean
+    if isinstance(node, Scalar) and node.kind == "yaml11_bool":
+        problems.add(
+            node.line,
+            path,
+            f"must be true or false, got {node.text!r} "
+            "(yes/no/on/off are not booleans here: write true or false)",
+        )
+        return None
+    problems.add(node.line, path, f"must be true or false, got {describe(node)}")
+    return None
+
+
+def as_decimal(node: Node, path: str, problems: Problems) -> Decimal | None:
+    """An exact decimal from the number's source text (never through a binary float)."""
+    if isinstance(node, Scalar) and node.kind != "null":
+        value = node.decimal()
+        if value is not None:
+            return value
+        problems.add(node.line, path, f"must be a number, got {node.text!r}")
+        return None
+    problems.add(node.line, path, f"must be a number, got {describe(node)}")
+    return None
+
+
+def as_int(node: Node, path: str, problems: Problems, *, minimum: int = 0) -> int | None:
+    """A whole number at least `minimum`."""
+    value = as_decimal(node, path, problems)
+    if value is None:
+        return None
+    if value != value.to_integral_value():
+        problems.add(node.line, path, f"must be a whole number, got {value}")
+        return None
+    if value < minimum:
+        problems.add(node.line, path, f"must be at least {minimum}, got {value}")
+        return None
+    return int(value)
+
+
+def as_duration(node: Node, path: str, problems: Problems) -> timedelta | None:
+    """A duration such as 30s, 5m, 1h30m, or a number of seconds."""
+    if not isinstance(node, Scalar) or node.kind in ("null", "bool"):
+        problems.add(node.line, path, f"must be a duration such as 30s or 5m, got {describe(node)}")
+        return None
+    try:
+        return parse_duration(node.text)
+    except ValueError as exc:
+        problems.add(node.line, path, str(exc))
+        return None
+
+
+def as_seconds(node: Node, path: str, problems: Problems, *, positive: bool = True) -> float | None:
+    """A duration as float seconds (what socket and timer APIs take); positive unless told."""
+    value = as_duration(node, path, problems)
+    if value is None:
+        return None
+    if positive and value <= timedelta(0):
+        problems.add(node.line, path, "must be more than 0")
+        return None
+    return value.total_seconds()
+
+
+def as_choice(node: Node, path: str, problems: Problems, choices: Collection[str]) -> str | None:
+    """One of `choices` (compared in lower case)."""
+    text = as_str(node, path, problems)
+    if text is None:
+        return None
+    if text.lower() in choices:
+        return text.lower()
+    listed = " or ".join(", ".join(choices).rsplit(", ", 1))
+    hint = suggest(text.lower(), choices)
+    problems.add(node.line, path, f"must be {listed}, got {text!r}{hint}")
+    return None

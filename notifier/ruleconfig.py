@@ -1,0 +1,232 @@
+"""The `rules:` section: located YAML into compiled `Rule`s, every problem recorded.
+
+`RULE_KEYS` is the one table of per-rule keys: a parser per key. Keys that are not fields of
+`Rule` (say a future `group` or `throttle`) land in `Rule.extras`, so adding one is one entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from notifier.configvalues import (
+    as_bool,
+    as_decimal,
+    as_nonempty_str,
+    as_str_list,
+    mapping,
+    suggest,
+)
+from notifier.render import DEFAULT_BODY, DEFAULT_TITLE, Template, TemplateError
+from notifier.rules import (
+    DECIMAL_FIELDS,
+    MATCH_ALL,
+    STRING_FIELDS,
+    AllOf,
+    AnyOf,
+    Bounds,
+    Condition,
+    FieldMatch,
+    Not,
+    Rule,
+)
+from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
+
+WHEN_KEYS = (*STRING_FIELDS, *DECIMAL_FIELDS, "any", "all", "not")
+SIDES = ("BUY", "SELL")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """What a rule key's parser may need besides its node: where problems go, known channels."""
+
+    problems: Problems
+    channels: Collection[str]
+
+
+RuleKeyParser = Callable[[Node, str, RuleContext], object | None]
+
+
+def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None:
+    """A `when` mapping (or one nested under any/all/not); null or {} matches every fill."""
+    problems = ctx.problems
+    when = mapping(node, path, problems, WHEN_KEYS)
+    if when is None:
+        return None
+    parts: list[Condition] = []
+    ok = all(key in WHEN_KEYS for key in when)
+    for key, value in when.items():
+        child = f"{path}.{key}"
+        part: Condition | None = None
+        if key == "side":
+            part = _side(value, child, problems)
+        elif key in STRING_FIELDS:
+            values = as_str_list(value, child, problems)
+            part = None if values is None else FieldMatch(key, tuple(v for v, _, _ in values))
+        elif key in DECIMAL_FIELDS:
+            part = _bounds(key, value, child, problems)
+        elif key in ("any", "all"):
+            part = _group(key, value, child, ctx)
+        elif key == "not":
+            inner = parse_condition(value, child, ctx)
+            part = None if inner is None else Not(inner)
+        else:
+            continue
+        if part is None:
+            ok = False
+        else:
+            parts.append(part)
+    if not ok:
+        return None
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+
+
+def _side(node: Node, path: str, problems: Problems) -> Condition | None:
+    values = as_str_list(node, path, problems)
+    if values is None:
+        return None
+    sides: list[str] = []
+    for text, item, item_path in values:
+        if text.upper() in SIDES:
+            sides.append(text.upper())
+        else:
+            hint = suggest(text.upper(), SIDES)
+            problems.add(item.line, item_path, f"must be BUY or SELL, got {text!r}{hint}")
+    return FieldMatch("side", tuple(sides)) if len(sides) == len(values) else None
+
+
+def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | None:
+    if not isinstance(node, YMap):
+        got = describe(node)
+        problems.add(node.line, path, f"must be a mapping like {{min: 1, max: 2}}, got {got}")
+        return None
+    if mapping(node, path, problems, ("min", "max")) is None or set(node) - {"min", "max"}:
+        return None
+    if not node:
+        problems.add(node.line, path, "needs min, max or both")
+        return None
+    low = as_decimal(node["min"], f"{path}.min", problems) if "min" in node else None
+    high = as_decimal(node["max"], f"{path}.max", problems) if "max" in node else None
+    if ("min" in node and low is None) or ("max" in node and high is None):
+        return None
+    if low is not None and high is not None and low > high:
+        problems.add(node.line, path, f"min {low} is greater than max {high}")
+        return None
+    return Bounds(key, low, high)
+
+
+def _group(key: str, node: Node, path: str, ctx: RuleContext) -> Condition | None:
+    if not isinstance(node, YSeq) or not node:
+        got = describe(node) if not isinstance(node, YSeq) else "an empty list"
+        ctx.problems.add(node.line, path, f"must be a list of conditions, got {got}")
+        return None
+    parts = [parse_condition(item, f"{path}[{i}]", ctx) for i, item in enumerate(node)]
+    if any(p is None for p in parts):
+        return None
+    conditions = tuple(p for p in parts if p is not None)
+    return AnyOf(conditions) if key == "any" else AllOf(conditions)
+
+
+def _notify(node: Node, path: str, ctx: RuleContext) -> tuple[str, ...] | None:
+    values = as_str_list(node, path, ctx.problems)
+    if values is None:
+        return None
+    names: list[str] = []
+    for text, item, item_path in values:
+        if text in ctx.channels:
+            if text not in names:
+                names.append(text)
+            continue
+        hint = suggest(text, ctx.channels) if ctx.channels else " (no channels are defined)"
+        ctx.problems.add(item.line, item_path, f"unknown channel {text!r}{hint}")
+    return tuple(names) if len(names) == len({v for v, _, _ in values}) else None
+
+
+def _template(node: Node, path: str, ctx: RuleContext) -> Template | None:
+    text = as_nonempty_str(node, path, ctx.problems)
+    if text is None:
+        return None
+    try:
+        return Template.parse(text)
+    except TemplateError as exc:
+        ctx.problems.add(node.line, path, str(exc))
+        return None
+
+
+def _name(node: Node, path: str, ctx: RuleContext) -> str | None:
+    text = as_nonempty_str(node, path, ctx.problems)
+    if text is not None and (text != text.strip() or not text.isprintable()):
+        ctx.problems.add(node.line, path, "must be one line without leading or trailing spaces")
+        return None
+    return text
+
+
+RULE_KEYS: dict[str, RuleKeyParser] = {
+    "name": _name,
+    "when": parse_condition,
+    "notify": _notify,
+    "title": _template,
+    "body": _template,
+    "enabled": lambda node, path, ctx: as_bool(node, path, ctx.problems),
+    "stop": lambda node, path, ctx: as_bool(node, path, ctx.problems),
+}
+REQUIRED_RULE_KEYS = ("name", "notify")
+# Rule keys stored under another Rule field name; keys not in Rule's fields go to `extras`.
+_FIELD_OF = {"when": "condition"}
+_RULE_FIELDS = frozenset({"name", "condition", "notify", "title", "body", "enabled", "stop"})
+
+
+def parse_rules(node: Node | None, path: str, ctx: RuleContext) -> list[Rule]:
+    """Every rule that parsed cleanly (problems record the rest); names must be unique."""
+    if node is None or (isinstance(node, Scalar) and node.kind == "null"):
+        return []
+    if not isinstance(node, YSeq):
+        ctx.problems.add(node.line, path, f"must be a list of rules, got {describe(node)}")
+        return []
+    rules: list[Rule] = []
+    first_line: dict[str, int] = {}
+    for i, item in enumerate(node):
+        rule = _rule(item, f"{path}[{i}]", ctx)
+        name = item.get("name") if isinstance(item, YMap) else None
+        if isinstance(name, Scalar) and name.text in first_line:
+            first = first_line[name.text]
+            message = f"duplicate rule name {name.text!r} (first at line {first})"
+            ctx.problems.add(name.line, f"{path}[{i}].name", message)
+            continue
+        if isinstance(name, Scalar):
+            first_line[name.text] = name.line
+        if rule is not None:
+            rules.append(rule)
+    return rules
+
+
+def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
+    if isinstance(node, YMap):
+        for key in node:
+            if key not in RULE_KEYS and key in WHEN_KEYS:
+                message = f"unknown rule key {key!r} (a condition: put it under when:)"
+                ctx.problems.add(node.key_lines[key], f"{path}.{key}", message)
+    raw = mapping(node, path, ctx.problems, RULE_KEYS, skip=WHEN_KEYS)
+    if raw is None:
+        return None
+    ok = all(key in RULE_KEYS for key in raw)
+    for key in REQUIRED_RULE_KEYS:
+        if key not in raw:
+            ctx.problems.add(raw.line, path, f"missing required key {key!r}")
+            ok = False
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in RULE_KEYS:
+            parsed = RULE_KEYS[key](value, f"{path}.{key}", ctx)
+            if parsed is None:
+                ok = False
+            values[_FIELD_OF.get(key, key)] = parsed
+    if not ok:
+        return None
+    fields = {k: v for k, v in values.items() if k in _RULE_FIELDS}
+    extras = {k: v for k, v in values.items() if k not in _RULE_FIELDS}
+    fields.setdefault("condition", MATCH_ALL)
+    fields.setdefault("title", Template(DEFAULT_TITLE))
+    fields.setdefault("body", Template(DEFAULT_BODY))
+    return Rule(**fields, extras=extras)

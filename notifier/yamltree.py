@@ -1,0 +1,233 @@
+"""YAML for people: a located tree of text, without pyyaml's surprises.
+
+pyyaml reads `No` as False, `0.3` as a binary float, `0xdef0123` as an int, and keeps the last
+of two duplicate keys in silence. This reader composes the document with a SafeLoader subclass
+that resolves nothing, then builds a tree in which every scalar stays its source text (with its
+line), duplicate keys are problems, and `${VAR}` / `${VAR:-default}` are expanded from an
+injected environment. The config module interprets the text per key, so `max: 0.3` becomes
+Decimal("0.3") exactly and `outcome: No` is the string "No".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+import yaml
+
+from notifier.errors import ConfigError, ConfigProblem
+
+Kind = Literal["null", "bool", "yaml11_bool", "number", "str"]
+
+_NULL = frozenset({"", "~", "null", "Null", "NULL"})
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_YAML11_BOOL = frozenset(
+    "y Y yes Yes YES n N no No NO on On ON off Off OFF".split()  # noqa: SIM905 -- reads as a table
+)
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+# `$${` is a literal `${`; `${NAME}` and `${NAME:-default}` expand.
+_ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_ENV_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    """A scalar's text after env expansion; `plain` when unquoted (so it may be a number etc.)."""
+
+    text: str
+    line: int
+    plain: bool
+
+    @property
+    def kind(self) -> Kind:
+        """What the text means when unquoted; quoted text is always a string."""
+        if not self.plain:
+            return "str"
+        if self.text in _NULL:
+            return "null"
+        if self.text in _BOOL:
+            return "bool"
+        if self.text in _YAML11_BOOL:
+            return "yaml11_bool"
+        if _NUMBER.fullmatch(self.text):
+            return "number"
+        return "str"
+
+    @property
+    def boolean(self) -> bool | None:
+        """True/False for true/false (any YAML 1.2 spelling), else None."""
+        return _BOOL.get(self.text) if self.plain else None
+
+    def decimal(self) -> Decimal | None:
+        """The text as an exact finite decimal, quoted or not; None if it is not a number."""
+        text = self.text.strip()
+        if not _NUMBER.fullmatch(text):
+            return None
+        try:
+            return Decimal(text)
+        except InvalidOperation:  # pragma: no cover -- the pattern admits only valid decimals
+            return None
+
+
+class YMap(dict[str, "Node"]):
+    """A mapping with the line of itself and of each key."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.key_lines: dict[str, int] = {}
+
+
+class YSeq(list["Node"]):
+    """A sequence with its line."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+
+
+Node = Scalar | YMap | YSeq
+
+
+def describe(node: Node) -> str:
+    """A node's kind for "wrong type" messages (never its text: it may be a secret)."""
+    if isinstance(node, YMap):
+        return "a mapping"
+    if isinstance(node, YSeq):
+        return "a list"
+    return {
+        "null": "nothing (null)",
+        "bool": "a boolean",
+        "yaml11_bool": "a string",
+        "number": "a number",
+        "str": "a string",
+    }[node.kind]
+
+
+class Problems:
+    """Every problem found in one file, collected so they are all reported at once."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[ConfigProblem] = []
+
+    def add(self, line: int | None, path: str, message: str) -> None:
+        self.items.append(ConfigProblem(self.file, line, path, message))
+
+    def raise_if_any(self) -> None:
+        """Raise ConfigError with every problem, in file order (unlocated ones last)."""
+        if self.items:
+            order = sorted(self.items, key=lambda p: (p.line is None, p.line or 0))
+            raise ConfigError(order)
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader that resolves no implicit types: every plain scalar stays text."""
+
+    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012 -- pyyaml's class-level table, emptied on purpose
+
+
+def read(
+    text: str,
+    problems: Problems,
+    *,
+    env: Mapping[str, str],
+    lenient: Collection[str] = (),
+) -> Node | None:
+    """The document as a located tree, or None when empty or not YAML (problems say why).
+
+    `lenient` lists key paths where an unset `${VAR}` is quietly empty instead of an error.
+    """
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = exc.problem or exc.context or "unreadable"
+        problems.add(line, "", f"YAML syntax error: {what}")
+        return None
+    except yaml.YAMLError as exc:
+        problems.add(None, "", f"YAML error: {exc}")
+        return None
+    finally:
+        loader.dispose()
+    if root is None:
+        return None
+    return _Walker(problems, env, frozenset(lenient)).node(root, "")
+
+
+class _Walker:
+    """Turns composed nodes into Scalar/YMap/YSeq, checking keys and expanding variables."""
+
+    def __init__(self, problems: Problems, env: Mapping[str, str], lenient: frozenset[str]):
+        self.problems = problems
+        self.env = env
+        self.lenient = lenient
+        self.active: set[int] = set()
+
+    def node(self, node: yaml.Node, path: str) -> Node:
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            text = str(node.value)
+            if "${" in text:
+                text = self.expand(text, path, line)
+            return Scalar(text, line, plain=node.style is None)
+        if id(node) in self.active:
+            self.problems.add(line, path, "recursive YAML alias")
+            return Scalar("", line, plain=True)
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                seq = YSeq(line)
+                seq.extend(self.node(item, f"{path}[{i}]") for i, item in enumerate(node.value))
+                return seq
+            assert isinstance(node, yaml.MappingNode)
+            return self.mapping(node, path, line)
+        finally:
+            self.active.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, path: str, line: int) -> YMap:
+        out = YMap(line)
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problems.add(key_line, path, "a key must be a plain name, not a list/mapping")
+                continue
+            key = str(key_node.value)
+            child = f"{path}.{key}" if path else key
+            if key in out:
+                first = out.key_lines[key]
+                self.problems.add(key_line, child, f"duplicate key {key!r} (first at line {first})")
+                continue
+            out.key_lines[key] = key_line
+            out[key] = self.node(value_node, child)
+        return out
+
+    def expand(self, text: str, path: str, line: int) -> str:
+        def one(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            inner = _ENV_NAME.fullmatch(match.group(1))
+            if inner is None:
+                self.problems.add(line, path, f"bad variable reference {match.group(0)!r}")
+                return ""
+            name, default = inner.group(1), inner.group(2)
+            value = self.env.get(name)
+            if default is not None and not value:
+                return default
+            if value is None:
+                if path not in self.lenient:
+                    self.problems.add(
+                        line,
+                        path,
+                        f"environment variable {name} is not set "
+                        f"(set it, or write ${{{name}:-default}})",
+                    )
+                return ""
+            return value
+
+        return _ENV.sub(one, text)
