@@ -159,7 +159,7 @@ class ChannelSet:
                     body_format=self._body_format,
                 )
             except Exception as exc:  # apprise promises not to raise; a bug must not kill delivery
-                error = _scrub(f"{entry.target.display}: apprise raised {exc!r}", entry.secrets)
+                error = _scrub(f"apprise raised {exc!r}", entry.secrets)
                 log.warning("send to %s failed: %s", entry.target.display, error)
                 return SendResult(ok=False, error=error)
             with result:
@@ -210,18 +210,22 @@ def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
 
 
 def _to_send_result(result: AppriseResult, entry: _Entry) -> SendResult:
-    """The one translation from apprise's result to ours; error text privacy-safe."""
+    """The one translation from apprise's result to ours; error text privacy-safe.
+
+    The error names the service, the outcome and apprise's warnings, not the URL: callers
+    already hold the target's display form.
+    """
     if result:
         return SendResult(ok=True)
     parts: list[str] = []
     for service in result:
         messages = _warnings(m for m in service.logs())
         detail = f": {'; '.join(messages)}" if messages else ""
-        parts.append(f"{service.name} {service.url}: {service.status.name.lower()}{detail}")
+        parts.append(f"{service.name}: {service.status.name.lower()}{detail}")
     if not parts:  # nothing dispatched (call itself refused): say why from the call logs
         messages = _warnings(result.call_logs())
         detail = f": {'; '.join(messages)}" if messages else ""
-        parts.append(f"{entry.target.display}: {result.status.name.lower()}{detail}")
+        parts.append(f"{result.status.name.lower()}{detail}")
     return SendResult(ok=False, error=_scrub(" | ".join(parts), entry.secrets))
 
 

@@ -1,0 +1,47 @@
+"""console:// prints alerts to stdout, for `notifier demo`."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from notifier.channels import ChannelSet, check_url
+from notifier.console import print_alert
+from notifier.settings import ChannelSettings, DeliverySettings
+
+
+class _Terminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_console_channel_prints_title_and_body(capsys: pytest.CaptureFixture[str]) -> None:
+    """A console:// channel prints the title line, then the body, intact in text mode."""
+    settings = {"demo": ChannelSettings(name="demo", urls=("console://",))}
+    channels = ChannelSet.build(settings, delivery=DeliverySettings())
+    (target,) = channels.targets("demo")
+    result = await channels.send(target.key, "Will <b>&*_ win?", "BUY 10 YES @ 0.45\nline 2")
+    assert result.ok
+    assert capsys.readouterr().out == "== Will <b>&*_ win? ==\nBUY 10 YES @ 0.45\nline 2\n\n"
+
+
+def test_console_url_is_registered() -> None:
+    """Importing notifier.channels registers console:// with apprise."""
+    assert check_url("console://") is None
+
+
+def test_title_is_bold_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a terminal the title is printed bold (ANSI) instead of framed."""
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    assert print_alert("body", "Title")
+    assert terminal.getvalue() == "\033[1mTitle\033[0m\nbody\n\n"
+
+
+def test_no_title_prints_only_the_body(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a title only the body is printed."""
+    assert print_alert("just the body", "")
+    assert capsys.readouterr().out == "just the body\n\n"
