@@ -1,0 +1,653 @@
+"""Alert shaping: specs, active windows (midnight, DST), group, throttle, hold/drop, persistence."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from notifier.events import Fill
+from notifier.shaping import (
+    MIXED,
+    ActiveSpec,
+    GroupSpec,
+    Release,
+    RuleShaping,
+    Shaper,
+    SpecError,
+    ThrottleSpec,
+    aggregate,
+    cap_lines,
+    parse_active,
+    parse_group,
+    parse_throttle,
+)
+
+T0 = datetime(2026, 2, 6, 12, 0, 0, tzinfo=UTC)  # a Friday
+S = timedelta(seconds=1)
+LONDON = ZoneInfo("Europe/London")
+
+
+def fill(
+    n: int = 1,
+    *,
+    market: str = "m1",
+    order: str | None = None,
+    side: str = "BUY",
+    outcome: str = "Yes",
+    price: str = "0.65",
+    quantity: str = "10",
+    at: datetime = T0,
+) -> Fill:
+    return Fill(
+        order_id=order or str(n),
+        market_id=market,
+        side="BUY" if side == "BUY" else "SELL",
+        outcome=outcome,
+        price=Decimal(price),
+        quantity=Decimal(quantity),
+        filled_at=at + n * S,
+        market_title=f"Title of {market}",
+    )
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def active(
+    hours: str, *, days: list[str] | None = None, tz: str = "UTC", outside: str = "hold"
+) -> ActiveSpec:
+    raw: dict[str, object] = {"hours": hours, "tz": tz, "outside": outside}
+    if days is not None:
+        raw["days"] = days
+    return parse_active(raw)
+
+
+# --- spec parsing ---------------------------------------------------------------------------
+
+
+def test_parse_group_reads_by_wait_and_line() -> None:
+    """A group spec keeps its by fields in order, the wait as a timedelta, and the line text."""
+    spec = parse_group({"by": ["market_id", "side"], "wait": "30s", "line": "{price}"})
+    assert spec == GroupSpec(by=("market_id", "side"), wait=timedelta(seconds=30), line="{price}")
+
+
+def test_parse_group_accepts_a_single_field_and_an_empty_by() -> None:
+    """`by: market_id` is one field; no `by` means one group for the whole rule."""
+    assert parse_group({"by": "market_id", "wait": "5s"}).by == ("market_id",)
+    assert parse_group({"wait": "5s"}).by == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "fragment"),
+    [
+        ({"by": ["market_id"], "wiat": "5s"}, "wiat", "did you mean 'wait'"),
+        ({"by": ["market_id", "markt_title"], "wait": "5s"}, "by[1]", "'market_title'"),
+        ({"by": ["market_id"]}, "wait", "required"),
+        ({"by": ["market_id"], "wait": "soon"}, "wait", "not a duration"),
+        ({"by": ["market_id"], "wait": "0s"}, "wait", "longer than zero"),
+        ({"by": ["market_id", "market_id"], "wait": "5s"}, "by", "twice"),
+        ({"by": {"a": 1}, "wait": "5s"}, "by", "list"),
+        ({"wait": "5s", "line": 3}, "line", "template"),
+        (["by"], "", "mapping"),
+    ],
+)
+def test_parse_group_errors_name_the_path(raw: object, path: str, fragment: str) -> None:
+    """Each bad group spec is a SpecError at the offending key, saying what is wrong."""
+    with pytest.raises(SpecError) as caught:
+        parse_group(raw)
+    assert caught.value.path == path
+    assert fragment in caught.value.message
+
+
+def test_parse_throttle_reads_by_and_every() -> None:
+    """A throttle spec is its key fields and its period; a missing period is an error."""
+    assert parse_throttle({"by": ["market_id"], "every": "10m"}) == ThrottleSpec(
+        by=("market_id",), every=timedelta(minutes=10)
+    )
+    with pytest.raises(SpecError, match="every: is required"):
+        parse_throttle({"by": ["market_id"]})
+
+
+def test_parse_active_reads_the_issue_example() -> None:
+    """Weekday names, "08:00-22:00", an IANA zone and `hold` become an ActiveSpec."""
+    spec = parse_active(
+        {
+            "days": ["mon", "tue", "wed", "thu", "fri"],
+            "hours": "08:00-22:00",
+            "tz": "Europe/London",
+            "outside": "hold",
+        }
+    )
+    assert spec == ActiveSpec(
+        days=frozenset(range(5)), start=time(8), end=time(22), tz=LONDON, outside="hold"
+    )
+
+
+def test_parse_active_days_ranges_names_and_defaults() -> None:
+    """Ranges (also wrapping), full names and "24:00" work; days default to all, tz to UTC."""
+    assert active("00:00-24:00", days=["fri-mon"]).days == frozenset({4, 5, 6, 0})
+    assert active("00:00-24:00", days=["Monday", "wed"]).days == frozenset({0, 2})
+    spec = parse_active({"hours": "18:00-24:00"})
+    assert (spec.days, spec.end, spec.tz, spec.outside) == (
+        frozenset(range(7)),
+        time(0),
+        ZoneInfo("UTC"),
+        "hold",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "fragment"),
+    [
+        ({"hours": "8-22"}, "hours", "08:00-22:00"),
+        ({"hours": "08:00-25:00"}, "hours", "not a time"),
+        ({"hours": "24:00-06:00"}, "hours", "only end"),
+        ({"hours": "08:00-08:00"}, "hours", "00:00-24:00"),
+        ({"hours": "08:00-22:00", "tz": "Europe/Londn"}, "tz", "did you mean 'Europe/London'"),
+        ({"hours": "08:00-22:00", "tz": "../etc/passwd"}, "tz", "unknown time zone"),
+        ({"hours": "08:00-22:00", "days": ["mon", "tuw"]}, "days[1]", "did you mean 'tue'"),
+        ({"hours": "08:00-22:00", "days": []}, "days", "non-empty"),
+        ({"hours": "08:00-22:00", "outside": "queue"}, "outside", "'hold' or 'drop'"),
+        ({"hours": "08:00-22:00", "timezone": "UTC"}, "timezone", "unknown key"),
+        ({"days": ["mon"]}, "hours", "required"),
+    ],
+)
+def test_parse_active_errors_name_the_path(raw: object, path: str, fragment: str) -> None:
+    """Each bad active spec is a SpecError at the offending key, saying what is wrong."""
+    with pytest.raises(SpecError) as caught:
+        parse_active(raw)
+    assert caught.value.path == path
+    assert fragment in caught.value.message
+
+
+def test_throttle_over_groups_must_key_on_group_fields() -> None:
+    """A throttle keyed on a field the groups do not share is refused (a digest needs one key)."""
+    group = GroupSpec(by=("order_id",), wait=5 * S)
+    with pytest.raises(SpecError) as caught:
+        RuleShaping(group=group, throttle=ThrottleSpec(by=("market_id",), every=60 * S))
+    assert caught.value.path == "throttle.by[0]"
+
+
+# --- active windows -------------------------------------------------------------------------
+
+
+def test_window_start_is_inclusive_and_end_exclusive() -> None:
+    """08:00-22:00 is open at 08:00 and closed at 22:00 exactly."""
+    spec = active("08:00-22:00")
+    assert not spec.is_active(utc("2026-02-06T07:59:59.999999"))
+    assert spec.is_active(utc("2026-02-06T08:00:00"))
+    assert spec.is_active(utc("2026-02-06T21:59:59.999999"))
+    assert not spec.is_active(utc("2026-02-06T22:00:00"))
+
+
+def test_window_across_midnight_belongs_to_its_start_day() -> None:
+    """A Friday-only 22:00-06:00 window covers Saturday early hours but not Friday early hours."""
+    spec = active("22:00-06:00", days=["fri"])
+    assert not spec.is_active(utc("2026-02-06T05:00:00"))  # Friday morning: Thursday's window
+    assert spec.is_active(utc("2026-02-06T22:00:00"))
+    assert spec.is_active(utc("2026-02-07T05:59:59"))  # Saturday morning, Friday's window
+    assert not spec.is_active(utc("2026-02-07T06:00:00"))
+    assert not spec.is_active(utc("2026-02-07T23:00:00"))  # Saturday night: no window
+    assert spec.next_open(utc("2026-02-07T06:00:00")) == utc("2026-02-13T22:00:00")
+
+
+def test_next_open_is_now_when_open_and_skips_excluded_days() -> None:
+    """Inside a window next_open is the instant itself; on Friday night it is Monday morning."""
+    spec = active("08:00-22:00", days=["mon-fri"], tz="Europe/London")
+    inside = utc("2026-02-06T12:00:00")
+    assert spec.next_open(inside) == inside
+    assert spec.next_open(utc("2026-02-06T22:00:00")) == utc("2026-02-09T08:00:00")
+
+
+def test_spring_forward_start_in_the_gap_opens_when_the_clock_jumps() -> None:
+    """London has no 01:30 on 2024-03-31: a 01:30 window opens at 02:00 BST (01:00 UTC)."""
+    spec = active("01:30-06:00", tz="Europe/London")
+    assert not spec.is_active(utc("2024-03-31T00:59:59.999999"))
+    assert spec.is_active(utc("2024-03-31T01:00:00"))
+    assert spec.next_open(utc("2024-03-31T00:30:00")) == utc("2024-03-31T01:00:00")
+    assert not spec.is_active(utc("2024-03-31T05:00:00"))  # 06:00 BST
+    assert spec.next_open(utc("2024-03-31T06:00:00")) == utc("2024-04-01T00:30:00")  # 01:30 BST
+
+
+def test_overnight_window_over_spring_forward_is_an_hour_shorter() -> None:
+    """22:00-06:00 on the spring-forward night runs 22:00 GMT to 06:00 BST: 7 hours."""
+    spec = active("22:00-06:00", tz="Europe/London")
+    assert spec.next_open(utc("2024-03-30T12:00:00")) == utc("2024-03-30T22:00:00")
+    assert spec.is_active(utc("2024-03-31T04:59:59"))
+    assert not spec.is_active(utc("2024-03-31T05:00:00"))
+
+
+def test_fall_back_window_closes_at_the_first_occurrence_of_its_end() -> None:
+    """On 2024-10-27 01:00-02:00 happens twice: 00:00-01:30 closes at the first 01:30 for good."""
+    spec = active("00:00-01:30", tz="Europe/London")
+    assert spec.is_active(utc("2024-10-27T00:29:59"))  # 01:29:59 BST
+    assert not spec.is_active(utc("2024-10-27T00:30:00"))  # 01:30 BST
+    assert not spec.is_active(utc("2024-10-27T01:15:00"))  # 01:15 GMT, the second time round
+    later = active("01:30-03:00", tz="Europe/London")
+    assert later.next_open(utc("2024-10-26T23:00:00")) == utc("2024-10-27T00:30:00")
+    assert later.is_active(utc("2024-10-27T02:59:59"))  # 02:59 GMT: a 2.5-hour window
+
+
+def test_window_needs_aware_datetimes() -> None:
+    """A naive datetime is a programming error, not a silent UTC guess."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        active("08:00-22:00").is_active(datetime(2026, 2, 6, 12))
+
+
+ZONES = ["UTC", "Europe/London", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+minutes = st.integers(min_value=0, max_value=24 * 60 - 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    start=minutes,
+    length=st.integers(min_value=1, max_value=24 * 60),
+    days=st.sets(st.integers(min_value=0, max_value=6), min_size=1),
+    at=st.datetimes(
+        min_value=datetime(2023, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
+)
+def test_next_open_agrees_with_is_active(
+    zone: str, start: int, length: int, days: set[int], at: datetime
+) -> None:
+    """next_open(at) is `at` when open, else the first open instant after a closed one."""
+    end = (start + length) % (24 * 60)
+    spec = ActiveSpec(
+        days=frozenset(days),
+        start=time(start // 60, start % 60),
+        end=time(end // 60, end % 60),
+        tz=ZoneInfo(zone),
+    )
+    opens = spec.next_open(at)
+    if spec.is_active(at):
+        assert opens == at
+    else:
+        assert opens > at
+        assert spec.is_active(opens)
+        assert not spec.is_active(opens - timedelta(microseconds=1))
+
+
+# --- digests --------------------------------------------------------------------------------
+
+
+def test_aggregate_is_exact() -> None:
+    """Sums, VWAP, price range and time range are exact decimals over the fills."""
+    fills = (
+        fill(1, price="0.60", quantity="10"),
+        fill(2, price="0.70", quantity="30"),
+        fill(3, price="0.65", quantity="0.5"),
+    )
+    figures = aggregate(fills)
+    assert figures["count"] == 3
+    assert figures["total_quantity"] == Decimal("40.5")
+    assert figures["total_notional"] == Decimal("27.325")
+    assert figures["vwap"] == Decimal("27.325") / Decimal("40.5")
+    assert (figures["min_price"], figures["max_price"]) == (Decimal("0.60"), Decimal("0.70"))
+    assert figures["first_filled_at"] == T0 + S
+    assert figures["last_filled_at"] == T0 + 3 * S
+
+
+decimals = st.decimals(min_value="0.01", max_value="1", places=2)
+quantities = st.decimals(min_value="0.001", max_value="100000", places=3)
+
+
+@given(st.lists(st.tuples(decimals, quantities), min_size=1, max_size=30))
+def test_aggregate_matches_brute_force_sums(pairs: list[tuple[Decimal, Decimal]]) -> None:
+    """Digest figures equal sums computed one fill at a time, with no float anywhere."""
+    fills = tuple(fill(i, price=str(p), quantity=str(q)) for i, (p, q) in enumerate(pairs))
+    figures = aggregate(fills)
+    quantity = Decimal(0)
+    notional = Decimal(0)
+    for p, q in pairs:
+        quantity += q
+        notional += p * q
+    assert figures["total_quantity"] == quantity
+    assert figures["total_notional"] == notional
+    assert figures["vwap"] == notional / quantity
+    assert all(isinstance(v, Decimal) for k, v in figures.items() if k.startswith("total"))
+
+
+def test_cap_lines_says_how_many_were_left_out() -> None:
+    """Up to the limit lines are joined as they are; beyond it a last line counts the rest."""
+    assert cap_lines(["a", "b"], 2) == "a\nb"
+    assert cap_lines(["a", "b", "c", "d"], 2) == "a\nb\n… and 2 more"
+
+
+def test_release_fill_key_is_the_fill_key_or_a_stable_digest_hash() -> None:
+    """A single release is keyed by its fill; a digest by a hash that depends on its fills."""
+    one = Release("r", (), (fill(1),), 0, {})
+    many = Release("r", (), (fill(1), fill(2)), 0, {})
+    assert one.fill_key == fill(1).key
+    assert many.fill_key == Release("r", (), (fill(1), fill(2)), 0, {}).fill_key
+    assert many.fill_key != Release("r", (), (fill(1), fill(3)), 0, {}).fill_key
+
+
+# --- shaper: no shaping and groups ----------------------------------------------------------
+
+
+def test_unshaped_rule_passes_each_fill_straight_through() -> None:
+    """A rule without shaping releases every fill at once with that fill's fields."""
+    shaper = Shaper({})
+    [release] = shaper.offer("plain", fill(1, price="0.5"), T0)
+    assert (release.rule, release.fills, release.suppressed, release.kind) == (
+        "plain",
+        (fill(1, price="0.5"),),
+        0,
+        "single",
+    )
+    assert release.fields["price"] == Decimal("0.5")
+    assert release.fields["count"] == 1
+    assert release.fields["rule"] == "plain"
+    assert shaper.next_deadline() is None
+
+
+def group_shaper(wait: int = 30, active: ActiveSpec | None = None) -> Shaper:
+    spec = RuleShaping(group=GroupSpec(by=("market_id",), wait=wait * S), active=active)
+    return Shaper({"btc": spec})
+
+
+def test_three_fills_in_the_wait_become_one_digest_with_vwap() -> None:
+    """Fills of one market within the wait leave as one message at first + wait, VWAP exact."""
+    shaper = group_shaper()
+    fills = [
+        fill(1, price="0.60", quantity="10"),
+        fill(2, price="0.70", quantity="30", outcome="No"),
+        fill(3, price="0.65", quantity="20"),
+    ]
+    for i, f in enumerate(fills):
+        assert shaper.offer("btc", f, T0 + i * 10 * S) == []
+    assert shaper.next_deadline() == T0 + 30 * S
+    assert shaper.due(T0 + 29 * S) == []
+    [digest] = shaper.due(T0 + 30 * S)
+    assert digest.kind == "group"
+    assert digest.key == ("m1",)
+    assert digest.fills == tuple(fills)
+    assert digest.fields["count"] == 3
+    assert digest.fields["vwap"] == Decimal("40") / Decimal("60")
+    assert digest.fields["total_notional"] == Decimal("40.00")
+    assert digest.fields["side"] == "BUY"
+    assert digest.fields["outcome"] == MIXED
+    assert digest.fields["market_title"] == "Title of m1"
+    assert shaper.next_deadline() is None
+    assert shaper.due(T0 + 60 * S) == []
+
+
+def test_fill_exactly_at_wait_opens_the_next_group() -> None:
+    """Half-open group window: a fill at first + wait releases the old group, starts a new one."""
+    shaper = group_shaper()
+    shaper.offer("btc", fill(1), T0)
+    [old] = shaper.offer("btc", fill(2), T0 + 30 * S)
+    assert old.fills == (fill(1),)
+    assert shaper.next_deadline() == T0 + 60 * S
+    [new] = shaper.due(T0 + 60 * S)
+    assert new.fills == (fill(2),)
+
+
+def test_fill_exactly_at_wait_gives_the_same_result_after_due() -> None:
+    """Calling due first at the boundary changes nothing: the boundary fill still starts a group."""
+    shaper = group_shaper()
+    shaper.offer("btc", fill(1), T0)
+    [old] = shaper.due(T0 + 30 * S)
+    assert shaper.offer("btc", fill(2), T0 + 30 * S) == []
+    assert old.fills == (fill(1),)
+    assert [r.fills for r in shaper.due(T0 + 60 * S)] == [(fill(2),)]
+
+
+def test_groups_are_kept_apart_by_their_key() -> None:
+    """Different markets form different groups, released in deadline order."""
+    shaper = group_shaper()
+    shaper.offer("btc", fill(1, market="m1"), T0)
+    shaper.offer("btc", fill(2, market="m2"), T0 + 5 * S)
+    shaper.offer("btc", fill(3, market="m1"), T0 + 6 * S)
+    releases = shaper.due(T0 + 40 * S)
+    assert [(r.key, len(r.fills)) for r in releases] == [(("m1",), 2), (("m2",), 1)]
+
+
+# --- shaper: throttle -----------------------------------------------------------------------
+
+
+def throttle_shaper(every: int = 600, active: ActiveSpec | None = None) -> Shaper:
+    spec = RuleShaping(throttle=ThrottleSpec(by=("market_id",), every=every * S), active=active)
+    return Shaper({"calm": spec})
+
+
+def test_throttle_sends_one_then_reports_the_suppressed_at_period_end() -> None:
+    """First match goes out; the next two wait; at the period end one message carries both."""
+    shaper = throttle_shaper()
+    [first] = shaper.offer("calm", fill(1), T0)
+    assert first.suppressed == 0
+    assert shaper.offer("calm", fill(2), T0 + 60 * S) == []
+    assert shaper.offer("calm", fill(3), T0 + 120 * S) == []
+    assert shaper.stats()["calm"]["throttled"] == 2
+    assert shaper.next_deadline() == T0 + 600 * S
+    [trailing] = shaper.due(T0 + 600 * S)
+    assert trailing.kind == "throttle"
+    assert trailing.fills == (fill(2), fill(3))
+    assert trailing.suppressed == 1
+    assert trailing.fields["suppressed"] == 1
+    assert trailing.fields["order_id"] == "3"  # the latest match is the message's subject
+    # The trailing message started a new period: a match in it waits.
+    assert shaper.offer("calm", fill(4), T0 + 700 * S) == []
+    assert [r.fills for r in shaper.due(T0 + 1200 * S)] == [(fill(4),)]
+    assert shaper.due(T0 + 1800 * S) == []
+    assert shaper.next_deadline() is None
+    assert shaper.offer("calm", fill(5), T0 + 1800 * S)[0].fills == (fill(5),)
+
+
+def test_throttle_boundary_match_goes_after_the_trailing_message() -> None:
+    """A match exactly at the period end first flushes the waiting ones, then waits itself."""
+    shaper = throttle_shaper()
+    shaper.offer("calm", fill(1), T0)
+    shaper.offer("calm", fill(2), T0 + S)
+    [trailing] = shaper.offer("calm", fill(3), T0 + 600 * S)
+    assert trailing.fills == (fill(2),)
+    assert trailing.suppressed == 0
+    assert shaper.next_deadline() == T0 + 1200 * S
+
+
+def test_throttle_keys_are_independent() -> None:
+    """A busy market does not throttle a quiet one."""
+    shaper = throttle_shaper()
+    assert len(shaper.offer("calm", fill(1, market="m1"), T0)) == 1
+    assert shaper.offer("calm", fill(2, market="m1"), T0 + S) == []
+    assert len(shaper.offer("calm", fill(3, market="m2"), T0 + 2 * S)) == 1
+
+
+def test_throttle_over_groups_counts_suppressed_digests() -> None:
+    """With group and throttle, whole digests are throttled and counted as messages."""
+    spec = RuleShaping(
+        group=GroupSpec(by=("market_id",), wait=10 * S),
+        throttle=ThrottleSpec(by=("market_id",), every=100 * S),
+    )
+    shaper = Shaper({"r": spec})
+    sent: list[Release] = []
+    for k in range(3):  # three groups of two fills, 20 s apart
+        sent += shaper.offer("r", fill(2 * k), T0 + 20 * k * S)
+        sent += shaper.offer("r", fill(2 * k + 1), T0 + (20 * k + 1) * S)
+        sent += shaper.due(T0 + (20 * k + 10) * S)
+    assert [len(r.fills) for r in sent] == [2]
+    [trailing] = shaper.due(T0 + 110 * S)
+    assert (len(trailing.fills), trailing.suppressed, trailing.fields["count"]) == (4, 1, 4)
+
+
+# --- shaper: active hours -------------------------------------------------------------------
+
+
+WINDOW = "08:00-22:00"
+
+
+def test_hold_outside_hours_sends_one_digest_when_the_window_opens() -> None:
+    """Fills at night are kept and sent together at 08:00, with digest fields."""
+    shaper = Shaper({"r": RuleShaping(active=active(WINDOW))})
+    night = utc("2026-02-06T23:00:00")
+    assert shaper.offer("r", fill(1, price="0.5"), night) == []
+    assert shaper.offer("r", fill(2, price="0.7"), night + 3600 * S) == []
+    assert shaper.stats()["r"]["held"] == 2
+    assert shaper.next_deadline() == utc("2026-02-07T08:00:00")
+    assert shaper.due(utc("2026-02-07T07:59:59")) == []
+    [digest] = shaper.due(utc("2026-02-07T08:00:00"))
+    assert (digest.kind, digest.key, digest.fields["count"]) == ("held", (), 2)
+    assert digest.fields["vwap"] == Decimal("0.6")
+    assert shaper.next_deadline() is None
+
+
+def test_held_digest_goes_out_before_a_new_alert_in_the_open_window() -> None:
+    """If a match arrives after opening but before due() ran, the held digest leaves first."""
+    shaper = Shaper({"r": RuleShaping(active=active(WINDOW))})
+    shaper.offer("r", fill(1), utc("2026-02-06T23:00:00"))
+    releases = shaper.offer("r", fill(2), utc("2026-02-07T09:00:00"))
+    assert [r.kind for r in releases] == ["held", "single"]
+
+
+def test_drop_outside_hours_discards_and_counts() -> None:
+    """`drop` sends nothing for night fills, counts them, and leaves no deadline."""
+    shaper = Shaper({"r": RuleShaping(active=active(WINDOW, outside="drop"))})
+    assert shaper.offer("r", fill(1), utc("2026-02-06T23:00:00")) == []
+    assert shaper.offer("r", fill(2), utc("2026-02-06T23:30:00")) == []
+    assert shaper.next_deadline() is None
+    assert shaper.stats()["r"]["dropped"] == 2
+    assert len(shaper.offer("r", fill(3), utc("2026-02-07T08:00:00"))) == 1
+
+
+def test_group_closing_after_hours_is_held_for_the_morning() -> None:
+    """A group opened just before closing time is released at the next opening, not at night."""
+    shaper = group_shaper(active=active(WINDOW))
+    shaper.offer("btc", fill(1), utc("2026-02-06T21:59:50"))
+    assert shaper.due(utc("2026-02-06T22:00:20")) == []
+    assert shaper.next_deadline() == utc("2026-02-07T08:00:00")
+    [digest] = shaper.due(utc("2026-02-07T08:00:00"))
+    assert (digest.kind, digest.fills) == ("held", (fill(1),))
+
+
+def test_throttled_matches_ending_after_hours_keep_their_suppressed_count() -> None:
+    """Trailing throttle messages that fall outside the window join the held digest's count."""
+    shaper = throttle_shaper(every=600, active=active(WINDOW))
+    start = utc("2026-02-06T21:55:00")
+    shaper.offer("calm", fill(1), start)
+    shaper.offer("calm", fill(2), start + S)
+    shaper.offer("calm", fill(3), start + 2 * S)
+    assert shaper.due(start + 600 * S) == []
+    [digest] = shaper.due(utc("2026-02-07T08:00:00"))
+    assert (digest.fills, digest.suppressed) == ((fill(2), fill(3)), 1)
+
+
+# --- persistence and reload -----------------------------------------------------------------
+
+
+def busy_specs() -> dict[str, RuleShaping]:
+    return {
+        "btc": RuleShaping(group=GroupSpec(by=("market_id",), wait=30 * S)),
+        "calm": RuleShaping(
+            throttle=ThrottleSpec(by=("market_id",), every=600 * S), active=active(WINDOW)
+        ),
+        "night": RuleShaping(active=active("22:00-06:00", outside="drop")),
+    }
+
+
+def test_snapshot_is_json_and_restores_held_state_on_time() -> None:
+    """Groups, throttles and held alerts survive a JSON round trip and are released on time."""
+    shaper = Shaper(busy_specs())
+    shaper.offer("night", fill(5), utc("2026-02-06T12:00:00"))
+    shaper.offer("calm", fill(2), utc("2026-02-06T21:55:00"))
+    shaper.offer("calm", fill(3), utc("2026-02-06T21:55:01"))
+    shaper.offer("btc", fill(1, price="0.123456789"), utc("2026-02-06T21:59:50"))
+    shaper.offer("calm", fill(4), utc("2026-02-06T21:59:59"))
+    data = json.loads(json.dumps(shaper.snapshot()))
+    assert data["rules"]["btc"]["groups"][0]["fills"][0]["price"] == "0.123456789"
+    restored = Shaper.restore(busy_specs(), data)
+    assert restored.stats() == shaper.stats()
+    [group] = restored.due(utc("2026-02-06T22:00:20"))
+    assert group.fills == (fill(1, price="0.123456789"),)
+    assert group.fields["price"] == Decimal("0.123456789")
+    assert restored.due(utc("2026-02-06T22:05:00")) == []  # the trailing message is held
+    [held] = restored.due(utc("2026-02-07T08:00:00"))
+    assert (held.kind, held.fills, held.suppressed) == ("held", (fill(3), fill(4)), 1)
+    assert restored.stats()["night"]["dropped"] == 1
+
+
+def test_restore_drops_rules_that_are_gone_and_refuses_garbage() -> None:
+    """State of a rule no longer configured is not restored; unreadable data is a ValueError."""
+    shaper = Shaper(busy_specs())
+    shaper.offer("btc", fill(1), T0)
+    restored = Shaper.restore({"calm": busy_specs()["calm"]}, shaper.snapshot())
+    assert restored.next_deadline() is None
+    bad = shaper.snapshot()
+    bad["rules"]["btc"]["groups"][0]["fills"][0]["price"] = "cheap"  # type: ignore[index]
+    with pytest.raises(ValueError, match="unreadable shaping snapshot"):
+        Shaper.restore(busy_specs(), bad)
+    with pytest.raises(ValueError, match="version"):
+        Shaper.restore(busy_specs(), {"version": 99})
+
+
+def test_restore_rechecks_held_alerts_against_the_current_window() -> None:
+    """After restart held alerts are due at once for a recheck, then wait for the new opening."""
+    shaper = Shaper({"r": RuleShaping(active=active(WINDOW))})
+    shaper.offer("r", fill(1), utc("2026-02-06T23:00:00"))
+    restored = Shaper.restore({"r": RuleShaping(active=active("09:00-10:00"))}, shaper.snapshot())
+    deadline = restored.next_deadline()
+    assert deadline is not None
+    assert deadline < T0
+    assert restored.due(utc("2026-02-07T08:00:00")) == []
+    assert restored.next_deadline() == utc("2026-02-07T09:00:00")
+
+
+def test_reconfigure_keeps_state_and_deadlines_of_surviving_rules() -> None:
+    """On reload a still-configured rule keeps its open group with its old deadline."""
+    shaper = Shaper(busy_specs())
+    shaper.offer("btc", fill(1), T0)
+    shaper.offer("night", fill(2), T0)
+    shaper.reconfigure({"btc": RuleShaping(group=GroupSpec(by=("market_id",), wait=5 * S))})
+    assert set(shaper.stats()) == {"btc"}
+    assert shaper.due(T0 + 29 * S) == []
+    assert [r.fills for r in shaper.due(T0 + 30 * S)] == [(fill(1),)]
+
+
+def test_reconfigure_without_group_still_releases_the_open_group() -> None:
+    """Removing `group` from a rule does not lose the group already open: it leaves on time."""
+    shaper = group_shaper()
+    shaper.offer("btc", fill(1), T0)
+    shaper.reconfigure({"btc": RuleShaping()})
+    [release] = shaper.due(T0 + 30 * S)
+    assert release.fills == (fill(1),)
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["btc", "calm", "night"]),
+        st.sampled_from(["m1", "m2"]),
+        st.integers(min_value=0, max_value=4 * 3600),  # seconds of clock advance
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(events=events, cut=st.integers(min_value=0, max_value=25))
+def test_snapshot_restore_anywhere_changes_no_release(
+    events: list[tuple[str, str, int]], cut: int
+) -> None:
+    """Restarting from a snapshot at any point yields exactly the releases of an unbroken run."""
+
+    def run(restart_at: int | None) -> list[tuple[str, str, tuple[str, ...], int]]:
+        shaper = Shaper(busy_specs())
+        now = utc("2026-02-06T20:00:00")
+        out: list[Release] = []
+        for i, (rule, market, advance) in enumerate(events):
+            if i == restart_at:
+                data = json.loads(json.dumps(shaper.snapshot()))
+                shaper = Shaper.restore(busy_specs(), data)
+            now += advance * S
+            out += shaper.due(now)
+            out += shaper.offer(rule, fill(i, market=market), now)
+        out += shaper.due(now + timedelta(days=3))
+        return [(r.rule, r.kind, tuple(f.order_id for f in r.fills), r.suppressed) for r in out]
+
+    assert run(cut) == run(None)
