@@ -23,6 +23,7 @@ from apprise import (
     NotificationManager,
     NotifyBase,
     NotifyFormat,
+    NotifyLogEntry,
     NotifyType,
     OverflowMode,
 )
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 _PLUGINS = cast("Callable[[], Container[str]]", NotificationManager)()
 
 TEST_TITLE = "notifier test"
+_SERIOUS = frozenset({"WARNING", "ERROR", "CRITICAL"})
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 # Separators inside an apprise URL; what lies between them may be a token, password or topic.
 _URL_SEPARATORS = re.compile(r"[/:@?&=#,;+\s]+")
@@ -229,13 +231,12 @@ def _to_send_result(result: AppriseResult, entry: _Entry) -> SendResult:
     return SendResult(ok=False, error=_scrub(" | ".join(parts), entry.secrets))
 
 
-def _warnings(entries: Iterable[object]) -> list[str]:
+def _warnings(entries: Iterable[NotifyLogEntry]) -> list[str]:
     """The distinct warning/error messages of a capture, last three, in order."""
     seen: list[str] = []
     for entry in entries:
-        level = str(getattr(entry, "level", ""))
-        message = str(getattr(entry, "message", "")).strip()
-        if level in ("WARNING", "ERROR", "CRITICAL") and message and message not in seen:
+        message = entry.message.strip()
+        if entry.level in _SERIOUS and message and message not in seen:
             seen.append(message)
     return seen[-3:]
 
