@@ -46,6 +46,7 @@ from notifier.windows import (
     RuleShaping,
     SpecError,
     ThrottleSpec,
+    aware,
     parse_active,
     parse_group,
     parse_throttle,
@@ -115,6 +116,7 @@ class Shaper:
 
     def offer(self, rule: str, fill: Fill, now: datetime) -> list[Release]:
         """Take one match of `rule`; return what goes out at once (possibly nothing)."""
+        aware(now)
         spec = self._spec(rule)
         state = self._rule_state(rule)
         out: list[Release] = []
@@ -138,6 +140,7 @@ class Shaper:
 
     def due(self, now: datetime) -> list[Release]:
         """Everything whose time has come by `now`: closed groups, ended periods, opened windows."""
+        aware(now)
         out: list[Release] = []
         for rule in list(self._state):
             spec, state = self._specs[rule], self._state[rule]

@@ -111,14 +111,20 @@ class ActiveSpec:
     tz: ZoneInfo
     outside: Outside = "hold"
 
+    def __post_init__(self) -> None:
+        if not self.days or not self.days <= frozenset(range(7)):
+            raise ValueError(f"days must be a non-empty set of 0..6, got {sorted(self.days)}")
+        if self.outside not in ("hold", "drop"):
+            raise ValueError(f"outside must be 'hold' or 'drop', got {self.outside!r}")
+
     def is_active(self, at: datetime) -> bool:
         """Whether the instant `at` (timezone-aware) lies inside one of the windows."""
-        local_day = _aware(at).astimezone(self.tz).date()
+        local_day = aware(at).astimezone(self.tz).date()
         return any(o <= at < c for o, c in self._windows(local_day - timedelta(days=1), count=2))
 
     def next_open(self, at: datetime) -> datetime:
         """`at` itself if the window is open then, else the instant it next opens."""
-        local_day = _aware(at).astimezone(self.tz).date()
+        local_day = aware(at).astimezone(self.tz).date()
         for opens, closes in self._windows(local_day - timedelta(days=1), count=_SEARCH_DAYS):
             if opens <= at < closes:
                 return at
@@ -264,7 +270,8 @@ def _positive(spec: Mapping[str, object], name: str) -> timedelta:
     return value
 
 
-def _aware(at: datetime) -> datetime:
+def aware(at: datetime) -> datetime:
+    """`at`, checked to carry a zone: naive and aware instants compare with a late TypeError."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("shaping needs timezone-aware datetimes")
     return at

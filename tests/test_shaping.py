@@ -651,3 +651,15 @@ def test_snapshot_restore_anywhere_changes_no_release(
         return [(r.rule, r.kind, tuple(f.order_id for f in r.fills), r.suppressed) for r in out]
 
     assert run(cut) == run(None)
+
+
+def test_shaper_and_specs_refuse_impossible_inputs() -> None:
+    """A naive clock, an empty day set or an unknown `outside` fail at once, not later."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Shaper({}).offer("r", fill(1), datetime(2026, 2, 6, 12))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Shaper({}).due(datetime(2026, 2, 6, 12))
+    with pytest.raises(ValueError, match="days"):
+        ActiveSpec(days=frozenset(), start=time(8), end=time(22), tz=LONDON)
+    with pytest.raises(ValueError, match="outside"):
+        ActiveSpec(days=frozenset({0}), start=time(8), end=time(22), tz=LONDON, outside="queue")  # type: ignore[arg-type]
