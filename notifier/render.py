@@ -171,6 +171,8 @@ def _candidates(name: str, known: Mapping[str, object]) -> tuple[object, ...]:
 
 
 def _formats(value: object, spec: str) -> bool:
+    if isinstance(value, datetime) and "%" not in spec:
+        return False  # strftime echoes any text, so only a spec with a % directive counts
     try:
         format(value, spec)
     except (ValueError, TypeError):

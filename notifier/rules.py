@@ -255,6 +255,9 @@ class RuleSet:
                 bucket.setdefault(prefix, []).append(entry)
         self._cache: dict[tuple[str, str], tuple[tuple[Rule, Condition | None], ...]] = {}
 
+    def __repr__(self) -> str:
+        return f"RuleSet({list(self.names())!r})"
+
     def __len__(self) -> int:
         return len(self.rules)
 

@@ -1,0 +1,160 @@
+"""Templates: what parses, what is refused and why, and rendering that never raises."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from notifier.events import Fill
+from notifier.render import (
+    DEFAULT_BODY,
+    DEFAULT_TITLE,
+    FILL_FIELDS,
+    Template,
+    TemplateError,
+    fill_values,
+)
+
+FILL = Fill(
+    order_id="42",
+    market_id="0x1a2b",
+    side="BUY",
+    outcome="Yes",
+    price=Decimal("0.65"),
+    quantity=Decimal("10.0"),
+    filled_at=datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC),
+    status="FILLED",
+    market_title="Will it rain?",
+)
+
+
+def test_issue_example_body() -> None:
+    """The issue's example body renders with the exact notional to two places."""
+    body = Template.parse(
+        "{side} {quantity} {outcome} @ {price} (notional {notional:.2f}) #{order_id}"
+    )
+    assert body.render(fill_values(FILL, rule="r")) == "BUY 10.0 Yes @ 0.65 (notional 6.50) #42"
+
+
+def test_default_message() -> None:
+    """Without title/body a rule says side, quantity, outcome, price, market title, order id."""
+    values = fill_values(FILL, rule="r")
+    assert Template.parse(DEFAULT_TITLE).render(values) == "BUY Yes on Will it rain?"
+    assert (
+        Template.parse(DEFAULT_BODY).render(values)
+        == "BUY 10.0 Yes @ 0.65 on Will it rain? (order #42)"
+    )
+
+
+def test_decimal_specs_are_exact() -> None:
+    """Format specs apply to the Decimal itself: 2.675 rounds to 2.68, not binary 2.67."""
+    values = fill_values(
+        dataclasses.replace(FILL, price=Decimal("0.535"), quantity=Decimal(5)), rule="r"
+    )
+    assert Template.parse("{notional:.2f}").render(values) == "2.68"
+
+
+def test_fill_values_fallbacks() -> None:
+    """market_title falls back to market_id; missing optional fields render empty."""
+    values = fill_values(dataclasses.replace(FILL, market_title=None, status=None), rule="big")
+    assert values["market_title"] == "0x1a2b"
+    assert values["status"] == ""
+    assert values["client_order_id"] == ""
+    assert values["rule"] == "big"
+    assert set(values) == set(FILL_FIELDS)
+
+
+def test_filled_at_reads_well_and_takes_strftime() -> None:
+    """filled_at prints as UTC text by default and accepts strftime specs."""
+    values = fill_values(FILL, rule="r")
+    assert Template.parse("{filled_at}|{filled_at:%H:%M}").render(values) == (
+        "2026-02-06 12:00:45 UTC|12:00"
+    )
+
+
+def test_braces_specs_and_str_conversion() -> None:
+    """Doubled braces are literal; alignment specs and !s work on string fields."""
+    values = fill_values(FILL, rule="r")
+    assert Template.parse("{{x}} [{side:>5}] {price!s:<5}|").render(values) == "{x} [  BUY] 0.65 |"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{prcie}", "unknown field {prcie} (did you mean {price}?)"),
+        ("{zzz}", "unknown field {zzz}; fields are: order_id, client_order_id, market_id,"),
+        ("{}", "positional placeholder {} is not allowed: name a field"),
+        ("{0}", "positional placeholder {0} is not allowed: name a field"),
+        ("{price.real}", "placeholder {price.real} uses attribute or index access"),
+        ("{side[0]}", "placeholder {side[0]} uses attribute or index access"),
+        ("{price!r}", "placeholder {price!r}: only the !s conversion is allowed"),
+        ("{side:.2f}", "placeholder {side:.2f}: format spec '.2f' does not apply to side"),
+        ("{price:{w}}", "placeholder {price:{w}}: nested placeholders in a format spec"),
+        ("{price", "bad template syntax: expected '}' before end of string"),
+        ("a } b", "bad template syntax: Single '}' encountered in format string"),
+    ],
+)
+def test_refused_templates(text: str, message: str) -> None:
+    """Each unusable template is refused at parse time with a message naming the placeholder."""
+    with pytest.raises(TemplateError) as info:
+        Template.parse(text)
+    assert str(info.value).startswith(message)
+
+
+def test_custom_fields_and_untyped_specs() -> None:
+    """Other stages can pass their own fields; a spec on an unknown-type field needs some type."""
+    template = Template.parse("{count:>3} {vwap:.4f}", fields=("count", "vwap"))
+    assert template.render({"count": 3, "vwap": Decimal("0.5")}) == "  3 0.5000"
+    assert template.fields == frozenset({"count", "vwap"})
+    with pytest.raises(TemplateError, match="does not apply"):
+        Template.parse("{count:q}", fields=("count",))
+
+
+def test_render_falls_back_instead_of_raising() -> None:
+    """A spec that does not fit the value at run time shows the plain value; missing is empty."""
+    template = Template.parse("{price:.2f}|{quantity}|")
+    assert template.render({"price": None}) == "None||"
+    assert template.render({"price": "n/a", "quantity": 1}) == "n/a|1|"
+
+
+specs = st.sampled_from(["", ".2f", ">8", "<3", "^5", ",", "%H", ".3", "x", "s", "d", "+"])
+values = st.one_of(
+    st.none(),
+    st.text(max_size=3),
+    st.integers(-1000, 1000),
+    st.sampled_from([Decimal("0.65"), Decimal("NaN"), Decimal("-1E+3"), Decimal("Infinity")]),
+    st.sampled_from([0.5, float("nan"), -2.0]),
+    st.just(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+)
+
+
+@given(
+    pieces=st.lists(
+        st.tuples(st.text(alphabet="ab #@", max_size=3), st.sampled_from(FILL_FIELDS), specs),
+        max_size=5,
+    ),
+    data=st.dictionaries(st.sampled_from(FILL_FIELDS), values),
+)
+def test_render_never_raises(pieces: list[tuple[str, str, str]], data: dict[str, object]) -> None:
+    """Any template that parses renders to a string for any values whatsoever."""
+    text = "".join(f"{lit}{{{name}{':' + spec if spec else ''}}}" for lit, name, spec in pieces)
+    try:
+        template = Template.parse(text)
+    except TemplateError:
+        return
+    assert isinstance(template.render(data), str)
+
+
+@given(st.text(alphabet="{}!:.[]0aprice_s ", max_size=12))
+def test_arbitrary_text_parses_or_is_refused(text: str) -> None:
+    """Arbitrary text either parses and renders, or raises TemplateError: never anything else."""
+    try:
+        template = Template.parse(text)
+    except TemplateError:
+        return
+    assert isinstance(template.render(fill_values(FILL, rule="r")), str)

@@ -1,0 +1,227 @@
+"""Rule conditions and the indexed rule set, against plain fills."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from notifier.events import Fill
+from notifier.render import DEFAULT_BODY, DEFAULT_TITLE, Template
+from notifier.rules import (
+    MATCH_ALL,
+    AllOf,
+    AnyOf,
+    Bounds,
+    Condition,
+    FieldMatch,
+    Not,
+    Rule,
+    RuleSet,
+    naive_match,
+)
+
+BASE = Fill(
+    order_id="42",
+    market_id="0xabc123",
+    side="BUY",
+    outcome="Yes",
+    price=Decimal("0.65"),
+    quantity=Decimal("10.0"),
+    filled_at=datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC),
+    status="FILLED",
+    client_order_id="bot-1",
+    market_title="Will Bitcoin close above $100k?",
+)
+
+
+def fill(**changes: object) -> Fill:
+    return dataclasses.replace(BASE, **changes)  # type: ignore[arg-type]
+
+
+def rule(name: str, condition: Condition = MATCH_ALL, **kw: object) -> Rule:
+    return Rule(name, condition, ("desk",), Template(DEFAULT_TITLE), Template(DEFAULT_BODY), **kw)  # type: ignore[arg-type]
+
+
+def test_exact_and_glob_strings() -> None:
+    """A string test matches any listed value exactly, or as a * / ? glob."""
+    cond = FieldMatch("market", ("0xdef", "0xab?1*"))
+    assert cond.matches(fill(market_id="0xdef"))
+    assert cond.matches(fill(market_id="0xabc123"))
+    assert not cond.matches(fill(market_id="0xde"))
+    assert not cond.matches(fill(market_id="0xab1"))
+
+
+def test_brackets_are_literal_in_globs() -> None:
+    """Only * and ? are wild: [ and ] compare literally, unlike fnmatch."""
+    cond = FieldMatch("order_id", ("[a]*",))
+    assert cond.matches(fill(order_id="[a]42"))
+    assert not cond.matches(fill(order_id="a42"))
+
+
+def test_title_and_outcome_are_caseless_others_not() -> None:
+    """market_title and outcome compare case-insensitively; market and status do not."""
+    assert FieldMatch("market_title", ("*BITCOIN*",)).matches(BASE)
+    assert FieldMatch("outcome", ("YES",)).matches(BASE)
+    assert not FieldMatch("status", ("filled",)).matches(BASE)
+    assert not FieldMatch("market", ("0XABC123",)).matches(BASE)
+
+
+def test_missing_optional_field_matches_nothing() -> None:
+    """A fill without a title or client order id matches no pattern on it, not even *."""
+    bare = fill(market_title=None, client_order_id=None)
+    assert not FieldMatch("market_title", ("*",)).matches(bare)
+    assert not FieldMatch("client_order_id", ("*",)).matches(bare)
+    assert Not(FieldMatch("market_title", ("*",))).matches(bare)
+
+
+def test_field_names_are_checked() -> None:
+    """A condition on a field that does not exist is refused when built."""
+    with pytest.raises(ValueError, match="not a string field"):
+        FieldMatch("price", ("1",))
+    with pytest.raises(ValueError, match="not a decimal field"):
+        Bounds("side", Decimal(1))
+
+
+def test_bounds_are_inclusive_and_exact() -> None:
+    """{min, max} includes both ends, compared as exact decimals (0.3 is 0.3)."""
+    cond = Bounds("price", Decimal("0.3"), Decimal("0.65"))
+    assert cond.matches(fill(price=Decimal("0.3")))
+    assert cond.matches(fill(price=Decimal("0.65")))
+    assert cond.matches(fill(price=Decimal("0.650")))
+    assert not cond.matches(fill(price=Decimal("0.29999999999999999")))
+    assert not cond.matches(fill(price=Decimal("0.6500001")))
+
+
+def test_notional_bounds_use_price_times_quantity() -> None:
+    """notional bounds compare price x quantity."""
+    assert Bounds("notional", Decimal("6.5"), Decimal("6.5")).matches(BASE)
+
+
+decimals = st.decimals(min_value=0, max_value=1000, allow_nan=False, places=4)
+
+
+@given(price=decimals, low=st.none() | decimals, high=st.none() | decimals)
+def test_bounds_match_exactly_the_inside(
+    price: Decimal, low: Decimal | None, high: Decimal | None
+) -> None:
+    """A {min, max} test matches exactly the fills whose value lies within the bounds."""
+    inside = (low is None or low <= price) and (high is None or price <= high)
+    assert Bounds("price", low, high).matches(fill(price=price)) == inside
+
+
+def test_any_all_not() -> None:
+    """any needs one, all needs every, not inverts; the empty all matches every fill."""
+    yes, no = FieldMatch("side", ("BUY",)), FieldMatch("side", ("SELL",))
+    assert AnyOf((no, yes)).matches(BASE)
+    assert not AnyOf((no,)).matches(BASE)
+    assert not AllOf((yes, no)).matches(BASE)
+    assert AllOf((yes, Not(no))).matches(BASE)
+    assert MATCH_ALL.matches(BASE)
+    assert not AnyOf(()).matches(BASE)
+
+
+def test_match_in_file_order_and_stop() -> None:
+    """Every matching enabled rule fires in file order; a matching stop rule ends the list."""
+    rules = [
+        rule("a"),
+        rule("off", enabled=False, stop=True),
+        rule("b", FieldMatch("side", ("SELL",)), stop=True),
+        rule("c", stop=True),
+        rule("d"),
+    ]
+    assert [r.name for r in RuleSet(rules).match(BASE)] == ["a", "c"]
+    assert naive_match(rules, BASE) == RuleSet(rules).match(BASE)
+
+
+def test_index_by_exact_and_prefix_market_and_side() -> None:
+    """Rules pinning markets (exact or prefix glob) and sides match only those fills."""
+    pin = AllOf((FieldMatch("market", ("0xabc*", "0xdef")), FieldMatch("side", ("SELL",))))
+    nested = AllOf((AllOf((FieldMatch("market", ("0xabc123",)),)), Bounds("price", Decimal(1))))
+    rules = RuleSet([rule("pin", pin), rule("nested", nested), rule("all")])
+    assert [r.name for r in rules.match(fill(side="SELL"))] == ["pin", "all"]
+    assert [r.name for r in rules.match(fill(market_id="0xdef", side="SELL"))] == ["pin", "all"]
+    assert [r.name for r in rules.match(fill(market_id="0xab"))] == ["all"]
+    assert [r.name for r in rules.match(fill(price=Decimal(1)))] == ["nested", "all"]
+
+
+def test_candidate_cache_is_bounded() -> None:
+    """The per-(market, side) cache keeps a bounded number of entries however many markets."""
+    rules = RuleSet([rule("x", FieldMatch("market", ("0x1",)))])
+    for i in range(5000):
+        assert rules.match(fill(market_id=f"0x{i}")) == ((rules.rules[0],) if i == 1 else ())
+    assert len(rules._cache) <= 4096
+
+
+def test_rule_is_hashable_and_ruleset_readable() -> None:
+    """Rules hash (they key dicts downstream) and a RuleSet's repr names its rules."""
+    assert len({rule("a"), rule("a")}) == 1
+    assert repr(RuleSet([rule("a"), rule("b")])) == "RuleSet(['a', 'b'])"
+    assert len(RuleSet([rule("a")])) == 1
+    assert [r.name for r in RuleSet([rule("a")])] == ["a"]
+
+
+MARKETS = ("0xaa", "0xab", "0xabc", "0xb1", "0xb2")
+markets = st.sampled_from(MARKETS)
+strings = st.lists(
+    st.sampled_from(("0xa*", "0xab", "0xb?", "0xabc", "*", "0x*c", "0xb1")), min_size=1
+)
+
+
+def conditions(depth: int = 2) -> st.SearchStrategy[Condition]:
+    leaves: st.SearchStrategy[Condition] = st.one_of(
+        strings.map(lambda ps: FieldMatch("market", tuple(ps))),
+        st.lists(st.sampled_from(("BUY", "SELL")), min_size=1).map(
+            lambda ps: FieldMatch("side", tuple(ps))
+        ),
+        st.lists(st.sampled_from(("yes", "No", "*e*")), min_size=1).map(
+            lambda ps: FieldMatch("outcome", tuple(ps))
+        ),
+        st.builds(
+            Bounds,
+            st.just("price"),
+            st.none() | st.sampled_from([Decimal("0.2"), Decimal("0.5")]),
+            st.none() | st.sampled_from([Decimal("0.5"), Decimal("0.8")]),
+        ),
+    )
+    if depth == 0:
+        return leaves
+    inner = st.lists(conditions(depth - 1), max_size=3).map(tuple)
+    return st.one_of(
+        leaves,
+        inner.map(AllOf),
+        inner.map(AnyOf),
+        conditions(depth - 1).map(Not),
+    )
+
+
+rule_lists = st.lists(
+    st.builds(
+        lambda i, c, enabled, stop: rule(f"r{i}", c, enabled=enabled, stop=stop),
+        st.integers(0, 10**6),
+        conditions(),
+        st.booleans(),
+        st.integers(0, 4).map(lambda n: n == 0),
+    ),
+    max_size=12,
+)
+fills = st.builds(
+    lambda m, s, o, p: fill(market_id=m, side=s, outcome=o, price=p),
+    markets,
+    st.sampled_from(("BUY", "SELL")),
+    st.sampled_from(("Yes", "No", "Up")),
+    st.sampled_from([Decimal(x) for x in ("0.1", "0.2", "0.5", "0.65", "0.8", "0.9")]),
+)
+
+
+@settings(max_examples=300)
+@given(rules=rule_lists, batch=st.lists(fills, min_size=1, max_size=8))
+def test_indexed_match_agrees_with_naive(rules: list[Rule], batch: list[Fill]) -> None:
+    """RuleSet.match returns exactly what testing every rule in order returns, for any fill."""
+    ruleset = RuleSet(rules)
+    for f in batch + batch:  # twice: the second pass goes through the candidate cache
+        assert ruleset.match(f) == naive_match(rules, f)
