@@ -84,7 +84,7 @@ async def test_mailto_authenticates_and_delivers(smtp_server: SmtpServer) -> Non
     """mailto:// logs in to the SMTP server and delivers subject and plain body intact."""
     cs = channels({"mail": (smtp_server.url(),)})
     assert (await cs.send(only(cs, "mail").key, TITLE, BODY)).ok
-    (mail,) = smtp_server.mails
+    (mail,) = await smtp_server.wait_for(1)
     assert mail.login == "alerts"
     assert mail.rcpt_tos == ("trader@example.com",)
     assert mail.message["Subject"] == TITLE
@@ -171,6 +171,18 @@ async def test_proxy_answers_itself_and_refuses_other_hosts(tls_proxy: TlsProxy)
     assert not (await cs.send(discord.key, TITLE, BODY)).ok
     assert tls_proxy.connects == ["hooks.slack.com:443", "discord.com:443"]
     assert [r.host for r in tls_proxy.requests] == [SLACK_HOST]
+
+
+async def test_concurrent_sends_to_one_target_leave_in_call_order(
+    webhook: WebhookReceiver,
+) -> None:
+    """Sends to the same target are serialized: they arrive in the order they were made."""
+    cs = channels({"c": (webhook.json_url,)})
+    key = only(cs).key
+    results = await asyncio.gather(*(cs.send(key, TITLE, f"fill {n}") for n in range(5)))
+    assert all(r.ok for r in results)
+    arrived = await webhook.wait_for(5)
+    assert [r.json["message"] for r in arrived] == [f"fill {n}" for n in range(5)]
 
 
 # --- failures, one URL at a time -------------------------------------------------------------
