@@ -117,8 +117,8 @@ class ChannelSet:
                     path = f"channels.{name}.urls[{index}]"
                     problems.append(ConfigProblem("<config>", None, path, why or "unusable URL"))
                     continue
+                display = _privacy_url(plugin)  # before _tune: shows the user's URL, not ours
                 _tune(plugin, delivery)
-                display = _privacy_url(plugin)
                 target = Target(channel=name, key=target_key(url), display=display)
                 entry = _Entry(target, Apprise(plugin), _secrets(url, display))
                 built.setdefault(target.key, entry)
