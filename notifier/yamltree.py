@@ -113,9 +113,25 @@ class Problems:
     def __init__(self, file: str) -> None:
         self.file = file
         self.items: list[ConfigProblem] = []
+        self._silenced: set[str] = set()
 
     def add(self, line: int | None, path: str, message: str) -> None:
-        self.items.append(ConfigProblem(self.file, line, path, message))
+        if not self._silenced or not self.silenced(path):
+            self.items.append(ConfigProblem(self.file, line, path, message))
+
+    def silence(self, path: str) -> None:
+        """Drop later problems at or under `path`: they would only echo the first one."""
+        self._silenced.add(path)
+
+    def silenced(self, path: str) -> bool:
+        """Whether problems at `path` are dropped (it or a parent already has the real one)."""
+        while True:
+            if path in self._silenced:
+                return True
+            cut = max(path.rfind("."), path.rfind("["))
+            if cut <= 0:
+                return False
+            path = path[:cut]
 
     def raise_if_any(self) -> None:
         """Raise ConfigError with every problem, in file order (unlocated ones last)."""
@@ -178,6 +194,7 @@ class _Walker:
             return Scalar(text, line, plain=node.style is None)
         if id(node) in self.active:
             self.problems.add(line, path, "recursive YAML alias")
+            self.problems.silence(path)
             return Scalar("", line, plain=True)
         self.active.add(id(node))
         try:
@@ -214,6 +231,7 @@ class _Walker:
             inner = _ENV_NAME.fullmatch(match.group(1))
             if inner is None:
                 self.problems.add(line, path, f"bad variable reference {match.group(0)!r}")
+                self.problems.silence(path)
                 return ""
             name, default = inner.group(1), inner.group(2)
             value = self.env.get(name)
@@ -227,6 +245,7 @@ class _Walker:
                         f"environment variable {name} is not set "
                         f"(set it, or write ${{{name}:-default}})",
                     )
+                    self.problems.silence(path)
                 return ""
             return value
 

@@ -1,0 +1,545 @@
+"""The config loader: the issue's example as written, and an exact message for each mistake."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from notifier import config
+from notifier.config import SAMPLE_FILL, load, parse
+from notifier.errors import ConfigError
+from notifier.render import fill_values
+from notifier.ruleconfig import RULE_KEYS, RuleContext
+from notifier.rules import AllOf, Bounds, FieldMatch
+from notifier.settings import Settings
+from notifier.yamltree import Node
+
+KEY = "ps_test_0123456789abcdefSECRET"
+ENV = {"POLYSIM_API_KEY": KEY}
+SOURCE = Path("/etc/notifier/config.yaml")
+
+ISSUE_EXAMPLE = """\
+feed:
+  base_url: https://api.polysimulator.com
+  api_key: ${POLYSIM_API_KEY}
+state:
+  path: notifier.db
+channels:
+  desk: slack://T000/B000/XXXXXXXX/#fills            # one apprise URL ...
+  phone: [tgram://123456:ABCDEF/987654, ntfy://ntfy.sh/my-fills]   # ... or a list of them
+rules:
+  - name: large-buys
+    when:
+      side: BUY
+      quantity: {min: 100}
+      market: ["0xabc*", "0xdef0123"]
+    notify: [desk, phone]
+    title: "Large buy on {market_title}"
+    body: "{side} {quantity} {outcome} @ {price} (notional {notional:.2f}) #{order_id}"
+  - name: cheap-no-sells
+    when: {side: SELL, outcome: "No", price: {max: 0.3}}
+    notify: [phone]
+"""
+
+CHANNELS = "channels:\n  desk: json://localhost/desk\n  phone: json://localhost/phone\n"
+
+
+def accept_all(url: str) -> str | None:
+    return None
+
+
+def settings_of(
+    text: str, *, env: Mapping[str, str] = ENV, check_url: config.CheckUrl = accept_all, **kw: bool
+) -> Settings:
+    return parse(
+        textwrap.dedent(text), source=Path("config.yaml"), env=env, check_url=check_url, **kw
+    )
+
+
+def errors(text: str, **kw: object) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        settings_of(text, **kw)  # type: ignore[arg-type]
+    return [str(p) for p in info.value.problems]
+
+
+def test_issue_example_loads_as_written() -> None:
+    """The issue's example file loads into exactly the settings it describes."""
+    s = parse(ISSUE_EXAMPLE, source=SOURCE, env=ENV, check_url=accept_all)
+    assert s.feed.base_url == "https://api.polysimulator.com"
+    assert s.feed.api_key == KEY
+    assert s.state.path == Path("/etc/notifier/notifier.db")
+    assert s.channels["desk"].urls == ("slack://T000/B000/XXXXXXXX/#fills",)
+    assert s.channels["phone"].urls == ("tgram://123456:ABCDEF/987654", "ntfy://ntfy.sh/my-fills")
+    big, cheap = s.rules.rules
+    assert big.name == "large-buys"
+    assert big.notify == ("desk", "phone")
+    assert big.condition == AllOf(
+        (
+            FieldMatch("side", ("BUY",)),
+            Bounds("quantity", Decimal(100), None),
+            FieldMatch("market", ("0xabc*", "0xdef0123")),
+        )
+    )
+    assert big.title.text == "Large buy on {market_title}"
+    assert cheap.condition == AllOf(
+        (
+            FieldMatch("side", ("SELL",)),
+            FieldMatch("outcome", ("No",)),
+            Bounds("price", None, Decimal("0.3")),
+        )
+    )
+    assert (cheap.enabled, cheap.stop) == (True, False)
+    assert cheap.body.render(fill_values(SAMPLE_FILL, rule=cheap.name)) == (
+        "BUY 150.0 Yes @ 0.65 on Will Bitcoin close above $100k in 2026? (order #42)"
+    )
+
+
+def test_example_config_file_checks_with_only_the_key_set() -> None:
+    """config.example.yaml in the repo is valid with only POLYSIM_API_KEY in the environment."""
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    s = load(example, env=ENV, check_url=accept_all)
+    assert s.rules.rules
+    assert s.feed.api_key == KEY
+
+
+def test_yaml11_surprises_are_text() -> None:
+    """`No` stays the outcome "No", 0.3 is Decimal("0.3"), an unquoted hex id stays text."""
+    s = settings_of(
+        CHANNELS
+        + "rules:\n  - name: r\n    notify: desk\n"
+        + "    when: {outcome: No, price: {max: 0.3}, market: 0xdef0123, order_id: 012}\n"
+    )
+    assert s.rules.rules[0].condition == AllOf(
+        (
+            FieldMatch("outcome", ("No",)),
+            Bounds("price", None, Decimal("0.3")),
+            FieldMatch("market", ("0xdef0123",)),
+            FieldMatch("order_id", ("012",)),
+        )
+    )
+
+
+def test_defaults() -> None:
+    """An empty file gives the documented defaults, state beside the config file."""
+    s = parse("", source=SOURCE, env=ENV)
+    assert s.state.path == Path("/etc/notifier/notifier.db")
+    assert s.feed.base_url == "https://api.polysimulator.com"
+    assert s.delivery.concurrency == 4
+    assert (s.log.level, s.log.format) == ("info", "text")
+    assert s.metrics.listen is None
+    assert s.channels == {}
+    assert len(s.rules) == 0
+
+
+def test_every_section_key() -> None:
+    """Each section key is read into its typed setting (durations, seconds, ints, choices)."""
+    s = settings_of(
+        """\
+        feed:
+          base_url: http://localhost:8000/
+          catch_up: 1h
+          backfill_overlap: 90
+          backfill_horizon: 2d
+          ping_interval: 500ms
+          ping_timeout: 5s
+          stable_after: 0
+          request_timeout: 2.5
+          max_frame_bytes: 65536
+        state: {path: /var/lib/notifier/state.db}
+        delivery: {max_age: 1h, retry_base: 2s, retry_cap: 1m, concurrency: 2, timeout: 5s,
+                   body_format: Markdown, overflow: truncate}
+        metrics: {listen: "[::1]:9464"}
+        log: {level: DEBUG, format: json}
+        """,
+        env={"POLYSIM_API_KEY": KEY, "POLYSIM_BASE_URL": "https://ignored.example"},
+    )
+    assert s.feed.base_url == "http://localhost:8000"
+    assert s.feed.catch_up == timedelta(hours=1)
+    assert s.feed.backfill_overlap == timedelta(seconds=90)
+    assert s.feed.backfill_horizon == timedelta(days=2)
+    assert (s.feed.ping_interval, s.feed.ping_timeout) == (0.5, 5.0)
+    assert (s.feed.stable_after, s.feed.request_timeout) == (0.0, 2.5)
+    assert s.feed.max_frame_bytes == 65536
+    assert s.state.path == Path("/var/lib/notifier/state.db")
+    assert s.delivery.max_age == timedelta(hours=1)
+    assert (s.delivery.retry_base, s.delivery.retry_cap, s.delivery.timeout) == (2.0, 60.0, 5.0)
+    assert (s.delivery.concurrency, s.delivery.body_format, s.delivery.overflow) == (
+        2,
+        "markdown",
+        "truncate",
+    )
+    assert s.metrics.listen == "[::1]:9464"
+    assert (s.log.level, s.log.format) == ("debug", "json")
+
+
+def test_base_url_from_environment() -> None:
+    """Without feed.base_url, POLYSIM_BASE_URL (PolySimulator's own convention) is used."""
+    s = settings_of("", env={**ENV, "POLYSIM_BASE_URL": "http://localhost:8000"})
+    assert s.feed.base_url == "http://localhost:8000"
+
+
+def test_env_expansion() -> None:
+    """${VAR} and ${VAR:-default} expand in any scalar before it is interpreted; $${ is literal."""
+    s = settings_of(
+        CHANNELS + "rules:\n  - name: ${NAME}\n    notify: desk\n"
+        "    when: {quantity: {min: '${MIN:-5}'}, order_id: '$${X}'}\n"
+        "delivery:\n  concurrency: ${N:-3}\n",
+        env={**ENV, "NAME": "from-env"},
+    )
+    rule = s.rules.rules[0]
+    assert rule.name == "from-env"
+    assert rule.condition == AllOf(
+        (Bounds("quantity", Decimal(5), None), FieldMatch("order_id", ("${X}",)))
+    )
+    assert s.delivery.concurrency == 3
+
+
+def test_unset_variable_names_it_and_the_key() -> None:
+    """An unset ${VAR} without default is an error naming the variable and the key path."""
+    assert errors("delivery:\n  timeout: ${TIMEOUT}\n") == [
+        "config.yaml:2: delivery.timeout: environment variable TIMEOUT is not set "
+        "(set it, or write ${TIMEOUT:-default})",
+    ]
+
+
+def test_api_key_required_unless_told() -> None:
+    """No API key is an error only when required; the key comes from POLYSIM_API_KEY by default."""
+    assert errors("", env={}) == [
+        "config.yaml: feed.api_key: no API key: set POLYSIM_API_KEY in the environment "
+        "or feed.api_key"
+    ]
+    assert settings_of("feed:\n  api_key: ${POLYSIM_API_KEY}\n", env={}, require_api_key=False)
+    assert settings_of("", env=ENV).feed.api_key == KEY
+
+
+def test_all_problems_at_once_in_file_order() -> None:
+    """Every problem in the file is reported together, sorted by line, each fully located."""
+    text = """\
+    feed:
+      base_url: ftp://x
+      bogus: 1
+    channels:
+      desk: json://x
+      mail: {urls: [mailto://x], fallback: mial, rate: 20/min}
+    rules:
+      - name: r1
+        when:
+          side: BOY
+          quantity: {min: abc, max: 3}
+          price: {min: 0.5, max: 0.3}
+          markte: x
+        notify: [dsk]
+        title: "{prcie}"
+        enabled: yes
+      - name: r1
+        notify: desk
+        side: BUY
+    """
+    assert errors(text) == [
+        "config.yaml:2: feed.base_url: must be an http:// or https:// URL, got 'ftp://x'",
+        "config.yaml:3: feed.bogus: unknown key 'bogus' (expected one of: base_url, api_key, "
+        "catch_up, backfill_overlap, backfill_horizon, ping_interval, ping_timeout, "
+        "stable_after, request_timeout, max_frame_bytes)",
+        "config.yaml:6: channels.mail.fallback: unknown channel 'mial' (did you mean 'mail'?)",
+        "config.yaml:10: rules[0].when.side: must be BUY or SELL, got 'BOY' (did you mean 'BUY'?)",
+        "config.yaml:11: rules[0].when.quantity.min: must be a number, got 'abc'",
+        "config.yaml:12: rules[0].when.price: min 0.5 is greater than max 0.3",
+        "config.yaml:13: rules[0].when.markte: unknown key 'markte' (did you mean 'market'?)",
+        "config.yaml:14: rules[0].notify[0]: unknown channel 'dsk' (did you mean 'desk'?)",
+        "config.yaml:15: rules[0].title: unknown field {prcie} (did you mean {price}?)",
+        "config.yaml:16: rules[0].enabled: must be true or false, got 'yes' "
+        "(yes/no/on/off are not booleans here: write true or false)",
+        "config.yaml:17: rules[1].name: duplicate rule name 'r1' (first at line 8)",
+        "config.yaml:19: rules[1].side: unknown rule key 'side' (a condition: put it under when:)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "feed:\n  base_url: [x\n",
+            "config.yaml:3: YAML syntax error: expected ',' or ']', but got '<stream end>'",
+        ),
+        (
+            "feed:\n  ping_timeout: 5s\n  ping_timeout: 6s\n",
+            "config.yaml:3: feed.ping_timeout: duplicate key 'ping_timeout' (first at line 2)",
+        ),
+        ("fead: {}\n", "config.yaml:1: fead: unknown key 'fead' (did you mean 'feed'?)"),
+        ("- 1\n", "config.yaml:1: must be a mapping, got a list"),
+        ("delivery: 3\n", "config.yaml:1: delivery: must be a mapping, got a number"),
+        (
+            "delivery: {concurrency: 0}\n",
+            "config.yaml:1: delivery.concurrency: must be at least 1, got 0",
+        ),
+        (
+            "delivery: {concurrency: 1.5}\n",
+            "config.yaml:1: delivery.concurrency: must be a whole number, got 1.5",
+        ),
+        (
+            "delivery: {retry_base: 10s, retry_cap: 1s}\n",
+            "config.yaml:1: delivery.retry_base: must not be more than retry_cap",
+        ),
+        (
+            "delivery: {body_format: htlm}\n",
+            "config.yaml:1: delivery.body_format: must be text, markdown or html, got 'htlm' "
+            "(did you mean 'html'?)",
+        ),
+        (
+            "feed: {ping_interval: 5x}\n",
+            "config.yaml:1: feed.ping_interval: not a duration: '5x'; use a number of seconds "
+            'or a duration such as "30s", "5m", "2h", "1d", "1h30m", "500ms"',
+        ),
+        (
+            "feed: {request_timeout: 0}\n",
+            "config.yaml:1: feed.request_timeout: must be more than 0",
+        ),
+        (
+            "feed: {catch_up: true}\n",
+            "config.yaml:1: feed.catch_up: must be a duration such as 30s or 5m, got a boolean",
+        ),
+        (
+            "metrics: {listen: localhost}\n",
+            'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464, '
+            "got 'localhost'",
+        ),
+        (
+            "log: {level: loud}\n",
+            "config.yaml:1: log.level: must be debug, info, warning or error, got 'loud'",
+        ),
+        ("state: {path: ''}\n", "config.yaml:1: state.path: must not be empty"),
+        ("rules: &x [*x]\n", "config.yaml:1: rules[0]: recursive YAML alias"),
+    ],
+)
+def test_section_errors(text: str, expected: str) -> None:
+    """Each kind of mistake outside rules and channels gets its exact located message."""
+    assert errors(text) == [expected]
+
+
+def rules_errors(rules: str) -> list[str]:
+    return errors(CHANNELS + "rules:\n" + textwrap.indent(textwrap.dedent(rules), "  "))
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        (
+            "- name: r\n  notify: desk\n  stop: No\n",
+            "config.yaml:7: rules[0].stop: must be true or false, got 'No' "
+            "(yes/no/on/off are not booleans here: write true or false)",
+        ),
+        (
+            "- name: r\n  notify: desk\n  enabled: 1\n",
+            "config.yaml:7: rules[0].enabled: must be true or false, got a number",
+        ),
+        ("- name: r\n", "config.yaml:5: rules[0]: missing required key 'notify'"),
+        (
+            "- name: r\n  notify: []\n",
+            "config.yaml:6: rules[0].notify: must list at least one value",
+        ),
+        (
+            "- name: r\n  notify: dsk\n",
+            "config.yaml:6: rules[0].notify: unknown channel 'dsk' (did you mean 'desk'?)",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {price: 0.5}\n",
+            "config.yaml:7: rules[0].when.price: must be a mapping like {min: 1, max: 2}, "
+            "got a number",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {price: {}}\n",
+            "config.yaml:7: rules[0].when.price: needs min, max or both",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {price: {min: 1, mx: 2}}\n",
+            "config.yaml:7: rules[0].when.price.mx: unknown key 'mx' (did you mean 'max'?)",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {side: [BUY, sel]}\n",
+            "config.yaml:7: rules[0].when.side[1]: must be BUY or SELL, got 'sel' "
+            "(did you mean 'SELL'?)",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {outcome: true}\n",
+            "config.yaml:7: rules[0].when.outcome: must be a string, got a boolean",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {any: []}\n",
+            "config.yaml:7: rules[0].when.any: must be a list of conditions, got an empty list",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {not: [x]}\n",
+            "config.yaml:7: rules[0].when.not: must be a mapping, got a list",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when:\n    all:\n      - {quantity: {max: x}}\n",
+            "config.yaml:9: rules[0].when.all[0].quantity.max: must be a number, got 'x'",
+        ),
+        (
+            "- name: r\n  notify: desk\n  body: '{side.x}'\n",
+            "config.yaml:7: rules[0].body: placeholder {side.x} uses attribute or index access, "
+            "which is not allowed",
+        ),
+        (
+            "- name: ' r'\n  notify: desk\n",
+            "config.yaml:5: rules[0].name: must be one line without leading or trailing spaces",
+        ),
+        (
+            "- name: a\n  notify: desk\n- name: a\n  notify: desk\n",
+            "config.yaml:7: rules[1].name: duplicate rule name 'a' (first at line 5)",
+        ),
+        (
+            "- name: r\n  notify: desk\n  bdy: x\n",
+            "config.yaml:7: rules[0].bdy: unknown key 'bdy' (did you mean 'body'?)",
+        ),
+        ("name: r\n", "config.yaml:5: rules: must be a list of rules, got a mapping"),
+    ],
+)
+def test_rule_errors(rules: str, expected: str) -> None:
+    """Each kind of rule mistake gets its exact located message."""
+    assert rules_errors(rules) == [expected]
+
+
+def test_when_nesting_and_empty_when() -> None:
+    """any/all/not nest; a rule without when (or with an empty one) matches every fill."""
+    s = settings_of(
+        CHANNELS
+        + textwrap.dedent("""\
+        rules:
+          - name: nested
+            notify: desk
+            when:
+              any: [{market_title: "*BITCOIN*"}, {notional: {min: 500}}]
+              not: {status: PARTIALLY_FILLED}
+          - {name: everything, notify: desk}
+          - {name: empty, notify: desk, when: {}}
+        """)
+    )
+    assert [r.name for r in s.rules.match(SAMPLE_FILL)] == ["nested", "everything", "empty"]
+
+
+@pytest.mark.parametrize(
+    ("channels", "expected"),
+    [
+        ("desk: true\n", "config.yaml:2: channels.desk: must be a string, got a boolean"),
+        ("desk: []\n", "config.yaml:2: channels.desk: must list at least one value"),
+        (
+            "my desk: json://x\n",
+            "config.yaml:2: channels.my desk: a channel name must start "
+            "with a letter and use only letters, digits, _ and -",
+        ),
+        (
+            "desk: {url: json://x, urls: [json://y]}\n",
+            "config.yaml:2: channels.desk: needs exactly one of urls (a list) or url",
+        ),
+        (
+            "desk: {url: json://x, rate: fast}\n",
+            'config.yaml:2: channels.desk.rate: must look like "20/min" or "5/2s", got \'fast\'',
+        ),
+        (
+            "desk: {url: json://x, fallback: desk}\n",
+            "config.yaml:2: channels.desk.fallback: a channel cannot fall back to itself",
+        ),
+        (
+            "desk: {url: json://x, fallback: b}\nb: {url: json://x, fallback: desk}\n",
+            "config.yaml:3: channels.b.fallback: fallback loop: b -> desk -> b",
+        ),
+        (
+            "desk: {url: json://x, fallback_after: soon}\n",
+            "config.yaml:2: channels.desk.fallback_after: not a duration: 'soon'; use a number of "
+            'seconds or a duration such as "30s", "5m", "2h", "1d", "1h30m", "500ms"',
+        ),
+        (
+            "desk: {url: json://x, rat: 1/s}\n",
+            "config.yaml:2: channels.desk.rat: unknown key 'rat' (did you mean 'rate'?)",
+        ),
+    ],
+)
+def test_channel_errors(channels: str, expected: str) -> None:
+    """Each kind of channel mistake gets its exact located message."""
+    assert errors("channels:\n" + textwrap.indent(channels, "  ")) == [expected]
+
+
+def test_channel_mapping_form() -> None:
+    """A channel mapping carries urls, a rate as (count, seconds), a fallback and its delay."""
+    s = settings_of(
+        """\
+        channels:
+          phone: {urls: [tgram://a, tgram://b], rate: 20/min, fallback: mail, fallback_after: 2m}
+          mail: {url: mailto://x, rate: 5/2s}
+          hook: {url: json://x, rate: 1 / hour}
+        """
+    )
+    phone, mail, hook = s.channels["phone"], s.channels["mail"], s.channels["hook"]
+    assert phone.urls == ("tgram://a", "tgram://b")
+    assert (phone.rate, phone.fallback, phone.fallback_after) == (
+        (20, 60.0),
+        "mail",
+        timedelta(minutes=2),
+    )
+    assert (mail.urls, mail.rate, mail.fallback) == (("mailto://x",), (5, 2.0), None)
+    assert hook.rate == (1, 3600.0)
+
+
+def test_refused_url_names_channel_never_the_secret() -> None:
+    """A URL apprise refuses is reported by channel and index, without the URL or its token."""
+    text = CHANNELS.replace("phone: json://localhost/phone", "phone: [json://ok, bad://TOKEN123]")
+    text += "rules:\n  - {name: r, notify: phone}\n"
+    problems = errors(text, check_url=lambda u: "unknown scheme" if "TOKEN" in u else None)
+    assert problems == [
+        "config.yaml:3: channels.phone[1]: channel 'phone': URL not accepted: unknown scheme"
+    ]
+
+
+def test_secrets_never_echoed() -> None:
+    """Type errors on the API key or a URL say the type, never the value."""
+    problems = errors(
+        f"feed: {{api_key: [{KEY}]}}\nchannels: {{desk: {{url: {{x: slack://SECRET}}}}}}\n"
+    )
+    assert problems == [
+        "config.yaml:1: feed.api_key: must be a string, got a list",
+        "config.yaml:2: channels.desk.url: must be a string, got a mapping",
+    ]
+    assert not any(KEY in p or "SECRET" in p for p in problems)
+
+
+def test_rule_key_table_extends_into_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parser added to RULE_KEYS lands its value in Rule.extras under its key."""
+
+    def group(node: Node, path: str, ctx: RuleContext) -> object:
+        return {"wait": getattr(node, "text", None)}
+
+    monkeypatch.setitem(RULE_KEYS, "group", group)
+    s = settings_of(CHANNELS + "rules:\n  - {name: r, notify: desk, group: 30s}\n")
+    assert s.rules.rules[0].extras == {"group": {"wait": "30s"}}
+
+
+def test_load_reads_the_file(tmp_path: Path) -> None:
+    """load reads the file, anchors the state path beside it and names it in errors."""
+    path = tmp_path / "config.yaml"
+    path.write_text("state: {path: sub/state.db}\n", encoding="utf-8")
+    assert load(path, env=ENV).state.path == tmp_path / "sub" / "state.db"
+    path.write_text("state: 3\n", encoding="utf-8")
+    with pytest.raises(
+        ConfigError, match=r"config\.yaml:1: state: must be a mapping, got a number"
+    ):
+        load(path, env=ENV)
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    """An unreadable file is one ConfigError, not a traceback."""
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        load(path, env=ENV)
+    assert str(info.value) == f"{path}: cannot read: No such file or directory"
+
+
+def test_recursive_alias_is_refused() -> None:
+    """A YAML alias that contains itself is a problem, not an endless loop."""
+    problems = errors(CHANNELS + "rules: &r\n  - {name: r, notify: desk, when: {all: *r}}\n")
+    assert "config.yaml:4: rules[0].when.all: recursive YAML alias" in problems
