@@ -220,6 +220,7 @@ class Deliverer:
         async with semaphore:
             if self._stopping:
                 return
+            self._store.flush()  # the row must be on disk before anyone can have seen it
             if item.attempts:
                 self.stats.retried += 1
             result = await self._attempt(self._sender, item)

@@ -1,25 +1,23 @@
 """The durable state store: seen fill keys, the feed watermark and the alert outbox, in SQLite.
 
-One file, WAL mode, one connection used from the event loop thread. Every call is a short
-synchronous transaction (tens of microseconds), so it runs inline rather than on a thread.
+One file (see `sqlitefile.py`: WAL, group commit), one connection used from the event loop
+thread. Every call is short (microseconds), so it runs inline rather than on a thread.
 Times are stored as integer epoch microseconds: exact, sortable and cheap to index.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from notifier.errors import StateError
 from notifier.events import Alert
+from notifier.sqlitefile import Migration, SqliteFile
 
-SCHEMA_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 _COLUMNS = (
@@ -84,6 +82,11 @@ def _item(row: tuple[Any, ...]) -> OutboxItem:
     )
 
 
+def _outbox_row(a: Alert, now: int) -> tuple[object, ...]:
+    """An alert as outbox values (?1 to ?8): created now and due now."""
+    return (a.fill_key, a.rule, a.channel, a.target, a.title, a.body, _to_us(a.filled_at), now)
+
+
 def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     """The first schema: fills (dedupe), the watermark, the outbox and a small key-value table."""
     db.execute(
@@ -114,7 +117,8 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
 
 
 # Schema migrations: MIGRATIONS[n] turns version n into n + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+MIGRATIONS: dict[int, Migration] = {0: _migrate_0_to_1}
+SCHEMA_VERSION = max(MIGRATIONS) + 1
 
 
 class StateStore:
@@ -122,6 +126,11 @@ class StateStore:
 
     `exclusive=True` holds the file for this process's lifetime: two daemons sharing one state
     file would deliver every alert twice, so the service opens it that way.
+
+    Group commit: a commit costs ~40 µs even without fsync, too much for every fill at feed
+    speed. Given `defer_commit` (the service passes `loop.call_soon`), record() joins an open
+    batch that the scheduled `flush()` commits once the feed reader yields. Other writes and
+    `flush()` are durable on return; the deliverer flushes before every send.
     """
 
     def __init__(
@@ -132,80 +141,31 @@ class StateStore:
         exclusive: bool = False,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout: float = 1.0,
+        defer_commit: Callable[[Callable[[], None]], object] | None = None,
+        batch_limit: int = 1000,
     ) -> None:
-        self.path = Path(path)
         self._clock = clock
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
-        except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"state file {self.path}: cannot open: {exc}") from exc
-        try:
-            self._setup(exclusive=exclusive, synchronous=synchronous)
-        except BaseException:
-            self._db.close()
-            raise
+        self._file = SqliteFile(
+            path,
+            migrations=MIGRATIONS,
+            exclusive=exclusive,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            defer_commit=defer_commit,
+            batch_limit=batch_limit,
+        )
+        self.path = self._file.path
+        self._db = self._file.db
+        self._errors = self._file.errors
+        self._tx = self._file.write
 
-    def _setup(self, *, exclusive: bool, synchronous: str) -> None:
-        with self._errors("cannot open"):
-            if exclusive:
-                self._db.execute("PRAGMA locking_mode = EXCLUSIVE")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StateError(f"state file {self.path}: cannot switch to WAL (got {mode})")
-            # WAL + synchronous=NORMAL: a commit appends to the WAL with write() and no fsync.
-            # A killed process (kill -9 included) loses nothing, since the OS page cache already
-            # holds those bytes; only a power cut can roll back the last few commits, and it
-            # never corrupts the file. The one fsync happens per checkpoint, not per alert:
-            # FULL would put a disk flush on every alert's hot path (see benchmarks/bench_store.py).
-            self._db.execute(f"PRAGMA synchronous = {synchronous}")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-
-    def _migrate(self) -> None:
-        with self._tx():  # IMMEDIATE: also takes the lock an exclusive store keeps
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise StateError(
-                    f"state file {self.path}: schema version {version} is newer than this "
-                    f"notifier understands ({SCHEMA_VERSION}); upgrade notifier"
-                )
-            while version < SCHEMA_VERSION:
-                MIGRATIONS[version](self._db)
-                version += 1
-                self._db.execute(f"PRAGMA user_version = {version}")
-
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        """Turn sqlite's errors into one-line StateErrors naming the file (never a secret)."""
-        try:
-            yield
-        except (sqlite3.ProgrammingError, sqlite3.IntegrityError):
-            raise  # a bug in the caller, not a problem with the file
-        except sqlite3.OperationalError as exc:
-            reason = str(exc)
-            if "locked" in reason or "busy" in reason:
-                reason = "locked by another process (is another notifier running?)"
-            raise StateError(f"state file {self.path}: {doing}: {reason}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StateError(
-                f"state file {self.path}: {doing}: not a notifier state file or corrupt ({exc})"
-            ) from exc
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken IMMEDIATE so a busy file fails at BEGIN, not midway."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def flush(self) -> None:
+        """Commit records batched by group commit, if any: durable on return."""
+        self._file.flush()
 
     def close(self) -> None:
-        """Close the file (checkpointing the WAL into it)."""
-        self._db.close()
+        """Commit any open batch and close the file."""
+        self._file.close()
 
     def __enter__(self) -> StateStore:
         return self
@@ -227,28 +187,32 @@ class StateStore:
         return row is not None
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool:
-        """Record a fill, its alerts and the watermark in one transaction; False if seen before.
+        """Record a fill, its alerts and the watermark atomically; False if seen before.
 
-        A fill seen before writes nothing, so its alerts can never be queued twice.
+        A fill seen before writes nothing, so its alerts can never be queued twice. With
+        `defer_commit` the record is one savepoint of the open batch: a batch lost to kill -9
+        holds only fills newer than the durable watermark (backfill brings them back), and
+        none of its alerts was sent, since the deliverer flushes before sending.
         """
         filled = _to_us(filled_at)
         now = _to_us(self._clock())
-        rows = [
-            (a.fill_key, a.rule, a.channel, a.target, a.title, a.body, _to_us(a.filled_at), now)
-            for a in alerts
-        ]
-        with self._errors("record fill"), self._tx() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)", (fill_key, filled)
-            ).rowcount
-            if inserted == 0:
-                return False
-            db.executemany(
-                "INSERT OR IGNORE INTO outbox (fill_key, rule, channel, target, title, body, "
-                "filled_at, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*r, now) for r in rows],
-            )
-            self._advance(db, filled)
+        rows = [_outbox_row(a, now) for a in alerts]
+        with self._errors("record fill"), self._tx(deferrable=True):
+            return self._insert(fill_key, filled, rows)
+
+    def _insert(self, fill_key: str, filled: int, rows: Sequence[tuple[object, ...]]) -> bool:
+        db = self._db
+        inserted = db.execute(
+            "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)", (fill_key, filled)
+        ).rowcount
+        if inserted == 0:
+            return False
+        db.executemany(
+            "INSERT OR IGNORE INTO outbox (fill_key, rule, channel, target, title, body, "
+            "filled_at, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            rows,
+        )
+        self._advance(db, filled)
         return True
 
     @staticmethod

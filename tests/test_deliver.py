@@ -552,3 +552,31 @@ async def test_kill_9_mid_delivery_then_restart(tmp_path: Path) -> None:
     for target in "ab":
         titles = [title for t, title in sender.delivered if t == target]
         assert titles == sorted(titles)
+
+
+async def test_row_committed_before_its_send(tmp_path: Path, clock: Clock) -> None:
+    """Under group commit, the engine commits a row before sending it (never sent, then lost)."""
+    path = tmp_path / "s.db"
+    seen_on_disk: list[bool] = []
+
+    class CheckingSender(FakeSender):
+        async def send(self, target: str, title: str, body: str) -> SendResult:
+            reader = sqlite3.connect(path)
+            try:
+                row = reader.execute("SELECT 1 FROM outbox WHERE fill_key = ?", (title,))
+                seen_on_disk.append(row.fetchone() is not None)
+            finally:
+                reader.close()
+            return await super().send(target, title, body)
+
+    deferred: list[Callable[[], None]] = []  # scheduled commits that never run
+    with StateStore(path, clock=clock, defer_commit=deferred.append) as store:
+        sender = CheckingSender({"a": "chat"})
+        deliverer = make(store, sender, clock)
+        async with running(deliverer):
+            put(store, "f1", "a")
+            put(store, "f2", "a", secs=1)
+            deliverer.notify()
+            await until(lambda: deliverer.pending() == 0)
+    assert seen_on_disk == [True, True]
+    assert sender.delivered == [("a", "f1"), ("a", "f2")]

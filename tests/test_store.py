@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -307,30 +307,37 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_kill_9_leaves_consistent_deliverable_state(tmp_path: Path) -> None:
-    """A writer killed with SIGKILL mid-run leaves an intact file: whole fills, rows deliverable."""
-    path = tmp_path / "s.db"
+def run_and_kill(script: str, path: Path, *, lines: int) -> int:
+    """Run a writer child until it has printed `lines` numbers, SIGKILL it; the last number."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path)],
+        [sys.executable, "-c", script, str(path)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     assert child.stdout is not None
+    last = -1
     try:
-        last = -1
-        for line in child.stdout:
+        for count, line in enumerate(child.stdout, 1):
             last = int(line)
-            if last >= 300:
+            if count >= lines:
                 break
         child.send_signal(signal.SIGKILL)
         child.wait()
+        last = max([last, *(int(line) for line in child.stdout)])
     finally:
         child.stdout.close()
         if child.poll() is None:
             child.kill()
             child.wait()
     assert child.returncode == -signal.SIGKILL
+    return last
+
+
+def test_kill_9_leaves_consistent_deliverable_state(tmp_path: Path) -> None:
+    """A writer killed with SIGKILL mid-run leaves an intact file: whole fills, rows deliverable."""
+    path = tmp_path / "s.db"
+    last = run_and_kill(CHILD, path, lines=300)
     with StateStore(path) as s:
         (check,) = s._db.execute("PRAGMA integrity_check").fetchone()
         assert check == "ok"
@@ -348,3 +355,129 @@ def test_kill_9_leaves_consistent_deliverable_state(tmp_path: Path) -> None:
                 delivered += 1
         assert delivered == pending
         assert s.counts() == {"pending": 0, "dead": 0, "sent": 2 * len(keys)}
+
+
+class Deferred:
+    """Collects deferred commits, as loop.call_soon would, and runs them on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], None]] = []
+
+    def __call__(self, callback: Callable[[], None]) -> None:
+        self.calls.append(callback)
+
+    def run(self) -> None:
+        calls, self.calls = self.calls, []
+        for callback in calls:
+            callback()
+
+
+def committed_keys(path: Path) -> set[str]:
+    """Fill keys another connection can see: what is committed."""
+    db = sqlite3.connect(path)
+    try:
+        return {k for (k,) in db.execute("SELECT key FROM fills")}
+    finally:
+        db.close()
+
+
+def test_group_commit_defers_records_until_flush(tmp_path: Path) -> None:
+    """With defer_commit, records commit together when the scheduled flush runs."""
+    path = tmp_path / "s.db"
+    defer = Deferred()
+    with StateStore(path, defer_commit=defer) as s:
+        assert s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+        assert s.record(fill_key="f2", filled_at=T0, alerts=[alert("f2")])
+        assert not s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+        assert len(defer.calls) == 1, "one commit scheduled per batch"
+        assert committed_keys(path) == set()
+        assert [i.fill_key for i in s.head("t1", limit=5)] == ["f1", "f2"]
+        defer.run()
+        assert committed_keys(path) == {"f1", "f2"}
+        s.record(fill_key="f3", filled_at=T0, alerts=[])
+        assert len(defer.calls) == 1, "the next batch schedules its own commit"
+
+
+def test_group_commit_other_writes_are_durable(tmp_path: Path) -> None:
+    """A non-record write, flush() and close() each commit the open batch at once."""
+    path = tmp_path / "s.db"
+    defer = Deferred()
+    with StateStore(path, defer_commit=defer) as s:
+        s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+        s.mark_sent(s.head("t1")[0].id)
+        assert committed_keys(path) == {"f1"}
+        s.record(fill_key="f2", filled_at=T0, alerts=[])
+        s.flush()
+        assert committed_keys(path) == {"f1", "f2"}
+        s.record(fill_key="f3", filled_at=T0, alerts=[])
+    assert committed_keys(path) == {"f1", "f2", "f3"}
+    defer.run()  # a commit scheduled before close finds nothing left to do
+
+
+def test_group_commit_failed_record_keeps_the_batch(tmp_path: Path) -> None:
+    """A record failing inside a batch undoes only itself; the batch still commits."""
+    path = tmp_path / "s.db"
+    defer = Deferred()
+    with StateStore(path, defer_commit=defer) as s:
+        s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+        bad = Alert("f2", "r", "chat", "t2", object(), "b", T0)  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.Error):
+            s.record(fill_key="f2", filled_at=T0 + timedelta(hours=1), alerts=[bad])
+        defer.run()
+        assert committed_keys(path) == {"f1"}
+        assert s.load_watermark() == T0
+        assert [i.fill_key for i in s.outbox()] == ["f1"]
+
+
+def test_group_commit_batch_limit(tmp_path: Path) -> None:
+    """A batch commits by itself at batch_limit records, even if the reader never yields."""
+    path = tmp_path / "s.db"
+    with StateStore(path, defer_commit=Deferred(), batch_limit=3) as s:
+        for n in range(7):
+            s.record(fill_key=f"f{n}", filled_at=T0, alerts=[])
+        assert committed_keys(path) == {f"f{n}" for n in range(6)}
+
+
+GROUP_CHILD = textwrap.dedent(
+    """
+    import sys
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+    from notifier.events import Alert
+    from notifier.store import StateStore
+
+    t0 = datetime(2026, 2, 6, tzinfo=UTC)
+    calls = []
+    store = StateStore(Path(sys.argv[1]), defer_commit=calls.append)
+    n = 0
+    while True:
+        at = t0 + timedelta(milliseconds=n)
+        key = f"fill-{n}"
+        alerts = [Alert(key, "r", "chat", t, "title", "body", at) for t in ("a", "b")]
+        store.record(fill_key=key, filled_at=at, alerts=alerts)
+        if n % 7 == 6:
+            while calls:
+                calls.pop()()
+            print(n, flush=True)
+        n += 1
+    """
+)
+
+
+def test_kill_9_with_group_commit(tmp_path: Path) -> None:
+    """SIGKILL with a batch open loses only uncommitted whole fills; watermark matches the file."""
+    path = tmp_path / "s.db"
+    last = run_and_kill(GROUP_CHILD, path, lines=60)
+    with StateStore(path) as s:
+        (check,) = s._db.execute("PRAGMA integrity_check").fetchone()
+        assert check == "ok"
+        keys = {k for (k,) in s._db.execute("SELECT key FROM fills")}
+        rows = s._db.execute("SELECT fill_key, count(*) FROM outbox GROUP BY fill_key").fetchall()
+        assert {k for k, _ in rows} == keys
+        assert all(n == 2 for _, n in rows)
+        assert {f"fill-{n}" for n in range(last + 1)} <= keys, "flushed means committed"
+        newest = max(int(k.removeprefix("fill-")) for k in keys)
+        assert keys == {f"fill-{n}" for n in range(newest + 1)}, "batches commit whole, in order"
+        assert s.load_watermark() == datetime(2026, 2, 6, tzinfo=UTC) + timedelta(
+            milliseconds=newest
+        )

@@ -1,0 +1,165 @@
+"""One SQLite file opened for durable, fast writes: WAL, versioned schema, group commit.
+
+The state store's queries live in `store.py`; this module owns how the file is opened, how a
+write becomes durable, and how sqlite's errors become one-line `StateError`s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from notifier.errors import StateError
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+class SqliteFile:
+    """A connection in WAL mode whose writes are transactions, optionally group-committed.
+
+    `migrations[n]` turns schema version n into n + 1 (PRAGMA user_version), all at open in one
+    transaction. `exclusive` holds the file for this process's lifetime. With `defer_commit`
+    (e.g. `loop.call_soon`), deferrable writes join one open batch that the scheduled `flush()`
+    commits; every other write, and `flush()` itself, is durable on return.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        migrations: Mapping[int, Migration],
+        exclusive: bool = False,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout: float = 1.0,
+        defer_commit: Callable[[Callable[[], None]], object] | None = None,
+        batch_limit: int = 1000,
+    ) -> None:
+        self.path = Path(path)
+        self._defer = defer_commit
+        self._batch_limit = batch_limit
+        self._in_batch = False
+        self._batch_size = 0
+        self._broken: StateError | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"state file {self.path}: cannot open: {exc}") from exc
+        try:
+            with self.errors("cannot open"):
+                self._setup(exclusive, synchronous, migrations)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _setup(
+        self, exclusive: bool, synchronous: str, migrations: Mapping[int, Migration]
+    ) -> None:
+        if exclusive:
+            self.db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StateError(f"state file {self.path}: cannot switch to WAL (got {mode})")
+        # WAL + synchronous=NORMAL: a commit appends to the WAL with write() and no fsync. A
+        # killed process (kill -9 included) loses nothing, since the OS page cache already holds
+        # those bytes; only a power cut can roll back the last few commits, and it never
+        # corrupts the file. The one fsync happens per checkpoint, not per commit: FULL would
+        # put a disk flush on every alert's hot path (benchmarks/bench_store.py measures it).
+        self.db.execute(f"PRAGMA synchronous = {synchronous}")
+        target = max(migrations) + 1 if migrations else 0
+        with self.write():  # IMMEDIATE: also takes the lock an exclusive file keeps
+            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+            if version > target:
+                raise StateError(
+                    f"state file {self.path}: schema version {version} is newer than this "
+                    f"notifier understands ({target}); upgrade notifier"
+                )
+            while version < target:
+                migrations[version](self.db)
+                version += 1
+                self.db.execute(f"PRAGMA user_version = {version}")
+
+    @contextmanager
+    def errors(self, doing: str) -> Iterator[None]:
+        """Turn sqlite's errors into one-line StateErrors naming the file (never a secret)."""
+        try:
+            yield
+        except (sqlite3.ProgrammingError, sqlite3.IntegrityError):
+            raise  # a bug in the caller, not a problem with the file
+        except sqlite3.OperationalError as exc:
+            reason = str(exc)
+            if "locked" in reason or "busy" in reason:
+                reason = "locked by another process (is another notifier running?)"
+            raise StateError(f"state file {self.path}: {doing}: {reason}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state file {self.path}: {doing}: not a notifier state file or corrupt ({exc})"
+            ) from exc
+
+    @contextmanager
+    def write(self, *, deferrable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One atomic write. Durable on return, unless deferrable and group commit is on.
+
+        A write inside an open batch is a savepoint of it (all or nothing, the batch intact);
+        a non-deferrable one then commits the batch with it.
+        """
+        if self._broken is not None:
+            raise self._broken
+        if deferrable and self._defer is not None and not self._in_batch:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._in_batch, self._batch_size = True, 0
+            self._defer(self.flush)
+        if self._in_batch:
+            with self._savepoint():
+                yield self.db
+            self._batch_size += 1
+            if not deferrable or self._batch_size >= self._batch_limit:
+                self.flush()
+            return
+        self.db.execute("BEGIN IMMEDIATE")  # a busy file fails here, not midway
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        self.db.execute("SAVEPOINT step")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO step")
+            self.db.execute("RELEASE step")
+            raise
+        self.db.execute("RELEASE step")
+
+    def flush(self) -> None:
+        """Commit the open batch, if any: durable on return.
+
+        A failed commit breaks the file for good (every later write raises it): a commit run
+        as a scheduled callback has nobody to raise to, and a lost batch must not pass unseen.
+        """
+        if not self._in_batch:
+            return
+        self._in_batch = False
+        try:
+            with self.errors("commit"):
+                self.db.execute("COMMIT")
+        except StateError as exc:
+            self._broken = exc
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Commit any open batch and close (checkpointing the WAL into the file)."""
+        try:
+            self.flush()
+        finally:
+            self.db.close()
