@@ -116,6 +116,17 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
 
 
+# A skip scan over the pending index: one index probe per target, however long the backlog
+# (SELECT DISTINCT walked every pending row: 28 ms at 100,000, on every notify()).
+_PENDING_TARGETS = """
+    WITH RECURSIVE t (target) AS (
+        SELECT min(target) FROM outbox INDEXED BY outbox_pending WHERE state = 'pending'
+        UNION ALL
+        SELECT (SELECT min(target) FROM outbox INDEXED BY outbox_pending
+                WHERE state = 'pending' AND target > t.target)
+        FROM t WHERE t.target IS NOT NULL)
+    SELECT target FROM t WHERE target IS NOT NULL"""
+
 # Schema migrations: MIGRATIONS[n] turns version n into n + 1, inside one transaction.
 MIGRATIONS: dict[int, Migration] = {0: _migrate_0_to_1}
 SCHEMA_VERSION = max(MIGRATIONS) + 1
@@ -239,9 +250,7 @@ class StateStore:
     def pending_targets(self) -> list[str]:
         """Targets that have pending rows."""
         with self._errors("read outbox"):
-            rows = self._db.execute(
-                "SELECT DISTINCT target FROM outbox WHERE state = 'pending' ORDER BY target"
-            ).fetchall()
+            rows = self._db.execute(_PENDING_TARGETS).fetchall()
         return [str(r[0]) for r in rows]
 
     def head(self, target: str, limit: int = 1) -> list[OutboxItem]:
