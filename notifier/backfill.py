@@ -87,6 +87,7 @@ class Backfill:
         """Deliver every history fill since the watermark, oldest first; never raises."""
         since = self._since()
         if since is None:
+            log.info("feed: first start, no backfill: fills before now are not alerted")
             return
         for attempt in range(1, attempts + 1):
             try:
@@ -110,8 +111,7 @@ class Backfill:
             for fill in fills:
                 self.delivered += 1
                 await self._sink(fill, "backfill")
-            if fills:
-                log.info("feed: recovered %d fill(s) from history", len(fills))
+            log.info("feed: backfill: %d fill(s) since %s", len(fills), since.isoformat())
             return
 
     def _since(self) -> datetime | None:

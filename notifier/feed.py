@@ -58,6 +58,7 @@ class FeedStats:
     backfill_failures: int = 0
     token_mints: int = 0
     connected: bool = False
+    reading: bool = False  # connected, backfill done: live frames flow to the sink
     last_frame_at: float | None = None
     in_backoff: bool = False
 
@@ -199,7 +200,7 @@ class FeedClient:
         except InvalidStatus as exc:
             code = exc.response.status_code
             log.warning("feed: WebSocket handshake refused (HTTP %d)", code)
-            return "4001" if code in (401, 403) else "connect_failed"
+            return "close_4001" if code in (401, 403) else "connect_failed"
         except (OSError, TimeoutError, WebSocketException) as exc:
             log.warning("feed: cannot connect: %s", _redact(f"{type(exc).__name__}: {exc}", token))
             return "connect_failed"
@@ -215,7 +216,7 @@ class FeedClient:
                 return await self._read(ws)
         finally:
             self._ws = None
-            self.stats.connected = False
+            self.stats.connected = self.stats.reading = False
             if self._monotonic() - started >= settings.stable_after:
                 self._backoff.reset()
                 self._token_rejections = 0
@@ -224,6 +225,7 @@ class FeedClient:
         """Frames to the sink until the connection ends; also notices a silent peer."""
         settings = self._settings
         pinged = False
+        self.stats.reading = True
         try:
             while not self._stopping:
                 if self._backfill.due:
@@ -272,7 +274,7 @@ class FeedClient:
         if exc.rcvd is not None:
             code = exc.rcvd.code
             log.info("feed: server closed the connection (%d %s)", code, exc.rcvd.reason[:80])
-            return str(code) if code in (4001, 4002) else "closed"
+            return f"close_{code}" if code in (4001, 4002) else "closed"
         if exc.sent is not None and exc.sent.code == 1011:
             log.warning("feed: keepalive ping unanswered; replacing the connection")
             return "silent"
@@ -287,7 +289,7 @@ class FeedClient:
         """0 for a first 4001 (the token, not the server, was the problem), else back-off."""
         if cause == "stopped":
             return 0.0
-        if cause == "4001":
+        if cause == "close_4001":
             self._token_rejections += 1
             if self._token_rejections == 1:
                 return 0.0

@@ -74,6 +74,7 @@ class SimulatedPolySim:
         self.connections = 0
         self.history_requests = 0
         self.market_requests = 0
+        self.issued_tokens: list[str] = []  # every token minted, so tests can look for leaks
         self.base_url = ""
         self._tokens: dict[str, float] = {}  # unused token -> monotonic expiry
         self._history: list[dict[str, object]] = []
@@ -322,6 +323,7 @@ class SimulatedPolySim:
         self.token_mints += 1
         token = secrets.token_urlsafe(24)
         self._tokens[token] = self._clock() + self.token_ttl
+        self.issued_tokens.append(token)
         return 200, {"token": token, "expires_in": int(self.token_ttl)}, {}
 
     def _history_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:

@@ -1,0 +1,567 @@
+"""The feed client against the fake PolySimulator on real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from notifier.errors import KeyRefused, key_prefix
+from notifier.events import Fill
+from notifier.feed import FeedClient
+from notifier.settings import FeedSettings
+from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
+
+T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)
+
+
+class Wall:
+    """A settable wall clock shared by the venue (fill times) and the client."""
+
+    def __init__(self, at: datetime = T0) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+class Mono:
+    """A settable monotonic clock."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Watermark:
+    """In-memory WatermarkStore: moves only forward."""
+
+    def __init__(self, at: datetime | None = None) -> None:
+        self.at = at
+
+    def load_watermark(self) -> datetime | None:
+        return self.at
+
+    def save_watermark(self, at: datetime) -> None:
+        if self.at is None or at > self.at:
+            self.at = at
+
+
+class Sink:
+    """Stands in for the pipeline: records every call, dedupes by key, advances the watermark."""
+
+    def __init__(self, watermark: Watermark) -> None:
+        self.calls: list[tuple[Fill, str]] = []
+        self.unique: list[tuple[Fill, str]] = []
+        self._keys: set[str] = set()
+        self._watermark = watermark
+        self._changed = asyncio.Event()
+
+    async def __call__(self, fill: Fill, source: str) -> None:
+        self.calls.append((fill, source))
+        if fill.key not in self._keys:
+            self._keys.add(fill.key)
+            self.unique.append((fill, source))
+            self._watermark.save_watermark(fill.filled_at)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self, n: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self.unique) < n:
+                await self._changed.wait()
+
+    def order_ids(self, source: str | None = None) -> list[str]:
+        return [f.order_id for f, s in self.unique if source in (None, s)]
+
+
+class Sleeps:
+    """Injected sleep: records each delay, returns at once; `hook(n)` runs on the n-th call."""
+
+    def __init__(self, hook: Callable[[int], Awaitable[object] | None] | None = None) -> None:
+        self.delays: list[float] = []
+        self.hook = hook
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        if self.hook is not None:
+            result = self.hook(len(self.delays))
+            if result is not None:
+                await result
+        await asyncio.sleep(0)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) for a condition on client or venue state."""
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.002)
+
+
+@pytest.fixture
+async def polysim() -> AsyncIterator[SimulatedPolySim]:
+    """The fake venue, with fill times from a fixed wall clock (set `polysim.wall`)."""
+    wall = Wall()
+    async with SimulatedPolySim(now=wall) as sim:
+        sim.wall = wall  # type: ignore[attr-defined]
+        yield sim
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """One httpx client, closed after the test."""
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+class Harness:
+    """A FeedClient wired to the venue, a list sink and an in-memory watermark."""
+
+    def __init__(
+        self,
+        sim: SimulatedPolySim,
+        http: httpx.AsyncClient,
+        *,
+        watermark: datetime | None = None,
+        sleeps: Sleeps | None = None,
+        **settings: object,
+    ) -> None:
+        self.watermark = Watermark(watermark)
+        self.sink = Sink(self.watermark)
+        self.sleeps = sleeps or Sleeps()
+        self.mono = Mono()
+        base = FeedSettings(base_url=sim.base_url, api_key=DEFAULT_API_KEY, request_timeout=5)
+        self.client = FeedClient(
+            replace(base, **settings),  # type: ignore[arg-type]
+            http=http,
+            sink=self.sink,
+            watermark=self.watermark,
+            clock=sim.wall,  # type: ignore[attr-defined]
+            monotonic=self.mono,
+            sleep=self.sleeps,
+            rng=random.Random(7),
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[asyncio.Task[None]]:
+        task = asyncio.create_task(self.client.run())
+        try:
+            yield task
+        finally:
+            self.client.request_stop()
+            async with asyncio.timeout(5):
+                await asyncio.gather(task, return_exceptions=True)
+
+
+def grows(delays: list[float]) -> bool:
+    """Each delay is a jittered 1, 2, 4 ... (capped at 30) back-off step."""
+    return all(0.5 * min(30, 2**i) <= d <= min(30, 2**i) for i, d in enumerate(delays))
+
+
+async def test_each_wire_shape_reaches_the_sink_as_one_fill(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Flat fill, flat execution and nested execution all arrive as live Fills."""
+    h = Harness(polysim, http)
+    async with h.running():
+        await polysim.wait_connected()
+        await polysim.fill(shape="fill", order_id=1, price="0.65", quantity="10.0")
+        await polysim.fill(shape="execution", order_id=2, side="SELL", status="PARTIALLY_FILLED")
+        await polysim.fill(shape="nested", order_id=3, outcome="No", client_order_id="bot-3")
+        await polysim.emit({"type": "pong", "ts": 1})
+        await h.sink.wait(3)
+    fills = {f.order_id: f for f, _ in h.sink.unique}
+    assert [s for _, s in h.sink.unique] == ["live"] * 3
+    assert fills["1"].price == Decimal("0.65")
+    assert fills["1"].notional == Decimal("6.5")
+    assert fills["2"].side == "SELL"
+    assert fills["2"].status == "PARTIALLY_FILLED"
+    assert fills["3"].client_order_id == "bot-3"
+    assert fills["3"].filled_at == T0
+    assert h.client.stats.fills == 3
+    assert h.client.stats.non_fill == 1
+
+
+async def test_first_start_does_not_alert_history(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """No watermark and catch_up 0: history is not read, only live fills arrive."""
+    polysim.record_history(order_id=1, filled_at=T0 - timedelta(minutes=5))
+    h = Harness(polysim, http)
+    async with h.running():
+        await polysim.wait_connected()
+        await polysim.fill(order_id=2)
+        await h.sink.wait(1)
+    assert h.sink.order_ids() == ["2"]
+    assert polysim.history_requests == 0
+    assert h.watermark.at == T0 + timedelta(seconds=60)  # later backfills start at T0
+
+
+async def test_catch_up_widens_the_first_start(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """catch_up 1h on first start recovers the last hour of history, nothing older."""
+    polysim.record_history(order_id=1, filled_at=T0 - timedelta(hours=2))
+    polysim.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    h = Harness(polysim, http, catch_up=timedelta(hours=1))
+    async with h.running():
+        await h.sink.wait(1)
+        await until(lambda: h.client.stats.backfilled == 1)
+    assert h.sink.order_ids("backfill") == ["2"]
+
+
+async def test_restart_with_state_recovers_the_gap_oldest_first(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """With a watermark, history since it (less the overlap) is delivered oldest first."""
+    mark = T0 - timedelta(hours=1)
+    for n, minutes in enumerate([-120, 3, 1, 2, 30]):
+        polysim.record_history(order_id=100 + n, filled_at=mark + timedelta(minutes=minutes))
+    h = Harness(polysim, http, watermark=mark)
+    async with h.running():
+        await h.sink.wait(4)
+        await polysim.fill(order_id=200)
+        await h.sink.wait(5)
+    assert h.sink.order_ids("backfill") == ["102", "103", "101", "104"]
+    assert h.sink.order_ids("live") == ["200"]
+
+
+async def test_backfill_pages_through_long_history(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """More than one page of history (200 a page) is read in full, in time order."""
+    mark = T0 - timedelta(hours=2)
+    for n in range(450):
+        polysim.record_history(order_id=n, filled_at=mark + timedelta(seconds=n + 1))
+    h = Harness(polysim, http, watermark=mark)
+    async with h.running():
+        await h.sink.wait(450)
+    assert h.sink.order_ids() == [str(n) for n in range(450)]
+    assert polysim.history_requests == 3
+
+
+async def test_backfill_never_reaches_past_the_horizon(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A very old watermark is clamped to backfill_horizon: older fills cannot be deduped."""
+    polysim.record_history(order_id=1, filled_at=T0 - timedelta(days=10))
+    polysim.record_history(order_id=2, filled_at=T0 - timedelta(days=1))
+    h = Harness(polysim, http, watermark=T0 - timedelta(days=30))
+    async with h.running():
+        await h.sink.wait(1)
+        await until(lambda: h.client.stats.connected)
+    assert h.sink.order_ids() == ["2"]
+
+
+async def test_fills_during_a_drop_are_recovered_exactly_once(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A drop with fills in the gap: backfill delivers them, in order, each once."""
+
+    def during_gap(n: int) -> None:
+        polysim.wall.at = T0 + timedelta(minutes=1)  # type: ignore[attr-defined]
+        polysim.record_history(order_id=11)
+        polysim.wall.at = T0 + timedelta(minutes=2)  # type: ignore[attr-defined]
+        polysim.record_history(order_id=12)
+
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(order_id=10)
+        await h.sink.wait(1)
+        await polysim.close_all(1011, "restart")
+        await h.sink.wait(3)
+        polysim.wall.at = T0 + timedelta(minutes=3)  # type: ignore[attr-defined]
+        await polysim.fill(order_id=13)
+        await h.sink.wait(4)
+    assert h.sink.order_ids() == ["10", "11", "12", "13"]
+    assert [s for _, s in h.sink.unique] == ["live", "backfill", "backfill", "live"]
+    assert h.client.stats.reconnects == {"closed": 1}
+    assert len(h.sleeps.delays) == 1
+
+
+async def test_history_outage_keeps_live_fills_and_retries_the_gap(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """History down at connect: a few tries, live fills still flow, the gap is retried later."""
+    polysim.history_status = 503
+    polysim.record_history(order_id=1, filled_at=T0 - timedelta(seconds=30))
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=5), ping_interval=0.02)
+    async with h.running():
+        await polysim.wait_connected()
+        await polysim.fill(order_id=2)
+        await h.sink.wait(1)
+        assert h.sink.order_ids() == ["2"]
+        assert h.client.stats.backfill_failures == 3
+        assert len(h.sleeps.delays) == 2  # back-off between the three tries
+        polysim.history_status = None
+        h.mono.t += 61  # the retry falls due; the next frame or idle tick runs it
+        await h.sink.wait(2)
+    assert h.sink.order_ids() == ["2", "1"]
+    assert h.client.stats.connects == 1
+
+
+async def test_a_first_4001_reconnects_at_once(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """One 4001 close: a new token is minted and used without any pause."""
+    polysim.reject_tokens = 1
+    h = Harness(polysim, http)
+    async with h.running():
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.connected)
+    assert h.sleeps.delays == []
+    assert h.client.stats.reconnects == {"close_4001": 1}
+    assert polysim.token_mints == 2
+
+
+async def test_repeated_4001_backs_off(polysim: SimulatedPolySim, http: httpx.AsyncClient) -> None:
+    """4001 again and again with no frame between: the second and later ones back off."""
+    polysim.reject_tokens = 5
+    h = Harness(polysim, http)
+    async with h.running():
+        await until(lambda: h.client.stats.connects == 6 and h.client.stats.connected)
+    assert len(h.sleeps.delays) == 4
+    assert grows(h.sleeps.delays)
+
+
+async def test_4002_backs_off(polysim: SimulatedPolySim, http: httpx.AsyncClient) -> None:
+    """4002 (too many connections) backs off before each retry."""
+    polysim.close_with_4002 = 2
+    h = Harness(polysim, http)
+    async with h.running():
+        await until(lambda: h.client.stats.connects == 3 and h.client.stats.connected)
+    assert h.client.stats.reconnects == {"close_4002": 2}
+    assert len(h.sleeps.delays) == 2
+    assert grows(h.sleeps.delays)
+
+
+async def test_accept_and_drop_cannot_cause_a_reconnect_storm(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A server that accepts and closes at once: every retry waits longer, up to the cap."""
+
+    def heal(n: int) -> None:
+        if n == 8:
+            polysim.accept_and_close = False
+
+    polysim.accept_and_close = True
+    h = Harness(polysim, http, sleeps=Sleeps(heal))
+    async with h.running():
+        await until(lambda: h.client.stats.connects == 9 and h.client.stats.connected)
+    assert h.client.stats.reconnects == {"closed": 8}
+    assert len(h.sleeps.delays) == 8
+    assert grows(h.sleeps.delays)
+    assert max(h.sleeps.delays) <= 30
+
+
+async def test_backoff_resets_only_after_a_stable_connection(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Short-lived connections keep growing the back-off; one up for stable_after resets it."""
+
+    def heal(n: int) -> None:
+        if n == 3:
+            polysim.accept_and_close = False
+
+    polysim.accept_and_close = True
+    h = Harness(polysim, http, sleeps=Sleeps(heal), stable_after=60)
+    async with h.running():
+        await until(lambda: h.client.stats.connects == 4 and h.client.stats.reading)
+        h.mono.t += 61
+        await polysim.close_all(1011)
+        await until(lambda: h.client.stats.connects == 5 and h.client.stats.connected)
+    assert len(h.sleeps.delays) == 4
+    assert grows(h.sleeps.delays[:3])
+    assert 0.5 <= h.sleeps.delays[3] <= 1.0
+
+
+async def test_silent_connection_is_replaced(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A peer that stops answering (no frames, no pongs) is noticed and replaced."""
+
+    def heal(n: int) -> None:
+        polysim.silent = False
+
+    h = Harness(polysim, http, sleeps=Sleeps(heal), ping_interval=0.05, ping_timeout=0.05)
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        polysim.silent = True
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.connected)
+        await polysim.wait_connected()
+        await polysim.fill(order_id=5)
+        await h.sink.wait(1)
+    assert h.client.stats.reconnects == {"silent": 1}
+
+
+async def test_refused_key_is_fatal_and_shows_only_the_prefix(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401 from the token endpoint ends run() with KeyRefused naming only the key's prefix."""
+    caplog.set_level(logging.DEBUG)
+    key = "ps_live_" + "s3cr3t" * 6
+    h = Harness(polysim, http, api_key=key)
+    with pytest.raises(KeyRefused) as info:
+        await h.client.run()
+    assert key_prefix(key) in str(info.value)
+    assert key not in str(info.value)
+    assert all(key not in r.getMessage() for r in caplog.records)
+    assert h.client.stats.connects == 0
+
+
+async def test_rate_limited_token_honours_retry_after(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """429 on the token endpoint: the client waits exactly Retry-After, then goes on."""
+
+    def heal(n: int) -> None:
+        polysim.token_status = None
+
+    polysim.token_status, polysim.retry_after = 429, "7"
+    h = Harness(polysim, http, sleeps=Sleeps(heal))
+    async with h.running():
+        await until(lambda: h.client.stats.connected)
+    assert h.sleeps.delays == [7.0]
+    assert h.client.stats.reconnects == {"rate_limited": 1}
+
+
+async def test_server_errors_on_the_token_endpoint_are_transient(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """503 from the token endpoint backs off and retries until a token comes."""
+
+    def heal(n: int) -> None:
+        if n == 3:
+            polysim.token_status = None
+
+    polysim.token_status = 503
+    h = Harness(polysim, http, sleeps=Sleeps(heal))
+    async with h.running():
+        await until(lambda: h.client.stats.connected)
+    assert h.client.stats.reconnects == {"token_failed": 3}
+    assert grows(h.sleeps.delays)
+
+
+BAD_FRAMES: list[tuple[str | bytes, str]] = [
+    ("{not json", "not_json"),
+    ("[1, 2]", "not_object"),
+    (b"\x00\x01", "binary"),
+    ('{"type": "fill", "pad": "' + "x" * 3000 + '"}', "oversized"),
+    ('{"type": "fill", "order_id": 1}', "missing_field"),
+]
+
+
+def _bad_fill(**override: object) -> str:
+    fill: dict[str, object] = {
+        "type": "fill",
+        "order_id": 1,
+        "market_id": "0xabc",
+        "side": "BUY",
+        "outcome": "Yes",
+        "price": "0.5",
+        "quantity": "1",
+        "filled_at": "2026-02-06T12:00:00Z",
+    }
+    fill.update(override)
+    return json.dumps(fill)
+
+
+BAD_FILLS = [
+    (_bad_fill(price="abc"), "bad_decimal"),
+    (_bad_fill(price="1.5"), "price_range"),
+    (_bad_fill(quantity="0"), "quantity"),
+    (_bad_fill(side="HOLD"), "side"),
+    (_bad_fill(filled_at="yesterday"), "time"),
+    (_bad_fill(outcome=7), "type"),
+]
+
+
+async def test_bad_frames_are_dropped_counted_and_the_feed_goes_on(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each kind of bad frame is counted by reason and logged; the connection survives."""
+    h = Harness(polysim, http, max_frame_bytes=2000)
+    async with h.running():
+        await polysim.wait_connected()
+        for frame, _ in BAD_FRAMES + BAD_FILLS:
+            await polysim.emit(frame)
+        await polysim.fill(order_id=9)
+        await h.sink.wait(1)
+    reasons = [reason for _, reason in BAD_FRAMES + BAD_FILLS]
+    assert h.client.stats.rejected == dict.fromkeys(reasons, 1)
+    assert h.client.stats.connects == 1
+    assert h.sink.order_ids() == ["9"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "notifier.feed"]
+    assert all(any(f"({reason})" in line for line in logged) for reason in reasons)
+
+
+async def test_a_flood_of_bad_frames_logs_one_line_per_window(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rejections are logged at most once per reason per 10 s, with the suppressed count."""
+    h = Harness(polysim, http)
+    async with h.running():
+        await polysim.wait_connected()
+        for _ in range(50):
+            await polysim.emit("garbage")
+        await until(lambda: h.client.stats.rejected.get("not_json") == 50)
+        h.mono.t += 11
+        await polysim.emit("garbage")
+        await until(lambda: h.client.stats.rejected.get("not_json") == 51)
+    lines = [r.getMessage() for r in caplog.records if "(not_json)" in r.getMessage()]
+    assert len(lines) == 2
+    assert "49 more like it suppressed" in lines[1]
+
+
+async def test_no_token_or_key_reaches_any_log_record(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At DEBUG, through 4001s, reconnects and fills, no log record holds a token or the key."""
+    caplog.set_level(logging.DEBUG)
+    polysim.reject_tokens = 2
+    h = Harness(polysim, http)
+    async with h.running():
+        await polysim.wait_connected()
+        await polysim.fill(order_id=1)
+        await h.sink.wait(1)
+        await polysim.close_all(1011)
+        await until(lambda: h.client.stats.connects == 4 and h.client.stats.connected)
+    assert len(polysim.issued_tokens) == 4
+    texts = [r.getMessage() + repr(r.args) for r in caplog.records]
+    assert any(r.levelno == logging.DEBUG for r in caplog.records)  # DEBUG really was captured
+    for secret in [*polysim.issued_tokens, DEFAULT_API_KEY]:
+        assert all(secret not in text for text in texts), secret
+
+
+async def test_request_stop_ends_run_cleanly(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """request_stop() closes the socket and run() returns; also during a back-off pause."""
+    h = Harness(polysim, http)
+    task = asyncio.create_task(h.client.run())
+    await polysim.wait_connected()
+    h.client.request_stop()
+    async with asyncio.timeout(5):
+        await task
+    await polysim.wait_disconnected()
+    assert h.client.stats.connected is False
+
+    never = asyncio.Event()
+    h2 = Harness(polysim, http, sleeps=Sleeps(lambda n: never.wait()))
+    polysim.token_status = 503
+    task = asyncio.create_task(h2.client.run())
+    await until(lambda: h2.client.stats.in_backoff)
+    h2.client.request_stop()
+    async with asyncio.timeout(5):
+        await task
