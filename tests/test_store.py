@@ -448,7 +448,7 @@ GROUP_CHILD = textwrap.dedent(
 
     t0 = datetime(2026, 2, 6, tzinfo=UTC)
     calls = []
-    store = StateStore(Path(sys.argv[1]), defer_commit=calls.append)
+    store = StateStore(Path(sys.argv[1]), defer_commit=calls.append, exclusive=True)
     n = 0
     while True:
         at = t0 + timedelta(milliseconds=n)
@@ -465,7 +465,7 @@ GROUP_CHILD = textwrap.dedent(
 
 
 def test_kill_9_with_group_commit(tmp_path: Path) -> None:
-    """SIGKILL with a batch open loses only uncommitted whole fills; watermark matches the file."""
+    """SIGKILL of an exclusive, group-committing writer loses only whole uncommitted batches."""
     path = tmp_path / "s.db"
     last = run_and_kill(GROUP_CHILD, path, lines=60)
     with StateStore(path) as s:
