@@ -580,3 +580,23 @@ async def test_row_committed_before_its_send(tmp_path: Path, clock: Clock) -> No
             await until(lambda: deliverer.pending() == 0)
     assert seen_on_disk == [True, True]
     assert sender.delivered == [("a", "f1"), ("a", "f2")]
+
+
+async def test_group_commit_with_call_soon(tmp_path: Path, clock: Clock) -> None:
+    """With loop.call_soon as defer_commit, records commit as soon as the recording task yields."""
+    path = tmp_path / "s.db"
+
+    def on_disk() -> int:
+        reader = sqlite3.connect(path)
+        try:
+            return int(reader.execute("SELECT count(*) FROM fills").fetchone()[0])
+        finally:
+            reader.close()
+
+    loop = asyncio.get_running_loop()
+    with StateStore(path, clock=clock, defer_commit=loop.call_soon) as store:
+        for n in range(50):
+            put(store, f"f{n}", "a")
+        assert on_disk() == 0
+        await asyncio.sleep(0)
+        assert on_disk() == 50
