@@ -95,7 +95,12 @@ class Service:
     async def run(self) -> Summary:
         """Run until asked to stop; raises KeyRefused or StateError for fatal conditions."""
         settings = self.settings
-        store = self.store = StateStore(settings.state.path)
+        # Exclusive: two daemons on one state file would deliver every alert twice. Deferred
+        # commits group a burst's records into one transaction (see StateStore).
+        loop = asyncio.get_running_loop()
+        store = self.store = StateStore(
+            settings.state.path, exclusive=True, defer_commit=loop.call_soon
+        )
         try:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
             timeout = httpx.Timeout(settings.feed.request_timeout)
