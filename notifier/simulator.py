@@ -1,10 +1,9 @@
 """A fake PolySimulator on loopback: token endpoint, execution feed, history, market look-ups.
 
 Package code, not a test helper, because `notifier demo` and the benchmarks drive it too.
-websockets' server parses only GET requests, and the token endpoint is a POST, so one port
-runs a small HTTP/1.1 front: it answers REST itself and pipes WebSocket upgrades, bytes
-unchanged, to an internal websockets server on a second loopback port. The pipe is also
-where `silent` lives: it swallows bytes both ways without closing, like a dead network.
+websockets' server parses only GET requests, and the token endpoint is a POST, so the public
+port is a small HTTP front (`simfront`) that answers REST here and pipes WebSocket upgrades
+to an internal websockets server on a second loopback port.
 """
 
 from __future__ import annotations
@@ -18,20 +17,31 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from notifier.simulator_data import DEFAULT_API_KEY, DEFAULT_MARKETS, DEMO_MARKETS, demo_fills
+from notifier.simfront import HttpFront
+from notifier.simulator_data import (
+    DEFAULT_API_KEY,
+    DEFAULT_MARKETS,
+    DEMO_MARKETS,
+    Shape,
+    demo_fills,
+    feed_message,
+    notional,
+    sort_time,
+)
 
-__all__ = ["DEFAULT_API_KEY", "DEFAULT_MARKETS", "SimulatedPolySim", "demo_fills"]
-
-Shape = Literal["fill", "execution", "nested"]
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Entity"}
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_MARKETS",
+    "SimulatedPolySim",
+    "demo_fills",
+    "feed_message",
+]
 
 
 class _NoDebug(logging.LoggerAdapter[logging.Logger]):
@@ -81,10 +91,8 @@ class SimulatedPolySim:
         self._order_ids = itertools.count(1001)
         self._clients: set[ServerConnection] = set()
         self._changed = asyncio.Event()
-        self._front: asyncio.Server | None = None
+        self._front = HttpFront(self._route, silent=lambda: self.silent)
         self._ws: Server | None = None
-        self._ws_port = 0
-        self._handlers: set[asyncio.Task[Any]] = set()
         self._log = _NoDebug(logging.getLogger(__name__), {})
 
     # -- lifetime -------------------------------------------------------------------------
@@ -94,21 +102,13 @@ class SimulatedPolySim:
         self._ws = await serve(
             self._feed, "127.0.0.1", 0, ping_interval=None, logger=self._log, close_timeout=2
         )
-        self._ws_port = next(iter(self._ws.sockets)).getsockname()[1]
-        self._front = await asyncio.start_server(self._http, "127.0.0.1", 0)
-        port = self._front.sockets[0].getsockname()[1]
+        ws_port = next(iter(self._ws.sockets)).getsockname()[1]
+        port = await self._front.start(upgrade_port=ws_port)
         self.base_url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
         """Close every connection and both listeners."""
-        if self._front is not None:
-            self._front.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        if self._front is not None:
-            await self._front.wait_closed()
-            self._front = None
+        await self._front.stop()
         if self._ws is not None:
             self._ws.close()
             await self._ws.wait_closed()
@@ -168,7 +168,7 @@ class SimulatedPolySim:
         if isinstance(item["filled_at"], datetime):
             item["filled_at"] = item["filled_at"].isoformat().replace("+00:00", "Z")
         item.setdefault("created_at", item["filled_at"])
-        item.setdefault("notional", _notional(item.get("price"), item.get("quantity")))
+        item.setdefault("notional", notional(item.get("price"), item.get("quantity")))
         return item
 
     async def close_all(self, code: int = 1000, reason: str = "") -> None:
@@ -233,70 +233,6 @@ class SimulatedPolySim:
             if isinstance(request, dict) and request.get("action") == "ping":
                 await conn.send(json.dumps({"type": "pong", "ts": int(time.time() * 1000)}))
 
-    # -- the HTTP front -------------------------------------------------------------------
-
-    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
-                    return
-                method, target, headers = _parse_head(head)
-                if headers.get("upgrade", "").lower() == "websocket":
-                    await self._pipe(head, reader, writer)
-                    return
-                length = int(headers.get("content-length", "0") or 0)
-                if length:
-                    await reader.readexactly(length)
-                status, body, extra = await self._route(method, target, headers)
-                writer.write(_response(status, body, extra))
-                await writer.drain()
-                if headers.get("connection", "").lower() == "close":
-                    return
-        except (OSError, asyncio.IncompleteReadError):
-            return
-        except asyncio.CancelledError:
-            # stop() cancels us; asyncio's stream callback reports a cancelled handler task
-            # as an error, so end quietly instead.
-            return
-        finally:
-            self._handlers.discard(task)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    async def _pipe(
-        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """Relay a WebSocket connection to the internal server, byte for byte."""
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._ws_port)
-        up_writer.write(head)
-        pumps = [
-            asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
-        ]
-        try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for pump in pumps:
-                pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
-            up_writer.close()
-            with contextlib.suppress(OSError):
-                await up_writer.wait_closed()
-
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await source.read(65536):
-                if self.silent:
-                    continue  # a dead network: bytes vanish, nobody closes
-                sink.write(data)
-                await sink.drain()
-
     async def _route(
         self, method: str, target: str, headers: Mapping[str, str]
     ) -> tuple[int, object, dict[str, str]]:
@@ -337,7 +273,7 @@ class SimulatedPolySim:
         if not 1 <= limit <= 200 or offset < 0:
             return 422, {"detail": "limit must be 1..200, offset >= 0"}, {}
         # Newest first; of equal times, the later recorded first (as a database id would).
-        order = sorted(enumerate(self._history), key=lambda p: (_sort_time(p[1]), p[0]))
+        order = sorted(enumerate(self._history), key=lambda p: (sort_time(p[1]), p[0]))
         return 200, [item for _, item in reversed(order)][offset : offset + limit], {}
 
     async def _market(self, market_id: str) -> tuple[int, object, dict[str, str]]:
@@ -355,56 +291,3 @@ class SimulatedPolySim:
         outcomes = list(DEMO_MARKETS[market_id][1]) if market_id in DEMO_MARKETS else ["Yes", "No"]
         detail |= {"outcomes": outcomes, "active": True, "closed": False}
         return 200, detail, {}
-
-
-def feed_message(item: Mapping[str, object], shape: Shape) -> dict[str, object]:
-    """A history item as the feed sends it, in one of the three documented shapes."""
-    core = {k: item[k] for k in ("market_id", "side", "outcome", "price", "quantity") if k in item}
-    if "client_order_id" in item:
-        core["client_order_id"] = item["client_order_id"]
-    order_id = item.get("order_id")
-    if shape == "fill":
-        return {"type": "fill", "order_id": order_id, **core, "filled_at": item.get("filled_at")}
-    execution = {
-        "order_id": str(order_id),
-        **core,
-        "status": item.get("status", "FILLED"),
-        "timestamp": item.get("filled_at"),
-    }
-    if shape == "execution":
-        return {"type": "execution", **execution}
-    return {"type": "execution", "data": execution}
-
-
-def _notional(price: object, quantity: object) -> str:
-    try:
-        return str(Decimal(str(price)) * Decimal(str(quantity)))
-    except InvalidOperation:
-        return "0"
-
-
-def _sort_time(item: Mapping[str, object]) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(str(item.get("filled_at")))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    method, target, _ = ([*lines[0].split(" ", 2), "", ""])[:3]
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return method, target, headers
-
-
-def _response(status: int, body: object, extra: Mapping[str, str]) -> bytes:
-    payload = json.dumps(body).encode()
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-    lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-    lines += [f"{k}: {v}" for k, v in extra.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload

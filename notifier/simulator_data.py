@@ -1,13 +1,17 @@
-"""Made-up but realistic venue data for the fake PolySimulator: markets and a demo fill stream."""
+"""The fake PolySimulator's data: made-up markets, the feed's wire shapes, a demo fill stream."""
 
 from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from typing import Literal
 
 DEFAULT_API_KEY = "ps_test_demo_key_000000"
+
+Shape = Literal["fill", "execution", "nested"]
 
 # id -> (question, outcomes). Ids have the venue's form: 0x and 64 hex digits.
 DEMO_MARKETS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -74,3 +78,39 @@ def demo_fills(
                 fill["client_order_id"] = client_order_id
             fills.append(fill)
     return fills[:n]
+
+
+def feed_message(item: Mapping[str, object], shape: Shape) -> dict[str, object]:
+    """A history item as the feed sends it, in one of the three documented shapes."""
+    core = {k: item[k] for k in ("market_id", "side", "outcome", "price", "quantity") if k in item}
+    if "client_order_id" in item:
+        core["client_order_id"] = item["client_order_id"]
+    order_id = item.get("order_id")
+    if shape == "fill":
+        return {"type": "fill", "order_id": order_id, **core, "filled_at": item.get("filled_at")}
+    execution = {
+        "order_id": str(order_id),
+        **core,
+        "status": item.get("status", "FILLED"),
+        "timestamp": item.get("filled_at"),
+    }
+    if shape == "execution":
+        return {"type": "execution", **execution}
+    return {"type": "execution", "data": execution}
+
+
+def notional(price: object, quantity: object) -> str:
+    """price x quantity as the venue writes it ("0" when either is not a number)."""
+    try:
+        return str(Decimal(str(price)) * Decimal(str(quantity)))
+    except InvalidOperation:
+        return "0"
+
+
+def sort_time(item: Mapping[str, object]) -> datetime:
+    """A history item's fill time for ordering (unparseable times sort oldest)."""
+    try:
+        parsed = datetime.fromisoformat(str(item.get("filled_at")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
