@@ -33,7 +33,7 @@ CASELESS_FIELDS = frozenset({"market_title", "outcome"})
 DECIMAL_FIELDS = ("price", "quantity", "notional")
 # `market` in a rule is the fill's `market_id`.
 _ATTRIBUTE = {"market": "market_id"}
-_CACHE_SIZE = 4096
+_CACHE_SIZE = 16384
 
 
 class Condition(ABC):
@@ -179,6 +179,9 @@ def naive_match(rules: Sequence[Rule], fill: Fill) -> tuple[Rule, ...]:
     return tuple(out)
 
 
+_Candidates = tuple[tuple[Rule, Condition | None], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class _Indexed:
     """What the index learned about one rule: its market and side pins and the rest."""
@@ -189,6 +192,7 @@ class _Indexed:
     prefixes: frozenset[str]  # from "0xabc*" globs
     sides: frozenset[str] | None
     residual: Condition | None  # what is left to test once the pins hold; None = nothing
+    pair: tuple[Rule, Condition | None]  # (rule, residual), built once and shared by candidates
 
 
 def _flatten(condition: Condition) -> list[Condition]:
@@ -228,32 +232,39 @@ def _index(position: int, rule: Rule) -> _Indexed:
         else:
             rest.append(part)
     residual = None if not rest else rest[0] if len(rest) == 1 else AllOf(tuple(rest))
-    return _Indexed(position, rule, markets, prefixes, sides, residual)
+    return _Indexed(position, rule, markets, prefixes, sides, residual, (rule, residual))
 
 
 class RuleSet:
     """Rules compiled for matching; `match` agrees with `naive_match` on every fill."""
 
-    __slots__ = ("_by_market", "_by_prefix", "_cache", "_wild", "rules")
+    __slots__ = ("_by_market", "_by_prefix", "_cache", "_wild", "_wild_pairs", "rules")
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._by_market: dict[str, list[_Indexed]] = {}
         self._by_prefix: dict[int, dict[str, list[_Indexed]]] = {}
-        self._wild: list[_Indexed] = []
+        wild: list[_Indexed] = []
         for position, rule in enumerate(self.rules):
             if not rule.enabled:
                 continue
             entry = _index(position, rule)
             if entry.markets is None:
-                self._wild.append(entry)
+                wild.append(entry)
                 continue
             for market in entry.markets:
                 self._by_market.setdefault(market, []).append(entry)
             for prefix in entry.prefixes:
                 bucket = self._by_prefix.setdefault(len(prefix), {})
                 bucket.setdefault(prefix, []).append(entry)
-        self._cache: dict[tuple[str, str], tuple[tuple[Rule, Condition | None], ...]] = {}
+        # Fills on markets no rule pins (exactly or by prefix) need only the wildcard rules:
+        # precomputed per side, so they never touch (or churn) the cache.
+        self._wild: dict[str, tuple[_Indexed, ...]] = {
+            side: tuple(e for e in wild if e.sides is None or side in e.sides)
+            for side in ("BUY", "SELL")
+        }
+        self._wild_pairs = {side: tuple(e.pair for e in w) for side, w in self._wild.items()}
+        self._cache: dict[tuple[str, str], _Candidates] = {}
 
     def __repr__(self) -> str:
         return f"RuleSet({list(self.names())!r})"
@@ -282,23 +293,18 @@ class RuleSet:
                     break
         return tuple(out)
 
-    def _candidates(self, key: tuple[str, str]) -> tuple[tuple[Rule, Condition | None], ...]:
-        """Rules whose market and side pins admit `key`, in file order; cached, FIFO-bounded."""
+    def _candidates(self, key: tuple[str, str]) -> _Candidates:
+        """Rules whose market and side pins admit `key`, in file order (cached, bounded)."""
         market, side = key
-        found: dict[int, _Indexed] = {}
-        for entry in self._by_market.get(market, ()):
-            found[entry.position] = entry
+        pinned = list(self._by_market.get(market, ()))
         for length, bucket in self._by_prefix.items():
-            if len(market) >= length:
-                for entry in bucket.get(market[:length], ()):
-                    found[entry.position] = entry
-        for entry in self._wild:
-            found[entry.position] = entry
-        ordered = (found[p] for p in sorted(found))
-        candidates = tuple(
-            (e.rule, e.residual) for e in ordered if e.sides is None or side in e.sides
-        )
+            pinned.extend(bucket.get(market[:length], ()))
+        if not pinned:
+            return self._wild_pairs.get(side, ())
+        found = {e.position: e for e in pinned if e.sides is None or side in e.sides}
+        found.update((e.position, e) for e in self._wild.get(side, ()))
+        candidates = tuple(found[p].pair for p in sorted(found))
         if len(self._cache) >= _CACHE_SIZE:
-            del self._cache[next(iter(self._cache))]
+            self._cache.clear()  # O(1) amortized; refilled by the markets actually trading
         self._cache[key] = candidates
         return candidates

@@ -140,7 +140,12 @@ class Problems:
             raise ConfigError(order)
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's SafeLoader when present: it composes about ten times faster (a reload of 10,000
+# rules); the resolver, which we empty, is Python's in both.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]  # chosen at import time
     """A SafeLoader that resolves no implicit types: every plain scalar stays text."""
 
     yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012 -- pyyaml's class-level table, emptied on purpose
@@ -164,6 +169,8 @@ def read(
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = exc.problem or exc.context or "unreadable"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            what += f" ({exc.context} at line {exc.context_mark.line + 1})"
         problems.add(line, "", f"YAML syntax error: {what}")
         return None
     except yaml.YAMLError as exc:
@@ -191,7 +198,8 @@ class _Walker:
             text = str(node.value)
             if "${" in text:
                 text = self.expand(text, path, line)
-            return Scalar(text, line, plain=node.style is None)
+            # Plain style is None from pyyaml's parser and "" from libyaml's.
+            return Scalar(text, line, plain=not node.style)
         if id(node) in self.active:
             self.problems.add(line, path, "recursive YAML alias")
             self.problems.silence(path)

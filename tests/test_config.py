@@ -259,13 +259,16 @@ def test_all_problems_at_once_in_file_order() -> None:
     ]
 
 
+def test_yaml_syntax_error_has_line() -> None:
+    """A YAML syntax error is one located problem saying what the parser expected."""
+    [problem] = errors("feed:\n  base_url: [x\n")
+    assert problem.startswith("config.yaml:3: YAML syntax error: ")
+    assert problem.endswith("(while parsing a flow sequence at line 2)")
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (
-            "feed:\n  base_url: [x\n",
-            "config.yaml:3: YAML syntax error: expected ',' or ']', but got '<stream end>'",
-        ),
         (
             "feed:\n  ping_timeout: 5s\n  ping_timeout: 6s\n",
             "config.yaml:3: feed.ping_timeout: duplicate key 'ping_timeout' (first at line 2)",
@@ -543,3 +546,20 @@ def test_recursive_alias_is_refused() -> None:
     """A YAML alias that contains itself is a problem, not an endless loop."""
     problems = errors(CHANNELS + "rules: &r\n  - {name: r, notify: desk, when: {all: *r}}\n")
     assert "config.yaml:4: rules[0].when.all: recursive YAML alias" in problems
+
+
+def test_pure_python_yaml_reads_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without libyaml, the pure-Python SafeLoader reads the same settings and kinds."""
+    import yaml
+
+    from notifier import yamltree
+
+    pure = type("PureLoader", (yaml.SafeLoader,), {"yaml_implicit_resolvers": {}})
+    fast = parse(ISSUE_EXAMPLE, source=SOURCE, env=ENV, check_url=accept_all)
+    monkeypatch.setattr(yamltree, "_Loader", pure)
+    slow = parse(ISSUE_EXAMPLE, source=SOURCE, env=ENV, check_url=accept_all)
+    assert [r.condition for r in slow.rules.rules] == [r.condition for r in fast.rules.rules]
+    assert slow.channels == fast.channels
+    assert errors("rules:\n  - {name: r, notify: x, stop: No}\n")[1].endswith(
+        "write true or false)"
+    )
