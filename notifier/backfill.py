@@ -87,7 +87,7 @@ class Backfill:
         """Deliver every history fill since the watermark, oldest first; never raises."""
         since = self._since()
         if since is None:
-            log.info("feed: first start, no backfill: fills before now are not alerted")
+            log.info("first start, no backfill: fills before now are not alerted")
             return
         for attempt in range(1, attempts + 1):
             try:
@@ -96,13 +96,13 @@ class Backfill:
                 self.failures += 1
                 if attempt < attempts:
                     delay = retry_delay(attempt, base=1.0, cap=30.0, rng=self._rng)
-                    log.warning("feed: history failed (%s); retrying in %.1fs", exc, delay)
+                    log.warning("history request failed (%s); retrying in %.1fs", exc, delay)
                     await self._pause(delay)
                     continue
                 self._open_since = since
                 self._retry_at = self._monotonic() + RETRY_EVERY
                 log.error(
-                    "feed: history failed (%s); reading live fills, will retry the gap since %s",
+                    "history unavailable (%s); reading live fills, will retry the gap since %s",
                     exc,
                     since.isoformat(),
                 )
@@ -111,7 +111,7 @@ class Backfill:
             for fill in fills:
                 self.delivered += 1
                 await self._sink(fill, "backfill")
-            log.info("feed: backfill: %d fill(s) since %s", len(fills), since.isoformat())
+            log.info("backfill: %d fill(s) since %s", len(fills), since.isoformat())
             return
 
     def _since(self) -> datetime | None:
@@ -151,7 +151,7 @@ class Backfill:
             if reached_older or len(items) < PAGE_SIZE:
                 break
         else:
-            log.warning("feed: history paging stopped at %d pages", MAX_PAGES)
+            log.warning("history paging stopped at %d pages", MAX_PAGES)
         # Newest first from the venue: reverse, then a stable sort keeps ties in venue order.
         ordered = list(reversed(found.values()))
         ordered.sort(key=lambda f: f.filled_at)

@@ -125,7 +125,7 @@ class FeedClient:
                     token = await self._mint()
                 except RateLimited as exc:
                     self._count("rate_limited")
-                    log.warning("feed: token endpoint rate-limited; waiting %.1fs", exc.retry_after)
+                    log.warning("token endpoint rate-limited; waiting %.1fs", exc.retry_after)
                     await self._pause(exc.retry_after)
                     continue
                 except TransientFeedError as exc:
@@ -199,16 +199,16 @@ class FeedClient:
             )
         except InvalidStatus as exc:
             code = exc.response.status_code
-            log.warning("feed: WebSocket handshake refused (HTTP %d)", code)
+            log.warning("WebSocket handshake refused (HTTP %d)", code)
             return "close_4001" if code in (401, 403) else "connect_failed"
         except (OSError, TimeoutError, WebSocketException) as exc:
-            log.warning("feed: cannot connect: %s", _redact(f"{type(exc).__name__}: {exc}", token))
+            log.warning("cannot connect: %s", _redact(f"{type(exc).__name__}: {exc}", token))
             return "connect_failed"
         started = self._monotonic()
         self._ws = ws
         self.stats.connects += 1
         self.stats.connected = True
-        log.info("feed: connected (%d connects so far)", self.stats.connects)
+        log.info("connected to the execution feed (connect #%d)", self.stats.connects)
         try:
             async with ws:
                 if not self._stopping:
@@ -237,7 +237,7 @@ class FeedClient:
                         data = await ws.recv()
                 except TimeoutError:
                     if pinged:
-                        log.warning("feed: no frame and no pong; replacing the connection")
+                        log.warning("no frame and no pong; replacing the connection")
                         return "silent"
                     await ws.send(_APP_PING)
                     pinged = True
@@ -273,10 +273,10 @@ class FeedClient:
     def _close_cause(self, exc: ConnectionClosed) -> str:
         if exc.rcvd is not None:
             code = exc.rcvd.code
-            log.info("feed: server closed the connection (%d %s)", code, exc.rcvd.reason[:80])
+            log.info("server closed the connection (%d %s)", code, exc.rcvd.reason[:80])
             return f"close_{code}" if code in (4001, 4002) else "closed"
         if exc.sent is not None and exc.sent.code == 1011:
-            log.warning("feed: keepalive ping unanswered; replacing the connection")
+            log.warning("keepalive ping unanswered; replacing the connection")
             return "silent"
         if exc.sent is not None and exc.sent.code == 1009:
             self._reject(Rejected("oversized", "frame over the hard size limit"), "live")
@@ -300,7 +300,7 @@ class FeedClient:
         if delay <= 0 or self._stopping:
             return
         if why:
-            log.info("feed: %s; reconnecting in %.1fs", why, delay)
+            log.info("%s; reconnecting in %.1fs", why, delay)
         self.stats.in_backoff = True
         sleeper = asyncio.ensure_future(self._sleep(delay))
         stopper = asyncio.ensure_future(self._stop.wait())
@@ -327,7 +327,7 @@ class FeedClient:
             return
         self._reject_log[reason] = (now, 0)
         more = f" ({suppressed} more like it suppressed)" if suppressed else ""
-        log.warning("feed: dropped a %s message (%s): %s%s", source, reason, rejected.detail, more)
+        log.warning("dropped a bad %s message (%s): %s%s", source, reason, rejected.detail, more)
 
 
 def _ws_url(base_url: str) -> str:

@@ -44,11 +44,11 @@ __all__ = [
 ]
 
 
-class _NoDebug(logging.LoggerAdapter[logging.Logger]):
-    """websockets logs each handshake (token in the query) at DEBUG: keep that off for good."""
+class _Quiet(logging.LoggerAdapter[logging.Logger]):
+    """The internal server's own chatter (ports, handshakes with tokens) is not for the demo."""
 
     def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
 
 
 class SimulatedPolySim:
@@ -93,7 +93,7 @@ class SimulatedPolySim:
         self._changed = asyncio.Event()
         self._front = HttpFront(self._route, silent=lambda: self.silent)
         self._ws: Server | None = None
-        self._log = _NoDebug(logging.getLogger(__name__), {})
+        self._log = _Quiet(logging.getLogger(__name__), {})
 
     # -- lifetime -------------------------------------------------------------------------
 
