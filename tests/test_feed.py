@@ -565,3 +565,19 @@ async def test_request_stop_ends_run_cleanly(
     h2.client.request_stop()
     async with asyncio.timeout(5):
         await task
+
+
+async def test_a_frame_over_the_hard_limit_costs_one_reconnect(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A frame beyond websockets' hard cap closes the socket; it is counted and the feed resumes."""
+    h = Harness(polysim, http, max_frame_bytes=1000)
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.emit('{"pad": "' + "x" * 70_000 + '"}')
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+        await polysim.fill(order_id=3)
+        await h.sink.wait(1)
+    assert h.client.stats.rejected == {"oversized": 1}
+    assert h.client.stats.reconnects == {"oversized": 1}
+    assert len(h.sleeps.delays) == 1
