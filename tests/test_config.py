@@ -563,3 +563,28 @@ def test_pure_python_yaml_reads_the_same(monkeypatch: pytest.MonkeyPatch) -> Non
     assert errors("rules:\n  - {name: r, notify: x, stop: No}\n")[1].endswith(
         "write true or false)"
     )
+
+
+def test_side_is_read_in_any_case() -> None:
+    """side: buy / Sell are read as BUY / SELL."""
+    s = settings_of(CHANNELS + "rules:\n  - {name: r, notify: desk, when: {side: [buy, Sell]}}\n")
+    assert s.rules.rules[0].condition == FieldMatch("side", ("BUY", "SELL"))
+
+
+CORE = ("config", "configvalues", "ruleconfig", "yamltree", "rules", "render", "durations")
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_modules_import_no_io(module: str) -> None:
+    """The config and rule core imports no asyncio, sockets, HTTP, SQLite or apprise."""
+    import ast
+
+    source = (Path(__file__).parent.parent / "notifier" / f"{module}.py").read_text("utf-8")
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    edges = {"asyncio", "socket", "httpx", "websockets", "sqlite3", "apprise", "subprocess"}
+    assert not imported & edges
