@@ -73,8 +73,19 @@ async def _http_get(port: int, path: str) -> tuple[int, str]:
     return int(head.split()[1]), body
 
 
+async def _metrics_once(port: int, line: str) -> str:
+    """/metrics once it shows `line` (a send is counted just after the receiver has it)."""
+    async with asyncio.timeout(10):
+        while True:
+            status, body = await _http_get(port, "/metrics")
+            assert status == 200
+            if line in body.splitlines():
+                return body
+            await asyncio.sleep(0.02)
+
+
 def _titles(hook: WebhookReceiver) -> list[str]:
-    return [r.json()["title"] for r in hook.requests]
+    return [r.json["title"] for r in hook.requests]
 
 
 async def test_run_delivers_reloads_and_stops_cleanly(
@@ -101,9 +112,7 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         assert _titles(webhook) == ["Big BUY on Will Bitcoin close above $100k in 2026?"] * 2
 
         assert await _http_get(port, "/healthz") == (200, "ok\n")
-        status, metrics = await _http_get(port, "/metrics")
-        assert status == 200
-        assert 'notifier_alerts_sent_total{channel="hook"} 2.0' in metrics
+        metrics = await _metrics_once(port, 'notifier_alerts_sent_total{channel="hook"} 2.0')
         assert 'notifier_fills_matched_total{rule="big"} 2.0' in metrics
         assert "notifier_feed_connected 1.0" in metrics
 
@@ -114,7 +123,7 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         await webhook.wait_for(3, timeout=10)
         assert _titles(webhook)[2] == "Small BUY"
 
-        config.write_text(RULES.replace("notify: [hook]", "notify: [hok]"), encoding="utf-8")
+        write_config(config, venue, webhook, rules=RULES.replace("[hook]", "[hok]"))
         daemon.signal(signal.SIGHUP)
         await daemon.wait_log("reload refused")
         assert "did you mean 'hook'" in daemon.log
@@ -186,7 +195,7 @@ async def test_refused_key_is_fatal_with_only_its_prefix(
     )
     code, _ = await daemon.wait()
     assert code == 1
-    fatal = [line for line in daemon.lines if "fatal" in line]
+    fatal = [line for line in daemon.lines if line.startswith("notifier: fatal")]
     assert len(fatal) == 1
     assert "ps_live_abcdefgh" in fatal[0]
     assert "SECRETPART" not in daemon.log
