@@ -81,6 +81,8 @@ class Service:
         self._stop = asyncio.Event()
         self._started = time.monotonic()
         self._last_sent: float | None = None
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[bool]] = set()
         self.store: StateStore | None = None
         self.feed: FeedClient | None = None
         self.pipeline: Pipeline | None = None
@@ -171,26 +173,41 @@ class Service:
 
     # -- reload -------------------------------------------------------------------------------
 
-    def reload(self) -> bool:
-        """Validate the config file again and swap rules and channels if it is valid."""
+    def request_reload(self) -> None:
+        """Reload in the background (what SIGHUP does); reloads run one at a time."""
+        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> bool:
+        """Validate the config file again and swap rules and channels if it is valid.
+
+        Reading and building run in a thread: a config with thousands of rules takes a
+        second or more to parse, and the feed must not wait for it.
+        """
         if self._reload_config is None:
             log.warning("reload asked, but this run has no config file to reload")
             return False
-        try:
-            new = self._reload_config()
-        except ConfigError as exc:
-            log.error("reload refused, the running config stays in force:\n%s", exc)
-            return False
-        channels = ChannelSet.build(new.channels, delivery=new.delivery)
-        if self.pipeline is not None:
-            self.pipeline.swap(rules=new.rules, targets=channels)
-        if self.deliverer is not None:
-            self.deliverer.swap_sender(channels)
-        if new.feed != self.settings.feed or new.state != self.settings.state:
-            log.warning("feed or state settings changed: they take effect at the next restart")
-        self.settings = _keep_runtime(self.settings, new)
-        log.info("reloaded: %d rules, %d channels", len(new.rules.rules), len(channels.names))
-        return True
+        async with self._reload_lock:
+            try:
+                new, channels = await asyncio.to_thread(self._build_reloaded)
+            except ConfigError as exc:
+                log.error("reload refused, the running config stays in force:\n%s", exc)
+                return False
+            if self.pipeline is not None:
+                self.pipeline.swap(rules=new.rules, targets=channels)
+            if self.deliverer is not None:
+                self.deliverer.swap_sender(channels)
+            if new.feed != self.settings.feed or new.state != self.settings.state:
+                log.warning("feed or state settings changed: they take effect at the next restart")
+            self.settings = _keep_runtime(self.settings, new)
+            log.info("reloaded: %d rules, %d channels", len(new.rules.rules), len(channels.names))
+            return True
+
+    def _build_reloaded(self) -> tuple[Settings, ChannelSet]:
+        assert self._reload_config is not None
+        new = self._reload_config()
+        return new, ChannelSet.build(new.channels, delivery=new.delivery)
 
     # -- observability ------------------------------------------------------------------------
 
@@ -258,7 +275,7 @@ class Service:
             handlers: dict[int, Callable[[], object]] = {
                 signal.SIGTERM: self.request_stop,
                 signal.SIGINT: self.request_stop,
-                signal.SIGHUP: self.reload,
+                signal.SIGHUP: self.request_reload,
             }
             for signum, handler in handlers.items():
                 try:
