@@ -8,10 +8,12 @@ key (a hash of the URL) and shown in apprise's privacy form: the URL itself neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Container, Iterable, Mapping
+import threading
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -54,6 +56,43 @@ class Target:
     display: str  # apprise's privacy form of the URL
 
 
+class _AppriseLogGuard(logging.Filter):
+    """Keeps channel secrets out of apprise's own log lines.
+
+    While a URL is being parsed, apprise warns with the raw token ("An invalid Slack Token
+    (xoxb-…) was specified"): those records are dropped (our config error says what is wrong,
+    without the secret). Any other apprise record has every known URL secret replaced by `***`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("apprise")
+        self.secrets: set[str] = set()
+        self._parsing = threading.local()
+
+    @contextlib.contextmanager
+    def parsing(self) -> Iterator[None]:
+        """Drop apprise's records from this thread while it parses a URL."""
+        self._parsing.on = True
+        try:
+            yield
+        finally:
+            self._parsing.on = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(self._parsing, "on", False):
+            return False
+        if self.secrets:
+            message = record.getMessage()
+            scrubbed = _scrub(message, sorted(self.secrets, key=len, reverse=True))
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
+
+
+_LOG_GUARD = _AppriseLogGuard()
+logging.getLogger("apprise").addFilter(_LOG_GUARD)
+
+
 def target_key(url: str) -> str:
     """The opaque, stable key of a channel URL (the outbox holds this, never the URL)."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
@@ -71,7 +110,8 @@ def _instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str 
     scheme = match.group(1).lower()
     if scheme not in _PLUGINS:
         return None, f"apprise does not recognise the scheme '{scheme}://'"
-    plugin = Apprise.instantiate(url, asset=asset)
+    with _LOG_GUARD.parsing():
+        plugin = Apprise.instantiate(url, asset=asset)
     if plugin is None:
         return None, f"apprise rejected the URL ({scheme})"
     return plugin, None
@@ -121,6 +161,7 @@ class ChannelSet:
                 _tune(plugin, delivery)
                 target = Target(channel=name, key=target_key(url), display=display)
                 entry = _Entry(target, Apprise(plugin), _secrets(url, display))
+                _LOG_GUARD.secrets.update(entry.secrets)
                 built.setdefault(target.key, entry)
             entries[name] = tuple(built.values())
         if problems:

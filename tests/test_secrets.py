@@ -1,0 +1,37 @@
+"""Channel secrets never reach a log line, whatever apprise itself logs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from receivers import WebhookReceiver
+
+from notifier.channels import ChannelSet, check_url
+from notifier.settings import ChannelSettings, DeliverySettings
+
+
+def test_parsing_a_bad_url_logs_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    """apprise's own warnings while parsing (which quote the raw token) are kept out of the logs."""
+    caplog.set_level(logging.DEBUG)
+    assert check_url("slack://sekrit-token-value/abc") == "apprise rejected the URL (slack)"
+    assert "sekrit-token-value" not in caplog.text
+
+
+async def test_failed_send_logs_no_password(
+    webhook: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """apprise's warning about a failed send has the URL's secret parts masked."""
+    caplog.set_level(logging.DEBUG)
+    url = f"json://bot:pa55word-xyz@127.0.0.1:{webhook.port}/hook-path-secret"
+    channels = ChannelSet.build(
+        {"desk": ChannelSettings(name="desk", urls=(url,))}, delivery=DeliverySettings(timeout=5)
+    )
+    webhook.respond(500, body=b"down: pa55word-xyz")  # even a service echoing the secret
+    (target,) = channels.targets("desk")
+    result = await channels.send(target.key, "title", "body")
+    assert not result.ok
+    apprise_records = [r for r in caplog.records if r.name.startswith("apprise")]
+    assert apprise_records, "apprise logged nothing: the test would prove nothing"
+    assert "pa55word-xyz" not in caplog.text
+    assert "pa55word-xyz" not in (result.error or "")
