@@ -19,7 +19,7 @@ from notifier import __version__, config, logs
 from notifier.errors import ConfigError, FatalFeedError, StateError
 
 if TYPE_CHECKING:
-    from notifier.settings import Settings
+    from notifier.settings import LogSettings, Settings
     from notifier.store import StateStore
 
 log = logging.getLogger("notifier")
@@ -36,14 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_CONFIG
     try:
-        level = logs.parse_level(args.log_level or os.environ.get("NOTIFIER_LOG_LEVEL") or "info")
+        _configure_logging(args)
     except ValueError as exc:
         parser.error(str(exc))
-    logs.configure(level=level, fmt=args.log_format)
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
-        print(f"config error ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        count = len(exc.problems)
+        print(f"config error: {count} problem{'' if count == 1 else 's'}", file=sys.stderr)
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except (FatalFeedError, StateError) as exc:
@@ -62,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
 
     path = Path(args.config)
     settings = _load(path)
+    _configure_logging(args, settings.log)
 
     async def go() -> None:
         service = Service(settings, reload=lambda: _load(path))
@@ -155,6 +156,14 @@ def _print_outbox(store: StateStore, out: TextIO) -> None:
 # -- helpers ----------------------------------------------------------------------------------
 
 
+def _configure_logging(args: argparse.Namespace, defaults: LogSettings | None = None) -> None:
+    """Level and format: the flag, else NOTIFIER_LOG_LEVEL (level only), else config, else info."""
+    level = args.log_level or os.environ.get("NOTIFIER_LOG_LEVEL")
+    level = level or (defaults.level if defaults else "info")
+    fmt = args.log_format or (defaults.format if defaults else "text")
+    logs.configure(level=logs.parse_level(level), fmt=fmt)
+
+
 def _load(path: Path, *, require_api_key: bool = True) -> Settings:
     from notifier.channels import check_url
 
@@ -169,21 +178,28 @@ def _read_lines(path: str) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: the option may stand before or after the command without one hiding the other.
     common.add_argument(
         "--log-level",
         metavar="LEVEL",
-        help="debug, info, warning or error (default: $NOTIFIER_LOG_LEVEL or info)",
+        default=argparse.SUPPRESS,
+        help="debug, info, warning or error (default: $NOTIFIER_LOG_LEVEL, the config's "
+        "log.level, or info)",
     )
     common.add_argument(
-        "--log-format", choices=("text", "json"), default="text", help="log line format"
+        "--log-format",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,
+        help="log line format (default: the config's log.format, or text)",
     )
     parser = argparse.ArgumentParser(
         prog="notifier",
+        parents=[common],
         description="Fill alerts from PolySimulator's execution feed to chat, email and push.",
         epilog="Start with `notifier demo --fills 10`; then `notifier check-config config.yaml`.",
     )
     parser.add_argument("--version", action="version", version=f"notifier {__version__}")
-    parser.set_defaults(command=None, log_level=None, log_format="text")
+    parser.set_defaults(command=None, log_level=None, log_format=None)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def command(name: str, handler: object, summary: str, example: str) -> argparse.ArgumentParser:

@@ -105,6 +105,8 @@ def parse(
     problems = Problems(str(source))
     lenient = () if require_api_key else ("feed.api_key",)
     tree = read(text, problems, env=env, lenient=lenient)
+    if tree is None:
+        problems.raise_if_any()  # unreadable YAML: the rest would be noise
     root = mapping(tree, "", problems, _TOP_KEYS) if tree is not None else YMap(1)
     root = root if root is not None else YMap(1)
     feed = _feed(root.get("feed"), problems, env, require_api_key=require_api_key)
