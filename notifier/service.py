@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -74,8 +74,13 @@ class Service:
         *,
         reload: Callable[[], Settings] | None = None,
         install_signals: bool = True,
+        feed_sleep: Callable[[float], Awaitable[None]] | None = None,
+        delivery_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
+        # Test hooks (fault suite): the feed's back-off sleep and the deliverer's clock.
+        self._feed_sleep = feed_sleep
+        self._delivery_clock = delivery_clock
         self._reload_config = reload
         self._install_signals = install_signals
         self._stop = asyncio.Event()
@@ -117,7 +122,11 @@ class Service:
     ) -> None:
         settings = self.settings
         deliverer = self.deliverer = Deliverer(
-            store, channels, settings.delivery, on_sent=self._observe_sent
+            store,
+            channels,
+            settings.delivery,
+            on_sent=self._observe_sent,
+            clock=self._delivery_clock or utc_now,
         )
         titles = MarketTitles(http, base_url=settings.feed.base_url, api_key=settings.feed.api_key)
         pipeline = self.pipeline = Pipeline(
@@ -128,7 +137,11 @@ class Service:
             on_recorded=deliverer.notify,
         )
         feed = self.feed = FeedClient(
-            settings.feed, http=http, sink=pipeline.submit, watermark=store
+            settings.feed,
+            http=http,
+            sink=pipeline.submit,
+            watermark=store,
+            sleep=self._feed_sleep or asyncio.sleep,
         )
         self.metrics = Metrics(self.snapshot)
         if settings.metrics.listen:
