@@ -1,0 +1,258 @@
+"""The command line: exit codes, exact error text, and what each command prints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from receivers import WebhookReceiver
+
+from notifier import cli
+from notifier.events import Alert
+from notifier.store import StateStore
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.yaml"
+
+BAD_CONFIG = """\
+feed:
+  api_key: k
+  base_urll: https://x
+channels:
+  desk: json://127.0.0.1:9/
+  phone: slack://sekrit-tok/abc
+rules:
+  - name: a
+    when:
+      side: BOY
+      quantity: {min: ten}
+      price: {min: 0.5, max: 0.2}
+      outcome: No
+    notify: [dsk]
+  - name: a
+    notify: [desk]
+    enabled: yes
+    title: "{prize}"
+  - name: b
+    notify: [desk]
+    notify: [phone]
+"""
+
+BAD_CONFIG_ERRORS = """\
+config error: 10 problems
+bad.yaml:3: feed.base_urll: unknown key 'base_urll' (did you mean 'base_url'?)
+bad.yaml:6: channels.phone: channel 'phone': URL not accepted: apprise rejected the URL (slack)
+bad.yaml:10: rules[0].when.side: must be BUY or SELL, got 'BOY' (did you mean 'BUY'?)
+bad.yaml:11: rules[0].when.quantity.min: must be a number, got 'ten'
+bad.yaml:12: rules[0].when.price: min 0.5 is greater than max 0.2
+bad.yaml:14: rules[0].notify[0]: unknown channel 'dsk' (did you mean 'desk'?)
+bad.yaml:15: rules[1].name: duplicate rule name 'a' (first at line 8)
+bad.yaml:17: rules[1].enabled: must be true or false, got 'yes' (yes/no/on/off are not \
+booleans here: write true or false)
+bad.yaml:18: rules[1].title: unknown field {prize} (did you mean {price}?)
+bad.yaml:21: rules[2].notify: duplicate key 'notify' (first at line 20)
+"""
+
+RULES = """\
+channels:
+  hook: {url}
+rules:
+  - name: big
+    when: {{side: BUY, quantity: {{min: 100}}, outcome: No}}
+    notify: [hook]
+    title: "Big {{side}} on {{market_title}}"
+    body: "{{quantity}} {{outcome}} @ {{price:.2f}} #{{order_id}}"
+"""
+
+FLAT = (
+    '{"type": "fill", "order_id": 42, "market_id": "0xabc1", "side": "BUY", "outcome": "No", '
+    '"price": "0.4", "quantity": "150", "filled_at": "2026-02-06T12:00:45Z"}'
+)
+NESTED = (
+    '{"type": "execution", "data": {"order_id": "43", "market_id": "0xabc1", "side": "SELL", '
+    '"outcome": "Yes", "price": "0.6", "quantity": "5", "timestamp": "2026-02-06T12:01:00Z"}}'
+)
+
+
+async def _main(*argv: str) -> int:
+    """The CLI in a thread (it runs its own event loop) while the test's loop serves peers."""
+    return await asyncio.to_thread(cli.main, list(argv))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures logging for the process; put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("POLYSIM_API_KEY", "ps_test_0123456789abcdef")
+    monkeypatch.delenv("NOTIFIER_LOG_LEVEL", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the program and its version."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == "notifier 0.1.0\n"
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "check-config", "test", "send-test", "outbox"])
+def test_every_command_help_has_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--help on each command explains it and shows an example."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "example:\n  notifier" in out or "example:\n  POLYSIM_API_KEY" in out
+
+
+def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped example passes check-config with only POLYSIM_API_KEY set."""
+    assert cli.main(["check-config", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert out == f"{EXAMPLE}: ok: 3 rules (3 enabled), 3 channels (3 URLs)\n"
+
+
+def test_check_config_reports_every_problem_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every problem at once, with file:line, key path and suggestion; exit 2, no traceback."""
+    Path("bad.yaml").write_text(BAD_CONFIG, encoding="utf-8")
+    assert cli.main(["check-config", "bad.yaml"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == BAD_CONFIG_ERRORS
+    assert "sekrit-tok" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "rules:\n  - name: [a\n",
+            "cfg.yaml:3: YAML syntax error: did not find expected ',' or ']' "
+            "(while parsing a flow sequence at line 2)",
+        ),
+        ("", "cfg.yaml: feed.api_key: no API key: set POLYSIM_API_KEY in the environment"),
+        ("feed:\n  api_key: ${NOPE}\n", "cfg.yaml:2: feed.api_key: environment variable NOPE"),
+    ],
+)
+def test_check_config_single_problems(
+    text: str, error: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A syntax error, a missing key or an unset variable: one clear line and exit 2."""
+    monkeypatch.delenv("POLYSIM_API_KEY")
+    Path("cfg.yaml").write_text(text, encoding="utf-8")
+    assert cli.main(["check-config", "cfg.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error: 1 problem\n")
+    assert error in err
+
+
+def test_missing_config_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """A config file that cannot be read is a config error naming it (exit 2)."""
+    assert cli.main(["check-config", "nowhere.yaml"]) == 2
+    assert "nowhere.yaml: cannot read: No such file or directory" in capsys.readouterr().err
+
+
+def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[str]) -> None:
+    """`test` prints, per fill in any shape, the matching rules and rendered messages."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    Path("fills.jsonl").write_text(f"{FLAT}\n{NESTED}\n", encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fills", "fills.jsonl"]) == 0
+    assert capsys.readouterr().out == (
+        "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n"
+        "  rule big -> hook\n"
+        "    title: Big BUY on 0xabc1\n"
+        "    body:  150 No @ 0.40 #42\n"
+        "fill 2: SELL 5 Yes @ 0.6 on 0xabc1 (order 43)\n"
+        "  no rule matches\n"
+    )
+
+
+def test_test_command_refuses_bad_fills(capsys: pytest.CaptureFixture[str]) -> None:
+    """A fill that is not JSON or not valid is reported with its reason; exit 2."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fill", '{"type": "fill", "side": "BUY"}']) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("fill 1: rejected (missing_field): ")
+
+
+async def test_test_command_sends_with_send(
+    webhook: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`test --send` delivers the rendered alert to the channel, once."""
+    Path("c.yaml").write_text(RULES.format(url=webhook.json_url), encoding="utf-8")
+    fill = json.loads(FLAT) | {"market_title": "Will it rain?"}
+    code = await _main("test", "c.yaml", "--fill", json.dumps(fill), "--send")
+    assert code == 0
+    assert [r.json["title"] for r in webhook.requests] == ["Big BUY on Will it rain?"]
+    assert "    hook json://127.0.0.1:" in capsys.readouterr().out
+
+
+async def test_send_test_reports_each_url(
+    webhook: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """send-test sends one message per URL and reports each; a failure makes exit 1."""
+    config = RULES.format(url=f"[{webhook.json_url}, json://127.0.0.1:9/]")
+    Path("c.yaml").write_text(config, encoding="utf-8")
+    assert await _main("send-test", "--config", "c.yaml") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"hook: {webhook.json_url}")
+    assert lines[0].endswith(": ok")
+    assert lines[1].startswith("hook: json://127.0.0.1:9/")
+    assert ": FAILED: JSON: failure: " in lines[1]
+    assert len(webhook.requests) == 1
+    assert await _main("send-test", "--config", "c.yaml", "--channel", "nope") == 2
+
+
+def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) -> None:
+    """outbox lists pending and dead alerts; --retry-dead requeues, --purge-dead removes."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    at = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
+    with StateStore(Path("notifier.db")) as store:
+        for n in (1, 2):
+            alert = Alert(f"k{n}", "big", "hook", "t", f"Alert {n}", "body", at)
+            store.record(fill_key=f"k{n}", filled_at=at, alerts=[alert])
+        (first, _) = store.outbox(state="pending")
+        store.mark_dead(first.id, error="HTTP 500")
+    assert cli.main(["outbox", "--config", "c.yaml"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "pending 1, dead 1"
+    assert any("pending" in line and "Alert 2" in line for line in out[1:])
+    assert any("dead" in line and "Alert 1" in line and "HTTP 500" in line for line in out[1:])
+    assert cli.main(["outbox", "--config", "c.yaml", "--retry-dead"]) == 0
+    assert capsys.readouterr().out == "requeued 1 dead alert(s)\n"
+    with StateStore(Path("notifier.db")) as store:
+        assert store.counts()["pending"] == 2
+        (first, _) = store.outbox(state="pending")
+        store.mark_dead(first.id, error="HTTP 500")
+    assert cli.main(["outbox", "--config", "c.yaml", "--purge-dead"]) == 0
+    assert capsys.readouterr().out == "removed 1 dead alert(s)\n"
+
+
+def test_log_level_option_before_or_after_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """--log-level works on either side of the command; an unknown level is a usage error."""
+    assert cli.main(["--log-level", "warning", "check-config", str(EXAMPLE)]) == 0
+    assert cli.main(["check-config", str(EXAMPLE), "--log-level", "debug"]) == 0
+    assert logging.getLogger("apprise").getEffectiveLevel() >= logging.INFO
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["check-config", str(EXAMPLE), "--log-level", "chatty"])
+    assert exit_.value.code == 2
+    assert "unknown log level 'chatty'" in capsys.readouterr().err
