@@ -15,11 +15,13 @@ LogFormat = Literal["text", "json"]
 
 # Loggers that would print secrets at low levels, and the floor each is held at whatever
 # --log-level says: httpx logs request URLs at INFO; apprise's Slack and Telegram plugins log
-# full token URLs at DEBUG; websockets logs the handshake request (token in the query) at DEBUG.
+# full token URLs at DEBUG (and say "Notifying 1 service(s)" at INFO for every alert, which the
+# deliverer's own lines already cover); websockets logs the handshake request (token in the
+# query) at DEBUG.
 _FLOORS = {
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
-    "apprise": logging.INFO,
+    "apprise": logging.WARNING,
     "websockets": logging.INFO,
     "asyncio": logging.WARNING,
 }
