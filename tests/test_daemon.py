@@ -210,3 +210,20 @@ async def test_demo_prints_each_alert() -> None:
     alerts = [line for line in out.splitlines() if line.startswith("== ")]
     assert len(alerts) == 5, out
     assert "stopped: 5 fills seen" in daemon.log
+
+
+async def test_unusable_state_file_is_fatal_in_one_line(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A state file that is not a database stops the daemon with exit 1 and one clear line."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    (tmp_path / "state.db").write_text("not a database", encoding="utf-8")
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    daemon = await Daemon.start("run", "--config", str(config), env=env)
+    code, _ = await daemon.wait()
+    assert code == 1
+    assert daemon.lines == [
+        f"notifier: fatal: state file {tmp_path / 'state.db'}: cannot open: "
+        "not a notifier state file or corrupt (file is not a database)"
+    ]
+    assert venue.connections == 0

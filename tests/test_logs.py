@@ -1,0 +1,59 @@
+"""Logging set-up: text or JSON lines, and floors that keep secret-logging libraries quiet."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from notifier import logs
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`configure` rewires the root logger; put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    floors = {name: logging.getLogger(name).level for name in ("httpx", "apprise", "websockets")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, floor in floors.items():
+        logging.getLogger(name).setLevel(floor)
+
+
+def test_json_lines_carry_message_level_logger_and_extras() -> None:
+    """--log-format json writes one JSON object per line with the extra fields."""
+    out = io.StringIO()
+    logs.configure(level=logging.INFO, fmt="json", stream=out)
+    logging.getLogger("notifier.test").info("sent %d alerts", 3, extra={"channel": "desk"})
+    entry = json.loads(out.getvalue())
+    assert entry["msg"] == "sent 3 alerts"
+    assert entry["level"] == "info"
+    assert entry["logger"] == "notifier.test"
+    assert entry["channel"] == "desk"
+    assert entry["ts"].endswith("+00:00")
+
+
+def test_debug_level_keeps_secret_logging_libraries_at_their_floor() -> None:
+    """Even at debug, httpx (URLs), apprise (token URLs) and websockets (handshake) stay quiet."""
+    out = io.StringIO()
+    logs.configure(level=logging.DEBUG, fmt="text", stream=out)
+    logging.getLogger("httpx").info("HTTP Request: POST https://x/v1/keys/ws-token")
+    logging.getLogger("apprise").debug("slack://T000/B000/XXXX")
+    logging.getLogger("apprise").info("Notifying 1 service(s).")
+    logging.getLogger("websockets.client").debug("> GET /v1/ws/executions?token=abc")
+    logging.getLogger("notifier.feed").debug("our own debug line")
+    assert out.getvalue().count("\n") == 1
+    assert "our own debug line" in out.getvalue()
+
+
+def test_parse_level_accepts_names_and_refuses_others() -> None:
+    """Level names in any case are accepted; anything else is a clear ValueError."""
+    assert logs.parse_level("DEBUG") == logging.DEBUG
+    assert logs.parse_level(" warning ") == logging.WARNING
+    with pytest.raises(ValueError, match="unknown log level 'loud'"):
+        logs.parse_level("loud")
