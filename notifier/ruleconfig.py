@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from notifier.configvalues import (
     mapping,
     suggest,
 )
+from notifier.digests import GROUP_FIELDS, GROUP_SAMPLES
 from notifier.render import DEFAULT_BODY, DEFAULT_TITLE, Template, TemplateError
 from notifier.rules import (
     DECIMAL_FIELDS,
@@ -31,6 +33,17 @@ from notifier.rules import (
     Not,
     Rule,
 )
+from notifier.shapingconfig import (
+    DIGEST_BODY,
+    SHAPING_KEYS,
+    THROTTLE_NOTE,
+    combine,
+    digest_field_message,
+    parse_active_node,
+    parse_group_node,
+    parse_line,
+    parse_throttle_node,
+)
 from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
 
 WHEN_KEYS = (*STRING_FIELDS, *DECIMAL_FIELDS, "any", "all", "not")
@@ -43,6 +56,7 @@ class RuleContext:
 
     problems: Problems
     channels: Collection[str]
+    shaped: bool = False  # the rule has group/throttle/active: its templates get digest fields
 
 
 RuleKeyParser = Callable[[Node, str, RuleContext], object | None]
@@ -148,9 +162,12 @@ def _template(node: Node, path: str, ctx: RuleContext) -> Template | None:
     if text is None:
         return None
     try:
+        if ctx.shaped:
+            return Template.parse(text, fields=GROUP_FIELDS, samples=GROUP_SAMPLES)
         return Template.parse(text)
     except TemplateError as exc:
-        ctx.problems.add(node.line, path, str(exc))
+        digest = None if ctx.shaped else digest_field_message(text)
+        ctx.problems.add(node.line, path, digest or str(exc))
         return None
 
 
@@ -170,6 +187,10 @@ RULE_KEYS: dict[str, RuleKeyParser] = {
     "body": _template,
     "enabled": lambda node, path, ctx: as_bool(node, path, ctx.problems),
     "stop": lambda node, path, ctx: as_bool(node, path, ctx.problems),
+    "group": lambda node, path, ctx: parse_group_node(node, path, ctx.problems),
+    "throttle": lambda node, path, ctx: parse_throttle_node(node, path, ctx.problems),
+    "active": lambda node, path, ctx: parse_active_node(node, path, ctx.problems),
+    "line": lambda node, path, ctx: parse_line(node, path, ctx.problems),
 }
 REQUIRED_RULE_KEYS = ("name", "notify")
 # Rule keys stored under another Rule field name; keys not in Rule's fields go to `extras`.
@@ -215,6 +236,13 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
         if key not in raw:
             ctx.problems.add(raw.line, path, f"missing required key {key!r}")
             ok = False
+    shaped = any(key in raw for key in SHAPING_KEYS)
+    if shaped:
+        ctx = dataclasses.replace(ctx, shaped=True)
+    elif "line" in raw:
+        message = "is used only by a rule with group, throttle or active"
+        ctx.problems.add(raw.key_lines["line"], f"{path}.line", message)
+        ok = False
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in RULE_KEYS:
@@ -228,5 +256,14 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
     extras = {k: v for k, v in values.items() if k not in _RULE_FIELDS}
     fields.setdefault("condition", MATCH_ALL)
     fields.setdefault("title", Template(DEFAULT_TITLE))
+    if shaped:
+        before = len(ctx.problems.items)
+        combined = combine(values, raw, path, ctx.problems)
+        if len(ctx.problems.items) > before:
+            return None
+        if combined is not None:
+            extras["shaping"], extras["line"] = combined
+        note = THROTTLE_NOTE if "throttle" in raw else ""
+        fields.setdefault("body", Template(DIGEST_BODY + note))
     fields.setdefault("body", Template(DEFAULT_BODY))
     return Rule(**fields, extras=extras)

@@ -1,0 +1,154 @@
+"""The rule keys `group`, `throttle`, `active` and `line`: located YAML into shaping specs.
+
+The spec parsers live in `windows.py` and work on plain values; this module converts the located
+YAML, maps a `SpecError.path` (`by[1]`, `hours`) back onto the config path and line, and
+combines a rule's specs into one `RuleShaping` stored in `Rule.extras["shaping"]`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from notifier.digests import AGGREGATE_FIELDS
+from notifier.render import FILL_FIELDS, Template, TemplateError
+from notifier.windows import (
+    ActiveSpec,
+    GroupSpec,
+    RuleShaping,
+    SpecError,
+    ThrottleSpec,
+    parse_active,
+    parse_group,
+    parse_throttle,
+)
+from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
+
+SHAPING_KEYS = ("group", "throttle", "active")
+# Templates of a shaped rule when the config gives none: a digest must say what it folded.
+DIGEST_BODY = "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f}\n{lines}"
+THROTTLE_NOTE = "\n({suppressed} earlier messages folded into this one)"
+DEFAULT_LINE = "{side} {quantity} {outcome} @ {price} #{order_id}"
+
+_EXAMPLES = {
+    "group": "{by: [market_id], wait: 30s}",
+    "throttle": "{by: [market_id], every: 10m}",
+    "active": '{hours: "08:00-22:00", tz: Europe/London}',
+}
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+S = TypeVar("S")
+
+
+def plain(node: Node) -> object:
+    """A located node as plain values for the spec parsers (scalars as their text)."""
+    if isinstance(node, YMap):
+        return {key: plain(value) for key, value in node.items()}
+    if isinstance(node, YSeq):
+        return [plain(item) for item in node]
+    if node.kind == "null":
+        return None
+    if node.kind == "bool":
+        return node.boolean
+    return node.text
+
+
+def line_at(node: Node, spec_path: str) -> int:
+    """The line of the node at `spec_path` (relative, like `by[1]`) or its nearest parent."""
+    line = node.line
+    current: Node | None = node
+    for key, index in _STEP.findall(spec_path):
+        if key and isinstance(current, YMap) and key in current:
+            line = current.key_lines.get(key, line)
+            current = current[key]
+        elif index and isinstance(current, YSeq) and int(index) < len(current):
+            current = current[int(index)]
+            line = current.line
+        else:
+            break
+    return line
+
+
+def _spec(what: str, parse: Callable[[object], S]) -> Callable[[Node, str, Problems], S | None]:
+    def parser(node: Node, path: str, problems: Problems) -> S | None:
+        if not isinstance(node, YMap):
+            message = f"must be a mapping like {_EXAMPLES[what]}, got {describe(node)}"
+            problems.add(node.line, path, message)
+            return None
+        try:
+            return parse(plain(node))
+        except SpecError as exc:
+            where = f"{path}.{exc.path}" if exc.path else path
+            problems.add(line_at(node, exc.path), where, exc.message)
+            return None
+
+    return parser
+
+
+parse_group_node = _spec("group", parse_group)
+parse_throttle_node = _spec("throttle", parse_throttle)
+parse_active_node = _spec("active", parse_active)
+
+
+def parse_line(node: Node, path: str, problems: Problems) -> Template | None:
+    """A `line` template: one fill of a digest, so only fill fields."""
+    if not isinstance(node, Scalar) or node.kind == "null" or not node.text.strip():
+        problems.add(node.line, path, f"must be a template string, got {describe(node)}")
+        return None
+    return _fill_template(node.text, node.line, path, problems)
+
+
+def _fill_template(text: str, line: int, path: str, problems: Problems) -> Template | None:
+    try:
+        return Template.parse(text, fields=FILL_FIELDS)
+    except TemplateError as exc:
+        digest = sorted(_digest_fields(text))
+        if digest:
+            message = f"{{{digest[0]}}} is a digest field; a line shows one fill (fill fields only)"
+            problems.add(line, path, message)
+        else:
+            problems.add(line, path, str(exc))
+        return None
+
+
+def _digest_fields(text: str) -> frozenset[str]:
+    try:
+        return Template(text).fields & frozenset(AGGREGATE_FIELDS)
+    except TemplateError:
+        return frozenset()
+
+
+def digest_field_message(text: str) -> str | None:
+    """For a plain rule's template using a digest field: the message saying how to get it."""
+    digest = sorted(_digest_fields(text))
+    if not digest:
+        return None
+    return f"{{{digest[0]}}} is a digest field: only a rule with group, throttle or active has it"
+
+
+def combine(
+    values: Mapping[str, object], raw: YMap, path: str, problems: Problems
+) -> tuple[RuleShaping, Template] | None:
+    """One rule's RuleShaping and line template from its parsed keys; None after a problem."""
+    group, throttle, active = (values.get(k) for k in SHAPING_KEYS)
+    if not isinstance(group, GroupSpec | None) or not isinstance(throttle, ThrottleSpec | None):
+        return None  # a key parser replaced by a test or plugin: not ours to combine
+    if not isinstance(active, ActiveSpec | None):
+        return None
+    line = values.get("line")
+    if group is not None and group.line is not None:
+        if line is not None:
+            problems.add(raw.key_lines["line"], f"{path}.line", "given twice: here and group.line")
+            return None
+        node = raw["group"]
+        assert isinstance(node, YMap)
+        line = _fill_template(group.line, line_at(node, "line"), f"{path}.group.line", problems)
+        if line is None:
+            return None
+    try:
+        shaping = RuleShaping(group=group, throttle=throttle, active=active)
+    except SpecError as exc:
+        problems.add(line_at(raw, exc.path), f"{path}.{exc.path}", exc.message)
+        return None
+    template = line if isinstance(line, Template) else Template(DEFAULT_LINE)
+    return shaping, template

@@ -1,0 +1,200 @@
+"""Config for alert shaping: group/throttle/active/line rule keys, exact messages, defaults."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import time, timedelta
+from pathlib import Path
+
+import pytest
+
+from notifier.config import parse
+from notifier.errors import ConfigError
+from notifier.render import Template
+from notifier.rules import Rule
+from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY, THROTTLE_NOTE
+from notifier.windows import RuleShaping
+
+CHANNELS = "channels:\n  desk: json://localhost/desk\n"  # the rules start on line 3
+
+
+def rules_of(text: str) -> tuple[Rule, ...]:
+    settings = parse(
+        CHANNELS + textwrap.dedent(text),
+        source=Path("config.yaml"),
+        env={"POLYSIM_API_KEY": "k"},
+        check_url=lambda url: None,
+    )
+    return settings.rules.rules
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        rules_of(text)
+    return [str(p) for p in info.value.problems]
+
+
+ISSUE_RULES = """\
+rules:
+  - name: btc-digest
+    when: {market_title: "*bitcoin*"}
+    notify: [desk]
+    group: {by: [market_id], wait: 30s}
+    body: "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f} (notional {total_notional:.2f})"
+  - name: order-done
+    group: {by: [order_id], wait: 5s}
+    notify: [desk]
+  - name: calm
+    notify: [desk]
+    throttle: {by: [market_id], every: 10m}
+    active: {days: [mon, tue, wed, thu, fri], hours: "08:00-22:00", tz: Europe/London, outside: hold}
+"""
+
+
+def shaping(rule: Rule) -> RuleShaping:
+    spec = rule.extras["shaping"]
+    assert isinstance(spec, RuleShaping)
+    return spec
+
+
+def test_issue_example_rules_load_with_their_shaping() -> None:
+    """The issue's three shaped rules load into the specs they describe."""
+    digest, done, calm = rules_of(ISSUE_RULES)
+    g = shaping(digest).group
+    assert g is not None and g.by == ("market_id",) and g.wait == timedelta(seconds=30)
+    assert "{vwap:.4f}" in digest.body.text
+    assert shaping(done).group is not None and shaping(done).group.by == ("order_id",)  # type: ignore[union-attr]
+    c = shaping(calm)
+    assert c.throttle is not None and c.throttle.every == timedelta(minutes=10)
+    assert c.active is not None and c.active.start == time(8) and c.active.end == time(22)
+    assert c.active.days == frozenset(range(5)) and str(c.active.tz) == "Europe/London"
+
+
+def test_grouped_rules_get_digest_defaults_and_a_line_template() -> None:
+    """A shaped rule without a body gets the digest body (plus a suppressed note if throttled)."""
+    _, done, calm = rules_of(ISSUE_RULES)
+    assert done.body == Template(DIGEST_BODY)
+    assert calm.body == Template(DIGEST_BODY + THROTTLE_NOTE)
+    assert done.extras["line"] == Template(DEFAULT_LINE)
+
+
+def test_line_comes_from_the_rule_or_from_group_line() -> None:
+    """`line` may be a rule key or group.line; either renders one fill."""
+    a, b = rules_of(
+        """\
+        rules:
+          - {name: a, notify: desk, group: {wait: 5s}, line: "{quantity} @ {price}"}
+          - {name: b, notify: desk, group: {wait: 5s, line: "{side} {price}"}}
+        """
+    )
+    assert a.extras["line"] == Template("{quantity} @ {price}")
+    assert b.extras["line"] == Template("{side} {price}")
+
+
+def test_plain_rules_have_no_shaping() -> None:
+    """A rule without group/throttle/active keeps the plain path: no shaping in extras."""
+    (rule,) = rules_of("rules:\n  - {name: r, notify: desk}\n")
+    assert "shaping" not in rule.extras
+
+
+def test_digest_fields_are_accepted_only_in_shaped_rules() -> None:
+    """{count}, {vwap:.4f}, {suppressed} load in a shaped rule and are refused in a plain one."""
+    (ok,) = rules_of(
+        """\
+        rules:
+          - name: t
+            notify: desk
+            throttle: {every: 1m}
+            title: "{count} fills, {suppressed} held back"
+            body: "avg {vwap:.4f} from {first_filled_at:%H:%M}\\n{lines}"
+        """
+    )
+    assert ok.title.fields == {"count", "suppressed"}
+    assert errors(
+        """\
+        rules:
+          - name: plain
+            notify: desk
+            title: "{count} fills"
+            body: "avg {vwap:.4f}"
+        """
+    ) == [
+        "config.yaml:6: rules[0].title: {count} is a digest field: only a rule with group, "
+        "throttle or active has it",
+        "config.yaml:7: rules[0].body: {vwap} is a digest field: only a rule with group, "
+        "throttle or active has it",
+    ]
+
+
+def test_every_shaping_mistake_has_an_exact_message() -> None:
+    """Bad by fields, durations, zones, days, mixes and templates: path, line and reason."""
+    assert errors(
+        """\
+        rules:
+          - name: a
+            notify: desk
+            group: {by: [market_id, markt_title], wait: 30s}
+          - name: b
+            notify: desk
+            group:
+              by: [market_id]
+              wait: soon
+          - name: c
+            notify: desk
+            active: {hours: "08:00-22:00", tz: Europe/Londn}
+          - name: e
+            notify: desk
+            throttle: {by: [order_id], every: 10m}
+            group: {by: [market_id], wait: 5s}
+          - name: f
+            notify: desk
+            group: {wait: 5s}
+            line: "{vwap}"
+          - name: g
+            notify: desk
+            line: "{price}"
+          - name: h
+            notify: desk
+            group: 30s
+          - name: i
+            notify: desk
+            active: {days: [mon, frj], hours: "08:00-22:00"}
+          - name: j
+            notify: desk
+            throttle: {every: 0s}
+          - name: k
+            notify: desk
+            group: {wait: 5s, line: "{nope}"}
+          - name: l
+            notify: desk
+            active: {hours: "22:00-22:00", outside: later}
+        """
+    ) == [
+        "config.yaml:6: rules[0].group.by[1]: unknown field 'markt_title' "
+        "(did you mean 'market_title'?)",
+        "config.yaml:11: rules[1].group.wait: not a duration: 'soon'; use a number of seconds "
+        'or a duration such as "30s", "5m", "2h", "1d", "1h30m", "500ms"',
+        "config.yaml:14: rules[2].active.tz: unknown time zone 'Europe/Londn' "
+        "(did you mean 'Europe/London'?)",
+        "config.yaml:17: rules[3].throttle.by[0]: 'order_id' must also be in group.by so each "
+        "digest has one throttle key",
+        "config.yaml:22: rules[4].line: {vwap} is a digest field; a line shows one fill "
+        "(fill fields only)",
+        "config.yaml:25: rules[5].line: is used only by a rule with group, throttle or active",
+        "config.yaml:28: rules[6].group: must be a mapping like {by: [market_id], wait: 30s}, "
+        "got a string",
+        "config.yaml:31: rules[7].active.days[1]: unknown day 'frj' (did you mean 'fri'?)",
+        "config.yaml:34: rules[8].throttle.every: must be longer than zero",
+        "config.yaml:37: rules[9].group.line: unknown field {nope}; fields are: "
+        "order_id, client_order_id, market_id, market_title, side, outcome, price, quantity, "
+        "notional, status, filled_at, rule",
+        "config.yaml:40: rules[10].active.hours: '22:00-22:00' is empty; "
+        "write 00:00-24:00 for the whole day",
+    ]
+
+
+def test_line_given_twice_is_refused() -> None:
+    """`line` and group.line together are ambiguous: one message at the rule's line key."""
+    assert errors(
+        'rules:\n  - {name: a, notify: desk, group: {wait: 5s, line: "{price}"}, line: "{side}"}\n'
+    ) == ["config.yaml:4: rules[0].line: given twice: here and group.line"]
