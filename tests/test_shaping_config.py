@@ -40,14 +40,17 @@ rules:
     when: {market_title: "*bitcoin*"}
     notify: [desk]
     group: {by: [market_id], wait: 30s}
-    body: "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f} (notional {total_notional:.2f})"
+    body: >-
+      {count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f}
+      (notional {total_notional:.2f})
   - name: order-done
     group: {by: [order_id], wait: 5s}
     notify: [desk]
   - name: calm
     notify: [desk]
     throttle: {by: [market_id], every: 10m}
-    active: {days: [mon, tue, wed, thu, fri], hours: "08:00-22:00", tz: Europe/London, outside: hold}
+    active:
+      {days: [mon, tue, wed, thu, fri], hours: "08:00-22:00", tz: Europe/London, outside: hold}
 """
 
 
@@ -60,14 +63,17 @@ def shaping(rule: Rule) -> RuleShaping:
 def test_issue_example_rules_load_with_their_shaping() -> None:
     """The issue's three shaped rules load into the specs they describe."""
     digest, done, calm = rules_of(ISSUE_RULES)
-    g = shaping(digest).group
-    assert g is not None and g.by == ("market_id",) and g.wait == timedelta(seconds=30)
+    g, d = shaping(digest).group, shaping(done).group
+    assert g is not None
+    assert d is not None
+    assert (g.by, g.wait, d.by) == (("market_id",), timedelta(seconds=30), ("order_id",))
     assert "{vwap:.4f}" in digest.body.text
-    assert shaping(done).group is not None and shaping(done).group.by == ("order_id",)  # type: ignore[union-attr]
     c = shaping(calm)
-    assert c.throttle is not None and c.throttle.every == timedelta(minutes=10)
-    assert c.active is not None and c.active.start == time(8) and c.active.end == time(22)
-    assert c.active.days == frozenset(range(5)) and str(c.active.tz) == "Europe/London"
+    assert c.throttle is not None
+    assert c.active is not None
+    assert c.throttle.every == timedelta(minutes=10)
+    assert (c.active.start, c.active.end, c.active.days) == (time(8), time(22), frozenset(range(5)))
+    assert str(c.active.tz) == "Europe/London"
 
 
 def test_grouped_rules_get_digest_defaults_and_a_line_template() -> None:
