@@ -1,0 +1,465 @@
+"""Fault injection: the real daemon path against a misbehaving venue, channel, process and input.
+
+Every test counts exactly: which alerts arrived, how many times each, and that nothing else did.
+The feed's back-off sleep and the deliverer's clock are injected (Service test hooks), so the
+suite runs in seconds; the venue, the webhook and SQLite are real, on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from daemon import Daemon, child_env
+from faults import Clock, Gate, Hook, config_text, running, step_until_delivered, until
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from notifier.config import parse
+from notifier.errors import ConfigError
+from notifier.events import Fill
+from notifier.normalize import Rejected, decode_frame, normalize_message
+from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[SimulatedPolySim]:
+    """The fake PolySimulator on loopback."""
+    async with SimulatedPolySim() as sim:
+        yield sim
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[Hook]:
+    """A webhook receiver answering 200 unless a test plans otherwise."""
+    receiver = Hook()
+    await receiver.start()
+    try:
+        yield receiver
+    finally:
+        await receiver.close()
+
+
+def ids(*ranges: range) -> Counter[str]:
+    """Each order id in `ranges`, once."""
+    return Counter(str(n) for r in ranges for n in r)
+
+
+def grows(delays: list[float]) -> bool:
+    """Each delay is a jittered 1, 2, 4 ... (capped at 30) back-off step."""
+    return all(0.5 * min(30, 2**i) <= d <= min(30, 2**i) for i, d in enumerate(delays))
+
+
+def gap_fill(venue: SimulatedPolySim, first: int) -> Callable[[int], None]:
+    """A back-off hook recording one history-only fill per sleep, order ids from `first`."""
+    return lambda n: venue.record_history(order_id=first + n - 1) and None
+
+
+# -- feed faults ------------------------------------------------------------------------------
+
+
+async def test_fifty_drops_with_fills_in_every_gap(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """50 drops, a live fill before and a history-only fill during each gap: 100 alerts, once."""
+    gate = Gate(auto=False)
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
+        assert service.feed is not None
+        for i in range(50):
+            await venue.fill(order_id=1000 + i)
+            await venue.close_all(1011, "going away")
+            await venue.wait_disconnected()
+            venue.record_history(order_id=2000 + i)  # nobody connected: history only
+            gate.release()
+            await until(lambda i=i: service.feed.stats.connects == i + 2)  # type: ignore[union-attr]
+        await hook.wait_for(100, timeout=20)
+        stats = service.feed.stats
+    assert hook.titles() == ids(range(1000, 1050), range(2000, 2050))
+    assert hook.titles(200) == hook.titles()
+    assert stats.reconnects == {"closed": 50}
+    assert len(gate.delays) == 50
+    assert max(gate.delays) <= 30
+    assert venue.connections == venue.token_mints == 51
+
+
+async def test_4001_on_live_connections_reconnects_at_once(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """10 live connections closed 4001 (a fill never pushed each time): no back-off, all once."""
+    gate = Gate()
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
+        feed = service.feed
+        assert feed is not None
+        for i in range(10):
+            await venue.fill(order_id=1000 + i)
+            venue.record_history(order_id=2000 + i)  # happened, never pushed
+            await venue.close_all(4001, "token expired")
+            await until(lambda i=i: feed.stats.connects == i + 2 and feed.stats.reading)
+        await hook.wait_for(20)
+    assert hook.titles() == ids(range(1000, 1010), range(2000, 2010))
+    assert feed.stats.reconnects == {"close_4001": 10}
+    assert gate.delays == []
+    assert venue.token_mints == 11
+
+
+async def test_tokens_dead_on_arrival_back_off_then_recover_the_gap(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A 4001 then 4 refused fresh tokens: one immediate retry, 4 growing back-offs, gap alerted."""
+    gate = Gate(hook=gap_fill(venue, 2000))
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
+        feed = service.feed
+        assert feed is not None
+        await venue.fill(order_id=1000)
+        venue.reject_tokens = 4
+        await venue.close_all(4001, "token expired")
+        await until(lambda: sum(feed.stats.reconnects.values()) == 5 and feed.stats.reading)
+        await venue.fill(order_id=1001)
+        await hook.wait_for(6)
+    assert hook.titles() == ids(range(1000, 1002), range(2000, 2004))
+    assert feed.stats.reconnects == {"close_4001": 5}
+    assert len(gate.delays) == 4
+    assert grows(gate.delays)
+    assert venue.token_mints == 6
+
+
+async def test_4002_backs_off_and_loses_nothing(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A live 4002 and 2 more refusals: 3 growing back-offs; fills in each gap alerted once."""
+    gate = Gate(hook=gap_fill(venue, 2000))
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
+        feed = service.feed
+        assert feed is not None
+        await venue.fill(order_id=1000)
+        venue.close_with_4002 = 2
+        await venue.close_all(4002, "too many connections")
+        await until(lambda: sum(feed.stats.reconnects.values()) == 3 and feed.stats.reading)
+        await venue.fill(order_id=1001)
+        await hook.wait_for(5)
+    assert hook.titles() == ids(range(1000, 1002), range(2000, 2003))
+    assert feed.stats.reconnects == {"close_4002": 3}
+    assert grows(gate.delays)
+    assert len(gate.delays) == 3
+
+
+async def test_accept_and_close_backs_off_without_a_storm(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A venue that accepts and closes at once: 8 growing back-offs (no storm), gaps alerted."""
+
+    def heal(n: int) -> None:
+        venue.record_history(order_id=2000 + n - 1)
+        if n == 8:
+            venue.accept_and_close = False
+
+    gate = Gate(hook=heal)
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
+        feed = service.feed
+        assert feed is not None
+        venue.accept_and_close = True
+        await venue.close_all(1011, "going away")
+        await until(lambda: feed.stats.reading and len(gate.delays) == 8, timeout=15)
+        await venue.fill(order_id=1000)
+        await hook.wait_for(9)
+    assert hook.titles() == ids(range(1000, 1001), range(2000, 2008))
+    assert sum(feed.stats.reconnects.values()) == 8
+    assert grows(gate.delays)
+    assert venue.token_mints == venue.connections == 9
+
+
+async def test_server_that_stops_answering_is_replaced(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A connection gone silent (no close) is replaced once; the fill lost on it is backfilled."""
+
+    def heal(n: int) -> None:
+        venue.silent = False
+        venue.record_history(order_id=2000)
+
+    gate = Gate(hook=heal)
+    feed_knobs = "  ping_interval: 0.3s\n  ping_timeout: 0.3s\n"
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate, feed=feed_knobs) as service:
+        feed = service.feed
+        assert feed is not None
+        await venue.fill(order_id=999)
+        await hook.wait_for(1)
+        venue.silent = True
+        await venue.fill(order_id=1000)  # into the void
+        await until(lambda: sum(feed.stats.reconnects.values()) == 1 and feed.stats.reading)
+        await hook.wait_for(3)
+    assert hook.titles() == ids(range(999, 1001), range(2000, 2001))
+    assert feed.stats.reconnects == {"silent": 1}
+    assert len(gate.delays) == 1
+
+
+# -- delivery faults --------------------------------------------------------------------------
+
+
+async def test_channel_down_for_a_minute(venue: SimulatedPolySim, tmp_path: Path) -> None:
+    """A webhook failing for 60 simulated seconds: back-off retries, then each alert once."""
+    clock = Clock()
+    down_until = clock.now.timestamp() + 60
+    hook = Hook(status=lambda: 500 if clock.now.timestamp() < down_until else 200, clock=clock)
+    await hook.start()
+    try:
+        async with running(venue, {"hook": hook}, tmp_path, clock=clock) as service:
+            for i in range(5):
+                await venue.fill(order_id=1000 + i)
+            await until(lambda: service.summary().fills == 5 and service.summary().pending == 5)
+            await step_until_delivered(service, clock)
+            stats = service.deliverer.stats if service.deliverer else None
+    finally:
+        await hook.close()
+    assert stats is not None
+    failures = [(t, at) for t, s, at in hook.answers if s == 500]
+    assert hook.titles(200) == ids(range(1000, 1005))
+    assert Counter(t for t, _ in failures) == {"1000": len(failures)}  # the head waits, in order
+    assert all(at is not None and at.timestamp() < down_until for _, at in failures)
+    assert 5 <= len(failures) <= 8  # 1, 2, 4, ... 32 s apart (jittered) within the minute
+    assert len(hook.answers) == len(failures) + 5
+    assert (stats.sent, stats.failed, stats.dead) == (5, len(failures), 0)
+
+
+async def test_429_storm_backs_off_and_delivers_each_once(
+    venue: SimulatedPolySim, tmp_path: Path
+) -> None:
+    """Twelve 429s in a row: retries with growing pauses, then every alert exactly once."""
+    clock = Clock()
+    hook = Hook(clock=clock)
+    hook.respond(429, retry_after=30, times=12)
+    await hook.start()
+    try:
+        delivery = "  retry_cap: 60s\n"
+        async with running(venue, {"hook": hook}, tmp_path, clock=clock, delivery=delivery) as svc:
+            for i in range(3):
+                await venue.fill(order_id=1000 + i)
+            await until(lambda: svc.summary().pending == 3)
+            await step_until_delivered(svc, clock)
+            summary = svc.summary()
+    finally:
+        await hook.close()
+    storm = [at for _, s, at in hook.answers if s == 429]
+    assert len(storm) == 12
+    assert hook.titles(429) == {"1000": 12}
+    assert hook.titles(200) == ids(range(1000, 1003))
+    assert len(hook.answers) == 15
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(storm) if a and b]
+    assert all(0.5 * min(60, 2**i) <= g for i, g in enumerate(gaps))  # never faster than back-off
+    assert (summary.sent, summary.failed, summary.dead, summary.pending) == (3, 12, 0, 0)
+
+
+async def test_a_hanging_channel_delays_only_itself(
+    venue: SimulatedPolySim, tmp_path: Path
+) -> None:
+    """A webhook that hangs twice: the other channel gets all at once; the hung alert repeats."""
+    clock = Clock()
+    slow, fast = Hook(clock=clock), Hook(clock=clock)
+    slow.hang(times=2)
+    await slow.start()
+    await fast.start()
+    try:
+        hooks: dict[str, Hook] = {"slow": slow, "fast": fast}
+        delivery = "  timeout: 0.3s\n"
+        async with running(venue, dict(hooks), tmp_path, clock=clock, delivery=delivery) as svc:
+            for i in range(3):
+                await venue.fill(order_id=1000 + i)
+            await fast.wait_for(3)
+            assert slow.titles(200) == {}  # fast delivered all while slow's first send hung
+            await step_until_delivered(svc, clock)
+            summary = svc.summary()
+    finally:
+        await slow.close()
+        await fast.close()
+    assert fast.titles() == fast.titles(200) == ids(range(1000, 1003))
+    assert slow.titles(200) == ids(range(1000, 1003))
+    # A send whose answer never came may have been delivered: the documented repeat.
+    assert slow.titles(0) == {"1000": 2}
+    assert (summary.sent, summary.failed, summary.dead, summary.pending) == (6, 2, 0, 0)
+
+
+async def kill_and_restart(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path, *, fills: int, kills: int, seed: int
+) -> None:
+    """Kill -9 the daemon `kills` times at random points with alerts pending, then finish.
+
+    Every alert arrives; an alert arrives twice only if it was in flight at a kill (one lane,
+    one send in flight), so at most `kills` repeats, each at most one extra time.
+    """
+    rng = random.Random(seed)
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text(venue, {"hook": hook}, tmp_path / "state.db"), "utf-8")
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    daemon = await Daemon.start("run", "--config", str(config), env=env)
+    try:
+        await daemon.wait_log("backfill", timeout=15)
+        for i in range(fills):
+            await venue.fill(order_id=1000 + i)
+        for _ in range(kills):
+            await hook.wait_for(len(hook.requests) + rng.randint(1, 4), timeout=15)
+            await daemon.kill()
+            daemon = await Daemon.start("run", "--config", str(config), env=env)
+        await until(lambda: set(hook.titles()) == set(ids(range(1000, 1000 + fills))), 30)
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+        assert code == 0
+        assert "0 pending" in daemon.lines[-1]
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()
+    arrived = hook.titles()
+    assert set(arrived) == set(ids(range(1000, 1000 + fills)))
+    assert all(1 <= n <= 2 for n in arrived.values())
+    assert sum(arrived.values()) - fills <= kills
+
+
+async def test_kill_9_with_alerts_pending_then_restart(
+    venue: SimulatedPolySim, tmp_path: Path
+) -> None:
+    """Two kill -9s mid-delivery: every alert arrives, at most one repeat per kill."""
+    hook = Hook()
+    await hook.start()
+    try:
+        await kill_and_restart(venue, hook, tmp_path, fills=30, kills=2, seed=7)
+    finally:
+        await hook.close()
+
+
+# -- input faults -----------------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=6,
+)
+_FIELDS = ("order_id", "market_id", "side", "outcome", "price", "quantity", "filled_at")
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> str | bytes:
+    """A frame as a broken or hostile venue might send: valid, mutated, junk JSON, or noise."""
+    kind = draw(st.sampled_from(("fill", "mutated", "json", "text", "bytes")))
+    order = draw(st.integers(1, 10**6))
+    fill: dict[str, object] = {
+        "type": draw(st.sampled_from(("fill", "execution"))),
+        "order_id": order,
+        "market_id": "0xabc",
+        "side": draw(st.sampled_from(("BUY", "SELL", "buy"))),
+        "outcome": "Yes",
+        "price": draw(st.sampled_from(("0.5", "0.01", "1", "1.5", "-0.1", "NaN", "abc"))),
+        "quantity": draw(st.sampled_from(("10", "0", "1e3", "-5", ""))),
+        "filled_at": draw(st.sampled_from(("2026-02-06T12:00:00Z", "yesterday", "1770379200"))),
+    }
+    if kind == "fill":
+        return json.dumps(fill)
+    if kind == "mutated":
+        fill[draw(st.sampled_from(_FIELDS))] = draw(_json)
+        return json.dumps(fill)
+    if kind == "json":
+        return json.dumps(draw(_json))
+    if kind == "text":
+        return draw(st.text(max_size=40))
+    return draw(st.binary(max_size=40))
+
+
+def classify(frame: str | bytes) -> Fill | str | None:
+    """The pure core's verdict on a frame: a Fill, a rejection reason, or None (not a fill)."""
+    obj = decode_frame(frame, max_bytes=1 << 20)
+    if isinstance(obj, Rejected):
+        return obj.reason
+    result = normalize_message(obj)
+    return result.reason if isinstance(result, Rejected) else result
+
+
+async def push_frames(batch: list[str | bytes], tmp_path: Path) -> None:
+    async with SimulatedPolySim() as venue:
+        hook = Hook()
+        await hook.start()
+        try:
+            async with running(venue, {"hook": hook}, tmp_path) as service:
+                feed = service.feed
+                assert feed is not None
+                for frame in batch:
+                    await venue.emit(frame)
+                await venue.fill(order_id="sentinel")
+                await hook.wait_for(1)
+                await until(lambda: any(t == "sentinel" for t, _, _ in hook.answers))
+                verdicts = [classify(f) for f in batch]
+                fills = {v.key: v for v in verdicts if isinstance(v, Fill)}
+                await until(lambda: len(hook.answers) == len(fills) + 1)
+                rejected = Counter(v for v in verdicts if isinstance(v, str))
+                assert feed.stats.rejected == dict(rejected)
+                assert feed.stats.non_fill == sum(v is None for v in verdicts)
+                assert feed.stats.fills == sum(isinstance(v, Fill) for v in verdicts) + 1
+                assert feed.stats.reconnects == {}
+                expected = Counter(f.order_id for f in fills.values()) + Counter(["sentinel"])
+                assert hook.titles() == expected
+        finally:
+            await hook.close()
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batch=st.lists(frames(), min_size=1, max_size=25))
+def test_hostile_frames_through_the_real_feed(batch: list[str | bytes], tmp_path: Path) -> None:
+    """Any frames: the feed stays up, counts each reject by reason, alerts each fill once."""
+    for old in tmp_path.glob("state.db*"):
+        old.unlink()
+    asyncio.run(push_frames(batch, tmp_path))
+
+
+_KEYS = (
+    "feed", "state", "delivery", "metrics", "log", "channels", "rules", "base_url", "api_key",
+    "catch_up", "backfill_overlap", "ping_interval", "path", "retry_base", "retry_cap",
+    "concurrency", "timeout", "body_format", "overflow", "listen", "level", "format", "urls",
+    "rate", "fallback", "name", "when", "notify", "title", "body", "enabled", "stop", "side",
+    "quantity", "price", "notional", "min", "max", "market", "outcome", "any", "all", "not",
+)  # fmt: skip
+_scalar = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.sampled_from(("BUY", "10s", "-1", "json://127.0.0.1/", "{order_id}", "{nope", "${X}"))
+    | st.text(max_size=10)
+)
+_tree = st.recursive(
+    _scalar,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_configs = (
+    st.dictionaries(st.sampled_from(_KEYS[:7]), _tree, max_size=7).map(
+        lambda tree: yaml.safe_dump(tree, allow_unicode=True)
+    )
+    | st.text(max_size=80)
+    | st.sampled_from(
+        ("rules: [", "a: &x\n  b: *x\n", "feed: {api_key: ${POLY", "rules:\n- {name: a, name: b}\n")
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_configs)
+def test_any_config_text_is_settings_or_a_config_error(text: str) -> None:
+    """config.parse on arbitrary text returns Settings or raises ConfigError, nothing else."""
+    problems: tuple[object, ...] = ("none raised",)
+    try:
+        parse(text, source=Path("/tmp/c.yaml"), env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
+    except ConfigError as exc:
+        problems = exc.problems
+    assert problems  # a refusal names at least one problem
