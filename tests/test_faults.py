@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from notifier.config import parse
 from notifier.errors import ConfigError
 from notifier.events import Fill
+from notifier.feed import FeedClient
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
@@ -60,7 +61,16 @@ def grows(delays: list[float]) -> bool:
 
 def gap_fill(venue: SimulatedPolySim, first: int) -> Callable[[int], None]:
     """A back-off hook recording one history-only fill per sleep, order ids from `first`."""
-    return lambda n: venue.record_history(order_id=first + n - 1) and None
+
+    def record(n: int) -> None:
+        venue.record_history(order_id=first + n - 1)
+
+    return record
+
+
+def reading_on(feed: FeedClient, *, connect: int) -> Callable[[], bool]:
+    """Whether the feed is reading live frames on its `connect`-th connection."""
+    return lambda: feed.stats.connects == connect and feed.stats.reading
 
 
 # -- feed faults ------------------------------------------------------------------------------
@@ -72,16 +82,17 @@ async def test_fifty_drops_with_fills_in_every_gap(
     """50 drops, a live fill before and a history-only fill during each gap: 100 alerts, once."""
     gate = Gate(auto=False)
     async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
-        assert service.feed is not None
+        feed = service.feed
+        assert feed is not None
         for i in range(50):
             await venue.fill(order_id=1000 + i)
             await venue.close_all(1011, "going away")
             await venue.wait_disconnected()
             venue.record_history(order_id=2000 + i)  # nobody connected: history only
             gate.release()
-            await until(lambda i=i: service.feed.stats.connects == i + 2)  # type: ignore[union-attr]
+            await until(reading_on(feed, connect=i + 2))
         await hook.wait_for(100, timeout=20)
-        stats = service.feed.stats
+        stats = feed.stats
     assert hook.titles() == ids(range(1000, 1050), range(2000, 2050))
     assert hook.titles(200) == hook.titles()
     assert stats.reconnects == {"closed": 50}
@@ -102,7 +113,7 @@ async def test_4001_on_live_connections_reconnects_at_once(
             await venue.fill(order_id=1000 + i)
             venue.record_history(order_id=2000 + i)  # happened, never pushed
             await venue.close_all(4001, "token expired")
-            await until(lambda i=i: feed.stats.connects == i + 2 and feed.stats.reading)
+            await until(reading_on(feed, connect=i + 2))
         await hook.wait_for(20)
     assert hook.titles() == ids(range(1000, 1010), range(2000, 2010))
     assert feed.stats.reconnects == {"close_4001": 10}
@@ -352,16 +363,17 @@ def frames(draw: st.DrawFn) -> str | bytes:
         "type": draw(st.sampled_from(("fill", "execution"))),
         "order_id": order,
         "market_id": "0xabc",
-        "side": draw(st.sampled_from(("BUY", "SELL", "buy"))),
+        "side": draw(st.sampled_from(("BUY", "SELL"))),
         "outcome": "Yes",
-        "price": draw(st.sampled_from(("0.5", "0.01", "1", "1.5", "-0.1", "NaN", "abc"))),
-        "quantity": draw(st.sampled_from(("10", "0", "1e3", "-5", ""))),
-        "filled_at": draw(st.sampled_from(("2026-02-06T12:00:00Z", "yesterday", "1770379200"))),
+        "price": draw(st.sampled_from(("0.5", "0.01", "1"))),
+        "quantity": draw(st.sampled_from(("10", "0.5", "1e3"))),
+        "filled_at": draw(st.sampled_from(("2026-02-06T12:00:00Z", "2026-02-06T12:00:01+00:00"))),
     }
+    bad = st.sampled_from(("1.5", "-0.1", "NaN", "abc", "", "yesterday", "buy", "0"))
     if kind == "fill":
         return json.dumps(fill)
     if kind == "mutated":
-        fill[draw(st.sampled_from(_FIELDS))] = draw(_json)
+        fill[draw(st.sampled_from(_FIELDS))] = draw(_json | bad)
         return json.dumps(fill)
     if kind == "json":
         return json.dumps(draw(_json))
@@ -407,7 +419,7 @@ async def push_frames(batch: list[str | bytes], tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=15,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
