@@ -18,7 +18,7 @@ LogFormat = Literal["text", "json"]
 # full token URLs at DEBUG (and say "Notifying 1 service(s)" at INFO for every alert, which the
 # deliverer's own lines already cover); websockets logs the handshake request (token in the
 # query) at DEBUG.
-_FLOORS = {
+FLOORS = {
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
     "apprise": logging.WARNING,
@@ -74,7 +74,7 @@ def configure(*, level: int, fmt: LogFormat = "text", stream: IO[str] | None = N
 
 def hold_floors() -> None:
     """Keep libraries that log secrets or noise at or above their floor level."""
-    for name, floor in _FLOORS.items():
+    for name, floor in FLOORS.items():
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < floor or logger.level < floor:
             logger.setLevel(floor)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 from receivers import SmtpServer, TlsProxy, WebhookReceiver
+
+from notifier import logs
 
 # --------------------------------------------------------------------------------------------
 # Delivery peers (channels)
@@ -53,3 +56,20 @@ async def tls_proxy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIte
         yield proxy
     finally:
         await proxy.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Process-wide state the CLI changes
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`notifier.logs.configure` rewires root handlers and library floors: undo it after a test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    floors = {name: logging.getLogger(name).level for name in logs.FLOORS}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, floor in floors.items():
+        logging.getLogger(name).setLevel(floor)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,16 +81,6 @@ NESTED = (
 async def _main(*argv: str) -> int:
     """The CLI in a thread (it runs its own event loop) while the test's loop serves peers."""
     return await asyncio.to_thread(cli.main, list(argv))
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures logging for the process; put it back after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -5,24 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from notifier import logs
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`configure` rewires the root logger; put it back after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    floors = {name: logging.getLogger(name).level for name in ("httpx", "apprise", "websockets")}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, floor in floors.items():
-        logging.getLogger(name).setLevel(floor)
 
 
 def test_json_lines_carry_message_level_logger_and_extras() -> None:
