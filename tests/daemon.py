@@ -22,6 +22,18 @@ def free_port() -> int:
         return port
 
 
+async def http_get(port: int, path: str, *, method: str = "GET") -> tuple[int, str]:
+    """One plain HTTP/1.1 request to 127.0.0.1:port; the status and the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child notifier: no proxies, the test's extras."""
     env = {

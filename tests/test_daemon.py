@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon, child_env, free_port
+from daemon import Daemon, child_env, free_port, http_get
 from receivers import WebhookReceiver
 
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
@@ -62,22 +62,11 @@ async def venue() -> AsyncIterator[SimulatedPolySim]:
         yield sim
 
 
-async def _http_get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    raw = await asyncio.wait_for(reader.read(), timeout=5)
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = raw.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 async def _metrics_once(port: int, line: str) -> str:
     """/metrics once it shows `line` (a send is counted just after the receiver has it)."""
     async with asyncio.timeout(10):
         while True:
-            status, body = await _http_get(port, "/metrics")
+            status, body = await http_get(port, "/metrics")
             assert status == 200
             if line in body.splitlines():
                 return body
@@ -111,7 +100,7 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         await webhook.wait_for(2, timeout=10)
         assert _titles(webhook) == ["Big BUY on Will Bitcoin close above $100k in 2026?"] * 2
 
-        assert await _http_get(port, "/healthz") == (200, "ok\n")
+        assert await http_get(port, "/healthz") == (200, "ok\n")
         metrics = await _metrics_once(port, 'notifier_alerts_sent_total{channel="hook"} 2.0')
         assert 'notifier_fills_matched_total{rule="big"} 2.0' in metrics
         assert "notifier_feed_connected 1.0" in metrics

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+from daemon import http_get
 
 from notifier.metrics import Metrics, MetricsServer, Snapshot
-
-
-async def _get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    raw = await asyncio.wait_for(reader.read(), timeout=5)
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = raw.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def _snapshot() -> Snapshot:
@@ -41,7 +30,7 @@ async def test_metrics_endpoint_exposes_every_counter() -> None:
     server = MetricsServer(metrics, lambda: (True, "ok"), listen="127.0.0.1:0")
     await server.start()
     try:
-        status, body = await _get(server.port, "/metrics")
+        status, body = await http_get(server.port, "/metrics")
     finally:
         await server.stop()
     assert status == 200
@@ -69,10 +58,10 @@ async def test_healthz_reports_the_health_check() -> None:
     server = MetricsServer(Metrics(Snapshot), lambda: verdict[0], listen="127.0.0.1:0")
     await server.start()
     try:
-        assert await _get(server.port, "/healthz") == (200, "ok\n")
+        assert await http_get(server.port, "/healthz") == (200, "ok\n")
         verdict[0] = (False, "feed not connected")
-        assert await _get(server.port, "/healthz") == (503, "feed not connected\n")
-        assert (await _get(server.port, "/nope"))[0] == 404
-        assert (await _get(server.port, "/metrics", method="POST"))[0] == 405
+        assert await http_get(server.port, "/healthz") == (503, "feed not connected\n")
+        assert (await http_get(server.port, "/nope"))[0] == 404
+        assert (await http_get(server.port, "/metrics", method="POST"))[0] == 405
     finally:
         await server.stop()
