@@ -3,27 +3,47 @@
 `run`, `demo` and `test --send` all go through `Pipeline`; `plan_alerts` is its pure middle,
 shared with the dry-run `test` command, so a dry run shows exactly what production would send.
 The feed reader only enqueues (`submit` never waits on I/O); a separate task does the rest.
+
+Shaped rules (group/throttle/active) go through the shaping stage instead of rendering at once.
+Durability: a fill that enters the shaper is recorded as seen, and the shaper's snapshot is
+written to the store's meta table right after, in the same synchronous stretch (no await in
+between). The service's store group-commits, so both land in one transaction: after kill -9 a
+held fill is either in the snapshot and seen, or neither (then backfill brings it again) -- never
+lost, never doubled. A release is recorded under a key derived from its fills
+(`shaped:<rule>|<fill_key>`) together with the new snapshot, so one recorded twice (a crash between
+two commits of a store without group commit) is ignored the second time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
+from notifier.digests import Release
 from notifier.events import Alert, Fill
 from notifier.render import fill_values
 from notifier.rules import Rule, RuleSet
+from notifier.shaping_stage import SNAPSHOT_KEY, ShapingStage, preview, rule_shaping
 
 log = logging.getLogger(__name__)
 
 # How many queued fills one store transaction takes at most: a burst is committed in groups,
 # so the outbox does not cost one commit per fill, while a lone fill is still handled at once.
 BATCH_LIMIT = 500
+# Shaped records between two snapshot writes: each write commits the open batch, so the store's
+# own batch limit (which commits on its own) is never reached with records the snapshot lacks.
+SNAPSHOT_EVERY = 200
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware (the default clock)."""
+    return datetime.now(UTC)
 
 
 class TargetLookup(Protocol):
@@ -54,24 +74,45 @@ class FillRecorder(Protocol):
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
 
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    """What one fill produces: the rules it matched and the alerts (one per target) to send."""
+    """What one fill produces: the rules it matched and the alerts (one per target) to send.
+
+    `shaped` are the matched rules left to the shaping stage (only when it was deferred to).
+    """
 
     fill: Fill
     rules: tuple[Rule, ...]
     alerts: tuple[Alert, ...]
+    shaped: tuple[Rule, ...] = ()
 
 
-def plan_alerts(fill: Fill, *, rules: RuleSet, targets: TargetLookup) -> Planned:
-    """Match `fill` against `rules` and render one alert per rule and target (pure)."""
+def plan_alerts(
+    fill: Fill, *, rules: RuleSet, targets: TargetLookup, defer_shaped: bool = False
+) -> Planned:
+    """Match `fill` against `rules` and render one alert per rule and target (pure).
+
+    A shaped rule renders as the digest of this fill alone (what a dry run can show), or with
+    `defer_shaped` is left out of the alerts and listed in `shaped` for the shaping stage.
+    """
     matched = rules.match(fill)
     alerts: list[Alert] = []
+    shaped: list[Rule] = []
     for rule in matched:
-        values = fill_values(fill, rule=rule.name)
-        title = rule.title.render(values)
-        body = rule.body.render(values)
+        if "shaping" in rule.extras and rule_shaping(rule) is not None:
+            if defer_shaped:
+                shaped.append(rule)
+                continue
+            title, body = preview(rule, fill)
+        else:
+            values = fill_values(fill, rule=rule.name)
+            title = rule.title.render(values)
+            body = rule.body.render(values)
         for channel in rule.notify:
             alerts.extend(
                 Alert(
@@ -85,7 +126,7 @@ def plan_alerts(fill: Fill, *, rules: RuleSet, targets: TargetLookup) -> Planned
                 )
                 for target in targets.targets(channel)
             )
-    return Planned(fill=fill, rules=matched, alerts=tuple(alerts))
+    return Planned(fill=fill, rules=matched, alerts=tuple(alerts), shaped=tuple(shaped))
 
 
 @dataclass(slots=True)
@@ -98,6 +139,7 @@ class PipelineStats:
     matched: Counter[str] = field(default_factory=Counter)  # by rule
     matched_fills: int = 0
     alerts: int = 0
+    released: int = 0  # shaped messages (digests included) recorded for delivery
 
 
 class Pipeline:
@@ -112,8 +154,14 @@ class Pipeline:
         titles: TitleSource | None,
         on_recorded: Callable[[], None],
         title_timeout: float = 2.0,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._rules = rules
+        self._clock = clock
+        self.shaping = ShapingStage(rules.rules, clock=clock, snapshot=store.get_meta(SNAPSHOT_KEY))
+        self._tick = asyncio.Event()
+        self._timer_error: BaseException | None = None
+        self._since_snapshot = 0
         self._targets = targets
         self._store = store
         self._titles = titles
@@ -128,6 +176,13 @@ class Pipeline:
         """Use a new rule set and channel set from the next fill on (config reload)."""
         self._rules = rules
         self._targets = targets
+        self.shaping.reconfigure(rules.rules)
+        self._store.set_meta(SNAPSHOT_KEY, self.shaping.snapshot())
+        self.tick()
+
+    def tick(self) -> None:
+        """The clock moved or the shaper changed: look at the shaping deadlines again."""
+        self._tick.set()
 
     async def submit(self, fill: Fill, source: str) -> None:
         """Accept a fill from the feed; returns at once (the feed never waits on I/O here)."""
@@ -148,13 +203,33 @@ class Pipeline:
         self._queue.put_nowait(None)
 
     async def run(self) -> None:
-        """Process queued fills a batch at a time, until `close` (or cancellation)."""
+        """Process queued fills a batch at a time, until `close` (or cancellation).
+
+        A timer task beside it releases held alerts at the shaper's deadlines; what is still
+        held at the end stays in the store for the next start.
+        """
+        timer = asyncio.create_task(self._release_forever(), name="shaping-timer")
+        timer.add_done_callback(self._timer_done)
+        try:
+            await self._consume()
+        finally:
+            timer.cancel()
+            await asyncio.wait([timer])
+
+    def _timer_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._timer_error = task.exception()
+            self._queue.put_nowait(None)
+
+    async def _consume(self) -> None:
         closing = False
         while not closing:
             batch: list[tuple[Fill, str]] = []
             item = await self._queue.get()
             while True:
                 if item is None:
+                    if self._timer_error is not None:
+                        raise self._timer_error
                     closing = True
                     break
                 batch.append(item)
@@ -167,9 +242,9 @@ class Pipeline:
     async def _process(self, batch: list[tuple[Fill, str]]) -> None:
         fresh = [fill for fill, _ in batch if not self._is_duplicate(fill)]
         titled = await self._with_titles(fresh)
-        recorded = False
+        recorded = shaped = False
         for fill in titled:
-            planned = plan_alerts(fill, rules=self._rules, targets=self._targets)
+            planned = plan_alerts(fill, rules=self._rules, targets=self._targets, defer_shaped=True)
             if self._store.record(
                 fill_key=fill.key, filled_at=fill.filled_at, alerts=planned.alerts
             ):
@@ -178,12 +253,61 @@ class Pipeline:
                 self.stats.matched.update(rule.name for rule in planned.rules)
                 self.stats.matched_fills += bool(planned.rules)
                 recorded = recorded or bool(planned.alerts)
+                for rule in planned.shaped:
+                    shaped = True
+                    releases = self.shaping.offer(rule, fill)
+                    recorded = self._record_releases(releases) or recorded
+                    self._since_snapshot += 1
+                    if self._since_snapshot >= SNAPSHOT_EVERY:
+                        self._save_snapshot()
             else:
                 self.stats.duplicates += 1
+        if shaped:
+            self._save_snapshot()  # no await since the records: one transaction with them
+            self.tick()
         for fill, _ in batch:
             self._queued.discard(fill.key)
         if recorded:
             self._on_recorded()
+
+    def _record_releases(self, releases: list[Release]) -> bool:
+        """Record each release's alerts (idempotent by its key); whether any alert was queued."""
+        queued = False
+        for release in releases:
+            alerts = self.shaping.alerts(release, self._targets)
+            filled_at = max(f.filled_at for f in release.fills)
+            key = f"shaped:{release.rule}|{release.fill_key}"
+            if self._store.record(fill_key=key, filled_at=filled_at, alerts=alerts):
+                self.stats.released += 1
+                self.stats.alerts += len(alerts)
+                queued = queued or bool(alerts)
+        return queued
+
+    def _save_snapshot(self) -> None:
+        self._store.set_meta(SNAPSHOT_KEY, self.shaping.snapshot())
+        self._since_snapshot = 0
+
+    def release_due(self) -> None:
+        """Record what the shaper releases by now, with its new snapshot (one transaction)."""
+        if self._record_releases(self.shaping.due()):
+            self._on_recorded()
+        self._save_snapshot()
+
+    async def _release_forever(self) -> None:
+        """Wake at the shaper's next deadline (or a tick) and release what is due."""
+        while True:
+            self._tick.clear()
+            deadline = self.shaping.next_deadline()
+            if deadline is None:
+                await self._tick.wait()
+                continue
+            delay = (deadline - self._clock()).total_seconds()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._tick.wait(), timeout=delay)
+                continue
+            self.release_due()
+            await asyncio.sleep(0)  # a deadline that stays past must not starve the loop
 
     def _is_duplicate(self, fill: Fill) -> bool:
         if self._store.seen(fill.key):

@@ -1,0 +1,324 @@
+"""Shaping in the pipeline: held fills, timed releases, restarts and reloads, on a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from notifier.config import parse
+from notifier.events import Fill
+from notifier.pipeline import Pipeline, plan_alerts
+from notifier.rules import RuleSet
+from notifier.shaping_stage import SNAPSHOT_KEY
+from notifier.store import OutboxItem, StateStore
+
+T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)  # a Friday, 12:00 in London
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass(frozen=True)
+class _Target:
+    key: str
+
+
+class _Targets:
+    """`desk` has one URL, `phone` two."""
+
+    def targets(self, channel: str) -> tuple[_Target, ...]:
+        keys = {"desk": ("desk-1",), "phone": ("phone-1", "phone-2")}[channel]
+        return tuple(_Target(k) for k in keys)
+
+
+def rules(text: str) -> RuleSet:
+    config = "channels:\n  desk: json://localhost/d\n  phone: json://localhost/p\n"
+    settings = parse(
+        config + textwrap.dedent(text),
+        source=Path("config.yaml"),
+        env={"POLYSIM_API_KEY": "k"},
+        check_url=lambda url: None,
+    )
+    return settings.rules
+
+
+DIGEST = """\
+rules:
+  - name: digest
+    notify: [desk]
+    when: {market: "0xbtc"}
+    group: {by: [market_id], wait: 30s}
+    title: "{count} fills on {market_title}"
+    body: "{total_quantity} @ avg {vwap:.4f}\\n{lines}"
+    line: "{side} {quantity} @ {price}"
+  - name: plain
+    notify: [phone]
+    when: {quantity: {min: 100}}
+"""
+
+
+def fill(order: str, price: str, quantity: str, market: str = "0xbtc") -> Fill:
+    return Fill(
+        order_id=order,
+        market_id=market,
+        side="BUY",
+        outcome="Yes",
+        price=Decimal(price),
+        quantity=Decimal(quantity),
+        filled_at=T0,
+        market_title="BTC 100k?",
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    with StateStore(tmp_path / "state.db") as opened:
+        yield opened
+
+
+def make(store: StateStore, clock: Clock, text: str = DIGEST) -> Pipeline:
+    return Pipeline(
+        rules=rules(text),
+        targets=_Targets(),
+        store=store,
+        titles=None,
+        on_recorded=lambda: None,
+        clock=clock,
+    )
+
+
+async def feed(pipeline: Pipeline, *fills: Fill) -> None:
+    """Submit fills and let the pipeline record them (its run ends at close)."""
+    for f in fills:
+        await pipeline.submit(f, "live")
+    runner = asyncio.create_task(pipeline.run())
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+
+
+def rows(store: StateStore, rule: str) -> list[OutboxItem]:
+    return [r for r in store.outbox(state="pending") if r.rule == rule]
+
+
+async def test_three_fills_in_the_wait_become_one_digest(store: StateStore, clock: Clock) -> None:
+    """Three fills of one market within the wait: held, then one digest with count and VWAP."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"))
+    clock.advance(seconds=10)
+    await feed(pipeline, fill("2", "0.70", "30"), fill("3", "0.65", "100"))
+    assert rows(store, "digest") == []
+    assert len(rows(store, "plain")) == 2  # the unshaped rule sends at once, as before
+    assert all(store.seen(f.key) for f in (fill("1", "0.60", "10"), fill("3", "0.65", "100")))
+    clock.advance(seconds=19)
+    pipeline.release_due()
+    assert rows(store, "digest") == []
+    clock.advance(seconds=1)  # exactly opened + wait
+    pipeline.release_due()
+    (row,) = rows(store, "digest")
+    assert row.title == "3 fills on BTC 100k?"
+    assert row.body == "140 @ avg 0.6571\nBUY 10 @ 0.60\nBUY 30 @ 0.70\nBUY 100 @ 0.65"
+    assert row.fill_key.startswith("digest:")
+    assert pipeline.stats.released == 1
+
+
+async def test_fill_exactly_at_wait_opens_the_next_digest(store: StateStore, clock: Clock) -> None:
+    """A fill arriving exactly at opened + wait is not in the first digest but starts the next."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"))
+    clock.advance(seconds=30)
+    await feed(pipeline, fill("2", "0.70", "20"))
+    (first,) = rows(store, "digest")  # the due group went out when the next match came
+    assert first.title == "1 fills on BTC 100k?"
+    clock.advance(seconds=30)
+    pipeline.release_due()
+    assert [r.body.splitlines()[0] for r in rows(store, "digest")] == [
+        "10 @ avg 0.6000",
+        "20 @ avg 0.7000",
+    ]
+
+
+async def test_timer_task_releases_at_the_deadline(store: StateStore, clock: Clock) -> None:
+    """While run() is running, a tick after the clock passes the deadline records the digest."""
+    woken: list[int] = []
+    pipeline = Pipeline(
+        rules=rules(DIGEST),
+        targets=_Targets(),
+        store=store,
+        titles=None,
+        on_recorded=lambda: woken.append(1),
+        clock=clock,
+    )
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(fill("1", "0.60", "10"), "live")
+    await until(lambda: store.seen(fill("1", "0.60", "10").key))
+    await settle()
+    assert rows(store, "digest") == []
+    clock.advance(seconds=31)
+    pipeline.tick()
+    await until(lambda: bool(rows(store, "digest")))
+    assert woken == [1]
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+
+
+async def test_restart_releases_held_alerts_on_time_and_once(tmp_path: Path, clock: Clock) -> None:
+    """Held fills survive a restart (state file reopened): released at their deadline, once."""
+    with StateStore(tmp_path / "s.db") as first:
+        await feed(make(first, clock), fill("1", "0.60", "10"), fill("2", "0.70", "30"))
+        assert first.get_meta(SNAPSHOT_KEY) is not None
+    clock.advance(seconds=29)
+    with StateStore(tmp_path / "s.db") as second:
+        again = make(second, clock)
+        again.release_due()
+        assert rows(second, "digest") == []
+        clock.advance(seconds=1)
+        again.release_due()
+        again.release_due()
+        (row,) = rows(second, "digest")
+        assert row.title == "2 fills on BTC 100k?"
+    with StateStore(tmp_path / "s.db") as third:
+        clock.advance(hours=1)
+        make(third, clock).release_due()
+        assert len(rows(third, "digest")) == 1
+
+
+async def test_release_recorded_twice_is_queued_once(store: StateStore, clock: Clock) -> None:
+    """A release recorded again (as after a crash before its snapshot was saved) is ignored."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"))
+    saved = store.get_meta(SNAPSHOT_KEY)
+    assert saved is not None
+    clock.advance(seconds=30)
+    pipeline.release_due()
+    store.set_meta(SNAPSHOT_KEY, saved)  # the snapshot as it was before the release
+    make(store, clock).release_due()
+    assert len(rows(store, "digest")) == 1
+
+
+HOURS = """\
+rules:
+  - name: calm
+    notify: [desk]
+    active: {hours: "08:00-22:00", tz: Europe/London, outside: hold}
+    title: "{count} held"
+"""
+
+
+async def test_hold_outside_hours_releases_across_midnight(store: StateStore) -> None:
+    """Fills after 22:00 London are held over midnight and sent as one digest at 08:00."""
+    clock = Clock(datetime(2026, 2, 6, 22, 30, tzinfo=UTC))
+    pipeline = make(store, clock, HOURS)
+    await feed(pipeline, fill("1", "0.5", "1"))
+    clock.now = datetime(2026, 2, 7, 0, 30, tzinfo=UTC)
+    await feed(pipeline, fill("2", "0.5", "1"))
+    assert pipeline.shaping.next_deadline() == datetime(2026, 2, 7, 8, 0, tzinfo=UTC)
+    clock.now = datetime(2026, 2, 7, 7, 59, 59, tzinfo=UTC)
+    pipeline.release_due()
+    assert rows(store, "calm") == []
+    clock.now = datetime(2026, 2, 7, 8, 0, tzinfo=UTC)
+    pipeline.release_due()
+    assert [r.title for r in rows(store, "calm")] == ["2 held"]
+
+
+async def test_hold_window_opening_in_the_spring_forward_gap(store: StateStore) -> None:
+    """A window starting at 01:30 London on the spring-forward day opens when clocks jump."""
+    text = HOURS.replace("08:00-22:00", "01:30-06:00")
+    clock = Clock(datetime(2026, 3, 29, 0, 50, tzinfo=UTC))  # 00:50 GMT, before the jump
+    pipeline = make(store, clock, text)
+    await feed(pipeline, fill("1", "0.5", "1"))
+    assert pipeline.shaping.next_deadline() == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    clock.now = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # 02:00 BST
+    pipeline.release_due()
+    assert [r.title for r in rows(store, "calm")] == ["1 held"]
+
+
+async def test_throttle_reports_suppressed_in_the_trailing_message(
+    store: StateStore, clock: Clock
+) -> None:
+    """The first alert goes at once; the rest of the period arrive as one, saying how many."""
+    text = """\
+    rules:
+      - name: t
+        notify: [desk]
+        throttle: {by: [market_id], every: 10m}
+        title: "{count} fills, {suppressed} suppressed"
+    """
+    pipeline = make(store, clock, text)
+    await feed(pipeline, fill("1", "0.5", "1"))
+    for n in range(2, 5):
+        clock.advance(minutes=1)
+        await feed(pipeline, fill(str(n), "0.5", "1"))
+    assert [r.title for r in rows(store, "t")] == ["1 fills, 0 suppressed"]
+    clock.advance(minutes=7)
+    pipeline.release_due()
+    assert [r.title for r in rows(store, "t")] == ["1 fills, 0 suppressed", "3 fills, 2 suppressed"]
+
+
+async def test_reload_keeps_held_fills_and_drops_removed_rules(
+    store: StateStore, clock: Clock
+) -> None:
+    """swap(): a surviving rule keeps its group and deadline; a removed rule's state is gone."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"))
+    pipeline.swap(rules=rules(DIGEST.replace("30s", "5m")), targets=_Targets())
+    assert pipeline.shaping.next_deadline() == T0 + timedelta(seconds=30)
+    pipeline.swap(rules=rules("rules: []\n"), targets=_Targets())
+    assert pipeline.shaping.next_deadline() is None
+    assert make(store, clock).shaping.next_deadline() is None  # persisted
+
+
+def test_dry_run_renders_a_shaped_rule_as_a_one_fill_digest() -> None:
+    """plan_alerts (the `test` command) shows a shaped rule's message for the fill alone."""
+    planned = plan_alerts(fill("1", "0.60", "10"), rules=rules(DIGEST), targets=_Targets())
+    (alert,) = planned.alerts
+    assert (alert.title, alert.body) == ("1 fills on BTC 100k?", "10 @ avg 0.6000\nBUY 10 @ 0.60")
+    deferred = plan_alerts(
+        fill("1", "0.60", "10"), rules=rules(DIGEST), targets=_Targets(), defer_shaped=True
+    )
+    assert deferred.alerts == ()
+    assert [r.name for r in deferred.shaped] == ["digest"]
+
+
+def test_unreadable_snapshot_starts_empty_and_says_so(
+    store: StateStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot that cannot be read is logged as an error; shaping starts empty."""
+    store.set_meta(SNAPSHOT_KEY, '{"version": 9}')
+    assert make(store, clock).shaping.next_deadline() is None
+    assert "shaping state unreadable" in caplog.text
+
+
+async def until(cond: Callable[[], bool], spins: int = 5000) -> None:
+    """Let the event loop run (no real sleeping) until `cond` holds."""
+    for _ in range(spins):
+        if cond():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never reached")
+
+
+async def settle(spins: int = 100) -> None:
+    for _ in range(spins):
+        await asyncio.sleep(0)
