@@ -127,6 +127,7 @@ class Service:
             settings.delivery,
             on_sent=self._observe_sent,
             clock=self._delivery_clock or utc_now,
+            channels=settings.channels,
         )
         titles = MarketTitles(http, base_url=settings.feed.base_url, api_key=settings.feed.api_key)
         pipeline = self.pipeline = Pipeline(
@@ -210,7 +211,7 @@ class Service:
             if self.pipeline is not None:
                 self.pipeline.swap(rules=new.rules, targets=channels)
             if self.deliverer is not None:
-                self.deliverer.swap_sender(channels)
+                self.deliverer.swap_sender(channels, new.channels)
             if new.feed != self.settings.feed or new.state != self.settings.state:
                 log.warning("feed or state settings changed: they take effect at the next restart")
             self.settings = _keep_runtime(self.settings, new)
