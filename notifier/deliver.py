@@ -5,6 +5,11 @@ leave a target in fill order and a retry holds its place at the head. Lanes of d
 run side by side, so a failing target never delays a healthy one; a semaphore per channel bounds
 concurrent sends. A row is marked only after its result: a send cut short by cancellation or
 shutdown leaves the row pending, to go out after the restart (at least once, never lost).
+
+Channel limits (`channel_limits.py`): a channel's `rate` is a token bucket on the injected clock;
+a lane that had to wait for a token folds its target's due rows into one message. A Retry-After
+pauses the channel. A row its channel has failed for `fallback_after` (or dead-lettered) is also
+queued for the channel's `fallback`, once.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from notifier.backoff import retry_delay
+from notifier.channel_limits import FOLD_LIMIT, ChannelLimits, FallbackPolicy, fold
 from notifier.events import SendResult
-from notifier.settings import DeliverySettings
+from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore, utc_now
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,7 @@ class Deliverer:
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
         on_sent: Callable[[OutboxItem], None] | None = None,
+        channels: Mapping[str, ChannelSettings] | None = None,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -87,6 +94,8 @@ class Deliverer:
         self._notified = asyncio.Event()
         self._stopping = False
         self._failure: Exception | None = None
+        self._limits = ChannelLimits(channels)
+        self._fallbacks = FallbackPolicy(store)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -98,9 +107,13 @@ class Deliverer:
         """
         self._notified.set()
 
-    def swap_sender(self, sender: Sender) -> None:
-        """Config reload: sends that start from now on go through `sender`."""
+    def swap_sender(
+        self, sender: Sender, channels: Mapping[str, ChannelSettings] | None = None
+    ) -> None:
+        """Config reload: sends that start from now on go through `sender` (and new limits)."""
         self._sender = sender
+        if channels is not None:
+            self._limits.update(channels)
         self.notify()
 
     def pending(self) -> int:
@@ -169,6 +182,7 @@ class Deliverer:
     async def _lane(self, target: str, wake: asyncio.Event) -> None:
         """Send one target's rows in order until none is pending (or the engine stops)."""
         me = asyncio.current_task()
+        folding = False  # set once the lane waited on its channel's rate: fold what piled up
         try:
             while not self._stopping:
                 wake.clear()  # anything that happens after this is seen by the wait below
@@ -180,11 +194,15 @@ class Deliverer:
                 if wait is None:
                     await asyncio.sleep(0)  # dead-lettered; let others run, then the next row
                     continue
-                if wait > 0:
+                channel = self._channel(item)
+                hold = wait or self._limits.wait(channel, self._clock())
+                if hold > 0:
+                    folding = folding or (not wait and self._limits.limited(channel))
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout=wait)
+                        await asyncio.wait_for(wake.wait(), timeout=hold)
                     continue
-                await self._send(item)
+                await self._send(item, folding=folding)
+                folding = False
         except Exception as exc:  # a store failure: hand it to run(), which stops the engine
             self._failure = exc
             self._notified.set()
@@ -207,12 +225,20 @@ class Deliverer:
             last = item.last_error or "never attempted"
             self._dead(item, f"undelivered after {self._settings.max_age}: {last}")
             return None
+        wake = min(item.next_at, expires)
+        falls_back = self._fallbacks.due_at(item, self._limits, self._channel(item))
+        if falls_back is not None:
+            if now >= falls_back:
+                self._escalate(item)
+            else:
+                wake = min(wake, falls_back)
         if item.next_at <= now:
             return 0.0
-        # Wake at the retry time, or at expiry if that comes first, to dead-letter on time.
-        return (min(item.next_at, expires) - now).total_seconds()
+        # Wake at the retry time, expiry or fallback time, whichever comes first.
+        return (wake - now).total_seconds()
 
-    async def _send(self, item: OutboxItem) -> None:
+    async def _send(self, item: OutboxItem, *, folding: bool = False) -> None:
+        """Send the row; when `folding`, with every due row of its target as one message."""
         channel = self._channel(item)
         semaphore = self._semaphores.get(channel)
         if semaphore is None:
@@ -221,20 +247,27 @@ class Deliverer:
             if self._stopping:
                 return
             self._store.flush()  # the row must be on disk before anyone can have seen it
-            if item.attempts:
-                self.stats.retried += 1
-            result = await self._attempt(self._sender, item)
-        if result.ok:
-            self._sent(item, channel)
-        else:
-            self._failed(item, channel, result)
+            now = self._clock()
+            items = [item]
+            if folding:
+                due = [i for i in self._store.head(item.target, FOLD_LIMIT) if i.next_at <= now]
+                items = due if item in due else items
+            self.stats.retried += sum(1 for i in items if i.attempts)
+            self._limits.take(channel, now)
+            title, body = fold(items)
+            result = await self._attempt(self._sender, item, title, body)
+        for each in items:
+            if result.ok:
+                self._sent(each, channel)
+            else:
+                self._failed(each, channel, result)
 
-    async def _attempt(self, sender: Sender, item: OutboxItem) -> SendResult:
+    async def _attempt(self, sender: Sender, item: OutboxItem, title: str, body: str) -> SendResult:
         """One bounded send; a timeout or a stray exception counts as a failed attempt."""
         timeout = self._settings.timeout
         try:
             async with asyncio.timeout(timeout):
-                return await sender.send(item.target, item.title, item.body)
+                return await sender.send(item.target, title, body)
         except TimeoutError:
             return SendResult(ok=False, error=f"no answer within {timeout:g}s")
         except Exception as exc:  # the Sender promised not to raise: a bug, yet no reason to stall
@@ -257,10 +290,12 @@ class Deliverer:
         attempts = item.attempts + 1
         s = self._settings
         delay = retry_delay(attempts, base=s.retry_base, cap=s.retry_cap, rng=self._rng)
+        now = self._clock()
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)
+            self._limits.pause(channel, now + timedelta(seconds=result.retry_after))
         error = result.error or "failed"
-        next_at = self._clock() + timedelta(seconds=delay)
+        next_at = now + timedelta(seconds=delay)
         self._store.mark_failed(item.id, error=error, next_at=next_at)
         self.stats.failed += 1
         _bump(self.stats.failed_by_channel, channel)
@@ -272,6 +307,9 @@ class Deliverer:
             error,
             delay,
         )
+        fallback = self._limits.fallback(channel)
+        if fallback is not None and now - item.created_at >= fallback[1]:
+            self._escalate(item)
 
     def _dead(self, item: OutboxItem, error: str) -> None:
         channel = self._channel(item)
@@ -279,3 +317,17 @@ class Deliverer:
         self.stats.dead += 1
         _bump(self.stats.dead_by_channel, channel)
         log.error("alert dead-lettered: channel %s, rule %s: %s", channel, item.rule, error)
+        self._escalate(item)
+
+    def _escalate(self, item: OutboxItem) -> None:
+        """Queue the alert for its channel's fallback (once); wake lanes to send it."""
+        channel = self._channel(item)
+        if self._fallbacks.escalate(item, self._limits, channel, self._sender):
+            fallback = self._limits.fallback(channel)
+            log.warning(
+                "channel %s failing for rule %s: alert also queued for %s",
+                channel,
+                item.rule,
+                fallback[0] if fallback else "?",
+            )
+            self.notify()

@@ -1,0 +1,177 @@
+"""Per-channel send limits for delivery: a token bucket, 429 pauses, folding and fallback.
+
+`rate: 20/min` is a proactive limit (Telegram allows about 20 messages a minute per group): a
+bucket of 20 tokens refilled at 20 per 60 s on the injected clock. A lane that finds the bucket
+empty waits for the next token and then sends every due row of its target as ONE message listing
+them (`fold`), so a burst costs the chat a few messages and nothing is dropped. A 429's
+Retry-After pauses the whole channel. `fallback` re-queues an alert for another channel once its
+primary has failed it for `fallback_after` or dead-lettered it (`FallbackPolicy`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from notifier.events import Alert
+from notifier.settings import ChannelSettings
+from notifier.store import OutboxItem
+
+FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next one
+FALLBACK_SUFFIX = "→fallback"  # rule name of a fallback row: one per (alert, target), idempotent
+
+
+class _Target(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+@runtime_checkable
+class TargetDirectory(Protocol):
+    """A sender that can also list a channel's targets (needed to fall back to it)."""
+
+    def targets(self, channel: str) -> Sequence[_Target]: ...
+
+
+class Recorder(Protocol):
+    """The store's part: record alerts under a key, once."""
+
+    def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """`capacity` sends at once, refilled at `capacity` per `per` seconds. Pure: `now` is given."""
+
+    capacity: int
+    per: float
+    tokens: float
+    updated: datetime
+
+    def _refill(self, now: datetime) -> None:
+        elapsed = max((now - self.updated).total_seconds(), 0.0)
+        self.tokens = min(float(self.capacity), self.tokens + elapsed * self.capacity / self.per)
+        self.updated = max(now, self.updated)
+
+    def wait(self, now: datetime) -> float:
+        """Seconds until a token is available (0: one is)."""
+        self._refill(now)
+        missing = 1.0 - self.tokens
+        return 0.0 if missing <= 1e-9 else missing * self.per / self.capacity
+
+    def take(self, now: datetime) -> None:
+        """Spend one token (callers check `wait` first)."""
+        self._refill(now)
+        self.tokens = max(self.tokens - 1.0, 0.0)
+
+
+class ChannelLimits:
+    """Rate buckets and 429 pauses per channel, under the channel settings in force."""
+
+    def __init__(self, channels: Mapping[str, ChannelSettings] | None = None) -> None:
+        self._settings: dict[str, ChannelSettings] = dict(channels or {})
+        self._buckets: dict[str, TokenBucket] = {}
+        self._paused: dict[str, datetime] = {}
+
+    def update(self, channels: Mapping[str, ChannelSettings]) -> None:
+        """A reload: buckets of channels whose rate did not change keep their tokens."""
+        old = self._settings
+        self._settings = dict(channels)
+        for name in list(self._buckets):
+            if name not in channels or channels[name].rate != old[name].rate:
+                del self._buckets[name]
+
+    def limited(self, channel: str) -> bool:
+        """Whether the channel has a rate limit."""
+        settings = self._settings.get(channel)
+        return settings is not None and settings.rate is not None
+
+    def wait(self, channel: str, now: datetime) -> float:
+        """Seconds before the channel may send: a 429 pause, then the rate limit."""
+        paused = self._paused.get(channel)
+        if paused is not None:
+            if now < paused:
+                return (paused - now).total_seconds()
+            del self._paused[channel]
+        bucket = self._bucket(channel, now)
+        return 0.0 if bucket is None else bucket.wait(now)
+
+    def take(self, channel: str, now: datetime) -> None:
+        """Count one message sent on the channel."""
+        bucket = self._bucket(channel, now)
+        if bucket is not None:
+            bucket.take(now)
+
+    def pause(self, channel: str, until: datetime) -> None:
+        """The channel asked us to wait (HTTP 429 Retry-After): nothing goes out before `until`."""
+        self._paused[channel] = max(until, self._paused.get(channel, until))
+
+    def fallback(self, channel: str) -> tuple[str, timedelta] | None:
+        """The channel's fallback and after how long of failing, if it has one."""
+        settings = self._settings.get(channel)
+        if settings is None or settings.fallback is None:
+            return None
+        return settings.fallback, settings.fallback_after
+
+    def _bucket(self, channel: str, now: datetime) -> TokenBucket | None:
+        settings = self._settings.get(channel)
+        if settings is None or settings.rate is None:
+            return None
+        bucket = self._buckets.get(channel)
+        if bucket is None:
+            count, per = settings.rate
+            bucket = self._buckets[channel] = TokenBucket(count, per, float(count), now)
+        return bucket
+
+
+def fold(items: Sequence[OutboxItem]) -> tuple[str, str]:
+    """One message for several alerts of one target: a count title and each alert in turn."""
+    if len(items) == 1:
+        return items[0].title, items[0].body
+    title = f"{len(items)} alerts (sending was rate-limited)"
+    body = "\n\n".join(f"{item.title}\n{item.body}" for item in items)
+    return title, body
+
+
+class FallbackPolicy:
+    """Queues an alert for its channel's fallback, once: a failing primary must not silence it."""
+
+    def __init__(self, store: Recorder) -> None:
+        self._store = store
+        self._done: set[int] = set()
+
+    def due_at(self, item: OutboxItem, limits: ChannelLimits, channel: str) -> datetime | None:
+        """When the row falls back if it is still failing then; None if it has no fallback."""
+        fallback = limits.fallback(channel)
+        if fallback is None or item.attempts == 0 or item.id in self._done:
+            return None
+        return item.created_at + fallback[1]
+
+    def escalate(
+        self, item: OutboxItem, limits: ChannelLimits, channel: str, sender: object
+    ) -> bool:
+        """Record the alert for the fallback channel's targets; whether rows were added."""
+        fallback = limits.fallback(channel)
+        if fallback is None or item.id in self._done or not isinstance(sender, TargetDirectory):
+            return False
+        self._done.add(item.id)
+        try:
+            targets = sender.targets(fallback[0])
+        except KeyError:
+            return False  # the fallback channel is gone after a reload
+        alerts = [
+            Alert(
+                fill_key=item.fill_key,
+                rule=item.rule + FALLBACK_SUFFIX,
+                channel=fallback[0],
+                target=target.key,
+                title=item.title,
+                body=item.body,
+                filled_at=item.filled_at,
+            )
+            for target in targets
+        ]
+        key = f"fallback:{item.fill_key}|{item.rule}|{item.target}"
+        return self._store.record(fill_key=key, filled_at=item.filled_at, alerts=alerts)
