@@ -1,0 +1,247 @@
+"""Channel limits in delivery: rate folding, Retry-After pauses and fallback, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from notifier.channel_limits import ChannelLimits, TokenBucket
+from notifier.deliver import Deliverer
+from notifier.events import Alert, SendResult
+from notifier.settings import ChannelSettings, DeliverySettings
+from notifier.store import StateStore
+
+T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)
+SETTINGS = DeliverySettings(
+    max_age=timedelta(hours=1), retry_base=1.0, retry_cap=60.0, concurrency=2, timeout=30.0
+)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class _Target:
+    key: str
+
+
+class Sender:
+    """Targets by channel; scripted results per target; every attempt recorded."""
+
+    def __init__(self, channels: dict[str, list[str]]) -> None:
+        self.channels = channels
+        self.script: dict[str, list[SendResult]] = {}
+        self.attempts: list[tuple[str, str, str]] = []
+
+    def knows(self, target: str) -> bool:
+        return self.channel_of(target) is not None
+
+    def channel_of(self, target: str) -> str | None:
+        return next((c for c, ts in self.channels.items() if target in ts), None)
+
+    def targets(self, channel: str) -> tuple[_Target, ...]:
+        return tuple(_Target(t) for t in self.channels[channel])
+
+    async def send(self, target: str, title: str, body: str) -> SendResult:
+        self.attempts.append((target, title, body))
+        queue = self.script.get(target)
+        return queue.pop(0) if queue else SendResult(ok=True)
+
+
+def alert(n: int, target: str, channel: str) -> Alert:
+    return Alert(
+        fill_key=f"fill-{n}",
+        rule="r",
+        channel=channel,
+        target=target,
+        title=f"T{n}",
+        body=f"B{n}",
+        filled_at=T0 + timedelta(seconds=n),
+    )
+
+
+def record(store: StateStore, n: int, target: str, channel: str) -> None:
+    store.record(fill_key=f"fill-{n}", filled_at=T0, alerts=[alert(n, target, channel)])
+
+
+async def until(cond: Callable[[], bool], spins: int = 5000) -> None:
+    """Let the event loop run (no real sleeping) until `cond` holds."""
+    for _ in range(spins):
+        if cond():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never reached")
+
+
+async def settle(spins: int = 200) -> None:
+    for _ in range(spins):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> Iterator[StateStore]:
+    with StateStore(tmp_path / "state.db", clock=clock) as opened:
+        yield opened
+
+
+@dataclass
+class Running:
+    deliverer: Deliverer
+    sender: Sender
+
+
+@pytest.fixture
+async def start(
+    store: StateStore, clock: Clock
+) -> AsyncIterator[Callable[[Sender, dict[str, ChannelSettings]], Running]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    def go(sender: Sender, channels: dict[str, ChannelSettings]) -> Running:
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, channels=channels)
+        tasks.append(asyncio.create_task(deliverer.run()))
+        return Running(deliverer, sender)
+
+    yield go
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+def channel(name: str, **kw: object) -> ChannelSettings:
+    return ChannelSettings(name=name, urls=(f"json://localhost/{name}",), **kw)  # type: ignore[arg-type]
+
+
+async def test_rate_limit_folds_the_rest_into_one_message(
+    store: StateStore, clock: Clock, start: Callable[..., Running]
+) -> None:
+    """At 2/min, five alerts: two go alone, the other three as one message; all marked sent."""
+    for n in range(5):
+        record(store, n, "chat-1", "chat")
+    run = start(Sender({"chat": ["chat-1"]}), {"chat": channel("chat", rate=(2, 60.0))})
+    await until(lambda: len(run.sender.attempts) == 2)
+    await settle()
+    assert [a[1] for a in run.sender.attempts] == ["T0", "T1"]
+    clock.advance(30)  # one token back
+    run.deliverer.notify()
+    await until(lambda: len(run.sender.attempts) == 3)
+    _, title, body = run.sender.attempts[2]
+    assert title == "3 alerts (sending was rate-limited)"
+    assert body == "T2\nB2\n\nT3\nB3\n\nT4\nB4"
+    await until(lambda: store.counts()["sent"] == 5)
+    assert run.deliverer.stats.sent == 5
+
+
+async def test_under_the_rate_nothing_is_folded(
+    store: StateStore, clock: Clock, start: Callable[..., Running]
+) -> None:
+    """Alerts within the rate go one message each, unchanged."""
+    for n in range(3):
+        record(store, n, "chat-1", "chat")
+    run = start(Sender({"chat": ["chat-1"]}), {"chat": channel("chat", rate=(20, 60.0))})
+    await until(lambda: store.counts()["sent"] == 3)
+    assert [a[1] for a in run.sender.attempts] == ["T0", "T1", "T2"]
+
+
+async def test_retry_after_pauses_the_whole_channel(
+    store: StateStore, clock: Clock, start: Callable[..., Running]
+) -> None:
+    """A 429 with Retry-After on one URL holds the channel's other URL too, until it passes."""
+    sender = Sender({"chat": ["chat-1", "chat-2"]})
+    sender.script["chat-1"] = [SendResult(ok=False, error="HTTP 429", retry_after=10.0)]
+    record(store, 0, "chat-1", "chat")
+    run = start(sender, {"chat": channel("chat")})
+    await until(lambda: len(sender.attempts) == 1)
+    record(store, 1, "chat-2", "chat")
+    run.deliverer.notify()
+    await settle()
+    assert len(sender.attempts) == 1
+    clock.advance(10)
+    run.deliverer.notify()
+    await until(lambda: store.counts()["sent"] == 2)
+    assert sorted(a[0] for a in sender.attempts[1:]) == ["chat-1", "chat-2"]
+
+
+async def test_fallback_after_an_outage_is_queued_once(
+    store: StateStore, clock: Clock, start: Callable[..., Running]
+) -> None:
+    """A primary failing for fallback_after: the alert also goes to the fallback, exactly once."""
+    sender = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
+    sender.script["slack-1"] = [SendResult(ok=False, error="token revoked")] * 50
+    record(store, 0, "slack-1", "slack")
+    channels = {
+        "slack": channel("slack", fallback="mail", fallback_after=timedelta(minutes=5)),
+        "mail": channel("mail"),
+    }
+    run = start(sender, channels)
+    for _ in range(12):  # a minute of failing at a time (the retry cap), past the 5 minutes
+        clock.advance(60)
+        run.deliverer.notify()
+        await settle()
+    mail = [a for a in sender.attempts if a[0] == "mail-1"]
+    assert mail == [("mail-1", "T0", "B0")]
+    (row,) = store.outbox(state="sent")
+    assert (row.rule, row.channel, row.fill_key) == ("r→fallback", "mail", "fill-0")
+    assert len(store.outbox(state="pending")) == 1  # the primary keeps trying
+
+
+async def test_dead_lettered_alert_falls_back(
+    store: StateStore, clock: Clock, start: Callable[..., Running]
+) -> None:
+    """An alert dead-lettered on its channel (max_age) is queued for the fallback channel."""
+    sender = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
+    sender.script["slack-1"] = [SendResult(ok=False, error="HTTP 500")]
+    record(store, 0, "slack-1", "slack")
+    channels = {
+        "slack": channel("slack", fallback="mail", fallback_after=timedelta(hours=5)),
+        "mail": channel("mail"),
+    }
+    run = start(sender, channels)
+    await until(lambda: len(sender.attempts) == 1)
+    clock.advance(3600)
+    run.deliverer.notify()
+    await until(lambda: store.counts()["sent"] == 1)
+    assert store.counts()["dead"] == 1
+    assert sender.attempts[-1] == ("mail-1", "T0", "B0")
+
+
+def test_token_bucket_refills_on_the_clock() -> None:
+    """A bucket of 5 per 2 s: five at once, then one every 0.4 s, never above capacity."""
+    bucket = TokenBucket(5, 2.0, 5.0, T0)
+    for _ in range(5):
+        assert bucket.wait(T0) == 0.0
+        bucket.take(T0)
+    assert bucket.wait(T0) == pytest.approx(0.4)
+    assert bucket.wait(T0 + timedelta(seconds=0.4)) == 0.0
+    assert bucket.wait(T0 + timedelta(hours=1)) == 0.0
+    assert bucket.tokens == 5.0
+
+
+def test_reload_keeps_a_bucket_whose_rate_is_unchanged() -> None:
+    """On reload a channel with the same rate keeps its spent tokens; a new rate starts full."""
+    limits = ChannelLimits({"a": channel("a", rate=(1, 60.0)), "b": channel("b", rate=(1, 60.0))})
+    limits.take("a", T0)
+    limits.take("b", T0)
+    limits.update({"a": channel("a", rate=(1, 60.0)), "b": channel("b", rate=(2, 60.0))})
+    assert limits.wait("a", T0) == pytest.approx(60.0)
+    assert limits.wait("b", T0) == 0.0
