@@ -1,0 +1,127 @@
+"""Shaping in the real daemon: a subprocess against the loopback venue and a webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from daemon import Daemon, child_env, free_port
+from receivers import WebhookReceiver
+
+from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
+
+BTC = next(m for m, q in DEFAULT_MARKETS.items() if "Bitcoin" in q)
+
+
+def write_config(
+    path: Path, venue: SimulatedPolySim, hook: WebhookReceiver, *, wait: str, metrics: int
+) -> Path:
+    path.write_text(
+        f"""\
+feed:
+  base_url: {venue.base_url}
+  api_key: ${{POLYSIM_API_KEY}}
+state:
+  path: {path.parent / "state.db"}
+metrics: {{listen: 127.0.0.1:{metrics}}}
+channels:
+  hook: {hook.json_url}
+rules:
+  - name: digest
+    notify: [hook]
+    group: {{by: [market_id], wait: {wait}}}
+    title: "{{count}} fills on {{market_title}}"
+    body: "{{total_quantity}} @ avg {{vwap:.4f}}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[SimulatedPolySim]:
+    """The fake PolySimulator on loopback."""
+    async with SimulatedPolySim() as sim:
+        yield sim
+
+
+async def _metric_seen(port: int, line: str) -> None:
+    """Poll /metrics until it shows `line` (bounded)."""
+    async with asyncio.timeout(10):
+        while True:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            raw = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            if line in raw.decode().splitlines():
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _start(config: Path, venue: SimulatedPolySim) -> Daemon:
+    daemon = await Daemon.start(
+        "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    )
+    await daemon.wait_log("backfill", timeout=10)
+    return daemon
+
+
+async def _fills(venue: SimulatedPolySim) -> None:
+    await venue.fill(market_id=BTC, price="0.60", quantity="10", order_id=1)
+    await venue.fill(market_id=BTC, price="0.70", quantity="30", order_id=2)
+    await venue.fill(market_id=BTC, price="0.65", quantity="100", order_id=3, shape="nested")
+
+
+async def test_three_fills_in_the_wait_arrive_as_one_digest(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """3 fills of one market within the wait: one webhook message with count 3 and the VWAP."""
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", venue, webhook, wait="1s", metrics=port)
+    daemon = await _start(config, venue)
+    try:
+        await _fills(venue)
+        (request,) = await webhook.wait_for(1, timeout=10)
+        assert request.json["title"] == "3 fills on Will Bitcoin close above $100k in 2026?"
+        assert request.json["message"] == "140 @ avg 0.6571"  # (6 + 21 + 65) / 140
+        await _metric_seen(port, 'notifier_alerts_sent_total{channel="hook"} 1.0')
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+        assert code == 0
+        assert "3 matched, 1 alerts sent" in daemon.lines[-1]
+        assert len(webhook.requests) == 1
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()
+
+
+async def test_held_digest_survives_kill_9_and_goes_out_once(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Fills held in a group when the daemon is killed -9 go out after restart, once, all there."""
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", venue, webhook, wait="3s", metrics=port)
+    daemon = await _start(config, venue)
+    try:
+        await _fills(venue)
+        await _metric_seen(port, 'notifier_fills_matched_total{rule="digest"} 3.0')
+        await daemon.kill()
+        assert webhook.requests == []
+        daemon = await _start(config, venue)  # backfill brings the same three fills again
+        (request,) = await webhook.wait_for(1, timeout=10)
+        assert request.json["title"] == "3 fills on Will Bitcoin close above $100k in 2026?"
+        assert request.json["message"] == "140 @ avg 0.6571"
+        await _metric_seen(port, 'notifier_alerts_sent_total{channel="hook"} 1.0')
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+        assert code == 0
+        assert "0 matched" in daemon.lines[-1]  # the backfilled copies were duplicates
+        assert len(webhook.requests) == 1
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()
