@@ -1,0 +1,195 @@
+"""Daemon throughput: fills/s from the first frame sent to the last alert received.
+
+Run: .venv/bin/python benchmarks/bench_daemon.py [--fills 20000] [--rules 1000] [--quick]
+
+The fake venue (SimulatedPolySim, loopback) sends the fills as fast as the socket takes them;
+1 in 100 matches exactly one of the rules and goes to a local webhook. Three contenders, each
+in its own process, against the same venue and webhook, in this run:
+
+- daemon: `python -m notifier run` (feed client, normalize, dedupe, rules, SQLite outbox,
+  apprise json:// delivery), the real thing;
+- hand-written: websockets + json + a loop over the same rules, posting with httpx;
+- receive-only: receives the frames and nothing else (the ceiling of this socket path).
+
+Each contender first gets a 1,000-fill warm-up (market-title cache, connections), not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    Receiver,
+    child_env,
+    connected,
+    daemon_config,
+    frames,
+    market_titles,
+    rule_specs,
+    rules_yaml,
+    spawn,
+    stop,
+)
+
+from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
+
+WARMUP = 1000
+
+
+# -- the baseline clients (run as child processes) -------------------------------------------
+
+
+async def open_feed(base_url: str) -> tuple[httpx.AsyncClient, str]:
+    http = httpx.AsyncClient(timeout=10)
+    response = await http.post(
+        f"{base_url}/v1/keys/ws-token", headers={"X-API-Key": DEFAULT_API_KEY}
+    )
+    token = response.json()["token"]
+    return http, base_url.replace("http://", "ws://") + f"/v1/ws/executions?token={token}"
+
+
+async def receive_only(base_url: str, hook: str, marks: list[int]) -> None:
+    """Count frames; post once to the webhook when each mark (a cumulative count) is reached."""
+    http, url = await open_feed(base_url)
+    async with contextlib.aclosing(http), connect(url, max_size=None) as ws:
+        seen = 0
+        for mark in marks:
+            while seen < mark:
+                await ws.recv()
+                seen += 1
+            await http.post(hook, json={"title": f"mark {mark}"})
+
+
+async def hand_written(base_url: str, hook: str, total: int, n_rules: int) -> None:
+    """The minimal client someone would write: parse, loop over every rule, post each match."""
+    rules = [(n, m, s, Decimal(lo), Decimal(hi)) for n, m, s, lo, hi in rule_specs(n_rules)]
+    http, url = await open_feed(base_url)
+    async with contextlib.aclosing(http), connect(url, max_size=None) as ws:
+        for _ in range(total):
+            fill = json.loads(await ws.recv())
+            if fill.get("type") not in ("fill", "execution"):
+                continue
+            quantity = Decimal(fill["quantity"])
+            for name, market, side, low, high in rules:
+                if fill["market_id"] == market and fill["side"] == side and low <= quantity <= high:
+                    body = f"{fill['side']} {quantity} {fill['outcome']} @ {fill['price']}"
+                    title = str(fill["order_id"])
+                    await http.post(hook, json={"title": title, "body": body, "rule": name})
+
+
+# -- the harness ------------------------------------------------------------------------------
+
+
+async def measure(
+    venue: SimulatedPolySim, hook: Receiver, batches: list[list[str]], alerts: list[int]
+) -> float:
+    """Send each batch, wait for its alerts; seconds of the last batch, first frame to alert."""
+    elapsed = 0.0
+    for batch, expected in zip(batches, alerts, strict=True):
+        hook.reset()
+        began = time.perf_counter()
+        for frame in batch:
+            await venue.emit(frame)
+        elapsed = await hook.wait_for(expected) - began
+        await asyncio.sleep(0.2)  # nothing more may arrive: counted below
+        if len(hook.arrivals) != expected:
+            raise SystemExit(f"expected {expected} alerts, got {len(hook.arrivals)}")
+    return elapsed
+
+
+async def contender(
+    name: str, args: argparse.Namespace, tmp: Path, warm: list[str], timed: list[str]
+) -> float:
+    async with SimulatedPolySim(markets=market_titles()) as venue:
+        hook = Receiver()
+        await hook.start()
+        env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+        me = str(Path(__file__).resolve())
+        total = len(warm) + len(timed)
+        hits = [sum('"quantity": "777"' in f for f in batch) for batch in (warm, timed)]
+        if name == "daemon":
+            config = daemon_config(
+                tmp / "config.yaml",
+                base_url=venue.base_url,
+                hook_port=hook.port,
+                rules=rules_yaml(args.rules),
+            )
+            proc = await spawn("-m", "notifier", "run", "--config", str(config), env=env)
+        elif name == "hand-written":
+            child = ["--client", "hand", "--total", str(total), "--rules", str(args.rules)]
+            proc = await spawn(me, *child, "--venue", venue.base_url, "--hook", hook.url, env=env)
+        else:
+            marks = f"{len(warm)},{total}"
+            child = ["--client", "recv", "--marks", marks, "--venue", venue.base_url]
+            proc = await spawn(me, *child, "--hook", hook.url, env=env)
+            hits = [1, 1]
+        try:
+            await connected(venue, proc)
+            await asyncio.sleep(0.5)  # the daemon's first backfill (an empty history)
+            seconds = await measure(venue, hook, [warm, timed], hits)
+        finally:
+            await stop(proc)
+            await hook.close()
+    return seconds
+
+
+async def harness(args: argparse.Namespace) -> None:
+    warm = frames(WARMUP, start=10_000_000)
+    timed = frames(args.fills)
+    matching = sum('"quantity": "777"' in f for f in timed)
+    print(
+        f"{args.fills} fills, {args.rules} rules, {matching} alerts to a loopback webhook; "
+        f"best of {args.repeat}; fills/s first frame -> last alert"
+    )
+    results: dict[str, float] = {}
+    for name in ("receive-only", "hand-written", "daemon"):
+        best = float("inf")
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                best = min(best, await contender(name, args, Path(tmp), warm, timed))
+        results[name] = args.fills / best
+        print(f"  {name:<13} {results[name]:>9,.0f} fills/s  ({best:.2f} s)")
+    daemon = results["daemon"]
+    print(
+        f"daemon = {daemon / results['hand-written']:.2f}x hand-written (target >= 2x), "
+        f"{daemon / results['receive-only']:.2f}x receive-only ceiling (target >= 0.5x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--fills", type=int, default=20_000)
+    parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="5,000 fills, one run each")
+    parser.add_argument("--client", choices=("hand", "recv"), help=argparse.SUPPRESS)
+    parser.add_argument("--venue", help=argparse.SUPPRESS)
+    parser.add_argument("--hook", help=argparse.SUPPRESS)
+    parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--marks", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client == "hand":
+        asyncio.run(hand_written(args.venue, args.hook, args.total, args.rules))
+    elif args.client == "recv":
+        marks = [int(m) for m in args.marks.split(",")]
+        asyncio.run(receive_only(args.venue, args.hook, marks))
+    else:
+        if args.quick:
+            args.fills, args.repeat = 5000, 1
+        asyncio.run(harness(args))
+
+
+if __name__ == "__main__":
+    main()
