@@ -46,6 +46,7 @@ from common import (
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
 WARMUP = 1000
+HERE = Path(__file__).resolve()
 
 
 # -- the baseline clients (run as child processes) -------------------------------------------
@@ -116,7 +117,7 @@ async def contender(
         hook = Receiver()
         await hook.start()
         env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
-        me = str(Path(__file__).resolve())
+        me = str(HERE)
         total = len(warm) + len(timed)
         hits = [sum('"quantity": "777"' in f for f in batch) for batch in (warm, timed)]
         if name == "daemon":

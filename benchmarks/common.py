@@ -43,7 +43,8 @@ def rules_yaml(n_rules: int = 1000, *, channel: str = "hook") -> str:
     for i, market, _side, low, _high in rule_specs(n_rules):
         lines += [
             f"  - name: {i}",
-            f"    when: {{market: '{market}', side: BUY, quantity: {{min: {low}, max: {low + 9}}}}}",
+            f"    when: {{market: '{market}', side: BUY,",
+            f"            quantity: {{min: {low}, max: {low + 9}}}}}",
             f"    notify: [{channel}]",
             '    title: "{order_id}"',
             '    body: "{side} {quantity} {outcome} @ {price} on {market_title}"',
