@@ -37,6 +37,7 @@ class Snapshot:
     feed_connected: bool = False
     reconnects: Mapping[str, int] = field(default_factory=dict)  # by cause
     backfilled: int = 0
+    shaping: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # rule -> stage -> n
 
 
 def _counter(name: str, doc: str, label: str, values: Mapping[str, int]) -> Metric:
@@ -85,6 +86,23 @@ class _SnapshotCollector(Collector):
         yield CounterMetricFamily(
             "notifier_fills_backfilled", "Fills recovered from history.", value=s.backfilled
         )
+        dropped = {rule: stages.get("dropped", 0) for rule, stages in s.shaping.items()}
+        yield _counter(
+            "notifier_fills_dropped",
+            "Fills dropped outside active hours, by rule.",
+            "rule",
+            dropped,
+        )
+        waiting = GaugeMetricFamily(
+            "notifier_fills_waiting",
+            "Fills held by alert shaping, by rule and stage (grouped, throttled, held).",
+            labels=["rule", "stage"],
+        )
+        for rule, stages in sorted(s.shaping.items()):
+            for stage, count in sorted(stages.items()):
+                if stage != "dropped":
+                    waiting.add_metric([rule, stage], count)
+        yield waiting
 
 
 class Metrics:

@@ -240,6 +240,7 @@ class Service:
             feed_connected=bool(feed and feed.stats.connected),
             reconnects=dict(feed.stats.reconnects) if feed else {},
             backfilled=feed.stats.backfilled if feed else 0,
+            shaping=pipe.shaping.stats() if pipe else {},
         )
 
     def health(self) -> tuple[bool, str]:
