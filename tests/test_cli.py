@@ -114,7 +114,7 @@ def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) ->
     """The shipped example passes check-config with only POLYSIM_API_KEY set."""
     assert cli.main(["check-config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
-    assert out == f"{EXAMPLE}: ok: 3 rules (3 enabled), 3 channels (3 URLs)\n"
+    assert out == f"{EXAMPLE}: ok: 4 rules (4 enabled), 3 channels (3 URLs)\n"
 
 
 def test_check_config_reports_every_problem_exactly(
