@@ -35,8 +35,8 @@ from notifier.rules import (
 )
 from notifier.shapingconfig import (
     DIGEST_BODY,
+    DIGEST_TITLE,
     SHAPING_KEYS,
-    THROTTLE_NOTE,
     combine,
     digest_field_message,
     parse_active_node,
@@ -255,7 +255,6 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
     fields = {k: v for k, v in values.items() if k in _RULE_FIELDS}
     extras = {k: v for k, v in values.items() if k not in _RULE_FIELDS}
     fields.setdefault("condition", MATCH_ALL)
-    fields.setdefault("title", Template(DEFAULT_TITLE))
     if shaped:
         before = len(ctx.problems.items)
         combined = combine(values, raw, path, ctx.problems)
@@ -263,7 +262,8 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
             return None
         if combined is not None:
             extras["shaping"], extras["line"] = combined
-        note = THROTTLE_NOTE if "throttle" in raw else ""
-        fields.setdefault("body", Template(DIGEST_BODY + note))
+        fields.setdefault("title", Template(DIGEST_TITLE))
+        fields.setdefault("body", Template(DIGEST_BODY))
+    fields.setdefault("title", Template(DEFAULT_TITLE))
     fields.setdefault("body", Template(DEFAULT_BODY))
     return Rule(**fields, extras=extras)

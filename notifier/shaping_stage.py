@@ -50,7 +50,12 @@ def render_release(rule: Rule, release: Release) -> tuple[str, str]:
     values = dict(release.fields)
     rendered = [template.render(fill_values(f, rule=rule.name)) for f in release.fills]
     values["lines"] = cap_lines(rendered, LINES_LIMIT)
-    return rule.title.render(values), rule.body.render(values)
+    body = rule.body.render(values)
+    if release.suppressed and "suppressed" not in rule.body.fields:
+        # A throttled message always says what it folded in, whatever the rule's body.
+        plural = "" if release.suppressed == 1 else "s"
+        body += f"\n({release.suppressed} earlier message{plural} folded into this one)"
+    return rule.title.render(values), body
 
 
 def release_alerts(rule: Rule, release: Release, targets: _Targets) -> list[Alert]:

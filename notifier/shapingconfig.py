@@ -28,7 +28,7 @@ from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
 SHAPING_KEYS = ("group", "throttle", "active")
 # Templates of a shaped rule when the config gives none: a digest must say what it folded.
 DIGEST_BODY = "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f}\n{lines}"
-THROTTLE_NOTE = "\n({suppressed} earlier messages folded into this one)"
+DIGEST_TITLE = "Fills on {market_title} ({count})"
 DEFAULT_LINE = "{side} {quantity} {outcome} @ {price} #{order_id}"
 
 _EXAMPLES = {

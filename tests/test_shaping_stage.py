@@ -276,6 +276,30 @@ async def test_throttle_reports_suppressed_in_the_trailing_message(
     assert [r.title for r in rows(store, "t")] == ["1 fills, 0 suppressed", "3 fills, 2 suppressed"]
 
 
+async def test_throttled_message_says_what_it_folded_whatever_the_body(
+    store: StateStore, clock: Clock
+) -> None:
+    """A body without {suppressed} still gets a note of the folded messages, only when some were."""
+    text = """\
+    rules:
+      - name: t
+        notify: [desk]
+        throttle: {by: [market_id], every: 10m}
+        body: "{count} fills"
+    """
+    pipeline = make(store, clock, text)
+    await feed(pipeline, fill("1", "0.5", "1"))
+    for n in range(2, 5):
+        clock.advance(minutes=1)
+        await feed(pipeline, fill(str(n), "0.5", "1"))
+    clock.advance(minutes=7)
+    pipeline.release_due()
+    assert [r.body for r in rows(store, "t")] == [
+        "1 fills",
+        "3 fills\n(2 earlier messages folded into this one)",
+    ]
+
+
 async def test_reload_keeps_held_fills_and_drops_removed_rules(
     store: StateStore, clock: Clock
 ) -> None:
