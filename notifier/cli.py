@@ -65,7 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     _configure_logging(args, settings.log)
 
     async def go() -> None:
-        service = Service(settings, reload=lambda: _load(path))
+        watch = path if args.watch else None
+        service = Service(settings, reload=lambda: _load(path), watch=watch)
         try:
             await service.run()
         except* FatalFeedError as group:
@@ -221,6 +222,11 @@ def _parser() -> argparse.ArgumentParser:
         "POLYSIM_API_KEY=ps_live_... notifier run --config config.yaml --log-format json",
     )
     p.add_argument("--config", default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG))
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload when the config file changes, as SIGHUP does (validated first)",
+    )
     p = command(
         "demo",
         _demo,

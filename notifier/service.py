@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 
@@ -30,6 +31,7 @@ from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.pipeline import Pipeline
 from notifier.settings import Settings
 from notifier.store import OutboxItem, StateStore
+from notifier.watch import signature, watch_file
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class Service:
         settings: Settings,
         *,
         reload: Callable[[], Settings] | None = None,
+        watch: Path | None = None,
         install_signals: bool = True,
         feed_sleep: Callable[[float], Awaitable[None]] | None = None,
         delivery_clock: Callable[[], datetime] | None = None,
@@ -82,6 +85,9 @@ class Service:
         self._feed_sleep = feed_sleep
         self._delivery_clock = delivery_clock
         self._reload_config = reload
+        self._watch = watch
+        # Taken now, just after the caller read the file: a later change counts as one.
+        self._watch_since = signature(watch) if watch is not None else None
         self._install_signals = install_signals
         self._stop = asyncio.Event()
         self._started = time.monotonic()
@@ -158,6 +164,13 @@ class Service:
                     pipe_task = tasks.create_task(pipeline.run(), name="pipeline")
                     send_task = tasks.create_task(deliverer.run(), name="deliver")
                     prune_task = tasks.create_task(self._prune_forever(store), name="prune")
+                    watch_task = (
+                        tasks.create_task(
+                            watch_file(self._watch, self.request_reload, since=self._watch_since)
+                        )
+                        if self._watch is not None
+                        else None
+                    )
                     await self._stop.wait()
                     log.info("stopping: feed closed, finishing what was received")
                     await _cancel(feed_task)
@@ -165,6 +178,8 @@ class Service:
                     await deliverer.drain(SHUTDOWN_GRACE)
                     await _cancel(send_task)
                     await _cancel(prune_task)
+                    if watch_task is not None:
+                        await _cancel(watch_task)
         finally:
             if self.metrics_server is not None:
                 await self.metrics_server.stop()

@@ -79,15 +79,18 @@ class Daemon:
 
     async def wait_log(self, text: str, *, timeout: float = 10, count: int = 1) -> str:
         """Wait until `count` stderr lines contain `text`; return the last such line."""
-        async with asyncio.timeout(timeout):
-            while True:
-                found = [line for line in self.lines if text in line]
-                if len(found) >= count:
-                    return found[-1]
-                if self._reader.done():
-                    raise AssertionError(f"exited without logging {text!r}:\n{self.log}")
-                self._changed.clear()
-                await self._changed.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    found = [line for line in self.lines if text in line]
+                    if len(found) >= count:
+                        return found[-1]
+                    if self._reader.done():
+                        raise AssertionError(f"exited without logging {text!r}:\n{self.log}")
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"no {text!r} within {timeout}s:\n{self.log}") from None
 
     def signal(self, signum: signal.Signals) -> None:
         self.proc.send_signal(signum)

@@ -216,3 +216,24 @@ async def test_unusable_state_file_is_fatal_in_one_line(
         "not a notifier state file or corrupt (file is not a database)"
     ]
     assert venue.connections == 0
+
+
+async def test_watch_reloads_when_the_file_changes(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """run --watch picks up a saved config file without a signal, and refuses a broken one."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    daemon = await Daemon.start("run", "--config", str(config), "--watch", env=env)
+    try:
+        await daemon.wait_log("started")
+        write_config(config, venue, webhook, rules=RULES + EXTRA_RULE)
+        await daemon.wait_log("reloaded: 2 rules")
+        write_config(config, venue, webhook, rules=RULES.replace("[hook]", "[hok]"))
+        await daemon.wait_log("reload refused")
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+        assert code == 0
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()
