@@ -302,8 +302,8 @@ async def kill_and_restart(
 ) -> None:
     """Kill -9 the daemon `kills` times at random points with alerts pending, then finish.
 
-    Every alert arrives; an alert arrives twice only if it was in flight at a kill (one lane,
-    one send in flight), so at most `kills` repeats, each at most one extra time.
+    Every alert arrives; an alert arrives again only if it was in flight at a kill (one lane,
+    one send in flight), so there are at most `kills` extra arrivals in all.
     """
     rng = random.Random(seed)
     config = tmp_path / "config.yaml"
@@ -328,7 +328,8 @@ async def kill_and_restart(
             await daemon.kill()
     arrived = hook.titles()
     assert set(arrived) == set(ids(range(1000, 1000 + fills)))
-    assert all(1 <= n <= 2 for n in arrived.values())
+    # Each kill can repeat at most the one send in flight (the same alert again, if a kill
+    # lands on its resend): extra arrivals never outnumber the kills.
     assert sum(arrived.values()) - fills <= kills
 
 

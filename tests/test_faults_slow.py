@@ -19,7 +19,7 @@ async def test_ten_kill_9s_with_alerts_pending(
     tmp_path: Path,
     seed: int,
 ) -> None:
-    """Ten kill -9s at random points of 150 alerts: every alert arrives, at most one repeat each."""
+    """Ten kill -9s at random points of 150 alerts: every alert arrives, at most 10 repeats."""
     hook = Hook()
     await hook.start()
     try:
