@@ -29,6 +29,8 @@ class Fill:
     status: str | None = None
     client_order_id: str | None = None
     market_title: str | None = None
+    # The identity, computed once on first use: every stage asks for it.
+    _key: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def notional(self) -> Decimal:
@@ -42,18 +44,24 @@ class Fill:
         (order_id, filled_at, quantity, price), with decimals normalized so that
         "10" and "10.0" are the same quantity.
         """
-        return "|".join(
-            (
-                self.order_id,
-                self.filled_at.isoformat(timespec="microseconds"),
-                _canonical(self.quantity),
-                _canonical(self.price),
+        key = self._key
+        if key is None:
+            key = "|".join(
+                (
+                    self.order_id,
+                    self.filled_at.isoformat(timespec="microseconds"),
+                    _canonical(self.quantity),
+                    _canonical(self.price),
+                )
             )
-        )
+            object.__setattr__(self, "_key", key)
+        return key
 
     def with_title(self, title: str | None) -> Fill:
         """This fill, carrying the market's human title."""
-        return dataclasses.replace(self, market_title=title)
+        titled = dataclasses.replace(self, market_title=title)
+        object.__setattr__(titled, "_key", self._key)  # the title is not part of the identity
+        return titled
 
 
 def _canonical(value: Decimal) -> str:

@@ -70,7 +70,9 @@ class TitleSource(Protocol):
 class FillRecorder(Protocol):
     """The state store's part in the pipeline: dedupe and the durable outbox, in one transaction."""
 
-    def seen(self, fill_key: str) -> bool: ...
+    def unseen(self, fill_keys: Sequence[str]) -> set[str]: ...
+
+    def remember(self, fills: Sequence[tuple[str, datetime]]) -> int: ...
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
 
@@ -93,14 +95,21 @@ class Planned:
 
 
 def plan_alerts(
-    fill: Fill, *, rules: RuleSet, targets: TargetLookup, defer_shaped: bool = False
+    fill: Fill,
+    *,
+    rules: RuleSet,
+    targets: TargetLookup,
+    defer_shaped: bool = False,
+    matched: tuple[Rule, ...] | None = None,
 ) -> Planned:
     """Match `fill` against `rules` and render one alert per rule and target (pure).
 
     A shaped rule renders as the digest of this fill alone (what a dry run can show), or with
     `defer_shaped` is left out of the alerts and listed in `shaped` for the shaping stage.
+    `matched` is `rules.match(fill)` when the caller has it already.
     """
-    matched = rules.match(fill)
+    if matched is None:
+        matched = rules.match(fill)
     alerts: list[Alert] = []
     shaped: list[Rule] = []
     for rule in matched:
@@ -240,11 +249,29 @@ class Pipeline:
                 await self._process(batch)
 
     async def _process(self, batch: list[tuple[Fill, str]]) -> None:
-        fresh = [fill for fill, _ in batch if not self._is_duplicate(fill)]
-        titled = await self._with_titles(fresh)
+        rules = self._rules
+        fresh = self._fresh(batch)
+        if rules.uses_title:
+            fresh = await self._with_titles(fresh)
+        hits: list[tuple[Fill, tuple[Rule, ...]]] = []
+        quiet: list[tuple[str, datetime]] = []
+        for fill in fresh:
+            matched = rules.match(fill)
+            if matched:
+                hits.append((fill, matched))
+            else:
+                quiet.append((fill.key, fill.filled_at))
+        if hits and not rules.uses_title:  # only fills with a message to render need titles
+            titled = await self._with_titles([fill for fill, _ in hits])
+            hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
+        remembered = self._store.remember(quiet)
+        self.stats.processed += remembered
+        self.stats.duplicates += len(quiet) - remembered
         recorded = shaped = False
-        for fill in titled:
-            planned = plan_alerts(fill, rules=self._rules, targets=self._targets, defer_shaped=True)
+        for fill, matched in hits:
+            planned = plan_alerts(
+                fill, rules=rules, targets=self._targets, defer_shaped=True, matched=matched
+            )
             if self._store.record(
                 fill_key=fill.key, filled_at=fill.filled_at, alerts=planned.alerts
             ):
@@ -309,11 +336,11 @@ class Pipeline:
             self.release_due()
             await asyncio.sleep(0)  # a deadline that stays past must not starve the loop
 
-    def _is_duplicate(self, fill: Fill) -> bool:
-        if self._store.seen(fill.key):
-            self.stats.duplicates += 1
-            return True
-        return False
+    def _fresh(self, batch: list[tuple[Fill, str]]) -> list[Fill]:
+        """The batch's fills not recorded before (one store query for the whole batch)."""
+        unseen = self._store.unseen([fill.key for fill, _ in batch])
+        self.stats.duplicates += len(batch) - len(unseen)
+        return [fill for fill, _ in batch if fill.key in unseen]
 
     async def _with_titles(self, fills: list[Fill]) -> list[Fill]:
         """Fills carrying their market title; a slow or failing look-up falls back to none."""

@@ -153,6 +153,17 @@ class Not(Condition):
 MATCH_ALL = AllOf(())
 
 
+def tests_field(condition: Condition, name: str) -> bool:
+    """Whether `condition` (at any depth) looks at the fill field `name`."""
+    if isinstance(condition, FieldMatch | Bounds):
+        return condition.field == name
+    if isinstance(condition, AllOf | AnyOf):
+        return any(tests_field(c, name) for c in condition.conditions)
+    if isinstance(condition, Not):
+        return tests_field(condition.condition, name)
+    return True  # an unknown kind of condition: assume it may
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One compiled rule: which fills, which channels, what message."""
@@ -238,10 +249,23 @@ def _index(position: int, rule: Rule) -> _Indexed:
 class RuleSet:
     """Rules compiled for matching; `match` agrees with `naive_match` on every fill."""
 
-    __slots__ = ("_by_market", "_by_prefix", "_cache", "_wild", "_wild_pairs", "rules")
+    __slots__ = (
+        "_by_market",
+        "_by_prefix",
+        "_cache",
+        "_wild",
+        "_wild_pairs",
+        "rules",
+        "uses_title",
+    )
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
+        # Whether matching looks at market_title: if not, a fill needs its title (a REST
+        # look-up) only once it has matched, to render the message.
+        self.uses_title = any(
+            rule.enabled and tests_field(rule.condition, "market_title") for rule in self.rules
+        )
         self._by_market: dict[str, list[_Indexed]] = {}
         self._by_prefix: dict[int, dict[str, list[_Indexed]]] = {}
         wild: list[_Indexed] = []

@@ -19,6 +19,7 @@ from notifier.events import Alert
 from notifier.sqlitefile import Migration, SqliteFile
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
 _MICRO = timedelta(microseconds=1)
 _COLUMNS = (
     "id, fill_key, rule, channel, target, title, body, filled_at, created_at, attempts, "
@@ -196,6 +197,38 @@ class StateStore:
         with self._errors("read fills"):
             row = self._db.execute("SELECT 1 FROM fills WHERE key = ?", (fill_key,)).fetchone()
         return row is not None
+
+    def unseen(self, fill_keys: Sequence[str]) -> set[str]:
+        """Those of `fill_keys` not recorded before: one query per few hundred keys."""
+        fresh = set(fill_keys)
+        with self._errors("read fills"):
+            for start in range(0, len(fill_keys), _KEYS_PER_QUERY):
+                chunk = fill_keys[start : start + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT key FROM fills WHERE key IN ({marks})",  # noqa: S608  # only ?s
+                    chunk,
+                ).fetchall()
+                fresh.difference_update(str(r[0]) for r in rows)
+        return fresh
+
+    def remember(self, fills: Sequence[tuple[str, datetime]]) -> int:
+        """Record fills that raise no alert, as `record` would, in one step; how many were new.
+
+        The feed's common case (most fills match no rule) costs two statements a batch
+        instead of three a fill.
+        """
+        if not fills:
+            return 0
+        with self._errors("record fills"), self._tx(deferrable=True) as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)",
+                [(key, _to_us(at)) for key, at in fills],
+            )
+            inserted = db.total_changes - before
+            self._advance(db, max(_to_us(at) for _, at in fills))
+        return inserted
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool:
         """Record a fill, its alerts and the watermark atomically; False if seen before.

@@ -79,6 +79,28 @@ def test_record_without_alerts_still_dedupes_and_advances(store: StateStore) -> 
     assert store.counts() == {"pending": 0, "dead": 0, "sent": 0}
 
 
+def test_unseen_answers_for_many_keys_at_once(store: StateStore) -> None:
+    """`unseen` returns exactly the keys never recorded, across several query chunks."""
+    store.record(fill_key="k3", filled_at=T0, alerts=[])
+    store.remember([("k700", T0), ("k1100", T0)])
+    keys = [f"k{n}" for n in range(1200)]
+    assert store.unseen(keys) == set(keys) - {"k3", "k700", "k1100"}
+    assert store.unseen([]) == set()
+
+
+def test_remember_records_quiet_fills_like_record(store: StateStore) -> None:
+    """`remember` marks fills seen and moves the watermark, counting only the new ones."""
+    later = T0 + timedelta(minutes=5)
+    store.record(fill_key="a", filled_at=T0, alerts=[])
+    assert store.remember([("a", T0), ("b", later), ("c", T0)]) == 2
+    assert store.seen("b")
+    assert store.seen("c")
+    assert store.load_watermark() == later
+    assert not store.record(fill_key="b", filled_at=later, alerts=[alert("b")])
+    assert store.outbox() == []
+    assert store.remember([]) == 0
+
+
 def test_record_is_atomic(store: StateStore) -> None:
     """A record that fails midway leaves no fill key, no rows and no watermark behind."""
     bad = Alert("f1", "r", "chat", "t2", object(), "b", T0)  # type: ignore[arg-type]
