@@ -113,6 +113,8 @@ class FeedClient:
         self._stop = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._rx = 0.0  # loop time of the last frame on the current connection
+        self._silent = False  # the watchdog dropped the current connection
 
     async def run(self) -> None:
         """Hold the feed until cancelled or stopped; KeyRefused (fatal) when the key is refused."""
@@ -222,31 +224,50 @@ class FeedClient:
                 self._token_rejections = 0
 
     async def _read(self, ws: ClientConnection) -> str:
-        """Frames to the sink until the connection ends; also notices a silent peer."""
-        settings = self._settings
-        pinged = False
+        """Frames to the sink until the connection ends.
+
+        Liveness is watched by a task beside the loop, not by a timeout around each
+        `recv()`: a timer per frame cost more than everything else done per frame.
+        """
+        loop_time = asyncio.get_running_loop().time
+        self._rx = loop_time()
+        self._silent = False
         self.stats.reading = True
+        watchdog = asyncio.create_task(self._watch(ws), name="feed-watchdog")
         try:
             while not self._stopping:
                 if self._backfill.due:
                     await self._recover(attempts=1)  # an earlier backfill failed: try again
-                try:
-                    async with asyncio.timeout(
-                        settings.ping_timeout if pinged else settings.ping_interval
-                    ):
-                        data = await ws.recv()
-                except TimeoutError:
-                    if pinged:
-                        log.warning("no frame and no pong; replacing the connection")
-                        return "silent"
-                    await ws.send(_APP_PING)
-                    pinged = True
-                    continue
-                pinged = False
+                data = await ws.recv()
+                self._rx = loop_time()
                 await self._on_frame(data)
         except ConnectionClosed as exc:
-            return self._close_cause(exc)
+            return "silent" if self._silent else self._close_cause(exc)
+        finally:
+            watchdog.cancel()
+            await asyncio.wait([watchdog])
         return "stopped"
+
+    async def _watch(self, ws: ClientConnection) -> None:
+        """Ping when the feed has been idle; drop the connection if even that goes unanswered."""
+        settings = self._settings
+        loop_time = asyncio.get_running_loop().time
+        while True:
+            idle = loop_time() - self._rx
+            if idle < settings.ping_interval:
+                await asyncio.sleep(settings.ping_interval - idle)
+                continue
+            try:
+                await ws.send(_APP_PING)
+            except ConnectionClosed:
+                return  # the read loop sees the close and says why
+            pinged = loop_time()
+            await asyncio.sleep(settings.ping_timeout)
+            if self._rx < pinged:
+                log.warning("no frame and no pong; replacing the connection")
+                self._silent = True
+                ws.transport.abort()  # a silent peer would not answer a closing handshake
+                return
 
     async def _recover(self, *, attempts: int = 3) -> None:
         await self._backfill.run(attempts=attempts)
