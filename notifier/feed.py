@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 
 _APP_PING = '{"action": "ping"}'
+CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dropped
 _REJECT_LOG_EVERY = 10.0  # seconds: at most one log line per rejection reason in this window
 _MAX_RETRY_AFTER = 3600.0
 
@@ -195,7 +196,8 @@ class FeedClient:
                 max_size=max(settings.max_frame_bytes * 4, 1 << 16),
                 ping_interval=settings.ping_interval,
                 ping_timeout=settings.ping_timeout,
-                close_timeout=settings.ping_timeout,
+                # Short: a stop must not wait on a peer that no longer answers.
+                close_timeout=min(CLOSE_TIMEOUT, settings.ping_timeout),
                 open_timeout=settings.request_timeout,
                 logger=_WS_LOG,
             )

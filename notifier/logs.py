@@ -21,6 +21,10 @@ LogFormat = Literal["text", "json"]
 FLOORS = {
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
+    # requests/urllib3 carry apprise's sends: urllib3 logs each request line (a Slack
+    # webhook's token, Telegram's /bot<token>/ path) at DEBUG.
+    "urllib3": logging.WARNING,
+    "requests": logging.WARNING,
     "apprise": logging.WARNING,
     "websockets": logging.INFO,
     "asyncio": logging.WARNING,

@@ -74,6 +74,8 @@ class FillRecorder(Protocol):
 
     def remember(self, fills: Sequence[tuple[str, datetime]]) -> int: ...
 
+    def flush(self) -> None: ...
+
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
 
     def get_meta(self, key: str) -> str | None: ...
@@ -249,7 +251,10 @@ class Pipeline:
                 await self._process(batch)
 
     async def _process(self, batch: list[tuple[Fill, str]]) -> None:
-        rules = self._rules
+        # One config for the whole batch: a reload during the title look-up below must not
+        # pair old rules with new channels.
+        rules, targets = self._rules, self._targets
+        self._store.flush()  # a batch's records commit together with its shaping snapshot
         fresh = self._fresh(batch)
         if rules.uses_title:
             fresh = await self._with_titles(fresh)
@@ -270,7 +275,7 @@ class Pipeline:
         recorded = shaped = False
         for fill, matched in hits:
             planned = plan_alerts(
-                fill, rules=rules, targets=self._targets, defer_shaped=True, matched=matched
+                fill, rules=rules, targets=targets, defer_shaped=True, matched=matched
             )
             if self._store.record(
                 fill_key=fill.key, filled_at=fill.filled_at, alerts=planned.alerts

@@ -25,13 +25,14 @@ def test_json_lines_carry_message_level_logger_and_extras() -> None:
 
 
 def test_debug_level_keeps_secret_logging_libraries_at_their_floor() -> None:
-    """Even at debug, httpx (URLs), apprise (token URLs) and websockets (handshake) stay quiet."""
+    """Even at debug, httpx, urllib3, apprise (token URLs) and websockets (handshake) stay quiet."""
     out = io.StringIO()
     logs.configure(level=logging.DEBUG, fmt="text", stream=out)
     logging.getLogger("httpx").info("HTTP Request: POST https://x/v1/keys/ws-token")
     logging.getLogger("apprise").debug("slack://T000/B000/XXXX")
     logging.getLogger("apprise").info("Notifying 1 service(s).")
     logging.getLogger("websockets.client").debug("> GET /v1/ws/executions?token=abc")
+    logging.getLogger("urllib3.connectionpool").debug('"POST /services/T0/B0/XXXX HTTP/1.1"')
     logging.getLogger("notifier.feed").debug("our own debug line")
     assert out.getvalue().count("\n") == 1
     assert "our own debug line" in out.getvalue()

@@ -206,3 +206,41 @@ async def test_close_returns_after_everything_submitted_is_recorded(store: State
     await asyncio.wait_for(runner, timeout=10)
     assert pipeline.stats.processed == 1200
     assert pipeline.backlog() == 0
+
+
+class _OnlyPhone:
+    """A channel set after a reload that dropped `desk`."""
+
+    def targets(self, channel: str) -> tuple[_Target, ...]:
+        return {"phone": (_Target("phone-9"),)}[channel]
+
+
+async def test_reload_during_a_title_lookup_keeps_the_batch_consistent(
+    store: StateStore,
+) -> None:
+    """A reload while a batch waits for a title: the batch finishes with the config it began."""
+    titles = _Titles({"0xabc1": "BTC 100k?"})
+    titles.gate.clear()
+    pipeline = _pipeline(store, titles, [])
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill(), "live")
+    for _ in range(100):  # until the batch waits on the look-up
+        if titles.lookups:
+            break
+        await asyncio.sleep(0)
+    only_phone = Rule(
+        name="p",
+        condition=MATCH_ALL,
+        notify=("phone",),
+        title=Template.parse("{rule}"),
+        body=Template.parse("{rule}"),
+    )
+    pipeline.swap(rules=RuleSet([only_phone]), targets=_OnlyPhone())
+    titles.gate.set()
+    await pipeline.submit(_fill(order_id="43"), "live")
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    by_fill = {(r.fill_key, r.target) for r in store.outbox()}
+    assert (_fill().key, "desk-1") in by_fill  # old rules with the old channels
+    assert (_fill("43").key, "phone-9") in by_fill  # new rules with the new channels
+    assert len(store.outbox()) == 5  # 4 from the first fill, 1 from the second
