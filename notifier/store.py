@@ -19,6 +19,7 @@ from notifier.events import Alert
 from notifier.sqlitefile import Migration, SqliteFile
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(minutes=10)  # clock skew the watermark accepts
 _KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
 _MICRO = timedelta(microseconds=1)
 _COLUMNS = (
@@ -227,7 +228,7 @@ class StateStore:
                 [(key, _to_us(at)) for key, at in fills],
             )
             inserted = db.total_changes - before
-            self._advance(db, max(_to_us(at) for _, at in fills))
+            self._advance(db, self._believable(max(_to_us(at) for _, at in fills)))
         return inserted
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool:
@@ -256,8 +257,16 @@ class StateStore:
             "filled_at, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
             rows,
         )
-        self._advance(db, filled)
+        self._advance(db, self._believable(filled))
         return True
+
+    def _believable(self, filled_us: int) -> int:
+        """A fill time as far as the watermark may follow it: not past now + a tolerance.
+
+        One fill stamped far in the future (a venue bug, a skewed clock) would otherwise move
+        the watermark there, and every later backfill would start after the fills it must find.
+        """
+        return min(filled_us, _to_us(self._clock() + FUTURE_TOLERANCE))
 
     @staticmethod
     def _advance(db: sqlite3.Connection, at_us: int) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from notifier.errors import StateError
 from notifier.events import Alert
-from notifier.store import SCHEMA_VERSION, StateStore
+from notifier.store import FUTURE_TOLERANCE, SCHEMA_VERSION, StateStore
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -99,6 +99,18 @@ def test_remember_records_quiet_fills_like_record(store: StateStore) -> None:
     assert not store.record(fill_key="b", filled_at=later, alerts=[alert("b")])
     assert store.outbox() == []
     assert store.remember([]) == 0
+
+
+def test_a_fill_from_the_future_moves_the_watermark_only_to_now_plus_tolerance(
+    store: StateStore, clock: Clock
+) -> None:
+    """A fill stamped in 2099 is recorded, but the watermark stops at now + FUTURE_TOLERANCE."""
+    far = datetime(2099, 1, 1, tzinfo=UTC)
+    assert store.record(fill_key="f", filled_at=far, alerts=[alert("f", at=far)])
+    assert store.load_watermark() == clock.now + FUTURE_TOLERANCE
+    store.remember([("g", far)])
+    assert store.load_watermark() == clock.now + FUTURE_TOLERANCE
+    assert store.outbox()[0].filled_at == far
 
 
 def test_record_is_atomic(store: StateStore) -> None:
