@@ -1,7 +1,5 @@
 """`python -m notifier` runs the same CLI as the `notifier` console script."""
 
-import sys
+from notifier.cli import entry
 
-from notifier.cli import main
-
-sys.exit(main())
+entry()

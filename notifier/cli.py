@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from notifier import __version__, config, logs
 from notifier.errors import ConfigError, FatalFeedError, StateError
@@ -26,6 +26,21 @@ log = logging.getLogger("notifier")
 
 EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = "config.yaml"
+
+
+def entry() -> NoReturn:
+    """The console script and `python -m notifier`: run, then leave at once.
+
+    apprise sends on its own worker threads; one still blocked on a service that does not
+    answer would hold the interpreter's exit for the whole send timeout, breaking the promise
+    to stop within seconds. Everything that matters is done by then: the state file is
+    closed, an unfinished send stays pending and goes out after the next start.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -237,3 +237,27 @@ async def test_watch_reloads_when_the_file_changes(
     finally:
         if daemon.proc.returncode is None:
             await daemon.kill()
+
+
+async def test_sigterm_with_a_send_hanging_exits_quickly(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A channel that never answers does not hold the exit: 0 within 10 s, the alert pending."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    webhook.hang()
+    daemon = await Daemon.start("run", "--config", str(config), env=env)
+    try:
+        await venue.wait_connected(1, timeout=10)
+        await daemon.wait_log("backfill", timeout=10)
+        await venue.fill(market_id=BTC, quantity="150", order_id=1)
+        await webhook.wait_for(1, timeout=10)  # the send is in flight, unanswered
+        began = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait(timeout=15)
+        assert code == 0
+        assert time.monotonic() - began < 10
+        assert "1 pending" in daemon.lines[-1]
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()
