@@ -74,13 +74,21 @@ async def run_demo(*, fills: int | None, config_path: str | None) -> int:
             service = Service(settings)
             daemon = asyncio.create_task(service.run())
             trader = asyncio.create_task(_trade(venue, service, fills, rng))
-            done, _ = await asyncio.wait({daemon, trader}, return_when=asyncio.FIRST_COMPLETED)
-            if trader in done and trader.exception() is None:
-                service.request_stop()
+            await asyncio.wait({daemon, trader}, return_when=asyncio.FIRST_COMPLETED)
+            service.request_stop()  # done, or the trader failed: either way, stop the daemon
             trader.cancel()
             await asyncio.wait({trader})
             await daemon  # a fatal error in the daemon surfaces here
+            if not trader.cancelled() and trader.exception() is not None:
+                log.error("demo stopped early: %s", _why(trader.exception()))
+                return 1
     return 0
+
+
+def _why(error: BaseException | None) -> str:
+    if isinstance(error, TimeoutError):
+        return f"alerts were not all delivered within {SETTLE_TIMEOUT:.0f}s (see the log above)"
+    return repr(error)
 
 
 async def _trade(

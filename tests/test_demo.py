@@ -1,0 +1,39 @@
+"""The demo in-process: it reports a failure instead of hanging or claiming success."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from daemon import free_port
+
+from notifier import demo
+
+UNREACHABLE = """\
+channels:
+  dead: json://127.0.0.1:{port}/
+rules:
+  - name: all
+    notify: [dead]
+"""
+
+
+async def test_demo_with_a_channel_that_never_delivers_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When alerts cannot be delivered in time the demo stops and returns 1, not 0 or never."""
+    monkeypatch.setattr(demo, "SETTLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(demo, "FILL_INTERVAL", 0.0)
+    config = tmp_path / "demo.yaml"
+    config.write_text(UNREACHABLE.format(port=free_port()), encoding="utf-8")
+    assert await demo.run_demo(fills=2, config_path=str(config)) == 1
+
+
+async def test_demo_delivers_every_fill_and_exits_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the embedded rules, every fill prints one alert and the demo returns 0."""
+    monkeypatch.setattr(demo, "FILL_INTERVAL", 0.0)
+    assert await demo.run_demo(fills=4, config_path=None) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n== ") + out.startswith("== ") == 4
