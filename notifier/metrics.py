@@ -8,7 +8,6 @@ observed as alerts are sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
+HANDLER_TIMEOUT = 5.0  # seconds for one metrics or health request, start to finish
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
@@ -157,24 +157,24 @@ class MetricsServer:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The whole exchange is bounded: a scraper that stops reading must not pin this task
+        # (nor, through it, the server's shutdown).
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(HANDLER_TIMEOUT):
                 request = await reader.readline()
                 while (await reader.readline()).strip():
                     pass  # headers: nothing here needs them
-            status, ctype, body = self._answer(request.decode("latin-1"))
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode("latin-1") + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
+                status, ctype, body = self._answer(request.decode("latin-1"))
+                head = (
+                    f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                )
+                writer.write(head.encode("latin-1") + body)
+                await writer.drain()
+                writer.close()
                 await writer.wait_closed()
+        except (TimeoutError, ConnectionError):
+            writer.transport.abort()
 
     def _answer(self, request_line: str) -> tuple[str, str, bytes]:
         parts = request_line.split()

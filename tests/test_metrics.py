@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from daemon import http_get
 
+from notifier import metrics as metrics_module
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 
 
@@ -68,3 +72,18 @@ async def test_healthz_reports_the_health_check() -> None:
         assert (await http_get(server.port, "/metrics", method="POST"))[0] == 405
     finally:
         await server.stop()
+
+
+async def test_a_client_that_never_finishes_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scraper that connects and stalls is disconnected after the handler's bound."""
+    monkeypatch.setattr(metrics_module, "HANDLER_TIMEOUT", 0.05)
+    server = MetricsServer(Metrics(Snapshot), lambda: (True, "ok"), listen="127.0.0.1:0")
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n")  # and never the end of the headers
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await asyncio.wait_for(server.stop(), timeout=5)
