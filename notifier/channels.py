@@ -66,8 +66,15 @@ class _AppriseLogGuard(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__("apprise")
-        self.secrets: set[str] = set()
+        # Longest first, so a secret containing another is masked whole. Replaced, never
+        # mutated: apprise's worker threads read it while a reload adds to it.
+        self._secrets: tuple[str, ...] = ()
         self._parsing = threading.local()
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Mask these in apprise's records from now on."""
+        merged = set(self._secrets) | set(secrets)
+        self._secrets = tuple(sorted(merged, key=len, reverse=True))
 
     @contextlib.contextmanager
     def parsing(self) -> Iterator[None]:
@@ -81,9 +88,10 @@ class _AppriseLogGuard(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(self._parsing, "on", False):
             return False
-        if self.secrets:
+        secrets = self._secrets
+        if secrets:
             message = record.getMessage()
-            scrubbed = _scrub(message, sorted(self.secrets, key=len, reverse=True))
+            scrubbed = _scrub(message, secrets)
             if scrubbed != message:
                 record.msg, record.args = scrubbed, None
         return True
@@ -161,7 +169,7 @@ class ChannelSet:
                 _tune(plugin, delivery)
                 target = Target(channel=name, key=target_key(url), display=display)
                 entry = _Entry(target, Apprise(plugin), _secrets(url, display))
-                _LOG_GUARD.secrets.update(entry.secrets)
+                _LOG_GUARD.add_secrets(entry.secrets)
                 built.setdefault(target.key, entry)
             entries[name] = tuple(built.values())
         if problems:
