@@ -182,13 +182,27 @@ class Pipeline:
         self._queued: set[str] = set()
         self._lookups: set[asyncio.Task[str | None]] = set()
         self.stats = PipelineStats()
+        self._record_orphans(self.shaping.take_orphans())
+
+    def _record_orphans(self, releases: list[Release]) -> None:
+        """Record what rules no longer shaped held, with the snapshot that no longer has it.
+
+        Those fills are seen already: dropped here they would never be alerted. The records and
+        the snapshot commit together (the snapshot write commits the open batch); a crash in
+        between replays the same releases, whose keys the store then ignores.
+        """
+        if not releases:
+            return
+        if self._record_releases(releases):
+            self._on_recorded()
+        self._save_snapshot()
 
     def swap(self, *, rules: RuleSet, targets: TargetLookup) -> None:
         """Use a new rule set and channel set from the next fill on (config reload)."""
         self._rules = rules
         self._targets = targets
-        self.shaping.reconfigure(rules.rules)
-        self._store.set_meta(SNAPSHOT_KEY, self.shaping.snapshot())
+        self._record_orphans(self.shaping.reconfigure(rules.rules))
+        self._save_snapshot()
         self.tick()
 
     def tick(self) -> None:

@@ -15,6 +15,9 @@ Per rule, a match passes three stages, each optional:
 
 Times are the injected `now` (arrival), never `filled_at`: backfilled fills still wait their turn.
 Deadlines are stored, not recomputed, so a reload that changes a spec never loses what is held.
+A rule that stops being shaped (removed, renamed, or left without group/throttle/active) gives
+up what it holds as releases (`reconfigure`'s result, `orphans` after `restore`): those fills are
+already recorded as seen, so dropping them would lose them for good.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class Shaper:
     def __init__(self, specs: Mapping[str, RuleShaping]) -> None:
         self._specs = dict(specs)
         self._state: dict[str, _RuleState] = {}
+        self.orphans: list[Release] = []  # what `restore` found for rules no longer shaped
 
     def offer(self, rule: str, fill: Fill, now: datetime) -> list[Release]:
         """Take one match of `rule`; return what goes out at once (possibly nothing)."""
@@ -185,17 +189,18 @@ class Shaper:
             for rule, s in self._state.items()
         }
 
-    def reconfigure(self, specs: Mapping[str, RuleShaping]) -> None:
-        """New specs on reload: state of rules that still exist stays, with its deadlines."""
+    def reconfigure(self, specs: Mapping[str, RuleShaping]) -> list[Release]:
+        """New specs on reload: state of rules that still exist stays, with its deadlines.
+
+        Returns what rules no longer in `specs` held, released now (see `_evict`).
+        """
         old = self._specs
         self._specs = dict(specs)
-        for rule in list(self._state):
-            if rule not in self._specs:
-                del self._state[rule]
-                continue
-            held = self._state[rule].held
-            if held is not None and old.get(rule, RuleShaping()).active != specs[rule].active:
-                held.opens = _RECHECK  # the window moved: due() finds the new opening
+        out = self._evict()
+        for rule, state in self._state.items():
+            if state.held is not None and old.get(rule, RuleShaping()).active != specs[rule].active:
+                state.held.opens = _RECHECK  # the window moved: due() finds the new opening
+        return out
 
     def snapshot(self) -> dict[str, object]:
         """All held state as JSON-ready data (decimals as strings, datetimes ISO-8601)."""
@@ -203,7 +208,7 @@ class Shaper:
 
     @classmethod
     def restore(cls, specs: Mapping[str, RuleShaping], data: Mapping[str, object]) -> Shaper:
-        """A shaper holding what `snapshot` saved; rules no longer configured are dropped."""
+        """A shaper holding what `snapshot` saved; rules no longer configured go to `orphans`."""
         shaper = cls(specs)
         try:
             if data.get("version") != 1:
@@ -211,14 +216,40 @@ class Shaper:
             rules = data["rules"]
             assert isinstance(rules, Mapping)
             for rule, raw in rules.items():
-                if rule in shaper._specs:
-                    shaper._state[rule] = _load_rule(raw)
+                shaper._state[str(rule)] = _load_rule(raw)
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
             raise ValueError(f"unreadable shaping snapshot: {exc}") from exc
+        shaper.orphans = shaper._evict()
         for state in shaper._state.values():
             if state.held is not None:  # the window may have changed while we were down
                 state.held.opens = _RECHECK
         return shaper
+
+    def _evict(self) -> list[Release]:
+        """Release everything held for rules without a spec, oldest deadline first.
+
+        Each group, throttle period and held digest becomes one release, as it would have at
+        its deadline; only the count of fills dropped outside active hours is forgotten.
+        """
+        out: list[Release] = []
+        for rule in [r for r in self._state if r not in self._specs]:
+            state = self._state.pop(rule)
+            pieces = [
+                (g.due, make_release(rule, k, tuple(g.fills), 0, "group"))
+                for k, g in state.groups.items()
+            ]
+            pieces += [
+                (t.until, make_release(rule, k, tuple(t.fills), t.messages - 1, "throttle"))
+                for k, t in state.throttles.items()
+                if t.fills
+            ]
+            if state.held is not None:
+                held = make_release(
+                    rule, (), tuple(state.held.fills), state.held.suppressed, "held"
+                )
+                pieces.append((state.held.opens, held))
+            out += [release for _, release in sorted(pieces, key=lambda p: p[0])]
+        return out
 
     def _spec(self, rule: str) -> RuleShaping:
         spec = self._specs.get(rule)

@@ -4,6 +4,13 @@ Pure (no I/O): the pipeline owns persistence and the timer. A rule is shaped whe
 `group`, `throttle` or `active` (`Rule.extras["shaping"]`); every other rule keeps the plain path.
 A release renders with its rule's templates over `Release.fields`, plus `lines`: each fill in the
 rule's `line` template, capped so a digest of a busy minute stays one readable message.
+
+A rule that stops being shaped on a reload or restart hands back what it held (`reconfigure`,
+`take_orphans`). Those fills are already seen, so they go out now as digests in the default
+digest templates (a now-plain rule's templates know only one fill's fields, and one digest per
+group keeps the promise of not flooding) to the rule's current channels, or, for a rule gone
+from the config, to the channels it named (kept in the snapshot). Only when none of those
+channels exists any more are the fills lost: a warning names the rule, and `lost` counts them.
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ from notifier.events import Alert, Fill
 from notifier.render import Template, fill_values
 from notifier.rules import Rule
 from notifier.shaping import Shaper
-from notifier.shapingconfig import DEFAULT_LINE
+from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY, DIGEST_TITLE
 from notifier.windows import RuleShaping
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_KEY = "shaping"  # the store's meta key for the Shaper snapshot
 LINES_LIMIT = 20  # fills listed one per line in a digest; the rest are "… and N more"
+_DEFAULTS = (Template(DIGEST_TITLE), Template(DIGEST_BODY), Template(DEFAULT_LINE))
 
 
 class _Target(Protocol):
@@ -34,7 +42,9 @@ class _Target(Protocol):
 
 
 class _Targets(Protocol):
-    def targets(self, channel: str) -> Sequence[_Target]: ...
+    def targets(self, channel: str) -> Sequence[_Target]:
+        """A channel's targets; KeyError for a channel not configured."""
+        ...
 
 
 def rule_shaping(rule: Rule) -> RuleShaping | None:
@@ -46,33 +56,58 @@ def rule_shaping(rule: Rule) -> RuleShaping | None:
 def render_release(rule: Rule, release: Release) -> tuple[str, str]:
     """Title and body of a release: the rule's templates over the digest fields and `lines`."""
     line = rule.extras.get("line")
-    template = line if isinstance(line, Template) else Template(DEFAULT_LINE)
+    template = line if isinstance(line, Template) else _DEFAULTS[2]
+    return _render(rule.title, rule.body, template, rule.name, release)
+
+
+def render_orphan(release: Release) -> tuple[str, str]:
+    """A release of a rule no longer shaped: default digest templates, saying why it comes now."""
+    title, body, line = _DEFAULTS
+    title_text, body_text = _render(title, body, line, release.rule, release)
+    note = f"(held by rule {release.rule!r}, whose shaping is no longer configured)"
+    return title_text, f"{body_text}\n{note}"
+
+
+def _render(
+    title: Template, body: Template, line: Template, rule: str, release: Release
+) -> tuple[str, str]:
     values = dict(release.fields)
-    rendered = [template.render(fill_values(f, rule=rule.name)) for f in release.fills]
+    rendered = [line.render(fill_values(f, rule=rule)) for f in release.fills]
     values["lines"] = cap_lines(rendered, LINES_LIMIT)
-    body = rule.body.render(values)
-    if release.suppressed and "suppressed" not in rule.body.fields:
+    text = body.render(values)
+    if release.suppressed and "suppressed" not in body.fields:
         # A throttled message always says what it folded in, whatever the rule's body.
         plural = "" if release.suppressed == 1 else "s"
-        body += f"\n({release.suppressed} earlier message{plural} folded into this one)"
-    return rule.title.render(values), body
+        text += f"\n({release.suppressed} earlier message{plural} folded into this one)"
+    return title.render(values), text
 
 
 def release_alerts(rule: Rule, release: Release, targets: _Targets) -> list[Alert]:
     """One alert per target of the rule's channels; the outbox knows it by `release.fill_key`."""
     title, body = render_release(rule, release)
+    return _alerts(release, rule.name, rule.notify, title, body, targets)
+
+
+def _alerts(
+    release: Release,
+    rule: str,
+    channels: Iterable[str],
+    title: str,
+    body: str,
+    targets: _Targets,
+) -> list[Alert]:
     filled_at = max(f.filled_at for f in release.fills)
     return [
         Alert(
             fill_key=release.fill_key,
-            rule=rule.name,
+            rule=rule,
             channel=channel,
             target=target.key,
             title=title,
             body=body,
             filled_at=filled_at,
         )
-        for channel in rule.notify
+        for channel in channels
         for target in targets.targets(channel)
     ]
 
@@ -93,7 +128,12 @@ class ShapingStage:
         snapshot: str | None = None,
     ) -> None:
         self._clock = clock
+        rules = tuple(rules)
         self._rules = _shaped(rules)
+        self._channels = {rule.name: rule.notify for rule in rules}
+        self._former: dict[str, tuple[str, ...]] = {}  # channels of rules just gone
+        self._orphans: list[Release] = []
+        self.lost: dict[str, int] = {}  # by rule: held fills no configured channel could take
         specs = self._specs()
         self._shaper = Shaper(specs)
         if snapshot is not None:
@@ -105,6 +145,10 @@ class ShapingStage:
             except ValueError as exc:
                 # Refusing to start would hold every later alert hostage to one bad blob.
                 log.error("shaping state unreadable, starting without held alerts: %s", exc)
+            else:
+                self._former = _saved_channels(data.get("notify"))
+                self._orphans = self._shaper.orphans
+                self._shaper.orphans = []
 
     def _specs(self) -> dict[str, RuleShaping]:
         return {name: spec for name, (_, spec) in self._rules.items()}
@@ -126,23 +170,72 @@ class ShapingStage:
         """When `due` next has work, or None."""
         return self._shaper.next_deadline()
 
-    def reconfigure(self, rules: Iterable[Rule]) -> None:
-        """A reload: held state of surviving rules stays, with its deadlines."""
+    def reconfigure(self, rules: Iterable[Rule]) -> list[Release]:
+        """A reload: held state of surviving rules stays; what rules no longer shaped held is
+        returned, to record now (`alerts` renders it)."""
+        rules = tuple(rules)
+        self._former = dict(self._channels)
         self._rules = _shaped(rules)
-        self._shaper.reconfigure(self._specs())
+        self._channels = {rule.name: rule.notify for rule in rules}
+        return self._shaper.reconfigure(self._specs())
+
+    def take_orphans(self) -> list[Release]:
+        """What the restored snapshot held for rules no longer shaped (once; then empty)."""
+        orphans, self._orphans = self._orphans, []
+        return orphans
 
     def alerts(self, release: Release, targets: _Targets) -> list[Alert]:
-        """The alerts of a release (none if its rule is gone)."""
+        """The alerts of a release: its rule's templates, or an orphan's default digest."""
         rule = self.rule(release.rule)
-        return [] if rule is None else release_alerts(rule, release, targets)
+        if rule is not None:
+            return release_alerts(rule, release, targets)
+        name = release.rule
+        channels = self._channels.get(name, self._former.get(name, ()))
+        title, body = render_orphan(release)
+        present = [c for c in channels if _configured(targets, c)]
+        if len(present) < len(channels):
+            missing = ", ".join(c for c in channels if c not in present)
+            log.warning(
+                "rule %s: %d held fill(s) not sent to channel(s) no longer configured: %s",
+                name,
+                len(release.fills),
+                missing or "(channels unknown)",
+            )
+        if not present:
+            log.warning("rule %s: %d held fill(s) lost: no channel left", name, len(release.fills))
+            self.lost[name] = self.lost.get(name, 0) + len(release.fills)
+        return _alerts(release, name, present, title, body, targets)
 
     def snapshot(self) -> str:
-        """The shaper's state as JSON text for the store."""
-        return json.dumps(self._shaper.snapshot(), separators=(",", ":"))
+        """The shaper's state as JSON text for the store, with each holding rule's channels."""
+        data = self._shaper.snapshot()
+        held = data["rules"]
+        assert isinstance(held, dict)
+        data["notify"] = {r: list(self._channels.get(r, ())) for r in held}
+        return json.dumps(data, separators=(",", ":"))
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per shaped rule: fills grouped, throttled, held and dropped."""
         return self._shaper.stats()
+
+
+def _configured(targets: _Targets, channel: str) -> bool:
+    try:
+        targets.targets(channel)
+    except KeyError:
+        return False
+    return True
+
+
+def _saved_channels(raw: object) -> dict[str, tuple[str, ...]]:
+    """The snapshot's rule -> channels map; nothing usable (an older snapshot) is empty."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {
+        str(rule): tuple(str(c) for c in chans)
+        for rule, chans in raw.items()
+        if isinstance(chans, list)
+    }
 
 
 def _shaped(rules: Iterable[Rule]) -> dict[str, tuple[Rule, RuleShaping]]:

@@ -573,18 +573,47 @@ def test_snapshot_is_json_and_restores_held_state_on_time() -> None:
     assert restored.stats()["night"]["dropped"] == 1
 
 
-def test_restore_drops_rules_that_are_gone_and_refuses_garbage() -> None:
-    """State of a rule no longer configured is not restored; unreadable data is a ValueError."""
+def test_restore_releases_rules_that_are_gone_and_refuses_garbage() -> None:
+    """State of a rule no longer configured comes out in `orphans`; unreadable data is an error."""
     shaper = Shaper(busy_specs())
     shaper.offer("btc", fill(1), T0)
     restored = Shaper.restore({"calm": busy_specs()["calm"]}, shaper.snapshot())
     assert restored.next_deadline() is None
+    assert [(r.rule, r.kind, r.fills) for r in restored.orphans] == [("btc", "group", (fill(1),))]
     bad = shaper.snapshot()
     bad["rules"]["btc"]["groups"][0]["fills"][0]["price"] = "cheap"  # type: ignore[index]
     with pytest.raises(ValueError, match="unreadable shaping snapshot"):
         Shaper.restore(busy_specs(), bad)
     with pytest.raises(ValueError, match="version"):
         Shaper.restore(busy_specs(), {"version": 99})
+
+
+def test_reconfigure_releases_everything_a_removed_rule_held() -> None:
+    """Groups, a throttle's kept fills and held fills of a removed rule are returned, in order."""
+    shaper = Shaper(busy_specs())
+    shaper.offer("calm", fill(1), utc("2026-02-06T21:50:00"))  # sent, opens the period
+    shaper.offer("calm", fill(2), utc("2026-02-06T21:51:00"))  # kept by the throttle
+    shaper.offer("calm", fill(3), utc("2026-02-06T21:52:00"))
+    shaper.offer("calm", fill(4), utc("2026-02-06T23:00:00"))  # outside hours: held
+    shaper.offer("btc", fill(5), utc("2026-02-06T23:00:00"))
+    shaper.offer("btc", fill(6, market="m2"), utc("2026-02-06T23:00:01"))
+    released = shaper.reconfigure({})
+    assert [(r.rule, r.kind, r.fills, r.suppressed) for r in released] == [
+        ("calm", "throttle", (fill(2), fill(3)), 1),
+        ("calm", "held", (fill(4),), 0),
+        ("btc", "group", (fill(5),), 0),
+        ("btc", "group", (fill(6, market="m2"),), 0),
+    ]
+    assert shaper.stats() == {}
+    assert shaper.next_deadline() is None
+
+
+def test_reconfigure_of_surviving_rules_releases_nothing() -> None:
+    """A reload that keeps every shaped rule returns no releases and keeps all state."""
+    shaper = Shaper(busy_specs())
+    shaper.offer("btc", fill(1), T0)
+    assert shaper.reconfigure(busy_specs()) == []
+    assert shaper.stats()["btc"]["grouped"] == 1
 
 
 def test_restore_rechecks_held_alerts_against_the_current_window() -> None:

@@ -300,17 +300,87 @@ async def test_throttled_message_says_what_it_folded_whatever_the_body(
     ]
 
 
-async def test_reload_keeps_held_fills_and_drops_removed_rules(
-    store: StateStore, clock: Clock
-) -> None:
-    """swap(): a surviving rule keeps its group and deadline; a removed rule's state is gone."""
+async def test_reload_keeps_held_fills_of_surviving_rules(store: StateStore, clock: Clock) -> None:
+    """swap(): a surviving rule keeps its group and deadline, and nothing is released early."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"))
     pipeline.swap(rules=rules(DIGEST.replace("30s", "5m")), targets=_Targets())
     assert pipeline.shaping.next_deadline() == T0 + timedelta(seconds=30)
+    assert rows(store, "digest") == []
+
+
+ORPHAN_BODY = (
+    "2 fills on BTC 100k?: 40 @ avg 0.6750\nBUY 10 Yes @ 0.60 #1\nBUY 30 Yes @ 0.70 #2\n"
+    "(held by rule 'digest', whose shaping is no longer configured)"
+)
+
+
+async def test_reload_removing_a_rule_sends_what_it_held(store: StateStore, clock: Clock) -> None:
+    """A removed rule's open group goes out at once, default digest, to the channels it named."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"), fill("2", "0.70", "30"))
     pipeline.swap(rules=rules("rules: []\n"), targets=_Targets())
     assert pipeline.shaping.next_deadline() is None
-    assert make(store, clock).shaping.next_deadline() is None  # persisted
+    (row,) = rows(store, "digest")
+    assert (row.channel, row.target, row.title) == ("desk", "desk-1", "Fills on BTC 100k? (2)")
+    assert row.body == ORPHAN_BODY
+    assert make(store, clock).shaping.next_deadline() is None  # the snapshot agrees
+    assert len(rows(store, "digest")) == 1
+
+
+async def test_reload_making_a_rule_plain_sends_its_group_to_its_new_channels(
+    store: StateStore, clock: Clock
+) -> None:
+    """A rule left without group/throttle/active sends its held group now, to its new notify."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"), fill("2", "0.70", "30"))
+    plain = """\
+    rules:
+      - name: digest
+        notify: [phone]
+        when: {market: "0xbtc"}
+    """
+    pipeline.swap(rules=rules(plain), targets=_Targets())
+    released = rows(store, "digest")
+    assert [(r.channel, r.target) for r in released] == [("phone", "phone-1"), ("phone", "phone-2")]
+    assert {r.body for r in released} == {ORPHAN_BODY}
+
+
+async def test_restart_without_the_rule_sends_what_it_held_once(
+    store: StateStore, clock: Clock
+) -> None:
+    """Restarting on a config without a shaped rule sends its held fills once, even replayed."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"), fill("2", "0.70", "30"))
+    saved = store.get_meta(SNAPSHOT_KEY)
+    assert saved is not None
+    make(store, clock, "rules: []\n")
+    (row,) = rows(store, "digest")
+    assert (row.channel, row.body) == ("desk", ORPHAN_BODY)
+    store.set_meta(SNAPSHOT_KEY, saved)  # as if killed before the new snapshot was written
+    make(store, clock, "rules: []\n")
+    assert len(rows(store, "digest")) == 1
+
+
+class _OnlyPhone:
+    """A channel set after `desk` was removed from the config."""
+
+    def targets(self, channel: str) -> tuple[_Target, ...]:
+        keys = {"phone": ("phone-1",)}[channel]
+        return tuple(_Target(k) for k in keys)
+
+
+async def test_reload_removing_rule_and_channel_warns_and_counts_the_loss(
+    store: StateStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rule and channel both gone: the only drop, logged with rule and count, and counted."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"), fill("2", "0.70", "30"))
+    pipeline.swap(rules=rules("rules: []\n"), targets=_OnlyPhone())
+    assert rows(store, "digest") == []
+    assert "rule digest: 2 held fill(s) lost" in caplog.text
+    assert pipeline.shaping.lost == {"digest": 2}
+    assert pipeline.shaping.next_deadline() is None
 
 
 def test_dry_run_renders_a_shaped_rule_as_a_one_fill_digest() -> None:
