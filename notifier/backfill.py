@@ -4,9 +4,24 @@ The feed has no replay, so after every connect the client asks history for every
 the last processed fill (less an overlap, for fills stamped slightly out of order) and hands
 it on oldest first; the pipeline dedupes what the feed also delivers. If history stays down
 after a few tries, live reading goes on (a history outage must not also silence live alerts)
-and the gap's start is kept, so the next try (periodic, or at the next connect) still covers
-it. Fills older than `backfill_horizon` are never recovered: their identities may have been
-pruned from the state store, so they could not be deduped.
+and the gap is retried later. Fills older than `backfill_horizon` are never recovered: their
+identities may have been pruned from the state store, so they could not be deduped.
+
+The gap invariant (no fill lost across restarts): live fills move the watermark past fills
+that history still owes us, so the watermark alone cannot say where to read back to. The
+gap's start is therefore stored durably (`save_gap`) before a run hands on any fill, and
+before live reading resumes after a failed run; every run reads back to
+`min(watermark - overlap, stored gap)`. The stored gap is cleared only once every fill of a
+complete run is recorded (`unseen()` on the store is empty); that clearing write follows the
+records on the same store, so it can never be durable before them. The sink returning is not
+enough: the pipeline only queues.
+
+Venue assumptions (PolySimulator documents the first; fill identity relies on the second):
+- history is ordered newest first by `filled_at`, and only grows at the front, so an offset
+  reached once never skips an older item later. The stop condition tolerates small disorder:
+  paging goes on one page past the first item older than the target.
+- history and feed give `filled_at` with the same precision, so one fill has one identity
+  (order_id, filled_at, quantity, price) on both paths and the pipeline dedupes it.
 """
 
 from __future__ import annotations
@@ -14,14 +29,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import httpx
 
 from notifier.backoff import retry_delay
-from notifier.errors import TransientFeedError
+from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
 from notifier.normalize import Rejected, normalize_history_item
 from notifier.settings import FeedSettings
@@ -29,15 +45,20 @@ from notifier.settings import FeedSettings
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200  # the endpoint's maximum
-MAX_PAGES = 50  # 10,000 fills: a bound, so a broken paging answer cannot loop forever
+MAX_PAGES = 50  # pages per run (10,000 fills); a longer gap goes on in the next run
 ATTEMPTS = 3  # tries per backfill at connect, with back-off between
-RETRY_EVERY = 60.0  # seconds between further tries while a gap is still open
+RETRY_EVERY = 60.0  # seconds between further tries while history fails
+CONTINUE_AFTER = 5.0  # seconds before a run cut at MAX_PAGES goes on
+SETTLE_EVERY = 1.0  # seconds between checks that a run's fills are recorded
+PAGE_PACE = 0.25  # seconds between pages: the free tier allows 5 requests/s in all
+MAX_RATE_LIMITED = 5  # 429s in a row on one page before the run counts as failed
+_MAX_RETRY_AFTER = 3600.0
 
 FillSink = Callable[[Fill, str], Awaitable[None]]
 
 
 class WatermarkStore(Protocol):
-    """Where the newest processed fill time lives (the state store, in production)."""
+    """The state the backfill keeps in the store: watermark, open gap, recorded fills."""
 
     def load_watermark(self) -> datetime | None:
         """Newest filled_at already processed; None on the very first start."""
@@ -47,9 +68,40 @@ class WatermarkStore(Protocol):
         """Record a watermark; the store only ever moves it forward."""
         ...
 
+    def load_gap(self) -> datetime | None:
+        """Start of a gap history has not yet been recovered from, or None."""
+        ...
+
+    def save_gap(self, at: datetime | None) -> None:
+        """Store (durably) or clear the gap's start."""
+        ...
+
+    def unseen(self, fill_keys: Sequence[str]) -> set[str]:
+        """Those of `fill_keys` not recorded yet."""
+        ...
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta form; an HTTP date or garbage gives None)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if seconds is None or seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+@dataclass(slots=True)
+class _Walk:
+    """Where a walk down history ended: the next offset, and whether it reached its target."""
+
+    next_offset: int
+    complete: bool
+
 
 class Backfill:
-    """One feed client's gap recovery; `run()` after each connect."""
+    """One feed client's gap recovery: `begin()` at start, `run()` after each connect."""
 
     def __init__(
         self,
@@ -66,32 +118,79 @@ class Backfill:
     ) -> None:
         self._settings = settings
         self._http = http
-        self._watermark = watermark
+        self._store = watermark
         self._sink = sink
         self._clock = clock
         self._on_reject = on_reject
         self._pause = pause
         self._rng = rng
         self._monotonic = monotonic
-        self._open_since: datetime | None = None  # start of a gap not yet recovered
-        self._retry_at = 0.0
+        self._gap: datetime | None = None  # the stored gap start, mirrored
+        self._retry_at: float | None = None  # when an unfinished gap is tried again
+        self._settling: list[tuple[str, datetime]] | None = None  # a complete run's fills
+        self._settle_at = 0.0
+        self._resume: int | None = None  # offset where a run cut at MAX_PAGES stopped
+        self._requests = 0  # history requests in the current run (for pacing)
         self.delivered = 0
         self.failures = 0
+        self.rate_limited = 0
+
+    def begin(self) -> None:
+        """At daemon start: load the stored gap; on a fresh store, the first-start floor is now.
+
+        Set before the first connect attempt, so fills made while the token endpoint or the
+        network is still down count as missed (and are recovered), not as old history.
+        """
+        self._gap = self._store.load_gap()
+        if self._store.load_watermark() is None:
+            # History before now - catch_up is not alerted. The stored mark is put one overlap
+            # later so that backfills (mark - overlap) start exactly at that floor.
+            floor = self._clock() - self._settings.catch_up
+            self._store.save_watermark(floor + self._settings.backfill_overlap)
+            log.info("first start: fills before %s are not alerted", floor.isoformat())
 
     @property
     def due(self) -> bool:
-        """A gap is still open and it is time to try it again."""
-        return self._open_since is not None and self._monotonic() >= self._retry_at
+        """Something to do between frames: check a run's fills are recorded, or retry a gap."""
+        now = self._monotonic()
+        if self._settling is not None:
+            return now >= self._settle_at
+        return self._retry_at is not None and now >= self._retry_at
+
+    @property
+    def settling(self) -> bool:
+        """A complete run's fills are handed on; the gap closes once they are recorded."""
+        return self._settling is not None
+
+    def settle(self) -> None:
+        """Clear the stored gap if every fill of the last complete run is recorded."""
+        pending = self._settling
+        if pending is None:
+            return
+        # Keys older than the horizon may be pruned already; they are past recovering anyway.
+        horizon = self._clock() - self._settings.backfill_horizon
+        if self._store.unseen([key for key, at in pending if at >= horizon]):
+            self._settle_at = self._monotonic() + SETTLE_EVERY
+            return
+        self._settling = None
+        self._set_gap(None)
 
     async def run(self, *, attempts: int = ATTEMPTS) -> None:
-        """Deliver every history fill since the watermark, oldest first; never raises."""
-        since = self._since()
-        if since is None:
-            log.info("first start, no backfill: fills before now are not alerted")
-            return
+        """Deliver history fills since the watermark or the open gap, oldest first; never raises."""
+        self._retry_at = None
+        self.settle()
+        mark = self._store.load_watermark()
+        if mark is None:
+            return  # begin() was not called: nothing says where history starts
+        settings = self._settings
+        floor = self._clock() - settings.backfill_horizon
+        recent = max(mark - settings.backfill_overlap, floor)
+        since = recent if self._gap is None else max(min(recent, self._gap), floor)
         for attempt in range(1, attempts + 1):
+            found: dict[str, Fill] = {}
+            self._requests = 0
             try:
-                fills = await self._fetch(since)
+                walk = await self._fetch(since, recent, found)
             except TransientFeedError as exc:
                 self.failures += 1
                 if attempt < attempts:
@@ -99,7 +198,7 @@ class Backfill:
                     log.warning("history request failed (%s); retrying in %.1fs", exc, delay)
                     await self._pause(delay)
                     continue
-                self._open_since = since
+                self._set_gap(since)  # before live reading moves the watermark past the gap
                 self._retry_at = self._monotonic() + RETRY_EVERY
                 log.error(
                     "history unavailable (%s); reading live fills, will retry the gap since %s",
@@ -107,55 +206,81 @@ class Backfill:
                     since.isoformat(),
                 )
                 return
-            self._open_since = None
-            for fill in fills:
-                self.delivered += 1
-                await self._sink(fill, "backfill")
-            log.info("backfill: %d fill(s) since %s", len(fills), since.isoformat())
+            await self._deliver(since, walk, found)
             return
 
-    def _since(self) -> datetime | None:
-        """Where history must be read back to; None when there is nothing to recover."""
-        settings = self._settings
-        now = self._clock()
-        mark = self._watermark.load_watermark()
-        if mark is None:
-            # First start: history before now - catch_up is not alerted. The stored mark is
-            # put one overlap later so that later backfills (mark - overlap) start exactly at
-            # the same floor instead of reaching back before the first start.
-            floor = now - settings.catch_up
-            self._watermark.save_watermark(floor + settings.backfill_overlap)
-            if settings.catch_up <= timedelta(0):
-                return None
-            since = floor
+    async def _deliver(self, since: datetime, walk: _Walk, found: dict[str, Fill]) -> None:
+        # Newest first from the venue: reverse, then a stable sort keeps ties in venue order.
+        fills = list(reversed(found.values()))
+        fills.sort(key=lambda f: f.filled_at)
+        if fills or not walk.complete:
+            self._set_gap(since)  # durable before any of these fills can move the watermark
+        self._settling = None
+        for fill in fills:
+            self.delivered += 1
+            await self._sink(fill, "backfill")
+        log.info("backfill: %d fill(s) since %s", len(fills), since.isoformat())
+        if not walk.complete:
+            self._resume = walk.next_offset
+            self._retry_at = self._monotonic() + CONTINUE_AFTER
+            oldest = fills[0].filled_at.isoformat() if fills else "-"
+            log.warning(
+                "history paging stopped at %d pages (oldest fill read %s); the gap since %s "
+                "stays open and paging goes on in %.0fs",
+                MAX_PAGES,
+                oldest,
+                since.isoformat(),
+                CONTINUE_AFTER,
+            )
+            return
+        self._resume = None
+        if fills:
+            self._settling = [(f.key, f.filled_at) for f in fills]
+            self._settle_at = self._monotonic() + SETTLE_EVERY
         else:
-            since = mark - settings.backfill_overlap
-        if self._open_since is not None:
-            since = min(since, self._open_since)
-        return max(since, now - settings.backfill_horizon)
+            self._set_gap(None)
 
-    async def _fetch(self, since: datetime) -> list[Fill]:
-        """History fills at or after `since`, oldest first, each once."""
-        found: dict[str, Fill] = {}
-        for page in range(MAX_PAGES):
-            items = await self._page(page * PAGE_SIZE)
-            reached_older = False
+    def _set_gap(self, at: datetime | None) -> None:
+        if at != self._gap:
+            self._store.save_gap(at)
+            self._gap = at
+
+    async def _fetch(self, since: datetime, recent: datetime, found: dict[str, Fill]) -> _Walk:
+        """History fills at or after `since` into `found`, each once, within MAX_PAGES.
+
+        After a run cut at the page cap, the newest part is read down to `recent` only, and
+        the rest resumes at the offset where the cut run stopped.
+        """
+        budget = [MAX_PAGES]
+        if self._resume is None:
+            return await self._walk(0, since, found, budget)
+        head = await self._walk(0, recent, found, budget)
+        if not head.complete:
+            return head
+        return await self._walk(self._resume, since, found, budget)
+
+    async def _walk(
+        self, offset: int, stop: datetime, found: dict[str, Fill], budget: list[int]
+    ) -> _Walk:
+        """Page from `offset` until one page past the first item older than `stop`."""
+        past = False
+        while budget[0] > 0:
+            budget[0] -= 1
+            items = await self._page(offset)
+            offset += PAGE_SIZE
+            older = False
             for item in items:
                 fill = self._normalize(item)
                 if fill is None:
                     continue
-                if fill.filled_at < since:
-                    reached_older = True  # newest first: the rest of history is older still
+                if fill.filled_at < stop:
+                    older = True
                     continue
                 found.setdefault(fill.key, fill)
-            if reached_older or len(items) < PAGE_SIZE:
-                break
-        else:
-            log.warning("history paging stopped at %d pages", MAX_PAGES)
-        # Newest first from the venue: reverse, then a stable sort keeps ties in venue order.
-        ordered = list(reversed(found.values()))
-        ordered.sort(key=lambda f: f.filled_at)
-        return ordered
+            if past or len(items) < PAGE_SIZE:
+                return _Walk(offset, complete=True)
+            past = older
+        return _Walk(offset, complete=False)
 
     def _normalize(self, item: object) -> Fill | None:
         if not isinstance(item, Mapping):
@@ -168,6 +293,21 @@ class Backfill:
         return result
 
     async def _page(self, offset: int) -> list[object]:
+        """One page, paced; a 429 waits its Retry-After and asks for the same page again."""
+        wait = PAGE_PACE if self._requests else 0.0
+        for tries in range(1, MAX_RATE_LIMITED + 1):
+            await self._pause(wait)
+            self._requests += 1
+            try:
+                return await self._get(offset)
+            except RateLimited as exc:
+                self.rate_limited += 1
+                wait = max(exc.retry_after, PAGE_PACE)
+                if tries < MAX_RATE_LIMITED:
+                    log.warning("history rate-limited; same page again in %.1fs", wait)
+        raise TransientFeedError(f"history still rate-limited after {MAX_RATE_LIMITED} tries")
+
+    async def _get(self, offset: int) -> list[object]:
         url = self._settings.base_url.rstrip("/") + "/v1/account/history"
         try:
             response = await self._http.get(
@@ -178,6 +318,11 @@ class Backfill:
             )
         except httpx.HTTPError as exc:
             raise TransientFeedError(f"history request failed ({type(exc).__name__})") from exc
+        if response.status_code == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            raise RateLimited(
+                "history answered HTTP 429", retry_after=1.0 if wait is None else wait
+            )
         if response.status_code != 200:
             raise TransientFeedError(f"history answered HTTP {response.status_code}")
         try:

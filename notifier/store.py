@@ -22,6 +22,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(minutes=10)  # clock skew the watermark accepts
 _KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
 _MICRO = timedelta(microseconds=1)
+_GAP_KEY = "feed.gap"
 _COLUMNS = (
     "id, fill_key, rule, channel, target, title, body, filled_at, created_at, attempts, "
     "next_at, last_error, state"
@@ -286,6 +287,19 @@ class StateStore:
         """Move the watermark forward to `at`; an earlier time leaves it where it is."""
         with self._errors("save watermark"), self._tx() as db:
             self._advance(db, _to_us(at))
+
+    def load_gap(self) -> datetime | None:
+        """Start of a feed gap history has not yet been recovered from (see backfill.py)."""
+        value = self.get_meta(_GAP_KEY)
+        return None if value is None else _from_us(int(value))
+
+    def save_gap(self, at: datetime | None) -> None:
+        """Store the gap's start, or clear it; durable on return (commits any open batch)."""
+        if at is not None:
+            self.set_meta(_GAP_KEY, str(_to_us(at)))
+            return
+        with self._errors("write meta"), self._tx() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (_GAP_KEY,))
 
     # -- outbox ------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -45,10 +45,12 @@ class Mono:
 
 
 class Watermark:
-    """In-memory WatermarkStore: moves only forward."""
+    """In-memory WatermarkStore: moves only forward; knows the gap and the recorded keys."""
 
     def __init__(self, at: datetime | None = None) -> None:
         self.at = at
+        self.gap: datetime | None = None
+        self.recorded: set[str] = set()
 
     def load_watermark(self) -> datetime | None:
         return self.at
@@ -56,6 +58,15 @@ class Watermark:
     def save_watermark(self, at: datetime) -> None:
         if self.at is None or at > self.at:
             self.at = at
+
+    def load_gap(self) -> datetime | None:
+        return self.gap
+
+    def save_gap(self, at: datetime | None) -> None:
+        self.gap = at
+
+    def unseen(self, fill_keys: Sequence[str]) -> set[str]:
+        return set(fill_keys) - self.recorded
 
 
 class Sink:
@@ -74,6 +85,7 @@ class Sink:
             self._keys.add(fill.key)
             self.unique.append((fill, source))
             self._watermark.save_watermark(fill.filled_at)
+            self._watermark.recorded.add(fill.key)
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -175,7 +187,7 @@ async def test_each_wire_shape_reaches_the_sink_as_one_fill(
     """Flat fill, flat execution and nested execution all arrive as live Fills."""
     h = Harness(polysim, http)
     async with h.running():
-        await polysim.wait_connected()
+        await until(lambda: h.client.stats.reading)
         await polysim.fill(shape="fill", order_id=1, price="0.65", quantity="10.0")
         await polysim.fill(shape="execution", order_id=2, side="SELL", status="PARTIALLY_FILLED")
         await polysim.fill(shape="nested", order_id=3, outcome="No", client_order_id="bot-3")
@@ -196,16 +208,38 @@ async def test_each_wire_shape_reaches_the_sink_as_one_fill(
 async def test_first_start_does_not_alert_history(
     polysim: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
-    """No watermark and catch_up 0: history is not read, only live fills arrive."""
+    """No watermark and catch_up 0: history before the start is not alerted, live fills are."""
     polysim.record_history(order_id=1, filled_at=T0 - timedelta(minutes=5))
     h = Harness(polysim, http)
     async with h.running():
-        await polysim.wait_connected()
+        await until(lambda: h.client.stats.reading)
         await polysim.fill(order_id=2)
         await h.sink.wait(1)
     assert h.sink.order_ids() == ["2"]
-    assert polysim.history_requests == 0
     assert h.watermark.at == T0 + timedelta(seconds=60)  # later backfills start at T0
+
+
+async def test_first_start_counts_from_daemon_start_not_first_connect(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Fresh install, token endpoint down for minutes: fills made meanwhile are recovered."""
+
+    def outage(n: int) -> None:
+        polysim.wall.at = T0 + timedelta(minutes=n)  # type: ignore[attr-defined]
+        if n == 2:
+            polysim.record_history(order_id=7)  # made while the daemon could not connect
+        if n == 3:
+            polysim.token_status = None
+
+    polysim.record_history(order_id=1, filled_at=T0 - timedelta(minutes=5))
+    polysim.token_status = 503
+    h = Harness(polysim, http, sleeps=Sleeps(outage))
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(order_id=8)
+        await h.sink.wait(2)
+    assert h.sink.order_ids() == ["7", "8"]
+    assert h.sink.order_ids("backfill") == ["7"]
 
 
 async def test_catch_up_widens_the_first_start(
@@ -299,7 +333,7 @@ async def test_history_outage_keeps_live_fills_and_retries_the_gap(
     polysim.record_history(order_id=1, filled_at=T0 - timedelta(seconds=30))
     h = Harness(polysim, http, watermark=T0 - timedelta(minutes=5), ping_interval=0.02)
     async with h.running():
-        await polysim.wait_connected()
+        await until(lambda: h.client.stats.reading)
         await polysim.fill(order_id=2)
         await h.sink.wait(1)
         assert h.sink.order_ids() == ["2"]
@@ -399,7 +433,7 @@ async def test_silent_connection_is_replaced(
         await until(lambda: h.client.stats.reading)
         polysim.silent = True
         await until(lambda: h.client.stats.connects == 2 and h.client.stats.connected)
-        await polysim.wait_connected()
+        await until(lambda: h.client.stats.reading)
         await polysim.fill(order_id=5)
         await h.sink.wait(1)
     assert h.client.stats.reconnects == {"silent": 1}
@@ -493,7 +527,7 @@ async def test_bad_frames_are_dropped_counted_and_the_feed_goes_on(
     """Each kind of bad frame is counted by reason and logged; the connection survives."""
     h = Harness(polysim, http, max_frame_bytes=2000)
     async with h.running():
-        await polysim.wait_connected()
+        await until(lambda: h.client.stats.reading)
         for frame, _ in BAD_FRAMES + BAD_FILLS:
             await polysim.emit(frame)
         await polysim.fill(order_id=9)
@@ -512,7 +546,7 @@ async def test_a_flood_of_bad_frames_logs_one_line_per_window(
     """Rejections are logged at most once per reason per 10 s, with the suppressed count."""
     h = Harness(polysim, http)
     async with h.running():
-        await polysim.wait_connected()
+        await until(lambda: h.client.stats.reading)
         for _ in range(50):
             await polysim.emit("garbage")
         await until(lambda: h.client.stats.rejected.get("not_json") == 50)
@@ -532,7 +566,7 @@ async def test_no_token_or_key_reaches_any_log_record(
     polysim.reject_tokens = 2
     h = Harness(polysim, http)
     async with h.running():
-        await polysim.wait_connected()
+        await until(lambda: h.client.stats.connects == 3 and h.client.stats.reading)
         await polysim.fill(order_id=1)
         await h.sink.wait(1)
         await polysim.close_all(1011)
