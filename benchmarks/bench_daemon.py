@@ -64,7 +64,7 @@ async def open_feed(base_url: str) -> tuple[httpx.AsyncClient, str]:
 async def receive_only(base_url: str, hook: str, marks: list[int]) -> None:
     """Count frames; post once to the webhook when each mark (a cumulative count) is reached."""
     http, url = await open_feed(base_url)
-    async with contextlib.aclosing(http), connect(url, max_size=None) as ws:
+    async with contextlib.aclosing(http), connect(url, max_size=None, compression=None) as ws:
         seen = 0
         for mark in marks:
             while seen < mark:
@@ -77,7 +77,7 @@ async def hand_written(base_url: str, hook: str, total: int, n_rules: int) -> No
     """The minimal client someone would write: parse, loop over every rule, post each match."""
     rules = [(n, m, s, Decimal(lo), Decimal(hi)) for n, m, s, lo, hi in rule_specs(n_rules)]
     http, url = await open_feed(base_url)
-    async with contextlib.aclosing(http), connect(url, max_size=None) as ws:
+    async with contextlib.aclosing(http), connect(url, max_size=None, compression=None) as ws:
         for _ in range(total):
             fill = json.loads(await ws.recv())
             if fill.get("type") not in ("fill", "execution"):

@@ -50,7 +50,7 @@ async def bare_client(base_url: str, hook: str) -> None:
             f"{base_url}/v1/keys/ws-token", headers={"X-API-Key": DEFAULT_API_KEY}
         )
         url = base_url.replace("http://", "ws://") + "/v1/ws/executions?token="
-        async with connect(url + minted.json()["token"]) as ws:
+        async with connect(url + minted.json()["token"], compression=None) as ws:
             with contextlib.suppress(Exception):
                 while True:
                     fill = json.loads(await ws.recv())
