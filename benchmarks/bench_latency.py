@@ -5,8 +5,10 @@ Run: .venv/bin/python benchmarks/bench_latency.py [--fills 400] [--rate 50] [--q
 The fake venue sends matching fills at a steady rate; each alert's title is its order id, so
 the webhook pairs every arrival with its frame's send time. Two contenders in their own
 processes, in this run: the daemon (`python -m notifier run`, 1,000 rules, SQLite outbox,
-apprise json://) and the floor, a bare client that receives the frame and posts it with httpx
-(keep-alive connection). Both wait for the first alert before the timed fills start.
+apprise json://); the floor, a bare client that receives the frame and posts it with httpx
+(keep-alive connection); and the apprise floor, a bare client that sends each frame through
+apprise json:// as the daemon does (apprise opens a new connection per request), which shows
+what notifier itself adds. Both wait for the first alert before the timed fills start.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from common import (
     stop,
 )
 
+from notifier.channels import ChannelSet
+from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
 HERE = Path(__file__).resolve()
@@ -58,6 +62,25 @@ async def bare_client(base_url: str, hook: str) -> None:
                     await http.post(hook, json={"title": title, "body": fill["quantity"]})
 
 
+async def apprise_client(base_url: str, hook_port: int) -> None:
+    """The apprise floor: receive a frame, send it through apprise json:// (as the daemon does)."""
+    url = f"json://127.0.0.1:{hook_port}/"
+    channels = ChannelSet.build(
+        {"hook": ChannelSettings(name="hook", urls=(url,))}, delivery=DeliverySettings()
+    )
+    (target,) = channels.targets("hook")
+    async with httpx.AsyncClient(timeout=10) as http:
+        minted = await http.post(
+            f"{base_url}/v1/keys/ws-token", headers={"X-API-Key": DEFAULT_API_KEY}
+        )
+        ws_url = base_url.replace("http://", "ws://") + "/v1/ws/executions?token="
+        async with connect(ws_url + minted.json()["token"], compression=None) as ws:
+            with contextlib.suppress(Exception):
+                while True:
+                    fill = json.loads(await ws.recv())
+                    await channels.send(target.key, str(fill["order_id"]), fill["quantity"])
+
+
 async def contender(name: str, args: argparse.Namespace, tmp: Path) -> list[float]:
     """Milliseconds from frame sent to alert received, for each timed fill."""
     async with SimulatedPolySim(markets=market_titles()) as venue:
@@ -73,8 +96,8 @@ async def contender(name: str, args: argparse.Namespace, tmp: Path) -> list[floa
             )
             proc = await spawn("-m", "notifier", "run", "--config", str(config), env=env)
         else:
-            child = ["--client", "--venue", venue.base_url, "--hook", hook.url]
-            proc = await spawn(str(HERE), *child, env=env)
+            child = ["--client", name, "--venue", venue.base_url, "--hook", hook.url]
+            proc = await spawn(str(HERE), *child, "--hook-port", str(hook.port), env=env)
         try:
             await connected(venue, proc)
             await asyncio.sleep(0.5)  # the daemon's first backfill (an empty history)
@@ -103,15 +126,20 @@ async def harness(args: argparse.Namespace) -> None:
         "ms from frame sent to webhook received"
     )
     results: dict[str, tuple[float, float]] = {}
-    for name in ("floor", "daemon"):
+    for name in ("floor", "apprise", "daemon"):
         with tempfile.TemporaryDirectory() as tmp:
             ms = await contender(name, args, Path(tmp))
         results[name] = (median(ms), percentile(ms, 99))
         p50, p99 = results[name]
         print(f"  {name:<7} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   max {max(ms):6.2f} ms")
     (f50, f99), (d50, d99) = results["floor"], results["daemon"]
+    (a50, a99) = results["apprise"]
     print(
         f"daemon/floor: p50 {d50 / f50:.2f}x (target <= 1.5x), p99 {d99 / f99:.2f}x (target <= 2x)"
+    )
+    print(
+        f"daemon/apprise floor: p50 {d50 / a50:.2f}x, p99 {d99 / a99:.2f}x "
+        "(what notifier adds on top of sending through apprise)"
     )
 
 
@@ -121,12 +149,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="fills per second")
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="100 fills")
-    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=("floor", "apprise"), help=argparse.SUPPRESS)
+    parser.add_argument("--hook-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--venue", help=argparse.SUPPRESS)
     parser.add_argument("--hook", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.client:
+    if args.client == "floor":
         asyncio.run(bare_client(args.venue, args.hook))
+        return
+    if args.client == "apprise":
+        asyncio.run(apprise_client(args.venue, args.hook_port))
         return
     if args.quick:
         args.fills = 100
