@@ -1,0 +1,351 @@
+"""Backfill review fixes on real loopback sockets: durable gaps, paging under limits, liveness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from test_feed import T0, Mono, Sleeps, Wall, grows, until
+from websockets.asyncio.server import ServerConnection
+
+from notifier import backfill
+from notifier.events import Fill
+from notifier.feed import FeedClient
+from notifier.settings import FeedSettings
+from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
+from notifier.store import StateStore
+
+
+class Venue(SimulatedPolySim):
+    """The fake venue with history faults the base class lacks: 429s, a hang, ack-then-4001."""
+
+    def __init__(self, wall: Wall) -> None:
+        super().__init__(now=wall)
+        self.wall = wall
+        self.offsets: list[int] = []  # offset of every history request, in order
+        self.limit_requests: set[int] = set()  # these request numbers (1-based) answer 429
+        self.history_gate: asyncio.Event | None = None  # history waits for it when set
+        self.ack_then_4001 = 0  # next N connections get an ack frame, then close 4001
+        self.served: list[dict[str, object]] | None = None  # history exactly in this order
+
+    def _history_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
+        self.offsets.append(int(query.get("offset", "0")))
+        if len(self.offsets) in self.limit_requests:
+            self.history_requests += 1
+            return 429, {"detail": "slow down"}, {"Retry-After": "3"}
+        if self.served is not None:
+            self.history_requests += 1
+            offset, limit = self.offsets[-1], int(query.get("limit", "50"))
+            return 200, self.served[offset : offset + limit], {}
+        return super()._history_page(query)
+
+    async def _route(
+        self, method: str, target: str, headers: Mapping[str, str]
+    ) -> tuple[int, object, dict[str, str]]:
+        if self.history_gate is not None and target.startswith("/v1/account/history"):
+            await self.history_gate.wait()
+        return await super()._route(method, target, headers)
+
+    async def _feed(self, conn: ServerConnection) -> None:
+        if self.ack_then_4001 > 0:
+            self.ack_then_4001 -= 1
+            self.connections += 1
+            await conn.send('{"type": "ack"}')
+            await conn.close(4001, "token expired")
+            return
+        await super()._feed(conn)
+
+
+class StoreSink:
+    """The pipeline's contract: a fill counts as processed once recorded in the store.
+
+    With `hold`, fills are only queued (the pipeline before its batch commits).
+    """
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.hold = False
+        self.queued: list[Fill] = []
+        self.seen: list[tuple[str, str]] = []  # (order_id, source) of every fill recorded new
+
+    async def __call__(self, fill: Fill, source: str) -> None:
+        if self.hold:
+            self.queued.append(fill)
+            return
+        if self.store.remember([(fill.key, fill.filled_at)]):
+            self.seen.append((fill.order_id, source))
+
+    def ids(self, source: str | None = None) -> list[str]:
+        return [order_id for order_id, s in self.seen if source in (None, s)]
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[Venue]:
+    """The venue with a settable wall clock."""
+    async with Venue(Wall()) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """One httpx client, closed after the test."""
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+class Daemon:
+    """One process lifetime: a FeedClient over a real state file."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        http: httpx.AsyncClient,
+        path: Path,
+        *,
+        sleeps: Sleeps | None = None,
+        **settings: object,
+    ) -> None:
+        self.store = StateStore(path)
+        self.sink = StoreSink(self.store)
+        self.sleeps = sleeps or Sleeps()
+        self.mono = Mono()
+        base = FeedSettings(base_url=venue.base_url, api_key=DEFAULT_API_KEY, request_timeout=5)
+        self.client = FeedClient(
+            replace(base, **settings),  # type: ignore[arg-type]
+            http=http,
+            sink=self.sink,
+            watermark=self.store,
+            clock=venue.wall,
+            monotonic=self.mono,
+            sleep=self.sleeps,
+            rng=random.Random(7),
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[FeedClient]:
+        task = asyncio.create_task(self.client.run())
+        try:
+            yield self.client
+        finally:
+            self.client.request_stop()
+            async with asyncio.timeout(5):
+                await asyncio.gather(task, return_exceptions=True)
+            self.store.close()
+
+    async def fills(self, n: int) -> None:
+        await until(lambda: len(self.sink.seen) >= n)
+
+
+async def outage_then_live_fill(venue: Venue, d: Daemon) -> None:
+    """History down at connect (3 failed tries), then a live fill C at T0 is recorded."""
+    await until(lambda: d.client.stats.reading)
+    assert d.client.stats.backfill_failures == 3
+    await venue.fill(order_id=3)
+    await d.fills(1)
+    assert d.store.load_watermark() == T0
+
+
+async def test_gap_left_by_a_history_outage_survives_a_restart(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Fill B missed, history down, live fill C recorded, restart: B is still recovered."""
+    path = tmp_path / "state.db"
+    with StateStore(path) as earlier:
+        earlier.save_watermark(T0 - timedelta(hours=1))
+    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    venue.history_status = 503
+    first = Daemon(venue, http, path)
+    async with first.running():
+        await outage_then_live_fill(venue, first)
+    venue.history_status = None
+    second = Daemon(venue, http, path)
+    async with second.running():
+        await second.fills(1)
+    assert second.sink.ids("backfill") == ["2"]
+
+
+async def test_gap_retried_but_not_yet_recorded_is_recovered_after_a_restart(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The periodic retry hands B on, the process dies before B is recorded: B comes back."""
+    path = tmp_path / "state.db"
+    with StateStore(path) as earlier:
+        earlier.save_watermark(T0 - timedelta(hours=1))
+    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    venue.history_status = 503
+    first = Daemon(venue, http, path)
+    async with first.running():
+        await outage_then_live_fill(venue, first)
+        venue.history_status = None
+        first.sink.hold = True  # queued in the pipeline, never committed
+        first.mono.t += 61
+        await venue.emit({"type": "pong", "ts": 1})  # a frame: the read loop looks again
+        await until(lambda: "2" in [f.order_id for f in first.sink.queued])
+    second = Daemon(venue, http, path)
+    async with second.running():
+        await second.fills(1)
+        assert second.sink.ids("backfill") == ["2"]
+        assert second.store.load_gap() is not None  # open until B is known recorded
+        second.mono.t += 2
+        await venue.emit({"type": "pong", "ts": 2})
+        await until(lambda: second.store.load_gap() is None)
+
+
+async def test_reconnect_backfill_closes_the_gap_only_once_recorded(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A gap stays stored while recovered fills are only queued; recorded, it is cleared."""
+    path = tmp_path / "state.db"
+    with StateStore(path) as earlier:
+        earlier.save_watermark(T0 - timedelta(hours=1))
+    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    d = Daemon(venue, http, path)
+    d.sink.hold = True
+    async with d.running() as client:
+        await until(lambda: client.stats.reading)
+        assert len(d.sink.queued) == 1
+        d.mono.t += 2
+        await venue.emit({"type": "pong", "ts": 1})
+        await until(lambda: client.stats.frames == 1)
+        assert d.store.load_gap() == T0 - timedelta(hours=1, minutes=1)
+        d.sink.hold = False
+        await d.sink(d.sink.queued[0], "backfill")  # the pipeline commits it
+        d.mono.t += 2
+        await venue.emit({"type": "pong", "ts": 2})
+        await until(lambda: d.store.load_gap() is None)
+
+
+async def test_rate_limited_page_is_asked_again_after_retry_after(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Pages are paced 0.25 s apart; a 429 waits Retry-After and repeats only that page."""
+    mark = T0 - timedelta(hours=2)
+    with StateStore(tmp_path / "state.db") as earlier:
+        earlier.save_watermark(mark)
+    for n in range(450):
+        venue.record_history(order_id=n, filled_at=mark + timedelta(seconds=n + 1))
+    venue.limit_requests = {2}
+    d = Daemon(venue, http, tmp_path / "state.db")
+    async with d.running():
+        await d.fills(450)
+    assert d.sink.ids() == [str(n) for n in range(450)]
+    assert venue.offsets == [0, 200, 200, 400]
+    assert d.sleeps.delays == [0.25, 3.0, 0.25]
+
+
+async def test_page_cap_keeps_the_gap_open_and_paging_goes_on(
+    venue: Venue,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gap longer than MAX_PAGES: the newest part now, the rest in the next run, none lost."""
+    monkeypatch.setattr(backfill, "MAX_PAGES", 4)
+    mark = T0 - timedelta(days=1)
+    with StateStore(tmp_path / "state.db") as earlier:
+        earlier.save_watermark(mark)
+    for n in range(1000):
+        venue.record_history(order_id=n, filled_at=mark + timedelta(minutes=n + 1))
+    d = Daemon(venue, http, tmp_path / "state.db")
+    async with d.running() as client:
+        await d.fills(800)
+        await until(lambda: client.stats.reading)
+        assert d.sink.ids() == [str(n) for n in range(200, 1000)]
+        assert d.store.load_gap() == mark - timedelta(seconds=60)
+        assert any("paging stopped at 4 pages" in r.getMessage() for r in caplog.records)
+        d.mono.t += backfill.CONTINUE_AFTER
+        await venue.emit({"type": "pong", "ts": 1})
+        await d.fills(1000)
+        d.mono.t += 2
+        await venue.emit({"type": "pong", "ts": 2})
+        await until(lambda: d.store.load_gap() is None)
+    assert sorted(d.sink.ids(), key=int) == [str(n) for n in range(1000)]
+    assert venue.offsets == [0, 200, 400, 600, 0, 200, 800, 1000]
+
+
+async def test_stop_condition_reads_one_page_past_the_first_older_item(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A fill out of order across a page boundary is still found (one extra page is read)."""
+    mark = T0 - timedelta(hours=2)
+    with StateStore(tmp_path / "state.db") as earlier:
+        earlier.save_watermark(mark + timedelta(seconds=60))  # since = mark
+
+    def item(order_id: int, seconds: int) -> dict[str, object]:
+        at = mark + timedelta(seconds=seconds)
+        return venue.history_item(order_id=order_id, filled_at=at.isoformat())
+
+    newer = [item(n, 1000 - n) for n in range(199)]  # newest first
+    # Page 0 ends with an older fill; page 1 starts with a newer one the venue misplaced.
+    venue.served = [*newer, item(900, -5), item(999, 10), item(901, -6), item(902, -7)]
+    d = Daemon(venue, http, tmp_path / "state.db")
+    async with d.running() as client:
+        await until(lambda: client.stats.reading)
+    assert sorted(d.sink.ids(), key=int) == [*map(str, range(199)), "999"]
+    assert venue.offsets == [0, 200]
+
+
+async def test_gap_retry_does_not_stop_reading_or_trip_the_watchdog(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """While a gap retry waits on a slow history, pongs are read and the connection lives."""
+    path = tmp_path / "state.db"
+    with StateStore(path) as earlier:
+        earlier.save_watermark(T0 - timedelta(hours=1))
+    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    venue.history_status = 503
+    d = Daemon(venue, http, path, ping_interval=0.02, ping_timeout=0.05)
+    async with d.running() as client:
+        await until(lambda: client.stats.reading)
+        venue.history_status = None
+        venue.history_gate = asyncio.Event()
+        asked = venue.history_requests
+        d.mono.t += 61
+        await until(lambda: client.stats.non_fill > 0)  # a pong: the retry has started
+        pongs = client.stats.non_fill
+        await until(lambda: client.stats.non_fill >= pongs + 5)  # read meanwhile
+        assert venue.history_requests == asked  # the retry is still waiting on history
+        venue.history_gate.set()
+        await d.fills(1)
+    assert d.sink.ids("backfill") == ["2"]
+    assert client.stats.connects == 1
+
+
+async def test_ack_then_4001_backs_off_instead_of_reconnecting_at_once(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A server that acks then closes 4001: only the first 4001 reconnects without a pause."""
+    venue.ack_then_4001 = 4
+    d = Daemon(venue, http, tmp_path / "state.db")
+    async with d.running() as client:
+        await until(lambda: client.stats.connects == 5 and client.stats.reading)
+    assert client.stats.reconnects == {"close_4001": 4}
+    assert len(d.sleeps.delays) == 3
+    assert grows(d.sleeps.delays)
+
+
+async def test_token_retry_after_zero_is_floored_at_the_back_off(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """429 with Retry-After: 0 from the token endpoint waits the back-off, not zero."""
+    caplog.set_level(logging.INFO)
+
+    def heal(n: int) -> None:
+        if n == 2:
+            venue.token_status = None
+
+    venue.token_status, venue.retry_after = 429, "0"
+    d = Daemon(venue, http, tmp_path / "state.db", sleeps=Sleeps(heal))
+    async with d.running() as client:
+        await until(lambda: client.stats.reading)
+    assert client.stats.reconnects == {"rate_limited": 2}
+    assert grows(d.sleeps.delays)
