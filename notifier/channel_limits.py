@@ -6,6 +6,10 @@ empty waits for the next token and then sends every due row of its target as ONE
 them (`fold`), so a burst costs the chat a few messages and nothing is dropped. A 429's
 Retry-After pauses the whole channel. `fallback` re-queues an alert for another channel once its
 primary has failed it for `fallback_after` or dead-lettered it (`FallbackPolicy`).
+
+A row whose URL left the config while its channel stayed (a revoked webhook replaced on SIGHUP)
+is re-recorded for the channel's current targets (`retarget`); only a row whose channel is gone
+too is dead-lettered.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from notifier.store import OutboxItem
 
 FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next one
 FALLBACK_SUFFIX = "→fallback"  # rule name of a fallback row: one per (alert, target), idempotent
+RETARGET_SUFFIX = "→retarget"  # rule suffix only for a target an alert was moved away from before
 
 
 class _Target(Protocol):
@@ -39,6 +44,12 @@ class Recorder(Protocol):
     """The store's part: record alerts under a key, once."""
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
+
+
+class RetargetRecorder(Recorder, Protocol):
+    """The store's part in retargeting: also whether a key was recorded before."""
+
+    def seen(self, fill_key: str) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -133,6 +144,53 @@ def fold(items: Sequence[OutboxItem]) -> tuple[str, str]:
     title = f"{len(items)} alerts (sending was rate-limited)"
     body = "\n\n".join(f"{item.title}\n{item.body}" for item in items)
     return title, body
+
+
+def channel_targets(sender: object, channel: str) -> Sequence[_Target] | None:
+    """The channel's current targets; None if it is gone (or the sender cannot list them)."""
+    if not isinstance(sender, TargetDirectory):
+        return None
+    try:
+        targets = sender.targets(channel)
+    except KeyError:
+        return None
+    return targets or None
+
+
+def retarget(store: RetargetRecorder, item: OutboxItem, targets: Sequence[_Target]) -> bool:
+    """Record a row's alert for its channel's current targets; whether new rows were added.
+
+    The new rows keep the alert's (fill_key, rule), so a target that already holds the alert
+    (it was in the channel when the alert was recorded) is not given it twice: the outbox
+    ignores a second (fill_key, rule, target). The record key names the old row, so doing this
+    again after a crash adds nothing. A target this alert was earlier moved away from holds a
+    row marked sent but never delivered: it gets the alert under a suffixed rule instead.
+    """
+    base = item.rule
+    while base.endswith(RETARGET_SUFFIX):
+        base = base.removesuffix(RETARGET_SUFFIX)
+    alerts = []
+    for target in targets:
+        rule = base
+        while store.seen(_retarget_key(item.fill_key, rule, target.key)):
+            rule += RETARGET_SUFFIX
+        alerts.append(
+            Alert(
+                fill_key=item.fill_key,
+                rule=rule,
+                channel=item.channel,
+                target=target.key,
+                title=item.title,
+                body=item.body,
+                filled_at=item.filled_at,
+            )
+        )
+    key = _retarget_key(item.fill_key, item.rule, item.target)
+    return store.record(fill_key=key, filled_at=item.filled_at, alerts=alerts)
+
+
+def _retarget_key(fill_key: str, rule: str, target: str) -> str:
+    return f"retarget:{fill_key}|{rule}|{target}"
 
 
 class FallbackPolicy:

@@ -9,7 +9,9 @@ shutdown leaves the row pending, to go out after the restart (at least once, nev
 Channel limits (`channel_limits.py`): a channel's `rate` is a token bucket on the injected clock;
 a lane that had to wait for a token folds its target's due rows into one message. A Retry-After
 pauses the channel. A row its channel has failed for `fallback_after` (or dead-lettered) is also
-queued for the channel's `fallback`, once.
+queued for the channel's `fallback`, once. A row whose URL left the config is re-queued for its
+channel's current URLs and marked sent (it is done; `stats.retargeted` counts it, not `sent`);
+only when the channel is gone too is it dead-lettered.
 """
 
 from __future__ import annotations
@@ -24,14 +26,23 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from notifier.backoff import retry_delay
-from notifier.channel_limits import FOLD_LIMIT, ChannelLimits, FallbackPolicy, fold
+from notifier.channel_limits import (
+    FOLD_LIMIT,
+    ChannelLimits,
+    FallbackPolicy,
+    TargetDirectory,
+    channel_targets,
+    fold,
+    retarget,
+)
 from notifier.events import SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore, utc_now
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_TARGET = "target no longer configured"
+UNKNOWN_TARGET = "target no longer configured"  # and the sender cannot list its channel's
+CHANNEL_GONE = "target and its channel no longer configured"
 
 
 class Sender(Protocol):
@@ -58,6 +69,7 @@ class DeliveryStats:
     failed: int = 0
     dead: int = 0
     retried: int = 0
+    retargeted: int = 0  # rows re-queued for their channel's current URLs after a config edit
     sent_by_channel: dict[str, int] = field(default_factory=dict)
     failed_by_channel: dict[str, int] = field(default_factory=dict)
     dead_by_channel: dict[str, int] = field(default_factory=dict)
@@ -217,7 +229,7 @@ class Deliverer:
     def _due_in(self, item: OutboxItem) -> float | None:
         """Seconds until the row may be sent (0: now); None when it was dead-lettered instead."""
         if not self._sender.knows(item.target):
-            self._dead(item, UNKNOWN_TARGET)
+            self._retarget(item)
             return None
         now = self._clock()
         expires = item.created_at + self._settings.max_age
@@ -310,6 +322,24 @@ class Deliverer:
         fallback = self._limits.fallback(channel)
         if fallback is not None and now - item.created_at >= fallback[1]:
             self._escalate(item)
+
+    def _retarget(self, item: OutboxItem) -> None:
+        """The row's URL left the config: re-queue it for its channel's current URLs, or die."""
+        targets = channel_targets(self._sender, item.channel)
+        if targets is None:
+            gone = isinstance(self._sender, TargetDirectory)
+            self._dead(item, CHANNEL_GONE if gone else UNKNOWN_TARGET)
+            return
+        retarget(self._store, item, targets)
+        self._store.mark_sent(item.id)  # commits the records too; a replay after a crash adds none
+        self.stats.retargeted += 1
+        log.info(
+            "alert re-queued for the current URL(s) of channel %s (its URL left the config): "
+            "rule %s",
+            item.channel,
+            item.rule,
+        )
+        self.notify()
 
     def _dead(self, item: OutboxItem, error: str) -> None:
         channel = self._channel(item)

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from notifier.channel_limits import ChannelLimits, TokenBucket
+from notifier.channel_limits import (
+    RETARGET_SUFFIX,
+    ChannelLimits,
+    TokenBucket,
+    channel_targets,
+    retarget,
+)
 from notifier.deliver import Deliverer
 from notifier.events import Alert, SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
@@ -245,3 +251,34 @@ def test_reload_keeps_a_bucket_whose_rate_is_unchanged() -> None:
     limits.update({"a": channel("a", rate=(1, 60.0)), "b": channel("b", rate=(2, 60.0))})
     assert limits.wait("a", T0) == pytest.approx(60.0)
     assert limits.wait("b", T0) == 0.0
+
+
+def test_retarget_is_idempotent_and_never_doubles(store: StateStore) -> None:
+    """Re-recording a row for new targets twice (a crash in between) adds its rows once; a
+    target that already holds the alert gets no second row."""
+    store.record(
+        fill_key="fill-1", filled_at=T0, alerts=[alert(1, "old", "chat"), alert(1, "keep", "chat")]
+    )
+    old = next(i for i in store.outbox() if i.target == "old")
+    targets = channel_targets(Sender({"chat": ["keep", "new"]}), "chat")
+    assert targets is not None
+    assert retarget(store, old, targets)
+    assert not retarget(store, old, targets)
+    assert sorted((i.target, i.rule) for i in store.outbox()) == [
+        ("keep", "r"),
+        ("new", "r"),
+        ("old", "r"),
+    ]
+    assert channel_targets(Sender({"mail": ["m"]}), "chat") is None  # the channel is gone
+
+
+def test_retarget_back_to_a_url_it_left_uses_a_fresh_row(store: StateStore) -> None:
+    """An alert moved off target A and later back to A gets a new row (A's old one never sent)."""
+    record(store, 1, "A", "chat")
+    (row_a,) = store.outbox()
+    assert retarget(store, row_a, [_Target("B")])
+    store.mark_sent(row_a.id)
+    (row_b,) = store.outbox()
+    assert retarget(store, row_b, [_Target("A")])
+    store.mark_sent(row_b.id)
+    assert [(i.target, i.rule) for i in store.outbox()] == [("A", "r" + RETARGET_SUFFIX)]

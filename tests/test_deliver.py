@@ -13,12 +13,13 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from notifier.deliver import UNKNOWN_TARGET, Deliverer
+from notifier.deliver import CHANNEL_GONE, Deliverer
 from notifier.events import Alert, SendResult
 from notifier.settings import DeliverySettings
 from notifier.store import OutboxItem, StateStore
@@ -49,11 +50,16 @@ class NoJitter(random.Random):
         return 1.0
 
 
+@dataclass(frozen=True)
+class Target:
+    key: str
+
+
 class FakeSender:
     """Records every attempt; per-target scripted results, gates that hold a send open."""
 
     def __init__(self, targets: dict[str, str]) -> None:
-        self.targets = dict(targets)
+        self.known = dict(targets)  # target -> channel
         self.script: dict[str, list[SendResult | Exception]] = {}
         self.gates: dict[str, asyncio.Event] = {}
         self.attempts: list[tuple[str, str]] = []
@@ -64,14 +70,20 @@ class FakeSender:
         self.was_cancelled = asyncio.Event()
 
     def knows(self, target: str) -> bool:
-        return target in self.targets
+        return target in self.known
 
     def channel_of(self, target: str) -> str | None:
-        return self.targets.get(target)
+        return self.known.get(target)
+
+    def targets(self, channel: str) -> tuple[Target, ...]:
+        found = tuple(Target(t) for t, c in self.known.items() if c == channel)
+        if not found:
+            raise KeyError(channel)
+        return found
 
     async def send(self, target: str, title: str, body: str) -> SendResult:
         self.attempts.append((target, title))
-        channel = self.targets[target]
+        channel = self.known[target]
         self.in_flight[channel] = self.in_flight.get(channel, 0) + 1
         self.max_in_flight[channel] = max(
             self.max_in_flight.get(channel, 0), self.in_flight[channel]
@@ -125,10 +137,17 @@ def store(tmp_path: Path, clock: Clock) -> Iterator[StateStore]:
         yield s
 
 
-def put(store: StateStore, key: str, *targets: str, secs: float = 0, rule: str = "r") -> None:
+def put(
+    store: StateStore,
+    key: str,
+    *targets: str,
+    secs: float = 0,
+    rule: str = "r",
+    channel: str = "chat",
+) -> None:
     """Record one fill with an alert for each target; its title is the fill key."""
     at = T0 + timedelta(seconds=secs)
-    alerts = [Alert(key, rule, "chat", t, key, f"body of {key}", at) for t in targets]
+    alerts = [Alert(key, rule, channel, t, key, f"body of {key}", at) for t in targets]
     store.record(fill_key=key, filled_at=at, alerts=alerts)
 
 
@@ -320,21 +339,23 @@ async def test_rows_older_than_max_age_at_start_die_unsent(store: StateStore, cl
     assert "never attempted" in dead.last_error
 
 
-async def test_unknown_target_dead_lettered(store: StateStore, clock: Clock) -> None:
-    """A row whose target left the config is dead with a clear reason, and never sent."""
-    put(store, "f1", "gone", "kept")
+async def test_target_of_a_removed_channel_dead_lettered(store: StateStore, clock: Clock) -> None:
+    """A row whose target and channel both left the config is dead with a clear reason."""
+    put(store, "f0", "gone", channel="old")
+    put(store, "f1", "kept")
     sender = FakeSender({"kept": "chat"})
     deliverer = make(store, sender, clock)
     async with running(deliverer):
         await until(lambda: deliverer.pending() == 0)
     assert sender.attempts == [("kept", "f1")]
     (dead,) = store.outbox(state="dead")
-    assert (dead.target, dead.last_error) == ("gone", UNKNOWN_TARGET)
-    assert deliverer.stats.dead_by_channel == {"chat": 1}
+    assert (dead.target, dead.last_error) == ("gone", CHANNEL_GONE)
+    assert deliverer.stats.dead_by_channel == {"old": 1}
 
 
 async def test_swap_sender_used_for_later_sends(store: StateStore, clock: Clock) -> None:
-    """After swap_sender, retries go through the new sender; targets it lacks are dead."""
+    """After swap_sender, retries go through the new sender; a URL removed from a channel whose
+    other URL already holds the alert adds nothing: no doubling, nothing dead."""
     put(store, "f1", "a", "b")
     old = FakeSender({"a": "chat", "b": "chat"})
     old.script["a"] = [fail()]
@@ -349,7 +370,44 @@ async def test_swap_sender_used_for_later_sends(store: StateStore, clock: Clock)
         await until(lambda: deliverer.pending() == 0)
     assert old.delivered == []
     assert new.delivered == [("a", "f1")]
-    assert [(i.target, i.last_error) for i in store.outbox()] == [("b", UNKNOWN_TARGET)]
+    assert store.outbox() == []
+    assert deliverer.stats.retargeted == 1
+
+
+async def test_edited_url_gets_the_pending_alerts_in_order(store: StateStore, clock: Clock) -> None:
+    """A revoked URL replaced on reload: its piled-up alerts go to the new URL, in fill order."""
+    for n in range(3):
+        put(store, f"f{n}", "revoked", secs=n)
+    old = FakeSender({"revoked": "chat"})
+    old.script["revoked"] = [fail("HTTP 404")]
+    deliverer = make(store, old, clock)
+    async with running(deliverer):
+        await until(lambda: len(old.attempts) == 1)
+        new = FakeSender({"fixed": "chat"})
+        deliverer.swap_sender(new)
+        await until(lambda: len(new.delivered) == 3)
+        await settle()
+    assert new.delivered == [("fixed", "f0"), ("fixed", "f1"), ("fixed", "f2")]
+    assert store.outbox() == []  # nothing pending, nothing dead
+    assert (deliverer.stats.retargeted, deliverer.stats.sent, deliverer.stats.dead) == (3, 3, 0)
+
+
+async def test_url_changed_back_and_forth_delivers_once(store: StateStore, clock: Clock) -> None:
+    """URL A -> B -> A across restarts: the alert moved off A still reaches A, exactly once."""
+    put(store, "f1", "A", "sibling")
+    first = FakeSender({"B": "chat", "sibling": "chat"})  # A edited to B, which fails
+    first.script["B"] = [fail()]
+    deliverer = make(store, first, clock)
+    async with running(deliverer):
+        await until(lambda: ("B", "f1") in first.attempts and bool(first.delivered))
+    assert first.delivered == [("sibling", "f1")]
+    sender = FakeSender({"A": "chat", "sibling": "chat"})  # and back to A
+    deliverer = make(store, sender, clock)
+    async with running(deliverer):
+        await until(lambda: deliverer.pending() == 0)
+        await settle()
+    assert sender.delivered == [("A", "f1")]
+    assert store.outbox() == []
 
 
 async def test_concurrency_bounded_per_channel(store: StateStore, clock: Clock) -> None:
