@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import statistics
 import sys
 import time
@@ -151,14 +152,22 @@ class Receiver:
 
 
 def daemon_config(
-    path: Path, *, base_url: str, hook_port: int, rules: str, delivery: str = ""
+    path: Path,
+    *,
+    base_url: str,
+    hook_port: int,
+    rules: str,
+    delivery: str = "",
+    metrics_port: int | None = None,
 ) -> Path:
     """The config file the daemon runs with in a benchmark."""
     delivery = delivery or "  concurrency: 4\n"
+    metrics = f"metrics:\n  listen: 127.0.0.1:{metrics_port}\n" if metrics_port else ""
     path.write_text(
         f"feed:\n  base_url: {base_url}\n  api_key: ${{POLYSIM_API_KEY}}\n"
         f"state:\n  path: {path.parent / 'state.db'}\n"
         f"delivery:\n{delivery}"
+        f"{metrics}"
         f"log:\n  level: warning\n"
         f"channels:\n  hook: json://127.0.0.1:{hook_port}/\n{rules}",
         encoding="utf-8",
@@ -226,3 +235,29 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def fills_received(port: int) -> int:
+    """The daemon's own count of fills received (its /metrics), 0 until it answers."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return 0
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    await writer.wait_closed()
+    total = 0
+    for line in raw.decode().splitlines():
+        if line.startswith("notifier_fills_received_total{"):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
