@@ -38,6 +38,8 @@ class Snapshot:
     reconnects: Mapping[str, int] = field(default_factory=dict)  # by cause
     backfilled: int = 0
     shaping: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # rule -> stage -> n
+    shaping_lost: Mapping[str, int] = field(default_factory=dict)  # by rule
+    retargeted: int = 0
 
 
 def _counter(name: str, doc: str, label: str, values: Mapping[str, int]) -> Metric:
@@ -92,6 +94,17 @@ class _SnapshotCollector(Collector):
             "Fills dropped outside active hours, by rule.",
             "rule",
             dropped,
+        )
+        yield _counter(
+            "notifier_fills_lost",
+            "Held fills whose rule and channels were both removed by a reload, by rule.",
+            "rule",
+            s.shaping_lost,
+        )
+        yield CounterMetricFamily(
+            "notifier_alerts_retargeted",
+            "Pending alerts moved to a channel's new URLs after a reload.",
+            value=s.retargeted,
         )
         waiting = GaugeMetricFamily(
             "notifier_fills_waiting",

@@ -61,7 +61,7 @@ class Summary:
     def line(self) -> str:
         """The one summary line logged at shutdown."""
         return (
-            f"stopped: {self.fills} fills seen ({self.duplicates} duplicates), "
+            f"stopped: {self.fills} new fills ({self.duplicates} duplicates skipped), "
             f"{self.matched} matched, {self.sent} alerts sent, {self.failed} failed attempts, "
             f"{self.dead} dead, {self.pending} pending"
         )
@@ -256,6 +256,8 @@ class Service:
             reconnects=dict(feed.stats.reconnects) if feed else {},
             backfilled=feed.stats.backfilled if feed else 0,
             shaping=pipe.shaping.stats() if pipe else {},
+            shaping_lost=dict(pipe.shaping.lost) if pipe else {},
+            retargeted=dlv.stats.retargeted if dlv else 0,
         )
 
     def health(self) -> tuple[bool, str]:
@@ -275,7 +277,7 @@ class Service:
         """Totals so far."""
         pipe, dlv = self.pipeline, self.deliverer
         return Summary(
-            fills=sum(pipe.stats.received.values()) if pipe else 0,
+            fills=pipe.stats.processed if pipe else 0,
             duplicates=pipe.stats.duplicates if pipe else 0,
             matched=pipe.stats.matched_fills if pipe else 0,
             sent=dlv.stats.sent if dlv else 0,

@@ -127,7 +127,7 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         assert code == 0
         assert time.monotonic() - began < 10
         summary = daemon.lines[-1]
-        assert "stopped: 5 fills seen" in summary
+        assert "stopped: 5 new fills" in summary
         assert "4 alerts sent" in summary
         assert "0 pending" in summary
         assert len(webhook.requests) == 4
@@ -198,7 +198,7 @@ async def test_demo_prints_each_alert() -> None:
     assert code == 0, daemon.log
     alerts = [line for line in out.splitlines() if line.startswith("== ")]
     assert len(alerts) == 5, out
-    assert "stopped: 5 fills seen" in daemon.log
+    assert "stopped: 5 new fills" in daemon.log
 
 
 async def test_unusable_state_file_is_fatal_in_one_line(

@@ -25,6 +25,8 @@ def _snapshot() -> Snapshot:
         reconnects={"close_4001": 1},
         backfilled=2,
         shaping={"btc-digest": {"dropped": 1, "grouped": 3, "throttled": 0, "held": 0}},
+        shaping_lost={"old-rule": 2},
+        retargeted=3,
     )
 
 
@@ -54,6 +56,8 @@ async def test_metrics_endpoint_exposes_every_counter() -> None:
         "notifier_fills_backfilled_total 2.0",
         'notifier_fills_dropped_total{rule="btc-digest"} 1.0',
         'notifier_fills_waiting{rule="btc-digest",stage="grouped"} 3.0',
+        'notifier_fills_lost_total{rule="old-rule"} 2.0',
+        "notifier_alerts_retargeted_total 3.0",
         "notifier_fill_to_delivery_seconds_count 1.0",
     ):
         assert line in body.splitlines(), line
