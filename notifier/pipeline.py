@@ -1,7 +1,7 @@
 """The one path every fill takes: dedupe, market title, rules, render, outbox.
 
-`run`, `demo` and `test --send` all go through `Pipeline`; `plan_alerts` is its pure middle,
-shared with the dry-run `test` command, so a dry run shows exactly what production would send.
+`run`, `demo` and `test --send` all go through `Pipeline`; `plan.plan_alerts` is its pure
+middle, shared with the dry-run `test` command, so a dry run shows what production would send.
 The feed reader only enqueues (`submit` never waits on I/O); a separate task does the rest.
 
 Shaped rules (group/throttle/active) go through the shaping stage instead of rendering at once.
@@ -27,9 +27,10 @@ from typing import Protocol
 
 from notifier.digests import Release
 from notifier.events import Alert, Fill
-from notifier.render import fill_values
+from notifier.fanout import TargetLookup
+from notifier.plan import plan_alerts
 from notifier.rules import Rule, RuleSet
-from notifier.shaping_stage import SNAPSHOT_KEY, ShapingStage, preview, rule_shaping
+from notifier.shaping_stage import SNAPSHOT_KEY, ShapingStage
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,6 @@ SNAPSHOT_EVERY = 200
 def utc_now() -> datetime:
     """The current time, timezone-aware (the default clock)."""
     return datetime.now(UTC)
-
-
-class TargetLookup(Protocol):
-    """What the pipeline needs of the channel set: the delivery targets behind a channel name."""
-
-    def targets(self, channel: str) -> Sequence[TargetLike]: ...
-
-
-class TargetLike(Protocol):
-    """One URL of a channel, known by an opaque key."""
-
-    @property
-    def key(self) -> str: ...
 
 
 class TitleSource(Protocol):
@@ -81,63 +69,6 @@ class FillRecorder(Protocol):
     def get_meta(self, key: str) -> str | None: ...
 
     def set_meta(self, key: str, value: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """What one fill produces: the rules it matched and the alerts (one per target) to send.
-
-    `shaped` are the matched rules left to the shaping stage (only when it was deferred to).
-    """
-
-    fill: Fill
-    rules: tuple[Rule, ...]
-    alerts: tuple[Alert, ...]
-    shaped: tuple[Rule, ...] = ()
-
-
-def plan_alerts(
-    fill: Fill,
-    *,
-    rules: RuleSet,
-    targets: TargetLookup,
-    defer_shaped: bool = False,
-    matched: tuple[Rule, ...] | None = None,
-) -> Planned:
-    """Match `fill` against `rules` and render one alert per rule and target (pure).
-
-    A shaped rule renders as the digest of this fill alone (what a dry run can show), or with
-    `defer_shaped` is left out of the alerts and listed in `shaped` for the shaping stage.
-    `matched` is `rules.match(fill)` when the caller has it already.
-    """
-    if matched is None:
-        matched = rules.match(fill)
-    alerts: list[Alert] = []
-    shaped: list[Rule] = []
-    for rule in matched:
-        if "shaping" in rule.extras and rule_shaping(rule) is not None:
-            if defer_shaped:
-                shaped.append(rule)
-                continue
-            title, body = preview(rule, fill)
-        else:
-            values = fill_values(fill, rule=rule.name)
-            title = rule.title.render(values)
-            body = rule.body.render(values)
-        for channel in rule.notify:
-            alerts.extend(
-                Alert(
-                    fill_key=fill.key,
-                    rule=rule.name,
-                    channel=channel,
-                    target=target.key,
-                    title=title,
-                    body=body,
-                    filled_at=fill.filled_at,
-                )
-                for target in targets.targets(channel)
-            )
-    return Planned(fill=fill, rules=matched, alerts=tuple(alerts), shaped=tuple(shaped))
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from typing import TextIO
 from notifier.channels import ChannelSet
 from notifier.events import Fill
 from notifier.normalize import Rejected, decode_frame, normalize_any
-from notifier.pipeline import Planned, plan_alerts
+from notifier.plan import Planned, plan_alerts
 from notifier.settings import Settings
 
 EXIT_OK, EXIT_SEND_FAILED, EXIT_BAD_INPUT = 0, 1, 2

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Protocol
 
 from notifier.digests import Release, cap_lines, make_release
 from notifier.events import Alert, Fill
+from notifier.fanout import TargetLookup, fan_out
 from notifier.render import Template, fill_values
 from notifier.rules import Rule
 from notifier.shaping import Shaper
@@ -34,17 +34,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT_KEY = "shaping"  # the store's meta key for the Shaper snapshot
 LINES_LIMIT = 20  # fills listed one per line in a digest; the rest are "… and N more"
 _DEFAULTS = (Template(DIGEST_TITLE), Template(DIGEST_BODY), Template(DEFAULT_LINE))
-
-
-class _Target(Protocol):
-    @property
-    def key(self) -> str: ...
-
-
-class _Targets(Protocol):
-    def targets(self, channel: str) -> Sequence[_Target]:
-        """A channel's targets; KeyError for a channel not configured."""
-        ...
 
 
 def rule_shaping(rule: Rule) -> RuleShaping | None:
@@ -82,7 +71,7 @@ def _render(
     return title.render(values), text
 
 
-def release_alerts(rule: Rule, release: Release, targets: _Targets) -> list[Alert]:
+def release_alerts(rule: Rule, release: Release, targets: TargetLookup) -> list[Alert]:
     """One alert per target of the rule's channels; the outbox knows it by `release.fill_key`."""
     title, body = render_release(rule, release)
     return _alerts(release, rule.name, rule.notify, title, body, targets)
@@ -94,22 +83,17 @@ def _alerts(
     channels: Iterable[str],
     title: str,
     body: str,
-    targets: _Targets,
+    targets: TargetLookup,
 ) -> list[Alert]:
-    filled_at = max(f.filled_at for f in release.fills)
-    return [
-        Alert(
-            fill_key=release.fill_key,
-            rule=rule,
-            channel=channel,
-            target=target.key,
-            title=title,
-            body=body,
-            filled_at=filled_at,
-        )
-        for channel in channels
-        for target in targets.targets(channel)
-    ]
+    return fan_out(
+        fill_key=release.fill_key,
+        rule=rule,
+        channels=channels,
+        title=title,
+        body=body,
+        filled_at=max(f.filled_at for f in release.fills),
+        targets=targets,
+    )
 
 
 def preview(rule: Rule, fill: Fill) -> tuple[str, str]:
@@ -184,7 +168,7 @@ class ShapingStage:
         orphans, self._orphans = self._orphans, []
         return orphans
 
-    def alerts(self, release: Release, targets: _Targets) -> list[Alert]:
+    def alerts(self, release: Release, targets: TargetLookup) -> list[Alert]:
         """The alerts of a release: its rule's templates, or an orphan's default digest."""
         rule = self.rule(release.rule)
         if rule is not None:
@@ -219,7 +203,7 @@ class ShapingStage:
         return self._shaper.stats()
 
 
-def _configured(targets: _Targets, channel: str) -> bool:
+def _configured(targets: TargetLookup, channel: str) -> bool:
     try:
         targets.targets(channel)
     except KeyError:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from notifier.events import Fill
-from notifier.pipeline import Pipeline, plan_alerts
+from notifier.pipeline import Pipeline
+from notifier.plan import plan_alerts
 from notifier.render import DEFAULT_BODY, Template
 from notifier.rules import MATCH_ALL, FieldMatch, Rule, RuleSet
 from notifier.store import StateStore

@@ -14,7 +14,8 @@ import pytest
 
 from notifier.config import parse
 from notifier.events import Fill
-from notifier.pipeline import Pipeline, plan_alerts
+from notifier.pipeline import Pipeline
+from notifier.plan import plan_alerts
 from notifier.rules import RuleSet
 from notifier.shaping_stage import SNAPSHOT_KEY
 from notifier.store import OutboxItem, StateStore

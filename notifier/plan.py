@@ -1,0 +1,68 @@
+"""Which rules a fill matches and the alerts they render: the pure middle of the pipeline.
+
+The daemon's pipeline and the dry-run `test` command both call `plan_alerts`, so what a dry
+run prints is what `run` would queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from notifier.events import Alert, Fill
+from notifier.fanout import TargetLookup, fan_out
+from notifier.render import fill_values
+from notifier.rules import Rule, RuleSet
+from notifier.shaping_stage import preview, rule_shaping
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What one fill produces: the rules it matched and the alerts (one per target) to send.
+
+    `shaped` are the matched rules left to the shaping stage (only when it was deferred to).
+    """
+
+    fill: Fill
+    rules: tuple[Rule, ...]
+    alerts: tuple[Alert, ...]
+    shaped: tuple[Rule, ...] = ()
+
+
+def plan_alerts(
+    fill: Fill,
+    *,
+    rules: RuleSet,
+    targets: TargetLookup,
+    defer_shaped: bool = False,
+    matched: tuple[Rule, ...] | None = None,
+) -> Planned:
+    """Match `fill` against `rules` and render one alert per rule and target (pure).
+
+    A shaped rule renders as the digest of this fill alone (what a dry run can show), or with
+    `defer_shaped` is left out of the alerts and listed in `shaped` for the shaping stage.
+    `matched` is `rules.match(fill)` when the caller has it already.
+    """
+    if matched is None:
+        matched = rules.match(fill)
+    alerts: list[Alert] = []
+    shaped: list[Rule] = []
+    for rule in matched:
+        if "shaping" in rule.extras and rule_shaping(rule) is not None:
+            if defer_shaped:
+                shaped.append(rule)
+                continue
+            title, body = preview(rule, fill)
+        else:
+            values = fill_values(fill, rule=rule.name)
+            title = rule.title.render(values)
+            body = rule.body.render(values)
+        alerts += fan_out(
+            fill_key=fill.key,
+            rule=rule.name,
+            channels=rule.notify,
+            title=title,
+            body=body,
+            filled_at=fill.filled_at,
+            targets=targets,
+        )
+    return Planned(fill=fill, rules=matched, alerts=tuple(alerts), shaped=tuple(shaped))
