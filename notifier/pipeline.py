@@ -22,9 +22,10 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
+from notifier.clock import utc_now
 from notifier.digests import Release
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup
@@ -40,11 +41,6 @@ BATCH_LIMIT = 500
 # Shaped records between two snapshot writes: each write commits the open batch, so the store's
 # own batch limit (which commits on its own) is never reached with records the snapshot lacks.
 SNAPSHOT_EVERY = 200
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware (the default clock)."""
-    return datetime.now(UTC)
 
 
 class TitleSource(Protocol):

@@ -16,13 +16,14 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from notifier import __version__
 from notifier.channels import ChannelSet
+from notifier.clock import utc_now
 from notifier.deliver import Deliverer
 from notifier.errors import ConfigError, key_prefix
 from notifier.feed import FeedClient
@@ -39,11 +40,6 @@ SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must c
 PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
 PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
 STALL_AFTER = 600.0  # seconds with alerts pending and none sent before /healthz says 503
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
