@@ -2,137 +2,49 @@
 
 One file (see `sqlitefile.py`: WAL, group commit), one connection used from the event loop
 thread. Every call is short (microseconds), so it runs inline rather than on a thread.
-Times are stored as integer epoch microseconds: exact, sortable and cheap to index.
+The tables, row type and time encoding are in `store_schema.py`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 from notifier.events import Alert
-from notifier.sqlitefile import Migration, SqliteFile
+from notifier.sqlitefile import SqliteFile
+from notifier.store_schema import (
+    COLUMNS,
+    MIGRATIONS,
+    PENDING_TARGETS,
+    SCHEMA_VERSION,
+    OutboxItem,
+    from_us,
+    item_from_row,
+    outbox_row,
+    to_us,
+)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = [
+    "FUTURE_TOLERANCE",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "OutboxItem",
+    "StateStore",
+    "utc_now",
+]
+
 FUTURE_TOLERANCE = timedelta(minutes=10)  # clock skew the watermark accepts
 _KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
-_MICRO = timedelta(microseconds=1)
 _GAP_KEY = "feed.gap"
-_COLUMNS = (
-    "id, fill_key, rule, channel, target, title, body, filled_at, created_at, attempts, "
-    "next_at, last_error, state"
-)
 
 
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC (the default clock)."""
     return datetime.now(UTC)
-
-
-def _to_us(at: datetime) -> int:
-    if at.tzinfo is None:
-        raise ValueError(f"naive datetime {at.isoformat()} given to the state store; use UTC")
-    return (at - _EPOCH) // _MICRO
-
-
-def _from_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """One alert for one target, as the outbox holds it; `state` is pending, sent or dead."""
-
-    id: int
-    fill_key: str
-    rule: str
-    channel: str
-    target: str
-    title: str
-    body: str
-    filled_at: datetime
-    created_at: datetime
-    attempts: int
-    next_at: datetime
-    last_error: str | None
-    state: str
-
-
-def _item(row: tuple[Any, ...]) -> OutboxItem:
-    """An OutboxItem from a row selected with `_COLUMNS` (times come back as microseconds)."""
-    id_, fill_key, rule, channel, target, title, body = row[:7]
-    attempts, error, state = row[9], row[11], row[12]
-    filled, created, next_at = _from_us(row[7]), _from_us(row[8]), _from_us(row[10])
-    return OutboxItem(
-        id_,
-        fill_key,
-        rule,
-        channel,
-        target,
-        title,
-        body,
-        filled,
-        created,
-        attempts,
-        next_at,
-        error,
-        state,
-    )
-
-
-def _outbox_row(a: Alert, now: int) -> tuple[object, ...]:
-    """An alert as outbox values (?1 to ?8): created now and due now."""
-    return (a.fill_key, a.rule, a.channel, a.target, a.title, a.body, _to_us(a.filled_at), now)
-
-
-def _migrate_0_to_1(db: sqlite3.Connection) -> None:
-    """The first schema: fills (dedupe), the watermark, the outbox and a small key-value table."""
-    db.execute(
-        "CREATE TABLE fills (key TEXT PRIMARY KEY, filled_at INTEGER NOT NULL) WITHOUT ROWID"
-    )
-    db.execute("CREATE INDEX fills_by_time ON fills (filled_at)")
-    db.execute(
-        "CREATE TABLE watermark (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)"
-    )
-    db.execute(
-        """CREATE TABLE outbox (
-            id INTEGER PRIMARY KEY,
-            fill_key TEXT NOT NULL, rule TEXT NOT NULL, channel TEXT NOT NULL,
-            target TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
-            filled_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,
-            last_error TEXT, state TEXT NOT NULL DEFAULT 'pending'
-                CHECK (state IN ('pending', 'sent', 'dead')),
-            done_at INTEGER,
-            UNIQUE (fill_key, rule, target))"""
-    )
-    # Lanes read the head of one target's pending rows in fill order: keep exactly that indexed.
-    db.execute(
-        "CREATE INDEX outbox_pending ON outbox (target, filled_at, id) WHERE state = 'pending'"
-    )
-    db.execute("CREATE INDEX outbox_by_state ON outbox (state, done_at)")
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
-
-
-# A skip scan over the pending index: one index probe per target, however long the backlog
-# (SELECT DISTINCT walked every pending row: 28 ms at 100,000, on every notify()).
-_PENDING_TARGETS = """
-    WITH RECURSIVE t (target) AS (
-        SELECT min(target) FROM outbox INDEXED BY outbox_pending WHERE state = 'pending'
-        UNION ALL
-        SELECT (SELECT min(target) FROM outbox INDEXED BY outbox_pending
-                WHERE state = 'pending' AND target > t.target)
-        FROM t WHERE t.target IS NOT NULL)
-    SELECT target FROM t WHERE target IS NOT NULL"""
-
-# Schema migrations: MIGRATIONS[n] turns version n into n + 1, inside one transaction.
-MIGRATIONS: dict[int, Migration] = {0: _migrate_0_to_1}
-SCHEMA_VERSION = max(MIGRATIONS) + 1
 
 
 class StateStore:
@@ -226,10 +138,10 @@ class StateStore:
             before = db.total_changes
             db.executemany(
                 "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)",
-                [(key, _to_us(at)) for key, at in fills],
+                [(key, to_us(at)) for key, at in fills],
             )
             inserted = db.total_changes - before
-            self._advance(db, self._believable(max(_to_us(at) for _, at in fills)))
+            self._advance(db, self._believable(max(to_us(at) for _, at in fills)))
         return inserted
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool:
@@ -240,9 +152,9 @@ class StateStore:
         holds only fills newer than the durable watermark (backfill brings them back), and
         none of its alerts was sent, since the deliverer flushes before sending.
         """
-        filled = _to_us(filled_at)
-        now = _to_us(self._clock())
-        rows = [_outbox_row(a, now) for a in alerts]
+        filled = to_us(filled_at)
+        now = to_us(self._clock())
+        rows = [outbox_row(a, now) for a in alerts]
         with self._errors("record fill"), self._tx(deferrable=True):
             return self._insert(fill_key, filled, rows)
 
@@ -267,7 +179,7 @@ class StateStore:
         One fill stamped far in the future (a venue bug, a skewed clock) would otherwise move
         the watermark there, and every later backfill would start after the fills it must find.
         """
-        return min(filled_us, _to_us(self._clock() + FUTURE_TOLERANCE))
+        return min(filled_us, to_us(self._clock() + FUTURE_TOLERANCE))
 
     @staticmethod
     def _advance(db: sqlite3.Connection, at_us: int) -> None:
@@ -281,22 +193,22 @@ class StateStore:
         """The newest fill time processed so far, or None on a fresh store."""
         with self._errors("read watermark"):
             row = self._db.execute("SELECT at FROM watermark WHERE id = 1").fetchone()
-        return None if row is None else _from_us(int(row[0]))
+        return None if row is None else from_us(int(row[0]))
 
     def save_watermark(self, at: datetime) -> None:
         """Move the watermark forward to `at`; an earlier time leaves it where it is."""
         with self._errors("save watermark"), self._tx() as db:
-            self._advance(db, _to_us(at))
+            self._advance(db, to_us(at))
 
     def load_gap(self) -> datetime | None:
         """Start of a feed gap history has not yet been recovered from (see backfill.py)."""
         value = self.get_meta(_GAP_KEY)
-        return None if value is None else _from_us(int(value))
+        return None if value is None else from_us(int(value))
 
     def save_gap(self, at: datetime | None) -> None:
         """Store the gap's start, or clear it; durable on return (commits any open batch)."""
         if at is not None:
-            self.set_meta(_GAP_KEY, str(_to_us(at)))
+            self.set_meta(_GAP_KEY, str(to_us(at)))
             return
         with self._errors("write meta"), self._tx() as db:
             db.execute("DELETE FROM meta WHERE key = ?", (_GAP_KEY,))
@@ -306,24 +218,24 @@ class StateStore:
     def pending_targets(self) -> list[str]:
         """Targets that have pending rows."""
         with self._errors("read outbox"):
-            rows = self._db.execute(_PENDING_TARGETS).fetchall()
+            rows = self._db.execute(PENDING_TARGETS).fetchall()
         return [str(r[0]) for r in rows]
 
     def head(self, target: str, limit: int = 1) -> list[OutboxItem]:
         """The first pending rows of one target, in fill order (filled_at, then insertion)."""
         with self._errors("read outbox"):
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND target = ? "  # noqa: S608  # fixed column list, no input
+                f"SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND target = ? "  # noqa: S608  # fixed column list, no input
                 "ORDER BY filled_at, id LIMIT ?",
                 (target, limit),
             ).fetchall()
-        return [_item(r) for r in rows]
+        return [item_from_row(r) for r in rows]
 
     def mark_sent(self, item_id: int) -> None:
         """The row's alert was accepted by its channel."""
         self._update(
             "UPDATE outbox SET state = 'sent', done_at = ? WHERE id = ?",
-            (_to_us(self._clock()), item_id),
+            (to_us(self._clock()), item_id),
         )
 
     def mark_failed(self, item_id: int, *, error: str, next_at: datetime) -> None:
@@ -331,7 +243,7 @@ class StateStore:
         self._update(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
             "WHERE id = ? AND state = 'pending'",
-            (error, _to_us(next_at), item_id),
+            (error, to_us(next_at), item_id),
         )
 
     def mark_dead(self, item_id: int, *, error: str) -> None:
@@ -339,7 +251,7 @@ class StateStore:
         self._update(
             "UPDATE outbox SET state = 'dead', last_error = ?, done_at = ? "
             "WHERE id = ? AND state = 'pending'",
-            (error, _to_us(self._clock()), item_id),
+            (error, to_us(self._clock()), item_id),
         )
 
     def _update(self, sql: str, params: tuple[object, ...]) -> int:
@@ -351,14 +263,14 @@ class StateStore:
         where, params = ("state = ?", (state,)) if state else ("state != 'sent'", ())
         with self._errors("read outbox"):
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE {where} ORDER BY filled_at, id",  # noqa: S608  # fixed SQL fragments
+                f"SELECT {COLUMNS} FROM outbox WHERE {where} ORDER BY filled_at, id",  # noqa: S608  # fixed SQL fragments
                 params,
             ).fetchall()
-        return [_item(r) for r in rows]
+        return [item_from_row(r) for r in rows]
 
     def retry_dead(self) -> int:
         """Requeue every dead row: attempts reset, due now, and a fresh max_age from now."""
-        now = _to_us(self._clock())
+        now = to_us(self._clock())
         return self._update(
             "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, created_at = ?, "
             "done_at = NULL WHERE state = 'dead'",
@@ -384,10 +296,10 @@ class StateStore:
         """
         with self._errors("prune"), self._tx() as db:
             fills = db.execute(
-                "DELETE FROM fills WHERE filled_at < ?", (_to_us(fills_before),)
+                "DELETE FROM fills WHERE filled_at < ?", (to_us(fills_before),)
             ).rowcount
             sent = db.execute(
-                "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?", (_to_us(sent_before),)
+                "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?", (to_us(sent_before),)
             ).rowcount
         return fills + sent
 
