@@ -1,4 +1,4 @@
-"""Shared fixtures. Real loopback peers for delivery tests live in tests/receivers.py."""
+"""Shared fixtures: the venue, an HTTP client, delivery peers (those live in tests/receivers.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,31 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 from receivers import SmtpServer, TlsProxy, WebhookReceiver
 
 from notifier import logs
+from notifier.simulator import SimulatedPolySim
+
+# --------------------------------------------------------------------------------------------
+# The venue and a client for it
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[SimulatedPolySim]:
+    """The fake PolySimulator on loopback (a module may override it with a tuned venue)."""
+    async with SimulatedPolySim() as sim:
+        yield sim
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """One httpx client, closed after the test."""
+    async with httpx.AsyncClient() as client:
+        yield client
+
 
 # --------------------------------------------------------------------------------------------
 # Delivery peers (channels)

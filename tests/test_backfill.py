@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_feed import T0, Mono, Sleeps, Wall, grows, until
+from fakes import MonoClock, grows
+from test_feed import T0, Sleeps, Wall, until
 from websockets.asyncio.server import ServerConnection
 
 from notifier import backfill
@@ -94,13 +95,6 @@ async def venue() -> AsyncIterator[Venue]:
         yield sim
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """One httpx client, closed after the test."""
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 class Daemon:
     """One process lifetime: a FeedClient over a real state file."""
 
@@ -116,7 +110,7 @@ class Daemon:
         self.store = StateStore(path)
         self.sink = StoreSink(self.store)
         self.sleeps = sleeps or Sleeps()
-        self.mono = Mono()
+        self.mono = MonoClock(1000.0)
         base = FeedSettings(base_url=venue.base_url, api_key=DEFAULT_API_KEY, request_timeout=5)
         self.client = FeedClient(
             replace(base, **settings),  # type: ignore[arg-type]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from fakes import T0, HandClock, Target, settle, spin_until
 
 from notifier.channel_limits import (
     RETARGET_SUFFIX,
@@ -22,28 +23,9 @@ from notifier.events import Alert, SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import StateStore
 
-T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)
 SETTINGS = DeliverySettings(
     max_age=timedelta(hours=1), retry_base=1.0, retry_cap=60.0, concurrency=2, timeout=30.0
 )
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass(frozen=True)
-class _Target:
-    key: str
 
 
 class Sender:
@@ -60,8 +42,8 @@ class Sender:
     def channel_of(self, target: str) -> str | None:
         return next((c for c, ts in self.channels.items() if target in ts), None)
 
-    def targets(self, channel: str) -> tuple[_Target, ...]:
-        return tuple(_Target(t) for t in self.channels[channel])
+    def targets(self, channel: str) -> tuple[Target, ...]:
+        return tuple(Target(t) for t in self.channels[channel])
 
     async def send(self, target: str, title: str, body: str) -> SendResult:
         self.attempts.append((target, title, body))
@@ -85,27 +67,13 @@ def record(store: StateStore, n: int, target: str, channel: str) -> None:
     store.record(fill_key=f"fill-{n}", filled_at=T0, alerts=[alert(n, target, channel)])
 
 
-async def until(cond: Callable[[], bool], spins: int = 5000) -> None:
-    """Let the event loop run (no real sleeping) until `cond` holds."""
-    for _ in range(spins):
-        if cond():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never reached")
-
-
-async def settle(spins: int = 200) -> None:
-    for _ in range(spins):
-        await asyncio.sleep(0)
+@pytest.fixture
+def clock() -> HandClock:
+    return HandClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[StateStore]:
+def store(tmp_path: Path, clock: HandClock) -> Iterator[StateStore]:
     with StateStore(tmp_path / "state.db", clock=clock) as opened:
         yield opened
 
@@ -118,7 +86,7 @@ class Running:
 
 @pytest.fixture
 async def start(
-    store: StateStore, clock: Clock
+    store: StateStore, clock: HandClock
 ) -> AsyncIterator[Callable[[Sender, dict[str, ChannelSettings]], Running]]:
     tasks: list[asyncio.Task[None]] = []
 
@@ -139,57 +107,57 @@ def channel(name: str, **kw: object) -> ChannelSettings:
 
 
 async def test_rate_limit_folds_the_rest_into_one_message(
-    store: StateStore, clock: Clock, start: Callable[..., Running]
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:
     """At 2/min, five alerts: two go alone, the other three as one message; all marked sent."""
     for n in range(5):
         record(store, n, "chat-1", "chat")
     run = start(Sender({"chat": ["chat-1"]}), {"chat": channel("chat", rate=(2, 60.0))})
-    await until(lambda: len(run.sender.attempts) == 2)
+    await spin_until(lambda: len(run.sender.attempts) == 2)
     await settle()
     assert [a[1] for a in run.sender.attempts] == ["T0", "T1"]
     clock.advance(30)  # one token back
     run.deliverer.notify()
-    await until(lambda: len(run.sender.attempts) == 3)
+    await spin_until(lambda: len(run.sender.attempts) == 3)
     _, title, body = run.sender.attempts[2]
     assert title == "3 alerts (sending was rate-limited)"
     assert body == "T2\nB2\n\nT3\nB3\n\nT4\nB4"
-    await until(lambda: store.counts()["sent"] == 5)
+    await spin_until(lambda: store.counts()["sent"] == 5)
     assert run.deliverer.stats.sent == 5
 
 
 async def test_under_the_rate_nothing_is_folded(
-    store: StateStore, clock: Clock, start: Callable[..., Running]
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:
     """Alerts within the rate go one message each, unchanged."""
     for n in range(3):
         record(store, n, "chat-1", "chat")
     run = start(Sender({"chat": ["chat-1"]}), {"chat": channel("chat", rate=(20, 60.0))})
-    await until(lambda: store.counts()["sent"] == 3)
+    await spin_until(lambda: store.counts()["sent"] == 3)
     assert [a[1] for a in run.sender.attempts] == ["T0", "T1", "T2"]
 
 
 async def test_retry_after_pauses_the_whole_channel(
-    store: StateStore, clock: Clock, start: Callable[..., Running]
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:
     """A 429 with Retry-After on one URL holds the channel's other URL too, until it passes."""
     sender = Sender({"chat": ["chat-1", "chat-2"]})
     sender.script["chat-1"] = [SendResult(ok=False, error="HTTP 429", retry_after=10.0)]
     record(store, 0, "chat-1", "chat")
     run = start(sender, {"chat": channel("chat")})
-    await until(lambda: len(sender.attempts) == 1)
+    await spin_until(lambda: len(sender.attempts) == 1)
     record(store, 1, "chat-2", "chat")
     run.deliverer.notify()
     await settle()
     assert len(sender.attempts) == 1
     clock.advance(10)
     run.deliverer.notify()
-    await until(lambda: store.counts()["sent"] == 2)
+    await spin_until(lambda: store.counts()["sent"] == 2)
     assert sorted(a[0] for a in sender.attempts[1:]) == ["chat-1", "chat-2"]
 
 
 async def test_fallback_after_an_outage_is_queued_once(
-    store: StateStore, clock: Clock, start: Callable[..., Running]
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:
     """A primary failing for fallback_after: the alert also goes to the fallback, exactly once."""
     sender = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
@@ -212,7 +180,7 @@ async def test_fallback_after_an_outage_is_queued_once(
 
 
 async def test_dead_lettered_alert_falls_back(
-    store: StateStore, clock: Clock, start: Callable[..., Running]
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:
     """An alert dead-lettered on its channel (max_age) is queued for the fallback channel."""
     sender = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
@@ -223,10 +191,10 @@ async def test_dead_lettered_alert_falls_back(
         "mail": channel("mail"),
     }
     run = start(sender, channels)
-    await until(lambda: len(sender.attempts) == 1)
+    await spin_until(lambda: len(sender.attempts) == 1)
     clock.advance(3600)
     run.deliverer.notify()
-    await until(lambda: store.counts()["sent"] == 1)
+    await spin_until(lambda: store.counts()["sent"] == 1)
     assert store.counts()["dead"] == 1
     assert sender.attempts[-1] == ("mail-1", "T0", "B0")
 
@@ -276,9 +244,9 @@ def test_retarget_back_to_a_url_it_left_uses_a_fresh_row(store: StateStore) -> N
     """An alert moved off target A and later back to A gets a new row (A's old one never sent)."""
     record(store, 1, "A", "chat")
     (row_a,) = store.outbox()
-    assert retarget(store, row_a, [_Target("B")])
+    assert retarget(store, row_a, [Target("B")])
     store.mark_sent(row_a.id)
     (row_b,) = store.outbox()
-    assert retarget(store, row_b, [_Target("A")])
+    assert retarget(store, row_b, [Target("A")])
     store.mark_sent(row_b.id)
     assert [(i.target, i.rule) for i in store.outbox()] == [("A", "r" + RETARGET_SUFFIX)]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from daemon import Daemon, child_env, free_port, http_get
 from receivers import WebhookReceiver
 
@@ -53,13 +51,6 @@ channels:
         encoding="utf-8",
     )
     return path
-
-
-@pytest.fixture
-async def venue() -> AsyncIterator[SimulatedPolySim]:
-    """The fake PolySimulator on loopback."""
-    async with SimulatedPolySim() as sim:
-        yield sim
 
 
 async def _metrics_once(port: int, line: str) -> str:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from daemon import Daemon, child_env, free_port
 from receivers import WebhookReceiver
 
@@ -39,13 +37,6 @@ rules:
         encoding="utf-8",
     )
     return path
-
-
-@pytest.fixture
-async def venue() -> AsyncIterator[SimulatedPolySim]:
-    """The fake PolySimulator on loopback."""
-    async with SimulatedPolySim() as sim:
-        yield sim
 
 
 async def _metric_seen(port: int, line: str) -> None:

@@ -13,34 +13,20 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from fakes import T0, HandClock, Target, settle, spin_until
 
 from notifier.deliver import CHANNEL_GONE, Deliverer
 from notifier.events import Alert, SendResult
 from notifier.settings import DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
-T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)
 SETTINGS = DeliverySettings(
     max_age=timedelta(hours=1), retry_base=1.0, retry_cap=5.0, concurrency=2, timeout=30.0
 )
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class NoJitter(random.Random):
@@ -48,11 +34,6 @@ class NoJitter(random.Random):
 
     def random(self) -> float:
         return 1.0
-
-
-@dataclass(frozen=True)
-class Target:
-    key: str
 
 
 class FakeSender:
@@ -111,28 +92,13 @@ def fail(error: str = "HTTP 500", retry_after: float | None = None) -> SendResul
     return SendResult(ok=False, error=error, retry_after=retry_after)
 
 
-async def until(cond: Callable[[], bool], spins: int = 5000) -> None:
-    """Let the event loop run (no real sleeping) until `cond` holds."""
-    for _ in range(spins):
-        if cond():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never reached")
-
-
-async def settle(spins: int = 200) -> None:
-    """Let every runnable task run, so a test can assert nothing more happens."""
-    for _ in range(spins):
-        await asyncio.sleep(0)
+@pytest.fixture
+def clock() -> HandClock:
+    return HandClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[StateStore]:
+def store(tmp_path: Path, clock: HandClock) -> Iterator[StateStore]:
     with StateStore(tmp_path / "state.db", clock=clock) as s:
         yield s
 
@@ -166,7 +132,7 @@ async def running(deliverer: Deliverer) -> AsyncIterator[asyncio.Task[None]]:
 def make(
     store: StateStore,
     sender: FakeSender,
-    clock: Clock,
+    clock: HandClock,
     *,
     settings: DeliverySettings = SETTINGS,
     on_sent: Callable[[OutboxItem], None] | None = None,
@@ -174,7 +140,7 @@ def make(
     return Deliverer(store, sender, settings, clock=clock, rng=NoJitter(), on_sent=on_sent)
 
 
-async def test_delivers_each_row_once_on_notify(store: StateStore, clock: Clock) -> None:
+async def test_delivers_each_row_once_on_notify(store: StateStore, clock: HandClock) -> None:
     """Recorded rows go out once each after notify(), are marked sent, counted and hooked."""
     sender = FakeSender({"a": "chat", "b": "mail"})
     hooked: list[OutboxItem] = []
@@ -184,7 +150,7 @@ async def test_delivers_each_row_once_on_notify(store: StateStore, clock: Clock)
         put(store, "f1", "a", "b")
         put(store, "f2", "a")
         deliverer.notify()
-        await until(lambda: store.counts()["pending"] == 0)
+        await spin_until(lambda: store.counts()["pending"] == 0)
         await settle()
     assert sorted(sender.delivered) == [("a", "f1"), ("a", "f2"), ("b", "f1")]
     assert sorted(sender.attempts) == sorted(sender.delivered)
@@ -194,7 +160,7 @@ async def test_delivers_each_row_once_on_notify(store: StateStore, clock: Clock)
     assert sorted(i.fill_key for i in hooked) == ["f1", "f1", "f2"]
 
 
-async def test_picks_up_rows_pending_at_start(store: StateStore, clock: Clock) -> None:
+async def test_picks_up_rows_pending_at_start(store: StateStore, clock: HandClock) -> None:
     """Rows left pending by an earlier run are delivered at start, with no notify()."""
     put(store, "f1", "a")
     put(store, "f2", "a", secs=1)
@@ -202,11 +168,11 @@ async def test_picks_up_rows_pending_at_start(store: StateStore, clock: Clock) -
     deliverer = make(store, sender, clock)
     assert deliverer.pending() == 2
     async with running(deliverer):
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert sender.delivered == [("a", "f1"), ("a", "f2")]
 
 
-async def test_fill_order_per_target_through_a_retry(store: StateStore, clock: Clock) -> None:
+async def test_fill_order_per_target_through_a_retry(store: StateStore, clock: HandClock) -> None:
     """A failed head row is retried before any later row of its target: fill order holds."""
     for secs in [3, 1, 2, 4]:
         put(store, f"f{secs}", "a", secs=secs)
@@ -214,23 +180,25 @@ async def test_fill_order_per_target_through_a_retry(store: StateStore, clock: C
     sender.script["a"] = [fail(), fail()]
     deliverer = make(store, sender, clock)
     async with running(deliverer):
-        await until(lambda: len(sender.attempts) == 1)
+        await spin_until(lambda: len(sender.attempts) == 1)
         await settle()
         assert sender.attempts == [("a", "f1")]
         clock.advance(1)
         deliverer.notify()
-        await until(lambda: len(sender.attempts) == 2)
+        await spin_until(lambda: len(sender.attempts) == 2)
         await settle()
         clock.advance(2)
         deliverer.notify()
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert [title for _, title in sender.attempts] == ["f1", "f1", "f1", "f2", "f3", "f4"]
     assert [title for _, title in sender.delivered] == ["f1", "f2", "f3", "f4"]
     assert deliverer.stats.retried == 2
     assert deliverer.stats.failed == 2
 
 
-async def test_failing_target_does_not_delay_healthy_one(store: StateStore, clock: Clock) -> None:
+async def test_failing_target_does_not_delay_healthy_one(
+    store: StateStore, clock: HandClock
+) -> None:
     """While one target waits out its back-off, another target's rows all go out."""
     for n in range(5):
         put(store, f"f{n}", "down", "up", secs=n)
@@ -238,14 +206,14 @@ async def test_failing_target_does_not_delay_healthy_one(store: StateStore, cloc
     sender.script["down"] = [fail() for _ in range(10)]
     deliverer = make(store, sender, clock)
     async with running(deliverer):
-        await until(lambda: len(sender.delivered) == 5)
+        await spin_until(lambda: len(sender.delivered) == 5)
         await settle()
     assert sender.delivered == [("up", f"f{n}") for n in range(5)]
     assert [t for t, _ in sender.attempts].count("down") == 1
     assert [i.target for i in store.outbox()] == ["down"] * 5
 
 
-async def test_backoff_schedule(store: StateStore, clock: Clock) -> None:
+async def test_backoff_schedule(store: StateStore, clock: HandClock) -> None:
     """Each failure reschedules the row base * 2**(n-1) seconds out, capped at retry_cap."""
     put(store, "f1", "a")
     sender = FakeSender({"a": "chat"})
@@ -254,7 +222,7 @@ async def test_backoff_schedule(store: StateStore, clock: Clock) -> None:
     delays = []
     async with running(deliverer):
         for n in range(6):
-            await until(lambda n=n: store.head("a")[0].attempts == n + 1)
+            await spin_until(lambda n=n: store.head("a")[0].attempts == n + 1)
             item = store.head("a")[0]
             assert item.last_error == f"e{n}"
             delays.append((item.next_at - clock.now).total_seconds())
@@ -262,19 +230,19 @@ async def test_backoff_schedule(store: StateStore, clock: Clock) -> None:
             assert len(sender.attempts) == n + 1, "nothing is sent before the retry is due"
             clock.advance(delays[-1])
             deliverer.notify()
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert delays == [1, 2, 4, 5, 5, 5]
     assert len(sender.delivered) == 1
 
 
-async def test_retry_after_honoured(store: StateStore, clock: Clock) -> None:
+async def test_retry_after_honoured(store: StateStore, clock: HandClock) -> None:
     """A service's Retry-After longer than the back-off wins; a shorter one does not."""
     put(store, "f1", "a")
     sender = FakeSender({"a": "chat"})
     sender.script["a"] = [fail("429", retry_after=60), fail("429", retry_after=0.5)]
     deliverer = make(store, sender, clock)
     async with running(deliverer):
-        await until(lambda: store.head("a")[0].attempts == 1)
+        await spin_until(lambda: store.head("a")[0].attempts == 1)
         assert store.head("a")[0].next_at == clock.now + timedelta(seconds=60)
         clock.advance(59)
         deliverer.notify()
@@ -282,16 +250,16 @@ async def test_retry_after_honoured(store: StateStore, clock: Clock) -> None:
         assert len(sender.attempts) == 1
         clock.advance(1)
         deliverer.notify()
-        await until(lambda: store.head("a")[0].attempts == 2)
+        await spin_until(lambda: store.head("a")[0].attempts == 2)
         assert store.head("a")[0].next_at == clock.now + timedelta(seconds=2)
         clock.advance(2)
         deliverer.notify()
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert len(sender.delivered) == 1
 
 
 async def test_max_age_dead_letters_once(
-    store: StateStore, clock: Clock, caplog: pytest.LogCaptureFixture
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A row still failing after max_age is dead: kept, counted, logged once with its error."""
     put(store, "f1", "a")
@@ -303,10 +271,10 @@ async def test_max_age_dead_letters_once(
     caplog.set_level(logging.WARNING, logger="notifier.deliver")
     async with running(deliverer):
         while clock.now < T0 + settings.max_age:
-            await until(lambda: store.head("a")[0].next_at > clock.now)
+            await spin_until(lambda: store.head("a")[0].next_at > clock.now)
             clock.now = store.head("a")[0].next_at
             deliverer.notify()
-        await until(lambda: store.counts()["dead"] == 1)
+        await spin_until(lambda: store.counts()["dead"] == 1)
         deliverer.notify()
         await settle()
     (dead,) = store.outbox(state="dead")
@@ -322,7 +290,9 @@ async def test_max_age_dead_letters_once(
     assert sender.delivered == [("b", "f2")]
 
 
-async def test_rows_older_than_max_age_at_start_die_unsent(store: StateStore, clock: Clock) -> None:
+async def test_rows_older_than_max_age_at_start_die_unsent(
+    store: StateStore, clock: HandClock
+) -> None:
     """After a long outage, rows past max_age are dead-lettered without an attempt."""
     put(store, "old", "a")
     clock.advance(SETTINGS.max_age.total_seconds() - 1)
@@ -331,7 +301,7 @@ async def test_rows_older_than_max_age_at_start_die_unsent(store: StateStore, cl
     sender = FakeSender({"a": "chat"})
     deliverer = make(store, sender, clock)
     async with running(deliverer):
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert sender.attempts == [("a", "young")]
     (dead,) = store.outbox(state="dead")
     assert dead.fill_key == "old"
@@ -339,21 +309,23 @@ async def test_rows_older_than_max_age_at_start_die_unsent(store: StateStore, cl
     assert "never attempted" in dead.last_error
 
 
-async def test_target_of_a_removed_channel_dead_lettered(store: StateStore, clock: Clock) -> None:
+async def test_target_of_a_removed_channel_dead_lettered(
+    store: StateStore, clock: HandClock
+) -> None:
     """A row whose target and channel both left the config is dead with a clear reason."""
     put(store, "f0", "gone", channel="old")
     put(store, "f1", "kept")
     sender = FakeSender({"kept": "chat"})
     deliverer = make(store, sender, clock)
     async with running(deliverer):
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert sender.attempts == [("kept", "f1")]
     (dead,) = store.outbox(state="dead")
     assert (dead.target, dead.last_error) == ("gone", CHANNEL_GONE)
     assert deliverer.stats.dead_by_channel == {"old": 1}
 
 
-async def test_swap_sender_used_for_later_sends(store: StateStore, clock: Clock) -> None:
+async def test_swap_sender_used_for_later_sends(store: StateStore, clock: HandClock) -> None:
     """After swap_sender, retries go through the new sender; a URL removed from a channel whose
     other URL already holds the alert adds nothing: no doubling, nothing dead."""
     put(store, "f1", "a", "b")
@@ -362,19 +334,21 @@ async def test_swap_sender_used_for_later_sends(store: StateStore, clock: Clock)
     old.script["b"] = [fail()]
     deliverer = make(store, old, clock)
     async with running(deliverer):
-        await until(lambda: len(old.attempts) == 2)
+        await spin_until(lambda: len(old.attempts) == 2)
         new = FakeSender({"a": "chat"})
         deliverer.swap_sender(new)
         clock.advance(1)
         deliverer.notify()
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert old.delivered == []
     assert new.delivered == [("a", "f1")]
     assert store.outbox() == []
     assert deliverer.stats.retargeted == 1
 
 
-async def test_edited_url_gets_the_pending_alerts_in_order(store: StateStore, clock: Clock) -> None:
+async def test_edited_url_gets_the_pending_alerts_in_order(
+    store: StateStore, clock: HandClock
+) -> None:
     """A revoked URL replaced on reload: its piled-up alerts go to the new URL, in fill order."""
     for n in range(3):
         put(store, f"f{n}", "revoked", secs=n)
@@ -382,35 +356,37 @@ async def test_edited_url_gets_the_pending_alerts_in_order(store: StateStore, cl
     old.script["revoked"] = [fail("HTTP 404")]
     deliverer = make(store, old, clock)
     async with running(deliverer):
-        await until(lambda: len(old.attempts) == 1)
+        await spin_until(lambda: len(old.attempts) == 1)
         new = FakeSender({"fixed": "chat"})
         deliverer.swap_sender(new)
-        await until(lambda: len(new.delivered) == 3)
+        await spin_until(lambda: len(new.delivered) == 3)
         await settle()
     assert new.delivered == [("fixed", "f0"), ("fixed", "f1"), ("fixed", "f2")]
     assert store.outbox() == []  # nothing pending, nothing dead
     assert (deliverer.stats.retargeted, deliverer.stats.sent, deliverer.stats.dead) == (3, 3, 0)
 
 
-async def test_url_changed_back_and_forth_delivers_once(store: StateStore, clock: Clock) -> None:
+async def test_url_changed_back_and_forth_delivers_once(
+    store: StateStore, clock: HandClock
+) -> None:
     """URL A -> B -> A across restarts: the alert moved off A still reaches A, exactly once."""
     put(store, "f1", "A", "sibling")
     first = FakeSender({"B": "chat", "sibling": "chat"})  # A edited to B, which fails
     first.script["B"] = [fail()]
     deliverer = make(store, first, clock)
     async with running(deliverer):
-        await until(lambda: ("B", "f1") in first.attempts and bool(first.delivered))
+        await spin_until(lambda: ("B", "f1") in first.attempts and bool(first.delivered))
     assert first.delivered == [("sibling", "f1")]
     sender = FakeSender({"A": "chat", "sibling": "chat"})  # and back to A
     deliverer = make(store, sender, clock)
     async with running(deliverer):
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
         await settle()
     assert sender.delivered == [("A", "f1")]
     assert store.outbox() == []
 
 
-async def test_concurrency_bounded_per_channel(store: StateStore, clock: Clock) -> None:
+async def test_concurrency_bounded_per_channel(store: StateStore, clock: HandClock) -> None:
     """No more than `concurrency` sends are open at once on one channel; others are independent."""
     targets = {f"c{n}": "chat" for n in range(5)} | {"m0": "mail"}
     for target in targets:
@@ -420,16 +396,16 @@ async def test_concurrency_bounded_per_channel(store: StateStore, clock: Clock) 
     sender.gates = dict.fromkeys(targets, gate)
     deliverer = make(store, sender, clock)
     async with running(deliverer):
-        await until(lambda: len(sender.attempts) == 3)
+        await spin_until(lambda: len(sender.attempts) == 3)
         await settle()
         assert sender.in_flight == {"chat": 2, "mail": 1}
         gate.set()
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert sender.max_in_flight == {"chat": 2, "mail": 1}
     assert len(sender.delivered) == 6
 
 
-async def test_drain_leaves_unsent_rows_pending(store: StateStore, clock: Clock) -> None:
+async def test_drain_leaves_unsent_rows_pending(store: StateStore, clock: HandClock) -> None:
     """drain() lets an in-flight send finish, starts none after it; the rest stay pending."""
     for n in range(3):
         put(store, f"f{n}", "a", secs=n)
@@ -437,7 +413,7 @@ async def test_drain_leaves_unsent_rows_pending(store: StateStore, clock: Clock)
     sender.gates["a"] = gate = asyncio.Event()
     deliverer = make(store, sender, clock)
     async with running(deliverer) as task:
-        await until(lambda: len(sender.attempts) == 1)
+        await spin_until(lambda: len(sender.attempts) == 1)
         draining = asyncio.create_task(deliverer.drain(grace=30))
         await settle()
         gate.set()
@@ -447,14 +423,14 @@ async def test_drain_leaves_unsent_rows_pending(store: StateStore, clock: Clock)
     assert [i.fill_key for i in store.outbox(state="pending")] == ["f1", "f2"]
 
 
-async def test_drain_grace_expiry_keeps_in_flight_row(store: StateStore, clock: Clock) -> None:
+async def test_drain_grace_expiry_keeps_in_flight_row(store: StateStore, clock: HandClock) -> None:
     """A send still open when the grace runs out is cut off and its row stays pending."""
     put(store, "f0", "a")
     sender = FakeSender({"a": "chat"})
     sender.gates["a"] = asyncio.Event()  # never set: the service hangs
     deliverer = make(store, sender, clock)
     async with running(deliverer) as task:
-        await until(lambda: len(sender.attempts) == 1)
+        await spin_until(lambda: len(sender.attempts) == 1)
         await deliverer.drain(grace=0)
         await task
     assert sender.cancelled == 1
@@ -462,25 +438,25 @@ async def test_drain_grace_expiry_keeps_in_flight_row(store: StateStore, clock: 
     assert (item.state, item.attempts) == ("pending", 0)
 
 
-async def test_cancellation_keeps_rows(store: StateStore, clock: Clock) -> None:
+async def test_cancellation_keeps_rows(store: StateStore, clock: HandClock) -> None:
     """Cancelling run() mid-send leaves every row pending and untouched, to go out next run."""
     put(store, "f0", "a", "b")
     sender = FakeSender({"a": "chat", "b": "chat"})
     sender.gates = {"a": asyncio.Event(), "b": asyncio.Event()}
     deliverer = make(store, sender, clock)
     async with running(deliverer) as task:
-        await until(lambda: len(sender.attempts) == 2)
+        await spin_until(lambda: len(sender.attempts) == 2)
         task.cancel()
     assert task.cancelled()
     assert sender.cancelled == 2
     assert [(i.state, i.attempts) for i in store.outbox()] == [("pending", 0)] * 2
     again = FakeSender({"a": "chat", "b": "chat"})
     async with running(make(store, again, clock)):
-        await until(lambda: store.counts()["pending"] == 0)
+        await spin_until(lambda: store.counts()["pending"] == 0)
     assert sorted(again.delivered) == [("a", "f0"), ("b", "f0")]
 
 
-async def test_send_timeout_is_a_failure(store: StateStore, clock: Clock) -> None:
+async def test_send_timeout_is_a_failure(store: StateStore, clock: HandClock) -> None:
     """A send that outlives settings.timeout is cut off and counted as a failed attempt."""
     put(store, "f0", "a")
     sender = FakeSender({"a": "chat"})
@@ -489,42 +465,42 @@ async def test_send_timeout_is_a_failure(store: StateStore, clock: Clock) -> Non
     deliverer = make(store, sender, clock, settings=settings)
     async with running(deliverer):
         await asyncio.wait_for(sender.was_cancelled.wait(), timeout=10)
-        await until(lambda: store.head("a")[0].attempts == 1)
+        await spin_until(lambda: store.head("a")[0].attempts == 1)
     (item,) = store.outbox()
     assert item.last_error == "no answer within 0.001s"
     assert deliverer.stats.failed_by_channel == {"chat": 1}
 
 
-async def test_sender_exception_is_a_failure(store: StateStore, clock: Clock) -> None:
+async def test_sender_exception_is_a_failure(store: StateStore, clock: HandClock) -> None:
     """A Sender that raises despite its contract costs one failed attempt, not the engine."""
     put(store, "f0", "a")
     sender = FakeSender({"a": "chat"})
     sender.script["a"] = [RuntimeError("https://secret.example/hook")]
     deliverer = make(store, sender, clock)
     async with running(deliverer):
-        await until(lambda: store.head("a")[0].attempts == 1)
+        await spin_until(lambda: store.head("a")[0].attempts == 1)
         assert store.head("a")[0].last_error == "sender raised RuntimeError"
         clock.advance(1)
         deliverer.notify()
-        await until(lambda: deliverer.pending() == 0)
+        await spin_until(lambda: deliverer.pending() == 0)
     assert sender.delivered == [("a", "f0")]
 
 
-async def test_store_failure_stops_the_engine(store: StateStore, clock: Clock) -> None:
+async def test_store_failure_stops_the_engine(store: StateStore, clock: HandClock) -> None:
     """A state store that stops working ends run() with the error rather than losing rows."""
     put(store, "f0", "a")
     sender = FakeSender({"a": "chat"})
     sender.gates["a"] = gate = asyncio.Event()
     deliverer = make(store, sender, clock)
     task = asyncio.create_task(deliverer.run())
-    await until(lambda: len(sender.attempts) == 1)
+    await spin_until(lambda: len(sender.attempts) == 1)
     store.close()
     gate.set()
     with pytest.raises(sqlite3.ProgrammingError):
         await task
 
 
-async def test_burst_goes_out_in_order(store: StateStore, clock: Clock) -> None:
+async def test_burst_goes_out_in_order(store: StateStore, clock: HandClock) -> None:
     """A burst of 300 rows over 3 targets arrives complete, once each, in fill order per target."""
     sender = FakeSender({"a": "chat", "b": "chat", "c": "mail"})
     deliverer = make(store, sender, clock)
@@ -534,7 +510,7 @@ async def test_burst_goes_out_in_order(store: StateStore, clock: Clock) -> None:
             deliverer.notify()
             if n % 10 == 0:
                 await asyncio.sleep(0)
-        await until(lambda: deliverer.pending() == 0, spins=50_000)
+        await spin_until(lambda: deliverer.pending() == 0, spins=50_000)
     for target in "abc":
         got = [title for t, title in sender.delivered if t == target]
         assert got == [f"f{n:03}" for n in range(100)]
@@ -600,7 +576,7 @@ async def test_kill_9_mid_delivery_then_restart(tmp_path: Path) -> None:
     with StateStore(path) as s:
         sender = FakeSender({"a": "chat", "b": "chat"})
         async with running(Deliverer(s, sender, SETTINGS)) as task:
-            await until(lambda: s.counts()["pending"] == 0, spins=50_000)
+            await spin_until(lambda: s.counts()["pending"] == 0, spins=50_000)
             assert not task.done()
         delivered += sender.delivered
     expected = {(t, f"f{n:03}") for n in range(200) for t in "ab"}
@@ -612,7 +588,7 @@ async def test_kill_9_mid_delivery_then_restart(tmp_path: Path) -> None:
         assert titles == sorted(titles)
 
 
-async def test_row_committed_before_its_send(tmp_path: Path, clock: Clock) -> None:
+async def test_row_committed_before_its_send(tmp_path: Path, clock: HandClock) -> None:
     """Under group commit, the engine commits a row before sending it (never sent, then lost)."""
     path = tmp_path / "s.db"
     seen_on_disk: list[bool] = []
@@ -635,12 +611,12 @@ async def test_row_committed_before_its_send(tmp_path: Path, clock: Clock) -> No
             put(store, "f1", "a")
             put(store, "f2", "a", secs=1)
             deliverer.notify()
-            await until(lambda: deliverer.pending() == 0)
+            await spin_until(lambda: deliverer.pending() == 0)
     assert seen_on_disk == [True, True]
     assert sender.delivered == [("a", "f1"), ("a", "f2")]
 
 
-async def test_group_commit_with_call_soon(tmp_path: Path, clock: Clock) -> None:
+async def test_group_commit_with_call_soon(tmp_path: Path, clock: HandClock) -> None:
     """With loop.call_soon as defer_commit, records commit as soon as the recording task yields."""
     path = tmp_path / "s.db"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from daemon import Daemon, child_env
+from fakes import grows
 from faults import Clock, Gate, Hook, config_text, running, step_until_delivered, until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,13 +30,6 @@ from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
-
-
-@pytest.fixture
-async def venue() -> AsyncIterator[SimulatedPolySim]:
-    """The fake PolySimulator on loopback."""
-    async with SimulatedPolySim() as sim:
-        yield sim
 
 
 @pytest.fixture
@@ -52,11 +46,6 @@ async def hook() -> AsyncIterator[Hook]:
 def ids(*ranges: range) -> Counter[str]:
     """Each order id in `ranges`, once."""
     return Counter(str(n) for r in ranges for n in r)
-
-
-def grows(delays: list[float]) -> bool:
-    """Each delay is a jittered 1, 2, 4 ... (capped at 30) back-off step."""
-    return all(0.5 * min(30, 2**i) <= d <= min(30, 2**i) for i, d in enumerate(delays))
 
 
 def gap_fill(venue: SimulatedPolySim, first: int) -> Callable[[int], None]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from faults import Hook
-from test_faults import kill_and_restart, venue  # noqa: F401 - the fixture, shared
+from test_faults import kill_and_restart
 
 from notifier.simulator import SimulatedPolySim
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_ten_kill_9s_with_alerts_pending(
-    venue: SimulatedPolySim,  # noqa: F811 - the imported fixture
+    venue: SimulatedPolySim,
     tmp_path: Path,
     seed: int,
 ) -> None:

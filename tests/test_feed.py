@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from fakes import MonoClock, grows
 
 from notifier.errors import KeyRefused, key_prefix
 from notifier.events import Fill
@@ -32,16 +33,6 @@ class Wall:
 
     def __call__(self) -> datetime:
         return self.at
-
-
-class Mono:
-    """A settable monotonic clock."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Watermark:
@@ -130,13 +121,6 @@ async def polysim() -> AsyncIterator[SimulatedPolySim]:
         yield sim
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """One httpx client, closed after the test."""
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 class Harness:
     """A FeedClient wired to the venue, a list sink and an in-memory watermark."""
 
@@ -152,7 +136,7 @@ class Harness:
         self.watermark = Watermark(watermark)
         self.sink = Sink(self.watermark)
         self.sleeps = sleeps or Sleeps()
-        self.mono = Mono()
+        self.mono = MonoClock(1000.0)
         base = FeedSettings(base_url=sim.base_url, api_key=DEFAULT_API_KEY, request_timeout=5)
         self.client = FeedClient(
             replace(base, **settings),  # type: ignore[arg-type]
@@ -174,11 +158,6 @@ class Harness:
             self.client.request_stop()
             async with asyncio.timeout(5):
                 await asyncio.gather(task, return_exceptions=True)
-
-
-def grows(delays: list[float]) -> bool:
-    """Each delay is a jittered 1, 2, 4 ... (capped at 30) back-off step."""
-    return all(0.5 * min(30, 2**i) <= d <= min(30, 2**i) for i, d in enumerate(delays))
 
 
 async def test_each_wire_shape_reaches_the_sink_as_one_fill(

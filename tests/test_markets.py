@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fakes import MonoClock
 
 from notifier.markets import MarketTitles
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
@@ -15,89 +15,65 @@ from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySi
 BTC, FED, NBA = list(DEFAULT_MARKETS)[:3]
 
 
-class Clock:
-    """A settable monotonic clock."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-async def polysim() -> AsyncIterator[SimulatedPolySim]:
-    """The fake venue on loopback."""
-    async with SimulatedPolySim() as sim:
-        yield sim
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """One httpx client, closed after the test."""
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 def titles_for(
-    sim: SimulatedPolySim, http: httpx.AsyncClient, clock: Clock | None = None, **kw: float
+    sim: SimulatedPolySim, http: httpx.AsyncClient, clock: MonoClock | None = None, **kw: float
 ) -> MarketTitles:
     return MarketTitles(
         http,
         base_url=sim.base_url,
         api_key=DEFAULT_API_KEY,
-        clock=clock or Clock(),
+        clock=clock or MonoClock(),
         **kw,  # type: ignore[arg-type]
     )
 
 
 async def test_title_is_looked_up_once_and_cached(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
+    venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
     """The first call asks the venue; later calls and cached() answer from memory."""
-    titles = titles_for(polysim, http)
+    titles = titles_for(venue, http)
     assert titles.cached(BTC) is None
     assert await titles.title(BTC) == DEFAULT_MARKETS[BTC]
     assert await titles.title(BTC) == DEFAULT_MARKETS[BTC]
     assert titles.cached(BTC) == DEFAULT_MARKETS[BTC]
-    assert polysim.market_requests == 1
+    assert venue.market_requests == 1
     assert titles.stats == {"lookups": 1, "failures": 0}
 
 
 async def test_concurrent_lookups_share_one_request(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
+    venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
     """Ten callers asking for one new market cause a single request."""
-    titles = titles_for(polysim, http)
+    titles = titles_for(venue, http)
     results = await asyncio.gather(*(titles.title(FED) for _ in range(10)))
     assert results == [DEFAULT_MARKETS[FED]] * 10
-    assert polysim.market_requests == 1
+    assert venue.market_requests == 1
 
 
 async def test_unknown_market_is_negative_cached_then_retried(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
+    venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
     """A 404 gives None, is not asked again within retry_after, and is asked after it."""
-    clock = Clock()
-    titles = titles_for(polysim, http, clock, retry_after=300.0)
+    clock = MonoClock()
+    titles = titles_for(venue, http, clock, retry_after=300.0)
     assert await titles.title("0xdead") is None
     assert await titles.title("0xdead") is None
-    assert polysim.market_requests == 1
+    assert venue.market_requests == 1
     clock.t += 301
-    polysim.markets["0xdead"] = "Listed late?"
+    venue.markets["0xdead"] = "Listed late?"
     assert await titles.title("0xdead") == "Listed late?"
-    assert polysim.market_requests == 2
+    assert venue.market_requests == 2
     assert titles.stats == {"lookups": 2, "failures": 1}
 
 
 async def test_server_errors_and_timeouts_give_none(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
+    venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
     """A 503 and a look-up slower than the timeout both fall back to None without raising."""
-    polysim.market_status = 503
-    titles = titles_for(polysim, http, timeout=0.05)
+    venue.market_status = 503
+    titles = titles_for(venue, http, timeout=0.05)
     assert await titles.title(BTC) is None
-    polysim.market_status, polysim.market_delay = None, 5.0
+    venue.market_status, venue.market_delay = None, 5.0
     assert await titles.title(NBA) is None
     assert titles.stats["failures"] == 2
 
@@ -112,9 +88,9 @@ async def test_unreachable_venue_gives_none(http: httpx.AsyncClient) -> None:
     assert titles.stats["failures"] == 1
 
 
-async def test_cache_is_lru_bounded(polysim: SimulatedPolySim, http: httpx.AsyncClient) -> None:
+async def test_cache_is_lru_bounded(venue: SimulatedPolySim, http: httpx.AsyncClient) -> None:
     """With room for two, the least recently used title is dropped and fetched again."""
-    titles = titles_for(polysim, http, max_entries=2)
+    titles = titles_for(venue, http, max_entries=2)
     await titles.title(BTC)
     await titles.title(FED)
     assert titles.cached(BTC) is not None  # BTC is now the most recently used
@@ -122,15 +98,15 @@ async def test_cache_is_lru_bounded(polysim: SimulatedPolySim, http: httpx.Async
     assert titles.cached(FED) is None
     assert titles.cached(BTC) == DEFAULT_MARKETS[BTC]
     await titles.title(FED)
-    assert polysim.market_requests == 4
+    assert venue.market_requests == 4
 
 
 async def test_one_caller_giving_up_does_not_cancel_the_others(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
+    venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
     """Cancelling one waiter leaves the shared look-up running for the rest."""
-    polysim.market_delay = 0.05
-    titles = titles_for(polysim, http)
+    venue.market_delay = 0.05
+    titles = titles_for(venue, http)
     first = asyncio.create_task(titles.title(BTC))
     second = asyncio.create_task(titles.title(BTC))
     await asyncio.sleep(0)
@@ -138,15 +114,15 @@ async def test_one_caller_giving_up_does_not_cancel_the_others(
     assert await second == DEFAULT_MARKETS[BTC]
     with pytest.raises(asyncio.CancelledError):
         await first
-    assert polysim.market_requests == 1
+    assert venue.market_requests == 1
 
 
 async def test_aclose_cancels_lookups_in_flight(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
+    venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
     """aclose() at shutdown leaves no look-up task behind."""
-    polysim.market_delay = 5.0
-    titles = titles_for(polysim, http)
+    venue.market_delay = 5.0
+    titles = titles_for(venue, http)
     waiter = asyncio.create_task(titles.title(BTC))
     await asyncio.sleep(0.01)
     await titles.aclose()
@@ -155,11 +131,11 @@ async def test_aclose_cancels_lookups_in_flight(
 
 
 async def test_market_id_is_quoted_into_the_path(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
+    venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
     """An id with a slash or query characters stays one path segment."""
-    polysim.markets["a/b?c"] = "Odd id"
-    titles = titles_for(polysim, http)
+    venue.markets["a/b?c"] = "Odd id"
+    titles = titles_for(venue, http)
     assert await titles.title("a/b?c") == "Odd id"
     assert await titles.title("") is None
-    assert polysim.market_requests == 1
+    assert venue.market_requests == 1

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from fakes import MonoClock
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -19,34 +20,17 @@ from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySi
 KEY = {"X-API-Key": DEFAULT_API_KEY}
 
 
-class Clock:
-    """A settable monotonic clock for token expiry."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
-async def clock() -> Clock:
+async def clock() -> MonoClock:
     """The venue's token clock."""
-    return Clock()
+    return MonoClock()
 
 
 @pytest.fixture
-async def polysim(clock: Clock) -> AsyncIterator[SimulatedPolySim]:
+async def polysim(clock: MonoClock) -> AsyncIterator[SimulatedPolySim]:
     """The fake venue on loopback, with an injected token clock."""
     async with SimulatedPolySim(clock=clock) as sim:
         yield sim
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """One httpx client, closed after the test."""
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 async def _token(sim: SimulatedPolySim, http: httpx.AsyncClient) -> str:
@@ -80,7 +64,7 @@ async def test_tokens_need_a_known_key(polysim: SimulatedPolySim, http: httpx.As
 
 
 async def test_tokens_are_single_use_and_expire(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient, clock: Clock
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, clock: MonoClock
 ) -> None:
     """A token works once; reused or past its TTL it is closed with 4001."""
     token = await _token(polysim, http)

@@ -13,22 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fakes import HandClock
 
 from notifier.errors import StateError
 from notifier.events import Alert
 from notifier.store import FUTURE_TOLERANCE, SCHEMA_VERSION, StateStore
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-class Clock:
-    """A settable clock for created_at / done_at stamps."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def alert(fill_key: str, *, rule: str = "r", target: str = "t1", at: datetime = T0) -> Alert:
@@ -44,12 +35,12 @@ def alert(fill_key: str, *, rule: str = "r", target: str = "t1", at: datetime = 
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> HandClock:
+    return HandClock(T0)
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[StateStore]:
+def store(tmp_path: Path, clock: HandClock) -> Iterator[StateStore]:
     with StateStore(tmp_path / "state.db", clock=clock) as s:
         yield s
 
@@ -102,7 +93,7 @@ def test_remember_records_quiet_fills_like_record(store: StateStore) -> None:
 
 
 def test_a_fill_from_the_future_moves_the_watermark_only_to_now_plus_tolerance(
-    store: StateStore, clock: Clock
+    store: StateStore, clock: HandClock
 ) -> None:
     """A fill stamped in 2099 is recorded, but the watermark stops at now + FUTURE_TOLERANCE."""
     far = datetime(2099, 1, 1, tzinfo=UTC)
@@ -154,7 +145,7 @@ def test_head_in_fill_order_per_target(store: StateStore) -> None:
     assert [i.fill_key for i in store.head("t1", limit=10)] == ["b", "c"]
 
 
-def test_round_trip_of_a_row(store: StateStore, clock: Clock) -> None:
+def test_round_trip_of_a_row(store: StateStore, clock: HandClock) -> None:
     """Every field of an outbox row comes back exactly as written."""
     clock.now = T0 + timedelta(seconds=1)
     store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
@@ -195,7 +186,7 @@ def test_outbox_listing_by_state(store: StateStore) -> None:
     assert store.counts() == {"pending": 1, "dead": 1, "sent": 1}
 
 
-def test_retry_dead_requeues_with_fresh_age(store: StateStore, clock: Clock) -> None:
+def test_retry_dead_requeues_with_fresh_age(store: StateStore, clock: HandClock) -> None:
     """retry_dead puts dead rows back in line: attempts reset, due now, max_age counted anew."""
     store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1"), alert("f1", target="u")])
     first, second = store.outbox()
@@ -220,7 +211,7 @@ def test_purge_dead_removes_only_dead(store: StateStore) -> None:
     assert store.purge_dead() == 0
 
 
-def test_prune_bounds_the_file(store: StateStore, clock: Clock) -> None:
+def test_prune_bounds_the_file(store: StateStore, clock: HandClock) -> None:
     """prune forgets old fill keys and old sent rows, never pending or dead ones."""
     for n in range(10):
         at = T0 + timedelta(hours=n)
@@ -238,7 +229,7 @@ def test_prune_bounds_the_file(store: StateStore, clock: Clock) -> None:
     assert store.load_watermark() == T0 + timedelta(hours=9)
 
 
-def test_restart_keeps_everything(tmp_path: Path, clock: Clock) -> None:
+def test_restart_keeps_everything(tmp_path: Path, clock: HandClock) -> None:
     """Close and reopen: pending rows, their retry state, keys, watermark and meta survive."""
     path = tmp_path / "nested" / "dir" / "state.db"
     with StateStore(path, clock=clock) as s:
