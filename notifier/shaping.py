@@ -23,7 +23,6 @@ already recorded as seen, so dropping them would lose them for good.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from notifier.digests import (
@@ -34,14 +33,19 @@ from notifier.digests import (
     ReleaseKind,
     aggregate,
     cap_lines,
-    fill_from_data,
-    fill_to_data,
     key_of,
     make_release,
-    parse_time,
     release_fields,
 )
 from notifier.events import Fill
+from notifier.shaping_state import (
+    HeldDigest,
+    OpenGroup,
+    RuleState,
+    ThrottlePeriod,
+    dump_snapshot,
+    load_snapshot,
+)
 from notifier.windows import (
     BY_FIELDS,
     ActiveSpec,
@@ -75,38 +79,6 @@ __all__ = [
     "release_fields",
 ]
 
-
-@dataclass(slots=True)
-class _Group:
-    due: datetime
-    fills: list[Fill]
-
-
-@dataclass(slots=True)
-class _Throttle:
-    until: datetime
-    fills: list[Fill]
-    messages: int = 0  # messages kept back this period
-
-
-@dataclass(slots=True)
-class _Held:
-    opens: datetime
-    fills: list[Fill]
-    suppressed: int = 0
-
-
-@dataclass(slots=True)
-class _RuleState:
-    groups: dict[tuple[str, ...], _Group]
-    throttles: dict[tuple[str, ...], _Throttle]
-    held: _Held | None = None
-    dropped: int = 0
-
-    def empty(self) -> bool:
-        return not (self.groups or self.throttles or self.held or self.dropped)
-
-
 _RECHECK = datetime(1970, 1, 1, tzinfo=UTC)  # a deadline already past: "look again at once"
 
 
@@ -115,7 +87,7 @@ class Shaper:
 
     def __init__(self, specs: Mapping[str, RuleShaping]) -> None:
         self._specs = dict(specs)
-        self._state: dict[str, _RuleState] = {}
+        self._state: dict[str, RuleState] = {}
         self.orphans: list[Release] = []  # what `restore` found for rules no longer shaped
 
     def offer(self, rule: str, fill: Fill, now: datetime) -> list[Release]:
@@ -136,7 +108,7 @@ class Shaper:
                 self._after_group(rule, spec, state, key, group, now, out)
                 group = None
             if group is None:
-                state.groups[key] = _Group(due=now + spec.group.wait, fills=[fill])
+                state.groups[key] = OpenGroup(due=now + spec.group.wait, fills=[fill])
             else:
                 group.fills.append(fill)
         self._tidy(rule)
@@ -204,21 +176,13 @@ class Shaper:
 
     def snapshot(self) -> dict[str, object]:
         """All held state as JSON-ready data (decimals as strings, datetimes ISO-8601)."""
-        return {"version": 1, "rules": {r: _dump_rule(s) for r, s in self._state.items()}}
+        return dump_snapshot(self._state)
 
     @classmethod
     def restore(cls, specs: Mapping[str, RuleShaping], data: Mapping[str, object]) -> Shaper:
         """A shaper holding what `snapshot` saved; rules no longer configured go to `orphans`."""
         shaper = cls(specs)
-        try:
-            if data.get("version") != 1:
-                raise ValueError(f"unknown version {data.get('version')!r}")
-            rules = data["rules"]
-            assert isinstance(rules, Mapping)
-            for rule, raw in rules.items():
-                shaper._state[str(rule)] = _load_rule(raw)
-        except (KeyError, TypeError, ValueError, AssertionError) as exc:
-            raise ValueError(f"unreadable shaping snapshot: {exc}") from exc
+        shaper._state.update(load_snapshot(data))
         shaper.orphans = shaper._evict()
         for state in shaper._state.values():
             if state.held is not None:  # the window may have changed while we were down
@@ -257,8 +221,8 @@ class Shaper:
             self._specs[rule] = spec = RuleShaping()  # an unshaped rule passes straight through
         return spec
 
-    def _rule_state(self, rule: str) -> _RuleState:
-        return self._state.setdefault(rule, _RuleState(groups={}, throttles={}))
+    def _rule_state(self, rule: str) -> RuleState:
+        return self._state.setdefault(rule, RuleState(groups={}, throttles={}))
 
     def _tidy(self, rule: str) -> None:
         if self._state[rule].empty():
@@ -272,9 +236,9 @@ class Shaper:
         self,
         rule: str,
         spec: RuleShaping,
-        state: _RuleState,
+        state: RuleState,
         key: tuple[str, ...],
-        group: _Group,
+        group: OpenGroup,
         now: datetime,
         out: list[Release],
     ) -> None:
@@ -290,7 +254,7 @@ class Shaper:
         self,
         rule: str,
         spec: RuleShaping,
-        state: _RuleState,
+        state: RuleState,
         fills: tuple[Fill, ...],
         now: datetime,
         out: list[Release],
@@ -306,7 +270,7 @@ class Shaper:
             self._end_period(rule, spec, state, key, throttle, now, out)
             throttle = state.throttles.get(key)
         if throttle is None:
-            state.throttles[key] = _Throttle(until=now + spec.throttle.every, fills=[])
+            state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, fills=[])
             group_key = () if spec.group is None else key_of(fills[-1], spec.group.by)
             self._emit(state, make_release(rule, group_key or key, fills, 0, kind), out)
         else:
@@ -317,9 +281,9 @@ class Shaper:
         self,
         rule: str,
         spec: RuleShaping,
-        state: _RuleState,
+        state: RuleState,
         key: tuple[str, ...],
-        throttle: _Throttle,
+        throttle: ThrottlePeriod,
         now: datetime,
         out: list[Release],
     ) -> None:
@@ -330,16 +294,16 @@ class Shaper:
             self._fold(spec, state, fills, suppressed, now)
             return
         if spec.throttle is not None:  # the trailing message starts the next period
-            state.throttles[key] = _Throttle(until=now + spec.throttle.every, fills=[])
+            state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, fills=[])
         self._emit(state, make_release(rule, key, fills, suppressed, "throttle"), out)
 
-    def _emit(self, state: _RuleState, release: Release, out: list[Release]) -> None:
+    def _emit(self, state: RuleState, release: Release, out: list[Release]) -> None:
         if state.held is not None:  # what waited for the window goes out first
             out.append(self._flush_held(release.rule, state))
         out.append(release)
 
     @staticmethod
-    def _flush_held(rule: str, state: _RuleState) -> Release:
+    def _flush_held(rule: str, state: RuleState) -> Release:
         held = state.held
         assert held is not None
         state.held = None
@@ -348,7 +312,7 @@ class Shaper:
     @staticmethod
     def _fold(
         spec: RuleShaping,
-        state: _RuleState,
+        state: RuleState,
         fills: tuple[Fill, ...],
         suppressed: int,
         now: datetime,
@@ -357,51 +321,7 @@ class Shaper:
         if spec.active.outside == "drop":
             state.dropped += len(fills)
         elif state.held is None:
-            state.held = _Held(spec.active.next_open(now), list(fills), suppressed)
+            state.held = HeldDigest(spec.active.next_open(now), list(fills), suppressed)
         else:
             state.held.fills.extend(fills)
             state.held.suppressed += suppressed
-
-
-def _dump_rule(state: _RuleState) -> dict[str, object]:
-    return {
-        "groups": [
-            {"key": list(k), "due": g.due.isoformat(), "fills": [fill_to_data(f) for f in g.fills]}
-            for k, g in state.groups.items()
-        ],
-        "throttles": [
-            {
-                "key": list(k),
-                "until": t.until.isoformat(),
-                "messages": t.messages,
-                "fills": [fill_to_data(f) for f in t.fills],
-            }
-            for k, t in state.throttles.items()
-        ],
-        "held": None
-        if state.held is None
-        else {
-            "opens": state.held.opens.isoformat(),
-            "suppressed": state.held.suppressed,
-            "fills": [fill_to_data(f) for f in state.held.fills],
-        },
-        "dropped": state.dropped,
-    }
-
-
-def _load_rule(raw: object) -> _RuleState:
-    assert isinstance(raw, Mapping)
-    state = _RuleState(groups={}, throttles={}, dropped=int(raw["dropped"]))
-    for g in raw["groups"]:
-        state.groups[tuple(g["key"])] = _Group(parse_time(g["due"]), _fills(g))
-    for t in raw["throttles"]:
-        state.throttles[tuple(t["key"])] = _Throttle(
-            parse_time(t["until"]), _fills(t), int(t["messages"])
-        )
-    if (h := raw["held"]) is not None:
-        state.held = _Held(parse_time(h["opens"]), _fills(h), int(h["suppressed"]))
-    return state
-
-
-def _fills(raw: Mapping[str, list[Mapping[str, str | None]]]) -> list[Fill]:
-    return [fill_from_data(f) for f in raw["fills"]]

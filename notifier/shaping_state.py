@@ -1,0 +1,119 @@
+"""The Shaper's held state per rule, and its JSON snapshot codec (so a restart keeps it).
+
+Apart from `shaping.py`'s state machine, which decides when these records open and release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from notifier.digests import fill_from_data, fill_to_data, parse_time
+from notifier.events import Fill
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(slots=True)
+class OpenGroup:
+    """A group collecting matches for one key until `due`."""
+
+    due: datetime
+    fills: list[Fill]
+
+
+@dataclass(slots=True)
+class ThrottlePeriod:
+    """One key's throttle period: what was kept back until it ends at `until`."""
+
+    until: datetime
+    fills: list[Fill]
+    messages: int = 0  # messages kept back this period
+
+
+@dataclass(slots=True)
+class HeldDigest:
+    """What arrived outside active hours, released as one digest when the window `opens`."""
+
+    opens: datetime
+    fills: list[Fill]
+    suppressed: int = 0
+
+
+@dataclass(slots=True)
+class RuleState:
+    """Everything one rule holds; empty once nothing waits and nothing was dropped."""
+
+    groups: dict[tuple[str, ...], OpenGroup]
+    throttles: dict[tuple[str, ...], ThrottlePeriod]
+    held: HeldDigest | None = None
+    dropped: int = 0
+
+    def empty(self) -> bool:
+        """Whether the rule holds nothing worth keeping."""
+        return not (self.groups or self.throttles or self.held or self.dropped)
+
+
+def dump_snapshot(states: Mapping[str, RuleState]) -> dict[str, object]:
+    """All held state as JSON-ready data (decimals as strings, datetimes ISO-8601)."""
+    return {"version": SNAPSHOT_VERSION, "rules": {r: _dump_rule(s) for r, s in states.items()}}
+
+
+def load_snapshot(data: Mapping[str, object]) -> dict[str, RuleState]:
+    """Per-rule state from what `dump_snapshot` made; ValueError when it cannot be read."""
+    states: dict[str, RuleState] = {}
+    try:
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unknown version {data.get('version')!r}")
+        rules = data["rules"]
+        assert isinstance(rules, Mapping)
+        for rule, raw in rules.items():
+            states[str(rule)] = _load_rule(raw)
+    except (KeyError, TypeError, ValueError, AssertionError) as exc:
+        raise ValueError(f"unreadable shaping snapshot: {exc}") from exc
+    return states
+
+
+def _dump_rule(state: RuleState) -> dict[str, object]:
+    return {
+        "groups": [
+            {"key": list(k), "due": g.due.isoformat(), "fills": [fill_to_data(f) for f in g.fills]}
+            for k, g in state.groups.items()
+        ],
+        "throttles": [
+            {
+                "key": list(k),
+                "until": t.until.isoformat(),
+                "messages": t.messages,
+                "fills": [fill_to_data(f) for f in t.fills],
+            }
+            for k, t in state.throttles.items()
+        ],
+        "held": None
+        if state.held is None
+        else {
+            "opens": state.held.opens.isoformat(),
+            "suppressed": state.held.suppressed,
+            "fills": [fill_to_data(f) for f in state.held.fills],
+        },
+        "dropped": state.dropped,
+    }
+
+
+def _load_rule(raw: object) -> RuleState:
+    assert isinstance(raw, Mapping)
+    state = RuleState(groups={}, throttles={}, dropped=int(raw["dropped"]))
+    for g in raw["groups"]:
+        state.groups[tuple(g["key"])] = OpenGroup(parse_time(g["due"]), _fills(g))
+    for t in raw["throttles"]:
+        state.throttles[tuple(t["key"])] = ThrottlePeriod(
+            parse_time(t["until"]), _fills(t), int(t["messages"])
+        )
+    if (h := raw["held"]) is not None:
+        state.held = HeldDigest(parse_time(h["opens"]), _fills(h), int(h["suppressed"]))
+    return state
+
+
+def _fills(raw: Mapping[str, list[Mapping[str, str | None]]]) -> list[Fill]:
+    return [fill_from_data(f) for f in raw["fills"]]
