@@ -64,3 +64,13 @@ async def settle(spins: int = 200) -> None:
 def grows(delays: list[float]) -> bool:
     """Each delay is a jittered 1, 2, 4 ... (capped at 30) back-off step."""
     return all(0.5 * min(30, 2**i) <= d <= min(30, 2**i) for i, d in enumerate(delays))
+
+
+class OnlyPhone:
+    """The channel set after a reload that dropped `desk`: `phone` with one URL, `key`."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def targets(self, channel: str) -> tuple[Target, ...]:
+        return {"phone": (Target(self.key),)}[channel]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from fakes import DeskAndPhone, OnlyPhone
 
 from notifier.events import Fill
 from notifier.pipeline import Pipeline
@@ -17,19 +17,6 @@ from notifier.plan import plan_alerts
 from notifier.render import DEFAULT_BODY, Template
 from notifier.rules import MATCH_ALL, FieldMatch, Rule, RuleSet
 from notifier.store import StateStore
-
-
-@dataclass(frozen=True)
-class _Target:
-    key: str
-
-
-class _Targets:
-    """Two channels: `desk` with one URL, `phone` with two."""
-
-    def targets(self, channel: str) -> tuple[_Target, ...]:
-        keys = {"desk": ("desk-1",), "phone": ("phone-1", "phone-2")}[channel]
-        return tuple(_Target(k) for k in keys)
 
 
 class _Titles:
@@ -96,7 +83,7 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
 def _pipeline(store: StateStore, titles: _Titles | None, wakes: list[int]) -> Pipeline:
     return Pipeline(
         rules=_rules(),
-        targets=_Targets(),
+        targets=DeskAndPhone(),
         store=store,
         titles=titles,
         on_recorded=lambda: wakes.append(1),
@@ -112,7 +99,7 @@ async def _drain(pipeline: Pipeline) -> None:
 
 def test_plan_renders_one_alert_per_rule_and_target() -> None:
     """Each matching rule yields one alert per URL of each channel it names, rendered."""
-    planned = plan_alerts(_fill().with_title("BTC 100k?"), rules=_rules(), targets=_Targets())
+    planned = plan_alerts(_fill().with_title("BTC 100k?"), rules=_rules(), targets=DeskAndPhone())
     assert [r.name for r in planned.rules] == ["buys", "all"]
     assert [(a.rule, a.channel, a.target) for a in planned.alerts] == [
         ("buys", "desk", "desk-1"),
@@ -165,7 +152,7 @@ async def test_same_fill_twice_is_processed_once(store: StateStore) -> None:
 async def test_fill_matching_nothing_is_still_remembered(store: StateStore) -> None:
     """A fill no rule matches leaves no alert, but it is marked seen and moves the watermark."""
     pipeline = Pipeline(
-        rules=RuleSet([]), targets=_Targets(), store=store, titles=None, on_recorded=list
+        rules=RuleSet([]), targets=DeskAndPhone(), store=store, titles=None, on_recorded=list
     )
     await pipeline.submit(_fill(), "live")
     await _drain(pipeline)
@@ -209,13 +196,6 @@ async def test_close_returns_after_everything_submitted_is_recorded(store: State
     assert pipeline.backlog() == 0
 
 
-class _OnlyPhone:
-    """A channel set after a reload that dropped `desk`."""
-
-    def targets(self, channel: str) -> tuple[_Target, ...]:
-        return {"phone": (_Target("phone-9"),)}[channel]
-
-
 async def test_reload_during_a_title_lookup_keeps_the_batch_consistent(
     store: StateStore,
 ) -> None:
@@ -236,7 +216,7 @@ async def test_reload_during_a_title_lookup_keeps_the_batch_consistent(
         title=Template.parse("{rule}"),
         body=Template.parse("{rule}"),
     )
-    pipeline.swap(rules=RuleSet([only_phone]), targets=_OnlyPhone())
+    pipeline.swap(rules=RuleSet([only_phone]), targets=OnlyPhone("phone-9"))
     titles.gate.set()
     await pipeline.submit(_fill(order_id="43"), "live")
     pipeline.close()

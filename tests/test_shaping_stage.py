@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from fakes import T0, DeskAndPhone, HandClock, OnlyPhone, settle, spin_until
 
 from notifier.config import parse
 from notifier.events import Fill
@@ -19,34 +19,6 @@ from notifier.plan import plan_alerts
 from notifier.rules import RuleSet
 from notifier.shaping_stage import SNAPSHOT_KEY
 from notifier.store import OutboxItem, StateStore
-
-T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)  # a Friday, 12:00 in London
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass(frozen=True)
-class _Target:
-    key: str
-
-
-class _Targets:
-    """`desk` has one URL, `phone` two."""
-
-    def targets(self, channel: str) -> tuple[_Target, ...]:
-        keys = {"desk": ("desk-1",), "phone": ("phone-1", "phone-2")}[channel]
-        return tuple(_Target(k) for k in keys)
 
 
 def rules(text: str) -> RuleSet:
@@ -89,8 +61,8 @@ def fill(order: str, price: str, quantity: str, market: str = "0xbtc") -> Fill:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> HandClock:
+    return HandClock()
 
 
 @pytest.fixture
@@ -99,10 +71,10 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
         yield opened
 
 
-def make(store: StateStore, clock: Clock, text: str = DIGEST) -> Pipeline:
+def make(store: StateStore, clock: HandClock, text: str = DIGEST) -> Pipeline:
     return Pipeline(
         rules=rules(text),
-        targets=_Targets(),
+        targets=DeskAndPhone(),
         store=store,
         titles=None,
         on_recorded=lambda: None,
@@ -123,7 +95,9 @@ def rows(store: StateStore, rule: str) -> list[OutboxItem]:
     return [r for r in store.outbox(state="pending") if r.rule == rule]
 
 
-async def test_three_fills_in_the_wait_become_one_digest(store: StateStore, clock: Clock) -> None:
+async def test_three_fills_in_the_wait_become_one_digest(
+    store: StateStore, clock: HandClock
+) -> None:
     """Three fills of one market within the wait: held, then one digest with count and VWAP."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"))
@@ -144,7 +118,9 @@ async def test_three_fills_in_the_wait_become_one_digest(store: StateStore, cloc
     assert pipeline.stats.released == 1
 
 
-async def test_fill_exactly_at_wait_opens_the_next_digest(store: StateStore, clock: Clock) -> None:
+async def test_fill_exactly_at_wait_opens_the_next_digest(
+    store: StateStore, clock: HandClock
+) -> None:
     """A fill arriving exactly at opened + wait is not in the first digest but starts the next."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"))
@@ -160,12 +136,12 @@ async def test_fill_exactly_at_wait_opens_the_next_digest(store: StateStore, clo
     ]
 
 
-async def test_timer_task_releases_at_the_deadline(store: StateStore, clock: Clock) -> None:
+async def test_timer_task_releases_at_the_deadline(store: StateStore, clock: HandClock) -> None:
     """While run() is running, a tick after the clock passes the deadline records the digest."""
     woken: list[int] = []
     pipeline = Pipeline(
         rules=rules(DIGEST),
-        targets=_Targets(),
+        targets=DeskAndPhone(),
         store=store,
         titles=None,
         on_recorded=lambda: woken.append(1),
@@ -173,18 +149,20 @@ async def test_timer_task_releases_at_the_deadline(store: StateStore, clock: Clo
     )
     runner = asyncio.create_task(pipeline.run())
     await pipeline.submit(fill("1", "0.60", "10"), "live")
-    await until(lambda: store.seen(fill("1", "0.60", "10").key))
-    await settle()
+    await spin_until(lambda: store.seen(fill("1", "0.60", "10").key))
+    await settle(100)
     assert rows(store, "digest") == []
     clock.advance(seconds=31)
     pipeline.tick()
-    await until(lambda: bool(rows(store, "digest")))
+    await spin_until(lambda: bool(rows(store, "digest")))
     assert woken == [1]
     pipeline.close()
     await asyncio.wait_for(runner, timeout=5)
 
 
-async def test_restart_releases_held_alerts_on_time_and_once(tmp_path: Path, clock: Clock) -> None:
+async def test_restart_releases_held_alerts_on_time_and_once(
+    tmp_path: Path, clock: HandClock
+) -> None:
     """Held fills survive a restart (state file reopened): released at their deadline, once."""
     with StateStore(tmp_path / "s.db") as first:
         await feed(make(first, clock), fill("1", "0.60", "10"), fill("2", "0.70", "30"))
@@ -205,7 +183,7 @@ async def test_restart_releases_held_alerts_on_time_and_once(tmp_path: Path, clo
         assert len(rows(third, "digest")) == 1
 
 
-async def test_release_recorded_twice_is_queued_once(store: StateStore, clock: Clock) -> None:
+async def test_release_recorded_twice_is_queued_once(store: StateStore, clock: HandClock) -> None:
     """A release recorded again (as after a crash before its snapshot was saved) is ignored."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"))
@@ -229,7 +207,7 @@ rules:
 
 async def test_hold_outside_hours_releases_across_midnight(store: StateStore) -> None:
     """Fills after 22:00 London are held over midnight and sent as one digest at 08:00."""
-    clock = Clock(datetime(2026, 2, 6, 22, 30, tzinfo=UTC))
+    clock = HandClock(datetime(2026, 2, 6, 22, 30, tzinfo=UTC))
     pipeline = make(store, clock, HOURS)
     await feed(pipeline, fill("1", "0.5", "1"))
     clock.now = datetime(2026, 2, 7, 0, 30, tzinfo=UTC)
@@ -246,7 +224,7 @@ async def test_hold_outside_hours_releases_across_midnight(store: StateStore) ->
 async def test_hold_window_opening_in_the_spring_forward_gap(store: StateStore) -> None:
     """A window starting at 01:30 London on the spring-forward day opens when clocks jump."""
     text = HOURS.replace("08:00-22:00", "01:30-06:00")
-    clock = Clock(datetime(2026, 3, 29, 0, 50, tzinfo=UTC))  # 00:50 GMT, before the jump
+    clock = HandClock(datetime(2026, 3, 29, 0, 50, tzinfo=UTC))  # 00:50 GMT, before the jump
     pipeline = make(store, clock, text)
     await feed(pipeline, fill("1", "0.5", "1"))
     assert pipeline.shaping.next_deadline() == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
@@ -256,7 +234,7 @@ async def test_hold_window_opening_in_the_spring_forward_gap(store: StateStore) 
 
 
 async def test_throttle_reports_suppressed_in_the_trailing_message(
-    store: StateStore, clock: Clock
+    store: StateStore, clock: HandClock
 ) -> None:
     """The first alert goes at once; the rest of the period arrive as one, saying how many."""
     text = """\
@@ -278,7 +256,7 @@ async def test_throttle_reports_suppressed_in_the_trailing_message(
 
 
 async def test_throttled_message_says_what_it_folded_whatever_the_body(
-    store: StateStore, clock: Clock
+    store: StateStore, clock: HandClock
 ) -> None:
     """A body without {suppressed} still gets a note of the folded messages, only when some were."""
     text = """\
@@ -301,11 +279,13 @@ async def test_throttled_message_says_what_it_folded_whatever_the_body(
     ]
 
 
-async def test_reload_keeps_held_fills_of_surviving_rules(store: StateStore, clock: Clock) -> None:
+async def test_reload_keeps_held_fills_of_surviving_rules(
+    store: StateStore, clock: HandClock
+) -> None:
     """swap(): a surviving rule keeps its group and deadline, and nothing is released early."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"))
-    pipeline.swap(rules=rules(DIGEST.replace("30s", "5m")), targets=_Targets())
+    pipeline.swap(rules=rules(DIGEST.replace("30s", "5m")), targets=DeskAndPhone())
     assert pipeline.shaping.next_deadline() == T0 + timedelta(seconds=30)
     assert rows(store, "digest") == []
 
@@ -316,11 +296,13 @@ ORPHAN_BODY = (
 )
 
 
-async def test_reload_removing_a_rule_sends_what_it_held(store: StateStore, clock: Clock) -> None:
+async def test_reload_removing_a_rule_sends_what_it_held(
+    store: StateStore, clock: HandClock
+) -> None:
     """A removed rule's open group goes out at once, default digest, to the channels it named."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"), fill("2", "0.70", "30"))
-    pipeline.swap(rules=rules("rules: []\n"), targets=_Targets())
+    pipeline.swap(rules=rules("rules: []\n"), targets=DeskAndPhone())
     assert pipeline.shaping.next_deadline() is None
     (row,) = rows(store, "digest")
     assert (row.channel, row.target, row.title) == ("desk", "desk-1", "Fills on BTC 100k? (2)")
@@ -330,7 +312,7 @@ async def test_reload_removing_a_rule_sends_what_it_held(store: StateStore, cloc
 
 
 async def test_reload_making_a_rule_plain_sends_its_group_to_its_new_channels(
-    store: StateStore, clock: Clock
+    store: StateStore, clock: HandClock
 ) -> None:
     """A rule left without group/throttle/active sends its held group now, to its new notify."""
     pipeline = make(store, clock)
@@ -341,14 +323,14 @@ async def test_reload_making_a_rule_plain_sends_its_group_to_its_new_channels(
         notify: [phone]
         when: {market: "0xbtc"}
     """
-    pipeline.swap(rules=rules(plain), targets=_Targets())
+    pipeline.swap(rules=rules(plain), targets=DeskAndPhone())
     released = rows(store, "digest")
     assert [(r.channel, r.target) for r in released] == [("phone", "phone-1"), ("phone", "phone-2")]
     assert {r.body for r in released} == {ORPHAN_BODY}
 
 
 async def test_restart_without_the_rule_sends_what_it_held_once(
-    store: StateStore, clock: Clock
+    store: StateStore, clock: HandClock
 ) -> None:
     """Restarting on a config without a shaped rule sends its held fills once, even replayed."""
     pipeline = make(store, clock)
@@ -363,21 +345,13 @@ async def test_restart_without_the_rule_sends_what_it_held_once(
     assert len(rows(store, "digest")) == 1
 
 
-class _OnlyPhone:
-    """A channel set after `desk` was removed from the config."""
-
-    def targets(self, channel: str) -> tuple[_Target, ...]:
-        keys = {"phone": ("phone-1",)}[channel]
-        return tuple(_Target(k) for k in keys)
-
-
 async def test_reload_removing_rule_and_channel_warns_and_counts_the_loss(
-    store: StateStore, clock: Clock, caplog: pytest.LogCaptureFixture
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Rule and channel both gone: the only drop, logged with rule and count, and counted."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"), fill("2", "0.70", "30"))
-    pipeline.swap(rules=rules("rules: []\n"), targets=_OnlyPhone())
+    pipeline.swap(rules=rules("rules: []\n"), targets=OnlyPhone("phone-1"))
     assert rows(store, "digest") == []
     assert "rule digest: 2 held fill(s) lost" in caplog.text
     assert pipeline.shaping.lost == {"digest": 2}
@@ -386,34 +360,20 @@ async def test_reload_removing_rule_and_channel_warns_and_counts_the_loss(
 
 def test_dry_run_renders_a_shaped_rule_as_a_one_fill_digest() -> None:
     """plan_alerts (the `test` command) shows a shaped rule's message for the fill alone."""
-    planned = plan_alerts(fill("1", "0.60", "10"), rules=rules(DIGEST), targets=_Targets())
+    planned = plan_alerts(fill("1", "0.60", "10"), rules=rules(DIGEST), targets=DeskAndPhone())
     (alert,) = planned.alerts
     assert (alert.title, alert.body) == ("1 fills on BTC 100k?", "10 @ avg 0.6000\nBUY 10 @ 0.60")
     deferred = plan_alerts(
-        fill("1", "0.60", "10"), rules=rules(DIGEST), targets=_Targets(), defer_shaped=True
+        fill("1", "0.60", "10"), rules=rules(DIGEST), targets=DeskAndPhone(), defer_shaped=True
     )
     assert deferred.alerts == ()
     assert [r.name for r in deferred.shaped] == ["digest"]
 
 
 def test_unreadable_snapshot_starts_empty_and_says_so(
-    store: StateStore, clock: Clock, caplog: pytest.LogCaptureFixture
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A snapshot that cannot be read is logged as an error; shaping starts empty."""
     store.set_meta(SNAPSHOT_KEY, '{"version": 9}')
     assert make(store, clock).shaping.next_deadline() is None
     assert "shaping state unreadable" in caplog.text
-
-
-async def until(cond: Callable[[], bool], spins: int = 5000) -> None:
-    """Let the event loop run (no real sleeping) until `cond` holds."""
-    for _ in range(spins):
-        if cond():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never reached")
-
-
-async def settle(spins: int = 100) -> None:
-    for _ in range(spins):
-        await asyncio.sleep(0)
