@@ -18,15 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from notifier.backfill import Backfill, FillSink, WatermarkStore, retry_after_seconds
-from notifier.backoff import Backoff
-from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError, key_prefix
+from notifier.backfill import Backfill, FillSink, WatermarkStore
+from notifier.errors import KeyRefused, RateLimited, TransientFeedError
+from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.settings import FeedSettings
 
@@ -94,7 +94,7 @@ class FeedClient:
         self._monotonic = monotonic
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._backoff = Backoff(1.0, 30.0, rng=self._rng)
+        self._reconnect = ReconnectPolicy(self._rng)
         self.stats = FeedStats()
         self._backfill = Backfill(
             settings,
@@ -107,9 +107,6 @@ class FeedClient:
             rng=self._rng,
             monotonic=monotonic,
         )
-        # Consecutive 4001s with no fill or stable period between: only those prove the token
-        # was at fault (a server that acks and closes 4001 must not get reconnects at once).
-        self._token_rejections = 0
         self._reject_log: dict[str, tuple[float, int]] = {}
         self._stopping = False
         self._stop = asyncio.Event()
@@ -121,7 +118,7 @@ class FeedClient:
 
     async def run(self) -> None:
         """Hold the feed until cancelled or stopped; KeyRefused (fatal) when the key is refused."""
-        ws_url = _ws_url(self._settings.base_url)
+        url = ws_url(self._settings.base_url)
         if not self._settings.api_key:
             raise KeyRefused("no API key: set feed.api_key or the POLYSIM_API_KEY variable")
         self._backfill.begin()  # the first-start floor is daemon start, not the first connect
@@ -136,13 +133,14 @@ class FeedClient:
                     continue
                 except TransientFeedError as exc:
                     self._count("token_failed")
-                    await self._pause(self._backoff.next_delay(), f"{exc}")
+                    await self._pause(self._reconnect.next_delay(), f"{exc}")
                     continue
-                cause = await self._session(ws_url, token)
+                cause = await self._session(url, token)
                 if self._stopping:
                     break
                 self._count(cause)
-                await self._pause(self._delay_after(cause), f"connection ended ({cause})")
+                delay = self._reconnect.delay_after(cause)
+                await self._pause(delay, f"connection ended ({cause})")
         finally:
             if self._closer is not None:
                 await self._closer
@@ -158,36 +156,8 @@ class FeedClient:
     # -- one connection ------------------------------------------------------------------
 
     async def _mint(self) -> str:
-        """A fresh single-use token (POST /v1/keys/ws-token)."""
-        key = self._settings.api_key
-        url = self._settings.base_url.rstrip("/") + "/v1/keys/ws-token"
-        try:
-            response = await self._http.post(
-                url, headers={"X-API-Key": key}, timeout=self._settings.request_timeout
-            )
-        except httpx.HTTPError as exc:
-            raise TransientFeedError(f"token request failed ({type(exc).__name__})") from exc
-        status = response.status_code
-        if status in (401, 403):
-            raise KeyRefused(
-                f"PolySimulator refused the API key {key_prefix(key)} (HTTP {status}): "
-                "check feed.api_key or POLYSIM_API_KEY"
-            )
-        if status == 429:
-            # Floored at the back-off: `Retry-After: 0` must not make a tight mint loop.
-            wait = retry_after_seconds(response.headers.get("Retry-After")) or 0.0
-            raise RateLimited(
-                "token endpoint answered HTTP 429",
-                retry_after=max(wait, self._backoff.next_delay()),
-            )
-        if status != 200:
-            raise TransientFeedError(f"token endpoint answered HTTP {status}")
-        try:
-            token = response.json().get("token")
-        except (ValueError, AttributeError):
-            token = None
-        if not isinstance(token, str) or not token:
-            raise TransientFeedError("token endpoint answered without a token")
+        """A fresh single-use token (see `feed_connect.mint_token`), counted."""
+        token = await mint_token(self._http, self._settings, floor=self._reconnect.next_delay)
         self.stats.token_mints += 1
         return token
 
@@ -213,7 +183,7 @@ class FeedClient:
             log.warning("WebSocket handshake refused (HTTP %d)", code)
             return "close_4001" if code in (401, 403) else "connect_failed"
         except (OSError, TimeoutError, WebSocketException) as exc:
-            log.warning("cannot connect: %s", _redact(f"{type(exc).__name__}: {exc}", token))
+            log.warning("cannot connect: %s", redact(f"{type(exc).__name__}: {exc}", token))
             return "connect_failed"
         started = self._monotonic()
         self._ws = ws
@@ -229,8 +199,7 @@ class FeedClient:
             self._ws = None
             self.stats.connected = self.stats.reading = False
             if self._monotonic() - started >= settings.stable_after:
-                self._backoff.reset()
-                self._token_rejections = 0
+                self._reconnect.stayed_up()
 
     async def _read(self, ws: ClientConnection) -> str:
         """Frames to the sink until the connection ends.
@@ -318,7 +287,7 @@ class FeedClient:
             self._reject(result, "live")
         else:
             self.stats.fills += 1
-            self._token_rejections = 0
+            self._reconnect.fill_seen()
             await self._sink(result, "live")
 
     def _close_cause(self, exc: ConnectionClosed) -> str:
@@ -335,16 +304,6 @@ class FeedClient:
         return "dropped"
 
     # -- policy and bookkeeping ----------------------------------------------------------
-
-    def _delay_after(self, cause: str) -> float:
-        """0 for a first 4001 (the token, not the server, was the problem), else back-off."""
-        if cause == "stopped":
-            return 0.0
-        if cause == "close_4001":
-            self._token_rejections += 1
-            if self._token_rejections == 1:
-                return 0.0
-        return self._backoff.next_delay()
 
     async def _pause(self, delay: float, why: str = "") -> None:
         """Sleep through the injected sleep, cut short by `request_stop()`."""
@@ -379,20 +338,3 @@ class FeedClient:
         self._reject_log[reason] = (now, 0)
         more = f" ({suppressed} more like it suppressed)" if suppressed else ""
         log.warning("dropped a bad %s message (%s): %s%s", source, reason, rejected.detail, more)
-
-
-def _ws_url(base_url: str) -> str:
-    """The feed's WebSocket URL from the REST base URL (http -> ws, https -> wss)."""
-    parts = urlsplit(base_url)
-    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
-    if scheme is None or not parts.netloc:
-        raise FatalFeedError(f"feed.base_url {base_url!r} is not an http(s) URL")
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/ws/executions", "", ""))
-
-
-def _redact(text: str, token: str) -> str:
-    """Exception text with the token (raw or URL-quoted) blotted out."""
-    for form in {token, quote(token, safe="")}:
-        if form:
-            text = text.replace(form, "***")
-    return text

@@ -1,0 +1,100 @@
+"""How the feed client gets (back) on: token minting, the WebSocket URL, and when to try again.
+
+Apart from `feed.py`'s read loop, which only needs a token, a URL and a delay from here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from notifier.backfill import retry_after_seconds
+from notifier.backoff import Backoff
+from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError, key_prefix
+from notifier.settings import FeedSettings
+
+
+async def mint_token(
+    http: httpx.AsyncClient, settings: FeedSettings, *, floor: Callable[[], float]
+) -> str:
+    """A fresh single-use token (POST /v1/keys/ws-token); a 429's wait is at least `floor()`."""
+    key = settings.api_key
+    url = settings.base_url.rstrip("/") + "/v1/keys/ws-token"
+    try:
+        response = await http.post(
+            url, headers={"X-API-Key": key}, timeout=settings.request_timeout
+        )
+    except httpx.HTTPError as exc:
+        raise TransientFeedError(f"token request failed ({type(exc).__name__})") from exc
+    status = response.status_code
+    if status in (401, 403):
+        raise KeyRefused(
+            f"PolySimulator refused the API key {key_prefix(key)} (HTTP {status}): "
+            "check feed.api_key or POLYSIM_API_KEY"
+        )
+    if status == 429:
+        # Floored at the back-off: `Retry-After: 0` must not make a tight mint loop.
+        wait = retry_after_seconds(response.headers.get("Retry-After")) or 0.0
+        raise RateLimited("token endpoint answered HTTP 429", retry_after=max(wait, floor()))
+    if status != 200:
+        raise TransientFeedError(f"token endpoint answered HTTP {status}")
+    try:
+        token = response.json().get("token")
+    except (ValueError, AttributeError):
+        token = None
+    if not isinstance(token, str) or not token:
+        raise TransientFeedError("token endpoint answered without a token")
+    return token
+
+
+class ReconnectPolicy:
+    """The pause before the next connect: back-off, except at once after a first 4001."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._backoff = Backoff(1.0, 30.0, rng=rng)
+        # Consecutive 4001s with no fill or stable period between: only those prove the token
+        # was at fault (a server that acks and closes 4001 must not get reconnects at once).
+        self._token_rejections = 0
+
+    def next_delay(self) -> float:
+        """The next back-off delay (counts one more failure)."""
+        return self._backoff.next_delay()
+
+    def delay_after(self, cause: str) -> float:
+        """0 for a first 4001 (the token, not the server, was the problem), else back-off."""
+        if cause == "stopped":
+            return 0.0
+        if cause == "close_4001":
+            self._token_rejections += 1
+            if self._token_rejections == 1:
+                return 0.0
+        return self._backoff.next_delay()
+
+    def fill_seen(self) -> None:
+        """A fill arrived: the token worked, so the next 4001 may reconnect at once again."""
+        self._token_rejections = 0
+
+    def stayed_up(self) -> None:
+        """A connection stayed up long enough: forget earlier failures."""
+        self._backoff.reset()
+        self._token_rejections = 0
+
+
+def ws_url(base_url: str) -> str:
+    """The feed's WebSocket URL from the REST base URL (http -> ws, https -> wss)."""
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise FatalFeedError(f"feed.base_url {base_url!r} is not an http(s) URL")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/ws/executions", "", ""))
+
+
+def redact(text: str, token: str) -> str:
+    """Exception text with the token (raw or URL-quoted) blotted out."""
+    for form in {token, quote(token, safe="")}:
+        if form:
+            text = text.replace(form, "***")
+    return text
