@@ -34,6 +34,17 @@ async def http_get(port: int, path: str, *, method: str = "GET") -> tuple[int, s
     return int(head.split()[1]), body
 
 
+async def metrics_once(port: int, line: str, timeout: float = 10) -> str:
+    """/metrics once it shows `line` (a send is counted just after the receiver has it)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            status, body = await http_get(port, "/metrics")
+            assert status == 200
+            if line in body.splitlines():
+                return body
+            await asyncio.sleep(0.02)
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child notifier: no proxies, the test's extras."""
     env = {

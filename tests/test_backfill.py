@@ -138,6 +138,15 @@ class Daemon:
         await until(lambda: len(self.sink.seen) >= n)
 
 
+def fill_b_missed(venue: Venue, tmp_path: Path) -> Path:
+    """A state file watermarked an hour before T0, fill B (order 2) since then in history only."""
+    path = tmp_path / "state.db"
+    with StateStore(path) as earlier:
+        earlier.save_watermark(T0 - timedelta(hours=1))
+    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    return path
+
+
 async def outage_then_live_fill(venue: Venue, d: Daemon) -> None:
     """History down at connect (3 failed tries), then a live fill C at T0 is recorded."""
     await until(lambda: d.client.stats.reading)
@@ -151,10 +160,7 @@ async def test_gap_left_by_a_history_outage_survives_a_restart(
     venue: Venue, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """Fill B missed, history down, live fill C recorded, restart: B is still recovered."""
-    path = tmp_path / "state.db"
-    with StateStore(path) as earlier:
-        earlier.save_watermark(T0 - timedelta(hours=1))
-    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    path = fill_b_missed(venue, tmp_path)
     venue.history_status = 503
     first = Daemon(venue, http, path)
     async with first.running():
@@ -170,10 +176,7 @@ async def test_gap_retried_but_not_yet_recorded_is_recovered_after_a_restart(
     venue: Venue, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """The periodic retry hands B on, the process dies before B is recorded: B comes back."""
-    path = tmp_path / "state.db"
-    with StateStore(path) as earlier:
-        earlier.save_watermark(T0 - timedelta(hours=1))
-    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    path = fill_b_missed(venue, tmp_path)
     venue.history_status = 503
     first = Daemon(venue, http, path)
     async with first.running():
@@ -197,10 +200,7 @@ async def test_reconnect_backfill_closes_the_gap_only_once_recorded(
     venue: Venue, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """A gap stays stored while recovered fills are only queued; recorded, it is cleared."""
-    path = tmp_path / "state.db"
-    with StateStore(path) as earlier:
-        earlier.save_watermark(T0 - timedelta(hours=1))
-    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    path = fill_b_missed(venue, tmp_path)
     d = Daemon(venue, http, path)
     d.sink.hold = True
     async with d.running() as client:
@@ -292,10 +292,7 @@ async def test_gap_retry_does_not_stop_reading_or_trip_the_watchdog(
     venue: Venue, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """While a gap retry waits on a slow history, pongs are read and the connection lives."""
-    path = tmp_path / "state.db"
-    with StateStore(path) as earlier:
-        earlier.save_watermark(T0 - timedelta(hours=1))
-    venue.record_history(order_id=2, filled_at=T0 - timedelta(minutes=30))
+    path = fill_b_missed(venue, tmp_path)
     venue.history_status = 503
     d = Daemon(venue, http, path, ping_interval=0.02, ping_timeout=0.05)
     async with d.running() as client:

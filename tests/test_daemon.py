@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from pathlib import Path
 
-from daemon import Daemon, child_env, free_port, http_get
+from daemon import Daemon, child_env, free_port, http_get, metrics_once
 from receivers import WebhookReceiver
 
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
@@ -53,17 +52,6 @@ channels:
     return path
 
 
-async def _metrics_once(port: int, line: str) -> str:
-    """/metrics once it shows `line` (a send is counted just after the receiver has it)."""
-    async with asyncio.timeout(10):
-        while True:
-            status, body = await http_get(port, "/metrics")
-            assert status == 200
-            if line in body.splitlines():
-                return body
-            await asyncio.sleep(0.02)
-
-
 def _titles(hook: WebhookReceiver) -> list[str]:
     return [r.json["title"] for r in hook.requests]
 
@@ -92,7 +80,7 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         assert _titles(webhook) == ["Big BUY on Will Bitcoin close above $100k in 2026?"] * 2
 
         assert await http_get(port, "/healthz") == (200, "ok\n")
-        metrics = await _metrics_once(port, 'notifier_alerts_sent_total{channel="hook"} 2.0')
+        metrics = await metrics_once(port, 'notifier_alerts_sent_total{channel="hook"} 2.0')
         assert 'notifier_fills_matched_total{rule="big"} 2.0' in metrics
         assert "notifier_feed_connected 1.0" in metrics
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 
-from daemon import Daemon, child_env, free_port
+from daemon import Daemon, child_env, free_port, metrics_once
 from receivers import WebhookReceiver
 
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
@@ -39,21 +38,6 @@ rules:
     return path
 
 
-async def _metric_seen(port: int, line: str) -> None:
-    """Poll /metrics until it shows `line` (bounded)."""
-    async with asyncio.timeout(10):
-        while True:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            await writer.drain()
-            raw = await reader.read()
-            writer.close()
-            await writer.wait_closed()
-            if line in raw.decode().splitlines():
-                return
-            await asyncio.sleep(0.02)
-
-
 async def _start(config: Path, venue: SimulatedPolySim) -> Daemon:
     daemon = await Daemon.start(
         "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
@@ -80,7 +64,7 @@ async def test_three_fills_in_the_wait_arrive_as_one_digest(
         (request,) = await webhook.wait_for(1, timeout=10)
         assert request.json["title"] == "3 fills on Will Bitcoin close above $100k in 2026?"
         assert request.json["message"] == "140 @ avg 0.6571"  # (6 + 21 + 65) / 140
-        await _metric_seen(port, 'notifier_alerts_sent_total{channel="hook"} 1.0')
+        await metrics_once(port, 'notifier_alerts_sent_total{channel="hook"} 1.0')
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait()
         assert code == 0
@@ -100,14 +84,14 @@ async def test_held_digest_survives_kill_9_and_goes_out_once(
     daemon = await _start(config, venue)
     try:
         await _fills(venue)
-        await _metric_seen(port, 'notifier_fills_matched_total{rule="digest"} 3.0')
+        await metrics_once(port, 'notifier_fills_matched_total{rule="digest"} 3.0')
         await daemon.kill()
         assert webhook.requests == []
         daemon = await _start(config, venue)  # backfill brings the same three fills again
         (request,) = await webhook.wait_for(1, timeout=10)
         assert request.json["title"] == "3 fills on Will Bitcoin close above $100k in 2026?"
         assert request.json["message"] == "140 @ avg 0.6571"
-        await _metric_seen(port, 'notifier_alerts_sent_total{channel="hook"} 1.0')
+        await metrics_once(port, 'notifier_alerts_sent_total{channel="hook"} 1.0')
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait()
         assert code == 0
