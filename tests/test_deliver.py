@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from daemon import python_child
 from fakes import T0, HandClock, Target, settle, spin_until
 
 from notifier.deliver import CHANNEL_GONE, Deliverer
@@ -549,12 +547,7 @@ async def test_kill_9_mid_delivery_then_restart(tmp_path: Path) -> None:
     with StateStore(path) as s:
         for n in range(200):
             put(s, f"f{n:03}", "a", "b", secs=n)
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
+    child = python_child(CHILD, str(path))
     assert child.stdout is not None
     delivered: list[tuple[str, str]] = []
     try:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from daemon import python_child
 from fakes import HandClock
 
 from notifier.errors import StateError
@@ -334,12 +332,7 @@ CHILD = textwrap.dedent(
 
 def run_and_kill(script: str, path: Path, *, lines: int) -> int:
     """Run a writer child until it has printed `lines` numbers, SIGKILL it; the last number."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", script, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
+    child = python_child(script, str(path))
     assert child.stdout is not None
     last = -1
     try:
