@@ -35,9 +35,10 @@ from notifier.channel_limits import (
     fold,
     retarget,
 )
+from notifier.clock import utc_now
 from notifier.events import SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
-from notifier.store import OutboxItem, StateStore, utc_now
+from notifier.store import OutboxItem, StateStore
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from notifier.backfill import Backfill, FillSink, WatermarkStore
+from notifier.clock import utc_now
 from notifier.errors import KeyRefused, RateLimited, TransientFeedError
 from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
 from notifier.normalize import Rejected, decode_frame, normalize_message
@@ -37,11 +38,6 @@ __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 _APP_PING = '{"action": "ping"}'
 CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dropped
 _REJECT_LOG_EVERY = 10.0  # seconds: at most one log line per rejection reason in this window
-
-
-def utc_now() -> datetime:
-    """The wall clock, aware UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass

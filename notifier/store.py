@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from notifier.clock import utc_now
 from notifier.events import Alert
 from notifier.sqlitefile import SqliteFile
 from notifier.store_schema import (
@@ -34,17 +35,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "OutboxItem",
     "StateStore",
-    "utc_now",
 ]
 
 FUTURE_TOLERANCE = timedelta(minutes=10)  # clock skew the watermark accepts
 _KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
 _GAP_KEY = "feed.gap"
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC (the default clock)."""
-    return datetime.now(UTC)
 
 
 class StateStore:
