@@ -39,7 +39,9 @@ rules:
       quantity: {min: 100}
     notify: [terminal]
     title: "Large {side} on {market_title}"
-    body: "{side} {quantity} {outcome} @ {price} (notional {notional:.2f}) #{order_id}"
+    body: >-
+      {side} {quantity} {outcome} @ {price} (notional {notional:.2f}),
+      order #{order_id} at {filled_at:%H:%M:%S} {status}
     stop: true
   - name: cheap-no-sells
     when: {side: SELL, outcome: "No", price: {max: 0.3}}
@@ -48,6 +50,7 @@ rules:
     stop: true
   - name: every-fill
     notify: [terminal]
+    body: "{side} {quantity} {outcome} @ {price}, order #{order_id} at {filled_at:%H:%M:%S}"
 """
 
 
