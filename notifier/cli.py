@@ -192,6 +192,14 @@ def _read_lines(path: str) -> list[str]:
         return [line for line in source if line.strip()]
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG),
+        help=f"the config file (default: $NOTIFIER_CONFIG, else {DEFAULT_CONFIG})",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: the option may stand before or after the command without one hiding the other.
@@ -236,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
         "Run the daemon: hold the feed, match rules, deliver alerts until SIGTERM.",
         "POLYSIM_API_KEY=ps_live_... notifier run --config config.yaml --log-format json",
     )
-    p.add_argument("--config", default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG))
+    _config_option(p)
     p.add_argument(
         "--watch",
         action="store_true",
@@ -275,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
         "Send a test message to every channel (or one) and report each URL's result.",
         "notifier send-test --config config.yaml --channel desk",
     )
-    p.add_argument("--config", default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG))
+    _config_option(p)
     p.add_argument("--channel", help="only this channel")
     p = command(
         "outbox",
@@ -283,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:
         "List pending and dead-lettered alerts; requeue or remove the dead ones.",
         "notifier outbox --config config.yaml --retry-dead",
     )
-    p.add_argument("--config", default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG))
+    _config_option(p)
     action = p.add_mutually_exclusive_group()
     action.add_argument("--retry-dead", action="store_true", help="requeue dead alerts")
     action.add_argument("--purge-dead", action="store_true", help="delete dead alerts")
