@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_TARGET = "target no longer configured"  # and the sender cannot list its channel's
 CHANNEL_GONE = "target and its channel no longer configured"
+RESCAN_EVERY = 30.0  # seconds between looks at the outbox when nothing announced new rows
 
 
 class Sender(Protocol):
@@ -138,7 +139,11 @@ class Deliverer:
         try:
             self._spawn_lanes()
             while not self._stopping:
-                await self._notified.wait()
+                # Also look again now and then: `notifier outbox --retry-dead`, run beside the
+                # daemon, requeues rows that no notify() announces.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RESCAN_EVERY):
+                        await self._notified.wait()
                 self._notified.clear()
                 if self._failure is not None:
                     raise self._failure
@@ -211,8 +216,11 @@ class Deliverer:
                 hold = wait or self._limits.wait(channel, self._clock())
                 if hold > 0:
                     folding = folding or (not wait and self._limits.limited(channel))
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that lands as the wait ends, and the lane would run on.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout=hold)
+                        async with asyncio.timeout(hold):
+                            await wake.wait()
                     continue
                 await self._send(item, folding=folding)
                 folding = False

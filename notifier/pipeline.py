@@ -276,8 +276,11 @@ class Pipeline:
                 continue
             delay = (deadline - self._clock()).total_seconds()
             if delay > 0:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the wait ends, and this timer would outlive the pipeline.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._tick.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._tick.wait()
                 continue
             self.release_due()
             await asyncio.sleep(0)  # a deadline that stays past must not starve the loop

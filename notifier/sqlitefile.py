@@ -7,11 +7,12 @@ write becomes durable, and how sqlite's errors become one-line `StateError`s.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from notifier.errors import StateError
 
@@ -22,7 +23,8 @@ class SqliteFile:
     """A connection in WAL mode whose writes are transactions, optionally group-committed.
 
     `migrations[n]` turns schema version n into n + 1 (PRAGMA user_version), all at open in one
-    transaction. `exclusive` holds the file for this process's lifetime. With `defer_commit`
+    transaction. `exclusive` keeps other exclusive openers (another daemon) off the file for
+    this process's lifetime; plain openers (the CLI) may still read and write. With `defer_commit`
     (e.g. `loop.call_soon`), deferrable writes join one open batch that the scheduled `flush()`
     commits; every other write, and `flush()` itself, is durable on return.
     """
@@ -44,23 +46,24 @@ class SqliteFile:
         self._in_batch = False
         self._batch_size = 0
         self._broken: StateError | None = None
+        self._lock: IO[bytes] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._lock = _hold_lock(self.path)
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
+            self._release_lock()
             raise StateError(f"state file {self.path}: cannot open: {exc}") from exc
         try:
             with self.errors("cannot open"):
-                self._setup(exclusive, synchronous, migrations)
+                self._setup(synchronous, migrations)
         except BaseException:
             self.db.close()
+            self._release_lock()
             raise
 
-    def _setup(
-        self, exclusive: bool, synchronous: str, migrations: Mapping[int, Migration]
-    ) -> None:
-        if exclusive:
-            self.db.execute("PRAGMA locking_mode = EXCLUSIVE")
+    def _setup(self, synchronous: str, migrations: Mapping[int, Migration]) -> None:
         mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StateError(f"state file {self.path}: cannot switch to WAL (got {mode})")
@@ -71,7 +74,7 @@ class SqliteFile:
         # put a disk flush on every alert's hot path (benchmarks/bench_store.py measures it).
         self.db.execute(f"PRAGMA synchronous = {synchronous}")
         target = max(migrations) + 1 if migrations else 0
-        with self.write():  # IMMEDIATE: also takes the lock an exclusive file keeps
+        with self.write():
             version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
             if version > target:
                 raise StateError(
@@ -163,3 +166,27 @@ class SqliteFile:
             self.flush()
         finally:
             self.db.close()
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the flock
+            self._lock = None
+
+
+def _hold_lock(path: Path) -> IO[bytes]:
+    """An advisory lock on `<state file>.lock`, held until closed: one daemon per state file.
+
+    A lock beside the database rather than SQLite's exclusive locking mode, so that
+    `notifier outbox` can still read and requeue while the daemon runs (WAL lets them share).
+    """
+    lock = (path.parent / f"{path.name}.lock").open("ab")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise StateError(
+            f"state file {path}: cannot open: locked by another process "
+            "(is another notifier running?)"
+        ) from None
+    return lock

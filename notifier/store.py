@@ -45,8 +45,9 @@ _GAP_KEY = "feed.gap"
 class StateStore:
     """Fill identities, the watermark and the outbox, durable across restarts and kill -9.
 
-    `exclusive=True` holds the file for this process's lifetime: two daemons sharing one state
-    file would deliver every alert twice, so the service opens it that way.
+    `exclusive=True` keeps any other exclusive opener off the file for this process's lifetime:
+    two daemons sharing one state file would deliver every alert twice, so the service opens it
+    that way. Plain openers (`notifier outbox`) can still read and requeue beside it.
 
     Group commit: a commit costs ~40 µs even without fsync, too much for every fill at feed
     speed. Given `defer_commit` (the service passes `loop.call_soon`), record() joins an open

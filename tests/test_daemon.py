@@ -240,3 +240,29 @@ async def test_sigterm_with_a_send_hanging_exits_quickly(
     finally:
         if daemon.proc.returncode is None:
             await daemon.kill()
+
+
+async def test_outbox_can_be_listed_while_the_daemon_runs(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """`notifier outbox` reads the state file beside a running daemon; a second daemon may not."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    webhook.respond(500, times=1000)
+    daemon = await Daemon.start("run", "--config", str(config), env=env)
+    try:
+        await venue.wait_connected(1, timeout=10)
+        await daemon.wait_log("backfill", timeout=10)
+        await venue.fill(market_id=BTC, quantity="150", order_id=1)
+        await webhook.wait_for(1, timeout=10)
+        listing = await Daemon.start("outbox", "--config", str(config), env=env)
+        code, out = await listing.wait()
+        assert code == 0, listing.log
+        assert out.splitlines()[0] == "pending 1, dead 0"
+        second = await Daemon.start("run", "--config", str(config), env=env)
+        code, _ = await second.wait()
+        assert code == 1
+        assert "locked by another process (is another notifier running?)" in second.log
+    finally:
+        if daemon.proc.returncode is None:
+            await daemon.kill()

@@ -294,14 +294,20 @@ def test_unopenable_path_is_a_state_error(tmp_path: Path) -> None:
         StateStore(path)
 
 
-def test_exclusive_store_locks_out_a_second_process(tmp_path: Path) -> None:
-    """An exclusive store keeps a second notifier off the file: StateError saying it is locked."""
+def test_exclusive_store_locks_out_a_second_daemon_but_not_the_cli(tmp_path: Path) -> None:
+    """A second exclusive opener (another daemon) is refused; a plain one (the CLI) may work."""
     path = tmp_path / "s.db"
     with StateStore(path, exclusive=True) as first:
         first.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
-        with pytest.raises(StateError, match="locked"):
-            StateStore(path, busy_timeout=0)
-    with StateStore(path, busy_timeout=0) as again:
+        (row,) = first.outbox(state="pending")
+        first.mark_dead(row.id, error="HTTP 500")
+        with pytest.raises(StateError, match="locked by another process"):
+            StateStore(path, exclusive=True, busy_timeout=0)
+        with StateStore(path, busy_timeout=1) as cli:
+            assert [r.state for r in cli.outbox()] == ["dead"]
+            assert cli.retry_dead() == 1
+        assert [r.state for r in first.outbox()] == ["pending"]
+    with StateStore(path, exclusive=True, busy_timeout=0) as again:
         assert again.seen("f1")
 
 
