@@ -52,6 +52,7 @@ CONTINUE_AFTER = 5.0  # seconds before a run cut at MAX_PAGES goes on
 SETTLE_EVERY = 1.0  # seconds between checks that a run's fills are recorded
 PAGE_PACE = 0.25  # seconds between pages: the free tier allows 5 requests/s in all
 MAX_RATE_LIMITED = 5  # 429s in a row on one page before the run counts as failed
+MAX_INLINE_WAIT = 5.0  # a longer Retry-After ends the run: live reading goes on meanwhile
 _MAX_RETRY_AFTER = 3600.0
 
 FillSink = Callable[[Fill, str], Awaitable[None]]
@@ -179,6 +180,10 @@ class Backfill:
         """Deliver history fills since the watermark or the open gap, oldest first; never raises."""
         self._retry_at = None
         self.settle()
+        # Whatever settle() could not close, this run re-reads from the stored gap; only a
+        # complete run may later clear it (an earlier run's fills must never close a gap a
+        # failed later run still owes).
+        self._settling = None
         mark = self._store.load_watermark()
         if mark is None:
             return  # begin() was not called: nothing says where history starts
@@ -193,13 +198,14 @@ class Backfill:
                 walk = await self._fetch(since, recent, found)
             except TransientFeedError as exc:
                 self.failures += 1
-                if attempt < attempts:
+                long_wait = exc.retry_after if isinstance(exc, RateLimited) else 0.0
+                if attempt < attempts and not long_wait:
                     delay = retry_delay(attempt, base=1.0, cap=30.0, rng=self._rng)
                     log.warning("history request failed (%s); retrying in %.1fs", exc, delay)
                     await self._pause(delay)
                     continue
                 self._set_gap(since)  # before live reading moves the watermark past the gap
-                self._retry_at = self._monotonic() + RETRY_EVERY
+                self._retry_at = self._monotonic() + max(RETRY_EVERY, long_wait)
                 log.error(
                     "history unavailable (%s); reading live fills, will retry the gap since %s",
                     exc,
@@ -302,6 +308,10 @@ class Backfill:
                 return await self._get(offset)
             except RateLimited as exc:
                 self.rate_limited += 1
+                if exc.retry_after > MAX_INLINE_WAIT:
+                    # A long pause must not hold up live reading: give up this run; the gap
+                    # is kept and retried beside the read loop once the venue allows.
+                    raise
                 wait = max(exc.retry_after, PAGE_PACE)
                 if tries < MAX_RATE_LIMITED:
                     log.warning("history rate-limited; same page again in %.1fs", wait)

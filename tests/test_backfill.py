@@ -33,6 +33,7 @@ class Venue(SimulatedPolySim):
         self.wall = wall
         self.offsets: list[int] = []  # offset of every history request, in order
         self.limit_requests: set[int] = set()  # these request numbers (1-based) answer 429
+        self.limit_retry_after = "3"  # the Retry-After those 429s carry
         self.history_gate: asyncio.Event | None = None  # history waits for it when set
         self.ack_then_4001 = 0  # next N connections get an ack frame, then close 4001
         self.served: list[dict[str, object]] | None = None  # history exactly in this order
@@ -41,7 +42,7 @@ class Venue(SimulatedPolySim):
         self.offsets.append(int(query.get("offset", "0")))
         if len(self.offsets) in self.limit_requests:
             self.history_requests += 1
-            return 429, {"detail": "slow down"}, {"Retry-After": "3"}
+            return 429, {"detail": "slow down"}, {"Retry-After": self.limit_retry_after}
         if self.served is not None:
             self.history_requests += 1
             offset, limit = self.offsets[-1], int(query.get("limit", "50"))
@@ -340,3 +341,85 @@ async def test_token_retry_after_zero_is_floored_at_the_back_off(
         await until(lambda: client.stats.reading)
     assert client.stats.reconnects == {"rate_limited": 2}
     assert grows(d.sleeps.delays)
+
+
+def _backfill(
+    venue: Venue, http: httpx.AsyncClient, store: StateStore, sink: StoreSink, mono: MonoClock
+) -> backfill.Backfill:
+    """A Backfill over the real venue and state file, with no real pauses."""
+
+    async def no_pause(_: float) -> None:
+        return None
+
+    settings = FeedSettings(base_url=venue.base_url, api_key=DEFAULT_API_KEY, request_timeout=5)
+    return backfill.Backfill(
+        settings,
+        http=http,
+        watermark=store,
+        sink=sink,
+        clock=venue.wall,
+        on_reject=lambda rejected, source: None,
+        pause=no_pause,
+        rng=random.Random(3),
+        monotonic=mono,
+    )
+
+
+async def test_a_failed_run_keeps_the_gap_an_earlier_runs_fills_would_close(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """An earlier complete run's fills, recorded late, never close a gap a later failed run owes."""
+    store = StateStore(tmp_path / "state.db", clock=venue.wall)
+    sink = StoreSink(store)
+    mono = MonoClock(1000.0)
+    bf = _backfill(venue, http, store, sink, mono)
+    store.save_watermark(T0)
+    bf.begin()
+    venue.record_history(order_id="F1", filled_at=T0 + timedelta(seconds=10))
+    venue.wall.at = T0 + timedelta(seconds=30)
+    sink.hold = True  # the pipeline has queued F1 but not recorded it yet
+    await bf.run()
+    assert bf.settling
+    venue.record_history(order_id="M", filled_at=T0 + timedelta(seconds=40))  # during a drop
+    venue.wall.at = T0 + timedelta(seconds=50)
+    venue.history_status = 503
+    await bf.run()  # the reconnect's backfill fails: M is owed
+    for fill in sink.queued:  # now the pipeline records F1, and live fills move on
+        store.remember([(fill.key, fill.filled_at)])
+    sink.queued.clear()
+    sink.hold = False
+    venue.wall.at = T0 + timedelta(minutes=10)
+    store.remember([("live", T0 + timedelta(minutes=10))])
+    mono.t += 2
+    bf.settle()
+    assert store.load_gap() is not None  # still owed
+    venue.history_status = None
+    mono.t += 120
+    assert bf.due
+    await bf.run(attempts=1)
+    assert "M" in sink.ids()
+    store.close()
+
+
+async def test_a_long_history_retry_after_does_not_hold_up_live_reading(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A 429 asking for more than a few seconds ends the run at once; the gap waits for later."""
+    store = StateStore(tmp_path / "state.db", clock=venue.wall)
+    sink = StoreSink(store)
+    mono = MonoClock(1000.0)
+    bf = _backfill(venue, http, store, sink, mono)
+    store.save_watermark(T0)
+    bf.begin()
+    venue.record_history(order_id="F1", filled_at=T0 + timedelta(seconds=10))
+    venue.wall.at = T0 + timedelta(seconds=30)
+    venue.limit_requests = set(range(1, 100))
+    venue.limit_retry_after = "600"
+    await bf.run()
+    assert len(venue.offsets) == 1  # one request, no waiting it out, no further attempts
+    assert store.load_gap() is not None
+    mono.t += backfill.RETRY_EVERY + 1
+    assert not bf.due  # the venue asked for 600 s
+    mono.t += 600
+    assert bf.due
+    store.close()
