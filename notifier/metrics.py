@@ -186,7 +186,7 @@ class MetricsServer:
                 await writer.drain()
                 writer.close()
                 await writer.wait_closed()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, ValueError):  # ValueError: a line over 64 KiB
             writer.transport.abort()
 
     def _answer(self, request_line: str) -> tuple[str, str, bytes]:

@@ -192,24 +192,16 @@ class Pipeline:
                 await self._process(batch)
 
     async def _process(self, batch: list[tuple[Fill, str]]) -> None:
-        # One config for the whole batch: a reload during the title look-up below must not
-        # pair old rules with new channels.
-        rules, targets = self._rules, self._targets
         self._store.flush()  # a batch's records commit together with its shaping snapshot
         fresh = self._fresh(batch)
-        if rules.uses_title:
-            fresh = await self._with_titles(fresh)
-        hits: list[tuple[Fill, tuple[Rule, ...]]] = []
-        quiet: list[tuple[str, datetime]] = []
-        for fill in fresh:
-            matched = rules.match(fill)
-            if matched:
-                hits.append((fill, matched))
-            else:
-                quiet.append((fill.key, fill.filled_at))
-        if hits and not rules.uses_title:  # only fills with a message to render need titles
-            titled = await self._with_titles([fill for fill, _ in hits])
-            hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
+        # One config for the whole batch. A reload during a title look-up (the only await)
+        # would pair old rules with new channels and a shaping stage that no longer knows
+        # them: match again with the config now in force (titles are cached by then).
+        while True:
+            rules, targets = self._rules, self._targets
+            hits, quiet = await self._match(fresh, rules)
+            if rules is self._rules and targets is self._targets:
+                break
         remembered = self._store.remember(quiet)
         self.stats.processed += remembered
         self.stats.duplicates += len(quiet) - remembered
@@ -284,6 +276,25 @@ class Pipeline:
                 continue
             self.release_due()
             await asyncio.sleep(0)  # a deadline that stays past must not starve the loop
+
+    async def _match(
+        self, fresh: list[Fill], rules: RuleSet
+    ) -> tuple[list[tuple[Fill, tuple[Rule, ...]]], list[tuple[str, datetime]]]:
+        """The batch's matches (titled fills) and its quiet fills (key and time)."""
+        if rules.uses_title:
+            fresh = await self._with_titles(fresh)
+        hits: list[tuple[Fill, tuple[Rule, ...]]] = []
+        quiet: list[tuple[str, datetime]] = []
+        for fill in fresh:
+            matched = rules.match(fill)
+            if matched:
+                hits.append((fill, matched))
+            else:
+                quiet.append((fill.key, fill.filled_at))
+        if hits and not rules.uses_title:  # only fills with a message to render need titles
+            titled = await self._with_titles([fill for fill, _ in hits])
+            hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
+        return hits, quiet
 
     def _fresh(self, batch: list[tuple[Fill, str]]) -> list[Fill]:
         """The batch's fills not recorded before (one store query for the whole batch)."""

@@ -91,3 +91,21 @@ async def test_a_client_that_never_finishes_is_cut_off(monkeypatch: pytest.Monke
         await writer.wait_closed()
     finally:
         await asyncio.wait_for(server.stop(), timeout=5)
+
+
+async def test_an_oversized_request_line_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A request line over the stream limit closes the connection without a logged traceback."""
+    server = MetricsServer(Metrics(Snapshot), lambda: (True, "ok"), listen="127.0.0.1:0")
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await server.stop()
+    assert not [r for r in caplog.records if r.exc_info]
