@@ -289,13 +289,17 @@ class StateStore:
         """Forget fill keys filled before `fills_before` and rows sent before `sent_before`.
 
         Keeps the file bounded; pending and dead rows are never pruned. Returns rows deleted.
+        A sent row of a fill whose key goes, goes with it: the keys that record a retarget are
+        dated by their fill, and the outbox row such a key explains must not outlive it (a
+        later retarget would collide with it and be silently ignored).
         """
         with self._errors("prune"), self._tx() as db:
             fills = db.execute(
                 "DELETE FROM fills WHERE filled_at < ?", (to_us(fills_before),)
             ).rowcount
             sent = db.execute(
-                "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?", (to_us(sent_before),)
+                "DELETE FROM outbox WHERE state = 'sent' AND (done_at < ? OR filled_at < ?)",
+                (to_us(sent_before), to_us(fills_before)),
             ).rowcount
         return fills + sent
 

@@ -227,6 +227,20 @@ def test_prune_bounds_the_file(store: StateStore, clock: HandClock) -> None:
     assert store.load_watermark() == T0 + timedelta(hours=9)
 
 
+def test_prune_drops_a_recently_sent_row_of_a_forgotten_fill(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A row sent lately but filled before the cutoff goes with its fill key, never alone."""
+    store.record(fill_key="old", filled_at=T0, alerts=[alert("old", at=T0)])
+    (row,) = store.outbox()
+    clock.now = T0 + timedelta(days=8)
+    store.mark_sent(row.id)  # e.g. a dead alert requeued and delivered a week later
+    cut = T0 + timedelta(days=7)
+    assert store.prune(fills_before=cut, sent_before=cut) == 2
+    assert not store.seen("old")
+    assert store.counts()["sent"] == 0
+
+
 def test_restart_keeps_everything(tmp_path: Path, clock: HandClock) -> None:
     """Close and reopen: pending rows, their retry state, keys, watermark and meta survive."""
     path = tmp_path / "nested" / "dir" / "state.db"
