@@ -177,6 +177,7 @@ class Service:
                     if watch_task is not None:
                         await _cancel(watch_task)
         finally:
+            await titles.aclose()  # look-ups still running must not outlive the HTTP client
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
         log.info("%s", self.summary().line())
