@@ -44,7 +44,7 @@ def entry() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script and `python -m notifier`."""
+    """Parse the arguments, run one command, return its exit status (callable in-process)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
