@@ -26,7 +26,6 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +38,7 @@ from common import (
     frames,
     free_port,
     market_titles,
+    open_feed,
     rule_specs,
     rules_yaml,
     spawn,
@@ -52,15 +52,6 @@ HERE = Path(__file__).resolve()
 
 
 # -- the baseline clients (run as child processes) -------------------------------------------
-
-
-async def open_feed(base_url: str) -> tuple[httpx.AsyncClient, str]:
-    http = httpx.AsyncClient(timeout=10)
-    response = await http.post(
-        f"{base_url}/v1/keys/ws-token", headers={"X-API-Key": DEFAULT_API_KEY}
-    )
-    token = response.json()["token"]
-    return http, base_url.replace("http://", "ws://") + f"/v1/ws/executions?token={token}"
 
 
 async def receive_only(base_url: str, hook: str, marks: list[int]) -> None:

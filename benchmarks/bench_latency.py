@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,6 +33,7 @@ from common import (
     fill_frame,
     market_titles,
     median,
+    open_feed,
     percentile,
     rules_yaml,
     spawn,
@@ -49,17 +49,13 @@ HERE = Path(__file__).resolve()
 
 async def bare_client(base_url: str, hook: str) -> None:
     """The floor: receive a frame, post it to the webhook, next."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        minted = await http.post(
-            f"{base_url}/v1/keys/ws-token", headers={"X-API-Key": DEFAULT_API_KEY}
-        )
-        url = base_url.replace("http://", "ws://") + "/v1/ws/executions?token="
-        async with connect(url + minted.json()["token"], compression=None) as ws:
-            with contextlib.suppress(Exception):
-                while True:
-                    fill = json.loads(await ws.recv())
-                    title = str(fill["order_id"])
-                    await http.post(hook, json={"title": title, "body": fill["quantity"]})
+    http, url = await open_feed(base_url)
+    async with contextlib.aclosing(http), connect(url, compression=None) as ws:
+        with contextlib.suppress(Exception):
+            while True:
+                fill = json.loads(await ws.recv())
+                title = str(fill["order_id"])
+                await http.post(hook, json={"title": title, "body": fill["quantity"]})
 
 
 async def apprise_client(base_url: str, hook_port: int) -> None:
@@ -69,16 +65,12 @@ async def apprise_client(base_url: str, hook_port: int) -> None:
         {"hook": ChannelSettings(name="hook", urls=(url,))}, delivery=DeliverySettings()
     )
     (target,) = channels.targets("hook")
-    async with httpx.AsyncClient(timeout=10) as http:
-        minted = await http.post(
-            f"{base_url}/v1/keys/ws-token", headers={"X-API-Key": DEFAULT_API_KEY}
-        )
-        ws_url = base_url.replace("http://", "ws://") + "/v1/ws/executions?token="
-        async with connect(ws_url + minted.json()["token"], compression=None) as ws:
-            with contextlib.suppress(Exception):
-                while True:
-                    fill = json.loads(await ws.recv())
-                    await channels.send(target.key, str(fill["order_id"]), fill["quantity"])
+    http, feed_url = await open_feed(base_url)
+    async with contextlib.aclosing(http), connect(feed_url, compression=None) as ws:
+        with contextlib.suppress(Exception):
+            while True:
+                fill = json.loads(await ws.recv())
+                await channels.send(target.key, str(fill["order_id"]), fill["quantity"])
 
 
 async def contender(name: str, args: argparse.Namespace, tmp: Path) -> list[float]:

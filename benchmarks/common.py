@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from notifier.simulator import SimulatedPolySim
+import httpx
+
+from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKETS = tuple(f"0x{n:064x}" for n in range(0xA000, 0xA000 + 100))
@@ -261,3 +263,13 @@ async def fills_received(port: int) -> int:
         if line.startswith("notifier_fills_received_total{"):
             total += int(float(line.rsplit(" ", 1)[1]))
     return total
+
+
+async def open_feed(base_url: str) -> tuple[httpx.AsyncClient, str]:
+    """A minimal client's way in: an HTTP client and the feed URL with a fresh token."""
+    http = httpx.AsyncClient(timeout=10)
+    response = await http.post(
+        f"{base_url}/v1/keys/ws-token", headers={"X-API-Key": DEFAULT_API_KEY}
+    )
+    token = response.json()["token"]
+    return http, base_url.replace("http://", "ws://") + f"/v1/ws/executions?token={token}"
