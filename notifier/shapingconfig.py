@@ -1,7 +1,8 @@
 """The rule keys `group`, `throttle`, `active` and `line`: located YAML into shaping specs.
 
 The spec parsers live in `windows.py` and work on plain values; this module converts the located
-YAML, maps a `SpecError.path` (`by[1]`, `hours`) back onto the config path and line, and
+YAML, maps each `SpecError.path` (`by[1]`, `hours`) back onto the config path and line (a
+SpecErrors carries every problem of one mapping: each becomes its own config problem), and
 combines a rule's specs into one `RuleShaping` stored in `Rule.extras["shaping"]`.
 """
 
@@ -78,8 +79,9 @@ def _spec(what: str, parse: Callable[[object], S]) -> Callable[[Node, str, Probl
         try:
             return parse(plain(node))
         except SpecError as exc:
-            where = f"{path}.{exc.path}" if exc.path else path
-            problems.add(line_at(node, exc.path), where, exc.message)
+            for error in exc.errors:  # every problem of the mapping, each at its own line
+                where = f"{path}.{error.path}" if error.path else path
+                problems.add(line_at(node, error.path), where, error.message)
             return None
 
     return parser
@@ -148,7 +150,8 @@ def combine(
     try:
         shaping = RuleShaping(group=group, throttle=throttle, active=active)
     except SpecError as exc:
-        problems.add(line_at(raw, exc.path), f"{path}.{exc.path}", exc.message)
+        for error in exc.errors:
+            problems.add(line_at(raw, error.path), f"{path}.{error.path}", error.message)
         return None
     template = line if isinstance(line, Template) else Template(DEFAULT_LINE)
     return shaping, template

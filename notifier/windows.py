@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from notifier.durations import parse_duration
@@ -30,6 +30,8 @@ _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "satu
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _ACTIVE_KEYS = ("days", "hours", "tz", "outside")
 _SEARCH_DAYS = 16  # more than a week, so a window lost to a DST gap cannot hide the next one
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class SpecError(ValueError):
@@ -40,15 +42,77 @@ class SpecError(ValueError):
         self.path = path
         self.message = message
 
+    @property
+    def errors(self) -> tuple[SpecError, ...]:
+        """Every problem this error reports: just itself."""
+        return (self,)
 
-def check_mapping(raw: object, allowed: Iterable[str], *, what: str) -> Mapping[str, object]:
-    """`raw` as a mapping with only `allowed` keys, or a SpecError suggesting the closest key."""
+
+class SpecErrors(SpecError):
+    """Several problems of one spec, raised together; `path` and `message` are the first's."""
+
+    def __init__(self, errors: Sequence[SpecError]) -> None:
+        flat = tuple(one for error in errors for one in error.errors)
+        if not flat:
+            raise ValueError("SpecErrors needs at least one SpecError")
+        super().__init__(flat[0].path, flat[0].message)
+        self.args = ("; ".join(str(one) for one in flat),)
+        self._errors = flat
+
+    @property
+    def errors(self) -> tuple[SpecError, ...]:
+        return self._errors
+
+
+def raise_all(errors: Sequence[SpecError], order: Iterable[object] = ()) -> None:
+    """Raise the collected `errors` (one as itself, several as SpecErrors); nothing if none.
+
+    With `order` (a spec's keys as written), problems come in that key order, so a user reads
+    them as the file has them; problems of a key that is absent (a missing `hours`) come last.
+    """
+    if not errors:
+        return
+    rank = {str(key): index for index, key in enumerate(order)}
+    ranked = sorted(errors, key=lambda e: rank.get(_root(e.path), len(rank)))
+    raise ranked[0] if len(ranked) == 1 else SpecErrors(ranked)
+
+
+def _root(path: str) -> str:
+    """The key a SpecError path starts with: `by` of `by[1]`, `days` of `days[0]`."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
+def attempt(
+    errors: list[SpecError], parse: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T | None:
+    """`parse(...)`, or None after adding its SpecError(s) to `errors`, so later keys still run."""
+    try:
+        return parse(*args, **kwargs)
+    except SpecError as exc:
+        errors.extend(exc.errors)
+        return None
+
+
+def check_mapping(
+    raw: object, allowed: Iterable[str], *, what: str, errors: list[SpecError] | None = None
+) -> Mapping[str, object]:
+    """`raw` as a mapping with only `allowed` keys, or a SpecError suggesting the closest key.
+
+    With `errors`, each unknown key is added there instead (every one, not only the first) and
+    the mapping is returned so its known keys can still be checked. A non-mapping always raises.
+    """
     if not isinstance(raw, Mapping):
         raise SpecError("", f"{what} must be a mapping, got {type(raw).__name__}")
     known = tuple(allowed)
-    for key in raw:
-        if not isinstance(key, str) or key not in known:
-            raise SpecError(str(key), f"unknown key{suggest(str(key), known)}")
+    found = [
+        SpecError(str(key), f"unknown key{suggest(str(key), known)}")
+        for key in raw
+        if not isinstance(key, str) or key not in known
+    ]
+    if errors is None:
+        raise_all(found[:1])
+    else:
+        errors.extend(found)
     return raw
 
 
@@ -88,12 +152,16 @@ class RuleShaping:
 
     def __post_init__(self) -> None:
         if self.group is not None and self.throttle is not None:
-            for index, name in enumerate(self.throttle.by):
-                if name not in self.group.by:
-                    raise SpecError(
+            raise_all(
+                [
+                    SpecError(
                         f"throttle.by[{index}]",
                         f"{name!r} must also be in group.by so each digest has one throttle key",
                     )
+                    for index, name in enumerate(self.throttle.by)
+                    if name not in self.group.by
+                ]
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,17 +233,33 @@ def resolve_wall_time(day: date, wall: time, tz: ZoneInfo) -> datetime:
 
 
 def parse_active(raw: object) -> ActiveSpec:
-    """An `active:` mapping (`days`, `hours`, `tz`, `outside`) as an ActiveSpec, or SpecError."""
-    spec = check_mapping(raw, _ACTIVE_KEYS, what="active")
+    """An `active:` mapping (`days`, `hours`, `tz`, `outside`) as an ActiveSpec, or SpecError.
+
+    Each key is checked on its own, so a spec with several problems raises SpecErrors with all.
+    """
+    errors: list[SpecError] = []
+    spec = check_mapping(raw, _ACTIVE_KEYS, what="active", errors=errors)
     if "hours" not in spec:
-        raise SpecError("hours", 'is required, e.g. "08:00-22:00"')
-    start, end = _parse_hours(spec["hours"])
-    days = _parse_days(spec.get("days", list(DAY_NAMES)))
-    tz = _parse_zone(spec.get("tz", "UTC"))
-    outside = spec.get("outside", "hold")
-    if outside not in ("hold", "drop"):
-        raise SpecError("outside", f"must be 'hold' or 'drop', got {outside!r}")
+        errors.append(SpecError("hours", 'is required, e.g. "08:00-22:00"'))
+        hours = None
+    else:
+        hours = attempt(errors, _parse_hours, spec["hours"])
+    days = attempt(errors, _parse_days, spec.get("days", list(DAY_NAMES)))
+    tz = attempt(errors, _parse_zone, spec.get("tz", "UTC"))
+    outside = attempt(errors, _parse_outside, spec.get("outside", "hold"))
+    raise_all(errors, spec)  # so each value below is set
+    assert hours is not None
+    assert days is not None
+    assert tz is not None
+    assert outside is not None
+    start, end = hours
     return ActiveSpec(days=days, start=start, end=end, tz=tz, outside=outside)
+
+
+def _parse_outside(raw: object) -> Outside:
+    if raw == "hold" or raw == "drop":
+        return "hold" if raw == "hold" else "drop"
+    raise SpecError("outside", f"must be 'hold' or 'drop', got {raw!r}")
 
 
 def _parse_hours(raw: object) -> tuple[time, time]:
@@ -200,13 +284,19 @@ def _parse_days(raw: object) -> frozenset[int]:
     if not isinstance(items, list) or not items:
         raise SpecError("days", f"must be a non-empty list of days like [mon, fri], got {raw!r}")
     days: set[int] = set()
+    errors: list[SpecError] = []
     for index, item in enumerate(items):
         path = f"days[{index}]" if not isinstance(raw, str) else "days"
         if not isinstance(item, str):
-            raise SpecError(path, f"must be a day name like 'mon', got {item!r}")
+            errors.append(SpecError(path, f"must be a day name like 'mon', got {item!r}"))
+            continue
         first, sep, last = item.partition("-")
-        a, b = _day(first, path), _day(last, path) if sep else None
+        a = attempt(errors, _day, first, path)
+        b = attempt(errors, _day, last, path) if sep else None
+        if a is None or (sep and b is None):
+            continue
         days.update(range(a, a + 1) if b is None else ((a + i) % 7 for i in range((b - a) % 7 + 1)))
+    raise_all(errors)
     return frozenset(days)
 
 
@@ -231,31 +321,52 @@ def _parse_zone(raw: object) -> ZoneInfo:
 
 
 def parse_group(raw: object) -> GroupSpec:
-    """A `group:` mapping (`by`, `wait`, optional `line`) as a GroupSpec, or SpecError."""
-    spec = check_mapping(raw, ("by", "wait", "line"), what="group")
+    """A `group:` mapping (`by`, `wait`, optional `line`) as a GroupSpec, or SpecError.
+
+    Each key is checked on its own, so a spec with several problems raises SpecErrors with all.
+    """
+    errors: list[SpecError] = []
+    spec = check_mapping(raw, ("by", "wait", "line"), what="group", errors=errors)
     line = spec.get("line")
     if line is not None and not isinstance(line, str):
-        raise SpecError("line", f"must be a template string, got {type(line).__name__}")
-    return GroupSpec(by=_parse_by(spec.get("by", [])), wait=_positive(spec, "wait"), line=line)
+        errors.append(SpecError("line", f"must be a template string, got {type(line).__name__}"))
+    by = attempt(errors, _parse_by, spec.get("by", []))
+    wait = attempt(errors, _positive, spec, "wait")
+    raise_all(errors, spec)  # so each value below is set
+    assert by is not None
+    assert wait is not None
+    assert line is None or isinstance(line, str)
+    return GroupSpec(by=by, wait=wait, line=line)
 
 
 def parse_throttle(raw: object) -> ThrottleSpec:
-    """A `throttle:` mapping (`by`, `every`) as a ThrottleSpec, or SpecError."""
-    spec = check_mapping(raw, ("by", "every"), what="throttle")
-    return ThrottleSpec(by=_parse_by(spec.get("by", [])), every=_positive(spec, "every"))
+    """A `throttle:` mapping (`by`, `every`) as a ThrottleSpec, or SpecError (SpecErrors: all)."""
+    errors: list[SpecError] = []
+    spec = check_mapping(raw, ("by", "every"), what="throttle", errors=errors)
+    by = attempt(errors, _parse_by, spec.get("by", []))
+    every = attempt(errors, _positive, spec, "every")
+    raise_all(errors, spec)  # so each value below is set
+    assert by is not None
+    assert every is not None
+    return ThrottleSpec(by=by, every=every)
 
 
 def _parse_by(raw: object) -> tuple[str, ...]:
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list):
         raise SpecError("by", f"must be a list of fill fields, got {type(raw).__name__}")
+    errors: list[SpecError] = []
+    names: list[str] = []
     for index, name in enumerate(items):
-        if not isinstance(name, str) or name not in BY_FIELDS:
+        if isinstance(name, str) and name in BY_FIELDS:
+            names.append(name)
+        else:
             path = "by" if isinstance(raw, str) else f"by[{index}]"
-            raise SpecError(path, f"unknown field{suggest(str(name), BY_FIELDS)}")
-    if len(set(items)) != len(items):
-        raise SpecError("by", "lists a field twice")
-    return tuple(items)
+            errors.append(SpecError(path, f"unknown field{suggest(str(name), BY_FIELDS)}"))
+    if len(set(names)) != len(names):
+        errors.append(SpecError("by", "lists a field twice"))
+    raise_all(errors)
+    return tuple(names)
 
 
 def _positive(spec: Mapping[str, object], name: str) -> timedelta:

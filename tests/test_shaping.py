@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from notifier.shaping import (
     parse_group,
     parse_throttle,
 )
+from notifier.windows import SpecErrors
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, tzinfo=UTC)  # a Friday
 S = timedelta(seconds=1)
@@ -165,6 +167,85 @@ def test_parse_active_errors_name_the_path(raw: object, path: str, fragment: str
         parse_active(raw)
     assert caught.value.path == path
     assert fragment in caught.value.message
+
+
+DURATION_HINT = (
+    'use a number of seconds or a duration such as "30s", "5m", "2h", "1d", "1h30m", "500ms"'
+)
+
+
+def problems(parse: Callable[[object], object], raw: object) -> list[str]:
+    """Every problem `parse` reports for `raw`, as "path: message", in the order it gives them."""
+    with pytest.raises(SpecError) as caught:
+        parse(raw)
+    return [str(error) for error in caught.value.errors]
+
+
+def test_parse_group_reports_every_bad_key_not_only_the_first() -> None:
+    """A bad `by` field does not hide a bad `wait`: one SpecErrors carries both, in key order."""
+    with pytest.raises(SpecErrors) as caught:
+        parse_group({"by": ["market"], "wait": "5x"})
+    assert [str(e) for e in caught.value.errors] == [
+        "by[0]: unknown field 'market' (did you mean 'market_id'?)",
+        f"wait: not a duration: '5x'; {DURATION_HINT}",
+    ]
+    assert (caught.value.path, caught.value.message) == (
+        "by[0]",
+        "unknown field 'market' (did you mean 'market_id'?)",
+    )  # a SpecErrors is a SpecError: the first problem for callers that read one
+    assert str(caught.value) == "; ".join(str(e) for e in caught.value.errors)
+
+
+def test_parse_active_reports_every_bad_key_in_the_order_written() -> None:
+    """An unknown zone and impossible hours are both reported, `tz` first as the file has it."""
+    assert problems(parse_active, {"tz": "Mars/Olympus", "hours": "25:00-26:00"}) == [
+        "tz: unknown time zone 'Mars/Olympus'",
+        "hours: not a time of day in '25:00-26:00'",
+    ]
+
+
+def test_spec_parsers_report_every_item_unknown_key_and_missing_key() -> None:
+    """Each bad `by` field or day, each unknown key, and a missing required key: all of them."""
+    assert problems(
+        parse_group, {"wiat": "5s", "by": ["side", "sid", "side", "prise"], "line": 3}
+    ) == [
+        "wiat: unknown key 'wiat' (did you mean 'wait'?)",
+        "by[1]: unknown field 'sid' (did you mean 'side'?)",
+        "by[3]: unknown field 'prise' (did you mean 'price'?)",
+        "by: lists a field twice",
+        "line: must be a template string, got int",
+        'wait: is required, e.g. "30s"',
+    ]
+    assert problems(parse_throttle, {"by": "markt_id", "every": "0s"}) == [
+        "by: unknown field 'markt_id' (did you mean 'market_id'?)",
+        "every: must be longer than zero",
+    ]
+    assert problems(
+        parse_active, {"days": ["mon", "frj-sux", 3], "outside": "later", "timezone": "UTC"}
+    ) == [
+        "days[1]: unknown day 'frj' (did you mean 'fri'?)",
+        "days[1]: unknown day 'sux' (did you mean 'sun'?)",
+        "days[2]: must be a day name like 'mon', got 3",
+        "outside: must be 'hold' or 'drop', got 'later'",
+        "timezone: unknown key 'timezone' (expected one of: days, hours, outside, tz)",
+        'hours: is required, e.g. "08:00-22:00"',
+    ]
+
+
+def test_a_single_problem_is_a_plain_spec_error() -> None:
+    """One problem raises the SpecError itself, whose `errors` is just that one."""
+    with pytest.raises(SpecError) as caught:
+        parse_throttle({"by": ["market_id"]})
+    assert not isinstance(caught.value, SpecErrors)
+    assert caught.value.errors == (caught.value,)
+
+
+def test_throttle_over_groups_reports_every_field_missing_from_group_by() -> None:
+    """Each throttle field the groups do not share is its own problem."""
+    group = GroupSpec(by=("order_id",), wait=5 * S)
+    with pytest.raises(SpecError) as caught:
+        RuleShaping(group=group, throttle=ThrottleSpec(by=("market_id", "side"), every=60 * S))
+    assert [e.path for e in caught.value.errors] == ["throttle.by[0]", "throttle.by[1]"]
 
 
 def test_throttle_over_groups_must_key_on_group_fields() -> None:

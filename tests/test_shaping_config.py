@@ -196,6 +196,7 @@ def test_every_shaping_mistake_has_an_exact_message() -> None:
         "notional, status, filled_at, rule",
         "config.yaml:40: rules[10].active.hours: '22:00-22:00' is empty; "
         "write 00:00-24:00 for the whole day",
+        "config.yaml:40: rules[10].active.outside: must be 'hold' or 'drop', got 'later'",
     ]
 
 
@@ -204,3 +205,78 @@ def test_line_given_twice_is_refused() -> None:
     assert errors(
         'rules:\n  - {name: a, notify: desk, group: {wait: 5s, line: "{price}"}, line: "{side}"}\n'
     ) == ["config.yaml:4: rules[0].line: given twice: here and group.line"]
+
+
+DURATION_HINT = (
+    'use a number of seconds or a duration such as "30s", "5m", "2h", "1d", "1h30m", "500ms"'
+)
+
+
+def test_every_problem_in_a_shaping_mapping_is_reported_each_at_its_line() -> None:
+    """A bad `by` field does not hide a bad `wait`, nor a bad zone bad hours: all, each located."""
+    assert errors(
+        """\
+        rules:
+          - name: a
+            notify: desk
+            group:
+              by: [market]
+              wait: 5x
+          - name: b
+            notify: desk
+            active:
+              tz: Mars/Olympus
+              hours: "25:00-26:00"
+        """
+    ) == [
+        "config.yaml:7: rules[0].group.by[0]: unknown field 'market' (did you mean 'market_id'?)",
+        f"config.yaml:8: rules[0].group.wait: not a duration: '5x'; {DURATION_HINT}",
+        "config.yaml:12: rules[1].active.tz: unknown time zone 'Mars/Olympus'",
+        "config.yaml:13: rules[1].active.hours: not a time of day in '25:00-26:00'",
+    ]
+
+
+def test_every_problem_of_a_flow_mapping_is_reported_in_the_order_written() -> None:
+    """On one line, the problems of a `{...}` mapping come in key order; throttle too."""
+    assert errors(
+        """\
+        rules:
+          - name: a
+            notify: desk
+            group: {by: [market], wait: 5x}
+          - name: b
+            notify: desk
+            active: {tz: Mars/Olympus, hours: "25:00-26:00"}
+          - name: c
+            notify: desk
+            throttle: {evrey: 1m, by: [side, sid]}
+        """
+    ) == [
+        "config.yaml:6: rules[0].group.by[0]: unknown field 'market' (did you mean 'market_id'?)",
+        f"config.yaml:6: rules[0].group.wait: not a duration: '5x'; {DURATION_HINT}",
+        "config.yaml:9: rules[1].active.tz: unknown time zone 'Mars/Olympus'",
+        "config.yaml:9: rules[1].active.hours: not a time of day in '25:00-26:00'",
+        "config.yaml:12: rules[2].throttle.evrey: unknown key 'evrey' (did you mean 'every'?)",
+        "config.yaml:12: rules[2].throttle.by[1]: unknown field 'sid' (did you mean 'side'?)",
+        'config.yaml:12: rules[2].throttle.every: is required, e.g. "30s"',
+    ]
+
+
+def test_every_throttle_field_missing_from_group_by_is_reported() -> None:
+    """Each throttle.by field the groups do not share is its own problem at its own line."""
+    assert errors(
+        """\
+        rules:
+          - name: e
+            notify: desk
+            throttle:
+              by: [order_id, side]
+              every: 10m
+            group: {by: [market_id], wait: 5s}
+        """
+    ) == [
+        "config.yaml:7: rules[0].throttle.by[0]: 'order_id' must also be in group.by so each "
+        "digest has one throttle key",
+        "config.yaml:7: rules[0].throttle.by[1]: 'side' must also be in group.by so each "
+        "digest has one throttle key",
+    ]
