@@ -1,4 +1,4 @@
-"""The `Fill`: one execution of one of the user's orders, clean and immutable."""
+"""What flows through notifier: a `Fill` from the feed, an `Alert` per target, a send's result."""
 
 from __future__ import annotations
 
