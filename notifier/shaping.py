@@ -46,18 +46,16 @@ from notifier.shaping_state import (
     dump_snapshot,
     load_snapshot,
 )
-from notifier.windows import (
+from notifier.shapingspecs import (
     BY_FIELDS,
-    ActiveSpec,
     GroupSpec,
     RuleShaping,
     SpecError,
     ThrottleSpec,
-    aware,
-    parse_active,
     parse_group,
     parse_throttle,
 )
+from notifier.windows import ActiveSpec, aware, parse_active
 
 __all__ = [
     "BY_FIELDS",

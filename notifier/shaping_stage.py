@@ -27,7 +27,7 @@ from notifier.render import Template, fill_values
 from notifier.rules import Rule
 from notifier.shaping import Shaper
 from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY, DIGEST_TITLE
-from notifier.windows import RuleShaping
+from notifier.shapingspecs import RuleShaping
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The rule keys `group`, `throttle`, `active` and `line`: located YAML into shaping specs.
 
-The spec parsers live in `windows.py` and work on plain values; this module converts the located
-YAML, maps each `SpecError.path` (`by[1]`, `hours`) back onto the config path and line (a
-SpecErrors carries every problem of one mapping: each becomes its own config problem), and
-combines a rule's specs into one `RuleShaping` stored in `Rule.extras["shaping"]`.
+The spec parsers live in `shapingspecs.py` and `windows.py` and work on plain values; this module
+converts the located YAML, maps each `SpecError.path` (`by[1]`, `hours`) back onto the config path
+and line (a SpecErrors carries every problem of one mapping: each becomes its own config problem),
+and combines a rule's specs into one `RuleShaping` stored in `Rule.extras["shaping"]`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ from typing import TypeVar
 
 from notifier.digests import AGGREGATE_FIELDS
 from notifier.render import FILL_FIELDS, Template, TemplateError
-from notifier.windows import (
-    ActiveSpec,
+from notifier.shapingspecs import (
     GroupSpec,
     RuleShaping,
     SpecError,
     ThrottleSpec,
-    parse_active,
     parse_group,
     parse_throttle,
 )
+from notifier.windows import ActiveSpec, parse_active
 from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
 
 SHAPING_KEYS = ("group", "throttle", "active")

@@ -1,4 +1,4 @@
-"""A rule's shaping specs, each a time window: group wait, throttle period, active hours.
+"""A rule's active hours: the `active:` spec, its parser, and when its windows open and close.
 
 Pure: instants in, instants out. An active window is a half-open interval of instants [open, close)
 starting on each chosen day at the wall time `start` in the rule's zone and ending at the next wall
@@ -13,155 +13,21 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal, ParamSpec, TypeVar
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from notifier.durations import parse_duration
-from notifier.render import FILL_FIELDS
+from notifier.shapingspecs import SpecError, attempt, check_mapping, raise_all, suggest
 
 Outside = Literal["hold", "drop"]
-BY_FIELDS = tuple(f for f in FILL_FIELDS if f != "rule")  # `by` may name any fill field
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _ACTIVE_KEYS = ("days", "hours", "tz", "outside")
 _SEARCH_DAYS = 16  # more than a week, so a window lost to a DST gap cannot hide the next one
-T = TypeVar("T")
-P = ParamSpec("P")
-
-
-class SpecError(ValueError):
-    """A shaping spec is invalid; `path` is relative to the spec (`by[1]`, `hours`)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
-
-    @property
-    def errors(self) -> tuple[SpecError, ...]:
-        """Every problem this error reports: just itself."""
-        return (self,)
-
-
-class SpecErrors(SpecError):
-    """Several problems of one spec, raised together; `path` and `message` are the first's."""
-
-    def __init__(self, errors: Sequence[SpecError]) -> None:
-        flat = tuple(one for error in errors for one in error.errors)
-        if not flat:
-            raise ValueError("SpecErrors needs at least one SpecError")
-        super().__init__(flat[0].path, flat[0].message)
-        self.args = ("; ".join(str(one) for one in flat),)
-        self._errors = flat
-
-    @property
-    def errors(self) -> tuple[SpecError, ...]:
-        return self._errors
-
-
-def raise_all(errors: Sequence[SpecError], order: Iterable[object] = ()) -> None:
-    """Raise the collected `errors` (one as itself, several as SpecErrors); nothing if none.
-
-    With `order` (a spec's keys as written), problems come in that key order, so a user reads
-    them as the file has them; problems of a key that is absent (a missing `hours`) come last.
-    """
-    if not errors:
-        return
-    rank = {str(key): index for index, key in enumerate(order)}
-    ranked = sorted(errors, key=lambda e: rank.get(_root(e.path), len(rank)))
-    raise ranked[0] if len(ranked) == 1 else SpecErrors(ranked)
-
-
-def _root(path: str) -> str:
-    """The key a SpecError path starts with: `by` of `by[1]`, `days` of `days[0]`."""
-    return re.split(r"[.\[]", path, maxsplit=1)[0]
-
-
-def attempt(
-    errors: list[SpecError], parse: Callable[P, T], *args: P.args, **kwargs: P.kwargs
-) -> T | None:
-    """`parse(...)`, or None after adding its SpecError(s) to `errors`, so later keys still run."""
-    try:
-        return parse(*args, **kwargs)
-    except SpecError as exc:
-        errors.extend(exc.errors)
-        return None
-
-
-def check_mapping(
-    raw: object, allowed: Iterable[str], *, what: str, errors: list[SpecError] | None = None
-) -> Mapping[str, object]:
-    """`raw` as a mapping with only `allowed` keys, or a SpecError suggesting the closest key.
-
-    With `errors`, each unknown key is added there instead (every one, not only the first) and
-    the mapping is returned so its known keys can still be checked. A non-mapping always raises.
-    """
-    if not isinstance(raw, Mapping):
-        raise SpecError("", f"{what} must be a mapping, got {type(raw).__name__}")
-    known = tuple(allowed)
-    found = [
-        SpecError(str(key), f"unknown key{suggest(str(key), known)}")
-        for key in raw
-        if not isinstance(key, str) or key not in known
-    ]
-    if errors is None:
-        raise_all(found[:1])
-    else:
-        errors.extend(found)
-    return raw
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean X?)' for the closest choice, or ' (expected one of …)' when none is close."""
-    options = sorted(choices)
-    close = difflib.get_close_matches(word, options, n=1)
-    if close:
-        return f" {word!r} (did you mean {close[0]!r}?)"
-    return f" {word!r} (expected one of: {', '.join(options)})"
-
-
-@dataclass(frozen=True, slots=True)
-class GroupSpec:
-    """Digest matches sharing the `by` fields within `wait`; `line` renders each fill in `lines`."""
-
-    by: tuple[str, ...]
-    wait: timedelta
-    line: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ThrottleSpec:
-    """At most one message per key (the `by` fields) per `every`."""
-
-    by: tuple[str, ...]
-    every: timedelta
-
-
-@dataclass(frozen=True, slots=True)
-class RuleShaping:
-    """One rule's shaping; a throttle over groups must key on group fields (one key a digest)."""
-
-    group: GroupSpec | None = None
-    throttle: ThrottleSpec | None = None
-    active: ActiveSpec | None = None
-
-    def __post_init__(self) -> None:
-        if self.group is not None and self.throttle is not None:
-            raise_all(
-                [
-                    SpecError(
-                        f"throttle.by[{index}]",
-                        f"{name!r} must also be in group.by so each digest has one throttle key",
-                    )
-                    for index, name in enumerate(self.throttle.by)
-                    if name not in self.group.by
-                ]
-            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,67 +184,6 @@ def _parse_zone(raw: object) -> ZoneInfo:
         close = difflib.get_close_matches(raw, sorted(available_timezones()), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise SpecError("tz", f"unknown time zone {raw!r}{hint}") from exc
-
-
-def parse_group(raw: object) -> GroupSpec:
-    """A `group:` mapping (`by`, `wait`, optional `line`) as a GroupSpec, or SpecError.
-
-    Each key is checked on its own, so a spec with several problems raises SpecErrors with all.
-    """
-    errors: list[SpecError] = []
-    spec = check_mapping(raw, ("by", "wait", "line"), what="group", errors=errors)
-    line = spec.get("line")
-    if line is not None and not isinstance(line, str):
-        errors.append(SpecError("line", f"must be a template string, got {type(line).__name__}"))
-    by = attempt(errors, _parse_by, spec.get("by", []))
-    wait = attempt(errors, _positive, spec, "wait")
-    raise_all(errors, spec)  # so each value below is set
-    assert by is not None
-    assert wait is not None
-    assert line is None or isinstance(line, str)
-    return GroupSpec(by=by, wait=wait, line=line)
-
-
-def parse_throttle(raw: object) -> ThrottleSpec:
-    """A `throttle:` mapping (`by`, `every`) as a ThrottleSpec, or SpecError (SpecErrors: all)."""
-    errors: list[SpecError] = []
-    spec = check_mapping(raw, ("by", "every"), what="throttle", errors=errors)
-    by = attempt(errors, _parse_by, spec.get("by", []))
-    every = attempt(errors, _positive, spec, "every")
-    raise_all(errors, spec)  # so each value below is set
-    assert by is not None
-    assert every is not None
-    return ThrottleSpec(by=by, every=every)
-
-
-def _parse_by(raw: object) -> tuple[str, ...]:
-    items = [raw] if isinstance(raw, str) else raw
-    if not isinstance(items, list):
-        raise SpecError("by", f"must be a list of fill fields, got {type(raw).__name__}")
-    errors: list[SpecError] = []
-    names: list[str] = []
-    for index, name in enumerate(items):
-        if isinstance(name, str) and name in BY_FIELDS:
-            names.append(name)
-        else:
-            path = "by" if isinstance(raw, str) else f"by[{index}]"
-            errors.append(SpecError(path, f"unknown field{suggest(str(name), BY_FIELDS)}"))
-    if len(set(names)) != len(names):
-        errors.append(SpecError("by", "lists a field twice"))
-    raise_all(errors)
-    return tuple(names)
-
-
-def _positive(spec: Mapping[str, object], name: str) -> timedelta:
-    if name not in spec:
-        raise SpecError(name, 'is required, e.g. "30s"')
-    try:
-        value = parse_duration(spec[name])
-    except ValueError as exc:
-        raise SpecError(name, str(exc)) from exc
-    if value <= timedelta(0):
-        raise SpecError(name, "must be longer than zero")
-    return value
 
 
 def aware(at: datetime) -> datetime:

@@ -28,7 +28,7 @@ from notifier.shaping import (
     parse_group,
     parse_throttle,
 )
-from notifier.windows import SpecErrors
+from notifier.shapingspecs import SpecErrors
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, tzinfo=UTC)  # a Friday
 S = timedelta(seconds=1)

@@ -13,7 +13,7 @@ from notifier.errors import ConfigError
 from notifier.render import Template
 from notifier.rules import Rule
 from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY
-from notifier.windows import RuleShaping
+from notifier.shapingspecs import RuleShaping
 
 CHANNELS = "channels:\n  desk: json://localhost/desk\n"  # the rules start on line 3
 
