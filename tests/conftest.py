@@ -38,6 +38,14 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 _PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
+@pytest.fixture(autouse=True)
+def _no_outside_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests talk to loopback peers directly, whatever proxy the machine running them sets."""
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
 @pytest.fixture
 async def webhook() -> AsyncIterator[WebhookReceiver]:
     """An HTTP receiver on 127.0.0.1 for json:// and ntfy:// URLs, closed after the test."""
