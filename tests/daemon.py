@@ -12,6 +12,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from notifier.simulator import SimulatedPolySim
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -114,6 +116,11 @@ class Daemon:
         except TimeoutError:
             raise AssertionError(f"no {text!r} within {timeout}s:\n{self.log}") from None
 
+    async def feed_ready(self, venue: SimulatedPolySim) -> None:
+        """Wait until the daemon holds the feed and its first backfill is done."""
+        await venue.wait_connected(1, timeout=10)
+        await self.wait_log("backfill", timeout=10)
+
     def signal(self, signum: signal.Signals) -> None:
         self.proc.send_signal(signum)
 
@@ -125,6 +132,14 @@ class Daemon:
             code = await self.proc.wait()
             await self._reader
         return code, out.decode(errors="replace")
+
+    async def __aenter__(self) -> Daemon:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Leaving the block: a child still running (a test that failed half-way) is killed."""
+        if self.proc.returncode is None:
+            await self.kill()
 
     async def kill(self) -> None:
         """Kill -9 (also the clean-up for a test that failed half-way)."""

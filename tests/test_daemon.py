@@ -64,15 +64,13 @@ async def test_run_delivers_reloads_and_stops_cleanly(
     config = write_config(
         tmp_path / "config.yaml", venue, webhook, metrics=f"metrics: {{listen: 127.0.0.1:{port}}}"
     )
-    daemon = await Daemon.start(
+    async with await Daemon.start(
         "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
-    )
-    try:
+    ) as daemon:
         started = await daemon.wait_log("started")
         assert "1 rules, 1 channels" in started
         assert DEFAULT_API_KEY not in daemon.log
-        await venue.wait_connected(1, timeout=10)
-        await daemon.wait_log("backfill", timeout=10)
+        await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
         await venue.fill(market_id=BTC, quantity="5", order_id=2)
         await venue.fill(market_id=BTC, quantity="100", order_id=3, shape="nested")
@@ -110,9 +108,6 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         assert "4 alerts sent" in summary
         assert "0 pending" in summary
         assert len(webhook.requests) == 4
-    finally:
-        if daemon.proc.returncode is None:
-            await daemon.kill()
 
 
 async def test_alerts_pending_at_shutdown_are_sent_after_restart(
@@ -122,32 +117,23 @@ async def test_alerts_pending_at_shutdown_are_sent_after_restart(
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     webhook.respond(500, times=1000)
-    daemon = await Daemon.start("run", "--config", str(config), env=env)
-    try:
-        await venue.wait_connected(1, timeout=10)
-        await daemon.wait_log("backfill", timeout=10)
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
         await webhook.wait_for(2, timeout=10)  # first attempt and a retry, both refused
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait()
         assert code == 0
         assert "1 pending" in daemon.lines[-1]
-    finally:
-        if daemon.proc.returncode is None:
-            await daemon.kill()
 
     refused = len(webhook.requests)
     webhook._plan.clear()
-    daemon = await Daemon.start("run", "--config", str(config), env=env)
-    try:
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
         await webhook.wait_for(refused + 1, timeout=10)
         await venue.wait_connected(1, timeout=10)
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait()
         assert code == 0
-    finally:
-        if daemon.proc.returncode is None:
-            await daemon.kill()
     assert len(webhook.requests) == refused + 1  # delivered once, and the fill not re-alerted
     assert "0 pending" in daemon.lines[-1]
 
@@ -203,8 +189,7 @@ async def test_watch_reloads_when_the_file_changes(
     """run --watch picks up a saved config file without a signal, and refuses a broken one."""
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
-    daemon = await Daemon.start("run", "--config", str(config), "--watch", env=env)
-    try:
+    async with await Daemon.start("run", "--config", str(config), "--watch", env=env) as daemon:
         await daemon.wait_log("started")
         write_config(config, venue, webhook, rules=RULES + EXTRA_RULE)
         await daemon.wait_log("reloaded: 2 rules")
@@ -213,9 +198,6 @@ async def test_watch_reloads_when_the_file_changes(
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait()
         assert code == 0
-    finally:
-        if daemon.proc.returncode is None:
-            await daemon.kill()
 
 
 async def test_sigterm_with_a_send_hanging_exits_quickly(
@@ -225,10 +207,8 @@ async def test_sigterm_with_a_send_hanging_exits_quickly(
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     webhook.hang()
-    daemon = await Daemon.start("run", "--config", str(config), env=env)
-    try:
-        await venue.wait_connected(1, timeout=10)
-        await daemon.wait_log("backfill", timeout=10)
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
         await webhook.wait_for(1, timeout=10)  # the send is in flight, unanswered
         began = time.monotonic()
@@ -237,9 +217,6 @@ async def test_sigterm_with_a_send_hanging_exits_quickly(
         assert code == 0
         assert time.monotonic() - began < 10
         assert "1 pending" in daemon.lines[-1]
-    finally:
-        if daemon.proc.returncode is None:
-            await daemon.kill()
 
 
 async def test_outbox_can_be_listed_while_the_daemon_runs(
@@ -249,10 +226,8 @@ async def test_outbox_can_be_listed_while_the_daemon_runs(
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     webhook.respond(500, times=1000)
-    daemon = await Daemon.start("run", "--config", str(config), env=env)
-    try:
-        await venue.wait_connected(1, timeout=10)
-        await daemon.wait_log("backfill", timeout=10)
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
         await webhook.wait_for(1, timeout=10)
         listing = await Daemon.start("outbox", "--config", str(config), env=env)
@@ -263,6 +238,3 @@ async def test_outbox_can_be_listed_while_the_daemon_runs(
         code, _ = await second.wait()
         assert code == 1
         assert "locked by another process (is another notifier running?)" in second.log
-    finally:
-        if daemon.proc.returncode is None:
-            await daemon.kill()

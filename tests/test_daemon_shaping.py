@@ -42,7 +42,7 @@ async def _start(config: Path, venue: SimulatedPolySim) -> Daemon:
     daemon = await Daemon.start(
         "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     )
-    await daemon.wait_log("backfill", timeout=10)
+    await daemon.feed_ready(venue)
     return daemon
 
 
@@ -58,8 +58,7 @@ async def test_three_fills_in_the_wait_arrive_as_one_digest(
     """3 fills of one market within the wait: one webhook message with count 3 and the VWAP."""
     port = free_port()
     config = write_config(tmp_path / "c.yaml", venue, webhook, wait="1s", metrics=port)
-    daemon = await _start(config, venue)
-    try:
+    async with await _start(config, venue) as daemon:
         await _fills(venue)
         (request,) = await webhook.wait_for(1, timeout=10)
         assert request.json["title"] == "3 fills on Will Bitcoin close above $100k in 2026?"
@@ -70,9 +69,6 @@ async def test_three_fills_in_the_wait_arrive_as_one_digest(
         assert code == 0
         assert "3 matched, 1 alerts sent" in daemon.lines[-1]
         assert len(webhook.requests) == 1
-    finally:
-        if daemon.proc.returncode is None:
-            await daemon.kill()
 
 
 async def test_held_digest_survives_kill_9_and_goes_out_once(
