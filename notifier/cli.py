@@ -73,11 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from notifier import keepalive
     from notifier.service import Service
 
     path = Path(args.config)
     settings = _load(path)
     _configure_logging(args, settings.log)
+    keepalive.install()  # the daemon sends alert after alert to the same hosts
 
     async def go() -> None:
         watch = path if args.watch else None
