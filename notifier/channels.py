@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
 import threading
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -45,6 +47,13 @@ _SERIOUS = frozenset({"WARNING", "ERROR", "CRITICAL"})
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 # Separators inside an apprise URL; what lies between them may be a token, password or topic.
 _URL_SEPARATORS = re.compile(r"[/:@?&=#,;+\s]+")
+# Threads that run apprise's blocking sends. Bounded: a send holds its thread at most until
+# its socket timeouts (set from delivery.timeout), and waiting sends queue rather than spawn.
+SEND_THREADS = 16
+# service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
+# send to its own pool so it can stop waiting; `send` bounds the wait already, and the socket
+# timeouts (_tune) bound the send itself.
+_ASSET = AppriseAsset(service_timeout=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +158,7 @@ class ChannelSet:
                 self._by_key.setdefault(entry.target.key, entry)
         self._locks = {key: asyncio.Lock() for key in self._by_key}
         self._body_format = NotifyFormat(delivery.body_format)
+        self._timeout = delivery.timeout
 
     @classmethod
     def build(
@@ -160,7 +170,7 @@ class ChannelSet:
         for name, settings in channels.items():
             built: dict[str, _Entry] = {}
             for index, url in enumerate(settings.urls):
-                plugin, why = _instantiate(url, _asset(delivery))
+                plugin, why = _instantiate(url, _ASSET)
                 if plugin is None:
                     path = f"channels.{name}.urls[{index}]"
                     problems.append(ConfigProblem("<config>", None, path, why or "unusable URL"))
@@ -201,14 +211,25 @@ class ChannelSet:
         KeyError if the target key is unknown (check `knows` first).
         """
         entry = self._by_key[target]
+        call = functools.partial(
+            entry.apprise.notify,
+            body=body,
+            title=title,
+            notify_type=NotifyType.INFO,
+            body_format=self._body_format,
+        )
         async with self._locks[target]:
             try:
-                result = await entry.apprise.async_notify(
-                    body=body,
-                    title=title,
-                    notify_type=NotifyType.INFO,
-                    body_format=self._body_format,
-                )
+                # apprise's blocking notify() on a thread of ours: one hop per send, where its
+                # async_notify() takes a dozen turns of the event loop and a hop to its own
+                # pool. A send past the timeout is given up here; its thread ends at the
+                # socket timeout.
+                async with asyncio.timeout(self._timeout):
+                    result = await asyncio.get_running_loop().run_in_executor(_senders(), call)
+            except TimeoutError:
+                error = f"no answer within {self._timeout:g}s"
+                log.warning("send to %s failed: %s", entry.target.display, error)
+                return SendResult(ok=False, error=error)
             except Exception as exc:  # apprise promises not to raise; a bug must not kill delivery
                 error = _scrub(f"apprise raised {exc!r}", entry.secrets)
                 log.warning("send to %s failed: %s", entry.target.display, error)
@@ -236,9 +257,10 @@ class ChannelSet:
         return list(zip(targets, results, strict=True))
 
 
-def _asset(delivery: DeliverySettings) -> AppriseAsset:
-    """An asset bounding each service call by the delivery timeout (apprise's own deadline)."""
-    return AppriseAsset(service_timeout=delivery.timeout)
+@functools.cache
+def _senders() -> ThreadPoolExecutor:
+    """The send threads, started on first use and shared by every channel set (reloads too)."""
+    return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="notifier-send")
 
 
 def _privacy_url(plugin: NotifyBase) -> str:

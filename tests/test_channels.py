@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import html
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -258,6 +259,28 @@ async def test_hanging_server_is_bounded_by_delivery_timeout(webhook: WebhookRec
     # The outer bound only guards the test run; the send must end on its own timeout.
     result = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
     assert not result.ok
+    assert len(webhook.requests) == 1
+
+
+async def test_a_send_runs_apprise_inline_on_one_of_our_threads(
+    webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One thread hop per send: apprise's per-call deadline is off (service_timeout=0), so it
+    runs the plugin in the calling thread instead of handing it to its own pool."""
+    from apprise.plugins.custom_json import NotifyJSON
+
+    threads: list[str] = []
+    send = NotifyJSON.send
+
+    def observed(self: NotifyJSON, *args: object, **kwargs: object) -> bool:
+        threads.append(threading.current_thread().name)
+        return bool(send(self, *args, **kwargs))
+
+    monkeypatch.setattr(NotifyJSON, "send", observed)
+    cs = channels({"c": (webhook.json_url,)})
+    assert (await cs.send(only(cs).key, TITLE, BODY)).ok
+    assert len(threads) == 1
+    assert threads[0].startswith("notifier-send")
     assert len(webhook.requests) == 1
 
 
