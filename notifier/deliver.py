@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -113,13 +113,23 @@ class Deliverer:
 
     # -- control -----------------------------------------------------------------------------
 
-    def notify(self) -> None:
+    def notify(self, targets: Iterable[str] | None = None) -> None:
         """New rows were recorded (or the clock moved): start lanes and let waiting ones look again.
 
-        Only sets an event, so the feed path pays next to nothing; the supervisor coalesces a
-        burst of notifications into one look at the outbox.
+        Given the targets that got rows (the pipeline knows them), their lanes are woken or
+        started here: the alert leaves on the next turn of the loop, without a supervisor turn
+        and an outbox scan in between. Without, only an event is set, and the supervisor
+        coalesces a burst of notifications into one look at the whole outbox.
         """
-        self._notified.set()
+        if targets is None or self._stopping:
+            self._notified.set()
+            return
+        for target in targets:
+            wake = self._wakes.get(target)
+            if wake is not None:
+                wake.set()
+            else:
+                self._start_lane(target)
 
     def swap_sender(
         self, sender: Sender, channels: Mapping[str, ChannelSettings] | None = None
@@ -182,11 +192,14 @@ class Deliverer:
             return
         for target in self._store.pending_targets():
             if target not in self._lanes:
-                wake = asyncio.Event()
-                self._wakes[target] = wake
-                self._lanes[target] = asyncio.create_task(
-                    self._lane(target, wake), name=f"deliver-lane-{len(self._lanes)}"
-                )
+                self._start_lane(target)
+
+    def _start_lane(self, target: str) -> None:
+        wake = asyncio.Event()
+        self._wakes[target] = wake
+        self._lanes[target] = asyncio.create_task(
+            self._lane(target, wake), name=f"deliver-lane-{len(self._lanes)}"
+        )
 
     async def _cancel_lanes(self) -> None:
         lanes = list(self._lanes.values())

@@ -90,7 +90,7 @@ class Pipeline:
         targets: TargetLookup,
         store: FillRecorder,
         titles: TitleSource | None,
-        on_recorded: Callable[[], None],
+        on_recorded: Callable[[set[str]], None],
         title_timeout: float = 2.0,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -120,8 +120,9 @@ class Pipeline:
         """
         if not releases:
             return
-        if self._record_releases(releases):
-            self._on_recorded()
+        targets = self._record_releases(releases)
+        if targets:
+            self._on_recorded(targets)
         self._save_snapshot()
 
     def swap(self, *, rules: RuleSet, targets: TargetLookup) -> None:
@@ -205,7 +206,8 @@ class Pipeline:
         remembered = self._store.remember(quiet)
         self.stats.processed += remembered
         self.stats.duplicates += len(quiet) - remembered
-        recorded = shaped = False
+        recorded: set[str] = set()  # targets with new outbox rows
+        shaped = False
         for fill, matched in hits:
             planned = plan_alerts(
                 fill, rules=rules, targets=targets, defer_shaped=True, matched=matched
@@ -217,11 +219,11 @@ class Pipeline:
                 self.stats.alerts += len(planned.alerts)
                 self.stats.matched.update(rule.name for rule in planned.rules)
                 self.stats.matched_fills += bool(planned.rules)
-                recorded = recorded or bool(planned.alerts)
+                recorded.update(alert.target for alert in planned.alerts)
                 for rule in planned.shaped:
                     shaped = True
                     releases = self.shaping.offer(rule, fill)
-                    recorded = self._record_releases(releases) or recorded
+                    recorded |= self._record_releases(releases)
                     self._since_snapshot += 1
                     if self._since_snapshot >= SNAPSHOT_EVERY:
                         self._save_snapshot()
@@ -233,11 +235,11 @@ class Pipeline:
         for fill, _ in batch:
             self._queued.discard(fill.key)
         if recorded:
-            self._on_recorded()
+            self._on_recorded(recorded)
 
-    def _record_releases(self, releases: list[Release]) -> bool:
-        """Record each release's alerts (idempotent by its key); whether any alert was queued."""
-        queued = False
+    def _record_releases(self, releases: list[Release]) -> set[str]:
+        """Record each release's alerts (idempotent by its key); the targets of those queued."""
+        queued: set[str] = set()
         for release in releases:
             alerts = self.shaping.alerts(release, self._targets)
             filled_at = max(f.filled_at for f in release.fills)
@@ -245,7 +247,7 @@ class Pipeline:
             if self._store.record(fill_key=key, filled_at=filled_at, alerts=alerts):
                 self.stats.released += 1
                 self.stats.alerts += len(alerts)
-                queued = queued or bool(alerts)
+                queued.update(alert.target for alert in alerts)
         return queued
 
     def _save_snapshot(self) -> None:
@@ -254,8 +256,9 @@ class Pipeline:
 
     def release_due(self) -> None:
         """Record what the shaper releases by now, with its new snapshot (one transaction)."""
-        if self._record_releases(self.shaping.due()):
-            self._on_recorded()
+        targets = self._record_releases(self.shaping.due())
+        if targets:
+            self._on_recorded(targets)
         self._save_snapshot()
 
     async def _release_forever(self) -> None:

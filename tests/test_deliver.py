@@ -138,6 +138,24 @@ def make(
     return Deliverer(store, sender, settings, clock=clock, rng=NoJitter(), on_sent=on_sent)
 
 
+async def test_notify_with_targets_starts_their_lanes_at_once(
+    store: StateStore, clock: HandClock
+) -> None:
+    """Told which targets got rows, notify() starts those lanes itself: their rows go out with
+    no supervisor pass over the outbox, and a target not named waits for one."""
+    sender = FakeSender({"a": "chat", "b": "mail"})
+    deliverer = make(store, sender, clock)
+    put(store, "f1", "a", "b")
+    deliverer.notify({"a"})  # run() never started: only the lane started here can send
+    await spin_until(lambda: sender.delivered == [("a", "f1")])
+    await settle()
+    assert sender.delivered == [("a", "f1")]
+    assert store.counts() == {"pending": 1, "dead": 0, "sent": 1}
+    async with running(deliverer):  # the supervisor's first look finds b's row
+        await spin_until(lambda: store.counts()["pending"] == 0)
+    assert sorted(sender.delivered) == [("a", "f1"), ("b", "f1")]
+
+
 async def test_delivers_each_row_once_on_notify(store: StateStore, clock: HandClock) -> None:
     """Recorded rows go out once each after notify(), are marked sent, counted and hooked."""
     sender = FakeSender({"a": "chat", "b": "mail"})

@@ -80,13 +80,13 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
         yield opened
 
 
-def _pipeline(store: StateStore, titles: _Titles | None, wakes: list[int]) -> Pipeline:
+def _pipeline(store: StateStore, titles: _Titles | None, wakes: list[set[str]]) -> Pipeline:
     return Pipeline(
         rules=_rules(),
         targets=DeskAndPhone(),
         store=store,
         titles=titles,
-        on_recorded=lambda: wakes.append(1),
+        on_recorded=wakes.append,
         title_timeout=0.05,
     )
 
@@ -113,9 +113,9 @@ def test_plan_renders_one_alert_per_rule_and_target() -> None:
 
 
 async def test_new_fill_becomes_durable_alerts(store: StateStore) -> None:
-    """A new fill is recorded with its alerts in the outbox, titled, and delivery is woken."""
+    """A new fill is recorded with its alerts in the outbox, titled; its targets are announced."""
     titles = _Titles({"0xabc1": "BTC 100k?"})
-    wakes: list[int] = []
+    wakes: list[set[str]] = []
     pipeline = _pipeline(store, titles, wakes)
     await pipeline.submit(_fill(), "live")
     await _drain(pipeline)
@@ -128,7 +128,7 @@ async def test_new_fill_becomes_durable_alerts(store: StateStore) -> None:
     ]
     assert {r.title for r in rows if r.rule == "buys"} == {"Buy on BTC 100k?"}
     assert store.seen(_fill().key)
-    assert wakes == [1]
+    assert wakes == [{"desk-1", "phone-1", "phone-2"}]
     assert pipeline.stats.processed == 1
     assert pipeline.stats.matched == {"buys": 1, "all": 1}
     assert pipeline.stats.matched_fills == 1

@@ -77,7 +77,7 @@ def make(store: StateStore, clock: HandClock, text: str = DIGEST) -> Pipeline:
         targets=DeskAndPhone(),
         store=store,
         titles=None,
-        on_recorded=lambda: None,
+        on_recorded=lambda _targets: None,
         clock=clock,
     )
 
@@ -144,7 +144,7 @@ async def test_timer_task_releases_at_the_deadline(store: StateStore, clock: Han
         targets=DeskAndPhone(),
         store=store,
         titles=None,
-        on_recorded=lambda: woken.append(1),
+        on_recorded=lambda _targets: woken.append(1),
         clock=clock,
     )
     runner = asyncio.create_task(pipeline.run())
