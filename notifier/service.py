@@ -32,6 +32,7 @@ from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.pipeline import Pipeline
 from notifier.settings import Settings
 from notifier.store import OutboxItem, StateStore
+from notifier.walcheckpoint import WalCheckpointer, checkpoint_forever
 from notifier.watch import signature, watch_file
 
 log = logging.getLogger(__name__)
@@ -106,21 +107,28 @@ class Service:
         settings = self.settings
         # Exclusive: two daemons on one state file would deliver every alert twice. Deferred
         # commits group a burst's records into one transaction (see StateStore).
+        # Checkpoints run on a thread (walcheckpoint.py), not inside a commit on the loop.
         loop = asyncio.get_running_loop()
         store = self.store = StateStore(
-            settings.state.path, exclusive=True, defer_commit=loop.call_soon
+            settings.state.path, exclusive=True, defer_commit=loop.call_soon, autocheckpoint=False
         )
+        checkpointer = WalCheckpointer(store.path)
         try:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
             timeout = httpx.Timeout(settings.feed.request_timeout)
             async with httpx.AsyncClient(timeout=timeout) as http:
-                await self._run_with(store, channels, http)
+                await self._run_with(store, channels, http, checkpointer)
             return self.summary()
         finally:
+            checkpointer.close()
             store.close()
 
     async def _run_with(
-        self, store: StateStore, channels: ChannelSet, http: httpx.AsyncClient
+        self,
+        store: StateStore,
+        channels: ChannelSet,
+        http: httpx.AsyncClient,
+        checkpointer: WalCheckpointer,
     ) -> None:
         settings = self.settings
         deliverer = self.deliverer = Deliverer(
@@ -160,6 +168,7 @@ class Service:
                     pipe_task = tasks.create_task(pipeline.run(), name="pipeline")
                     send_task = tasks.create_task(deliverer.run(), name="deliver")
                     prune_task = tasks.create_task(self._prune_forever(store), name="prune")
+                    wal_task = tasks.create_task(checkpoint_forever(checkpointer), name="wal")
                     watch_task = (
                         tasks.create_task(
                             watch_file(self._watch, self.request_reload, since=self._watch_since)
@@ -174,6 +183,7 @@ class Service:
                     await deliverer.drain(SHUTDOWN_GRACE)
                     await _cancel(send_task)
                     await _cancel(prune_task)
+                    await _cancel(wal_task)
                     if watch_task is not None:
                         await _cancel(watch_task)
         finally:

@@ -26,7 +26,8 @@ class SqliteFile:
     transaction. `exclusive` keeps other exclusive openers (another daemon) off the file for
     this process's lifetime; plain openers (the CLI) may still read and write. With `defer_commit`
     (e.g. `loop.call_soon`), deferrable writes join one open batch that the scheduled `flush()`
-    commits; every other write, and `flush()` itself, is durable on return.
+    commits; every other write, and `flush()` itself, is durable on return. `autocheckpoint=False`
+    leaves checkpoints of the WAL to a `WalCheckpointer` (close still checkpoints).
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class SqliteFile:
         busy_timeout: float = 1.0,
         defer_commit: Callable[[Callable[[], None]], object] | None = None,
         batch_limit: int = 1000,
+        autocheckpoint: bool = True,
     ) -> None:
         self.path = Path(path)
         self._defer = defer_commit
@@ -58,6 +60,8 @@ class SqliteFile:
         try:
             with self.errors("cannot open"):
                 self._setup(synchronous, migrations)
+                if not autocheckpoint:  # someone else checkpoints (walcheckpoint.py)
+                    self.db.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException:
             self.db.close()
             self._release_lock()

@@ -65,6 +65,7 @@ class StateStore:
         busy_timeout: float = 1.0,
         defer_commit: Callable[[Callable[[], None]], object] | None = None,
         batch_limit: int = 1000,
+        autocheckpoint: bool = True,
     ) -> None:
         self._clock = clock
         self._file = SqliteFile(
@@ -75,6 +76,7 @@ class StateStore:
             busy_timeout=busy_timeout,
             defer_commit=defer_commit,
             batch_limit=batch_limit,
+            autocheckpoint=autocheckpoint,
         )
         self.path = self._file.path
         self._db = self._file.db
