@@ -38,6 +38,8 @@ __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 _APP_PING = '{"action": "ping"}'
 CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dropped
 _REJECT_LOG_EVERY = 10.0  # seconds: at most one log line per rejection reason in this window
+# Seconds of reading buffered frames before the read loop lets other tasks run.
+YIELD_AFTER = 0.005
 
 
 @dataclass
@@ -204,7 +206,7 @@ class FeedClient:
         `recv()`: a timer per frame cost more than everything else done per frame.
         """
         loop_time = asyncio.get_running_loop().time
-        self._rx = loop_time()
+        self._rx = turn = loop_time()
         self._silent = False
         self.stats.reading = True
         watchdog = asyncio.create_task(self._watch(ws), name="feed-watchdog")
@@ -213,8 +215,13 @@ class FeedClient:
                 if self._backfill.due:
                     self._tend()
                 data = await ws.recv()
-                self._rx = loop_time()
+                self._rx = now = loop_time()
                 await self._on_frame(data)
+                if now - turn >= YIELD_AFTER:
+                    # recv() returns buffered frames without suspending, and one socket read
+                    # can buffer a thousand: give the pipeline and delivery their turn.
+                    await asyncio.sleep(0)
+                    turn = loop_time()
         except ConnectionClosed as exc:
             return "silent" if self._silent else self._close_cause(exc)
         finally:

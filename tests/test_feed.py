@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -594,3 +595,38 @@ async def test_a_frame_over_the_hard_limit_costs_one_reconnect(
     assert h.client.stats.rejected == {"oversized": 1}
     assert h.client.stats.reconnects == {"oversized": 1}
     assert len(h.sleeps.delays) == 1
+
+
+async def test_a_burst_of_buffered_frames_lets_other_tasks_run(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """recv() hands out buffered frames without suspending; once the read loop's turn is used
+    up (here: after every frame) it yields, so delivery and the pipeline run during a burst."""
+    monkeypatch.setattr("notifier.feed.YIELD_AFTER", 0.0)
+    ticks = 0
+    seen_at: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    h = Harness(polysim, http)
+    record = h.sink.__call__
+
+    async def sink(fill: Fill, source: str) -> None:
+        seen_at.append(ticks)
+        await record(fill, source)
+
+    h.client._sink = sink  # the harness's own sink, observed on the way
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        side = asyncio.create_task(ticker())
+        try:
+            await asyncio.gather(*(polysim.fill(order_id=n) for n in range(200)))
+            await h.sink.wait(200)
+        finally:
+            side.cancel()
+    assert len(seen_at) == 200
+    assert all(a < b for a, b in itertools.pairwise(seen_at))
