@@ -46,6 +46,7 @@ _MAX_DIGITS = 28
 _MAX_ADJUSTED = 18
 _MIN_ADJUSTED = -18
 _FILL_TYPES = frozenset({"fill", "execution"})
+_ZERO, _ONE = Decimal(0), Decimal(1)
 # The wire's usual form ("0.65", "10.0"): small enough that no bound above can be broken,
 # so it skips the general checks (the hot path of every frame).
 _PLAIN_DECIMAL = re.compile(r"\d{1,12}(?:\.\d{1,12})?")
@@ -118,7 +119,7 @@ def normalize_any(obj: Mapping[str, object]) -> Fill | Rejected | None:
 def _to_fill(obj: Mapping[str, object]) -> Fill | Rejected:
     try:
         price = _decimal(obj, "price")
-        if not Decimal(0) <= price <= Decimal(1):
+        if not _ZERO <= price <= _ONE:
             raise _Reject("price_range", f"price={_show(obj['price'])} outside [0, 1]")
         quantity = _decimal(obj, "quantity")
         if quantity <= 0:
@@ -226,6 +227,8 @@ def _time(obj: Mapping[str, object]) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise _Reject("time", f"{name}={_show(value)} is not an ISO-8601 time") from None
+    if parsed.tzinfo is UTC:  # "Z": as the venue sends it
+        return parsed
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)  # the venue's naive times are UTC
     try:
