@@ -7,8 +7,8 @@ the webhook pairs every arrival with its frame's send time. Two contenders in th
 processes, in this run: the daemon (`python -m notifier run`, 1,000 rules, SQLite outbox,
 apprise json://); the floor, a bare client that receives the frame and posts it with httpx
 (keep-alive connection); and the apprise floor, a bare client that sends each frame through
-apprise json:// as the daemon does (apprise opens a new connection per request), which shows
-what notifier itself adds. Both wait for the first alert before the timed fills start.
+apprise json:// as the daemon does (notifier's channels, keep-alive sessions installed), which
+shows what notifier itself adds. Each waits for its first alerts before the timed fills start.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from common import (
     stop,
 )
 
+from notifier import keepalive
 from notifier.channels import ChannelSet
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
@@ -60,6 +61,7 @@ async def bare_client(base_url: str, hook: str) -> None:
 
 async def apprise_client(base_url: str, hook_port: int) -> None:
     """The apprise floor: receive a frame, send it through apprise json:// (as the daemon does)."""
+    keepalive.install()  # as `notifier run` does
     url = f"json://127.0.0.1:{hook_port}/"
     channels = ChannelSet.build(
         {"hook": ChannelSettings(name="hook", urls=(url,))}, delivery=DeliverySettings()
