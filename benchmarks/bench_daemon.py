@@ -193,8 +193,8 @@ async def harness(args: argparse.Namespace) -> None:
     )
     print(
         f"daemon ingest alone (every fill received, by its /metrics): "
-        f"{args.fills / ingest:,.0f} fills/s ({ingest:.2f} s); the rest is the alert backlog "
-        "draining to one webhook, one send at a time in fill order"
+        f"{args.fills / ingest:,.0f} fills/s ({ingest:.2f} s), sending alerts meanwhile; after "
+        "it, the alerts still queued for the one webhook (sent one at a time, in fill order)"
     )
 
 

@@ -32,7 +32,7 @@ from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.pipeline import Pipeline
 from notifier.settings import Settings
 from notifier.store import OutboxItem, StateStore
-from notifier.walcheckpoint import WalCheckpointer, checkpoint_forever
+from notifier.walcheckpoint import BACKSTOP_PAGES, WalCheckpointer, checkpoint_forever
 from notifier.watch import signature, watch_file
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,14 @@ class Service:
         settings = self.settings
         # Exclusive: two daemons on one state file would deliver every alert twice. Deferred
         # commits group a burst's records into one transaction (see StateStore).
-        # Checkpoints run on a thread (walcheckpoint.py), not inside a commit on the loop.
+        # Checkpoints run on a thread (walcheckpoint.py), not inside a commit on the loop; the
+        # in-commit one stays as a backstop for a flood the thread cannot keep up with.
         loop = asyncio.get_running_loop()
         store = self.store = StateStore(
-            settings.state.path, exclusive=True, defer_commit=loop.call_soon, autocheckpoint=False
+            settings.state.path,
+            exclusive=True,
+            defer_commit=loop.call_soon,
+            autocheckpoint=BACKSTOP_PAGES,
         )
         checkpointer = WalCheckpointer(store.path)
         try:

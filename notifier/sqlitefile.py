@@ -18,6 +18,9 @@ from notifier.errors import StateError
 
 Migration = Callable[[sqlite3.Connection], None]
 
+# Bytes a WAL file is cut back to when it restarts after a burst made it grow.
+WAL_SIZE_LIMIT = 64 * 2**20
+
 
 class SqliteFile:
     """A connection in WAL mode whose writes are transactions, optionally group-committed.
@@ -26,8 +29,9 @@ class SqliteFile:
     transaction. `exclusive` keeps other exclusive openers (another daemon) off the file for
     this process's lifetime; plain openers (the CLI) may still read and write. With `defer_commit`
     (e.g. `loop.call_soon`), deferrable writes join one open batch that the scheduled `flush()`
-    commits; every other write, and `flush()` itself, is durable on return. `autocheckpoint=False`
-    leaves checkpoints of the WAL to a `WalCheckpointer` (close still checkpoints).
+    commits; every other write, and `flush()` itself, is durable on return. `autocheckpoint` moves
+    SQLite's in-commit checkpoint threshold (1,000 pages), e.g. to leave the routine work to a
+    `WalCheckpointer`; a WAL grown past `WAL_SIZE_LIMIT` shrinks back once checkpointed.
     """
 
     def __init__(
@@ -40,7 +44,7 @@ class SqliteFile:
         busy_timeout: float = 1.0,
         defer_commit: Callable[[Callable[[], None]], object] | None = None,
         batch_limit: int = 1000,
-        autocheckpoint: bool = True,
+        autocheckpoint: int | None = None,
     ) -> None:
         self.path = Path(path)
         self._defer = defer_commit
@@ -60,8 +64,8 @@ class SqliteFile:
         try:
             with self.errors("cannot open"):
                 self._setup(synchronous, migrations)
-                if not autocheckpoint:  # someone else checkpoints (walcheckpoint.py)
-                    self.db.execute("PRAGMA wal_autocheckpoint = 0")
+                if autocheckpoint is not None:  # pages; 0: never (walcheckpoint.py's job)
+                    self.db.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
         except BaseException:
             self.db.close()
             self._release_lock()
@@ -77,6 +81,7 @@ class SqliteFile:
         # corrupts the file. The one fsync happens per checkpoint, not per commit: FULL would
         # put a disk flush on every alert's hot path (benchmarks/bench_store.py measures it).
         self.db.execute(f"PRAGMA synchronous = {synchronous}")
+        self.db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         target = max(migrations) + 1 if migrations else 0
         with self.write():
             version = int(self.db.execute("PRAGMA user_version").fetchone()[0])

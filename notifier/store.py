@@ -65,7 +65,7 @@ class StateStore:
         busy_timeout: float = 1.0,
         defer_commit: Callable[[Callable[[], None]], object] | None = None,
         batch_limit: int = 1000,
-        autocheckpoint: bool = True,
+        autocheckpoint: int | None = None,
     ) -> None:
         self._clock = clock
         self._file = SqliteFile(

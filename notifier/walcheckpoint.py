@@ -3,9 +3,13 @@
 SQLite checkpoints automatically inside whichever commit takes the WAL past 1,000 pages: that
 commit copies the WAL into the database and fsyncs it, 3 to 4 ms on this machine instead of
 the usual 30 µs. The daemon commits on its event loop, so every few seconds one alert (and
-the feed reader) waited that long. The service turns automatic checkpoints off for its
-connection (`SqliteFile(autocheckpoint=False)`) and runs `checkpoint_forever` instead: a
-PASSIVE checkpoint on a second connection, in a worker thread, which never blocks the writer.
+the feed reader) waited that long. The service runs `checkpoint_forever` instead: a PASSIVE
+checkpoint on a second connection, in a worker thread, which never blocks the writer.
+
+A PASSIVE checkpoint lets the WAL start over only if it copied every frame before the next
+commit; under a sustained flood of commits it may never get there. So the in-commit
+checkpoint stays, at `BACKSTOP_PAGES` instead of 1,000: it bounds the WAL, and is cheap when
+it comes, since the thread has copied most frames already.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 1.0  # seconds between background checkpoints
+BACKSTOP_PAGES = 10_000  # the in-commit checkpoint's threshold (about 40 MB of WAL)
 
 
 class WalCheckpointer:

@@ -30,10 +30,10 @@ def _fill_up(store: StateStore) -> None:
 
 @pytest.mark.parametrize("automatic", [True, False])
 def test_commits_checkpoint_only_when_automatic(tmp_path: Path, automatic: bool) -> None:
-    """With autocheckpoint off no commit copies the WAL: the checkpointer finds every frame
-    still there, and copies them all; with it on, commits already did most of the work."""
+    """With the in-commit checkpoint off no commit copies the WAL: the checkpointer finds every
+    frame still there, and copies them all; at SQLite's default, commits did most of it."""
     path = tmp_path / "state.db"
-    with StateStore(path, autocheckpoint=automatic) as store:
+    with StateStore(path, autocheckpoint=None if automatic else 0) as store:
         _fill_up(store)
         checkpointer = WalCheckpointer(path)
         try:
@@ -84,7 +84,7 @@ async def test_checkpoint_forever_runs_on_a_thread_until_cancelled(tmp_path: Pat
             loop.call_soon_threadsafe(ran.set)
             return result
 
-    with StateStore(path, autocheckpoint=False) as store:
+    with StateStore(path, autocheckpoint=0) as store:
         _fill_up(store)
         checkpointer = Counting(path)
         task = asyncio.create_task(checkpoint_forever(checkpointer, every=0))
