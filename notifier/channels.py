@@ -223,7 +223,7 @@ class ChannelSet:
                 # apprise's blocking notify() on a thread of ours: one hop per send, where its
                 # async_notify() takes a dozen turns of the event loop and a hop to its own
                 # pool. A send past the timeout is given up here; its thread ends at the
-                # socket timeout.
+                # socket timeout (apprise's own retries are off: see _tune).
                 async with asyncio.timeout(self._timeout):
                     result = await asyncio.get_running_loop().run_in_executor(_senders(), call)
             except TimeoutError:
@@ -275,6 +275,9 @@ def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
     # ntfy/email, 1.2 s for Slack): on a reused object that delays every second alert. The
     # deliverer paces and backs off itself, so the throttle is off. Pinned by a test.
     plugin.request_rate_per_sec = 0
+    # No retries inside apprise (a URL's ?retry=N): the deliverer retries with back-off, and a
+    # send given up on after delivery.timeout must not keep trying in its thread.
+    plugin.retry = 0
     # One delivery attempt is bounded by delivery.timeout at the socket too, so a peer that
     # never answers frees its worker thread instead of holding it past apprise's deadline.
     plugin.socket_connect_timeout = delivery.timeout

@@ -165,6 +165,7 @@ class Deliverer:
             if self._failure is not None:
                 raise self._failure
         finally:
+            self._stopping = True  # notify() starts no lane from now on
             await self._cancel_lanes()
 
     async def drain(self, grace: float) -> None:

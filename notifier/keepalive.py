@@ -9,8 +9,11 @@ a loopback webhook, a round trip or two more to Slack or Telegram over TLS.
 `install()` (the daemon's CLI calls it, once, like it configures logging) puts a function
 behind `requests.request` that runs the call on a session kept per thread, so a worker's next
 send to the same host reuses the open connection. Each call otherwise behaves as the stock
-function: the session never keeps cookies, and its headers, auth and hooks are never touched;
-a connection the peer closed while idle is noticed by urllib3 and replaced.
+function: the session never keeps cookies, and its headers, auth and hooks are never touched.
+A session idle for `REUSE_WITHIN` seconds is closed before its next call: servers drop idle
+connections after a few seconds (Apache after 5), and a reused connection the server closes
+just as the request leaves fails that attempt; a NAT that drops it silently would hold the
+send until its read timeout. Between alerts further apart, a send costs a handshake, as before.
 
 What requests reads from the environment on every call (proxies and NO_PROXY, the CA bundle,
 ~/.netrc: about 0.2 ms, as much as the rest of a loopback send) is read once per host and
@@ -24,6 +27,7 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +51,8 @@ _ENV_NAMES = (
     "HOME",
 )
 _MAX_HOSTS = 256  # remembered environments; past this the table starts over
+REUSE_WITHIN = 4.0  # seconds a connection may sit idle and still be reused
+_monotonic = time.monotonic  # replaced by tests
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +83,13 @@ def _environment(url: str) -> _Environment:
 
 
 def _session() -> requests.Session:
-    """This thread's session, built on first use."""
+    """This thread's session: built on first use, and again after `REUSE_WITHIN` idle."""
     session: requests.Session | None = getattr(_local, "session", None)
+    now = _monotonic()
+    if session is not None and now - _local.used >= REUSE_WITHIN:
+        session.close()
+        session = None
+    _local.used = now
     if session is None:
         session = requests.Session()
         # Like a fresh session per call: a response's cookies are never sent with a later call.

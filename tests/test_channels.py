@@ -284,6 +284,16 @@ async def test_a_send_runs_apprise_inline_on_one_of_our_threads(
     assert len(webhook.requests) == 1
 
 
+async def test_apprise_retries_in_the_url_are_off(webhook: WebhookReceiver) -> None:
+    """`?retry=3` would have apprise try four times inside one send; the deliverer owns
+    retries, so a failing send is one request."""
+    webhook.respond(500, times=4)
+    cs = channels({"c": (f"{webhook.json_url}?retry=3&wait=0",)})
+    result = await cs.send(only(cs).key, TITLE, BODY)
+    assert not result.ok
+    assert len(webhook.requests) == 1
+
+
 # --- apprise behaviour we depend on ----------------------------------------------------------
 
 

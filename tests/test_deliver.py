@@ -156,6 +156,20 @@ async def test_notify_with_targets_starts_their_lanes_at_once(
     assert sorted(sender.delivered) == [("a", "f1"), ("b", "f1")]
 
 
+async def test_no_lane_starts_after_run_has_ended(store: StateStore, clock: HandClock) -> None:
+    """Once run() is over (cancelled with its task group), notify(targets) sends nothing: a
+    lane started then would outlive the engine and the store."""
+    sender = FakeSender({"a": "chat"})
+    deliverer = make(store, sender, clock)
+    async with running(deliverer):
+        await settle()
+    put(store, "f1", "a")
+    deliverer.notify({"a"})
+    await settle()
+    assert sender.attempts == []
+    assert store.counts()["pending"] == 1
+
+
 async def test_delivers_each_row_once_on_notify(store: StateStore, clock: HandClock) -> None:
     """Recorded rows go out once each after notify(), are marked sent, counted and hooked."""
     sender = FakeSender({"a": "chat", "b": "mail"})

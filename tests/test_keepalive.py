@@ -154,3 +154,18 @@ async def test_apprise_through_the_proxy_environment(
         assert result.ok, result.error
     assert [r.host for r in tls_proxy.requests] == [SLACK_HOST, SLACK_HOST]
     assert len(webhook.requests) == 1
+
+
+async def test_a_connection_idle_past_the_reuse_window_is_replaced(
+    server: KeepAliveServer, one_thread: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reused only within REUSE_WITHIN of the last call: an older one may be half-closed by the
+    server or a NAT, so the next call opens a fresh connection and closes the old."""
+    now = [1000.0]
+    monkeypatch.setattr(keepalive, "_monotonic", lambda: now[0])
+    connections = []
+    for step in (0.0, 1.0, keepalive.REUSE_WITHIN, 0.5):
+        now[0] += step
+        assert await _on(one_thread, _post(server.url)) == 200
+        connections.append(server.connections)
+    assert connections == [1, 1, 2, 2]
