@@ -279,7 +279,7 @@ def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
     # send given up on after delivery.timeout must not keep trying in its thread.
     plugin.retry = 0
     # One delivery attempt is bounded by delivery.timeout at the socket too, so a peer that
-    # never answers frees its worker thread instead of holding it past apprise's deadline.
+    # never answers frees its send thread about when `send` stops waiting for it.
     plugin.socket_connect_timeout = delivery.timeout
     plugin.socket_read_timeout = delivery.timeout
     plugin.overflow_mode = OverflowMode(delivery.overflow)

@@ -63,15 +63,15 @@ class SqliteFile:
             raise StateError(f"state file {self.path}: cannot open: {exc}") from exc
         try:
             with self.errors("cannot open"):
-                self._setup(synchronous, migrations)
-                if autocheckpoint is not None:  # pages; 0: never (walcheckpoint.py's job)
-                    self.db.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
+                self._setup(synchronous, migrations, autocheckpoint)
         except BaseException:
             self.db.close()
             self._release_lock()
             raise
 
-    def _setup(self, synchronous: str, migrations: Mapping[int, Migration]) -> None:
+    def _setup(
+        self, synchronous: str, migrations: Mapping[int, Migration], autocheckpoint: int | None
+    ) -> None:
         mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StateError(f"state file {self.path}: cannot switch to WAL (got {mode})")
@@ -82,6 +82,8 @@ class SqliteFile:
         # put a disk flush on every alert's hot path (benchmarks/bench_store.py measures it).
         self.db.execute(f"PRAGMA synchronous = {synchronous}")
         self.db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+        if autocheckpoint is not None:  # pages; None keeps SQLite's 1,000, 0 turns it off
+            self.db.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
         target = max(migrations) + 1 if migrations else 0
         with self.write():
             version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
