@@ -40,6 +40,11 @@ CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dr
 _REJECT_LOG_EVERY = 10.0  # seconds: at most one log line per rejection reason in this window
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005
+# Frames websockets may queue before it stops reading the socket. The connect-time backfill
+# runs before the read loop, and a stopped reader also stops reading keepalive pongs: with
+# websockets' default (16), a backfill longer than ping_interval + ping_timeout while the bot
+# kept trading got a healthy connection closed as silent. 4,096 small frames are ~2 MB.
+LIVE_QUEUE = 4096
 
 
 @dataclass
@@ -169,6 +174,7 @@ class FeedClient:
                 # No permessage-deflate: fill frames are a few hundred bytes, and inflating
                 # each one cost more CPU than reading it (about 90k vs 65k frames/s here).
                 compression=None,
+                max_queue=LIVE_QUEUE,
                 ping_interval=settings.ping_interval,
                 ping_timeout=settings.ping_timeout,
                 # Short: a stop must not wait on a peer that no longer answers.

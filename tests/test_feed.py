@@ -7,7 +7,7 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -324,6 +324,48 @@ async def test_history_outage_keeps_live_fills_and_retries_the_gap(
         await h.sink.wait(2)
     assert h.sink.order_ids() == ["2", "1"]
     assert h.client.stats.connects == 1
+
+
+class HeldHistory(SimulatedPolySim):
+    """A venue whose history answers only once `release` is set: a slow connect backfill."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.release = asyncio.Event()
+
+    async def _route(
+        self, method: str, target: str, headers: Mapping[str, str]
+    ) -> tuple[int, object, dict[str, str]]:
+        if target.startswith("/v1/account/history"):
+            await self.release.wait()
+        return await super()._route(method, target, headers)
+
+
+async def test_a_long_connect_backfill_keeps_a_busy_connection_alive(
+    http: httpx.AsyncClient,
+) -> None:
+    """Live fills queued during a backfill longer than the keepalive do not kill the connection."""
+    wall = Wall()
+    async with HeldHistory(now=wall) as sim:
+        sim.wall = wall  # type: ignore[attr-defined]
+        h = Harness(sim, http, watermark=T0 - timedelta(minutes=5), ping_interval=0.05,
+                    ping_timeout=0.3)  # fmt: skip
+        async with h.running():
+            await sim.wait_connected()
+            for n in range(40):  # the bot trades on while history is paged
+                await sim.fill(order_id=n + 1)
+            # Past ping_interval + ping_timeout: websockets' default queue (16 frames) stopped
+            # reading the socket, pongs included, and it closed the connection here.
+            await asyncio.sleep(0.6)
+            sim.release.set()
+            await h.sink.wait(40)
+            await sim.fill(order_id=41)  # read live on the same connection
+            await h.sink.wait(41)
+        assert h.client.stats.reconnects == {}
+        assert h.client.stats.connects == 1
+        # Each fill once (history brings the first 40; their live copies are deduped).
+        assert sorted(h.sink.order_ids(), key=int) == [str(n + 1) for n in range(41)]
+        assert h.sink.order_ids("live") == ["41"]
 
 
 async def test_a_first_4001_reconnects_at_once(
