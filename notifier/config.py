@@ -10,7 +10,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,11 +25,10 @@ from notifier.configvalues import (
     as_str_list,
     line_of,
     mapping,
-    suggest,
 )
 from notifier.errors import ConfigError, ConfigProblem
 from notifier.events import Fill
-from notifier.ruleconfig import RuleContext, parse_rules
+from notifier.ruleconfig import RuleContext, parse_rules, template_placeholder, unknown_channel
 from notifier.rules import RuleSet
 from notifier.settings import (
     DEFAULT_BASE_URL,
@@ -104,7 +103,7 @@ def parse(
     """Validate config `text` (from `source`, which anchors relative paths)."""
     problems = Problems(str(source))
     lenient = () if require_api_key else ("feed.api_key",)
-    tree = read(text, problems, env=env, lenient=lenient)
+    tree = read(text, problems, env=env, lenient=lenient, literal=template_placeholder)
     if tree is None:
         problems.raise_if_any()  # unreadable YAML: the rest would be noise
     root = mapping(tree, "", problems, _TOP_KEYS) if tree is not None else YMap(1)
@@ -157,12 +156,16 @@ def _section(
     return dataclasses.replace(default, **values)  # type: ignore[type-var]  # T is a dataclass
 
 
+def _is_http_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 def _url(node: Node, path: str, problems: Problems) -> str | None:
     text = as_nonempty_str(node, path, problems)
     if text is None:
         return None
-    parts = urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not _is_http_url(text.strip()):
         problems.add(node.line, path, f"must be an http:// or https:// URL, got {text!r}")
         return None
     return text.strip().rstrip("/")
@@ -198,6 +201,10 @@ def _feed(
         api_key=env.get(API_KEY_ENV, ""),
     )
     feed = _section(node, "feed", problems, defaults, _FEED)
+    if feed.base_url == defaults.base_url and not _is_http_url(feed.base_url):
+        # From the environment, so `check-config` refuses it too, not `run` at connect time.
+        message = f"{BASE_URL_ENV} must be an http:// or https:// URL, got {feed.base_url!r}"
+        problems.add(None, "feed.base_url", message)
     reported = any(p.path == "feed.api_key" for p in problems.items)
     if require_api_key and not feed.api_key.strip() and not reported:
         where = node.key_lines.get("api_key", node.line) if isinstance(node, YMap) else None
@@ -208,7 +215,7 @@ def _feed(
 
 def _path(node: Node, path: str, problems: Problems) -> Path | None:
     text = as_nonempty_str(node, path, problems)
-    return None if text is None else Path(text)
+    return None if text is None else Path(text).expanduser()  # ~/x, as in a shell
 
 
 def _anchor_state(state: StateSettings, source: Path) -> StateSettings:
@@ -218,8 +225,18 @@ def _anchor_state(state: StateSettings, source: Path) -> StateSettings:
     return dataclasses.replace(state, path=source.parent / state.path)
 
 
+def _max_age(node: Node, path: str, problems: Problems) -> timedelta | None:
+    age = as_duration(node, path, problems)
+    if age is not None and age <= timedelta(0):
+        # Not "no limit": every alert would be dead-lettered before its first attempt.
+        message = "must be more than 0 (alerts older than this are given up on, unsent)"
+        problems.add(node.line, path, message)
+        return None
+    return age
+
+
 _DELIVERY: dict[str, Parser] = {
-    "max_age": as_duration,
+    "max_age": _max_age,
     "retry_base": as_seconds,
     "retry_cap": as_seconds,
     "concurrency": lambda n, p, pr: as_int(n, p, pr, minimum=1),
@@ -229,6 +246,9 @@ _DELIVERY: dict[str, Parser] = {
 }
 
 
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also takes "²"
+
+
 def _listen(node: Node, path: str, problems: Problems) -> str | None:
     if isinstance(node, Scalar) and node.kind == "null":
         return None
@@ -236,7 +256,7 @@ def _listen(node: Node, path: str, problems: Problems) -> str | None:
     if text is None:
         return None
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not _PORT.fullmatch(port) or not 0 <= int(port) <= 65535:
         problems.add(node.line, path, f'must be "host:port" such as 127.0.0.1:9464, got {text!r}')
         return None
     return text.strip()
@@ -260,6 +280,7 @@ def _channels(
         return {}
     channels: dict[str, ChannelSettings] = {}
     fallbacks: dict[str, tuple[str, Node]] = {}
+    declared = set(node)
     for name, value in node.items():
         path = f"channels.{name}"
         if not _CHANNEL_NAME.fullmatch(name):
@@ -280,9 +301,10 @@ def _channels(
         path = f"channels.{name}.fallback"
         if target == name:
             problems.add(target_node.line, path, "a channel cannot fall back to itself")
+        elif target in declared and target not in channels:
+            continue  # the target channel's own problem is reported; this one is not
         elif target not in channels:
-            hint = suggest(target, channels)
-            problems.add(target_node.line, path, f"unknown channel {target!r}{hint}")
+            problems.add(target_node.line, path, unknown_channel(target, channels))
         elif (loop := _cycle(name, channels)) and name == min(loop):
             problems.add(target_node.line, path, f"fallback loop: {' -> '.join(loop)}")
     return channels

@@ -109,10 +109,16 @@ def as_decimal(node: Node, path: str, problems: Problems) -> Decimal | None:
     return None
 
 
+_MAX_INT_DIGITS = 18
+
+
 def as_int(node: Node, path: str, problems: Problems, *, minimum: int = 0) -> int | None:
     """A whole number at least `minimum`."""
     value = as_decimal(node, path, problems)
     if value is None:
+        return None
+    if value.adjusted() > _MAX_INT_DIGITS:  # int(Decimal("1e999999999")) would run for minutes
+        problems.add(node.line, path, f"must be a whole number below 10^{_MAX_INT_DIGITS}")
         return None
     if value != value.to_integral_value():
         problems.add(node.line, path, f"must be a whole number, got {value}")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,12 @@ def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | 
     if low is not None and high is not None and low > high:
         problems.add(node.line, path, f"min {low} is greater than max {high}")
         return None
+    if key == "price":
+        for end, value in (("min", low), ("max", high)):
+            if value is not None and not 0 <= value <= 1:
+                message = f"must be between 0 and 1 (a price of 65¢ is 0.65), got {value}"
+                problems.add(node[end].line, f"{path}.{end}", message)
+                return None
     return Bounds(key, low, high)
 
 
@@ -152,9 +159,35 @@ def _notify(node: Node, path: str, ctx: RuleContext) -> tuple[str, ...] | None:
             if text not in names:
                 names.append(text)
             continue
-        hint = suggest(text, ctx.channels) if ctx.channels else " (no channels are defined)"
-        ctx.problems.add(item.line, item_path, f"unknown channel {text!r}{hint}")
+        ctx.problems.add(item.line, item_path, unknown_channel(text, ctx.channels))
     return tuple(names) if len(names) == len({v for v, _, _ in values}) else None
+
+
+_TEMPLATE_PATH = re.compile(r"rules\[\d+\]\.(?:title|body|line|group\.line)")
+_REFERENCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def template_placeholder(path: str, reference: str) -> bool:
+    """Whether `${reference}` at `path` is "$" before a template placeholder, not a variable.
+
+    "Bought at ${price}" is the natural way to write a dollar sign before {price}; read as an
+    environment variable, it failed to load, or (with a `price` variable set) showed a wrong
+    price in every alert.
+    """
+    name = _REFERENCE_NAME.match(reference)
+    return (
+        name is not None
+        and name.group(0) in GROUP_FIELDS
+        and _TEMPLATE_PATH.fullmatch(path) is not None
+    )
+
+
+def unknown_channel(text: str, channels: Collection[str]) -> str:
+    """The message for a name that is not a channel; a pasted URL (a secret) is not echoed."""
+    if "://" in text or "@" in text:
+        return "unknown channel: this looks like a URL; define it under channels: and use its name"
+    hint = suggest(text, channels) if channels else " (no channels are defined)"
+    return f"unknown channel {text!r}{hint}"
 
 
 def _template(node: Node, path: str, ctx: RuleContext) -> Template | None:

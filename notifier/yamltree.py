@@ -11,7 +11,7 @@ Decimal("0.3") exactly and `outcome: No` is the string "No".
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -157,10 +157,13 @@ def read(
     *,
     env: Mapping[str, str],
     lenient: Collection[str] = (),
+    literal: Callable[[str, str], bool] | None = None,
 ) -> Node | None:
     """The document as a located tree, or None when empty or not YAML (problems say why).
 
     `lenient` lists key paths where an unset `${VAR}` is quietly empty instead of an error.
+    `literal(path, reference)` says which `${reference}` to keep as written (a template's
+    "${price}" is a dollar sign before the placeholder {price}, not a variable).
     """
     loader = _Loader(text)
     try:
@@ -180,16 +183,23 @@ def read(
         loader.dispose()
     if root is None:
         return None
-    return _Walker(problems, env, frozenset(lenient)).node(root, "")
+    return _Walker(problems, env, frozenset(lenient), literal).node(root, "")
 
 
 class _Walker:
     """Turns composed nodes into Scalar/YMap/YSeq, checking keys and expanding variables."""
 
-    def __init__(self, problems: Problems, env: Mapping[str, str], lenient: frozenset[str]):
+    def __init__(
+        self,
+        problems: Problems,
+        env: Mapping[str, str],
+        lenient: frozenset[str],
+        literal: Callable[[str, str], bool] | None,
+    ):
         self.problems = problems
         self.env = env
         self.lenient = lenient
+        self.literal = literal
         self.active: set[int] = set()
 
     def node(self, node: yaml.Node, path: str) -> Node:
@@ -236,9 +246,19 @@ class _Walker:
         def one(match: re.Match[str]) -> str:
             if match.group(0) == "$${":
                 return "${"
+            if self.literal is not None and self.literal(path, match.group(1)):
+                return match.group(0)
             inner = _ENV_NAME.fullmatch(match.group(1))
             if inner is None:
-                self.problems.add(line, path, f"bad variable reference {match.group(0)!r}")
+                # Echoed only when it cannot be a URL: `${SLACK-URL:-slack://T/B/token}` holds one.
+                reference = match.group(1)
+                safe = len(reference) <= 40 and not any(c in reference for c in ":/@")
+                shown = f" '${{{reference}}}'" if safe else ""
+                message = (
+                    f"bad variable reference{shown}: write ${{NAME}} or ${{NAME:-default}}, "
+                    "NAME of letters, digits and _"
+                )
+                self.problems.add(line, path, message)
                 self.problems.silence(path)
                 return ""
             name, default = inner.group(1), inner.group(2)

@@ -588,3 +588,93 @@ def test_core_modules_import_no_io(module: str) -> None:
             imported.add(node.module.split(".")[0])
     edges = {"asyncio", "socket", "httpx", "websockets", "sqlite3", "apprise", "subprocess"}
     assert not imported & edges
+
+
+def test_dollar_before_a_placeholder_in_a_template_is_a_dollar_sign() -> None:
+    """In a template ${price} is "$" + {price}, even with `price` set; ${HOST} expands."""
+    s = settings_of(
+        CHANNELS + "rules:\n  - name: r\n    notify: desk\n"
+        '    title: "Bought at ${price} (${notional:.2f}) on ${HOST}"\n',
+        env={**ENV, "price": "0.99", "HOST": "box"},
+    )
+    fill = SAMPLE_FILL
+    title = s.rules.rules[0].title.render(fill_values(fill, rule="r"))
+    assert title == f"Bought at ${fill.price} (${fill.notional:.2f}) on box"
+
+
+def test_a_variable_named_like_a_field_expands_outside_templates() -> None:
+    """Outside title/body/line, ${price} is still an environment variable."""
+    s = settings_of(
+        CHANNELS + "rules:\n  - name: r\n    notify: desk\n    when: {order_id: '${price}'}\n",
+        env={**ENV, "price": "42"},
+    )
+    assert s.rules.rules[0].condition == FieldMatch("order_id", ("42",))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "delivery: {max_age: 0s}\n",
+            "config.yaml:1: delivery.max_age: must be more than 0 (alerts older than this are "
+            "given up on, unsent)",
+        ),
+        (
+            "delivery: {concurrency: 1e999999999}\n",
+            "config.yaml:1: delivery.concurrency: must be a whole number below 10^18",
+        ),
+        (
+            "metrics: {listen: '127.0.0.1:²'}\n",
+            'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464, '
+            "got '127.0.0.1:²'",
+        ),
+        (
+            CHANNELS + "rules:\n  - {name: r, notify: desk, when: {price: {min: 65}}}\n",
+            "config.yaml:5: rules[0].when.price.min: must be between 0 and 1 (a price of 65¢ is "
+            "0.65), got 65",
+        ),
+    ],
+)
+def test_values_that_would_fail_at_run_time_are_refused(text: str, expected: str) -> None:
+    """max_age 0, a huge integer, a non-ASCII port digit and a price in cents fail to load."""
+    assert errors(text) == [expected]
+
+
+def test_pasted_urls_and_defaults_are_never_echoed() -> None:
+    """A URL where a channel name belongs, or in a bad ${...}, is reported without its text."""
+    problems = errors(
+        "channels:\n  desk: {url: 'json://x', fallback: 'mailtos://bot:PW1@mail.example'}\n"
+        "  phone: '${SLACK-URL:-slack://T/B/TOKEN2}'\n"
+        "rules:\n  - {name: r, notify: [desk, 'tgram://1:TOKEN3/2']}\n"
+    )
+    assert problems == [
+        "config.yaml:2: channels.desk.fallback: unknown channel: this looks like a URL; "
+        "define it under channels: and use its name",
+        "config.yaml:3: channels.phone: bad variable reference: write ${NAME} or "
+        "${NAME:-default}, NAME of letters, digits and _",
+        "config.yaml:5: rules[0].notify[1]: unknown channel: this looks like a URL; "
+        "define it under channels: and use its name",
+    ]
+
+
+def test_fallback_to_a_broken_channel_reports_only_the_channel() -> None:
+    """A fallback naming a channel whose URL was refused adds no second 'unknown channel'."""
+    text = "channels:\n  desk: {url: json://x, fallback: mail}\n  mail: {url: bad://x}\n"
+    problems = errors(text, check_url=lambda u: "unknown scheme" if u.startswith("bad") else None)
+    assert problems == [
+        "config.yaml:3: channels.mail.url: channel 'mail': URL not accepted: unknown scheme"
+    ]
+
+
+def test_base_url_from_environment_is_checked() -> None:
+    """A POLYSIM_BASE_URL that is not an http(s) URL is a config error, not a failure at run."""
+    assert errors("", env={**ENV, "POLYSIM_BASE_URL": "127.0.0.1:9"}) == [
+        "config.yaml: feed.base_url: POLYSIM_BASE_URL must be an http:// or https:// URL, "
+        "got '127.0.0.1:9'"
+    ]
+
+
+def test_state_path_expands_the_home_directory() -> None:
+    """state.path: ~/x.db is in the home directory, not a directory named ~ beside the config."""
+    s = settings_of("state: {path: ~/x.db}\n")
+    assert s.state.path == Path.home() / "x.db"
