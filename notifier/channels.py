@@ -158,7 +158,7 @@ class ChannelSet:
                 self._by_key.setdefault(entry.target.key, entry)
         self._locks = {key: asyncio.Lock() for key in self._by_key}
         self._body_format = NotifyFormat(delivery.body_format)
-        self._timeout = delivery.timeout
+        self._deadline = delivery.send_deadline
 
     @classmethod
     def build(
@@ -218,24 +218,33 @@ class ChannelSet:
             notify_type=NotifyType.INFO,
             body_format=self._body_format,
         )
-        async with self._locks[target]:
-            try:
-                # apprise's blocking notify() on a thread of ours: one hop per send, where its
-                # async_notify() takes a dozen turns of the event loop and a hop to its own
-                # pool. A send past the timeout is given up here; its thread ends at the
-                # socket timeout (apprise's own retries are off: see _tune).
-                async with asyncio.timeout(self._timeout):
-                    result = await asyncio.get_running_loop().run_in_executor(_senders(), call)
-            except TimeoutError:
-                error = f"no answer within {self._timeout:g}s"
-                log.warning("send to %s failed: %s", entry.target.display, error)
-                return SendResult(ok=False, error=error)
-            except Exception as exc:  # apprise promises not to raise; a bug must not kill delivery
-                error = _scrub(f"apprise raised {exc!r}", entry.secrets)
-                log.warning("send to %s failed: %s", entry.target.display, error)
-                return SendResult(ok=False, error=error)
-            with result:
-                outcome = _to_send_result(result, entry)
+        lock = self._locks[target]
+        await lock.acquire()
+        # apprise's blocking notify() on a thread of ours: one hop per send, where its
+        # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
+        attempt = asyncio.get_running_loop().run_in_executor(_senders(), call)
+        try:
+            # Its outcome is awaited, not cut off at `timeout`: a thread cannot be stopped, and a
+            # slow send that still succeeds, given up on and retried, would arrive twice. The
+            # socket timeout ends a silent peer's send; `send_deadline` only stops a trickle.
+            async with asyncio.timeout(self._deadline):
+                result = await asyncio.shield(attempt)
+        except TimeoutError:
+            error = f"no outcome within {self._deadline:g}s (it may still arrive)"
+            log.warning("send to %s failed: %s", entry.target.display, error)
+            return SendResult(ok=False, error=error)
+        except Exception as exc:  # apprise promises not to raise; a bug must not kill delivery
+            error = _scrub(f"apprise raised {exc!r}", entry.secrets)
+            log.warning("send to %s failed: %s", entry.target.display, error)
+            return SendResult(ok=False, error=error)
+        finally:
+            # The target's next send waits until this thread is done, even if we gave up on it.
+            if attempt.done():
+                _release(lock, attempt)
+            else:
+                attempt.add_done_callback(functools.partial(_release, lock))
+        with result:
+            outcome = _to_send_result(result, entry)
         log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
         return outcome
 
@@ -257,6 +266,13 @@ class ChannelSet:
         return list(zip(targets, results, strict=True))
 
 
+def _release(lock: asyncio.Lock, attempt: asyncio.Future[AppriseResult]) -> None:
+    """The attempt's thread is done: its target may send again."""
+    if not attempt.cancelled():
+        attempt.exception()  # retrieved: a late failure was already reported as given up
+    lock.release()
+
+
 @functools.cache
 def _senders() -> ThreadPoolExecutor:
     """The send threads, started on first use and shared by every channel set (reloads too)."""
@@ -276,10 +292,10 @@ def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
     # deliverer paces and backs off itself, so the throttle is off. Pinned by a test.
     plugin.request_rate_per_sec = 0
     # No retries inside apprise (a URL's ?retry=N): the deliverer retries with back-off, and a
-    # send given up on after delivery.timeout must not keep trying in its thread.
+    # send given up on must not keep trying in its thread.
     plugin.retry = 0
-    # One delivery attempt is bounded by delivery.timeout at the socket too, so a peer that
-    # never answers frees its send thread about when `send` stops waiting for it.
+    # Each connect and read of an attempt is bounded by delivery.timeout, so a peer that never
+    # answers ends its send thread with a failure (`send` waits for that outcome).
     plugin.socket_connect_timeout = delivery.timeout
     plugin.socket_read_timeout = delivery.timeout
     plugin.overflow_mode = OverflowMode(delivery.overflow)

@@ -298,13 +298,17 @@ class Deliverer:
                 self._failed(each, channel, result)
 
     async def _attempt(self, sender: Sender, item: OutboxItem, title: str, body: str) -> SendResult:
-        """One bounded send; a timeout or a stray exception counts as a failed attempt."""
-        timeout = self._settings.timeout
+        """One bounded send; a timeout or a stray exception counts as a failed attempt.
+
+        A backstop past the sender's own bound (`send_deadline`: ChannelSet waits that long for
+        an attempt's outcome, since giving up earlier could mean sending it twice).
+        """
+        deadline = self._settings.send_deadline + self._settings.timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(deadline):
                 return await sender.send(item.target, title, body)
         except TimeoutError:
-            return SendResult(ok=False, error=f"no answer within {timeout:g}s")
+            return SendResult(ok=False, error=f"no outcome within {deadline:g}s")
         except Exception as exc:  # the Sender promised not to raise: a bug, yet no reason to stall
             # Only the type: an exception's text from an HTTP stack may carry the URL.
             log.error("sender raised %s for channel %s", type(exc).__name__, item.channel)

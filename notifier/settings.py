@@ -48,6 +48,11 @@ class DeliverySettings:
     body_format: Literal["text", "markdown", "html"] = "text"
     overflow: Literal["split", "truncate", "upstream"] = "split"
 
+    @property
+    def send_deadline(self) -> float:
+        """Seconds one attempt may take in all: `timeout` bounds each connect, write and read."""
+        return 3 * self.timeout
+
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:

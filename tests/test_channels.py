@@ -433,3 +433,68 @@ async def test_send_test_unknown_channel_is_key_error() -> None:
     cs = channels({"a": ("console://",)})
     with pytest.raises(KeyError):
         await cs.send_test("nope")
+
+
+class TricklingPeer:
+    """Reads a POST, then answers 200 one header line every `gap` seconds (each read is quick).
+
+    `lines[n]` header lines for the n-th request (the last entry for any later one).
+    """
+
+    def __init__(self, *, gap: float, lines: list[int]) -> None:
+        self.gap, self.lines = gap, lines
+        self.posts: list[float] = []
+        self.answered: list[float] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> TricklingPeer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        self.posts.append(time.monotonic())  # the channel has the message now
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for n in range(self.lines[min(len(self.posts), len(self.lines)) - 1]):
+            await asyncio.sleep(self.gap)
+            writer.write(b"X-Slow-%d: 1\r\n" % n)
+            await writer.drain()
+        writer.write(b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+        await writer.drain()
+        self.answered.append(time.monotonic())
+        writer.close()
+
+
+async def test_a_slow_send_that_succeeds_counts_as_sent() -> None:
+    """A 200 arriving after delivery.timeout (each read within it) is a success, not a retry."""
+    async with TricklingPeer(gap=0.15, lines=[4]) as peer:  # answered after ~0.6 s
+        cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.3))
+        result = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+    assert result.ok
+    assert len(peer.posts) == len(peer.answered) == 1
+
+
+async def test_a_given_up_send_holds_its_target_until_its_thread_ends() -> None:
+    """Past send_deadline the send fails, but the target's next send waits for that thread."""
+    async with TricklingPeer(gap=0.15, lines=[8, 0]) as peer:  # first answered after ~1.2 s
+        cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
+        first = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+        assert not first.ok
+        assert first.error == "no outcome within 0.6s (it may still arrive)"
+        assert peer.answered == []  # given up on while its answer was still coming
+        second = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+    assert second.ok
+    assert len(peer.posts) == 2
+    assert peer.answered[0] <= peer.posts[1]  # never two sends to one target at once
