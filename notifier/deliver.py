@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -285,8 +286,11 @@ class Deliverer:
             now = self._clock()
             items = [item]
             if folding:
-                due = [i for i in self._store.head(item.target, FOLD_LIMIT) if i.next_at <= now]
-                items = due if item in due else items
+                # The due rows from the head up to the first one still in back-off: folding a
+                # newer row past it would let the chat see the newer alert first.
+                head = self._store.head(item.target, FOLD_LIMIT)
+                due = list(itertools.takewhile(lambda i: i.next_at <= now, head))
+                items = due if due and due[0] == item else items
             self.stats.retried += sum(1 for i in items if i.attempts)
             self._limits.take(channel, now)
             title, body = fold(items)

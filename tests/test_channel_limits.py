@@ -126,6 +126,32 @@ async def test_rate_limit_folds_the_rest_into_one_message(
     assert run.deliverer.stats.sent == 5
 
 
+async def test_a_fold_stops_at_a_row_still_in_back_off(
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
+) -> None:
+    """Folding takes due rows up to the first one waiting to retry, never a newer row past it."""
+    record(store, 0, "chat-1", "chat")
+    run = start(Sender({"chat": ["chat-1"]}), {"chat": channel("chat", rate=(1, 60.0))})
+    await spin_until(lambda: len(run.sender.attempts) == 1)
+    for n in (1, 2, 3):
+        record(store, n, "chat-1", "chat")
+    waiting = store.head("chat-1", 3)[1]  # T2 failed before and waits ten minutes
+    store.mark_failed(waiting.id, error="HTTP 502", next_at=clock() + timedelta(minutes=10))
+    run.deliverer.notify({"chat-1"})
+    await settle()
+    clock.advance(60)  # a token: the lane folds what is due
+    run.deliverer.notify()
+    await spin_until(lambda: len(run.sender.attempts) == 2)
+    assert run.sender.attempts[1][1:] == ("T1", "B1")  # alone: T3 stays behind T2
+    for _ in range(3):
+        await settle()
+        clock.advance(600)
+        run.deliverer.notify()
+    await spin_until(lambda: store.counts()["sent"] == 4)
+    bodies = "\n".join(body for _, _, body in run.sender.attempts)
+    assert [line for line in bodies.split("\n") if line.startswith("B")] == ["B0", "B1", "B2", "B3"]
+
+
 async def test_under_the_rate_nothing_is_folded(
     store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:
