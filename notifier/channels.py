@@ -18,7 +18,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from apprise import (
     Apprise,
@@ -280,9 +280,24 @@ def _senders() -> ThreadPoolExecutor:
 
 
 def _privacy_url(plugin: NotifyBase) -> str:
-    """apprise's privacy form of a built URL (tokens and passwords masked)."""
+    """apprise's privacy form of a built URL, custom headers and payload fields masked too.
+
+    apprise masks the tokens and passwords a plugin declares, not the `+Header=` and `-field=`
+    parameters of the webhook plugins (json://, xml://, form://), where an `Authorization`
+    header or an API key in the payload is common.
+    """
     url = cast("Callable[..., str]", plugin.url)  # untyped in apprise
-    return str(url(privacy=True))
+    parts = urlsplit(str(url(privacy=True)))
+    pairs = []
+    for pair in parts.query.split("&") if parts.query else ():
+        key, sep, value = pair.partition("=")
+        if sep and value and unquote(key)[:1] in _CUSTOM_PARAMS:
+            pair = f"{key}=***"
+        pairs.append(pair)
+    return urlunsplit(parts._replace(query="&".join(pairs)))
+
+
+_CUSTOM_PARAMS = ("+", "-")  # apprise's prefixes of a custom header and a payload field
 
 
 def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:

@@ -35,3 +35,28 @@ async def test_failed_send_logs_no_password(
     assert apprise_records, "apprise logged nothing: the test would prove nothing"
     assert "pa55word-xyz" not in caplog.text
     assert "pa55word-xyz" not in (result.error or "")
+
+
+async def test_webhook_header_and_payload_secrets_are_masked(
+    webhook: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A json:// URL's +Authorization header and -apikey field never reach a log or an error."""
+    caplog.set_level(logging.DEBUG)
+    url = f"json://127.0.0.1:{webhook.port}/hook?+Authorization=Bearer%20s3cr3t-TOKEN&-apikey=K3Y99"
+    channels = ChannelSet.build(
+        {"desk": ChannelSettings(name="desk", urls=(url,))}, delivery=DeliverySettings(timeout=5)
+    )
+    webhook.respond(500, body=b"down: s3cr3t-TOKEN K3Y99")
+    (target,) = channels.targets("desk")
+    result = await channels.send(target.key, "title", "body")
+    assert not result.ok
+    assert webhook.requests[0].headers["authorization"] == "Bearer s3cr3t-TOKEN"  # it was sent
+    assert "%2BAuthorization=***" in target.display
+    assert "-apikey=***" in target.display
+    # urllib3 logs request lines (a -field is a query parameter): the daemon holds it at WARNING.
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "urllib3.connectionpool")
+    assert "JSON POST" in logged  # apprise logged the failure: the check below has teeth
+    for secret in ("s3cr3t-TOKEN", "K3Y99"):
+        assert secret not in target.display
+        assert secret not in logged
+        assert secret not in (result.error or "")
