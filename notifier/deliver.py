@@ -133,12 +133,23 @@ class Deliverer:
                 self._start_lane(target)
 
     def swap_sender(
-        self, sender: Sender, channels: Mapping[str, ChannelSettings] | None = None
+        self,
+        sender: Sender,
+        channels: Mapping[str, ChannelSettings] | None = None,
+        settings: DeliverySettings | None = None,
     ) -> None:
-        """Config reload: sends that start from now on go through `sender` (and new limits)."""
+        """Config reload: sends that start from now on go through `sender` (and new limits).
+
+        New `settings` (max_age, retries, timeout, concurrency) apply from the next decision
+        on: raising max_age during an outage must save the alerts still pending.
+        """
         self._sender = sender
         if channels is not None:
             self._limits.update(channels)
+        if settings is not None:
+            if settings.concurrency != self._settings.concurrency:
+                self._semaphores.clear()  # sends in flight release their old semaphore
+            self._settings = settings
         self.notify()
 
     def pending(self) -> int:

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -374,6 +375,24 @@ async def test_swap_sender_used_for_later_sends(store: StateStore, clock: HandCl
     assert new.delivered == [("a", "f1")]
     assert store.outbox() == []
     assert deliverer.stats.retargeted == 1
+
+
+async def test_reloaded_delivery_settings_apply_to_pending_rows(
+    store: StateStore, clock: HandClock
+) -> None:
+    """max_age raised on reload during an outage keeps the pending alert alive until it goes."""
+    put(store, "f0", "a")
+    sender = FakeSender({"a": "chat"})
+    sender.script["a"] = [fail()]
+    deliverer = make(store, sender, clock)  # max_age 1h
+    async with running(deliverer):
+        await spin_until(lambda: len(sender.attempts) == 1)
+        deliverer.swap_sender(sender, settings=replace(SETTINGS, max_age=timedelta(days=2)))
+        clock.advance(2 * 3600)  # past the old max_age, well within the new one
+        deliverer.notify()
+        await spin_until(lambda: deliverer.pending() == 0)
+    assert sender.delivered == [("a", "f0")]
+    assert store.outbox(state="dead") == []
 
 
 async def test_edited_url_gets_the_pending_alerts_in_order(
