@@ -1,8 +1,13 @@
 """Market titles: `GET /v1/markets/{id}` once per market, cached, never raising.
 
 Fills carry only the hex market id; alerts want the question. Titles do not change, so a
-hit is kept (LRU-bounded); a miss (404, timeout, error) is remembered for `retry_after`
-seconds and then tried again, so a venue hiccup costs one fallback, not a request per fill.
+hit is kept (LRU-bounded); a miss is remembered and then tried again, so a venue hiccup costs
+one fallback, not a request per fill: an unknown market for `retry_after` seconds, a timeout or
+server error for `TRANSIENT_RETRY`, a 429 for its Retry-After.
+
+REST calls share the key's rate limit (5/s on the free tier) with token minting and history, so
+look-ups start at most `per_second` a second (a short burst allowed): a backfill over many new
+markets must not draw 429s, for itself or for history.
 """
 
 from __future__ import annotations
@@ -11,13 +16,18 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
 
+from notifier.backfill import retry_after_seconds
+
 log = logging.getLogger(__name__)
+
+TRANSIENT_RETRY = 30.0  # seconds before a market whose look-up timed out or failed is asked again
+BURST = 3  # look-ups that may start at once before the pace applies
 
 _V = TypeVar("_V")
 
@@ -34,7 +44,9 @@ class MarketTitles:
         max_entries: int = 10_000,
         timeout: float = 2.0,
         retry_after: float = 300.0,
+        per_second: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
@@ -43,6 +55,10 @@ class MarketTitles:
         self._timeout = timeout
         self._retry_after = retry_after
         self._clock = clock
+        self._sleep = sleep
+        self._interval = 1.0 / per_second
+        self._due = 0.0  # the pace's clock: when the next look-up may start without a burst
+        self._turns = asyncio.Lock()
         self._titles: OrderedDict[str, str] = OrderedDict()
         self._misses: OrderedDict[str, float] = OrderedDict()  # id -> monotonic retry time
         self._inflight: dict[str, asyncio.Task[str | None]] = {}
@@ -79,45 +95,63 @@ class MarketTitles:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _lookup(self, market_id: str) -> str | None:
+        await self._turn()
         self.stats["lookups"] += 1
-        title, why = await self._fetch(market_id)
+        title, why, retry_in = await self._fetch(market_id)
         if title is not None:
             self._misses.pop(market_id, None)
             self._remember(self._titles, market_id, title)
             return title
         self.stats["failures"] += 1
-        self._remember(self._misses, market_id, self._clock() + self._retry_after)
+        self._remember(self._misses, market_id, self._clock() + retry_in)
         log.info(
             "market %s: no title (%s); using the id, retrying in %.0fs",
             market_id[:80],
             why,
-            self._retry_after,
+            retry_in,
         )
         return None
 
-    async def _fetch(self, market_id: str) -> tuple[str | None, str]:
-        """(title, "") on success, else (None, why)."""
+    async def _turn(self) -> None:
+        """Wait until this look-up may start: `per_second` a second after a burst of BURST."""
+        async with self._turns:  # in arrival order
+            now = self._clock()
+            self._due = max(self._due, now)
+            early = self._due - now - (BURST - 1) * self._interval
+            if early > 0:
+                await self._sleep(early)
+            self._due += self._interval
+
+    async def _fetch(self, market_id: str) -> tuple[str | None, str, float]:
+        """(title, "", 0) on success, else (None, why, seconds before asking again)."""
         url = f"{self._base}/v1/markets/{quote(market_id, safe='')}"
         try:
             response = await self._http.get(
                 url, headers={"X-API-Key": self._api_key}, timeout=self._timeout
             )
         except httpx.TimeoutException:
-            return None, "timeout"
+            return None, "timeout", TRANSIENT_RETRY
         except httpx.HTTPError as exc:
-            return None, type(exc).__name__
-        if response.status_code != 200:
-            return None, f"HTTP {response.status_code}"
+            return None, type(exc).__name__, TRANSIENT_RETRY
+        status = response.status_code
+        if status == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            wait = 1.0 if wait is None else max(wait, self._interval)
+            # Every look-up waits it out, the burst allowance included.
+            self._due = max(self._due, self._clock() + wait + (BURST - 1) * self._interval)
+            return None, "HTTP 429", wait
+        if status != 200:
+            return None, f"HTTP {status}", TRANSIENT_RETRY if status >= 500 else self._retry_after
         try:
             body = response.json()
         except ValueError:
-            return None, "answer is not JSON"
+            return None, "answer is not JSON", TRANSIENT_RETRY
         if isinstance(body, dict):
             for field in ("question", "event_title", "slug"):
                 value = body.get(field)
                 if isinstance(value, str) and value.strip():
-                    return value.strip(), ""
-        return None, "answer has no question"
+                    return value.strip(), "", 0.0
+        return None, "answer has no question", self._retry_after
 
     def _remember(self, table: OrderedDict[str, _V], key: str, value: _V) -> None:
         table[key] = value

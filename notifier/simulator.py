@@ -79,6 +79,7 @@ class SimulatedPolySim:
         self.history_status: int | None = None
         self.market_status: int | None = None
         self.market_delay = 0.0
+        self.market_retry_after: str | None = None  # Retry-After with market_status (a 429)
         # Counters.
         self.token_mints = 0
         self.connections = 0
@@ -281,7 +282,8 @@ class SimulatedPolySim:
         if self.market_delay:
             await asyncio.sleep(self.market_delay)
         if self.market_status is not None:
-            return self.market_status, {"detail": "market look-up failed"}, {}
+            headers = {"Retry-After": self.market_retry_after} if self.market_retry_after else {}
+            return self.market_status, {"detail": "market look-up failed"}, headers
         question = self.markets.get(market_id)
         if question is None:
             return 404, {"detail": "Market not found"}, {}

@@ -139,3 +139,64 @@ async def test_market_id_is_quoted_into_the_path(
     assert await titles.title("a/b?c") == "Odd id"
     assert await titles.title("") is None
     assert venue.market_requests == 1
+
+
+class Sleeper:
+    """Injected sleep: advances the MonoClock instead of waiting, and records each delay."""
+
+    def __init__(self, clock: MonoClock) -> None:
+        self.clock = clock
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        self.clock.t += delay
+        await asyncio.sleep(0)
+
+
+async def test_lookups_are_paced_after_a_short_burst(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Six new markets at once: three start at once, then one every 1/per_second seconds."""
+    clock = MonoClock()
+    sleep = Sleeper(clock)
+    titles = titles_for(venue, http, clock, per_second=2.0, sleep=sleep)  # type: ignore[arg-type]
+    markets = [f"0x{n:064x}" for n in range(6)]
+    venue.markets.update({m: f"Market {n}?" for n, m in enumerate(markets)})
+    results = await asyncio.gather(*(titles.title(m) for m in markets))
+    assert results == [f"Market {n}?" for n in range(6)]
+    assert sleep.delays == [0.5, 0.5, 0.5]
+    assert venue.market_requests == 6
+
+
+async def test_a_429_is_retried_after_its_retry_after_not_the_miss_time(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A rate-limited look-up is asked again after Retry-After; others wait it out too."""
+    clock = MonoClock()
+    sleep = Sleeper(clock)
+    titles = titles_for(venue, http, clock, retry_after=300.0, sleep=sleep)  # type: ignore[arg-type]
+    venue.market_status, venue.market_retry_after = 429, "4"
+    assert await titles.title(BTC) is None
+    venue.market_status = None
+    assert await titles.title(BTC) is None  # within its Retry-After: not asked
+    assert await titles.title(FED) == DEFAULT_MARKETS[FED]  # waited the 4 s out first
+    assert sleep.delays == [4.0]
+    assert await titles.title(BTC) == DEFAULT_MARKETS[BTC]  # 4 s have passed
+    assert venue.market_requests == 3
+
+
+async def test_a_server_error_is_retried_sooner_than_an_unknown_market(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A 503 is asked again after TRANSIENT_RETRY (30 s), a 404 only after retry_after."""
+    clock = MonoClock()
+    titles = titles_for(venue, http, clock, retry_after=300.0)
+    venue.market_status = 503
+    assert await titles.title(BTC) is None
+    venue.market_status = None
+    assert await titles.title("0xdead") is None  # 404
+    clock.t += 31
+    assert await titles.title(BTC) == DEFAULT_MARKETS[BTC]
+    assert await titles.title("0xdead") is None  # still remembered as unknown
+    assert venue.market_requests == 3
