@@ -39,6 +39,7 @@ from notifier.digests import (
 )
 from notifier.events import Fill
 from notifier.shaping_state import (
+    SWEEP_MIN,
     HeldDigest,
     OpenGroup,
     RuleState,
@@ -268,12 +269,28 @@ class Shaper:
             self._end_period(rule, spec, state, key, throttle, now, out)
             throttle = state.throttles.get(key)
         if throttle is None:
+            self._forget_quiet_periods(state, now)
             state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, fills=[])
             group_key = () if spec.group is None else key_of(fills[-1], spec.group.by)
             self._emit(state, make_release(rule, group_key or key, fills, 0, kind), out)
         else:
             throttle.fills.extend(fills)
             throttle.messages += 1
+
+    @staticmethod
+    def _forget_quiet_periods(state: RuleState, now: datetime) -> None:
+        """Drop ended periods that kept nothing back: the same as no period at all.
+
+        No deadline wakes `due` for them, so with `by: [order_id]` one per order ever
+        throttled stayed in memory and in every snapshot. Swept when the table has doubled
+        since the last sweep, so the cost per offer stays constant.
+        """
+        if len(state.throttles) < state.sweep_at:
+            return
+        ended = [k for k, t in state.throttles.items() if not t.fills and now >= t.until]
+        for key in ended:
+            del state.throttles[key]
+        state.sweep_at = max(SWEEP_MIN, 2 * len(state.throttles))
 
     def _end_period(
         self,

@@ -41,6 +41,9 @@ class HeldDigest:
     suppressed: int = 0
 
 
+SWEEP_MIN = 64  # throttle periods a rule keeps before ended, quiet ones are swept
+
+
 @dataclass(slots=True)
 class RuleState:
     """Everything one rule holds; empty once nothing waits and nothing was dropped."""
@@ -49,6 +52,8 @@ class RuleState:
     throttles: dict[tuple[str, ...], ThrottlePeriod]
     held: HeldDigest | None = None
     dropped: int = 0
+    # Throttle periods at which ended, quiet ones are next swept away (not persisted).
+    sweep_at: int = SWEEP_MIN
 
     def empty(self) -> bool:
         """Whether the rule holds nothing worth keeping."""

@@ -773,3 +773,18 @@ def test_shaper_and_specs_refuse_impossible_inputs() -> None:
         ActiveSpec(days=frozenset(), start=time(8), end=time(22), tz=LONDON)
     with pytest.raises(ValueError, match="outside"):
         ActiveSpec(days=frozenset({0}), start=time(8), end=time(22), tz=LONDON, outside="queue")  # type: ignore[arg-type]
+
+
+def test_ended_quiet_throttle_periods_do_not_pile_up() -> None:
+    """A throttle by order id over 1,000 orders keeps only a bounded table of periods."""
+    spec = RuleShaping(throttle=ThrottleSpec(by=("order_id",), every=60 * S))
+    shaper = Shaper({"r": spec})
+    now = T0
+    sizes = []
+    for n in range(1, 1001):
+        now += 120 * S  # every earlier period has ended, none kept anything back
+        (release,) = shaper.offer("r", fill(n, order=f"o{n}"), now)
+        assert release.fills[0].order_id == f"o{n}"  # each order's first alert goes out
+        sizes.append(len(shaper.snapshot()["rules"]["r"]["throttles"]))  # type: ignore[index]
+    assert max(sizes) <= 64
+    assert shaper.next_deadline() is None
