@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must come within 10 s
 PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
 PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
+PRUNE_STEP = 5000  # rows deleted per transaction while pruning
 STALL_AFTER = 600.0  # seconds with alerts pending and none sent before /healthz says 503
 
 
@@ -200,7 +201,13 @@ class Service:
         horizon = self.settings.feed.backfill_horizon
         while True:
             cutoff = utc_now() - horizon
-            removed = store.prune(fills_before=cutoff, sent_before=cutoff)
+            removed = 0
+            while True:  # a few ms a step; the feed and delivery run in between
+                step = store.prune(fills_before=cutoff, sent_before=cutoff, limit=PRUNE_STEP)
+                removed += step
+                if step < PRUNE_STEP:
+                    break
+                await asyncio.sleep(0)
             if removed:
                 log.info("pruned %d old entries from the state file", removed)
             await asyncio.sleep(PRUNE_EVERY)

@@ -287,23 +287,31 @@ class StateStore:
             result.update({str(state): int(n) for state, n in rows})
         return result
 
-    def prune(self, *, fills_before: datetime, sent_before: datetime) -> int:
-        """Forget fill keys filled before `fills_before` and rows sent before `sent_before`.
+    def prune(self, *, fills_before: datetime, sent_before: datetime, limit: int = 5000) -> int:
+        """Forget up to `limit` fill keys filled before `fills_before` and rows sent before
+        `sent_before`; returns how many went (call again while it returns `limit`).
 
-        Keeps the file bounded; pending and dead rows are never pruned. Returns rows deleted.
-        A sent row of a fill whose key goes, goes with it: the keys that record a retarget are
-        dated by their fill, and the outbox row such a key explains must not outlive it (a
-        later retarget would collide with it and be silently ignored).
+        Keeps the file bounded; pending and dead rows are never pruned. In steps, each one
+        short transaction: after a long downtime one DELETE of a million keys held the event
+        loop for most of a second. Sent rows go first, so that a sent row of a fill whose key
+        goes is gone before it: the keys that record a retarget are dated by their fill, and
+        the outbox row such a key explains must not outlive it (a later retarget would collide
+        with it and be silently ignored).
         """
         with self._errors("prune"), self._tx() as db:
-            fills = db.execute(
-                "DELETE FROM fills WHERE filled_at < ?", (to_us(fills_before),)
-            ).rowcount
             sent = db.execute(
-                "DELETE FROM outbox WHERE state = 'sent' AND (done_at < ? OR filled_at < ?)",
-                (to_us(sent_before), to_us(fills_before)),
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'sent' "
+                "AND (done_at < ? OR filled_at < ?) LIMIT ?)",
+                (to_us(sent_before), to_us(fills_before), limit),
             ).rowcount
-        return fills + sent
+            fills = 0
+            if sent < limit:
+                fills = db.execute(
+                    "DELETE FROM fills WHERE key IN "
+                    "(SELECT key FROM fills WHERE filled_at < ? ORDER BY filled_at LIMIT ?)",
+                    (to_us(fills_before), limit - sent),
+                ).rowcount
+        return sent + fills
 
     # -- small blobs -------------------------------------------------------------------------
 

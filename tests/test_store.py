@@ -241,6 +241,22 @@ def test_prune_drops_a_recently_sent_row_of_a_forgotten_fill(
     assert store.counts()["sent"] == 0
 
 
+def test_prune_goes_in_steps_sent_rows_first(store: StateStore, clock: HandClock) -> None:
+    """With a limit, each call deletes at most that many, sent rows before fill keys."""
+    for n in range(5):
+        store.record(fill_key=f"f{n}", filled_at=T0, alerts=[alert(f"f{n}", at=T0)])
+    for item in store.outbox()[:3]:
+        store.mark_sent(item.id)
+    cut = T0 + timedelta(days=1)
+    assert store.prune(fills_before=cut, sent_before=cut, limit=2) == 2
+    assert store.counts()["sent"] == 1  # two sent rows went, no fill key yet
+    assert all(store.seen(f"f{n}") for n in range(5))
+    steps = [store.prune(fills_before=cut, sent_before=cut, limit=2) for _ in range(4)]
+    assert steps == [2, 2, 2, 0]  # the last sent row and five fill keys, then nothing
+    assert store.counts() == {"pending": 2, "dead": 0, "sent": 0}
+    assert not any(store.seen(f"f{n}") for n in range(5))
+
+
 def test_restart_keeps_everything(tmp_path: Path, clock: HandClock) -> None:
     """Close and reopen: pending rows, their retry state, keys, watermark and meta survive."""
     path = tmp_path / "nested" / "dir" / "state.db"
