@@ -1,4 +1,4 @@
-"""What a shaped message carries: the fills, a suppressed count and exact digest fields."""
+"""What a shaped message carries: its fills (a `Bunch`), a suppressed count, exact digest fields."""
 
 from __future__ import annotations
 
@@ -40,6 +40,60 @@ GROUP_SAMPLES: Mapping[str, object] = {
     "suppressed": 0,
 }
 ReleaseKind = Literal["single", "group", "throttle", "held"]
+LINES_KEPT = 20  # fills a digest lists one per line (then "… and N more"): all a Bunch keeps
+
+
+@dataclass(slots=True)
+class Bunch:
+    """The fills of one message in the making: every one counted exactly, the first few kept.
+
+    A digest lists at most LINES_KEPT fills. Keeping them all made memory, the shaping
+    snapshot (rewritten with every batch) and each release grow with the fills held: a
+    weekend's hold of 100,000 fills cost 0.2 s a fill and megabytes of writes.
+    """
+
+    kept: list[Fill]  # the first LINES_KEPT, in the order they came
+    last: Fill  # the one that came last: a digest's single-fill fields are its
+    count: int
+    quantity: Decimal
+    notional: Decimal
+    min_price: Decimal
+    max_price: Decimal
+    first_at: datetime
+    last_at: datetime
+    sides: set[str]
+    outcomes: set[str]
+
+    @classmethod
+    def of(cls, first: Fill, *more: Fill) -> Bunch:
+        """A bunch of these fills, in this order."""
+        at = first.filled_at
+        bunch = cls(
+            [first], first, 1, first.quantity, first.notional, first.price, first.price,
+            at, at, {first.side}, {first.outcome},
+        )  # fmt: skip
+        for fill in more:
+            bunch.add(fill)
+        return bunch
+
+    def add(self, fill: Fill) -> None:
+        """Count one more fill (kept while there is room)."""
+        self.merge(Bunch.of(fill))
+
+    def merge(self, other: Bunch) -> None:
+        """Count `other`'s fills after these ones."""
+        # kept is short only while it holds every fill so far, so the order stays true.
+        self.kept.extend(other.kept[: LINES_KEPT - len(self.kept)])
+        self.last = other.last
+        self.count += other.count
+        self.quantity += other.quantity
+        self.notional += other.notional
+        self.min_price = min(self.min_price, other.min_price)
+        self.max_price = max(self.max_price, other.max_price)
+        self.first_at = min(self.first_at, other.first_at)
+        self.last_at = max(self.last_at, other.last_at)
+        self.sides |= other.sides
+        self.outcomes |= other.outcomes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,59 +102,73 @@ class Release:
 
     rule: str
     key: tuple[str, ...]
-    fills: tuple[Fill, ...]
+    bunch: Bunch
     suppressed: int
     fields: Mapping[str, object]
     kind: ReleaseKind = "single"
 
     @property
+    def fills(self) -> tuple[Fill, ...]:
+        """The fills the message lists: all of them, up to LINES_KEPT."""
+        return tuple(self.bunch.kept)
+
+    @property
+    def count(self) -> int:
+        """How many fills the message stands for."""
+        return self.bunch.count
+
+    @property
     def fill_key(self) -> str:
-        """A stable identity for the outbox: the fill's key, or a hash of a digest's fill keys."""
-        if len(self.fills) == 1:
-            return self.fills[0].key
-        digest = hashlib.sha256("\n".join(f.key for f in self.fills).encode()).hexdigest()
+        """A stable identity for the outbox: the fill's key, or a hash naming a digest's fills.
+
+        A fill goes out in one message of its rule, so the first, the last and the count name
+        a digest (a fill seen twice is deduped before shaping).
+        """
+        bunch = self.bunch
+        if bunch.count == 1:
+            return bunch.last.key
+        names = [*(f.key for f in bunch.kept), bunch.last.key, str(bunch.count)]
+        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
         return f"digest:{digest[:32]}"
 
 
 def make_release(
-    rule: str, key: tuple[str, ...], fills: tuple[Fill, ...], suppressed: int, kind: ReleaseKind
+    rule: str, key: tuple[str, ...], bunch: Bunch, suppressed: int, kind: ReleaseKind
 ) -> Release:
-    return Release(rule, key, fills, suppressed, release_fields(rule, fills, suppressed), kind)
+    return Release(rule, key, bunch, suppressed, release_fields(rule, bunch, suppressed), kind)
 
 
-def aggregate(fills: tuple[Fill, ...]) -> dict[str, object]:
-    """Exact digest figures over `fills` (non-empty): sums, VWAP, price and time range."""
-    quantity = sum((f.quantity for f in fills), Decimal(0))
-    notional = sum((f.notional for f in fills), Decimal(0))
-    prices = [f.price for f in fills]
-    times = [f.filled_at for f in fills]
+def aggregate(bunch: Bunch) -> dict[str, object]:
+    """Exact digest figures over every fill of `bunch`: sums, VWAP, price and time range."""
+    quantity, notional = bunch.quantity, bunch.notional
     return {
-        "count": len(fills),
+        "count": bunch.count,
         "total_quantity": quantity,
         "total_notional": notional,
         "vwap": notional / quantity if quantity else Decimal("NaN"),
-        "min_price": min(prices),
-        "max_price": max(prices),
-        "first_filled_at": _stamp(min(times)),
-        "last_filled_at": _stamp(max(times)),
+        "min_price": bunch.min_price,
+        "max_price": bunch.max_price,
+        "first_filled_at": _stamp(bunch.first_at),
+        "last_filled_at": _stamp(bunch.last_at),
     }
 
 
-def release_fields(rule: str, fills: tuple[Fill, ...], suppressed: int) -> dict[str, object]:
+def release_fields(rule: str, bunch: Bunch, suppressed: int) -> dict[str, object]:
     """Template fields: the last fill's, the digest figures, and side/outcome only if shared."""
-    fields = fill_values(fills[-1], rule=rule)
-    fields.update(aggregate(fills), suppressed=suppressed)
-    for name in ("side", "outcome"):
-        if len({getattr(f, name) for f in fills}) > 1:
-            fields[name] = MIXED
+    fields = fill_values(bunch.last, rule=rule)
+    fields.update(aggregate(bunch), suppressed=suppressed)
+    if len(bunch.sides) > 1:
+        fields["side"] = MIXED
+    if len(bunch.outcomes) > 1:
+        fields["outcome"] = MIXED
     return fields
 
 
-def cap_lines(lines: list[str], limit: int) -> str:
-    """At most `limit` lines, then "… and N more" so a long digest still says what it left out."""
-    if len(lines) <= limit:
+def cap_lines(lines: list[str], total: int) -> str:
+    """The lines of a digest of `total` fills, then "… and N more" for the ones not listed."""
+    if total <= len(lines):
         return "\n".join(lines)
-    return "\n".join([*lines[:limit], f"… and {len(lines) - limit} more"])
+    return "\n".join([*lines, f"… and {total - len(lines)} more"])
 
 
 def key_of(fill: Fill, by: tuple[str, ...]) -> tuple[str, ...]:
@@ -147,8 +215,8 @@ def fill_from_data(raw: Mapping[str, str | None]) -> Fill:
         market_id=str(raw["market_id"]),
         side="BUY" if raw["side"] == "BUY" else "SELL",
         outcome=str(raw["outcome"]),
-        price=_decimal(price),
-        quantity=_decimal(quantity),
+        price=parse_decimal(price),
+        quantity=parse_decimal(quantity),
         filled_at=parse_time(at),
         status=raw["status"],
         client_order_id=raw["client_order_id"],
@@ -156,7 +224,8 @@ def fill_from_data(raw: Mapping[str, str | None]) -> Fill:
     )
 
 
-def _decimal(text: str) -> Decimal:
+def parse_decimal(text: str) -> Decimal:
+    """An exact, finite decimal from stored text, or ValueError."""
     try:
         value = Decimal(text)
     except ArithmeticError as exc:  # decimal.InvalidOperation is not a ValueError

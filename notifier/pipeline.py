@@ -242,7 +242,7 @@ class Pipeline:
         queued: set[str] = set()
         for release in releases:
             alerts = self.shaping.alerts(release, self._targets)
-            filled_at = max(f.filled_at for f in release.fills)
+            filled_at = release.bunch.last_at
             key = f"shaped:{release.rule}|{release.fill_key}"
             if self._store.record(fill_key=key, filled_at=filled_at, alerts=alerts):
                 self.stats.released += 1

@@ -29,6 +29,7 @@ from notifier.digests import (
     GROUP_FIELDS,
     GROUP_SAMPLES,
     MIXED,
+    Bunch,
     Release,
     ReleaseKind,
     aggregate,
@@ -96,9 +97,9 @@ class Shaper:
         state = self._rule_state(rule)
         out: list[Release] = []
         if not self._open(spec, now):
-            self._fold(spec, state, (fill,), 0, now)
+            self._fold(spec, state, Bunch.of(fill), 0, now)
         elif spec.group is None:
-            self._throttle(rule, spec, state, (fill,), now, out)
+            self._throttle(rule, spec, state, Bunch.of(fill), now, out)
         else:
             key = key_of(fill, spec.group.by)
             group = state.groups.get(key)
@@ -107,9 +108,9 @@ class Shaper:
                 self._after_group(rule, spec, state, key, group, now, out)
                 group = None
             if group is None:
-                state.groups[key] = OpenGroup(due=now + spec.group.wait, fills=[fill])
+                state.groups[key] = OpenGroup(due=now + spec.group.wait, bunch=Bunch.of(fill))
             else:
-                group.fills.append(fill)
+                group.bunch.add(fill)
         self._tidy(rule)
         return out
 
@@ -142,7 +143,7 @@ class Shaper:
             for state in self._state.values()
             for t in (
                 *(g.due for g in state.groups.values()),
-                *(t.until for t in state.throttles.values() if t.fills),
+                *(t.until for t in state.throttles.values() if t.bunch),
                 *((state.held.opens,) if state.held is not None else ()),
             )
         ]
@@ -153,9 +154,9 @@ class Shaper:
         return {
             rule: {
                 "dropped": s.dropped,
-                "grouped": sum(len(g.fills) for g in s.groups.values()),
-                "throttled": sum(len(t.fills) for t in s.throttles.values()),
-                "held": len(s.held.fills) if s.held is not None else 0,
+                "grouped": sum(g.bunch.count for g in s.groups.values()),
+                "throttled": sum(t.bunch.count for t in s.throttles.values() if t.bunch),
+                "held": s.held.bunch.count if s.held is not None else 0,
             }
             for rule, s in self._state.items()
         }
@@ -198,18 +199,15 @@ class Shaper:
         for rule in [r for r in self._state if r not in self._specs]:
             state = self._state.pop(rule)
             pieces = [
-                (g.due, make_release(rule, k, tuple(g.fills), 0, "group"))
-                for k, g in state.groups.items()
+                (g.due, make_release(rule, k, g.bunch, 0, "group")) for k, g in state.groups.items()
             ]
             pieces += [
-                (t.until, make_release(rule, k, tuple(t.fills), t.messages - 1, "throttle"))
+                (t.until, make_release(rule, k, t.bunch, t.messages - 1, "throttle"))
                 for k, t in state.throttles.items()
-                if t.fills
+                if t.bunch
             ]
             if state.held is not None:
-                held = make_release(
-                    rule, (), tuple(state.held.fills), state.held.suppressed, "held"
-                )
+                held = make_release(rule, (), state.held.bunch, state.held.suppressed, "held")
                 pieces.append((state.held.opens, held))
             out += [release for _, release in sorted(pieces, key=lambda p: p[0])]
         return out
@@ -241,28 +239,28 @@ class Shaper:
         now: datetime,
         out: list[Release],
     ) -> None:
-        fills = tuple(group.fills)
+        bunch = group.bunch
         if not self._open(spec, now):
-            self._fold(spec, state, fills, 0, now)
+            self._fold(spec, state, bunch, 0, now)
         elif spec.throttle is None:
-            self._emit(state, make_release(rule, key, fills, 0, "group"), out)
+            self._emit(state, make_release(rule, key, bunch, 0, "group"), out)
         else:
-            self._throttle(rule, spec, state, fills, now, out)
+            self._throttle(rule, spec, state, bunch, now, out)
 
     def _throttle(
         self,
         rule: str,
         spec: RuleShaping,
         state: RuleState,
-        fills: tuple[Fill, ...],
+        bunch: Bunch,
         now: datetime,
         out: list[Release],
     ) -> None:
         kind: ReleaseKind = "single" if spec.group is None else "group"
         if spec.throttle is None:
-            self._emit(state, make_release(rule, (), fills, 0, kind), out)
+            self._emit(state, make_release(rule, (), bunch, 0, kind), out)
             return
-        key = key_of(fills[-1], spec.throttle.by)
+        key = key_of(bunch.last, spec.throttle.by)
         throttle = state.throttles.get(key)
         if throttle is not None and now >= throttle.until:
             del state.throttles[key]
@@ -270,11 +268,14 @@ class Shaper:
             throttle = state.throttles.get(key)
         if throttle is None:
             self._forget_quiet_periods(state, now)
-            state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, fills=[])
-            group_key = () if spec.group is None else key_of(fills[-1], spec.group.by)
-            self._emit(state, make_release(rule, group_key or key, fills, 0, kind), out)
+            state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, bunch=None)
+            group_key = () if spec.group is None else key_of(bunch.last, spec.group.by)
+            self._emit(state, make_release(rule, group_key or key, bunch, 0, kind), out)
         else:
-            throttle.fills.extend(fills)
+            if throttle.bunch is None:
+                throttle.bunch = bunch  # no longer anyone else's: its group or fill ended
+            else:
+                throttle.bunch.merge(bunch)
             throttle.messages += 1
 
     @staticmethod
@@ -287,7 +288,7 @@ class Shaper:
         """
         if len(state.throttles) < state.sweep_at:
             return
-        ended = [k for k, t in state.throttles.items() if not t.fills and now >= t.until]
+        ended = [k for k, t in state.throttles.items() if not t.bunch and now >= t.until]
         for key in ended:
             del state.throttles[key]
         state.sweep_at = max(SWEEP_MIN, 2 * len(state.throttles))
@@ -302,15 +303,16 @@ class Shaper:
         now: datetime,
         out: list[Release],
     ) -> None:
-        if not throttle.fills:
+        bunch = throttle.bunch
+        if bunch is None:
             return
-        fills, suppressed = tuple(throttle.fills), throttle.messages - 1
+        suppressed = throttle.messages - 1
         if not self._open(spec, now):
-            self._fold(spec, state, fills, suppressed, now)
+            self._fold(spec, state, bunch, suppressed, now)
             return
         if spec.throttle is not None:  # the trailing message starts the next period
-            state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, fills=[])
-        self._emit(state, make_release(rule, key, fills, suppressed, "throttle"), out)
+            state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, bunch=None)
+        self._emit(state, make_release(rule, key, bunch, suppressed, "throttle"), out)
 
     def _emit(self, state: RuleState, release: Release, out: list[Release]) -> None:
         if state.held is not None:  # what waited for the window goes out first
@@ -322,21 +324,21 @@ class Shaper:
         held = state.held
         assert held is not None
         state.held = None
-        return make_release(rule, (), tuple(held.fills), held.suppressed, "held")
+        return make_release(rule, (), held.bunch, held.suppressed, "held")
 
     @staticmethod
     def _fold(
         spec: RuleShaping,
         state: RuleState,
-        fills: tuple[Fill, ...],
+        bunch: Bunch,
         suppressed: int,
         now: datetime,
     ) -> None:
         assert spec.active is not None
         if spec.active.outside == "drop":
-            state.dropped += len(fills)
+            state.dropped += bunch.count
         elif state.held is None:
-            state.held = HeldDigest(spec.active.next_open(now), list(fills), suppressed)
+            state.held = HeldDigest(spec.active.next_open(now), bunch, suppressed)
         else:
-            state.held.fills.extend(fills)
+            state.held.bunch.merge(bunch)
             state.held.suppressed += suppressed

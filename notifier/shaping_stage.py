@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
-from notifier.digests import Release, cap_lines, make_release
+from notifier.digests import Bunch, Release, cap_lines, make_release
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
 from notifier.render import Template, fill_values
@@ -32,7 +32,6 @@ from notifier.shapingspecs import RuleShaping
 log = logging.getLogger(__name__)
 
 SNAPSHOT_KEY = "shaping"  # the store's meta key for the Shaper snapshot
-LINES_LIMIT = 20  # fills listed one per line in a digest; the rest are "… and N more"
 _DEFAULTS = (Template(DIGEST_TITLE), Template(DIGEST_BODY), Template(DEFAULT_LINE))
 
 
@@ -62,7 +61,7 @@ def _render(
 ) -> tuple[str, str]:
     values = dict(release.fields)
     rendered = [line.render(fill_values(f, rule=rule)) for f in release.fills]
-    values["lines"] = cap_lines(rendered, LINES_LIMIT)
+    values["lines"] = cap_lines(rendered, release.count)
     text = body.render(values)
     if release.suppressed and "suppressed" not in body.fields:
         # A throttled message always says what it folded in, whatever the rule's body.
@@ -91,14 +90,14 @@ def _alerts(
         channels=channels,
         title=title,
         body=body,
-        filled_at=max(f.filled_at for f in release.fills),
+        filled_at=release.bunch.last_at,
         targets=targets,
     )
 
 
 def preview(rule: Rule, fill: Fill) -> tuple[str, str]:
     """What a shaped rule would send for this fill alone (the dry run's view of a digest)."""
-    return render_release(rule, make_release(rule.name, (), (fill,), 0, "single"))
+    return render_release(rule, make_release(rule.name, (), Bunch.of(fill), 0, "single"))
 
 
 class ShapingStage:
@@ -182,12 +181,12 @@ class ShapingStage:
             log.warning(
                 "rule %s: %d held fill(s) not sent to channel(s) no longer configured: %s",
                 name,
-                len(release.fills),
+                release.count,
                 missing or "(channels unknown)",
             )
         if not present:
-            log.warning("rule %s: %d held fill(s) lost: no channel left", name, len(release.fills))
-            self.lost[name] = self.lost.get(name, 0) + len(release.fills)
+            log.warning("rule %s: %d held fill(s) lost: no channel left", name, release.count)
+            self.lost[name] = self.lost.get(name, 0) + release.count
         return _alerts(release, name, present, title, body, targets)
 
     def snapshot(self) -> str:

@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from notifier.digests import fill_from_data, fill_to_data, parse_time
-from notifier.events import Fill
+from notifier.digests import Bunch, fill_from_data, fill_to_data, parse_decimal, parse_time
 
 SNAPSHOT_VERSION = 1
 
@@ -20,15 +19,15 @@ class OpenGroup:
     """A group collecting matches for one key until `due`."""
 
     due: datetime
-    fills: list[Fill]
+    bunch: Bunch
 
 
 @dataclass(slots=True)
 class ThrottlePeriod:
-    """One key's throttle period: what was kept back until it ends at `until`."""
+    """One key's throttle period: what was kept back (None: nothing yet) until `until`."""
 
     until: datetime
-    fills: list[Fill]
+    bunch: Bunch | None
     messages: int = 0  # messages kept back this period
 
 
@@ -37,7 +36,7 @@ class HeldDigest:
     """What arrived outside active hours, released as one digest when the window `opens`."""
 
     opens: datetime
-    fills: list[Fill]
+    bunch: Bunch
     suppressed: int = 0
 
 
@@ -83,7 +82,7 @@ def load_snapshot(data: Mapping[str, object]) -> dict[str, RuleState]:
 def _dump_rule(state: RuleState) -> dict[str, object]:
     return {
         "groups": [
-            {"key": list(k), "due": g.due.isoformat(), "fills": [fill_to_data(f) for f in g.fills]}
+            {"key": list(k), "due": g.due.isoformat(), **_dump_bunch(g.bunch)}
             for k, g in state.groups.items()
         ],
         "throttles": [
@@ -91,7 +90,7 @@ def _dump_rule(state: RuleState) -> dict[str, object]:
                 "key": list(k),
                 "until": t.until.isoformat(),
                 "messages": t.messages,
-                "fills": [fill_to_data(f) for f in t.fills],
+                **_dump_bunch(t.bunch),
             }
             for k, t in state.throttles.items()
         ],
@@ -100,7 +99,7 @@ def _dump_rule(state: RuleState) -> dict[str, object]:
         else {
             "opens": state.held.opens.isoformat(),
             "suppressed": state.held.suppressed,
-            "fills": [fill_to_data(f) for f in state.held.fills],
+            **_dump_bunch(state.held.bunch),
         },
         "dropped": state.dropped,
     }
@@ -110,15 +109,60 @@ def _load_rule(raw: object) -> RuleState:
     assert isinstance(raw, Mapping)
     state = RuleState(groups={}, throttles={}, dropped=int(raw["dropped"]))
     for g in raw["groups"]:
-        state.groups[tuple(g["key"])] = OpenGroup(parse_time(g["due"]), _fills(g))
+        state.groups[tuple(g["key"])] = OpenGroup(parse_time(g["due"]), _bunch(g))
     for t in raw["throttles"]:
         state.throttles[tuple(t["key"])] = ThrottlePeriod(
-            parse_time(t["until"]), _fills(t), int(t["messages"])
+            parse_time(t["until"]), _load_bunch(t), int(t["messages"])
         )
     if (h := raw["held"]) is not None:
-        state.held = HeldDigest(parse_time(h["opens"]), _fills(h), int(h["suppressed"]))
+        state.held = HeldDigest(parse_time(h["opens"]), _bunch(h), int(h["suppressed"]))
     return state
 
 
-def _fills(raw: Mapping[str, list[Mapping[str, str | None]]]) -> list[Fill]:
-    return [fill_from_data(f) for f in raw["fills"]]
+def _dump_bunch(bunch: Bunch | None) -> dict[str, object]:
+    """The kept fills; the exact tally too once there were more fills than kept."""
+    if bunch is None:
+        return {"fills": []}
+    data: dict[str, object] = {"fills": [fill_to_data(f) for f in bunch.kept]}
+    if bunch.count > len(bunch.kept):
+        data["tally"] = {
+            "last": fill_to_data(bunch.last),
+            "count": bunch.count,
+            "quantity": str(bunch.quantity),
+            "notional": str(bunch.notional),
+            "min_price": str(bunch.min_price),
+            "max_price": str(bunch.max_price),
+            "first_at": bunch.first_at.isoformat(),
+            "last_at": bunch.last_at.isoformat(),
+            "sides": sorted(bunch.sides),
+            "outcomes": sorted(bunch.outcomes),
+        }
+    return data
+
+
+def _load_bunch(raw: Mapping[str, object]) -> Bunch | None:
+    """What `_dump_bunch` wrote (or a snapshot from before tallies: every fill listed)."""
+    fills = raw["fills"]
+    assert isinstance(fills, list)
+    if not fills:
+        return None
+    bunch = Bunch.of(*(fill_from_data(f) for f in fills))
+    tally = raw.get("tally")
+    if tally is not None:
+        assert isinstance(tally, Mapping)
+        bunch.last = fill_from_data(tally["last"])
+        bunch.count = int(tally["count"])
+        bunch.quantity = parse_decimal(tally["quantity"])
+        bunch.notional = parse_decimal(tally["notional"])
+        bunch.min_price = parse_decimal(tally["min_price"])
+        bunch.max_price = parse_decimal(tally["max_price"])
+        bunch.first_at, bunch.last_at = parse_time(tally["first_at"]), parse_time(tally["last_at"])
+        bunch.sides, bunch.outcomes = set(tally["sides"]), set(tally["outcomes"])
+    return bunch
+
+
+def _bunch(raw: Mapping[str, object]) -> Bunch:
+    bunch = _load_bunch(raw)
+    if bunch is None:
+        raise ValueError("a group or held digest without fills")
+    return bunch

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from notifier.digests import LINES_KEPT, Bunch, fill_to_data
 from notifier.events import Fill
 from notifier.shaping import (
     MIXED,
@@ -27,6 +28,7 @@ from notifier.shaping import (
     parse_active,
     parse_group,
     parse_throttle,
+    release_fields,
 )
 from notifier.shapingspecs import SpecErrors
 
@@ -366,7 +368,7 @@ def test_aggregate_is_exact() -> None:
         fill(2, price="0.70", quantity="30"),
         fill(3, price="0.65", quantity="0.5"),
     )
-    figures = aggregate(fills)
+    figures = aggregate(Bunch.of(*fills))
     assert figures["count"] == 3
     assert figures["total_quantity"] == Decimal("40.5")
     assert figures["total_notional"] == Decimal("27.325")
@@ -384,7 +386,7 @@ quantities = st.decimals(min_value="0.001", max_value="100000", places=3)
 def test_aggregate_matches_brute_force_sums(pairs: list[tuple[Decimal, Decimal]]) -> None:
     """Digest figures equal sums computed one fill at a time, with no float anywhere."""
     fills = tuple(fill(i, price=str(p), quantity=str(q)) for i, (p, q) in enumerate(pairs))
-    figures = aggregate(fills)
+    figures = aggregate(Bunch.of(*fills))
     quantity = Decimal(0)
     notional = Decimal(0)
     for p, q in pairs:
@@ -397,18 +399,39 @@ def test_aggregate_matches_brute_force_sums(pairs: list[tuple[Decimal, Decimal]]
 
 
 def test_cap_lines_says_how_many_were_left_out() -> None:
-    """Up to the limit lines are joined as they are; beyond it a last line counts the rest."""
+    """The listed lines as they are; a digest of more fills ends with a line counting the rest."""
     assert cap_lines(["a", "b"], 2) == "a\nb"
-    assert cap_lines(["a", "b", "c", "d"], 2) == "a\nb\n… and 2 more"
+    assert cap_lines(["a", "b"], 4) == "a\nb\n… and 2 more"
 
 
 def test_release_fill_key_is_the_fill_key_or_a_stable_digest_hash() -> None:
     """A single release is keyed by its fill; a digest by a hash that depends on its fills."""
-    one = Release("r", (), (fill(1),), 0, {})
-    many = Release("r", (), (fill(1), fill(2)), 0, {})
+    one = Release("r", (), Bunch.of(fill(1)), 0, {})
+    many = Release("r", (), Bunch.of(fill(1), fill(2)), 0, {})
     assert one.fill_key == fill(1).key
-    assert many.fill_key == Release("r", (), (fill(1), fill(2)), 0, {}).fill_key
-    assert many.fill_key != Release("r", (), (fill(1), fill(3)), 0, {}).fill_key
+    assert many.fill_key == Release("r", (), Bunch.of(fill(1), fill(2)), 0, {}).fill_key
+    assert many.fill_key != Release("r", (), Bunch.of(fill(1), fill(3)), 0, {}).fill_key
+    long = [fill(n) for n in range(1, LINES_KEPT + 3)]  # two more than a bunch keeps
+    other = [*long[:-1], fill(99)]
+    assert Release("r", (), Bunch.of(*long), 0, {}).fill_key != (
+        Release("r", (), Bunch.of(*other), 0, {}).fill_key
+    )
+
+
+def test_a_bunch_keeps_the_first_fills_and_counts_them_all() -> None:
+    """Past LINES_KEPT fills a bunch keeps only the first ones, its figures stay exact."""
+    fills = [
+        fill(n, price="0.5", quantity="2", side="SELL" if n == 30 else "BUY") for n in range(1, 51)
+    ]
+    bunch = Bunch.of(fills[0])
+    for f in fills[1:25]:
+        bunch.add(f)
+    bunch.merge(Bunch.of(*fills[25:]))
+    assert bunch.kept == fills[:LINES_KEPT]
+    assert (bunch.count, bunch.last) == (50, fills[-1])
+    assert (bunch.quantity, bunch.notional) == (Decimal(100), Decimal(50))
+    fields = release_fields("r", bunch, 0)
+    assert (fields["side"], fields["order_id"], fields["count"]) == (MIXED, "50", 50)
 
 
 # --- shaper: no shaping and groups ----------------------------------------------------------
@@ -652,6 +675,41 @@ def test_snapshot_is_json_and_restores_held_state_on_time() -> None:
     [held] = restored.due(utc("2026-02-07T08:00:00"))
     assert (held.kind, held.fills, held.suppressed) == ("held", (fill(3), fill(4)), 1)
     assert restored.stats()["night"]["dropped"] == 1
+
+
+def test_a_long_hold_keeps_a_bounded_snapshot_and_exact_figures() -> None:
+    """A night of 1,000 held fills: the snapshot lists LINES_KEPT, the digest counts all."""
+    shaper = Shaper({"r": RuleShaping(active=active(WINDOW))})
+    night = utc("2026-02-06T23:00:00")
+    for n in range(1, 1001):
+        shaper.offer("r", fill(n, quantity="2"), night + n * S)
+    data = json.loads(json.dumps(shaper.snapshot()))
+    held = data["rules"]["r"]["held"]
+    assert len(held["fills"]) == LINES_KEPT
+    assert held["tally"]["count"] == 1000
+    restored = Shaper.restore({"r": RuleShaping(active=active(WINDOW))}, data)
+    assert restored.stats()["r"]["held"] == 1000
+    [digest] = restored.due(utc("2026-02-07T08:00:00"))
+    assert digest.fills == tuple(fill(n, quantity="2") for n in range(1, LINES_KEPT + 1))
+    figures = digest.fields
+    assert (figures["count"], figures["total_quantity"]) == (1000, Decimal(2000))
+    assert figures["last_filled_at"] == T0 + 1000 * S
+    assert figures["order_id"] == "1000"  # the last fill's own fields
+
+
+def test_a_snapshot_from_before_tallies_counts_every_listed_fill() -> None:
+    """An older snapshot listing more fills than a bunch keeps still restores all of them."""
+    shaper = Shaper({"r": RuleShaping(active=active(WINDOW))})
+    night = utc("2026-02-06T23:00:00")
+    for n in range(1, 31):
+        shaper.offer("r", fill(n), night + n * S)
+    data = json.loads(json.dumps(shaper.snapshot()))
+    held = data["rules"]["r"]["held"]
+    held["fills"] += [fill_to_data(fill(n)) for n in range(LINES_KEPT + 1, 31)]
+    del held["tally"]  # as written before tallies: every fill listed
+    restored = Shaper.restore({"r": RuleShaping(active=active(WINDOW))}, data)
+    [digest] = restored.due(utc("2026-02-07T08:00:00"))
+    assert (digest.count, len(digest.fills), digest.fields["order_id"]) == (30, LINES_KEPT, "30")
 
 
 def test_restore_releases_rules_that_are_gone_and_refuses_garbage() -> None:

@@ -13,11 +13,12 @@ import pytest
 from fakes import T0, DeskAndPhone, HandClock, OnlyPhone, settle, spin_until
 
 from notifier.config import parse
+from notifier.digests import Bunch, make_release
 from notifier.events import Fill
 from notifier.pipeline import Pipeline
 from notifier.plan import plan_alerts
 from notifier.rules import RuleSet
-from notifier.shaping_stage import SNAPSHOT_KEY
+from notifier.shaping_stage import SNAPSHOT_KEY, render_release
 from notifier.store import OutboxItem, StateStore
 
 
@@ -377,3 +378,13 @@ def test_unreadable_snapshot_starts_empty_and_says_so(
     store.set_meta(SNAPSHOT_KEY, '{"version": 9}')
     assert make(store, clock).shaping.next_deadline() is None
     assert "shaping state unreadable" in caplog.text
+
+
+def test_a_digest_lists_the_first_fills_and_counts_the_rest() -> None:
+    """25 fills in one digest: 20 lines, then a line saying how many more; figures over all."""
+    rule = next(r for r in rules(DIGEST).rules if r.name == "digest")
+    fills = [fill(str(n), "0.60", "10") for n in range(1, 26)]
+    release = make_release("digest", ("0xbtc",), Bunch.of(*fills), 0, "group")
+    title, body = render_release(rule, release)
+    assert title == "25 fills on BTC 100k?"
+    assert body.splitlines() == ["250 @ avg 0.6000", *["BUY 10 @ 0.60"] * 20, "… and 5 more"]
