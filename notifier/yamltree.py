@@ -174,7 +174,7 @@ def read(
         what = exc.problem or exc.context or "unreadable"
         if exc.problem and exc.context and exc.context_mark is not None:
             what += f" ({exc.context} at line {exc.context_mark.line + 1})"
-        problems.add(line, "", f"YAML syntax error: {what}")
+        problems.add(line, "", f"YAML syntax error: {what}{_hint(text, exc)}")
         return None
     except yaml.YAMLError as exc:
         problems.add(None, "", f"YAML error: {exc}")
@@ -184,6 +184,16 @@ def read(
     if root is None:
         return None
     return _Walker(problems, env, frozenset(lenient), literal).node(root, "")
+
+
+def _hint(text: str, exc: yaml.MarkedYAMLError) -> str:
+    """A suggestion for the YAML mistakes people make most, when pyyaml's words do not say it."""
+    mark, lines = exc.problem_mark, text.splitlines()
+    if mark is not None and mark.line < len(lines) and "\t" in lines[mark.line]:
+        return "; indent with spaces, not tabs"
+    if exc.problem and "another document" in exc.problem:
+        return "; one config is one YAML document: remove the '---' line"
+    return ""
 
 
 class _Walker:
@@ -233,6 +243,11 @@ class _Walker:
                 self.problems.add(key_line, path, "a key must be a plain name, not a list/mapping")
                 continue
             key = str(key_node.value)
+            if key == "<<" and not key_node.style:  # a merge key: this loader resolves no tags
+                message = "YAML merge keys (<<) are not supported: write the keys out"
+                self.problems.add(key_line, path, message)
+                self.problems.silence(path)
+                continue
             child = f"{path}.{key}" if path else key
             if key in out:
                 first = out.key_lines[key]

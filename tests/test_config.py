@@ -678,3 +678,28 @@ def test_state_path_expands_the_home_directory() -> None:
     """state.path: ~/x.db is in the home directory, not a directory named ~ beside the config."""
     s = settings_of("state: {path: ~/x.db}\n")
     assert s.state.path == Path.home() / "x.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "rules:\n\t- name: x\n",
+            "config.yaml:2: YAML syntax error: found character that cannot start any token "
+            "(while scanning for the next token at line 2); indent with spaces, not tabs",
+        ),
+        (
+            "rules: []\n---\nrules: []\n",
+            "config.yaml:2: YAML syntax error: but found another document (expected a single "
+            "document in the stream at line 1); one config is one YAML document: remove the "
+            "'---' line",
+        ),
+        (
+            CHANNELS + "rules:\n  - <<: {notify: desk}\n    name: r\n",
+            "config.yaml:5: rules[0]: YAML merge keys (<<) are not supported: write the keys out",
+        ),
+    ],
+)
+def test_common_yaml_mistakes_get_a_suggestion(text: str, expected: str) -> None:
+    """Tabs, a second document and merge keys are named with what to do instead."""
+    assert errors(text) == [expected]
