@@ -5,9 +5,10 @@ hit is kept (LRU-bounded); a miss is remembered and then tried again, so a venue
 one fallback, not a request per fill: an unknown market for `retry_after` seconds, a timeout or
 server error for `TRANSIENT_RETRY`, a 429 for its Retry-After.
 
-REST calls share the key's rate limit (5/s on the free tier) with token minting and history, so
-look-ups start at most `per_second` a second (a short burst allowed): a backfill over many new
-markets must not draw 429s, for itself or for history.
+REST calls share the key's rate limit (5/s on the free tier) with token minting and history:
+after a 429 no look-up is made until its Retry-After has passed (a fill meanwhile is alerted
+with the market id at once, not after a wait), so a burst over many new markets costs a few
+429s, not a stream of them, and leaves history its share.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -27,7 +28,6 @@ from notifier.backfill import retry_after_seconds
 log = logging.getLogger(__name__)
 
 TRANSIENT_RETRY = 30.0  # seconds before a market whose look-up timed out or failed is asked again
-BURST = 3  # look-ups that may start at once before the pace applies
 
 _V = TypeVar("_V")
 
@@ -44,9 +44,7 @@ class MarketTitles:
         max_entries: int = 10_000,
         timeout: float = 2.0,
         retry_after: float = 300.0,
-        per_second: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
@@ -55,10 +53,7 @@ class MarketTitles:
         self._timeout = timeout
         self._retry_after = retry_after
         self._clock = clock
-        self._sleep = sleep
-        self._interval = 1.0 / per_second
-        self._due = 0.0  # the pace's clock: when the next look-up may start without a burst
-        self._turns = asyncio.Lock()
+        self._paused_until = 0.0  # monotonic: no look-up before (a 429's Retry-After)
         self._titles: OrderedDict[str, str] = OrderedDict()
         self._misses: OrderedDict[str, float] = OrderedDict()  # id -> monotonic retry time
         self._inflight: dict[str, asyncio.Task[str | None]] = {}
@@ -77,7 +72,8 @@ class MarketTitles:
         if known is not None or not market_id:
             return known
         retry_at = self._misses.get(market_id)
-        if retry_at is not None and self._clock() < retry_at:
+        now = self._clock()
+        if (retry_at is not None and now < retry_at) or now < self._paused_until:
             return None
         task = self._inflight.get(market_id)
         if task is None:
@@ -95,7 +91,6 @@ class MarketTitles:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _lookup(self, market_id: str) -> str | None:
-        await self._turn()
         self.stats["lookups"] += 1
         title, why, retry_in = await self._fetch(market_id)
         if title is not None:
@@ -112,16 +107,6 @@ class MarketTitles:
         )
         return None
 
-    async def _turn(self) -> None:
-        """Wait until this look-up may start: `per_second` a second after a burst of BURST."""
-        async with self._turns:  # in arrival order
-            now = self._clock()
-            self._due = max(self._due, now)
-            early = self._due - now - (BURST - 1) * self._interval
-            if early > 0:
-                await self._sleep(early)
-            self._due += self._interval
-
     async def _fetch(self, market_id: str) -> tuple[str | None, str, float]:
         """(title, "", 0) on success, else (None, why, seconds before asking again)."""
         url = f"{self._base}/v1/markets/{quote(market_id, safe='')}"
@@ -136,9 +121,8 @@ class MarketTitles:
         status = response.status_code
         if status == 429:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
-            wait = 1.0 if wait is None else max(wait, self._interval)
-            # Every look-up waits it out, the burst allowance included.
-            self._due = max(self._due, self._clock() + wait + (BURST - 1) * self._interval)
+            wait = 1.0 if wait is None else max(wait, 0.5)
+            self._paused_until = max(self._paused_until, self._clock() + wait)
             return None, "HTTP 429", wait
         if status != 200:
             return None, f"HTTP {status}", TRANSIENT_RETRY if status >= 500 else self._retry_after

@@ -141,48 +141,21 @@ async def test_market_id_is_quoted_into_the_path(
     assert venue.market_requests == 1
 
 
-class Sleeper:
-    """Injected sleep: advances the MonoClock instead of waiting, and records each delay."""
-
-    def __init__(self, clock: MonoClock) -> None:
-        self.clock = clock
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        self.clock.t += delay
-        await asyncio.sleep(0)
-
-
-async def test_lookups_are_paced_after_a_short_burst(
+async def test_after_a_429_no_lookup_is_made_until_its_retry_after(
     venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
-    """Six new markets at once: three start at once, then one every 1/per_second seconds."""
+    """A 429 pauses every look-up for its Retry-After (None at once meanwhile), then resumes."""
     clock = MonoClock()
-    sleep = Sleeper(clock)
-    titles = titles_for(venue, http, clock, per_second=2.0, sleep=sleep)  # type: ignore[arg-type]
-    markets = [f"0x{n:064x}" for n in range(6)]
-    venue.markets.update({m: f"Market {n}?" for n, m in enumerate(markets)})
-    results = await asyncio.gather(*(titles.title(m) for m in markets))
-    assert results == [f"Market {n}?" for n in range(6)]
-    assert sleep.delays == [0.5, 0.5, 0.5]
-    assert venue.market_requests == 6
-
-
-async def test_a_429_is_retried_after_its_retry_after_not_the_miss_time(
-    venue: SimulatedPolySim, http: httpx.AsyncClient
-) -> None:
-    """A rate-limited look-up is asked again after Retry-After; others wait it out too."""
-    clock = MonoClock()
-    sleep = Sleeper(clock)
-    titles = titles_for(venue, http, clock, retry_after=300.0, sleep=sleep)  # type: ignore[arg-type]
+    titles = titles_for(venue, http, clock, retry_after=300.0)
     venue.market_status, venue.market_retry_after = 429, "4"
     assert await titles.title(BTC) is None
     venue.market_status = None
-    assert await titles.title(BTC) is None  # within its Retry-After: not asked
-    assert await titles.title(FED) == DEFAULT_MARKETS[FED]  # waited the 4 s out first
-    assert sleep.delays == [4.0]
-    assert await titles.title(BTC) == DEFAULT_MARKETS[BTC]  # 4 s have passed
+    assert await titles.title(FED) is None  # paused: answered at once, nothing asked
+    assert await titles.title(BTC) is None
+    assert venue.market_requests == 1
+    clock.t += 4
+    assert await titles.title(FED) == DEFAULT_MARKETS[FED]
+    assert await titles.title(BTC) == DEFAULT_MARKETS[BTC]  # not kept out for 300 s
     assert venue.market_requests == 3
 
 
