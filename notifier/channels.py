@@ -222,13 +222,13 @@ class ChannelSet:
         await lock.acquire()
         # apprise's blocking notify() on a thread of ours: one hop per send, where its
         # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
-        attempt = asyncio.get_running_loop().run_in_executor(_senders(), call)
+        thread = _senders().submit(call)
         try:
             # Its outcome is awaited, not cut off at `timeout`: a thread cannot be stopped, and a
             # slow send that still succeeds, given up on and retried, would arrive twice. The
             # socket timeout ends a silent peer's send; `send_deadline` only stops a trickle.
             async with asyncio.timeout(self._deadline):
-                result = await asyncio.shield(attempt)
+                result = await asyncio.wrap_future(thread)
         except TimeoutError:
             error = f"no outcome within {self._deadline:g}s (it may still arrive)"
             log.warning("send to %s failed: %s", entry.target.display, error)
@@ -239,10 +239,11 @@ class ChannelSet:
             return SendResult(ok=False, error=error)
         finally:
             # The target's next send waits until this thread is done, even if we gave up on it.
-            if attempt.done():
-                _release(lock, attempt)
+            if thread.done():
+                lock.release()
             else:
-                attempt.add_done_callback(functools.partial(_release, lock))
+                release = functools.partial(_release_soon, asyncio.get_running_loop(), lock)
+                thread.add_done_callback(release)
         with result:
             outcome = _to_send_result(result, entry)
         log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
@@ -266,11 +267,10 @@ class ChannelSet:
         return list(zip(targets, results, strict=True))
 
 
-def _release(lock: asyncio.Lock, attempt: asyncio.Future[AppriseResult]) -> None:
-    """The attempt's thread is done: its target may send again."""
-    if not attempt.cancelled():
-        attempt.exception()  # retrieved: a late failure was already reported as given up
-    lock.release()
+def _release_soon(loop: asyncio.AbstractEventLoop, lock: asyncio.Lock, _: object) -> None:
+    """From the send thread, once done: its target may send again."""
+    with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits for the lock
+        loop.call_soon_threadsafe(lock.release)
 
 
 @functools.cache
