@@ -198,12 +198,13 @@ class FallbackPolicy:
 
     def __init__(self, store: Recorder) -> None:
         self._store = store
-        self._done: set[int] = set()
+        # By the row's identity, not its id: SQLite reuses the id of a deleted last row.
+        self._done: set[str] = set()
 
     def due_at(self, item: OutboxItem, limits: ChannelLimits, channel: str) -> datetime | None:
         """When the row falls back if it is still failing then; None if it has no fallback."""
         fallback = limits.fallback(channel)
-        if fallback is None or item.attempts == 0 or item.id in self._done:
+        if fallback is None or item.attempts == 0 or _identity(item) in self._done:
             return None
         return item.created_at + fallback[1]
 
@@ -212,9 +213,10 @@ class FallbackPolicy:
     ) -> bool:
         """Record the alert for the fallback channel's targets; whether rows were added."""
         fallback = limits.fallback(channel)
-        if fallback is None or item.id in self._done or not isinstance(sender, TargetDirectory):
+        identity = _identity(item)
+        if fallback is None or identity in self._done or not isinstance(sender, TargetDirectory):
             return False
-        self._done.add(item.id)
+        self._done.add(identity)
         try:
             targets = sender.targets(fallback[0])
         except KeyError:
@@ -231,5 +233,11 @@ class FallbackPolicy:
             )
             for target in targets
         ]
-        key = f"fallback:{item.fill_key}|{item.rule}|{item.target}"
-        return self._store.record(fill_key=key, filled_at=item.filled_at, alerts=alerts)
+        return self._store.record(
+            fill_key=f"fallback:{identity}", filled_at=item.filled_at, alerts=alerts
+        )
+
+
+def _identity(item: OutboxItem) -> str:
+    """What names an outbox row for good: its alert's fill, rule and target."""
+    return f"{item.fill_key}|{item.rule}|{item.target}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from fakes import T0, HandClock, Target, settle, spin_until
 from notifier.channel_limits import (
     RETARGET_SUFFIX,
     ChannelLimits,
+    FallbackPolicy,
     TokenBucket,
     channel_targets,
     retarget,
@@ -21,7 +22,7 @@ from notifier.channel_limits import (
 from notifier.deliver import Deliverer
 from notifier.events import Alert, SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
-from notifier.store import StateStore
+from notifier.store import OutboxItem, StateStore
 
 SETTINGS = DeliverySettings(
     max_age=timedelta(hours=1), retry_base=1.0, retry_cap=60.0, concurrency=2, timeout=30.0
@@ -276,3 +277,31 @@ def test_retarget_back_to_a_url_it_left_uses_a_fresh_row(store: StateStore) -> N
     assert retarget(store, row_b, [Target("A")])
     store.mark_sent(row_b.id)
     assert [(i.target, i.rule) for i in store.outbox()] == [("A", "r" + RETARGET_SUFFIX)]
+
+
+def test_a_reused_row_id_still_falls_back() -> None:
+    """SQLite reuses a deleted last row's id: a new alert with it must still get its fallback."""
+
+    class Recorded:
+        def __init__(self) -> None:
+            self.keys: list[str] = []
+
+        def record(self, *, fill_key: str, filled_at: object, alerts: object) -> bool:
+            self.keys.append(fill_key)
+            return True
+
+    limits = ChannelLimits({"slack": channel("slack", fallback="mail")})
+    recorder = Recorded()
+    policy = FallbackPolicy(recorder)  # type: ignore[arg-type]
+    sender = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
+    first = OutboxItem(
+        id=7, fill_key="fill-1", rule="r", channel="slack", target="slack-1", title="T1",
+        body="B1", filled_at=T0, created_at=T0, attempts=1, next_at=T0, last_error="HTTP 500",
+        state="pending",
+    )  # fmt: skip
+    assert policy.escalate(first, limits, "slack", sender)
+    again = replace(first, fill_key="fill-2")  # a later alert, stored under the freed id
+    assert policy.due_at(again, limits, "slack") is not None
+    assert policy.escalate(again, limits, "slack", sender)
+    assert not policy.escalate(first, limits, "slack", sender)  # each alert once
+    assert recorder.keys == ["fallback:fill-1|r|slack-1", "fallback:fill-2|r|slack-1"]
