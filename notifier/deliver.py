@@ -154,7 +154,7 @@ class Deliverer:
 
     def pending(self) -> int:
         """Rows waiting in the outbox."""
-        return self._store.counts()["pending"]
+        return self._store.pending_count()
 
     async def run(self) -> None:
         """Deliver until cancelled or drained, starting with rows left pending by an earlier run."""

@@ -279,6 +279,15 @@ class StateStore:
         """Delete every dead row."""
         return self._update("DELETE FROM outbox WHERE state = 'dead'", ())
 
+    def pending_count(self) -> int:
+        """Rows pending, from the pending index: the metrics and health checks ask it often,
+        and counting every state walked the whole outbox (10 ms at 200,000 sent rows)."""
+        with self._errors("read outbox"):
+            row = self._db.execute(
+                "SELECT count(*) FROM outbox INDEXED BY outbox_pending WHERE state = 'pending'"
+            ).fetchone()
+        return int(row[0])
+
     def counts(self) -> dict[str, int]:
         """How many rows are pending, dead and sent."""
         result = {"pending": 0, "dead": 0, "sent": 0}

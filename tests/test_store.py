@@ -241,6 +241,16 @@ def test_prune_drops_a_recently_sent_row_of_a_forgotten_fill(
     assert store.counts()["sent"] == 0
 
 
+def test_pending_count_agrees_with_counts(store: StateStore) -> None:
+    """pending_count (the index-only count the metrics use) is the pending figure of counts."""
+    for n in range(4):
+        store.record(fill_key=f"f{n}", filled_at=T0, alerts=[alert(f"f{n}")])
+    first, second, *_ = store.outbox()
+    store.mark_sent(first.id)
+    store.mark_dead(second.id, error="x")
+    assert store.pending_count() == store.counts()["pending"] == 2
+
+
 def test_prune_goes_in_steps_sent_rows_first(store: StateStore, clock: HandClock) -> None:
     """With a limit, each call deletes at most that many, sent rows before fill keys."""
     for n in range(5):
