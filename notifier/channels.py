@@ -15,7 +15,6 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -35,6 +34,7 @@ from apprise import (
 import notifier.console  # noqa: F401  (registers console:// with apprise)
 from notifier.errors import ConfigError, ConfigProblem
 from notifier.events import SendResult
+from notifier.send_attempt import GaveUp, attempt
 from notifier.settings import ChannelSettings, DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,6 @@ _SERIOUS = frozenset({"WARNING", "ERROR", "CRITICAL"})
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 # Separators inside an apprise URL; what lies between them may be a token, password or topic.
 _URL_SEPARATORS = re.compile(r"[/:@?&=#,;+\s]+")
-# Threads that run apprise's blocking sends. Bounded: a send holds its thread at most until
-# its socket timeouts (set from delivery.timeout), and waiting sends queue rather than spawn.
-SEND_THREADS = 16
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
 # send to its own pool so it can stop waiting; `send` bounds the wait already, and the socket
 # timeouts (_tune) bound the send itself.
@@ -159,6 +156,7 @@ class ChannelSet:
         self._locks = {key: asyncio.Lock() for key in self._by_key}
         self._body_format = NotifyFormat(delivery.body_format)
         self._deadline = delivery.send_deadline
+        self._lock_wait = delivery.timeout
 
     @classmethod
     def build(
@@ -190,6 +188,12 @@ class ChannelSet:
         """The targets of a channel, in config order; KeyError for an unknown channel."""
         return self._by_channel[channel]
 
+    def take_locks(self, previous: ChannelSet) -> None:
+        """On reload: a URL in both sets keeps its lock, so a send the old set gave up on
+        while its thread runs still holds the target (no overlap, no reordering)."""
+        for key in self._locks.keys() & previous._locks.keys():
+            self._locks[key] = previous._locks[key]
+
     def knows(self, target: str) -> bool:
         """Whether this target key belongs to the current config."""
         return target in self._by_key
@@ -218,32 +222,21 @@ class ChannelSet:
             notify_type=NotifyType.INFO,
             body_format=self._body_format,
         )
-        lock = self._locks[target]
-        await lock.acquire()
-        # apprise's blocking notify() on a thread of ours: one hop per send, where its
-        # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
-        thread = _senders().submit(call)
         try:
-            # Its outcome is awaited, not cut off at `timeout`: a thread cannot be stopped, and a
-            # slow send that still succeeds, given up on and retried, would arrive twice. The
-            # socket timeout ends a silent peer's send; `send_deadline` only stops a trickle.
-            async with asyncio.timeout(self._deadline):
-                result = await asyncio.wrap_future(thread)
-        except TimeoutError:
-            error = f"no outcome within {self._deadline:g}s (it may still arrive)"
-            log.warning("send to %s failed: %s", entry.target.display, error)
-            return SendResult(ok=False, error=error)
+            # apprise's blocking notify() on a thread of ours: one hop per send, where its
+            # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
+            # Its outcome is awaited, not cut off at `timeout`: a slow send that still
+            # succeeds, given up on and retried, would arrive twice (see send_attempt).
+            result = await attempt(
+                call, lock=self._locks[target], lock_wait=self._lock_wait, deadline=self._deadline
+            )
+        except GaveUp as exc:
+            log.warning("send to %s failed: %s", entry.target.display, exc)
+            return SendResult(ok=False, error=str(exc))
         except Exception as exc:  # apprise promises not to raise; a bug must not kill delivery
             error = _scrub(f"apprise raised {exc!r}", entry.secrets)
             log.warning("send to %s failed: %s", entry.target.display, error)
             return SendResult(ok=False, error=error)
-        finally:
-            # The target's next send waits until this thread is done, even if we gave up on it.
-            if thread.done():
-                lock.release()
-            else:
-                release = functools.partial(_release_soon, asyncio.get_running_loop(), lock)
-                thread.add_done_callback(release)
         with result:
             outcome = _to_send_result(result, entry)
         log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
@@ -265,18 +258,6 @@ class ChannelSet:
             )
         )
         return list(zip(targets, results, strict=True))
-
-
-def _release_soon(loop: asyncio.AbstractEventLoop, lock: asyncio.Lock, _: object) -> None:
-    """From the send thread, once done: its target may send again."""
-    with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits for the lock
-        loop.call_soon_threadsafe(lock.release)
-
-
-@functools.cache
-def _senders() -> ThreadPoolExecutor:
-    """The send threads, started on first use and shared by every channel set (reloads too)."""
-    return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="notifier-send")
 
 
 def _privacy_url(plugin: NotifyBase) -> str:

@@ -215,7 +215,15 @@ def _feed(
 
 def _path(node: Node, path: str, problems: Problems) -> Path | None:
     text = as_nonempty_str(node, path, problems)
-    return None if text is None else Path(text).expanduser()  # ~/x, as in a shell
+    if text is None:
+        return None
+    try:
+        return Path(text).expanduser()  # ~/x, as in a shell
+    except RuntimeError:  # ~user unknown, or no home directory (a container's arbitrary uid)
+        problems.add(
+            node.line, path, f"cannot expand {text.split('/')[0]!r} here: write the full path"
+        )
+        return None
 
 
 def _anchor_state(state: StateSettings, source: Path) -> StateSettings:

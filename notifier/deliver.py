@@ -132,6 +132,11 @@ class Deliverer:
             else:
                 self._start_lane(target)
 
+    @property
+    def sender(self) -> Sender:
+        """The sender new sends go through."""
+        return self._sender
+
     def swap_sender(
         self,
         sender: Sender,
@@ -315,10 +320,11 @@ class Deliverer:
     async def _attempt(self, sender: Sender, item: OutboxItem, title: str, body: str) -> SendResult:
         """One bounded send; a timeout or a stray exception counts as a failed attempt.
 
-        A backstop past the sender's own bound (`send_deadline`: ChannelSet waits that long for
-        an attempt's outcome, since giving up earlier could mean sending it twice).
+        A backstop past the sender's own bounds (ChannelSet: the target's lock within
+        `timeout`, a send thread within `send_deadline`, then `send_deadline` for the send;
+        giving up earlier could mean sending it twice).
         """
-        deadline = self._settings.send_deadline + self._settings.timeout
+        deadline = 2 * (self._settings.send_deadline + self._settings.timeout)
         try:
             async with asyncio.timeout(deadline):
                 return await sender.send(item.target, title, body)

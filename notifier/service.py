@@ -244,6 +244,8 @@ class Service:
             if self.pipeline is not None:
                 self.pipeline.swap(rules=new.rules, targets=channels)
             if self.deliverer is not None:
+                if isinstance(self.deliverer.sender, ChannelSet):
+                    channels.take_locks(self.deliverer.sender)
                 self.deliverer.swap_sender(channels, new.channels, new.delivery)
             if new.feed != self.settings.feed or new.state != self.settings.state:
                 log.warning("feed or state settings changed: they take effect at the next restart")

@@ -23,6 +23,7 @@ from receivers import (
     telegram_html_to_text,
 )
 
+from notifier import send_attempt
 from notifier.channels import ChannelSet, Target, check_url
 from notifier.errors import ConfigError
 from notifier.settings import ChannelSettings, DeliverySettings
@@ -447,6 +448,7 @@ class TricklingPeer:
         self.answered: list[float] = []
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> TricklingPeer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -456,8 +458,22 @@ class TricklingPeer:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        for task in self._handlers:  # answers still trickling: the client gave up on them
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._answer(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client gave up on the answer
+        finally:
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         length = next(
             int(line.split(b":")[1])
@@ -474,7 +490,6 @@ class TricklingPeer:
         writer.write(b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
         await writer.drain()
         self.answered.append(time.monotonic())
-        writer.close()
 
 
 async def test_a_slow_send_that_succeeds_counts_as_sent() -> None:
@@ -487,14 +502,71 @@ async def test_a_slow_send_that_succeeds_counts_as_sent() -> None:
 
 
 async def test_a_given_up_send_holds_its_target_until_its_thread_ends() -> None:
-    """Past send_deadline the send fails, but the target's next send waits for that thread."""
+    """Past send_deadline a send fails; the target's next send waits for that thread or gives up
+    unsent after `timeout`, and never runs beside it."""
     async with TricklingPeer(gap=0.15, lines=[8, 0]) as peer:  # first answered after ~1.2 s
         cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
         first = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
-        assert not first.ok
         assert first.error == "no outcome within 0.6s (it may still arrive)"
         assert peer.answered == []  # given up on while its answer was still coming
-        second = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
-    assert second.ok
+        busy = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+        assert busy.error == "an earlier send to this target is still running after 0.2s"
+        assert len(peer.posts) == 1  # nothing was sent beside the running one
+        async with asyncio.timeout(10):
+            while not peer.answered:
+                await asyncio.sleep(0.05)
+        last = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+    assert last.ok
     assert len(peer.posts) == 2
-    assert peer.answered[0] <= peer.posts[1]  # never two sends to one target at once
+    assert peer.answered[0] <= peer.posts[1]
+
+
+async def test_time_queued_for_a_send_thread_does_not_count_against_the_send() -> None:
+    """With every send thread busy, a send that starts late still gets its whole deadline."""
+    release = threading.Event()
+    pool = send_attempt._senders()
+    blockers = [pool.submit(release.wait, 5) for _ in range(send_attempt.SEND_THREADS)]
+    async with TricklingPeer(gap=0.15, lines=[2]) as peer:  # answered ~0.3 s after the POST
+        cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
+        sending = asyncio.ensure_future(cs.send(only(cs).key, TITLE, BODY))
+        await asyncio.sleep(0.45)  # queued for most of its 0.6 s
+        release.set()
+        result = await asyncio.wait_for(sending, timeout=30)
+    for blocker in blockers:
+        blocker.result(timeout=5)
+    assert result.ok
+    assert len(peer.posts) == 1
+
+
+async def test_a_reload_keeps_a_busy_target_taken() -> None:
+    """A channel set built on reload takes over the locks: no send beside a given-up one."""
+    async with TricklingPeer(gap=0.15, lines=[8, 0]) as peer:
+        spec, delivery = {"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2)
+        old = channels(spec, delivery)
+        first = await asyncio.wait_for(old.send(only(old).key, TITLE, BODY), timeout=30)
+        assert not first.ok
+        new = channels(spec, delivery)
+        new.take_locks(old)
+        busy = await asyncio.wait_for(new.send(only(new).key, TITLE, BODY), timeout=30)
+        assert busy.error == "an earlier send to this target is still running after 0.2s"
+        assert len(peer.posts) == 1
+
+
+async def test_a_send_that_never_got_a_thread_is_given_up_unsent() -> None:
+    """Every send thread busy past the deadline: the send fails and is never made later."""
+    release = threading.Event()
+    pool = send_attempt._senders()
+    blockers = [pool.submit(release.wait, 5) for _ in range(send_attempt.SEND_THREADS)]
+    try:
+        async with TricklingPeer(gap=0.0, lines=[0]) as peer:
+            spec = {"c": (f"json://127.0.0.1:{peer.port}/",)}
+            cs = channels(spec, DeliverySettings(timeout=0.2))
+            result = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+            release.set()
+            for blocker in blockers:
+                blocker.result(timeout=5)
+            await asyncio.sleep(0.2)  # a send still queued would run now
+    finally:
+        release.set()
+    assert result.error == "no send thread free within 0.6s"
+    assert peer.posts == []

@@ -703,3 +703,10 @@ def test_state_path_expands_the_home_directory() -> None:
 def test_common_yaml_mistakes_get_a_suggestion(text: str, expected: str) -> None:
     """Tabs, a second document and merge keys are named with what to do instead."""
     assert errors(text) == [expected]
+
+
+def test_state_path_with_an_unknown_user_is_a_config_error() -> None:
+    """~nosuchuser cannot be expanded: a located problem, not a traceback."""
+    assert errors("state: {path: ~nosuchuser-xyz/x.db}\n") == [
+        "config.yaml:1: state.path: cannot expand '~nosuchuser-xyz' here: write the full path"
+    ]

@@ -1,0 +1,88 @@
+"""One blocking send on a thread of ours: bounded, and never running twice at once for a target.
+
+A thread cannot be stopped. A send given up on while it runs may still succeed, so its target
+stays taken until the thread ends: a retry waits for it (at most `lock_wait`, then gives up
+without sending) instead of sending beside it. The deadline counts from when a thread starts
+the send, not from when it was queued for one: a send that never started is cancelled, so
+nothing went out, and one that started late gets its whole time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+# Threads that run apprise's blocking sends. Bounded: a send holds its thread until its socket
+# timeouts (set from delivery.timeout) end it, and waiting sends queue rather than spawn.
+SEND_THREADS = 16
+
+_R = TypeVar("_R")
+
+
+class GaveUp(Exception):
+    """The attempt was given up on; the message says whether anything may have been sent."""
+
+
+async def attempt(
+    call: Callable[[], _R], *, lock: asyncio.Lock, lock_wait: float, deadline: float
+) -> _R:
+    """`call()` on a send thread once the target's `lock` is free; GaveUp past the bounds."""
+    try:
+        async with asyncio.timeout(lock_wait):
+            await lock.acquire()
+    except TimeoutError:
+        message = f"an earlier send to this target is still running after {lock_wait:g}s"
+        raise GaveUp(message) from None
+    began: list[float] = []
+
+    def timed() -> _R:
+        began.append(time.monotonic())
+        return call()
+
+    thread = _senders().submit(timed)
+    try:
+        return await _outcome(thread, began, deadline)
+    finally:
+        if thread.done():
+            lock.release()
+        else:  # given up on (or cancelled) while it runs: the target waits for its end
+            thread.add_done_callback(
+                functools.partial(_release_soon, asyncio.get_running_loop(), lock)
+            )
+
+
+async def _outcome(thread: Future[_R], began: list[float], deadline: float) -> _R:
+    """The thread's result, waiting `deadline` from when it started the send."""
+    limit = deadline
+    while True:
+        try:
+            async with asyncio.timeout(limit):
+                return await asyncio.wrap_future(thread)
+        except TimeoutError:
+            # Giving up on the wait cancels a send still queued for a thread (asyncio passes
+            # the cancellation on): it never runs. A running one cannot be cancelled.
+            if thread.cancelled() or thread.cancel():
+                raise GaveUp(f"no send thread free within {deadline:g}s") from None
+            if thread.done():
+                return thread.result()
+            start = began[0] if began else time.monotonic()  # it has just started
+            limit = start + deadline - time.monotonic()
+            if limit <= 0:
+                raise GaveUp(f"no outcome within {deadline:g}s (it may still arrive)") from None
+
+
+def _release_soon(loop: asyncio.AbstractEventLoop, lock: asyncio.Lock, _: object) -> None:
+    """From the send thread, once done: its target may send again."""
+    with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits for the lock
+        loop.call_soon_threadsafe(lock.release)
+
+
+@functools.cache
+def _senders() -> ThreadPoolExecutor:
+    """The send threads, started on first use and shared by every channel set (reloads too)."""
+    return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="notifier-send")
