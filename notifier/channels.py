@@ -14,6 +14,7 @@ import hashlib
 import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -51,6 +52,7 @@ _URL_SEPARATORS = re.compile(r"[/:@?&=#,;+\s]+")
 # send to its own pool so it can stop waiting; `send` bounds the wait already, and the socket
 # timeouts (_tune) bound the send itself.
 _ASSET = AppriseAsset(service_timeout=0)
+LATE_KEPT = 1000  # late successes remembered for their retries (a retry comes within max_age)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,8 @@ class ChannelSet:
         self._body_format = NotifyFormat(delivery.body_format)
         self._deadline = delivery.send_deadline
         self._lock_wait = delivery.timeout
+        # (target, title, body) -> a late success of an attempt given up on: its retry is done.
+        self._late: OrderedDict[tuple[str, str, str], AppriseResult] = OrderedDict()
 
     @classmethod
     def build(
@@ -193,6 +197,15 @@ class ChannelSet:
         while its thread runs still holds the target (no overlap, no reordering)."""
         for key in self._locks.keys() & previous._locks.keys():
             self._locks[key] = previous._locks[key]
+        self._late = previous._late  # late outcomes still to come land where retries look
+
+    def _remember_late(self, message: tuple[str, str, str], result: AppriseResult) -> None:
+        """A given-up attempt ended; if the service took the message, its retry is done."""
+        if not result:
+            return
+        self._late[message] = result
+        while len(self._late) > LATE_KEPT:
+            self._late.popitem(last=False)
 
     def knows(self, target: str) -> bool:
         """Whether this target key belongs to the current config."""
@@ -227,8 +240,14 @@ class ChannelSet:
             # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
             # Its outcome is awaited, not cut off at `timeout`: a slow send that still
             # succeeds, given up on and retried, would arrive twice (see send_attempt).
+            message = (target, title, body)
             result = await attempt(
-                call, lock=self._locks[target], lock_wait=self._lock_wait, deadline=self._deadline
+                call,
+                lock=self._locks[target],
+                lock_wait=self._lock_wait,
+                deadline=self._deadline,
+                done_before=lambda: self._late.pop(message, None),
+                on_late=lambda late: self._remember_late(message, late),
             )
         except GaveUp as exc:
             log.warning("send to %s failed: %s", entry.target.display, exc)

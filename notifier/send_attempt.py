@@ -2,7 +2,9 @@
 
 A thread cannot be stopped. A send given up on while it runs may still succeed, so its target
 stays taken until the thread ends: a retry waits for it (at most `lock_wait`, then gives up
-without sending) instead of sending beside it. The deadline counts from when a thread starts
+without sending) instead of sending beside it, and the late outcome goes to `on_late`, so
+the caller can answer the retry of that very message with it (`done_before`) instead of
+sending it twice. The deadline counts from when a thread starts
 the send, not from when it was queued for one: a send that never started is cancelled, so
 nothing went out, and one that started late gets its whole time.
 """
@@ -29,15 +31,30 @@ class GaveUp(Exception):
 
 
 async def attempt(
-    call: Callable[[], _R], *, lock: asyncio.Lock, lock_wait: float, deadline: float
+    call: Callable[[], _R],
+    *,
+    lock: asyncio.Lock,
+    lock_wait: float,
+    deadline: float,
+    done_before: Callable[[], _R | None] = lambda: None,
+    on_late: Callable[[_R], None] | None = None,
 ) -> _R:
-    """`call()` on a send thread once the target's `lock` is free; GaveUp past the bounds."""
+    """`call()` on a send thread once the target's `lock` is free; GaveUp past the bounds.
+
+    `done_before()`, asked once the lock is held, may answer instead of a send (the late
+    outcome of an earlier attempt of the same message); `on_late` gets the outcome of an
+    attempt given up on, when its thread ends.
+    """
     try:
         async with asyncio.timeout(lock_wait):
             await lock.acquire()
     except TimeoutError:
         message = f"an earlier send to this target is still running after {lock_wait:g}s"
         raise GaveUp(message) from None
+    earlier = done_before()
+    if earlier is not None:
+        lock.release()
+        return earlier
     began: list[float] = []
 
     def timed() -> _R:
@@ -51,9 +68,8 @@ async def attempt(
         if thread.done():
             lock.release()
         else:  # given up on (or cancelled) while it runs: the target waits for its end
-            thread.add_done_callback(
-                functools.partial(_release_soon, asyncio.get_running_loop(), lock)
-            )
+            loop = asyncio.get_running_loop()
+            thread.add_done_callback(functools.partial(_ended_late, loop, lock, on_late))
 
 
 async def _outcome(thread: Future[_R], began: list[float], deadline: float) -> _R:
@@ -76,10 +92,23 @@ async def _outcome(thread: Future[_R], began: list[float], deadline: float) -> _
                 raise GaveUp(f"no outcome within {deadline:g}s (it may still arrive)") from None
 
 
-def _release_soon(loop: asyncio.AbstractEventLoop, lock: asyncio.Lock, _: object) -> None:
-    """From the send thread, once done: its target may send again."""
-    with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits for the lock
-        loop.call_soon_threadsafe(lock.release)
+def _ended_late(
+    loop: asyncio.AbstractEventLoop,
+    lock: asyncio.Lock,
+    on_late: Callable[[_R], None] | None,
+    thread: Future[_R],
+) -> None:
+    """From the send thread, once a given-up attempt ends: its outcome, then the target."""
+
+    def settle() -> None:
+        try:
+            if on_late is not None and not thread.cancelled() and thread.exception() is None:
+                on_late(thread.result())
+        finally:
+            lock.release()  # after on_late: a retry waiting for the lock sees the outcome
+
+    with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits for it
+        loop.call_soon_threadsafe(settle)
 
 
 @functools.cache

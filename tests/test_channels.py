@@ -515,7 +515,7 @@ async def test_a_given_up_send_holds_its_target_until_its_thread_ends() -> None:
         async with asyncio.timeout(10):
             while not peer.answered:
                 await asyncio.sleep(0.05)
-        last = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+        last = await asyncio.wait_for(cs.send(only(cs).key, TITLE, "next"), timeout=30)
     assert last.ok
     assert len(peer.posts) == 2
     assert peer.answered[0] <= peer.posts[1]
@@ -570,3 +570,20 @@ async def test_a_send_that_never_got_a_thread_is_given_up_unsent() -> None:
         release.set()
     assert result.error == "no send thread free within 0.6s"
     assert peer.posts == []
+
+
+async def test_a_late_success_answers_the_retry_of_that_message() -> None:
+    """A send given up on that the service took after all is not sent again by its retry."""
+    async with TricklingPeer(gap=0.15, lines=[8, 0]) as peer:  # first answered after ~1.2 s
+        cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
+        first = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+        assert not first.ok
+        async with asyncio.timeout(10):
+            while not peer.answered:
+                await asyncio.sleep(0.05)
+        retry = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+        assert retry.ok
+        assert len(peer.posts) == 1  # the retry was answered by the late 200
+        other = await asyncio.wait_for(cs.send(only(cs).key, TITLE, "another"), timeout=30)
+    assert other.ok
+    assert len(peer.posts) == 2
