@@ -204,7 +204,7 @@ class FallbackPolicy:
     def due_at(self, item: OutboxItem, limits: ChannelLimits, channel: str) -> datetime | None:
         """When the row falls back if it is still failing then; None if it has no fallback."""
         fallback = limits.fallback(channel)
-        if fallback is None or item.attempts == 0 or _identity(item) in self._done:
+        if fallback is None or item.attempts == 0 or item.identity in self._done:
             return None
         return item.created_at + fallback[1]
 
@@ -213,7 +213,7 @@ class FallbackPolicy:
     ) -> bool:
         """Record the alert for the fallback channel's targets; whether rows were added."""
         fallback = limits.fallback(channel)
-        identity = _identity(item)
+        identity = item.identity
         if fallback is None or identity in self._done or not isinstance(sender, TargetDirectory):
             return False
         self._done.add(identity)
@@ -236,8 +236,3 @@ class FallbackPolicy:
         return self._store.record(
             fill_key=f"fallback:{identity}", filled_at=item.filled_at, alerts=alerts
         )
-
-
-def _identity(item: OutboxItem) -> str:
-    """What names an outbox row for good: its alert's fill, rule and target."""
-    return f"{item.fill_key}|{item.rule}|{item.target}"

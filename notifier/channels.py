@@ -159,8 +159,8 @@ class ChannelSet:
         self._body_format = NotifyFormat(delivery.body_format)
         self._deadline = delivery.send_deadline
         self._lock_wait = delivery.timeout
-        # (target, title, body) -> a late success of an attempt given up on: its retry is done.
-        self._late: OrderedDict[tuple[str, str, str], AppriseResult] = OrderedDict()
+        # (target, message) -> a late success of an attempt given up on: its retry is done.
+        self._late: OrderedDict[tuple[str, str], AppriseResult] = OrderedDict()
 
     @classmethod
     def build(
@@ -194,12 +194,14 @@ class ChannelSet:
 
     def take_locks(self, previous: ChannelSet) -> None:
         """On reload: a URL in both sets keeps its lock, so a send the old set gave up on
-        while its thread runs still holds the target (no overlap, no reordering)."""
-        for key in self._locks.keys() & previous._locks.keys():
-            self._locks[key] = previous._locks[key]
+        while its thread runs still holds the target (no overlap, no reordering). A held lock
+        of a URL this set lacks is kept too: the URL may come back with the next reload."""
+        for key, lock in previous._locks.items():
+            if key in self._locks or lock.locked():
+                self._locks[key] = lock
         self._late = previous._late  # late outcomes still to come land where retries look
 
-    def _remember_late(self, message: tuple[str, str, str], result: AppriseResult) -> None:
+    def _remember_late(self, message: tuple[str, str], result: AppriseResult) -> None:
         """A given-up attempt ended; if the service took the message, its retry is done."""
         if not result:
             return
@@ -221,11 +223,15 @@ class ChannelSet:
         entry = self._by_key.get(target)
         return entry.target.display if entry else f"<unknown target {target}>"
 
-    async def send(self, target: str, title: str, body: str) -> SendResult:
+    async def send(
+        self, target: str, title: str, body: str, *, message: str | None = None
+    ) -> SendResult:
         """Deliver one message to one target; a service failure is a result, never a raise.
 
-        Sends to one target are serialized so its messages leave in call order.
-        KeyError if the target key is unknown (check `knows` first).
+        Sends to one target are serialized so its messages leave in call order. Given the
+        `message` identity, a retry of a message whose given-up attempt succeeded after all is
+        answered with that success instead of being sent again (not by its text: two alerts
+        can read the same). KeyError if the target key is unknown (check `knows` first).
         """
         entry = self._by_key[target]
         call = functools.partial(
@@ -240,14 +246,14 @@ class ChannelSet:
             # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
             # Its outcome is awaited, not cut off at `timeout`: a slow send that still
             # succeeds, given up on and retried, would arrive twice (see send_attempt).
-            message = (target, title, body)
+            late = (target, message) if message is not None else None
             result = await attempt(
                 call,
                 lock=self._locks[target],
                 lock_wait=self._lock_wait,
                 deadline=self._deadline,
-                done_before=lambda: self._late.pop(message, None),
-                on_late=lambda late: self._remember_late(message, late),
+                done_before=lambda: self._late.pop(late, None) if late else None,
+                on_late=(lambda outcome: self._remember_late(late, outcome)) if late else None,
             )
         except GaveUp as exc:
             log.warning("send to %s failed: %s", entry.target.display, exc)

@@ -59,8 +59,14 @@ class Sender(Protocol):
         """The configured channel name of a target, or None if unknown."""
         ...
 
-    async def send(self, target: str, title: str, body: str) -> SendResult:
-        """One attempt; a service failure is a failed result, never an exception."""
+    async def send(
+        self, target: str, title: str, body: str, *, message: str | None = None
+    ) -> SendResult:
+        """One attempt; a service failure is a failed result, never an exception.
+
+        `message` names the alert(s) sent for good, the same on every retry: a sender may use
+        it to recognise a retry of a message it has delivered after all.
+        """
         ...
 
 
@@ -310,14 +316,17 @@ class Deliverer:
             self.stats.retried += sum(1 for i in items if i.attempts)
             self._limits.take(channel, now)
             title, body = fold(items)
-            result = await self._attempt(self._sender, item, title, body)
+            message = "\n".join(each.identity for each in items)
+            result = await self._attempt(self._sender, item, title, body, message)
         for each in items:
             if result.ok:
                 self._sent(each, channel)
             else:
                 self._failed(each, channel, result)
 
-    async def _attempt(self, sender: Sender, item: OutboxItem, title: str, body: str) -> SendResult:
+    async def _attempt(
+        self, sender: Sender, item: OutboxItem, title: str, body: str, message: str
+    ) -> SendResult:
         """One bounded send; a timeout or a stray exception counts as a failed attempt.
 
         A backstop past the sender's own bounds (ChannelSet: the target's lock within
@@ -327,7 +336,7 @@ class Deliverer:
         deadline = 2 * (self._settings.send_deadline + self._settings.timeout)
         try:
             async with asyncio.timeout(deadline):
-                return await sender.send(item.target, title, body)
+                return await sender.send(item.target, title, body, message=message)
         except TimeoutError:
             return SendResult(ok=False, error=f"no outcome within {deadline:g}s")
         except Exception as exc:  # the Sender promised not to raise: a bug, yet no reason to stall

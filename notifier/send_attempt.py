@@ -62,12 +62,18 @@ async def attempt(
         return call()
 
     thread = _senders().submit(timed)
+    known = False  # whether the caller gets this attempt's outcome
     try:
-        return await _outcome(thread, began, deadline)
+        result = await _outcome(thread, began, deadline)
+        known = True
+        return result
+    except Exception as exc:
+        known = not isinstance(exc, GaveUp)  # apprise raised: that is its outcome
+        raise
     finally:
-        if thread.done():
+        if known:
             lock.release()
-        else:  # given up on (or cancelled) while it runs: the target waits for its end
+        else:  # given up on or cancelled: the outcome (maybe a success) comes when it ends
             loop = asyncio.get_running_loop()
             thread.add_done_callback(functools.partial(_ended_late, loop, lock, on_late))
 

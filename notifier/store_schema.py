@@ -52,6 +52,11 @@ class OutboxItem:
     last_error: str | None
     state: str
 
+    @property
+    def identity(self) -> str:
+        """What names the alert for good (its id may be reused once its row is deleted)."""
+        return f"{self.fill_key}|{self.rule}|{self.target}"
+
 
 def item_from_row(row: tuple[Any, ...]) -> OutboxItem:
     """An OutboxItem from a row selected with `COLUMNS` (times come back as microseconds)."""

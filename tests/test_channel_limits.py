@@ -46,7 +46,9 @@ class Sender:
     def targets(self, channel: str) -> tuple[Target, ...]:
         return tuple(Target(t) for t in self.channels[channel])
 
-    async def send(self, target: str, title: str, body: str) -> SendResult:
+    async def send(
+        self, target: str, title: str, body: str, *, message: str | None = None
+    ) -> SendResult:
         self.attempts.append((target, title, body))
         queue = self.script.get(target)
         return queue.pop(0) if queue else SendResult(ok=True)

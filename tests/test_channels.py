@@ -573,17 +573,54 @@ async def test_a_send_that_never_got_a_thread_is_given_up_unsent() -> None:
 
 
 async def test_a_late_success_answers_the_retry_of_that_message() -> None:
-    """A send given up on that the service took after all is not sent again by its retry."""
+    """A send given up on that the service took after all is not sent again by its retry;
+    another alert with the very same text is (the memory is by message, not by text)."""
     async with TricklingPeer(gap=0.15, lines=[8, 0]) as peer:  # first answered after ~1.2 s
         cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
-        first = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+        key = only(cs).key
+        first = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="a1"), timeout=30)
         assert not first.ok
         async with asyncio.timeout(10):
             while not peer.answered:
                 await asyncio.sleep(0.05)
-        retry = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
-        assert retry.ok
-        assert len(peer.posts) == 1  # the retry was answered by the late 200
-        other = await asyncio.wait_for(cs.send(only(cs).key, TITLE, "another"), timeout=30)
-    assert other.ok
-    assert len(peer.posts) == 2
+        same_text = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="a2"), timeout=30)
+        assert same_text.ok
+        assert len(peer.posts) == 2  # a different alert that reads the same: sent
+        retry = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="a1"), timeout=30)
+    assert retry.ok
+    assert len(peer.posts) == 2  # the retry was answered by the late 200
+
+
+async def test_a_given_up_send_keeps_its_target_through_two_reloads() -> None:
+    """A URL dropped by one reload and back in the next still waits for its running send."""
+    async with TricklingPeer(gap=0.15, lines=[8, 0]) as peer:
+        url = f"json://127.0.0.1:{peer.port}/"
+        delivery = DeliverySettings(timeout=0.2)
+        old = channels({"c": (url,)}, delivery)
+        first = await asyncio.wait_for(old.send(only(old).key, TITLE, BODY), timeout=30)
+        assert not first.ok
+        middle = channels({"d": ("json://127.0.0.1:9/",)}, delivery)
+        middle.take_locks(old)
+        new = channels({"c": (url,)}, delivery)
+        new.take_locks(middle)
+        busy = await asyncio.wait_for(new.send(only(new).key, TITLE, BODY), timeout=30)
+    assert busy.error == "an earlier send to this target is still running after 0.2s"
+    assert len(peer.posts) == 1
+
+
+async def test_the_outcome_of_a_given_up_attempt_reaches_on_late() -> None:
+    """Given up on while running: the target stays taken until the thread ends with a
+    result, which goes to on_late before the target is free again."""
+    lock, finish, late = asyncio.Lock(), threading.Event(), []
+
+    def slow() -> str:
+        finish.wait(5)
+        return "sent"
+
+    with pytest.raises(send_attempt.GaveUp, match=r"no outcome within 0\.05s"):
+        await send_attempt.attempt(slow, lock=lock, lock_wait=1, deadline=0.05, on_late=late.append)
+    assert lock.locked()
+    finish.set()
+    async with asyncio.timeout(5):
+        async with lock:  # free once the thread ended and on_late ran
+            assert late == ["sent"]

@@ -43,6 +43,7 @@ class FakeSender:
         self.script: dict[str, list[SendResult | Exception]] = {}
         self.gates: dict[str, asyncio.Event] = {}
         self.attempts: list[tuple[str, str]] = []
+        self.messages: list[str | None] = []  # the identity given with each attempt
         self.delivered: list[tuple[str, str]] = []
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
@@ -61,8 +62,11 @@ class FakeSender:
             raise KeyError(channel)
         return found
 
-    async def send(self, target: str, title: str, body: str) -> SendResult:
+    async def send(
+        self, target: str, title: str, body: str, *, message: str | None = None
+    ) -> SendResult:
         self.attempts.append((target, title))
+        self.messages.append(message)
         channel = self.known[target]
         self.in_flight[channel] = self.in_flight.get(channel, 0) + 1
         self.max_in_flight[channel] = max(
@@ -505,6 +509,20 @@ async def test_cancellation_keeps_rows(store: StateStore, clock: HandClock) -> N
     assert sorted(again.delivered) == [("a", "f0"), ("b", "f0")]
 
 
+async def test_a_retry_names_the_same_message(store: StateStore, clock: HandClock) -> None:
+    """Each attempt carries the alert's lasting identity, the same on its retry."""
+    put(store, "f0", "a")
+    sender = FakeSender({"a": "chat"})
+    sender.script["a"] = [fail()]
+    deliverer = make(store, sender, clock)
+    async with running(deliverer):
+        await spin_until(lambda: len(sender.attempts) == 1)
+        clock.advance(1)
+        deliverer.notify()
+        await spin_until(lambda: deliverer.pending() == 0)
+    assert sender.messages == ["f0|r|a", "f0|r|a"]
+
+
 async def test_send_timeout_is_a_failure(store: StateStore, clock: HandClock) -> None:
     """A send that outlives the attempt's backstop is cut off and counted as failed."""
     put(store, "f0", "a")
@@ -578,7 +596,7 @@ CHILD = textwrap.dedent(
     class PrintSender:
         def knows(self, target): return True
         def channel_of(self, target): return "chat"
-        async def send(self, target, title, body):
+        async def send(self, target, title, body, *, message=None):
             await asyncio.sleep(0)
             print(target, title, flush=True)  # "delivered": the far side has it now
             return SendResult(ok=True)
@@ -638,7 +656,9 @@ async def test_row_committed_before_its_send(tmp_path: Path, clock: HandClock) -
     seen_on_disk: list[bool] = []
 
     class CheckingSender(FakeSender):
-        async def send(self, target: str, title: str, body: str) -> SendResult:
+        async def send(
+            self, target: str, title: str, body: str, *, message: str | None = None
+        ) -> SendResult:
             reader = sqlite3.connect(path)
             try:
                 row = reader.execute("SELECT 1 FROM outbox WHERE fill_key = ?", (title,))
