@@ -327,13 +327,9 @@ class Deliverer:
     async def _attempt(
         self, sender: Sender, item: OutboxItem, title: str, body: str, message: str
     ) -> SendResult:
-        """One bounded send; a timeout or a stray exception counts as a failed attempt.
-
-        A backstop past the sender's own bounds (ChannelSet: the target's lock within
-        `timeout`, a send thread within `send_deadline`, then `send_deadline` for the send;
-        giving up earlier could mean sending it twice).
-        """
-        deadline = 2 * (self._settings.send_deadline + self._settings.timeout)
+        """One bounded send (by `send_backstop`); a timeout or a stray exception counts as a
+        failed attempt."""
+        deadline = self._settings.send_backstop
         try:
             async with asyncio.timeout(deadline):
                 return await sender.send(item.target, title, body, message=message)

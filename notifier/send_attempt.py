@@ -4,9 +4,9 @@ A thread cannot be stopped. A send given up on while it runs may still succeed, 
 stays taken until the thread ends: a retry waits for it (at most `lock_wait`, then gives up
 without sending) instead of sending beside it, and the late outcome goes to `on_late`, so
 the caller can answer the retry of that very message with it (`done_before`) instead of
-sending it twice. The deadline counts from when a thread starts
-the send, not from when it was queued for one: a send that never started is cancelled, so
-nothing went out, and one that started late gets its whole time.
+sending it twice. The deadline counts from when a thread starts the send, not from when it
+was queued for one: a send that never started is cancelled, so nothing went out, and one that
+started late gets its whole time.
 """
 
 from __future__ import annotations

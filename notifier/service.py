@@ -31,7 +31,7 @@ from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.pipeline import Pipeline
 from notifier.settings import Settings
-from notifier.store import OutboxItem, StateStore
+from notifier.store import PRUNE_STEP, OutboxItem, StateStore
 from notifier.walcheckpoint import BACKSTOP_PAGES, WalCheckpointer, checkpoint_forever
 from notifier.watch import signature, watch_file
 
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must come within 10 s
 PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
 PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
-PRUNE_STEP = 5000  # rows deleted per transaction while pruning
 STALL_AFTER = 600.0  # seconds with alerts pending and none sent before /healthz says 503
 
 

@@ -53,6 +53,13 @@ class DeliverySettings:
         """Seconds one attempt may take in all: `timeout` bounds each connect, write and read."""
         return 3 * self.timeout
 
+    @property
+    def send_backstop(self) -> float:
+        """Seconds after which the deliverer stops waiting for any sender: past ChannelSet's
+        own bounds (the target's lock within `timeout`, a send thread within `send_deadline`,
+        then `send_deadline` for the send); giving up earlier could mean sending twice."""
+        return 2 * (self.send_deadline + self.timeout)
+
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:

@@ -40,6 +40,7 @@ __all__ = [
 FUTURE_TOLERANCE = timedelta(minutes=10)  # clock skew the watermark accepts
 _KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
 _GAP_KEY = "feed.gap"
+PRUNE_STEP = 5000  # rows a prune deletes per transaction (see prune)
 
 
 class StateStore:
@@ -296,7 +297,9 @@ class StateStore:
             result.update({str(state): int(n) for state, n in rows})
         return result
 
-    def prune(self, *, fills_before: datetime, sent_before: datetime, limit: int = 5000) -> int:
+    def prune(
+        self, *, fills_before: datetime, sent_before: datetime, limit: int = PRUNE_STEP
+    ) -> int:
         """Forget up to `limit` fill keys filled before `fills_before` and rows sent before
         `sent_before`; returns how many went (call again while it returns `limit`).
 
