@@ -54,8 +54,6 @@ class TitleSource(Protocol):
 class FillRecorder(Protocol):
     """The state store's part in the pipeline: dedupe and the durable outbox, in one transaction."""
 
-    def unseen(self, fill_keys: Sequence[str]) -> set[str]: ...
-
     def remember(self, fills: Sequence[tuple[str, datetime]]) -> int: ...
 
     def flush(self) -> None: ...
@@ -194,13 +192,15 @@ class Pipeline:
 
     async def _process(self, batch: list[tuple[Fill, str]]) -> None:
         self._store.flush()  # a batch's records commit together with its shaping snapshot
-        fresh = self._fresh(batch)
+        # No "seen before?" query up front: the inserts below say it (INSERT OR IGNORE), and
+        # matching a duplicate again costs less than asking the store about every fill.
+        fills = [fill for fill, _ in batch]
         # One config for the whole batch. A reload during a title look-up (the only await)
         # would pair old rules with new channels and a shaping stage that no longer knows
         # them: match again with the config now in force (titles are cached by then).
         while True:
             rules, targets = self._rules, self._targets
-            hits, quiet = await self._match(fresh, rules)
+            hits, quiet = await self._match(fills, rules)
             if rules is self._rules and targets is self._targets:
                 break
         remembered = self._store.remember(quiet)
@@ -281,14 +281,14 @@ class Pipeline:
             await asyncio.sleep(0)  # a deadline that stays past must not starve the loop
 
     async def _match(
-        self, fresh: list[Fill], rules: RuleSet
+        self, fills: list[Fill], rules: RuleSet
     ) -> tuple[list[tuple[Fill, tuple[Rule, ...]]], list[tuple[str, datetime]]]:
         """The batch's matches (titled fills) and its quiet fills (key and time)."""
         if rules.uses_title:
-            fresh = await self._with_titles(fresh)
+            fills = await self._with_titles(fills)
         hits: list[tuple[Fill, tuple[Rule, ...]]] = []
         quiet: list[tuple[str, datetime]] = []
-        for fill in fresh:
+        for fill in fills:
             matched = rules.match(fill)
             if matched:
                 hits.append((fill, matched))
@@ -298,12 +298,6 @@ class Pipeline:
             titled = await self._with_titles([fill for fill, _ in hits])
             hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
         return hits, quiet
-
-    def _fresh(self, batch: list[tuple[Fill, str]]) -> list[Fill]:
-        """The batch's fills not recorded before (one store query for the whole batch)."""
-        unseen = self._store.unseen([fill.key for fill, _ in batch])
-        self.stats.duplicates += len(batch) - len(unseen)
-        return [fill for fill, _ in batch if fill.key in unseen]
 
     async def _with_titles(self, fills: list[Fill]) -> list[Fill]:
         """Fills carrying their market title; a slow or failing look-up falls back to none."""

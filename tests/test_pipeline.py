@@ -161,6 +161,30 @@ async def test_fill_matching_nothing_is_still_remembered(store: StateStore) -> N
     assert store.load_watermark() == _fill().filled_at
 
 
+async def test_a_fill_seen_quiet_stays_seen_when_rules_change(store: StateStore) -> None:
+    """A fill recorded when no rule matched it is a duplicate later, even for rules that do.
+
+    The pipeline asks the store nothing up front: the inserts say what was new. A backfill
+    after a config edit must not alert fills from before the edit, nor count them as new.
+    """
+    quiet = Pipeline(
+        rules=RuleSet([]), targets=DeskAndPhone(), store=store, titles=None, on_recorded=list
+    )
+    await quiet.submit(_fill(), "live")
+    await _drain(quiet)
+    watermark = store.load_watermark()
+    wakes: list[set[str]] = []
+    matching = _pipeline(store, None, wakes)
+    await matching.submit(_fill(quantity="150.00"), "backfill")  # same fill, other spelling
+    await matching.submit(_fill(order_id="43"), "backfill")
+    await _drain(matching)
+    assert {row.fill_key for row in store.outbox()} == {_fill("43").key}
+    assert (matching.stats.duplicates, matching.stats.processed) == (1, 1)
+    assert matching.stats.matched == {"buys": 1, "all": 1}
+    assert store.load_watermark() == watermark
+    assert wakes == [{"desk-1", "phone-1", "phone-2"}]
+
+
 async def test_slow_title_lookup_does_not_stall_fills(store: StateStore) -> None:
     """A title look-up slower than its bound is left behind; the alert falls back to the id."""
     titles = _Titles({"0xabc1": "BTC 100k?"})
