@@ -138,7 +138,8 @@ class SqliteFile:
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # an I/O error or a full disk may have ended it already
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 
@@ -147,9 +148,16 @@ class SqliteFile:
         self.db.execute("SAVEPOINT step")
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK TO step")
-            self.db.execute("RELEASE step")
+        except BaseException as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK TO step")
+                self.db.execute("RELEASE step")
+                raise
+            # SQLite rolled the whole batch back (an I/O error, a full disk): writes that
+            # returned success are gone. As with a failed commit, the file is broken for good;
+            # a restart finds the durable watermark before them and backfill brings them again.
+            self._in_batch = False
+            self._broken = StateError(f"state file {self.path}: batch lost: {exc}")
             raise
         self.db.execute("RELEASE step")
 

@@ -545,3 +545,69 @@ def test_kill_9_with_group_commit(tmp_path: Path) -> None:
         assert s.load_watermark() == datetime(2026, 2, 6, tzinfo=UTC) + timedelta(
             milliseconds=newest
         )
+
+
+FULL_DISK_CHILD = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from notifier.errors import StateError
+    from notifier.events import Alert
+    from notifier.store import StateStore
+
+    t0 = datetime(2026, 2, 6, tzinfo=UTC)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    huge = "x" * 8_000_000  # more than the page cache: SQLite spills it to the WAL mid-batch
+
+    def attempt(label, write):
+        try:
+            write()
+            print(label, "ok")
+        except StateError as exc:
+            print(label, exc)
+
+    def full(on):
+        limit = 200_000 if on else resource.RLIM_INFINITY
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    store = StateStore(Path(sys.argv[1]))
+    full(True)
+    attempt("plain:", lambda: store.set_meta("big", huge))
+    full(False)
+    attempt("plain after:", lambda: store.set_meta("small", "1"))
+    store.close()
+
+    calls = []
+    store = StateStore(Path(sys.argv[2]), defer_commit=calls.append)
+    store.record(fill_key="a", filled_at=t0, alerts=[])
+    full(True)
+    big = Alert("b", "r", "chat", "t", "title", huge, t0)
+    attempt("batch:", lambda: store.record(fill_key="b", filled_at=t0, alerts=[big]))
+    full(False)
+    attempt("batch after:", lambda: store.record(fill_key="c", filled_at=t0, alerts=[]))
+    attempt("flush:", lambda: [call() for call in calls])
+    """
+)
+
+
+def test_a_full_disk_is_reported_as_such_and_a_lost_batch_stops_writes(tmp_path: Path) -> None:
+    """A disk error can end SQLite's transaction by itself; the error says so, not a rollback's.
+
+    Outside a batch the next write works again. Inside one, the records that returned success
+    are gone with it: every later write refuses with "batch lost", instead of committing on
+    its own as if the batch were intact (restart and backfill bring those fills back).
+    """
+    plain, batched = tmp_path / "plain.db", tmp_path / "batched.db"
+    child = python_child(FULL_DISK_CHILD, str(plain), str(batched))
+    out, _ = child.communicate(timeout=60)
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert child.returncode == 0, out
+    assert lines == {
+        "plain": f"state file {plain}: write meta: disk I/O error",
+        "plain after": "ok",
+        "batch": f"state file {batched}: record fill: disk I/O error",
+        "batch after": f"state file {batched}: batch lost: disk I/O error",
+        "flush": "ok",  # nothing left to commit: no second, misleading error
+    }
+    assert committed_keys(batched) == set()
