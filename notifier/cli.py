@@ -1,7 +1,9 @@
 """The `notifier` command: run the daemon, try the demo, check and test configs, tend the outbox.
 
 Exit status: 0 success, 1 a fatal condition (key refused, state file unusable, a test send failed),
-2 a config or usage error. Config errors print every problem, never a traceback.
+2 a config or usage error, 70 an unexpected error or one that may clear (the metrics port in use),
+130 interrupted (Ctrl-C), 141 stdout closed by its reader (`| head`). Config errors print every
+problem, never a traceback. The systemd unit restarts on 70, never on 1 or 2.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from notifier import __version__, config, logs
-from notifier.errors import ConfigError, FatalFeedError, StateError
+from notifier.errors import ConfigError, FatalFeedError, ListenError, StateError
 
 if TYPE_CHECKING:
     from notifier.settings import LogSettings, Settings
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("notifier")
 
 EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
+EXIT_SOFTWARE = 70  # sysexits' EX_SOFTWARE: not a verdict on the key, file or config
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `git log | head` ends
 DEFAULT_CONFIG = "config.yaml"
 
 
@@ -64,15 +69,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FatalFeedError, StateError) as exc:
         print(f"notifier: fatal: {exc}", file=sys.stderr)
         return EXIT_FATAL
+    except ListenError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_SOFTWARE
     except KeyboardInterrupt:
-        return EXIT_OK
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        # A bug or an unforeseen condition: said through logging (a JSON line under
+        # --log-format json), with an exit status the unit restarts on.
+        log.critical("unexpected error, exiting: %r", exc, exc_info=True)
+        return EXIT_SOFTWARE
     return code
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: its reader is gone, and the exit's flush must not fail too."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 # -- commands ---------------------------------------------------------------------------------
 
 
 def _run(args: argparse.Namespace) -> int:
+    from notifier.hangup import HangupLatch
+
+    hangups = HangupLatch().install()  # before the slow part: a reload then must not kill us
+
     from notifier import keepalive
     from notifier.service import Service
 
@@ -83,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         watch = path if args.watch else None
-        service = Service(settings, reload=lambda: _load(path), watch=watch)
+        service = Service(settings, reload=lambda: _load(path), watch=watch, hangups=hangups)
         try:
             await service.run()
         except* FatalFeedError as group:
@@ -98,7 +125,10 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from notifier.demo import run_demo
 
-    return asyncio.run(run_demo(fills=args.fills, config_path=args.config))
+    try:
+        return asyncio.run(run_demo(fills=args.fills, config_path=args.config))
+    except KeyboardInterrupt:  # how the demo is meant to stop
+        return EXIT_OK
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -124,7 +154,12 @@ def _test(args: argparse.Namespace) -> int:
     from notifier.replay import replay
 
     settings = _load(Path(args.path), require_api_key=False)
-    lines = [args.fill] if args.fill is not None else _read_lines(args.fills)
+    try:
+        lines = [args.fill] if args.fill is not None else _read_lines(args.fills)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"notifier test: cannot read --fills {args.fills}: {why}", file=sys.stderr)
+        return EXIT_CONFIG
     return asyncio.run(replay(settings, lines, send=args.send, out=sys.stdout))
 
 

@@ -39,6 +39,7 @@ from notifier.settings import (
     MetricsSettings,
     Settings,
     StateSettings,
+    split_listen,
 )
 from notifier.yamltree import Node, Problems, Scalar, YMap, describe, read
 
@@ -254,18 +255,18 @@ _DELIVERY: dict[str, Parser] = {
 }
 
 
-_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also takes "²"
-
-
 def _listen(node: Node, path: str, problems: Problems) -> str | None:
     if isinstance(node, Scalar) and node.kind == "null":
         return None
     text = as_nonempty_str(node, path, problems)
     if text is None:
         return None
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not _PORT.fullmatch(port) or not 0 <= int(port) <= 65535:
-        problems.add(node.line, path, f'must be "host:port" such as 127.0.0.1:9464, got {text!r}')
+    if split_listen(text) is None:
+        problems.add(
+            node.line,
+            path,
+            f'must be "host:port" such as 127.0.0.1:9464 or [::1]:9464, got {text!r}',
+        )
         return None
     return text.strip()
 

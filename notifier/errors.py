@@ -6,7 +6,8 @@
     │   └── KeyRefused
     ├── TransientFeedError     worth another attempt after a back-off
     │   └── RateLimited        HTTP 429, with the server's Retry-After
-    └── StateError             the state file cannot be opened or written
+    ├── StateError             the state file cannot be opened or written
+    └── ListenError            the metrics address cannot be bound (in use, not local)
 
 Messages name the bad value or config path, never a secret: the API key appears only as
 its prefix, tokens never, channel URLs only in apprise's privacy form.
@@ -73,3 +74,8 @@ def key_prefix(api_key: str) -> str:
     if not api_key:
         return "<none>"
     return api_key[:16] + "…" if len(api_key) > 16 else api_key[: max(1, len(api_key) // 2)] + "…"
+
+
+class ListenError(NotifierError):
+    """The metrics endpoint cannot listen where configured; it may clear (a port still held
+    by an instance that is stopping), so the daemon exits to be restarted, not as fatal."""

@@ -16,6 +16,9 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from notifier.errors import ListenError
+from notifier.settings import split_listen
+
 log = logging.getLogger(__name__)
 
 HANDLER_TIMEOUT = 5.0  # seconds for one metrics or health request, start to finish
@@ -143,9 +146,11 @@ class MetricsServer:
     """Serves `GET /metrics` and `GET /healthz` on one address; nothing else."""
 
     def __init__(self, metrics: Metrics, health: HealthCheck, *, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
-        self._host = host or "127.0.0.1"
-        self._port = int(port)
+        address = split_listen(listen)
+        if address is None:
+            raise ListenError(f"metrics.listen {listen!r}: not host:port")
+        self._listen = listen
+        self._host, self._port = address
         self._metrics = metrics
         self._health = health
         self._server: asyncio.Server | None = None
@@ -159,7 +164,11 @@ class MetricsServer:
 
     async def start(self) -> None:
         """Bind and start answering."""
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        try:
+            self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        except OSError as exc:  # in use, or not an address of this machine
+            why = exc.strerror or str(exc)
+            raise ListenError(f"metrics.listen {self._listen}: cannot listen: {why}") from None
         log.info("metrics on http://%s:%d/metrics", self._host, self.port)
 
     async def stop(self) -> None:

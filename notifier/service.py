@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -27,6 +28,7 @@ from notifier.clock import utc_now
 from notifier.deliver import Deliverer
 from notifier.errors import ConfigError, key_prefix
 from notifier.feed import FeedClient
+from notifier.hangup import HangupLatch
 from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.pipeline import Pipeline
@@ -74,6 +76,7 @@ class Service:
         reload: Callable[[], Settings] | None = None,
         watch: Path | None = None,
         install_signals: bool = True,
+        hangups: HangupLatch | None = None,
         feed_sleep: Callable[[float], Awaitable[None]] | None = None,
         delivery_clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -86,6 +89,7 @@ class Service:
         # Taken now, just after the caller read the file: a later change counts as one.
         self._watch_since = signature(watch) if watch is not None else None
         self._install_signals = install_signals
+        self._hangups = hangups
         self._stop = asyncio.Event()
         self._started = time.monotonic()
         self._last_sent: float | None = None
@@ -319,9 +323,9 @@ class Service:
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
-        """SIGTERM/SIGINT stop, SIGHUP reloads; restored on exit."""
+        """SIGTERM/SIGINT stop, SIGHUP reloads; the handlers from before are back on exit."""
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: dict[int, _Handler] = {}  # signal -> the handler it had before
         if self._install_signals:
             handlers: dict[int, Callable[[], object]] = {
                 signal.SIGTERM: self.request_stop,
@@ -329,16 +333,25 @@ class Service:
                 signal.SIGHUP: self.request_reload,
             }
             for signum, handler in handlers.items():
+                before = signal.getsignal(signum)
                 try:
                     loop.add_signal_handler(signum, handler)
                 except (NotImplementedError, RuntimeError, ValueError):
                     continue  # not the main thread, or not a Unix loop: signals stay default
-                installed.append(signum)
+                installed[signum] = before
+            if signal.SIGHUP in installed and self._hangups is not None and self._hangups.take():
+                log.info("SIGHUP during start-up: reloading now")
+                self.request_reload()
         try:
             yield
         finally:
-            for signum in installed:
-                loop.remove_signal_handler(signum)
+            for signum, before in installed.items():
+                loop.remove_signal_handler(signum)  # leaves the default action behind
+                if before is not None:
+                    signal.signal(signum, before)
+
+
+_Handler = Callable[[int, FrameType | None], object] | int | None  # as signal.getsignal says
 
 
 def _keep_runtime(old: Settings, new: Settings) -> Settings:

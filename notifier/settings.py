@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -66,6 +67,20 @@ class MetricsSettings:
     """Prometheus endpoint; `listen` is None when metrics are off."""
 
     listen: str | None = None
+
+
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also takes "²"
+
+
+def split_listen(text: str) -> tuple[str, int] | None:
+    """`host:port` (an IPv6 host in brackets: `[::1]:9464`) as the host to bind and the port;
+    None if it is not that shape."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not _PORT.fullmatch(port) or int(port) > 65535:
+        return None
+    return host, int(port)
 
 
 @dataclass(frozen=True, slots=True)

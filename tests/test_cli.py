@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -245,3 +250,95 @@ def test_log_level_option_before_or_after_command(capsys: pytest.CaptureFixture[
         cli.main(["check-config", str(EXAMPLE), "--log-level", "chatty"])
     assert exit_.value.code == 2
     assert "unknown log level 'chatty'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda p: None, "No such file or directory"),
+        (lambda p: p.mkdir(), "Is a directory"),
+        (lambda p: p.write_bytes(b"\xff\xfe{}\n"), "can't decode byte 0xff"),
+    ],
+)
+def test_test_command_with_unreadable_fills_is_a_usage_error(
+    make: Callable[[Path], object], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --fills file that cannot be read says so in one line and exits 2, no traceback."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    make(Path("fills.jsonl"))
+    assert cli.main(["test", "c.yaml", "--fills", "fills.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("notifier test: cannot read --fills fills.jsonl: ")
+    assert why in err
+    assert "Traceback" not in err
+
+
+def test_an_unexpected_error_is_logged_and_exits_70(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug is not "fatal" (1, which the unit never restarts): 70, through logging, as JSON
+    when asked."""
+
+    def broken(args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "_check_config", broken)
+    assert cli.main(["check-config", str(EXAMPLE), "--log-format", "json"]) == 70
+    (line,) = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "critical"
+    assert record["msg"] == "unexpected error, exiting: RuntimeError('a bug')"
+    assert "Traceback" in record["exc"]
+
+
+def test_ctrl_c_exits_130_except_in_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted command did not finish: 130, as a shell reports it. The demo is meant to
+    be stopped with Ctrl-C: 0."""
+
+    def interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_check_config", interrupted)
+    assert cli.main(["check-config", str(EXAMPLE)]) == 130
+    monkeypatch.setattr("notifier.demo.run_demo", interrupted)
+    assert cli.main(["demo", "--fills", "1"]) == 0
+
+
+def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
+    """`notifier outbox | head` with the reader gone: 141, as `git log | head`, no traceback."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "notifier", "outbox", "--config", "c.yaml"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+async def test_metrics_port_in_use_is_one_line_and_exits_70(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The metrics port still held (an old instance stopping): a clear line, and 70, which the
+    unit restarts on, not a traceback and 1."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        config = RULES.format(url="json://127.0.0.1:9/") + (
+            f"metrics: {{listen: '127.0.0.1:{port}'}}\nfeed: {{base_url: 'http://127.0.0.1:9'}}\n"
+        )
+        Path("c.yaml").write_text(config, encoding="utf-8")
+        assert await _main("run", "--config", "c.yaml") == 70
+    err = capsys.readouterr().err
+    assert f"notifier: metrics.listen 127.0.0.1:{port}: cannot listen: " in err
+    assert "Traceback" not in err

@@ -308,8 +308,8 @@ def test_yaml_syntax_error_has_line() -> None:
         ),
         (
             "metrics: {listen: localhost}\n",
-            'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464, '
-            "got 'localhost'",
+            'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464 or '
+            "[::1]:9464, got 'localhost'",
         ),
         (
             "log: {level: loud}\n",
@@ -625,8 +625,8 @@ def test_a_variable_named_like_a_field_expands_outside_templates() -> None:
         ),
         (
             "metrics: {listen: '127.0.0.1:²'}\n",
-            'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464, '
-            "got '127.0.0.1:²'",
+            'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464 or '
+            "[::1]:9464, got '127.0.0.1:²'",
         ),
         (
             CHANNELS + "rules:\n  - {name: r, notify: desk, when: {price: {min: 65}}}\n",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
 import signal
 import time
 from pathlib import Path
@@ -238,3 +241,52 @@ async def test_outbox_can_be_listed_while_the_daemon_runs(
         code, _ = await second.wait()
         assert code == 1
         assert "locked by another process (is another notifier running?)" in second.log
+
+
+async def _open_fifo(fifo: Path, *, timeout: float = 10) -> int:
+    """A FIFO's write end, once a reader has it open (the daemon reading its config)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:  # ENXIO: nobody reads yet
+                if exc.errno != errno.ENXIO:
+                    raise
+                await asyncio.sleep(0.01)
+
+
+def _write_and_close(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+async def test_a_sighup_while_starting_is_kept_and_reloads_once_up(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """SIGHUP before the daemon's handlers are in neither ends it nor is lost.
+
+    Its default action would end the process, which systemd counts as a clean exit and does
+    not restart: a `systemctl reload` just after a start would stop the service for good. The
+    config is a FIFO, so the daemon is held in its config read (start-up) until the test
+    writes it; a reload reads the FIFO again.
+    """
+    text = write_config(tmp_path / "source.yaml", venue, webhook).read_text(encoding="utf-8")
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    async with await Daemon.start("run", "--config", str(fifo), env=env) as daemon:
+        held = await _open_fifo(fifo)  # the daemon now waits in its config read
+        daemon.signal(signal.SIGHUP)
+        _write_and_close(held, text)
+        await daemon.wait_log("SIGHUP during start-up: reloading now")
+        _write_and_close(await _open_fifo(fifo), text)  # what the reload reads
+        await daemon.wait_log("reloaded: 1 rules")
+        await daemon.feed_ready(venue)
+        await venue.fill(market_id=BTC, quantity="150", order_id=1)
+        await webhook.wait_for(1, timeout=10)
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+    assert code == 0
+    assert len(webhook.requests) == 1

@@ -9,6 +9,7 @@ from daemon import http_get
 
 from notifier import metrics as metrics_module
 from notifier.metrics import Metrics, MetricsServer, Snapshot
+from notifier.settings import split_listen
 
 
 def _snapshot() -> Snapshot:
@@ -109,3 +110,37 @@ async def test_an_oversized_request_line_is_dropped_quietly(
     finally:
         await server.stop()
     assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("[::1]:9464", ("::1", 9464)),
+        (" localhost:0 ", ("localhost", 0)),
+        ("9464", None),
+        (":9464", None),
+        ("[]:9464", None),
+        ("127.0.0.1:65536", None),
+        ("127.0.0.1:\uff19\uff14", None),  # fullwidth digits: int() takes them
+    ],
+)
+def test_listen_addresses(listen: str, address: tuple[str, int] | None) -> None:
+    """host:port, an IPv6 host in brackets as URLs write it; the one parser config and server
+    share, so check-config accepts exactly what run can bind."""
+    assert split_listen(listen) == address
+
+
+async def test_an_ipv6_listen_address_in_brackets_binds() -> None:
+    """`[::1]:port` passed check-config before, then failed in getaddrinfo at run."""
+    server = MetricsServer(Metrics(Snapshot), lambda: (True, "ok"), listen="[::1]:0")
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("::1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), timeout=5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert answer.endswith(b"ok\n")
+    finally:
+        await server.stop()
