@@ -126,7 +126,7 @@ def _demo(args: argparse.Namespace) -> int:
     from notifier.demo import run_demo
 
     try:
-        return asyncio.run(run_demo(fills=args.fills, config_path=args.config))
+        return asyncio.run(run_demo(fills=args.fills, config_path=args.config, send=args.send))
     except KeyboardInterrupt:  # how the demo is meant to stop
         return EXIT_OK
 
@@ -294,7 +294,16 @@ def _parser() -> argparse.ArgumentParser:
         "notifier demo --fills 20",
     )
     p.add_argument("--fills", type=int, default=None, help="stop after N fills (default: Ctrl-C)")
-    p.add_argument("--config", default=None, help="use your rules instead of the example rules")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="use your rules instead of the example rules (their alerts print here too)",
+    )
+    p.add_argument(
+        "--send",
+        action="store_true",
+        help="with --config: deliver to its channels (the fills are simulated: tell your team)",
+    )
     p = command(
         "check-config",
         _check_config,

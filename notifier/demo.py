@@ -2,7 +2,8 @@
 
 Nothing is faked inside notifier: the feed client mints tokens and holds a real WebSocket, fills
 go through the pipeline and the outbox, and alerts leave through apprise to a `console://`
-channel that prints them. Only the venue is simulated.
+channel that prints them (with `--config`, the user's channels print too, unless `--send`).
+Only the venue is simulated.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from pathlib import Path
 from notifier import config
 from notifier.channels import check_url
 from notifier.service import Service
-from notifier.settings import Settings, StateSettings
+from notifier.settings import MetricsSettings, Settings, StateSettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim, demo_fills
 
 log = logging.getLogger(__name__)
 
 FILL_INTERVAL = 0.3  # seconds between simulated fills: fast enough to watch, slow enough to read
 SETTLE_TIMEOUT = 30.0  # seconds to wait for the last alerts once all fills are sent
+TERMINAL = "console://"  # where the demo's alerts go: printed here
 
 DEMO_CONFIG = """\
 # The example rules, printing to the terminal instead of a chat service.
@@ -54,8 +56,15 @@ rules:
 """
 
 
-def demo_settings(*, base_url: str, state_dir: Path, config_path: str | None) -> Settings:
-    """The demo's settings: the example rules (or the user's), pointed at the simulator."""
+def demo_settings(
+    *, base_url: str, state_dir: Path, config_path: str | None, send: bool = False
+) -> Settings:
+    """The demo's settings: the example rules (or the user's), pointed at the simulator.
+
+    A user's config keeps its rules, but its channels print here unless `send`: made-up fills
+    must not reach a real Slack or phone by surprise. Metrics stay off either way, so the demo
+    never takes the running daemon's port.
+    """
     env = {**os.environ, "POLYSIM_API_KEY": DEFAULT_API_KEY}
     if config_path is None:
         settings = config.parse(DEMO_CONFIG, source=Path("<demo>"), env=env, check_url=check_url)
@@ -63,16 +72,24 @@ def demo_settings(*, base_url: str, state_dir: Path, config_path: str | None) ->
         settings = config.load(Path(config_path), env=env, check_url=check_url)
     feed = dataclasses.replace(settings.feed, base_url=base_url, api_key=DEFAULT_API_KEY)
     state = StateSettings(path=state_dir / "demo.db")
-    return dataclasses.replace(settings, feed=feed, state=state)
+    channels = settings.channels
+    if not send:
+        channels = {
+            name: dataclasses.replace(channel, urls=(TERMINAL,))
+            for name, channel in channels.items()
+        }
+    return dataclasses.replace(
+        settings, feed=feed, state=state, channels=channels, metrics=MetricsSettings()
+    )
 
 
-async def run_demo(*, fills: int | None, config_path: str | None) -> int:
+async def run_demo(*, fills: int | None, config_path: str | None, send: bool = False) -> int:
     """Run the demo until `fills` fills are alerted (or until interrupted)."""
     rng = random.Random()
     async with SimulatedPolySim() as venue:
         with tempfile.TemporaryDirectory(prefix="notifier-demo-") as tmp:
             settings = demo_settings(
-                base_url=venue.base_url, state_dir=Path(tmp), config_path=config_path
+                base_url=venue.base_url, state_dir=Path(tmp), config_path=config_path, send=send
             )
             service = Service(settings)
             daemon = asyncio.create_task(service.run())

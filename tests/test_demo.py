@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 from daemon import free_port
+from receivers import WebhookReceiver
 
 from notifier import demo
 
@@ -26,7 +28,7 @@ async def test_demo_with_a_channel_that_never_delivers_exits_1(
     monkeypatch.setattr(demo, "FILL_INTERVAL", 0.0)
     config = tmp_path / "demo.yaml"
     config.write_text(UNREACHABLE.format(port=free_port()), encoding="utf-8")
-    assert await demo.run_demo(fills=2, config_path=str(config)) == 1
+    assert await demo.run_demo(fills=2, config_path=str(config), send=True) == 1
 
 
 async def test_demo_delivers_every_fill_and_exits_0(
@@ -37,3 +39,27 @@ async def test_demo_delivers_every_fill_and_exits_0(
     assert await demo.run_demo(fills=4, config_path=None) == 0
     out = capsys.readouterr().out
     assert out.count("\n== ") + out.startswith("== ") == 4
+
+
+async def test_demo_with_a_config_prints_instead_of_sending(
+    tmp_path: Path,
+    webhook: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Made-up fills never reach the config's real channels unless asked (--send), and the
+    demo leaves the metrics port, which the running daemon holds, alone."""
+    monkeypatch.setattr(demo, "FILL_INTERVAL", 0.0)
+    with socket.socket() as held:  # the running daemon's metrics port
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"channels:\n  desk: {webhook.json_url}\n"
+            f"metrics: {{listen: '127.0.0.1:{held.getsockname()[1]}'}}\n"
+            "rules:\n  - name: all\n    notify: [desk]\n    title: 'demo {order_id}'\n",
+            encoding="utf-8",
+        )
+        assert await demo.run_demo(fills=3, config_path=str(config)) == 0
+    assert webhook.requests == []
+    assert capsys.readouterr().out.count("demo 50") == 3
