@@ -1,7 +1,7 @@
 """The one path every fill takes: dedupe, market title, rules, render, outbox.
 
-`run`, `demo` and `test --send` all go through `Pipeline`; `plan.plan_alerts` is its pure
-middle, shared with the dry-run `test` command, so a dry run shows what production would send.
+`run` and `demo` go through `Pipeline`; `plan.plan_alerts` is its pure middle, shared with
+the `test` command, so a dry run renders what production would (shaping aside: see replay).
 The feed reader only enqueues (`submit` never waits on I/O); a separate task does the rest.
 
 Shaped rules (group/throttle/active) go through the shaping stage instead of rendering at once.

@@ -1,7 +1,10 @@
 """`notifier test`: show what given fills would do under a config, and optionally send it.
 
-Fills go through the same normalizer and the same `plan_alerts` as the daemon, so what this
-prints is what `run` would deliver.
+Fills go through the same normalizer, identity and `plan_alerts` as the daemon, so what this
+prints is what `run` would render: a fill given twice (in any shape) is shown once, as `run`
+alerts it once. Shaped rules (group, throttle, active hours) depend on time and on the fills
+around them: this shows and sends the message of the fill alone, marked as such, where `run`
+may hold, fold or drop it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from notifier.channels import ChannelSet
 from notifier.events import Fill
 from notifier.normalize import Rejected, decode_frame, normalize_any
 from notifier.plan import Planned, plan_alerts
+from notifier.rules import Rule
 from notifier.settings import Settings
+from notifier.shaping_stage import rule_shaping
 
 EXIT_OK, EXIT_SEND_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_LINE_BYTES = 1 << 20
@@ -35,6 +40,7 @@ async def replay(settings: Settings, lines: Iterable[str], *, send: bool, out: T
     """Print matches and rendered messages for each fill; with `send`, deliver them too."""
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
     status = EXIT_OK
+    seen: dict[str, int] = {}  # fill identity -> the number it was first given as
     for number, line in enumerate(lines, 1):
         parsed = parse_fill(line)
         if isinstance(parsed, Rejected):
@@ -43,6 +49,10 @@ async def replay(settings: Settings, lines: Iterable[str], *, send: bool, out: T
             continue
         if parsed is None:
             print(f"fill {number}: not a fill message (ignored by the feed too)", file=out)
+            continue
+        first = seen.setdefault(parsed.key, number)
+        if first != number:
+            print(f"fill {number}: same fill as fill {first}: alerted once", file=out)
             continue
         planned = plan_alerts(parsed, rules=settings.rules, targets=channels)
         _describe(number, planned, out)
@@ -62,11 +72,28 @@ def _describe(number: int, planned: Planned, out: TextIO) -> None:
         print("  no rule matches", file=out)
     for rule in planned.rules:
         alert = next((a for a in planned.alerts if a.rule == rule.name), None)
-        print(f"  rule {rule.name} -> {', '.join(rule.notify)}", file=out)
+        print(f"  rule {rule.name} -> {', '.join(rule.notify)}{_shaped_note(rule)}", file=out)
         if alert is not None:
             print(f"    title: {alert.title}", file=out)
             for body_line in alert.body.splitlines() or [""]:
                 print(f"    body:  {body_line}", file=out)
+
+
+def _shaped_note(rule: Rule) -> str:
+    """What `run` does differently for a shaped rule, in a few words; "" for a plain rule."""
+    shaping = rule_shaping(rule)
+    if shaping is None:
+        return ""
+    kinds = [
+        kind
+        for kind, spec in (
+            ("grouped", shaping.group),
+            ("throttled", shaping.throttle),
+            ("active hours", shaping.active),
+        )
+        if spec is not None
+    ]
+    return f" ({', '.join(kinds)}: this fill alone; run may hold, fold or drop it)"
 
 
 async def _send(planned: Planned, channels: ChannelSet, out: TextIO) -> bool:

@@ -342,3 +342,23 @@ async def test_metrics_port_in_use_is_one_line_and_exits_70(
     err = capsys.readouterr().err
     assert f"notifier: metrics.listen 127.0.0.1:{port}: cannot listen: " in err
     assert "Traceback" not in err
+
+
+def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As `run`: the same fill in another spelling or shape is one fill. A shaped rule's
+    message is that of the fill alone, and says so: `run` may hold, fold or drop it."""
+    shaped = (
+        "  - name: calm\n    when: {side: BUY}\n    notify: [hook]\n"
+        "    throttle: {by: [market_id], every: 10m}\n"
+    )
+    config = RULES.format(url="json://127.0.0.1:9/") + shaped
+    Path("c.yaml").write_text(config, encoding="utf-8")
+    again = FLAT.replace('"150"', '"150.0"').replace('"type": "fill", ', "")
+    Path("fills.jsonl").write_text(f"{FLAT}\n{again}\n", encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fills", "fills.jsonl"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)"
+    assert "  rule calm -> hook (throttled: this fill alone; run may hold, fold or drop it)" in out
+    assert out[-1] == "fill 2: same fill as fill 1: alerted once"
