@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from notifier import __version__, config, logs
+from notifier.closedpipe import drop_stdout
 from notifier.errors import ConfigError, FatalFeedError, ListenError, StateError
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        _drop_stdout()
+        drop_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as exc:
         # A bug or an unforeseen condition: said through logging (a JSON line under
@@ -83,13 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("unexpected error, exiting: %r", exc, exc_info=True)
         return EXIT_SOFTWARE
     return code
-
-
-def _drop_stdout() -> None:
-    """Point stdout at /dev/null: its reader is gone, and the exit's flush must not fail too."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 # -- commands ---------------------------------------------------------------------------------

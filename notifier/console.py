@@ -12,6 +12,8 @@ from typing import Any, cast
 
 from apprise.decorators import notify
 
+from notifier.closedpipe import drop_stdout
+
 _Sender = Callable[..., bool]
 # apprise's decorator is untyped; it registers the function and returns it unchanged.
 _register = cast("Callable[..., Callable[[_Sender], _Sender]]", notify)
@@ -23,9 +25,14 @@ _BOLD, _RESET = "\033[1m", "\033[0m"
 def print_alert(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
     """Print one alert: its title on a line of its own (bold in a terminal), then the body."""
     out = sys.stdout  # looked up per call, so redirected or captured stdout is honoured
-    if title:
-        heading = f"{_BOLD}{title}{_RESET}" if out.isatty() else f"== {title} =="
-        out.write(heading + "\n")
-    out.write(body.rstrip("\n") + "\n\n")
-    out.flush()
+    try:
+        if title:
+            heading = f"{_BOLD}{title}{_RESET}" if out.isatty() else f"== {title} =="
+            out.write(heading + "\n")
+        out.write(body.rstrip("\n") + "\n\n")
+        out.flush()
+    except BrokenPipeError:
+        # `notifier demo | head`: the reader has read what it wanted. Nothing is lost by not
+        # printing, and retrying would stall the demo for its whole settle time.
+        drop_stdout()
     return True

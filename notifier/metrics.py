@@ -22,6 +22,7 @@ from notifier.settings import split_listen
 log = logging.getLogger(__name__)
 
 HANDLER_TIMEOUT = 5.0  # seconds for one metrics or health request, start to finish
+MAX_CLIENTS = 32  # connections served at once; more are closed at once (scrapers need one or two)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
@@ -154,6 +155,9 @@ class MetricsServer:
         self._metrics = metrics
         self._health = health
         self._server: asyncio.Server | None = None
+        # Each connection may sit out HANDLER_TIMEOUT: without a cap, idle clients could hold
+        # every file descriptor, and the feed, the state file and reloads would fail with them.
+        self._clients = 0
 
     @property
     def port(self) -> int:
@@ -179,6 +183,16 @@ class MetricsServer:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._clients >= MAX_CLIENTS:
+            writer.transport.abort()
+            return
+        self._clients += 1
+        try:
+            await self._exchange(reader, writer)
+        finally:
+            self._clients -= 1
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # The whole exchange is bounded: a scraper that stops reading must not pin this task
         # (nor, through it, the server's shutdown).
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import sys
 
 import pytest
 
@@ -45,3 +47,15 @@ def test_no_title_prints_only_the_body(capsys: pytest.CaptureFixture[str]) -> No
     """Without a title only the body is printed."""
     assert print_alert("just the body", "")
     assert capsys.readouterr().out == "just the body\n\n"
+
+
+def test_a_closed_pipe_is_not_a_failed_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`notifier demo | head`: once the reader is gone, alerts are dropped quietly. A failed
+    send would be retried with back-off and stall the demo for its whole settle time."""
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w", encoding="utf-8") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert print_alert("body", "title") is True
+        assert print_alert("later", "alert") is True  # stdout now leads to /dev/null
+        assert os.path.samestat(os.fstat(write), os.stat(os.devnull))

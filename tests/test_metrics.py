@@ -144,3 +144,37 @@ async def test_an_ipv6_listen_address_in_brackets_binds() -> None:
         assert answer.endswith(b"ok\n")
     finally:
         await server.stop()
+
+
+async def test_connections_past_the_cap_are_closed_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Idle clients can hold at most MAX_CLIENTS connections (not every file descriptor of the
+    daemon); the endpoint answers again as soon as they go."""
+    monkeypatch.setattr(metrics_module, "MAX_CLIENTS", 3)
+    server = MetricsServer(Metrics(Snapshot), lambda: (True, "ok"), listen="127.0.0.1:0")
+    await server.start()
+    idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+        try:
+            answer = await asyncio.wait_for(reader.read(), timeout=5)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""  # turned away, not queued behind the idle ones
+        writer.close()
+        for _, idle_writer in idle:
+            idle_writer.close()
+            await idle_writer.wait_closed()
+        async with asyncio.timeout(5):  # the server sees those closes a few loop turns later
+            while True:
+                try:
+                    answer_now = await http_get(server.port, "/healthz")
+                except (ConnectionError, IndexError):  # turned away: an empty answer
+                    await asyncio.sleep(0.01)
+                    continue
+                break
+        assert answer_now == (200, "ok\n")
+    finally:
+        await asyncio.wait_for(server.stop(), timeout=5)
