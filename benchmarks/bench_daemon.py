@@ -33,6 +33,7 @@ from common import (
     Receiver,
     child_env,
     connected,
+    cpu_seconds,
     daemon_config,
     fills_received,
     frames,
@@ -91,17 +92,21 @@ async def measure(
     hook: Receiver,
     batches: list[list[str]],
     alerts: list[int],
+    pid: int,
     metrics_port: int | None = None,
-) -> tuple[float, float | None]:
+) -> tuple[float, float | None, float | None]:
     """Send each batch, wait for its alerts; seconds of the last batch, first frame to alert.
 
     With `metrics_port` (the daemon), also seconds until the daemon counted every fill of the
-    last batch as received: its ingest rate, apart from delivery.
+    last batch as received: its ingest rate, apart from delivery, and the CPU seconds it spent
+    on the last batch (all its threads): steadier than wall time on a machine whose speed
+    drifts. (The baseline clients exit at their last fill, taking their CPU count with them.)
     """
-    elapsed, ingested = 0.0, None
+    elapsed, ingested, cpu = 0.0, None, None
     received = 0
     for batch, expected in zip(batches, alerts, strict=True):
         hook.reset()
+        cpu_before = cpu_seconds(pid) if metrics_port is not None else None
         received += len(batch)
         poller = (
             asyncio.create_task(until_received(metrics_port, received))
@@ -115,9 +120,11 @@ async def measure(
         if poller is not None:
             ingested = await poller - began
         await asyncio.sleep(0.2)  # nothing more may arrive: counted below
+        if cpu_before is not None:
+            cpu = cpu_seconds(pid) - cpu_before
         if len(hook.arrivals) != expected:
             raise SystemExit(f"expected {expected} alerts, got {len(hook.arrivals)}")
-    return elapsed, ingested
+    return elapsed, ingested, cpu
 
 
 async def until_received(port: int, count: int) -> float:
@@ -130,7 +137,7 @@ async def until_received(port: int, count: int) -> float:
 
 async def contender(
     name: str, args: argparse.Namespace, tmp: Path, warm: list[str], timed: list[str]
-) -> tuple[float, float | None]:
+) -> tuple[float, float | None, float | None]:
     async with SimulatedPolySim(markets=market_titles()) as venue:
         hook = Receiver()
         await hook.start()
@@ -160,7 +167,7 @@ async def contender(
         try:
             await connected(venue, proc)
             await asyncio.sleep(0.5)  # the daemon's first backfill (an empty history)
-            seconds = await measure(venue, hook, [warm, timed], hits, metrics_port)
+            seconds = await measure(venue, hook, [warm, timed], hits, proc.pid, metrics_port)
         finally:
             await stop(proc)
             await hook.close()
@@ -177,13 +184,15 @@ async def harness(args: argparse.Namespace) -> None:
     )
     names = ("receive-only", "hand-written", "daemon")
     best = dict.fromkeys(names, float("inf"))
+    cpu = float("inf")
     ingest = float("inf")
     # Rounds interleave the contenders, so a slow spell of a shared machine touches all three.
     for _ in range(args.repeat):
         for name in names:
             with tempfile.TemporaryDirectory() as tmp:
-                seconds, ingested = await contender(name, args, Path(tmp), warm, timed)
+                seconds, ingested, used = await contender(name, args, Path(tmp), warm, timed)
             best[name] = min(best[name], seconds)
+            cpu = min(cpu, used) if used is not None else cpu
             ingest = min(ingest, ingested) if ingested is not None else ingest
     results = {name: args.fills / best[name] for name in names}
     for name in names:
@@ -192,6 +201,10 @@ async def harness(args: argparse.Namespace) -> None:
     print(
         f"daemon = {daemon / results['hand-written']:.2f}x hand-written (target >= 2x), "
         f"{daemon / results['receive-only']:.2f}x receive-only ceiling (target >= 0.5x)"
+    )
+    print(
+        f"daemon CPU (user + system, all threads): {cpu / args.fills * 1e6:.1f} us a fill, "
+        "sends included"
     )
     print(
         f"daemon ingest alone (every fill received, by its /metrics): "
