@@ -102,6 +102,24 @@ def test_a_fill_from_the_future_moves_the_watermark_only_to_now_plus_tolerance(
     assert store.outbox()[0].filled_at == far
 
 
+def test_a_fill_seen_before_moves_the_watermark_no_further(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A backfill reading a future-stamped fill again an hour later leaves the watermark where
+    the first sighting put it: pushed to the new now + tolerance, a crash soon after would
+    start the next backfill past the fills of the downtime."""
+    far = datetime(2099, 1, 1, tzinfo=UTC)
+    assert store.remember([("g", far), ("h", T0 - timedelta(hours=1))]) == 2
+    mark = store.load_watermark()
+    assert mark == clock.now + FUTURE_TOLERANCE
+    clock.now += timedelta(hours=1)
+    assert store.remember([("g", far), ("g", far)]) == 0
+    assert store.record(fill_key="g", filled_at=far, alerts=[]) is False
+    assert store.load_watermark() == mark
+    assert store.remember([("g", far), ("i", T0), ("i", T0)]) == 1  # new ones still count
+    assert store.load_watermark() == mark
+
+
 def test_record_is_atomic(store: StateStore) -> None:
     """A record that fails midway leaves no fill key, no rows and no watermark behind."""
     bad = Alert("f1", "r", "chat", "t2", object(), "b", T0)  # type: ignore[arg-type]
