@@ -1,5 +1,5 @@
 """`python -m notifier` runs the same CLI as the `notifier` console script."""
 
-from notifier.cli import entry
+from notifier.launch import entry
 
 entry()

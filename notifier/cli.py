@@ -2,8 +2,9 @@
 
 Exit status: 0 success, 1 a fatal condition (key refused, state file unusable, a test send failed),
 2 a config or usage error, 70 an unexpected error or one that may clear (the metrics port in use),
-130 interrupted (Ctrl-C), 141 stdout closed by its reader (`| head`). Config errors print every
-problem, never a traceback. The systemd unit restarts on 70, never on 1 or 2.
+130 interrupted by Ctrl-C (a daemon that is up stops gracefully instead, 0; so does the demo),
+141 stdout closed by its reader (`| head`). Config errors print every problem, never a
+traceback. The systemd unit restarts on 70, never on 1 or 2.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from notifier import __version__, config, logs
 from notifier.closedpipe import drop_stdout
 from notifier.errors import ConfigError, FatalFeedError, ListenError, StateError
+from notifier.hangup import HangupLatch
 
 if TYPE_CHECKING:
     from notifier.settings import LogSettings, Settings
@@ -34,25 +36,33 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `git log | head` ends
 DEFAULT_CONFIG = "config.yaml"
 
 
-def entry() -> NoReturn:
-    """The console script and `python -m notifier`: run, then leave at once.
+def entry(*, hangups: HangupLatch | None = None) -> NoReturn:
+    """Run the command line (after `launch.entry` holds SIGHUP), then leave at once.
 
     apprise sends on its own worker threads; one still blocked on a service that does not
     answer would hold the interpreter's exit for the whole send timeout, breaking the promise
     to stop within seconds. Everything that matters is done by then: the state file is
     closed, an unfinished send stays pending and goes out after the next start.
     """
-    code = main()
-    sys.stdout.flush()
+    code = main(hangups=hangups)
+    try:
+        sys.stdout.flush()  # a pipe's output is buffered: this is often its first write
+    except BrokenPipeError:
+        drop_stdout()
+        code = EXIT_BROKEN_PIPE
     sys.stderr.flush()
     logging.shutdown()
     os._exit(code)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the arguments, run one command, return its exit status (callable in-process)."""
+def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = None) -> int:
+    """Parse the arguments, run one command, return its exit status (callable in-process).
+
+    `hangups`: a SIGHUP latch installed before the CLI was imported, for `run` to take over.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
+    args.hangups = hangups
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
@@ -90,10 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from notifier.hangup import HangupLatch
+    # Before the slow part (imports, config, state file): a reload then must not kill us.
+    hangups: HangupLatch = args.hangups or HangupLatch().install()
+    try:
+        return _run_held(args, hangups)
+    finally:
+        hangups.restore()  # an in-process caller gets its SIGHUP back
 
-    hangups = HangupLatch().install()  # before the slow part: a reload then must not kill us
 
+def _run_held(args: argparse.Namespace, hangups: HangupLatch) -> int:
     from notifier import keepalive
     from notifier.service import Service
 

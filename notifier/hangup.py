@@ -2,16 +2,21 @@
 
 Until the event loop installs its handlers, SIGHUP has its default action: the process ends,
 and systemd counts a death by SIGHUP as a clean exit, so `Restart=on-failure` does not bring
-it back. A `systemctl reload` in the second a start takes (imports, config, state file) would
-stop the service for good. `run` installs a `HangupLatch` first thing; the service reloads once
-if a SIGHUP came before its handlers, and puts the latch back when it removes them at the end.
+it back. A reload in the second a start takes (imports, config, state file) would stop the
+service for good. The `notifier` command installs a `HangupLatch` before importing anything
+slow (`launch.py`); the service reloads once if a SIGHUP came before its handlers, and puts
+the latch back when it removes them at the end. (Under systemd, `Type=notify` also holds a
+reload until the daemon says it is ready: see sdnotify.py.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+from collections.abc import Callable
 from types import FrameType
+
+Handler = Callable[[int, FrameType | None], object] | int | None  # as signal.getsignal says
 
 
 class HangupLatch:
@@ -19,13 +24,23 @@ class HangupLatch:
 
     def __init__(self) -> None:
         self._pending = False
+        self._before: Handler = None
+        self._installed = False
 
     def install(self) -> HangupLatch:
         """Hold SIGHUP from now on; off the main thread (an embedding caller) it cannot, and
         signals stay as they were, as the service's own handlers do there."""
         with contextlib.suppress(ValueError):
+            before = signal.getsignal(signal.SIGHUP)
             signal.signal(signal.SIGHUP, self._note)
+            self._before, self._installed = before, True
         return self
+
+    def restore(self) -> None:
+        """Put back the handler from before `install` (for callers that live on)."""
+        if self._installed:
+            signal.signal(signal.SIGHUP, self._before or signal.SIG_DFL)
+            self._installed = False
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         self._pending = True

@@ -18,17 +18,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import FrameType
 
 import httpx
 
-from notifier import __version__
+from notifier import __version__, sdnotify
 from notifier.channels import ChannelSet
 from notifier.clock import utc_now
 from notifier.deliver import Deliverer
 from notifier.errors import ConfigError, key_prefix
 from notifier.feed import FeedClient
-from notifier.hangup import HangupLatch
+from notifier.hangup import Handler, HangupLatch
 from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.pipeline import Pipeline
@@ -171,6 +170,7 @@ class Service:
         self._log_start()
         try:
             with self._signals():
+                sdnotify.notify("READY=1")  # a reload from now on is handled, not fatal
                 async with asyncio.TaskGroup() as tasks:
                     feed_task = tasks.create_task(feed.run(), name="feed")
                     pipe_task = tasks.create_task(pipeline.run(), name="pipeline")
@@ -185,6 +185,7 @@ class Service:
                         else None
                     )
                     await self._stop.wait()
+                    sdnotify.notify("STOPPING=1")
                     log.info("stopping: feed closed, finishing what was received")
                     await _cancel(feed_task)
                     await _finish(pipeline, pipe_task)
@@ -325,7 +326,7 @@ class Service:
     def _signals(self) -> Iterator[None]:
         """SIGTERM/SIGINT stop, SIGHUP reloads; the handlers from before are back on exit."""
         loop = asyncio.get_running_loop()
-        installed: dict[int, _Handler] = {}  # signal -> the handler it had before
+        installed: dict[int, Handler] = {}  # signal -> the handler it had before
         if self._install_signals:
             handlers: dict[int, Callable[[], object]] = {
                 signal.SIGTERM: self.request_stop,
@@ -349,9 +350,6 @@ class Service:
                 loop.remove_signal_handler(signum)  # leaves the default action behind
                 if before is not None:
                     signal.signal(signum, before)
-
-
-_Handler = Callable[[int, FrameType | None], object] | int | None  # as signal.getsignal says
 
 
 def _keep_runtime(old: Settings, new: Settings) -> Settings:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -317,7 +318,9 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
             text=True,
             timeout=60,
             cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            # Buffered, as a user's shell has it: the first write is often the exit's flush.
+            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+            | {"PYTHONPATH": str(ROOT)},
             check=False,
         )
     finally:
@@ -362,3 +365,20 @@ def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
     assert out[0] == "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)"
     assert "  rule calm -> hook (throttled: this fill alone; run may hold, fold or drop it)" in out
     assert out[-1] == "fill 2: same fill as fill 1: alerted once"
+
+
+def test_run_in_process_gives_sighup_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`main` is callable in-process: after `run` returns, SIGHUP is handled as before."""
+    before = signal.getsignal(signal.SIGHUP)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        config = RULES.format(url="json://127.0.0.1:9/") + (
+            f"metrics: {{listen: '127.0.0.1:{held.getsockname()[1]}'}}\n"
+            "feed: {base_url: 'http://127.0.0.1:9'}\n"
+        )
+        Path("c.yaml").write_text(config, encoding="utf-8")
+        assert cli.main(["run", "--config", "c.yaml"]) == 70  # the port is taken: a quick end
+    assert signal.getsignal(signal.SIGHUP) == before

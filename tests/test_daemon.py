@@ -6,6 +6,8 @@ import asyncio
 import errno
 import os
 import signal
+import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -290,3 +292,30 @@ async def test_a_sighup_while_starting_is_kept_and_reloads_once_up(
         code, _ = await daemon.wait()
     assert code == 0
     assert len(webhook.requests) == 1
+
+
+async def test_systemd_hears_ready_once_signals_are_handled_and_stopping_at_the_end(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Type=notify: READY=1 once a reload can no longer kill the daemon (systemd holds a
+    `systemctl reload` until then), STOPPING=1 when a graceful stop begins."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    with (
+        tempfile.TemporaryDirectory(dir="/tmp") as short,  # a socket path has ~100 bytes
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd,
+    ):
+        address = f"{short}/notify"
+        systemd.bind(address)
+        systemd.setblocking(False)
+        loop = asyncio.get_running_loop()
+        env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY, NOTIFY_SOCKET=address)
+        async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+            ready = await asyncio.wait_for(loop.sock_recv(systemd, 256), timeout=15)
+            assert ready == b"READY=1"
+            daemon.signal(signal.SIGHUP)  # what systemd would now let through
+            await daemon.wait_log("reloaded: 1 rules")
+            daemon.signal(signal.SIGTERM)
+            stopping = await asyncio.wait_for(loop.sock_recv(systemd, 256), timeout=15)
+            code, _ = await daemon.wait()
+    assert stopping == b"STOPPING=1"
+    assert code == 0
