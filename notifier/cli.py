@@ -78,10 +78,10 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except (FatalFeedError, StateError) as exc:
-        print(f"notifier: fatal: {exc}", file=sys.stderr)
+        _last_word(f"fatal: {exc}")
         return EXIT_FATAL
     except ListenError as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
+        _last_word(str(exc))
         return EXIT_SOFTWARE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -216,6 +216,14 @@ def _print_outbox(store: StateStore, out: TextIO) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _last_word(message: str) -> None:
+    """Why the command ends: one line, a JSON one when the log is JSON (the journal's lines)."""
+    if logs.json_active():
+        log.critical("%s", message)
+    else:
+        print(f"notifier: {message}", file=sys.stderr)
 
 
 def _configure_logging(args: argparse.Namespace, defaults: LogSettings | None = None) -> None:

@@ -76,6 +76,11 @@ def configure(*, level: int, fmt: LogFormat = "text", stream: IO[str] | None = N
     hold_floors()
 
 
+def json_active() -> bool:
+    """Whether logging writes JSON lines (a message meant for the log must then be one)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
 def hold_floors() -> None:
     """Keep libraries that log secrets or noise at or above their floor level."""
     for name, floor in FLOORS.items():

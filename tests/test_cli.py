@@ -367,18 +367,23 @@ def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
     assert out[-1] == "fill 2: same fill as fill 1: alerted once"
 
 
-def test_run_in_process_gives_sighup_back(
+def test_run_in_process_gives_sighup_back_and_its_last_word_is_a_json_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`main` is callable in-process: after `run` returns, SIGHUP is handled as before."""
+    """`main` is callable in-process: after `run` returns, SIGHUP is handled as before. Why
+    it ended is a JSON line under --log-format json, not plain text in the journal."""
     before = signal.getsignal(signal.SIGHUP)
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
+        port = held.getsockname()[1]
         config = RULES.format(url="json://127.0.0.1:9/") + (
-            f"metrics: {{listen: '127.0.0.1:{held.getsockname()[1]}'}}\n"
-            "feed: {base_url: 'http://127.0.0.1:9'}\n"
+            f"metrics: {{listen: '127.0.0.1:{port}'}}\nfeed: {{base_url: 'http://127.0.0.1:9'}}\n"
         )
         Path("c.yaml").write_text(config, encoding="utf-8")
-        assert cli.main(["run", "--config", "c.yaml"]) == 70  # the port is taken: a quick end
+        code = cli.main(["run", "--config", "c.yaml", "--log-format", "json"])
+        assert code == 70  # the port is taken: a quick end
     assert signal.getsignal(signal.SIGHUP) == before
+    last = json.loads(capsys.readouterr().err.splitlines()[-1])  # the journal's kind of line
+    assert last["level"] == "critical"
+    assert last["msg"].startswith(f"metrics.listen 127.0.0.1:{port}: cannot listen: ")
