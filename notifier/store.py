@@ -39,6 +39,7 @@ __all__ = [
 
 FUTURE_TOLERANCE = timedelta(minutes=10)  # clock skew the watermark accepts
 _KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
+_INSERT_FILL = "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)"
 _GAP_KEY = "feed.gap"
 PRUNE_STEP = 5000  # rows a prune deletes per transaction (see prune)
 
@@ -128,30 +129,31 @@ class StateStore:
     def remember(self, fills: Sequence[tuple[str, datetime]]) -> int:
         """Record fills that raise no alert, as `record` would, in one step; how many were new.
 
-        The feed's common case (most fills match no rule) costs two statements a batch
+        The feed's common case (most fills match no rule) costs a few statements a batch
         instead of three a fill. As with `record`, a fill seen before moves nothing: the
-        watermark follows only the rows inserted now (RETURNING names them), or a backfill
-        re-reading a fill stamped in the future would push it ahead again each time.
+        watermark follows only the rows inserted now, or a backfill re-reading a fill stamped
+        in the future would push it ahead again each time. When only some rows are new (a
+        backfill's overlap), the batch is inserted again row by row to learn which.
         """
         if not fills:
             return 0
-        inserted: list[int] = []
+        rows = [(key, to_us(at)) for key, at in fills]
         with self._errors("record fills"), self._tx(deferrable=True) as db:
-            for start in range(0, len(fills), _KEYS_PER_QUERY):
-                chunk = fills[start : start + _KEYS_PER_QUERY]
-                rows = ", ".join(["(?, ?)"] * len(chunk))
-                params = [value for key, at in chunk for value in (key, to_us(at))]
-                inserted += (
-                    int(row[0])
-                    for row in db.execute(
-                        f"INSERT OR IGNORE INTO fills (key, filled_at) VALUES {rows} "  # noqa: S608  # only ?s
-                        "RETURNING filled_at",
-                        params,
-                    ).fetchall()
-                )
-            if inserted:
-                self._advance(db, self._believable(max(inserted)))
-        return len(inserted)
+            db.execute("SAVEPOINT remember")
+            before = db.total_changes
+            db.executemany(_INSERT_FILL, rows)
+            inserted = db.total_changes - before
+            if inserted == len(rows):
+                new = [at for _, at in rows]
+            elif inserted == 0:
+                new = []
+            else:
+                db.execute("ROLLBACK TO remember")
+                new = [at for key, at in rows if db.execute(_INSERT_FILL, (key, at)).rowcount]
+            db.execute("RELEASE remember")
+            if new:
+                self._advance(db, self._believable(max(new)))
+        return len(new)
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool:
         """Record a fill, its alerts and the watermark atomically; False if seen before.
@@ -169,9 +171,7 @@ class StateStore:
 
     def _insert(self, fill_key: str, filled: int, rows: Sequence[tuple[object, ...]]) -> bool:
         db = self._db
-        inserted = db.execute(
-            "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)", (fill_key, filled)
-        ).rowcount
+        inserted = db.execute(_INSERT_FILL, (fill_key, filled)).rowcount
         if inserted == 0:
             return False
         db.executemany(

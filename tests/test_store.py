@@ -118,6 +118,10 @@ def test_a_fill_seen_before_moves_the_watermark_no_further(
     assert store.load_watermark() == mark
     assert store.remember([("g", far), ("i", T0), ("i", T0)]) == 1  # new ones still count
     assert store.load_watermark() == mark
+    later = clock.now + timedelta(minutes=5)  # past the mark: a new fill beside a seen one
+    assert store.remember([("g", far), ("j", later)]) == 1
+    assert store.load_watermark() == later
+    assert not store.unseen(["g", "i", "j"])
 
 
 def test_record_is_atomic(store: StateStore) -> None:
