@@ -74,8 +74,12 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
         code: int = args.handler(args)
     except ConfigError as exc:
         count = len(exc.problems)
-        print(f"config error: {count} problem{'' if count == 1 else 's'}", file=sys.stderr)
-        print(exc, file=sys.stderr)
+        heading = f"config error: {count} problem{'' if count == 1 else 's'}"
+        if logs.json_active():  # one record, not lines a JSON reader chokes on
+            log.critical("%s\n%s", heading, exc)
+        else:
+            print(heading, file=sys.stderr)
+            print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except (FatalFeedError, StateError) as exc:
         _last_word(f"fatal: {exc}")
@@ -100,12 +104,15 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Before the slow part (imports, config, state file): a reload then must not kill us.
-    hangups: HangupLatch = args.hangups or HangupLatch().install()
+    if args.hangups is not None:  # held since launch.entry, until the process exits
+        return _run_held(args, args.hangups)
+    # Called in-process: hold SIGHUP before the slow part (imports, config, state file), a
+    # reload then must not kill us, and give it back to the caller after.
+    hangups = HangupLatch().install()
     try:
         return _run_held(args, hangups)
     finally:
-        hangups.restore()  # an in-process caller gets its SIGHUP back
+        hangups.restore()
 
 
 def _run_held(args: argparse.Namespace, hangups: HangupLatch) -> int:

@@ -19,6 +19,7 @@ from receivers import WebhookReceiver
 
 from notifier import cli
 from notifier.events import Alert
+from notifier.hangup import HangupLatch
 from notifier.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -387,3 +388,39 @@ def test_run_in_process_gives_sighup_back_and_its_last_word_is_a_json_line(
     last = json.loads(capsys.readouterr().err.splitlines()[-1])  # the journal's kind of line
     assert last["level"] == "critical"
     assert last["msg"].startswith(f"metrics.listen 127.0.0.1:{port}: cannot listen: ")
+
+
+def test_a_latch_from_launch_is_kept_until_the_process_exits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The latch `launch.entry` installs stays after `run` returns: the exit's last steps
+    (flush, logging shutdown) still come, and a SIGHUP then must not end the process by
+    signal, which systemd would take for a clean stop of a daemon exiting 70."""
+    before = signal.getsignal(signal.SIGHUP)
+    latch = HangupLatch().install()
+    try:
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen()
+            port = held.getsockname()[1]
+            config = RULES.format(url="json://127.0.0.1:9/") + (
+                f"metrics: {{listen: '127.0.0.1:{port}'}}\nfeed: {{base_url: 'http://127.0.0.1:9'}}\n"
+            )
+            Path("c.yaml").write_text(config, encoding="utf-8")
+            assert cli.main(["run", "--config", "c.yaml"], hangups=latch) == 70
+        assert signal.getsignal(signal.SIGHUP) == latch._note
+    finally:
+        latch.restore()
+    assert signal.getsignal(signal.SIGHUP) == before
+
+
+def test_config_errors_are_one_json_record_under_json_logging(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`journalctl -o cat | jq` must read a failed start too: its commonest cause included."""
+    Path("bad.yaml").write_text(BAD_CONFIG, encoding="utf-8")
+    assert cli.main(["check-config", "bad.yaml", "--log-format", "json"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "critical"
+    assert record["msg"] == BAD_CONFIG_ERRORS.rstrip("\n")
