@@ -235,9 +235,9 @@ def _last_word(message: str) -> None:
 
 def _configure_logging(args: argparse.Namespace, defaults: LogSettings | None = None) -> None:
     """Level and format: the flag, else NOTIFIER_LOG_LEVEL (level only), else config, else info."""
-    level = args.log_level or os.environ.get("NOTIFIER_LOG_LEVEL")
+    level = getattr(args, "log_level", None) or os.environ.get("NOTIFIER_LOG_LEVEL")
     level = level or (defaults.level if defaults else "info")
-    fmt = args.log_format or (defaults.format if defaults else "text")
+    fmt = getattr(args, "log_format", None) or (defaults.format if defaults else "text")
     logs.configure(level=logs.parse_level(level), fmt=fmt)
 
 
@@ -284,7 +284,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Start with `notifier demo --fills 10`; then `notifier check-config config.yaml`.",
     )
     parser.add_argument("--version", action="version", version=f"notifier {__version__}")
-    parser.set_defaults(command=None, log_level=None, log_format=None)
+    # Not log_level/log_format: the subcommands share those actions (parents=), so a default
+    # set here would be theirs too, and would overwrite a value given before the command.
+    parser.set_defaults(command=None)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def command(name: str, handler: object, summary: str, example: str) -> argparse.ArgumentParser:
@@ -321,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         default=None,
-        help="use your rules instead of the example rules (their alerts print here too)",
+        help="use your rules instead of the demo's own (their alerts print here too)",
     )
     p.add_argument(
         "--send",

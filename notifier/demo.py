@@ -30,7 +30,7 @@ SETTLE_TIMEOUT = 30.0  # seconds to wait for the last alerts once all fills are 
 TERMINAL = "console://"  # where the demo's alerts go: printed here
 
 DEMO_CONFIG = """\
-# The example rules, printing to the terminal instead of a chat service.
+# The demo's own rules (every fill alerts one way or another), printing to the terminal.
 feed:
   api_key: ${POLYSIM_API_KEY}
 channels:
@@ -59,7 +59,7 @@ rules:
 def demo_settings(
     *, base_url: str, state_dir: Path, config_path: str | None, send: bool = False
 ) -> Settings:
-    """The demo's settings: the example rules (or the user's), pointed at the simulator.
+    """The demo's settings: its own rules (or the user's), pointed at the simulator.
 
     A user's config keeps its rules, but its channels print here unless `send`: made-up fills
     must not reach a real Slack or phone by surprise. Metrics stay off either way, so the demo

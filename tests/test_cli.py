@@ -255,6 +255,20 @@ def test_log_level_option_before_or_after_command(capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [
+        ["--log-level", "warning", "--log-format", "json", "run"],
+        ["run", "--log-level", "warning", "--log-format", "json"],
+        ["--log-level", "debug", "run", "--log-level", "warning", "--log-format", "json"],
+    ],
+)
+def test_log_options_hold_on_either_side_of_the_command(argv: list[str]) -> None:
+    """`notifier --log-format json run` (as --help shows it) must not fall back to text."""
+    args = cli._parser().parse_args(argv)
+    assert (args.log_level, args.log_format) == ("warning", "json")
+
+
+@pytest.mark.parametrize(
     ("make", "why"),
     [
         (lambda p: None, "No such file or directory"),
