@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -44,14 +45,15 @@ def entry(*, hangups: HangupLatch | None = None) -> NoReturn:
     to stop within seconds. Everything that matters is done by then: the state file is
     closed, an unfinished send stays pending and goes out after the next start.
     """
-    code = main(hangups=hangups)
     try:
+        code = main(hangups=hangups)  # its errors go to stderr, whose reader may be gone too
         sys.stdout.flush()  # a pipe's output is buffered: this is often its first write
     except BrokenPipeError:
         drop_stdout()
         code = EXIT_BROKEN_PIPE
-    sys.stderr.flush()
-    logging.shutdown()
+    with contextlib.suppress(OSError):  # a closed stderr: nothing left to say it on
+        sys.stderr.flush()
+        logging.shutdown()
     os._exit(code)
 
 

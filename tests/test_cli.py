@@ -320,19 +320,18 @@ def test_ctrl_c_exits_130_except_in_the_demo(monkeypatch: pytest.MonkeyPatch) ->
     assert cli.main(["demo", "--fills", "1"]) == 0
 
 
-def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
-    """`notifier outbox | head` with the reader gone: 141, as `git log | head`, no traceback."""
-    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+def _closed_pipe_run(argv: list[str], cwd: Path, *, stderr_too: bool) -> tuple[int, str]:
+    """`notifier argv` with stdout (and stderr) to a pipe whose reader is already gone."""
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "notifier", "outbox", "--config", "c.yaml"],
+            [sys.executable, "-m", "notifier", *argv],
             stdout=write,
-            stderr=subprocess.PIPE,
+            stderr=write if stderr_too else subprocess.PIPE,
             text=True,
             timeout=60,
-            cwd=tmp_path,
+            cwd=cwd,
             # Buffered, as a user's shell has it: the first write is often the exit's flush.
             env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
             | {"PYTHONPATH": str(ROOT)},
@@ -340,7 +339,17 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
         )
     finally:
         os.close(write)
-    assert (done.returncode, done.stderr) == (141, "")
+    return done.returncode, done.stderr or ""
+
+
+def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
+    """`notifier outbox | head` with the reader gone: 141, as `git log | head`, no traceback;
+    also when the message is an error on a closed stderr (`check-config bad 2>&1 | head`)."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    Path("bad.yaml").write_text(BAD_CONFIG, encoding="utf-8")
+    outbox = ["outbox", "--config", "c.yaml"]
+    assert _closed_pipe_run(outbox, tmp_path, stderr_too=False) == (141, "")
+    assert _closed_pipe_run(["check-config", "bad.yaml"], tmp_path, stderr_too=True)[0] == 141
 
 
 async def test_metrics_port_in_use_is_one_line_and_exits_70(
