@@ -172,8 +172,19 @@ def cap_lines(lines: list[str], total: int) -> str:
 
 
 def key_of(fill: Fill, by: tuple[str, ...]) -> tuple[str, ...]:
-    """The fill's values of the `by` fields, as text (None as "", decimals canonical)."""
-    return tuple(_text(getattr(fill, name)) for name in by)
+    """The fill's values of the `by` fields, as text (None as "", decimals canonical).
+
+    A fill without its market's title (the look-up slow or failing) is keyed by its market id,
+    as its templates show it: keyed by "" it would share a digest with every other market
+    whose title is missing, under one market's name.
+    """
+    return tuple(_text(_value(fill, name)) for name in by)
+
+
+def _value(fill: Fill, name: str) -> object:
+    if name == "market_title":
+        return fill.market_title or fill.market_id
+    return getattr(fill, name)
 
 
 def _text(value: object) -> str:

@@ -9,9 +9,11 @@ Per rule, a match passes three stages, each optional:
   period; later ones in the period are kept, and when it ends they go out as one message (all their
   fills, `suppressed` = how many messages were folded into it beyond the one sent), starting a new
   period. Every match is either sent or counted: nothing disappears silently.
-- **active**: checked when a message would go out. Outside the window `hold` folds it into one
-  digest per rule, released when the window next opens; `drop` discards it, counted in `stats`.
-  Outside the window matches skip group and throttle: they all become the one digest anyway.
+- **active**: a match arriving outside the window skips group and throttle: `hold` folds it into
+  one digest per rule, released when the window next opens; `drop` discards it, counted in
+  `stats`. A group or throttle period that took matches inside the window and ends after it
+  closes: `hold` folds its message into the held digest (no message outside hours); `drop`
+  sends it when due, since what arrived inside the window is never discarded.
 
 Times are the injected `now` (arrival), never `filled_at`: backfilled fills still wait their turn.
 Deadlines are stored, not recomputed, so a reload that changes a spec never loses what is held.
@@ -229,6 +231,13 @@ class Shaper:
     def _open(spec: RuleShaping, now: datetime) -> bool:
         return spec.active is None or spec.active.is_active(now)
 
+    @staticmethod
+    def _holds(spec: RuleShaping, now: datetime) -> bool:
+        """Whether a message of matches that arrived inside the window, due now, waits for the
+        next opening (`hold` outside the window); with `drop` it goes out: never discarded."""
+        active = spec.active
+        return active is not None and active.outside == "hold" and not active.is_active(now)
+
     def _after_group(
         self,
         rule: str,
@@ -240,7 +249,7 @@ class Shaper:
         out: list[Release],
     ) -> None:
         bunch = group.bunch
-        if not self._open(spec, now):
+        if self._holds(spec, now):
             self._fold(spec, state, bunch, 0, now)
         elif spec.throttle is None:
             self._emit(state, make_release(rule, key, bunch, 0, "group"), out)
@@ -307,7 +316,7 @@ class Shaper:
         if bunch is None:
             return
         suppressed = throttle.messages - 1
-        if not self._open(spec, now):
+        if self._holds(spec, now):
             self._fold(spec, state, bunch, suppressed, now)
             return
         if spec.throttle is not None:  # the trailing message starts the next period

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
@@ -641,6 +642,38 @@ def test_throttled_matches_ending_after_hours_keep_their_suppressed_count() -> N
     assert shaper.due(start + 600 * S) == []
     [digest] = shaper.due(utc("2026-02-07T08:00:00"))
     assert (digest.fills, digest.suppressed) == ((fill(2), fill(3)), 1)
+
+
+def test_drop_never_discards_what_arrived_inside_the_window() -> None:
+    """`drop` is for matches arriving outside the window. A group or throttle period that took
+    matches inside it still sends them when due, even just after closing time."""
+    grouped = group_shaper(active=active(WINDOW, outside="drop"))
+    grouped.offer("btc", fill(1), utc("2026-02-06T21:59:45"))
+    [digest] = grouped.due(utc("2026-02-06T22:00:15"))
+    assert (digest.kind, digest.fills) == ("group", (fill(1),))
+    throttled = throttle_shaper(every=600, active=active(WINDOW, outside="drop"))
+    start = utc("2026-02-06T21:50:00")
+    assert len(throttled.offer("calm", fill(1), start)) == 1
+    assert throttled.offer("calm", fill(2), start + 300 * S) == []
+    [trailing] = throttled.due(start + 600 * S)
+    assert (trailing.fills, trailing.suppressed) == ((fill(2),), 0)
+    assert throttled.offer("calm", fill(3), start + 900 * S) == []  # arrived at 22:05: dropped
+    assert throttled.stats()["calm"]["dropped"] == 1
+    assert grouped.stats().get("btc", {}).get("dropped", 0) == 0
+
+
+def test_a_market_without_its_title_is_grouped_by_its_id() -> None:
+    """Titles missing (the look-up slow or failing) must not merge markets into one digest
+    under one market's name: the key falls back to the id, as the templates do."""
+    shaper = Shaper({"r": RuleShaping(group=GroupSpec(by=("market_title",), wait=30 * S))})
+    untitled = [
+        dataclasses.replace(fill(n, market=m), market_title=None)
+        for n, m in ((1, "btc"), (2, "election"), (3, "btc"))
+    ]
+    for one in untitled:
+        shaper.offer("r", one, T0)
+    digests = shaper.due(T0 + 30 * S)
+    assert sorted((d.key, d.count) for d in digests) == [(("btc",), 2), (("election",), 1)]
 
 
 # --- persistence and reload -----------------------------------------------------------------
