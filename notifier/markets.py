@@ -111,10 +111,14 @@ class MarketTitles:
         """(title, "", 0) on success, else (None, why, seconds before asking again)."""
         url = f"{self._base}/v1/markets/{quote(market_id, safe='')}"
         try:
-            response = await self._http.get(
-                url, headers={"X-API-Key": self._api_key}, timeout=self._timeout
-            )
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each connect and read, not the request: a server sending
+            # a byte a second would hold the look-up (and a connection of the client the feed
+            # shares) forever. The whole exchange gets the timeout.
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.get(
+                    url, headers={"X-API-Key": self._api_key}, timeout=self._timeout
+                )
+        except (httpx.TimeoutException, TimeoutError):
             return None, "timeout", TRANSIENT_RETRY
         except httpx.HTTPError as exc:
             return None, type(exc).__name__, TRANSIENT_RETRY

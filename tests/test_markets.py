@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import httpx
@@ -173,3 +174,31 @@ async def test_a_server_error_is_retried_sooner_than_an_unknown_market(
     assert await titles.title(BTC) == DEFAULT_MARKETS[BTC]
     assert await titles.title("0xdead") is None  # still remembered as unknown
     assert venue.market_requests == 3
+
+
+async def test_a_server_that_drips_its_answer_is_cut_off_at_the_timeout(
+    http: httpx.AsyncClient,
+) -> None:
+    """httpx bounds each read, not the request: a byte every 20 ms would keep a look-up (and a
+    connection of the client the feed shares) forever. The whole exchange has the timeout."""
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: 100000\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1000):  # 20 s at most: far past the test's own bound
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+        writer.close()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    titles = MarketTitles(http, base_url=f"http://127.0.0.1:{port}", api_key="k", timeout=0.2)
+    try:
+        async with asyncio.timeout(5):
+            assert await titles.title(BTC) is None
+        assert titles.stats == {"lookups": 1, "failures": 1}
+    finally:
+        server.close()
