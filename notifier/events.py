@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Literal
 
 Side = Literal["BUY", "SELL"]
+_PRODUCT = Context(prec=56)  # room for the exact product of two 28-digit decimals
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,10 @@ class Fill:
 
     @property
     def notional(self) -> Decimal:
-        """Price times quantity, exactly."""
-        return self.price * self.quantity
+        """Price times quantity, exactly: the context's 28 digits would round a product of
+        two wire decimals of up to 28 digits each (normalize's bound), so this takes 56."""
+        with localcontext(_PRODUCT):
+            return self.price * self.quantity
 
     @property
     def key(self) -> str:

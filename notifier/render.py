@@ -152,6 +152,8 @@ class Template:
             try:
                 if to_str:
                     value = str(value)
+                elif not spec and isinstance(value, Decimal):
+                    spec = "f"  # str() would write 0.0000001 as 1E-7, and 1e3 as 1E+3
                 out.append(format(value, spec))
             except Exception:  # broad on purpose: a spec that does not fit, shown plain
                 out.append(_plain(value))

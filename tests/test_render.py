@@ -59,6 +59,24 @@ def test_decimal_specs_are_exact() -> None:
     assert Template.parse("{notional:.2f}").render(values) == "2.68"
 
 
+def test_decimals_without_a_spec_never_use_exponents() -> None:
+    """As the wire wrote them: 0.001 at 0.0001 is a notional of 0.0000001, not 1E-7."""
+    small = dataclasses.replace(FILL, price=Decimal("0.0001"), quantity=Decimal("0.001"))
+    big = dataclasses.replace(FILL, price=Decimal("0.5"), quantity=Decimal("1e3"))
+    body = Template.parse("{quantity} @ {price} = {notional}")
+    assert body.render(fill_values(small, rule="r")) == "0.001 @ 0.0001 = 0.0000001"
+    assert body.render(fill_values(big, rule="r")) == "1000 @ 0.5 = 500"
+    assert body.render(fill_values(FILL, rule="r")) == "10.0 @ 0.65 = 6.500"
+
+
+def test_notional_is_exact_for_the_longest_decimals_normalize_admits() -> None:
+    """Two wire decimals' product needs more than the context's 28 digits: a bound of
+    `notional: {min: 1}` must see that this one is under 1."""
+    price, quantity = Decimal("0." + "9" * 15), Decimal("1." + "0" * 14 + "1")  # 1 ∓ 1e-15
+    fill = dataclasses.replace(FILL, price=price, quantity=quantity)
+    assert fill.notional == Decimal("0." + "9" * 30)  # 28 digits would round it to 1
+
+
 def test_fill_values_fallbacks() -> None:
     """market_title falls back to market_id; missing optional fields render empty."""
     values = fill_values(dataclasses.replace(FILL, market_title=None, status=None), rule="big")
