@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from notifier import __version__, config, logs
 from notifier.closedpipe import drop_stdout
-from notifier.errors import ConfigError, FatalFeedError, ListenError, StateError
+from notifier.errors import ConfigError, FatalFeedError, ListenError, StateError, os_reason
 from notifier.hangup import HangupLatch
 
 if TYPE_CHECKING:
@@ -77,11 +77,7 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
     except ConfigError as exc:
         count = len(exc.problems)
         heading = f"config error: {count} problem{'' if count == 1 else 's'}"
-        if logs.json_active():  # one record, not lines a JSON reader chokes on
-            log.critical("%s\n%s", heading, exc)
-        else:
-            print(heading, file=sys.stderr)
-            print(exc, file=sys.stderr)
+        _last_word(f"{heading}\n{exc}", prefix="")  # one JSON record under JSON logging
         return EXIT_CONFIG
     except (FatalFeedError, StateError) as exc:
         _last_word(f"fatal: {exc}")
@@ -175,8 +171,7 @@ def _test(args: argparse.Namespace) -> int:
     try:
         lines = [args.fill] if args.fill is not None else _read_lines(args.fills)
     except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"notifier test: cannot read --fills {args.fills}: {why}", file=sys.stderr)
+        print(f"notifier test: cannot read --fills {args.fills}: {os_reason(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     return asyncio.run(replay(settings, lines, send=args.send, out=sys.stdout))
 
@@ -227,12 +222,13 @@ def _print_outbox(store: StateStore, out: TextIO) -> None:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _last_word(message: str) -> None:
-    """Why the command ends: one line, a JSON one when the log is JSON (the journal's lines)."""
+def _last_word(message: str, *, prefix: str = "notifier: ") -> None:
+    """Why the command ends, on stderr: one JSON record when the log is JSON (the journal's
+    lines), else the text after `prefix`."""
     if logs.json_active():
         log.critical("%s", message)
     else:
-        print(f"notifier: {message}", file=sys.stderr)
+        print(f"{prefix}{message}", file=sys.stderr)
 
 
 def _configure_logging(args: argparse.Namespace, defaults: LogSettings | None = None) -> None:

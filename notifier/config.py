@@ -26,7 +26,7 @@ from notifier.configvalues import (
     line_of,
     mapping,
 )
-from notifier.errors import ConfigError, ConfigProblem
+from notifier.errors import ConfigError, ConfigProblem, os_reason
 from notifier.events import Fill
 from notifier.ruleconfig import RuleContext, parse_rules, template_placeholder, unknown_channel
 from notifier.rules import RuleSet
@@ -82,8 +82,8 @@ def load(
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {reason}")]) from exc
+        problem = ConfigProblem(str(path), None, "", f"cannot read: {os_reason(exc)}")
+        raise ConfigError([problem]) from exc
     return parse(
         text,
         source=path,

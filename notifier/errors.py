@@ -76,6 +76,13 @@ def key_prefix(api_key: str) -> str:
     return api_key[:16] + "…" if len(api_key) > 16 else api_key[: max(1, len(api_key) // 2)] + "…"
 
 
+def os_reason(exc: BaseException) -> str:
+    """Why a read or a bind failed, in the OS's words ("No such file or directory") where it
+    has them, else the exception's own text (a decode error, a resolver's message)."""
+    strerror = exc.strerror if isinstance(exc, OSError) else None
+    return strerror or str(exc)
+
+
 class ListenError(NotifierError):
     """The metrics endpoint cannot listen where configured; it may clear (a port still held
     by an instance that is stopping), so the daemon exits to be restarted, not as fatal."""

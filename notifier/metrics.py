@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from notifier.errors import ListenError
+from notifier.errors import ListenError, os_reason
 from notifier.settings import split_listen
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class MetricsServer:
         try:
             self._server = await asyncio.start_server(self._handle, self._host, self._port)
         except OSError as exc:  # in use, or not an address of this machine
-            why = exc.strerror or str(exc)
+            why = os_reason(exc)
             raise ListenError(f"metrics.listen {self._listen}: cannot listen: {why}") from None
         log.info("metrics on http://%s:%d/metrics", self._host, self.port)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -352,19 +353,27 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
     assert _closed_pipe_run(["check-config", "bad.yaml"], tmp_path, stderr_too=True)[0] == 141
 
 
+@contextlib.contextmanager
+def _metrics_port_taken() -> Iterator[int]:
+    """c.yaml with metrics on a port another socket holds (as an old instance stopping would):
+    `run` ends at once with 70. The port, while held."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port: int = held.getsockname()[1]
+        config = RULES.format(url="json://127.0.0.1:9/") + (
+            f"metrics: {{listen: '127.0.0.1:{port}'}}\nfeed: {{base_url: 'http://127.0.0.1:9'}}\n"
+        )
+        Path("c.yaml").write_text(config, encoding="utf-8")
+        yield port
+
+
 async def test_metrics_port_in_use_is_one_line_and_exits_70(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The metrics port still held (an old instance stopping): a clear line, and 70, which the
     unit restarts on, not a traceback and 1."""
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        port = held.getsockname()[1]
-        config = RULES.format(url="json://127.0.0.1:9/") + (
-            f"metrics: {{listen: '127.0.0.1:{port}'}}\nfeed: {{base_url: 'http://127.0.0.1:9'}}\n"
-        )
-        Path("c.yaml").write_text(config, encoding="utf-8")
+    with _metrics_port_taken() as port:
         assert await _main("run", "--config", "c.yaml") == 70
     err = capsys.readouterr().err
     assert f"notifier: metrics.listen 127.0.0.1:{port}: cannot listen: " in err
@@ -397,14 +406,7 @@ def test_run_in_process_gives_sighup_back_and_its_last_word_is_a_json_line(
     """`main` is callable in-process: after `run` returns, SIGHUP is handled as before. Why
     it ended is a JSON line under --log-format json, not plain text in the journal."""
     before = signal.getsignal(signal.SIGHUP)
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        port = held.getsockname()[1]
-        config = RULES.format(url="json://127.0.0.1:9/") + (
-            f"metrics: {{listen: '127.0.0.1:{port}'}}\nfeed: {{base_url: 'http://127.0.0.1:9'}}\n"
-        )
-        Path("c.yaml").write_text(config, encoding="utf-8")
+    with _metrics_port_taken() as port:
         code = cli.main(["run", "--config", "c.yaml", "--log-format", "json"])
         assert code == 70  # the port is taken: a quick end
     assert signal.getsignal(signal.SIGHUP) == before
@@ -422,14 +424,7 @@ def test_a_latch_from_launch_is_kept_until_the_process_exits(
     before = signal.getsignal(signal.SIGHUP)
     latch = HangupLatch().install()
     try:
-        with socket.socket() as held:
-            held.bind(("127.0.0.1", 0))
-            held.listen()
-            port = held.getsockname()[1]
-            config = RULES.format(url="json://127.0.0.1:9/") + (
-                f"metrics: {{listen: '127.0.0.1:{port}'}}\nfeed: {{base_url: 'http://127.0.0.1:9'}}\n"
-            )
-            Path("c.yaml").write_text(config, encoding="utf-8")
+        with _metrics_port_taken():
             assert cli.main(["run", "--config", "c.yaml"], hangups=latch) == 70
         assert signal.getsignal(signal.SIGHUP) == latch._note
     finally:
