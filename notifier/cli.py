@@ -210,6 +210,13 @@ def _print_outbox(store: StateStore, out: TextIO) -> None:
     items = store.outbox(state="pending") + store.outbox(state="dead")
     counts = store.counts()
     print(f"pending {counts.get('pending', 0)}, dead {counts.get('dead', 0)}", file=out)
+    held = store.held_for_title()
+    if held:
+        print(
+            f"{len(held)} fill(s) wait for their market title, the oldest since "
+            f"{held[0][1]:%Y-%m-%d %H:%M:%S}Z: the daemon judges them once it has it",
+            file=out,
+        )
     for item in items:
         error = f"  last error: {item.last_error}" if item.last_error else ""
         print(

@@ -55,7 +55,8 @@ class MarketTitles:
         self._clock = clock
         self._paused_until = 0.0  # monotonic: no look-up before (a 429's Retry-After)
         self._titles: OrderedDict[str, str] = OrderedDict()
-        self._misses: OrderedDict[str, float] = OrderedDict()  # id -> monotonic retry time
+        # id -> (monotonic retry time, whether the venue said the market has no title)
+        self._misses: OrderedDict[str, tuple[float, bool]] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[str | None]] = {}
         self.stats: dict[str, int] = {"lookups": 0, "failures": 0}
 
@@ -66,14 +67,22 @@ class MarketTitles:
             self._titles.move_to_end(market_id)
         return title
 
+    def absent(self, market_id: str) -> bool:
+        """Whether the venue's last answer was that this market has no title (not a failure).
+
+        A fill waiting for a title (title_wait.py) waits out failures, not this answer.
+        """
+        miss = self._misses.get(market_id)
+        return miss is not None and miss[1]
+
     async def title(self, market_id: str) -> str | None:
         """The market's title, looked up at most once at a time; None when unknown for now."""
         known = self.cached(market_id)
         if known is not None or not market_id:
             return known
-        retry_at = self._misses.get(market_id)
+        miss = self._misses.get(market_id)
         now = self._clock()
-        if (retry_at is not None and now < retry_at) or now < self._paused_until:
+        if (miss is not None and now < miss[0]) or now < self._paused_until:
             return None
         task = self._inflight.get(market_id)
         if task is None:
@@ -98,7 +107,10 @@ class MarketTitles:
             self._remember(self._titles, market_id, title)
             return title
         self.stats["failures"] += 1
-        self._remember(self._misses, market_id, self._clock() + retry_in)
+        absent = retry_in is None  # the venue has no title for it: not a failure to wait out
+        if retry_in is None:
+            retry_in = self._retry_after
+        self._remember(self._misses, market_id, (self._clock() + retry_in, absent))
         log.info(
             "market %s: no title (%s); using the id, retrying in %.0fs",
             market_id[:80],
@@ -107,8 +119,9 @@ class MarketTitles:
         )
         return None
 
-    async def _fetch(self, market_id: str) -> tuple[str | None, str, float]:
-        """(title, "", 0) on success, else (None, why, seconds before asking again)."""
+    async def _fetch(self, market_id: str) -> tuple[str | None, str, float | None]:
+        """(title, "", 0) on success, else (None, why, seconds before asking again); None
+        seconds when the venue answered that the market has no title (unknown id, no question)."""
         url = f"{self._base}/v1/markets/{quote(market_id, safe='')}"
         try:
             # httpx's timeout bounds each connect and read, not the request: a server sending
@@ -129,7 +142,7 @@ class MarketTitles:
             self._paused_until = max(self._paused_until, self._clock() + wait)
             return None, "HTTP 429", wait
         if status != 200:
-            return None, f"HTTP {status}", TRANSIENT_RETRY if status >= 500 else self._retry_after
+            return None, f"HTTP {status}", TRANSIENT_RETRY if status >= 500 else None
         try:
             body = response.json()
         except ValueError:
@@ -139,7 +152,7 @@ class MarketTitles:
                 value = body.get(field)
                 if isinstance(value, str) and value.strip():
                     return value.strip(), "", 0.0
-        return None, "answer has no question", self._retry_after
+        return None, "answer has no question", None
 
     def _remember(self, table: OrderedDict[str, _V], key: str, value: _V) -> None:
         table[key] = value

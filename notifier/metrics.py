@@ -44,6 +44,8 @@ class Snapshot:
     shaping: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # rule -> stage -> n
     shaping_lost: Mapping[str, int] = field(default_factory=dict)  # by rule
     retargeted: int = 0
+    awaiting_title: int = 0  # fills held until a market_title rule can judge them
+    judged_untitled: int = 0  # fills judged without the title they waited for
 
 
 def _counter(name: str, doc: str, label: str, values: Mapping[str, int]) -> Metric:
@@ -109,6 +111,16 @@ class _SnapshotCollector(Collector):
             "notifier_alerts_retargeted",
             "Pending alerts moved to a channel's new URLs after a reload.",
             value=s.retargeted,
+        )
+        yield GaugeMetricFamily(
+            "notifier_fills_awaiting_title",
+            "Fills held until their market title is known (a market_title rule must judge them).",
+            value=s.awaiting_title,
+        )
+        yield CounterMetricFamily(
+            "notifier_fills_judged_untitled",
+            "Fills judged without their market title: held too long, or too many held.",
+            value=s.judged_untitled,
         )
         waiting = GaugeMetricFamily(
             "notifier_fills_waiting",

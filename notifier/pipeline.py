@@ -4,6 +4,9 @@
 the `test` command, so a dry run renders what production would (shaping aside: see replay).
 The feed reader only enqueues (`submit` never waits on I/O); a separate task does the rest.
 
+A fill that a `market_title` rule cannot judge for want of its title waits for it, durably
+(title_wait.py), and comes back through the same path once it can be judged.
+
 Shaped rules (group/throttle/active) go through the shaping stage instead of rendering at once.
 Durability: a fill that enters the shaper is recorded as seen, and the shaper's snapshot is
 written to the store's meta table right after, in the same synchronous stretch (no await in
@@ -20,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -32,29 +35,26 @@ from notifier.fanout import TargetLookup
 from notifier.plan import plan_alerts
 from notifier.rules import Rule, RuleSet
 from notifier.shaping_stage import SNAPSHOT_KEY, ShapingStage
+from notifier.title_gate import TitleGate, TitleSource
+from notifier.title_wait import HeldFills, TitleWaits
 
 log = logging.getLogger(__name__)
 
 # How many queued fills one store transaction takes at most: a burst is committed in groups,
 # so the outbox does not cost one commit per fill, while a lone fill is still handled at once.
 BATCH_LIMIT = 500
+TITLE_RETRY = 10.0  # seconds between two looks at the fills waiting for their market title
 # Shaped records between two snapshot writes: each write commits the open batch, so the store's
 # own batch limit (which commits on its own) is never reached with records the snapshot lacks.
 SNAPSHOT_EVERY = 200
 
 
-class TitleSource(Protocol):
-    """Market titles: a cache answer without I/O, or a bounded look-up that never raises."""
-
-    def cached(self, market_id: str) -> str | None: ...
-
-    def title(self, market_id: str) -> Awaitable[str | None]: ...
-
-
-class FillRecorder(Protocol):
+class FillRecorder(HeldFills, Protocol):
     """The state store's part in the pipeline: dedupe and the durable outbox, in one transaction."""
 
     def remember(self, fills: Sequence[tuple[str, datetime]]) -> int: ...
+
+    def unseen(self, fill_keys: Sequence[str]) -> set[str]: ...
 
     def flush(self) -> None: ...
 
@@ -90,6 +90,8 @@ class Pipeline:
         titles: TitleSource | None,
         on_recorded: Callable[[set[str]], None],
         title_timeout: float = 2.0,
+        title_retry: float = TITLE_RETRY,
+        title_waits: TitleWaits | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._rules = rules
@@ -103,11 +105,16 @@ class Pipeline:
         self._titles = titles
         self._on_recorded = on_recorded
         self._title_timeout = title_timeout
+        self._title_retry = title_retry
+        self.waits = TitleWaits(store, clock=clock) if title_waits is None else title_waits
+        self._gate = TitleGate(self.waits, titles, store, offer=self._offer)
         self._queue: asyncio.Queue[tuple[Fill, str] | None] = asyncio.Queue()
         self._queued: set[str] = set()
         self._lookups: set[asyncio.Task[str | None]] = set()
         self.stats = PipelineStats()
         self._record_orphans(self.shaping.take_orphans())
+        for fill in self.waits.fills():  # held at the last stop: try their titles again now
+            self._offer(fill)
 
     def _record_orphans(self, releases: list[Release]) -> None:
         """Record what rules no longer shaped held, with the snapshot that no longer has it.
@@ -130,6 +137,7 @@ class Pipeline:
         self._record_orphans(self.shaping.reconfigure(rules.rules))
         self._save_snapshot()
         self.tick()
+        self._gate.offer_due(rules)  # the new rules may not need the titles fills wait for
 
     def tick(self) -> None:
         """The clock moved or the shaper changed: look at the shaping deadlines again."""
@@ -145,6 +153,12 @@ class Pipeline:
         self._queued.add(key)
         self._queue.put_nowait((fill, source))
 
+    def _offer(self, fill: Fill) -> None:
+        """Queue a held fill again (unless it is queued already): not a new arrival."""
+        if fill.key not in self._queued:
+            self._queued.add(fill.key)
+            self._queue.put_nowait((fill, "held"))
+
     def backlog(self) -> int:
         """Fills accepted but not yet recorded."""
         return self._queue.qsize()
@@ -159,13 +173,23 @@ class Pipeline:
         A timer task beside it releases held alerts at the shaper's deadlines; what is still
         held at the end stays in the store for the next start.
         """
-        timer = asyncio.create_task(self._release_forever(), name="shaping-timer")
-        timer.add_done_callback(self._timer_done)
+        timers = [
+            asyncio.create_task(self._release_forever(), name="shaping-timer"),
+            asyncio.create_task(
+                self._gate.retry_forever(lambda: self._rules, self._title_retry),
+                name="title-retry",
+            ),
+        ]
+        for timer in timers:
+            timer.add_done_callback(self._timer_done)
         try:
             await self._consume()
         finally:
-            timer.cancel()
-            await asyncio.wait([timer])
+            for timer in timers:
+                timer.cancel()
+            await asyncio.wait(timers)
+            if self.waits:
+                log.info("%d fills wait for their market title, kept for later", len(self.waits))
 
     def _timer_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -200,9 +224,12 @@ class Pipeline:
         # them: match again with the config now in force (titles are cached by then).
         while True:
             rules, targets = self._rules, self._targets
-            hits, quiet = await self._match(fills, rules)
+            hits, quiet, waiting = await self._match(fills, rules)
             if rules is self._rules and targets is self._targets:
                 break
+        if waiting:
+            arrived = {fill.key for fill, source in batch if source != "held"}
+            self.stats.duplicates += self._gate.hold(waiting, arrived)
         remembered = self._store.remember(quiet)
         self.stats.processed += remembered
         self.stats.duplicates += len(quiet) - remembered
@@ -232,6 +259,8 @@ class Pipeline:
         if shaped:
             self._save_snapshot()  # no await since the records: one transaction with them
             self.tick()
+        if self.waits:  # judged now: held no more (one transaction with their records)
+            self._gate.judged([fill.key for fill, _ in hits] + [key for key, _ in quiet])
         for fill, _ in batch:
             self._queued.discard(fill.key)
         if recorded:
@@ -282,10 +311,12 @@ class Pipeline:
 
     async def _match(
         self, fills: list[Fill], rules: RuleSet
-    ) -> tuple[list[tuple[Fill, tuple[Rule, ...]]], list[tuple[str, datetime]]]:
-        """The batch's matches (titled fills) and its quiet fills (key and time)."""
+    ) -> tuple[list[tuple[Fill, tuple[Rule, ...]]], list[tuple[str, datetime]], list[Fill]]:
+        """The batch's matches (titled fills), its quiet fills (key and time), and the fills
+        that wait for a title before they can be judged."""
+        waiting: list[Fill] = []
         if rules.uses_title:
-            fills = await self._with_titles(fills)
+            fills, waiting = self._gate.split(await self._with_titles(fills), rules)
         hits: list[tuple[Fill, tuple[Rule, ...]]] = []
         quiet: list[tuple[str, datetime]] = []
         for fill in fills:
@@ -297,7 +328,11 @@ class Pipeline:
         if hits and not rules.uses_title:  # only fills with a message to render need titles
             titled = await self._with_titles([fill for fill, _ in hits])
             hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
-        return hits, quiet
+        return hits, quiet, waiting
+
+    def offer_waiting(self) -> None:
+        """Queue the held fills that can be judged now; look some other titles up again."""
+        self._gate.offer_due(self._rules)
 
     async def _with_titles(self, fills: list[Fill]) -> list[Fill]:
         """Fills carrying their market title; a slow or failing look-up falls back to none."""
@@ -315,7 +350,7 @@ class Pipeline:
             _, slow = await asyncio.wait(lookups, timeout=self._title_timeout)
             if slow:
                 log.warning(
-                    "market title look-up slower than %.1fs for %d market(s); alerting with ids",
+                    "market title look-up slower than %.1fs for %d market(s); going on without",
                     self._title_timeout,
                     len(slow),
                 )

@@ -153,6 +153,31 @@ class Not(Condition):
 MATCH_ALL = AllOf(())
 
 
+def verdict_without_title(condition: Condition, fill: Fill) -> bool | None:
+    """The condition's verdict on a fill whose title is unknown; None if the title decides it.
+
+    Three-valued (Kleene) logic: a `market_title` test is unknown, and `all`/`any`/`not` pass
+    an unknown on unless the other parts settle the answer (one false `all` part, one true
+    `any` part).
+    """
+    if isinstance(condition, FieldMatch) and condition.field == "market_title":
+        return None
+    if isinstance(condition, AllOf | AnyOf):
+        settles = isinstance(condition, AnyOf)  # the part value that decides at once
+        unknown = False
+        for part in condition.conditions:
+            value = verdict_without_title(part, fill)
+            if value is None:
+                unknown = True
+            elif value is settles:
+                return settles
+        return None if unknown else not settles
+    if isinstance(condition, Not):
+        value = verdict_without_title(condition.condition, fill)
+        return None if value is None else not value
+    return condition.matches(fill)
+
+
 def tests_field(condition: Condition, name: str) -> bool:
     """Whether `condition` (at any depth) looks at the fill field `name`."""
     if isinstance(condition, FieldMatch | Bounds):
@@ -316,6 +341,22 @@ class RuleSet:
                 if rule.stop:
                     break
         return tuple(out)
+
+    def needs_title(self, fill: Fill) -> bool:
+        """Whether the verdict on this untitled fill could change once its title is known."""
+        if not self.uses_title or fill.market_title is not None:
+            return False
+        key = (fill.market_id, fill.side)
+        candidates = self._cache.get(key)
+        if candidates is None:
+            candidates = self._candidates(key)
+        for rule, residual in candidates:
+            value = True if residual is None else verdict_without_title(residual, fill)
+            if value is None:
+                return True
+            if value and rule.stop:
+                return False  # rules after a matching stop rule are never reached
+        return False
 
     def _candidates(self, key: tuple[str, str]) -> _Candidates:
         """Rules whose market and side pins admit `key`, in file order (cached, bounded)."""

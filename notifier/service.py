@@ -282,6 +282,8 @@ class Service:
             shaping=pipe.shaping.stats() if pipe else {},
             shaping_lost=dict(pipe.shaping.lost) if pipe else {},
             retargeted=dlv.stats.retargeted if dlv else 0,
+            awaiting_title=len(pipe.waits) if pipe else 0,
+            judged_untitled=pipe.waits.gave_up if pipe else 0,
         )
 
     def health(self) -> tuple[bool, str]:

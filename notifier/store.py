@@ -113,15 +113,16 @@ class StateStore:
         return row is not None
 
     def unseen(self, fill_keys: Sequence[str]) -> set[str]:
-        """Those of `fill_keys` not recorded before: one query per few hundred keys."""
+        """Those of `fill_keys` neither recorded nor waiting for a title: a few queries."""
         fresh = set(fill_keys)
         with self._errors("read fills"):
             for start in range(0, len(fill_keys), _KEYS_PER_QUERY):
                 chunk = fill_keys[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    f"SELECT key FROM fills WHERE key IN ({marks})",  # noqa: S608  # only ?s
-                    chunk,
+                    f"SELECT key FROM fills WHERE key IN ({marks}) "  # noqa: S608  # only ?s
+                    f"UNION ALL SELECT key FROM title_waits WHERE key IN ({marks})",
+                    [*chunk, *chunk],
                 ).fetchall()
                 fresh.difference_update(str(r[0]) for r in rows)
         return fresh
@@ -221,6 +222,36 @@ class StateStore:
             return
         with self._errors("write meta"), self._tx() as db:
             db.execute("DELETE FROM meta WHERE key = ?", (_GAP_KEY,))
+
+    # -- fills waiting for their market title (title_wait.py) ---------------------------------
+
+    def hold_for_title(self, fills: Sequence[tuple[str, datetime, str]]) -> None:
+        """Keep (key, waiting since, fill as JSON) durably; a fill held already keeps its since.
+
+        Deferrable, like `record`: a held fill and the fills of its batch commit together.
+        """
+        if not fills:
+            return
+        rows = [(key, to_us(since), data) for key, since, data in fills]
+        with self._errors("hold fills"), self._tx(deferrable=True) as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO title_waits (key, since, fill) VALUES (?, ?, ?)", rows
+            )
+
+    def held_for_title(self) -> list[tuple[str, datetime, str]]:
+        """Every held fill as (key, waiting since, fill as JSON), longest waiting first."""
+        with self._errors("read held fills"):
+            rows = self._db.execute(
+                "SELECT key, since, fill FROM title_waits ORDER BY since, key"
+            ).fetchall()
+        return [(str(key), from_us(int(since)), str(data)) for key, since, data in rows]
+
+    def release_held(self, keys: Sequence[str]) -> None:
+        """Forget held fills now judged (deferrable: one transaction with their records)."""
+        if not keys:
+            return
+        with self._errors("release held fills"), self._tx(deferrable=True) as db:
+            db.executemany("DELETE FROM title_waits WHERE key = ?", [(key,) for key in keys])
 
     # -- outbox ------------------------------------------------------------------------------
 

@@ -114,6 +114,14 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
 
 
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Fills waiting for their market title (see title_wait.py): durable, but not yet seen."""
+    db.execute(
+        "CREATE TABLE title_waits (key TEXT PRIMARY KEY, since INTEGER NOT NULL, "
+        "fill TEXT NOT NULL) WITHOUT ROWID"
+    )
+
+
 # A skip scan over the pending index: one index probe per target, however long the backlog
 # (SELECT DISTINCT walked every pending row: 28 ms at 100,000, on every notify()).
 PENDING_TARGETS = """    WITH RECURSIVE t (target) AS (
@@ -125,5 +133,5 @@ PENDING_TARGETS = """    WITH RECURSIVE t (target) AS (
     SELECT target FROM t WHERE target IS NOT NULL"""
 
 # Schema migrations: MIGRATIONS[n] turns version n into n + 1, inside one transaction.
-MIGRATIONS: dict[int, Migration] = {0: _migrate_0_to_1}
+MIGRATIONS: dict[int, Migration] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 SCHEMA_VERSION = max(MIGRATIONS) + 1

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -234,6 +234,15 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
     assert out[0] == "pending 1, dead 1"
     assert any("pending" in line and "Alert 2" in line for line in out[1:])
     assert any("dead" in line and "Alert 1" in line and "HTTP 500" in line for line in out[1:])
+    assert not any("market title" in line for line in out)
+    with StateStore(Path("notifier.db")) as store:
+        store.hold_for_title([("k3", at, "{}"), ("k4", at + timedelta(minutes=1), "{}")])
+    assert cli.main(["outbox", "--config", "c.yaml"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (
+        "2 fill(s) wait for their market title, the oldest since 2026-02-06 12:00:45Z: "
+        "the daemon judges them once it has it"
+    )
     assert cli.main(["outbox", "--config", "c.yaml", "--retry-dead"]) == 0
     assert capsys.readouterr().out == "requeued 1 dead alert(s)\n"
     with StateStore(Path("notifier.db")) as store:

@@ -66,6 +66,31 @@ async def test_unknown_market_is_negative_cached_then_retried(
     assert titles.stats == {"lookups": 2, "failures": 1}
 
 
+async def test_absent_tells_the_venue_saying_no_title_from_a_failure(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A 404 or an answer without a question is `absent`; a 503, a 429 or a success is not."""
+    clock = MonoClock()
+    titles = titles_for(venue, http, clock)
+    assert await titles.title("0xdead") is None
+    assert titles.absent("0xdead")
+    venue.markets["0xblank"] = "   "
+    assert await titles.title("0xblank") is None
+    assert titles.absent("0xblank")
+    venue.market_status = 503
+    assert await titles.title(BTC) is None
+    assert not titles.absent(BTC)
+    venue.market_status, venue.market_retry_after = 429, "1"
+    assert await titles.title(FED) is None
+    assert not titles.absent(FED)
+    venue.market_status = None
+    clock.t += 301
+    venue.markets["0xdead"] = "Listed late?"
+    assert await titles.title("0xdead") == "Listed late?"
+    assert not titles.absent("0xdead")
+    assert not titles.absent(NBA)  # never asked: nothing known either way
+
+
 async def test_server_errors_and_timeouts_give_none(
     venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:

@@ -28,6 +28,8 @@ def _snapshot() -> Snapshot:
         shaping={"btc-digest": {"dropped": 1, "grouped": 3, "throttled": 0, "held": 0}},
         shaping_lost={"old-rule": 2},
         retargeted=3,
+        awaiting_title=4,
+        judged_untitled=1,
     )
 
 
@@ -59,6 +61,8 @@ async def test_metrics_endpoint_exposes_every_counter() -> None:
         'notifier_fills_waiting{rule="btc-digest",stage="grouped"} 3.0',
         'notifier_fills_lost_total{rule="old-rule"} 2.0',
         "notifier_alerts_retargeted_total 3.0",
+        "notifier_fills_awaiting_title 4.0",
+        "notifier_fills_judged_untitled_total 1.0",
         "notifier_fill_to_delivery_seconds_count 1.0",
     ):
         assert line in body.splitlines(), line

@@ -173,8 +173,20 @@ strings = st.lists(
 )
 
 
-def conditions(depth: int = 2) -> st.SearchStrategy[Condition]:
+TITLE_PATTERNS = ("*bitcoin*", "Fed?", "*", "Will it rain?")
+TITLES = ("Will Bitcoin close above $100k?", "fed?", "Will it rain?", "Other", "")
+
+
+def conditions(depth: int = 2, *, titles: bool = False) -> st.SearchStrategy[Condition]:
+    title_leaves: st.SearchStrategy[Condition] = (
+        st.lists(st.sampled_from(TITLE_PATTERNS), min_size=1).map(
+            lambda ps: FieldMatch("market_title", tuple(ps))
+        )
+        if titles
+        else st.nothing()
+    )
     leaves: st.SearchStrategy[Condition] = st.one_of(
+        title_leaves,
         strings.map(lambda ps: FieldMatch("market", tuple(ps))),
         st.lists(st.sampled_from(("BUY", "SELL")), min_size=1).map(
             lambda ps: FieldMatch("side", tuple(ps))
@@ -191,25 +203,28 @@ def conditions(depth: int = 2) -> st.SearchStrategy[Condition]:
     )
     if depth == 0:
         return leaves
-    inner = st.lists(conditions(depth - 1), max_size=3).map(tuple)
+    inner = st.lists(conditions(depth - 1, titles=titles), max_size=3).map(tuple)
     return st.one_of(
         leaves,
         inner.map(AllOf),
         inner.map(AnyOf),
-        conditions(depth - 1).map(Not),
+        conditions(depth - 1, titles=titles).map(Not),
     )
 
 
-rule_lists = st.lists(
-    st.builds(
-        lambda i, c, enabled, stop: rule(f"r{i}", c, enabled=enabled, stop=stop),
-        st.integers(0, 10**6),
-        conditions(),
-        st.booleans(),
-        st.integers(0, 4).map(lambda n: n == 0),
-    ),
-    max_size=12,
-)
+def rule_lists(*, titles: bool = False) -> st.SearchStrategy[list[Rule]]:
+    return st.lists(
+        st.builds(
+            lambda i, c, enabled, stop: rule(f"r{i}", c, enabled=enabled, stop=stop),
+            st.integers(0, 10**6),
+            conditions(titles=titles),
+            st.booleans(),
+            st.integers(0, 4).map(lambda n: n == 0),
+        ),
+        max_size=12,
+    )
+
+
 fills = st.builds(
     lambda m, s, o, p: fill(market_id=m, side=s, outcome=o, price=p),
     markets,
@@ -220,9 +235,49 @@ fills = st.builds(
 
 
 @settings(max_examples=300)
-@given(rules=rule_lists, batch=st.lists(fills, min_size=1, max_size=8))
+@given(rules=rule_lists(), batch=st.lists(fills, min_size=1, max_size=8))
 def test_indexed_match_agrees_with_naive(rules: list[Rule], batch: list[Fill]) -> None:
     """RuleSet.match returns exactly what testing every rule in order returns, for any fill."""
     ruleset = RuleSet(rules)
     for f in batch + batch:  # twice: the second pass goes through the candidate cache
         assert ruleset.match(f) == naive_match(rules, f)
+
+
+@settings(max_examples=300)
+@given(rules=rule_lists(titles=True), batch=st.lists(fills, min_size=1, max_size=4))
+def test_a_fill_needs_its_title_whenever_a_title_could_change_the_verdict(
+    rules: list[Rule], batch: list[Fill]
+) -> None:
+    """If `needs_title` says no, every title gives the same matches as none (nothing waits
+    for a title in vain, and nothing that a title could change goes without one)."""
+    ruleset = RuleSet(rules)
+    for titled in batch:
+        untitled = dataclasses.replace(titled, market_title=None)
+        if ruleset.needs_title(untitled):
+            continue
+        verdict = ruleset.match(untitled)
+        for title in TITLES:
+            assert ruleset.match(untitled.with_title(title)) == verdict
+        assert not ruleset.needs_title(untitled.with_title("any"))  # titled: nothing to wait for
+
+
+def test_needs_title_only_where_other_tests_leave_the_verdict_open() -> None:
+    """A title test decides only when the rest of its rule does not: all/any/not, stop, pins."""
+    title = FieldMatch("market_title", ("*bitcoin*",))
+    big = Bounds("quantity", min=Decimal("1000"))
+    untitled = fill(market_title=None)  # quantity 10, market 0xabc123, BUY
+    assert RuleSet([rule("t", title)]).needs_title(untitled)
+    assert RuleSet([rule("t", Not(title))]).needs_title(untitled)
+    assert not RuleSet([rule("t", AllOf((big, title)))]).needs_title(untitled)  # too small anyway
+    assert RuleSet([rule("t", AnyOf((big, title)))]).needs_title(untitled)
+    assert not RuleSet([rule("t", AnyOf((Not(big), title)))]).needs_title(untitled)  # matches
+    pinned_elsewhere = AllOf((FieldMatch("market", ("0xother",)), title))
+    assert not RuleSet([rule("t", pinned_elsewhere)]).needs_title(untitled)
+    assert not RuleSet([rule("t", AllOf((FieldMatch("side", ("SELL",)), title)))]).needs_title(
+        untitled
+    )
+    # A stop rule that matches whatever the title ends the list: the title rule is never reached.
+    assert not RuleSet([rule("all", stop=True), rule("t", title)]).needs_title(untitled)
+    assert RuleSet([rule("all"), rule("t", title)]).needs_title(untitled)
+    assert not RuleSet([rule("t", title, enabled=False), rule("all")]).needs_title(untitled)
+    assert not RuleSet([rule("t", title)]).needs_title(fill())  # it has its title

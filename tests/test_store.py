@@ -633,3 +633,72 @@ def test_a_full_disk_is_reported_as_such_and_a_lost_batch_stops_writes(tmp_path:
         "flush": "ok",  # nothing left to commit: no second, misleading error
     }
     assert committed_keys(batched) == set()
+
+
+def held_keys(path: Path) -> set[str]:
+    """Held fill keys another connection can see: what is committed."""
+    db = sqlite3.connect(path)
+    try:
+        return {k for (k,) in db.execute("SELECT key FROM title_waits")}
+    finally:
+        db.close()
+
+
+def test_held_fills_are_kept_in_order_and_released(store: StateStore) -> None:
+    """Held fills come back longest waiting first; holding again keeps the first time."""
+    later = T0 + timedelta(seconds=5)
+    store.hold_for_title([("f2", later, '{"n": 2}'), ("f1", T0, '{"n": 1}')])
+    store.hold_for_title([("f2", T0 + timedelta(hours=1), '{"n": "again"}')])
+    assert store.held_for_title() == [("f1", T0, '{"n": 1}'), ("f2", later, '{"n": 2}')]
+    store.release_held(["f1", "unknown"])
+    store.release_held([])
+    assert [key for key, _, _ in store.held_for_title()] == ["f2"]
+    assert not store.seen("f2")  # held is not seen: the fill is still to be judged
+
+
+def test_unseen_counts_held_fills_as_recorded(store: StateStore) -> None:
+    """A held fill is durable, so a backfill run that brought it can close its gap."""
+    store.record(fill_key="f1", filled_at=T0, alerts=[])
+    store.hold_for_title([("f2", T0, "{}")])
+    assert store.unseen(["f1", "f2", "f3"]) == {"f3"}
+
+
+def test_held_fills_join_the_group_commit_batch(tmp_path: Path) -> None:
+    """Holding and releasing commit with the batch's records, never before them."""
+    path = tmp_path / "s.db"
+    defer = Deferred()
+    with StateStore(path, defer_commit=defer) as s:
+        s.hold_for_title([("f1", T0, "{}")])
+        s.record(fill_key="f2", filled_at=T0, alerts=[])
+        assert held_keys(path) == set()
+        defer.run()
+        assert held_keys(path) == {"f1"}
+        s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+        s.release_held(["f1"])
+        assert held_keys(path) == {"f1"}
+        assert committed_keys(path) == {"f2"}
+        defer.run()
+        assert held_keys(path) == set()
+        assert committed_keys(path) == {"f1", "f2"}
+
+
+def test_a_version_1_file_gains_the_held_table(tmp_path: Path) -> None:
+    """A state file from before held fills is migrated in place; its fills stay seen."""
+    path = tmp_path / "s.db"
+    with StateStore(path) as s:
+        s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE title_waits")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with StateStore(path) as s:
+        assert s.seen("f1")
+        assert [i.fill_key for i in s.outbox()] == ["f1"]
+        s.hold_for_title([("f2", T0, "{}")])
+        assert [key for key, _, _ in s.held_for_title()] == ["f2"]
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    finally:
+        db.close()

@@ -1,0 +1,143 @@
+"""When a fill waits for its market title, and when it goes on (the policy; title_wait.py keeps
+the held fills).
+
+A fill waits when its title is unknown, the venue has not said the market has none, and a
+`market_title` test could change its verdict (`RuleSet.needs_title`). It goes on once its
+market's title is cached, the venue says there is none, the rules stop needing it, or it has
+waited its limit. Held markets are looked up again a few at a time, in turn: look-ups share
+the API key's rate limit with token minting and history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Protocol
+
+from notifier.events import Fill
+from notifier.rules import RuleSet
+from notifier.title_wait import TitleWaits
+
+log = logging.getLogger(__name__)
+
+LOOKUPS_PER_ROUND = 16  # markets of held fills looked up again per round, at most
+
+
+class TitleSource(Protocol):
+    """Market titles: a cache answer without I/O, or a bounded look-up that never raises."""
+
+    def cached(self, market_id: str) -> str | None: ...
+
+    def absent(self, market_id: str) -> bool: ...
+
+    def title(self, market_id: str) -> Awaitable[str | None]: ...
+
+
+class SeenFills(Protocol):
+    """The state store's answer to "recorded (or held) before?"."""
+
+    def unseen(self, fill_keys: Sequence[str]) -> set[str]: ...
+
+
+class TitleGate:
+    """Holds back the fills a title must judge, and offers them again when they can go on."""
+
+    def __init__(
+        self,
+        waits: TitleWaits,
+        titles: TitleSource | None,
+        store: SeenFills,
+        *,
+        offer: Callable[[Fill], None],
+    ) -> None:
+        self.waits = waits
+        self._titles = titles
+        self._store = store
+        self._offer = offer  # queues a held fill for the pipeline again
+        self._turn = 0  # where the next round of look-ups starts
+        self._lookups: set[asyncio.Future[str | None]] = set()
+
+    def split(self, fills: list[Fill], rules: RuleSet) -> tuple[list[Fill], list[Fill]]:
+        """The fills to judge now, and those whose verdict waits for a title still unknown."""
+        titles, waits = self._titles, self.waits
+        if titles is None:
+            return fills, []
+        judge: list[Fill] = []
+        waiting: list[Fill] = []
+        gave_up = waits.gave_up
+        for fill in fills:
+            if (
+                fill.market_title is None
+                and rules.needs_title(fill)
+                and not titles.absent(fill.market_id)
+                and waits.may_wait(fill)
+            ):
+                waiting.append(fill)
+            else:
+                judge.append(fill)
+        if waits.gave_up > gave_up:
+            log.warning(
+                "%d fills judged without their market title: waited %s, or %d fills wait already",
+                waits.gave_up - gave_up,
+                waits.limit,
+                len(waits),
+            )
+        return judge, waiting
+
+    def hold(self, waiting: list[Fill], arrived: set[str]) -> int:
+        """Hold fills until their titles can be had; how many were duplicates.
+
+        A fill recorded before is a duplicate, not held: a backfill re-reading history in a
+        title outage would otherwise fill the room for held fills with them. So is a held fill
+        that `arrived` again (from the feed, not offered back from here).
+        """
+        waits = self.waits
+        new = [fill for fill in waiting if fill.key not in waits]
+        fresh = self._store.unseen([fill.key for fill in new]) if new else set()
+        again = sum(fill.key in arrived for fill in waiting if fill.key in waits)
+        held = waits.hold(fill for fill in new if fill.key in fresh)
+        if held:
+            log.info("%d fills wait for their market title before rules judge them", held)
+        return again + len(new) - len(fresh)
+
+    def judged(self, fill_keys: Iterable[str]) -> None:
+        """These fills are recorded now: those held are held no more."""
+        self.waits.release(key for key in fill_keys if key in self.waits)
+
+    def offer_due(self, rules: RuleSet) -> None:
+        """Offer the held fills that can be judged now; look some other titles up again."""
+        titles, waits = self._titles, self.waits
+        unknown: list[str] = []
+        for market in waits.markets():
+            known = titles is None or titles.cached(market) is not None or titles.absent(market)
+            for fill in waits.of_market(market):
+                if known or waits.expired(fill.key) or not rules.needs_title(fill):
+                    self._offer(fill)
+            if not known:
+                unknown.append(market)
+        if titles is None or not unknown:
+            return
+        start = self._turn % len(unknown)
+        for market in (unknown[start:] + unknown[:start])[:LOOKUPS_PER_ROUND]:
+            self._look_up(titles, market)
+        self._turn = start + LOOKUPS_PER_ROUND
+
+    async def retry_forever(self, rules: Callable[[], RuleSet], every: float) -> None:
+        """Offer what is due every `every` seconds, under the rules then in force."""
+        while True:
+            await asyncio.sleep(every)
+            self.offer_due(rules())
+
+    def _look_up(self, titles: TitleSource, market: str) -> None:
+        """Ask for a market's title in the background; once found, its held fills go on."""
+
+        def found(task: asyncio.Future[str | None]) -> None:
+            if not task.cancelled() and task.exception() is None and task.result() is not None:
+                for fill in self.waits.of_market(market):
+                    self._offer(fill)
+
+        lookup = asyncio.ensure_future(titles.title(market))
+        self._lookups.add(lookup)  # a strong reference until it is done
+        lookup.add_done_callback(self._lookups.discard)
+        lookup.add_done_callback(found)

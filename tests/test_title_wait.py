@@ -1,0 +1,451 @@
+"""Fills waiting for their market title: held durably, judged once the title comes, never lost.
+
+On a real state file; the title source is a stand-in the test turns on and off, except in the
+last test, which looks titles up from the fake venue over loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from fakes import DeskAndPhone, HandClock, MonoClock, OnlyPhone, settle, spin_until
+
+from notifier.digests import fill_to_data
+from notifier.events import Fill
+from notifier.markets import MarketTitles
+from notifier.pipeline import Pipeline
+from notifier.render import Template
+from notifier.rules import MATCH_ALL, AllOf, Bounds, FieldMatch, Rule, RuleSet
+from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
+from notifier.store import StateStore
+from notifier.title_gate import LOOKUPS_PER_ROUND
+from notifier.title_wait import TitleWaits
+
+BTC = "0xb7c"
+OTHER = "0x07e"
+
+
+class _Titles:
+    """Market titles the test controls: a market not in `titles` fails (None, not absent)."""
+
+    def __init__(self) -> None:
+        self.titles: dict[str, str] = {}
+        self.cache: dict[str, str] = {}
+        self.gone: set[str] = set()  # markets the venue says have no title
+        self.lookups: list[str] = []
+
+    def cached(self, market_id: str) -> str | None:
+        return self.cache.get(market_id)
+
+    def absent(self, market_id: str) -> bool:
+        return market_id in self.gone
+
+    async def title(self, market_id: str) -> str | None:
+        self.lookups.append(market_id)
+        title = self.titles.get(market_id)
+        if title is not None:
+            self.cache[market_id] = title
+        return title
+
+
+def _fill(order_id: str = "1", market: str = BTC, quantity: str = "10") -> Fill:
+    return Fill(
+        order_id=order_id,
+        market_id=market,
+        side="BUY",
+        outcome="Yes",
+        price=Decimal("0.42"),
+        quantity=Decimal(quantity),
+        filled_at=HandClock().now,
+    )
+
+
+def _rule(name: str, notify: str = "desk", **when: tuple[str, ...]) -> Rule:
+    condition = FieldMatch(*next(iter(when.items()))) if when else MATCH_ALL
+    return Rule(
+        name=name,
+        condition=condition,
+        notify=(notify,),
+        title=Template.parse("{rule} on {market_title}"),
+        body=Template.parse("{quantity} @ {price}"),
+    )
+
+
+BITCOIN = _rule("bitcoin", market_title=("*bitcoin*",))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    with StateStore(tmp_path / "state.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def clock() -> HandClock:
+    return HandClock()
+
+
+@pytest.fixture
+def titles() -> _Titles:
+    return _Titles()
+
+
+def _pipeline(
+    store: StateStore,
+    titles: _Titles,
+    clock: HandClock,
+    rules: tuple[Rule, ...] = (BITCOIN,),
+    **kw: object,
+) -> Pipeline:
+    return Pipeline(
+        rules=RuleSet(rules),
+        targets=DeskAndPhone(),
+        store=store,
+        titles=titles,
+        on_recorded=lambda _targets: None,
+        title_timeout=1.0,
+        title_retry=3600.0,  # the tests call offer_waiting() themselves
+        clock=clock,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def running(store: StateStore, titles: _Titles, clock: HandClock) -> AsyncIterator[Pipeline]:
+    pipeline = _pipeline(store, titles, clock)
+    runner = asyncio.create_task(pipeline.run())
+    yield pipeline
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+
+
+def _alerts(store: StateStore) -> list[tuple[str, str, str]]:
+    return sorted((row.fill_key, row.rule, row.title) for row in store.outbox())
+
+
+async def test_a_fill_waits_for_its_title_then_alerts_once(
+    running: Pipeline, store: StateStore, titles: _Titles
+) -> None:
+    """Title look-up failing: no guess, no loss; the fill is alerted once its title comes."""
+    await running.submit(_fill(), "live")
+    await spin_until(lambda: len(running.waits) == 1)
+    assert store.outbox() == []
+    assert not store.seen(_fill().key)
+    assert store.unseen([_fill().key]) == set()  # held durably: backfill may close its gap
+    assert running.stats.processed == 0
+    running.offer_waiting()  # the venue still fails: the fill stays held, asked again
+    await spin_until(lambda: titles.lookups.count(BTC) == 2)
+    assert len(running.waits) == 1
+    titles.titles[BTC] = "Will Bitcoin close above $100k?"
+    running.offer_waiting()
+    await spin_until(lambda: bool(store.outbox()))
+    await spin_until(lambda: not running.waits)
+    assert _alerts(store) == [
+        (_fill().key, "bitcoin", "bitcoin on Will Bitcoin close above $100k?")
+    ]
+    assert store.seen(_fill().key)
+    assert store.held_for_title() == []
+    assert (running.stats.processed, running.stats.duplicates, running.waits.gave_up) == (
+        1,
+        0,
+        0,
+    )
+
+
+async def test_a_held_fill_that_arrives_again_is_a_duplicate(
+    running: Pipeline, store: StateStore, titles: _Titles
+) -> None:
+    """The feed or backfill bringing a held fill again neither alerts twice nor re-holds it."""
+    await running.submit(_fill(), "live")
+    await spin_until(lambda: len(running.waits) == 1)
+    await running.submit(_fill(quantity="10.0"), "backfill")  # same fill, other spelling
+    await spin_until(lambda: running.stats.duplicates == 1)
+    titles.titles[BTC] = "Bitcoin?"
+    await running.submit(_fill(), "backfill")  # the title is had now: judged on this arrival
+    await spin_until(lambda: not running.waits)
+    running.offer_waiting()
+    await running.submit(_fill(), "live")
+    await spin_until(lambda: running.stats.duplicates == 2)
+    assert _alerts(store) == [(_fill().key, "bitcoin", "bitcoin on Bitcoin?")]
+    assert running.stats.received == {"live": 2, "backfill": 2}
+    assert running.stats.processed == 1
+
+
+async def test_held_fills_survive_a_restart(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """Stopped while fills wait: the next start tries their titles at once and alerts them."""
+    first = _pipeline(store, titles, clock)
+    runner = asyncio.create_task(first.run())
+    await first.submit(_fill("1"), "live")
+    await first.submit(_fill("2", market=OTHER), "live")
+    await spin_until(lambda: len(first.waits) == 2)
+    first.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert len(store.held_for_title()) == 2
+
+    titles.titles[BTC] = "Bitcoin?"
+    titles.titles[OTHER] = "Rain?"
+    clock.advance(minutes=5)
+    second = _pipeline(store, titles, clock)
+    assert len(second.waits) == 2
+    runner = asyncio.create_task(second.run())
+    second.close()  # what was held is queued before the close: it is judged first
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [(_fill("1").key, "bitcoin", "bitcoin on Bitcoin?")]
+    assert store.seen(_fill("2", market=OTHER).key)  # judged: the title does not match
+    assert store.held_for_title() == []
+    assert second.stats.processed == 2
+
+
+async def test_a_market_the_venue_has_no_title_for_is_judged_at_once(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """`absent` is an answer, not a failure: the fill is judged without a title, nothing held."""
+    titles.gone.add(BTC)
+    pipeline = _pipeline(store, titles, clock, rules=(BITCOIN, _rule("all")))
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill(), "live")
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [(_fill().key, "all", f"all on {BTC}")]
+    assert not pipeline.waits
+    assert pipeline.waits.gave_up == 0
+
+
+async def test_a_fill_waits_whole_and_is_judged_untitled_after_the_limit(
+    store: StateStore, titles: _Titles, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its other rules' alerts wait with it; after the limit it is judged without a title."""
+    pipeline = _pipeline(store, titles, clock, rules=(BITCOIN, _rule("all")))
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill(), "live")
+    await spin_until(lambda: len(pipeline.waits) == 1)
+    assert store.outbox() == []  # `all` waits too: one fill is recorded once
+    clock.advance(minutes=59)
+    pipeline.offer_waiting()
+    await spin_until(lambda: titles.lookups.count(BTC) == 2)
+    assert len(pipeline.waits) == 1
+    clock.advance(minutes=1)
+    with caplog.at_level(logging.WARNING, logger="notifier.pipeline"):
+        pipeline.offer_waiting()
+        await spin_until(lambda: not pipeline.waits)
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [(_fill().key, "all", f"all on {BTC}")]
+    assert pipeline.waits.gave_up == 1
+    assert store.held_for_title() == []
+    assert "1 fills judged without their market title" in caplog.text
+
+
+async def test_beyond_capacity_a_fill_is_judged_at_once(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """Held fills are bounded: one more is judged untitled at once and counted."""
+    pipeline = _pipeline(
+        store,
+        titles,
+        clock,
+        rules=(BITCOIN, _rule("all")),
+        title_waits=TitleWaits(store, clock=clock, capacity=1),
+    )
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill("1"), "live")
+    await spin_until(lambda: len(pipeline.waits) == 1)
+    await pipeline.submit(_fill("2"), "live")
+    await spin_until(lambda: bool(store.outbox()))
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [(_fill("2").key, "all", f"all on {BTC}")]
+    assert [key for key, _, _ in store.held_for_title()] == [_fill("1").key]
+    assert pipeline.waits.gave_up == 1
+
+
+async def test_a_reload_to_rules_without_titles_lets_held_fills_go(
+    running: Pipeline, store: StateStore
+) -> None:
+    """Rules that no longer test titles judge the held fills at once, with the new channels."""
+    await running.submit(_fill(), "live")
+    await spin_until(lambda: len(running.waits) == 1)
+    running.swap(rules=RuleSet([_rule("p", notify="phone")]), targets=OnlyPhone("phone-9"))
+    await spin_until(lambda: bool(store.outbox()))
+    assert [(r.rule, r.target) for r in store.outbox()] == [("p", "phone-9")]
+    assert not running.waits
+
+
+async def test_fills_a_title_cannot_change_do_not_wait(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """With the title unknown, a fill the rules settle anyway is judged at once."""
+    sells = Rule(
+        name="sells",
+        condition=FieldMatch("side", ("SELL",)),
+        notify=("desk",),
+        title=Template.parse("{rule}"),
+        body=Template.parse("{rule}"),
+        stop=True,  # a SELL never reaches the title rule
+    )
+    big_bitcoin = Rule(
+        name="big-bitcoin",
+        condition=AllOf((Bounds("quantity", min=Decimal("1000")), BITCOIN.condition)),
+        notify=("desk",),
+        title=Template.parse("{rule}"),
+        body=Template.parse("{rule}"),
+    )
+    pipeline = _pipeline(store, titles, clock, rules=(sells, big_bitcoin))
+    runner = asyncio.create_task(pipeline.run())
+    sell = dataclasses.replace(_fill("1"), side="SELL")
+    small = _fill("2")
+    big = _fill("3", quantity="5000")
+    for fill in (sell, small, big):
+        await pipeline.submit(fill, "live")
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert [(r.fill_key, r.rule) for r in store.outbox()] == [(sell.key, "sells")]
+    assert store.seen(sell.key)
+    assert store.seen(small.key)
+    assert pipeline.waits.fills() == [big]  # only a title can tell whether it is on Bitcoin
+
+
+def test_unreadable_held_rows_are_dropped_and_the_rest_kept(
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged row is dropped with an error; good rows load with their waiting time."""
+    good = _fill()
+    since = clock.now - timedelta(minutes=3)
+    store.hold_for_title(
+        [
+            (good.key, since, json.dumps(fill_to_data(good))),
+            ("bad", since, "{not json"),
+            ("odd", since, json.dumps({"price": "1"})),
+        ]
+    )
+    with caplog.at_level(logging.ERROR, logger="notifier.title_wait"):
+        waits = TitleWaits(store, clock=clock)
+    assert waits.fills() == [good]
+    assert not waits.expired(good.key)
+    assert [key for key, _, _ in store.held_for_title()] == [good.key]
+    assert "2 held fills unreadable" in caplog.text
+
+
+def test_a_row_under_an_old_key_is_filed_under_the_fill_key(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A row keyed differently (an older notifier) is kept, under the key fills have now."""
+    fill = _fill()
+    store.hold_for_title([("legacy-key", clock.now, json.dumps(fill_to_data(fill)))])
+    waits = TitleWaits(store, clock=clock)
+    assert fill.key in waits
+    assert [key for key, _, _ in store.held_for_title()] == [fill.key]
+
+
+async def test_the_venue_failing_then_recovering_loses_no_alert(
+    venue: SimulatedPolySim, http: httpx.AsyncClient, store: StateStore, clock: HandClock
+) -> None:
+    """Real look-ups: the venue answers 503, then titles again; the fill alerts exactly once."""
+    market = next(iter(DEFAULT_MARKETS))
+    venue.market_status = 503
+    mono = MonoClock()
+    lookups = MarketTitles(http, base_url=venue.base_url, api_key=DEFAULT_API_KEY, clock=mono)
+    title_rule = _rule("titled", market_title=(DEFAULT_MARKETS[market],))
+    pipeline = Pipeline(
+        rules=RuleSet([title_rule]),
+        targets=DeskAndPhone(),
+        store=store,
+        titles=lookups,
+        on_recorded=lambda _targets: None,
+        title_retry=3600.0,
+        clock=clock,
+    )
+    runner = asyncio.create_task(pipeline.run())
+    fill = _fill(market=market)
+    await pipeline.submit(fill, "live")
+    await spin_until(lambda: len(pipeline.waits) == 1, spins=50_000)
+    venue.market_status = None
+    pipeline.offer_waiting()  # within the look-up's retry pause: nothing asked yet
+    await settle()
+    assert venue.market_requests == 1
+    assert len(pipeline.waits) == 1
+    mono.t += 31
+    pipeline.offer_waiting()
+    await spin_until(lambda: bool(store.outbox()), spins=50_000)
+    await pipeline.submit(fill, "backfill")
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [
+        (fill.key, "titled", f"titled on {DEFAULT_MARKETS[market]}"),
+    ]
+    assert (pipeline.stats.processed, pipeline.stats.duplicates) == (1, 1)
+    assert venue.market_requests == 2
+
+
+async def test_held_fills_are_looked_at_again_on_their_own(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """Without anyone calling offer_waiting, the retry timer finds the title and alerts."""
+    pipeline = Pipeline(
+        rules=RuleSet([BITCOIN]),
+        targets=DeskAndPhone(),
+        store=store,
+        titles=titles,
+        on_recorded=lambda _targets: None,
+        title_retry=0.001,
+        clock=clock,
+    )
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill(), "live")
+    await spin_until(lambda: len(pipeline.waits) == 1)
+    titles.titles[BTC] = "Bitcoin?"
+    async with asyncio.timeout(10):  # a bound, not a timing assumption
+        while not store.outbox():
+            await asyncio.sleep(0.001)
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [(_fill().key, "bitcoin", "bitcoin on Bitcoin?")]
+
+
+async def test_a_fill_recorded_before_is_not_held_again(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """A backfill re-reading judged fills in a title outage counts duplicates, holds nothing."""
+    titles.titles[BTC] = "Bitcoin?"
+    first = _pipeline(store, titles, clock)
+    runner = asyncio.create_task(first.run())
+    await first.submit(_fill(), "live")
+    first.close()
+    await asyncio.wait_for(runner, timeout=5)
+    outage = _Titles()  # a new start, and the venue's market look-ups now fail
+    again = _pipeline(store, outage, clock)
+    runner = asyncio.create_task(again.run())
+    await again.submit(_fill(), "backfill")
+    again.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert (again.stats.duplicates, len(again.waits), store.held_for_title()) == (1, 0, [])
+    assert _alerts(store) == [(_fill().key, "bitcoin", "bitcoin on Bitcoin?")]
+
+
+async def test_held_markets_are_looked_up_a_few_at_a_time_in_turn(
+    running: Pipeline, titles: _Titles
+) -> None:
+    """Each round asks for at most LOOKUPS_PER_ROUND markets, and the next round the next ones."""
+    markets = [f"0x{n:03x}" for n in range(LOOKUPS_PER_ROUND + 4)]
+    for n, market in enumerate(markets):
+        await running.submit(_fill(str(n), market=market), "live")
+    await spin_until(lambda: len(running.waits) == len(markets))
+    titles.lookups.clear()
+    running.offer_waiting()
+    await settle()
+    assert titles.lookups == markets[:LOOKUPS_PER_ROUND]
+    titles.lookups.clear()
+    running.offer_waiting()
+    await settle()
+    assert titles.lookups == (markets[LOOKUPS_PER_ROUND:] + markets)[:LOOKUPS_PER_ROUND]
