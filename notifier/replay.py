@@ -4,7 +4,8 @@ Fills go through the same normalizer, identity and `plan_alerts` as the daemon, 
 prints is what `run` would render: a fill given twice (in any shape) is shown once, as `run`
 alerts it once. Shaped rules (group, throttle, active hours) depend on time and on the fills
 around them: this shows and sends the message of the fill alone, marked as such, where `run`
-may hold, fold or drop it.
+may hold, fold or drop it. A fill given without its market title is judged without it, with a
+note where a `market_title` test could change the verdict (`run` looks titles up).
 """
 
 from __future__ import annotations
@@ -55,13 +56,13 @@ async def replay(settings: Settings, lines: Iterable[str], *, send: bool, out: T
             print(f"fill {number}: same fill as fill {first}: alerted once", file=out)
             continue
         planned = plan_alerts(parsed, rules=settings.rules, targets=channels)
-        _describe(number, planned, out)
+        _describe(number, planned, out, needs_title=settings.rules.needs_title(parsed))
         if send and not await _send(planned, channels, out):
             status = max(status, EXIT_SEND_FAILED)
     return status
 
 
-def _describe(number: int, planned: Planned, out: TextIO) -> None:
+def _describe(number: int, planned: Planned, out: TextIO, *, needs_title: bool) -> None:
     fill = planned.fill
     print(
         f"fill {number}: {fill.side} {fill.quantity} {fill.outcome} @ {fill.price} "
@@ -70,6 +71,12 @@ def _describe(number: int, planned: Planned, out: TextIO) -> None:
     )
     if not planned.rules:
         print("  no rule matches", file=out)
+    if needs_title:
+        print(
+            "  note: a market_title test could change this verdict; run looks the title up "
+            '(and waits for it), here give it as "market_title" in the fill',
+            file=out,
+        )
     for rule in planned.rules:
         alert = next((a for a in planned.alerts if a.rule == rule.name), None)
         print(f"  rule {rule.name} -> {', '.join(rule.notify)}{_shaped_note(rule)}", file=out)

@@ -182,6 +182,29 @@ def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[
     )
 
 
+def test_test_command_notes_a_fill_a_title_could_judge(capsys: pytest.CaptureFixture[str]) -> None:
+    """A fill without its title, under a market_title rule, says the title could change it."""
+    config = RULES.format(url="json://127.0.0.1:9/").replace(
+        "outcome: No}", "outcome: No, market_title: '*rain*'}"
+    )
+    Path("c.yaml").write_text(config, encoding="utf-8")
+    titled = json.loads(FLAT) | {"order_id": 44, "market_title": "Will it rain?"}
+    Path("fills.jsonl").write_text(f"{FLAT}\n{json.dumps(titled)}\n{NESTED}\n", encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fills", "fills.jsonl"]) == 0
+    assert capsys.readouterr().out == (
+        "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n"
+        "  no rule matches\n"
+        "  note: a market_title test could change this verdict; run looks the title up "
+        '(and waits for it), here give it as "market_title" in the fill\n'
+        "fill 2: BUY 150 No @ 0.4 on Will it rain? (order 44)\n"
+        "  rule big -> hook\n"
+        "    title: Big BUY on Will it rain?\n"
+        "    body:  150 No @ 0.40 #44\n"
+        "fill 3: SELL 5 Yes @ 0.6 on 0xabc1 (order 43)\n"  # a SELL: no title could match it
+        "  no rule matches\n"
+    )
+
+
 def test_test_command_refuses_bad_fills(capsys: pytest.CaptureFixture[str]) -> None:
     """A fill that is not JSON or not valid is reported with its reason; exit 2."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
