@@ -78,7 +78,7 @@ class WatermarkStore(Protocol):
         ...
 
     def unseen(self, fill_keys: Sequence[str]) -> set[str]:
-        """Those of `fill_keys` not recorded yet."""
+        """Those of `fill_keys` not recorded yet (a fill held for its title is recorded)."""
         ...
 
 

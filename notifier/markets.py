@@ -2,13 +2,17 @@
 
 Fills carry only the hex market id; alerts want the question. Titles do not change, so a
 hit is kept (LRU-bounded); a miss is remembered and then tried again, so a venue hiccup costs
-one fallback, not a request per fill: an unknown market for `retry_after` seconds, a timeout or
-server error for `TRANSIENT_RETRY`, a 429 for its Retry-After.
+one fallback, not a request per fill: an unknown market for `retry_after` seconds, a timeout,
+server error or other failure for `TRANSIENT_RETRY`, a 429 for its Retry-After.
 
 REST calls share the key's rate limit (5/s on the free tier) with token minting and history:
-after a 429 no look-up is made until its Retry-After has passed (a fill meanwhile is alerted
-with the market id at once, not after a wait), so a burst over many new markets costs a few
+at most `MAX_IN_FLIGHT` look-ups run at once, and after a 429 no look-up is made until its
+Retry-After has passed (a fill meanwhile goes on without its title, or waits for it where a
+`market_title` rule needs it: title_gate.py), so a burst over many new markets costs a few
 429s, not a stream of them, and leaves history its share.
+
+Only a 404 (or 410) or an answer without a question says the market has no title (`absent`);
+any other failure is one to wait out.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from notifier.backfill import retry_after_seconds
 log = logging.getLogger(__name__)
 
 TRANSIENT_RETRY = 30.0  # seconds before a market whose look-up timed out or failed is asked again
+MAX_IN_FLIGHT = 4  # look-ups at once: a burst queues here, and a 429 stops the queued ones
 
 _V = TypeVar("_V")
 
@@ -58,6 +63,7 @@ class MarketTitles:
         # id -> (monotonic retry time, whether the venue said the market has no title)
         self._misses: OrderedDict[str, tuple[float, bool]] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[str | None]] = {}
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.stats: dict[str, int] = {"lookups": 0, "failures": 0}
 
     def cached(self, market_id: str) -> str | None:
@@ -100,8 +106,12 @@ class MarketTitles:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _lookup(self, market_id: str) -> str | None:
-        self.stats["lookups"] += 1
-        title, why, retry_in = await self._fetch(market_id)
+        async with self._slots:
+            if self._clock() < self._paused_until:  # a 429 came while this one queued
+                self._remember(self._misses, market_id, (self._paused_until, False))
+                return None
+            self.stats["lookups"] += 1
+            title, why, retry_in = await self._fetch(market_id)
         if title is not None:
             self._misses.pop(market_id, None)
             self._remember(self._titles, market_id, title)
@@ -121,7 +131,7 @@ class MarketTitles:
 
     async def _fetch(self, market_id: str) -> tuple[str | None, str, float | None]:
         """(title, "", 0) on success, else (None, why, seconds before asking again); None
-        seconds when the venue answered that the market has no title (unknown id, no question)."""
+        seconds when the venue answered that the market has no title (404/410, no question)."""
         url = f"{self._base}/v1/markets/{quote(market_id, safe='')}"
         try:
             # httpx's timeout bounds each connect and read, not the request: a server sending
@@ -141,8 +151,10 @@ class MarketTitles:
             wait = 1.0 if wait is None else max(wait, 0.5)
             self._paused_until = max(self._paused_until, self._clock() + wait)
             return None, "HTTP 429", wait
-        if status != 200:
-            return None, f"HTTP {status}", TRANSIENT_RETRY if status >= 500 else None
+        if status in (404, 410):
+            return None, f"HTTP {status}", None
+        if status != 200:  # a 5xx, or a proxy's 403 or 408: nothing said about the market
+            return None, f"HTTP {status}", TRANSIENT_RETRY
         try:
             body = response.json()
         except ValueError:

@@ -110,11 +110,9 @@ class Pipeline:
         self._gate = TitleGate(self.waits, titles, store, offer=self._offer)
         self._queue: asyncio.Queue[tuple[Fill, str] | None] = asyncio.Queue()
         self._queued: set[str] = set()
-        self._lookups: set[asyncio.Task[str | None]] = set()
+        self._lookups: set[asyncio.Future[str | None]] = set()
         self.stats = PipelineStats()
         self._record_orphans(self.shaping.take_orphans())
-        for fill in self.waits.fills():  # held at the last stop: try their titles again now
-            self._offer(fill)
 
     def _record_orphans(self, releases: list[Release]) -> None:
         """Record what rules no longer shaped held, with the snapshot that no longer has it.
@@ -170,9 +168,11 @@ class Pipeline:
     async def run(self) -> None:
         """Process queued fills a batch at a time, until `close` (or cancellation).
 
-        A timer task beside it releases held alerts at the shaper's deadlines; what is still
-        held at the end stays in the store for the next start.
+        A timer task beside it releases held alerts at the shaper's deadlines, another looks at
+        the fills waiting for a title; what is still held at the end stays in the store for the
+        next start.
         """
+        self._gate.offer_due(self._rules)  # fills held at the last stop: their titles, now
         timers = [
             asyncio.create_task(self._release_forever(), name="shaping-timer"),
             asyncio.create_task(
@@ -224,24 +224,32 @@ class Pipeline:
         # them: match again with the config now in force (titles are cached by then).
         while True:
             rules, targets = self._rules, self._targets
-            hits, quiet, waiting = await self._match(fills, rules)
+            hits, quiet, waiting, untitled = await self._match(fills, rules)
             if rules is self._rules and targets is self._targets:
                 break
+        self._gate.note_untitled(untitled)
         if waiting:
             arrived = {fill.key for fill, source in batch if source != "held"}
             self.stats.duplicates += self._gate.hold(waiting, arrived)
         remembered = self._store.remember(quiet)
         self.stats.processed += remembered
         self.stats.duplicates += len(quiet) - remembered
+        # A held fill is released with its record, before any snapshot write commits the
+        # batch: recorded and held at once, a restart would judge it again.
+        if self.waits:
+            self._gate.judged(key for key, _ in quiet)
         recorded: set[str] = set()  # targets with new outbox rows
         shaped = False
         for fill, matched in hits:
             planned = plan_alerts(
                 fill, rules=rules, targets=targets, defer_shaped=True, matched=matched
             )
-            if self._store.record(
+            new = self._store.record(
                 fill_key=fill.key, filled_at=fill.filled_at, alerts=planned.alerts
-            ):
+            )
+            if self.waits:
+                self._gate.judged((fill.key,))
+            if new:
                 self.stats.processed += 1
                 self.stats.alerts += len(planned.alerts)
                 self.stats.matched.update(rule.name for rule in planned.rules)
@@ -259,8 +267,6 @@ class Pipeline:
         if shaped:
             self._save_snapshot()  # no await since the records: one transaction with them
             self.tick()
-        if self.waits:  # judged now: held no more (one transaction with their records)
-            self._gate.judged([fill.key for fill, _ in hits] + [key for key, _ in quiet])
         for fill, _ in batch:
             self._queued.discard(fill.key)
         if recorded:
@@ -311,12 +317,13 @@ class Pipeline:
 
     async def _match(
         self, fills: list[Fill], rules: RuleSet
-    ) -> tuple[list[tuple[Fill, tuple[Rule, ...]]], list[tuple[str, datetime]], list[Fill]]:
-        """The batch's matches (titled fills), its quiet fills (key and time), and the fills
-        that wait for a title before they can be judged."""
+    ) -> tuple[list[tuple[Fill, tuple[Rule, ...]]], list[tuple[str, datetime]], list[Fill], int]:
+        """The batch's matches (titled fills), its quiet fills (key and time), the fills that
+        wait for a title before they can be judged, and how many go on untitled after a wait."""
         waiting: list[Fill] = []
+        untitled = 0
         if rules.uses_title:
-            fills, waiting = self._gate.split(await self._with_titles(fills), rules)
+            fills, waiting, untitled = self._gate.split(await self._with_titles(fills), rules)
         hits: list[tuple[Fill, tuple[Rule, ...]]] = []
         quiet: list[tuple[str, datetime]] = []
         for fill in fills:
@@ -328,7 +335,7 @@ class Pipeline:
         if hits and not rules.uses_title:  # only fills with a message to render need titles
             titled = await self._with_titles([fill for fill, _ in hits])
             hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
-        return hits, quiet, waiting
+        return hits, quiet, waiting, untitled
 
     def offer_waiting(self) -> None:
         """Queue the held fills that can be judged now; look some other titles up again."""
@@ -342,11 +349,15 @@ class Pipeline:
         missing = {f.market_id for f in fills if titles.cached(f.market_id) is None}
         if missing:
             # Look-ups left running past the timeout finish in the background and fill the
-            # cache for later fills; this batch goes on without them.
-            lookups = {asyncio.ensure_future(titles.title(m)) for m in missing}
+            # cache for later fills (and let fills held for that title go on); this batch goes
+            # on without them.
+            lookups: set[asyncio.Future[str | None]] = set()
+            for market in missing:
+                lookup = asyncio.ensure_future(titles.title(market))
+                self._gate.watch(lookup, market)
+                lookup.add_done_callback(self._lookups.discard)
+                lookups.add(lookup)
             self._lookups |= lookups
-            for task in lookups:
-                task.add_done_callback(self._lookups.discard)
             _, slow = await asyncio.wait(lookups, timeout=self._title_timeout)
             if slow:
                 log.warning(

@@ -246,6 +246,13 @@ class StateStore:
             ).fetchall()
         return [(str(key), from_us(int(since)), str(data)) for key, since, data in rows]
 
+    def release_recorded_holds(self) -> int:
+        """Forget held fills that are recorded already (judged); how many there were."""
+        with self._errors("release held fills"), self._tx() as db:
+            return int(
+                db.execute("DELETE FROM title_waits WHERE key IN (SELECT key FROM fills)").rowcount
+            )
+
     def release_held(self, keys: Sequence[str]) -> None:
         """Forget held fills now judged (deferrable: one transaction with their records)."""
         if not keys:

@@ -58,48 +58,68 @@ class TitleGate:
         self._turn = 0  # where the next round of look-ups starts
         self._lookups: set[asyncio.Future[str | None]] = set()
 
-    def split(self, fills: list[Fill], rules: RuleSet) -> tuple[list[Fill], list[Fill]]:
-        """The fills to judge now, and those whose verdict waits for a title still unknown."""
+    def split(self, fills: list[Fill], rules: RuleSet) -> tuple[list[Fill], list[Fill], int]:
+        """The fills to judge now, those that wait for a title still unknown, and how many of
+        those judged now are so without the title they waited for (`note_untitled` them).
+
+        Pure but for one store read, so a batch can be split again after a reload. A fill
+        recorded before is judged now, not held: a backfill re-reading history in a title
+        outage would otherwise fill the room for held fills with duplicates.
+        """
         titles, waits = self._titles, self.waits
         if titles is None:
-            return fills, []
+            return fills, [], 0
+        asking = {
+            fill.key
+            for fill in fills
+            if fill.market_title is None
+            and rules.needs_title(fill)
+            and not titles.absent(fill.market_id)
+        }
+        if not asking:
+            return fills, [], 0
+        fresh = self._store.unseen([key for key in asking if key not in waits])
+        room = waits.room()
         judge: list[Fill] = []
         waiting: list[Fill] = []
-        gave_up = waits.gave_up
+        untitled = 0
         for fill in fills:
-            if (
-                fill.market_title is None
-                and rules.needs_title(fill)
-                and not titles.absent(fill.market_id)
-                and waits.may_wait(fill)
-            ):
+            key = fill.key
+            if key not in asking:
+                judge.append(fill)
+            elif key in waits:
+                expired = waits.expired(key)
+                (judge if expired else waiting).append(fill)
+                untitled += expired
+            elif key not in fresh:
+                judge.append(fill)  # recorded before: the store counts it a duplicate
+            elif room > 0:
                 waiting.append(fill)
+                room -= 1
             else:
                 judge.append(fill)
-        if waits.gave_up > gave_up:
+                untitled += 1
+        return judge, waiting, untitled
+
+    def note_untitled(self, count: int) -> None:
+        """Count and report fills judged without the title they waited for."""
+        if count:
+            self.waits.gave_up += count
             log.warning(
-                "%d fills judged without their market title: waited %s, or %d fills wait already",
-                waits.gave_up - gave_up,
-                waits.limit,
-                len(waits),
+                "%d fills judged without their market title: held %s, or %d fills held already",
+                count,
+                self.waits.limit,
+                len(self.waits),
             )
-        return judge, waiting
 
     def hold(self, waiting: list[Fill], arrived: set[str]) -> int:
-        """Hold fills until their titles can be had; how many were duplicates.
-
-        A fill recorded before is a duplicate, not held: a backfill re-reading history in a
-        title outage would otherwise fill the room for held fills with them. So is a held fill
-        that `arrived` again (from the feed, not offered back from here).
-        """
-        waits = self.waits
-        new = [fill for fill in waiting if fill.key not in waits]
-        fresh = self._store.unseen([fill.key for fill in new]) if new else set()
-        again = sum(fill.key in arrived for fill in waiting if fill.key in waits)
-        held = waits.hold(fill for fill in new if fill.key in fresh)
+        """Hold fills until their titles can be had; how many were held already and `arrived`
+        again (from the feed, not offered back from here): duplicates."""
+        again = sum(fill.key in arrived for fill in waiting if fill.key in self.waits)
+        held = self.waits.hold(waiting)
         if held:
             log.info("%d fills wait for their market title before rules judge them", held)
-        return again + len(new) - len(fresh)
+        return again
 
     def judged(self, fill_keys: Iterable[str]) -> None:
         """These fills are recorded now: those held are held no more."""
@@ -129,15 +149,19 @@ class TitleGate:
             await asyncio.sleep(every)
             self.offer_due(rules())
 
-    def _look_up(self, titles: TitleSource, market: str) -> None:
-        """Ask for a market's title in the background; once found, its held fills go on."""
+    def watch(self, lookup: asyncio.Future[str | None], market: str) -> None:
+        """Once this look-up finds the market's title, offer the market's held fills."""
 
         def found(task: asyncio.Future[str | None]) -> None:
             if not task.cancelled() and task.exception() is None and task.result() is not None:
                 for fill in self.waits.of_market(market):
                     self._offer(fill)
 
+        lookup.add_done_callback(found)
+
+    def _look_up(self, titles: TitleSource, market: str) -> None:
+        """Ask for a market's title in the background; once found, its held fills go on."""
         lookup = asyncio.ensure_future(titles.title(market))
         self._lookups.add(lookup)  # a strong reference until it is done
         lookup.add_done_callback(self._lookups.discard)
-        lookup.add_done_callback(found)
+        self.watch(lookup, market)

@@ -40,6 +40,8 @@ class HeldFills(Protocol):
 
     def release_held(self, keys: Sequence[str]) -> None: ...
 
+    def release_recorded_holds(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Held:
@@ -66,7 +68,10 @@ class TitleWaits:
         self._capacity = max(1, capacity)
         self._held: dict[str, Held] = {}
         self._by_market: dict[str, dict[str, None]] = {}  # market id -> keys, in arrival order
-        self.gave_up = 0  # fills judged without the title they waited for
+        self.gave_up = 0  # fills judged without the title they waited for (title_gate.py)
+        # Recorded and still held: a store without group commit stopped between the two
+        # writes. Judged already, such a fill must not be restored (nor judged again).
+        store.release_recorded_holds()
         stale: list[str] = []  # rows to delete: unreadable, or filed under an old key
         unreadable = 0
         for key, since, data in store.held_for_title():
@@ -109,17 +114,9 @@ class TitleWaits:
         held = self._held.get(fill_key)
         return held is not None and self._clock() - held.since >= self.limit
 
-    def may_wait(self, fill: Fill) -> bool:
-        """Whether the fill may (go on) wait: within its limit, and room for a new one.
-
-        False counts it in `gave_up`: the caller judges it now, without a title.
-        """
-        if fill.key in self._held:
-            allowed = not self.expired(fill.key)
-        else:
-            allowed = len(self._held) < self._capacity
-        self.gave_up += not allowed
-        return allowed
+    def room(self) -> int:
+        """How many more fills may be held."""
+        return max(0, self._capacity - len(self._held))
 
     def hold(self, fills: Iterable[Fill]) -> int:
         """Hold these fills (durably, joining the store's open batch); how many are new."""

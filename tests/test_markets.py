@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fakes import MonoClock
 
-from notifier.markets import MarketTitles
+from notifier.markets import MAX_IN_FLIGHT, MarketTitles
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
 
 BTC, FED, NBA = list(DEFAULT_MARKETS)[:3]
@@ -69,7 +69,7 @@ async def test_unknown_market_is_negative_cached_then_retried(
 async def test_absent_tells_the_venue_saying_no_title_from_a_failure(
     venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
-    """A 404 or an answer without a question is `absent`; a 503, a 429 or a success is not."""
+    """Only a 404/410 or an answer without a question is `absent`; failures and successes not."""
     clock = MonoClock()
     titles = titles_for(venue, http, clock)
     assert await titles.title("0xdead") is None
@@ -83,6 +83,15 @@ async def test_absent_tells_the_venue_saying_no_title_from_a_failure(
     venue.market_status, venue.market_retry_after = 429, "1"
     assert await titles.title(FED) is None
     assert not titles.absent(FED)
+    venue.market_retry_after = None
+    clock.t += 2
+    for status, market in ((408, "0x408"), (403, "0x403"), (302, "0x302")):
+        venue.market_status = status  # a proxy's answer says nothing about the market
+        assert await titles.title(market) is None
+        assert not titles.absent(market), status
+    venue.market_status = 410
+    assert await titles.title("0x410") is None
+    assert titles.absent("0x410")
     venue.market_status = None
     clock.t += 301
     venue.markets["0xdead"] = "Listed late?"
@@ -238,3 +247,17 @@ async def test_a_server_that_drips_its_answer_is_cut_off_at_the_timeout(
         server.close()
         await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
         await server.wait_closed()
+
+
+async def test_a_burst_of_look_ups_stops_at_the_first_429(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Fifty new markets at once: a few requests are in flight, the 429 stops the rest."""
+    venue.market_status, venue.market_retry_after = 429, "60"
+    titles = titles_for(venue, http)
+    markets = [f"0x{n:03x}" for n in range(50)]
+    assert await asyncio.gather(*(titles.title(m) for m in markets)) == [None] * 50
+    assert venue.market_requests == MAX_IN_FLIGHT < 10
+    assert not any(titles.absent(m) for m in markets)
+    assert await titles.title(markets[0]) is None  # paused: no request until Retry-After
+    assert venue.market_requests == MAX_IN_FLIGHT

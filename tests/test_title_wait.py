@@ -10,7 +10,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from notifier.markets import MarketTitles
 from notifier.pipeline import Pipeline
 from notifier.render import Template
 from notifier.rules import MATCH_ALL, AllOf, Bounds, FieldMatch, Rule, RuleSet
+from notifier.shapingspecs import RuleShaping, ThrottleSpec
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
 from notifier.store import StateStore
 from notifier.title_gate import LOOKUPS_PER_ROUND
@@ -198,8 +200,9 @@ async def test_held_fills_survive_a_restart(
     clock.advance(minutes=5)
     second = _pipeline(store, titles, clock)
     assert len(second.waits) == 2
-    runner = asyncio.create_task(second.run())
-    second.close()  # what was held is queued before the close: it is judged first
+    runner = asyncio.create_task(second.run())  # looks the held markets up at once
+    await spin_until(lambda: not second.waits)
+    second.close()
     await asyncio.wait_for(runner, timeout=5)
     assert _alerts(store) == [(_fill("1").key, "bitcoin", "bitcoin on Bitcoin?")]
     assert store.seen(_fill("2", market=OTHER).key)  # judged: the title does not match
@@ -449,3 +452,180 @@ async def test_held_markets_are_looked_up_a_few_at_a_time_in_turn(
     running.offer_waiting()
     await settle()
     assert titles.lookups == (markets[LOOKUPS_PER_ROUND:] + markets)[:LOOKUPS_PER_ROUND]
+
+
+async def test_a_duplicate_at_capacity_is_not_counted_as_judged_untitled(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """A recorded fill re-read while the room is full is a duplicate, not a give-up."""
+    titles.cache[BTC] = "Bitcoin?"
+    pipeline = _pipeline(
+        store, titles, clock, title_waits=TitleWaits(store, clock=clock, capacity=1)
+    )
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill("old"), "live")
+    await spin_until(lambda: bool(store.outbox()))
+    titles.cache.clear()  # the title is no longer known, and the venue fails
+    await pipeline.submit(_fill("held", market=OTHER), "live")
+    await spin_until(lambda: len(pipeline.waits) == 1)
+    await pipeline.submit(_fill("old"), "backfill")
+    await spin_until(lambda: pipeline.stats.duplicates == 1)
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert pipeline.waits.gave_up == 0
+    assert len(store.outbox()) == 1
+
+
+async def test_one_batch_holds_no_more_than_the_room_left(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """Ten fills in one batch with room for two: two are held, eight judged untitled."""
+    pipeline = _pipeline(
+        store, titles, clock, title_waits=TitleWaits(store, clock=clock, capacity=2)
+    )
+    for n in range(10):  # submitted before run: one batch
+        await pipeline.submit(_fill(str(n)), "live")
+    runner = asyncio.create_task(pipeline.run())
+    await spin_until(lambda: pipeline.backlog() == 0 and bool(pipeline.waits))
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert [fill.order_id for fill in pipeline.waits.fills()] == ["0", "1"]
+    assert pipeline.waits.gave_up == 8
+    assert pipeline.stats.processed == 8
+
+
+class _HangingTitles(_Titles):
+    """Look-ups that hang while the test keeps `gate` closed, then answer as `_Titles`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def title(self, market_id: str) -> str | None:
+        await self.gate.wait()
+        return await super().title(market_id)
+
+
+async def test_a_reload_during_a_look_up_counts_a_give_up_once(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A batch matched again after a reload does not count its untitled fills twice."""
+    titles = _HangingTitles()
+    pipeline = _pipeline(store, titles, clock)
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill(), "live")
+    await spin_until(lambda: len(pipeline.waits) == 1)
+    titles.gate.clear()
+    clock.advance(hours=1)
+    pipeline.offer_waiting()
+    await spin_until(lambda: pipeline.backlog() == 0)  # the batch waits inside its look-up
+    pipeline.swap(rules=RuleSet([BITCOIN]), targets=DeskAndPhone())
+    titles.gate.set()
+    await spin_until(lambda: not pipeline.waits)
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert pipeline.waits.gave_up == 1
+
+
+async def test_a_restart_looks_up_a_few_held_markets_at_a_time(
+    store: StateStore, titles: _Titles, clock: HandClock
+) -> None:
+    """Many markets held at the last stop: the start asks for one round's worth, not all."""
+    first = _pipeline(store, titles, clock)
+    runner = asyncio.create_task(first.run())
+    count = 3 * LOOKUPS_PER_ROUND
+    for n in range(count):
+        await first.submit(_fill(str(n), market=f"0x{n:03x}"), "live")
+    await spin_until(lambda: len(first.waits) == count)
+    first.close()
+    await asyncio.wait_for(runner, timeout=5)
+    outage = _Titles()
+    second = _pipeline(store, outage, clock)
+    runner = asyncio.create_task(second.run())
+    await settle()
+    second.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert len(outage.lookups) == LOOKUPS_PER_ROUND
+    assert len(second.waits) == count
+
+
+async def test_a_slow_look_up_that_ends_lets_its_held_fills_go(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A batch's look-up past its timeout: once it finds the title, the held fill goes on."""
+    titles = _HangingTitles()
+    titles.titles[BTC] = "Bitcoin?"
+    titles.gate.clear()
+    pipeline = Pipeline(
+        rules=RuleSet([BITCOIN]),
+        targets=DeskAndPhone(),
+        store=store,
+        titles=titles,
+        on_recorded=lambda _targets: None,
+        title_timeout=0.01,
+        title_retry=3600.0,
+        clock=clock,
+    )
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill(), "live")
+    async with asyncio.timeout(10):  # the batch gives the look-up 10 ms, then holds the fill
+        while not pipeline.waits:
+            await asyncio.sleep(0.005)
+    titles.gate.set()  # the look-up the batch left behind now finds the title
+    await spin_until(lambda: bool(store.outbox()))
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [(_fill().key, "bitcoin", "bitcoin on Bitcoin?")]
+
+
+def test_a_fill_recorded_and_still_held_is_not_restored(
+    store: StateStore, clock: HandClock
+) -> None:
+    """Recorded and held (a crash between two commits): judged already, so not held again."""
+    fill = _fill()
+    store.hold_for_title([(fill.key, clock.now, json.dumps(fill_to_data(fill)))])
+    store.record(fill_key=fill.key, filled_at=fill.filled_at, alerts=[])
+    assert TitleWaits(store, clock=clock).fills() == []
+    assert store.held_for_title() == []
+
+
+def _committed(path: Path, table: str) -> set[str]:
+    """Keys another connection sees in `table`: what a kill -9 now would leave."""
+    db = sqlite3.connect(path)
+    try:
+        return {key for (key,) in db.execute(f"SELECT key FROM {table}")}
+    finally:
+        db.close()
+
+
+async def test_a_judged_fill_leaves_the_held_table_in_its_record_s_transaction(
+    tmp_path: Path, clock: HandClock
+) -> None:
+    """With group commit and a shaped rule (whose snapshot write commits the batch), the
+    record and the release commit together: never recorded and still held after a kill."""
+    path = tmp_path / "state.db"
+    flushes: list[Callable[[], None]] = []
+    throttled = dataclasses.replace(
+        BITCOIN,
+        extras={
+            "shaping": RuleShaping(
+                throttle=ThrottleSpec(by=("market_id",), every=timedelta(minutes=10))
+            )
+        },
+    )
+    titles = _Titles()
+    with StateStore(path, clock=clock, defer_commit=flushes.append) as store:
+        pipeline = _pipeline(store, titles, clock, rules=(throttled,))
+        runner = asyncio.create_task(pipeline.run())
+        await pipeline.submit(_fill(), "live")
+        await spin_until(lambda: len(pipeline.waits) == 1)
+        store.flush()
+        assert _committed(path, "title_waits") == {_fill().key}
+        titles.titles[BTC] = "Bitcoin?"
+        pipeline.offer_waiting()
+        await spin_until(lambda: not pipeline.waits)
+        assert _fill().key in _committed(path, "fills")
+        assert _committed(path, "title_waits") == set()
+        pipeline.close()
+        await asyncio.wait_for(runner, timeout=5)
