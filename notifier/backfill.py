@@ -26,6 +26,7 @@ Venue assumptions (PolySimulator documents the first; fill identity relies on th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -39,7 +40,7 @@ import httpx
 from notifier.backoff import retry_delay
 from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
-from notifier.normalize import Rejected, normalize_history_item
+from notifier.normalize import Rejected, decode_json, normalize_history_item
 from notifier.settings import FeedSettings
 
 log = logging.getLogger(__name__)
@@ -319,13 +320,19 @@ class Backfill:
 
     async def _get(self, offset: int) -> list[object]:
         url = self._settings.base_url.rstrip("/") + "/v1/account/history"
+        timeout = self._settings.request_timeout
         try:
-            response = await self._http.get(
-                url,
-                params={"limit": PAGE_SIZE, "offset": offset},
-                headers={"X-API-Key": self._settings.api_key},
-                timeout=self._settings.request_timeout,
-            )
+            # The whole exchange is bounded: httpx times each read, and a trickling answer
+            # would hold the connect-time backfill, and with it live reading, indefinitely.
+            async with asyncio.timeout(timeout):
+                response = await self._http.get(
+                    url,
+                    params={"limit": PAGE_SIZE, "offset": offset},
+                    headers={"X-API-Key": self._settings.api_key},
+                    timeout=timeout,
+                )
+        except TimeoutError as exc:
+            raise TransientFeedError("history request timed out") from exc
         except httpx.HTTPError as exc:
             raise TransientFeedError(f"history request failed ({type(exc).__name__})") from exc
         if response.status_code == 429:
@@ -336,7 +343,7 @@ class Backfill:
         if response.status_code != 200:
             raise TransientFeedError(f"history answered HTTP {response.status_code}")
         try:
-            body = response.json()
+            body = decode_json(response.text)  # numbers exact, as the feed reads them
         except ValueError as exc:
             raise TransientFeedError("history answer is not JSON") from exc
         if not isinstance(body, list):

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from notifier import __version__, config, logs
 from notifier.closedpipe import drop_stdout
-from notifier.errors import ConfigError, FatalFeedError, ListenError, StateError, os_reason
+from notifier.errors import (
+    ConfigError,
+    FatalFeedError,
+    ListenError,
+    StateError,
+    key_prefix,
+    os_reason,
+)
 from notifier.hangup import HangupLatch
 
 if TYPE_CHECKING:
@@ -249,7 +256,9 @@ def _configure_logging(args: argparse.Namespace, defaults: LogSettings | None = 
 def _load(path: Path, *, require_api_key: bool = True) -> Settings:
     from notifier.channels import check_url
 
-    return config.load(path, check_url=check_url, require_api_key=require_api_key)
+    settings = config.load(path, check_url=check_url, require_api_key=require_api_key)
+    logs.hide(settings.feed.api_key, key_prefix(settings.feed.api_key))
+    return settings
 
 
 def _read_lines(path: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -211,6 +212,18 @@ def _feed(
         where = node.key_lines.get("api_key", node.line) if isinstance(node, YMap) else None
         message = f"no API key: set {API_KEY_ENV} in the environment or feed.api_key"
         problems.add(where, "feed.api_key", message)
+    odd = next((i for i, c in enumerate(feed.api_key) if not "!" <= c <= "~"), None)
+    if odd is not None and not reported:
+        # Refused here, not at connect: httpx would put the whole key in its encoding error.
+        char = feed.api_key[odd]
+        name = unicodedata.name(char, "a control character")
+        where = node.key_lines.get("api_key", node.line) if isinstance(node, YMap) else None
+        problems.add(
+            where,
+            "feed.api_key",
+            f"character {odd + 1} (U+{ord(char):04X}, {name}) cannot travel in an HTTP "
+            f"header: copy the key again (from feed.api_key or {API_KEY_ENV})",
+        )
     return feed
 
 

@@ -50,7 +50,7 @@ class FatalFeedError(NotifierError):
 
 
 class KeyRefused(FatalFeedError):
-    """The token endpoint answered 401/403: the API key is wrong or revoked."""
+    """The token endpoint answered 401: the API key is wrong or revoked."""
 
 
 class TransientFeedError(NotifierError):

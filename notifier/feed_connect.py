@@ -5,6 +5,7 @@ Apart from `feed.py`'s read loop, which only needs a token, a URL and a delay fr
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -14,23 +15,33 @@ import httpx
 from notifier.backfill import retry_after_seconds
 from notifier.backoff import Backoff
 from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError, key_prefix
+from notifier.normalize import decode_json
 from notifier.settings import FeedSettings
 
 
 async def mint_token(
     http: httpx.AsyncClient, settings: FeedSettings, *, floor: Callable[[], float]
 ) -> str:
-    """A fresh single-use token (POST /v1/keys/ws-token); a 429's wait is at least `floor()`."""
+    """A fresh single-use token (POST /v1/keys/ws-token); a 429's wait is at least `floor()`.
+
+    Only a 401 refuses the key for good (the venue's documented answer): a 403 may come from
+    a proxy or firewall in front of it, and stopping the daemon for it would end alerting.
+    """
     key = settings.api_key
     url = settings.base_url.rstrip("/") + "/v1/keys/ws-token"
     try:
-        response = await http.post(
-            url, headers={"X-API-Key": key}, timeout=settings.request_timeout
-        )
+        # httpx bounds each read, not the exchange: a server trickling its answer would hold
+        # the feed (and its reconnects) for as long as it likes.
+        async with asyncio.timeout(settings.request_timeout):
+            response = await http.post(
+                url, headers={"X-API-Key": key}, timeout=settings.request_timeout
+            )
+    except TimeoutError as exc:
+        raise TransientFeedError("token request timed out") from exc
     except httpx.HTTPError as exc:
         raise TransientFeedError(f"token request failed ({type(exc).__name__})") from exc
     status = response.status_code
-    if status in (401, 403):
+    if status == 401:
         raise KeyRefused(
             f"PolySimulator refused the API key {key_prefix(key)} (HTTP {status}): "
             "check feed.api_key or POLYSIM_API_KEY"
@@ -42,9 +53,10 @@ async def mint_token(
     if status != 200:
         raise TransientFeedError(f"token endpoint answered HTTP {status}")
     try:
-        token = response.json().get("token")
-    except (ValueError, AttributeError):
-        token = None
+        body = decode_json(response.text)
+    except ValueError:
+        body = None
+    token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
         raise TransientFeedError("token endpoint answered without a token")
     return token

@@ -31,6 +31,8 @@ FLOORS = {
 }
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})))
+_HIDDEN: dict[str, str] = {}  # secret -> what a log line shows in its place
+MIN_HIDDEN = 8  # shorter values are too likely to be ordinary words to replace
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,6 +53,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _Hiding(logging.Formatter):
+    """Another formatter's lines, with every hidden secret replaced (see `hide`)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        for secret, shown in _HIDDEN.items():
+            if secret in text:
+                text = text.replace(secret, shown)
+        return text
+
+
+def hide(secret: str, shown: str) -> None:
+    """From now on, write `shown` wherever a log line would carry `secret`.
+
+    A safety net, not the means: no message of ours carries a secret, but the text of an
+    unforeseen exception (logged as the CLI's last word, traceback included) may quote one.
+    """
+    if len(secret) >= MIN_HIDDEN:
+        _HIDDEN[secret] = shown
+
+
 def parse_level(text: str) -> int:
     """A level name (debug, info, warning, error) as a logging level; ValueError if unknown."""
     level = logging.getLevelName(text.strip().upper())
@@ -62,12 +89,12 @@ def parse_level(text: str) -> int:
 def configure(*, level: int, fmt: LogFormat = "text", stream: IO[str] | None = None) -> None:
     """Route all logging to `stream` (stderr by default) in the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+    inner = (
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    handler.setFormatter(_Hiding(inner))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -78,7 +105,10 @@ def configure(*, level: int, fmt: LogFormat = "text", stream: IO[str] | None = N
 
 def json_active() -> bool:
     """Whether logging writes JSON lines (a message meant for the log must then be one)."""
-    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+    return any(
+        isinstance(getattr(h.formatter, "inner", h.formatter), JsonFormatter)
+        for h in logging.getLogger().handlers
+    )
 
 
 def hold_floors() -> None:

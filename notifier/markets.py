@@ -157,7 +157,7 @@ class MarketTitles:
             return None, f"HTTP {status}", TRANSIENT_RETRY
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json can
             return None, "answer is not JSON", TRANSIENT_RETRY
         if isinstance(body, dict):
             for field in ("question", "event_title", "slug"):

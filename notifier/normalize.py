@@ -45,6 +45,7 @@ _MAX_TEXT = 64
 _MAX_DIGITS = 28
 _MAX_ADJUSTED = 18
 _MIN_ADJUSTED = -18
+_MAX_EPOCH = Decimal(10) ** 15  # milliseconds: past year 30,000, so no time of ours
 _FILL_TYPES = frozenset({"fill", "execution"})
 _ZERO, _ONE = Decimal(0), Decimal(1)
 # The wire's usual form ("0.65", "10.0"): small enough that no bound above can be broken,
@@ -72,6 +73,18 @@ def decode_frame(data: str | bytes, *, max_bytes: int) -> dict[str, object] | Re
     if not isinstance(value, dict):
         return Rejected("not_object", f"JSON {type(value).__name__}, not an object")
     return value
+
+
+def decode_json(text: str) -> object:
+    """A REST answer's JSON, numbers exact as in frames; ValueError if it is not JSON.
+
+    History must key a fill as the feed does: a quantity parsed as float there would give the
+    same fill a second identity (and a second alert).
+    """
+    try:
+        return _DECODER.decode(text)
+    except RecursionError as exc:  # nested deeper than the parser can go
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def _utf8_len(text: str, limit: int) -> int:
@@ -203,9 +216,9 @@ def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
         number = Decimal(text)
     except InvalidOperation:  # pragma: no cover - the pattern admits only valid literals
         raise _Reject("bad_decimal", f"{name}={_show(value)} is not a decimal") from None
-    if number and (
-        len(number.as_tuple().digits) > _MAX_DIGITS
-        or not _MIN_ADJUSTED <= number.adjusted() <= _MAX_ADJUSTED
+    # Zero too: "0E-999999999" is a zero whose plain rendering has a billion digits.
+    if len(number.as_tuple().digits) > _MAX_DIGITS or not (
+        _MIN_ADJUSTED <= number.adjusted() <= _MAX_ADJUSTED
     ):
         raise _Reject("bad_decimal", f"{name}={_show(value)} is out of range")
     return number
@@ -241,7 +254,9 @@ def _epoch(name: str, value: int | Decimal | float) -> datetime:
     """Epoch seconds, or milliseconds when the number is too large to be seconds."""
     try:
         seconds = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-        if not seconds.is_finite() or seconds < 0:
+        # Bounded before any arithmetic: int() of 1e999990 builds a million-digit integer
+        # (seconds of event-loop stall for one frame).
+        if not seconds.is_finite() or not 0 <= seconds <= _MAX_EPOCH:
             raise ValueError(value)
         if seconds > 100_000_000_000:  # past year 5138 as seconds: it must be milliseconds
             seconds /= 1000

@@ -217,6 +217,17 @@ def test_api_key_required_unless_told() -> None:
     assert settings_of("", env=ENV).feed.api_key == KEY
 
 
+def test_a_key_an_http_header_cannot_carry_is_refused_without_showing_it() -> None:
+    """A pasted no-break space or newline in the key is a config error naming only the spot."""
+    assert errors("", env={"POLYSIM_API_KEY": KEY + "\u00a0"}) == [
+        f"config.yaml: feed.api_key: character {len(KEY) + 1} (U+00A0, NO-BREAK SPACE) cannot "
+        "travel in an HTTP header: copy the key again (from feed.api_key or POLYSIM_API_KEY)"
+    ]
+    (problem,) = errors(f'feed:\n  api_key: "{KEY}\\n"\n')
+    assert problem.startswith("config.yaml:2: feed.api_key: character 31 (U+000A, a control")
+    assert "SECRET" not in problem
+
+
 def test_all_problems_at_once_in_file_order() -> None:
     """Every problem in the file is reported together, sorted by line, each fully located."""
     text = """\

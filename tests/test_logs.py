@@ -44,3 +44,27 @@ def test_parse_level_accepts_names_and_refuses_others() -> None:
     assert logs.parse_level(" warning ") == logging.WARNING
     with pytest.raises(ValueError, match="unknown log level 'loud'"):
         logs.parse_level("loud")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_hidden_secret_never_reaches_a_line_not_even_in_a_traceback(
+    fmt: logs.LogFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once hidden, a secret in a message or an exception's text is written as its stand-in."""
+    monkeypatch.setattr(logs, "_HIDDEN", {})
+    secret = "ps_live_0123456789abcdefSECRET"
+    logs.hide(secret, "ps_live_01234567…")
+    logs.hide("short", "x")  # too short to hide safely: left alone
+    stream = io.StringIO()
+    logs.configure(level=logging.INFO, fmt=fmt, stream=stream)
+    log = logging.getLogger("notifier.test")
+    try:
+        raise RuntimeError(f"header value {secret!r} cannot be encoded")
+    except RuntimeError as exc:
+        log.critical("unexpected error, exiting: %r", exc, exc_info=True)
+    log.info("a short word stays")
+    text = stream.getvalue()
+    assert "SECRET" not in text
+    assert text.count("ps_live_01234567…") >= 2  # the message and the traceback
+    assert "a short word stays" in text
+    assert logs.json_active() is (fmt == "json")

@@ -147,6 +147,10 @@ def test_non_fill_messages_are_not_errors(message: dict[str, object]) -> None:
         ({"price": "Infinity"}, "bad_decimal"),
         ({"price": "1_0"}, "bad_decimal"),
         ({"quantity": "1e400"}, "bad_decimal"),
+        ({"price": "0E-100000000"}, "bad_decimal"),  # a zero whose plain text is 100 MB
+        ({"price": "0E+100000000"}, "bad_decimal"),
+        ({"filled_at": Decimal("1e999990")}, "time"),  # a million-digit integer to build
+        ({"filled_at": Decimal("1e16")}, "time"),
         ({"price": "1.01"}, "price_range"),
         ({"price": "-0.1"}, "price_range"),
         ({"quantity": "0"}, "quantity"),
