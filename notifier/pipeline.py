@@ -102,15 +102,12 @@ class Pipeline:
         self._since_snapshot = 0
         self._targets = targets
         self._store = store
-        self._titles = titles
         self._on_recorded = on_recorded
-        self._title_timeout = title_timeout
         self._title_retry = title_retry
         self.waits = TitleWaits(store, clock=clock) if title_waits is None else title_waits
-        self._gate = TitleGate(self.waits, titles, store, offer=self._offer)
+        self._gate = TitleGate(self.waits, titles, store, offer=self._offer, timeout=title_timeout)
         self._queue: asyncio.Queue[tuple[Fill, str] | None] = asyncio.Queue()
         self._queued: set[str] = set()
-        self._lookups: set[asyncio.Future[str | None]] = set()
         self.stats = PipelineStats()
         self._record_orphans(self.shaping.take_orphans())
 
@@ -323,7 +320,7 @@ class Pipeline:
         waiting: list[Fill] = []
         untitled = 0
         if rules.uses_title:
-            fills, waiting, untitled = self._gate.split(await self._with_titles(fills), rules)
+            fills, waiting, untitled = self._gate.split(await self._gate.titled(fills), rules)
         hits: list[tuple[Fill, tuple[Rule, ...]]] = []
         quiet: list[tuple[str, datetime]] = []
         for fill in fills:
@@ -333,36 +330,10 @@ class Pipeline:
             else:
                 quiet.append((fill.key, fill.filled_at))
         if hits and not rules.uses_title:  # only fills with a message to render need titles
-            titled = await self._with_titles([fill for fill, _ in hits])
+            titled = await self._gate.titled([fill for fill, _ in hits])
             hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
         return hits, quiet, waiting, untitled
 
     def offer_waiting(self) -> None:
         """Queue the held fills that can be judged now; look some other titles up again."""
         self._gate.offer_due(self._rules)
-
-    async def _with_titles(self, fills: list[Fill]) -> list[Fill]:
-        """Fills carrying their market title; a slow or failing look-up falls back to none."""
-        titles = self._titles
-        if titles is None or not fills:
-            return fills
-        missing = {f.market_id for f in fills if titles.cached(f.market_id) is None}
-        if missing:
-            # Look-ups left running past the timeout finish in the background and fill the
-            # cache for later fills (and let fills held for that title go on); this batch goes
-            # on without them.
-            lookups: set[asyncio.Future[str | None]] = set()
-            for market in missing:
-                lookup = asyncio.ensure_future(titles.title(market))
-                self._gate.watch(lookup, market)
-                lookup.add_done_callback(self._lookups.discard)
-                lookups.add(lookup)
-            self._lookups |= lookups
-            _, slow = await asyncio.wait(lookups, timeout=self._title_timeout)
-            if slow:
-                log.warning(
-                    "market title look-up slower than %.1fs for %d market(s); going on without",
-                    self._title_timeout,
-                    len(slow),
-                )
-        return [f.with_title(titles.cached(f.market_id)) for f in fills]

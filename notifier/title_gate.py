@@ -1,5 +1,8 @@
-"""When a fill waits for its market title, and when it goes on (the policy; title_wait.py keeps
-the held fills).
+"""Market titles for the pipeline: looking them up for a batch, and when a fill waits for its
+title and when it goes on (the policy; title_wait.py keeps the held fills).
+
+A batch waits for its look-ups `timeout` seconds at most; those still running finish in the
+background and fill the cache for later fills.
 
 A fill waits when its title is unknown, the venue has not said the market has none, and a
 `market_title` test could change its verdict (`RuleSet.needs_title`). It goes on once its
@@ -50,13 +53,32 @@ class TitleGate:
         store: SeenFills,
         *,
         offer: Callable[[Fill], None],
+        timeout: float = 2.0,
     ) -> None:
         self.waits = waits
+        self._timeout = timeout
         self._titles = titles
         self._store = store
         self._offer = offer  # queues a held fill for the pipeline again
         self._turn = 0  # where the next round of look-ups starts
         self._lookups: set[asyncio.Future[str | None]] = set()
+
+    async def titled(self, fills: list[Fill]) -> list[Fill]:
+        """Fills carrying their market title; a slow or failing look-up falls back to none."""
+        titles = self._titles
+        if titles is None or not fills:
+            return fills
+        missing = {f.market_id for f in fills if titles.cached(f.market_id) is None}
+        if missing:
+            lookups = [self._look_up(titles, market) for market in missing]
+            _, slow = await asyncio.wait(lookups, timeout=self._timeout)
+            if slow:
+                log.warning(
+                    "market title look-up slower than %.1fs for %d market(s); going on without",
+                    self._timeout,
+                    len(slow),
+                )
+        return [f.with_title(titles.cached(f.market_id)) for f in fills]
 
     def split(self, fills: list[Fill], rules: RuleSet) -> tuple[list[Fill], list[Fill], int]:
         """The fills to judge now, those that wait for a title still unknown, and how many of
@@ -149,19 +171,16 @@ class TitleGate:
             await asyncio.sleep(every)
             self.offer_due(rules())
 
-    def watch(self, lookup: asyncio.Future[str | None], market: str) -> None:
-        """Once this look-up finds the market's title, offer the market's held fills."""
+    def _look_up(self, titles: TitleSource, market: str) -> asyncio.Future[str | None]:
+        """Ask for a market's title in the background; once found, its held fills go on."""
 
         def found(task: asyncio.Future[str | None]) -> None:
             if not task.cancelled() and task.exception() is None and task.result() is not None:
                 for fill in self.waits.of_market(market):
                     self._offer(fill)
 
-        lookup.add_done_callback(found)
-
-    def _look_up(self, titles: TitleSource, market: str) -> None:
-        """Ask for a market's title in the background; once found, its held fills go on."""
         lookup = asyncio.ensure_future(titles.title(market))
         self._lookups.add(lookup)  # a strong reference until it is done
         lookup.add_done_callback(self._lookups.discard)
-        self.watch(lookup, market)
+        lookup.add_done_callback(found)
+        return lookup
