@@ -105,7 +105,9 @@ def parse(
     """Validate config `text` (from `source`, which anchors relative paths)."""
     problems = Problems(str(source))
     lenient = () if require_api_key else ("feed.api_key",)
-    tree = read(text, problems, env=env, lenient=lenient, literal=template_placeholder)
+    tree = read(
+        text, problems, env=env, lenient=lenient, literal=template_placeholder, secret=_is_secret
+    )
     if tree is None:
         problems.raise_if_any()  # unreadable YAML: the rest would be noise
     root = mapping(tree, "", problems, _TOP_KEYS) if tree is not None else YMap(1)
@@ -116,7 +118,16 @@ def parse(
     delivery = _section(root.get("delivery"), "delivery", problems, DeliverySettings(), _DELIVERY)
     if delivery.retry_base > delivery.retry_cap:
         node = root.get("delivery")
-        problems.add(line_of(node), "delivery.retry_base", "must not be more than retry_cap")
+        # At the key written (a default on the other side is not where the mistake is).
+        key = "retry_base" if isinstance(node, YMap) and "retry_base" in node else "retry_cap"
+        where = node.key_lines.get(key, node.line) if isinstance(node, YMap) else None
+        base, cap = f"{delivery.retry_base:g}s", f"{delivery.retry_cap:g}s"
+        message = (
+            f"must not be more than retry_cap ({cap}), got {base}"
+            if key == "retry_base"
+            else f"must not be less than retry_base ({base}), got {cap}"
+        )
+        problems.add(where, f"delivery.{key}", message)
     metrics = _section(root.get("metrics"), "metrics", problems, MetricsSettings(), _METRICS)
     log = _section(root.get("log"), "log", problems, LogSettings(), _LOG)
     channels = _channels(root.get("channels"), problems, check_url)
@@ -227,9 +238,17 @@ def _feed(
     return feed
 
 
+def _is_secret(path: str) -> bool:
+    """Key paths whose values are secrets: the API key, and channel URLs (their tokens)."""
+    return path == "feed.api_key" or path == "channels" or path.startswith("channels.")
+
+
 def _path(node: Node, path: str, problems: Problems) -> Path | None:
     text = as_nonempty_str(node, path, problems)
     if text is None:
+        return None
+    if "\0" in text:
+        problems.add(line_of(node), path, "must not contain a NUL character")
         return None
     try:
         return Path(text).expanduser()  # ~/x, as in a shell
@@ -363,9 +382,9 @@ def _channel(
             after = as_duration(node["fallback_after"], f"{path}.fallback_after", problems)
             values["fallback_after"] = after
     urls = as_str_list(urls_node, urls_path, problems)
-    if urls is None or any(v is None for v in values.values()):
+    if urls is None:
         return None
-    ok = True
+    ok = all(v is not None for v in values.values())  # URLs are still checked: all at once
     for url, item, item_path in urls:
         reason = check_url(url.strip()) if check_url is not None else None
         if reason is not None:

@@ -8,6 +8,7 @@ every problem is caught when the config loads, never at 3 a.m. on the hot path.
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Timestamp(datetime):
         return self.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+MAX_SPEC_NUMBER = 1000  # the widest width or precision a format spec may ask for
 # A placeholder, pre-split: (field name, format spec, apply str() first).
 _Placeholder = tuple[str, str, bool]
 _Part = str | _Placeholder
@@ -91,6 +93,11 @@ def _split(text: str) -> tuple[_Part, ...]:
             raise TemplateError(f"placeholder {shown}: only the !s conversion is allowed")
         if spec and ("{" in spec or "}" in spec):
             raise TemplateError(f"placeholder {shown}: nested placeholders in a format spec")
+        if spec and any(int(n) > MAX_SPEC_NUMBER for n in re.findall(r"\d+", spec)):
+            # `{order_id:>2000000000}` would build a 2 GB string for every alert.
+            raise TemplateError(
+                f"placeholder {shown}: a width or precision over {MAX_SPEC_NUMBER} is not allowed"
+            )
         parts.append((name, spec or "", conversion == "s"))
     return tuple(parts)
 

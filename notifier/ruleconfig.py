@@ -129,11 +129,16 @@ def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | 
         problems.add(node.line, path, f"min {low} is greater than max {high}")
         return None
     if key == "price":
-        for end, value in (("min", low), ("max", high)):
-            if value is not None and not 0 <= value <= 1:
-                message = f"must be between 0 and 1 (a price of 65¢ is 0.65), got {value}"
-                problems.add(node[end].line, f"{path}.{end}", message)
-                return None
+        wrong = [
+            (end, value)
+            for end, value in (("min", low), ("max", high))
+            if value is not None and not 0 <= value <= 1
+        ]
+        for end, value in wrong:
+            message = f"must be between 0 and 1 (a price of 65¢ is 0.65), got {value}"
+            problems.add(node[end].line, f"{path}.{end}", message)
+        if wrong:
+            return None
     return Bounds(key, low, high)
 
 

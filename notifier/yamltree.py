@@ -31,6 +31,11 @@ _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 # `$${` is a literal `${`; `${NAME}` and `${NAME:-default}` expand.
 _ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _ENV_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+_SHOWN_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,39}")  # an upper-case name, as variables are
+# Bounds on what one file may expand to: an alias used ten times at each of seven levels is
+# ten million nodes (a 400-byte file), and deep nesting overflows the recursive walk.
+MAX_NODES = 1_000_000  # ten thousand rules take about 200,000
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,14 @@ class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]  # chosen at import
     yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012 -- pyyaml's class-level table, emptied on purpose
 
 
+class _TooBig(Exception):
+    """The document expands past MAX_NODES; raised out of the walk to stop it at once."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 def read(
     text: str,
     problems: Problems,
@@ -158,16 +171,26 @@ def read(
     env: Mapping[str, str],
     lenient: Collection[str] = (),
     literal: Callable[[str, str], bool] | None = None,
+    secret: Callable[[str], bool] = lambda path: False,
 ) -> Node | None:
     """The document as a located tree, or None when empty or not YAML (problems say why).
 
     `lenient` lists key paths where an unset `${VAR}` is quietly empty instead of an error.
     `literal(path, reference)` says which `${reference}` to keep as written (a template's
     "${price}" is a dollar sign before the placeholder {price}, not a variable).
+    `secret(path)` says where a value is a secret: a problem there never quotes a reference
+    (the key pasted in place of the variable's name would be echoed).
     """
-    loader = _Loader(text)
     try:
-        root = loader.get_single_node()
+        root = _compose(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        at = text.count("\n", 0, exc.position) + 1
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a character"
+        problems.add(at, "", f"{what} cannot appear in YAML: remove it")
+        return None
+    except RecursionError:
+        problems.add(None, "", f"nested deeper than {MAX_DEPTH} levels")
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -179,11 +202,25 @@ def read(
     except yaml.YAMLError as exc:
         problems.add(None, "", f"YAML error: {exc}")
         return None
-    finally:
-        loader.dispose()
     if root is None:
         return None
-    return _Walker(problems, env, frozenset(lenient), literal).node(root, "")
+    walker = _Walker(problems, env, frozenset(lenient), literal, secret)
+    try:
+        return walker.node(root, "")
+    except _TooBig as exc:
+        message = f"expands to more than {MAX_NODES:,} values: an alias used over and over?"
+        problems.add(exc.line, "", message)
+        return None
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The composed document (the loader is built inside the caller's error handling: the
+    pure-Python reader already refuses a control character while being built)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
+    finally:
+        loader.dispose()
 
 
 def _hint(text: str, exc: yaml.MarkedYAMLError) -> str:
@@ -205,15 +242,26 @@ class _Walker:
         env: Mapping[str, str],
         lenient: frozenset[str],
         literal: Callable[[str, str], bool] | None,
+        secret: Callable[[str], bool],
     ):
         self.problems = problems
         self.env = env
         self.lenient = lenient
         self.literal = literal
+        self.secret = secret
         self.active: set[int] = set()
+        self.count = 0  # nodes built so far, an alias's each time it is used
 
     def node(self, node: yaml.Node, path: str) -> Node:
         line = node.start_mark.line + 1
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooBig(line)
+        if len(self.active) >= MAX_DEPTH and not isinstance(node, yaml.ScalarNode):
+            shown = path if len(path) <= 60 else path[:57] + "..."
+            self.problems.add(line, shown, f"nested deeper than {MAX_DEPTH} levels")
+            self.problems.silence(path)
+            return Scalar("", line, plain=True)
         if isinstance(node, yaml.ScalarNode):
             text = str(node.value)
             if "${" in text:
@@ -264,10 +312,21 @@ class _Walker:
             if self.literal is not None and self.literal(path, match.group(1)):
                 return match.group(0)
             inner = _ENV_NAME.fullmatch(match.group(1))
+            if inner is not None and inner.group(2) is not None and "${" in inner.group(2):
+                # `${A:-${B}}` would be read as `${A:-${B}` and a stray `}`: refused, not guessed.
+                message = "a ${...} inside a default is not supported: write the default out"
+                self.problems.add(line, path, message)
+                self.problems.silence(path)
+                return ""
             if inner is None:
-                # Echoed only when it cannot be a URL: `${SLACK-URL:-slack://T/B/token}` holds one.
+                # Echoed only when it cannot be a URL: `${SLACK-URL:-slack://T/B/token}` holds one,
+                # and never in a secret's value.
                 reference = match.group(1)
-                safe = len(reference) <= 40 and not any(c in reference for c in ":/@")
+                safe = (
+                    len(reference) <= 40
+                    and not any(c in reference for c in ":/@")
+                    and not self.secret(path)
+                )
                 shown = f" '${{{reference}}}'" if safe else ""
                 message = (
                     f"bad variable reference{shown}: write ${{NAME}} or ${{NAME:-default}}, "
@@ -282,12 +341,16 @@ class _Walker:
                 return default
             if value is None:
                 if path not in self.lenient:
-                    self.problems.add(
-                        line,
-                        path,
-                        f"environment variable {name} is not set "
-                        f"(set it, or write ${{{name}:-default}})",
+                    # In a secret's value only a conventional NAME is shown: a key pasted in
+                    # its place (`${ps_live_...}`) is a valid name too.
+                    message = (
+                        "names an environment variable that is not set (its name is not shown:"
+                        " it does not look like one, and this value is a secret)"
+                        if self.secret(path) and not _SHOWN_NAME.fullmatch(name)
+                        else f"environment variable {name} is not set "
+                        f"(set it, or write ${{{name}:-default}})"
                     )
+                    self.problems.add(line, path, message)
                     self.problems.silence(path)
                 return ""
             return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Mapping
 from datetime import timedelta
@@ -9,8 +10,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
-from notifier import config
+from notifier import config, yamltree
 from notifier.config import SAMPLE_FILL, load, parse
 from notifier.errors import ConfigError
 from notifier.render import fill_values
@@ -297,7 +299,7 @@ def test_yaml_syntax_error_has_line() -> None:
         ),
         (
             "delivery: {retry_base: 10s, retry_cap: 1s}\n",
-            "config.yaml:1: delivery.retry_base: must not be more than retry_cap",
+            "config.yaml:1: delivery.retry_base: must not be more than retry_cap (1s), got 10s",
         ),
         (
             "delivery: {body_format: htlm}\n",
@@ -720,4 +722,101 @@ def test_state_path_with_an_unknown_user_is_a_config_error() -> None:
     """~nosuchuser cannot be expanded: a located problem, not a traceback."""
     assert errors("state: {path: ~nosuchuser-xyz/x.db}\n") == [
         "config.yaml:1: state.path: cannot expand '~nosuchuser-xyz' here: write the full path"
+    ]
+
+
+def test_an_alias_used_over_and_over_is_refused_not_expanded() -> None:
+    """A 'billion laughs' file (a few hundred bytes, ten million values) is one located error."""
+    lines = ["x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 7)]
+    assert errors("\n".join(lines) + "\n") == [
+        "config.yaml:1: expands to more than 1,000,000 values: an alias used over and over?"
+    ]
+
+
+def test_nesting_deeper_than_the_walk_allows_is_a_located_error() -> None:
+    """400 nested lists (libyaml takes up to 1,000) are a problem with a line, not a crash."""
+    (first, *_rest) = errors("rules: " + "[" * 400 + "]" * 400 + "\n")
+    assert first.startswith("config.yaml:1: rules[0][0][0]")
+    assert first.endswith("...: nested deeper than 64 levels")
+
+
+def test_a_variable_inside_a_default_is_refused_not_misread() -> None:
+    """`${A:-${B}}` was read as `${A:-${B}` plus a stray brace, and accepted."""
+    assert errors(CHANNELS + "  pager: ${A:-${B}}\n", env={**ENV, "A": "json://x/a"}) == [
+        "config.yaml:4: channels.pager: a ${...} inside a default is not supported: "
+        "write the default out"
+    ]
+
+
+@pytest.mark.parametrize(
+    "value", ["${ps_test_0123456789abcdefSECRET}", "${KEY-ps_test_0123456789abcdefSECRET}"]
+)
+def test_a_key_written_inside_a_reference_is_never_echoed(value: str) -> None:
+    """The key pasted in place of a variable's name, or after a shell-style `-`, stays unshown."""
+    problems = errors(f"feed:\n  api_key: {value}\n", env={})
+    assert problems
+    assert not any("SECRET" in problem for problem in problems)
+    assert problems[0].startswith("config.yaml:2: feed.api_key: ")
+    assert errors("feed:\n  api_key: ${MY_KEY}\n", env={}) == [  # a name as names go: shown
+        "config.yaml:2: feed.api_key: environment variable MY_KEY is not set "
+        "(set it, or write ${MY_KEY:-default})"
+    ]
+
+
+def test_a_control_character_is_located_by_line() -> None:
+    """A DEL pasted into a value is refused at its line, with either YAML reader."""
+    assert errors("feed:\n  base_url: https://x\nrules:\n  - name: a\x7f\n") == [
+        "config.yaml:4: U+007F cannot appear in YAML: remove it"
+    ]
+
+
+def test_the_pure_python_yaml_reader_refuses_a_control_character_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without libyaml, the reader refuses it while being built: still a problem, no crash."""
+    monkeypatch.setattr(yamltree, "_Loader", _pure_loader())
+    assert errors("a: b\x7f\n") == ["config.yaml:1: U+007F cannot appear in YAML: remove it"]
+
+
+def _pure_loader() -> type[yaml.SafeLoader]:
+    class Pure(yaml.SafeLoader):
+        yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012
+
+    return Pure
+
+
+def test_retry_limits_in_conflict_are_located_at_the_key_written() -> None:
+    """A retry_cap below the default retry_base is reported at retry_cap, on its line."""
+    assert errors("delivery:\n  max_age: 24h\n  retry_cap: 0.5s\n") == [
+        "config.yaml:3: delivery.retry_cap: must not be less than retry_base (1s), got 0.5s"
+    ]
+
+
+def test_a_bad_rate_does_not_hide_a_refused_url() -> None:
+    """Every problem at once: the channel's rate and its URL are both reported."""
+
+    def check(url: str) -> str | None:
+        return "not a known service" if url.startswith("bad") else None
+
+    text = "channels:\n  desk:\n    urls: [bad://x]\n    rate: lots\n"
+    assert [p.split(": ")[1] for p in errors(text, check_url=check)] == [
+        "channels.desk.urls[0]",
+        "channels.desk.rate",
+    ]
+
+
+def test_both_price_bounds_out_of_range_are_reported() -> None:
+    """Every problem at once: min and max each get their own line."""
+    text = CHANNELS + "rules:\n  - {name: r, notify: desk, when: {price: {min: 5, max: 10}}}\n"
+    assert [p.split(": ")[1] for p in errors(text)] == [
+        "rules[0].when.price.min",
+        "rules[0].when.price.max",
+    ]
+
+
+def test_a_state_path_with_a_nul_byte_is_refused() -> None:
+    """Accepted before, it crashed `run` and `outbox` with a traceback when opened."""
+    assert errors('state: {path: "sub\\0dir/x.db"}\n') == [
+        "config.yaml:1: state.path: must not contain a NUL character"
     ]

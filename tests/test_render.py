@@ -176,3 +176,16 @@ def test_arbitrary_text_parses_or_is_refused(text: str) -> None:
     except TemplateError:
         return
     assert isinstance(template.render(fill_values(FILL, rule="r")), str)
+
+
+def test_a_width_or_precision_beyond_a_thousand_is_refused() -> None:
+    """`{order_id:>2000000000}` would build a 2 GB string for every alert: refused at load."""
+    with pytest.raises(TemplateError, match="over 1000 is not allowed"):
+        Template.parse("{order_id:>2000000000}")
+    with pytest.raises(TemplateError, match="over 1000 is not allowed"):
+        Template.parse("{price:.5000f}")
+    assert (
+        Template.parse("{order_id:>12} {price:.1000f}")
+        .render({"order_id": "42", "price": Decimal("0.5")})
+        .startswith("          42 0.5000")
+    )
