@@ -46,6 +46,12 @@ class Recorder(Protocol):
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
 
 
+class FallbackRecorder(Recorder, Protocol):
+    """The store's part in fallback: also whether a target already has an alert."""
+
+    def has_alert(self, *, fill_key: str, rule: str, target: str) -> bool: ...
+
+
 class RetargetRecorder(Recorder, Protocol):
     """The store's part in retargeting: also whether a key was recorded before."""
 
@@ -196,7 +202,7 @@ def _retarget_key(fill_key: str, rule: str, target: str) -> str:
 class FallbackPolicy:
     """Queues an alert for its channel's fallback, once: a failing primary must not silence it."""
 
-    def __init__(self, store: Recorder) -> None:
+    def __init__(self, store: FallbackRecorder) -> None:
         self._store = store
         # By the row's identity, not its id: SQLite reuses the id of a deleted last row.
         self._done: set[str] = set()
@@ -232,7 +238,11 @@ class FallbackPolicy:
                 filled_at=item.filled_at,
             )
             for target in targets
+            # A rule that notifies the fallback channel itself has its own row there already.
+            if not self._store.has_alert(fill_key=item.fill_key, rule=item.rule, target=target.key)
         ]
+        if not alerts:
+            return False
         return self._store.record(
             fill_key=f"fallback:{identity}", filled_at=item.filled_at, alerts=alerts
         )

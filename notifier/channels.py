@@ -290,10 +290,13 @@ def _privacy_url(plugin: NotifyBase) -> str:
 
     apprise masks the tokens and passwords a plugin declares, not the `+Header=` and `-field=`
     parameters of the webhook plugins (json://, xml://, form://), where an `Authorization`
-    header or an API key in the payload is common.
+    header or an API key in the payload is common, nor their path, where Make, Zapier or n8n
+    webhooks carry their secret.
     """
     url = cast("Callable[..., str]", plugin.url)  # untyped in apprise
     parts = urlsplit(str(url(privacy=True)))
+    if parts.scheme.lower() in _WEBHOOK_SCHEMES and parts.path.strip("/"):
+        parts = parts._replace(path="/***")
     pairs = []
     for pair in parts.query.split("&") if parts.query else ():
         key, sep, value = pair.partition("=")
@@ -304,6 +307,11 @@ def _privacy_url(plugin: NotifyBase) -> str:
 
 
 _CUSTOM_PARAMS = ("+", "-")  # apprise's prefixes of a custom header and a payload field
+RATE_LIMIT_PAUSE = 30.0  # seconds a channel rests after a 429 that names no wait
+MAX_STATED_PAUSE = 3600.0  # a stated wait is believed up to an hour
+_RATE_LIMITED = re.compile(r"\b429\b|too many requests", re.IGNORECASE)
+_RETRY_AFTER = re.compile(r"retry[ _-]after\D{0,3}(\d{1,6})", re.IGNORECASE)
+_WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
 
 
 def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
@@ -339,7 +347,22 @@ def _to_send_result(result: AppriseResult, entry: _Entry) -> SendResult:
         messages = _warnings(result.call_logs())
         detail = f": {'; '.join(messages)}" if messages else ""
         parts.append(f"{result.status.name.lower()}{detail}")
-    return SendResult(ok=False, error=_scrub(" | ".join(parts), entry.secrets))
+    error = " | ".join(parts)
+    return SendResult(
+        ok=False, error=_scrub(error, entry.secrets), retry_after=rate_limit_pause(error)
+    )
+
+
+def rate_limit_pause(error: str) -> float | None:
+    """Seconds to pause a channel that answered 429, from apprise's words; None if it did not.
+
+    apprise keeps the response's headers to itself, so Retry-After is out of reach: a wait the
+    service states in its body (Telegram's "retry after 35") is taken, else `RATE_LIMIT_PAUSE`.
+    """
+    if not _RATE_LIMITED.search(error):
+        return None
+    stated = _RETRY_AFTER.search(error)
+    return min(float(stated.group(1)), MAX_STATED_PAUSE) if stated else RATE_LIMIT_PAUSE
 
 
 def _warnings(entries: Iterable[NotifyLogEntry]) -> list[str]:

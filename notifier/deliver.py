@@ -274,14 +274,14 @@ class Deliverer:
 
     def _due_in(self, item: OutboxItem) -> float | None:
         """Seconds until the row may be sent (0: now); None when it was dead-lettered instead."""
-        if not self._sender.knows(item.target):
-            self._retarget(item)
-            return None
         now = self._clock()
         expires = item.created_at + self._settings.max_age
-        if now >= expires:
+        if now >= expires:  # before any retarget: a re-queued row would start a new max_age
             last = item.last_error or "never attempted"
             self._dead(item, f"undelivered after {self._settings.max_age}: {last}")
+            return None
+        if not self._sender.knows(item.target):
+            self._retarget(item)
             return None
         wake = min(item.next_at, expires)
         falls_back = self._fallbacks.due_at(item, self._limits, self._channel(item))
@@ -302,10 +302,16 @@ class Deliverer:
         if semaphore is None:
             semaphore = self._semaphores[channel] = asyncio.Semaphore(self._settings.concurrency)
         async with semaphore:
-            if self._stopping:
+            now = self._clock()
+            # While this lane queued here, a reload may have dropped its URL, or other lanes
+            # may have spent the channel's rate: the lane's loop sees to either.
+            if (
+                self._stopping
+                or not self._sender.knows(item.target)
+                or self._limits.wait(channel, now) > 0
+            ):
                 return
             self._store.flush()  # the row must be on disk before anyone can have seen it
-            now = self._clock()
             items = [item]
             if folding:
                 # The due rows from the head up to the first one still in back-off: folding a

@@ -47,7 +47,9 @@ class DeliverySettings:
     concurrency: int = 4
     timeout: float = 30.0
     body_format: Literal["text", "markdown", "html"] = "text"
-    overflow: Literal["split", "truncate", "upstream"] = "split"
+    # Not split: a message sent in pieces is retried whole when one piece fails, and the
+    # pieces already shown are shown twice. Digests cap their lines to stay within limits.
+    overflow: Literal["split", "truncate", "upstream"] = "truncate"
 
     @property
     def send_deadline(self) -> float:

@@ -328,6 +328,15 @@ class StateStore:
         """Delete every dead row."""
         return self._update("DELETE FROM outbox WHERE state = 'dead'", ())
 
+    def has_alert(self, *, fill_key: str, rule: str, target: str) -> bool:
+        """Whether this alert has a row for this target, in any state."""
+        with self._errors("read outbox"):
+            row = self._db.execute(
+                "SELECT 1 FROM outbox WHERE fill_key = ? AND rule = ? AND target = ?",
+                (fill_key, rule, target),
+            ).fetchone()
+        return row is not None
+
     def pending_count(self) -> int:
         """Rows pending, from the pending index: the metrics and health checks ask it often,
         and counting every state walked the whole outbox (10 ms at 200,000 sent rows)."""

@@ -292,6 +292,9 @@ def test_a_reused_row_id_still_falls_back() -> None:
             self.keys.append(fill_key)
             return True
 
+        def has_alert(self, *, fill_key: str, rule: str, target: str) -> bool:
+            return False
+
     limits = ChannelLimits({"slack": channel("slack", fallback="mail")})
     recorder = Recorded()
     policy = FallbackPolicy(recorder)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import logging
 import socket
 import threading
 import time
@@ -24,7 +25,7 @@ from receivers import (
 )
 
 from notifier import send_attempt
-from notifier.channels import ChannelSet, Target, check_url
+from notifier.channels import RATE_LIMIT_PAUSE, ChannelSet, Target, check_url, rate_limit_pause
 from notifier.errors import ConfigError
 from notifier.settings import ChannelSettings, DeliverySettings
 
@@ -225,14 +226,31 @@ async def test_http_500_is_a_failure_without_the_password(webhook: WebhookReceiv
     assert webhook.requests[0].headers["authorization"].startswith("Basic ")
 
 
-async def test_http_429_is_a_failure(webhook: WebhookReceiver) -> None:
-    """A 429 with Retry-After is a failure; apprise does not expose Retry-After, so None."""
+async def test_http_429_pauses_the_channel(webhook: WebhookReceiver) -> None:
+    """A 429 is a failure that pauses the channel: apprise hides Retry-After, so 30 s."""
     webhook.respond(429, retry_after=7)
     cs = channels({"c": (webhook.ntfy_url(),)})
     result = await cs.send(only(cs).key, TITLE, BODY)
     assert not result.ok
-    assert result.retry_after is None
+    assert result.retry_after == RATE_LIMIT_PAUSE == 30.0
     assert len(webhook.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "pause"),
+    [
+        ("JSON: failure: Failed to send JSON POST notification: error=429.", 30.0),
+        ("Telegram: failure: Too Many Requests: retry after 35 - error=429.", 35.0),
+        ("Slack: failure: Too Many Requests", 30.0),
+        ("X: failure: retry_after: 99999999", None),  # no 429: not a rate limit
+        ("Telegram: failure: retry after 86400 - error=429", 3600.0),
+        ("JSON: failure: error=500.", None),
+        ("ntfy: failure: error=4290.", None),
+    ],
+)
+def test_a_rate_limit_is_read_from_apprise_s_words(error: str, pause: float | None) -> None:
+    """A 429 (or its words) pauses; a wait the service states is taken, up to an hour."""
+    assert rate_limit_pause(error) == pause
 
 
 async def test_recovers_after_outage(webhook: WebhookReceiver) -> None:
@@ -334,8 +352,8 @@ async def test_apprise_2_throttle_is_present_and_disabled(
 
 
 async def test_long_message_is_split_within_the_service_limit(tls_proxy: TlsProxy) -> None:
-    """overflow=split (default) sends a 6000-char body to Telegram as pieces under 4096."""
-    cs = channels({"tg": (TG_URL,)})
+    """overflow=split sends a 6000-char body to Telegram as pieces under 4096."""
+    cs = channels({"tg": (TG_URL,)}, DeliverySettings(timeout=5, overflow="split"))
     body = "x" * 6000
     assert (await cs.send(only(cs, "tg").key, "t", body)).ok
     texts = [r.json["text"] for r in tls_proxy.of(TELEGRAM_HOST)]
@@ -344,9 +362,10 @@ async def test_long_message_is_split_within_the_service_limit(tls_proxy: TlsProx
     assert sum(t.count("x") for t in texts) == 6000
 
 
-async def test_long_message_is_truncated_when_configured(tls_proxy: TlsProxy) -> None:
-    """overflow=truncate sends one piece, cut to the service limit."""
-    cs = channels({"tg": (TG_URL,)}, DeliverySettings(timeout=5, overflow="truncate"))
+async def test_long_message_is_truncated_by_default(tls_proxy: TlsProxy) -> None:
+    """overflow=truncate (default) sends one piece, cut to the service limit: one request
+    per alert, so a retry can never show a piece twice."""
+    cs = channels({"tg": (TG_URL,)}, DeliverySettings(timeout=5))
     assert (await cs.send(only(cs, "tg").key, "t", "x" * 6000)).ok
     (request,) = tls_proxy.of(TELEGRAM_HOST)
     assert len(request.json["text"]) <= 4096
@@ -624,3 +643,18 @@ async def test_the_outcome_of_a_given_up_attempt_reaches_on_late() -> None:
     async with asyncio.timeout(5):
         async with lock:  # free once the thread ended and on_late ran
             assert late == ["sent"]
+
+
+async def test_a_webhook_whose_secret_is_its_path_never_shows_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """json://host/hook/<token> (Make, Zapier, n8n): masked in the display, errors and logs."""
+    caplog.set_level(logging.DEBUG)
+    token = "a7f3c9e1d5b2SECRETWEBHOOKTOKEN"
+    cs = channels({"hook": (f"json://127.0.0.1:9/hook/{token}",)})  # nothing listens on 9
+    target = only(cs, "hook")
+    assert target.display.startswith("json://127.0.0.1:9/***?")
+    result = await cs.send(target.key, "title", "body")
+    assert not result.ok
+    assert token not in (result.error or "")
+    assert not [r for r in caplog.records if token in r.getMessage()]

@@ -20,7 +20,7 @@ from fakes import T0, HandClock, Target, settle, spin_until
 
 from notifier.deliver import CHANNEL_GONE, Deliverer
 from notifier.events import Alert, SendResult
-from notifier.settings import DeliverySettings
+from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
 SETTINGS = DeliverySettings(
@@ -698,3 +698,97 @@ async def test_group_commit_with_call_soon(tmp_path: Path, clock: HandClock) -> 
         assert on_disk() == 0
         await asyncio.sleep(0)
         assert on_disk() == 50
+
+
+# --- review fixes: expiry before retarget, fallback once per target, rate and reload checks
+# made again once a lane holds its channel's semaphore ------------------------------------
+
+
+async def test_an_expired_row_of_an_edited_url_dies_rather_than_moving(tmp_path: Path) -> None:
+    """A row past max_age whose URL was edited is dead-lettered, not given a new max_age."""
+    clock = HandClock()
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, "old", "X")
+        clock.advance(SETTINGS.max_age.total_seconds() * 3)
+        sender = FakeSender({"Y": "chat"})  # meanwhile URL X became Y
+        async with running(make(store, sender, clock)):
+            await spin_until(lambda: store.counts()["pending"] == 0)
+            await settle()
+        assert sender.delivered == []
+        assert store.counts() == {"pending": 0, "dead": 1, "sent": 0}
+
+
+async def test_a_fallback_skips_a_target_the_rule_notifies_itself(tmp_path: Path) -> None:
+    """A rule notifying chat and mail, chat falling back to mail: mail gets the alert once."""
+    clock = HandClock()
+    chans = {
+        "chat": ChannelSettings(
+            name="chat", urls=("json://h/c",), fallback="mail", fallback_after=timedelta(minutes=5)
+        ),
+        "mail": ChannelSettings(name="mail", urls=("mailto://h/m",)),
+    }
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        store.record(
+            fill_key="f1",
+            filled_at=T0,
+            alerts=[
+                Alert("f1", "r", "chat", "c", "f1", "body", T0),
+                Alert("f1", "r", "mail", "m", "f1", "body", T0),
+            ],
+        )
+        sender = FakeSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail() for _ in range(1000)]
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(deliverer):
+            await spin_until(lambda: ("m", "f1") in sender.delivered)
+            for _ in range(400):  # chat fails on for more than fallback_after
+                clock.advance(1)
+                deliverer.notify()
+                await settle(20)
+        assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+
+
+async def test_lanes_queued_on_the_semaphore_do_not_overdraw_the_rate(tmp_path: Path) -> None:
+    """Four URLs, one send at a time, 2 a minute, the clock still: two sends, not four."""
+    clock = HandClock()
+    urls = ("json://h/1", "json://h/2", "json://h/3", "json://h/4")
+    chans = {"chat": ChannelSettings(name="chat", urls=urls, rate=(2, 60.0))}
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, "f1", "a", "b", "c", "d")
+        sender = FakeSender(dict.fromkeys("abcd", "chat"))
+        gate = asyncio.Event()
+        sender.gates = dict.fromkeys("abcd", gate)
+        settings = replace(SETTINGS, concurrency=1)
+        deliverer = Deliverer(store, sender, settings, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(deliverer):
+            await spin_until(lambda: len(sender.attempts) == 1)
+            await settle()
+            gate.set()
+            await settle(2000)
+            assert len(sender.attempts) == 2
+            clock.advance(60)  # the next minute: the other two go
+            deliverer.notify()
+            await spin_until(lambda: store.counts()["pending"] == 0)
+        assert len(sender.attempts) == 4
+
+
+async def test_a_reload_while_a_lane_queues_is_not_a_failed_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """URL b edited away while b's lane waits for the semaphore: re-queued, nothing failed."""
+    clock = HandClock()
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, "f1", "a", "b")
+        old = FakeSender({"a": "chat", "b": "chat"})
+        old.gates["a"] = gate = asyncio.Event()
+        deliverer = make(store, old, clock, settings=replace(SETTINGS, concurrency=1))
+        async with running(deliverer):
+            await spin_until(lambda: len(old.attempts) == 1)
+            await settle()
+            new = FakeSender({"a": "chat", "c": "chat"})
+            deliverer.swap_sender(new)
+            gate.set()
+            await spin_until(lambda: store.counts()["pending"] == 0)
+        assert not [r for r in caplog.records if "sender raised" in r.getMessage()]
+        assert deliverer.stats.failed == 0
+        assert ("c", "f1") in new.delivered
