@@ -24,6 +24,7 @@ from notifier.settings import ChannelSettings
 from notifier.store import OutboxItem
 
 FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next one
+SAFE_MESSAGE_LIMIT = 1900  # characters any service takes (Discord's 2000, less a margin)
 FALLBACK_SUFFIX = "→fallback"  # rule name of a fallback row: one per (alert, target), idempotent
 RETARGET_SUFFIX = "→retarget"  # rule suffix only for a target an alert was moved away from before
 
@@ -141,6 +142,21 @@ class ChannelLimits:
             count, per = settings.rate
             bucket = self._buckets[channel] = TokenBucket(count, per, float(count), now)
         return bucket
+
+
+def fitting(items: Sequence[OutboxItem], limit: int) -> list[OutboxItem]:
+    """The first rows whose fold fits in `limit` characters (at least the first row).
+
+    A fold cut by the service (overflow=truncate) would lose whole alerts that are then
+    marked sent: the rest wait for the next message instead.
+    """
+    taken: list[OutboxItem] = []
+    for item in items:
+        title, body = fold([*taken, item])
+        if taken and len(title) + len(body) + 2 > limit:
+            break
+        taken.append(item)
+    return taken
 
 
 def fold(items: Sequence[OutboxItem]) -> tuple[str, str]:

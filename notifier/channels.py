@@ -140,6 +140,7 @@ class _Entry:
     target: Target
     apprise: Apprise
     secrets: tuple[str, ...]
+    limit: int  # the service's longest message (title and body), per apprise
 
 
 class ChannelSet:
@@ -180,7 +181,7 @@ class ChannelSet:
                 display = _privacy_url(plugin)  # before _tune: shows the user's URL, not ours
                 _tune(plugin, delivery)
                 target = Target(channel=name, key=target_key(url), display=display)
-                entry = _Entry(target, Apprise(plugin), _secrets(url, display))
+                entry = _Entry(target, Apprise(plugin), _secrets(url, display), _limit(plugin))
                 _LOG_GUARD.add_secrets(entry.secrets)
                 built.setdefault(target.key, entry)
             entries[name] = tuple(built.values())
@@ -217,6 +218,11 @@ class ChannelSet:
         """The channel a target key belongs to, or None if unknown."""
         entry = self._by_key.get(target)
         return entry.target.channel if entry else None
+
+    def message_limit(self, target: str) -> int | None:
+        """The longest message (title and body, in characters) the target's service takes."""
+        entry = self._by_key.get(target)
+        return entry.limit if entry else None
 
     def display(self, target: str) -> str:
         """The privacy form of a target's URL, safe to log; the key itself when unknown."""
@@ -295,8 +301,8 @@ def _privacy_url(plugin: NotifyBase) -> str:
     """
     url = cast("Callable[..., str]", plugin.url)  # untyped in apprise
     parts = urlsplit(str(url(privacy=True)))
-    if parts.scheme.lower() in _WEBHOOK_SCHEMES and parts.path.strip("/"):
-        parts = parts._replace(path="/***")
+    if parts.scheme.lower() in _WEBHOOK_SCHEMES:
+        parts = parts._replace(path="/".join(map(_mask_token, parts.path.split("/"))))
     pairs = []
     for pair in parts.query.split("&") if parts.query else ():
         key, sep, value = pair.partition("=")
@@ -307,11 +313,36 @@ def _privacy_url(plugin: NotifyBase) -> str:
 
 
 _CUSTOM_PARAMS = ("+", "-")  # apprise's prefixes of a custom header and a payload field
+
+
+def _mask_token(segment: str) -> str:
+    """A webhook path segment as shown: `***` and a short fingerprint if it looks like a token
+    (long, or letters mixed with digits), so two webhooks on one host stay apart; a plain
+    word (`api`, `webhook`) as it is, so it is not scrubbed as a secret everywhere."""
+    has_digit = any(c.isdigit() for c in segment)
+    has_alpha = any(c.isalpha() for c in segment)
+    if len(segment) >= 16 or (len(segment) >= 6 and has_digit and has_alpha):
+        return "***" + hashlib.sha256(segment.encode()).hexdigest()[:4]
+    return segment
+
+
 RATE_LIMIT_PAUSE = 30.0  # seconds a channel rests after a 429 that names no wait
 MAX_STATED_PAUSE = 3600.0  # a stated wait is believed up to an hour
-_RATE_LIMITED = re.compile(r"\b429\b|too many requests", re.IGNORECASE)
+# apprise's words for a 429 ("error=429", "HTTP 429", "Too Many Requests"), not any "429" in a
+# warning that also names the target (an ntfy topic "desk-429").
+_RATE_LIMITED = re.compile(
+    r"(?:error\s*=\s*|http\s+|status\s*[=:]?\s*|code\s*[=:]?\s*)429\b|too many requests",
+    re.IGNORECASE,
+)
 _RETRY_AFTER = re.compile(r"retry[ _-]after\D{0,3}(\d{1,6})", re.IGNORECASE)
 _WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+
+
+def _limit(plugin: NotifyBase) -> int:
+    """The service's message length limit as apprise knows it (a title it cannot show apart
+    goes into the body, so the body's limit is the message's)."""
+    body = int(getattr(plugin, "body_maxlen", 0) or 0)
+    return body if body > 0 else 32768
 
 
 def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:

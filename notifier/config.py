@@ -64,7 +64,7 @@ SAMPLE_FILL = Fill(
 
 _TOP_KEYS = ("feed", "state", "delivery", "metrics", "log", "channels", "rules")
 _CHANNEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(\S+)\s*")
+_RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(\S+)\s*")  # a bounded count: int() of any length
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _RATE_UNITS |= {"h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 
@@ -224,7 +224,7 @@ def _feed(
         message = f"no API key: set {API_KEY_ENV} in the environment or feed.api_key"
         problems.add(where, "feed.api_key", message)
     odd = next((i for i, c in enumerate(feed.api_key) if not "!" <= c <= "~"), None)
-    if odd is not None and not reported:
+    if odd is not None and not reported and require_api_key:  # only a command that sends it
         # Refused here, not at connect: httpx would put the whole key in its encoding error.
         char = feed.api_key[odd]
         name = unicodedata.name(char, "a control character")

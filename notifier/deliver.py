@@ -29,10 +29,12 @@ from typing import Protocol
 from notifier.backoff import retry_delay
 from notifier.channel_limits import (
     FOLD_LIMIT,
+    SAFE_MESSAGE_LIMIT,
     ChannelLimits,
     FallbackPolicy,
     TargetDirectory,
     channel_targets,
+    fitting,
     fold,
     retarget,
 )
@@ -269,6 +271,13 @@ class Deliverer:
                 del self._lanes[target]
                 del self._wakes[target]
 
+    def _message_limit(self, target: str) -> int:
+        """The target's longest message, if the sender knows it (less a tenth for the markup a
+        service adds: Telegram's HTML, escaped characters); else one every service takes."""
+        limit = getattr(self._sender, "message_limit", None)
+        known = limit(target) if callable(limit) else None
+        return known * 9 // 10 if isinstance(known, int) and known > 0 else SAFE_MESSAGE_LIMIT
+
     def _channel(self, item: OutboxItem) -> str:
         return self._sender.channel_of(item.target) or item.channel
 
@@ -318,7 +327,8 @@ class Deliverer:
                 # newer row past it would let the chat see the newer alert first.
                 head = self._store.head(item.target, FOLD_LIMIT)
                 due = list(itertools.takewhile(lambda i: i.next_at <= now, head))
-                items = due if due and due[0] == item else items
+                if due and due[0] == item:
+                    items = fitting(due, self._message_limit(item.target))
             self.stats.retried += sum(1 for i in items if i.attempts)
             self._limits.take(channel, now)
             title, body = fold(items)

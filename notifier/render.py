@@ -93,7 +93,8 @@ def _split(text: str) -> tuple[_Part, ...]:
             raise TemplateError(f"placeholder {shown}: only the !s conversion is allowed")
         if spec and ("{" in spec or "}" in spec):
             raise TemplateError(f"placeholder {shown}: nested placeholders in a format spec")
-        if spec and any(int(n) > MAX_SPEC_NUMBER for n in re.findall(r"\d+", spec)):
+        # By length first: int() of a 5,000-digit run is itself a ValueError (Python's limit).
+        if spec and any(len(n) > 6 or int(n) > MAX_SPEC_NUMBER for n in re.findall(r"\d+", spec)):
             # `{order_id:>2000000000}` would build a 2 GB string for every alert.
             raise TemplateError(
                 f"placeholder {shown}: a width or precision over {MAX_SPEC_NUMBER} is not allowed"

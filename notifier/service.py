@@ -245,6 +245,9 @@ class Service:
             except ConfigError as exc:
                 log.error("reload refused, the running config stays in force:\n%s", exc)
                 return False
+            except Exception:  # a loader bug must not end the daemon, nor pass unseen
+                log.exception("reload failed unexpectedly, the running config stays in force")
+                return False
             if self.pipeline is not None:
                 self.pipeline.swap(rules=new.rules, targets=channels)
             if self.deliverer is not None:

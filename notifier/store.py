@@ -119,12 +119,12 @@ class StateStore:
             for start in range(0, len(fill_keys), _KEYS_PER_QUERY):
                 chunk = fill_keys[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT key FROM fills WHERE key IN ({marks}) "  # noqa: S608  # only ?s
-                    f"UNION ALL SELECT key FROM title_waits WHERE key IN ({marks})",
-                    [*chunk, *chunk],
-                ).fetchall()
-                fresh.difference_update(str(r[0]) for r in rows)
+                for table in ("fills", "title_waits"):
+                    rows = self._db.execute(
+                        f"SELECT key FROM {table} WHERE key IN ({marks})",  # noqa: S608  # only ?s
+                        chunk,
+                    ).fetchall()
+                    fresh.difference_update(str(r[0]) for r in rows)
         return fresh
 
     def remember(self, fills: Sequence[tuple[str, datetime]]) -> int:

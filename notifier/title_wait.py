@@ -5,8 +5,8 @@ A rule on `market_title` cannot judge a fill whose title look-up failed (the ven
 lost for good; counting an unknown title as a match would alert on every market instead. So the
 fill waits: held whole in the store's `title_waits` table (durable, but not seen yet), and offered
 to the pipeline again once its market's title is known, the rules stop needing it, or it has
-waited `limit`. Only then, or when the venue answers that the market has no title, is it judged
-without one, with a warning.
+waited `limit`. Then it is judged without one, with a warning and a count; so is a fill whose
+market the venue says has no title (404/410, no question), at once and without either.
 
 Only fills whose verdict the title can change wait (`RuleSet.needs_title`). A fill waits whole,
 its other rules' alerts with it: a fill is recorded once, with every alert it raises.

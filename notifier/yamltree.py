@@ -218,7 +218,7 @@ def _compose(text: str) -> yaml.Node | None:
     pure-Python reader already refuses a control character while being built)."""
     loader = _Loader(text)
     try:
-        return loader.get_single_node()  # type: ignore[no-any-return]
+        return loader.get_single_node()  # type: ignore[no-any-return]  # pyyaml is untyped
     finally:
         loader.dispose()
 

@@ -245,6 +245,8 @@ async def test_http_429_pauses_the_channel(webhook: WebhookReceiver) -> None:
         ("X: failure: retry_after: 99999999", None),  # no 429: not a rate limit
         ("Telegram: failure: retry after 86400 - error=429", 3600.0),
         ("JSON: failure: error=500.", None),
+        ("ntfy: failure: Failed to send ntfy notification to topic 'desk-429': error=500.", None),
+        ("Discord: failure: HTTP 429", 30.0),
         ("ntfy: failure: error=4290.", None),
     ],
 )
@@ -653,8 +655,28 @@ async def test_a_webhook_whose_secret_is_its_path_never_shows_it(
     token = "a7f3c9e1d5b2SECRETWEBHOOKTOKEN"
     cs = channels({"hook": (f"json://127.0.0.1:9/hook/{token}",)})  # nothing listens on 9
     target = only(cs, "hook")
-    assert target.display.startswith("json://127.0.0.1:9/***?")
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:4]
+    assert target.display.startswith(f"json://127.0.0.1:9/hook/***{fingerprint}?")
     result = await cs.send(target.key, "title", "body")
     assert not result.ok
     assert token not in (result.error or "")
     assert not [r for r in caplog.records if token in r.getMessage()]
+
+
+def test_plain_webhook_path_words_stay_shown_and_unscrubbed() -> None:
+    """Only token-like segments are masked: `api/webhook` stays readable, is no secret (it
+    would be scrubbed from every log line, 'api.telegram.org' included), and two tokens on
+    one host show apart."""
+    cs = channels(
+        {
+            "ha": ("json://ha.local:8123/api/webhook/x",),
+            "n8n": ("jsons://n8n.local/webhook/4f7a9e2c11", "jsons://n8n.local/webhook/9b1d3e5f22"),
+        }
+    )
+    (ha,) = cs.targets("ha")
+    assert ha.display.startswith("json://ha.local:8123/api/webhook/x?")
+    assert "api" not in cs._by_key[ha.key].secrets
+    first, second = cs.targets("n8n")
+    assert first.display.startswith("jsons://n8n.local/webhook/***")
+    assert first.display != second.display
+    assert "4f7a9e2c11" not in first.display

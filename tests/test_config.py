@@ -820,3 +820,17 @@ def test_a_state_path_with_a_nul_byte_is_refused() -> None:
     assert errors('state: {path: "sub\\0dir/x.db"}\n') == [
         "config.yaml:1: state.path: must not contain a NUL character"
     ]
+
+
+def test_a_rate_count_of_thousands_of_digits_is_a_config_error() -> None:
+    """Past Python's 4,300-digit int() limit, still a located problem (it was a traceback)."""
+    text = "channels:\n  desk:\n    url: json://localhost/d\n    rate: " + "9" * 5000 + "/min\n"
+    (problem,) = errors(text)
+    assert problem.startswith('config.yaml:4: channels.desk.rate: must look like "20/min"')
+
+
+def test_a_command_that_sends_no_key_ignores_its_characters() -> None:
+    """outbox, test and send-test never send the key: a stray newline in it does not stop them."""
+    env = {"POLYSIM_API_KEY": KEY + "\n"}
+    assert settings_of("", env=env, require_api_key=False).feed.api_key == KEY + "\n"
+    assert errors("", env=env)  # run, which sends it, refuses it

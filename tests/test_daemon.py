@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import signal
 import socket
@@ -11,9 +12,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from daemon import Daemon, child_env, free_port, http_get, metrics_once
 from receivers import WebhookReceiver
 
+from notifier.config import parse
+from notifier.service import Service
+from notifier.settings import Settings
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
 
 BTC = next(m for m, q in DEFAULT_MARKETS.items() if "Bitcoin" in q)
@@ -319,3 +324,24 @@ async def test_systemd_hears_ready_once_signals_are_handled_and_stopping_at_the_
             code, _ = await daemon.wait()
     assert stopping == b"STOPPING=1"
     assert code == 0
+
+
+async def test_a_reload_that_fails_unexpectedly_keeps_the_running_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loader bug (not a ConfigError) during a reload is logged; the daemon keeps going."""
+
+    def broken() -> Settings:
+        raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+
+    settings = parse(
+        "channels:\n  hook: json://127.0.0.1:9/\n",
+        source=tmp_path / "config.yaml",
+        env={"POLYSIM_API_KEY": DEFAULT_API_KEY},
+        check_url=lambda url: None,
+    )
+    service = Service(settings, reload=broken, install_signals=False)
+    with caplog.at_level(logging.ERROR, logger="notifier.service"):
+        assert await service.reload() is False
+    assert "reload failed unexpectedly, the running config stays in force" in caplog.text
+    assert service.settings is settings

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from daemon import python_child
 from fakes import T0, HandClock, Target, settle, spin_until
+from receivers import WebhookReceiver
 
+from notifier.channels import ChannelSet
 from notifier.deliver import CHANNEL_GONE, Deliverer
 from notifier.events import Alert, SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
@@ -792,3 +794,41 @@ async def test_a_reload_while_a_lane_queues_is_not_a_failed_attempt(
         assert not [r for r in caplog.records if "sender raised" in r.getMessage()]
         assert deliverer.stats.failed == 0
         assert ("c", "f1") in new.delivered
+
+
+async def test_a_rate_limited_fold_never_outgrows_its_service(
+    webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """51 alerts piled up behind a 1/min rate fold into messages that each fit ntfy's limit:
+    every alert arrives whole, none is cut off by truncation and marked sent."""
+    clock = HandClock()
+    chans = {"c": ChannelSettings(name="c", urls=(webhook.ntfy_url(),), rate=(1, 60.0))}
+    delivery = DeliverySettings(timeout=5)  # overflow: truncate, the default
+    channel_set = ChannelSet.build(chans, delivery=delivery)
+    (target,) = channel_set.targets("c")
+    limit = channel_set.message_limit(target.key)
+    assert limit is not None
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        for n in range(51):
+            key, at = f"fill-{n:02d}", T0 + timedelta(seconds=n)
+            body = f"BUY 10 Yes @ 0.42 on a long question {n:02d} " + "x" * 140
+            store.record(
+                fill_key=key, filled_at=at, alerts=[Alert(key, "r", "c", target.key, key, body, at)]
+            )
+        deliverer = Deliverer(
+            store, channel_set, delivery, clock=clock, rng=NoJitter(), channels=chans
+        )
+        async with running(deliverer):
+            for sent in range(1, 10):
+                await webhook.wait_for(sent)
+                await settle(200)
+                if store.counts()["pending"] == 0:
+                    break
+                clock.advance(61)
+                deliverer.notify()
+        assert store.counts()["sent"] == 51
+        bodies = [r.body.decode() for r in webhook.requests]
+        assert 2 < len(bodies) < 6  # folded, in more than one message
+        assert all(len(body) <= limit for body in bodies)
+        received = "".join(bodies)
+        assert [n for n in range(51) if f"fill-{n:02d}" not in received] == []

@@ -189,3 +189,9 @@ def test_a_width_or_precision_beyond_a_thousand_is_refused() -> None:
         .render({"order_id": "42", "price": Decimal("0.5")})
         .startswith("          42 0.5000")
     )
+
+
+def test_a_width_of_thousands_of_digits_is_a_template_error() -> None:
+    """Past Python's 4,300-digit int() limit, still a TemplateError (it was a ValueError)."""
+    with pytest.raises(TemplateError, match="over 1000 is not allowed"):
+        Template.parse("{order_id:>" + "9" * 5000 + "}")

@@ -90,8 +90,10 @@ async def test_only_a_401_refuses_the_key_for_good(canned: Canned, http: httpx.A
     with pytest.raises(TransientFeedError, match="HTTP 403"):
         await _mint(canned, http)
     canned.status = 401
-    with pytest.raises(KeyRefused, match=r"ps_test_…|ps_test_"):
+    with pytest.raises(KeyRefused) as refused:
         await _mint(canned, http)
+    assert "ps_test_01234567…" in str(refused.value)
+    assert "ps_test_0123456789abcdef" not in str(refused.value)
 
 
 async def test_a_trickled_token_answer_is_cut_off_at_the_request_timeout(

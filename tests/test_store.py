@@ -702,3 +702,12 @@ def test_a_version_1_file_gains_the_held_table(tmp_path: Path) -> None:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     finally:
         db.close()
+
+
+def test_unseen_fits_an_old_sqlite_s_999_parameters(store: StateStore) -> None:
+    """Each statement binds at most 500 keys: SQLite before 3.32 allows 999 parameters."""
+    store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    store.record(fill_key="k3", filled_at=T0, alerts=[])
+    store.hold_for_title([("k700", T0, "{}")])
+    keys = [f"k{n}" for n in range(1200)]
+    assert store.unseen(keys) == set(keys) - {"k3", "k700"}
