@@ -4,8 +4,8 @@ pyyaml reads `No` as False, `0.3` as a binary float, `0xdef0123` as an int, and 
 of two duplicate keys in silence. This reader composes the document with a SafeLoader subclass
 that resolves nothing, then builds a tree in which every scalar stays its source text (with its
 line), duplicate keys are problems, and `${VAR}` / `${VAR:-default}` are expanded from an
-injected environment. The config module interprets the text per key, so `max: 0.3` becomes
-Decimal("0.3") exactly and `outcome: No` is the string "No".
+injected environment (envrefs.py). The config module interprets the text per key, so
+`max: 0.3` becomes Decimal("0.3") exactly and `outcome: No` is the string "No".
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 
+from notifier.envrefs import EnvRefs
 from notifier.errors import ConfigError, ConfigProblem
 
 Kind = Literal["null", "bool", "yaml11_bool", "number", "str"]
@@ -28,10 +29,6 @@ _YAML11_BOOL = frozenset(
     "y Y yes Yes YES n N no No NO on On ON off Off OFF".split()  # noqa: SIM905 -- reads as a table
 )
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
-# `$${` is a literal `${`; `${NAME}` and `${NAME:-default}` expand.
-_ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-_ENV_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
-_SHOWN_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,39}")  # an upper-case name, as variables are
 # Bounds on what one file may expand to: an alias used ten times at each of seven levels is
 # ten million nodes (a 400-byte file), and deep nesting overflows the recursive walk.
 MAX_NODES = 1_000_000  # ten thousand rules take about 200,000
@@ -245,10 +242,7 @@ class _Walker:
         secret: Callable[[str], bool],
     ):
         self.problems = problems
-        self.env = env
-        self.lenient = lenient
-        self.literal = literal
-        self.secret = secret
+        self.refs = EnvRefs(env, lenient=lenient, literal=literal, secret=secret)
         self.active: set[int] = set()
         self.count = 0  # nodes built so far, an alias's each time it is used
 
@@ -265,7 +259,7 @@ class _Walker:
         if isinstance(node, yaml.ScalarNode):
             text = str(node.value)
             if "${" in text:
-                text = self.expand(text, path, line)
+                text = self.refs.expand(text, path, line, self.problems)
             # Plain style is None from pyyaml's parser and "" from libyaml's.
             return Scalar(text, line, plain=not node.style)
         if id(node) in self.active:
@@ -304,55 +298,3 @@ class _Walker:
             out.key_lines[key] = key_line
             out[key] = self.node(value_node, child)
         return out
-
-    def expand(self, text: str, path: str, line: int) -> str:
-        def one(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            if self.literal is not None and self.literal(path, match.group(1)):
-                return match.group(0)
-            inner = _ENV_NAME.fullmatch(match.group(1))
-            if inner is not None and inner.group(2) is not None and "${" in inner.group(2):
-                # `${A:-${B}}` would be read as `${A:-${B}` and a stray `}`: refused, not guessed.
-                message = "a ${...} inside a default is not supported: write the default out"
-                self.problems.add(line, path, message)
-                self.problems.silence(path)
-                return ""
-            if inner is None:
-                # Echoed only when it cannot be a URL: `${SLACK-URL:-slack://T/B/token}` holds one,
-                # and never in a secret's value.
-                reference = match.group(1)
-                safe = (
-                    len(reference) <= 40
-                    and not any(c in reference for c in ":/@")
-                    and not self.secret(path)
-                )
-                shown = f" '${{{reference}}}'" if safe else ""
-                message = (
-                    f"bad variable reference{shown}: write ${{NAME}} or ${{NAME:-default}}, "
-                    "NAME of letters, digits and _"
-                )
-                self.problems.add(line, path, message)
-                self.problems.silence(path)
-                return ""
-            name, default = inner.group(1), inner.group(2)
-            value = self.env.get(name)
-            if default is not None and not value:
-                return default
-            if value is None:
-                if path not in self.lenient:
-                    # In a secret's value only a conventional NAME is shown: a key pasted in
-                    # its place (`${ps_live_...}`) is a valid name too.
-                    message = (
-                        "names an environment variable that is not set (its name is not shown:"
-                        " it does not look like one, and this value is a secret)"
-                        if self.secret(path) and not _SHOWN_NAME.fullmatch(name)
-                        else f"environment variable {name} is not set "
-                        f"(set it, or write ${{{name}:-default}})"
-                    )
-                    self.problems.add(line, path, message)
-                    self.problems.silence(path)
-                return ""
-            return value
-
-        return _ENV.sub(one, text)

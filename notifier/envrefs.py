@@ -1,0 +1,93 @@
+"""`${VAR}` and `${VAR:-default}` in config values, expanded from an injected environment.
+
+`$${` is a literal `${`. A mistake is a located problem, never a guess: a bad reference, an
+unset variable (unless its key is lenient), a `${...}` inside a default. In a secret's value
+(the API key, channel URLs) a problem quotes nothing that could be the secret itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping
+from typing import Protocol
+
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+_SHOWN_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,39}")  # an upper-case name, as variables are
+
+
+class ProblemSink(Protocol):
+    """Where problems go (yamltree.Problems)."""
+
+    def add(self, line: int | None, path: str, message: str) -> None: ...
+
+    def silence(self, path: str) -> None: ...
+
+
+class EnvRefs:
+    """Expands the references in one file's values."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        lenient: Collection[str],
+        literal: Callable[[str, str], bool] | None,
+        secret: Callable[[str], bool],
+    ) -> None:
+        self.env = env
+        self.lenient = lenient  # key paths where an unset variable is quietly empty
+        self.literal = literal  # (path, reference) -> keep `${reference}` as written
+        self.secret = secret  # path -> whether its value is a secret
+
+    def expand(self, text: str, path: str, line: int, problems: ProblemSink) -> str:
+        """`text` with its references replaced; problems (and "") for the bad ones."""
+
+        def refuse(message: str) -> str:
+            problems.add(line, path, message)
+            problems.silence(path)
+            return ""
+
+        def one(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            reference = match.group(1)
+            if self.literal is not None and self.literal(path, reference):
+                return match.group(0)
+            inner = _NAME.fullmatch(reference)
+            if inner is None:
+                # Echoed only when it cannot be a URL: `${SLACK-URL:-slack://T/B/token}` holds
+                # one, and never in a secret's value.
+                safe = (
+                    len(reference) <= 40
+                    and not any(c in reference for c in ":/@")
+                    and not self.secret(path)
+                )
+                shown = f" '${{{reference}}}'" if safe else ""
+                return refuse(
+                    f"bad variable reference{shown}: write ${{NAME}} or ${{NAME:-default}}, "
+                    "NAME of letters, digits and _"
+                )
+            name, default = inner.group(1), inner.group(2)
+            if default is not None and "${" in default:
+                # `${A:-${B}}` would be read as `${A:-${B}` and a stray `}`: refused, not guessed.
+                return refuse("a ${...} inside a default is not supported: write the default out")
+            value = self.env.get(name)
+            if default is not None and not value:
+                return default
+            if value is not None:
+                return value
+            if path in self.lenient:
+                return ""
+            # In a secret's value only a conventional NAME is shown: a key pasted in its place
+            # (`${ps_live_...}`) is a valid name too.
+            if self.secret(path) and not _SHOWN_NAME.fullmatch(name):
+                return refuse(
+                    "names an environment variable that is not set (its name is not shown:"
+                    " it does not look like one, and this value is a secret)"
+                )
+            return refuse(
+                f"environment variable {name} is not set (set it, or write ${{{name}:-default}})"
+            )
+
+        return _REF.sub(one, text)
