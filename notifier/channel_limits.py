@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from notifier.events import Alert
+from notifier.events import Alert, MessageLimit
 from notifier.settings import ChannelSettings
 from notifier.store import OutboxItem
 
 FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next one
-SAFE_MESSAGE_LIMIT = 1900  # characters any service takes (Discord's 2000, less a margin)
 FALLBACK_SUFFIX = "→fallback"  # rule name of a fallback row: one per (alert, target), idempotent
 RETARGET_SUFFIX = "→retarget"  # rule suffix only for a target an alert was moved away from before
 
@@ -53,8 +52,18 @@ class FallbackRecorder(Recorder, Protocol):
     def has_alert(self, *, fill_key: str, rule: str, target: str) -> bool: ...
 
 
-class RetargetRecorder(Recorder, Protocol):
-    """The store's part in retargeting: also whether a key was recorded before."""
+class RetargetRecorder(Protocol):
+    """The store's part in retargeting: records that keep the alert's age, and whether a key
+    was recorded before."""
+
+    def record(
+        self,
+        *,
+        fill_key: str,
+        filled_at: datetime,
+        alerts: Sequence[Alert],
+        created_at: datetime | None = None,
+    ) -> bool: ...
 
     def seen(self, fill_key: str) -> bool: ...
 
@@ -144,19 +153,36 @@ class ChannelLimits:
         return bucket
 
 
-def fitting(items: Sequence[OutboxItem], limit: int) -> list[OutboxItem]:
-    """The first rows whose fold fits in `limit` characters (at least the first row).
+SAFE_LIMIT = MessageLimit(chars=1900)  # what any service takes (Discord's 2000, less a margin)
 
-    A fold cut by the service (overflow=truncate) would lose whole alerts that are then
-    marked sent: the rest wait for the next message instead.
+
+def fitting(items: Sequence[OutboxItem], limit: MessageLimit) -> list[OutboxItem]:
+    """The first rows whose fold the service takes whole (at least the first row).
+
+    A fold cut by the service (overflow=truncate, or a service's line limit) would lose whole
+    alerts that are then marked sent: the rest wait for the next message instead. Lengths are
+    counted as markup may grow them: apprise turns a text body into HTML for Telegram (a space
+    becomes `&nbsp;`, a line break `<br/>`).
     """
     taken: list[OutboxItem] = []
     for item in items:
         title, body = fold([*taken, item])
-        if taken and len(title) + len(body) + 2 > limit:
+        text = f"{title}\n{body}"
+        too_long = _marked_up_length(text) > limit.chars
+        too_tall = limit.lines > 0 and text.count("\n") + 1 > limit.lines
+        if taken and (too_long or too_tall):
             break
         taken.append(item)
     return taken
+
+
+_MARKUP = str.maketrans({" ": "&nbsp;", "\n": "<br/>", "&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def _marked_up_length(text: str) -> int:
+    """The text's length once HTML-escaped with every space and line break marked up: the
+    most a service's conversion can make of it."""
+    return len(text.translate(_MARKUP))
 
 
 def fold(items: Sequence[OutboxItem]) -> tuple[str, str]:
@@ -208,7 +234,10 @@ def retarget(store: RetargetRecorder, item: OutboxItem, targets: Sequence[_Targe
             )
         )
     key = _retarget_key(item.fill_key, item.rule, item.target)
-    return store.record(fill_key=key, filled_at=item.filled_at, alerts=alerts)
+    # The moved alert keeps its age: an edited URL must not restart its max_age.
+    return store.record(
+        fill_key=key, filled_at=item.filled_at, alerts=alerts, created_at=item.created_at
+    )
 
 
 def _retarget_key(fill_key: str, rule: str, target: str) -> str:

@@ -34,7 +34,7 @@ from apprise import (
 
 import notifier.console  # noqa: F401  (registers console:// with apprise)
 from notifier.errors import ConfigError, ConfigProblem
-from notifier.events import SendResult
+from notifier.events import MessageLimit, SendResult
 from notifier.send_attempt import GaveUp, attempt
 from notifier.settings import ChannelSettings, DeliverySettings
 
@@ -140,7 +140,7 @@ class _Entry:
     target: Target
     apprise: Apprise
     secrets: tuple[str, ...]
-    limit: int  # the service's longest message (title and body), per apprise
+    limit: MessageLimit  # what one message to the service may hold, per apprise
 
 
 class ChannelSet:
@@ -219,8 +219,8 @@ class ChannelSet:
         entry = self._by_key.get(target)
         return entry.target.channel if entry else None
 
-    def message_limit(self, target: str) -> int | None:
-        """The longest message (title and body, in characters) the target's service takes."""
+    def message_limit(self, target: str) -> MessageLimit | None:
+        """What one message to the target's service may hold; None for an unknown target."""
         entry = self._by_key.get(target)
         return entry.limit if entry else None
 
@@ -316,16 +316,16 @@ _CUSTOM_PARAMS = ("+", "-")  # apprise's prefixes of a custom header and a paylo
 
 
 def _mask_token(segment: str) -> str:
-    """A webhook path segment as shown: `***` and a short fingerprint if it looks like a token
-    (long, or letters mixed with digits), so two webhooks on one host stay apart; a plain
-    word (`api`, `webhook`) as it is, so it is not scrubbed as a secret everywhere."""
-    has_digit = any(c.isdigit() for c in segment)
-    has_alpha = any(c.isalpha() for c in segment)
-    if len(segment) >= 16 or (len(segment) >= 6 and has_digit and has_alpha):
-        return "***" + hashlib.sha256(segment.encode()).hexdigest()[:4]
-    return segment
+    """A webhook path segment as shown: a plain path word (`api`, `hooks`) or a short one as
+    it is, anything else as `***` and a short fingerprint, so two webhooks on one host stay
+    apart. Tokens come in every shape (Zapier's are 7 letters, digits or both), so it is the
+    words that are listed, not the tokens guessed."""
+    if len(segment) < 4 or segment.lower() in _PATH_WORDS:
+        return segment
+    return "***" + hashlib.sha256(segment.encode()).hexdigest()[:4]
 
 
+SLACK_SECTION_LIMIT = 3000  # characters of a Slack section block's text (Slack's documented cap)
 RATE_LIMIT_PAUSE = 30.0  # seconds a channel rests after a 429 that names no wait
 MAX_STATED_PAUSE = 3600.0  # a stated wait is believed up to an hour
 # apprise's words for a 429 ("error=429", "HTTP 429", "Too Many Requests"), not any "429" in a
@@ -335,14 +335,25 @@ _RATE_LIMITED = re.compile(
     re.IGNORECASE,
 )
 _RETRY_AFTER = re.compile(r"retry[ _-]after\D{0,3}(\d{1,6})", re.IGNORECASE)
+_PATH_WORDS = frozenset(
+    (
+        *("api", "apis", "hook", "hooks", "webhook", "webhooks", "catch", "trigger"),
+        *("triggers", "event", "events", "notify", "notification", "notifications"),
+        *("alert", "alerts", "message", "messages", "send", "incoming", "inbound"),
+        *("callback", "callbacks", "service", "services", "rest", "json", "form", "xml"),
+    )
+)
 _WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
 
 
-def _limit(plugin: NotifyBase) -> int:
-    """The service's message length limit as apprise knows it (a title it cannot show apart
-    goes into the body, so the body's limit is the message's)."""
-    body = int(getattr(plugin, "body_maxlen", 0) or 0)
-    return body if body > 0 else 32768
+def _limit(plugin: NotifyBase) -> MessageLimit:
+    """The service's message limits as apprise knows them (a title it cannot show apart goes
+    into the body, so the body's limits are the message's)."""
+    chars = int(getattr(plugin, "body_maxlen", 0) or 0) or 32768
+    if getattr(plugin, "use_blocks", False):
+        chars = min(chars, SLACK_SECTION_LIMIT)  # one section block; apprise does not cut it
+    lines = int(getattr(plugin, "body_max_line_count", 0) or 0)
+    return MessageLimit(chars=chars, lines=lines)
 
 
 def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:

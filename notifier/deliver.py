@@ -29,7 +29,7 @@ from typing import Protocol
 from notifier.backoff import retry_delay
 from notifier.channel_limits import (
     FOLD_LIMIT,
-    SAFE_MESSAGE_LIMIT,
+    SAFE_LIMIT,
     ChannelLimits,
     FallbackPolicy,
     TargetDirectory,
@@ -39,7 +39,7 @@ from notifier.channel_limits import (
     retarget,
 )
 from notifier.clock import utc_now
-from notifier.events import SendResult
+from notifier.events import MessageLimit, SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
@@ -271,12 +271,11 @@ class Deliverer:
                 del self._lanes[target]
                 del self._wakes[target]
 
-    def _message_limit(self, target: str) -> int:
-        """The target's longest message, if the sender knows it (less a tenth for the markup a
-        service adds: Telegram's HTML, escaped characters); else one every service takes."""
+    def _message_limit(self, target: str) -> MessageLimit:
+        """What one message to the target may hold, if the sender knows; else what any takes."""
         limit = getattr(self._sender, "message_limit", None)
         known = limit(target) if callable(limit) else None
-        return known * 9 // 10 if isinstance(known, int) and known > 0 else SAFE_MESSAGE_LIMIT
+        return known if isinstance(known, MessageLimit) else SAFE_LIMIT
 
     def _channel(self, item: OutboxItem) -> str:
         return self._sender.channel_of(item.target) or item.channel

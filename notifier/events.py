@@ -100,3 +100,11 @@ class SendResult:
     ok: bool
     error: str | None = None
     retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLimit:
+    """What one message to a service may hold: characters, and lines (0: any number)."""
+
+    chars: int
+    lines: int = 0

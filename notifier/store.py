@@ -156,17 +156,26 @@ class StateStore:
                 self._advance(db, self._believable(max(new)))
         return len(new)
 
-    def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool:
+    def record(
+        self,
+        *,
+        fill_key: str,
+        filled_at: datetime,
+        alerts: Sequence[Alert],
+        created_at: datetime | None = None,
+    ) -> bool:
         """Record a fill, its alerts and the watermark atomically; False if seen before.
 
         A fill seen before writes nothing, so its alerts can never be queued twice. With
         `defer_commit` the record is one savepoint of the open batch: a batch lost to kill -9
         holds only fills newer than the durable watermark (backfill brings them back), and
         none of its alerts was sent, since the deliverer flushes before sending.
+        `created_at` (default now) starts the rows' max_age: a moved alert keeps its own.
         """
         filled = to_us(filled_at)
         now = to_us(self._clock())
-        rows = [outbox_row(a, now) for a in alerts]
+        created = None if created_at is None else to_us(created_at)
+        rows = [outbox_row(a, now, created) for a in alerts]
         with self._errors("record fill"), self._tx(deferrable=True):
             return self._insert(fill_key, filled, rows)
 
@@ -177,7 +186,7 @@ class StateStore:
             return False
         db.executemany(
             "INSERT OR IGNORE INTO outbox (fill_key, rule, channel, target, title, body, "
-            "filled_at, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            "filled_at, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             rows,
         )
         self._advance(db, self._believable(filled))

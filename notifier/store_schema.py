@@ -80,9 +80,20 @@ def item_from_row(row: tuple[Any, ...]) -> OutboxItem:
     )
 
 
-def outbox_row(a: Alert, now: int) -> tuple[object, ...]:
-    """An alert as outbox values (?1 to ?8): created now and due now."""
-    return (a.fill_key, a.rule, a.channel, a.target, a.title, a.body, to_us(a.filled_at), now)
+def outbox_row(a: Alert, now: int, created: int | None = None) -> tuple[object, ...]:
+    """An alert as outbox values (?1 to ?9): created now (unless told) and due now."""
+    created = now if created is None else created
+    return (
+        a.fill_key,
+        a.rule,
+        a.channel,
+        a.target,
+        a.title,
+        a.body,
+        to_us(a.filled_at),
+        created,
+        now,
+    )
 
 
 def _migrate_0_to_1(db: sqlite3.Connection) -> None:

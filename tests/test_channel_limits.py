@@ -17,10 +17,12 @@ from notifier.channel_limits import (
     FallbackPolicy,
     TokenBucket,
     channel_targets,
+    fitting,
+    fold,
     retarget,
 )
 from notifier.deliver import Deliverer
-from notifier.events import Alert, SendResult
+from notifier.events import Alert, MessageLimit, SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
@@ -310,3 +312,37 @@ def test_a_reused_row_id_still_falls_back() -> None:
     assert policy.escalate(again, limits, "slack", sender)
     assert not policy.escalate(first, limits, "slack", sender)  # each alert once
     assert recorder.keys == ["fallback:fill-1|r|slack-1", "fallback:fill-2|r|slack-1"]
+
+
+def test_a_moved_alert_keeps_its_age(store: StateStore, clock: HandClock) -> None:
+    """Retargeted an hour later, the alert's rows keep its created_at: max_age runs on."""
+    store.record(fill_key="fill-1", filled_at=T0, alerts=[alert(1, "old", "chat")])
+    (old,) = store.outbox()
+    clock.advance(hours=1)
+    targets = channel_targets(Sender({"chat": ["new"]}), "chat")
+    assert targets is not None
+    assert retarget(store, old, targets)
+    moved = next(i for i in store.outbox() if i.target == "new")
+    assert moved.created_at == old.created_at
+    assert moved.next_at == clock.now  # due now, all the same
+
+
+def _rows(bodies: list[str]) -> list[OutboxItem]:
+    return [
+        OutboxItem(n, f"f{n}", "r", "c", "t", f"T{n:02d}", body, T0, T0, 0, T0, None, "pending")
+        for n, body in enumerate(bodies)
+    ]
+
+
+def test_a_fold_fits_the_service_s_lines_and_its_markup() -> None:
+    """Folds stop where a service would cut: its line limit, and its length once a text body
+    is marked up (Telegram: a space is `&nbsp;`), never below one row."""
+    rows = _rows(["one two three four"] * 50)  # 18 characters, 3 spaces
+    assert len(fitting(rows, MessageLimit(chars=32768, lines=2))) == 1
+    assert len(fitting(rows, MessageLimit(chars=32768, lines=10))) == 3  # 1 + 3 lines each
+    taken = fitting(rows, MessageLimit(chars=4096))
+    title, body = fold(taken)
+    assert len(f"{title}\n{body}".replace(" ", "&nbsp;").replace("\n", "<br/>")) <= 4096
+    assert len(fitting(rows, MessageLimit(chars=4096))) < 4096 // 30  # raw length would allow ~130
+    assert fitting(_rows(["x" * 9000]), MessageLimit(chars=4096)) == _rows(["x" * 9000])
+    assert fitting([], MessageLimit(chars=10)) == []

@@ -27,6 +27,7 @@ from receivers import (
 from notifier import send_attempt
 from notifier.channels import RATE_LIMIT_PAUSE, ChannelSet, Target, check_url, rate_limit_pause
 from notifier.errors import ConfigError
+from notifier.events import MessageLimit
 from notifier.settings import ChannelSettings, DeliverySettings
 
 TITLE = "Will <b>&*_ win?"
@@ -680,3 +681,23 @@ def test_plain_webhook_path_words_stay_shown_and_unscrubbed() -> None:
     assert first.display.startswith("jsons://n8n.local/webhook/***")
     assert first.display != second.display
     assert "4f7a9e2c11" not in first.display
+    zapier = channels({"z": ("jsons://hooks.zapier.com/hooks/catch/1234567/kqwzxrb/",)})
+    shown = only(zapier, "z").display
+    assert shown.startswith("jsons://hooks.zapier.com/hooks/catch/***")
+    assert "1234567" not in shown
+    assert "kqwzxrb" not in shown  # letters only: a token all the same
+
+
+def test_a_service_s_limits_come_from_apprise() -> None:
+    """Characters and lines per message, as apprise knows them; Slack blocks hold 3,000."""
+    limits = channels(
+        {
+            "tg": (TG_URL,),
+            "kodi": ("kodi://127.0.0.1:9",),
+            "blocks": ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7/?blocks=yes",),
+        }
+    )
+    assert limits.message_limit(only(limits, "tg").key) == MessageLimit(chars=4096)
+    assert limits.message_limit(only(limits, "kodi").key) == MessageLimit(chars=32768, lines=2)
+    assert limits.message_limit(only(limits, "blocks").key) == MessageLimit(chars=3000)
+    assert limits.message_limit("0" * 16) is None
