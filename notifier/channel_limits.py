@@ -161,14 +161,13 @@ def fitting(items: Sequence[OutboxItem], limit: MessageLimit) -> list[OutboxItem
 
     A fold cut by the service (overflow=truncate, or a service's line limit) would lose whole
     alerts that are then marked sent: the rest wait for the next message instead. Lengths are
-    counted as markup may grow them: apprise turns a text body into HTML for Telegram (a space
-    becomes `&nbsp;`, a line break `<br/>`).
+    counted as markup may grow them (`worst_length`).
     """
     taken: list[OutboxItem] = []
     for item in items:
         title, body = fold([*taken, item])
         text = f"{title}\n{body}"
-        too_long = _marked_up_length(text) > limit.chars
+        too_long = worst_length(text) > limit.chars
         too_tall = limit.lines > 0 and text.count("\n") + 1 > limit.lines
         if taken and (too_long or too_tall):
             break
@@ -176,13 +175,20 @@ def fitting(items: Sequence[OutboxItem], limit: MessageLimit) -> list[OutboxItem
     return taken
 
 
-_MARKUP = str.maketrans({" ": "&nbsp;", "\n": "<br/>", "&": "&amp;", "<": "&lt;", ">": "&gt;"})
+MARKUP_OVERHEAD = 64  # characters a service may wrap a message in (Telegram: <b>title</b>...)
+MARKUP_GROWTH = 8  # the most one character may become: `&nbsp;`, `&apos;`, `<br />\r\n`
 
 
-def _marked_up_length(text: str) -> int:
-    """The text's length once HTML-escaped with every space and line break marked up: the
-    most a service's conversion can make of it."""
-    return len(text.translate(_MARKUP))
+def worst_length(text: str) -> int:
+    """The most a service's conversion can make of the text, in characters.
+
+    apprise escapes a text body to HTML for Telegram (a space is `&nbsp;`, a quote `&apos;`, a
+    tab `&emsp;`) and cuts the escaped form; MarkdownV2 puts a backslash before punctuation.
+    Only letters and digits are sure to stay one character, so anything else counts as
+    `MARKUP_GROWTH`: a bound, not a guess at each service's rules.
+    """
+    plain = sum(1 for c in text if c.isalnum())
+    return MARKUP_OVERHEAD + plain + MARKUP_GROWTH * (len(text) - plain)
 
 
 def fold(items: Sequence[OutboxItem]) -> tuple[str, str]:

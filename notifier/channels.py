@@ -320,7 +320,7 @@ def _mask_token(segment: str) -> str:
     it is, anything else as `***` and a short fingerprint, so two webhooks on one host stay
     apart. Tokens come in every shape (Zapier's are 7 letters, digits or both), so it is the
     words that are listed, not the tokens guessed."""
-    if len(segment) < 4 or segment.lower() in _PATH_WORDS:
+    if len(segment) < 6 or segment.lower() in _PATH_WORDS:
         return segment
     return "***" + hashlib.sha256(segment.encode()).hexdigest()[:4]
 

@@ -12,6 +12,8 @@ import pytest
 from fakes import T0, HandClock, Target, settle, spin_until
 
 from notifier.channel_limits import (
+    MARKUP_GROWTH,
+    MARKUP_OVERHEAD,
     RETARGET_SUFFIX,
     ChannelLimits,
     FallbackPolicy,
@@ -20,6 +22,7 @@ from notifier.channel_limits import (
     fitting,
     fold,
     retarget,
+    worst_length,
 )
 from notifier.deliver import Deliverer
 from notifier.events import Alert, MessageLimit, SendResult
@@ -334,15 +337,15 @@ def _rows(bodies: list[str]) -> list[OutboxItem]:
     ]
 
 
-def test_a_fold_fits_the_service_s_lines_and_its_markup() -> None:
-    """Folds stop where a service would cut: its line limit, and its length once a text body
-    is marked up (Telegram: a space is `&nbsp;`), never below one row."""
+def test_a_fold_fits_the_service_s_lines_and_its_worst_markup() -> None:
+    """Folds stop where a service would cut: its line limit, and its length once marked up
+    at worst (every character but a letter or digit eight long), never below one row."""
     rows = _rows(["one two three four"] * 50)  # 18 characters, 3 spaces
     assert len(fitting(rows, MessageLimit(chars=32768, lines=2))) == 1
     assert len(fitting(rows, MessageLimit(chars=32768, lines=10))) == 3  # 1 + 3 lines each
     taken = fitting(rows, MessageLimit(chars=4096))
     title, body = fold(taken)
-    assert len(f"{title}\n{body}".replace(" ", "&nbsp;").replace("\n", "<br/>")) <= 4096
-    assert len(fitting(rows, MessageLimit(chars=4096))) < 4096 // 30  # raw length would allow ~130
+    assert worst_length(f"{title}\n{body}") <= 4096
+    assert worst_length("it's") == MARKUP_OVERHEAD + 3 + MARKUP_GROWTH
     assert fitting(_rows(["x" * 9000]), MessageLimit(chars=4096)) == _rows(["x" * 9000])
     assert fitting([], MessageLimit(chars=10)) == []

@@ -843,8 +843,11 @@ async def test_a_telegram_fold_of_plain_text_loses_no_alert(
     with StateStore(tmp_path / "s.db", clock=clock) as store:
         for n in range(40):
             at = T0 + timedelta(seconds=n)
-            title = f"BUY 10 Yes @ 0.42 on Will the Fed cut rates in March 2026? {n:03d}"
-            body = f"Filled 10 shares of Yes at 0.42 (order #{n:06d}) on the March meeting market"
+            title = f'BUY 10 Yes @ 0.42 on Will the Fed\'s "March" cut come? {n:03d}'
+            body = (
+                f"Filled 10 shares of 'Yes' at 0.42\t(order #{n:06d}) on the Fed's "
+                f"March meeting market. END{n:03d}"
+            )
             alert = Alert(f"fill-{n}", "r", "c", target.key, title, body, at)
             store.record(fill_key=f"fill-{n}", filled_at=at, alerts=[alert])
         deliverer = Deliverer(
@@ -854,7 +857,7 @@ async def test_a_telegram_fold_of_plain_text_loses_no_alert(
             await _minute_by_minute(store, deliverer, clock)
         assert store.counts()["sent"] == 40
         shown = "".join(telegram_html_to_text(r.json["text"]) for r in tls_proxy.requests)
-        assert [n for n in range(40) if f"(order #{n:06d})" not in shown] == []
+        assert [n for n in range(40) if f"END{n:03d}" not in shown] == []  # every tail
         assert len(tls_proxy.requests) > 2  # folded, in several messages
 
 
