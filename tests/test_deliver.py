@@ -803,7 +803,8 @@ async def test_a_rate_limited_fold_never_outgrows_its_service(
     every alert arrives whole, none is cut off by truncation and marked sent."""
     clock = HandClock()
     chans = {"c": ChannelSettings(name="c", urls=(webhook.ntfy_url(),), rate=(1, 60.0))}
-    delivery = DeliverySettings(timeout=5)  # overflow: truncate, the default
+    # overflow: truncate, the default; a max_age no run of minutes below can reach
+    delivery = DeliverySettings(timeout=5, max_age=timedelta(days=3650))
     channel_set = ChannelSet.build(chans, delivery=delivery)
     (target,) = channel_set.targets("c")
     limit = channel_set.message_limit(target.key)
@@ -837,7 +838,7 @@ async def test_a_telegram_fold_of_plain_text_loses_no_alert(
     clock = HandClock()
     url = "tgram://123456789:ABCdefGHIjklMNOpqrSTU/12345"
     chans = {"c": ChannelSettings(name="c", urls=(url,), rate=(1, 60.0))}
-    delivery = DeliverySettings(timeout=5)
+    delivery = DeliverySettings(timeout=5, max_age=timedelta(days=3650))
     channel_set = ChannelSet.build(chans, delivery=delivery)
     (target,) = channel_set.targets("c")
     with StateStore(tmp_path / "s.db", clock=clock) as store:
