@@ -2,23 +2,21 @@
 
 Each URL of a channel is its own target with its own `Apprise` object, so each one succeeds or
 fails alone and the outbox can retry only the URLs that failed. Targets are known by an opaque
-key (a hash of the URL) and shown in apprise's privacy form: the URL itself never leaves here.
+key (a hash of the URL) and shown in a privacy form (channel_privacy.py, which also keeps the
+URLs' secrets out of errors and apprise's logs): the URL itself never leaves here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import logging
 import re
-import threading
 from collections import OrderedDict
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from apprise import (
     Apprise,
@@ -33,6 +31,7 @@ from apprise import (
 )
 
 import notifier.console  # noqa: F401  (registers console:// with apprise)
+from notifier.channel_privacy import LOG_GUARD, privacy_url, scrub, url_secrets
 from notifier.errors import ConfigError, ConfigProblem
 from notifier.events import MessageLimit, SendResult
 from notifier.send_attempt import GaveUp, attempt
@@ -47,7 +46,6 @@ TEST_TITLE = "notifier test"
 _SERIOUS = frozenset({"WARNING", "ERROR", "CRITICAL"})
 _SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 # Separators inside an apprise URL; what lies between them may be a token, password or topic.
-_URL_SEPARATORS = re.compile(r"[/:@?&=#,;+\s]+")
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
 # send to its own pool so it can stop waiting; `send` bounds the wait already, and the socket
 # timeouts (_tune) bound the send itself.
@@ -62,51 +60,6 @@ class Target:
     channel: str
     key: str  # sha256 of the URL, first 16 hex chars
     display: str  # apprise's privacy form of the URL
-
-
-class _AppriseLogGuard(logging.Filter):
-    """Keeps channel secrets out of apprise's own log lines.
-
-    While a URL is being parsed, apprise warns with the raw token ("An invalid Slack Token
-    (xoxb-…) was specified"): those records are dropped (our config error says what is wrong,
-    without the secret). Any other apprise record has every known URL secret replaced by `***`.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("apprise")
-        # Longest first, so a secret containing another is masked whole. Replaced, never
-        # mutated: apprise's worker threads read it while a reload adds to it.
-        self._secrets: tuple[str, ...] = ()
-        self._parsing = threading.local()
-
-    def add_secrets(self, secrets: Iterable[str]) -> None:
-        """Mask these in apprise's records from now on."""
-        merged = set(self._secrets) | set(secrets)
-        self._secrets = tuple(sorted(merged, key=len, reverse=True))
-
-    @contextlib.contextmanager
-    def parsing(self) -> Iterator[None]:
-        """Drop apprise's records from this thread while it parses a URL."""
-        self._parsing.on = True
-        try:
-            yield
-        finally:
-            self._parsing.on = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(self._parsing, "on", False):
-            return False
-        secrets = self._secrets
-        if secrets:
-            message = record.getMessage()
-            scrubbed = _scrub(message, secrets)
-            if scrubbed != message:
-                record.msg, record.args = scrubbed, None
-        return True
-
-
-_LOG_GUARD = _AppriseLogGuard()
-logging.getLogger("apprise").addFilter(_LOG_GUARD)
 
 
 def target_key(url: str) -> str:
@@ -126,7 +79,7 @@ def _instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str 
     scheme = match.group(1).lower()
     if scheme not in _PLUGINS:
         return None, f"apprise does not recognise the scheme '{scheme}://'"
-    with _LOG_GUARD.parsing():
+    with LOG_GUARD.parsing():
         plugin = Apprise.instantiate(url, asset=asset)
     if plugin is None:
         return None, f"apprise rejected the URL ({scheme})"
@@ -178,11 +131,11 @@ class ChannelSet:
                     path = f"channels.{name}.urls[{index}]"
                     problems.append(ConfigProblem("<config>", None, path, why or "unusable URL"))
                     continue
-                display = _privacy_url(plugin)  # before _tune: shows the user's URL, not ours
+                display = privacy_url(plugin)  # before _tune: shows the user's URL, not ours
                 _tune(plugin, delivery)
                 target = Target(channel=name, key=target_key(url), display=display)
-                entry = _Entry(target, Apprise(plugin), _secrets(url, display), _limit(plugin))
-                _LOG_GUARD.add_secrets(entry.secrets)
+                entry = _Entry(target, Apprise(plugin), url_secrets(url, display), _limit(plugin))
+                LOG_GUARD.add_secrets(entry.secrets)
                 built.setdefault(target.key, entry)
             entries[name] = tuple(built.values())
         if problems:
@@ -265,7 +218,7 @@ class ChannelSet:
             log.warning("send to %s failed: %s", entry.target.display, exc)
             return SendResult(ok=False, error=str(exc))
         except Exception as exc:  # apprise promises not to raise; a bug must not kill delivery
-            error = _scrub(f"apprise raised {exc!r}", entry.secrets)
+            error = scrub(f"apprise raised {exc!r}", entry.secrets)
             log.warning("send to %s failed: %s", entry.target.display, error)
             return SendResult(ok=False, error=error)
         with result:
@@ -291,40 +244,6 @@ class ChannelSet:
         return list(zip(targets, results, strict=True))
 
 
-def _privacy_url(plugin: NotifyBase) -> str:
-    """apprise's privacy form of a built URL, custom headers and payload fields masked too.
-
-    apprise masks the tokens and passwords a plugin declares, not the `+Header=` and `-field=`
-    parameters of the webhook plugins (json://, xml://, form://), where an `Authorization`
-    header or an API key in the payload is common, nor their path, where Make, Zapier or n8n
-    webhooks carry their secret.
-    """
-    url = cast("Callable[..., str]", plugin.url)  # untyped in apprise
-    parts = urlsplit(str(url(privacy=True)))
-    if parts.scheme.lower() in _WEBHOOK_SCHEMES:
-        parts = parts._replace(path="/".join(map(_mask_token, parts.path.split("/"))))
-    pairs = []
-    for pair in parts.query.split("&") if parts.query else ():
-        key, sep, value = pair.partition("=")
-        if sep and value and unquote(key)[:1] in _CUSTOM_PARAMS:
-            pair = f"{key}=***"
-        pairs.append(pair)
-    return urlunsplit(parts._replace(query="&".join(pairs)))
-
-
-_CUSTOM_PARAMS = ("+", "-")  # apprise's prefixes of a custom header and a payload field
-
-
-def _mask_token(segment: str) -> str:
-    """A webhook path segment as shown: a plain path word (`api`, `hooks`) or a short one as
-    it is, anything else as `***` and a short fingerprint, so two webhooks on one host stay
-    apart. Tokens come in every shape (Zapier's are 7 letters, digits or both), so it is the
-    words that are listed, not the tokens guessed."""
-    if len(segment) < 6 or segment.lower() in _PATH_WORDS:
-        return segment
-    return "***" + hashlib.sha256(segment.encode()).hexdigest()[:4]
-
-
 SLACK_SECTION_LIMIT = 3000  # characters of a Slack section block's text (Slack's documented cap)
 RATE_LIMIT_PAUSE = 30.0  # seconds a channel rests after a 429 that names no wait
 MAX_STATED_PAUSE = 3600.0  # a stated wait is believed up to an hour
@@ -335,15 +254,6 @@ _RATE_LIMITED = re.compile(
     re.IGNORECASE,
 )
 _RETRY_AFTER = re.compile(r"retry[ _-]after\D{0,3}(\d{1,6})", re.IGNORECASE)
-_PATH_WORDS = frozenset(
-    (
-        *("api", "apis", "hook", "hooks", "webhook", "webhooks", "catch", "trigger"),
-        *("triggers", "event", "events", "notify", "notification", "notifications"),
-        *("alert", "alerts", "message", "messages", "send", "incoming", "inbound"),
-        *("callback", "callbacks", "service", "services", "rest", "json", "form", "xml"),
-    )
-)
-_WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
 
 
 def _limit(plugin: NotifyBase) -> MessageLimit:
@@ -391,7 +301,7 @@ def _to_send_result(result: AppriseResult, entry: _Entry) -> SendResult:
         parts.append(f"{result.status.name.lower()}{detail}")
     error = " | ".join(parts)
     return SendResult(
-        ok=False, error=_scrub(error, entry.secrets), retry_after=rate_limit_pause(error)
+        ok=False, error=scrub(error, entry.secrets), retry_after=rate_limit_pause(error)
     )
 
 
@@ -415,31 +325,3 @@ def _warnings(entries: Iterable[NotifyLogEntry]) -> list[str]:
         if entry.level in _SERIOUS and message and message not in seen:
             seen.append(message)
     return seen[-3:]
-
-
-def _secrets(url: str, display: str) -> tuple[str, ...]:
-    """Parts of the URL that its privacy form hides: whatever must never appear in an error.
-
-    Candidates are the user, password, host, port, path segments and query values (not the
-    scheme or query keys, which are vocabulary); a part the privacy form shows is not secret.
-    """
-    parts = urlsplit(url)
-    candidates = [*_pieces(parts.netloc), *_pieces(parts.path), *_pieces(parts.fragment)]
-    for _key, value in parse_qsl(parts.query, keep_blank_values=False):
-        candidates.extend(_pieces(value))
-    shown = set(_pieces(display)) | set(_pieces(unquote(display)))
-    hidden = {c for c in candidates if c not in shown and len(c) >= 2}
-    hidden |= {unquote(c) for c in hidden}
-    hidden.add(url)
-    return tuple(sorted(hidden, key=len, reverse=True))
-
-
-def _pieces(text: str) -> list[str]:
-    return [p for p in _URL_SEPARATORS.split(text) if p]
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    """Text with every secret URL part replaced by `***`."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
