@@ -31,7 +31,9 @@ FLOORS = {
 }
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})))
-_HIDDEN: dict[str, str] = {}  # secret -> what a log line shows in its place
+# (secret as a line may spell it, what the line shows instead): replaced whole, never mutated,
+# since other threads (apprise's sends, the WAL checkpoint) format lines while a reload adds.
+_HIDDEN: tuple[tuple[str, str], ...] = ()
 MIN_HIDDEN = 8  # shorter values are too likely to be ordinary words to replace
 
 
@@ -62,7 +64,7 @@ class _Hiding(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = self.inner.format(record)
-        for secret, shown in _HIDDEN.items():
+        for secret, shown in _HIDDEN:
             if secret in text:
                 text = text.replace(secret, shown)
         return text
@@ -74,8 +76,16 @@ def hide(secret: str, shown: str) -> None:
     A safety net, not the means: no message of ours carries a secret, but the text of an
     unforeseen exception (logged as the CLI's last word, traceback included) may quote one.
     """
-    if len(secret) >= MIN_HIDDEN:
-        _HIDDEN[secret] = shown
+    global _HIDDEN
+    if len(secret) < MIN_HIDDEN:
+        return
+    # As a line may spell it: raw or inside a repr (`\` doubled), each also inside a JSON
+    # string (`"` and `\` escaped again).
+    plain = {secret, repr(secret)[1:-1]}
+    spellings = plain | {json.dumps(each, ensure_ascii=False)[1:-1] for each in plain}
+    known = {s for s, _ in _HIDDEN}
+    added = tuple((s, shown) for s in spellings if s not in known)
+    _HIDDEN = tuple(sorted((*_HIDDEN, *added), key=lambda pair: -len(pair[0])))
 
 
 def parse_level(text: str) -> int:

@@ -45,6 +45,7 @@ _MAX_TEXT = 64
 _MAX_DIGITS = 28
 _MAX_ADJUSTED = 18
 _MIN_ADJUSTED = -18
+_MIN_ZERO_EXPONENT = -64  # "0.000…0" with up to 64 places is still zero to us
 _MAX_EPOCH = Decimal(10) ** 15  # milliseconds: past year 30,000, so no time of ours
 _FILL_TYPES = frozenset({"fill", "execution"})
 _ZERO, _ONE = Decimal(0), Decimal(1)
@@ -216,10 +217,10 @@ def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
         number = Decimal(text)
     except InvalidOperation:  # pragma: no cover - the pattern admits only valid literals
         raise _Reject("bad_decimal", f"{name}={_show(value)} is not a decimal") from None
-    # Zero too: "0E-999999999" is a zero whose plain rendering has a billion digits.
-    if len(number.as_tuple().digits) > _MAX_DIGITS or not (
-        _MIN_ADJUSTED <= number.adjusted() <= _MAX_ADJUSTED
-    ):
+    # A zero's only bound is its exponent (its adjusted() for one digit): "0E-20" is a fine
+    # zero, "0E-999999999" one whose plain rendering has a billion digits.
+    low = _MIN_ADJUSTED if number else _MIN_ZERO_EXPONENT
+    if len(number.as_tuple().digits) > _MAX_DIGITS or not low <= number.adjusted() <= _MAX_ADJUSTED:
         raise _Reject("bad_decimal", f"{name}={_show(value)} is out of range")
     return number
 

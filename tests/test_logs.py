@@ -51,7 +51,7 @@ def test_a_hidden_secret_never_reaches_a_line_not_even_in_a_traceback(
     fmt: logs.LogFormat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once hidden, a secret in a message or an exception's text is written as its stand-in."""
-    monkeypatch.setattr(logs, "_HIDDEN", {})
+    monkeypatch.setattr(logs, "_HIDDEN", ())
     secret = "ps_live_0123456789abcdefSECRET"
     logs.hide(secret, "ps_live_01234567…")
     logs.hide("short", "x")  # too short to hide safely: left alone
@@ -68,3 +68,20 @@ def test_a_hidden_secret_never_reaches_a_line_not_even_in_a_traceback(
     assert text.count("ps_live_01234567…") >= 2  # the message and the traceback
     assert "a short word stays" in text
     assert logs.json_active() is (fmt == "json")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_key_with_quotes_or_backslashes_is_hidden_as_lines_spell_it(
+    fmt: logs.LogFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON lines escape `"` and `\\`, a repr doubles `\\`: the key is hidden in those spellings."""
+    monkeypatch.setattr(logs, "_HIDDEN", ())
+    secret = 'ps_live_01234567"89\\abcdefSECRET'
+    logs.hide(secret, "ps_live_01234567…")
+    stream = io.StringIO()
+    logs.configure(level=logging.INFO, fmt=fmt, stream=stream)
+    log = logging.getLogger("notifier.test")
+    log.error("raw %s", secret)
+    log.error("repr %r", secret)
+    assert "SECRET" not in stream.getvalue()
+    assert stream.getvalue().count("ps_live_01234567…") == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 from daemon import http_get
@@ -66,6 +68,9 @@ async def test_metrics_endpoint_exposes_every_counter() -> None:
         "notifier_fill_to_delivery_seconds_count 1.0",
     ):
         assert line in body.splitlines(), line
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for name in set(re.findall(r"notifier_[a-z_]+", readme)):  # what the README tells users
+        assert name in body, name
 
 
 async def test_healthz_reports_the_health_check() -> None:

@@ -334,3 +334,9 @@ def _decoded(frame: str) -> dict[str, object]:
     result = decode_frame(frame, max_bytes=1 << 20)
     assert isinstance(result, dict)
     return result
+
+
+def test_a_zero_with_many_places_is_still_a_zero() -> None:
+    """Only a zero's exponent is bounded: "0E-20" (str() of a precise zero) is a fine price."""
+    fill = _fill(normalize_message({**FLAT_FILL, "price": "0E-20"}))
+    assert fill.price == 0
