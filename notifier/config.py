@@ -24,6 +24,7 @@ from notifier.configvalues import (
     as_nonempty_str,
     as_seconds,
     as_str_list,
+    key_line,
     line_of,
     mapping,
 )
@@ -120,7 +121,7 @@ def parse(
         node = root.get("delivery")
         # At the key written (a default on the other side is not where the mistake is).
         key = "retry_base" if isinstance(node, YMap) and "retry_base" in node else "retry_cap"
-        where = node.key_lines.get(key, node.line) if isinstance(node, YMap) else None
+        where = key_line(node, key)
         base, cap = f"{delivery.retry_base:g}s", f"{delivery.retry_cap:g}s"
         message = (
             f"must not be more than retry_cap ({cap}), got {base}"
@@ -219,8 +220,8 @@ def _feed(
         message = f"{BASE_URL_ENV} must be an http:// or https:// URL, got {feed.base_url!r}"
         problems.add(None, "feed.base_url", message)
     reported = any(p.path == "feed.api_key" for p in problems.items)
+    where = key_line(node, "api_key")
     if require_api_key and not feed.api_key.strip() and not reported:
-        where = node.key_lines.get("api_key", node.line) if isinstance(node, YMap) else None
         message = f"no API key: set {API_KEY_ENV} in the environment or feed.api_key"
         problems.add(where, "feed.api_key", message)
     odd = next((i for i, c in enumerate(feed.api_key) if not "!" <= c <= "~"), None)
@@ -228,7 +229,6 @@ def _feed(
         # Refused here, not at connect: httpx would put the whole key in its encoding error.
         char = feed.api_key[odd]
         name = unicodedata.name(char, "a control character")
-        where = node.key_lines.get("api_key", node.line) if isinstance(node, YMap) else None
         problems.add(
             where,
             "feed.api_key",

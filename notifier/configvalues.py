@@ -20,6 +20,12 @@ def line_of(node: Node | None) -> int | None:
     return None if node is None else node.line
 
 
+def key_line(node: Node | None, key: str) -> int | None:
+    """The line of `key` in a mapping (the mapping's own when the key is absent); None when
+    the node is not a mapping."""
+    return node.key_lines.get(key, node.line) if isinstance(node, YMap) else None
+
+
 def suggest(word: str, choices: Collection[str]) -> str:
     """ " (did you mean 'x'?)" for the closest choice, or "" when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1)

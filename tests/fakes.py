@@ -74,3 +74,30 @@ class OnlyPhone:
 
     def targets(self, channel: str) -> tuple[Target, ...]:
         return {"phone": (Target(self.key),)}[channel]
+
+
+class Titles:
+    """Market titles a test controls: a market not in `titles` fails (None, not absent), one
+    in `gone` is one the venue says has no title; `gate` holds look-ups while it is clear."""
+
+    def __init__(self, titles: dict[str, str] | None = None) -> None:
+        self.titles = dict(titles or {})
+        self.cache: dict[str, str] = {}
+        self.gone: set[str] = set()
+        self.lookups: list[str] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    def cached(self, market_id: str) -> str | None:
+        return self.cache.get(market_id)
+
+    def absent(self, market_id: str) -> bool:
+        return market_id in self.gone
+
+    async def title(self, market_id: str) -> str | None:
+        self.lookups.append(market_id)
+        await self.gate.wait()
+        title = self.titles.get(market_id)
+        if title is not None:
+            self.cache[market_id] = title
+        return title

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fakes import DeskAndPhone, OnlyPhone
+from fakes import DeskAndPhone, OnlyPhone, Titles
 
 from notifier.events import Fill
 from notifier.pipeline import Pipeline
@@ -17,28 +17,6 @@ from notifier.plan import plan_alerts
 from notifier.render import DEFAULT_BODY, Template
 from notifier.rules import MATCH_ALL, FieldMatch, Rule, RuleSet
 from notifier.store import StateStore
-
-
-class _Titles:
-    """Titles from a dict; `gate` holds look-ups until the test releases it."""
-
-    def __init__(self, titles: dict[str, str]) -> None:
-        self.titles = titles
-        self.cache: dict[str, str] = {}
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.lookups: list[str] = []
-
-    def cached(self, market_id: str) -> str | None:
-        return self.cache.get(market_id)
-
-    async def title(self, market_id: str) -> str | None:
-        self.lookups.append(market_id)
-        await self.gate.wait()
-        title = self.titles.get(market_id)
-        if title is not None:
-            self.cache[market_id] = title
-        return title
 
 
 def _fill(order_id: str = "42", market: str = "0xabc1", quantity: str = "150") -> Fill:
@@ -80,7 +58,7 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
         yield opened
 
 
-def _pipeline(store: StateStore, titles: _Titles | None, wakes: list[set[str]]) -> Pipeline:
+def _pipeline(store: StateStore, titles: Titles | None, wakes: list[set[str]]) -> Pipeline:
     return Pipeline(
         rules=_rules(),
         targets=DeskAndPhone(),
@@ -114,7 +92,7 @@ def test_plan_renders_one_alert_per_rule_and_target() -> None:
 
 async def test_new_fill_becomes_durable_alerts(store: StateStore) -> None:
     """A new fill is recorded with its alerts in the outbox, titled; its targets are announced."""
-    titles = _Titles({"0xabc1": "BTC 100k?"})
+    titles = Titles({"0xabc1": "BTC 100k?"})
     wakes: list[set[str]] = []
     pipeline = _pipeline(store, titles, wakes)
     await pipeline.submit(_fill(), "live")
@@ -187,7 +165,7 @@ async def test_a_fill_seen_quiet_stays_seen_when_rules_change(store: StateStore)
 
 async def test_slow_title_lookup_does_not_stall_fills(store: StateStore) -> None:
     """A title look-up slower than its bound is left behind; the alert falls back to the id."""
-    titles = _Titles({"0xabc1": "BTC 100k?"})
+    titles = Titles({"0xabc1": "BTC 100k?"})
     titles.gate.clear()
     pipeline = _pipeline(store, titles, [])
     await pipeline.submit(_fill(), "live")
@@ -224,7 +202,7 @@ async def test_reload_during_a_title_lookup_keeps_the_batch_consistent(
     store: StateStore,
 ) -> None:
     """A reload while a batch waits for a title: it is planned with the new config, never a mix."""
-    titles = _Titles({"0xabc1": "BTC 100k?"})
+    titles = Titles({"0xabc1": "BTC 100k?"})
     titles.gate.clear()
     pipeline = _pipeline(store, titles, [])
     runner = asyncio.create_task(pipeline.run())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakes import DeskAndPhone, HandClock, MonoClock, OnlyPhone, settle, spin_until
+from fakes import DeskAndPhone, HandClock, MonoClock, OnlyPhone, Titles, settle, spin_until
 
 from notifier.digests import fill_to_data
 from notifier.events import Fill
@@ -29,34 +29,11 @@ from notifier.rules import MATCH_ALL, AllOf, Bounds, FieldMatch, Rule, RuleSet
 from notifier.shapingspecs import RuleShaping, ThrottleSpec
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
 from notifier.store import StateStore
-from notifier.title_gate import LOOKUPS_PER_ROUND
+from notifier.title_gate import LOOKUPS_PER_ROUND, TitleSource
 from notifier.title_wait import TitleWaits
 
 BTC = "0xb7c"
 OTHER = "0x07e"
-
-
-class _Titles:
-    """Market titles the test controls: a market not in `titles` fails (None, not absent)."""
-
-    def __init__(self) -> None:
-        self.titles: dict[str, str] = {}
-        self.cache: dict[str, str] = {}
-        self.gone: set[str] = set()  # markets the venue says have no title
-        self.lookups: list[str] = []
-
-    def cached(self, market_id: str) -> str | None:
-        return self.cache.get(market_id)
-
-    def absent(self, market_id: str) -> bool:
-        return market_id in self.gone
-
-    async def title(self, market_id: str) -> str | None:
-        self.lookups.append(market_id)
-        title = self.titles.get(market_id)
-        if title is not None:
-            self.cache[market_id] = title
-        return title
 
 
 def _fill(order_id: str = "1", market: str = BTC, quantity: str = "10") -> Fill:
@@ -97,32 +74,33 @@ def clock() -> HandClock:
 
 
 @pytest.fixture
-def titles() -> _Titles:
-    return _Titles()
+def titles() -> Titles:
+    return Titles()
 
 
 def _pipeline(
     store: StateStore,
-    titles: _Titles,
+    titles: TitleSource,
     clock: HandClock,
     rules: tuple[Rule, ...] = (BITCOIN,),
     **kw: object,
 ) -> Pipeline:
+    """A pipeline whose retry timer stays quiet (the tests call offer_waiting() themselves),
+    unless `title_retry` is given."""
+    options: dict[str, object] = {"title_timeout": 1.0, "title_retry": 3600.0, **kw}
     return Pipeline(
         rules=RuleSet(rules),
         targets=DeskAndPhone(),
         store=store,
         titles=titles,
         on_recorded=lambda _targets: None,
-        title_timeout=1.0,
-        title_retry=3600.0,  # the tests call offer_waiting() themselves
         clock=clock,
-        **kw,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
 
 
 @pytest.fixture
-async def running(store: StateStore, titles: _Titles, clock: HandClock) -> AsyncIterator[Pipeline]:
+async def running(store: StateStore, titles: Titles, clock: HandClock) -> AsyncIterator[Pipeline]:
     pipeline = _pipeline(store, titles, clock)
     runner = asyncio.create_task(pipeline.run())
     yield pipeline
@@ -135,7 +113,7 @@ def _alerts(store: StateStore) -> list[tuple[str, str, str]]:
 
 
 async def test_a_fill_waits_for_its_title_then_alerts_once(
-    running: Pipeline, store: StateStore, titles: _Titles
+    running: Pipeline, store: StateStore, titles: Titles
 ) -> None:
     """Title look-up failing: no guess, no loss; the fill is alerted once its title comes."""
     await running.submit(_fill(), "live")
@@ -164,7 +142,7 @@ async def test_a_fill_waits_for_its_title_then_alerts_once(
 
 
 async def test_a_held_fill_that_arrives_again_is_a_duplicate(
-    running: Pipeline, store: StateStore, titles: _Titles
+    running: Pipeline, store: StateStore, titles: Titles
 ) -> None:
     """The feed or backfill bringing a held fill again neither alerts twice nor re-holds it."""
     await running.submit(_fill(), "live")
@@ -183,7 +161,7 @@ async def test_a_held_fill_that_arrives_again_is_a_duplicate(
 
 
 async def test_held_fills_survive_a_restart(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """Stopped while fills wait: the next start tries their titles at once and alerts them."""
     first = _pipeline(store, titles, clock)
@@ -211,7 +189,7 @@ async def test_held_fills_survive_a_restart(
 
 
 async def test_a_market_the_venue_has_no_title_for_is_judged_at_once(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """`absent` is an answer, not a failure: the fill is judged without a title, nothing held."""
     titles.gone.add(BTC)
@@ -226,7 +204,7 @@ async def test_a_market_the_venue_has_no_title_for_is_judged_at_once(
 
 
 async def test_a_fill_waits_whole_and_is_judged_untitled_after_the_limit(
-    store: StateStore, titles: _Titles, clock: HandClock, caplog: pytest.LogCaptureFixture
+    store: StateStore, titles: Titles, clock: HandClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Its other rules' alerts wait with it; after the limit it is judged without a title."""
     pipeline = _pipeline(store, titles, clock, rules=(BITCOIN, _rule("all")))
@@ -251,7 +229,7 @@ async def test_a_fill_waits_whole_and_is_judged_untitled_after_the_limit(
 
 
 async def test_beyond_capacity_a_fill_is_judged_at_once(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """Held fills are bounded: one more is judged untitled at once and counted."""
     pipeline = _pipeline(
@@ -286,7 +264,7 @@ async def test_a_reload_to_rules_without_titles_lets_held_fills_go(
 
 
 async def test_fills_a_title_cannot_change_do_not_wait(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """With the title unknown, a fill the rules settle anyway is judged at once."""
     sells = Rule(
@@ -360,15 +338,7 @@ async def test_the_venue_failing_then_recovering_loses_no_alert(
     mono = MonoClock()
     lookups = MarketTitles(http, base_url=venue.base_url, api_key=DEFAULT_API_KEY, clock=mono)
     title_rule = _rule("titled", market_title=(DEFAULT_MARKETS[market],))
-    pipeline = Pipeline(
-        rules=RuleSet([title_rule]),
-        targets=DeskAndPhone(),
-        store=store,
-        titles=lookups,
-        on_recorded=lambda _targets: None,
-        title_retry=3600.0,
-        clock=clock,
-    )
+    pipeline = _pipeline(store, lookups, clock, rules=(title_rule,), title_timeout=2.0)
     runner = asyncio.create_task(pipeline.run())
     fill = _fill(market=market)
     await pipeline.submit(fill, "live")
@@ -392,18 +362,10 @@ async def test_the_venue_failing_then_recovering_loses_no_alert(
 
 
 async def test_held_fills_are_looked_at_again_on_their_own(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """Without anyone calling offer_waiting, the retry timer finds the title and alerts."""
-    pipeline = Pipeline(
-        rules=RuleSet([BITCOIN]),
-        targets=DeskAndPhone(),
-        store=store,
-        titles=titles,
-        on_recorded=lambda _targets: None,
-        title_retry=0.001,
-        clock=clock,
-    )
+    pipeline = _pipeline(store, titles, clock, title_timeout=2.0, title_retry=0.001)
     runner = asyncio.create_task(pipeline.run())
     await pipeline.submit(_fill(), "live")
     await spin_until(lambda: len(pipeline.waits) == 1)
@@ -417,7 +379,7 @@ async def test_held_fills_are_looked_at_again_on_their_own(
 
 
 async def test_a_fill_recorded_before_is_not_held_again(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """A backfill re-reading judged fills in a title outage counts duplicates, holds nothing."""
     titles.titles[BTC] = "Bitcoin?"
@@ -426,7 +388,7 @@ async def test_a_fill_recorded_before_is_not_held_again(
     await first.submit(_fill(), "live")
     first.close()
     await asyncio.wait_for(runner, timeout=5)
-    outage = _Titles()  # a new start, and the venue's market look-ups now fail
+    outage = Titles()  # a new start, and the venue's market look-ups now fail
     again = _pipeline(store, outage, clock)
     runner = asyncio.create_task(again.run())
     await again.submit(_fill(), "backfill")
@@ -437,7 +399,7 @@ async def test_a_fill_recorded_before_is_not_held_again(
 
 
 async def test_held_markets_are_looked_up_a_few_at_a_time_in_turn(
-    running: Pipeline, titles: _Titles
+    running: Pipeline, titles: Titles
 ) -> None:
     """Each round asks for at most LOOKUPS_PER_ROUND markets, and the next round the next ones."""
     markets = [f"0x{n:03x}" for n in range(LOOKUPS_PER_ROUND + 4)]
@@ -455,7 +417,7 @@ async def test_held_markets_are_looked_up_a_few_at_a_time_in_turn(
 
 
 async def test_a_duplicate_at_capacity_is_not_counted_as_judged_untitled(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """A recorded fill re-read while the room is full is a duplicate, not a give-up."""
     titles.cache[BTC] = "Bitcoin?"
@@ -477,7 +439,7 @@ async def test_a_duplicate_at_capacity_is_not_counted_as_judged_untitled(
 
 
 async def test_one_batch_holds_no_more_than_the_room_left(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """Ten fills in one batch with room for two: two are held, eight judged untitled."""
     pipeline = _pipeline(
@@ -494,24 +456,11 @@ async def test_one_batch_holds_no_more_than_the_room_left(
     assert pipeline.stats.processed == 8
 
 
-class _HangingTitles(_Titles):
-    """Look-ups that hang while the test keeps `gate` closed, then answer as `_Titles`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def title(self, market_id: str) -> str | None:
-        await self.gate.wait()
-        return await super().title(market_id)
-
-
 async def test_a_reload_during_a_look_up_counts_a_give_up_once(
     store: StateStore, clock: HandClock
 ) -> None:
     """A batch matched again after a reload does not count its untitled fills twice."""
-    titles = _HangingTitles()
+    titles = Titles()
     pipeline = _pipeline(store, titles, clock)
     runner = asyncio.create_task(pipeline.run())
     await pipeline.submit(_fill(), "live")
@@ -529,7 +478,7 @@ async def test_a_reload_during_a_look_up_counts_a_give_up_once(
 
 
 async def test_a_restart_looks_up_a_few_held_markets_at_a_time(
-    store: StateStore, titles: _Titles, clock: HandClock
+    store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
     """Many markets held at the last stop: the start asks for one round's worth, not all."""
     first = _pipeline(store, titles, clock)
@@ -540,7 +489,7 @@ async def test_a_restart_looks_up_a_few_held_markets_at_a_time(
     await spin_until(lambda: len(first.waits) == count)
     first.close()
     await asyncio.wait_for(runner, timeout=5)
-    outage = _Titles()
+    outage = Titles()
     second = _pipeline(store, outage, clock)
     runner = asyncio.create_task(second.run())
     await settle()
@@ -554,19 +503,10 @@ async def test_a_slow_look_up_that_ends_lets_its_held_fills_go(
     store: StateStore, clock: HandClock
 ) -> None:
     """A batch's look-up past its timeout: once it finds the title, the held fill goes on."""
-    titles = _HangingTitles()
+    titles = Titles()
     titles.titles[BTC] = "Bitcoin?"
     titles.gate.clear()
-    pipeline = Pipeline(
-        rules=RuleSet([BITCOIN]),
-        targets=DeskAndPhone(),
-        store=store,
-        titles=titles,
-        on_recorded=lambda _targets: None,
-        title_timeout=0.01,
-        title_retry=3600.0,
-        clock=clock,
-    )
+    pipeline = _pipeline(store, titles, clock, title_timeout=0.01)
     runner = asyncio.create_task(pipeline.run())
     await pipeline.submit(_fill(), "live")
     async with asyncio.timeout(10):  # the batch gives the look-up 10 ms, then holds the fill
@@ -614,7 +554,7 @@ async def test_a_judged_fill_leaves_the_held_table_in_its_record_s_transaction(
             )
         },
     )
-    titles = _Titles()
+    titles = Titles()
     with StateStore(path, clock=clock, defer_commit=flushes.append) as store:
         pipeline = _pipeline(store, titles, clock, rules=(throttled,))
         runner = asyncio.create_task(pipeline.run())
