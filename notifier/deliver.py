@@ -9,9 +9,8 @@ shutdown leaves the row pending, to go out after the restart (at least once, nev
 Channel limits (`channel_limits.py`): a channel's `rate` is a token bucket on the injected clock;
 a lane that had to wait for a token folds its target's due rows into one message. A Retry-After
 pauses the channel. A row its channel has failed for `fallback_after` (or dead-lettered) is also
-queued for the channel's `fallback`, once. A row whose URL left the config is re-queued for its
-channel's current URLs and marked sent (it is done; `stats.retargeted` counts it, not `sent`);
-only when the channel is gone too is it dead-lettered.
+queued for the channel's `fallback`, once. What becomes of a row after its attempt (marked,
+backed off, re-queued for a changed URL, dead-lettered) is `delivery_outcomes.py`.
 """
 
 from __future__ import annotations
@@ -22,31 +21,24 @@ import itertools
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
-from notifier.backoff import retry_delay
 from notifier.channel_limits import (
     FOLD_LIMIT,
     SAFE_LIMIT,
     ChannelLimits,
-    FallbackPolicy,
-    TargetDirectory,
-    channel_targets,
     fitting,
     fold,
-    retarget,
 )
 from notifier.clock import utc_now
+from notifier.delivery_outcomes import DeliveryStats, Outcomes
 from notifier.events import MessageLimit, SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_TARGET = "target no longer configured"  # and the sender cannot list its channel's
-CHANNEL_GONE = "target and its channel no longer configured"
 RESCAN_EVERY = 30.0  # seconds between looks at the outbox when nothing announced new rows
 
 
@@ -72,24 +64,6 @@ class Sender(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class DeliveryStats:
-    """Counters read by metrics and the shutdown summary; `failed` counts failed attempts."""
-
-    sent: int = 0
-    failed: int = 0
-    dead: int = 0
-    retried: int = 0
-    retargeted: int = 0  # rows re-queued for their channel's current URLs after a config edit
-    sent_by_channel: dict[str, int] = field(default_factory=dict)
-    failed_by_channel: dict[str, int] = field(default_factory=dict)
-    dead_by_channel: dict[str, int] = field(default_factory=dict)
-
-
-def _bump(counts: dict[str, int], key: str) -> None:
-    counts[key] = counts.get(key, 0) + 1
-
-
 class Deliverer:
     """Delivers every outbox row once, with per-target order and per-target back-off."""
 
@@ -108,9 +82,6 @@ class Deliverer:
         self._sender = sender
         self._settings = settings
         self._clock = clock
-        self._rng = rng or random.Random()
-        self._on_sent = on_sent
-        self.stats = DeliveryStats()
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
@@ -118,7 +89,14 @@ class Deliverer:
         self._stopping = False
         self._failure: Exception | None = None
         self._limits = ChannelLimits(channels)
-        self._fallbacks = FallbackPolicy(store)
+        self._outcomes = Outcomes(
+            store,
+            self._limits,
+            clock=clock,
+            rng=rng or random.Random(),
+            notify=self.notify,
+            on_sent=on_sent,
+        )
 
     # -- control -----------------------------------------------------------------------------
 
@@ -139,6 +117,11 @@ class Deliverer:
                 wake.set()
             else:
                 self._start_lane(target)
+
+    @property
+    def stats(self) -> DeliveryStats:
+        """What was sent, failed, dead-lettered and re-queued so far."""
+        return self._outcomes.stats
 
     @property
     def sender(self) -> Sender:
@@ -286,16 +269,17 @@ class Deliverer:
         expires = item.created_at + self._settings.max_age
         if now >= expires:  # before any retarget: a re-queued row would start a new max_age
             last = item.last_error or "never attempted"
-            self._dead(item, f"undelivered after {self._settings.max_age}: {last}")
+            error = f"undelivered after {self._settings.max_age}: {last}"
+            self._outcomes.dead(item, self._channel(item), error, self._sender)
             return None
         if not self._sender.knows(item.target):
-            self._retarget(item)
+            self._outcomes.retarget(item, self._sender)
             return None
         wake = min(item.next_at, expires)
-        falls_back = self._fallbacks.due_at(item, self._limits, self._channel(item))
+        falls_back = self._outcomes.fallback_at(item, self._channel(item))
         if falls_back is not None:
             if now >= falls_back:
-                self._escalate(item)
+                self._outcomes.escalate(item, self._channel(item), self._sender)
             else:
                 wake = min(wake, falls_back)
         if item.next_at <= now:
@@ -335,9 +319,9 @@ class Deliverer:
             result = await self._attempt(self._sender, item, title, body, message)
         for each in items:
             if result.ok:
-                self._sent(each, channel)
+                self._outcomes.sent(each, channel)
             else:
-                self._failed(each, channel, result)
+                self._outcomes.failed(each, channel, result, self._settings, self._sender)
 
     async def _attempt(
         self, sender: Sender, item: OutboxItem, title: str, body: str, message: str
@@ -354,78 +338,3 @@ class Deliverer:
             # Only the type: an exception's text from an HTTP stack may carry the URL.
             log.error("sender raised %s for channel %s", type(exc).__name__, item.channel)
             return SendResult(ok=False, error=f"sender raised {type(exc).__name__}")
-
-    def _sent(self, item: OutboxItem, channel: str) -> None:
-        self._store.mark_sent(item.id)
-        self.stats.sent += 1
-        _bump(self.stats.sent_by_channel, channel)
-        log.debug("alert sent: channel %s, rule %s", channel, item.rule)
-        if self._on_sent is not None:
-            try:
-                self._on_sent(item)
-            except Exception:  # a metrics hook must not stop delivery
-                log.exception("on_sent hook failed")
-
-    def _failed(self, item: OutboxItem, channel: str, result: SendResult) -> None:
-        attempts = item.attempts + 1
-        s = self._settings
-        delay = retry_delay(attempts, base=s.retry_base, cap=s.retry_cap, rng=self._rng)
-        now = self._clock()
-        if result.retry_after is not None:
-            delay = max(delay, result.retry_after)
-            self._limits.pause(channel, now + timedelta(seconds=result.retry_after))
-        error = result.error or "failed"
-        next_at = now + timedelta(seconds=delay)
-        self._store.mark_failed(item.id, error=error, next_at=next_at)
-        self.stats.failed += 1
-        _bump(self.stats.failed_by_channel, channel)
-        log.warning(
-            "delivery failed: channel %s, rule %s, attempt %d: %s; retrying in %.1fs",
-            channel,
-            item.rule,
-            attempts,
-            error,
-            delay,
-        )
-        fallback = self._limits.fallback(channel)
-        if fallback is not None and now - item.created_at >= fallback[1]:
-            self._escalate(item)
-
-    def _retarget(self, item: OutboxItem) -> None:
-        """The row's URL left the config: re-queue it for its channel's current URLs, or die."""
-        targets = channel_targets(self._sender, item.channel)
-        if targets is None:
-            gone = isinstance(self._sender, TargetDirectory)
-            self._dead(item, CHANNEL_GONE if gone else UNKNOWN_TARGET)
-            return
-        retarget(self._store, item, targets)
-        self._store.mark_sent(item.id)  # commits the records too; a replay after a crash adds none
-        self.stats.retargeted += 1
-        log.info(
-            "alert re-queued for the current URL(s) of channel %s (its URL left the config): "
-            "rule %s",
-            item.channel,
-            item.rule,
-        )
-        self.notify()
-
-    def _dead(self, item: OutboxItem, error: str) -> None:
-        channel = self._channel(item)
-        self._store.mark_dead(item.id, error=error)
-        self.stats.dead += 1
-        _bump(self.stats.dead_by_channel, channel)
-        log.error("alert dead-lettered: channel %s, rule %s: %s", channel, item.rule, error)
-        self._escalate(item)
-
-    def _escalate(self, item: OutboxItem) -> None:
-        """Queue the alert for its channel's fallback (once); wake lanes to send it."""
-        channel = self._channel(item)
-        if self._fallbacks.escalate(item, self._limits, channel, self._sender):
-            fallback = self._limits.fallback(channel)
-            log.warning(
-                "channel %s failing for rule %s: alert also queued for %s",
-                channel,
-                item.rule,
-                fallback[0] if fallback else "?",
-            )
-            self.notify()

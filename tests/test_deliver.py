@@ -20,7 +20,8 @@ from fakes import T0, HandClock, Target, settle, spin_until
 from receivers import TlsProxy, WebhookReceiver, telegram_html_to_text
 
 from notifier.channels import ChannelSet
-from notifier.deliver import CHANNEL_GONE, Deliverer
+from notifier.deliver import Deliverer
+from notifier.delivery_outcomes import CHANNEL_GONE
 from notifier.events import Alert, SendResult
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore

@@ -1,0 +1,164 @@
+"""What becomes of an outbox row once its lane has decided: sent, retried, re-queued or dead.
+
+The lane (`deliver.py`) decides when a row goes and with what; this records the outcome in the
+state file, counts it, logs it, and queues the channel's fallback when the row's channel keeps
+failing. A row whose URL left the config is re-queued for its channel's current URLs and marked
+sent (it is done; `stats.retargeted` counts it, not `sent`); only when the channel is gone too is
+it dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from notifier.backoff import retry_delay
+from notifier.channel_limits import (
+    ChannelLimits,
+    FallbackPolicy,
+    TargetDirectory,
+    channel_targets,
+    retarget,
+)
+from notifier.events import SendResult
+from notifier.settings import DeliverySettings
+from notifier.store import OutboxItem, StateStore
+
+if TYPE_CHECKING:
+    from notifier.deliver import Sender
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_TARGET = "target no longer configured"  # and the sender cannot list its channel's
+CHANNEL_GONE = "target and its channel no longer configured"
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Counters read by metrics and the shutdown summary; `failed` counts failed attempts."""
+
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    retried: int = 0
+    retargeted: int = 0  # rows re-queued for their channel's current URLs after a config edit
+    sent_by_channel: dict[str, int] = field(default_factory=dict)
+    failed_by_channel: dict[str, int] = field(default_factory=dict)
+    dead_by_channel: dict[str, int] = field(default_factory=dict)
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+class Outcomes:
+    """Records each row's outcome; `notify` wakes the lanes when a row was queued elsewhere."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        limits: ChannelLimits,
+        *,
+        clock: Callable[[], datetime],
+        rng: random.Random,
+        notify: Callable[[], None],
+        on_sent: Callable[[OutboxItem], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._limits = limits
+        self._fallbacks = FallbackPolicy(store)
+        self._clock = clock
+        self._rng = rng
+        self._notify = notify
+        self._on_sent = on_sent
+        self.stats = DeliveryStats()
+
+    def fallback_at(self, item: OutboxItem, channel: str) -> datetime | None:
+        """When the row is due for its channel's fallback, if it has one and has not gone yet."""
+        return self._fallbacks.due_at(item, self._limits, channel)
+
+    def sent(self, item: OutboxItem, channel: str) -> None:
+        self._store.mark_sent(item.id)
+        self.stats.sent += 1
+        _bump(self.stats.sent_by_channel, channel)
+        log.debug("alert sent: channel %s, rule %s", channel, item.rule)
+        if self._on_sent is not None:
+            try:
+                self._on_sent(item)
+            except Exception:  # a metrics hook must not stop delivery
+                log.exception("on_sent hook failed")
+
+    def failed(
+        self,
+        item: OutboxItem,
+        channel: str,
+        result: SendResult,
+        settings: DeliverySettings,
+        sender: Sender,
+    ) -> None:
+        """A failed attempt: back off (at least as long as the service asked), maybe fall back."""
+        attempts = item.attempts + 1
+        s = settings
+        delay = retry_delay(attempts, base=s.retry_base, cap=s.retry_cap, rng=self._rng)
+        now = self._clock()
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
+            self._limits.pause(channel, now + timedelta(seconds=result.retry_after))
+        error = result.error or "failed"
+        next_at = now + timedelta(seconds=delay)
+        self._store.mark_failed(item.id, error=error, next_at=next_at)
+        self.stats.failed += 1
+        _bump(self.stats.failed_by_channel, channel)
+        log.warning(
+            "delivery failed: channel %s, rule %s, attempt %d: %s; retrying in %.1fs",
+            channel,
+            item.rule,
+            attempts,
+            error,
+            delay,
+        )
+        fallback = self._limits.fallback(channel)
+        if fallback is not None and now - item.created_at >= fallback[1]:
+            self.escalate(item, channel, sender)
+
+    def retarget(self, item: OutboxItem, sender: Sender) -> None:
+        """The row's URL left the config: re-queue it for its channel's current URLs, or die."""
+        targets = channel_targets(sender, item.channel)
+        if targets is None:
+            gone = isinstance(sender, TargetDirectory)
+            channel = sender.channel_of(item.target) or item.channel
+            self.dead(item, channel, CHANNEL_GONE if gone else UNKNOWN_TARGET, sender)
+            return
+        retarget(self._store, item, targets)
+        self._store.mark_sent(item.id)  # commits the records too; a replay after a crash adds none
+        self.stats.retargeted += 1
+        log.info(
+            "alert re-queued for the current URL(s) of channel %s (its URL left the config): "
+            "rule %s",
+            item.channel,
+            item.rule,
+        )
+        self._notify()
+
+    def dead(self, item: OutboxItem, channel: str, error: str, sender: Sender) -> None:
+        self._store.mark_dead(item.id, error=error)
+        self.stats.dead += 1
+        _bump(self.stats.dead_by_channel, channel)
+        log.error("alert dead-lettered: channel %s, rule %s: %s", channel, item.rule, error)
+        self.escalate(item, channel, sender)
+
+    def escalate(self, item: OutboxItem, channel: str, sender: Sender) -> None:
+        """Queue the alert for its channel's fallback (once); wake lanes to send it."""
+        if self._fallbacks.escalate(item, self._limits, channel, sender):
+            fallback = self._limits.fallback(channel)
+            log.warning(
+                "channel %s failing for rule %s: alert also queued for %s",
+                channel,
+                item.rule,
+                fallback[0] if fallback else "?",
+            )
+            self._notify()
