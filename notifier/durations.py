@@ -21,8 +21,10 @@ _UNITS: dict[str, Decimal] = {
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _HINT = 'use a number of seconds or a duration such as "30s", "5m", "2h", "1d", "1h30m", "500ms"'
-# timedelta's own ceiling, in seconds; beyond it the value is surely a typo.
-_MAX_SECONDS = Decimal(timedelta.max.days) * 86400
+# About a century, in seconds: beyond it the value is surely a typo, and a deadline of now plus
+# a duration must stay a date (Python's last is the year 9999; `every: 3000000d` passed it).
+MAX_DAYS = 36525
+_MAX_SECONDS = Decimal(MAX_DAYS) * 86400
 
 
 def parse_duration(value: object) -> timedelta:
@@ -69,7 +71,7 @@ def _seconds(seconds: Decimal, original: object) -> timedelta:
     if seconds < 0:
         raise ValueError(f"duration must not be negative, got {original!r}")
     if seconds > _MAX_SECONDS:
-        raise ValueError(f"duration too long: {original!r}")
+        raise ValueError(f"duration too long: {original!r}; at most {MAX_DAYS}d (about a century)")
     micros = int((seconds * 1_000_000).to_integral_value())
     return timedelta(microseconds=micros)
 

@@ -280,3 +280,24 @@ def test_every_throttle_field_missing_from_group_by_is_reported() -> None:
         "config.yaml:7: rules[0].throttle.by[1]: 'side' must also be in group.by so each "
         "digest has one throttle key",
     ]
+
+
+def test_a_throttle_or_group_past_a_century_is_refused_where_written() -> None:
+    """`every: 3000000d` once passed and then crashed the pipeline at `now + every` (year
+    10000), after the fill was recorded: its alert was lost and every later match crashed."""
+    found = errors(
+        """\
+        rules:
+          - name: never-again
+            notify: desk
+            throttle: {by: [market_id], every: 3000000d}
+          - name: slow
+            notify: desk
+            group: {by: [market_id], wait: 36526d}
+        """
+    )
+    assert len(found) == 2
+    assert "rules[0].throttle.every" in found[0]
+    assert "duration too long: '3000000d'; at most 36525d" in found[0]
+    assert "rules[1].group.wait" in found[1]
+    assert shaping(rules_of(ISSUE_RULES.replace("every: 10m", "every: 36525d"))[2])
