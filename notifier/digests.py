@@ -12,7 +12,7 @@ from typing import Literal
 from notifier.events import Fill
 from notifier.render import FILL_FIELDS, Timestamp, fill_values
 
-MIXED = "mixed"  # side/outcome of a digest whose fills disagree
+MIXED = "mixed"  # side/outcome/market_id of a digest whose fills disagree
 AGGREGATE_FIELDS = (
     "count",
     "total_quantity",
@@ -63,6 +63,7 @@ class Bunch:
     last_at: datetime
     sides: set[str]
     outcomes: set[str]
+    markets: set[str]  # market ids: a digest may span markets (held at night, any `by`)
 
     @classmethod
     def of(cls, first: Fill, *more: Fill) -> Bunch:
@@ -70,7 +71,7 @@ class Bunch:
         at = first.filled_at
         bunch = cls(
             [first], first, 1, first.quantity, first.notional, first.price, first.price,
-            at, at, {first.side}, {first.outcome},
+            at, at, {first.side}, {first.outcome}, {first.market_id},
         )  # fmt: skip
         for fill in more:
             bunch.add(fill)
@@ -94,6 +95,7 @@ class Bunch:
         self.last_at = max(self.last_at, other.last_at)
         self.sides |= other.sides
         self.outcomes |= other.outcomes
+        self.markets |= other.markets
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +156,20 @@ def aggregate(bunch: Bunch) -> dict[str, object]:
 
 
 def release_fields(rule: str, bunch: Bunch, suppressed: int) -> dict[str, object]:
-    """Template fields: the last fill's, the digest figures, and side/outcome only if shared."""
+    """Template fields: the last fill's, the digest figures, and side/outcome/market if shared.
+
+    A digest over several markets (everything a rule held outside its hours is one digest)
+    names how many, never the last fill's market as if all were on it.
+    """
     fields = fill_values(bunch.last, rule=rule)
     fields.update(aggregate(bunch), suppressed=suppressed)
     if len(bunch.sides) > 1:
         fields["side"] = MIXED
     if len(bunch.outcomes) > 1:
         fields["outcome"] = MIXED
+    if len(bunch.markets) > 1:
+        fields["market_id"] = MIXED
+        fields["market_title"] = f"{len(bunch.markets)} markets"
     return fields
 
 

@@ -136,6 +136,7 @@ def _dump_bunch(bunch: Bunch | None) -> dict[str, object]:
             "last_at": bunch.last_at.isoformat(),
             "sides": sorted(bunch.sides),
             "outcomes": sorted(bunch.outcomes),
+            "markets": sorted(bunch.markets),
         }
     return data
 
@@ -158,6 +159,8 @@ def _load_bunch(raw: Mapping[str, object]) -> Bunch | None:
         bunch.max_price = parse_decimal(tally["max_price"])
         bunch.first_at, bunch.last_at = parse_time(tally["first_at"]), parse_time(tally["last_at"])
         bunch.sides, bunch.outcomes = set(tally["sides"]), set(tally["outcomes"])
+        # A snapshot from before market tracking: the markets of the fills it names.
+        bunch.markets = set(tally.get("markets", [])) | bunch.markets | {bunch.last.market_id}
     return bunch
 
 

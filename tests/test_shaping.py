@@ -604,6 +604,33 @@ def test_hold_outside_hours_sends_one_digest_when_the_window_opens() -> None:
     assert shaper.next_deadline() is None
 
 
+def test_a_held_digest_over_several_markets_names_none_of_them() -> None:
+    """Everything held at night is one digest: it counts its markets, through a snapshot too.
+
+    It took the last fill's market title, so 300 fills on one market and 1 on another read
+    "301 fills on <the other>".
+    """
+    shaper = Shaper({"r": RuleShaping(active=active(WINDOW))})
+    night = utc("2026-02-06T23:00:00")
+    for n in range(1, 31):
+        shaper.offer("r", fill(n, market="btc"), night)
+    shaper.offer("r", fill(31, market="election"), night)
+    restored = Shaper.restore({"r": RuleShaping(active=active(WINDOW))}, shaper.snapshot())
+    for each in (shaper, restored):
+        [digest] = each.due(utc("2026-02-07T08:00:00"))
+        fields = digest.fields
+        assert (fields["count"], fields["market_title"], fields["market_id"]) == (
+            31,
+            "2 markets",
+            "mixed",
+        )
+    one = Shaper({"r": RuleShaping(active=active(WINDOW))})
+    for n in range(1, 31):
+        one.offer("r", fill(n, market="btc"), night)
+    [digest] = one.due(utc("2026-02-07T08:00:00"))
+    assert (digest.fields["market_title"], digest.fields["market_id"]) == ("Title of btc", "btc")
+
+
 def test_held_digest_goes_out_before_a_new_alert_in_the_open_window() -> None:
     """If a match arrives after opening but before due() ran, the held digest leaves first."""
     shaper = Shaper({"r": RuleShaping(active=active(WINDOW))})
