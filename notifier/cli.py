@@ -25,6 +25,7 @@ from notifier.errors import (
     ConfigError,
     FatalFeedError,
     ListenError,
+    StateBusyError,
     StateError,
     key_prefix,
     os_reason,
@@ -86,6 +87,9 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
         heading = f"config error: {count} problem{'' if count == 1 else 's'}"
         _last_word(f"{heading}\n{exc}", prefix="")  # one JSON record under JSON logging
         return EXIT_CONFIG
+    except StateBusyError as exc:  # may clear: exit so that the unit restarts us
+        _last_word(f"stopping: {exc}")
+        return EXIT_SOFTWARE
     except (FatalFeedError, StateError) as exc:
         _last_word(f"fatal: {exc}")
         return EXIT_FATAL
@@ -121,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_held(args: argparse.Namespace, hangups: HangupLatch) -> int:
-    from notifier import keepalive
+    from notifier import eventloop, keepalive
     from notifier.service import Service
 
     path = Path(args.config)
@@ -139,7 +143,7 @@ def _run_held(args: argparse.Namespace, hangups: HangupLatch) -> int:
         except* StateError as group:
             raise group.exceptions[0] from None
 
-    asyncio.run(go())
+    eventloop.run(go())
     return EXIT_OK
 
 
@@ -203,7 +207,13 @@ def _outbox(args: argparse.Namespace) -> int:
     from notifier.store import StateStore
 
     settings = _load(Path(args.config), require_api_key=False)
-    with StateStore(settings.state.path) as store:
+    path = settings.state.path
+    if not path.exists():  # opening would create it: a typo would report an empty outbox
+        raise StateError(
+            f"state file {path}: not found (the daemon creates it on its first run; "
+            "is this the config it runs with?)"
+        )
+    with StateStore(path) as store:
         if args.retry_dead:
             print(f"requeued {store.retry_dead()} dead alert(s)")
         elif args.purge_dead:

@@ -69,6 +69,13 @@ class StateError(NotifierError):
     """The state store cannot be opened, read or written."""
 
 
+class StateBusyError(StateError):
+    """The state file was busy past the timeout, or its disk full: a condition that may clear.
+
+    The daemon exits so that its unit restarts it (exit 70), rather than stopping for good.
+    """
+
+
 def key_prefix(api_key: str) -> str:
     """The part of an API key that PolySimulator itself shows in listings (first 16 chars)."""
     if not api_key:

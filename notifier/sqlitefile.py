@@ -14,12 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Literal
 
-from notifier.errors import StateError
+from notifier.errors import StateBusyError, StateError
 
 Migration = Callable[[sqlite3.Connection], None]
 
 # Bytes a WAL file is cut back to when it restarts after a burst made it grow.
 WAL_SIZE_LIMIT = 64 * 2**20
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13  # sqlite3.h primary result codes
 
 
 class SqliteFile:
@@ -47,6 +48,7 @@ class SqliteFile:
         autocheckpoint: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self._busy_timeout = busy_timeout
         self._defer = defer_commit
         self._batch_limit = batch_limit
         self._in_batch = False
@@ -106,8 +108,15 @@ class SqliteFile:
             raise  # a bug in the caller, not a problem with the file
         except sqlite3.OperationalError as exc:
             reason = str(exc)
-            if "locked" in reason or "busy" in reason:
-                reason = "locked by another process (is another notifier running?)"
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+            if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                # Another notifier cannot be it: the lock beside the file keeps it out.
+                reason = (
+                    f"busy: another program held its write lock over {self._busy_timeout:g}s "
+                    "(a sqlite3 shell, a backup?)"
+                )
+            if code in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL):
+                raise StateBusyError(f"state file {self.path}: {doing}: {reason}") from exc
             raise StateError(f"state file {self.path}: {doing}: {reason}") from exc
         except sqlite3.DatabaseError as exc:
             raise StateError(
@@ -199,7 +208,8 @@ def _hold_lock(path: Path) -> IO[bytes]:
     A lock beside the database rather than SQLite's exclusive locking mode, so that
     `notifier outbox` can still read and requeue while the daemon runs (WAL lets them share).
     """
-    lock = (path.parent / f"{path.name}.lock").open("ab")
+    real = path.resolve()  # one lock whichever symlink names the file: two daemons sent twice
+    lock = (real.parent / f"{real.name}.lock").open("ab")
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

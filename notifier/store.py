@@ -324,18 +324,40 @@ class StateStore:
             ).fetchall()
         return [item_from_row(r) for r in rows]
 
-    def retry_dead(self) -> int:
-        """Requeue every dead row: attempts reset, due now, and a fresh max_age from now."""
+    def retry_dead(self, *, step: int = PRUNE_STEP) -> int:
+        """Requeue every dead row: attempts reset, due now, and a fresh max_age from now.
+
+        In short transactions of `step` rows, as `purge_dead`: the daemon beside it must not
+        wait on the write lock past its busy timeout.
+        """
         now = to_us(self._clock())
-        return self._update(
+        return self._in_steps(
             "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, created_at = ?, "
-            "done_at = NULL WHERE state = 'dead'",
+            "done_at = NULL WHERE id IN (SELECT id FROM outbox WHERE state = 'dead' LIMIT ?)",
             (now, now),
+            step,
         )
 
-    def purge_dead(self) -> int:
-        """Delete every dead row."""
-        return self._update("DELETE FROM outbox WHERE state = 'dead'", ())
+    def purge_dead(self, *, step: int = PRUNE_STEP) -> int:
+        """Delete every dead row, in short transactions of `step` rows.
+
+        One DELETE of 600,000 dead rows held the write lock over a second, and the daemon
+        running beside it (as this command may) stopped on its busy timeout.
+        """
+        return self._in_steps(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'dead' LIMIT ?)",
+            (),
+            step,
+        )
+
+    def _in_steps(self, sql: str, params: tuple[object, ...], step: int) -> int:
+        """Run `sql` (its last parameter the step) until it touches fewer than `step` rows."""
+        total = 0
+        while True:
+            done = self._update(sql, (*params, step))
+            total += done
+            if done < step:
+                return total
 
     def has_alert(self, *, fill_key: str, rule: str, target: str) -> bool:
         """Whether this alert has a row for this target, in any state."""

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -276,6 +277,34 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().out == "removed 1 dead alert(s)\n"
 
 
+def test_outbox_of_a_missing_state_file_is_an_error_and_creates_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A mistyped state path reported "pending 0, dead 0" and left a new database behind."""
+    config = RULES.format(url="json://127.0.0.1:9/") + "state:\n  path: nosuchdir/state.db\n"
+    Path("c.yaml").write_text(config, encoding="utf-8")
+    assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_FATAL
+    assert "state file nosuchdir/state.db: not found" in capsys.readouterr().err
+    assert not Path("nosuchdir").exists()
+
+
+def test_a_state_file_busy_past_its_timeout_exits_70_to_be_restarted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A write lock held by another program is not fatal (exit 1 stops the unit for good)."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    StateStore(Path("notifier.db")).close()
+    other = sqlite3.connect("notifier.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        assert cli.main(["outbox", "--config", "c.yaml", "--purge-dead"]) == cli.EXIT_SOFTWARE
+    finally:
+        other.close()
+    err = capsys.readouterr().err
+    assert "stopping: state file notifier.db: " in err
+    assert "busy: another program held its write lock over 1s" in err
+
+
 def test_log_level_option_before_or_after_command(capsys: pytest.CaptureFixture[str]) -> None:
     """--log-level works on either side of the command; an unknown level is a usage error."""
     assert cli.main(["--log-level", "warning", "check-config", str(EXAMPLE)]) == 0
@@ -380,6 +409,7 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
     also when the message is an error on a closed stderr (`check-config bad 2>&1 | head`)."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
     Path("bad.yaml").write_text(BAD_CONFIG, encoding="utf-8")
+    StateStore(Path("notifier.db")).close()
     outbox = ["outbox", "--config", "c.yaml"]
     assert _closed_pipe_run(outbox, tmp_path, stderr_too=False) == (141, "")
     assert _closed_pipe_run(["check-config", "bad.yaml"], tmp_path, stderr_too=True)[0] == 141

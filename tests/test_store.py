@@ -13,7 +13,7 @@ import pytest
 from daemon import python_child
 from fakes import HandClock
 
-from notifier.errors import StateError
+from notifier.errors import StateBusyError, StateError
 from notifier.events import Alert
 from notifier.store import FUTURE_TOLERANCE, SCHEMA_VERSION, StateStore
 
@@ -231,6 +231,43 @@ def test_purge_dead_removes_only_dead(store: StateStore) -> None:
     assert store.purge_dead() == 0
 
 
+def test_retry_and_purge_dead_go_in_steps_and_touch_only_dead_rows(store: StateStore) -> None:
+    """Short transactions (a daemon beside them must get the lock), every dead row in the end."""
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1", target=t) for t in "abcdefg"])
+    rows = store.outbox()
+    for row in rows[:5]:
+        store.mark_dead(row.id, error="x")
+    store.mark_sent(rows[5].id)
+    assert store.retry_dead(step=2) == 5
+    assert store.counts() == {"pending": 6, "dead": 0, "sent": 1}
+    for row in store.outbox()[:5]:
+        store.mark_dead(row.id, error="x")
+    assert store.purge_dead(step=2) == 5
+    assert store.counts() == {"pending": 1, "dead": 0, "sent": 1}
+    assert store.purge_dead(step=2) == store.retry_dead(step=2) == 0
+
+
+def test_a_write_lock_held_past_the_timeout_is_a_busy_error(tmp_path: Path) -> None:
+    """Busy is a condition that may clear (the daemon exits to be restarted), and its message
+    no longer blames another notifier: the lock beside the file keeps those out."""
+    path = tmp_path / "state.db"
+    with StateStore(path, busy_timeout=0.05) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StateBusyError) as info:
+                store.set_meta("k", "v")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert str(info.value) == (
+            f"state file {path}: write meta: busy: another program held its write lock over "
+            "0.05s (a sqlite3 shell, a backup?)"
+        )
+        store.set_meta("k", "v")  # the store is usable once the lock is gone
+        assert store.get_meta("k") == "v"
+
+
 def test_prune_bounds_the_file(store: StateStore, clock: HandClock) -> None:
     """prune forgets old fill keys and old sent rows, never pending or dead ones."""
     for n in range(10):
@@ -371,6 +408,21 @@ def test_exclusive_store_locks_out_a_second_daemon_but_not_the_cli(tmp_path: Pat
         assert [r.state for r in first.outbox()] == ["pending"]
     with StateStore(path, exclusive=True, busy_timeout=0) as again:
         assert again.seen("f1")
+
+
+def test_a_symlink_to_the_state_file_shares_its_lock(tmp_path: Path) -> None:
+    """Two configs naming one file by different names: the second daemon is refused. Before,
+    each locked `<its name>.lock`, both ran, and both delivered the same pending row."""
+    path = tmp_path / "state.db"
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "link.db"
+    link.symlink_to(path)
+    refused = pytest.raises(StateError, match="is another notifier running")
+    with StateStore(path, exclusive=True), refused:
+        StateStore(link, exclusive=True, busy_timeout=0)
+    refused = pytest.raises(StateError, match="is another notifier running")
+    with StateStore(link, exclusive=True, busy_timeout=0), refused:
+        StateStore(path, exclusive=True, busy_timeout=0)
 
 
 CHILD = textwrap.dedent(
@@ -574,7 +626,7 @@ FULL_DISK_CHILD = textwrap.dedent(
     import resource, signal, sys
     from datetime import UTC, datetime
     from pathlib import Path
-    from notifier.errors import StateError
+    from notifier.errors import StateBusyError, StateError
     from notifier.events import Alert
     from notifier.store import StateStore
 
