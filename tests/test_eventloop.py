@@ -1,0 +1,56 @@
+"""The daemon's loop runner: asyncio.run's ending, without joining stuck worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from notifier import eventloop
+
+
+def test_run_returns_while_a_worker_thread_is_still_blocked() -> None:
+    """A name lookup stuck in the default executor held asyncio.run's exit for its whole
+    timeout (24 s with a DNS server that does not answer); the runner leaves it behind."""
+    release = threading.Event()
+    started = threading.Event()
+    watchdog = threading.Timer(60, release.set)  # if the runner waited, the test still ends
+    watchdog.start()
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, lambda: (started.set(), release.wait()))
+        await asyncio.to_thread(started.wait)
+        return "done"
+
+    try:
+        assert eventloop.run(main()) == "done"
+        assert not release.is_set()  # returned while the worker was still blocked
+    finally:
+        release.set()
+        watchdog.cancel()
+
+
+def test_run_cancels_leftover_tasks_and_passes_errors_through() -> None:
+    """Tasks still running when main ends are cancelled (their cleanup runs), as asyncio.run."""
+    cleaned: list[str] = []
+
+    async def lingering() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append("lingering")
+
+    async def main() -> None:
+        asyncio.get_running_loop().create_task(lingering())
+        await asyncio.sleep(0)
+
+    eventloop.run(main())
+    assert cleaned == ["lingering"]
+
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        eventloop.run(failing())
