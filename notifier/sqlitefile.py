@@ -108,14 +108,14 @@ class SqliteFile:
             raise  # a bug in the caller, not a problem with the file
         except sqlite3.OperationalError as exc:
             reason = str(exc)
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+            code = _primary_code(exc)
             if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
                 # Another notifier cannot be it: the lock beside the file keeps it out.
                 reason = (
                     f"busy: another program held its write lock over {self._busy_timeout:g}s "
                     "(a sqlite3 shell, a backup?)"
                 )
-            if code in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL):
+            if _may_clear(exc):
                 raise StateBusyError(f"state file {self.path}: {doing}: {reason}") from exc
             raise StateError(f"state file {self.path}: {doing}: {reason}") from exc
         except sqlite3.DatabaseError as exc:
@@ -166,7 +166,8 @@ class SqliteFile:
             # returned success are gone. As with a failed commit, the file is broken for good;
             # a restart finds the durable watermark before them and backfill brings them again.
             self._in_batch = False
-            self._broken = StateError(f"state file {self.path}: batch lost: {exc}")
+            lost = StateBusyError if _may_clear(exc) else StateError  # a full disk: restart
+            self._broken = lost(f"state file {self.path}: batch lost: {exc}")
             raise
         self.db.execute("RELEASE step")
 
@@ -200,6 +201,20 @@ class SqliteFile:
         if self._lock is not None:
             self._lock.close()  # closing the descriptor releases the flock
             self._lock = None
+
+
+def _primary_code(exc: BaseException) -> int:
+    """SQLite's primary result code of an error (0 if it has none)."""
+    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
+
+
+def _may_clear(exc: BaseException) -> bool:
+    """A busy or locked file, or a full disk: a condition a restart may find gone."""
+    return isinstance(exc, StateBusyError) or _primary_code(exc) in (
+        _SQLITE_BUSY,
+        _SQLITE_LOCKED,
+        _SQLITE_FULL,
+    )
 
 
 def _hold_lock(path: Path) -> IO[bytes]:

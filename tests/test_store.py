@@ -626,7 +626,7 @@ FULL_DISK_CHILD = textwrap.dedent(
     import resource, signal, sys
     from datetime import UTC, datetime
     from pathlib import Path
-    from notifier.errors import StateBusyError, StateError
+    from notifier.errors import StateError
     from notifier.events import Alert
     from notifier.store import StateStore
 
@@ -685,6 +685,24 @@ def test_a_full_disk_is_reported_as_such_and_a_lost_batch_stops_writes(tmp_path:
         "flush": "ok",  # nothing left to commit: no second, misleading error
     }
     assert committed_keys(batched) == set()
+
+
+def test_a_full_database_may_clear_in_a_batch_and_out(tmp_path: Path) -> None:
+    """SQLITE_FULL (here `max_page_count`, as a full disk) is a StateBusyError, and so is the
+    lost batch after it: the daemon exits 70 and is restarted, instead of stopping for good."""
+    calls: list[Callable[[], None]] = []
+    with StateStore(tmp_path / "s.db", defer_commit=calls.append) as store:
+        store.record(fill_key="a", filled_at=T0, alerts=[])
+        store.flush()
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StateBusyError, match="write meta: database or disk is full"):
+            store.set_meta("big", "x" * 100_000)
+        big = Alert("b", "r", "chat", "t", "title", "x" * 100_000, T0)
+        with pytest.raises(StateBusyError, match="record fill: database or disk is full"):
+            store.record(fill_key="b", filled_at=T0, alerts=[big])
+        with pytest.raises(StateBusyError, match="batch lost: database or disk is full"):
+            store.record(fill_key="c", filled_at=T0, alerts=[])
 
 
 def held_keys(path: Path) -> set[str]:
