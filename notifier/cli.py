@@ -208,7 +208,11 @@ def _outbox(args: argparse.Namespace) -> int:
 
     settings = _load(Path(args.config), require_api_key=False)
     path = settings.state.path
-    if not path.exists():  # opening would create it: a typo would report an empty outbox
+    try:
+        found = path.exists()
+    except OSError as exc:  # a directory we may not enter: Python 3.11 raises, not False
+        raise StateError(f"state file {path}: cannot open: {exc.strerror}") from None
+    if not found:  # opening would create it: a typo would report an empty outbox
         raise StateError(
             f"state file {path}: not found (the daemon creates it on its first run; "
             "is this the config it runs with?)"

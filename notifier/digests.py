@@ -41,6 +41,7 @@ GROUP_SAMPLES: Mapping[str, object] = {
 }
 ReleaseKind = Literal["single", "group", "throttle", "held"]
 LINES_KEPT = 20  # fills a digest lists one per line (then "… and N more"): all a Bunch keeps
+MARKETS_KEPT = 100  # market ids a Bunch counts; past them a digest says "100+ markets"
 
 
 @dataclass(slots=True)
@@ -63,7 +64,8 @@ class Bunch:
     last_at: datetime
     sides: set[str]
     outcomes: set[str]
-    markets: set[str]  # market ids: a digest may span markets (held at night, any `by`)
+    markets: set[str]  # market ids, up to MARKETS_KEPT: a digest may span markets
+    more_markets: bool = False  # there were more than MARKETS_KEPT
 
     @classmethod
     def of(cls, first: Fill, *more: Fill) -> Bunch:
@@ -95,7 +97,16 @@ class Bunch:
         self.last_at = max(self.last_at, other.last_at)
         self.sides |= other.sides
         self.outcomes |= other.outcomes
-        self.markets |= other.markets
+        if not self.more_markets:  # the set stays small: snapshots rewrite it every batch
+            self.markets |= other.markets
+            self.more_markets = other.more_markets
+            self.cap_markets()
+
+    def cap_markets(self) -> None:
+        """Keep at most MARKETS_KEPT market ids, noting that there were more."""
+        while len(self.markets) > MARKETS_KEPT:
+            self.markets.pop()
+            self.more_markets = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +180,8 @@ def release_fields(rule: str, bunch: Bunch, suppressed: int) -> dict[str, object
         fields["outcome"] = MIXED
     if len(bunch.markets) > 1:
         fields["market_id"] = MIXED
-        fields["market_title"] = f"{len(bunch.markets)} markets"
+        more = "+" if bunch.more_markets else ""
+        fields["market_title"] = f"{len(bunch.markets)}{more} markets"
     return fields
 
 

@@ -21,9 +21,10 @@ _UNITS: dict[str, Decimal] = {
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _HINT = 'use a number of seconds or a duration such as "30s", "5m", "2h", "1d", "1h30m", "500ms"'
-# About a century, in seconds: beyond it the value is surely a typo, and a deadline of now plus
-# a duration must stay a date (Python's last is the year 9999; `every: 3000000d` passed it).
-MAX_DAYS = 36525
+# About 1,900 years, in seconds: now plus or minus a duration must stay a date (Python's run
+# from the year 1 to 9999; `every: 3000000d` passed the end), while "forever" written as
+# `max_age: 99999d` still reads as it did.
+MAX_DAYS = 700_000
 _MAX_SECONDS = Decimal(MAX_DAYS) * 86400
 
 
@@ -71,7 +72,7 @@ def _seconds(seconds: Decimal, original: object) -> timedelta:
     if seconds < 0:
         raise ValueError(f"duration must not be negative, got {original!r}")
     if seconds > _MAX_SECONDS:
-        raise ValueError(f"duration too long: {original!r}; at most {MAX_DAYS}d (about a century)")
+        raise ValueError(f"duration too long: {original!r}; at most {MAX_DAYS}d")
     micros = int((seconds * 1_000_000).to_integral_value())
     return timedelta(microseconds=micros)
 

@@ -6,46 +6,34 @@ server that does not answer held the exit 24 s after the daemon had finished, pa
 stop timeout. By then the state file is closed and every alert is recorded or sent; what a
 worker thread still does (a lookup, a reload reading the config) has no result anyone awaits,
 and `cli.entry` leaves with `os._exit`.
+
+Everything else is `asyncio.run`'s own: its Ctrl-C handling (a cancellation at the next await,
+not an interrupt in the middle of a state-file write) and its cancelling of leftover tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+class _UnjoinedExecutor(ThreadPoolExecutor):
+    """asyncio's default executor, except that shutting it down never waits for its threads."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=cancel_futures)
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(main)`, except that the default executor is shut down without waiting."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(main)
-    finally:
-        try:
-            _cancel_all_tasks(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()  # shuts the default executor down with wait=False
 
+    async def unjoined() -> T:
+        executor = _UnjoinedExecutor(thread_name_prefix="asyncio")
+        asyncio.get_running_loop().set_default_executor(executor)
+        return await main
 
-def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    """What `asyncio.run` does with tasks still running when `main` ends: cancel, then report."""
-    tasks = asyncio.all_tasks(loop)
-    if not tasks:
-        return
-    for task in tasks:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            loop.call_exception_handler(
-                {
-                    "message": "unhandled exception during shutdown",
-                    "exception": task.exception(),
-                    "task": task,
-                }
-            )
+    return asyncio.run(unjoined())

@@ -137,6 +137,7 @@ def _dump_bunch(bunch: Bunch | None) -> dict[str, object]:
             "sides": sorted(bunch.sides),
             "outcomes": sorted(bunch.outcomes),
             "markets": sorted(bunch.markets),
+            "more_markets": bunch.more_markets,
         }
     return data
 
@@ -159,8 +160,10 @@ def _load_bunch(raw: Mapping[str, object]) -> Bunch | None:
         bunch.max_price = parse_decimal(tally["max_price"])
         bunch.first_at, bunch.last_at = parse_time(tally["first_at"]), parse_time(tally["last_at"])
         bunch.sides, bunch.outcomes = set(tally["sides"]), set(tally["outcomes"])
-        # A snapshot from before market tracking: the markets of the fills it names.
+        # A snapshot from before market tracking names only some fills' markets: "at least".
         bunch.markets = set(tally.get("markets", [])) | bunch.markets | {bunch.last.market_id}
+        bunch.more_markets = bool(tally.get("more_markets", "markets" not in tally))
+        bunch.cap_markets()
     return bunch
 
 

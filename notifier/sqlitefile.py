@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -223,7 +224,9 @@ def _hold_lock(path: Path) -> IO[bytes]:
     A lock beside the database rather than SQLite's exclusive locking mode, so that
     `notifier outbox` can still read and requeue while the daemon runs (WAL lets them share).
     """
-    real = path.resolve()  # one lock whichever symlink names the file: two daemons sent twice
+    # One lock whichever symlink names the file (two daemons sent twice); realpath, unlike
+    # Path.resolve on 3.11, leaves a symlink loop for sqlite to refuse as it always did.
+    real = Path(os.path.realpath(path))
     lock = (real.parent / f"{real.name}.lock").open("ab")
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -286,6 +286,11 @@ def test_outbox_of_a_missing_state_file_is_an_error_and_creates_nothing(
     assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_FATAL
     assert "state file nosuchdir/state.db: not found" in capsys.readouterr().err
     assert not Path("nosuchdir").exists()
+    # A path the system cannot even look up (Python 3.11 raises there): the same one line.
+    long_name = "x" * 300 + ".db"
+    Path("c.yaml").write_text(config.replace("nosuchdir/state.db", long_name), encoding="utf-8")
+    assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_FATAL
+    assert f"state file {long_name}: cannot open: File name too long" in capsys.readouterr().err
 
 
 def test_a_state_file_busy_past_its_timeout_exits_70_to_be_restarted(

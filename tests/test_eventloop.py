@@ -1,8 +1,10 @@
-"""The daemon's loop runner: asyncio.run's ending, without joining stuck worker threads."""
+"""The daemon's loop runner: asyncio.run, without joining stuck worker threads at the end."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 
 import pytest
@@ -54,3 +56,20 @@ def test_run_cancels_leftover_tasks_and_passes_errors_through() -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         eventloop.run(failing())
+
+
+def test_ctrl_c_is_a_cancellation_at_the_next_await_as_with_asyncio_run() -> None:
+    """The synchronous work under way (a state-file write, say) finishes before Ctrl-C lands."""
+    steps: list[str] = []
+
+    async def main() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.extend(f"step{n}" for n in range(3))  # no await: not interrupted
+            await asyncio.Event().wait()
+        finally:
+            steps.append("finally")
+
+    with pytest.raises(KeyboardInterrupt):
+        eventloop.run(main())
+    assert steps == ["step0", "step1", "step2", "finally"]

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.digests import LINES_KEPT, Bunch, fill_to_data
+from notifier.digests import LINES_KEPT, MARKETS_KEPT, Bunch, fill_to_data
+from notifier.durations import MAX_DAYS
 from notifier.events import Fill
 from notifier.shaping import (
     MIXED,
@@ -629,6 +630,42 @@ def test_a_held_digest_over_several_markets_names_none_of_them() -> None:
         one.offer("r", fill(n, market="btc"), night)
     [digest] = one.due(utc("2026-02-07T08:00:00"))
     assert (digest.fields["market_title"], digest.fields["market_id"]) == ("Title of btc", "btc")
+
+
+def test_a_held_digest_counts_up_to_a_hundred_markets_then_says_more() -> None:
+    """The market ids a digest keeps are bounded, as its lines are: the snapshot rewritten
+    with every batch must not grow with every market a bot trades overnight."""
+    shaper = Shaper({"r": RuleShaping(active=active(WINDOW))})
+    night = utc("2026-02-06T23:00:00")
+    for n in range(1, 151):
+        shaper.offer("r", fill(n, market=f"m{n}"), night)
+    data = json.loads(json.dumps(shaper.snapshot()))
+    tally = data["rules"]["r"]["held"]["tally"]
+    assert (len(tally["markets"]), tally["more_markets"]) == (MARKETS_KEPT, True)
+    restored = Shaper.restore({"r": RuleShaping(active=active(WINDOW))}, data)
+    for each in (shaper, restored):
+        [digest] = each.due(utc("2026-02-07T08:00:00"))
+        assert (digest.count, digest.fields["market_title"]) == (150, "100+ markets")
+    del tally["markets"], tally["more_markets"]  # as written before markets were counted
+    older = Shaper.restore({"r": RuleShaping(active=active(WINDOW))}, data)
+    [digest] = older.due(utc("2026-02-07T08:00:00"))
+    assert digest.fields["market_title"] == f"{LINES_KEPT + 1}+ markets"  # the ones it names
+
+
+def test_the_longest_duration_a_config_takes_still_makes_a_deadline() -> None:
+    """`every: 3000000d` once overflowed `now + every` (past the year 9999) in the pipeline;
+    the parser's ceiling keeps every throttle and group deadline a date."""
+    longest = parse_throttle({"by": ["market_id"], "every": f"{MAX_DAYS}d"}).every
+    group = GroupSpec(by=("market_id",), wait=longest)
+    shaper = Shaper(
+        {"t": RuleShaping(throttle=ThrottleSpec(by=("market_id",), every=longest)),
+         "g": RuleShaping(group=group)}
+    )  # fmt: skip
+    assert len(shaper.offer("t", fill(1), T0)) == 1
+    assert shaper.offer("t", fill(2), T0) == shaper.offer("g", fill(3), T0) == []
+    assert shaper.next_deadline() == T0 + longest
+    with pytest.raises(SpecError, match="too long"):
+        parse_throttle({"by": ["market_id"], "every": f"{MAX_DAYS + 1}d"})
 
 
 def test_held_digest_goes_out_before_a_new_alert_in_the_open_window() -> None:

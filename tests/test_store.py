@@ -423,6 +423,10 @@ def test_a_symlink_to_the_state_file_shares_its_lock(tmp_path: Path) -> None:
     refused = pytest.raises(StateError, match="is another notifier running")
     with StateStore(link, exclusive=True, busy_timeout=0), refused:
         StateStore(path, exclusive=True, busy_timeout=0)
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    with pytest.raises(StateError, match="cannot open: unable to open database file"):
+        StateStore(tmp_path / "loop-a", exclusive=True)  # a one-line error, as before
 
 
 CHILD = textwrap.dedent(
