@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,8 @@ from notifier.errors import StateBusyError, StateError
 Migration = Callable[[sqlite3.Connection], None]
 
 # Bytes a WAL file is cut back to when it restarts after a burst made it grow.
+log = logging.getLogger(__name__)
+
 WAL_SIZE_LIMIT = 64 * 2**20
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13  # sqlite3.h primary result codes
 
@@ -136,7 +139,7 @@ class SqliteFile:
         if deferrable and self._defer is not None and not self._in_batch:
             self.db.execute("BEGIN IMMEDIATE")
             self._in_batch, self._batch_size = True, 0
-            self._defer(self.flush)
+            self._defer(self._deferred_flush)
         if self._in_batch:
             with self._savepoint():
                 yield self.db
@@ -189,6 +192,17 @@ class SqliteFile:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             raise
+
+    def _deferred_flush(self) -> None:
+        """`flush` as a scheduled callback: a failure is one log line, not a loop traceback.
+
+        The file is broken by then (see `flush`), so the next write raises the error to its
+        caller, which stops the daemon.
+        """
+        try:
+            self.flush()
+        except StateError as exc:
+            log.error("%s; stopping at the next write", exc)
 
     def close(self) -> None:
         """Commit any open batch and close (checkpointing the WAL into the file)."""

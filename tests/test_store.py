@@ -691,6 +691,48 @@ def test_a_full_disk_is_reported_as_such_and_a_lost_batch_stops_writes(tmp_path:
     assert committed_keys(batched) == set()
 
 
+FAILED_COMMIT_CHILD = textwrap.dedent(
+    """
+    import logging, resource, signal, sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from notifier.errors import StateError
+    from notifier.store import StateStore
+
+    logging.basicConfig(format="%(levelname)s %(message)s", stream=sys.stdout)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    t0 = datetime(2026, 2, 6, tzinfo=UTC)
+    calls = []
+    store = StateStore(Path(sys.argv[1]), defer_commit=calls.append)
+    store.record(fill_key="a", filled_at=t0, alerts=[])  # in the page cache, not the WAL yet
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+    for call in calls:
+        call()  # as the event loop runs it: must not raise into the loop
+    print("callback returned")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    try:
+        store.record(fill_key="b", filled_at=t0, alerts=[])
+    except StateError as exc:
+        print("next write:", exc)
+    """
+)
+
+
+def test_a_deferred_commit_that_fails_logs_one_line_and_the_next_write_raises(
+    tmp_path: Path,
+) -> None:
+    """Run by the event loop, a failed commit was a raw "Exception in callback" traceback."""
+    path = tmp_path / "s.db"
+    child = python_child(FAILED_COMMIT_CHILD, str(path))
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 0, out
+    assert out.splitlines() == [
+        f"ERROR state file {path}: commit: disk I/O error; stopping at the next write",
+        "callback returned",
+        f"next write: state file {path}: commit: disk I/O error",
+    ]
+
+
 def test_a_full_database_may_clear_in_a_batch_and_out(tmp_path: Path) -> None:
     """SQLITE_FULL (here `max_page_count`, as a full disk) is a StateBusyError, and so is the
     lost batch after it: the daemon exits 70 and is restarted, instead of stopping for good."""
