@@ -93,8 +93,7 @@ def _split(text: str) -> tuple[_Part, ...]:
             raise TemplateError(f"placeholder {shown}: only the !s conversion is allowed")
         if spec and ("{" in spec or "}" in spec):
             raise TemplateError(f"placeholder {shown}: nested placeholders in a format spec")
-        # By length first: int() of a 5,000-digit run is itself a ValueError (Python's limit).
-        if spec and any(len(n) > 6 or int(n) > MAX_SPEC_NUMBER for n in re.findall(r"\d+", spec)):
+        if spec and _oversized(spec):
             # `{order_id:>2000000000}` would build a 2 GB string for every alert.
             raise TemplateError(
                 f"placeholder {shown}: a width or precision over {MAX_SPEC_NUMBER} is not allowed"
@@ -166,6 +165,28 @@ class Template:
             except Exception:  # broad on purpose: a spec that does not fit, shown plain
                 out.append(_plain(value))
         return "".join(out)
+
+
+# A standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
+_STANDARD_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d*))?[a-zA-Z%]?", re.DOTALL)
+# A strftime directive's width, as glibc takes it: `%10Y`, `%_8d`, `%-3j`.
+_STRFTIME_WIDTH = re.compile(r"%[-_0^#]*(\d+)")
+
+
+def _oversized(spec: str) -> bool:
+    """Whether `spec` asks for a width or precision over MAX_SPEC_NUMBER.
+
+    Only real widths count: the digits of literal text in a strftime spec
+    (`{filled_at:Week %W of 2026}`) are not a width.
+    """
+    standard = _STANDARD_SPEC.fullmatch(spec)  # `{price:>12.2%}` is one too
+    numbers = [n for n in standard.groups() if n] if standard else []
+    if "%" in spec:
+        numbers += _STRFTIME_WIDTH.findall(spec)
+    elif not standard:
+        numbers = re.findall(r"\d+", spec)  # not a spec any field takes; refused later anyway
+    # By length first: int() of a 5,000-digit run is itself a ValueError (Python's limit).
+    return any(len(n) > 6 or int(n) > MAX_SPEC_NUMBER for n in numbers)
 
 
 def _plain(value: object) -> str:

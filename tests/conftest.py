@@ -9,10 +9,16 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+from hypothesis import settings
 from receivers import SmtpServer, TlsProxy, WebhookReceiver
 
 from notifier import logs
 from notifier.simulator import SimulatedPolySim
+
+# Hypothesis's per-example deadline (200 ms) is a timing assertion: a cold import or a busy CI
+# core fails an example that is correct. Tests here must not depend on timing.
+settings.register_profile("notifier", deadline=None)
+settings.load_profile("notifier")
 
 # --------------------------------------------------------------------------------------------
 # The venue and a client for it

@@ -191,6 +191,20 @@ def test_a_width_or_precision_beyond_a_thousand_is_refused() -> None:
     )
 
 
+def test_only_real_widths_count_toward_the_limit() -> None:
+    """Digits in a strftime spec's literal text are not a width; a directive's width is."""
+    week = Template.parse("{filled_at:Week %W of 2026}")
+    assert week.render(fill_values(FILL, rule="r")).startswith("Week ")
+    assert Template.parse("{filled_at:%Y-%m-%d}").render(fill_values(FILL, rule="r"))
+    with pytest.raises(TemplateError, match="over 1000 is not allowed"):
+        Template.parse("{filled_at:%2000000Y}")
+    with pytest.raises(TemplateError, match="over 1000 is not allowed"):
+        Template.parse("{filled_at:day %_5000d}")
+    with pytest.raises(TemplateError, match="over 1000 is not allowed"):
+        Template.parse("{price:>5000.1%}")  # a percent spec is a standard one, not strftime
+    assert Template.parse("{price:0>8.1%}").render({"price": Decimal("0.5")}) == "00050.0%"
+
+
 def test_a_width_of_thousands_of_digits_is_a_template_error() -> None:
     """Past Python's 4,300-digit int() limit, still a TemplateError (it was a ValueError)."""
     with pytest.raises(TemplateError, match="over 1000 is not allowed"):
