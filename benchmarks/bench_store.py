@@ -57,7 +57,10 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=64, help="records per group commit")
     parser.add_argument("--dir", type=Path, default=None, help="where the files go (a real disk)")
+    parser.add_argument("--quick", action="store_true", help="300 alerts")
     args = parser.parse_args()
+    if args.quick:
+        args.alerts = 300
     cases: list[tuple[str, Literal["NORMAL", "FULL"], int]] = [
         ("NORMAL", "NORMAL", 1),
         ("FULL", "FULL", 1),

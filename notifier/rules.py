@@ -9,7 +9,9 @@ per fill then follows the number of candidates, not the number of rules.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +53,15 @@ def is_glob(pattern: str) -> bool:
     return "*" in pattern or "?" in pattern
 
 
+@functools.lru_cache(maxsize=4096)  # one title is folded once, not once per rule testing it
+def fold(text: str) -> str:
+    """Caseless form for comparing titles and outcomes: "Straße" and "STRASSE" fold alike.
+
+    NFC first, so a title sent decomposed (e + combining accent) equals one typed composed.
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+
+
 def _glob_regex(pattern: str) -> str:
     """Only `*` and `?` are wild (unlike fnmatch, `[` is literal: market ids are plain text)."""
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
@@ -74,7 +85,7 @@ class FieldMatch(Condition):
         if self.field not in STRING_FIELDS:
             raise ValueError(f"not a string field: {self.field!r}")
         caseless = self.field in CASELESS_FIELDS
-        norm = [p.casefold() if caseless else p for p in self.patterns]
+        norm = [fold(p) if caseless else p for p in self.patterns]
         globs = [p for p in norm if is_glob(p)]
         regex = re.compile("|".join(map(_glob_regex, globs)), re.DOTALL) if globs else None
         object.__setattr__(self, "_get", attrgetter(_ATTRIBUTE.get(self.field, self.field)))
@@ -86,11 +97,20 @@ class FieldMatch(Condition):
         value = self._get(fill)
         if value is None:
             return False
-        if self._caseless:
-            value = value.casefold()
-        if value in self._exact:
+        if not self._caseless:
+            return value in self._exact or (
+                self._regex is not None and self._regex.fullmatch(value) is not None
+            )
+        folded = fold(value)
+        if folded in self._exact:
             return True
-        return self._regex is not None and self._regex.fullmatch(value) is not None
+        if self._regex is None:
+            return False
+        if self._regex.fullmatch(folded) is not None:
+            return True
+        # `?` is one character as the title writes it: "Stra?e" matches "Straße" (folded "strasse").
+        lowered = unicodedata.normalize("NFC", value).lower()
+        return lowered != folded and self._regex.fullmatch(lowered) is not None
 
 
 @dataclass(frozen=True, slots=True)

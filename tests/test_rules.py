@@ -71,6 +71,24 @@ def test_title_and_outcome_are_caseless_others_not() -> None:
     assert not FieldMatch("market", ("0XABC123",)).matches(BASE)
 
 
+def test_caseless_matching_ignores_unicode_normal_form() -> None:
+    """A title sent decomposed (e + combining accent) matches a pattern typed composed, and back."""
+    composed, decomposed = "Will Pel\u00e9 win?", "Will Pele\u0301 win?"
+    assert FieldMatch("market_title", (composed,)).matches(fill(market_title=decomposed))
+    assert FieldMatch("market_title", (decomposed,)).matches(fill(market_title=composed))
+    assert FieldMatch("market_title", ("*PEL\u00c9*",)).matches(fill(market_title=decomposed))
+    assert FieldMatch("outcome", ("Ja\u0308",)).matches(fill(outcome="J\u00c4"))
+
+
+def test_caseless_folding_and_the_one_character_glob() -> None:
+    """ß folds to ss for exact text, yet `?` still stands for the ß the title writes."""
+    assert FieldMatch("market_title", ("STRASSE",)).matches(fill(market_title="Stra\u00dfe"))
+    assert FieldMatch("market_title", ("Stra?e",)).matches(fill(market_title="STRA\u00dfE"))
+    assert FieldMatch("market_title", ("stra*e",)).matches(fill(market_title="Stra\u00dfe"))
+    assert not FieldMatch("market_title", ("STRA?E",)).matches(fill(market_title="STRASSE"))
+    assert not FieldMatch("market_title", ("Stra?e",)).matches(fill(market_title="Strasse"))
+
+
 def test_missing_optional_field_matches_nothing() -> None:
     """A fill without a title or client order id matches no pattern on it, not even *."""
     bare = fill(market_title=None, client_order_id=None)
