@@ -48,9 +48,9 @@ MARKETS_KEPT = 100  # market ids a Bunch counts; past them a digest says "100+ m
 class Bunch:
     """The fills of one message in the making: every one counted exactly, the first few kept.
 
-    A digest lists at most LINES_KEPT fills. Keeping them all made memory, the shaping
-    snapshot (rewritten with every batch) and each release grow with the fills held: a
-    weekend's hold of 100,000 fills cost 0.2 s a fill and megabytes of writes.
+    A digest lists at most LINES_KEPT fills. Keeping them all made memory, the stored shaping
+    state (a held digest's entry is rewritten whenever it grows) and each release grow with
+    the fills held: a weekend's hold of 100,000 fills cost 0.2 s a fill and megabytes of writes.
     """
 
     kept: list[Fill]  # the first LINES_KEPT, in the order they came
@@ -97,7 +97,7 @@ class Bunch:
         self.last_at = max(self.last_at, other.last_at)
         self.sides |= other.sides
         self.outcomes |= other.outcomes
-        if not self.more_markets:  # the set stays small: snapshots rewrite it every batch
+        if not self.more_markets:  # the set stays small: its stored entry is rewritten often
             self.markets |= other.markets
             self.more_markets = other.more_markets
             self.cap_markets()

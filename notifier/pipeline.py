@@ -8,13 +8,13 @@ A fill that a `market_title` rule cannot judge for want of its title waits for i
 (title_wait.py), and comes back through the same path once it can be judged.
 
 Shaped rules (group/throttle/active) go through the shaping stage instead of rendering at once.
-Durability: a fill that enters the shaper is recorded as seen, and the shaper's snapshot is
-written to the store's meta table right after, in the same synchronous stretch (no await in
+Durability: a fill that enters the shaper is recorded as seen, and what the shaper's state
+changed is written to the store right after, in the same synchronous stretch (no await in
 between). The service's store group-commits, so both land in one transaction: after kill -9 a
-held fill is either in the snapshot and seen, or neither (then backfill brings it again) -- never
-lost, never doubled. A release is recorded under a key derived from its fills
-(`shaped:<rule>|<fill_key>`) together with the new snapshot, so one recorded twice (a crash between
-two commits of a store without group commit) is ignored the second time.
+held fill is either in the stored state and seen, or neither (then backfill brings it again) --
+never lost, never doubled. A release is recorded under a key derived from its fills
+(`shaped:<rule>|<fill_key>`) together with the state that no longer holds them, so one recorded
+twice (a crash between two commits of a store without group commit) is ignored the second time.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup
 from notifier.plan import plan_alerts
 from notifier.rules import Rule, RuleSet
-from notifier.shaping_stage import SNAPSHOT_KEY, ShapingStage
+from notifier.shaping_stage import ShapingStage
+from notifier.shaping_state import StateChanges
 from notifier.title_gate import TitleGate, TitleSource
 from notifier.title_wait import HeldFills, TitleWaits
 
@@ -44,9 +45,20 @@ log = logging.getLogger(__name__)
 # so the outbox does not cost one commit per fill, while a lone fill is still handled at once.
 BATCH_LIMIT = 500
 TITLE_RETRY = 10.0  # seconds between two looks at the fills waiting for their market title
-# Shaped records between two snapshot writes: each write commits the open batch, so the store's
-# own batch limit (which commits on its own) is never reached with records the snapshot lacks.
-SNAPSHOT_EVERY = 200
+# Shaped records between two shaping-state writes: each write commits the open batch, so the
+# store's own batch limit (which commits on its own) is never reached with records the stored
+# state lacks.
+SHAPING_SAVE_EVERY = 200
+
+
+class ShapingStore(Protocol):
+    """Where the shaping stage's held state is kept (shaping_table.py)."""
+
+    def entries(self) -> list[tuple[str, str, str, str]]: ...
+
+    def legacy_snapshot(self) -> str | None: ...
+
+    def save(self, changes: StateChanges) -> None: ...
 
 
 class FillRecorder(HeldFills, Protocol):
@@ -60,9 +72,8 @@ class FillRecorder(HeldFills, Protocol):
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
 
-    def get_meta(self, key: str) -> str | None: ...
-
-    def set_meta(self, key: str, value: str) -> None: ...
+    @property
+    def shaping(self) -> ShapingStore: ...
 
 
 @dataclass(slots=True)
@@ -96,10 +107,15 @@ class Pipeline:
     ) -> None:
         self._rules = rules
         self._clock = clock
-        self.shaping = ShapingStage(rules.rules, clock=clock, snapshot=store.get_meta(SNAPSHOT_KEY))
+        self.shaping = ShapingStage(
+            rules.rules,
+            clock=clock,
+            stored=store.shaping.entries(),
+            snapshot=store.shaping.legacy_snapshot(),
+        )
         self._tick = asyncio.Event()
         self._timer_error: BaseException | None = None
-        self._since_snapshot = 0
+        self._since_save = 0
         self._targets = targets
         self._store = store
         self._on_recorded = on_recorded
@@ -112,10 +128,10 @@ class Pipeline:
         self._record_orphans(self.shaping.take_orphans())
 
     def _record_orphans(self, releases: list[Release]) -> None:
-        """Record what rules no longer shaped held, with the snapshot that no longer has it.
+        """Record what rules no longer shaped held, with the state that no longer has it.
 
         Those fills are seen already: dropped here they would never be alerted. The records and
-        the snapshot commit together (the snapshot write commits the open batch); a crash in
+        the state commit together (the state write commits the open batch); a crash in
         between replays the same releases, whose keys the store then ignores.
         """
         if not releases:
@@ -123,14 +139,14 @@ class Pipeline:
         targets = self._record_releases(releases)
         if targets:
             self._on_recorded(targets)
-        self._save_snapshot()
+        self._save_shaping()
 
     def swap(self, *, rules: RuleSet, targets: TargetLookup) -> None:
         """Use a new rule set and channel set from the next fill on (config reload)."""
         self._rules = rules
         self._targets = targets
         self._record_orphans(self.shaping.reconfigure(rules.rules))
-        self._save_snapshot()
+        self._save_shaping()
         self.tick()
         self._gate.offer_due(rules)  # the new rules may not need the titles fills wait for
 
@@ -212,7 +228,7 @@ class Pipeline:
                 await self._process(batch)
 
     async def _process(self, batch: list[tuple[Fill, str]]) -> None:
-        self._store.flush()  # a batch's records commit together with its shaping snapshot
+        self._store.flush()  # a batch's records commit together with its shaping state
         # No "seen before?" query up front: the inserts below say it (INSERT OR IGNORE), and
         # matching a duplicate again costs less than asking the store about every fill.
         fills = [fill for fill, _ in batch]
@@ -231,7 +247,7 @@ class Pipeline:
         remembered = self._store.remember(quiet)
         self.stats.processed += remembered
         self.stats.duplicates += len(quiet) - remembered
-        # A held fill is released with its record, before any snapshot write commits the
+        # A held fill is released with its record, before any shaping-state write commits the
         # batch: recorded and held at once, a restart would judge it again.
         if self.waits:
             self._gate.judged(key for key, _ in quiet)
@@ -256,13 +272,13 @@ class Pipeline:
                     shaped = True
                     releases = self.shaping.offer(rule, fill)
                     recorded |= self._record_releases(releases)
-                    self._since_snapshot += 1
-                    if self._since_snapshot >= SNAPSHOT_EVERY:
-                        self._save_snapshot()
+                    self._since_save += 1
+                    if self._since_save >= SHAPING_SAVE_EVERY:
+                        self._save_shaping()
             else:
                 self.stats.duplicates += 1
         if shaped:
-            self._save_snapshot()  # no await since the records: one transaction with them
+            self._save_shaping()  # no await since the records: one transaction with them
             self.tick()
         for fill, _ in batch:
             self._queued.discard(fill.key)
@@ -282,16 +298,21 @@ class Pipeline:
                 queued.update(alert.target for alert in alerts)
         return queued
 
-    def _save_snapshot(self) -> None:
-        self._store.set_meta(SNAPSHOT_KEY, self.shaping.snapshot())
-        self._since_snapshot = 0
+    def _save_shaping(self) -> None:
+        changes = self.shaping.changes()
+        if changes:
+            self._store.shaping.save(changes)  # commits the open batch with it
+        else:
+            self._store.flush()  # the batch commits here all the same
+        self._since_save = 0
 
     def release_due(self) -> None:
-        """Record what the shaper releases by now, with its new snapshot (one transaction)."""
+        """Record what the shaper releases by now, with the state that no longer holds it, in
+        one transaction."""
         targets = self._record_releases(self.shaping.due())
         if targets:
             self._on_recorded(targets)
-        self._save_snapshot()
+        self._save_shaping()
 
     async def _release_forever(self) -> None:
         """Wake at the shaper's next deadline (or a tick) and release what is due."""

@@ -24,7 +24,7 @@ already recorded as seen, so dropping them would lose them for good.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 from notifier.digests import (
@@ -44,10 +44,14 @@ from notifier.events import Fill
 from notifier.shaping_state import (
     SWEEP_MIN,
     HeldDigest,
+    Key,
+    Kind,
     OpenGroup,
     RuleState,
     ThrottlePeriod,
-    dump_snapshot,
+    dump_entry,
+    entries,
+    load_entry,
     load_snapshot,
 )
 from notifier.shapingspecs import (
@@ -91,6 +95,11 @@ class Shaper:
         self._specs = dict(specs)
         self._state: dict[str, RuleState] = {}
         self.orphans: list[Release] = []  # what `restore` found for rules no longer shaped
+        # Since the last `changes()`: rules whose state changed, rules whose every entry went,
+        # and whether everything must be written again (a restore from an old snapshot).
+        self._touched: set[str] = set()
+        self._cleared: set[str] = set()
+        self._rewrite = False
 
     def offer(self, rule: str, fill: Fill, now: datetime) -> list[Release]:
         """Take one match of `rule`; return what goes out at once (possibly nothing)."""
@@ -113,6 +122,7 @@ class Shaper:
                 state.groups[key] = OpenGroup(due=now + spec.group.wait, bunch=Bunch.of(fill))
             else:
                 group.bunch.add(fill)
+            state.dirty.add(("group", key))
         self._tidy(rule)
         return out
 
@@ -120,21 +130,29 @@ class Shaper:
         """Everything whose time has come by `now`: closed groups, ended periods, opened windows."""
         aware(now)
         out: list[Release] = []
-        for rule in list(self._state):
+        # In a fixed order (rule, deadline, key), so a restart, which reads the state back in
+        # another order, releases what falls due together in the same order.
+        for rule in sorted(self._state):
             spec, state = self._specs[rule], self._state[rule]
+            changed = len(out)
             if state.held is not None:
                 if self._open(spec, now):
                     out.append(self._flush_held(rule, state))
                 elif now >= state.held.opens and spec.active is not None:
                     state.held.opens = spec.active.next_open(now)
-            for key, group in sorted(state.groups.items(), key=lambda kv: kv[1].due):
-                if now >= group.due:
-                    del state.groups[key]
-                    self._after_group(rule, spec, state, key, group, now, out)
-            for key, throttle in list(state.throttles.items()):
-                if now >= throttle.until:
-                    del state.throttles[key]
-                    self._end_period(rule, spec, state, key, throttle, now, out)
+                    self._touched.add(rule)
+            for _, key in sorted((g.due, k) for k, g in state.groups.items() if now >= g.due):
+                group = state.groups.pop(key)
+                state.dirty.add(("group", key))
+                self._after_group(rule, spec, state, key, group, now, out)
+            for _, key in sorted(
+                (t.until, k) for k, t in state.throttles.items() if now >= t.until
+            ):
+                throttle = state.throttles.pop(key)
+                state.dirty.add(("throttle", key))
+                self._end_period(rule, spec, state, key, throttle, now, out)
+            if state.dirty or len(out) > changed:
+                self._touched.add(rule)
             self._tidy(rule)
         return out
 
@@ -174,22 +192,90 @@ class Shaper:
         for rule, state in self._state.items():
             if state.held is not None and old.get(rule, RuleShaping()).active != specs[rule].active:
                 state.held.opens = _RECHECK  # the window moved: due() finds the new opening
+                self._touched.add(rule)
         return out
 
-    def snapshot(self) -> dict[str, object]:
-        """All held state as JSON-ready data (decimals as strings, datetimes ISO-8601)."""
-        return dump_snapshot(self._state)
+    def touch_all(self) -> None:
+        """Have the next `changes()` write every rule's own entry again (its channels moved)."""
+        self._touched.update(self._state)
+
+    def changes(self) -> Iterator[tuple[str, Kind, Key, dict[str, object] | None]]:
+        """Entries changed since the last call: (rule, kind, key, data), data None if gone.
+
+        Read `cleared()` and `rewrite()` first: those apply before these entries.
+        """
+        touched, self._touched = self._touched, set()
+        for rule in sorted(touched):
+            state = self._state.get(rule)
+            if state is None:
+                continue  # every entry of it went: in cleared()
+            if self._rewrite:
+                state.dirty.clear()
+                for kind, key, data in entries(state):
+                    yield rule, kind, key, data
+                continue
+            dirty, state.dirty = state.dirty, set()
+            yield rule, "rule", (), dump_entry(state, "rule", ())
+            for kind, key in dirty:
+                yield rule, kind, key, dump_entry(state, kind, key)
+        self._rewrite = False
+
+    def cleared(self) -> set[str]:
+        """Rules whose every stored entry goes (their state emptied or evicted); once."""
+        cleared, self._cleared = self._cleared, set()
+        return cleared
+
+    def rewrite(self) -> bool:
+        """Whether every stored entry goes before the next `changes()` (they hold all)."""
+        return self._rewrite
 
     @classmethod
-    def restore(cls, specs: Mapping[str, RuleShaping], data: Mapping[str, object]) -> Shaper:
-        """A shaper holding what `snapshot` saved; rules no longer configured go to `orphans`."""
+    def restore(
+        cls,
+        specs: Mapping[str, RuleShaping],
+        stored: Iterable[tuple[str, Kind, Key, Mapping[str, object]]],
+    ) -> Shaper:
+        """A shaper holding the stored entries; rules no longer configured go to `orphans`.
+
+        An entry that cannot be read raises ValueError naming its rule, kind and key.
+        """
+        shaper = cls(specs)
+        for rule, kind, key, data in stored:
+            shaper.load(rule, kind, key, data)
+        shaper.settle()
+        return shaper
+
+    def load(self, rule: str, kind: Kind, key: Key, data: Mapping[str, object]) -> None:
+        """Take back one stored entry (then `settle`); ValueError naming it if unreadable."""
+        state = self._state.setdefault(rule, RuleState(groups={}, throttles={}))
+        try:
+            load_entry(state, kind, key, data)
+        except ValueError as exc:
+            raise ValueError(f"rule {rule!r}, {kind} {list(key)}: {exc}") from exc
+
+    @classmethod
+    def restore_snapshot(
+        cls, specs: Mapping[str, RuleShaping], data: Mapping[str, object]
+    ) -> Shaper:
+        """A shaper holding a whole-state snapshot (the format before entries); its next
+        `changes()` writes everything, replacing what the state file held."""
         shaper = cls(specs)
         shaper._state.update(load_snapshot(data))
-        shaper.orphans = shaper._evict()
-        for state in shaper._state.values():
+        shaper.settle()
+        shaper._rewrite = True
+        shaper._touched.update(shaper._state)
+        return shaper
+
+    def settle(self) -> None:
+        """After loading: empty states dropped, orphans taken, held windows rechecked."""
+        for rule in [r for r, s in self._state.items() if s.empty()]:
+            del self._state[rule]
+            self._cleared.add(rule)
+        self.orphans = self._evict()
+        for rule, state in self._state.items():
             if state.held is not None:  # the window may have changed while we were down
                 state.held.opens = _RECHECK
-        return shaper
+                self._touched.add(rule)
 
     def _evict(self) -> list[Release]:
         """Release everything held for rules without a spec, oldest deadline first.
@@ -198,8 +284,9 @@ class Shaper:
         its deadline; only the count of fills dropped outside active hours is forgotten.
         """
         out: list[Release] = []
-        for rule in [r for r in self._state if r not in self._specs]:
+        for rule in sorted(r for r in self._state if r not in self._specs):
             state = self._state.pop(rule)
+            self._cleared.add(rule)
             pieces = [
                 (g.due, make_release(rule, k, g.bunch, 0, "group")) for k, g in state.groups.items()
             ]
@@ -211,7 +298,8 @@ class Shaper:
             if state.held is not None:
                 held = make_release(rule, (), state.held.bunch, state.held.suppressed, "held")
                 pieces.append((state.held.opens, held))
-            out += [release for _, release in sorted(pieces, key=lambda p: p[0])]
+            pieces.sort(key=lambda p: (p[0], p[1].kind, p[1].key))  # fixed, as in `due`
+            out += [release for _, release in pieces]
         return out
 
     def _spec(self, rule: str) -> RuleShaping:
@@ -221,11 +309,13 @@ class Shaper:
         return spec
 
     def _rule_state(self, rule: str) -> RuleState:
+        self._touched.add(rule)
         return self._state.setdefault(rule, RuleState(groups={}, throttles={}))
 
     def _tidy(self, rule: str) -> None:
         if self._state[rule].empty():
             del self._state[rule]
+            self._cleared.add(rule)
 
     @staticmethod
     def _open(spec: RuleShaping, now: datetime) -> bool:
@@ -270,6 +360,7 @@ class Shaper:
             self._emit(state, make_release(rule, (), bunch, 0, kind), out)
             return
         key = key_of(bunch.last, spec.throttle.by)
+        state.dirty.add(("throttle", key))
         throttle = state.throttles.get(key)
         if throttle is not None and now >= throttle.until:
             del state.throttles[key]
@@ -292,7 +383,7 @@ class Shaper:
         """Drop ended periods that kept nothing back: the same as no period at all.
 
         No deadline wakes `due` for them, so with `by: [order_id]` one per order ever
-        throttled stayed in memory and in every snapshot. Swept when the table has doubled
+        throttled stayed in memory and in the stored state. Swept when the table has doubled
         since the last sweep, so the cost per offer stays constant.
         """
         if len(state.throttles) < state.sweep_at:
@@ -300,6 +391,7 @@ class Shaper:
         ended = [k for k, t in state.throttles.items() if not t.bunch and now >= t.until]
         for key in ended:
             del state.throttles[key]
+            state.dirty.add(("throttle", key))
         state.sweep_at = max(SWEEP_MIN, 2 * len(state.throttles))
 
     def _end_period(
@@ -321,6 +413,7 @@ class Shaper:
             return
         if spec.throttle is not None:  # the trailing message starts the next period
             state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, bunch=None)
+            state.dirty.add(("throttle", key))
         self._emit(state, make_release(rule, key, bunch, suppressed, "throttle"), out)
 
     def _emit(self, state: RuleState, release: Release, out: list[Release]) -> None:

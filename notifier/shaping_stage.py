@@ -9,15 +9,18 @@ A rule that stops being shaped on a reload or restart hands back what it held (`
 `take_orphans`). Those fills are already seen, so they go out now as digests in the default
 digest templates (a now-plain rule's templates know only one fill's fields, and one digest per
 group keeps the promise of not flooding) to the rule's current channels, or, for a rule gone
-from the config, to the channels it named (kept in the snapshot). Only when none of those
+from the config, to the channels it named (kept with its held state). Only when none of those
 channels exists any more are the fills lost: a warning names the rule, and `lost` counts them.
+
+Held state persists as entries (see shaping_state.py): the stage is given what the state file
+holds when it starts, and `changes()` says what to write after each batch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from notifier.digests import Bunch, Release, cap_lines, make_release
@@ -26,12 +29,14 @@ from notifier.fanout import TargetLookup, fan_out
 from notifier.render import Template, fill_values
 from notifier.rules import Rule
 from notifier.shaping import Shaper
+from notifier.shaping_state import KINDS, StateChanges, key_text, parse_key
 from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY, DIGEST_TITLE
 from notifier.shapingspecs import RuleShaping
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_KEY = "shaping"  # the store's meta key for the Shaper snapshot
+# A stored entry: (rule, kind, key text, data as JSON text).
+StoredEntry = tuple[str, str, str, str]
 _DEFAULTS = (Template(DIGEST_TITLE), Template(DIGEST_BODY), Template(DEFAULT_LINE))
 
 
@@ -108,30 +113,36 @@ class ShapingStage:
         rules: Iterable[Rule],
         *,
         clock: Callable[[], datetime],
+        stored: Sequence[StoredEntry] = (),
         snapshot: str | None = None,
     ) -> None:
+        """`stored`: the entries the state file holds; `snapshot`: a whole-state snapshot an
+        older notifier left instead (read, then replaced by entries at the first save)."""
         self._clock = clock
         rules = tuple(rules)
         self._rules = _shaped(rules)
         self._channels = {rule.name: rule.notify for rule in rules}
         self._former: dict[str, tuple[str, ...]] = {}  # channels of rules just gone
-        self._orphans: list[Release] = []
+        self._bad: list[tuple[str, str, str]] = []  # unreadable entries, deleted at the save
         self.lost: dict[str, int] = {}  # by rule: held fills no configured channel could take
         specs = self._specs()
-        self._shaper = Shaper(specs)
+        # Refusing to start would hold every later alert hostage to one bad row or blob.
         if snapshot is not None:
             try:
                 data = json.loads(snapshot)
                 if not isinstance(data, Mapping):
                     raise ValueError("not a JSON object")  # one error path
-                self._shaper = Shaper.restore(specs, data)
+                self._shaper = Shaper.restore_snapshot(specs, data)
             except ValueError as exc:
-                # Refusing to start would hold every later alert hostage to one bad blob.
                 log.error("shaping state unreadable, starting without held alerts: %s", exc)
+                self._shaper = Shaper.restore_snapshot(specs, {"version": 1, "rules": {}})
             else:
                 self._former = _saved_channels(data.get("notify"))
-                self._orphans = self._shaper.orphans
-                self._shaper.orphans = []
+        else:
+            self._shaper = Shaper(specs)
+            self._load(stored)
+        self._orphans = self._shaper.orphans
+        self._shaper.orphans = []
 
     def _specs(self) -> dict[str, RuleShaping]:
         return {name: spec for name, (_, spec) in self._rules.items()}
@@ -160,10 +171,12 @@ class ShapingStage:
         self._former = dict(self._channels)
         self._rules = _shaped(rules)
         self._channels = {rule.name: rule.notify for rule in rules}
-        return self._shaper.reconfigure(self._specs())
+        released = self._shaper.reconfigure(self._specs())
+        self._shaper.touch_all()  # each rule entry names its channels: they may have moved
+        return released
 
     def take_orphans(self) -> list[Release]:
-        """What the restored snapshot held for rules no longer shaped (once; then empty)."""
+        """What the stored state held for rules no longer shaped (once; then empty)."""
         orphans, self._orphans = self._orphans, []
         return orphans
 
@@ -189,13 +202,41 @@ class ShapingStage:
             self.lost[name] = self.lost.get(name, 0) + release.count
         return _alerts(release, name, present, title, body, targets)
 
-    def snapshot(self) -> str:
-        """The shaper's state as JSON text for the store, with each holding rule's channels."""
-        data = self._shaper.snapshot()
-        held = data["rules"]
-        assert isinstance(held, dict)
-        data["notify"] = {r: list(self._channels.get(r, ())) for r in held}
-        return json.dumps(data, separators=(",", ":"))
+    def changes(self) -> StateChanges:
+        """What to write to the state file since the last call.
+
+        A rule's own entry carries the channels it names, for when it is gone from the config.
+        """
+        out = StateChanges(replace=self._shaper.rewrite(), cleared=self._shaper.cleared())
+        out.deletes += self._bad
+        self._bad = []
+        for rule, kind, key, data in self._shaper.changes():
+            if data is None:
+                out.deletes.append((rule, kind, key_text(key)))
+                continue
+            if kind == "rule":
+                data["notify"] = list(self._channels.get(rule, self._former.get(rule, ())))
+            out.puts.append((rule, kind, key_text(key), json.dumps(data, separators=(",", ":"))))
+        return out
+
+    def _load(self, stored: Sequence[StoredEntry]) -> None:
+        """Take back the stored entries, and each rule entry's channels. One that cannot be
+        read is logged and deleted at the next save: what it held is lost, and said so."""
+        for rule, kind, key, text in stored:
+            try:
+                if kind not in KINDS:
+                    raise ValueError(f"unknown kind {kind!r}")
+                data = json.loads(text)
+                if not isinstance(data, Mapping):
+                    raise ValueError("not a JSON object")
+                chans = data.get("notify")
+                if isinstance(chans, list):
+                    self._former[rule] = tuple(str(c) for c in chans)
+                self._shaper.load(rule, kind, parse_key(key) if key else (), data)
+            except ValueError as exc:
+                log.error("shaping state of rule %s unreadable, dropped: %s", rule, exc)
+                self._bad.append((rule, kind, key))
+        self._shaper.settle()
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per shaped rule: fills grouped, throttled, held and dropped."""

@@ -1,13 +1,18 @@
-"""The Shaper's held state per rule, and its JSON snapshot codec (so a restart keeps it).
+"""The Shaper's held state per rule, and its codec for the state file (so a restart keeps it).
 
 Apart from `shaping.py`'s state machine, which decides when these records open and release.
+State is stored as entries, one row each: a rule's own part (its held digest and dropped
+count), and each key's open group or throttle period. Only entries that changed are written
+again, so a rule throttling 10,000 markets costs a few rows per batch, not a 1 MB rewrite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from notifier.digests import Bunch, fill_from_data, fill_to_data, parse_decimal, parse_time
 
@@ -42,30 +47,121 @@ class HeldDigest:
 
 SWEEP_MIN = 64  # throttle periods a rule keeps before ended, quiet ones are swept
 
+# What an entry is: the rule's own part ("rule", key ()), or one key's group or throttle period.
+Kind = Literal["rule", "group", "throttle"]
+KINDS: tuple[Kind, ...] = ("rule", "group", "throttle")
+Key = tuple[str, ...]
+
 
 @dataclass(slots=True)
 class RuleState:
     """Everything one rule holds; empty once nothing waits and nothing was dropped."""
 
-    groups: dict[tuple[str, ...], OpenGroup]
-    throttles: dict[tuple[str, ...], ThrottlePeriod]
+    groups: dict[Key, OpenGroup]
+    throttles: dict[Key, ThrottlePeriod]
     held: HeldDigest | None = None
     dropped: int = 0
     # Throttle periods at which ended, quiet ones are next swept away (not persisted).
     sweep_at: int = SWEEP_MIN
+    # Group and throttle keys changed since the state was last saved (not persisted).
+    dirty: set[tuple[Kind, Key]] = field(default_factory=set)
 
     def empty(self) -> bool:
         """Whether the rule holds nothing worth keeping."""
         return not (self.groups or self.throttles or self.held or self.dropped)
 
 
-def dump_snapshot(states: Mapping[str, RuleState]) -> dict[str, object]:
-    """All held state as JSON-ready data (decimals as strings, datetimes ISO-8601)."""
-    return {"version": SNAPSHOT_VERSION, "rules": {r: _dump_rule(s) for r, s in states.items()}}
+@dataclass(slots=True)
+class StateChanges:
+    """What the state file needs since the last save, applied in this order.
+
+    `replace`: every stored entry goes first (an old whole-state snapshot being moved over);
+    `cleared`: every entry of these rules goes; then `deletes` (rule, kind, key text) and
+    `puts` (rule, kind, key text, data as JSON text).
+    """
+
+    replace: bool = False
+    cleared: set[str] = field(default_factory=set)
+    deletes: list[tuple[str, str, str]] = field(default_factory=list)
+    puts: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.replace or self.cleared or self.deletes or self.puts)
+
+
+def key_text(key: Key) -> str:
+    """A group or throttle key as the state file stores it."""
+    return json.dumps(list(key), separators=(",", ":"))
+
+
+def parse_key(text: str) -> Key:
+    """What `key_text` wrote; ValueError otherwise."""
+    raw = json.loads(text)
+    if not isinstance(raw, list) or not all(isinstance(part, str) for part in raw):
+        raise ValueError(f"not a key: {text[:80]!r}")
+    return tuple(raw)
+
+
+def entries(state: RuleState) -> Iterator[tuple[Kind, Key, dict[str, object]]]:
+    """Every entry of a rule's state, as JSON-ready data (for a whole write)."""
+    yield "rule", (), dump_own(state)
+    for key, group in state.groups.items():
+        yield "group", key, _dump_group(group)
+    for key, throttle in state.throttles.items():
+        yield "throttle", key, _dump_throttle(throttle)
+
+
+def dump_entry(state: RuleState, kind: Kind, key: Key) -> dict[str, object] | None:
+    """One entry as JSON-ready data, or None when the state no longer has it."""
+    if kind == "rule":
+        return dump_own(state)
+    if kind == "group":
+        group = state.groups.get(key)
+        return None if group is None else _dump_group(group)
+    throttle = state.throttles.get(key)
+    return None if throttle is None else _dump_throttle(throttle)
+
+
+def dump_own(state: RuleState) -> dict[str, object]:
+    """The rule's own part: the digest held outside active hours, and the fills dropped."""
+    held = state.held
+    return {
+        "held": None
+        if held is None
+        else {
+            "opens": held.opens.isoformat(),
+            "suppressed": held.suppressed,
+            **_dump_bunch(held.bunch),
+        },
+        "dropped": state.dropped,
+    }
+
+
+def load_entry(state: RuleState, kind: Kind, key: Key, data: Mapping[str, object]) -> None:
+    """Put one stored entry back into `state`; ValueError when it cannot be read."""
+    try:
+        if kind == "rule":
+            state.dropped = int(data["dropped"])  # type: ignore[call-overload]
+            if (h := data["held"]) is not None:
+                assert isinstance(h, Mapping)
+                state.held = HeldDigest(parse_time(h["opens"]), _bunch(h), int(h["suppressed"]))
+        elif kind == "group":
+            state.groups[key] = OpenGroup(parse_time(data["due"]), _bunch(data))
+        elif kind == "throttle":
+            state.throttles[key] = ThrottlePeriod(
+                parse_time(data["until"]),
+                _load_bunch(data),
+                int(data["messages"]),  # type: ignore[call-overload]
+            )
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
+    except (KeyError, TypeError, ValueError, AssertionError) as exc:
+        raise ValueError(f"unreadable {kind} entry: {exc!r}") from exc
 
 
 def load_snapshot(data: Mapping[str, object]) -> dict[str, RuleState]:
-    """Per-rule state from what `dump_snapshot` made; ValueError when it cannot be read."""
+    """Per-rule state from a whole-state snapshot (the format before entries); ValueError
+    when it cannot be read."""
     states: dict[str, RuleState] = {}
     try:
         if data.get("version") != SNAPSHOT_VERSION:
@@ -79,43 +175,26 @@ def load_snapshot(data: Mapping[str, object]) -> dict[str, RuleState]:
     return states
 
 
-def _dump_rule(state: RuleState) -> dict[str, object]:
+def _dump_group(group: OpenGroup) -> dict[str, object]:
+    return {"due": group.due.isoformat(), **_dump_bunch(group.bunch)}
+
+
+def _dump_throttle(throttle: ThrottlePeriod) -> dict[str, object]:
     return {
-        "groups": [
-            {"key": list(k), "due": g.due.isoformat(), **_dump_bunch(g.bunch)}
-            for k, g in state.groups.items()
-        ],
-        "throttles": [
-            {
-                "key": list(k),
-                "until": t.until.isoformat(),
-                "messages": t.messages,
-                **_dump_bunch(t.bunch),
-            }
-            for k, t in state.throttles.items()
-        ],
-        "held": None
-        if state.held is None
-        else {
-            "opens": state.held.opens.isoformat(),
-            "suppressed": state.held.suppressed,
-            **_dump_bunch(state.held.bunch),
-        },
-        "dropped": state.dropped,
+        "until": throttle.until.isoformat(),
+        "messages": throttle.messages,
+        **_dump_bunch(throttle.bunch),
     }
 
 
 def _load_rule(raw: object) -> RuleState:
     assert isinstance(raw, Mapping)
-    state = RuleState(groups={}, throttles={}, dropped=int(raw["dropped"]))
+    state = RuleState(groups={}, throttles={})
+    load_entry(state, "rule", (), raw)
     for g in raw["groups"]:
-        state.groups[tuple(g["key"])] = OpenGroup(parse_time(g["due"]), _bunch(g))
+        load_entry(state, "group", tuple(g["key"]), g)
     for t in raw["throttles"]:
-        state.throttles[tuple(t["key"])] = ThrottlePeriod(
-            parse_time(t["until"]), _load_bunch(t), int(t["messages"])
-        )
-    if (h := raw["held"]) is not None:
-        state.held = HeldDigest(parse_time(h["opens"]), _bunch(h), int(h["suppressed"]))
+        load_entry(state, "throttle", tuple(t["key"]), t)
     return state
 
 

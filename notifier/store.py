@@ -16,6 +16,7 @@ from typing import Literal
 
 from notifier.clock import utc_now
 from notifier.events import Alert
+from notifier.shaping_table import ShapingTable
 from notifier.sqlitefile import SqliteFile
 from notifier.store_schema import (
     COLUMNS,
@@ -81,6 +82,7 @@ class StateStore:
             autocheckpoint=autocheckpoint,
         )
         self.path = self._file.path
+        self.shaping = ShapingTable(self._file)  # the shaping stage's held state
         self._db = self._file.db
         self._errors = self._file.errors
         self._tx = self._file.write

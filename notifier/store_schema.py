@@ -133,6 +133,14 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """Shaping state as one row per entry (shaping_table.py), not one blob rewritten whole."""
+    db.execute(
+        "CREATE TABLE shaping (rule TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, "
+        "data TEXT NOT NULL, PRIMARY KEY (rule, kind, key)) WITHOUT ROWID"
+    )
+
+
 # A skip scan over the pending index: one index probe per target, however long the backlog
 # (SELECT DISTINCT walked every pending row: 28 ms at 100,000, on every notify()).
 PENDING_TARGETS = """    WITH RECURSIVE t (target) AS (
@@ -144,5 +152,5 @@ PENDING_TARGETS = """    WITH RECURSIVE t (target) AS (
     SELECT target FROM t WHERE target IS NOT NULL"""
 
 # Schema migrations: MIGRATIONS[n] turns version n into n + 1, inside one transaction.
-MIGRATIONS: dict[int, Migration] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Migration] = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
 SCHEMA_VERSION = max(MIGRATIONS) + 1

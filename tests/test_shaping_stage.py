@@ -18,8 +18,15 @@ from notifier.events import Fill
 from notifier.pipeline import Pipeline
 from notifier.plan import plan_alerts
 from notifier.rules import RuleSet
-from notifier.shaping_stage import SNAPSHOT_KEY, render_release
+from notifier.shaping_stage import render_release
+from notifier.shaping_state import StateChanges
+from notifier.shaping_table import LEGACY_KEY
 from notifier.store import OutboxItem, StateStore
+
+
+def put_back(store: StateStore, entries: list[tuple[str, str, str, str]]) -> None:
+    """The shaping table as it was when `entries` were read (as if killed before a save)."""
+    store.shaping.save(StateChanges(replace=True, puts=entries))
 
 
 def rules(text: str) -> RuleSet:
@@ -167,7 +174,7 @@ async def test_restart_releases_held_alerts_on_time_and_once(
     """Held fills survive a restart (state file reopened): released at their deadline, once."""
     with StateStore(tmp_path / "s.db") as first:
         await feed(make(first, clock), fill("1", "0.60", "10"), fill("2", "0.70", "30"))
-        assert first.get_meta(SNAPSHOT_KEY) is not None
+        assert first.shaping.entries() != []
     clock.advance(seconds=29)
     with StateStore(tmp_path / "s.db") as second:
         again = make(second, clock)
@@ -185,14 +192,15 @@ async def test_restart_releases_held_alerts_on_time_and_once(
 
 
 async def test_release_recorded_twice_is_queued_once(store: StateStore, clock: HandClock) -> None:
-    """A release recorded again (as after a crash before its snapshot was saved) is ignored."""
+    """A release recorded again (as after a crash before its state was saved) is ignored."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"))
-    saved = store.get_meta(SNAPSHOT_KEY)
-    assert saved is not None
+    saved = store.shaping.entries()
+    assert saved != []
     clock.advance(seconds=30)
     pipeline.release_due()
-    store.set_meta(SNAPSHOT_KEY, saved)  # the snapshot as it was before the release
+    assert store.shaping.entries() == []
+    put_back(store, saved)  # the state as it was before the release
     make(store, clock).release_due()
     assert len(rows(store, "digest")) == 1
 
@@ -308,8 +316,22 @@ async def test_reload_removing_a_rule_sends_what_it_held(
     (row,) = rows(store, "digest")
     assert (row.channel, row.target, row.title) == ("desk", "desk-1", "Fills on BTC 100k? (2)")
     assert row.body == ORPHAN_BODY
-    assert make(store, clock).shaping.next_deadline() is None  # the snapshot agrees
+    assert make(store, clock).shaping.next_deadline() is None  # the stored state agrees
     assert len(rows(store, "digest")) == 1
+
+
+async def test_the_stored_state_follows_a_reload_that_moves_a_rule_to_another_channel(
+    store: StateStore, clock: HandClock
+) -> None:
+    """The channels kept with held state are the current ones: a reload that moves a shaped
+    rule from desk to phone, then a restart without the rule, sends its group to phone."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"))
+    moved = DIGEST.replace("notify: [desk]", "notify: [phone]", 1)
+    pipeline.swap(rules=rules(moved), targets=DeskAndPhone())
+    make(store, clock, "rules: []\n")
+    released = rows(store, "digest")
+    assert [(r.channel, r.target) for r in released] == [("phone", "phone-1"), ("phone", "phone-2")]
 
 
 async def test_reload_making_a_rule_plain_sends_its_group_to_its_new_channels(
@@ -336,12 +358,13 @@ async def test_restart_without_the_rule_sends_what_it_held_once(
     """Restarting on a config without a shaped rule sends its held fills once, even replayed."""
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"), fill("2", "0.70", "30"))
-    saved = store.get_meta(SNAPSHOT_KEY)
-    assert saved is not None
+    saved = store.shaping.entries()
+    assert saved != []
     make(store, clock, "rules: []\n")
     (row,) = rows(store, "digest")
     assert (row.channel, row.body) == ("desk", ORPHAN_BODY)
-    store.set_meta(SNAPSHOT_KEY, saved)  # as if killed before the new snapshot was written
+    assert store.shaping.entries() == []
+    put_back(store, saved)  # as if killed before the new state was written
     make(store, clock, "rules: []\n")
     assert len(rows(store, "digest")) == 1
 
@@ -374,10 +397,66 @@ def test_dry_run_renders_a_shaped_rule_as_a_one_fill_digest() -> None:
 def test_unreadable_snapshot_starts_empty_and_says_so(
     store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A snapshot that cannot be read is logged as an error; shaping starts empty."""
-    store.set_meta(SNAPSHOT_KEY, '{"version": 9}')
-    assert make(store, clock).shaping.next_deadline() is None
+    """An older notifier's snapshot that cannot be read is logged; shaping starts empty."""
+    store.set_meta(LEGACY_KEY, '{"version": 9}')
+    pipeline = make(store, clock)
+    assert pipeline.shaping.next_deadline() is None
     assert "shaping state unreadable" in caplog.text
+    pipeline.release_due()  # the first save replaces it
+    assert store.get_meta(LEGACY_KEY) is None
+
+
+async def test_an_older_snapshot_is_read_then_replaced_by_entries(
+    tmp_path: Path, clock: HandClock
+) -> None:
+    """A state file from before entries: its held group survives the upgrade, and the blob
+    is replaced by rows at the first save (in one transaction)."""
+    with StateStore(tmp_path / "s.db") as first:
+        await feed(make(first, clock), fill("1", "0.60", "10"), fill("2", "0.70", "30"))
+        [(_, _, _, data)] = [e for e in first.shaping.entries() if e[1] == "group"]
+        [(_, _, _, own)] = [e for e in first.shaping.entries() if e[1] == "rule"]
+        legacy = (
+            '{"version":1,"rules":{"digest":{"groups":[{"key":["0xbtc"],'
+            + data[1:]
+            + '],"throttles":[],"held":null,"dropped":0}},"notify":{"digest":["desk"]}}'
+        )
+        assert '"notify":["desk"]' in own
+        first.shaping.save(StateChanges(replace=True))
+        first.set_meta(LEGACY_KEY, legacy)
+    with StateStore(tmp_path / "s.db") as second:
+        again = make(second, clock)
+        assert again.shaping.next_deadline() == T0 + timedelta(seconds=30)
+        again.release_due()  # nothing due yet; the blob becomes entries
+        assert second.get_meta(LEGACY_KEY) is None
+        assert [e[:3] for e in second.shaping.entries()] == [
+            ("digest", "group", '["0xbtc"]'),
+            ("digest", "rule", "[]"),
+        ]
+        clock.advance(seconds=30)
+        again.release_due()
+        (row,) = rows(second, "digest")
+        assert row.title == "2 fills on BTC 100k?"
+        assert second.shaping.entries() == []
+
+
+async def test_an_unreadable_entry_is_dropped_and_said_the_rest_kept(
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad row loses what it held (logged), not the rest; it is deleted at the next save."""
+    config = DIGEST.replace('    when: {market: "0xbtc"}\n', "", 1)
+    await feed(make(store, clock, config), fill("1", "0.6", "10"), fill("2", "0.7", "3", "0xeth"))
+    entries = store.shaping.entries()
+    bad = next(e for e in entries if e[1] == "group" and "0xeth" in e[2])
+    put_back(store, [e for e in entries if e != bad] + [(*bad[:3], '{"due": "soon"}')])
+    pipeline = make(store, clock, config)
+    assert "shaping state of rule digest unreadable, dropped" in caplog.text
+    assert pipeline.shaping.stats()["digest"]["grouped"] == 1
+    pipeline.release_due()
+    assert bad[:3] not in [e[:3] for e in store.shaping.entries()]
+    clock.advance(seconds=30)
+    pipeline.release_due()
+    (row,) = rows(store, "digest")
+    assert row.title == "1 fills on BTC 100k?"
 
 
 def test_a_digest_lists_the_first_fills_and_counts_the_rest() -> None:

@@ -15,6 +15,7 @@ from fakes import HandClock
 
 from notifier.errors import StateBusyError, StateError
 from notifier.events import Alert
+from notifier.shaping_state import StateChanges
 from notifier.store import FUTURE_TOLERANCE, SCHEMA_VERSION, StateStore
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, 123456, tzinfo=UTC)
@@ -798,13 +799,15 @@ def test_held_fills_join_the_group_commit_batch(tmp_path: Path) -> None:
         assert committed_keys(path) == {"f1", "f2"}
 
 
-def test_a_version_1_file_gains_the_held_table(tmp_path: Path) -> None:
+def test_a_version_1_file_gains_the_held_and_shaping_tables(tmp_path: Path) -> None:
     """A state file from before held fills is migrated in place; its fills stay seen."""
     path = tmp_path / "s.db"
     with StateStore(path) as s:
         s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+        s.set_meta("shaping", '{"version": 1, "rules": {}}')  # as version 2 kept held state
     db = sqlite3.connect(path)
     db.execute("DROP TABLE title_waits")
+    db.execute("DROP TABLE shaping")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -813,9 +816,15 @@ def test_a_version_1_file_gains_the_held_table(tmp_path: Path) -> None:
         assert [i.fill_key for i in s.outbox()] == ["f1"]
         s.hold_for_title([("f2", T0, "{}")])
         assert [key for key, _, _ in s.held_for_title()] == ["f2"]
+        assert s.shaping.legacy_snapshot() == '{"version": 1, "rules": {}}'
+        s.shaping.save(StateChanges(replace=True, puts=[("r", "rule", "[]", "{}")]))
+        assert (s.shaping.entries(), s.shaping.legacy_snapshot()) == (
+            [("r", "rule", "[]", "{}")],
+            None,
+        )
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     finally:
         db.close()
 
