@@ -170,17 +170,32 @@ def _section(
     return dataclasses.replace(default, **values)  # type: ignore[type-var]  # T is a dataclass
 
 
-def _is_http_url(text: str) -> bool:
+def _url_problem(text: str) -> str | None:
+    """Why `text` cannot be the venue's base URL, or None; caught here, not at connect time
+    (a port past 65535 was an OverflowError deep in the feed, exit 70, restarted in a loop)."""
     parts = urlsplit(text)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL"
+    try:
+        parts.port  # noqa: B018 -- reading it is the check: ValueError when out of range
+    except ValueError:
+        return "has a port that is not 1 to 65535"
+    if parts.port == 0:
+        return "has a port that is not 1 to 65535"
+    if not parts.hostname:
+        return "names no host"
+    if parts.query or parts.fragment:
+        return "must not have a ?query or #fragment (the paths are appended to it)"
+    return None
 
 
 def _url(node: Node, path: str, problems: Problems) -> str | None:
     text = as_nonempty_str(node, path, problems)
     if text is None:
         return None
-    if not _is_http_url(text.strip()):
-        problems.add(node.line, path, f"must be an http:// or https:// URL, got {text!r}")
+    problem = _url_problem(text.strip())
+    if problem is not None:
+        problems.add(node.line, path, f"{problem}, got {text!r}")
         return None
     return text.strip().rstrip("/")
 
@@ -215,9 +230,10 @@ def _feed(
         api_key=env.get(API_KEY_ENV, ""),
     )
     feed = _section(node, "feed", problems, defaults, _FEED)
-    if feed.base_url == defaults.base_url and not _is_http_url(feed.base_url):
+    problem = _url_problem(feed.base_url)
+    if feed.base_url == defaults.base_url and problem is not None:
         # From the environment, so `check-config` refuses it too, not `run` at connect time.
-        message = f"{BASE_URL_ENV} must be an http:// or https:// URL, got {feed.base_url!r}"
+        message = f"{BASE_URL_ENV} {problem}, got {feed.base_url!r}"
         problems.add(None, "feed.base_url", message)
     reported = any(p.path == "feed.api_key" for p in problems.items)
     where = key_line(node, "api_key")

@@ -255,9 +255,22 @@ class FeedClient:
             self._backfill.settle()
         elif retry is None or retry.done():
             self._retry = asyncio.create_task(self._recover(attempts=1), name="feed-backfill")
+            self._retry.add_done_callback(self._retry_ended)
+
+    def _retry_ended(self, retry: asyncio.Task[None]) -> None:
+        """A retry that failed (the state store did) ends the connection now, so `_read`
+        raises its error at once: left alone, no retry would ever run again and the error
+        would wait, unseen, for the connection to end on its own."""
+        if not retry.cancelled() and retry.exception() is not None and self._ws is not None:
+            self._ws.transport.abort()
 
     async def _watch(self, ws: ClientConnection) -> None:
-        """Ping when the feed has been idle; drop the connection if even that goes unanswered."""
+        """Ping when the feed has been idle; drop the connection if even that goes unanswered.
+
+        Both pings: the JSON one, and a protocol one, since a venue may answer only the latter
+        (the reference says both work; PolySimulator's AsyncAPI lists pong on the prices
+        channel only). A frame or the protocol pong, either one, shows the peer alive.
+        """
         settings = self._settings
         loop_time = asyncio.get_running_loop().time
         while True:
@@ -267,11 +280,12 @@ class FeedClient:
                 continue
             try:
                 await ws.send(_APP_PING)
+                pong = asyncio.ensure_future(await ws.ping())  # already a future: the same one
             except ConnectionClosed:
                 return  # the read loop sees the close and says why
             pinged = loop_time()
             await asyncio.sleep(settings.ping_timeout)
-            if self._rx < pinged:
+            if self._rx < pinged and not pong.done():
                 log.warning("no frame and no pong; replacing the connection")
                 self._silent = True
                 ws.transport.abort()  # a silent peer would not answer a closing handshake

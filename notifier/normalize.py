@@ -228,7 +228,9 @@ def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
 def _time(obj: Mapping[str, object]) -> datetime:
     """`filled_at` (fill, history) or `timestamp` (execution) as aware UTC."""
     name = "filled_at" if obj.get("filled_at") not in (None, "") else "timestamp"
-    value = _required(obj, name)
+    if obj.get(name) in (None, ""):  # neither: name both, as either shape may have sent it
+        raise _Reject("missing_field", "filled_at (or timestamp) is missing")
+    value = obj[name]
     if isinstance(value, bool):
         raise _Reject("type", f"{name}={_show(value)} is not a time")
     if isinstance(value, int | Decimal | float):

@@ -74,6 +74,7 @@ class SimulatedPolySim:
         self.max_connections: int | None = None  # tier limit: more at once get 4002
         self.accept_and_close = False  # accept, then close at once (1011)
         self.silent = False  # feed connections swallow bytes both ways, never closing
+        self.answer_app_pings = True  # False: {"action": "ping"} goes unanswered (pings work)
         self.token_status: int | None = None  # e.g. 401, 429, 503 instead of a token
         self.retry_after: str = "1"  # Retry-After sent with a 429
         self.history_status: int | None = None
@@ -83,6 +84,7 @@ class SimulatedPolySim:
         # Counters.
         self.token_mints = 0
         self.connections = 0
+        self.app_pings = 0  # {"action": "ping"} messages received
         self.history_requests = 0
         self.market_requests = 0
         self.issued_tokens: list[str] = []  # every token minted, so tests can look for leaks
@@ -232,7 +234,9 @@ class SimulatedPolySim:
         with contextlib.suppress(ValueError):
             request = json.loads(message)
             if isinstance(request, dict) and request.get("action") == "ping":
-                await conn.send(json.dumps({"type": "pong", "ts": int(time.time() * 1000)}))
+                self.app_pings += 1
+                if self.answer_app_pings:
+                    await conn.send(json.dumps({"type": "pong", "ts": int(time.time() * 1000)}))
 
     async def _route(
         self, method: str, target: str, headers: Mapping[str, str]

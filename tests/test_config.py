@@ -687,6 +687,24 @@ def test_base_url_from_environment_is_checked() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://127.0.0.1:99999", "has a port that is not 1 to 65535"),
+        ("https://127.0.0.1:0", "has a port that is not 1 to 65535"),
+        ("https://127.0.0.1:http", "has a port that is not 1 to 65535"),
+        ("https://:443", "names no host"),
+        ("https://venue.example/api?x=1", "must not have a ?query or #fragment"),
+    ],
+)
+def test_a_base_url_that_could_not_be_connected_to_is_refused(url: str, problem: str) -> None:
+    """Caught by check-config, from the file or the environment, not as a crash at connect."""
+    [message] = errors(f"feed:\n  base_url: {url}\n")
+    assert message.startswith(f"config.yaml:2: feed.base_url: {problem}")
+    [message] = errors("", env={**ENV, "POLYSIM_BASE_URL": url})
+    assert message.startswith(f"config.yaml: feed.base_url: POLYSIM_BASE_URL {problem}")
+
+
 def test_state_path_expands_the_home_directory() -> None:
     """state.path: ~/x.db is in the home directory, not a directory named ~ beside the config."""
     s = settings_of("state: {path: ~/x.db}\n")

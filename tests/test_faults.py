@@ -201,6 +201,26 @@ async def test_server_that_stops_answering_is_replaced(
     assert len(gate.delays) == 1
 
 
+async def test_a_venue_answering_only_protocol_pings_keeps_its_connection(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A quiet feed whose venue ignores {"action": "ping"} but answers WebSocket pings is
+    alive: ten idle watchdog rounds later, still the first connection."""
+    venue.answer_app_pings = False
+    feed_knobs = "  ping_interval: 0.05s\n  ping_timeout: 0.05s\n"
+    async with running(venue, {"hook": hook}, tmp_path, feed=feed_knobs) as service:
+        feed = service.feed
+        assert feed is not None
+        await venue.fill(order_id=999)
+        await hook.wait_for(1)
+        await until(lambda: venue.app_pings >= 10)
+        await venue.fill(order_id=1000)
+        await hook.wait_for(2)
+    assert hook.titles() == ids(range(999, 1001))
+    assert feed.stats.reconnects == {}
+    assert venue.connections == 1
+
+
 # -- delivery faults --------------------------------------------------------------------------
 
 

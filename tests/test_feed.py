@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fakes import MonoClock, grows
 
-from notifier.errors import KeyRefused, key_prefix
+from notifier.errors import KeyRefused, StateBusyError, key_prefix
 from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.settings import FeedSettings
@@ -132,9 +132,10 @@ class Harness:
         *,
         watermark: datetime | None = None,
         sleeps: Sleeps | None = None,
+        store: Watermark | None = None,
         **settings: object,
     ) -> None:
-        self.watermark = Watermark(watermark)
+        self.watermark = store or Watermark(watermark)
         self.sink = Sink(self.watermark)
         self.sleeps = sleeps or Sleeps()
         self.mono = MonoClock(1000.0)
@@ -323,6 +324,36 @@ async def test_history_outage_keeps_live_fills_and_retries_the_gap(
         h.mono.t += 61  # the retry falls due; the next frame or idle tick runs it
         await h.sink.wait(2)
     assert h.sink.order_ids() == ["2", "1"]
+    assert h.client.stats.connects == 1
+
+
+class BusyGapStore(Watermark):
+    """A watermark store whose gap cannot be cleared once `busy` (a locked state file)."""
+
+    busy = False
+
+    def save_gap(self, at: datetime | None) -> None:
+        if self.busy and at is None:
+            raise StateBusyError("state file s.db: write meta: busy")
+        super().save_gap(at)
+
+
+async def test_a_gap_retry_that_fails_stops_the_feed_with_its_error_at_once(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """The state store failing inside a gap retry ends `run()` with that error right away,
+    not whenever the connection happens to end (no retry would ever run again meanwhile)."""
+    polysim.history_status = 503
+    store = BusyGapStore(T0 - timedelta(minutes=5))
+    h = Harness(polysim, http, store=store)
+    async with h.running() as task:
+        await until(lambda: h.client.stats.reading)
+        polysim.history_status = None
+        store.busy = True
+        h.mono.t += 61  # the retry falls due; the next frame runs it
+        await polysim.emit({"type": "pong", "ts": 1})
+        with pytest.raises(StateBusyError, match="busy"):
+            await asyncio.wait_for(asyncio.shield(task), timeout=5)
     assert h.client.stats.connects == 1
 
 

@@ -179,7 +179,9 @@ def test_bad_fields_are_rejected_by_reason(override: dict[str, object], reason: 
 def test_missing_time_and_bad_nested_data_are_rejected() -> None:
     """No filled_at/timestamp is a missing field; a non-object `data` is a type error."""
     no_time = {k: v for k, v in FLAT_FILL.items() if k != "filled_at"}
-    assert normalize_message(no_time) == Rejected("missing_field", "timestamp is missing")
+    missing = Rejected("missing_field", "filled_at (or timestamp) is missing")
+    assert normalize_message(no_time) == missing
+    assert normalize_message({**no_time, "filled_at": None}) == missing
     bad = normalize_message({"type": "execution", "data": "oops"})
     assert isinstance(bad, Rejected)
     assert bad.reason == "type"
