@@ -24,6 +24,7 @@ from notifier.settings import ChannelSettings
 from notifier.store import OutboxItem
 
 FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next one
+MAX_STATED_PAUSE = 3600.0  # a wait a channel states (429) is believed up to an hour
 FALLBACK_SUFFIX = "→fallback"  # rule name of a fallback row: one per (alert, target), idempotent
 RETARGET_SUFFIX = "→retarget"  # rule suffix only for a target an alert was moved away from before
 
@@ -80,7 +81,9 @@ class TokenBucket:
     def _refill(self, now: datetime) -> None:
         elapsed = max((now - self.updated).total_seconds(), 0.0)
         self.tokens = min(float(self.capacity), self.tokens + elapsed * self.capacity / self.per)
-        self.updated = max(now, self.updated)
+        # Always `now`, even behind: after the wall clock steps back an hour, keeping the later
+        # time would leave an empty bucket without a token for that hour.
+        self.updated = now
 
     def wait(self, now: datetime) -> float:
         """Seconds until a token is available (0: one is)."""
@@ -100,7 +103,8 @@ class ChannelLimits:
     def __init__(self, channels: Mapping[str, ChannelSettings] | None = None) -> None:
         self._settings: dict[str, ChannelSettings] = dict(channels or {})
         self._buckets: dict[str, TokenBucket] = {}
-        self._paused: dict[str, datetime] = {}
+        # channel -> (last looked at, until): the first says whether the clock stepped back
+        self._paused: dict[str, tuple[datetime, datetime]] = {}
 
     def update(self, channels: Mapping[str, ChannelSettings]) -> None:
         """A reload: buckets of channels whose rate did not change keep their tokens."""
@@ -119,8 +123,12 @@ class ChannelLimits:
         """Seconds before the channel may send: a 429 pause, then the rate limit."""
         paused = self._paused.get(channel)
         if paused is not None:
-            if now < paused:
-                return (paused - now).total_seconds()
+            seen, until = paused
+            if now < seen:  # the wall clock stepped back: the pause keeps what it had left
+                until -= seen - now
+            if now < until:
+                self._paused[channel] = (now, until)
+                return (until - now).total_seconds()
             del self._paused[channel]
         bucket = self._bucket(channel, now)
         return 0.0 if bucket is None else bucket.wait(now)
@@ -131,9 +139,11 @@ class ChannelLimits:
         if bucket is not None:
             bucket.take(now)
 
-    def pause(self, channel: str, until: datetime) -> None:
+    def pause(self, channel: str, now: datetime, until: datetime) -> None:
         """The channel asked us to wait (HTTP 429 Retry-After): nothing goes out before `until`."""
-        self._paused[channel] = max(until, self._paused.get(channel, until))
+        earlier = self._paused.get(channel)
+        if earlier is None or until > earlier[1]:
+            self._paused[channel] = (now, until)
 
     def fallback(self, channel: str) -> tuple[str, timedelta] | None:
         """The channel's fallback and after how long of failing, if it has one."""

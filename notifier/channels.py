@@ -31,6 +31,7 @@ from apprise import (
 )
 
 import notifier.console  # noqa: F401  (registers console:// with apprise)
+from notifier.channel_limits import MAX_STATED_PAUSE
 from notifier.channel_privacy import LOG_GUARD, privacy_url, scrub, url_secrets
 from notifier.errors import ConfigError, ConfigProblem
 from notifier.events import MessageLimit, SendResult
@@ -246,7 +247,6 @@ class ChannelSet:
 
 SLACK_SECTION_LIMIT = 3000  # characters of a Slack section block's text (Slack's documented cap)
 RATE_LIMIT_PAUSE = 30.0  # seconds a channel rests after a 429 that names no wait
-MAX_STATED_PAUSE = 3600.0  # a stated wait is believed up to an hour
 # apprise's words for a 429 ("error=429", "HTTP 429", "Too Many Requests"), not any "429" in a
 # warning that also names the target (an ntfy topic "desk-429").
 _RATE_LIMITED = re.compile(

@@ -206,8 +206,7 @@ def _send_test(args: argparse.Namespace) -> int:
 def _outbox(args: argparse.Namespace) -> int:
     from notifier.store import StateStore
 
-    settings = _load(Path(args.config), require_api_key=False)
-    path = settings.state.path
+    path = config.load_state(Path(args.config)).path
     try:
         found = path.exists()
     except OSError as exc:  # a directory we may not enter: Python 3.11 raises, not False

@@ -95,6 +95,36 @@ def load(
     )
 
 
+def load_state(path: Path, *, env: Mapping[str, str] | None = None) -> StateSettings:
+    """Only the `state` section, for a command that needs nothing else (`notifier outbox`).
+
+    Run by hand, without the daemon's environment file: an unset `${VAR}` elsewhere (a
+    channel URL's secret) is no problem here. One in `state.path` still is, and a file that
+    is not YAML too.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = ConfigProblem(str(path), None, "", f"cannot read: {os_reason(exc)}")
+        raise ConfigError([problem]) from exc
+    problems = Problems(str(path))
+    tree = read(
+        text,
+        problems,
+        env=os.environ if env is None else env,
+        lenient=lambda key: key != "state" and not key.startswith("state."),
+        literal=template_placeholder,
+        secret=_is_secret,
+    )
+    node = tree.get("state") if isinstance(tree, YMap) else None
+    state = _section(node, "state", problems, StateSettings(), {"path": _path})
+    problems.items = [
+        p for p in problems.items if p.path in ("", "state") or p.path.startswith("state.")
+    ]
+    problems.raise_if_any()
+    return _anchor_state(state, path)
+
+
 def parse(
     text: str,
     *,

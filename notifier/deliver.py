@@ -20,12 +20,14 @@ import contextlib
 import itertools
 import logging
 import random
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Protocol
 
 from notifier.channel_limits import (
     FOLD_LIMIT,
+    MAX_STATED_PAUSE,
     SAFE_LIMIT,
     ChannelLimits,
     fitting,
@@ -38,6 +40,9 @@ from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
 log = logging.getLogger(__name__)
+
+# The prefix a dead-lettered row's error gets ("undelivered after 1 day, 0:00:00: ...").
+_UNDELIVERED = re.compile(r"^(?:undelivered after (?:\d+ days?, )?\d+:\d\d:\d\d(?:\.\d+)?: )+")
 
 RESCAN_EVERY = 30.0  # seconds between looks at the outbox when nothing announced new rows
 
@@ -268,7 +273,8 @@ class Deliverer:
         now = self._clock()
         expires = item.created_at + self._settings.max_age
         if now >= expires:  # before any retarget: a re-queued row would start a new max_age
-            last = item.last_error or "never attempted"
+            # Once: a row dead-lettered before, requeued by `outbox --retry-dead`, had it.
+            last = _UNDELIVERED.sub("", item.last_error or "") or "never attempted"
             error = f"undelivered after {self._settings.max_age}: {last}"
             self._outcomes.dead(item, self._channel(item), error, self._sender)
             return None
@@ -283,6 +289,10 @@ class Deliverer:
             else:
                 wake = min(wake, falls_back)
         if item.next_at <= now:
+            return 0.0
+        if (item.next_at - now).total_seconds() > max(self._settings.retry_cap, MAX_STATED_PAUSE):
+            # Further off than any wait we set: the wall clock stepped back since. Due now,
+            # rather than held for as long as the step.
             return 0.0
         # Wake at the retry time, expiry or fallback time, whichever comes first.
         return (wake - now).total_seconds()

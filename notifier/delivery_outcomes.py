@@ -107,7 +107,7 @@ class Outcomes:
         now = self._clock()
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)
-            self._limits.pause(channel, now + timedelta(seconds=result.retry_after))
+            self._limits.pause(channel, now, now + timedelta(seconds=result.retry_after))
         error = result.error or "failed"
         next_at = now + timedelta(seconds=delay)
         self._store.mark_failed(item.id, error=error, next_at=next_at)

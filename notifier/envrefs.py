@@ -31,12 +31,13 @@ class EnvRefs:
         self,
         env: Mapping[str, str],
         *,
-        lenient: Collection[str],
+        lenient: Collection[str] | Callable[[str], bool],
         literal: Callable[[str, str], bool] | None,
         secret: Callable[[str], bool],
     ) -> None:
         self.env = env
-        self.lenient = lenient  # key paths where an unset variable is quietly empty
+        # Key paths where an unset variable is quietly empty: listed, or said by a predicate.
+        self.lenient = lenient if callable(lenient) else frozenset(lenient).__contains__
         self.literal = literal  # (path, reference) -> keep `${reference}` as written
         self.secret = secret  # path -> whether its value is a secret
 
@@ -77,7 +78,7 @@ class EnvRefs:
                 return default
             if value is not None:
                 return value
-            if path in self.lenient:
+            if self.lenient(path):
                 return ""
             # In a secret's value only a conventional NAME is shown: a key pasted in its place
             # (`${ps_live_...}`) is a valid name too.

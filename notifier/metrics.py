@@ -156,7 +156,7 @@ HealthCheck = Callable[[], tuple[bool, str]]
 
 
 class MetricsServer:
-    """Serves `GET /metrics` and `GET /healthz` on one address; nothing else."""
+    """Serves `GET /metrics` and `GET /healthz` (HEAD too) on one address; nothing else."""
 
     def __init__(self, metrics: Metrics, health: HealthCheck, *, listen: str) -> None:
         address = split_listen(listen)
@@ -212,11 +212,14 @@ class MetricsServer:
                 request = await reader.readline()
                 while (await reader.readline()).strip():
                     pass  # headers: nothing here needs them
-                status, ctype, body = self._answer(request.decode("latin-1"))
+                line = request.decode("latin-1")
+                status, ctype, body = self._answer(line)
                 head = (
                     f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
                 )
+                if line.startswith("HEAD "):  # a probe that asks for the status alone
+                    body = b""
                 writer.write(head.encode("latin-1") + body)
                 await writer.drain()
                 writer.close()
@@ -226,8 +229,8 @@ class MetricsServer:
 
     def _answer(self, request_line: str) -> tuple[str, str, bytes]:
         parts = request_line.split()
-        if len(parts) < 2 or parts[0] != "GET":
-            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+        if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", "text/plain", b"GET or HEAD only\n"
         path = parts[1].split("?", 1)[0]
         if path == "/metrics":
             return "200 OK", "text/plain; version=0.0.4", self._metrics.exposition()

@@ -166,13 +166,14 @@ def read(
     problems: Problems,
     *,
     env: Mapping[str, str],
-    lenient: Collection[str] = (),
+    lenient: Collection[str] | Callable[[str], bool] = (),
     literal: Callable[[str, str], bool] | None = None,
     secret: Callable[[str], bool] = lambda path: False,
 ) -> Node | None:
     """The document as a located tree, or None when empty or not YAML (problems say why).
 
-    `lenient` lists key paths where an unset `${VAR}` is quietly empty instead of an error.
+    `lenient` lists key paths (or says by a predicate) where an unset `${VAR}` is quietly
+    empty instead of an error.
     `literal(path, reference)` says which `${reference}` to keep as written (a template's
     "${price}" is a dollar sign before the placeholder {price}, not a variable).
     `secret(path)` says where a value is a secret: a problem there never quotes a reference
@@ -201,7 +202,7 @@ def read(
         return None
     if root is None:
         return None
-    walker = _Walker(problems, env, frozenset(lenient), literal, secret)
+    walker = _Walker(problems, env, lenient, literal, secret)
     try:
         return walker.node(root, "")
     except _TooBig as exc:
@@ -237,7 +238,7 @@ class _Walker:
         self,
         problems: Problems,
         env: Mapping[str, str],
-        lenient: frozenset[str],
+        lenient: Collection[str] | Callable[[str], bool],
         literal: Callable[[str, str], bool] | None,
         secret: Callable[[str], bool],
     ):

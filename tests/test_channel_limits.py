@@ -245,6 +245,37 @@ def test_token_bucket_refills_on_the_clock() -> None:
     assert bucket.tokens == 5.0
 
 
+def test_limits_survive_the_wall_clock_stepping_back() -> None:
+    """NTP steps the clock back an hour: an empty bucket refills at its rate from then, and a
+    35 s pause keeps what it had left; neither waits out the hour."""
+    limits = ChannelLimits({"chat": channel("chat", rate=(20, 60.0))})
+    later = T0 + timedelta(hours=1)
+    for _ in range(20):
+        limits.take("chat", later)
+    assert limits.wait("chat", T0) == pytest.approx(3.0)
+    assert limits.wait("chat", T0 + timedelta(seconds=3)) == 0.0
+    limits.pause("chat", later, later + timedelta(seconds=35))
+    assert limits.wait("chat", later + timedelta(seconds=5)) == pytest.approx(30.0)
+    assert limits.wait("chat", T0) == pytest.approx(30.0)
+    assert limits.wait("chat", T0 + timedelta(seconds=30)) == 0.0
+
+
+async def test_a_retry_is_not_held_back_by_the_clock_stepping_back(
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
+) -> None:
+    """A row waiting 1 s to retry when the clock steps back two hours goes at once: no wait
+    we set is that long, so the row is taken as due, not held for the step."""
+    sender = Sender({"chat": ["chat-1"]})
+    sender.script["chat-1"] = [SendResult(ok=False, error="HTTP 500")]
+    record(store, 0, "chat-1", "chat")
+    run = start(sender, {"chat": channel("chat")})
+    await spin_until(lambda: len(sender.attempts) == 1)
+    clock.advance(hours=-2)
+    run.deliverer.notify()
+    await spin_until(lambda: store.counts()["sent"] == 1)
+    assert len(sender.attempts) == 2
+
+
 def test_reload_keeps_a_bucket_whose_rate_is_unchanged() -> None:
     """On reload a channel with the same rate keeps its spent tokens; a new rate starts full."""
     limits = ChannelLimits({"a": channel("a", rate=(1, 60.0)), "b": channel("b", rate=(1, 60.0))})

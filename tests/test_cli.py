@@ -277,6 +277,27 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().out == "removed 1 dead alert(s)\n"
 
 
+def test_outbox_needs_only_the_state_path_not_the_daemon_s_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run by hand, without the unit's environment file: channel URLs from unset variables
+    and no API key do not stop it; an unset variable in state.path does, naming it."""
+    monkeypatch.delenv("POLYSIM_API_KEY")
+    monkeypatch.delenv("SLACK_URL", raising=False)
+    config = RULES.format(url="${SLACK_URL}") + "state:\n  path: ${STATE_DIR}/notifier.db\n"
+    Path("c.yaml").write_text(config, encoding="utf-8")
+    with StateStore(Path("notifier.db")):
+        pass
+    monkeypatch.setenv("STATE_DIR", ".")
+    assert cli.main(["outbox", "--config", "c.yaml"]) == 0
+    assert capsys.readouterr().out == "pending 0, dead 0\n"
+    monkeypatch.delenv("STATE_DIR")
+    assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "c.yaml:10: state.path: environment variable STATE_DIR is not set" in err
+    assert "SLACK_URL" not in err
+
+
 def test_outbox_of_a_missing_state_file_is_an_error_and_creates_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

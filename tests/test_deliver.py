@@ -326,6 +326,16 @@ async def test_max_age_dead_letters_once(
     assert dead.last_error == "undelivered after 0:00:30: HTTP 503"
     assert len(sender.attempts) == 9  # at 0, 1, 3, 7, 12, 17, 22, 27 s, and b's one
     assert sender.delivered == [("b", "f2")]
+    # Requeued (`outbox --retry-dead`), then past max_age again before any attempt: the
+    # error says "undelivered after" once, not once per dead-lettering.
+    assert store.retry_dead() == 1
+    clock.advance(60)
+    again = make(store, sender, clock, settings=settings)
+    async with running(again):
+        again.notify()
+        await spin_until(lambda: store.counts()["dead"] == 1)
+    (dead,) = store.outbox(state="dead")
+    assert dead.last_error == "undelivered after 0:00:30: HTTP 503"
 
 
 async def test_rows_older_than_max_age_at_start_die_unsent(

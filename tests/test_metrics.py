@@ -82,6 +82,7 @@ async def test_healthz_reports_the_health_check() -> None:
         assert await http_get(server.port, "/healthz") == (200, "ok\n")
         verdict[0] = (False, "feed not connected")
         assert await http_get(server.port, "/healthz") == (503, "feed not connected\n")
+        assert await http_get(server.port, "/healthz", method="HEAD") == (503, "")  # a probe
         assert (await http_get(server.port, "/nope"))[0] == 404
         assert (await http_get(server.port, "/metrics", method="POST"))[0] == 405
     finally:
