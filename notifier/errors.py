@@ -77,10 +77,11 @@ class StateBusyError(StateError):
 
 
 def key_prefix(api_key: str) -> str:
-    """The part of an API key that PolySimulator itself shows in listings (first 16 chars)."""
+    """The part of an API key that PolySimulator itself shows in listings (first 16 chars),
+    but never more than half the key: a short one (a typo, a test key) stays mostly hidden."""
     if not api_key:
         return "<none>"
-    return api_key[:16] + "…" if len(api_key) > 16 else api_key[: max(1, len(api_key) // 2)] + "…"
+    return api_key[: min(16, len(api_key) // 2)] + "…"
 
 
 def os_reason(exc: BaseException) -> str:

@@ -92,7 +92,7 @@ async def test_only_a_401_refuses_the_key_for_good(canned: Canned, http: httpx.A
     canned.status = 401
     with pytest.raises(KeyRefused) as refused:
         await _mint(canned, http)
-    assert "ps_test_01234567…" in str(refused.value)
+    assert "ps_test_0123…" in str(refused.value)  # half of a key this short
     assert "ps_test_0123456789abcdef" not in str(refused.value)
 
 

@@ -8,6 +8,7 @@ import pytest
 from receivers import WebhookReceiver
 
 from notifier.channels import ChannelSet, check_url
+from notifier.errors import key_prefix
 from notifier.settings import ChannelSettings, DeliverySettings
 
 
@@ -60,3 +61,13 @@ async def test_webhook_header_and_payload_secrets_are_masked(
         assert secret not in target.display
         assert secret not in logged
         assert secret not in (result.error or "")
+
+
+def test_an_api_key_shows_its_listed_prefix_but_never_half_of_it() -> None:
+    """The 16 characters PolySimulator lists, for a real key; for a short one (a typo, a test
+    key) at most half, so a log line never carries most of a key."""
+    real = "ps_live_" + "0123456789abcdef" * 2
+    assert key_prefix(real) == "ps_live_01234567…"
+    assert key_prefix("ps_live_0123456789ab") == "ps_live_01…"
+    assert key_prefix("x") == "…"
+    assert key_prefix("") == "<none>"
