@@ -28,6 +28,7 @@ from notifier.configvalues import (
     line_of,
     mapping,
 )
+from notifier.durations import format_duration
 from notifier.errors import ConfigError, ConfigProblem, os_reason
 from notifier.events import Fill
 from notifier.ruleconfig import RuleContext, parse_rules, template_placeholder, unknown_channel
@@ -140,6 +141,10 @@ def parse(
         text, problems, env=env, lenient=lenient, literal=template_placeholder, secret=_is_secret
     )
     if tree is None:
+        if not problems.items:
+            # A truncated file (`>`, a two-step save, a full disk) is empty YAML, and running
+            # it, or reloading it, would silently drop every rule and channel.
+            problems.add(None, "", "the file holds no settings (it is empty, or only comments)")
         problems.raise_if_any()  # unreadable YAML: the rest would be noise
     root = mapping(tree, "", problems, _TOP_KEYS) if tree is not None else YMap(1)
     root = root if root is not None else YMap(1)
@@ -216,7 +221,18 @@ def _url_problem(text: str) -> str | None:
         return "names no host"
     if parts.query or parts.fragment:
         return "must not have a ?query or #fragment (the paths are appended to it)"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold a user name or password (the API key is what authenticates)"
     return None
+
+
+def _shown_url(text: str) -> str:
+    """The URL for an error message, any user:password@ in it masked."""
+    scheme, sep, rest = text.partition("://")
+    host, slash, path = rest.partition("/")
+    if sep and "@" in host:
+        return f"{scheme}://***@{host.rpartition('@')[2]}{slash}{path}"
+    return text
 
 
 def _url(node: Node, path: str, problems: Problems) -> str | None:
@@ -225,7 +241,7 @@ def _url(node: Node, path: str, problems: Problems) -> str | None:
         return None
     problem = _url_problem(text.strip())
     if problem is not None:
-        problems.add(node.line, path, f"{problem}, got {text!r}")
+        problems.add(node.line, path, f"{problem}, got {_shown_url(text)!r}")
         return None
     return text.strip().rstrip("/")
 
@@ -263,12 +279,18 @@ def _feed(
     problem = _url_problem(feed.base_url)
     if feed.base_url == defaults.base_url and problem is not None:
         # From the environment, so `check-config` refuses it too, not `run` at connect time.
-        message = f"{BASE_URL_ENV} {problem}, got {feed.base_url!r}"
+        message = f"{BASE_URL_ENV} {problem}, got {_shown_url(feed.base_url)!r}"
         problems.add(None, "feed.base_url", message)
+    _check_look_back(node, feed, problems)
     reported = any(p.path == "feed.api_key" for p in problems.items)
     where = key_line(node, "api_key")
     if require_api_key and not feed.api_key.strip() and not reported:
         message = f"no API key: set {API_KEY_ENV} in the environment or feed.api_key"
+        if where is not None and defaults.api_key.strip():
+            message = (
+                f"empty here, and a key in the file overrides {API_KEY_ENV}: "
+                "remove feed.api_key to use the environment's, or fill it in"
+            )
         problems.add(where, "feed.api_key", message)
     odd = next((i for i, c in enumerate(feed.api_key) if not "!" <= c <= "~"), None)
     if odd is not None and not reported and require_api_key:  # only a command that sends it
@@ -282,6 +304,29 @@ def _feed(
             f"header: copy the key again (from feed.api_key or {API_KEY_ENV})",
         )
     return feed
+
+
+def _check_look_back(node: Node | None, feed: FeedSettings, problems: Problems) -> None:
+    """Backfill's windows must fit each other, or fills missed while away are not recovered:
+    a horizon within the overlap looks back at nothing past the watermark, and a catch-up
+    past the horizon is cut to it."""
+    horizon, overlap = feed.backfill_horizon, feed.backfill_overlap
+    if horizon <= overlap:
+        problems.add(
+            key_line(node, "backfill_horizon") or key_line(node, "backfill_overlap"),
+            "feed.backfill_horizon",
+            f"must be longer than backfill_overlap ({format_duration(overlap)}), got "
+            f"{format_duration(horizon)}: fills missed while the feed was down would not be "
+            "recovered",
+        )
+    elif feed.catch_up > horizon:
+        problems.add(
+            key_line(node, "catch_up"),
+            "feed.catch_up",
+            f"{format_duration(feed.catch_up)} reaches back past backfill_horizon "
+            f"({format_duration(horizon)}), which bounds every look back: raise "
+            f"feed.backfill_horizon to at least {format_duration(feed.catch_up)}",
+        )
 
 
 def _is_secret(path: str) -> bool:

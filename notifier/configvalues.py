@@ -56,7 +56,11 @@ def as_str(node: Node, path: str, problems: Problems) -> str | None:
     """Text: a string, or a number written plainly (an order id of 42 is the text "42")."""
     if isinstance(node, Scalar) and node.kind in ("str", "number", "yaml11_bool"):
         return node.text
-    problems.add(node.line, path, f"must be a string, got {describe(node)}")
+    message = f"must be a string, got {describe(node)}"
+    if isinstance(node, YMap) and path.rpartition(".")[2] in ("title", "body", "line"):
+        # An unquoted template: YAML reads `{market_title}` as a mapping.
+        message += ' (a value starting with { must be quoted: "{side} on {market_title}")'
+    problems.add(node.line, path, message)
     return None
 
 
@@ -147,13 +151,20 @@ def as_duration(node: Node, path: str, problems: Problems) -> timedelta | None:
         return None
 
 
+MAX_SECONDS = 86400.0  # the longest timeout or interval: socket APIs overflow far past it
+
+
 def as_seconds(node: Node, path: str, problems: Problems, *, positive: bool = True) -> float | None:
-    """A duration as float seconds (what socket and timer APIs take); positive unless told."""
+    """A duration as float seconds (what socket and timer APIs take); positive unless told,
+    and at most a day (a socket timeout of 300000 days fails every send, at run time)."""
     value = as_duration(node, path, problems)
     if value is None:
         return None
     if positive and value <= timedelta(0):
         problems.add(node.line, path, "must be more than 0")
+        return None
+    if value.total_seconds() > MAX_SECONDS:
+        problems.add(node.line, path, "must be at most 1d")
         return None
     return value.total_seconds()
 

@@ -77,8 +77,8 @@ def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None
         if key == "side":
             part = _side(value, child, problems)
         elif key in STRING_FIELDS:
-            values = as_str_list(value, child, problems)
-            part = None if values is None else FieldMatch(key, tuple(v for v, _, _ in values))
+            values = _strings(key, value, child, problems)
+            part = None if values is None else FieldMatch(key, values)
         elif key in DECIMAL_FIELDS:
             part = _bounds(key, value, child, problems)
         elif key in ("any", "all"):
@@ -95,6 +95,28 @@ def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None
     if not ok:
         return None
     return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+
+
+# Fields whose values never hold a comma: `market: 0xabc, 0xdef` meant a list, and as one
+# string it would silently match nothing.
+_NO_COMMA = frozenset({"market", "order_id", "status"})
+
+
+def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, ...] | None:
+    values = as_str_list(node, path, problems)
+    if values is None:
+        return None
+    ok = True
+    for text, item, item_path in values:
+        if key in _NO_COMMA and "," in text:
+            first = text.split(",")[0].strip()
+            problems.add(
+                item.line,
+                item_path,
+                f"holds a comma: to match any of several, write a list: [{first}, ...]",
+            )
+            ok = False
+    return tuple(v for v, _, _ in values) if ok else None
 
 
 def _side(node: Node, path: str, problems: Problems) -> Condition | None:

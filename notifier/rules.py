@@ -31,7 +31,7 @@ STRING_FIELDS = (
     "order_id",
     "client_order_id",
 )
-CASELESS_FIELDS = frozenset({"market_title", "outcome"})
+CASELESS_FIELDS = frozenset({"market_title", "outcome", "status"})
 DECIMAL_FIELDS = ("price", "quantity", "notional")
 # `market` in a rule is the fill's `market_id`.
 _ATTRIBUTE = {"market": "market_id"}
@@ -69,7 +69,7 @@ def _glob_regex(pattern: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FieldMatch(Condition):
-    """The field equals any of `patterns` (globs allowed); caseless for market_title/outcome.
+    """The field equals any of `patterns` (globs allowed); caseless for title/outcome/status.
 
     A fill whose field is None (no title yet, no client order id) matches no pattern.
     """

@@ -254,8 +254,12 @@ class Service:
                 if isinstance(self.deliverer.sender, ChannelSet):
                     channels.take_locks(self.deliverer.sender)
                 self.deliverer.swap_sender(channels, new.channels, new.delivery)
-            if new.feed != self.settings.feed or new.state != self.settings.state:
-                log.warning("feed or state settings changed: they take effect at the next restart")
+            old = self.settings
+            later = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(old, n)]
+            if later:
+                log.warning(
+                    "%s settings changed: they take effect at the next restart", ", ".join(later)
+                )
             self.settings = _keep_runtime(self.settings, new)
             log.info("reloaded: %d rules, %d channels", len(new.rules.rules), len(channels.names))
             return True
@@ -357,9 +361,16 @@ class Service:
                     signal.signal(signum, before)
 
 
+# What a reload does not change: the connection, the state file, the metrics socket, logging.
+_RESTART_SECTIONS = ("feed", "state", "metrics", "log")
+
+
 def _keep_runtime(old: Settings, new: Settings) -> Settings:
-    """The settings now in force: new rules and channels, the running feed and state."""
-    return dataclasses.replace(new, feed=old.feed, state=old.state, metrics=old.metrics)
+    """The settings now in force: new rules and channels, the running feed, state, metrics
+    and logging (see _RESTART_SECTIONS)."""
+    return dataclasses.replace(
+        new, feed=old.feed, state=old.state, metrics=old.metrics, log=old.log
+    )
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

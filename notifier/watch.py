@@ -1,8 +1,10 @@
 """Notice when the config file changes, for `run --watch` (a reload without SIGHUP).
 
-Polling the file's modification time and size is portable and costs one stat a second; an
-editor that saves in two steps may trigger a reload of a half-written file, which validation
-refuses (the running config stays) before the complete file is picked up on the next poll.
+Polling the file's modification time and size is portable and costs one stat a second. A
+change is reloaded once the file has stayed the same for one more poll: an editor that saves
+in two steps (truncate, then write) or a `>` redirect in progress would otherwise be reloaded
+half-written, and a half-written file can be a valid one (an empty file, or one cut between
+two rules) that silently drops rules.
 """
 
 from __future__ import annotations
@@ -35,16 +37,24 @@ async def watch_file(
     interval: float = 1.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Call `on_change` each time the file at `path` differs from `since`; until cancelled.
+    """Call `on_change` each time the file at `path` differs from `since` and has then stayed
+    the same for one poll; until cancelled.
 
     `since` is taken by the caller when it read the file, so a change made between that read
     and this task's first poll is not missed.
     """
     last = since
+    settling: Signature = None  # a change seen at the last poll, reloaded if it holds
     while True:
         await sleep(interval)
         current = signature(path)
-        if current != last and current is not None:
-            log.info("config file %s changed: reloading", path)
-            on_change()
-        last = current
+        if current is None or current == last:
+            last = current if current is None else last  # gone: its return is a change
+            settling = None
+            continue
+        if current != settling:
+            settling = current  # still being written, perhaps: look again next poll
+            continue
+        log.info("config file %s changed: reloading", path)
+        on_change()
+        last, settling = current, None

@@ -228,6 +228,8 @@ def _hint(text: str, exc: yaml.MarkedYAMLError) -> str:
         return "; indent with spaces, not tabs"
     if exc.problem and "another document" in exc.problem:
         return "; one config is one YAML document: remove the '---' line"
+    if "alias" in f"{exc.problem} {exc.context}":
+        return '; a value starting with * (a glob) is read as a YAML alias: quote it, "*btc*"'
     return ""
 
 

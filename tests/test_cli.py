@@ -146,7 +146,8 @@ def test_check_config_reports_every_problem_exactly(
             "cfg.yaml:3: YAML syntax error: did not find expected ',' or ']' "
             "(while parsing a flow sequence at line 2)",
         ),
-        ("", "cfg.yaml: feed.api_key: no API key: set POLYSIM_API_KEY in the environment"),
+        ("rules: []\n", "cfg.yaml: feed.api_key: no API key: set POLYSIM_API_KEY in the environ"),
+        ("# all commented out\n", "cfg.yaml: the file holds no settings (it is empty, or only"),
         ("feed:\n  api_key: ${NOPE}\n", "cfg.yaml:2: feed.api_key: environment variable NOPE"),
     ],
 )

@@ -128,7 +128,7 @@ def test_yaml11_surprises_are_text() -> None:
 
 def test_defaults() -> None:
     """An empty file gives the documented defaults, state beside the config file."""
-    s = parse("", source=SOURCE, env=ENV)
+    s = parse("rules: []\n", source=SOURCE, env=ENV)
     assert s.state.path == Path("/etc/notifier/notifier.db")
     assert s.feed.base_url == "https://api.polysimulator.com"
     assert s.delivery.concurrency == 4
@@ -181,7 +181,7 @@ def test_every_section_key() -> None:
 
 def test_base_url_from_environment() -> None:
     """Without feed.base_url, POLYSIM_BASE_URL (PolySimulator's own convention) is used."""
-    s = settings_of("", env={**ENV, "POLYSIM_BASE_URL": "http://localhost:8000"})
+    s = settings_of("rules: []\n", env={**ENV, "POLYSIM_BASE_URL": "http://localhost:8000"})
     assert s.feed.base_url == "http://localhost:8000"
 
 
@@ -211,17 +211,17 @@ def test_unset_variable_names_it_and_the_key() -> None:
 
 def test_api_key_required_unless_told() -> None:
     """No API key is an error only when required; the key comes from POLYSIM_API_KEY by default."""
-    assert errors("", env={}) == [
+    assert errors("rules: []\n", env={}) == [
         "config.yaml: feed.api_key: no API key: set POLYSIM_API_KEY in the environment "
         "or feed.api_key"
     ]
     assert settings_of("feed:\n  api_key: ${POLYSIM_API_KEY}\n", env={}, require_api_key=False)
-    assert settings_of("", env=ENV).feed.api_key == KEY
+    assert settings_of("rules: []\n", env=ENV).feed.api_key == KEY
 
 
 def test_a_key_an_http_header_cannot_carry_is_refused_without_showing_it() -> None:
     """A pasted no-break space or newline in the key is a config error naming only the spot."""
-    assert errors("", env={"POLYSIM_API_KEY": KEY + "\u00a0"}) == [
+    assert errors("rules: []\n", env={"POLYSIM_API_KEY": KEY + "\u00a0"}) == [
         f"config.yaml: feed.api_key: character {len(KEY) + 1} (U+00A0, NO-BREAK SPACE) cannot "
         "travel in an HTTP header: copy the key again (from feed.api_key or POLYSIM_API_KEY)"
     ]
@@ -681,7 +681,7 @@ def test_fallback_to_a_broken_channel_reports_only_the_channel() -> None:
 
 def test_base_url_from_environment_is_checked() -> None:
     """A POLYSIM_BASE_URL that is not an http(s) URL is a config error, not a failure at run."""
-    assert errors("", env={**ENV, "POLYSIM_BASE_URL": "127.0.0.1:9"}) == [
+    assert errors("rules: []\n", env={**ENV, "POLYSIM_BASE_URL": "127.0.0.1:9"}) == [
         "config.yaml: feed.base_url: POLYSIM_BASE_URL must be an http:// or https:// URL, "
         "got '127.0.0.1:9'"
     ]
@@ -701,8 +701,96 @@ def test_a_base_url_that_could_not_be_connected_to_is_refused(url: str, problem:
     """Caught by check-config, from the file or the environment, not as a crash at connect."""
     [message] = errors(f"feed:\n  base_url: {url}\n")
     assert message.startswith(f"config.yaml:2: feed.base_url: {problem}")
-    [message] = errors("", env={**ENV, "POLYSIM_BASE_URL": url})
+    [message] = errors("rules: []\n", env={**ENV, "POLYSIM_BASE_URL": url})
     assert message.startswith(f"config.yaml: feed.base_url: POLYSIM_BASE_URL {problem}")
+
+
+def test_an_empty_file_is_refused_not_run_with_nothing() -> None:
+    """A truncated file (a `>` redirect, a two-step save) is valid YAML: refused, or a reload
+    would drop every rule and channel without a word."""
+    for text in ("", "\n\n", "# everything commented out\n# rules: []\n"):
+        assert errors(text) == [
+            "config.yaml: the file holds no settings (it is empty, or only comments)"
+        ]
+
+
+def test_backfill_windows_must_fit_each_other() -> None:
+    """A horizon within the overlap recovers nothing missed; a catch-up past the horizon is
+    cut to it: both refused, with what to set."""
+    assert errors("feed:\n  backfill_horizon: 0s\n") == [
+        "config.yaml:2: feed.backfill_horizon: must be longer than backfill_overlap (1m), got "
+        "0s: fills missed while the feed was down would not be recovered"
+    ]
+    assert errors("feed:\n  backfill_overlap: 2h\n  backfill_horizon: 1h\n")[0].startswith(
+        "config.yaml:3: feed.backfill_horizon: must be longer than backfill_overlap (2h)"
+    )
+    assert errors("feed:\n  catch_up: 30d\n") == [
+        "config.yaml:2: feed.catch_up: 30d reaches back past backfill_horizon (7d), which "
+        "bounds every look back: raise feed.backfill_horizon to at least 30d"
+    ]
+    assert settings_of("feed:\n  catch_up: 30d\n  backfill_horizon: 30d\n").feed.catch_up
+
+
+def test_timeouts_and_intervals_are_at_most_a_day() -> None:
+    """A socket timeout of 300000 days passed the check and failed every send at run time."""
+    assert errors("delivery:\n  timeout: 300000d\n") == [
+        "config.yaml:2: delivery.timeout: must be at most 1d"
+    ]
+    assert settings_of("feed:\n  request_timeout: 1d\n").feed.request_timeout == 86400.0
+
+
+def test_a_base_url_with_credentials_is_refused_without_showing_them() -> None:
+    """The API key authenticates; a user:password in the URL is refused, and not echoed."""
+    [message] = errors("feed:\n  base_url: https://user:hunter2@venue.example\n")
+    assert message == (
+        "config.yaml:2: feed.base_url: must not hold a user name or password (the API key is "
+        "what authenticates), got 'https://***@venue.example'"
+    )
+    [message] = errors("feed:\n  base_url: ftp://user:hunter2@venue.example/x\n")
+    assert "hunter2" not in message
+
+
+def test_an_empty_key_in_the_file_says_it_hides_the_environment_s() -> None:
+    """`api_key:` left empty overrides POLYSIM_API_KEY: the message says so, not "set it"."""
+    assert errors("feed:\n  api_key: ''\n") == [
+        "config.yaml:2: feed.api_key: empty here, and a key in the file overrides "
+        "POLYSIM_API_KEY: remove feed.api_key to use the environment's, or fill it in"
+    ]
+
+
+def test_unquoted_globs_and_templates_get_a_hint_to_quote_them() -> None:
+    """`*bitcoin*` is a YAML alias and `{market_title}` a mapping unless quoted: the error
+    says so, instead of pyyaml's words alone."""
+    glob = "rules:\n  - name: a\n    when: {market_title: *bitcoin*}\n    notify: [d]\n"
+    [message] = errors(glob)
+    assert message.endswith(
+        'a value starting with * (a glob) is read as a YAML alias: quote it, "*btc*"'
+    )
+    undefined = "rules:\n  - name: a\n    when:\n      market_title: *bitcoin\n"
+    assert "read as a YAML alias: quote it" in errors(undefined)[0]
+    template = "channels:\n  d: json://x\nrules:\n  - name: a\n    notify: [d]\n"
+    template += "    title: {market_title}\n"
+    assert errors(template) == [
+        "config.yaml:6: rules[0].title: must be a string, got a mapping (a value starting with "
+        '{ must be quoted: "{side} on {market_title}")'
+    ]
+
+
+def test_a_comma_in_a_market_value_is_a_list_written_wrong() -> None:
+    """`market: 0xabc, 0xdef` is one string in YAML and would match nothing: refused."""
+    text = "channels:\n  d: json://x\nrules:\n  - name: a\n    notify: [d]\n"
+    text += "    when: {market: '0xabc, 0xdef', market_title: 'Yes, or no?'}\n"
+    assert errors(text) == [
+        "config.yaml:6: rules[0].when.market: holds a comma: to match any of several, "
+        "write a list: [0xabc, ...]"
+    ]
+
+
+def test_status_is_caseless() -> None:
+    """`status: filled` matches the feed's FILLED, as titles and outcomes ignore case."""
+    text = "channels:\n  d: json://x\nrules:\n  - name: a\n    notify: [d]\n"
+    rules = settings_of(text + "    when: {status: filled}\n").rules
+    assert [r.name for r in rules.match(SAMPLE_FILL)] == ["a"]
 
 
 def test_state_path_expands_the_home_directory() -> None:
@@ -850,5 +938,5 @@ def test_a_rate_count_of_thousands_of_digits_is_a_config_error() -> None:
 def test_a_command_that_sends_no_key_ignores_its_characters() -> None:
     """outbox, test and send-test never send the key: a stray newline in it does not stop them."""
     env = {"POLYSIM_API_KEY": KEY + "\n"}
-    assert settings_of("", env=env, require_api_key=False).feed.api_key == KEY + "\n"
-    assert errors("", env=env)  # run, which sends it, refuses it
+    assert settings_of("rules: []\n", env=env, require_api_key=False).feed.api_key == KEY + "\n"
+    assert errors("rules: []\n", env=env)  # run, which sends it, refuses it

@@ -92,9 +92,11 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         assert 'notifier_fills_matched_total{rule="big"} 2.0' in metrics
         assert "notifier_feed_connected 1.0" in metrics
 
-        write_config(config, venue, webhook, rules=RULES + EXTRA_RULE)
+        write_config(config, venue, webhook, rules=RULES + EXTRA_RULE)  # and no metrics:
         daemon.signal(signal.SIGHUP)
         await daemon.wait_log("reloaded: 2 rules")
+        assert "metrics settings changed: they take effect at the next restart" in daemon.log
+        assert await http_get(port, "/healthz") == (200, "ok\n")  # still served, as it says
         await venue.fill(market_id=BTC, quantity="7", order_id=4)
         await webhook.wait_for(3, timeout=10)
         assert _titles(webhook)[2] == "Small BUY"

@@ -63,12 +63,13 @@ def test_brackets_are_literal_in_globs() -> None:
     assert not cond.matches(fill(order_id="a42"))
 
 
-def test_title_and_outcome_are_caseless_others_not() -> None:
-    """market_title and outcome compare case-insensitively; market and status do not."""
+def test_title_outcome_and_status_are_caseless_others_not() -> None:
+    """market_title, outcome and status compare case-insensitively; market and ids do not."""
     assert FieldMatch("market_title", ("*BITCOIN*",)).matches(BASE)
     assert FieldMatch("outcome", ("YES",)).matches(BASE)
-    assert not FieldMatch("status", ("filled",)).matches(BASE)
+    assert FieldMatch("status", ("filled",)).matches(BASE)
     assert not FieldMatch("market", ("0XABC123",)).matches(BASE)
+    assert not FieldMatch("client_order_id", ("BOT-1",)).matches(BASE)
 
 
 def test_caseless_matching_ignores_unicode_normal_form() -> None:
