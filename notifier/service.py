@@ -25,7 +25,7 @@ from notifier import __version__, sdnotify
 from notifier.channels import ChannelSet
 from notifier.clock import utc_now
 from notifier.deliver import Deliverer
-from notifier.errors import ConfigError, key_prefix
+from notifier.errors import ConfigError, StateError, key_prefix
 from notifier.feed import FeedClient
 from notifier.hangup import Handler, HangupLatch
 from notifier.markets import MarketTitles
@@ -90,6 +90,7 @@ class Service:
         self._install_signals = install_signals
         self._hangups = hangups
         self._stop = asyncio.Event()
+        self._broken: StateError | None = None  # a scheduled commit failed: run ends with it
         self._started = time.monotonic()
         self._last_sent: float | None = None
         self._reload_lock = asyncio.Lock()
@@ -105,6 +106,12 @@ class Service:
         """Begin a graceful stop (what SIGTERM and SIGINT do)."""
         self._stop.set()
 
+    def _state_broken(self, error: StateError) -> None:
+        """A scheduled commit failed: stop, and end `run` with its error (exit 70 or 1), not
+        on with a batch of alerts unrecorded until some later write trips over it."""
+        self._broken = error
+        self._stop.set()
+
     async def run(self) -> Summary:
         """Run until asked to stop; raises KeyRefused or StateError for fatal conditions."""
         settings = self.settings
@@ -117,6 +124,7 @@ class Service:
             settings.state.path,
             exclusive=True,
             defer_commit=loop.call_soon,
+            on_broken=self._state_broken,
             autocheckpoint=BACKSTOP_PAGES,
         )
         checkpointer = WalCheckpointer(store.path)
@@ -125,6 +133,8 @@ class Service:
             timeout = httpx.Timeout(settings.feed.request_timeout)
             async with httpx.AsyncClient(timeout=timeout) as http:
                 await self._run_with(store, channels, http, checkpointer)
+            if self._broken is not None:
+                raise self._broken
             return self.summary()
         finally:
             checkpointer.close()

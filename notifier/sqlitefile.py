@@ -48,12 +48,14 @@ class SqliteFile:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout: float = 1.0,
         defer_commit: Callable[[Callable[[], None]], object] | None = None,
+        on_broken: Callable[[StateError], object] | None = None,
         batch_limit: int = 1000,
         autocheckpoint: int | None = None,
     ) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
         self._defer = defer_commit
+        self._on_broken = on_broken
         self._batch_limit = batch_limit
         self._in_batch = False
         self._batch_size = 0
@@ -197,12 +199,17 @@ class SqliteFile:
         """`flush` as a scheduled callback: a failure is one log line, not a loop traceback.
 
         The file is broken by then (see `flush`), so the next write raises the error to its
-        caller, which stops the daemon.
+        caller; `on_broken` hears of it at once, since on a quiet feed that write may be an
+        hour away, its batch's alerts unrecorded meanwhile.
         """
         try:
             self.flush()
         except StateError as exc:
-            log.error("%s; stopping at the next write", exc)
+            if self._on_broken is None:
+                log.error("%s; stopping at the next write", exc)
+            else:
+                log.error("%s; stopping", exc)
+                self._on_broken(exc)
 
     def close(self) -> None:
         """Commit any open batch and close (checkpointing the WAL into the file)."""

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Literal
 
 from notifier.clock import utc_now
+from notifier.errors import StateError
 from notifier.events import Alert
 from notifier.shaping_table import ShapingTable
 from notifier.sqlitefile import SqliteFile
@@ -55,7 +56,8 @@ class StateStore:
     Group commit: a commit costs ~40 µs even without fsync, too much for every fill at feed
     speed. Given `defer_commit` (the service passes `loop.call_soon`), record() joins an open
     batch that the scheduled `flush()` commits once the feed reader yields. Other writes and
-    `flush()` are durable on return; the deliverer flushes before every send.
+    `flush()` are durable on return; the deliverer flushes before every send. If a scheduled
+    commit fails, `on_broken` gets its error (nobody else is there to).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class StateStore:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout: float = 1.0,
         defer_commit: Callable[[Callable[[], None]], object] | None = None,
+        on_broken: Callable[[StateError], object] | None = None,
         batch_limit: int = 1000,
         autocheckpoint: int | None = None,
     ) -> None:
@@ -78,6 +81,7 @@ class StateStore:
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             defer_commit=defer_commit,
+            on_broken=on_broken,
             batch_limit=batch_limit,
             autocheckpoint=autocheckpoint,
         )

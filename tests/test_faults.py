@@ -25,10 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifier.config import parse
-from notifier.errors import ConfigError
+from notifier.errors import ConfigError, StateBusyError
 from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.normalize import Rejected, decode_frame, normalize_message
+from notifier.service import Service
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
 
@@ -219,6 +220,24 @@ async def test_a_venue_answering_only_protocol_pings_keeps_its_connection(
     assert hook.titles() == ids(range(999, 1001))
     assert feed.stats.reconnects == {}
     assert venue.connections == 1
+
+
+async def test_a_scheduled_commit_that_fails_stops_the_service_with_its_error(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A group commit run by the loop that fails (a full disk) has no caller to raise to; on
+    a quiet feed the next write might be an hour off. The service stops at once and `run`
+    raises it, so the unit restarts it (exit 70)."""
+    text = config_text(venue, {"hook": hook}, tmp_path / "state.db")
+    settings = parse(text, source=tmp_path / "c.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
+    service = Service(settings, install_signals=False)
+    task = asyncio.create_task(service.run())
+    await until(lambda: bool(service.feed and service.feed.stats.reading))
+    assert service.store is not None
+    full = StateBusyError("state file s.db: commit: database or disk is full")
+    service.store._file._on_broken(full)  # type: ignore[misc]  # what a failed flush does
+    with pytest.raises(StateBusyError, match="disk is full"):
+        await asyncio.wait_for(task, timeout=15)
 
 
 # -- delivery faults --------------------------------------------------------------------------

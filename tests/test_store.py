@@ -704,7 +704,8 @@ FAILED_COMMIT_CHILD = textwrap.dedent(
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
     t0 = datetime(2026, 2, 6, tzinfo=UTC)
     calls = []
-    store = StateStore(Path(sys.argv[1]), defer_commit=calls.append)
+    broken = lambda exc: print("on_broken:", type(exc).__name__)  # noqa: E731
+    store = StateStore(Path(sys.argv[1]), defer_commit=calls.append, on_broken=broken)
     store.record(fill_key="a", filled_at=t0, alerts=[])  # in the page cache, not the WAL yet
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
     for call in calls:
@@ -722,13 +723,15 @@ FAILED_COMMIT_CHILD = textwrap.dedent(
 def test_a_deferred_commit_that_fails_logs_one_line_and_the_next_write_raises(
     tmp_path: Path,
 ) -> None:
-    """Run by the event loop, a failed commit was a raw "Exception in callback" traceback."""
+    """Run by the event loop, a failed commit was a raw "Exception in callback" traceback.
+    Now one line, and `on_broken` hears of it (the service stops at once)."""
     path = tmp_path / "s.db"
     child = python_child(FAILED_COMMIT_CHILD, str(path))
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 0, out
     assert out.splitlines() == [
-        f"ERROR state file {path}: commit: disk I/O error; stopping at the next write",
+        f"ERROR state file {path}: commit: disk I/O error; stopping",
+        "on_broken: StateError",
         "callback returned",
         f"next write: state file {path}: commit: disk I/O error",
     ]
