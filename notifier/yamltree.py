@@ -233,6 +233,12 @@ def _hint(text: str, exc: yaml.MarkedYAMLError) -> str:
     return ""
 
 
+# The tags a node has when the file names none (this loader's resolver resolves nothing).
+_DEFAULT_TAGS = frozenset(
+    {"tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
+)
+
+
 class _Walker:
     """Turns composed nodes into Scalar/YMap/YSeq, checking keys and expanding variables."""
 
@@ -257,6 +263,14 @@ class _Walker:
         if len(self.active) >= MAX_DEPTH and not isinstance(node, yaml.ScalarNode):
             shown = path if len(path) <= 60 else path[:57] + "..."
             self.problems.add(line, shown, f"nested deeper than {MAX_DEPTH} levels")
+            self.problems.silence(path)
+            return Scalar("", line, plain=True)
+        if node.tag not in _DEFAULT_TAGS:
+            # `!!int 5`, `!!binary ...`, `!env X`: this loader resolves no tags, so one would be
+            # dropped silently and its value read as plain text.
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            shown = tag if len(tag) <= 40 else tag[:37] + "..."
+            self.problems.add(line, path, f"YAML tags ({shown}) are not supported: remove it")
             self.problems.silence(path)
             return Scalar("", line, plain=True)
         if isinstance(node, yaml.ScalarNode):

@@ -793,6 +793,16 @@ def test_status_is_caseless() -> None:
     assert [r.name for r in rules.match(SAMPLE_FILL)] == ["a"]
 
 
+def test_yaml_tags_are_refused_not_dropped() -> None:
+    """`enabled: !!bool false` was read as if untagged; any tag is refused, named."""
+    assert errors("feed:\n  ping_interval: !!int 5\n") == [
+        "config.yaml:2: feed.ping_interval: YAML tags (!!int) are not supported: remove it"
+    ]
+    assert errors("rules: !custom []\n") == [
+        "config.yaml:1: rules: YAML tags (!custom) are not supported: remove it"
+    ]
+
+
 def test_state_path_expands_the_home_directory() -> None:
     """state.path: ~/x.db is in the home directory, not a directory named ~ beside the config."""
     s = settings_of("state: {path: ~/x.db}\n")
