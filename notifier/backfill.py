@@ -38,6 +38,7 @@ from typing import Protocol
 import httpx
 
 from notifier.backoff import retry_delay
+from notifier.durations import format_duration
 from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
 from notifier.normalize import Rejected, decode_json, normalize_history_item
@@ -133,6 +134,7 @@ class Backfill:
         self._settle_at = 0.0
         self._resume: int | None = None  # offset where a run cut at MAX_PAGES stopped
         self._requests = 0  # history requests in the current run (for pacing)
+        self._warned_horizon = False  # the "away longer than the horizon" warning, given
         self.delivered = 0
         self.failures = 0
         self.rate_limited = 0
@@ -192,6 +194,16 @@ class Backfill:
         floor = self._clock() - settings.backfill_horizon
         recent = max(mark - settings.backfill_overlap, floor)
         since = recent if self._gap is None else max(min(recent, self._gap), floor)
+        owed = mark if self._gap is None else min(mark, self._gap)
+        if owed < floor and not self._warned_horizon:
+            self._warned_horizon = True  # once a run of the process: retries would repeat it
+            log.warning(
+                "away since %s, longer than feed.backfill_horizon (%s): fills before %s are "
+                "not recovered",
+                owed.isoformat(),
+                format_duration(settings.backfill_horizon),
+                floor.isoformat(timespec="seconds"),
+            )
         for attempt in range(1, attempts + 1):
             found: dict[str, Fill] = {}
             self._requests = 0

@@ -24,9 +24,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from notifier.backfill import Backfill, FillSink, WatermarkStore
+from notifier.backfill import Backfill, FillSink, WatermarkStore, retry_after_seconds
 from notifier.clock import utc_now
-from notifier.errors import KeyRefused, RateLimited, TransientFeedError
+from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError
 from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.settings import FeedSettings
@@ -118,6 +118,7 @@ class FeedClient:
         self._rx = 0.0  # loop time of the last frame on the current connection
         self._silent = False  # the watchdog dropped the current connection
         self._retry: asyncio.Task[None] | None = None  # a gap retry beside the read loop
+        self._handshake_wait = 0.0  # a refused handshake's Retry-After, for the next pause
 
     async def run(self) -> None:
         """Hold the feed until cancelled or stopped; KeyRefused (fatal) when the key is refused."""
@@ -142,7 +143,8 @@ class FeedClient:
                 if self._stopping:
                     break
                 self._count(cause)
-                delay = self._reconnect.delay_after(cause)
+                delay = max(self._reconnect.delay_after(cause), self._handshake_wait)
+                self._handshake_wait = 0.0
                 await self._pause(delay, f"connection ended ({cause})")
         finally:
             if self._closer is not None:
@@ -185,10 +187,16 @@ class FeedClient:
         except InvalidStatus as exc:
             code = exc.response.status_code
             log.warning("WebSocket handshake refused (HTTP %d)", code)
+            if code == 429:  # too many connects: wait as long as the venue asks, at least
+                wait = retry_after_seconds(exc.response.headers.get("Retry-After"))
+                self._handshake_wait = wait or 0.0
+                return "rate_limited"
             return "close_4001" if code in (401, 403) else "connect_failed"
         except (OSError, TimeoutError, WebSocketException) as exc:
             log.warning("cannot connect: %s", redact(f"{type(exc).__name__}: {exc}", token))
             return "connect_failed"
+        except ImportError as exc:  # a SOCKS proxy in the environment: python-socks absent
+            raise FatalFeedError(f"cannot use the proxy the environment names: {exc}") from None
         started = self._monotonic()
         self._ws = ws
         self.stats.connects += 1

@@ -25,7 +25,7 @@ from notifier import __version__, sdnotify
 from notifier.channels import ChannelSet
 from notifier.clock import utc_now
 from notifier.deliver import Deliverer
-from notifier.errors import ConfigError, StateError, key_prefix
+from notifier.errors import ConfigError, FatalFeedError, StateError, key_prefix
 from notifier.feed import FeedClient
 from notifier.hangup import Handler, HangupLatch
 from notifier.markets import MarketTitles
@@ -131,7 +131,11 @@ class Service:
         try:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
             timeout = httpx.Timeout(settings.feed.request_timeout)
-            async with httpx.AsyncClient(timeout=timeout) as http:
+            try:
+                client = httpx.AsyncClient(timeout=timeout)
+            except ImportError as exc:  # a SOCKS proxy in the environment, its package absent
+                raise FatalFeedError(f"cannot use the proxy the environment names: {exc}") from None
+            async with client as http:
                 await self._run_with(store, channels, http, checkpointer)
             if self._broken is not None:
                 raise self._broken

@@ -21,9 +21,16 @@ _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessabl
 class HttpFront:
     """Keep-alive HTTP/1.1 on 127.0.0.1: JSON answers from `route`, upgrades piped onward."""
 
-    def __init__(self, route: Route, *, silent: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        route: Route,
+        *,
+        silent: Callable[[], bool],
+        refuse_upgrade: Callable[[], tuple[int, dict[str, str]] | None] = lambda: None,
+    ) -> None:
         self._route = route
         self._silent = silent
+        self._refuse_upgrade = refuse_upgrade  # (status, headers) to answer an upgrade with
         self._upgrade_port = 0
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -58,7 +65,13 @@ class HttpFront:
                     return
                 method, target, headers = _parse_head(head)
                 if headers.get("upgrade", "").lower() == "websocket":
-                    await self._pipe(head, reader, writer)
+                    refusal = self._refuse_upgrade()
+                    if refusal is not None:
+                        status, extra = refusal
+                        writer.write(_response(status, {"detail": "refused"}, extra))
+                        await writer.drain()
+                    else:
+                        await self._pipe(head, reader, writer)
                     return
                 length = int(headers.get("content-length", "0") or 0)
                 if length:

@@ -75,6 +75,7 @@ class SimulatedPolySim:
         self.accept_and_close = False  # accept, then close at once (1011)
         self.silent = False  # feed connections swallow bytes both ways, never closing
         self.answer_app_pings = True  # False: {"action": "ping"} goes unanswered (pings work)
+        self.throttle_connects = 0  # next N WebSocket handshakes get HTTP 429 + Retry-After
         self.token_status: int | None = None  # e.g. 401, 429, 503 instead of a token
         self.retry_after: str = "1"  # Retry-After sent with a 429
         self.history_status: int | None = None
@@ -94,7 +95,9 @@ class SimulatedPolySim:
         self._order_ids = itertools.count(1001)
         self._clients: set[ServerConnection] = set()
         self._changed = asyncio.Event()
-        self._front = HttpFront(self._route, silent=lambda: self.silent)
+        self._front = HttpFront(
+            self._route, silent=lambda: self.silent, refuse_upgrade=self._refuse_upgrade
+        )
         self._ws: Server | None = None
         self._log = _Quiet(logging.getLogger(__name__), {})
 
@@ -195,6 +198,13 @@ class SimulatedPolySim:
         self._changed = asyncio.Event()
 
     # -- the feed (internal websockets server) -------------------------------------------
+
+    def _refuse_upgrade(self) -> tuple[int, dict[str, str]] | None:
+        if self.throttle_connects <= 0:
+            return None
+        self.throttle_connects -= 1
+        self.connections += 1
+        return 429, {"Retry-After": self.retry_after}
 
     async def _feed(self, conn: ServerConnection) -> None:
         self.connections += 1

@@ -423,3 +423,26 @@ async def test_a_long_history_retry_after_does_not_hold_up_live_reading(
     mono.t += 600
     assert bf.due
     store.close()
+
+
+async def test_away_longer_than_the_horizon_is_said_once(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down ten days with a 7-day horizon: what history still holds within it is recovered,
+    and a warning says from when on fills are not (it was an INFO line among others)."""
+    path = tmp_path / "state.db"
+    with StateStore(path) as earlier:
+        earlier.save_watermark(T0 - timedelta(days=10))
+    venue.record_history(order_id=1, filled_at=T0 - timedelta(days=9))  # past the horizon
+    venue.record_history(order_id=2, filled_at=T0 - timedelta(days=2))
+    d = Daemon(venue, http, path)
+    with caplog.at_level(logging.WARNING, logger="notifier.backfill"):
+        async with d.running():
+            await d.fills(1)
+    assert d.sink.ids() == ["2"]
+    warnings = [r.getMessage() for r in caplog.records if "backfill_horizon" in r.getMessage()]
+    assert warnings == [
+        f"away since {(T0 - timedelta(days=10)).isoformat()}, longer than "
+        f"feed.backfill_horizon (7d): fills before {(T0 - timedelta(days=7)).isoformat()} "
+        "are not recovered"
+    ]

@@ -504,6 +504,18 @@ def test_run_in_process_gives_sighup_back_and_its_last_word_is_a_json_line(
     assert last["msg"].startswith(f"metrics.listen 127.0.0.1:{port}: cannot listen: ")
 
 
+def test_a_socks_proxy_without_its_package_is_fatal_and_said(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALL_PROXY=socks5://... needs a package httpx and websockets leave optional: exit 1 with
+    their words, not an "unexpected error" (exit 70) that the unit restarts forever."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    assert cli.main(["run", "--config", "c.yaml"]) == cli.EXIT_FATAL
+    err = capsys.readouterr().err
+    assert "fatal: cannot use the proxy the environment names: Using SOCKS proxy" in err
+
+
 def test_a_latch_from_launch_is_kept_until_the_process_exits(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

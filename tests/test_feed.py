@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fakes import MonoClock, grows
 
-from notifier.errors import KeyRefused, StateBusyError, key_prefix
+from notifier.errors import FatalFeedError, KeyRefused, StateBusyError, key_prefix
 from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.settings import FeedSettings
@@ -521,6 +521,31 @@ async def test_rate_limited_token_honours_retry_after(
         await until(lambda: h.client.stats.connected)
     assert h.sleeps.delays == [7.0]
     assert h.client.stats.reconnects == {"rate_limited": 1}
+
+
+async def test_a_throttled_handshake_waits_its_retry_after(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """HTTP 429 on the WebSocket handshake itself: the reconnect waits the Retry-After (past
+    the 1 s back-off), counted as rate-limited, then connects."""
+    polysim.throttle_connects, polysim.retry_after = 1, "20"
+    h = Harness(polysim, http)
+    async with h.running():
+        await until(lambda: h.client.stats.connected)
+    assert h.sleeps.delays == [20.0]
+    assert h.client.stats.reconnects == {"rate_limited": 1}
+    assert polysim.connections == 2
+
+
+async def test_a_socks_proxy_without_its_package_ends_the_feed_as_fatal(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """websockets reads the proxy from the environment; a SOCKS one needs python-socks: a
+    fatal, worded error instead of an ImportError traceback."""
+    monkeypatch.setenv("ws_proxy", "socks5://127.0.0.1:9")  # read by websockets, not httpx
+    h = Harness(polysim, http)
+    with pytest.raises(FatalFeedError, match="cannot use the proxy the environment names"):
+        await asyncio.wait_for(h.client.run(), timeout=5)
 
 
 async def test_server_errors_on_the_token_endpoint_are_transient(
