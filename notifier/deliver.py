@@ -181,6 +181,11 @@ class Deliverer:
             self._stopping = True  # notify() starts no lane from now on
             await self._cancel_lanes()
 
+    @property
+    def failure(self) -> Exception | None:
+        """The store error a lane hit, if any (run() raises it; after a drain, ask here)."""
+        return self._failure
+
     async def drain(self, grace: float) -> None:
         """Start no new sends; give in-flight ones up to `grace` seconds; the rest stay pending."""
         self._stopping = True

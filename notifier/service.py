@@ -205,6 +205,8 @@ class Service:
                     await _finish(pipeline, pipe_task)
                     await deliverer.drain(SHUTDOWN_GRACE)
                     await _cancel(send_task)
+                    if deliverer.failure is not None:  # a lane's store error while draining
+                        raise deliverer.failure
                     await _cancel(prune_task)
                     await _cancel(wal_task)
                     if watch_task is not None:
@@ -262,8 +264,13 @@ class Service:
             except Exception:  # a loader bug must not end the daemon, nor pass unseen
                 log.exception("reload failed unexpectedly, the running config stays in force")
                 return False
-            if self.pipeline is not None:
-                self.pipeline.swap(rules=new.rules, targets=channels)
+            try:
+                if self.pipeline is not None:  # writes the shaping state: the file may fail
+                    self.pipeline.swap(rules=new.rules, targets=channels)
+            except StateError as exc:
+                log.error("reload stopped halfway: %s", exc)
+                self._state_broken(exc)  # the service stops with it, as at any write
+                return False
             if self.deliverer is not None:
                 if isinstance(self.deliverer.sender, ChannelSet):
                     channels.take_locks(self.deliverer.sender)

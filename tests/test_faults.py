@@ -23,6 +23,7 @@ from fakes import grows
 from faults import Clock, Gate, Hook, config_text, running, step_until_delivered, until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from receivers import http_response, read_request
 
 from notifier.config import parse
 from notifier.errors import ConfigError, StateBusyError
@@ -238,6 +239,54 @@ async def test_a_scheduled_commit_that_fails_stops_the_service_with_its_error(
     service.store._file._on_broken(full)  # type: ignore[misc]  # what a failed flush does
     with pytest.raises(StateBusyError, match="disk is full"):
         await asyncio.wait_for(task, timeout=15)
+
+
+class GatedHook(Hook):
+    """Answers each request 200 only once `gate` is set: a send held in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if request is None:
+            return
+        self.requests.append(request)
+        await self._notify_arrival()
+        await self.gate.wait()
+        writer.write(http_response(200, b"{}", {"Content-Type": "application/json"}))
+        await writer.drain()
+
+
+async def test_a_store_error_while_draining_ends_the_run_with_it(
+    venue: SimulatedPolySim, tmp_path: Path
+) -> None:
+    """A send that finishes during the stop's drain and cannot be marked sent (the state
+    file failed meanwhile) ends `run` with the error: exit 70 or 1, not a clean 0."""
+    hook = GatedHook()
+    await hook.start()
+    try:
+        text = config_text(venue, {"hook": hook}, tmp_path / "state.db")
+        env = {"POLYSIM_API_KEY": DEFAULT_API_KEY}
+        service = Service(parse(text, source=tmp_path / "c.yaml", env=env), install_signals=False)
+        task = asyncio.create_task(service.run())
+        await until(lambda: bool(service.feed and service.feed.stats.reading))
+        await venue.fill(order_id=1)
+        await hook.wait_for(1)  # the send is in flight
+        assert service.store is not None
+        full = StateBusyError("state file s.db: commit: database or disk is full")
+        service.store._file._broken = full  # as a failed commit leaves it
+        service.request_stop()
+        await asyncio.sleep(0)
+        hook.gate.set()
+        with pytest.raises(BaseException) as info:  # noqa: PT011 -- checked below
+            await asyncio.wait_for(task, timeout=15)
+    finally:
+        hook.gate.set()
+        await hook.close()
+    errors = info.value.exceptions if isinstance(info.value, BaseExceptionGroup) else [info.value]
+    assert [type(e) for e in errors] == [StateBusyError]
 
 
 # -- delivery faults --------------------------------------------------------------------------
