@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ class Rejected:
     """Why a frame or item was dropped.
 
     `reason` is a short stable label (a metric label): not_json, not_object, binary,
-    oversized, missing_field, bad_decimal, price_range, quantity, side, time, type.
+    oversized, missing_field, bad_decimal, price_range, quantity, side, text, time, type.
     `detail` names the field and a truncated value; feed values hold no secrets.
     """
 
@@ -164,7 +165,7 @@ def _text(obj: Mapping[str, object], name: str) -> str:
     value = _required(obj, name)
     if not isinstance(value, str):
         raise _Reject("type", f"{name}={_show(value)} is not a string")
-    return value
+    return _clean(name, value)
 
 
 def _ident(obj: Mapping[str, object], name: str) -> str:
@@ -173,8 +174,18 @@ def _ident(obj: Mapping[str, object], name: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str):
-        return value
+        return _clean(name, value)
     raise _Reject("type", f"{name}={_show(value)} is not a string or integer")
+
+
+def _clean(name: str, value: str) -> str:
+    """Text an alert can show: not blank, no control characters (an order id of "\r" once
+    went out as an empty title). isprintable() first: the common case costs one C call."""
+    if value.isprintable() and value.strip():
+        return value
+    if not value.strip() or any(unicodedata.category(c) == "Cc" for c in value):
+        raise _Reject("text", f"{name}={_show(value)} is blank or holds control characters")
+    return value  # unusual but printable-enough (a no-break space): kept
 
 
 def _optional(obj: Mapping[str, object], name: str) -> str | None:
@@ -184,7 +195,10 @@ def _optional(obj: Mapping[str, object], name: str) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str):
-        return value
+        try:
+            return _clean(name, value)
+        except _Reject:
+            return None  # blank or garbled: the fill still counts, without this detail
     raise _Reject("type", f"{name}={_show(value)} is not a string")
 
 

@@ -176,6 +176,22 @@ def test_bad_fields_are_rejected_by_reason(override: dict[str, object], reason: 
     assert next(iter(override)) in result.detail
 
 
+def test_blank_or_control_character_text_is_rejected_optional_text_dropped() -> None:
+    """An order id of "\r" went out as an empty alert title: ids, market and outcome must be
+    text an alert can show. A garbled client order id or status only loses that detail."""
+    for field in ("order_id", "market_id", "outcome"):
+        for value in ("\r", " ", "4\x002", "\x1b[31m"):
+            result = normalize_message({**FLAT_FILL, field: value})
+            assert isinstance(result, Rejected), (field, value)
+            assert result.reason == "text"
+            assert field in result.detail
+    kept = normalize_message({**FLAT_FILL, "client_order_id": "\n", "status": " "})
+    assert isinstance(kept, Fill)
+    assert (kept.client_order_id, kept.status) == (None, None)
+    odd = normalize_message({**FLAT_FILL, "outcome": "Yes\u00a0\u2014 by March"})
+    assert isinstance(odd, Fill)  # printable enough: kept as sent
+
+
 def test_missing_time_and_bad_nested_data_are_rejected() -> None:
     """No filled_at/timestamp is a missing field; a non-object `data` is a type error."""
     no_time = {k: v for k, v in FLAT_FILL.items() if k != "filled_at"}
