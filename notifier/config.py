@@ -9,15 +9,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 from notifier.configvalues import (
+    Parser,
     as_choice,
     as_duration,
     as_int,
@@ -27,17 +26,16 @@ from notifier.configvalues import (
     key_line,
     line_of,
     mapping,
+    section,
 )
-from notifier.durations import format_duration
 from notifier.errors import ConfigError, ConfigProblem, os_reason
 from notifier.events import Fill
+from notifier.feedconfig import parse_feed
 from notifier.ruleconfig import RuleContext, parse_rules, template_placeholder, unknown_channel
 from notifier.rules import RuleSet
 from notifier.settings import (
-    DEFAULT_BASE_URL,
     ChannelSettings,
     DeliverySettings,
-    FeedSettings,
     LogSettings,
     MetricsSettings,
     Settings,
@@ -47,8 +45,6 @@ from notifier.settings import (
 from notifier.yamltree import Node, Problems, Scalar, YMap, describe, read
 
 CheckUrl = Callable[[str], str | None]
-API_KEY_ENV = "POLYSIM_API_KEY"
-BASE_URL_ENV = "POLYSIM_BASE_URL"
 
 # The fill check-config renders every template against.
 SAMPLE_FILL = Fill(
@@ -69,9 +65,6 @@ _CHANNEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(\S+)\s*")  # a bounded count: int() of any length
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _RATE_UNITS |= {"h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
-
-T = TypeVar("T")
-Parser = Callable[[Node, str, Problems], object | None]
 
 
 def load(
@@ -118,7 +111,7 @@ def load_state(path: Path, *, env: Mapping[str, str] | None = None) -> StateSett
         secret=_is_secret,
     )
     node = tree.get("state") if isinstance(tree, YMap) else None
-    state = _section(node, "state", problems, StateSettings(), {"path": _path})
+    state = section(node, "state", problems, StateSettings(), {"path": _path})
     problems.items = [
         p for p in problems.items if p.path in ("", "state") or p.path.startswith("state.")
     ]
@@ -148,10 +141,10 @@ def parse(
         problems.raise_if_any()  # unreadable YAML: the rest would be noise
     root = mapping(tree, "", problems, _TOP_KEYS) if tree is not None else YMap(1)
     root = root if root is not None else YMap(1)
-    feed = _feed(root.get("feed"), problems, env, require_api_key=require_api_key)
-    state = _section(root.get("state"), "state", problems, StateSettings(), {"path": _path})
+    feed = parse_feed(root.get("feed"), problems, env, require_api_key=require_api_key)
+    state = section(root.get("state"), "state", problems, StateSettings(), {"path": _path})
     state = _anchor_state(state, source)
-    delivery = _section(root.get("delivery"), "delivery", problems, DeliverySettings(), _DELIVERY)
+    delivery = section(root.get("delivery"), "delivery", problems, DeliverySettings(), _DELIVERY)
     if delivery.retry_base > delivery.retry_cap:
         node = root.get("delivery")
         # At the key written (a default on the other side is not where the mistake is).
@@ -164,8 +157,8 @@ def parse(
             else f"must not be less than retry_base ({base}), got {cap}"
         )
         problems.add(where, f"delivery.{key}", message)
-    metrics = _section(root.get("metrics"), "metrics", problems, MetricsSettings(), _METRICS)
-    log = _section(root.get("log"), "log", problems, LogSettings(), _LOG)
+    metrics = section(root.get("metrics"), "metrics", problems, MetricsSettings(), _METRICS)
+    log = section(root.get("log"), "log", problems, LogSettings(), _LOG)
     channels = _channels(root.get("channels"), problems, check_url)
     # Rules may name a channel whose URL was refused: that is the channel's problem, not theirs.
     declared = [n for n in _keys(root.get("channels")) if _CHANNEL_NAME.fullmatch(n)]
@@ -185,148 +178,6 @@ def parse(
 
 def _keys(node: Node | None) -> list[str]:
     return list(node) if isinstance(node, YMap) else []
-
-
-def _section(
-    node: Node | None, name: str, problems: Problems, default: T, table: Mapping[str, Parser]
-) -> T:
-    """A settings dataclass from `default` with each key in the mapping parsed by `table`."""
-    if node is None:
-        return default
-    section = mapping(node, name, problems, table)
-    if section is None:
-        return default
-    values: dict[str, Any] = {}
-    for key, value in section.items():
-        if key in table:
-            parsed = table[key](value, f"{name}.{key}", problems)
-            if parsed is not None:
-                values[key] = parsed
-    return dataclasses.replace(default, **values)  # type: ignore[type-var]  # T is a dataclass
-
-
-def _url_problem(text: str) -> str | None:
-    """Why `text` cannot be the venue's base URL, or None; caught here, not at connect time
-    (a port past 65535 was an OverflowError deep in the feed, exit 70, restarted in a loop)."""
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an http:// or https:// URL"
-    try:
-        parts.port  # noqa: B018 -- reading it is the check: ValueError when out of range
-    except ValueError:
-        return "has a port that is not 1 to 65535"
-    if parts.port == 0:
-        return "has a port that is not 1 to 65535"
-    if not parts.hostname:
-        return "names no host"
-    if parts.query or parts.fragment:
-        return "must not have a ?query or #fragment (the paths are appended to it)"
-    if parts.username is not None or parts.password is not None:
-        return "must not hold a user name or password (the API key is what authenticates)"
-    return None
-
-
-def _shown_url(text: str) -> str:
-    """The URL for an error message, any user:password@ in it masked."""
-    scheme, sep, rest = text.partition("://")
-    host, slash, path = rest.partition("/")
-    if sep and "@" in host:
-        return f"{scheme}://***@{host.rpartition('@')[2]}{slash}{path}"
-    return text
-
-
-def _url(node: Node, path: str, problems: Problems) -> str | None:
-    text = as_nonempty_str(node, path, problems)
-    if text is None:
-        return None
-    problem = _url_problem(text.strip())
-    if problem is not None:
-        problems.add(node.line, path, f"{problem}, got {_shown_url(text)!r}")
-        return None
-    return text.strip().rstrip("/")
-
-
-def _secret(node: Node, path: str, problems: Problems) -> str | None:
-    """A string that is never echoed back (describe() names only its type)."""
-    if isinstance(node, Scalar) and node.kind in ("str", "number", "yaml11_bool", "null"):
-        return node.text if node.kind != "null" else ""
-    problems.add(node.line, path, f"must be a string, got {describe(node)}")
-    return None
-
-
-_FEED: dict[str, Parser] = {
-    "base_url": _url,
-    "api_key": _secret,
-    "catch_up": as_duration,
-    "backfill_overlap": as_duration,
-    "backfill_horizon": as_duration,
-    "ping_interval": as_seconds,
-    "ping_timeout": as_seconds,
-    "stable_after": lambda n, p, pr: as_seconds(n, p, pr, positive=False),
-    "request_timeout": as_seconds,
-    "max_frame_bytes": lambda n, p, pr: as_int(n, p, pr, minimum=1024),
-}
-
-
-def _feed(
-    node: Node | None, problems: Problems, env: Mapping[str, str], *, require_api_key: bool
-) -> FeedSettings:
-    defaults = FeedSettings(
-        base_url=env.get(BASE_URL_ENV, "").rstrip("/") or DEFAULT_BASE_URL,
-        api_key=env.get(API_KEY_ENV, ""),
-    )
-    feed = _section(node, "feed", problems, defaults, _FEED)
-    problem = _url_problem(feed.base_url)
-    if feed.base_url == defaults.base_url and problem is not None:
-        # From the environment, so `check-config` refuses it too, not `run` at connect time.
-        message = f"{BASE_URL_ENV} {problem}, got {_shown_url(feed.base_url)!r}"
-        problems.add(None, "feed.base_url", message)
-    _check_look_back(node, feed, problems)
-    reported = any(p.path == "feed.api_key" for p in problems.items)
-    where = key_line(node, "api_key")
-    if require_api_key and not feed.api_key.strip() and not reported:
-        message = f"no API key: set {API_KEY_ENV} in the environment or feed.api_key"
-        if where is not None and defaults.api_key.strip():
-            message = (
-                f"empty here, and a key in the file overrides {API_KEY_ENV}: "
-                "remove feed.api_key to use the environment's, or fill it in"
-            )
-        problems.add(where, "feed.api_key", message)
-    odd = next((i for i, c in enumerate(feed.api_key) if not "!" <= c <= "~"), None)
-    if odd is not None and not reported and require_api_key:  # only a command that sends it
-        # Refused here, not at connect: httpx would put the whole key in its encoding error.
-        char = feed.api_key[odd]
-        name = unicodedata.name(char, "a control character")
-        problems.add(
-            where,
-            "feed.api_key",
-            f"character {odd + 1} (U+{ord(char):04X}, {name}) cannot travel in an HTTP "
-            f"header: copy the key again (from feed.api_key or {API_KEY_ENV})",
-        )
-    return feed
-
-
-def _check_look_back(node: Node | None, feed: FeedSettings, problems: Problems) -> None:
-    """Backfill's windows must fit each other, or fills missed while away are not recovered:
-    a horizon within the overlap looks back at nothing past the watermark, and a catch-up
-    past the horizon is cut to it."""
-    horizon, overlap = feed.backfill_horizon, feed.backfill_overlap
-    if horizon <= overlap:
-        problems.add(
-            key_line(node, "backfill_horizon") or key_line(node, "backfill_overlap"),
-            "feed.backfill_horizon",
-            f"must be longer than backfill_overlap ({format_duration(overlap)}), got "
-            f"{format_duration(horizon)}: fills missed while the feed was down would not be "
-            "recovered",
-        )
-    elif feed.catch_up > horizon:
-        problems.add(
-            key_line(node, "catch_up"),
-            "feed.catch_up",
-            f"{format_duration(feed.catch_up)} reaches back past backfill_horizon "
-            f"({format_duration(horizon)}), which bounds every look back: raise "
-            f"feed.backfill_horizon to at least {format_duration(feed.catch_up)}",
-        )
 
 
 def _is_secret(path: str) -> bool:

@@ -6,13 +6,19 @@ keys are secrets); they name the key path, and for a misspelling the closest val
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from notifier.durations import parse_duration
 from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
+
+T = TypeVar("T")
+# Reads one key's value: the parsed value, or None after recording a problem.
+Parser = Callable[[Node, str, Problems], object | None]
 
 
 def line_of(node: Node | None) -> int | None:
@@ -180,3 +186,21 @@ def as_choice(node: Node, path: str, problems: Problems, choices: Collection[str
     hint = suggest(text.lower(), choices)
     problems.add(node.line, path, f"must be {listed}, got {text!r}{hint}")
     return None
+
+
+def section(
+    node: Node | None, name: str, problems: Problems, default: T, table: Mapping[str, Parser]
+) -> T:
+    """A settings dataclass from `default` with each key in the mapping parsed by `table`."""
+    if node is None:
+        return default
+    section = mapping(node, name, problems, table)
+    if section is None:
+        return default
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key in table:
+            parsed = table[key](value, f"{name}.{key}", problems)
+            if parsed is not None:
+                values[key] = parsed
+    return dataclasses.replace(default, **values)  # type: ignore[type-var]  # T is a dataclass
