@@ -230,7 +230,7 @@ def _print_outbox(store: StateStore, out: TextIO) -> None:
     items = store.outbox(state="pending") + store.outbox(state="dead")
     counts = store.counts()
     print(f"pending {counts.get('pending', 0)}, dead {counts.get('dead', 0)}", file=out)
-    held = store.held_for_title()
+    held = store.title_waits.held()
     if held:
         print(
             f"{len(held)} fill(s) wait for their market title, the oldest since "

@@ -61,7 +61,7 @@ class ShapingStore(Protocol):
     def save(self, changes: StateChanges) -> None: ...
 
 
-class FillRecorder(HeldFills, Protocol):
+class FillRecorder(Protocol):
     """The state store's part in the pipeline: dedupe and the durable outbox, in one transaction."""
 
     def remember(self, fills: Sequence[tuple[str, datetime]]) -> int: ...
@@ -74,6 +74,9 @@ class FillRecorder(HeldFills, Protocol):
 
     @property
     def shaping(self) -> ShapingStore: ...
+
+    @property
+    def title_waits(self) -> HeldFills: ...
 
 
 @dataclass(slots=True)
@@ -120,7 +123,9 @@ class Pipeline:
         self._store = store
         self._on_recorded = on_recorded
         self._title_retry = title_retry
-        self.waits = TitleWaits(store, clock=clock) if title_waits is None else title_waits
+        self.waits = (
+            TitleWaits(store.title_waits, clock=clock) if title_waits is None else title_waits
+        )
         self._gate = TitleGate(self.waits, titles, store, offer=self._offer, timeout=title_timeout)
         self._queue: asyncio.Queue[tuple[Fill, str] | None] = asyncio.Queue()
         self._queued: set[str] = set()

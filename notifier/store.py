@@ -30,6 +30,7 @@ from notifier.store_schema import (
     outbox_row,
     to_us,
 )
+from notifier.title_table import TitleWaitTable
 
 __all__ = [
     "FUTURE_TOLERANCE",
@@ -87,6 +88,7 @@ class StateStore:
         )
         self.path = self._file.path
         self.shaping = ShapingTable(self._file)  # the shaping stage's held state
+        self.title_waits = TitleWaitTable(self._file)  # fills waiting for their market title
         self._db = self._file.db
         self._errors = self._file.errors
         self._tx = self._file.write
@@ -237,43 +239,6 @@ class StateStore:
             return
         with self._errors("write meta"), self._tx() as db:
             db.execute("DELETE FROM meta WHERE key = ?", (_GAP_KEY,))
-
-    # -- fills waiting for their market title (title_wait.py) ---------------------------------
-
-    def hold_for_title(self, fills: Sequence[tuple[str, datetime, str]]) -> None:
-        """Keep (key, waiting since, fill as JSON) durably; a fill held already keeps its since.
-
-        Deferrable, like `record`: a held fill and the fills of its batch commit together.
-        """
-        if not fills:
-            return
-        rows = [(key, to_us(since), data) for key, since, data in fills]
-        with self._errors("hold fills"), self._tx(deferrable=True) as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO title_waits (key, since, fill) VALUES (?, ?, ?)", rows
-            )
-
-    def held_for_title(self) -> list[tuple[str, datetime, str]]:
-        """Every held fill as (key, waiting since, fill as JSON), longest waiting first."""
-        with self._errors("read held fills"):
-            rows = self._db.execute(
-                "SELECT key, since, fill FROM title_waits ORDER BY since, key"
-            ).fetchall()
-        return [(str(key), from_us(int(since)), str(data)) for key, since, data in rows]
-
-    def release_recorded_holds(self) -> int:
-        """Forget held fills that are recorded already (judged); how many there were."""
-        with self._errors("release held fills"), self._tx() as db:
-            return int(
-                db.execute("DELETE FROM title_waits WHERE key IN (SELECT key FROM fills)").rowcount
-            )
-
-    def release_held(self, keys: Sequence[str]) -> None:
-        """Forget held fills now judged (deferrable: one transaction with their records)."""
-        if not keys:
-            return
-        with self._errors("release held fills"), self._tx(deferrable=True) as db:
-            db.executemany("DELETE FROM title_waits WHERE key = ?", [(key,) for key in keys])
 
     # -- outbox ------------------------------------------------------------------------------
 

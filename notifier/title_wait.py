@@ -34,13 +34,13 @@ CAPACITY = 10_000  # fills held at once; a fill beyond is judged untitled at onc
 class HeldFills(Protocol):
     """The state store's part: the `title_waits` table."""
 
-    def hold_for_title(self, fills: Sequence[tuple[str, datetime, str]]) -> None: ...
+    def hold(self, fills: Sequence[tuple[str, datetime, str]]) -> None: ...
 
-    def held_for_title(self) -> list[tuple[str, datetime, str]]: ...
+    def held(self) -> list[tuple[str, datetime, str]]: ...
 
-    def release_held(self, keys: Sequence[str]) -> None: ...
+    def release(self, keys: Sequence[str]) -> None: ...
 
-    def release_recorded_holds(self) -> int: ...
+    def release_recorded(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,10 @@ class TitleWaits:
         self.gave_up = 0  # fills judged without the title they waited for (title_gate.py)
         # Recorded and still held: a store without group commit stopped between the two
         # writes. Judged already, such a fill must not be restored (nor judged again).
-        store.release_recorded_holds()
+        store.release_recorded()
         stale: list[str] = []  # rows to delete: unreadable, or filed under an old key
         unreadable = 0
-        for key, since, data in store.held_for_title():
+        for key, since, data in store.held():
             try:
                 fill = fill_from_data(json.loads(data))
             except (ValueError, KeyError, TypeError):
@@ -83,13 +83,13 @@ class TitleWaits:
                 continue
             if fill.key != key:  # held by a notifier that keyed fills differently
                 stale.append(key)
-                store.hold_for_title([(fill.key, since, data)])
+                store.hold([(fill.key, since, data)])
             self._add(fill.key, Held(fill, since))
         if unreadable:
             # Not as this notifier writes them (a hand-edited or damaged file): kept, they
             # would be skipped at every start; the rest of the file is still good.
             log.error("state file: %d held fills unreadable, dropped", unreadable)
-        store.release_held(stale)
+        store.release(stale)
 
     def __len__(self) -> int:
         return len(self._held)
@@ -127,7 +127,7 @@ class TitleWaits:
             if key not in self._held:
                 self._add(key, Held(fill, now))
                 rows.append((key, now, json.dumps(fill_to_data(fill))))
-        self._store.hold_for_title(rows)
+        self._store.hold(rows)
         return len(rows)
 
     def release(self, fill_keys: Iterable[str]) -> None:
@@ -143,7 +143,7 @@ class TitleWaits:
             del keys[key]
             if not keys:
                 del self._by_market[market]
-        self._store.release_held(gone)
+        self._store.release(gone)
 
     def _add(self, key: str, held: Held) -> None:
         self._held[key] = held

@@ -261,7 +261,7 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
     assert any("dead" in line and "Alert 1" in line and "HTTP 500" in line for line in out[1:])
     assert not any("market title" in line for line in out)
     with StateStore(Path("notifier.db")) as store:
-        store.hold_for_title([("k3", at, "{}"), ("k4", at + timedelta(minutes=1), "{}")])
+        store.title_waits.hold([("k3", at, "{}"), ("k4", at + timedelta(minutes=1), "{}")])
     assert cli.main(["outbox", "--config", "c.yaml"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1] == (

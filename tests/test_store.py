@@ -767,19 +767,19 @@ def held_keys(path: Path) -> set[str]:
 def test_held_fills_are_kept_in_order_and_released(store: StateStore) -> None:
     """Held fills come back longest waiting first; holding again keeps the first time."""
     later = T0 + timedelta(seconds=5)
-    store.hold_for_title([("f2", later, '{"n": 2}'), ("f1", T0, '{"n": 1}')])
-    store.hold_for_title([("f2", T0 + timedelta(hours=1), '{"n": "again"}')])
-    assert store.held_for_title() == [("f1", T0, '{"n": 1}'), ("f2", later, '{"n": 2}')]
-    store.release_held(["f1", "unknown"])
-    store.release_held([])
-    assert [key for key, _, _ in store.held_for_title()] == ["f2"]
+    store.title_waits.hold([("f2", later, '{"n": 2}'), ("f1", T0, '{"n": 1}')])
+    store.title_waits.hold([("f2", T0 + timedelta(hours=1), '{"n": "again"}')])
+    assert store.title_waits.held() == [("f1", T0, '{"n": 1}'), ("f2", later, '{"n": 2}')]
+    store.title_waits.release(["f1", "unknown"])
+    store.title_waits.release([])
+    assert [key for key, _, _ in store.title_waits.held()] == ["f2"]
     assert not store.seen("f2")  # held is not seen: the fill is still to be judged
 
 
 def test_unseen_counts_held_fills_as_recorded(store: StateStore) -> None:
     """A held fill is durable, so a backfill run that brought it can close its gap."""
     store.record(fill_key="f1", filled_at=T0, alerts=[])
-    store.hold_for_title([("f2", T0, "{}")])
+    store.title_waits.hold([("f2", T0, "{}")])
     assert store.unseen(["f1", "f2", "f3"]) == {"f3"}
 
 
@@ -788,13 +788,13 @@ def test_held_fills_join_the_group_commit_batch(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     defer = Deferred()
     with StateStore(path, defer_commit=defer) as s:
-        s.hold_for_title([("f1", T0, "{}")])
+        s.title_waits.hold([("f1", T0, "{}")])
         s.record(fill_key="f2", filled_at=T0, alerts=[])
         assert held_keys(path) == set()
         defer.run()
         assert held_keys(path) == {"f1"}
         s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
-        s.release_held(["f1"])
+        s.title_waits.release(["f1"])
         assert held_keys(path) == {"f1"}
         assert committed_keys(path) == {"f2"}
         defer.run()
@@ -817,8 +817,8 @@ def test_a_version_1_file_gains_the_held_and_shaping_tables(tmp_path: Path) -> N
     with StateStore(path) as s:
         assert s.seen("f1")
         assert [i.fill_key for i in s.outbox()] == ["f1"]
-        s.hold_for_title([("f2", T0, "{}")])
-        assert [key for key, _, _ in s.held_for_title()] == ["f2"]
+        s.title_waits.hold([("f2", T0, "{}")])
+        assert [key for key, _, _ in s.title_waits.held()] == ["f2"]
         assert s.shaping.legacy_snapshot() == '{"version": 1, "rules": {}}'
         s.shaping.save(StateChanges(replace=True, puts=[("r", "rule", "[]", "{}")]))
         assert (s.shaping.entries(), s.shaping.legacy_snapshot()) == (
@@ -836,6 +836,6 @@ def test_unseen_fits_an_old_sqlite_s_999_parameters(store: StateStore) -> None:
     """Each statement binds at most 500 keys: SQLite before 3.32 allows 999 parameters."""
     store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
     store.record(fill_key="k3", filled_at=T0, alerts=[])
-    store.hold_for_title([("k700", T0, "{}")])
+    store.title_waits.hold([("k700", T0, "{}")])
     keys = [f"k{n}" for n in range(1200)]
     assert store.unseen(keys) == set(keys) - {"k3", "k700"}

@@ -133,7 +133,7 @@ async def test_a_fill_waits_for_its_title_then_alerts_once(
         (_fill().key, "bitcoin", "bitcoin on Will Bitcoin close above $100k?")
     ]
     assert store.seen(_fill().key)
-    assert store.held_for_title() == []
+    assert store.title_waits.held() == []
     assert (running.stats.processed, running.stats.duplicates, running.waits.gave_up) == (
         1,
         0,
@@ -171,7 +171,7 @@ async def test_held_fills_survive_a_restart(
     await spin_until(lambda: len(first.waits) == 2)
     first.close()
     await asyncio.wait_for(runner, timeout=5)
-    assert len(store.held_for_title()) == 2
+    assert len(store.title_waits.held()) == 2
 
     titles.titles[BTC] = "Bitcoin?"
     titles.titles[OTHER] = "Rain?"
@@ -184,7 +184,7 @@ async def test_held_fills_survive_a_restart(
     await asyncio.wait_for(runner, timeout=5)
     assert _alerts(store) == [(_fill("1").key, "bitcoin", "bitcoin on Bitcoin?")]
     assert store.seen(_fill("2", market=OTHER).key)  # judged: the title does not match
-    assert store.held_for_title() == []
+    assert store.title_waits.held() == []
     assert second.stats.processed == 2
 
 
@@ -224,7 +224,7 @@ async def test_a_fill_waits_whole_and_is_judged_untitled_after_the_limit(
     await asyncio.wait_for(runner, timeout=5)
     assert _alerts(store) == [(_fill().key, "all", f"all on {BTC}")]
     assert pipeline.waits.gave_up == 1
-    assert store.held_for_title() == []
+    assert store.title_waits.held() == []
     assert "1 fills judged without their market title" in caplog.text
 
 
@@ -237,7 +237,7 @@ async def test_beyond_capacity_a_fill_is_judged_at_once(
         titles,
         clock,
         rules=(BITCOIN, _rule("all")),
-        title_waits=TitleWaits(store, clock=clock, capacity=1),
+        title_waits=TitleWaits(store.title_waits, clock=clock, capacity=1),
     )
     runner = asyncio.create_task(pipeline.run())
     await pipeline.submit(_fill("1"), "live")
@@ -247,7 +247,7 @@ async def test_beyond_capacity_a_fill_is_judged_at_once(
     pipeline.close()
     await asyncio.wait_for(runner, timeout=5)
     assert _alerts(store) == [(_fill("2").key, "all", f"all on {BTC}")]
-    assert [key for key, _, _ in store.held_for_title()] == [_fill("1").key]
+    assert [key for key, _, _ in store.title_waits.held()] == [_fill("1").key]
     assert pipeline.waits.gave_up == 1
 
 
@@ -303,7 +303,7 @@ def test_unreadable_held_rows_are_dropped_and_the_rest_kept(
     """A damaged row is dropped with an error; good rows load with their waiting time."""
     good = _fill()
     since = clock.now - timedelta(minutes=3)
-    store.hold_for_title(
+    store.title_waits.hold(
         [
             (good.key, since, json.dumps(fill_to_data(good))),
             ("bad", since, "{not json"),
@@ -311,10 +311,10 @@ def test_unreadable_held_rows_are_dropped_and_the_rest_kept(
         ]
     )
     with caplog.at_level(logging.ERROR, logger="notifier.title_wait"):
-        waits = TitleWaits(store, clock=clock)
+        waits = TitleWaits(store.title_waits, clock=clock)
     assert waits.fills() == [good]
     assert not waits.expired(good.key)
-    assert [key for key, _, _ in store.held_for_title()] == [good.key]
+    assert [key for key, _, _ in store.title_waits.held()] == [good.key]
     assert "2 held fills unreadable" in caplog.text
 
 
@@ -323,10 +323,10 @@ def test_a_row_under_an_old_key_is_filed_under_the_fill_key(
 ) -> None:
     """A row keyed differently (an older notifier) is kept, under the key fills have now."""
     fill = _fill()
-    store.hold_for_title([("legacy-key", clock.now, json.dumps(fill_to_data(fill)))])
-    waits = TitleWaits(store, clock=clock)
+    store.title_waits.hold([("legacy-key", clock.now, json.dumps(fill_to_data(fill)))])
+    waits = TitleWaits(store.title_waits, clock=clock)
     assert fill.key in waits
-    assert [key for key, _, _ in store.held_for_title()] == [fill.key]
+    assert [key for key, _, _ in store.title_waits.held()] == [fill.key]
 
 
 async def test_the_venue_failing_then_recovering_loses_no_alert(
@@ -394,7 +394,7 @@ async def test_a_fill_recorded_before_is_not_held_again(
     await again.submit(_fill(), "backfill")
     again.close()
     await asyncio.wait_for(runner, timeout=5)
-    assert (again.stats.duplicates, len(again.waits), store.held_for_title()) == (1, 0, [])
+    assert (again.stats.duplicates, len(again.waits), store.title_waits.held()) == (1, 0, [])
     assert _alerts(store) == [(_fill().key, "bitcoin", "bitcoin on Bitcoin?")]
 
 
@@ -422,7 +422,7 @@ async def test_a_duplicate_at_capacity_is_not_counted_as_judged_untitled(
     """A recorded fill re-read while the room is full is a duplicate, not a give-up."""
     titles.cache[BTC] = "Bitcoin?"
     pipeline = _pipeline(
-        store, titles, clock, title_waits=TitleWaits(store, clock=clock, capacity=1)
+        store, titles, clock, title_waits=TitleWaits(store.title_waits, clock=clock, capacity=1)
     )
     runner = asyncio.create_task(pipeline.run())
     await pipeline.submit(_fill("old"), "live")
@@ -443,7 +443,7 @@ async def test_one_batch_holds_no_more_than_the_room_left(
 ) -> None:
     """Ten fills in one batch with room for two: two are held, eight judged untitled."""
     pipeline = _pipeline(
-        store, titles, clock, title_waits=TitleWaits(store, clock=clock, capacity=2)
+        store, titles, clock, title_waits=TitleWaits(store.title_waits, clock=clock, capacity=2)
     )
     for n in range(10):  # submitted before run: one batch
         await pipeline.submit(_fill(str(n)), "live")
@@ -524,10 +524,10 @@ def test_a_fill_recorded_and_still_held_is_not_restored(
 ) -> None:
     """Recorded and held (a crash between two commits): judged already, so not held again."""
     fill = _fill()
-    store.hold_for_title([(fill.key, clock.now, json.dumps(fill_to_data(fill)))])
+    store.title_waits.hold([(fill.key, clock.now, json.dumps(fill_to_data(fill)))])
     store.record(fill_key=fill.key, filled_at=fill.filled_at, alerts=[])
-    assert TitleWaits(store, clock=clock).fills() == []
-    assert store.held_for_title() == []
+    assert TitleWaits(store.title_waits, clock=clock).fills() == []
+    assert store.title_waits.held() == []
 
 
 def _committed(path: Path, table: str) -> set[str]:
