@@ -293,7 +293,9 @@ class FeedClient:
                 return  # the read loop sees the close and says why
             pinged = loop_time()
             await asyncio.sleep(settings.ping_timeout)
-            if self._rx < pinged and not pong.done():
+            if pong.done() and not pong.cancelled() and pong.exception() is None:
+                self._rx = max(self._rx, loop_time())  # alive: idle counts from now
+            if self._rx < pinged:
                 log.warning("no frame and no pong; replacing the connection")
                 self._silent = True
                 ws.transport.abort()  # a silent peer would not answer a closing handshake

@@ -49,12 +49,16 @@ def _url_problem(text: str) -> str | None:
 
 
 def _shown_url(text: str) -> str:
-    """The URL for an error message, any user:password@ in it masked."""
-    scheme, sep, rest = text.partition("://")
-    host, slash, path = rest.partition("/")
-    if sep and "@" in host:
-        return f"{scheme}://***@{host.rpartition('@')[2]}{slash}{path}"
-    return text
+    """The URL for an error message: scheme, host and port only. A path or query may hold a
+    key (`?api_key=...`), and a user:password@ a password (even one with a `/` in it)."""
+    head, sep, rest = text.partition("://")
+    if not sep:
+        head, rest = "", text
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    host, tail = rest[:cut], rest[cut:]
+    return f"{head}{sep}{host}{'/…' if tail.strip('/') else tail}"
 
 
 def _url(node: Node, path: str, problems: Problems) -> str | None:

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from notifier.clock import utc_now
 from notifier.digests import Release
+from notifier.errors import StateError
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup
 from notifier.plan import plan_alerts
@@ -69,6 +70,8 @@ class FillRecorder(Protocol):
     def unseen(self, fill_keys: Sequence[str]) -> set[str]: ...
 
     def flush(self) -> None: ...
+
+    def abandon_batch(self, reason: StateError) -> None: ...
 
     def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
 
@@ -306,7 +309,14 @@ class Pipeline:
     def _save_shaping(self) -> None:
         changes = self.shaping.changes()
         if changes:
-            self._store.shaping.save(changes)  # commits the open batch with it
+            try:
+                self._store.shaping.save(changes)  # commits the open batch with it
+            except StateError as exc:
+                # The batch's records of shaped fills must not commit without the state that
+                # holds them (a later flush would): roll it back; the service stops, and a
+                # restart reads records and state as they were before this batch.
+                self._store.abandon_batch(exc)
+                raise
         else:
             self._store.flush()  # the batch commits here all the same
         self._since_save = 0

@@ -233,10 +233,13 @@ class ShapingStage:
                 if isinstance(chans, list):
                     self._former[rule] = tuple(str(c) for c in chans)
                 self._shaper.load(rule, kind, parse_key(key) if key else (), data)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
                 log.error("shaping state of rule %s unreadable, dropped: %s", rule, exc)
                 self._bad.append((rule, kind, key))
         self._shaper.settle()
+        # Each rule entry names the channels its fills go to if the rule is removed: those of
+        # the config running now, which may have moved while we were down.
+        self._shaper.touch_all()
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per shaped rule: fills grouped, throttled, held and dropped."""

@@ -155,7 +155,8 @@ def load_entry(state: RuleState, kind: Kind, key: Key, data: Mapping[str, object
             )
         else:
             raise ValueError(f"unknown kind {kind!r}")
-    except (KeyError, TypeError, ValueError, AssertionError) as exc:
+    except (KeyError, TypeError, ValueError, AssertionError, ArithmeticError) as exc:
+        # ArithmeticError: "dropped": 1e999 is a float infinity that int() refuses.
         raise ValueError(f"unreadable {kind} entry: {exc!r}") from exc
 
 

@@ -86,6 +86,7 @@ class SimulatedPolySim:
         self.token_mints = 0
         self.connections = 0
         self.app_pings = 0  # {"action": "ping"} messages received
+        self.app_ping_times: list[float] = []  # and when (loop time)
         self.history_requests = 0
         self.market_requests = 0
         self.issued_tokens: list[str] = []  # every token minted, so tests can look for leaks
@@ -245,6 +246,7 @@ class SimulatedPolySim:
             request = json.loads(message)
             if isinstance(request, dict) and request.get("action") == "ping":
                 self.app_pings += 1
+                self.app_ping_times.append(asyncio.get_running_loop().time())
                 if self.answer_app_pings:
                     await conn.send(json.dumps({"type": "pong", "ts": int(time.time() * 1000)}))
 

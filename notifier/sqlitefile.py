@@ -195,6 +195,17 @@ class SqliteFile:
                 self.db.execute("ROLLBACK")
             raise
 
+    def abandon(self, reason: StateError) -> None:
+        """Roll the open batch back and break the file with `reason`: a caller found that its
+        records must not commit without a write that failed (a restart's backfill brings
+        those fills again, since the watermark never moved past them)."""
+        if self._in_batch:
+            self._in_batch = False
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+        lost = StateBusyError if isinstance(reason, StateBusyError) else StateError
+        self._broken = self._broken or lost(f"{reason} (its batch rolled back)")
+
     def _deferred_flush(self) -> None:
         """`flush` as a scheduled callback: a failure is one log line, not a loop traceback.
 

@@ -97,6 +97,10 @@ class StateStore:
         """Commit records batched by group commit, if any: durable on return."""
         self._file.flush()
 
+    def abandon_batch(self, reason: StateError) -> None:
+        """Roll back the open batch and refuse every later write (see SqliteFile.abandon)."""
+        self._file.abandon(reason)
+
     def close(self) -> None:
         """Commit any open batch and close the file."""
         self._file.close()

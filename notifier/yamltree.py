@@ -302,6 +302,10 @@ class _Walker:
                 self.problems.add(key_line, path, "a key must be a plain name, not a list/mapping")
                 continue
             key = str(key_node.value)
+            if key_node.tag not in _DEFAULT_TAGS:
+                tag = key_node.tag.replace("tag:yaml.org,2002:", "!!")[:40]
+                self.problems.add(key_line, path, f"YAML tags ({tag}) are not supported: remove it")
+                continue
             if key == "<<" and not key_node.style:  # a merge key: this loader resolves no tags
                 message = "YAML merge keys (<<) are not supported: write the keys out"
                 self.problems.add(key_line, path, message)

@@ -748,6 +748,10 @@ def test_a_base_url_with_credentials_is_refused_without_showing_them() -> None:
     )
     [message] = errors("feed:\n  base_url: ftp://user:hunter2@venue.example/x\n")
     assert "hunter2" not in message
+    [message] = errors("feed:\n  base_url: https://u:pa/ss@venue.example\n")
+    assert "pa" not in message.rpartition("got")[2]
+    [message] = errors("feed:\n  base_url: https://venue.example/?api_key=ps_live_secret\n")
+    assert message.endswith("got 'https://venue.example/…'")
 
 
 def test_an_empty_key_in_the_file_says_it_hides_the_environment_s() -> None:
@@ -800,6 +804,9 @@ def test_yaml_tags_are_refused_not_dropped() -> None:
     ]
     assert errors("rules: !custom []\n") == [
         "config.yaml:1: rules: YAML tags (!custom) are not supported: remove it"
+    ]
+    assert errors("channels:\n  !!binary desk: json://x\n") == [
+        "config.yaml:2: channels: YAML tags (!!binary) are not supported: remove it"
     ]
 
 

@@ -223,6 +223,20 @@ async def test_a_venue_answering_only_protocol_pings_keeps_its_connection(
     assert venue.connections == 1
 
 
+async def test_a_protocol_pong_resets_the_idle_clock(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """Answered by a protocol pong, the watchdog waits a whole ping_interval before the next
+    ping, not ping_timeout (it pinged every 10 ms). Gaps are bounded below only: a sleep
+    never ends early, so a slow machine cannot fail this."""
+    venue.answer_app_pings = False
+    feed_knobs = "  ping_interval: 0.3s\n  ping_timeout: 0.01s\n"
+    async with running(venue, {"hook": hook}, tmp_path, feed=feed_knobs):
+        await until(lambda: venue.app_pings >= 3)
+    times = venue.app_ping_times
+    assert min(b - a for a, b in itertools.pairwise(times[:3])) >= 0.25
+
+
 async def test_a_scheduled_commit_that_fails_stops_the_service_with_its_error(
     venue: SimulatedPolySim, hook: Hook, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +14,7 @@ from fakes import T0, DeskAndPhone, HandClock, OnlyPhone, settle, spin_until
 
 from notifier.config import parse
 from notifier.digests import Bunch, make_release
+from notifier.errors import StateBusyError
 from notifier.events import Fill
 from notifier.pipeline import Pipeline
 from notifier.plan import plan_alerts
@@ -332,6 +333,71 @@ async def test_the_stored_state_follows_a_reload_that_moves_a_rule_to_another_ch
     make(store, clock, "rules: []\n")
     released = rows(store, "digest")
     assert [(r.channel, r.target) for r in released] == [("phone", "phone-1"), ("phone", "phone-2")]
+
+
+async def test_channels_moved_while_down_are_the_ones_kept_with_held_state(
+    store: StateStore, clock: HandClock
+) -> None:
+    """Held for desk; restarted with the rule on phone and desk gone (a save follows);
+    restarted again without the rule: the held group goes to phone, not lost with desk."""
+    await feed(make(store, clock), fill("1", "0.60", "10"))
+    moved = DIGEST.replace("notify: [desk]", "notify: [phone]", 1)
+    second = Pipeline(
+        rules=rules(moved),
+        targets=OnlyPhone("phone-1"),
+        store=store,
+        titles=None,
+        on_recorded=lambda _targets: None,
+        clock=clock,
+    )
+    second.release_due()  # any save: nothing is due, the rule entries are written again
+    third = Pipeline(
+        rules=rules("rules: []\n"),
+        targets=OnlyPhone("phone-1"),
+        store=store,
+        titles=None,
+        on_recorded=lambda _targets: None,
+        clock=clock,
+    )
+    assert third.shaping.lost == {}
+    assert [(r.channel, r.target) for r in rows(store, "digest")] == [("phone", "phone-1")]
+
+
+async def test_a_failed_state_save_rolls_its_batch_back(
+    tmp_path: Path, clock: HandClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shaping state fails to save (a full disk at that statement, simulated): the
+    batch's records of the held fills must not commit without it, or a restart would find
+    them seen and held nowhere. The batch rolls back; backfill brings them again."""
+    path = tmp_path / "s.db"
+    calls: list[Callable[[], None]] = []
+    with StateStore(path, defer_commit=calls.append) as store:
+
+        def full(changes: StateChanges) -> None:
+            raise StateBusyError(f"state file {path}: write shaping state: disk is full")
+
+        monkeypatch.setattr(store.shaping, "save", full)
+        with pytest.raises(StateBusyError, match="disk is full"):
+            await feed(make(store, clock), fill("1", "0.60", "10"))
+        for call in calls:
+            call()  # the scheduled commit, as the loop would run it: nothing to commit
+        with pytest.raises(StateBusyError, match="its batch rolled back"):
+            store.record(fill_key="later", filled_at=T0, alerts=[])
+    with StateStore(path) as again:
+        assert not again.seen(fill("1", "0.60", "10").key)
+
+
+def test_an_entry_with_an_impossible_number_is_dropped_not_fatal(
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`"dropped": 1e999` (a float infinity) raised OverflowError out of the start itself."""
+    store.shaping.save(
+        StateChanges(puts=[("digest", "rule", "[]", '{"dropped": 1e999, "held": null}')])
+    )
+    pipeline = make(store, clock)
+    assert "shaping state of rule digest unreadable, dropped" in caplog.text
+    pipeline.release_due()
+    assert store.shaping.entries() == []
 
 
 async def test_reload_making_a_rule_plain_sends_its_group_to_its_new_channels(
