@@ -69,7 +69,10 @@ def demo_settings(
     if config_path is None:
         settings = config.parse(DEMO_CONFIG, source=Path("<demo>"), env=env, check_url=check_url)
     else:
-        settings = config.load(Path(config_path), env=env, check_url=check_url)
+        # The demo brings its own key: the config's (`${MY_KEY}`, unset here) is not needed.
+        settings = config.load(
+            Path(config_path), env=env, check_url=check_url, require_api_key=False
+        )
     feed = dataclasses.replace(settings.feed, base_url=base_url, api_key=DEFAULT_API_KEY)
     state = StateSettings(path=state_dir / "demo.db")
     channels = settings.channels

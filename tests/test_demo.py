@@ -63,3 +63,21 @@ async def test_demo_with_a_config_prints_instead_of_sending(
         assert await demo.run_demo(fills=3, config_path=str(config)) == 0
     assert webhook.requests == []
     assert capsys.readouterr().out.count("demo 50") == 3
+
+
+def test_demo_settings_need_no_key_of_the_config_s_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo brings its own key: a config whose key is `${MY_KEY}`, unset, still runs."""
+    monkeypatch.delenv("MY_KEY", raising=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "feed:\n  api_key: ${MY_KEY}\nchannels:\n  desk: json://127.0.0.1:9/\n"
+        "rules:\n  - name: all\n    notify: [desk]\n",
+        encoding="utf-8",
+    )
+    settings = demo.demo_settings(
+        base_url="http://127.0.0.1:9", state_dir=tmp_path, config_path=str(config)
+    )
+    assert settings.feed.api_key == demo.DEFAULT_API_KEY
+    assert [rule.name for rule in settings.rules.rules] == ["all"]
