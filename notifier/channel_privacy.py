@@ -73,11 +73,11 @@ def privacy_url(plugin: NotifyBase) -> str:
     apprise masks the tokens and passwords a plugin declares, not the `+Header=` and `-field=`
     parameters of the webhook plugins (json://, xml://, form://), where an `Authorization`
     header or an API key in the payload is common, nor their path, where Make, Zapier or n8n
-    webhooks carry their secret.
+    webhooks carry their secret, nor an ntfy topic, the only secret of a public ntfy server.
     """
     url = cast("Callable[..., str]", plugin.url)  # untyped in apprise
     parts = urlsplit(str(url(privacy=True)))
-    if parts.scheme.lower() in _WEBHOOK_SCHEMES:
+    if parts.scheme.lower() in _WEBHOOK_SCHEMES or parts.scheme.lower() in _TOPIC_SCHEMES:
         parts = parts._replace(path="/".join(map(_mask_token, parts.path.split("/"))))
     pairs = []
     for pair in parts.query.split("&") if parts.query else ():
@@ -110,6 +110,8 @@ _PATH_WORDS = frozenset(
     )
 )
 _WEBHOOK_SCHEMES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+# An ntfy topic is the only credential on a public server: whoever has it reads every alert.
+_TOPIC_SCHEMES = frozenset({"ntfy", "ntfys"})
 
 
 def url_secrets(url: str, display: str) -> tuple[str, ...]:

@@ -84,6 +84,15 @@ def _instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str 
         plugin = Apprise.instantiate(url, asset=asset)
     if plugin is None:
         return None, f"apprise rejected the URL ({scheme})"
+    # len() counts the requests a send makes, apprise's own retries included (we turn those off).
+    recipients = len(plugin) // (int(getattr(plugin, "retry", 0) or 0) + 1)
+    if recipients > 1:
+        # apprise reports one pass/fail for them all: one recipient refusing would make every
+        # retry send the alert again to the others (hundreds of copies over max_age).
+        return None, (
+            f"sends to {recipients} recipients as one ({scheme}): if one refuses, every retry "
+            "repeats the alert to the others; write one URL per recipient in `urls: [...]`"
+        )
     return plugin, None
 
 

@@ -664,6 +664,40 @@ async def test_a_webhook_whose_secret_is_its_path_never_shows_it(
     assert not [r for r in caplog.records if token in r.getMessage()]
 
 
+async def test_an_ntfy_topic_never_shows(
+    webhook: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a public ntfy server the topic is the only credential: masked in the display, and
+    kept out of errors and logs when the server refuses it."""
+    caplog.set_level(logging.DEBUG)
+    topic = "my-secret-topic-9f8e7d"
+    webhook.respond(403, body=b'{"error": "forbidden"}')
+    cs = channels({"phone": (webhook.ntfy_url(topic),)})
+    target = only(cs, "phone")
+    assert topic not in target.display
+    result = await cs.send(target.key, "title", "body")
+    assert not result.ok
+    assert topic not in (result.error or "")
+    assert not [r for r in caplog.records if topic in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"tgram://{TG_TOKEN}/111/222",
+        "ntfy://127.0.0.1:8080/alerts/backup",
+        "mailto://u:p@127.0.0.1:2525?from=a@example.com&to=b@example.com,c@example.com",
+    ],
+)
+def test_a_url_with_several_recipients_is_refused(url: str) -> None:
+    """apprise reports one result for all of a URL's recipients: one refusing would make each
+    retry send the alert again to the rest. One URL per recipient instead."""
+    message = check_url(url)
+    assert message is not None
+    assert "sends to 2 recipients as one" in message
+    assert "one URL per recipient" in message
+
+
 def test_plain_webhook_path_words_stay_shown_and_unscrubbed() -> None:
     """Only token-like segments are masked: `api/webhook` stays readable, is no secret (it
     would be scrubbed from every log line, 'api.telegram.org' included), and two tokens on
