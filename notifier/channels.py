@@ -22,6 +22,7 @@ from apprise import (
     Apprise,
     AppriseAsset,
     AppriseResult,
+    AppriseResultStatus,
     NotificationManager,
     NotifyBase,
     NotifyFormat,
@@ -124,7 +125,9 @@ class ChannelSet:
         self._deadline = delivery.send_deadline
         self._lock_wait = delivery.timeout
         # (target, message) -> a late success of an attempt given up on: its retry is done.
-        self._late: OrderedDict[tuple[str, str], AppriseResult] = OrderedDict()
+        # (target, alert identity) of alerts a given-up attempt delivered after all: a fold's
+        # each, so a retry that sends them alone, or folded another way, is still recognised.
+        self._late: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     @classmethod
     def build(
@@ -165,13 +168,24 @@ class ChannelSet:
                 self._locks[key] = lock
         self._late = previous._late  # late outcomes still to come land where retries look
 
-    def _remember_late(self, message: tuple[str, str], result: AppriseResult) -> None:
-        """A given-up attempt ended; if the service took the message, its retry is done."""
+    def _remember_late(self, target: str, message: str, result: AppriseResult) -> None:
+        """A given-up attempt ended; if the service took the message, each alert in it is
+        delivered: its retry is done, however it is folded then."""
         if not result:
             return
-        self._late[message] = result
+        for identity in message.split("\n"):
+            self._late[target, identity] = None
         while len(self._late) > LATE_KEPT:
             self._late.popitem(last=False)
+
+    def _delivered_late(self, target: str, message: str) -> AppriseResult | None:
+        """A success to answer `message` with, if a given-up attempt delivered all of it."""
+        keys = [(target, identity) for identity in message.split("\n")]
+        if not all(key in self._late for key in keys):
+            return None
+        for key in keys:
+            del self._late[key]
+        return AppriseResult(status=AppriseResultStatus.SUCCESS)
 
     def knows(self, target: str) -> bool:
         """Whether this target key belongs to the current config."""
@@ -215,14 +229,19 @@ class ChannelSet:
             # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
             # Its outcome is awaited, not cut off at `timeout`: a slow send that still
             # succeeds, given up on and retried, would arrive twice (see send_attempt).
-            late = (target, message) if message is not None else None
             result = await attempt(
                 call,
                 lock=self._locks[target],
                 lock_wait=self._lock_wait,
                 deadline=self._deadline,
-                done_before=lambda: self._late.pop(late, None) if late else None,
-                on_late=(lambda outcome: self._remember_late(late, outcome)) if late else None,
+                done_before=(
+                    (lambda: self._delivered_late(target, message)) if message else lambda: None
+                ),
+                on_late=(
+                    (lambda outcome: self._remember_late(target, message, outcome))
+                    if message
+                    else None
+                ),
             )
         except GaveUp as exc:
             log.warning("send to %s failed: %s", entry.target.display, exc)

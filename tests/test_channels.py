@@ -613,6 +613,26 @@ async def test_a_late_success_answers_the_retry_of_that_message() -> None:
     assert len(peer.posts) == 2  # the retry was answered by the late 200
 
 
+async def test_a_late_fold_answers_its_alerts_retried_one_by_one() -> None:
+    """A fold of b and c given up on, then taken by the service: their retries, which may go
+    alone (no rate wait any more) or folded otherwise, are answered, not sent again. A
+    message only partly delivered is sent whole (b then arrives twice: left as it is)."""
+    async with TricklingPeer(gap=0.15, lines=[8, 0, 0]) as peer:
+        cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
+        key = only(cs).key
+        fold = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="b\nc"), timeout=30)
+        assert not fold.ok
+        async with asyncio.timeout(10):
+            while not peer.answered:
+                await asyncio.sleep(0.05)
+        mixed = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="b\nd"), timeout=30)
+        assert mixed.ok
+        assert len(peer.posts) == 2  # d was never delivered: the fold with it is sent
+        alone = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="c"), timeout=30)
+        assert alone.ok
+    assert len(peer.posts) == 2  # c's retry was answered by the fold's late 200
+
+
 async def test_a_given_up_send_keeps_its_target_through_two_reloads() -> None:
     """A URL dropped by one reload and back in the next still waits for its running send."""
     async with TricklingPeer(gap=0.15, lines=[8, 0]) as peer:
