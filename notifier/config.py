@@ -31,6 +31,7 @@ from notifier.configvalues import (
 from notifier.errors import ConfigError, ConfigProblem, os_reason
 from notifier.events import Fill
 from notifier.feedconfig import parse_feed
+from notifier.render import escape_for
 from notifier.ruleconfig import RuleContext, parse_rules, template_placeholder, unknown_channel
 from notifier.rules import RuleSet
 from notifier.settings import (
@@ -162,7 +163,8 @@ def parse(
     channels = _channels(root.get("channels"), problems, check_url)
     # Rules may name a channel whose URL was refused: that is the channel's problem, not theirs.
     declared = [n for n in _keys(root.get("channels")) if _CHANNEL_NAME.fullmatch(n)]
-    rules = parse_rules(root.get("rules"), "rules", RuleContext(problems, declared))
+    context = RuleContext(problems, declared, escape=escape_for(delivery.body_format))
+    rules = parse_rules(root.get("rules"), "rules", context)
     problems.raise_if_any()
     return Settings(
         source=source,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
 from notifier.render import fill_values
-from notifier.rules import Rule, RuleSet
+from notifier.rules import Rule, RuleSet, rule_escape
 from notifier.shaping_stage import preview, rule_shaping
 
 
@@ -54,8 +54,9 @@ def plan_alerts(
             title, body = preview(rule, fill)
         else:
             values = fill_values(fill, rule=rule.name)
-            title = rule.title.render(values)
-            body = rule.body.render(values)
+            escape = rule_escape(rule)
+            title = rule.title.render(values, escape=escape)
+            body = rule.body.render(values, escape=escape)
         alerts += fan_out(
             fill_key=fill.key,
             rule=rule.name,

@@ -8,9 +8,10 @@ every problem is caught when the config loads, never at 3 a.m. on the hot path.
 from __future__ import annotations
 
 import difflib
+import html
 import re
 import string
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,6 +39,27 @@ DEFAULT_BODY = "{side} {quantity} {outcome} @ {price} on {market_title} (order #
 
 class TemplateError(ValueError):
     """A template that cannot be used; the message names the bad placeholder."""
+
+
+class Markup(str):
+    """Text already in the message's format (a digest's rendered lines): not escaped again."""
+
+    __slots__ = ()
+
+
+Escape = Callable[[str], str]
+
+
+def escape_for(body_format: str) -> Escape | None:
+    """How field values are escaped for a message format: `html` takes `&`, `<` and `>` as
+    markup, so a market title reading "< $100k" would be cut or refused by the service.
+    Markdown dialects differ by service (apprise converts them), so nothing is guessed there.
+    """
+    return _escape_html if body_format == "html" else None
+
+
+def _escape_html(text: str) -> str:
+    return html.escape(text, quote=False)
 
 
 class Timestamp(datetime):
@@ -147,8 +169,11 @@ class Template:
         """The field names this template uses."""
         return frozenset(p[0] for p in self._parts if not isinstance(p, str))
 
-    def render(self, values: Mapping[str, object]) -> str:
-        """The text with each placeholder filled; never raises (a missing field renders "")."""
+    def render(self, values: Mapping[str, object], *, escape: Escape | None = None) -> str:
+        """The text with each placeholder filled; never raises (a missing field renders "").
+
+        `escape` is applied to each value's text (not the template's own, nor `Markup`).
+        """
         out: list[str] = []
         for part in self._parts:
             if isinstance(part, str):
@@ -156,14 +181,18 @@ class Template:
                 continue
             name, spec, to_str = part
             value = values.get(name, "")
+            shown = value
             try:
                 if to_str:
-                    value = str(value)
+                    shown = str(value)
                 elif not spec and isinstance(value, Decimal):
                     spec = "f"  # str() would write 0.0000001 as 1E-7, and 1e3 as 1E+3
-                out.append(format(value, spec))
+                text = format(shown, spec)
             except Exception:  # broad on purpose: a spec that does not fit, shown plain
-                out.append(_plain(value))
+                text = _plain(shown)
+            if escape is not None and not isinstance(value, Markup):
+                text = escape(text)
+            out.append(text)
         return "".join(out)
 
 

@@ -21,7 +21,7 @@ from notifier.configvalues import (
     suggest,
 )
 from notifier.digests import GROUP_FIELDS, GROUP_SAMPLES
-from notifier.render import DEFAULT_BODY, DEFAULT_TITLE, Template, TemplateError
+from notifier.render import DEFAULT_BODY, DEFAULT_TITLE, Escape, Template, TemplateError
 from notifier.rules import (
     DECIMAL_FIELDS,
     MATCH_ALL,
@@ -58,6 +58,7 @@ class RuleContext:
     problems: Problems
     channels: Collection[str]
     shaped: bool = False  # the rule has group/throttle/active: its templates get digest fields
+    escape: Escape | None = None  # field values escaped for delivery.body_format (html)
 
 
 RuleKeyParser = Callable[[Node, str, RuleContext], object | None]
@@ -326,4 +327,6 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
         fields.setdefault("body", Template(DIGEST_BODY))
     fields.setdefault("title", Template(DEFAULT_TITLE))
     fields.setdefault("body", Template(DEFAULT_BODY))
+    if ctx.escape is not None:
+        extras["escape"] = ctx.escape
     return Rule(**fields, extras=extras)

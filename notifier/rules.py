@@ -17,10 +17,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 from notifier.events import Fill
-from notifier.render import Template
+from notifier.render import Escape, Template
 
 STRING_FIELDS = (
     "market",
@@ -222,6 +222,12 @@ class Rule:
     stop: bool = False
     # Room for per-rule shaping specs (group/throttle/active), added by the shaping stage.
     extras: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)
+
+
+def rule_escape(rule: Rule) -> Escape | None:
+    """How the rule's field values are escaped for the message format (render.escape_for)."""
+    escape = rule.extras.get("escape")
+    return cast("Escape", escape) if callable(escape) else None
 
 
 def naive_match(rules: Sequence[Rule], fill: Fill) -> tuple[Rule, ...]:

@@ -26,8 +26,8 @@ from datetime import datetime
 from notifier.digests import Bunch, Release, cap_lines, make_release
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
-from notifier.render import Template, fill_values
-from notifier.rules import Rule
+from notifier.render import Escape, Markup, Template, fill_values
+from notifier.rules import Rule, rule_escape
 from notifier.shaping import Shaper
 from notifier.shaping_state import KINDS, StateChanges, key_text, parse_key
 from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY, DIGEST_TITLE
@@ -50,7 +50,7 @@ def render_release(rule: Rule, release: Release) -> tuple[str, str]:
     """Title and body of a release: the rule's templates over the digest fields and `lines`."""
     line = rule.extras.get("line")
     template = line if isinstance(line, Template) else _DEFAULTS[2]
-    return _render(rule.title, rule.body, template, rule.name, release)
+    return _render(rule.title, rule.body, template, rule.name, release, rule_escape(rule))
 
 
 def render_orphan(release: Release) -> tuple[str, str]:
@@ -62,17 +62,22 @@ def render_orphan(release: Release) -> tuple[str, str]:
 
 
 def _render(
-    title: Template, body: Template, line: Template, rule: str, release: Release
+    title: Template,
+    body: Template,
+    line: Template,
+    rule: str,
+    release: Release,
+    escape: Escape | None = None,
 ) -> tuple[str, str]:
     values = dict(release.fields)
-    rendered = [line.render(fill_values(f, rule=rule)) for f in release.fills]
-    values["lines"] = cap_lines(rendered, release.count)
-    text = body.render(values)
+    rendered = [line.render(fill_values(f, rule=rule), escape=escape) for f in release.fills]
+    values["lines"] = Markup(cap_lines(rendered, release.count))  # escaped line by line
+    text = body.render(values, escape=escape)
     if release.suppressed and "suppressed" not in body.fields:
         # A throttled message always says what it folded in, whatever the rule's body.
         plural = "" if release.suppressed == 1 else "s"
         text += f"\n({release.suppressed} earlier message{plural} folded into this one)"
-    return title.render(values), text
+    return title.render(values, escape=escape), text
 
 
 def release_alerts(rule: Rule, release: Release, targets: TargetLookup) -> list[Alert]:

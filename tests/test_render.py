@@ -15,8 +15,10 @@ from notifier.render import (
     DEFAULT_BODY,
     DEFAULT_TITLE,
     FILL_FIELDS,
+    Markup,
     Template,
     TemplateError,
+    escape_for,
     fill_values,
 )
 
@@ -209,3 +211,20 @@ def test_a_width_of_thousands_of_digits_is_a_template_error() -> None:
     """Past Python's 4,300-digit int() limit, still a TemplateError (it was a ValueError)."""
     with pytest.raises(TemplateError, match="over 1000 is not allowed"):
         Template.parse("{order_id:>" + "9" * 5000 + "}")
+
+
+def test_html_escapes_field_values_not_the_template_s_markup() -> None:
+    """With body_format html a market title reading "< $100k & <b>" is text, not markup (it
+    was cut, or refused by the service); the template's own tags, and Markup (a digest's
+    rendered lines), stay as written. Text and markdown escape nothing."""
+    escape = escape_for("html")
+    template = Template.parse(
+        "<b>{market_title}</b> {price:.2f} {lines}", fields=[*FILL_FIELDS, "lines"]
+    )
+    values = {**fill_values(dataclasses.replace(FILL, market_title="BTC < $100k & <b>"), rule="r")}
+    values["lines"] = Markup("<i>BUY</i>")
+    assert template.render(values, escape=escape) == (
+        "<b>BTC &lt; $100k &amp; &lt;b&gt;</b> 0.65 <i>BUY</i>"
+    )
+    assert escape_for("text") is None
+    assert escape_for("markdown") is None

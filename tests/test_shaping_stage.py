@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -533,3 +534,22 @@ def test_a_digest_lists_the_first_fills_and_counts_the_rest() -> None:
     title, body = render_release(rule, release)
     assert title == "25 fills on BTC 100k?"
     assert body.splitlines() == ["250 @ avg 0.6000", *["BUY 10 @ 0.60"] * 20, "… and 5 more"]
+
+
+def test_html_messages_escape_the_venue_s_text_in_plain_and_digest_rules() -> None:
+    """delivery.body_format html: a title with "<" reaches the service as text, in a plain
+    rule's message and in each line and field of a digest; the templates' tags stay."""
+    config = (
+        "delivery: {body_format: html}\n"
+        + DIGEST.replace('title: "{count} fills', 'title: "<b>{count}</b> fills', 1)
+        + '    title: "<b>{market_title}</b>"\n'
+    )
+    html_rules = rules(config)
+    odd = dataclasses.replace(fill("1", "0.60", "150"), market_title="BTC < 100k?")
+    planned = plan_alerts(odd, rules=html_rules, targets=DeskAndPhone())
+    plain = next(a for a in planned.alerts if a.rule == "plain")
+    assert plain.title == "<b>BTC &lt; 100k?</b>"
+    digest = next(r for r in html_rules.rules if r.name == "digest")
+    title, body = render_release(digest, make_release("digest", (), Bunch.of(odd), 0, "group"))
+    assert title == "<b>1</b> fills on BTC &lt; 100k?"
+    assert "BUY 150 @ 0.60" in body
