@@ -178,6 +178,15 @@ class ChannelSet:
         while len(self._late) > LATE_KEPT:
             self._late.popitem(last=False)
 
+    def take_delivered(self, target: str, identity: str) -> bool:
+        """Whether a given-up attempt delivered this alert after all (then forgotten here): the
+        deliverer leaves such a row out of a fold and marks it sent."""
+        try:
+            del self._late[target, identity]
+        except KeyError:
+            return False
+        return True
+
     def _delivered_late(self, target: str, message: str) -> AppriseResult | None:
         """A success to answer `message` with, if a given-up attempt delivered all of it."""
         keys = [(target, identity) for identity in message.split("\n")]

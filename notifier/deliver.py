@@ -326,17 +326,34 @@ class Deliverer:
                 head = self._store.head(item.target, FOLD_LIMIT)
                 due = list(itertools.takewhile(lambda i: i.next_at <= now, head))
                 if due and due[0] == item:
-                    items = fitting(due, self._message_limit(item.target))
+                    items = self._undelivered(due, channel)
+                    if not items:
+                        return  # every one was delivered after all: marked sent
+                    items = fitting(items, self._message_limit(item.target))
             self.stats.retried += sum(1 for i in items if i.attempts)
             self._limits.take(channel, now)
             title, body = fold(items)
             message = "\n".join(each.identity for each in items)
-            result = await self._attempt(self._sender, item, title, body, message)
+            result = await self._attempt(self._sender, items[0], title, body, message)
         for each in items:
             if result.ok:
                 self._outcomes.sent(each, channel)
             else:
                 self._outcomes.failed(each, channel, result, self._settings, self._sender)
+
+    def _undelivered(self, rows: list[OutboxItem], channel: str) -> list[OutboxItem]:
+        """`rows` less those an attempt given up on delivered after all (marked sent now): a
+        fold must not repeat them beside new ones."""
+        take = getattr(self._sender, "take_delivered", None)
+        if not callable(take):
+            return rows
+        left: list[OutboxItem] = []
+        for row in rows:
+            if take(row.target, row.identity):
+                self._outcomes.sent(row, channel)
+            else:
+                left.append(row)
+        return left
 
     async def _attempt(
         self, sender: Sender, item: OutboxItem, title: str, body: str, message: str

@@ -134,6 +134,39 @@ async def test_rate_limit_folds_the_rest_into_one_message(
     assert run.deliverer.stats.sent == 5
 
 
+class LateSender(Sender):
+    """A sender that knows some alerts were delivered by an attempt it had given up on."""
+
+    def __init__(self, channels: dict[str, list[str]], delivered: set[str]) -> None:
+        super().__init__(channels)
+        self.delivered = delivered
+
+    def take_delivered(self, target: str, identity: str) -> bool:
+        if identity in self.delivered:
+            self.delivered.discard(identity)
+            return True
+        return False
+
+
+async def test_a_fold_leaves_out_alerts_delivered_after_all(
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
+) -> None:
+    """Rows the service took from a given-up attempt are marked sent, not folded again beside
+    newer ones (the chat would see them twice)."""
+    for n in range(5):
+        record(store, n, "chat-1", "chat")
+    delivered = {"fill-2|r|chat-1", "fill-3|r|chat-1"}
+    sender = LateSender({"chat": ["chat-1"]}, delivered)
+    run = start(sender, {"chat": channel("chat", rate=(2, 60.0))})
+    await spin_until(lambda: len(sender.attempts) == 2)
+    await settle()
+    clock.advance(30)  # one token back: rows 2, 3 and 4 are due, folded
+    run.deliverer.notify()
+    await spin_until(lambda: store.counts()["sent"] == 5)
+    assert [a[1] for a in sender.attempts] == ["T0", "T1", "T4"]
+    assert delivered == set()
+
+
 async def test_a_fold_stops_at_a_row_still_in_back_off(
     store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:

@@ -616,7 +616,8 @@ async def test_a_late_success_answers_the_retry_of_that_message() -> None:
 async def test_a_late_fold_answers_its_alerts_retried_one_by_one() -> None:
     """A fold of b and c given up on, then taken by the service: their retries, which may go
     alone (no rate wait any more) or folded otherwise, are answered, not sent again. A
-    message only partly delivered is sent whole (b then arrives twice: left as it is)."""
+    message only partly delivered is sent whole here; the deliverer asks `take_delivered`
+    first and leaves b out of its folds."""
     async with TricklingPeer(gap=0.15, lines=[8, 0, 0]) as peer:
         cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
         key = only(cs).key
@@ -628,6 +629,9 @@ async def test_a_late_fold_answers_its_alerts_retried_one_by_one() -> None:
         mixed = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="b\nd"), timeout=30)
         assert mixed.ok
         assert len(peer.posts) == 2  # d was never delivered: the fold with it is sent
+        assert cs.take_delivered(key, "b")  # what the deliverer asks before folding b
+        assert not cs.take_delivered(key, "b")  # and then it is forgotten
+        assert not cs.take_delivered(key, "d")
         alone = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="c"), timeout=30)
         assert alone.ok
     assert len(peer.posts) == 2  # c's retry was answered by the fold's late 200
