@@ -76,13 +76,8 @@ def load(
     require_api_key: bool = True,
 ) -> Settings:
     """Read and validate the config file at `path`; ConfigError lists every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = ConfigProblem(str(path), None, "", f"cannot read: {os_reason(exc)}")
-        raise ConfigError([problem]) from exc
     return parse(
-        text,
+        _read_text(path),
         source=path,
         env=os.environ if env is None else env,
         check_url=check_url,
@@ -97,27 +92,33 @@ def load_state(path: Path, *, env: Mapping[str, str] | None = None) -> StateSett
     channel URL's secret) is no problem here. One in `state.path` still is, and a file that
     is not YAML too.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = ConfigProblem(str(path), None, "", f"cannot read: {os_reason(exc)}")
-        raise ConfigError([problem]) from exc
     problems = Problems(str(path))
     tree = read(
-        text,
+        _read_text(path),
         problems,
         env=os.environ if env is None else env,
-        lenient=lambda key: key != "state" and not key.startswith("state."),
+        lenient=lambda key: not _in_state(key),
         literal=template_placeholder,
         secret=_is_secret,
     )
     node = tree.get("state") if isinstance(tree, YMap) else None
-    state = section(node, "state", problems, StateSettings(), {"path": _path})
-    problems.items = [
-        p for p in problems.items if p.path in ("", "state") or p.path.startswith("state.")
-    ]
+    state = section(node, "state", problems, StateSettings(), _STATE)
+    problems.items = [p for p in problems.items if p.path == "" or _in_state(p.path)]
     problems.raise_if_any()
     return _anchor_state(state, path)
+
+
+def _read_text(path: Path) -> str:
+    """The config file's text, or a ConfigError naming it and why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = ConfigProblem(str(path), None, "", f"cannot read: {os_reason(exc)}")
+        raise ConfigError([problem]) from exc
+
+
+def _in_state(key_path: str) -> bool:
+    return key_path == "state" or key_path.startswith("state.")
 
 
 def parse(
@@ -143,7 +144,7 @@ def parse(
     root = mapping(tree, "", problems, _TOP_KEYS) if tree is not None else YMap(1)
     root = root if root is not None else YMap(1)
     feed = parse_feed(root.get("feed"), problems, env, require_api_key=require_api_key)
-    state = section(root.get("state"), "state", problems, StateSettings(), {"path": _path})
+    state = section(root.get("state"), "state", problems, StateSettings(), _STATE)
     state = _anchor_state(state, source)
     delivery = section(root.get("delivery"), "delivery", problems, DeliverySettings(), _DELIVERY)
     if delivery.retry_base > delivery.retry_cap:
@@ -220,6 +221,7 @@ def _max_age(node: Node, path: str, problems: Problems) -> timedelta | None:
     return age
 
 
+_STATE: dict[str, Parser] = {"path": _path}
 _DELIVERY: dict[str, Parser] = {
     "max_age": _max_age,
     "retry_base": as_seconds,

@@ -239,6 +239,12 @@ _DEFAULT_TAGS = frozenset(
 )
 
 
+def _tag_problem(tag: str) -> str:
+    shown = tag.replace("tag:yaml.org,2002:", "!!")
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"YAML tags ({shown}) are not supported: remove it"
+
+
 class _Walker:
     """Turns composed nodes into Scalar/YMap/YSeq, checking keys and expanding variables."""
 
@@ -268,9 +274,7 @@ class _Walker:
         if node.tag not in _DEFAULT_TAGS:
             # `!!int 5`, `!!binary ...`, `!env X`: this loader resolves no tags, so one would be
             # dropped silently and its value read as plain text.
-            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            shown = tag if len(tag) <= 40 else tag[:37] + "..."
-            self.problems.add(line, path, f"YAML tags ({shown}) are not supported: remove it")
+            self.problems.add(line, path, _tag_problem(node.tag))
             self.problems.silence(path)
             return Scalar("", line, plain=True)
         if isinstance(node, yaml.ScalarNode):
@@ -303,8 +307,7 @@ class _Walker:
                 continue
             key = str(key_node.value)
             if key_node.tag not in _DEFAULT_TAGS:
-                tag = key_node.tag.replace("tag:yaml.org,2002:", "!!")[:40]
-                self.problems.add(key_line, path, f"YAML tags ({tag}) are not supported: remove it")
+                self.problems.add(key_line, path, _tag_problem(key_node.tag))
                 continue
             if key == "<<" and not key_node.style:  # a merge key: this loader resolves no tags
                 message = "YAML merge keys (<<) are not supported: write the keys out"
