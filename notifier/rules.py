@@ -108,6 +108,8 @@ class FieldMatch(Condition):
             return False
         if self._regex.fullmatch(folded) is not None:
             return True
+        if value.isascii():
+            return False  # casefold() is lower() there: no other form to try
         # `?` is one character as the title writes it: "Stra?e" matches "Straße" (folded "strasse").
         lowered = unicodedata.normalize("NFC", value).lower()
         return lowered != folded and self._regex.fullmatch(lowered) is not None
