@@ -166,19 +166,22 @@ class ChannelLimits:
 SAFE_LIMIT = MessageLimit(chars=1900)  # what any service takes (Discord's 2000, less a margin)
 
 
-def fitting(items: Sequence[OutboxItem], limit: MessageLimit) -> list[OutboxItem]:
+def fitting(
+    items: Sequence[OutboxItem], limit: MessageLimit, newline: str = "\n"
+) -> list[OutboxItem]:
     """The first rows whose fold the service takes whole (at least the first row).
 
     A fold cut by the service (overflow=truncate, or a service's line limit) would lose whole
     alerts that are then marked sent: the rest wait for the next message instead. Lengths are
-    counted as markup may grow them (`worst_length`).
+    counted as markup may grow them (`worst_length`); lines as any line break may end one.
     """
     taken: list[OutboxItem] = []
     for item in items:
-        title, body = fold([*taken, item])
-        text = f"{title}\n{body}"
+        title, body = fold([*taken, item], newline)
+        text = f"{title}{newline}{body}"
+        breaks = text.count("\n") + (text.count(newline) if newline != "\n" else 0)
         too_long = worst_length(text) > limit.chars
-        too_tall = limit.lines > 0 and text.count("\n") + 1 > limit.lines
+        too_tall = limit.lines > 0 and breaks + 1 > limit.lines
         if taken and (too_long or too_tall):
             break
         taken.append(item)
@@ -201,12 +204,13 @@ def worst_length(text: str) -> int:
     return MARKUP_OVERHEAD + plain + MARKUP_GROWTH * (len(text) - plain)
 
 
-def fold(items: Sequence[OutboxItem]) -> tuple[str, str]:
-    """One message for several alerts of one target: a count title and each alert in turn."""
+def fold(items: Sequence[OutboxItem], newline: str = "\n") -> tuple[str, str]:
+    """One message for several alerts of one target: a count title and each alert in turn,
+    their lines ended as the message format ends them (render.line_break)."""
     if len(items) == 1:
         return items[0].title, items[0].body
     title = f"{len(items)} alerts (sending was rate-limited)"
-    body = "\n\n".join(f"{item.title}\n{item.body}" for item in items)
+    body = (newline * 2).join(f"{item.title}{newline}{item.body}" for item in items)
     return title, body
 
 

@@ -164,7 +164,8 @@ def parse(
     channels = _channels(root.get("channels"), problems, check_url)
     # Rules may name a channel whose URL was refused: that is the channel's problem, not theirs.
     declared = [n for n in _keys(root.get("channels")) if _CHANNEL_NAME.fullmatch(n)]
-    context = RuleContext(problems, declared, escape=escape_for(delivery.body_format))
+    escape = escape_for(delivery.body_format)
+    context = RuleContext(problems, declared, escape=escape)
     rules = parse_rules(root.get("rules"), "rules", context)
     problems.raise_if_any()
     return Settings(
@@ -174,7 +175,7 @@ def parse(
         delivery=delivery,
         metrics=metrics,
         channels=channels,
-        rules=RuleSet(rules),
+        rules=RuleSet(rules, escape=escape),
         log=log,
     )
 

@@ -36,6 +36,7 @@ from notifier.channel_limits import (
 from notifier.clock import utc_now
 from notifier.delivery_outcomes import DeliveryStats, Outcomes
 from notifier.events import MessageLimit, SendResult
+from notifier.render import escape_for, line_break
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
@@ -320,6 +321,7 @@ class Deliverer:
                 return
             self._store.flush()  # the row must be on disk before anyone can have seen it
             items = [item]
+            newline = line_break(escape_for(self._settings.body_format))
             if folding:
                 # The due rows from the head up to the first one still in back-off: folding a
                 # newer row past it would let the chat see the newer alert first.
@@ -329,10 +331,10 @@ class Deliverer:
                     items = self._undelivered(due, channel)
                     if not items:
                         return  # every one was delivered after all: marked sent
-                    items = fitting(items, self._message_limit(item.target))
+                    items = fitting(items, self._message_limit(item.target), newline)
             self.stats.retried += sum(1 for i in items if i.attempts)
             self._limits.take(channel, now)
-            title, body = fold(items)
+            title, body = fold(items, newline)
             message = "\n".join(each.identity for each in items)
             result = await self._attempt(self._sender, items[0], title, body, message)
         for each in items:

@@ -185,11 +185,11 @@ def release_fields(rule: str, bunch: Bunch, suppressed: int) -> dict[str, object
     return fields
 
 
-def cap_lines(lines: list[str], total: int) -> str:
+def cap_lines(lines: list[str], total: int, newline: str = "\n") -> str:
     """The lines of a digest of `total` fills, then "… and N more" for the ones not listed."""
     if total <= len(lines):
-        return "\n".join(lines)
-    return "\n".join([*lines, f"… and {total - len(lines)} more"])
+        return newline.join(lines)
+    return newline.join([*lines, f"… and {total - len(lines)} more"])
 
 
 def key_of(fill: Fill, by: tuple[str, ...]) -> tuple[str, ...]:

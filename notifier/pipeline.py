@@ -118,6 +118,7 @@ class Pipeline:
             clock=clock,
             stored=store.shaping.entries(),
             snapshot=store.shaping.legacy_snapshot(),
+            escape=rules.escape,
         )
         self._tick = asyncio.Event()
         self._timer_error: BaseException | None = None
@@ -153,7 +154,7 @@ class Pipeline:
         """Use a new rule set and channel set from the next fill on (config reload)."""
         self._rules = rules
         self._targets = targets
-        self._record_orphans(self.shaping.reconfigure(rules.rules))
+        self._record_orphans(self.shaping.reconfigure(rules.rules, rules.escape))
         self._save_shaping()
         self.tick()
         self._gate.offer_due(rules)  # the new rules may not need the titles fills wait for

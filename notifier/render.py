@@ -62,6 +62,15 @@ def _escape_html(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def line_break(escape: Escape | None) -> str:
+    """How the notifier itself ends a line (a digest's lines, its notes, a fold's alerts) in
+    the format `escape` is for. In HTML a newline is a space: apprise's conversion for Slack,
+    ntfy or Discord, and an HTML mail, would run every line into one. Bare `<br>`, not
+    `<br>\n`: converted to text, the newline after it becomes a space opening the next line.
+    """
+    return "<br>" if escape is _escape_html else "\n"
+
+
 class Timestamp(datetime):
     """A datetime that prints as "2026-02-06 12:00:45 UTC" but still takes strftime specs."""
 

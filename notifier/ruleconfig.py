@@ -21,7 +21,14 @@ from notifier.configvalues import (
     suggest,
 )
 from notifier.digests import GROUP_FIELDS, GROUP_SAMPLES
-from notifier.render import DEFAULT_BODY, DEFAULT_TITLE, Escape, Template, TemplateError
+from notifier.render import (
+    DEFAULT_BODY,
+    DEFAULT_TITLE,
+    Escape,
+    Template,
+    TemplateError,
+    line_break,
+)
 from notifier.rules import (
     DECIMAL_FIELDS,
     MATCH_ALL,
@@ -35,10 +42,10 @@ from notifier.rules import (
     Rule,
 )
 from notifier.shapingconfig import (
-    DIGEST_BODY,
     DIGEST_TITLE,
     SHAPING_KEYS,
     combine,
+    digest_body,
     digest_field_message,
     parse_active_node,
     parse_group_node,
@@ -324,7 +331,7 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
         if combined is not None:
             extras["shaping"], extras["line"] = combined
         fields.setdefault("title", Template(DIGEST_TITLE))
-        fields.setdefault("body", Template(DIGEST_BODY))
+        fields.setdefault("body", Template(digest_body(line_break(ctx.escape))))
     fields.setdefault("title", Template(DEFAULT_TITLE))
     fields.setdefault("body", Template(DEFAULT_BODY))
     if ctx.escape is not None:

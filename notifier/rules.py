@@ -308,12 +308,16 @@ class RuleSet:
         "_cache",
         "_wild",
         "_wild_pairs",
+        "escape",
         "rules",
         "uses_title",
     )
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule], *, escape: Escape | None = None) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
+        # The message format's escaping (render.escape_for), for text rendered without a rule
+        # (the digest of a rule gone from the config); each rule carries it too.
+        self.escape = escape
         # Whether matching looks at market_title: if not, a fill needs its title (a REST
         # look-up) only once it has matched, to render the message.
         self.uses_title = any(

@@ -26,18 +26,18 @@ from datetime import datetime
 from notifier.digests import Bunch, Release, cap_lines, make_release
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
-from notifier.render import Escape, Markup, Template, fill_values
+from notifier.render import Escape, Markup, Template, fill_values, line_break
 from notifier.rules import Rule, rule_escape
 from notifier.shaping import Shaper
 from notifier.shaping_state import KINDS, StateChanges, key_text, parse_key
-from notifier.shapingconfig import DEFAULT_LINE, DIGEST_BODY, DIGEST_TITLE
+from notifier.shapingconfig import DEFAULT_LINE, DIGEST_TITLE, digest_body
 from notifier.shapingspecs import RuleShaping
 
 log = logging.getLogger(__name__)
 
 # A stored entry: (rule, kind, key text, data as JSON text).
 StoredEntry = tuple[str, str, str, str]
-_DEFAULTS = (Template(DIGEST_TITLE), Template(DIGEST_BODY), Template(DEFAULT_LINE))
+_DEFAULT_LINE = Template(DEFAULT_LINE)
 
 
 def rule_shaping(rule: Rule) -> RuleShaping | None:
@@ -49,16 +49,20 @@ def rule_shaping(rule: Rule) -> RuleShaping | None:
 def render_release(rule: Rule, release: Release) -> tuple[str, str]:
     """Title and body of a release: the rule's templates over the digest fields and `lines`."""
     line = rule.extras.get("line")
-    template = line if isinstance(line, Template) else _DEFAULTS[2]
+    template = line if isinstance(line, Template) else _DEFAULT_LINE
     return _render(rule.title, rule.body, template, rule.name, release, rule_escape(rule))
 
 
-def render_orphan(release: Release) -> tuple[str, str]:
-    """A release of a rule no longer shaped: default digest templates, saying why it comes now."""
-    title, body, line = _DEFAULTS
-    title_text, body_text = _render(title, body, line, release.rule, release)
+def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, str]:
+    """A release of a rule no longer shaped: default digest templates, saying why it comes now.
+
+    `escape`: the message format's (the config's, as the rule may be gone with its own).
+    """
+    newline = line_break(escape)
+    title, body = Template(DIGEST_TITLE), Template(digest_body(newline))
+    title_text, body_text = _render(title, body, _DEFAULT_LINE, release.rule, release, escape)
     note = f"(held by rule {release.rule!r}, whose shaping is no longer configured)"
-    return title_text, f"{body_text}\n{note}"
+    return title_text, f"{body_text}{newline}{escape(note) if escape else note}"
 
 
 def _render(
@@ -70,13 +74,14 @@ def _render(
     escape: Escape | None = None,
 ) -> tuple[str, str]:
     values = dict(release.fields)
+    newline = line_break(escape)
     rendered = [line.render(fill_values(f, rule=rule), escape=escape) for f in release.fills]
-    values["lines"] = Markup(cap_lines(rendered, release.count))  # escaped line by line
+    values["lines"] = Markup(cap_lines(rendered, release.count, newline))  # escaped line by line
     text = body.render(values, escape=escape)
     if release.suppressed and "suppressed" not in body.fields:
         # A throttled message always says what it folded in, whatever the rule's body.
         plural = "" if release.suppressed == 1 else "s"
-        text += f"\n({release.suppressed} earlier message{plural} folded into this one)"
+        text += f"{newline}({release.suppressed} earlier message{plural} folded into this one)"
     return title.render(values, escape=escape), text
 
 
@@ -120,10 +125,13 @@ class ShapingStage:
         clock: Callable[[], datetime],
         stored: Sequence[StoredEntry] = (),
         snapshot: str | None = None,
+        escape: Escape | None = None,
     ) -> None:
         """`stored`: the entries the state file holds; `snapshot`: a whole-state snapshot an
-        older notifier left instead (read, then replaced by entries at the first save)."""
+        older notifier left instead (read, then replaced by entries at the first save);
+        `escape`: the message format's (RuleSet.escape), for digests of rules gone."""
         self._clock = clock
+        self._escape = escape
         rules = tuple(rules)
         self._rules = _shaped(rules)
         self._channels = {rule.name: rule.notify for rule in rules}
@@ -169,10 +177,11 @@ class ShapingStage:
         """When `due` next has work, or None."""
         return self._shaper.next_deadline()
 
-    def reconfigure(self, rules: Iterable[Rule]) -> list[Release]:
+    def reconfigure(self, rules: Iterable[Rule], escape: Escape | None = None) -> list[Release]:
         """A reload: held state of surviving rules stays; what rules no longer shaped held is
         returned, to record now (`alerts` renders it)."""
         rules = tuple(rules)
+        self._escape = escape
         self._former = dict(self._channels)
         self._rules = _shaped(rules)
         self._channels = {rule.name: rule.notify for rule in rules}
@@ -192,7 +201,7 @@ class ShapingStage:
             return release_alerts(rule, release, targets)
         name = release.rule
         channels = self._channels.get(name, self._former.get(name, ()))
-        title, body = render_orphan(release)
+        title, body = render_orphan(release, self._escape)
         present = [c for c in channels if _configured(targets, c)]
         if len(present) < len(channels):
             missing = ", ".join(c for c in channels if c not in present)

@@ -31,6 +31,12 @@ DIGEST_BODY = "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f
 DIGEST_TITLE = "Fills on {market_title} ({count})"
 DEFAULT_LINE = "{side} {quantity} {outcome} @ {price} #{order_id}"
 
+
+def digest_body(newline: str) -> str:
+    """The default digest body, its line ending the message format's (render.line_break)."""
+    return DIGEST_BODY.replace("\n", newline)
+
+
 _EXAMPLES = {
     "group": "{by: [market_id], wait: 30s}",
     "throttle": "{by: [market_id], every: 10m}",

@@ -413,3 +413,15 @@ def test_a_fold_fits_the_service_s_lines_and_its_worst_markup() -> None:
     assert worst_length("it's") == MARKUP_OVERHEAD + 3 + MARKUP_GROWTH
     assert fitting(_rows(["x" * 9000]), MessageLimit(chars=4096)) == _rows(["x" * 9000])
     assert fitting([], MessageLimit(chars=10)) == []
+
+
+def test_an_html_fold_counts_its_br_line_breaks_as_lines() -> None:
+    """A fold in HTML ends its lines with <br>: a service's line limit counts those, so the
+    same rows fit as in text, and a newline in an alert's own text still counts as one."""
+    rows = _rows(["one two three four"] * 50)
+    assert len(fitting(rows, MessageLimit(chars=32768, lines=10), "<br>")) == 3
+    _, body = fold(rows[:2], "<br>")
+    assert "\n" not in body
+    assert body == "T00<br>one two three four<br><br>T01<br>one two three four"
+    tall = _rows(["a\nb\nc"] * 5)
+    assert len(fitting(tall, MessageLimit(chars=32768, lines=10), "<br>")) == 2  # 1 + 4 each

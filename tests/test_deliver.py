@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from daemon import python_child
 from fakes import T0, HandClock, Target, settle, spin_until
-from receivers import TlsProxy, WebhookReceiver, telegram_html_to_text
+from receivers import SLACK_HOST, TlsProxy, WebhookReceiver, telegram_html_to_text
 
 from notifier.channels import ChannelSet
 from notifier.deliver import Deliverer
@@ -871,6 +871,44 @@ async def test_a_telegram_fold_of_plain_text_loses_no_alert(
         shown = "".join(telegram_html_to_text(r.json["text"]) for r in tls_proxy.requests)
         assert [n for n in range(40) if f"END{n:03d}" not in shown] == []  # every tail
         assert len(tls_proxy.requests) > 2  # folded, in several messages
+
+
+async def test_an_html_fold_keeps_each_alert_on_its_own_lines(
+    tls_proxy: TlsProxy, tmp_path: Path
+) -> None:
+    """With body_format html a fold's alerts are separated by <br>: Slack, which apprise gives
+    the HTML converted, shows each title and body on a line of its own, not one run-on line."""
+    clock = HandClock()
+    url = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
+    chans = {"c": ChannelSettings(name="c", urls=(url,), rate=(1, 60.0))}
+    delivery = DeliverySettings(timeout=5, body_format="html")
+    channel_set = ChannelSet.build(chans, delivery=delivery)
+    (target,) = channel_set.targets("c")
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        for n in range(3):
+            at = T0 + timedelta(seconds=n)
+            alert = Alert(f"fill-{n}", "r", "c", target.key, f"Title {n}", f"Body {n}", at)
+            store.record(fill_key=f"fill-{n}", filled_at=at, alerts=[alert])
+        deliverer = Deliverer(
+            store, channel_set, delivery, clock=clock, rng=NoJitter(), channels=chans
+        )
+        async with running(deliverer):
+            await _sent(store, 1)  # the lane now waits for the channel's next token
+            clock.advance(61)
+            deliverer.notify()
+            await _sent(store, 3)
+    first, folded = (r.json["attachments"][0] for r in tls_proxy.of(SLACK_HOST))
+    assert first["text"].strip() == "Body 0"
+    assert folded["title"] == "2 alerts (sending was rate-limited)"
+    lines = [line.strip() for line in folded["text"].splitlines()]
+    assert lines == ["Title 1", "Body 1", "", "Title 2", "Body 2"]
+
+
+async def _sent(store: StateStore, count: int) -> None:
+    """Until `count` rows are sent; polling in real time only for the send threads, bounded."""
+    async with asyncio.timeout(30):
+        while store.counts()["sent"] < count:
+            await asyncio.sleep(0.01)
 
 
 async def _minute_by_minute(store: StateStore, deliverer: Deliverer, clock: HandClock) -> None:

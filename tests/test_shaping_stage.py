@@ -553,3 +553,54 @@ def test_html_messages_escape_the_venue_s_text_in_plain_and_digest_rules() -> No
     title, body = render_release(digest, make_release("digest", (), Bunch.of(odd), 0, "group"))
     assert title == "<b>1</b> fills on BTC &lt; 100k?"
     assert "BUY 150 @ 0.60" in body
+
+
+HTML_DIGEST = """\
+delivery: {body_format: html}
+rules:
+  - name: digest
+    notify: [desk]
+    group: {by: [market_id], wait: 30s}
+    throttle: {by: [market_id], every: 5m}
+"""
+
+
+async def test_html_digests_end_their_lines_with_br(store: StateStore, clock: HandClock) -> None:
+    """In HTML a newline is a space: a digest's lines and its notes end with <br>, or every
+    service that converts HTML (Slack, ntfy, Discord, an HTML mail) runs them into one line."""
+    pipeline = make(store, clock, HTML_DIGEST)
+    odd = dataclasses.replace(fill("1", "0.60", "10"), market_title="BTC < 100k?")
+    await feed(pipeline, odd)
+    clock.advance(seconds=30)
+    pipeline.release_due()  # the first group: sent, and opens the throttle period
+    for n in (2, 3):
+        await feed(pipeline, fill(str(n), "0.70", "30"))
+        clock.advance(seconds=30)
+        pipeline.release_due()  # a group each: held by the throttle
+    clock.advance(minutes=4)
+    pipeline.release_due()  # the period ends: one message of both groups
+    assert [r.body for r in rows(store, "digest")] == [
+        "1 fills on BTC &lt; 100k?: 10 @ avg 0.6000<br>BUY 10 Yes @ 0.60 #1",
+        "2 fills on BTC 100k?: 60 @ avg 0.7000<br>BUY 30 Yes @ 0.70 #2<br>BUY 30 Yes @ 0.70 #3"
+        "<br>(1 earlier message folded into this one)",
+    ]
+
+
+async def test_an_html_digest_of_a_removed_rule_is_escaped_too(
+    store: StateStore, clock: HandClock
+) -> None:
+    """What a rule held goes out when the rule goes: in the config's format, like any digest,
+    its venue text escaped and its lines ended with <br> (there is no rule left to ask)."""
+    pipeline = make(store, clock, HTML_DIGEST)
+    odd = [
+        dataclasses.replace(fill(n, p, q), market_title="BTC < $100k & <b>?")
+        for n, p, q in (("1", "0.60", "10"), ("2", "0.70", "30"))
+    ]
+    await feed(pipeline, *odd)
+    pipeline.swap(rules=rules("delivery: {body_format: html}\nrules: []\n"), targets=DeskAndPhone())
+    (row,) = rows(store, "digest")
+    assert row.title == "Fills on BTC &lt; $100k &amp; &lt;b&gt;? (2)"
+    assert row.body == (
+        "2 fills on BTC &lt; $100k &amp; &lt;b&gt;?: 40 @ avg 0.6750<br>BUY 10 Yes @ 0.60 #1"
+        "<br>BUY 30 Yes @ 0.70 #2<br>(held by rule 'digest', whose shaping is no longer configured)"
+    )
