@@ -12,7 +12,9 @@ Retry-After has passed (a fill meanwhile goes on without its title, or waits for
 429s, not a stream of them, and leaves history its share.
 
 Only a 404 (or 410) or an answer without a question says the market has no title (`absent`);
-any other failure is one to wait out.
+any other failure is one to wait out. The question is the title (not the event's title, which
+many markets share, nor the slug): a rule on `market_title` matches what the venue shows.
+Its control characters and line breaks become spaces, as it is shown in messages and listings.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from urllib.parse import quote
 import httpx
 
 from notifier.backfill import retry_after_seconds
+from notifier.normalize import showable
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +135,8 @@ class MarketTitles:
     async def _fetch(self, market_id: str) -> tuple[str | None, str, float | None]:
         """(title, "", 0) on success, else (None, why, seconds before asking again); None
         seconds when the venue answered that the market has no title (404/410, no question)."""
-        url = f"{self._base}/v1/markets/{quote(market_id, safe='')}"
         try:
+            url = f"{self._base}/v1/markets/{quote(market_id, safe='')}"
             # httpx's timeout bounds each connect and read, not the request: a server sending
             # a byte a second would hold the look-up (and a connection of the client the feed
             # shares) forever. The whole exchange gets the timeout.
@@ -143,7 +146,7 @@ class MarketTitles:
                 )
         except (httpx.TimeoutException, TimeoutError):
             return None, "timeout", TRANSIENT_RETRY
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
             return None, type(exc).__name__, TRANSIENT_RETRY
         status = response.status_code
         if status == 429:
@@ -159,11 +162,10 @@ class MarketTitles:
             body = response.json()
         except (ValueError, RecursionError):  # RecursionError: nested deeper than json can
             return None, "answer is not JSON", TRANSIENT_RETRY
-        if isinstance(body, dict):
-            for field in ("question", "event_title", "slug"):
-                value = body.get(field)
-                if isinstance(value, str) and value.strip():
-                    return value.strip(), "", 0.0
+        question = body.get("question") if isinstance(body, dict) else None
+        title = showable(question) if isinstance(question, str) else ""
+        if title:
+            return title, "", 0.0
         return None, "answer has no question", None
 
     def _remember(self, table: OrderedDict[str, _V], key: str, value: _V) -> None:

@@ -42,6 +42,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A plain decimal literal; Decimal() alone would also take "1_000", " NaN", "Infinity".
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _MAX_TEXT = 64
+# What text we show may not hold: control characters, lone surrogates (JSON's "\ud800"; no
+# UTF-8 encodes one, so the state file refused the fill and the pipeline stopped), and line
+# or paragraph separators (a line of its own in a log or a listing).
+_UNSHOWABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 # Bounds that keep later arithmetic (notional, key normalization) exact and overflow-free.
 _MAX_DIGITS = 28
 _MAX_ADJUSTED = 18
@@ -179,13 +183,21 @@ def _ident(obj: Mapping[str, object], name: str) -> str:
 
 
 def _clean(name: str, value: str) -> str:
-    """Text an alert can show: not blank, no control characters (an order id of "\r" once
+    """Text an alert can show: not blank, nothing `_UNSHOWABLE` (an order id of "\r" once
     went out as an empty title). isprintable() first: the common case costs one C call."""
     if value.isprintable() and value.strip():
         return value
-    if not value.strip() or any(unicodedata.category(c) == "Cc" for c in value):
+    if not value.strip() or any(unicodedata.category(c) in _UNSHOWABLE for c in value):
         raise _Reject("text", f"{name}={_show(value)} is blank or holds control characters")
     return value  # unusual but printable-enough (a no-break space): kept
+
+
+def showable(text: str) -> str:
+    """`text` with each `_UNSHOWABLE` character made a space, stripped: for text that is
+    shown, not matched on identity (a market's title from the venue's REST answer)."""
+    if text.isprintable():
+        return text.strip()
+    return "".join(" " if unicodedata.category(c) in _UNSHOWABLE else c for c in text).strip()
 
 
 def _optional(obj: Mapping[str, object], name: str) -> str | None:

@@ -64,7 +64,8 @@ class SimulatedPolySim:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.api_keys = frozenset(api_keys)
-        self.markets = dict(DEFAULT_MARKETS if markets is None else markets)
+        self.markets = dict(DEFAULT_MARKETS if markets is None else markets)  # "": no question
+        self.event_titles: dict[str, str] = {}  # market id -> its event's title, when it has one
         self.token_ttl = token_ttl
         self._clock = clock
         self._now = now
@@ -304,8 +305,11 @@ class SimulatedPolySim:
         if question is None:
             return 404, {"detail": "Market not found"}, {}
         slug = "-".join("".join(c if c.isalnum() else " " for c in question.lower()).split())
-        detail: dict[str, object] = {"condition_id": market_id, "question": question}
-        detail["slug"] = slug
+        detail: dict[str, object] = {"condition_id": market_id, "slug": slug or market_id}
+        if question:
+            detail["question"] = question
+        if market_id in self.event_titles:
+            detail["event_title"] = self.event_titles[market_id]
         outcomes = list(DEMO_MARKETS[market_id][1]) if market_id in DEMO_MARKETS else ["Yes", "No"]
         detail |= {"outcomes": outcomes, "active": True, "closed": False}
         return 200, detail, {}

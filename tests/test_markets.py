@@ -261,3 +261,34 @@ async def test_a_burst_of_look_ups_stops_at_the_first_429(
     assert not any(titles.absent(m) for m in markets)
     assert await titles.title(markets[0]) is None  # paused: no request until Retry-After
     assert venue.market_requests == MAX_IN_FLIGHT
+
+
+async def test_the_title_is_the_question_shown_on_one_line(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """The question is the title, its control characters and line breaks made spaces: a title
+    is shown in messages, logs and `notifier outbox`, where a newline could forge a row. A
+    market without a question has no title: not its event's (many markets share one) nor its
+    slug, which a `market_title` rule would be tested against as if it were the question."""
+    titles = titles_for(venue, http)
+    venue.markets |= {"0xnl": "Will it rain?\n#999 dead\u2028x", "0xnul": "\x00\r\n"}
+    assert await titles.title("0xnl") == "Will it rain? #999 dead x"
+    assert await titles.title("0xnul") is None
+    assert titles.absent("0xnul")
+    venue.markets["0xevent"] = ""
+    venue.event_titles["0xevent"] = "Fed decision in March"
+    assert await titles.title("0xevent") is None
+    assert titles.absent("0xevent")
+    assert venue.market_requests == 3
+
+
+async def test_a_lone_surrogate_never_makes_a_look_up_raise(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """JSON can spell a lone surrogate ("\\ud800"), which no UTF-8 encodes: in a question it
+    becomes a space (the state file could not store it); in an id the look-up fails, quietly."""
+    titles = titles_for(venue, http)
+    venue.markets["0xodd"] = "BTC \ud800 100k?"
+    assert await titles.title("0xodd") == "BTC   100k?"
+    assert await titles.title("0x\ud800") is None
+    assert not titles.absent("0x\ud800")  # nothing said about the market: asked again later

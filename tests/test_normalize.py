@@ -180,14 +180,18 @@ def test_blank_or_control_character_text_is_rejected_optional_text_dropped() -> 
     """An order id of "\r" went out as an empty alert title: ids, market and outcome must be
     text an alert can show. A garbled client order id or status only loses that detail."""
     for field in ("order_id", "market_id", "outcome"):
-        for value in ("\r", " ", "4\x002", "\x1b[31m"):
+        # A lone surrogate ("\ud800" in JSON) encodes to no UTF-8: the state file refused it
+        # and the pipeline stopped. A line separator starts a line of its own in a log.
+        for value in ("\r", " ", "4\x002", "\x1b[31m", "0x\ud800", "a\u2028b"):
             result = normalize_message({**FLAT_FILL, field: value})
             assert isinstance(result, Rejected), (field, value)
             assert result.reason == "text"
             assert field in result.detail
-    kept = normalize_message({**FLAT_FILL, "client_order_id": "\n", "status": " "})
+    kept = normalize_message(
+        {**FLAT_FILL, "client_order_id": "\n", "status": " ", "market_title": "\udfff?"}
+    )
     assert isinstance(kept, Fill)
-    assert (kept.client_order_id, kept.status) == (None, None)
+    assert (kept.client_order_id, kept.status, kept.market_title) == (None, None, None)
     odd = normalize_message({**FLAT_FILL, "outcome": "Yes\u00a0\u2014 by March"})
     assert isinstance(odd, Fill)  # printable enough: kept as sent
 
