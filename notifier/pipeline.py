@@ -356,8 +356,14 @@ class Pipeline:
         wait for a title before they can be judged, and how many go on untitled after a wait."""
         waiting: list[Fill] = []
         untitled = 0
-        if rules.uses_title:
-            fills, waiting, untitled = self._gate.split(await self._gate.titled(fills), rules)
+        # Titles are looked up (REST calls, on the key's rate limit) only for the fills whose
+        # verdict a title could change, and then for those with a message to render.
+        needy = [fill for fill in fills if rules.needs_title(fill)] if rules.uses_title else []
+        if needy:
+            judged, waiting, untitled = self._gate.split(await self._gate.titled(needy), rules)
+            now = {fill.key: fill for fill in judged}  # with their titles
+            held = {fill.key for fill in waiting}
+            fills = [now.get(fill.key, fill) for fill in fills if fill.key not in held]
         hits: list[tuple[Fill, tuple[Rule, ...]]] = []
         quiet: list[tuple[str, datetime]] = []
         for fill in fills:
@@ -366,7 +372,7 @@ class Pipeline:
                 hits.append((fill, matched))
             else:
                 quiet.append((fill.key, fill.filled_at))
-        if hits and not rules.uses_title:  # only fills with a message to render need titles
+        if hits:
             titled = await self._gate.titled([fill for fill, _ in hits])
             hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
         return hits, quiet, waiting, untitled

@@ -64,11 +64,18 @@ class TitleGate:
         self._lookups: set[asyncio.Future[str | None]] = set()
 
     async def titled(self, fills: list[Fill]) -> list[Fill]:
-        """Fills carrying their market title; a slow or failing look-up falls back to none."""
+        """Fills carrying their market title; a slow or failing look-up falls back to none.
+
+        A fill that came with its title (the venue may send one) keeps it, unasked.
+        """
         titles = self._titles
         if titles is None or not fills:
             return fills
-        missing = {f.market_id for f in fills if titles.cached(f.market_id) is None}
+        missing = {
+            f.market_id
+            for f in fills
+            if f.market_title is None and titles.cached(f.market_id) is None
+        }
         if missing:
             lookups = [self._look_up(titles, market) for market in missing]
             _, slow = await asyncio.wait(lookups, timeout=self._timeout)
@@ -78,7 +85,10 @@ class TitleGate:
                     self._timeout,
                     len(slow),
                 )
-        return [f.with_title(titles.cached(f.market_id)) for f in fills]
+        return [
+            f if f.market_title is not None else f.with_title(titles.cached(f.market_id))
+            for f in fills
+        ]
 
     def split(self, fills: list[Fill], rules: RuleSet) -> tuple[list[Fill], list[Fill], int]:
         """The fills to judge now, those that wait for a title still unknown, and how many of

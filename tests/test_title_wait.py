@@ -297,6 +297,41 @@ async def test_fills_a_title_cannot_change_do_not_wait(
     assert pipeline.waits.fills() == [big]  # only a title can tell whether it is on Bitcoin
 
 
+async def test_only_fills_a_title_could_judge_or_that_alert_are_looked_up(
+    store: StateStore, titles: Titles, clock: HandClock
+) -> None:
+    """Look-ups are REST calls on the key's rate limit: a `market_title` rule pinned to one
+    market makes no look-up for fills on others that no rule alerts; a fill that alerts gets
+    its title to render, and one the venue sent with its title keeps it, unasked."""
+    pinned = Rule(
+        name="pinned",
+        condition=AllOf((FieldMatch("market", (BTC,)), BITCOIN.condition)),
+        notify=("desk",),
+        title=Template.parse("{rule} on {market_title}"),
+        body=Template.parse("{rule}"),
+    )
+    big = _rule("big", market=(OTHER,))
+    big = dataclasses.replace(
+        big, condition=AllOf((big.condition, Bounds("quantity", min=Decimal(1000))))
+    )
+    titles.titles |= {BTC: "Bitcoin 100k?", OTHER: "Other?"}
+    pipeline = _pipeline(store, titles, clock, rules=(pinned, big))
+    runner = asyncio.create_task(pipeline.run())
+    quiet = [_fill(str(n), market) for n, market in enumerate((OTHER, "0x3d", OTHER), 1)]
+    sent_titled = dataclasses.replace(_fill("4", OTHER, quantity="2000"), market_title="As sent")
+    for fill in (*quiet, sent_titled, _fill("5", BTC), _fill("6", OTHER, quantity="5000")):
+        await pipeline.submit(fill, "live")
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert titles.lookups == [BTC, OTHER]  # the pinned rule's market, then one to render
+    assert sorted(row.title for row in store.outbox()) == [
+        "big on As sent",
+        "big on Other?",
+        "pinned on Bitcoin 100k?",
+    ]
+    assert all(store.seen(fill.key) for fill in quiet)
+
+
 def test_unreadable_held_rows_are_dropped_and_the_rest_kept(
     store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
 ) -> None:
