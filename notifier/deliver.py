@@ -158,6 +158,10 @@ class Deliverer:
         """Rows waiting in the outbox."""
         return self._store.pending_count()
 
+    def pending_by_channel(self) -> dict[str, tuple[int, datetime]]:
+        """Per channel: rows waiting and when the oldest was queued."""
+        return self._store.pending_by_channel()
+
     async def run(self) -> None:
         """Deliver until cancelled or drained, starting with rows left pending by an earlier run."""
         try:

@@ -38,6 +38,7 @@ class Snapshot:
     failed: Mapping[str, int] = field(default_factory=dict)  # by channel
     dead: Mapping[str, int] = field(default_factory=dict)  # by channel
     outbox_pending: int = 0
+    oldest_pending: Mapping[str, float] = field(default_factory=dict)  # seconds, by channel
     feed_connected: bool = False
     reconnects: Mapping[str, int] = field(default_factory=dict)  # by cause
     backfilled: int = 0
@@ -83,6 +84,14 @@ class _SnapshotCollector(Collector):
         yield GaugeMetricFamily(
             "notifier_outbox_pending", "Alerts waiting in the outbox.", value=s.outbox_pending
         )
+        oldest = GaugeMetricFamily(
+            "notifier_outbox_oldest_pending_seconds",
+            "Age of the oldest alert waiting in the outbox, by channel (absent: none waiting).",
+            labels=["channel"],
+        )
+        for channel, age in sorted(s.oldest_pending.items()):
+            oldest.add_metric([channel], age)
+        yield oldest
         yield GaugeMetricFamily(
             "notifier_feed_connected",
             "1 while the execution feed is connected.",

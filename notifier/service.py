@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import logging
 import signal
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,7 +40,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must come within 10 s
 PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
 PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
-STALL_AFTER = 600.0  # seconds with alerts pending and none sent before /healthz says 503
+STALL_AFTER = 600.0  # seconds a channel has alerts pending and sends none before /healthz is 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +90,9 @@ class Service:
         self._hangups = hangups
         self._stop = asyncio.Event()
         self._broken: StateError | None = None  # a scheduled commit failed: run ends with it
-        self._started = time.monotonic()
-        self._last_sent: float | None = None
+        self._clock = delivery_clock or utc_now
+        self._started = self._clock()
+        self._last_sent: dict[str, datetime] = {}  # by the outbox row's channel
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[bool]] = set()
         self.store: StateStore | None = None
@@ -157,7 +157,7 @@ class Service:
             channels,
             settings.delivery,
             on_sent=self._observe_sent,
-            clock=self._delivery_clock or utc_now,
+            clock=self._clock,
             channels=settings.channels,
         )
         titles = MarketTitles(http, base_url=settings.feed.base_url, api_key=settings.feed.api_key)
@@ -233,7 +233,7 @@ class Service:
             await asyncio.sleep(PRUNE_EVERY)
 
     def _observe_sent(self, item: OutboxItem) -> None:
-        self._last_sent = time.monotonic()
+        self._last_sent[item.channel] = self._clock()
         if self.metrics is not None:
             latency = (utc_now() - item.filled_at) / timedelta(seconds=1)
             self.metrics.latency.observe(max(latency, 0.0))
@@ -304,6 +304,7 @@ class Service:
             failed=dict(dlv.stats.failed_by_channel) if dlv else {},
             dead=dict(dlv.stats.dead_by_channel) if dlv else {},
             outbox_pending=dlv.pending() if dlv else 0,
+            oldest_pending=self._oldest_pending(dlv) if dlv else {},
             feed_connected=bool(feed and feed.stats.connected),
             reconnects=dict(feed.stats.reconnects) if feed else {},
             backfilled=feed.stats.backfilled if feed else 0,
@@ -321,11 +322,36 @@ class Service:
             return False, "starting"
         if not (feed.stats.connected or feed.stats.in_backoff):
             return False, "feed not connected"
-        if dlv.pending():
-            since = self._last_sent if self._last_sent is not None else self._started
-            if time.monotonic() - since > STALL_AFTER:
-                return False, f"outbox not draining: {dlv.pending()} alerts pending"
+        stalled = self._stalled(dlv)
+        if stalled:
+            return False, "outbox not draining: " + "; ".join(stalled)
         return True, "ok"
+
+    def _stalled(self, dlv: Deliverer) -> list[str]:
+        """Channels with an alert queued more than STALL_AFTER ago and none sent since then.
+
+        Judged per channel: a healthy channel's sends must not hide one whose alerts pile up.
+        """
+        now = self._clock()
+        quiet_since = now - timedelta(seconds=STALL_AFTER)
+        if self._started > quiet_since:
+            return []  # not up long enough to tell a stall from a backlog left by the last run
+        stalled = []
+        for channel, (count, oldest) in sorted(dlv.pending_by_channel().items()):
+            last = self._last_sent.get(channel)
+            if oldest <= quiet_since and (last is None or last <= quiet_since):
+                stalled.append(
+                    f"channel {channel} has {count} alerts pending, "
+                    f"none sent for {STALL_AFTER / 60:g} minutes"
+                )
+        return stalled
+
+    def _oldest_pending(self, dlv: Deliverer) -> dict[str, float]:
+        now = self._clock()
+        return {
+            channel: max((now - oldest).total_seconds(), 0.0)
+            for channel, (_, oldest) in dlv.pending_by_channel().items()
+        }
 
     def summary(self) -> Summary:
         """Totals so far."""

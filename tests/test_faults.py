@@ -30,7 +30,7 @@ from notifier.errors import ConfigError, StateBusyError
 from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.normalize import Rejected, decode_frame, normalize_message
-from notifier.service import Service
+from notifier.service import STALL_AFTER, Service
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
 
@@ -329,6 +329,51 @@ async def test_channel_down_for_a_minute(venue: SimulatedPolySim, tmp_path: Path
     assert 5 <= len(failures) <= 8  # 1, 2, 4, ... 32 s apart (jittered) within the minute
     assert len(hook.answers) == len(failures) + 5
     assert (stats.sent, stats.failed, stats.dead) == (5, len(failures), 0)
+
+
+async def test_health_names_a_stuck_channel_while_another_delivers(
+    venue: SimulatedPolySim, tmp_path: Path
+) -> None:
+    """One channel failing for 15 simulated minutes, one healthy: /healthz's check is 503 and
+    names the stuck one once its oldest alert waited STALL_AFTER; ok again once it drains."""
+    clock = Clock()
+    recovers = clock.now.timestamp() + 15 * 60
+    down = Hook(status=lambda: 500 if clock.now.timestamp() < recovers else 200, clock=clock)
+    up = Hook(clock=clock)
+    await down.start()
+    await up.start()
+    try:
+        hooks: dict[str, Hook] = {"down": down, "up": up}
+        delivery = "  retry_cap: 60s\n"
+        async with running(venue, dict(hooks), tmp_path, clock=clock, delivery=delivery) as svc:
+            await venue.fill(order_id=1000)
+            await up.wait_for(1)
+            await until(lambda: bool(down.answers))
+            assert svc.health() == (True, "ok")
+            clock.advance(STALL_AFTER - 60)
+            await venue.fill(order_id=1001)  # `up` keeps delivering all along
+            await up.wait_for(2)
+            assert svc.health() == (True, "ok")  # nothing has waited STALL_AFTER yet
+            clock.advance(61)
+            await venue.fill(order_id=1002)
+            await up.wait_for(3)
+            await until(lambda: svc.summary().pending == 3)
+            assert svc.health() == (
+                False,
+                "outbox not draining: channel down has 3 alerts pending, none sent for 10 minutes",
+            )
+            oldest = svc.snapshot().oldest_pending
+            assert list(oldest) == ["down"]
+            assert STALL_AFTER + 1 <= oldest["down"] < STALL_AFTER + 5  # rows take the real time
+            clock.advance(recovers - clock.now.timestamp())
+            await step_until_delivered(svc, clock)
+            assert svc.health() == (True, "ok")
+            assert svc.snapshot().oldest_pending == {}
+    finally:
+        await down.close()
+        await up.close()
+    assert up.titles() == up.titles(200) == ids(range(1000, 1003))
+    assert down.titles(200) == ids(range(1000, 1003))
 
 
 async def test_429_storm_backs_off_and_delivers_each_once(
