@@ -326,7 +326,8 @@ class FeedClient:
     def _close_cause(self, exc: ConnectionClosed) -> str:
         if exc.rcvd is not None:
             code = exc.rcvd.code
-            log.info("server closed the connection (%d %s)", code, exc.rcvd.reason[:80])
+            # Quoted: the reason is the venue's text, and a newline in it must not forge a line.
+            log.info("server closed the connection (%d, reason %r)", code, exc.rcvd.reason[:80])
             return f"close_{code}" if code in (4001, 4002) else "closed"
         if exc.sent is not None and exc.sent.code == 1011:
             log.warning("keepalive ping unanswered; replacing the connection")

@@ -306,6 +306,20 @@ async def test_fills_during_a_drop_are_recovered_exactly_once(
     assert len(h.sleeps.delays) == 1
 
 
+async def test_a_close_reason_cannot_forge_a_log_line(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The venue's close reason is logged quoted: its newline stays an escape, not a line."""
+    caplog.set_level(logging.INFO, logger="notifier.feed")
+    h = Harness(polysim, http)
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.close_all(1011, "restart\nERROR forged line")
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+    closed = [r.getMessage() for r in caplog.records if "server closed" in r.getMessage()]
+    assert closed[0] == "server closed the connection (1011, reason 'restart\\nERROR forged line')"
+
+
 async def test_history_outage_keeps_live_fills_and_retries_the_gap(
     polysim: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
