@@ -59,6 +59,8 @@ def entry(*, hangups: HangupLatch | None = None) -> NoReturn:
     except BrokenPipeError:
         drop_stdout()
         code = EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:  # while parsing arguments, before main's own handler
+        code = EXIT_INTERRUPTED
     with contextlib.suppress(OSError):  # a closed stderr: nothing left to say it on
         sys.stderr.flush()
         logging.shutdown()

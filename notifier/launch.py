@@ -6,14 +6,19 @@ action would end a daemon that was just asked to reload (see hangup.py).
 
 from __future__ import annotations
 
+import os
 from typing import NoReturn
 
 from notifier.hangup import HangupLatch
+
+EXIT_INTERRUPTED = 130  # as cli.EXIT_INTERRUPTED, which is not imported yet
 
 
 def entry() -> NoReturn:
     """The console script and `python -m notifier`."""
     hangups = HangupLatch().install()
-    from notifier import cli
-
+    try:
+        from notifier import cli
+    except KeyboardInterrupt:  # Ctrl-C while starting: the exit status says it, no traceback
+        os._exit(EXIT_INTERRUPTED)
     cli.entry(hangups=hangups)

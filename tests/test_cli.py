@@ -409,6 +409,44 @@ def test_ctrl_c_exits_130_except_in_the_demo(monkeypatch: pytest.MonkeyPatch) ->
     assert cli.main(["demo", "--fills", "1"]) == 0
 
 
+# Ctrl-C at two points of start-up, made exact: an import hook raises KeyboardInterrupt as
+# the CLI module is imported (launch.entry) or as its arguments are parsed (cli.entry).
+_INTERRUPTED_START = """
+import argparse, sys
+from importlib.abc import MetaPathFinder
+
+class Interrupt(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "notifier.cli":
+            raise KeyboardInterrupt
+        return None
+
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+if sys.argv[1] == "import":
+    sys.meta_path.insert(0, Interrupt())
+else:
+    argparse.ArgumentParser.parse_args = interrupted
+from notifier.launch import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize("where", ["import", "arguments"])
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(where: str) -> None:
+    """Ctrl-C in the first moments (importing the CLI, parsing arguments): 130, stderr empty."""
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_START, where],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (130, "", "")
+
+
 def _closed_pipe_run(argv: list[str], cwd: Path, *, stderr_too: bool) -> tuple[int, str]:
     """`notifier argv` with stdout (and stderr) to a pipe whose reader is already gone."""
     read, write = os.pipe()
