@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Literal
 
 from notifier.events import Fill
@@ -40,6 +40,10 @@ GROUP_SAMPLES: Mapping[str, object] = {
     "suppressed": 0,
 }
 ReleaseKind = Literal["single", "group", "throttle", "held"]
+# Sums stay exact: the wire bounds a decimal to 28 digits within 10^-45..10^19 (normalize), so
+# a notional spans 10^-90..10^38 and a sum of even 10^12 of them fits in 140 digits; the
+# default context's 28 would round totals of fills that differ in scale.
+_EXACT_SUM = Context(prec=200)
 LINES_KEPT = 20  # fills a digest lists one per line (then "… and N more"): all a Bunch keeps
 MARKETS_KEPT = 100  # market ids a Bunch counts; past them a digest says "100+ markets"
 
@@ -89,8 +93,9 @@ class Bunch:
         self.kept.extend(other.kept[: LINES_KEPT - len(self.kept)])
         self.last = other.last
         self.count += other.count
-        self.quantity += other.quantity
-        self.notional += other.notional
+        with localcontext(_EXACT_SUM):
+            self.quantity += other.quantity
+            self.notional += other.notional
         self.min_price = min(self.min_price, other.min_price)
         self.max_price = max(self.max_price, other.max_price)
         self.first_at = min(self.first_at, other.first_at)

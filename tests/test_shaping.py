@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
@@ -433,6 +434,24 @@ def test_aggregate_is_exact() -> None:
     assert (figures["min_price"], figures["max_price"]) == (Decimal("0.60"), Decimal("0.70"))
     assert figures["first_filled_at"] == T0 + S
     assert figures["last_filled_at"] == T0 + 3 * S
+
+
+def test_aggregate_sums_are_exact_at_the_wire_bounds() -> None:
+    """Fills at the wire's bounds (18 significant digits each side, so 36 in a notional):
+    the totals are the exact sums, where 28 digits would round them."""
+    pairs = [
+        ("0.123456789012345678", "123456789012.345678"),
+        ("0.987654321098765432", "0.000000000000000001"),
+        ("1", "999999999999999999"),
+    ]
+    figures = aggregate(Bunch.of(*(fill(i, price=p, quantity=q) for i, (p, q) in enumerate(pairs))))
+    exact = decimal.Context(prec=200)
+    assert figures["total_notional"] == exact.add(
+        exact.add(exact.multiply(Decimal(pairs[0][0]), Decimal(pairs[0][1])),
+                  exact.multiply(Decimal(pairs[1][0]), Decimal(pairs[1][1]))),
+        exact.multiply(Decimal(pairs[2][0]), Decimal(pairs[2][1])),
+    )  # fmt: skip
+    assert figures["total_quantity"] == Decimal("1000000123456789011.345678000000000001")
 
 
 decimals = st.decimals(min_value="0.01", max_value="1", places=2)
