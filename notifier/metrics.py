@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 HANDLER_TIMEOUT = 5.0  # seconds for one metrics or health request, start to finish
 MAX_CLIENTS = 32  # connections served at once; more are closed at once (scrapers need one or two)
+_TEXT = "text/plain; charset=utf-8"
+# The text format generate_latest writes (the library's own constant names a newer version
+# in recent releases): pinned, so a scraper reads the format it gets.
+_EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
@@ -239,12 +243,12 @@ class MetricsServer:
     def _answer(self, request_line: str) -> tuple[str, str, bytes]:
         parts = request_line.split()
         if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
-            return "405 Method Not Allowed", "text/plain", b"GET or HEAD only\n"
+            return "405 Method Not Allowed", _TEXT, b"GET or HEAD only\n"
         path = parts[1].split("?", 1)[0]
         if path == "/metrics":
-            return "200 OK", "text/plain; version=0.0.4", self._metrics.exposition()
+            return "200 OK", _EXPOSITION, self._metrics.exposition()
         if path == "/healthz":
             ok, reason = self._health()
             status = "200 OK" if ok else "503 Service Unavailable"
-            return status, "text/plain", (reason + "\n").encode()
-        return "404 Not Found", "text/plain", b"try /metrics or /healthz\n"
+            return status, _TEXT, (reason + "\n").encode()
+        return "404 Not Found", _TEXT, b"try /metrics or /healthz\n"

@@ -158,6 +158,33 @@ async def test_an_ipv6_listen_address_in_brackets_binds() -> None:
         await server.stop()
 
 
+async def test_answers_say_their_charset() -> None:
+    """Both answers are UTF-8 (a channel's name in a 503, a rule's in a label): said, not
+    left for a client to guess as Latin-1."""
+    server = MetricsServer(
+        Metrics(Snapshot), lambda: (False, "channel b\u00fcro stuck"), listen="127.0.0.1:0"
+    )
+    await server.start()
+    heads = {}
+    try:
+        for path in ("/metrics", "/healthz", "/nowhere"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(f"GET {path} HTTP/1.1\r\n\r\n".encode())
+            answer = await asyncio.wait_for(reader.read(), timeout=5)
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            heads[path] = [h for h in head.decode().split("\r\n") if h.startswith("Content-Type")]
+            if path == "/healthz":
+                assert body.decode("utf-8") == "channel b\u00fcro stuck\n"
+    finally:
+        await server.stop()
+    assert heads == {
+        "/metrics": ["Content-Type: text/plain; version=0.0.4; charset=utf-8"],
+        "/healthz": ["Content-Type: text/plain; charset=utf-8"],
+        "/nowhere": ["Content-Type: text/plain; charset=utf-8"],
+    }
+
+
 async def test_connections_past_the_cap_are_closed_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
