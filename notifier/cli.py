@@ -78,6 +78,8 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
+    if args.command == "demo" and args.send and args.config is None:
+        parser.error("demo --send needs --config: the demo's own rules have no channels")
     try:
         _configure_logging(args)
     except ValueError as exc:
@@ -251,6 +253,17 @@ def _print_outbox(store: StateStore, out: TextIO) -> None:
 # -- helpers ----------------------------------------------------------------------------------
 
 
+def _count(text: str) -> int:
+    """A command-line count: a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r}")
+    return value
+
+
 def _last_word(message: str, *, prefix: str = "notifier: ") -> None:
     """Why the command ends, on stderr: one JSON record when the log is JSON (the journal's
     lines), else the text after `prefix`."""
@@ -348,7 +361,9 @@ def _parser() -> argparse.ArgumentParser:
         "Run the whole pipeline against a built-in simulated feed; alerts print here.",
         "notifier demo --fills 20",
     )
-    p.add_argument("--fills", type=int, default=None, help="stop after N fills (default: Ctrl-C)")
+    p.add_argument(
+        "--fills", type=_count, default=None, help="stop after N fills (default: Ctrl-C)"
+    )
     p.add_argument(
         "--config",
         default=None,

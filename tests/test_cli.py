@@ -396,6 +396,26 @@ def test_an_unexpected_error_is_logged_and_exits_70(
     assert "Traceback" in record["exc"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["demo", "--fills", "-3"], "argument --fills: must be a whole number above 0, got '-3'"),
+        (["demo", "--fills", "0"], "argument --fills: must be a whole number above 0, got '0'"),
+        (["demo", "--fills", "ten"], "argument --fills: must be a whole number above 0, got 'ten'"),
+        (["demo", "--send"], "demo --send needs --config: the demo's own rules have no channels"),
+    ],
+)
+def test_demo_refuses_arguments_it_cannot_honour(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A count that is no count, or --send with nothing to send to: a usage error (2), not a
+    demo that runs forever or quietly prints instead of sending."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: {said}")
+
+
 def test_ctrl_c_exits_130_except_in_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     """An interrupted command did not finish: 130, as a shell reports it. The demo is meant to
     be stopped with Ctrl-C: 0."""
