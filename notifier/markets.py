@@ -111,7 +111,9 @@ class MarketTitles:
     async def _lookup(self, market_id: str) -> str | None:
         async with self._slots:
             if self._clock() < self._paused_until:  # a 429 came while this one queued
-                self._remember(self._misses, market_id, (self._paused_until, False))
+                self._remember(
+                    self._misses, market_id, (self._paused_until, self.absent(market_id))
+                )
                 return None
             self.stats["lookups"] += 1
             title, why, retry_in = await self._fetch(market_id)
@@ -120,7 +122,9 @@ class MarketTitles:
             self._remember(self._titles, market_id, title)
             return title
         self.stats["failures"] += 1
-        absent = retry_in is None  # the venue has no title for it: not a failure to wait out
+        # The venue says it has no title for it (not a failure to wait out); a failure says
+        # nothing about the market, so an earlier answer that it has none still holds.
+        absent = retry_in is None or self.absent(market_id)
         if retry_in is None:
             retry_in = self._retry_after
         self._remember(self._misses, market_id, (self._clock() + retry_in, absent))

@@ -175,6 +175,27 @@ async def test_market_id_is_quoted_into_the_path(
     assert venue.market_requests == 1
 
 
+async def test_a_failure_after_the_venue_said_no_title_keeps_its_word(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A 429, a 503 or a timeout says nothing about the market: a market the venue said has no
+    title stays `absent` through them (fills for it are not held for a title again)."""
+    clock = MonoClock()
+    titles = titles_for(venue, http, clock, retry_after=300.0)
+    assert await titles.title("0xdead") is None
+    assert titles.absent("0xdead")
+    for status in (429, 503):
+        clock.t += 301
+        venue.market_status, venue.market_retry_after = status, "1"
+        assert await titles.title("0xdead") is None
+        assert titles.absent("0xdead"), status
+    clock.t += 301
+    venue.market_status = None
+    venue.markets["0xdead"] = "Listed late"
+    assert await titles.title("0xdead") == "Listed late"
+    assert not titles.absent("0xdead")
+
+
 async def test_after_a_429_no_lookup_is_made_until_its_retry_after(
     venue: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
