@@ -78,8 +78,8 @@ def _render(
     rendered = [line.render(fill_values(f, rule=rule), escape=escape) for f in release.fills]
     values["lines"] = Markup(cap_lines(rendered, release.count, newline))  # escaped line by line
     text = body.render(values, escape=escape)
-    if release.suppressed and "suppressed" not in body.fields:
-        # A throttled message always says what it folded in, whatever the rule's body.
+    if release.suppressed and "suppressed" not in body.fields | title.fields:
+        # A throttled message always says what it folded in, whatever the rule's templates.
         plural = "" if release.suppressed == 1 else "s"
         text += f"{newline}({release.suppressed} earlier message{plural} folded into this one)"
     return title.render(values, escape=escape), text

@@ -264,6 +264,8 @@ async def test_throttle_reports_suppressed_in_the_trailing_message(
     clock.advance(minutes=7)
     pipeline.release_due()
     assert [r.title for r in rows(store, "t")] == ["1 fills, 0 suppressed", "3 fills, 2 suppressed"]
+    # The title says it: the body gets no note repeating it.
+    assert not any("folded into this one" in r.body for r in rows(store, "t"))
 
 
 async def test_throttled_message_says_what_it_folded_whatever_the_body(
