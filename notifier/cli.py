@@ -220,7 +220,9 @@ def _outbox(args: argparse.Namespace) -> int:
             f"state file {path}: not found (the daemon creates it on its first run; "
             "is this the config it runs with?)"
         )
-    with StateStore(path) as store:
+    # A listing only reads: no write lock to wait for, and a read-only file is enough.
+    changes = args.retry_dead or args.purge_dead
+    with StateStore(path, read_only=not changes) as store:
         if args.retry_dead:
             print(f"requeued {store.retry_dead()} dead alert(s)")
         elif args.purge_dead:

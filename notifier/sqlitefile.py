@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Literal
+from urllib.parse import quote
 
 from notifier.errors import StateBusyError, StateError
 
@@ -37,6 +38,9 @@ class SqliteFile:
     commits; every other write, and `flush()` itself, is durable on return. `autocheckpoint` moves
     SQLite's in-commit checkpoint threshold (1,000 pages), e.g. to leave the routine work to a
     `WalCheckpointer`; a WAL grown past `WAL_SIZE_LIMIT` shrinks back once checkpointed.
+    `read_only` opens for reading alone (SQLite's mode=ro): no write lock is taken, so a
+    listing works on a file it may not write and beside a writer holding the lock; a file
+    whose schema is not this notifier's is refused rather than migrated.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class SqliteFile:
         on_broken: Callable[[StateError], object] | None = None,
         batch_limit: int = 1000,
         autocheckpoint: int | None = None,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
@@ -61,24 +66,36 @@ class SqliteFile:
         self._batch_size = 0
         self._broken: StateError | None = None
         self._lock: IO[bytes] | None = None
+        target = max(migrations) + 1 if migrations else 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if exclusive:
-                self._lock = _hold_lock(self.path)
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
+            if read_only:
+                uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if exclusive:
+                    self._lock = _hold_lock(self.path)
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             self._release_lock()
             raise StateError(f"state file {self.path}: cannot open: {exc}") from exc
         try:
             with self.errors("cannot open"):
-                self._setup(synchronous, migrations, autocheckpoint)
+                if read_only:
+                    self._check_version(target, migrate=False)
+                else:
+                    self._setup(synchronous, migrations, target, autocheckpoint)
         except BaseException:
             self.db.close()
             self._release_lock()
             raise
 
     def _setup(
-        self, synchronous: str, migrations: Mapping[int, Migration], autocheckpoint: int | None
+        self,
+        synchronous: str,
+        migrations: Mapping[int, Migration],
+        target: int,
+        autocheckpoint: int | None,
     ) -> None:
         mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -92,18 +109,27 @@ class SqliteFile:
         self.db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         if autocheckpoint is not None:  # pages; None keeps SQLite's 1,000, 0 turns it off
             self.db.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
-        target = max(migrations) + 1 if migrations else 0
         with self.write():
-            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
-            if version > target:
-                raise StateError(
-                    f"state file {self.path}: schema version {version} is newer than this "
-                    f"notifier understands ({target}); upgrade notifier"
-                )
+            version = self._check_version(target, migrate=True)
             while version < target:
                 migrations[version](self.db)
                 version += 1
                 self.db.execute(f"PRAGMA user_version = {version}")
+
+    def _check_version(self, target: int, *, migrate: bool) -> int:
+        """The file's schema version, if this notifier can use it (`migrate`: or upgrade it)."""
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if version > target:
+            raise StateError(
+                f"state file {self.path}: schema version {version} is newer than this "
+                f"notifier understands ({target}); upgrade notifier"
+            )
+        if version < target and not migrate:
+            raise StateError(
+                f"state file {self.path}: schema version {version} is older than this "
+                f"notifier's ({target}); start the daemon once to migrate it"
+            )
+        return version
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:

@@ -73,6 +73,7 @@ class StateStore:
         on_broken: Callable[[StateError], object] | None = None,
         batch_limit: int = 1000,
         autocheckpoint: int | None = None,
+        read_only: bool = False,
     ) -> None:
         self._clock = clock
         self._file = SqliteFile(
@@ -85,6 +86,7 @@ class StateStore:
             on_broken=on_broken,
             batch_limit=batch_limit,
             autocheckpoint=autocheckpoint,
+            read_only=read_only,
         )
         self.path = self._file.path
         self.shaping = ShapingTable(self._file)  # the shaping stage's held state

@@ -332,6 +332,32 @@ def test_a_state_file_busy_past_its_timeout_exits_70_to_be_restarted(
     assert "busy: another program held its write lock over 1s" in err
 
 
+def test_outbox_listing_only_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    """A listing takes no write lock: it works while another program holds one (a backup,
+    a sqlite3 shell, the daemon mid-batch), leaves the file's bytes as they were, and refuses
+    a file of an older schema rather than migrating it behind the daemon's back."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    at = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
+    with StateStore(Path("notifier.db")) as store:
+        alert = Alert("k1", "big", "hook", "t", "Alert 1", "body", at)
+        store.record(fill_key="k1", filled_at=at, alerts=[alert])
+    before = Path("notifier.db").read_bytes()
+    other = sqlite3.connect("notifier.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("DELETE FROM outbox")  # not committed: the listing sees the last commit
+        assert cli.main(["outbox", "--config", "c.yaml"]) == 0
+    finally:
+        other.close()
+    assert capsys.readouterr().out.splitlines()[0] == "pending 1, dead 0"
+    assert Path("notifier.db").read_bytes() == before
+    old = sqlite3.connect("notifier.db", isolation_level=None)
+    old.execute("PRAGMA user_version = 1")
+    old.close()
+    assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_FATAL
+    assert "schema version 1 is older than this notifier's" in capsys.readouterr().err
+
+
 def test_log_level_option_before_or_after_command(capsys: pytest.CaptureFixture[str]) -> None:
     """--log-level works on either side of the command; an unknown level is a usage error."""
     assert cli.main(["--log-level", "warning", "check-config", str(EXAMPLE)]) == 0
