@@ -26,11 +26,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from notifier.conditions import AllOf, AnyOf, Bounds, Condition, FieldMatch
 from notifier.config import parse
 from notifier.events import Fill
 from notifier.normalize import decode_frame, normalize_message
 from notifier.render import DEFAULT_BODY, DEFAULT_TITLE, Template
-from notifier.rules import AllOf, AnyOf, Bounds, Condition, FieldMatch, Rule, RuleSet, naive_match
+from notifier.rules import Rule, RuleSet, naive_match
 
 SIZES = (10, 1_000, 10_000)
 BUDGET = 0.4  # seconds per measurement; best of 3 (--quick: a tenth)

@@ -12,6 +12,17 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from notifier.conditions import (
+    DECIMAL_FIELDS,
+    MATCH_ALL,
+    STRING_FIELDS,
+    AllOf,
+    AnyOf,
+    Bounds,
+    Condition,
+    FieldMatch,
+    Not,
+)
 from notifier.configvalues import (
     as_bool,
     as_decimal,
@@ -29,18 +40,7 @@ from notifier.render import (
     TemplateError,
     line_break,
 )
-from notifier.rules import (
-    DECIMAL_FIELDS,
-    MATCH_ALL,
-    STRING_FIELDS,
-    AllOf,
-    AnyOf,
-    Bounds,
-    Condition,
-    FieldMatch,
-    Not,
-    Rule,
-)
+from notifier.rules import Rule
 from notifier.shapingconfig import (
     DIGEST_TITLE,
     SHAPING_KEYS,

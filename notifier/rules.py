@@ -1,4 +1,4 @@
-"""Compiled rules: predicate trees over a Fill, and a rule set indexed by market and side.
+"""Compiled rules, and a rule set indexed by market and side (conditions.py: their tests).
 
 Most rules pin a market and a side, so `RuleSet.match` looks the fill's (market, side) up in a
 bounded cache of candidate rules (built from exact and prefix-glob market buckets plus a
@@ -9,206 +9,22 @@ per fill then follows the number of candidates, not the number of rules.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import re
-import unicodedata
-from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from operator import attrgetter
-from typing import Any, cast
+from typing import cast
 
+from notifier.conditions import (
+    AllOf,
+    Condition,
+    FieldMatch,
+    is_glob,
+    tests_field,
+    verdict_without_title,
+)
 from notifier.events import Fill
 from notifier.render import Escape, Template
 
-STRING_FIELDS = (
-    "market",
-    "market_title",
-    "outcome",
-    "side",
-    "status",
-    "order_id",
-    "client_order_id",
-)
-CASELESS_FIELDS = frozenset({"market_title", "outcome", "status"})
-DECIMAL_FIELDS = ("price", "quantity", "notional")
-# `market` in a rule is the fill's `market_id`.
-_ATTRIBUTE = {"market": "market_id"}
 _CACHE_SIZE = 16384
-
-
-class Condition(ABC):
-    """A compiled predicate over a fill."""
-
-    __slots__ = ()
-
-    @abstractmethod
-    def matches(self, fill: Fill) -> bool:
-        """Whether the fill satisfies this condition."""
-
-
-def is_glob(pattern: str) -> bool:
-    """A pattern with `*` or `?` is a glob; anything else compares exactly."""
-    return "*" in pattern or "?" in pattern
-
-
-@functools.lru_cache(maxsize=4096)  # one title is folded once, not once per rule testing it
-def fold(text: str) -> str:
-    """Caseless form for comparing titles and outcomes: "Straße" and "STRASSE" fold alike.
-
-    NFC first, so a title sent decomposed (e + combining accent) equals one typed composed.
-    """
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
-
-
-def _glob_regex(pattern: str) -> str:
-    """Only `*` and `?` are wild (unlike fnmatch, `[` is literal: market ids are plain text)."""
-    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldMatch(Condition):
-    """The field equals any of `patterns` (globs allowed); caseless for title/outcome/status.
-
-    A fill whose field is None (no title yet, no client order id) matches no pattern.
-    """
-
-    field: str
-    patterns: tuple[str, ...]
-    _get: Any = dataclasses.field(init=False, repr=False, compare=False)
-    _caseless: bool = dataclasses.field(init=False, repr=False, compare=False)
-    _exact: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
-    _regex: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.field not in STRING_FIELDS:
-            raise ValueError(f"not a string field: {self.field!r}")
-        caseless = self.field in CASELESS_FIELDS
-        norm = [fold(p) if caseless else p for p in self.patterns]
-        globs = [p for p in norm if is_glob(p)]
-        regex = re.compile("|".join(map(_glob_regex, globs)), re.DOTALL) if globs else None
-        object.__setattr__(self, "_get", attrgetter(_ATTRIBUTE.get(self.field, self.field)))
-        object.__setattr__(self, "_caseless", caseless)
-        object.__setattr__(self, "_exact", frozenset(p for p in norm if not is_glob(p)))
-        object.__setattr__(self, "_regex", regex)
-
-    def matches(self, fill: Fill) -> bool:
-        value = self._get(fill)
-        if value is None:
-            return False
-        if not self._caseless:
-            return value in self._exact or (
-                self._regex is not None and self._regex.fullmatch(value) is not None
-            )
-        folded = fold(value)
-        if folded in self._exact:
-            return True
-        if self._regex is None:
-            return False
-        if self._regex.fullmatch(folded) is not None:
-            return True
-        if value.isascii():
-            return False  # casefold() is lower() there: no other form to try
-        # `?` is one character as the title writes it: "Stra?e" matches "Straße" (folded "strasse").
-        lowered = unicodedata.normalize("NFC", value).lower()
-        return lowered != folded and self._regex.fullmatch(lowered) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Bounds(Condition):
-    """min <= field <= max, both inclusive and optional, compared as exact decimals."""
-
-    field: str
-    min: Decimal | None = None
-    max: Decimal | None = None
-    _get: Any = dataclasses.field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.field not in DECIMAL_FIELDS:
-            raise ValueError(f"not a decimal field: {self.field!r}")
-        object.__setattr__(self, "_get", attrgetter(self.field))
-
-    def matches(self, fill: Fill) -> bool:
-        value = self._get(fill)
-        if self.min is not None and value < self.min:
-            return False
-        return self.max is None or value <= self.max
-
-
-@dataclass(frozen=True, slots=True)
-class AllOf(Condition):
-    """Every condition holds; `AllOf(())` matches every fill (a rule without `when`)."""
-
-    conditions: tuple[Condition, ...] = ()
-
-    def matches(self, fill: Fill) -> bool:
-        for condition in self.conditions:  # noqa: SIM110 -- a plain loop; all(genexpr) is slower
-            if not condition.matches(fill):
-                return False
-        return True
-
-
-@dataclass(frozen=True, slots=True)
-class AnyOf(Condition):
-    """At least one condition holds."""
-
-    conditions: tuple[Condition, ...] = ()
-
-    def matches(self, fill: Fill) -> bool:
-        for condition in self.conditions:  # noqa: SIM110 -- a plain loop; any(genexpr) is slower
-            if condition.matches(fill):
-                return True
-        return False
-
-
-@dataclass(frozen=True, slots=True)
-class Not(Condition):
-    """The condition does not hold."""
-
-    condition: Condition
-
-    def matches(self, fill: Fill) -> bool:
-        return not self.condition.matches(fill)
-
-
-MATCH_ALL = AllOf(())
-
-
-def verdict_without_title(condition: Condition, fill: Fill) -> bool | None:
-    """The condition's verdict on a fill whose title is unknown; None if the title decides it.
-
-    Three-valued (Kleene) logic: a `market_title` test is unknown, and `all`/`any`/`not` pass
-    an unknown on unless the other parts settle the answer (one false `all` part, one true
-    `any` part).
-    """
-    if isinstance(condition, FieldMatch) and condition.field == "market_title":
-        return None
-    if isinstance(condition, AllOf | AnyOf):
-        settles = isinstance(condition, AnyOf)  # the part value that decides at once
-        unknown = False
-        for part in condition.conditions:
-            value = verdict_without_title(part, fill)
-            if value is None:
-                unknown = True
-            elif value is settles:
-                return settles
-        return None if unknown else not settles
-    if isinstance(condition, Not):
-        value = verdict_without_title(condition.condition, fill)
-        return None if value is None else not value
-    return condition.matches(fill)
-
-
-def tests_field(condition: Condition, name: str) -> bool:
-    """Whether `condition` (at any depth) looks at the fill field `name`."""
-    if isinstance(condition, FieldMatch | Bounds):
-        return condition.field == name
-    if isinstance(condition, AllOf | AnyOf):
-        return any(tests_field(c, name) for c in condition.conditions)
-    if isinstance(condition, Not):
-        return tests_field(condition.condition, name)
-    return True  # an unknown kind of condition: assume it may
 
 
 @dataclass(frozen=True, slots=True)

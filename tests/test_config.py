@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from notifier import config, yamltree
+from notifier.conditions import AllOf, Bounds, FieldMatch
 from notifier.config import SAMPLE_FILL, load, parse
 from notifier.errors import ConfigError
 from notifier.render import fill_values
 from notifier.ruleconfig import RULE_KEYS, RuleContext
-from notifier.rules import AllOf, Bounds, FieldMatch
 from notifier.settings import Settings
 from notifier.yamltree import Node
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from fakes import DeskAndPhone, OnlyPhone, Titles
 
+from notifier.conditions import MATCH_ALL, FieldMatch
 from notifier.events import Fill
 from notifier.pipeline import Pipeline
 from notifier.plan import plan_alerts
 from notifier.render import DEFAULT_BODY, Template
-from notifier.rules import MATCH_ALL, FieldMatch, Rule, RuleSet
+from notifier.rules import Rule, RuleSet
 from notifier.store import StateStore
 
 

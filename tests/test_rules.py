@@ -10,20 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from notifier.conditions import MATCH_ALL, AllOf, AnyOf, Bounds, Condition, FieldMatch, Not
 from notifier.events import Fill
 from notifier.render import DEFAULT_BODY, DEFAULT_TITLE, Template
-from notifier.rules import (
-    MATCH_ALL,
-    AllOf,
-    AnyOf,
-    Bounds,
-    Condition,
-    FieldMatch,
-    Not,
-    Rule,
-    RuleSet,
-    naive_match,
-)
+from notifier.rules import Rule, RuleSet, naive_match
 
 BASE = Fill(
     order_id="42",

@@ -20,12 +20,13 @@ import httpx
 import pytest
 from fakes import DeskAndPhone, HandClock, MonoClock, OnlyPhone, Titles, settle, spin_until
 
+from notifier.conditions import MATCH_ALL, AllOf, Bounds, FieldMatch
 from notifier.digests import fill_to_data
 from notifier.events import Fill
 from notifier.markets import MarketTitles
 from notifier.pipeline import Pipeline
 from notifier.render import Template
-from notifier.rules import MATCH_ALL, AllOf, Bounds, FieldMatch, Rule, RuleSet
+from notifier.rules import Rule, RuleSet
 from notifier.shapingspecs import RuleShaping, ThrottleSpec
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
 from notifier.store import StateStore
