@@ -9,11 +9,10 @@ swaps rules and channels without touching the feed connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,9 +23,10 @@ from notifier import __version__, sdnotify
 from notifier.channels import ChannelSet
 from notifier.clock import utc_now
 from notifier.deliver import Deliverer
+from notifier.drain_watch import DrainWatch
 from notifier.errors import ConfigError, FatalFeedError, StateError, key_prefix
 from notifier.feed import FeedClient
-from notifier.hangup import Handler, HangupLatch
+from notifier.hangup import HangupLatch, loop_signals
 from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.pipeline import Pipeline
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must come within 10 s
 PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
 PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
-STALL_AFTER = 600.0  # seconds a channel has alerts pending and sends none before /healthz is 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +90,7 @@ class Service:
         self._stop = asyncio.Event()
         self._broken: StateError | None = None  # a scheduled commit failed: run ends with it
         self._clock = delivery_clock or utc_now
-        self._started = self._clock()
-        self._last_sent: dict[str, datetime] = {}  # by the outbox row's channel
+        self._drain = DrainWatch(self._clock)
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[bool]] = set()
         self.store: StateStore | None = None
@@ -183,7 +181,15 @@ class Service:
             await self.metrics_server.start()
         self._log_start()
         try:
-            with self._signals():
+            with loop_signals(
+                {
+                    signal.SIGTERM: self.request_stop,
+                    signal.SIGINT: self.request_stop,
+                    signal.SIGHUP: self.request_reload,
+                },
+                enabled=self._install_signals,
+                hangups=self._hangups,
+            ):
                 sdnotify.notify("READY=1")  # a reload from now on is handled, not fatal
                 async with asyncio.TaskGroup() as tasks:
                     feed_task = tasks.create_task(feed.run(), name="feed")
@@ -233,7 +239,7 @@ class Service:
             await asyncio.sleep(PRUNE_EVERY)
 
     def _observe_sent(self, item: OutboxItem) -> None:
-        self._last_sent[item.channel] = self._clock()
+        self._drain.sent(item.channel)
         if self.metrics is not None:
             latency = (utc_now() - item.filled_at) / timedelta(seconds=1)
             self.metrics.latency.observe(max(latency, 0.0))
@@ -304,7 +310,7 @@ class Service:
             failed=dict(dlv.stats.failed_by_channel) if dlv else {},
             dead=dict(dlv.stats.dead_by_channel) if dlv else {},
             outbox_pending=dlv.pending() if dlv else 0,
-            oldest_pending=self._oldest_pending(dlv) if dlv else {},
+            oldest_pending=self._drain.oldest(dlv.pending_by_channel()) if dlv else {},
             feed_connected=bool(feed and feed.stats.connected),
             reconnects=dict(feed.stats.reconnects) if feed else {},
             backfilled=feed.stats.backfilled if feed else 0,
@@ -322,36 +328,10 @@ class Service:
             return False, "starting"
         if not (feed.stats.connected or feed.stats.in_backoff):
             return False, "feed not connected"
-        stalled = self._stalled(dlv)
+        stalled = self._drain.stalled(dlv.pending_by_channel())
         if stalled:
             return False, "outbox not draining: " + "; ".join(stalled)
         return True, "ok"
-
-    def _stalled(self, dlv: Deliverer) -> list[str]:
-        """Channels with an alert queued more than STALL_AFTER ago and none sent since then.
-
-        Judged per channel: a healthy channel's sends must not hide one whose alerts pile up.
-        """
-        now = self._clock()
-        quiet_since = now - timedelta(seconds=STALL_AFTER)
-        if self._started > quiet_since:
-            return []  # not up long enough to tell a stall from a backlog left by the last run
-        stalled = []
-        for channel, (count, oldest) in sorted(dlv.pending_by_channel().items()):
-            last = self._last_sent.get(channel)
-            if oldest <= quiet_since and (last is None or last <= quiet_since):
-                stalled.append(
-                    f"channel {channel} has {count} alerts pending, "
-                    f"none sent for {STALL_AFTER / 60:g} minutes"
-                )
-        return stalled
-
-    def _oldest_pending(self, dlv: Deliverer) -> dict[str, float]:
-        now = self._clock()
-        return {
-            channel: max((now - oldest).total_seconds(), 0.0)
-            for channel, (_, oldest) in dlv.pending_by_channel().items()
-        }
 
     def summary(self) -> Summary:
         """Totals so far."""
@@ -377,35 +357,6 @@ class Service:
             s.state.path,
             s.feed.base_url,
         )
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGTERM/SIGINT stop, SIGHUP reloads; the handlers from before are back on exit."""
-        loop = asyncio.get_running_loop()
-        installed: dict[int, Handler] = {}  # signal -> the handler it had before
-        if self._install_signals:
-            handlers: dict[int, Callable[[], object]] = {
-                signal.SIGTERM: self.request_stop,
-                signal.SIGINT: self.request_stop,
-                signal.SIGHUP: self.request_reload,
-            }
-            for signum, handler in handlers.items():
-                before = signal.getsignal(signum)
-                try:
-                    loop.add_signal_handler(signum, handler)
-                except (NotImplementedError, RuntimeError, ValueError):
-                    continue  # not the main thread, or not a Unix loop: signals stay default
-                installed[signum] = before
-            if signal.SIGHUP in installed and self._hangups is not None and self._hangups.take():
-                log.info("SIGHUP during start-up: reloading now")
-                self.request_reload()
-        try:
-            yield
-        finally:
-            for signum, before in installed.items():
-                loop.remove_signal_handler(signum)  # leaves the default action behind
-                if before is not None:
-                    signal.signal(signum, before)
 
 
 # What a reload does not change: the connection, the state file, the metrics socket, logging.

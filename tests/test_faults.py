@@ -26,11 +26,12 @@ from hypothesis import strategies as st
 from receivers import http_response, read_request
 
 from notifier.config import parse
+from notifier.drain_watch import STALL_AFTER
 from notifier.errors import ConfigError, StateBusyError
 from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.normalize import Rejected, decode_frame, normalize_message
-from notifier.service import STALL_AFTER, Service
+from notifier.service import Service
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
 
