@@ -28,17 +28,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 from notifier.digests import (
-    GROUP_FIELDS,
-    GROUP_SAMPLES,
-    MIXED,
     Bunch,
     Release,
     ReleaseKind,
-    aggregate,
-    cap_lines,
     key_of,
     make_release,
-    release_fields,
 )
 from notifier.events import Fill
 from notifier.shaping_state import (
@@ -55,35 +49,9 @@ from notifier.shaping_state import (
     load_snapshot,
 )
 from notifier.shapingspecs import (
-    BY_FIELDS,
-    GroupSpec,
     RuleShaping,
-    SpecError,
-    ThrottleSpec,
-    parse_group,
-    parse_throttle,
 )
-from notifier.windows import ActiveSpec, aware, parse_active
-
-__all__ = [
-    "BY_FIELDS",
-    "GROUP_FIELDS",
-    "GROUP_SAMPLES",
-    "MIXED",
-    "ActiveSpec",
-    "GroupSpec",
-    "Release",
-    "RuleShaping",
-    "Shaper",
-    "SpecError",
-    "ThrottleSpec",
-    "aggregate",
-    "cap_lines",
-    "parse_active",
-    "parse_group",
-    "parse_throttle",
-    "release_fields",
-]
+from notifier.windows import aware
 
 _RECHECK = datetime(1970, 1, 1, tzinfo=UTC)  # a deadline already past: "look again at once"
 

@@ -14,27 +14,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.digests import LINES_KEPT, MARKETS_KEPT, Bunch, fill_to_data
-from notifier.durations import MAX_DAYS
-from notifier.events import Fill
-from notifier.shaping import (
+from notifier.digests import (
+    LINES_KEPT,
+    MARKETS_KEPT,
     MIXED,
-    ActiveSpec,
-    GroupSpec,
+    Bunch,
     Release,
-    RuleShaping,
-    Shaper,
-    SpecError,
-    ThrottleSpec,
     aggregate,
     cap_lines,
-    parse_active,
-    parse_group,
-    parse_throttle,
+    fill_to_data,
     release_fields,
 )
+from notifier.durations import MAX_DAYS
+from notifier.events import Fill
+from notifier.shaping import Shaper
 from notifier.shaping_state import Key, entries
-from notifier.shapingspecs import SpecErrors
+from notifier.shapingspecs import (
+    GroupSpec,
+    RuleShaping,
+    SpecError,
+    SpecErrors,
+    ThrottleSpec,
+    parse_group,
+    parse_throttle,
+)
+from notifier.windows import ActiveSpec, parse_active
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, tzinfo=UTC)  # a Friday
 S = timedelta(seconds=1)
