@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.configvalues import (
+    CHANNEL_NAME,
     Parser,
     as_choice,
     as_duration,
@@ -62,7 +63,6 @@ SAMPLE_FILL = Fill(
 )
 
 _TOP_KEYS = ("feed", "state", "delivery", "metrics", "log", "channels", "rules")
-_CHANNEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(\S+)\s*")  # a bounded count: int() of any length
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _RATE_UNITS |= {"h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
@@ -163,7 +163,7 @@ def parse(
     log = section(root.get("log"), "log", problems, LogSettings(), _LOG)
     channels = _channels(root.get("channels"), problems, check_url)
     # Rules may name a channel whose URL was refused: that is the channel's problem, not theirs.
-    declared = [n for n in _keys(root.get("channels")) if _CHANNEL_NAME.fullmatch(n)]
+    declared = [n for n in _keys(root.get("channels")) if CHANNEL_NAME.fullmatch(n)]
     escape = escape_for(delivery.body_format)
     context = RuleContext(problems, declared, escape=escape)
     rules = parse_rules(root.get("rules"), "rules", context)
@@ -271,7 +271,7 @@ def _channels(
     declared = set(node)
     for name, value in node.items():
         path = f"channels.{name}"
-        if not _CHANNEL_NAME.fullmatch(name):
+        if not CHANNEL_NAME.fullmatch(name):
             problems.add(
                 node.key_lines[name],
                 path,

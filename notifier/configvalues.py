@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -17,6 +18,7 @@ from notifier.durations import parse_duration
 from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
 
 T = TypeVar("T")
+CHANNEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # what `channels:` keys and `notify` name
 # Reads one key's value: the parsed value, or None after recording a problem.
 Parser = Callable[[Node, str, Problems], object | None]
 

@@ -23,6 +23,8 @@ class ProblemSink(Protocol):
 
     def silence(self, path: str) -> None: ...
 
+    def conceal(self, value: str, shown: str) -> None: ...
+
 
 class EnvRefs:
     """Expands the references in one file's values."""
@@ -77,6 +79,9 @@ class EnvRefs:
             if default is not None and not value:
                 return default
             if value is not None:
+                # The environment's value may be a secret set in the wrong place (the key
+                # as base_url): a problem quoting it names the variable instead.
+                problems.conceal(value, f"${{{name}}}")
                 return value
             if self.lenient(path):
                 return ""

@@ -6,6 +6,7 @@ connected to, a key an HTTP header cannot carry, windows that would recover noth
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from notifier.yamltree import Node, Problems, Scalar, describe
 
 API_KEY_ENV = "POLYSIM_API_KEY"
 BASE_URL_ENV = "POLYSIM_BASE_URL"
+_HOSTLIKE = re.compile(r"[A-Za-z0-9.-]{1,253}(?::\d{1,5})?")  # a host name and maybe a port
 
 
 def _url_problem(text: str) -> str | None:
@@ -48,17 +50,23 @@ def _url_problem(text: str) -> str | None:
     return None
 
 
-def _shown_url(text: str) -> str:
-    """The URL for an error message: scheme, host and port only. A path or query may hold a
-    key (`?api_key=...`), and a user:password@ a password (even one with a `/` in it)."""
+def _got(text: str) -> str:
+    """What a problem says it got: the URL's scheme, host and port only. A path or query may
+    hold a key (`?api_key=...`), a user:password@ a password (even one with a `/` in it), and
+    text with no scheme may be anything (the API key, set in the wrong place)."""
     head, sep, rest = text.partition("://")
     if not sep:
-        head, rest = "", text
+        if _HOSTLIKE.fullmatch(text.strip()):
+            return f", got {text.strip()!r}"  # `localhost:8000`: the scheme is what is missing
+        return (
+            f" (the value, not shown, has no scheme:// and is no host name: {len(text)} characters)"
+        )
     if "@" in rest:
         rest = "***@" + rest.rpartition("@")[2]
     cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     host, tail = rest[:cut], rest[cut:]
-    return f"{head}{sep}{host}{'/…' if tail.strip('/') else tail}"
+    shown = f"{head}{sep}{host}{'/…' if tail.strip('/') else tail}"
+    return f", got {shown!r}"
 
 
 def _url(node: Node, path: str, problems: Problems) -> str | None:
@@ -67,7 +75,7 @@ def _url(node: Node, path: str, problems: Problems) -> str | None:
         return None
     problem = _url_problem(text.strip())
     if problem is not None:
-        problems.add(node.line, path, f"{problem}, got {_shown_url(text)!r}")
+        problems.add(node.line, path, f"{problem}{_got(text)}")
         return None
     return text.strip().rstrip("/")
 
@@ -105,7 +113,7 @@ def parse_feed(
     problem = _url_problem(feed.base_url)
     if feed.base_url == defaults.base_url and problem is not None:
         # From the environment, so `check-config` refuses it too, not `run` at connect time.
-        message = f"{BASE_URL_ENV} {problem}, got {_shown_url(feed.base_url)!r}"
+        message = f"{BASE_URL_ENV} {problem}{_got(feed.base_url)}"
         problems.add(None, "feed.base_url", message)
     _check_look_back(node, feed, problems)
     reported = any(p.path == "feed.api_key" for p in problems.items)

@@ -92,7 +92,9 @@ def parse_level(text: str) -> int:
     """A level name (debug, info, warning, error) as a logging level; ValueError if unknown."""
     level = logging.getLevelName(text.strip().upper())
     if not isinstance(level, int):
-        raise ValueError(f"unknown log level {text!r} (use debug, info, warning or error)")
+        # Echoed only when it could be a level's name: NOTIFIER_LOG_LEVEL may hold anything.
+        shown = f" {text!r}" if text.isalpha() and len(text) <= 10 else ""
+        raise ValueError(f"unknown log level{shown} (use debug, info, warning or error)")
     return level
 
 

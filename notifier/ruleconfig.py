@@ -24,6 +24,7 @@ from notifier.conditions import (
     Not,
 )
 from notifier.configvalues import (
+    CHANNEL_NAME,
     as_bool,
     as_decimal,
     as_nonempty_str,
@@ -218,9 +219,15 @@ def template_placeholder(path: str, reference: str) -> bool:
 
 
 def unknown_channel(text: str, channels: Collection[str]) -> str:
-    """The message for a name that is not a channel; a pasted URL (a secret) is not echoed."""
+    """The message for a name that is not a channel; a pasted URL or token (a secret) is not
+    echoed: only text that could be a channel name is."""
     if "://" in text or "@" in text:
         return "unknown channel: this looks like a URL; define it under channels: and use its name"
+    if not CHANNEL_NAME.fullmatch(text):
+        return (
+            "unknown channel: not a channel name (a letter, then letters, digits, _ and -); "
+            "a URL or token belongs under channels:, named there"
+        )
     hint = suggest(text, channels) if channels else " (no channels are defined)"
     return f"unknown channel {text!r}{hint}"
 

@@ -10,6 +10,7 @@ injected environment (envrefs.py). The config module interprets the text per key
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 # ten million nodes (a 400-byte file), and deep nesting overflows the recursive walk.
 MAX_NODES = 1_000_000  # ten thousand rules take about 200,000
 MAX_DEPTH = 64
+MIN_CONCEALED = 6  # an environment value this long is concealed even inside other text
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class Problems:
         self.file = file
         self.items: list[ConfigProblem] = []
         self._silenced: set[str] = set()
+        self._concealed: dict[str, str] = {}  # value from the environment -> what shows instead
 
     def add(self, line: int | None, path: str, message: str) -> None:
         if not self._silenced or not self.silenced(path):
@@ -135,11 +138,25 @@ class Problems:
                 return False
             path = path[:cut]
 
+    def conceal(self, value: str, shown: str) -> None:
+        """Wherever a problem would quote `value`, write `shown` (`${NAME}`) instead."""
+        if value:
+            self._concealed.setdefault(value, shown)
+
     def raise_if_any(self) -> None:
         """Raise ConfigError with every problem, in file order (unlocated ones last)."""
         if self.items:
             order = sorted(self.items, key=lambda p: (p.line is None, p.line or 0))
-            raise ConfigError(order)
+            raise ConfigError([self._concealing(p) for p in order])
+
+    def _concealing(self, problem: ConfigProblem) -> ConfigProblem:
+        message = problem.message
+        for value, shown in sorted(self._concealed.items(), key=lambda vs: -len(vs[0])):
+            # Quoted whole, at any length; inside other text, once long enough to be no word.
+            message = message.replace(repr(value), shown)
+            if len(value) >= MIN_CONCEALED:
+                message = message.replace(value, shown)
+        return dataclasses.replace(problem, message=message)
 
 
 # libyaml's SafeLoader when present: it composes about ten times faster (a reload of 10,000

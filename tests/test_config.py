@@ -524,6 +524,28 @@ def test_secrets_never_echoed() -> None:
     assert not any(KEY in p or "SECRET" in p for p in problems)
 
 
+def test_a_value_from_the_environment_is_named_never_quoted() -> None:
+    """A secret set in the wrong place (the key as base_url or log level, a Telegram token as
+    a channel name, a Slack URL as a rate): the problem names the variable, not its value."""
+    tg = "123456789:AAHsecretTelegramToken"
+    env = {**ENV, "POLYSIM_BASE_URL": KEY, "SLACK_URL": "slack://TSECRET/BSECRET/CSECRET", "TG": tg}
+    text = (
+        "log: {level: '${POLYSIM_API_KEY}'}\n"
+        "channels: {desk: {url: json://localhost/d, rate: '${SLACK_URL}'}}\n"
+        "rules:\n  - {name: r, notify: [desk, '${TG}']}\n"
+    )
+    problems = errors(text, env=env)
+    assert problems == [
+        "config.yaml:1: log.level: must be debug, info, warning or error, got ${POLYSIM_API_KEY}",
+        'config.yaml:2: channels.desk.rate: must look like "20/min" or "5/2s", got ${SLACK_URL}',
+        "config.yaml:4: rules[0].notify[1]: unknown channel: not a channel name (a letter, then "
+        "letters, digits, _ and -); a URL or token belongs under channels:, named there",
+        "config.yaml: feed.base_url: POLYSIM_BASE_URL must be an http:// or https:// URL "
+        "(the value, not shown, has no scheme:// and is no host name: 30 characters)",
+    ]
+    assert not any(secret in p for p in problems for secret in (KEY, "SECRET", tg, "AAH"))
+
+
 def test_rule_key_table_extends_into_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     """A parser added to RULE_KEYS lands its value in Rule.extras under its key."""
 

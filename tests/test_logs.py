@@ -44,6 +44,10 @@ def test_parse_level_accepts_names_and_refuses_others() -> None:
     assert logs.parse_level(" warning ") == logging.WARNING
     with pytest.raises(ValueError, match="unknown log level 'loud'"):
         logs.parse_level("loud")
+    # NOTIFIER_LOG_LEVEL holding the API key (a line swapped in an env file): not echoed.
+    with pytest.raises(ValueError, match=r"^unknown log level \(use debug") as info:
+        logs.parse_level("ps_live_0123456789abcdef")
+    assert "ps_live" not in str(info.value)
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
