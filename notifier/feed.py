@@ -206,14 +206,14 @@ class FeedClient:
             async with ws:
                 if not self._stopping:
                     await self._recover()
-                return await self._read(ws)
+                return await self._read(ws, token)
         finally:
             self._ws = None
             self.stats.connected = self.stats.reading = False
             if self._monotonic() - started >= settings.stable_after:
                 self._reconnect.stayed_up()
 
-    async def _read(self, ws: ClientConnection) -> str:
+    async def _read(self, ws: ClientConnection, token: str) -> str:
         """Frames to the sink until the connection ends.
 
         Liveness is watched by a task beside the loop, not by a timeout around each
@@ -237,7 +237,7 @@ class FeedClient:
                     await asyncio.sleep(0)
                     turn = loop_time()
         except ConnectionClosed as exc:
-            return "silent" if self._silent else self._close_cause(exc)
+            return "silent" if self._silent else self._close_cause(exc, token)
         finally:
             retry, self._retry = self._retry, None
             tasks = [watchdog] if retry is None else [watchdog, retry]
@@ -323,11 +323,13 @@ class FeedClient:
             self._reconnect.fill_seen()
             await self._sink(result, "live")
 
-    def _close_cause(self, exc: ConnectionClosed) -> str:
+    def _close_cause(self, exc: ConnectionClosed, token: str) -> str:
         if exc.rcvd is not None:
             code = exc.rcvd.code
-            # Quoted: the reason is the venue's text, and a newline in it must not forge a line.
-            log.info("server closed the connection (%d, reason %r)", code, exc.rcvd.reason[:80])
+            # The venue's text: quoted, so a newline in it cannot forge a line, and without the
+            # token, which a 4001's reason may quote ("invalid token <token>").
+            reason = redact(exc.rcvd.reason, token)[:80]
+            log.info("server closed the connection (%d, reason %r)", code, reason)
             return f"close_{code}" if code in (4001, 4002) else "closed"
         if exc.sent is not None and exc.sent.code == 1011:
             log.warning("keepalive ping unanswered; replacing the connection")

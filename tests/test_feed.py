@@ -320,6 +320,22 @@ async def test_a_close_reason_cannot_forge_a_log_line(
     assert closed[0] == "server closed the connection (1011, reason 'restart\\nERROR forged line')"
 
 
+async def test_a_close_reason_quoting_the_token_logs_it_blotted_out(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4001 whose reason quotes the connection's token: the logged reason has `***`."""
+    caplog.set_level(logging.DEBUG)
+    h = Harness(polysim, http)
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        token = polysim.issued_tokens[-1]
+        await polysim.close_all(4001, f"invalid token {token}")
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+    closed = [r.getMessage() for r in caplog.records if "server closed" in r.getMessage()]
+    assert closed[0] == "server closed the connection (4001, reason 'invalid token ***')"
+    assert not any(token in r.getMessage() for r in caplog.records)
+
+
 async def test_history_outage_keeps_live_fills_and_retries_the_gap(
     polysim: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
