@@ -1,13 +1,14 @@
 """Channel secrets kept out of every text: URL displays, error messages and apprise's logs.
 
 apprise's privacy form of a URL masks the tokens and passwords a plugin declares; `privacy_url`
-also masks custom headers and payload fields and webhook path tokens. What a display hides is
-a secret (`url_secrets`): `scrub` replaces it in error texts, and the log guard in every
-apprise record.
+also masks custom headers, query parameters, payload fields and webhook path tokens. What a
+display hides is a secret (`url_secrets`): `scrub` replaces it in error texts, the log guard in
+every apprise record, and `logs.hide` in any other library's line.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import logging
@@ -15,7 +16,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import cast
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 from apprise import NotifyBase
 
@@ -70,10 +71,11 @@ logging.getLogger("apprise").addFilter(LOG_GUARD)
 def privacy_url(plugin: NotifyBase) -> str:
     """apprise's privacy form of a built URL, custom headers and payload fields masked too.
 
-    apprise masks the tokens and passwords a plugin declares, not the `+Header=` and `-field=`
-    parameters of the webhook plugins (json://, xml://, form://), where an `Authorization`
-    header or an API key in the payload is common, nor their path, where Make, Zapier or n8n
-    webhooks carry their secret, nor an ntfy topic, the only secret of a public ntfy server.
+    apprise masks the tokens and passwords a plugin declares, not the `+Header=`, `-param=`
+    and `:field=` parameters of the webhook plugins (json://, xml://, form://), where an
+    `Authorization` header or an API key in the query or payload is common, nor their path,
+    where Make, Zapier or n8n webhooks carry their secret, nor an ntfy topic, the only secret
+    of a public ntfy server.
     """
     url = cast("Callable[..., str]", plugin.url)  # untyped in apprise
     parts = urlsplit(str(url(privacy=True)))
@@ -88,7 +90,8 @@ def privacy_url(plugin: NotifyBase) -> str:
     return urlunsplit(parts._replace(query="&".join(pairs)))
 
 
-_CUSTOM_PARAMS = ("+", "-")  # apprise's prefixes of a custom header and a payload field
+# apprise's prefixes of a custom header, a query (GET) parameter and a payload field.
+_CUSTOM_PARAMS = ("+", "-", ":")
 
 
 def _mask_token(segment: str) -> str:
@@ -127,8 +130,16 @@ def url_secrets(url: str, display: str) -> tuple[str, ...]:
     shown = set(_pieces(display)) | set(_pieces(unquote(display)))
     hidden = {c for c in candidates if c not in shown and len(c) >= 2}
     hidden |= {unquote(c) for c in hidden}
+    if parts.password:
+        # As an Authorization: Basic header spells them, which a service may echo in an error.
+        for user, password in {(parts.username or "", parts.password), _unquoted(parts)}:
+            hidden.add(base64.b64encode(f"{user}:{password}".encode()).decode())
     hidden.add(url)
     return tuple(sorted(hidden, key=len, reverse=True))
+
+
+def _unquoted(parts: SplitResult) -> tuple[str, str]:
+    return unquote(parts.username or ""), unquote(parts.password or "")
 
 
 def _pieces(text: str) -> list[str]:

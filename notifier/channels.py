@@ -32,6 +32,7 @@ from apprise import (
 )
 
 import notifier.console  # noqa: F401  (registers console:// with apprise)
+from notifier import logs
 from notifier.channel_limits import MAX_STATED_PAUSE
 from notifier.channel_privacy import LOG_GUARD, privacy_url, scrub, url_secrets
 from notifier.errors import ConfigError, ConfigProblem
@@ -149,6 +150,8 @@ class ChannelSet:
                 target = Target(channel=name, key=target_key(url), display=display)
                 entry = _Entry(target, Apprise(plugin), url_secrets(url, display), _limit(plugin))
                 LOG_GUARD.add_secrets(entry.secrets)
+                for secret in entry.secrets:  # and any other library's line that quotes one
+                    logs.hide(secret, "***")
                 built.setdefault(target.key, entry)
             entries[name] = tuple(built.values())
         if problems:

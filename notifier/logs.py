@@ -22,9 +22,11 @@ FLOORS = {
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
     # requests/urllib3 carry apprise's sends: urllib3 logs each request line (a Slack
-    # webhook's token, Telegram's /bot<token>/ path) at DEBUG.
-    "urllib3": logging.WARNING,
-    "requests": logging.WARNING,
+    # webhook's token, Telegram's /bot<token>/ path) at DEBUG, and warns with the whole URL
+    # ("Failed to parse headers (url=...)", "Retrying ... /bot<token>/..."): what matters of
+    # those reaches us as the send's result.
+    "urllib3": logging.ERROR,
+    "requests": logging.ERROR,
     "apprise": logging.WARNING,
     "websockets": logging.INFO,
     "asyncio": logging.WARNING,

@@ -102,7 +102,9 @@ def _restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     floors = {name: logging.getLogger(name).level for name in logs.FLOORS}
+    hidden = logs._HIDDEN  # channels and the CLI add secrets to hide: each test starts anew
     yield
+    logs._HIDDEN = hidden
     root.handlers[:] = handlers
     root.setLevel(level)
     for name, floor in floors.items():

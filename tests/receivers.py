@@ -53,10 +53,18 @@ class WebhookReceiver(LoopbackServer):
 
     # fault injection
     def respond(
-        self, status: int, *, body: bytes = b"", retry_after: int | None = None, times: int = 1
+        self,
+        status: int,
+        *,
+        body: bytes = b"",
+        retry_after: int | None = None,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """The next `times` requests get this status (and Retry-After when given)."""
-        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        """The next `times` requests get this status (and Retry-After and `headers` if given)."""
+        headers = dict(headers or {})
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
         for _ in range(times):
             self._plan.append(Planned(status=status, body=body, headers=headers))
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 
 import pytest
 from receivers import WebhookReceiver
 
+from notifier import logs
 from notifier.channels import ChannelSet, check_url
 from notifier.errors import key_prefix
 from notifier.settings import ChannelSettings, DeliverySettings
@@ -41,23 +44,29 @@ async def test_failed_send_logs_no_password(
 async def test_webhook_header_and_payload_secrets_are_masked(
     webhook: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A json:// URL's +Authorization header and -apikey field never reach a log or an error."""
+    """A json:// URL's +Authorization header, -apikey parameter and :token payload field never
+    reach a log or an error."""
     caplog.set_level(logging.DEBUG)
-    url = f"json://127.0.0.1:{webhook.port}/hook?+Authorization=Bearer%20s3cr3t-TOKEN&-apikey=K3Y99"
+    url = (
+        f"json://127.0.0.1:{webhook.port}/hook"
+        "?+Authorization=Bearer%20s3cr3t-TOKEN&-apikey=K3Y99&:token=P4YL0AD"
+    )
     channels = ChannelSet.build(
         {"desk": ChannelSettings(name="desk", urls=(url,))}, delivery=DeliverySettings(timeout=5)
     )
-    webhook.respond(500, body=b"down: s3cr3t-TOKEN K3Y99")
+    webhook.respond(500, body=b"down: s3cr3t-TOKEN K3Y99 P4YL0AD")
     (target,) = channels.targets("desk")
     result = await channels.send(target.key, "title", "body")
     assert not result.ok
     assert webhook.requests[0].headers["authorization"] == "Bearer s3cr3t-TOKEN"  # it was sent
     assert "%2BAuthorization=***" in target.display
     assert "-apikey=***" in target.display
+    assert "%3Atoken=***" in target.display
+    assert webhook.requests[0].json["token"] == "P4YL0AD"  # a payload field: it was sent
     # urllib3 logs request lines (a -field is a query parameter): the daemon holds it at WARNING.
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "urllib3.connectionpool")
     assert "JSON POST" in logged  # apprise logged the failure: the check below has teeth
-    for secret in ("s3cr3t-TOKEN", "K3Y99"):
+    for secret in ("s3cr3t-TOKEN", "K3Y99", "P4YL0AD"):
         assert secret not in target.display
         assert secret not in logged
         assert secret not in (result.error or "")
@@ -71,3 +80,45 @@ def test_an_api_key_shows_its_listed_prefix_but_never_half_of_it() -> None:
     assert key_prefix("ps_live_0123456789ab") == "ps_live_01…"
     assert key_prefix("x") == "…"
     assert key_prefix("") == "<none>"
+
+
+async def test_an_echoed_basic_auth_header_is_masked_in_the_error(
+    webhook: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service echoing the request's Authorization: Basic header (base64 of user:password)
+    in its error: masked in the result, the state file's last_error and the logs."""
+    caplog.set_level(logging.DEBUG)
+    url = f"ntfy://bot:pa55word-xyz@127.0.0.1:{webhook.port}/fills-topic"
+    channels = ChannelSet.build(
+        {"desk": ChannelSettings(name="desk", urls=(url,))}, delivery=DeliverySettings(timeout=5)
+    )
+    basic = base64.b64encode(b"bot:pa55word-xyz")
+    echo = b'{"code": 40001, "error": "refused: Authorization: Basic ' + basic + b'"}'
+    webhook.respond(400, body=echo)
+    (target,) = channels.targets("desk")
+    result = await channels.send(target.key, "title", "body")
+    assert not result.ok
+    assert webhook.requests[0].headers["authorization"] == "Basic " + basic.decode()
+    assert "refused: Authorization: Basic ***" in (result.error or ""), result.error
+    assert basic.decode() not in caplog.text
+
+
+async def test_a_library_line_quoting_a_channel_url_keeps_its_secrets_out(
+    webhook: WebhookReceiver,
+) -> None:
+    """urllib3 warns with the whole request URL when a response's headers do not parse: held
+    below its floor, and any line that still quotes a secret part has it masked."""
+    out = io.StringIO()
+    logs.configure(level=logging.DEBUG, fmt="json", stream=out)
+    url = f"json://127.0.0.1:{webhook.port}/webhook/n8nSECRETpath123"
+    channels = ChannelSet.build(
+        {"desk": ChannelSettings(name="desk", urls=(url,))}, delivery=DeliverySettings(timeout=5)
+    )
+    webhook.respond(200, headers={"X-Odd": "1\r\nthis header line has no colon"})
+    (target,) = channels.targets("desk")
+    await channels.send(target.key, "title", "body")
+    assert len(webhook.requests) == 1
+    logging.getLogger("urllib3.connection").error("url=http://127.0.0.1/webhook/n8nSECRETpath123")
+    lines = out.getvalue().splitlines()
+    assert any("webhook/***" in line for line in lines)  # the line is there, masked
+    assert not any("n8nSECRETpath123" in line for line in lines)
