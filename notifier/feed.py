@@ -192,7 +192,9 @@ class FeedClient:
                 self._handshake_wait = wait or 0.0
                 return "rate_limited"
             return "close_4001" if code in (401, 403) else "connect_failed"
-        except (OSError, TimeoutError, WebSocketException) as exc:
+        except (OSError, TimeoutError, WebSocketException, UnicodeError) as exc:
+            # UnicodeError: a host name IDNA cannot encode (a redirect's, say), refused as
+            # the socket layer would refuse one it cannot resolve.
             log.warning("cannot connect: %s", redact(f"{type(exc).__name__}: {exc}", token))
             return "connect_failed"
         except ImportError as exc:  # a SOCKS proxy in the environment: python-socks absent

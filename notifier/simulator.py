@@ -77,6 +77,7 @@ class SimulatedPolySim:
         self.silent = False  # feed connections swallow bytes both ways, never closing
         self.answer_app_pings = True  # False: {"action": "ping"} goes unanswered (pings work)
         self.throttle_connects = 0  # next N WebSocket handshakes get HTTP 429 + Retry-After
+        self.redirect_connects: list[str] = []  # next handshakes get a 302 to each, in turn
         self.token_status: int | None = None  # e.g. 401, 429, 503 instead of a token
         self.retry_after: str = "1"  # Retry-After sent with a 429
         self.history_status: int | None = None
@@ -202,6 +203,9 @@ class SimulatedPolySim:
     # -- the feed (internal websockets server) -------------------------------------------
 
     def _refuse_upgrade(self) -> tuple[int, dict[str, str]] | None:
+        if self.redirect_connects:
+            self.connections += 1
+            return 302, {"Location": self.redirect_connects.pop(0)}
         if self.throttle_connects <= 0:
             return None
         self.throttle_connects -= 1

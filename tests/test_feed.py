@@ -463,6 +463,20 @@ async def test_4002_backs_off(polysim: SimulatedPolySim, http: httpx.AsyncClient
     assert grows(h.sleeps.delays)
 
 
+async def test_a_redirect_to_a_host_idna_cannot_encode_is_a_failed_connect(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A handshake redirected to a host name with a 70-letter label (UnicodeError from IDNA,
+    where an unresolvable name is an OSError): a failed connect, backed off, not a crash."""
+    # The second, refused on loopback: an OSError, for comparison (no name to look up).
+    polysim.redirect_connects = [f"ws://\u00e4{'a' * 70}.invalid/x", "ws://127.0.0.1:1/x"]
+    h = Harness(polysim, http)
+    async with h.running():
+        await until(lambda: h.client.stats.connects == 1 and h.client.stats.reading)
+    assert h.client.stats.reconnects == {"connect_failed": 2}
+    assert len(h.sleeps.delays) == 2
+
+
 async def test_accept_and_drop_cannot_cause_a_reconnect_storm(
     polysim: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
