@@ -15,11 +15,11 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from notifier import __version__, config, logs
+from notifier import cli_args, config, logs
 from notifier.closedpipe import drop_stdout
 from notifier.errors import (
     ConfigError,
@@ -42,7 +42,6 @@ EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 EXIT_SOFTWARE = 70  # sysexits' EX_SOFTWARE: not a verdict on the key, file or config
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `git log | head` ends
-DEFAULT_CONFIG = "config.yaml"
 
 
 def entry(*, hangups: HangupLatch | None = None) -> NoReturn:
@@ -72,20 +71,17 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
 
     `hangups`: a SIGHUP latch installed before the CLI was imported, for `run` to take over.
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, args = cli_args.parse(None if argv is None else list(argv))
     args.hangups = hangups
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
-    if args.command == "demo" and args.send and args.config is None:
-        parser.error("demo --send needs --config: the demo's own rules have no channels")
     try:
         _configure_logging(args)
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        code: int = args.handler(args)
+        code: int = _COMMANDS[args.command](args)
     except ConfigError as exc:
         count = len(exc.problems)
         heading = f"config error: {count} problem{'' if count == 1 else 's'}"
@@ -255,17 +251,6 @@ def _print_outbox(store: StateStore, out: TextIO) -> None:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _count(text: str) -> int:
-    """A command-line count: a whole number above zero."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r}")
-    return value
-
-
 def _last_word(message: str, *, prefix: str = "notifier: ") -> None:
     """Why the command ends, on stderr: one JSON record when the log is JSON (the journal's
     lines), else the text after `prefix`."""
@@ -297,120 +282,11 @@ def _read_lines(path: str) -> list[str]:
         return [line for line in source if line.strip()]
 
 
-def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG),
-        help=f"the config file (default: $NOTIFIER_CONFIG, else {DEFAULT_CONFIG})",
-    )
-
-
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    # SUPPRESS: the option may stand before or after the command without one hiding the other.
-    common.add_argument(
-        "--log-level",
-        metavar="LEVEL",
-        default=argparse.SUPPRESS,
-        help="debug, info, warning or error (default: $NOTIFIER_LOG_LEVEL, the config's "
-        "log.level, or info)",
-    )
-    common.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default=argparse.SUPPRESS,
-        help="log line format (default: the config's log.format, or text)",
-    )
-    parser = argparse.ArgumentParser(
-        prog="notifier",
-        parents=[common],
-        description="Fill alerts from PolySimulator's execution feed to chat, email and push.",
-        epilog="Start with `notifier demo --fills 10`; then `notifier check-config config.yaml`.",
-    )
-    parser.add_argument("--version", action="version", version=f"notifier {__version__}")
-    # Not log_level/log_format: the subcommands share those actions (parents=), so a default
-    # set here would be theirs too, and would overwrite a value given before the command.
-    parser.set_defaults(command=None)
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-
-    def command(name: str, handler: object, summary: str, example: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(
-            name,
-            parents=[common],
-            help=summary,
-            description=summary,
-            epilog=f"example:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        p.set_defaults(command=name, handler=handler)
-        return p
-
-    p = command(
-        "run",
-        _run,
-        "Run the daemon: hold the feed, match rules, deliver alerts until SIGTERM.",
-        "POLYSIM_API_KEY=ps_live_... notifier run --config config.yaml --log-format json",
-    )
-    _config_option(p)
-    p.add_argument(
-        "--watch",
-        action="store_true",
-        help="reload when the config file changes, as SIGHUP does (validated first)",
-    )
-    p = command(
-        "demo",
-        _demo,
-        "Run the whole pipeline against a built-in simulated feed; alerts print here.",
-        "notifier demo --fills 20",
-    )
-    p.add_argument(
-        "--fills", type=_count, default=None, help="stop after N fills (default: Ctrl-C)"
-    )
-    p.add_argument(
-        "--config",
-        default=None,
-        help="use your rules instead of the demo's own (their alerts print here too)",
-    )
-    p.add_argument(
-        "--send",
-        action="store_true",
-        help="with --config: deliver to its channels (the fills are simulated: tell your team)",
-    )
-    p = command(
-        "check-config",
-        _check_config,
-        "Validate a config file as `run` would; print a summary or every problem (exit 2).",
-        "notifier check-config config.yaml",
-    )
-    p.add_argument("path")
-    p = command(
-        "test",
-        _test,
-        "Show which rules match given fills and the messages they render (no send without --send).",
-        """notifier test config.yaml --fill '{"order_id": 1, "market_id": "0xabc", "side": "BUY", \
-"outcome": "Yes", "price": "0.4", "quantity": "150", "filled_at": "2026-01-01T00:00:00Z"}'""",
-    )
-    p.add_argument("path")
-    given = p.add_mutually_exclusive_group(required=True)
-    given.add_argument("--fill", help="one fill as JSON (any feed shape or a plain fill object)")
-    given.add_argument("--fills", help="a JSON-lines file of fills ('-' for stdin)")
-    p.add_argument("--send", action="store_true", help="deliver the rendered alerts for real")
-    p = command(
-        "send-test",
-        _send_test,
-        "Send a test message to every channel (or one) and report each URL's result.",
-        "notifier send-test --config config.yaml --channel desk",
-    )
-    _config_option(p)
-    p.add_argument("--channel", help="only this channel")
-    p = command(
-        "outbox",
-        _outbox,
-        "List pending and dead-lettered alerts; requeue or remove the dead ones.",
-        "notifier outbox --config config.yaml --retry-dead",
-    )
-    _config_option(p)
-    action = p.add_mutually_exclusive_group()
-    action.add_argument("--retry-dead", action="store_true", help="requeue dead alerts")
-    action.add_argument("--purge-dead", action="store_true", help="delete dead alerts")
-    return parser
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "demo": _demo,
+    "check-config": _check_config,
+    "test": _test,
+    "send-test": _send_test,
+    "outbox": _outbox,
+}

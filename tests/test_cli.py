@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from receivers import WebhookReceiver
 
-from notifier import cli
+from notifier import cli, cli_args
 from notifier.events import Alert
 from notifier.hangup import HangupLatch
 from notifier.store import StateStore
@@ -379,7 +379,7 @@ def test_log_level_option_before_or_after_command(capsys: pytest.CaptureFixture[
 )
 def test_log_options_hold_on_either_side_of_the_command(argv: list[str]) -> None:
     """`notifier --log-format json run` (as --help shows it) must not fall back to text."""
-    args = cli._parser().parse_args(argv)
+    args = cli_args.build().parse_args(argv)
     assert (args.log_level, args.log_format) == ("warning", "json")
 
 
@@ -413,7 +413,7 @@ def test_an_unexpected_error_is_logged_and_exits_70(
     def broken(args: object) -> int:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "_check_config", broken)
+    monkeypatch.setitem(cli._COMMANDS, "check-config", broken)
     assert cli.main(["check-config", str(EXAMPLE), "--log-format", "json"]) == 70
     (line,) = capsys.readouterr().err.splitlines()
     record = json.loads(line)
@@ -449,7 +449,7 @@ def test_ctrl_c_exits_130_except_in_the_demo(monkeypatch: pytest.MonkeyPatch) ->
     def interrupted(*args: object, **kwargs: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_check_config", interrupted)
+    monkeypatch.setitem(cli._COMMANDS, "check-config", interrupted)
     assert cli.main(["check-config", str(EXAMPLE)]) == 130
     monkeypatch.setattr("notifier.demo.run_demo", interrupted)
     assert cli.main(["demo", "--fills", "1"]) == 0

@@ -1,0 +1,147 @@
+"""The `notifier` command line's grammar: commands, options and what each takes.
+
+What the commands do, and the exit status each ends with, is cli.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from notifier import __version__
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser and the parsed arguments; a usage error exits 2, as argparse does."""
+    parser = build()
+    args = parser.parse_args(argv)
+    if args.command == "demo" and args.send and args.config is None:
+        parser.error("demo --send needs --config: the demo's own rules have no channels")
+    return parser, args
+
+
+def _count(text: str) -> int:
+    """A command-line count: a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, got {text!r}")
+    return value
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG),
+        help=f"the config file (default: $NOTIFIER_CONFIG, else {DEFAULT_CONFIG})",
+    )
+
+
+def build() -> argparse.ArgumentParser:
+    """The command line's grammar; each command sets `command` to its name."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: the option may stand before or after the command without one hiding the other.
+    common.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        default=argparse.SUPPRESS,
+        help="debug, info, warning or error (default: $NOTIFIER_LOG_LEVEL, the config's "
+        "log.level, or info)",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,
+        help="log line format (default: the config's log.format, or text)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="notifier",
+        parents=[common],
+        description="Fill alerts from PolySimulator's execution feed to chat, email and push.",
+        epilog="Start with `notifier demo --fills 10`; then `notifier check-config config.yaml`.",
+    )
+    parser.add_argument("--version", action="version", version=f"notifier {__version__}")
+    # Not log_level/log_format: the subcommands share those actions (parents=), so a default
+    # set here would be theirs too, and would overwrite a value given before the command.
+    parser.set_defaults(command=None)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=summary,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(command=name)
+        return p
+
+    p = command(
+        "run",
+        "Run the daemon: hold the feed, match rules, deliver alerts until SIGTERM.",
+        "POLYSIM_API_KEY=ps_live_... notifier run --config config.yaml --log-format json",
+    )
+    _config_option(p)
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload when the config file changes, as SIGHUP does (validated first)",
+    )
+    p = command(
+        "demo",
+        "Run the whole pipeline against a built-in simulated feed; alerts print here.",
+        "notifier demo --fills 20",
+    )
+    p.add_argument(
+        "--fills", type=_count, default=None, help="stop after N fills (default: Ctrl-C)"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="use your rules instead of the demo's own (their alerts print here too)",
+    )
+    p.add_argument(
+        "--send",
+        action="store_true",
+        help="with --config: deliver to its channels (the fills are simulated: tell your team)",
+    )
+    p = command(
+        "check-config",
+        "Validate a config file as `run` would; print a summary or every problem (exit 2).",
+        "notifier check-config config.yaml",
+    )
+    p.add_argument("path")
+    p = command(
+        "test",
+        "Show which rules match given fills and the messages they render (no send without --send).",
+        """notifier test config.yaml --fill '{"order_id": 1, "market_id": "0xabc", "side": "BUY", \
+"outcome": "Yes", "price": "0.4", "quantity": "150", "filled_at": "2026-01-01T00:00:00Z"}'""",
+    )
+    p.add_argument("path")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--fill", help="one fill as JSON (any feed shape or a plain fill object)")
+    given.add_argument("--fills", help="a JSON-lines file of fills ('-' for stdin)")
+    p.add_argument("--send", action="store_true", help="deliver the rendered alerts for real")
+    p = command(
+        "send-test",
+        "Send a test message to every channel (or one) and report each URL's result.",
+        "notifier send-test --config config.yaml --channel desk",
+    )
+    _config_option(p)
+    p.add_argument("--channel", help="only this channel")
+    p = command(
+        "outbox",
+        "List pending and dead-lettered alerts; requeue or remove the dead ones.",
+        "notifier outbox --config config.yaml --retry-dead",
+    )
+    _config_option(p)
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--retry-dead", action="store_true", help="requeue dead alerts")
+    action.add_argument("--purge-dead", action="store_true", help="delete dead alerts")
+    return parser
