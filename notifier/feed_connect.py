@@ -86,7 +86,12 @@ class ReconnectPolicy:
         return self._backoff.next_delay()
 
     def fill_seen(self) -> None:
-        """A fill arrived: the token worked, so the next 4001 may reconnect at once again."""
+        """A fill arrived: the connection worked, so earlier failures are forgotten, and the
+        next 4001 (a token expiring on a live socket, say) may reconnect at once again.
+
+        A server that accepts and closes at once sends no fill: its back-off keeps growing.
+        """
+        self._backoff.reset()
         self._token_rejections = 0
 
     def stayed_up(self) -> None:

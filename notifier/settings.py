@@ -25,7 +25,7 @@ class FeedSettings:
     backfill_horizon: timedelta = timedelta(days=7)
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
-    stable_after: float = 60.0
+    stable_after: float = 10.0
     max_frame_bytes: int = 1 << 20
     request_timeout: float = 10.0
 

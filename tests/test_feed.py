@@ -517,6 +517,24 @@ async def test_backoff_resets_only_after_a_stable_connection(
     assert 0.5 <= h.sleeps.delays[3] <= 1.0
 
 
+async def test_a_connection_that_delivered_a_fill_resets_the_backoff(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Connections that each deliver a fill, then are closed (a venue restarting, a token
+    expiring on a live socket), wait about a second each time, not ever longer."""
+    h = Harness(polysim, http, stable_after=60)
+    async with h.running():
+        for n in range(1, 6):
+            await until(lambda n=n: h.client.stats.connects == n and h.client.stats.reading)  # type: ignore[misc]
+            await polysim.fill(order_id=n)
+            await h.sink.wait(n)
+            await polysim.close_all(1011)
+        await until(lambda: h.client.stats.connects == 6 and h.client.stats.reading)
+    assert h.client.stats.reconnects == {"closed": 5}
+    assert len(h.sleeps.delays) == 5
+    assert all(0.5 <= d <= 1.0 for d in h.sleeps.delays), h.sleeps.delays
+
+
 async def test_silent_connection_is_replaced(
     polysim: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
