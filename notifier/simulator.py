@@ -296,7 +296,8 @@ class SimulatedPolySim:
             return 422, {"detail": "limit must be 1..200, offset >= 0"}, {}
         # Newest first; of equal times, the later recorded first (as a database id would).
         order = sorted(enumerate(self._history), key=lambda p: (sort_time(p[1]), p[0]))
-        return 200, [item for _, item in reversed(order)][offset : offset + limit], {}
+        page = [item for _, item in reversed(order)][offset : offset + limit]
+        return 200, [_as_history(item) for item in page], {}
 
     async def _market(self, market_id: str) -> tuple[int, object, dict[str, str]]:
         self.market_requests += 1
@@ -317,3 +318,18 @@ class SimulatedPolySim:
         outcomes = list(DEMO_MARKETS[market_id][1]) if market_id in DEMO_MARKETS else ["Yes", "No"]
         detail |= {"outcomes": outcomes, "active": True, "closed": False}
         return 200, detail, {}
+
+
+# The fields of the venue's TradeHistoryItem (its OpenAPI spec). A fill's `client_order_id`
+# (and a title sent with it) is not among them: a fill recovered from history lacks them.
+_HISTORY_FIELDS = frozenset(
+    (
+        *("order_id", "market_id", "side", "outcome", "price", "quantity", "notional", "fee"),
+        *("status", "price_source", "price_age_ms", "filled_at", "created_at"),
+    )
+)
+
+
+def _as_history(item: Mapping[str, object]) -> dict[str, object]:
+    """A stored fill as history answers it: only TradeHistoryItem's fields."""
+    return {k: v for k, v in item.items() if k in _HISTORY_FIELDS}
