@@ -50,7 +50,9 @@ class Recorder(Protocol):
 class FallbackRecorder(Recorder, Protocol):
     """The store's part in fallback: also whether a target already has an alert."""
 
-    def has_alert(self, *, fill_key: str, rule: str, target: str) -> bool: ...
+    def has_alert(
+        self, *, fill_key: str, rule: str, target: str, derived: bool = False
+    ) -> bool: ...
 
 
 class RetargetRecorder(Protocol):
@@ -260,6 +262,14 @@ def retarget(store: RetargetRecorder, item: OutboxItem, targets: Sequence[_Targe
     )
 
 
+def base_rule(rule: str) -> str:
+    """The configured rule an outbox row's rule name derives from (fallback and retarget
+    rows carry suffixes)."""
+    for suffix in (FALLBACK_SUFFIX, RETARGET_SUFFIX):
+        rule = rule.split(suffix, 1)[0]
+    return rule
+
+
 def _retarget_key(fill_key: str, rule: str, target: str) -> str:
     return f"retarget:{fill_key}|{rule}|{target}"
 
@@ -292,10 +302,14 @@ class FallbackPolicy:
             targets = sender.targets(fallback[0])
         except KeyError:
             return False  # the fallback channel is gone after a reload
+        # Named after the rule the alert came from, whatever hops and moves it made since:
+        # a fallback of a fallback, or of a row re-queued for an edited URL, is still the
+        # same alert, and the outbox takes one (fill_key, rule, target).
+        rule = base_rule(item.rule)
         alerts = [
             Alert(
                 fill_key=item.fill_key,
-                rule=item.rule + FALLBACK_SUFFIX,
+                rule=rule + FALLBACK_SUFFIX,
                 channel=fallback[0],
                 target=target.key,
                 title=item.title,
@@ -303,8 +317,11 @@ class FallbackPolicy:
                 filled_at=item.filled_at,
             )
             for target in targets
-            # A rule that notifies the fallback channel itself has its own row there already.
-            if not self._store.has_alert(fill_key=item.fill_key, rule=item.rule, target=target.key)
+            # A target that holds the alert already: the rule notifies the fallback channel
+            # itself, or an earlier hop or move took the alert there.
+            if not self._store.has_alert(
+                fill_key=item.fill_key, rule=rule, target=target.key, derived=True
+            )
         ]
         if not alerts:
             return False

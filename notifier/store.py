@@ -336,13 +336,16 @@ class StateStore:
             if done < step:
                 return total
 
-    def has_alert(self, *, fill_key: str, rule: str, target: str) -> bool:
-        """Whether this alert has a row for this target, in any state."""
+    def has_alert(self, *, fill_key: str, rule: str, target: str, derived: bool = False) -> bool:
+        """Whether this alert has a row for this target, in any state; with `derived`, also
+        under a rule name derived from `rule` (`rule→fallback`, `rule→retarget`...)."""
+        sql = "SELECT 1 FROM outbox WHERE fill_key = ? AND target = ? AND (rule = ?"
+        params: tuple[object, ...] = (fill_key, target, rule)
+        if derived:  # substr, not LIKE: a rule's name may hold % or _
+            sql += " OR substr(rule, 1, ?) = ?"
+            params += (len(rule) + 1, rule + "→")  # every derived name's suffix starts so
         with self._errors("read outbox"):
-            row = self._db.execute(
-                "SELECT 1 FROM outbox WHERE fill_key = ? AND rule = ? AND target = ?",
-                (fill_key, rule, target),
-            ).fetchone()
+            row = self._db.execute(sql + ")", params).fetchone()
         return row is not None
 
     def pending_count(self) -> int:

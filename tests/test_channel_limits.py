@@ -361,7 +361,9 @@ def test_a_reused_row_id_still_falls_back() -> None:
             self.keys.append(fill_key)
             return True
 
-        def has_alert(self, *, fill_key: str, rule: str, target: str) -> bool:
+        def has_alert(
+            self, *, fill_key: str, rule: str, target: str, derived: bool = False
+        ) -> bool:
             return False
 
     limits = ChannelLimits({"slack": channel("slack", fallback="mail")})

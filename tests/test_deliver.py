@@ -761,6 +761,74 @@ async def test_a_fallback_skips_a_target_the_rule_notifies_itself(tmp_path: Path
         assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
 
 
+def _failing_over(**fallbacks: str) -> dict[str, ChannelSettings]:
+    """Channels whose failures go to their fallback after 5 minutes (`chat="mail"`)."""
+    after = timedelta(minutes=5)
+    names = set(fallbacks) | set(fallbacks.values())
+    return {
+        name: ChannelSettings(
+            name=name, urls=(f"json://h/{name}",), fallback=fallbacks.get(name),
+            fallback_after=after if name in fallbacks else None,
+        )
+        for name in sorted(names)
+    }  # fmt: skip
+
+
+async def _fail_on(deliverer: Deliverer, clock: HandClock, seconds: int) -> None:
+    for _ in range(seconds):
+        clock.advance(1)
+        deliverer.notify()
+        await settle(20)
+
+
+async def test_a_fallback_of_a_fallback_skips_a_target_the_rule_notifies(tmp_path: Path) -> None:
+    """A rule notifying chat and pager, chat falling back to mail and mail to pager, both
+    failing: pager gets the alert once, from the rule, not again from the second hop."""
+    clock = HandClock()
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        store.record(
+            fill_key="f1",
+            filled_at=T0,
+            alerts=[
+                Alert("f1", "r", "chat", "c", "f1", "body", T0),
+                Alert("f1", "r", "pager", "p", "f1", "body", T0),
+            ],
+        )
+        sender = FakeSender({"c": "chat", "m": "mail", "p": "pager"})
+        sender.script["c"] = [fail() for _ in range(1000)]
+        sender.script["m"] = [fail() for _ in range(1000)]
+        chans = _failing_over(chat="mail", mail="pager")
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(deliverer):
+            await _fail_on(deliverer, clock, 800)  # past both hops' fallback_after
+        assert ("m", "f1") in sender.attempts  # the first hop happened
+        assert [t for t in sender.delivered if t[0] == "p"] == [("p", "f1")]
+
+
+async def test_a_url_edited_away_and_back_falls_back_once(tmp_path: Path) -> None:
+    """chat failing, its alert gone to the mail fallback; chat's URL edited A -> B -> A: the
+    alert, re-queued for A under a new rule name, does not go to mail again."""
+    clock = HandClock()
+    chans = _failing_over(chat="mail")
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        store.record(
+            fill_key="f1", filled_at=T0, alerts=[Alert("f1", "r", "chat", "A", "f1", "body", T0)]
+        )
+        sender = FakeSender({"A": "chat", "m": "mail"})
+        sender.script["A"] = [fail() for _ in range(1000)]
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(deliverer):
+            await _fail_on(deliverer, clock, 360)
+            assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+            for url in ("B", "A"):
+                edited = FakeSender({url: "chat", "m": "mail"})
+                edited.script[url] = [fail() for _ in range(1000)]
+                edited.delivered = sender.delivered  # one record of what arrived anywhere
+                deliverer.swap_sender(edited, chans)
+                await _fail_on(deliverer, clock, 60)
+        assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+
+
 async def test_lanes_queued_on_the_semaphore_do_not_overdraw_the_rate(tmp_path: Path) -> None:
     """Four URLs, one send at a time, 2 a minute, the clock still: two sends, not four."""
     clock = HandClock()
