@@ -250,6 +250,12 @@ class Deliverer:
                     await asyncio.sleep(0)  # dead-lettered; let others run, then the next row
                     continue
                 channel = self._channel(item)
+                if self._behind_a_move(item, channel):
+                    # Woken when the older row is re-queued here (or dead-lettered).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(RESCAN_EVERY):
+                            await wake.wait()
+                    continue
                 hold = wait or self._limits.wait(channel, self._clock())
                 if hold > 0:
                     folding = folding or (not wait and self._limits.limited(channel))
@@ -268,6 +274,18 @@ class Deliverer:
             if self._lanes.get(target) is me:
                 del self._lanes[target]
                 del self._wakes[target]
+
+    def _behind_a_move(self, item: OutboxItem, channel: str) -> bool:
+        """Whether a row of `channel` filled before `item` still sits on a URL a reload
+        removed: its lane is about to re-queue it for the channel's current URLs (once a send
+        still in flight there has its outcome), and it must reach them first."""
+        for target in self._lanes:
+            if target == item.target or self._sender.knows(target):
+                continue
+            head = self._store.head(target)
+            if head and head[0].channel == channel and head[0].filled_at <= item.filled_at:
+                return True
+        return False
 
     def _message_limit(self, target: str) -> MessageLimit:
         """What one message to the target may hold, if the sender knows; else what any takes."""

@@ -829,6 +829,31 @@ async def test_a_url_edited_away_and_back_falls_back_once(tmp_path: Path) -> Non
         assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
 
 
+async def test_a_url_edited_during_a_send_keeps_fill_order_at_the_new_url(
+    store: StateStore, clock: HandClock
+) -> None:
+    """chat's URL A -> B while A's send of f1 hangs; f2 then queued for B: B waits for f1's
+    outcome, and gets f1 (re-queued when A's send fails) before f2."""
+    put(store, "f1", "A")
+    old = FakeSender({"A": "chat"})
+    old.gates["A"] = asyncio.Event()
+    old.script["A"] = [fail()]
+    deliverer = make(store, old, clock)
+    async with running(deliverer):
+        await spin_until(lambda: old.attempts == [("A", "f1")])
+        new = FakeSender({"B": "chat"})
+        new.delivered = old.delivered
+        deliverer.swap_sender(new)
+        put(store, "f2", "B", secs=1)
+        deliverer.notify(["B"])
+        await settle(200)
+        assert new.attempts == []  # f2 waits: an older alert of chat is on its way to B
+        old.gates["A"].set()
+        await spin_until(lambda: store.counts()["pending"] == 0)
+    assert [title for _, title in new.attempts] == ["f1", "f2"]
+    assert old.delivered == [("B", "f1"), ("B", "f2")]
+
+
 async def test_lanes_queued_on_the_semaphore_do_not_overdraw_the_rate(tmp_path: Path) -> None:
     """Four URLs, one send at a time, 2 a minute, the clock still: two sends, not four."""
     clock = HandClock()
