@@ -297,11 +297,11 @@ class FallbackPolicy:
         identity = item.identity
         if fallback is None or identity in self._done or not isinstance(sender, TargetDirectory):
             return False
-        self._done.add(identity)
         try:
             targets = sender.targets(fallback[0])
         except KeyError:
-            return False  # the fallback channel is gone after a reload
+            return False  # the fallback channel is gone after a reload (it may come back)
+        self._done.add(identity)
         # Named after the rule the alert came from, whatever hops and moves it made since:
         # a fallback of a fallback, or of a row re-queued for an edited URL, is still the
         # same alert, and the outbox takes one (fill_key, rule, target).

@@ -427,3 +427,35 @@ def test_an_html_fold_counts_its_br_line_breaks_as_lines() -> None:
     assert body == "T00<br>one two three four<br><br>T01<br>one two three four"
     tall = _rows(["a\nb\nc"] * 5)
     assert len(fitting(tall, MessageLimit(chars=32768, lines=10), "<br>")) == 2  # 1 + 4 each
+
+
+def test_a_fallback_channel_back_after_a_reload_is_used() -> None:
+    """The fallback channel missing (a reload removed it): nothing queued, and once a later
+    reload brings it back, the alert still falls back to it."""
+
+    class Recorded:
+        def __init__(self) -> None:
+            self.keys: list[str] = []
+
+        def record(self, *, fill_key: str, filled_at: object, alerts: object) -> bool:
+            self.keys.append(fill_key)
+            return True
+
+        def has_alert(
+            self, *, fill_key: str, rule: str, target: str, derived: bool = False
+        ) -> bool:
+            return False
+
+    limits = ChannelLimits({"slack": channel("slack", fallback="mail")})
+    recorder = Recorded()
+    policy = FallbackPolicy(recorder)  # type: ignore[arg-type]
+    row = OutboxItem(
+        id=7, fill_key="fill-1", rule="r", channel="slack", target="slack-1", title="T1",
+        body="B1", filled_at=T0, created_at=T0, attempts=1, next_at=T0, last_error="HTTP 500",
+        state="pending",
+    )  # fmt: skip
+    assert not policy.escalate(row, limits, "slack", Sender({"slack": ["slack-1"]}))
+    assert policy.due_at(row, limits, "slack") is not None  # still to fall back
+    both = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
+    assert policy.escalate(row, limits, "slack", both)
+    assert recorder.keys == ["fallback:" + row.identity]
