@@ -80,10 +80,16 @@ def _instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str 
     if match is None:
         return None, "not an apprise URL (expected scheme://...)"
     scheme = match.group(1).lower()
-    if scheme not in _PLUGINS:
+    native = scheme in ("http", "https")  # a service's own URL, as Slack or Discord give it
+    if scheme not in _PLUGINS and not native:
         return None, f"apprise does not recognise the scheme '{scheme}://'"
     with LOG_GUARD.parsing():
         plugin = Apprise.instantiate(url, asset=asset)
+    if plugin is None and native:
+        return None, (
+            f"apprise knows no service at this {scheme}:// URL (Slack and Discord webhook "
+            "URLs are taken as given); for a plain webhook write json:// or jsons://"
+        )
     if plugin is None:
         return None, f"apprise rejected the URL ({scheme})"
     # len() counts the requests a send makes, apprise's own retries included (we turn those off).

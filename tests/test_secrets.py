@@ -122,3 +122,20 @@ async def test_a_library_line_quoting_a_channel_url_keeps_its_secrets_out(
     lines = out.getvalue().splitlines()
     assert any("webhook/***" in line for line in lines)  # the line is there, masked
     assert not any("n8nSECRETpath123" in line for line in lines)
+
+
+def test_a_slack_webhook_url_as_slack_gives_it_is_taken_and_kept_secret() -> None:
+    """https://hooks.slack.com/services/T/B/X (pasted from Slack) builds the Slack plugin; its
+    display shows no token. A plain https:// URL no service claims is refused, saying why."""
+    url = "https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/s3cretW3bhookT0ken"
+    assert check_url(url) is None
+    channels = ChannelSet.build(
+        {"desk": ChannelSettings(name="desk", urls=(url,))}, delivery=DeliverySettings()
+    )
+    (target,) = channels.targets("desk")
+    assert target.display.startswith("slack://")
+    assert not any(s in target.display for s in ("T0ABCDEF1", "B0ABCDEF2", "s3cretW3bhookT0ken"))
+    refused = check_url("https://example.com/hooks/abc")
+    assert refused is not None
+    assert "json://" in refused
+    assert "example.com" not in refused
