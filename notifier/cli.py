@@ -160,7 +160,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from notifier.channels import ChannelSet
     from notifier.render import fill_values
 
-    settings = _load(Path(args.path))
+    settings = _load(Path(args.config))
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
     for rule in settings.rules.rules:  # as `run` would render them, on a sample fill
         values = fill_values(config.SAMPLE_FILL, rule=rule.name)
@@ -169,7 +169,7 @@ def _check_config(args: argparse.Namespace) -> int:
     enabled = sum(rule.enabled for rule in settings.rules.rules)
     urls = sum(len(channels.targets(name)) for name in channels.names)
     print(
-        f"{args.path}: ok: {len(settings.rules.rules)} rules ({enabled} enabled), "
+        f"{args.config}: ok: {len(settings.rules.rules)} rules ({enabled} enabled), "
         f"{len(channels.names)} channels ({urls} URLs)"
     )
     return EXIT_OK
@@ -178,7 +178,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _test(args: argparse.Namespace) -> int:
     from notifier.replay import replay
 
-    settings = _load(Path(args.path), require_api_key=False)
+    settings = _load(Path(args.config), require_api_key=False)
     try:
         lines = [args.fill] if args.fill is not None else _read_lines(args.fills)
     except (OSError, UnicodeDecodeError) as exc:

@@ -16,10 +16,24 @@ DEFAULT_CONFIG = "config.yaml"
 def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The parser and the parsed arguments; a usage error exits 2, as argparse does."""
     parser = build()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, so its usage shows the form it takes
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo" and args.send and args.config is None:
         parser.error("demo --send needs --config: the demo's own rules have no channels")
+    if args.command not in (None, "demo"):
+        _settle_config(parser, args)
     return parser, args
+
+
+def _command_parser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    """The parser of one command (the top-level one when there is none)."""
+    # argparse lists its subparsers only in these private attributes.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            chosen: argparse.ArgumentParser = action.choices[name]
+            return chosen
+    return parser
 
 
 def _count(text: str) -> int:
@@ -34,11 +48,21 @@ def _count(text: str) -> int:
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
+    """The config file, given either way: `notifier run config.yaml` or `--config config.yaml`
+    (every command takes both; `parse` settles which)."""
+    parser.add_argument("path", nargs="?", metavar="CONFIG", help="the config file")
     parser.add_argument(
         "--config",
-        default=os.environ.get("NOTIFIER_CONFIG", DEFAULT_CONFIG),
+        default=None,
         help=f"the config file (default: $NOTIFIER_CONFIG, else {DEFAULT_CONFIG})",
     )
+
+
+def _settle_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One config path in `args.config`, from the positional, --config or the default."""
+    if args.path is not None and args.config is not None and args.path != args.config:
+        parser.error(f"two config files given ({args.path}, {args.config}): name one")
+    args.config = args.path or args.config or os.environ.get("NOTIFIER_CONFIG") or DEFAULT_CONFIG
 
 
 def build() -> argparse.ArgumentParser:
@@ -116,14 +140,14 @@ def build() -> argparse.ArgumentParser:
         "Validate a config file as `run` would; print a summary or every problem (exit 2).",
         "notifier check-config config.yaml",
     )
-    p.add_argument("path")
+    _config_option(p)
     p = command(
         "test",
         "Show which rules match given fills and the messages they render (no send without --send).",
         """notifier test config.yaml --fill '{"order_id": 1, "market_id": "0xabc", "side": "BUY", \
 "outcome": "Yes", "price": "0.4", "quantity": "150", "filled_at": "2026-01-01T00:00:00Z"}'""",
     )
-    p.add_argument("path")
+    _config_option(p)
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--fill", help="one fill as JSON (any feed shape or a plain fill object)")
     given.add_argument("--fills", help="a JSON-lines file of fills ('-' for stdin)")

@@ -627,3 +627,24 @@ def test_config_errors_are_one_json_record_under_json_logging(
     record = json.loads(line)
     assert record["level"] == "critical"
     assert record["msg"] == BAD_CONFIG_ERRORS.rstrip("\n")
+
+
+def test_every_command_takes_its_config_either_way(capsys: pytest.CaptureFixture[str]) -> None:
+    """`check-config PATH` and `check-config --config PATH` alike (and `run`, `outbox`...);
+    two different files is a usage error; an unknown option shows the command's own usage."""
+    assert cli.main(["check-config", str(EXAMPLE)]) == 0
+    assert cli.main(["check-config", "--config", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.count(": ok: 4 rules") == 2
+    for argv, said in (
+        (["check-config", "a.yaml", "--config", "b.yaml"], "two config files given"),
+        (
+            ["outbox", "c.yaml", "--bogus"],
+            "notifier outbox: error: unrecognized arguments: --bogus",
+        ),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(argv)
+        assert exited.value.code == 2
+        assert said in capsys.readouterr().err
+    args = cli_args.parse(["outbox", "c.yaml"])[1]
+    assert args.config == "c.yaml"
