@@ -473,7 +473,7 @@ def interrupted(*args, **kwargs):
 if sys.argv[1] == "import":
     sys.meta_path.insert(0, Interrupt())
 else:
-    argparse.ArgumentParser.parse_args = interrupted
+    argparse.ArgumentParser.parse_known_args = interrupted
 from notifier.launch import entry
 entry()
 """
