@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -119,6 +119,8 @@ class FeedClient:
         self._silent = False  # the watchdog dropped the current connection
         self._retry: asyncio.Task[None] | None = None  # a gap retry beside the read loop
         self._handshake_wait = 0.0  # a refused handshake's Retry-After, for the next pause
+        self._down_since: float | None = monotonic()  # None while connected
+        self._host = urlsplit(settings.base_url).netloc.rpartition("@")[2]  # for log lines
 
     async def run(self) -> None:
         """Hold the feed until cancelled or stopped; KeyRefused (fatal) when the key is refused."""
@@ -136,8 +138,10 @@ class FeedClient:
                     await self._pause(exc.retry_after)
                     continue
                 except TransientFeedError as exc:
+                    # A warning: the venue (or the way to it) is failing, not a routine close.
                     self._count("token_failed")
-                    await self._pause(self._reconnect.next_delay(), f"{exc}")
+                    why = f"{exc} at {self._host}"
+                    await self._pause(self._reconnect.next_delay(), why, level=logging.WARNING)
                     continue
                 cause = await self._session(url, token)
                 if self._stopping:
@@ -149,6 +153,12 @@ class FeedClient:
         finally:
             if self._closer is not None:
                 await self._closer
+
+    def down_for(self) -> float:
+        """Seconds since the feed was last connected (or since start); 0 while connected."""
+        if self._down_since is None:
+            return 0.0
+        return max(self._monotonic() - self._down_since, 0.0)
 
     def request_stop(self) -> None:
         """Finish the frame in hand, close the socket, and return from `run()`."""
@@ -203,6 +213,7 @@ class FeedClient:
         self._ws = ws
         self.stats.connects += 1
         self.stats.connected = True
+        self._down_since = None
         log.info("connected to the execution feed (connect #%d)", self.stats.connects)
         try:
             async with ws:
@@ -212,6 +223,7 @@ class FeedClient:
         finally:
             self._ws = None
             self.stats.connected = self.stats.reading = False
+            self._down_since = self._monotonic()
             if self._monotonic() - started >= settings.stable_after:
                 self._reconnect.stayed_up()
 
@@ -343,12 +355,12 @@ class FeedClient:
 
     # -- policy and bookkeeping ----------------------------------------------------------
 
-    async def _pause(self, delay: float, why: str = "") -> None:
+    async def _pause(self, delay: float, why: str = "", *, level: int = logging.INFO) -> None:
         """Sleep through the injected sleep, cut short by `request_stop()`."""
         if delay <= 0 or self._stopping:
             return
         if why:
-            log.info("%s; reconnecting in %.1fs", why, delay)
+            log.log(level, "%s; reconnecting in %.1fs", why, delay)
         self.stats.in_backoff = True
         sleeper = asyncio.ensure_future(self._sleep(delay))
         stopper = asyncio.ensure_future(self._stop.wait())

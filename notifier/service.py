@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must come within 10 s
 PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
 PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
+FEED_DOWN_AFTER = 300.0  # seconds without a feed connection before /healthz says 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +77,13 @@ class Service:
         install_signals: bool = True,
         hangups: HangupLatch | None = None,
         feed_sleep: Callable[[float], Awaitable[None]] | None = None,
+        feed_clock: Callable[[], float] | None = None,
         delivery_clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
-        # Test hooks (fault suite): the feed's back-off sleep and the deliverer's clock.
+        # Test hooks (fault suite): the feed's back-off sleep and clock, the deliverer's clock.
         self._feed_sleep = feed_sleep
+        self._feed_clock = feed_clock
         self._delivery_clock = delivery_clock
         self._reload_config = reload
         self._watch = watch
@@ -172,6 +176,7 @@ class Service:
             sink=pipeline.submit,
             watermark=store,
             sleep=self._feed_sleep or asyncio.sleep,
+            monotonic=self._feed_clock or time.monotonic,
         )
         self.metrics = Metrics(self.snapshot)
         if settings.metrics.listen:
@@ -328,6 +333,9 @@ class Service:
             return False, "starting"
         if not (feed.stats.connected or feed.stats.in_backoff):
             return False, "feed not connected"
+        down = feed.down_for()
+        if down > FEED_DOWN_AFTER:  # backing off, but for too long: fills are not coming in
+            return False, f"feed not connected for {down / 60:.0f} minutes"
         stalled = self._drain.stalled(dlv.pending_by_channel())
         if stalled:
             return False, "outbox not draining: " + "; ".join(stalled)

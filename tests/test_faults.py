@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from daemon import Daemon, child_env
-from fakes import grows
+from fakes import MonoClock, grows
 from faults import Clock, Gate, Hook, config_text, running, step_until_delivered, until
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -31,7 +31,7 @@ from notifier.errors import ConfigError, StateBusyError
 from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.normalize import Rejected, decode_frame, normalize_message
-from notifier.service import Service
+from notifier.service import FEED_DOWN_AFTER, Service
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
 
@@ -375,6 +375,38 @@ async def test_health_names_a_stuck_channel_while_another_delivers(
         await up.close()
     assert up.titles() == up.titles(200) == ids(range(1000, 1003))
     assert down.titles(200) == ids(range(1000, 1003))
+
+
+async def test_health_says_when_the_feed_has_been_down_too_long(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The venue's token endpoint failing: each failure is a warning naming the host; /healthz
+    stays 200 while the back-off is short, and says 503 once the feed has been down
+    FEED_DOWN_AFTER; the first connection after makes it 200 again."""
+    venue.token_status = 503
+    mono, sleep = MonoClock(1000.0), Gate(auto=False)
+    text = config_text(venue, {"hook": hook}, tmp_path / "state.db")
+    settings = parse(text, source=tmp_path / "c.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
+    service = Service(settings, install_signals=False, feed_sleep=sleep, feed_clock=mono)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: len(sleep.delays) == 1)
+        assert service.health() == (True, "ok")
+        mono.t += FEED_DOWN_AFTER + 60
+        assert service.health() == (False, "feed not connected for 6 minutes")
+        venue.token_status = None
+        sleep.release()
+        await until(lambda: bool(service.feed and service.feed.stats.reading))
+        assert service.health() == (True, "ok")
+    finally:
+        service.request_stop()
+        async with asyncio.timeout(15):
+            await task
+    host = venue.base_url.split("//", 1)[1]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned[0].startswith(f"token endpoint answered HTTP 503 at {host}; reconnecting in"), (
+        warned
+    )
 
 
 async def test_429_storm_backs_off_and_delivers_each_once(
