@@ -85,7 +85,7 @@ class Outcomes:
         self._store.mark_sent(item.id)
         self.stats.sent += 1
         _bump(self.stats.sent_by_channel, channel)
-        log.debug("alert sent: channel %s, rule %s", channel, item.rule)
+        log.info("alert sent: channel %s, rule %s", channel, item.rule)
         if self._on_sent is not None:
             try:
                 self._on_sent(item)

@@ -72,6 +72,12 @@ class _Hiding(logging.Formatter):
         return text
 
 
+def _apprise_errors_only(record: logging.LogRecord) -> bool:
+    """apprise's own warnings about a send are in the deliverer's line about it (which names
+    the channel and rule): printed apart as well, each failure would read as two."""
+    return record.levelno >= logging.ERROR or not record.name.startswith("apprise")
+
+
 def hide(secret: str, shown: str) -> None:
     """From now on, write `shown` wherever a log line would carry `secret`.
 
@@ -109,6 +115,7 @@ def configure(*, level: int, fmt: LogFormat = "text", stream: IO[str] | None = N
         else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     )
     handler.setFormatter(_Hiding(inner))
+    handler.addFilter(_apprise_errors_only)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -92,6 +92,7 @@ class Service:
         self._install_signals = install_signals
         self._hangups = hangups
         self._stop = asyncio.Event()
+        self._stop_why = ""
         self._broken: StateError | None = None  # a scheduled commit failed: run ends with it
         self._clock = delivery_clock or utc_now
         self._drain = DrainWatch(self._clock)
@@ -104,15 +105,17 @@ class Service:
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
 
-    def request_stop(self) -> None:
-        """Begin a graceful stop (what SIGTERM and SIGINT do)."""
+    def request_stop(self, why: str = "asked to stop") -> None:
+        """Begin a graceful stop (what SIGTERM and SIGINT do); `why` goes in the log line."""
+        if not self._stop.is_set():
+            self._stop_why = why
         self._stop.set()
 
     def _state_broken(self, error: StateError) -> None:
         """A scheduled commit failed: stop, and end `run` with its error (exit 70 or 1), not
         on with a batch of alerts unrecorded until some later write trips over it."""
         self._broken = error
-        self._stop.set()
+        self.request_stop("the state file failed")
 
     async def run(self) -> Summary:
         """Run until asked to stop; raises KeyRefused or StateError for fatal conditions."""
@@ -188,8 +191,8 @@ class Service:
         try:
             with loop_signals(
                 {
-                    signal.SIGTERM: self.request_stop,
-                    signal.SIGINT: self.request_stop,
+                    signal.SIGTERM: lambda: self.request_stop("SIGTERM"),
+                    signal.SIGINT: lambda: self.request_stop("SIGINT"),
                     signal.SIGHUP: self.request_reload,
                 },
                 enabled=self._install_signals,
@@ -211,7 +214,9 @@ class Service:
                     )
                     await self._stop.wait()
                     sdnotify.notify("STOPPING=1")
-                    log.info("stopping: feed closed, finishing what was received")
+                    log.info(
+                        "stopping (%s): feed closed, finishing what was received", self._stop_why
+                    )
                     await _cancel(feed_task)
                     await _finish(pipeline, pipe_task)
                     await deliverer.drain(SHUTDOWN_GRACE)

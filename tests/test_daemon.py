@@ -120,6 +120,8 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         assert "4 alerts sent" in summary
         assert "0 pending" in summary
         assert len(webhook.requests) == 4
+        assert "stopping (SIGTERM): feed closed" in daemon.log  # why, in the operator's words
+        assert daemon.log.count("alert sent: channel hook, rule ") == 4  # one line an alert
 
 
 async def test_alerts_pending_at_shutdown_are_sent_after_restart(

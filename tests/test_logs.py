@@ -89,3 +89,18 @@ def test_a_key_with_quotes_or_backslashes_is_hidden_as_lines_spell_it(
     log.error("repr %r", secret)
     assert "SECRET" not in stream.getvalue()
     assert stream.getvalue().count("ps_live_01234567…") == 2
+
+
+def test_apprise_warnings_are_left_to_the_deliverer_s_own_line() -> None:
+    """apprise's warning about a failed send is in the deliverer's line about it: not printed
+    apart as well; apprise's errors still are."""
+    out = io.StringIO()
+    logs.configure(level=logging.DEBUG, fmt="text", stream=out)
+    logging.getLogger("apprise").warning("Failed to send JSON POST notification")
+    logging.getLogger("apprise").error("apprise itself broke")
+    logging.getLogger("notifier.delivery_outcomes").warning("delivery failed: channel desk")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "apprise itself broke" in lines[0]
+    assert "delivery failed: channel desk" in lines[1]
+
