@@ -95,13 +95,20 @@ async def run_demo(*, fills: int | None, config_path: str | None, send: bool = F
                 base_url=venue.base_url, state_dir=Path(tmp), config_path=config_path, send=send
             )
             service = Service(settings)
-            daemon = asyncio.create_task(service.run())
-            trader = asyncio.create_task(_trade(venue, service, fills, rng))
-            await asyncio.wait({daemon, trader}, return_when=asyncio.FIRST_COMPLETED)
-            service.request_stop()  # done, or the trader failed: either way, stop the daemon
-            trader.cancel()
-            await asyncio.wait({trader})
-            await daemon  # a fatal error in the daemon surfaces here
+            sent_lines = logging.getLogger("notifier.delivery_outcomes")
+            level = sent_lines.level
+            if not send:  # each alert prints here: a line saying it was sent is noise
+                sent_lines.setLevel(logging.WARNING)
+            try:
+                daemon = asyncio.create_task(service.run())
+                trader = asyncio.create_task(_trade(venue, service, fills, rng))
+                await asyncio.wait({daemon, trader}, return_when=asyncio.FIRST_COMPLETED)
+                service.request_stop("the demo is done")  # or the trader failed: stop either way
+                trader.cancel()
+                await asyncio.wait({trader})
+                await daemon  # a fatal error in the daemon surfaces here
+            finally:
+                sent_lines.setLevel(level)
             if not trader.cancelled() and trader.exception() is not None:
                 log.error("demo stopped early: %s", _why(trader.exception()))
                 return 1
