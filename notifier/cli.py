@@ -229,9 +229,19 @@ def _outbox(args: argparse.Namespace) -> int:
 
 
 def _print_outbox(store: StateStore, out: TextIO) -> None:
+    from notifier.shaping_state import waiting
+
     items = store.outbox(state="pending") + store.outbox(state="dead")
     counts = store.counts()
     print(f"pending {counts.get('pending', 0)}, dead {counts.get('dead', 0)}", file=out)
+    shaped, due = waiting(store.shaping.entries())
+    if shaped:
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(shaped.items()))
+        print(
+            f"{sum(shaped.values())} fill(s) held by alert shaping ({rules}), the first due "
+            f"{due:%Y-%m-%d %H:%M:%S}Z (or when the daemon next runs after that)",
+            file=out,
+        )
     held = store.title_waits.held()
     if held:
         print(

@@ -55,13 +55,15 @@ class Summary:
     failed: int
     dead: int
     pending: int
+    held: int = 0  # fills waiting in a group, a throttle period or for active hours
 
     def line(self) -> str:
         """The one summary line logged at shutdown."""
+        held = f", {self.held} fills held by alert shaping (kept for later)" if self.held else ""
         return (
             f"stopped: {self.fills} new fills ({self.duplicates} duplicates skipped), "
             f"{self.matched} matched, {self.sent} alerts sent, {self.failed} failed attempts, "
-            f"{self.dead} dead, {self.pending} pending"
+            f"{self.dead} dead, {self.pending} pending{held}"
         )
 
 
@@ -357,6 +359,12 @@ class Service:
             failed=dlv.stats.failed if dlv else 0,
             dead=dlv.stats.dead if dlv else 0,
             pending=dlv.pending() if dlv else 0,
+            held=sum(
+                n
+                for stages in (pipe.shaping.stats().values() if pipe else ())
+                for stage, n in stages.items()
+                if stage != "dropped"
+            ),
         )
 
     def _log_start(self) -> None:

@@ -9,10 +9,10 @@ again, so a rule throttling 10,000 markets costs a few rows per batch, not a 1 M
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from notifier.digests import Bunch, fill_from_data, fill_to_data, parse_decimal, parse_time
 
@@ -158,6 +158,30 @@ def load_entry(state: RuleState, kind: Kind, key: Key, data: Mapping[str, object
     except (KeyError, TypeError, ValueError, AssertionError, ArithmeticError) as exc:
         # ArithmeticError: "dropped": 1e999 is a float infinity that int() refuses.
         raise ValueError(f"unreadable {kind} entry: {exc!r}") from exc
+
+
+def waiting(
+    stored: Iterable[tuple[str, str, str, str]],
+) -> tuple[dict[str, int], datetime | None]:
+    """From the stored entries (rule, kind, key, JSON data): fills held per rule, and when
+    the first of those goes out; for `notifier outbox`, which has no shaper. Unreadable
+    entries are skipped (the daemon reports them when it loads)."""
+    held: dict[str, int] = {}
+    due: list[datetime] = []
+    for rule, kind, _key, text in stored:
+        state = RuleState(groups={}, throttles={})
+        try:
+            load_entry(state, cast("Kind", kind), (), json.loads(text))
+        except ValueError:
+            continue
+        parts = [(g.due, g.bunch) for g in state.groups.values()]
+        parts += [(t.until, t.bunch) for t in state.throttles.values() if t.bunch is not None]
+        if state.held is not None:
+            parts.append((state.held.opens, state.held.bunch))
+        for at, bunch in parts:
+            held[rule] = held.get(rule, 0) + bunch.count
+            due.append(at)
+    return held, min(due, default=None)
 
 
 def load_snapshot(data: Mapping[str, object]) -> dict[str, RuleState]:

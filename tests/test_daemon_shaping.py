@@ -96,3 +96,26 @@ async def test_held_digest_survives_kill_9_and_goes_out_once(
     finally:
         if daemon.proc.returncode is None:
             await daemon.kill()
+
+
+async def test_fills_held_at_a_stop_are_counted_and_listed(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Stopped with a group still open: the stop line and `notifier outbox` say how many fills
+    it holds and when they go out, where they said nothing and looked lost."""
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", venue, webhook, wait="1h", metrics=port)
+    async with await _start(config, venue) as daemon:
+        await _fills(venue)
+        await metrics_once(port, 'notifier_fills_matched_total{rule="digest"} 3.0')
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+        assert code == 0
+        assert daemon.lines[-1].endswith(
+            "0 pending, 3 fills held by alert shaping (kept for later)"
+        )
+    listing = await Daemon.start("outbox", str(config), env=child_env())
+    code, out = await listing.wait()
+    assert code == 0, listing.log
+    assert "3 fill(s) held by alert shaping (digest 3), the first due " in out
+    assert webhook.requests == []

@@ -103,4 +103,3 @@ def test_apprise_warnings_are_left_to_the_deliverer_s_own_line() -> None:
     assert len(lines) == 2
     assert "apprise itself broke" in lines[0]
     assert "delivery failed: channel desk" in lines[1]
-
