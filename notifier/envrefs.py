@@ -92,6 +92,11 @@ class EnvRefs:
                     "names an environment variable that is not set (its name is not shown:"
                     " it does not look like one, and this value is a secret)"
                 )
+            if self.secret(path):  # a default for a key or a URL's token would be one in the file
+                return refuse(
+                    f"environment variable {name} is not set (set it where the daemon runs: "
+                    "the shell, or the unit's EnvironmentFile)"
+                )
             return refuse(
                 f"environment variable {name} is not set (set it, or write ${{{name}:-default}})"
             )

@@ -905,7 +905,7 @@ def test_a_key_written_inside_a_reference_is_never_echoed(value: str) -> None:
     assert problems[0].startswith("config.yaml:2: feed.api_key: ")
     assert errors("feed:\n  api_key: ${MY_KEY}\n", env={}) == [  # a name as names go: shown
         "config.yaml:2: feed.api_key: environment variable MY_KEY is not set "
-        "(set it, or write ${MY_KEY:-default})"
+        "(set it where the daemon runs: the shell, or the unit's EnvironmentFile)"
     ]
 
 
