@@ -289,7 +289,7 @@ def _load(path: Path, *, require_api_key: bool = True) -> Settings:
 def _read_lines(path: str) -> list[str]:
     source = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
     with source:
-        return [line for line in source if line.strip()]
+        return list(source)  # blank lines too: fills are numbered by their line
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -150,7 +150,9 @@ def build() -> argparse.ArgumentParser:
     _config_option(p)
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--fill", help="one fill as JSON (any feed shape or a plain fill object)")
-    given.add_argument("--fills", help="a JSON-lines file of fills ('-' for stdin)")
+    given.add_argument(
+        "--fills", help="a JSON-lines file of fills ('-' for stdin); each named by its line number"
+    )
     p.add_argument("--send", action="store_true", help="deliver the rendered alerts for real")
     p = command(
         "send-test",

@@ -42,7 +42,9 @@ async def replay(settings: Settings, lines: Iterable[str], *, send: bool, out: T
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
     status = EXIT_OK
     seen: dict[str, int] = {}  # fill identity -> the number it was first given as
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(lines, 1):  # numbered as the file's lines, blank ones too
+        if not line.strip():
+            continue
         parsed = parse_fill(line)
         if isinstance(parsed, Rejected):
             print(f"fill {number}: rejected ({parsed.reason}): {parsed.detail}", file=out)

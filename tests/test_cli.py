@@ -170,16 +170,17 @@ def test_missing_config_file(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[str]) -> None:
-    """`test` prints, per fill in any shape, the matching rules and rendered messages."""
+    """`test` prints, per fill in any shape, the matching rules and rendered messages; fills
+    are numbered by their line in the file, blank lines counted."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
-    Path("fills.jsonl").write_text(f"{FLAT}\n{NESTED}\n", encoding="utf-8")
+    Path("fills.jsonl").write_text(f"{FLAT}\n\n{NESTED}\n", encoding="utf-8")
     assert cli.main(["test", "c.yaml", "--fills", "fills.jsonl"]) == 0
     assert capsys.readouterr().out == (
         "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n"
         "  rule big -> hook\n"
         "    title: Big BUY on 0xabc1\n"
         "    body:  150 No @ 0.40 #42\n"
-        "fill 2: SELL 5 Yes @ 0.6 on 0xabc1 (order 43)\n"
+        "fill 3: SELL 5 Yes @ 0.6 on 0xabc1 (order 43)\n"
         "  no rule matches\n"
     )
 
