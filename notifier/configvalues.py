@@ -121,10 +121,22 @@ def as_decimal(node: Node, path: str, problems: Problems) -> Decimal | None:
         value = node.decimal()
         if value is not None:
             return value
-        problems.add(node.line, path, f"must be a number, got {node.text!r}")
+        whole, comma, part = node.text.strip().partition(",")
+        number_like = comma and whole.isdigit() and part.isdigit()
+        hint = f" ({comma_hint(whole, part)})" if number_like else ""
+        problems.add(node.line, path, f"must be a number, got {node.text!r}{hint}")
         return None
     problems.add(node.line, path, f"must be a number, got {describe(node)}")
     return None
+
+
+def comma_hint(whole: str, part: str) -> str:
+    """What `whole,part` was meant to be: a decimal, or (three digits after a non-zero whole)
+    perhaps a number with a thousands separator."""
+    hint = f"write {whole}.{part} with a decimal point"
+    if len(part) == 3 and whole.strip("0"):
+        hint += f", or {whole}{part} without the thousands separator"
+    return hint
 
 
 _MAX_INT_DIGITS = 18

@@ -29,6 +29,7 @@ from notifier.configvalues import (
     as_decimal,
     as_nonempty_str,
     as_str_list,
+    comma_hint,
     mapping,
     suggest,
 )
@@ -75,9 +76,14 @@ RuleKeyParser = Callable[[Node, str, RuleContext], object | None]
 def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None:
     """A `when` mapping (or one nested under any/all/not); null or {} matches every fill."""
     problems = ctx.problems
-    when = mapping(node, path, problems, WHEN_KEYS)
+    misplaced = [key for key in RULE_KEYS if key not in WHEN_KEYS]
+    when = mapping(node, path, problems, WHEN_KEYS, skip=misplaced)
     if when is None:
         return None
+    for key in when:
+        if key in misplaced:  # `notify:` indented under `when:`: the YAML nests it there
+            message = f"{key!r} belongs to the rule, not to its conditions: indent it as `when:` is"
+            problems.add(when.key_lines[key], f"{path}.{key}", message)
     parts: list[Condition] = []
     ok = all(key in WHEN_KEYS for key in when)
     for key, value in when.items():
@@ -146,6 +152,15 @@ def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | 
     if not isinstance(node, YMap):
         got = describe(node)
         problems.add(node.line, path, f"must be a mapping like {{min: 1, max: 2}}, got {got}")
+        return None
+    digits = [k for k in node if k.isdigit()]
+    ends = [k for k in node if k in ("min", "max")]
+    if len(digits) == 1 and len(ends) == 1 and len(node) == 2:
+        # `{max: 0,65}`: in a {...} mapping the comma separates entries, so 65 became a key.
+        written = node[ends[0]]
+        whole = written.text if isinstance(written, Scalar) else ""
+        message = f"a comma in {{...}} separates entries: {comma_hint(whole, digits[0])}"
+        problems.add(node.key_lines[digits[0]], f"{path}.{ends[0]}", message)
         return None
     if mapping(node, path, problems, ("min", "max")) is None or set(node) - {"min", "max"}:
         return None

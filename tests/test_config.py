@@ -979,3 +979,36 @@ def test_a_command_that_sends_no_key_ignores_its_characters() -> None:
     env = {"POLYSIM_API_KEY": KEY + "\n"}
     assert settings_of("rules: []\n", env=env, require_api_key=False).feed.api_key == KEY + "\n"
     assert errors("rules: []\n", env=env)  # run, which sends it, refuses it
+
+
+def test_a_decimal_comma_is_named_as_one() -> None:
+    """`0,65` in a {...} mapping is two entries (YAML's comma), in a block a string: either
+    way the problem says to write a decimal point, not "unknown key '65'"."""
+    problems = errors(
+        CHANNELS
+        + "rules:\n"
+        + "  - {name: a, notify: desk, when: {price: {max: 0,65}}}\n"
+        + "  - {name: b, notify: desk, when: {quantity: {min: 1,000}}}\n"
+        + "  - name: c\n    notify: desk\n    when:\n      price:\n        max: 0,65\n"
+    )
+    assert problems == [
+        "config.yaml:5: rules[0].when.price.max: a comma in {...} separates entries: "
+        "write 0.65 with a decimal point",
+        "config.yaml:6: rules[1].when.quantity.min: a comma in {...} separates entries: "
+        "write 1.000 with a decimal point, or 1000 without the thousands separator",
+        "config.yaml:11: rules[2].when.price.max: must be a number, got '0,65' "
+        "(write 0.65 with a decimal point)",
+    ]
+
+
+def test_a_rule_key_indented_under_when_says_so() -> None:
+    """`notify:` indented one level too far lands in `when`: the problem says where it
+    belongs, not "did you mean 'not'"."""
+    problems = errors(
+        CHANNELS + "rules:\n  - name: a\n    when:\n      side: BUY\n      notify: [desk]\n"
+    )
+    assert problems == [
+        "config.yaml:5: rules[0]: missing required key 'notify'",
+        "config.yaml:8: rules[0].when.notify: 'notify' belongs to the rule, not to its "
+        "conditions: indent it as `when:` is",
+    ]
