@@ -300,7 +300,12 @@ class Service:
                     "%s settings changed: they take effect at the next restart", ", ".join(later)
                 )
             self.settings = _keep_runtime(self.settings, new)
-            log.info("reloaded: %d rules, %d channels", len(new.rules.rules), len(channels.names))
+            log.info(
+                "reloaded: %d rules, %d channels (%s)",
+                len(new.rules.rules),
+                len(channels.names),
+                _changes(old, new),
+            )
             return True
 
     def _build_reloaded(self) -> tuple[Settings, ChannelSet]:
@@ -390,6 +395,23 @@ def _keep_runtime(old: Settings, new: Settings) -> Settings:
     return dataclasses.replace(
         new, feed=old.feed, state=old.state, metrics=old.metrics, log=old.log
     )
+
+
+def _changes(old: Settings, new: Settings) -> str:
+    """What a reload changed in rules and channels, by name, for its log line."""
+    said = []
+    for kind, before, after in (
+        ("rules", {r.name: r for r in old.rules.rules}, {r.name: r for r in new.rules.rules}),
+        ("channels", dict(old.channels), dict(new.channels)),
+    ):
+        for verb, names in (
+            ("added", [n for n in after if n not in before]),
+            ("removed", [n for n in before if n not in after]),
+            ("changed", [n for n in after if n in before and after[n] != before[n]]),
+        ):
+            if names:
+                said.append(f"{kind} {verb}: {', '.join(names)}")
+    return "; ".join(said) or "no change in rules or channels"
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

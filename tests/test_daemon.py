@@ -94,7 +94,8 @@ async def test_run_delivers_reloads_and_stops_cleanly(
 
         write_config(config, venue, webhook, rules=RULES + EXTRA_RULE)  # and no metrics:
         daemon.signal(signal.SIGHUP)
-        await daemon.wait_log("reloaded: 2 rules")
+        reloaded = await daemon.wait_log("reloaded: 2 rules")
+        assert reloaded.endswith("reloaded: 2 rules, 1 channels (rules added: small)")
         assert "metrics settings changed: they take effect at the next restart" in daemon.log
         assert await http_get(port, "/healthz") == (200, "ok\n")  # still served, as it says
         await venue.fill(market_id=BTC, quantity="7", order_id=4)
@@ -293,7 +294,8 @@ async def test_a_sighup_while_starting_is_kept_and_reloads_once_up(
         _write_and_close(held, text)
         await daemon.wait_log("SIGHUP during start-up: reloading now")
         _write_and_close(await _open_fifo(fifo), text)  # what the reload reads
-        await daemon.wait_log("reloaded: 1 rules")
+        same = await daemon.wait_log("reloaded: 1 rules")
+        assert same.endswith("(no change in rules or channels)")
         await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
         await webhook.wait_for(1, timeout=10)
