@@ -52,7 +52,8 @@ rules:
     stop: true
   - name: every-fill
     notify: [terminal]
-    body: "{side} {quantity} {outcome} @ {price}, order #{order_id} at {filled_at:%H:%M:%S}"
+    body: >-
+      {side} {quantity} {outcome} @ {price}, order #{order_id} at {filled_at:%H:%M:%S} {status}
 """
 
 
