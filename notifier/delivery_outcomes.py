@@ -85,7 +85,12 @@ class Outcomes:
         self._store.mark_sent(item.id)
         self.stats.sent += 1
         _bump(self.stats.sent_by_channel, channel)
-        log.info("alert sent: channel %s, rule %s", channel, item.rule)
+        log.info(
+            "alert sent: channel %s, rule %s",
+            channel,
+            item.rule,
+            extra={"event": "sent", "channel": channel, "rule": item.rule},
+        )
         if self._on_sent is not None:
             try:
                 self._on_sent(item)
@@ -120,6 +125,13 @@ class Outcomes:
             attempts,
             error,
             delay,
+            extra={
+                "event": "failed",
+                "channel": channel,
+                "rule": item.rule,
+                "attempt": attempts,
+                "retry_in": round(delay, 3),
+            },
         )
         fallback = self._limits.fallback(channel)
         if fallback is not None and now - item.created_at >= fallback[1]:
@@ -148,7 +160,13 @@ class Outcomes:
         self._store.mark_dead(item.id, error=error)
         self.stats.dead += 1
         _bump(self.stats.dead_by_channel, channel)
-        log.error("alert dead-lettered: channel %s, rule %s: %s", channel, item.rule, error)
+        log.error(
+            "alert dead-lettered: channel %s, rule %s: %s",
+            channel,
+            item.rule,
+            error,
+            extra={"event": "dead", "channel": channel, "rule": item.rule},
+        )
         self.escalate(item, channel, sender)
 
     def escalate(self, item: OutboxItem, channel: str, sender: Sender) -> None:

@@ -233,7 +233,8 @@ class Service:
             await titles.aclose()  # look-ups still running must not outlive the HTTP client
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
-        log.info("%s", self.summary().line())
+        summary = self.summary()
+        log.info("%s", summary.line(), extra={"event": "stopped", **dataclasses.asdict(summary)})
 
     async def _prune_forever(self, store: StateStore) -> None:
         horizon = self.settings.feed.backfill_horizon
@@ -382,6 +383,13 @@ class Service:
             key_prefix(s.feed.api_key),
             s.state.path,
             s.feed.base_url,
+            extra={
+                "event": "started",
+                "version": __version__,
+                "rules": len(s.rules.rules),
+                "channels": len(s.channels),
+                "key_prefix": key_prefix(s.feed.api_key),
+            },
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import os
 import signal
@@ -123,6 +124,29 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         assert len(webhook.requests) == 4
         assert "stopping (SIGTERM): feed closed" in daemon.log  # why, in the operator's words
         assert daemon.log.count("alert sent: channel hook, rule ") == 4  # one line an alert
+
+
+async def test_json_log_lines_carry_their_figures_as_fields(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Under --log-format json, the start, each alert sent and the stop are records with
+    their figures as fields (`jq 'select(.event == "sent")'`), not only inside `msg`."""
+    config = write_config(tmp_path / "c.yaml", venue, webhook)
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    async with await Daemon.start("run", str(config), "--log-format", "json", env=env) as daemon:
+        await daemon.feed_ready(venue)
+        await venue.fill(market_id=BTC, quantity="150", order_id=1)
+        await webhook.wait_for(1, timeout=10)
+        await daemon.wait_log('"event": "sent"')
+        daemon.signal(signal.SIGTERM)
+        code, _ = await daemon.wait()
+        assert code == 0
+    records = [json.loads(line) for line in daemon.lines]
+    by_event = {r["event"]: r for r in records if "event" in r}
+    assert by_event["started"]["rules"] == 1
+    assert by_event["started"]["key_prefix"].startswith("ps_test_")
+    assert (by_event["sent"]["channel"], by_event["sent"]["rule"]) == ("hook", "big")
+    assert (by_event["stopped"]["sent"], by_event["stopped"]["pending"]) == (1, 0)
 
 
 async def test_alerts_pending_at_shutdown_are_sent_after_restart(
