@@ -290,11 +290,11 @@ class Shaper:
         return spec.active is None or spec.active.is_active(now)
 
     @staticmethod
-    def _holds(spec: RuleShaping, now: datetime) -> bool:
-        """Whether a message of matches that arrived inside the window, due now, waits for the
-        next opening (`hold` outside the window); with `drop` it goes out: never discarded."""
+    def _holds(spec: RuleShaping, due: datetime) -> bool:
+        """Whether a message of matches that arrived inside the window, due at `due`, waits for
+        the next opening (`hold` outside the window); with `drop` it goes out: never discarded."""
         active = spec.active
-        return active is not None and active.outside == "hold" and not active.is_active(now)
+        return active is not None and active.outside == "hold" and not active.is_active(due)
 
     def _after_group(
         self,
@@ -307,7 +307,9 @@ class Shaper:
         out: list[Release],
     ) -> None:
         bunch = group.bunch
-        if self._holds(spec, now):
+        # Judged at the deadline, not at release: a group due inside the window goes out,
+        # however late the release comes (a restart, a timer firing after closing time).
+        if self._holds(spec, group.due):
             self._fold(spec, state, bunch, 0, now)
         elif spec.throttle is None:
             self._emit(state, make_release(rule, key, bunch, 0, "group"), out)
@@ -376,7 +378,7 @@ class Shaper:
         if bunch is None:
             return
         suppressed = throttle.messages - 1
-        if self._holds(spec, now):
+        if self._holds(spec, throttle.until):  # at the period's end, as a group at its due
             self._fold(spec, state, bunch, suppressed, now)
             return
         if spec.throttle is not None:  # the trailing message starts the next period

@@ -595,6 +595,26 @@ def test_groups_are_kept_apart_by_their_key() -> None:
     assert [(r.key, len(r.fills)) for r in releases] == [(("m1",), 2), (("m2",), 1)]
 
 
+def test_a_message_due_inside_the_window_goes_out_when_released_after_closing() -> None:
+    """A group (or throttle period) due a moment before closing time, released after it (a
+    late timer, a restart): sent then, not held until the next opening, 20 hours on."""
+    closes = active("08:00-12:01")  # T0 is 12:00 on a Friday
+    shaper = group_shaper(wait=30, active=closes)
+    shaper.offer("btc", fill(1), T0)
+    [group] = shaper.due(T0 + 120 * S)
+    assert (group.kind, group.fills) == ("group", (fill(1),))
+    throttled = throttle_shaper(every=30, active=closes)
+    assert len(throttled.offer("calm", fill(1), T0)) == 1
+    assert throttled.offer("calm", fill(2), T0 + 10 * S) == []
+    [trailing] = throttled.due(T0 + 120 * S)
+    assert (trailing.kind, trailing.fills) == ("throttle", (fill(2),))
+    # Due after closing time, it is held for the opening, as before.
+    late = group_shaper(wait=30, active=closes)
+    late.offer("btc", fill(3), T0 + 50 * S)
+    assert late.due(T0 + 120 * S) == []
+    assert late.stats()["btc"]["held"] == 1
+
+
 # --- shaper: throttle -----------------------------------------------------------------------
 
 
