@@ -49,6 +49,7 @@ TITLE_RETRY = 10.0  # seconds between two looks at the fills waiting for their m
 # Shaped records between two shaping-state writes: each write commits the open batch, so the
 # store's own batch limit (which commits on its own) is never reached with records the stored
 # state lacks.
+REWAKE = 60.0  # seconds the shaping timer sleeps at most before it looks at the clock again
 SHAPING_SAVE_EVERY = 200
 
 
@@ -339,6 +340,13 @@ class Pipeline:
                 await self._tick.wait()
                 continue
             delay = (deadline - self._clock()).total_seconds()
+            if delay > REWAKE:
+                # Far off: is that a stepped-back wall clock? Look again in a while, too, as
+                # the wall clock may step while we sleep on the loop's monotonic one.
+                if self.shaping.pull_in():
+                    self._save_shaping()
+                    continue
+                delay = REWAKE
             if delay > 0:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that lands as the wait ends, and this timer would outlive the pipeline.

@@ -137,6 +137,34 @@ class Shaper:
         ]
         return min(times, default=None)
 
+    def pull_in(self, now: datetime) -> int:
+        """Bring deadlines further off than their spec allows back to `now` plus the spec's
+        wait or period; how many moved.
+
+        Only a wall clock that stepped back puts a deadline there (or a reload that shortened
+        the spec): without this, a group of `wait: 30s` would wait out the step as well.
+        """
+        moved = 0
+        for rule, state in self._state.items():
+            spec, before = self._specs[rule], moved
+            if spec.group is not None:
+                latest = now + spec.group.wait
+                for key, group in state.groups.items():
+                    if group.due > latest:
+                        group.due = latest
+                        state.dirty.add(("group", key))
+                        moved += 1
+            if spec.throttle is not None:
+                latest = now + spec.throttle.every
+                for key, throttle in state.throttles.items():
+                    if throttle.until > latest:
+                        throttle.until = latest
+                        state.dirty.add(("throttle", key))
+                        moved += 1
+            if moved > before:
+                self._touched.add(rule)
+        return moved
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Per rule: fills dropped outside active hours, and fills waiting in each stage."""
         return {

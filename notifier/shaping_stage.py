@@ -177,6 +177,17 @@ class ShapingStage:
         """When `due` next has work, or None."""
         return self._shaper.next_deadline()
 
+    def pull_in(self) -> bool:
+        """Deadlines beyond their spec (the wall clock stepped back) brought in; whether any."""
+        moved = self._shaper.pull_in(self._clock())
+        if moved:
+            log.warning(
+                "%d shaping deadline(s) lay further off than their rule allows (the wall "
+                "clock stepped back?): brought in",
+                moved,
+            )
+        return bool(moved)
+
     def reconfigure(self, rules: Iterable[Rule], escape: Escape | None = None) -> list[Release]:
         """A reload: held state of surviving rules stays; what rules no longer shaped held is
         returned, to record now (`alerts` renders it)."""

@@ -615,6 +615,27 @@ def test_a_message_due_inside_the_window_goes_out_when_released_after_closing() 
     assert late.stats()["btc"]["held"] == 1
 
 
+def test_pull_in_brings_deadlines_back_within_their_spec() -> None:
+    """After a clock step back, a group's due and a throttle's end are at most one wait or
+    period from now; deadlines within their spec stay."""
+    shaper = Shaper(
+        {
+            "btc": RuleShaping(group=GroupSpec(by=("market_id",), wait=30 * S)),
+            "calm": RuleShaping(throttle=ThrottleSpec(by=("market_id",), every=600 * S)),
+        }
+    )
+    shaper.offer("btc", fill(1), T0)
+    shaper.offer("calm", fill(2), T0)
+    shaper.offer("calm", fill(3), T0 + S)
+    assert shaper.pull_in(T0 + 10 * S) == 0
+    back = T0 - 3600 * S
+    assert shaper.pull_in(back) == 2
+    assert shaper.next_deadline() == back + 30 * S
+    [group] = shaper.due(back + 30 * S)
+    [trailing] = shaper.due(back + 600 * S)
+    assert (group.fills, trailing.fills) == ((fill(1),), (fill(3),))
+
+
 # --- shaper: throttle -----------------------------------------------------------------------
 
 

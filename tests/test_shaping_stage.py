@@ -170,6 +170,30 @@ async def test_timer_task_releases_at_the_deadline(store: StateStore, clock: Han
     await asyncio.wait_for(runner, timeout=5)
 
 
+async def test_a_wall_clock_stepped_back_does_not_hold_a_group_for_the_step(
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The wall clock steps back an hour while a 30 s group waits: the timer notices the
+    deadline lies beyond the rule's wait, brings it to now + 30 s (saved), and the digest
+    leaves 30 s later, not an hour and a half."""
+    pipeline = make(store, clock)
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(fill("1", "0.60", "10"), "live")
+    await spin_until(lambda: store.seen(fill("1", "0.60", "10").key))
+    stepped = clock.now - timedelta(hours=1)
+    clock.now = stepped
+    pipeline.tick()
+    await spin_until(lambda: pipeline.shaping.next_deadline() == stepped + timedelta(seconds=30))
+    assert "1 shaping deadline(s) lay further off than their rule allows" in caplog.text
+    ((_, _, _, data),) = [e for e in store.shaping.entries() if e[1] == "group"]
+    assert (stepped + timedelta(seconds=30)).isoformat() in data  # saved, for a restart too
+    clock.advance(seconds=30)
+    pipeline.tick()
+    await spin_until(lambda: bool(rows(store, "digest")))
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+
+
 async def test_restart_releases_held_alerts_on_time_and_once(
     tmp_path: Path, clock: HandClock
 ) -> None:
