@@ -46,9 +46,8 @@ log = logging.getLogger(__name__)
 # so the outbox does not cost one commit per fill, while a lone fill is still handled at once.
 BATCH_LIMIT = 500
 TITLE_RETRY = 10.0  # seconds between two looks at the fills waiting for their market title
-# Shaped records between two shaping-state writes: each write commits the open batch, so the
-# store's own batch limit (which commits on its own) is never reached with records the stored
-# state lacks.
+# Shaped records between two shaping-state writes, each of which commits the open batch (the
+# store's own batch limit is held off meanwhile: records must not commit without the state).
 REWAKE = 60.0  # seconds the shaping timer sleeps at most before it looks at the clock again
 SHAPING_SAVE_EVERY = 200
 
@@ -71,6 +70,8 @@ class FillRecorder(Protocol):
     def unseen(self, fill_keys: Sequence[str]) -> set[str]: ...
 
     def flush(self) -> None: ...
+
+    def hold_batch(self) -> contextlib.AbstractContextManager[None]: ...
 
     def abandon_batch(self, reason: StateError) -> None: ...
 
@@ -254,42 +255,44 @@ class Pipeline:
         if waiting:
             arrived = {fill.key for fill, source in batch if source != "held"}
             self.stats.duplicates += self._gate.hold(waiting, arrived)
-        remembered = self._store.remember(quiet)
-        self.stats.processed += remembered
-        self.stats.duplicates += len(quiet) - remembered
-        # A held fill is released with its record, before any shaping-state write commits the
-        # batch: recorded and held at once, a restart would judge it again.
-        if self.waits:
-            self._gate.judged(key for key, _ in quiet)
-        recorded: set[str] = set()  # targets with new outbox rows
-        shaped = False
-        for fill, matched in hits:
-            planned = plan_alerts(
-                fill, rules=rules, targets=targets, defer_shaped=True, matched=matched
-            )
-            new = self._store.record(
-                fill_key=fill.key, filled_at=fill.filled_at, alerts=planned.alerts
-            )
+        # Held past the store's batch limit: records commit with the state that holds them.
+        with self._store.hold_batch():
+            remembered = self._store.remember(quiet)
+            self.stats.processed += remembered
+            self.stats.duplicates += len(quiet) - remembered
+            # A held fill is released with its record, before any shaping-state write commits the
+            # batch: recorded and held at once, a restart would judge it again.
             if self.waits:
-                self._gate.judged((fill.key,))
-            if new:
-                self.stats.processed += 1
-                self.stats.alerts += len(planned.alerts)
-                self.stats.matched.update(rule.name for rule in planned.rules)
-                self.stats.matched_fills += bool(planned.rules)
-                recorded.update(alert.target for alert in planned.alerts)
-                for rule in planned.shaped:
-                    shaped = True
-                    releases = self.shaping.offer(rule, fill)
-                    recorded |= self._record_releases(releases)
-                    self._since_save += 1
-                    if self._since_save >= SHAPING_SAVE_EVERY:
-                        self._save_shaping()
-            else:
-                self.stats.duplicates += 1
-        if shaped:
-            self._save_shaping()  # no await since the records: one transaction with them
-            self.tick()
+                self._gate.judged(key for key, _ in quiet)
+            recorded: set[str] = set()  # targets with new outbox rows
+            shaped = False
+            for fill, matched in hits:
+                planned = plan_alerts(
+                    fill, rules=rules, targets=targets, defer_shaped=True, matched=matched
+                )
+                new = self._store.record(
+                    fill_key=fill.key, filled_at=fill.filled_at, alerts=planned.alerts
+                )
+                if self.waits:
+                    self._gate.judged((fill.key,))
+                if new:
+                    self.stats.processed += 1
+                    self.stats.alerts += len(planned.alerts)
+                    self.stats.matched.update(rule.name for rule in planned.rules)
+                    self.stats.matched_fills += bool(planned.rules)
+                    recorded.update(alert.target for alert in planned.alerts)
+                    for rule in planned.shaped:
+                        shaped = True
+                        releases = self.shaping.offer(rule, fill)
+                        recorded |= self._record_releases(releases)
+                        self._since_save += 1
+                        if self._since_save >= SHAPING_SAVE_EVERY:
+                            self._save_shaping()
+                else:
+                    self.stats.duplicates += 1
+            if shaped:
+                self._save_shaping()  # no await since the records: one transaction with them
+                self.tick()
         for fill, _ in batch:
             self._queued.discard(fill.key)
         if recorded:
@@ -326,10 +329,11 @@ class Pipeline:
     def release_due(self) -> None:
         """Record what the shaper releases by now, with the state that no longer holds it, in
         one transaction."""
-        targets = self._record_releases(self.shaping.due())
+        with self._store.hold_batch():
+            targets = self._record_releases(self.shaping.due())
+            self._save_shaping()
         if targets:
             self._on_recorded(targets)
-        self._save_shaping()
 
     async def _release_forever(self) -> None:
         """Wake at the shaper's next deadline (or a tick) and release what is due."""

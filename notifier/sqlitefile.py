@@ -64,6 +64,7 @@ class SqliteFile:
         self._batch_limit = batch_limit
         self._in_batch = False
         self._batch_size = 0
+        self._held = 0  # hold_batch() depth: the batch limit does not commit meanwhile
         self._broken: StateError | None = None
         self._lock: IO[bytes] | None = None
         target = max(migrations) + 1 if migrations else 0
@@ -172,7 +173,7 @@ class SqliteFile:
             with self._savepoint():
                 yield self.db
             self._batch_size += 1
-            if not deferrable or self._batch_size >= self._batch_limit:
+            if not deferrable or (self._batch_size >= self._batch_limit and not self._held):
                 self.flush()
             return
         self.db.execute("BEGIN IMMEDIATE")  # a busy file fails here, not midway
@@ -183,6 +184,17 @@ class SqliteFile:
                 self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    @contextmanager
+    def hold_batch(self) -> Iterator[None]:
+        """Writes in here join the open batch past its limit: the caller commits them (with
+        `flush`, or a non-deferrable write) once they are whole, say records of shaped fills
+        with the state that holds them. A limit reached meanwhile commits at the next write."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:

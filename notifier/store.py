@@ -7,6 +7,7 @@ The tables, row type and time encoding are in `store_schema.py`.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -98,6 +99,11 @@ class StateStore:
     def flush(self) -> None:
         """Commit records batched by group commit, if any: durable on return."""
         self._file.flush()
+
+    def hold_batch(self) -> contextlib.AbstractContextManager[None]:
+        """Writes that join the open batch past its limit, until the caller commits them
+        (see SqliteFile.hold_batch)."""
+        return self._file.hold_batch()
 
     def abandon_batch(self, reason: StateError) -> None:
         """Roll back the open batch and refuse every later write (see SqliteFile.abandon)."""

@@ -194,6 +194,36 @@ async def test_a_wall_clock_stepped_back_does_not_hold_a_group_for_the_step(
     await asyncio.wait_for(runner, timeout=5)
 
 
+async def test_a_batch_past_the_store_s_limit_commits_records_with_their_state(
+    tmp_path: Path, clock: HandClock
+) -> None:
+    """One shaped fill and more plain ones than the store's batch limit, and the shaping-state
+    write fails (a full disk, or a kill at that instant): nothing of the batch is committed,
+    so a restart has the backfill bring the shaped fill again. Before, the limit committed
+    its record on its own, and it was seen, held nowhere, never sent."""
+    path = tmp_path / "s.db"
+    loop = asyncio.get_running_loop()
+    store = StateStore(path, clock=clock, defer_commit=loop.call_soon, batch_limit=5)
+    shaped = fill("1", "0.60", "10")
+    plain = [fill(str(n), "0.50", "100", market="0xeth") for n in range(2, 14)]
+
+    def full(changes: StateChanges) -> None:
+        raise StateBusyError("state file s.db: write: database or disk is full")
+
+    store.shaping.save = full  # type: ignore[method-assign]
+    pipeline = make(store, clock)
+    for each in (shaped, *plain):
+        await pipeline.submit(each, "live")
+    runner = asyncio.create_task(pipeline.run())
+    with pytest.raises(StateBusyError):
+        await asyncio.wait_for(runner, timeout=5)
+    store._file.db.close()  # the process ends here: nothing more is committed
+    with StateStore(path, clock=clock) as again:
+        assert not again.seen(shaped.key)
+        assert not any(again.seen(p.key) for p in plain)
+        assert again.outbox() == []
+
+
 async def test_restart_releases_held_alerts_on_time_and_once(
     tmp_path: Path, clock: HandClock
 ) -> None:
