@@ -79,8 +79,13 @@ def privacy_url(plugin: NotifyBase) -> str:
     """
     url = cast("Callable[..., str]", plugin.url)  # untyped in apprise
     parts = urlsplit(str(url(privacy=True)))
-    if parts.scheme.lower() in _WEBHOOK_SCHEMES or parts.scheme.lower() in _TOPIC_SCHEMES:
+    scheme = parts.scheme.lower()
+    if scheme in _WEBHOOK_SCHEMES or scheme in _TOPIC_SCHEMES:
         parts = parts._replace(path="/".join(map(_mask_token, parts.path.split("/"))))
+    if scheme in _TOPIC_SCHEMES and "mode=cloud" in parts.query:
+        # ntfy.sh's own server (`ntfy://TOPIC`, `https://ntfy.sh/TOPIC`): apprise writes the
+        # topic where a host would be.
+        parts = parts._replace(netloc=_mask_token(parts.netloc))
     pairs = []
     for pair in parts.query.split("&") if parts.query else ():
         key, sep, value = pair.partition("=")
@@ -128,6 +133,12 @@ def url_secrets(url: str, display: str) -> tuple[str, ...]:
     for _key, value in parse_qsl(parts.query, keep_blank_values=False):
         candidates.extend(_pieces(value))
     shown = set(_pieces(display)) | set(_pieces(unquote(display)))
+    # Never secret, though a display may not show them: the path words of a webhook URL and
+    # a service's own host (https://hooks.slack.com/services/...), which every log line would
+    # otherwise lose ("channel webhooks" written "channel ***").
+    if parts.scheme.lower() in ("http", "https") and parts.hostname:
+        shown.add(parts.hostname)
+    shown |= {c for c in candidates if c.lower() in _PATH_WORDS}
     hidden = {c for c in candidates if c not in shown and len(c) >= 2}
     hidden |= {unquote(c) for c in hidden}
     if parts.password:

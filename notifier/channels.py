@@ -87,8 +87,9 @@ def _instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str 
         plugin = Apprise.instantiate(url, asset=asset)
     if plugin is None and native:
         return None, (
-            f"apprise knows no service at this {scheme}:// URL (Slack and Discord webhook "
-            "URLs are taken as given); for a plain webhook write json:// or jsons://"
+            f"apprise knows no service at this {scheme}:// URL (a service's own webhook URL, "
+            "as Slack, Discord or ntfy.sh give it, is taken as given); for a plain webhook "
+            "write json:// or jsons://"
         )
     if plugin is None:
         return None, f"apprise rejected the URL ({scheme})"

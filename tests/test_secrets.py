@@ -139,3 +139,30 @@ def test_a_slack_webhook_url_as_slack_gives_it_is_taken_and_kept_secret() -> Non
     assert refused is not None
     assert "json://" in refused
     assert "example.com" not in refused
+
+
+@pytest.mark.parametrize("url", ["ntfy://my-secret-topic-42", "https://ntfy.sh/my-secret-topic-42"])
+def test_an_ntfy_topic_on_ntfy_sh_is_masked(url: str) -> None:
+    """On ntfy.sh's own server the topic is the only secret, and apprise's display puts it
+    where a host would be: masked there too, and kept out of errors and logs."""
+    channels = ChannelSet.build(
+        {"phone": ChannelSettings(name="phone", urls=(url,))}, delivery=DeliverySettings()
+    )
+    (target,) = channels.targets("phone")
+    assert target.display.startswith("ntfys://***")
+    assert "my-secret-topic-42" not in target.display
+
+
+def test_words_of_a_service_s_own_url_are_not_hidden_from_log_lines() -> None:
+    """A Discord webhook URL as Discord gives it: its token is hidden in every log line, its
+    host and path words are not (a channel named `webhooks` stays readable)."""
+    out = io.StringIO()
+    logs.configure(level=logging.INFO, fmt="text", stream=out)
+    url = "https://discord.com/api/webhooks/1234567890/T0kenT0kenT0kenSecret"
+    ChannelSet.build(
+        {"webhooks": ChannelSettings(name="webhooks", urls=(url,))}, delivery=DeliverySettings()
+    )
+    logging.getLogger("notifier.test").info(
+        "channel webhooks at discord.com: T0kenT0kenT0kenSecret"
+    )
+    assert out.getvalue().rstrip().endswith("channel webhooks at discord.com: ***")
