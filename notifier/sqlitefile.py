@@ -70,7 +70,13 @@ class SqliteFile:
         target = max(migrations) + 1 if migrations else 0
         try:
             if read_only:
-                uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+                # With no WAL file beside it no connection has the file open (the daemon is
+                # stopped): read it as immutable, which creates no -shm/-wal either, so a user
+                # who may not write the directory can still list it. Else read-only, seeing the
+                # daemon's commits through its WAL.
+                live = Path(f"{self.path}-wal").exists()
+                flags = "mode=ro" if live else "immutable=1"
+                uri = f"file:{quote(os.path.abspath(self.path))}?{flags}"
                 self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
