@@ -180,7 +180,7 @@ def _test(args: argparse.Namespace) -> int:
 
     settings = _load(Path(args.config), require_api_key=False)
     try:
-        lines = [args.fill] if args.fill is not None else _read_lines(args.fills)
+        lines = [(1, args.fill)] if args.fill is not None else _read_lines(args.fills)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"notifier test: cannot read --fills {args.fills}: {os_reason(exc)}", file=sys.stderr)
         return EXIT_CONFIG
@@ -286,10 +286,11 @@ def _load(path: Path, *, require_api_key: bool = True) -> Settings:
     return settings
 
 
-def _read_lines(path: str) -> list[str]:
+def _read_lines(path: str) -> list[tuple[int, str]]:
+    """The file's non-blank lines, each with its line number (what `test` calls the fill)."""
     source = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
     with source:
-        return list(source)  # blank lines too: fills are numbered by their line
+        return [(number, line) for number, line in enumerate(source, 1) if line.strip()]
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -37,14 +37,14 @@ def parse_fill(line: str) -> Fill | Rejected | None:
     return result
 
 
-async def replay(settings: Settings, lines: Iterable[str], *, send: bool, out: TextIO) -> int:
+async def replay(
+    settings: Settings, lines: Iterable[tuple[int, str]], *, send: bool, out: TextIO
+) -> int:
     """Print matches and rendered messages for each fill; with `send`, deliver them too."""
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
     status = EXIT_OK
     seen: dict[str, int] = {}  # fill identity -> the number it was first given as
-    for number, line in enumerate(lines, 1):  # numbered as the file's lines, blank ones too
-        if not line.strip():
-            continue
+    for number, line in lines:  # numbered as the file's lines
         parsed = parse_fill(line)
         if isinstance(parsed, Rejected):
             print(f"fill {number}: rejected ({parsed.reason}): {parsed.detail}", file=out)

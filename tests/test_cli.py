@@ -214,6 +214,8 @@ def test_test_command_refuses_bad_fills(capsys: pytest.CaptureFixture[str]) -> N
     assert cli.main(["test", "c.yaml", "--fill", '{"type": "fill", "side": "BUY"}']) == 2
     out = capsys.readouterr().out
     assert out.startswith("fill 1: rejected (missing_field): ")
+    assert cli.main(["test", "c.yaml", "--fill", " "]) == 2  # blank is no fill, not nothing
+    assert capsys.readouterr().out.startswith("fill 1: rejected (not_json): ")
 
 
 async def test_test_command_sends_with_send(
