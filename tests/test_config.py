@@ -988,7 +988,8 @@ def test_a_decimal_comma_is_named_as_one() -> None:
         CHANNELS
         + "rules:\n"
         + "  - {name: a, notify: desk, when: {price: {max: 0,65}}}\n"
-        + "  - {name: b, notify: desk, when: {quantity: {min: 1,000}}}\n"
+        + "  - {name: b, notify: desk, when: {quantity: {min: 1,000}, "
+        + "price: {min: 0,1, max: 0,65}}}\n"
         + "  - name: c\n    notify: desk\n    when:\n      price:\n        max: 0,65\n"
     )
     assert problems == [
@@ -996,6 +997,10 @@ def test_a_decimal_comma_is_named_as_one() -> None:
         "write 0.65 with a decimal point",
         "config.yaml:6: rules[1].when.quantity.min: a comma in {...} separates entries: "
         "write 1.000 with a decimal point, or 1000 without the thousands separator",
+        "config.yaml:6: rules[1].when.price.min: a comma in {...} separates entries: "
+        "write 0.1 with a decimal point",
+        "config.yaml:6: rules[1].when.price.max: a comma in {...} separates entries: "
+        "write 0.65 with a decimal point",
         "config.yaml:11: rules[2].when.price.max: must be a number, got '0,65' "
         "(write 0.65 with a decimal point)",
     ]
