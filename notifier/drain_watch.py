@@ -27,19 +27,25 @@ class DrainWatch:
         """An alert of this channel was delivered now."""
         self._last_sent[channel] = self._clock()
 
-    def stalled(self, pending: Pending) -> list[str]:
+    def stalled(self, pending: Pending, paced: Mapping[str, float] | None = None) -> list[str]:
         """Channels with an alert queued more than STALL_AFTER ago and none sent since then,
-        each as a phrase for the health answer."""
-        quiet_since = self._clock() - timedelta(seconds=STALL_AFTER)
-        if self._started > quiet_since:
+        each as a phrase for the health answer.
+
+        `paced`: seconds a channel's `rate` may hold an alert back (one message's share of
+        its period), added to its allowance: `rate: 1/h` is not stuck after 10 minutes.
+        """
+        now = self._clock()
+        if self._started > now - timedelta(seconds=STALL_AFTER):
             return []  # not up long enough to tell a stall from a backlog left by the last run
         stalled = []
         for channel, (count, oldest) in sorted(pending.items()):
+            allowed = STALL_AFTER + (paced or {}).get(channel, 0.0)
+            quiet_since = now - timedelta(seconds=allowed)
             last = self._last_sent.get(channel)
             if oldest <= quiet_since and (last is None or last <= quiet_since):
                 stalled.append(
                     f"channel {channel} has {count} alerts pending, "
-                    f"none sent for {STALL_AFTER / 60:g} minutes"
+                    f"none sent for {allowed / 60:g} minutes"
                 )
         return stalled
 

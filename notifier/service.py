@@ -349,7 +349,12 @@ class Service:
         down = feed.down_for()
         if down > FEED_DOWN_AFTER:  # backing off, but for too long: fills are not coming in
             return False, f"feed not connected for {down / 60:.0f} minutes"
-        stalled = self._drain.stalled(dlv.pending_by_channel())
+        paced = {
+            name: channel.rate[1] / channel.rate[0]
+            for name, channel in self.settings.channels.items()
+            if channel.rate
+        }
+        stalled = self._drain.stalled(dlv.pending_by_channel(), paced)
         if stalled:
             return False, "outbox not draining: " + "; ".join(stalled)
         return True, "ok"
