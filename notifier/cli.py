@@ -237,9 +237,11 @@ def _print_outbox(store: StateStore, out: TextIO) -> None:
     shaped, due = waiting(store.shaping.entries())
     if shaped:
         rules = ", ".join(f"{rule} {n}" for rule, n in sorted(shaped.items()))
+        when = "when the daemon next runs"
+        if due is not None:
+            when = f"{due:%Y-%m-%d %H:%M:%S}Z (or {when} after that)"
         print(
-            f"{sum(shaped.values())} fill(s) held by alert shaping ({rules}), the first due "
-            f"{due:%Y-%m-%d %H:%M:%S}Z (or when the daemon next runs after that)",
+            f"{sum(shaped.values())} fill(s) held by alert shaping ({rules}), the first due {when}",
             file=out,
         )
     held = store.title_waits.held()

@@ -28,7 +28,7 @@ from notifier.digests import (
 from notifier.durations import MAX_DAYS
 from notifier.events import Fill
 from notifier.shaping import Shaper
-from notifier.shaping_state import Key, entries
+from notifier.shaping_state import Key, entries, waiting
 from notifier.shapingspecs import (
     GroupSpec,
     RuleShaping,
@@ -707,6 +707,31 @@ def test_throttle_over_groups_counts_suppressed_digests() -> None:
 
 
 WINDOW = "08:00-22:00"
+
+
+def test_waiting_counts_held_fills_from_the_stored_entries() -> None:
+    """What `notifier outbox` reads without a shaper: fills held per rule and the first due
+    time; a digest whose window moved on a reload ("look again at once") is due at the next
+    run, not in 1970."""
+    spec = RuleShaping(group=GroupSpec(by=("market_id",), wait=30 * S), active=active(WINDOW))
+    shaper = Shaper({"g": spec, "r": RuleShaping(active=active(WINDOW))})
+    shaper.offer("g", fill(1), T0)
+    shaper.offer("g", fill(2), T0 + S)
+    night = utc("2026-02-06T23:00:00")
+    shaper.offer("r", fill(3), night)
+    stored = [
+        (rule, kind, repr(key), json.dumps(data))
+        for rule, kind, key, data in shaper.changes()
+        if data is not None
+    ]
+    assert waiting(stored) == ({"g": 2, "r": 1}, T0 + 30 * S)
+    shaper.reconfigure({"g": spec, "r": RuleShaping(active=active("09:00-22:00"))})
+    moved = [
+        (rule, kind, repr(key), json.dumps(data))
+        for rule, kind, key, data in shaper.changes()
+        if data is not None and rule == "r"
+    ]
+    assert waiting(moved) == ({"r": 1}, None)
 
 
 def test_hold_outside_hours_sends_one_digest_when_the_window_opens() -> None:
