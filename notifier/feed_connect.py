@@ -110,8 +110,16 @@ def ws_url(base_url: str) -> str:
 
 
 def redact(text: str, token: str) -> str:
-    """Exception text with the token (raw or URL-quoted) blotted out."""
+    """Exception text with the token (raw or URL-quoted) blotted out; also its start, cut
+    short (a WebSocket close reason holds at most 123 bytes, less than a JWT)."""
     for form in {token, quote(token, safe="")}:
         if form:
             text = text.replace(form, "***")
+            for end in range(len(form) - 1, MIN_TOKEN_PART - 1, -1):
+                if form[:end] in text:
+                    text = text.replace(form[:end], "***")
+                    break
     return text
+
+
+MIN_TOKEN_PART = 8  # a shorter piece of a token is too likely to be ordinary text
