@@ -141,6 +141,12 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_3_to_4(db: sqlite3.Connection) -> None:
+    """Sent rows by fill time: the hourly prune found them by looking at every sent row
+    (0.75 s of the event loop at 2,000,000 of them, even with nothing to delete)."""
+    db.execute("CREATE INDEX outbox_sent_by_fill ON outbox (filled_at) WHERE state = 'sent'")
+
+
 # A skip scan over the pending index: one index probe per target, however long the backlog
 # (SELECT DISTINCT walked every pending row: 28 ms at 100,000, on every notify()).
 PENDING_TARGETS = """    WITH RECURSIVE t (target) AS (
@@ -152,5 +158,10 @@ PENDING_TARGETS = """    WITH RECURSIVE t (target) AS (
     SELECT target FROM t WHERE target IS NOT NULL"""
 
 # Schema migrations: MIGRATIONS[n] turns version n into n + 1, inside one transaction.
-MIGRATIONS: dict[int, Migration] = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS: dict[int, Migration] = {
+    0: _migrate_0_to_1,
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
+}
 SCHEMA_VERSION = max(MIGRATIONS) + 1
