@@ -350,21 +350,22 @@ def test_retarget_back_to_a_url_it_left_uses_a_fresh_row(store: StateStore) -> N
     assert [(i.target, i.rule) for i in store.outbox()] == [("A", "r" + RETARGET_SUFFIX)]
 
 
+class Recorded:
+    """A fallback recorder that notes each record key and holds no alert anywhere."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def record(self, *, fill_key: str, filled_at: object, alerts: object) -> bool:
+        self.keys.append(fill_key)
+        return True
+
+    def has_alert(self, *, fill_key: str, rule: str, target: str, derived: bool = False) -> bool:
+        return False
+
+
 def test_a_reused_row_id_still_falls_back() -> None:
     """SQLite reuses a deleted last row's id: a new alert with it must still get its fallback."""
-
-    class Recorded:
-        def __init__(self) -> None:
-            self.keys: list[str] = []
-
-        def record(self, *, fill_key: str, filled_at: object, alerts: object) -> bool:
-            self.keys.append(fill_key)
-            return True
-
-        def has_alert(
-            self, *, fill_key: str, rule: str, target: str, derived: bool = False
-        ) -> bool:
-            return False
 
     limits = ChannelLimits({"slack": channel("slack", fallback="mail")})
     recorder = Recorded()
@@ -432,19 +433,6 @@ def test_an_html_fold_counts_its_br_line_breaks_as_lines() -> None:
 def test_a_fallback_channel_back_after_a_reload_is_used() -> None:
     """The fallback channel missing (a reload removed it): nothing queued, and once a later
     reload brings it back, the alert still falls back to it."""
-
-    class Recorded:
-        def __init__(self) -> None:
-            self.keys: list[str] = []
-
-        def record(self, *, fill_key: str, filled_at: object, alerts: object) -> bool:
-            self.keys.append(fill_key)
-            return True
-
-        def has_alert(
-            self, *, fill_key: str, rule: str, target: str, derived: bool = False
-        ) -> bool:
-            return False
 
     limits = ChannelLimits({"slack": channel("slack", fallback="mail")})
     recorder = Recorded()
