@@ -14,7 +14,6 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,9 +27,12 @@ from notifier.drain_watch import DrainWatch
 from notifier.errors import ConfigError, FatalFeedError, StateError, key_prefix
 from notifier.feed import FeedClient
 from notifier.hangup import HangupLatch, loop_signals
+from notifier.health import judge_health
 from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.pipeline import Pipeline
+from notifier.reload_diff import described_changes, kept_runtime, waiting_for_restart
+from notifier.run_summary import Summary, summarize
 from notifier.settings import Settings
 from notifier.store import PRUNE_STEP, OutboxItem, StateStore
 from notifier.walcheckpoint import BACKSTOP_PAGES, WalCheckpointer, checkpoint_forever
@@ -41,30 +43,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must come within 10 s
 PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
 PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
-FEED_DOWN_AFTER = 300.0  # seconds without a feed connection before /healthz says 503
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """What a run did, for the shutdown line and the CLI's exit."""
-
-    fills: int
-    duplicates: int
-    matched: int
-    sent: int
-    failed: int
-    dead: int
-    pending: int
-    held: int = 0  # fills waiting in a group, a throttle period or for active hours
-
-    def line(self) -> str:
-        """The one summary line logged at shutdown."""
-        held = f", {self.held} fills held by alert shaping (kept for later)" if self.held else ""
-        return (
-            f"stopped: {self.fills} new fills ({self.duplicates} duplicates skipped), "
-            f"{self.matched} matched, {self.sent} alerts sent, {self.failed} failed attempts, "
-            f"{self.dead} dead, {self.pending} pending{held}"
-        )
 
 
 class Service:
@@ -100,6 +78,7 @@ class Service:
         self._drain = DrainWatch(self._clock)
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[bool]] = set()
+        self._reload_queued = False  # a reload asked for has not read the file yet
         self.store: StateStore | None = None
         self.feed: FeedClient | None = None
         self.pipeline: Pipeline | None = None
@@ -260,7 +239,15 @@ class Service:
     # -- reload -------------------------------------------------------------------------------
 
     def request_reload(self) -> None:
-        """Reload in the background (what SIGHUP does); reloads run one at a time."""
+        """Reload in the background (what SIGHUP does); reloads run one at a time.
+
+        A request while another waits to read the file joins it: that reading sees every
+        edit made before it, so a burst of signals costs one reload, not one each.
+        """
+        if self._reload_queued:
+            log.debug("reload already queued: this request joins it")
+            return
+        self._reload_queued = True
         task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
@@ -272,9 +259,11 @@ class Service:
         second or more to parse, and the feed must not wait for it.
         """
         if self._reload_config is None:
+            self._reload_queued = False
             log.warning("reload asked, but this run has no config file to reload")
             return False
         async with self._reload_lock:
+            self._reload_queued = False  # from here on, an edit needs a reload of its own
             try:
                 new, channels = await asyncio.to_thread(self._build_reloaded)
             except ConfigError as exc:
@@ -295,17 +284,17 @@ class Service:
                     channels.take_locks(self.deliverer.sender)
                 self.deliverer.swap_sender(channels, new.channels, new.delivery)
             old = self.settings
-            later = [n for n in _RESTART_SECTIONS if getattr(new, n) != getattr(old, n)]
+            later = waiting_for_restart(old, new)
             if later:
                 log.warning(
                     "%s settings changed: they take effect at the next restart", ", ".join(later)
                 )
-            self.settings = _keep_runtime(self.settings, new)
+            self.settings = kept_runtime(self.settings, new)
             log.info(
                 "reloaded: %d rules, %d channels (%s)",
                 len(new.rules.rules),
                 len(channels.names),
-                _changes(old, new),
+                described_changes(old, new),
             )
             return True
 
@@ -340,43 +329,12 @@ class Service:
         )
 
     def health(self) -> tuple[bool, str]:
-        """Healthy while the feed is up (or backing off to reconnect) and the outbox drains."""
-        feed, dlv = self.feed, self.deliverer
-        if feed is None or dlv is None:
-            return False, "starting"
-        if not (feed.stats.connected or feed.stats.in_backoff):
-            return False, "feed not connected"
-        down = feed.down_for()
-        if down > FEED_DOWN_AFTER:  # backing off, but for too long: fills are not coming in
-            return False, f"feed not connected for {down / 60:.0f} minutes"
-        paced = {
-            name: channel.rate[1] / channel.rate[0]
-            for name, channel in self.settings.channels.items()
-            if channel.rate
-        }
-        stalled = self._drain.stalled(dlv.pending_by_channel(), paced)
-        if stalled:
-            return False, "outbox not draining: " + "; ".join(stalled)
-        return True, "ok"
+        """The /healthz verdict (health.py)."""
+        return judge_health(self.feed, self.deliverer, self._drain, self.settings.channels)
 
     def summary(self) -> Summary:
         """Totals so far."""
-        pipe, dlv = self.pipeline, self.deliverer
-        return Summary(
-            fills=pipe.stats.processed if pipe else 0,
-            duplicates=pipe.stats.duplicates if pipe else 0,
-            matched=pipe.stats.matched_fills if pipe else 0,
-            sent=dlv.stats.sent if dlv else 0,
-            failed=dlv.stats.failed if dlv else 0,
-            dead=dlv.stats.dead if dlv else 0,
-            pending=dlv.pending() if dlv else 0,
-            held=sum(
-                n
-                for stages in (pipe.shaping.stats().values() if pipe else ())
-                for stage, n in stages.items()
-                if stage != "dropped"
-            ),
-        )
+        return summarize(self.pipeline, self.deliverer)
 
     def _log_start(self) -> None:
         s = self.settings
@@ -396,35 +354,6 @@ class Service:
                 "key_prefix": key_prefix(s.feed.api_key),
             },
         )
-
-
-# What a reload does not change: the connection, the state file, the metrics socket, logging.
-_RESTART_SECTIONS = ("feed", "state", "metrics", "log")
-
-
-def _keep_runtime(old: Settings, new: Settings) -> Settings:
-    """The settings now in force: new rules and channels, the running feed, state, metrics
-    and logging (see _RESTART_SECTIONS)."""
-    return dataclasses.replace(
-        new, feed=old.feed, state=old.state, metrics=old.metrics, log=old.log
-    )
-
-
-def _changes(old: Settings, new: Settings) -> str:
-    """What a reload changed in rules and channels, by name, for its log line."""
-    said = []
-    for kind, before, after in (
-        ("rules", {r.name: r for r in old.rules.rules}, {r.name: r for r in new.rules.rules}),
-        ("channels", dict(old.channels), dict(new.channels)),
-    ):
-        for verb, names in (
-            ("added", [n for n in after if n not in before]),
-            ("removed", [n for n in before if n not in after]),
-            ("changed", [n for n in after if n in before and after[n] != before[n]]),
-        ):
-            if names:
-                said.append(f"{kind} {verb}: {', '.join(names)}")
-    return "; ".join(said) or "no change in rules or channels"
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

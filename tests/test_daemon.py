@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -354,6 +355,43 @@ async def test_systemd_hears_ready_once_signals_are_handled_and_stopping_at_the_
             code, _ = await daemon.wait()
     assert stopping == b"STOPPING=1"
     assert code == 0
+
+
+async def test_a_burst_of_reload_requests_reads_the_config_once_per_wait(
+    tmp_path: Path,
+) -> None:
+    """Ten SIGHUPs before a reload starts cost one reading of the file; one asked while a
+    reading runs gets a reading of its own after it (an edit it follows is not missed)."""
+    settings = parse(
+        "channels:\n  hook: json://127.0.0.1:9/\n",
+        source=tmp_path / "config.yaml",
+        env={"POLYSIM_API_KEY": DEFAULT_API_KEY},
+        check_url=lambda url: None,
+    )
+    readings: list[int] = []
+    reading = threading.Event()
+    go_on = threading.Event()
+
+    def reread() -> Settings:
+        readings.append(len(readings) + 1)
+        if len(readings) == 2:
+            reading.set()
+            assert go_on.wait(timeout=10)
+        return settings
+
+    service = Service(settings, reload=reread, install_signals=False)
+    for _ in range(10):
+        service.request_reload()
+    await asyncio.wait(set(service._reloads), timeout=10)
+    assert readings == [1]
+    service.request_reload()
+    await asyncio.wait_for(asyncio.to_thread(reading.wait, 10), timeout=15)
+    for _ in range(5):  # during the second reading: one more, queued behind it
+        service.request_reload()
+    go_on.set()
+    while service._reloads:
+        await asyncio.wait(set(service._reloads), timeout=10)
+    assert readings == [1, 2, 3]
 
 
 async def test_a_reload_that_fails_unexpectedly_keeps_the_running_config(

@@ -30,8 +30,9 @@ from notifier.drain_watch import STALL_AFTER
 from notifier.errors import ConfigError, StateBusyError
 from notifier.events import Fill
 from notifier.feed import FeedClient
+from notifier.health import FEED_DOWN_AFTER
 from notifier.normalize import Rejected, decode_frame, normalize_message
-from notifier.service import FEED_DOWN_AFTER, Service
+from notifier.service import Service
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
 

@@ -1,0 +1,39 @@
+"""The /healthz verdict: is the daemon doing its job, as a supervisor or a probe asks it.
+
+Unhealthy while starting, while the feed has been down too long (fills are not coming in),
+or while some channel's alerts are not draining (drain_watch.py judges each channel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from notifier.deliver import Deliverer
+from notifier.drain_watch import DrainWatch
+from notifier.feed import FeedClient
+from notifier.settings import ChannelSettings
+
+FEED_DOWN_AFTER = 300.0  # seconds without a feed connection before /healthz says 503
+
+
+def judge_health(
+    feed: FeedClient | None,
+    deliverer: Deliverer | None,
+    drain: DrainWatch,
+    channels: Mapping[str, ChannelSettings],
+) -> tuple[bool, str]:
+    """Healthy while the feed is up (or backing off to reconnect) and the outbox drains."""
+    if feed is None or deliverer is None:
+        return False, "starting"
+    if not (feed.stats.connected or feed.stats.in_backoff):
+        return False, "feed not connected"
+    down = feed.down_for()
+    if down > FEED_DOWN_AFTER:  # backing off, but for too long: fills are not coming in
+        return False, f"feed not connected for {down / 60:.0f} minutes"
+    paced = {  # one message's share of a channel's rate: how long `rate` may hold an alert
+        name: rate[1] / rate[0] for name, channel in channels.items() if (rate := channel.rate)
+    }
+    stalled = drain.stalled(deliverer.pending_by_channel(), paced)
+    if stalled:
+        return False, "outbox not draining: " + "; ".join(stalled)
+    return True, "ok"

@@ -1,0 +1,43 @@
+"""What a reload changes: the settings it puts in force, and the words its log line uses.
+
+A reload swaps rules and channels only; the feed connection, the state file, the metrics
+socket and logging were set up at start, so edits to those wait for a restart (and say so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from notifier.settings import Settings
+
+RESTART_SECTIONS = ("feed", "state", "metrics", "log")  # what a reload does not change
+
+
+def kept_runtime(old: Settings, new: Settings) -> Settings:
+    """The settings now in force: new rules and channels, the running feed, state, metrics
+    and logging (see RESTART_SECTIONS)."""
+    return dataclasses.replace(
+        new, feed=old.feed, state=old.state, metrics=old.metrics, log=old.log
+    )
+
+
+def waiting_for_restart(old: Settings, new: Settings) -> list[str]:
+    """The sections edited that take effect only at the next restart."""
+    return [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(old, name)]
+
+
+def described_changes(old: Settings, new: Settings) -> str:
+    """What a reload changed in rules and channels, by name, for its log line."""
+    said = []
+    for kind, before, after in (
+        ("rules", {r.name: r for r in old.rules.rules}, {r.name: r for r in new.rules.rules}),
+        ("channels", dict(old.channels), dict(new.channels)),
+    ):
+        for verb, names in (
+            ("added", [n for n in after if n not in before]),
+            ("removed", [n for n in before if n not in after]),
+            ("changed", [n for n in after if n in before and after[n] != before[n]]),
+        ):
+            if names:
+                said.append(f"{kind} {verb}: {', '.join(names)}")
+    return "; ".join(said) or "no change in rules or channels"
