@@ -10,12 +10,12 @@ note where a `market_title` test could change the verdict (`run` looks titles up
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from notifier.channels import ChannelSet
 from notifier.events import Fill
-from notifier.normalize import Rejected, decode_frame, normalize_any
+from notifier.normalize import Rejected, decode_frame, normalize_any, showable
 from notifier.plan import Planned, plan_alerts
 from notifier.rules import Rule
 from notifier.settings import Settings
@@ -31,9 +31,13 @@ def parse_fill(line: str) -> Fill | Rejected | None:
     if isinstance(obj, Rejected):
         return obj
     result = normalize_any(obj)
-    title = obj.get("market_title")
+    data = obj.get("data")
+    # Where the shape keeps the fill's fields: the nested shape's `data`, else the top level.
+    title = data.get("market_title") if isinstance(data, Mapping) else None
+    if title is None:
+        title = obj.get("market_title")
     if isinstance(result, Fill) and isinstance(title, str):
-        return result.with_title(title)
+        return result.with_title(showable(title))  # as the daemon shows a venue's title
     return result
 
 

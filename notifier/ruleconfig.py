@@ -100,6 +100,13 @@ def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None
         elif key in ("any", "all"):
             part = _group(key, value, child, ctx)
         elif key == "not":
+            if not value or (isinstance(value, Scalar) and value.kind == "null"):
+                # `not` of nothing matches no fill: the rule could never alert. Most often
+                # the next key was meant to be indented under it.
+                message = "needs at least one condition (indent the ones it negates under it)"
+                problems.add(when.key_lines[key], child, message)
+                ok = False
+                continue
             inner = parse_condition(value, child, ctx)
             part = None if inner is None else Not(inner)
         else:

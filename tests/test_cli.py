@@ -208,6 +208,37 @@ def test_test_command_notes_a_fill_a_title_could_judge(capsys: pytest.CaptureFix
     )
 
 
+def test_test_command_reads_the_title_where_the_nested_shape_keeps_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In the nested shape the fill is `data`: a "market_title" there is the fill's title,
+    cleaned as the daemon cleans a venue's title (a stray newline would end the line)."""
+    config = RULES.format(url="json://127.0.0.1:9/").replace(
+        "outcome: No}", "outcome: No, market_title: '*rain*'}"
+    )
+    Path("c.yaml").write_text(config, encoding="utf-8")
+    nested = {
+        "type": "execution",
+        "data": {
+            "order_id": "44",
+            "market_id": "0xabc1",
+            "side": "BUY",
+            "outcome": "No",
+            "price": "0.4",
+            "quantity": "150",
+            "timestamp": "2026-02-06T12:01:00Z",
+            "market_title": " Will it rain?\n",
+        },
+    }
+    assert cli.main(["test", "c.yaml", "--fill", json.dumps(nested)]) == 0
+    assert capsys.readouterr().out == (
+        "fill 1: BUY 150 No @ 0.4 on Will it rain? (order 44)\n"
+        "  rule big -> hook\n"
+        "    title: Big BUY on Will it rain?\n"
+        "    body:  150 No @ 0.40 #44\n"
+    )
+
+
 def test_test_command_refuses_bad_fills(capsys: pytest.CaptureFixture[str]) -> None:
     """A fill that is not JSON or not valid is reported with its reason; exit 2."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")

@@ -1017,3 +1017,20 @@ def test_a_rule_key_indented_under_when_says_so() -> None:
         "config.yaml:8: rules[0].when.notify: 'notify' belongs to the rule, not to its "
         "conditions: indent it as `when:` is",
     ]
+
+
+def test_a_not_with_nothing_under_it_is_refused() -> None:
+    """`not:` with its condition left unindented (or `not: {}`) would match no fill, ever:
+    refused at its line, not accepted as a rule that can never alert."""
+    slipped = "      not:\n      status: PARTIALLY_FILLED\n"
+    empty = "      not: {}\n"
+    for when in (slipped, empty):
+        problems = errors(
+            CHANNELS
+            + "rules:\n  - name: a\n    notify: [desk]\n    when:\n      side: BUY\n"
+            + when
+        )
+        assert problems == [
+            "config.yaml:9: rules[0].when.not: needs at least one condition "
+            "(indent the ones it negates under it)"
+        ]
