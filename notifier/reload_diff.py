@@ -16,9 +16,7 @@ RESTART_SECTIONS = ("feed", "state", "metrics", "log")  # what a reload does not
 def kept_runtime(old: Settings, new: Settings) -> Settings:
     """The settings now in force: new rules and channels, the running feed, state, metrics
     and logging (see RESTART_SECTIONS)."""
-    return dataclasses.replace(
-        new, feed=old.feed, state=old.state, metrics=old.metrics, log=old.log
-    )
+    return dataclasses.replace(new, **{name: getattr(old, name) for name in RESTART_SECTIONS})
 
 
 def waiting_for_restart(old: Settings, new: Settings) -> list[str]:
