@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -59,12 +60,14 @@ class Service:
         feed_sleep: Callable[[float], Awaitable[None]] | None = None,
         feed_clock: Callable[[], float] | None = None,
         delivery_clock: Callable[[], datetime] | None = None,
+        delivery_rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        # Test hooks (fault suite): the feed's back-off sleep and clock, the deliverer's clock.
+        # Test hooks (fault suite): the feed's back-off sleep and clock, the wall clock of the
+        # outbox and deliverer, and the randomness of the deliverer's back-off jitter.
         self._feed_sleep = feed_sleep
         self._feed_clock = feed_clock
-        self._delivery_clock = delivery_clock
+        self._delivery_rng = delivery_rng
         self._reload_config = reload
         self._watch = watch
         # Taken now, just after the caller read the file: a later change counts as one.
@@ -108,6 +111,7 @@ class Service:
         loop = asyncio.get_running_loop()
         store = self.store = StateStore(
             settings.state.path,
+            clock=self._clock,
             exclusive=True,
             defer_commit=loop.call_soon,
             on_broken=self._state_broken,
@@ -144,6 +148,7 @@ class Service:
             settings.delivery,
             on_sent=self._observe_sent,
             clock=self._clock,
+            rng=self._delivery_rng,
             channels=settings.channels,
         )
         titles = MarketTitles(http, base_url=settings.feed.base_url, api_key=settings.feed.api_key)

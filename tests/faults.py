@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -51,16 +52,23 @@ class Gate:
 
 
 class Clock:
-    """The deliverer's clock, moved by hand; starts a second ahead so new rows are due."""
+    """The daemon's wall clock (outbox stamps and the deliverer's schedule), moved by hand."""
 
     def __init__(self) -> None:
-        self.now = datetime.now(UTC) + timedelta(seconds=1)
+        self.now = datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+class NoJitter(random.Random):
+    """Back-off randomness pinned to its top: each retry waits the full 1, 2, 4 … seconds."""
+
+    def random(self) -> float:
+        return 1.0
 
 
 class Hook(WebhookReceiver):
@@ -142,7 +150,13 @@ async def running(
     settings = parse(
         text, source=tmp_path / "config.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY}
     )
-    service = Service(settings, install_signals=False, feed_sleep=sleep, delivery_clock=clock)
+    service = Service(
+        settings,
+        install_signals=False,
+        feed_sleep=sleep,
+        delivery_clock=clock,
+        delivery_rng=NoJitter(),
+    )
     task = asyncio.create_task(service.run(), name="service")
     try:
         await until(lambda: task.done() or bool(service.feed and service.feed.stats.reading))
