@@ -179,7 +179,7 @@ class Service:
                 {
                     signal.SIGTERM: lambda: self.request_stop("SIGTERM"),
                     signal.SIGINT: lambda: self.request_stop("SIGINT"),
-                    signal.SIGHUP: self.request_reload,
+                    signal.SIGHUP: self._hung_up,
                 },
                 enabled=self._install_signals,
                 hangups=self._hangups,
@@ -242,6 +242,15 @@ class Service:
             self.metrics.latency.observe(max(latency, 0.0))
 
     # -- reload -------------------------------------------------------------------------------
+
+    def _hung_up(self) -> None:
+        """SIGHUP: a reload, or, for a run with no config file (the demo), the terminal it
+        belonged to closing: ignoring it would leave the process running with no one to stop it.
+        """
+        if self._reload_config is None:
+            self.request_stop("SIGHUP, and no config file to reload")
+        else:
+            self.request_reload()
 
     def request_reload(self) -> None:
         """Reload in the background (what SIGHUP does); reloads run one at a time.

@@ -206,6 +206,17 @@ async def test_demo_prints_each_alert() -> None:
     assert "stopped: 5 new fills" in daemon.log
 
 
+async def test_demo_ends_when_its_terminal_hangs_up() -> None:
+    """The demo has no config file to reload: SIGHUP (its terminal closing) stops it, or it
+    would run on with no one to stop it."""
+    daemon = await Daemon.start("demo", env=child_env())
+    await daemon.wait_log("connected", timeout=30)
+    daemon.signal(signal.SIGHUP)
+    code, _ = await daemon.wait(timeout=30)
+    assert code == 0, daemon.log
+    assert "stopping (SIGHUP, and no config file to reload)" in daemon.log
+
+
 async def test_unusable_state_file_is_fatal_in_one_line(
     venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
