@@ -219,7 +219,7 @@ def read(
         return None
     if root is None:
         return None
-    walker = _Walker(problems, env, lenient, literal, secret)
+    walker = _Walker(problems, env, lenient, literal, secret, text.splitlines())
     try:
         return walker.node(root, "")
     except _TooBig as exc:
@@ -238,6 +238,13 @@ def _compose(text: str) -> yaml.Node | None:
         loader.dispose()
 
 
+_COMMENTED_PLACEHOLDER = re.compile(r"[ \t]+(#\{.*)")
+_CUT_TEMPLATE = (
+    "' #' starts a YAML comment, so the value ends before it and {dropped!r} is dropped:"
+    " quote the whole value"
+)
+
+
 def _hint(text: str, exc: yaml.MarkedYAMLError) -> str:
     """A suggestion for the YAML mistakes people make most, when pyyaml's words do not say it."""
     mark, lines = exc.problem_mark, text.splitlines()
@@ -247,7 +254,27 @@ def _hint(text: str, exc: yaml.MarkedYAMLError) -> str:
         return "; one config is one YAML document: remove the '---' line"
     if "alias" in f"{exc.problem} {exc.context}":
         return '; a value starting with * (a glob) is read as a YAML alias: quote it, "*btc*"'
+    if mark is not None and mark.line < len(lines):
+        return _value_hint(lines[mark.line])
     return ""
+
+
+# A block line's value (after any `- ` and `key: `) that opens with a quote or bracket, closes
+# it, and goes on: `title: {side} filled`, `body: "{side}" at {price}`.
+_VALUE_GOES_ON = re.compile(
+    r"""\s*(?:-\s+)*(?:[^\s"'{\[#][^:]*:\s+)?"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|\{[^{}]*\}|\[[^\[\]]*\])[ \t]*[^\s#]"""
+)
+
+
+def _value_hint(line: str) -> str:
+    """A hint for a template YAML read as structure or as a quoted string with text after."""
+    found = _VALUE_GOES_ON.match(line)
+    if found is None:
+        return ""
+    if found.group("value")[0] in "{[":
+        return '; a value starting with { or [ is read as YAML structure: quote it, "{side} ..."'
+    return "; text after a closing quote is not part of the value: quote the whole value"
 
 
 # The tags a node has when the file names none (this loader's resolver resolves nothing).
@@ -272,8 +299,10 @@ class _Walker:
         lenient: Collection[str] | Callable[[str], bool],
         literal: Callable[[str, str], bool] | None,
         secret: Callable[[str], bool],
+        lines: list[str],
     ):
         self.problems = problems
+        self.lines = lines
         self.refs = EnvRefs(env, lenient=lenient, literal=literal, secret=secret)
         self.active: set[int] = set()
         self.count = 0  # nodes built so far, an alias's each time it is used
@@ -299,6 +328,10 @@ class _Walker:
             if "${" in text:
                 text = self.refs.expand(text, path, line, self.problems)
             # Plain style is None from pyyaml's parser and "" from libyaml's.
+            dropped = None if node.style else self._commented_placeholder(node)
+            if dropped is not None:
+                self.problems.add(line, path, _CUT_TEMPLATE.format(dropped=dropped))
+                self.problems.silence(path)
             return Scalar(text, line, plain=not node.style)
         if id(node) in self.active:
             self.problems.add(line, path, "recursive YAML alias")
@@ -314,6 +347,18 @@ class _Walker:
             return self.mapping(node, path, line)
         finally:
             self.active.discard(id(node))
+
+    def _commented_placeholder(self, node: yaml.ScalarNode) -> str | None:
+        """The comment after a plain value when it starts like a placeholder (` #{order_id}`):
+        YAML took the rest of a template for a comment. None when there is none."""
+        end = node.end_mark
+        if end.line >= len(self.lines):
+            return None
+        found = _COMMENTED_PLACEHOLDER.match(self.lines[end.line], end.column)
+        if found is None:
+            return None
+        dropped = found.group(1).rstrip()
+        return dropped if len(dropped) <= 40 else dropped[:37] + "..."
 
     def mapping(self, node: yaml.MappingNode, path: str, line: int) -> YMap:
         out = YMap(line)

@@ -802,6 +802,67 @@ def test_unquoted_globs_and_templates_get_a_hint_to_quote_them() -> None:
     ]
 
 
+TEMPLATE_RULE = "channels:\n  d: json://x\nrules:\n  - name: a\n    notify: [d]\n"
+
+
+STRUCTURE = 'a value starting with { or [ is read as YAML structure: quote it, "{side} ..."'
+AFTER_QUOTE = "text after a closing quote is not part of the value: quote the whole value"
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("    title: {side} {quantity} filled", STRUCTURE),
+        ("    body: {side}, {price}", STRUCTURE),
+        ("    body: [{side}] filled", STRUCTURE),
+        ('    title: "{side}" filled', AFTER_QUOTE),
+        ("    title: '{side}' at {price}", AFTER_QUOTE),
+    ],
+)
+def test_a_template_yaml_cannot_read_says_to_quote_it(line: str, hint: str) -> None:
+    """pyyaml's "did not find expected key" alone does not say the template needs quotes."""
+    [message] = errors(TEMPLATE_RULE + line + "\n")
+    assert message.startswith("config.yaml:6: YAML syntax error: ")
+    assert message.endswith(f"; {hint}")
+
+
+def test_a_yaml_error_on_another_line_gets_no_quoting_hint() -> None:
+    """Quoted and flow values that close where they should are not blamed for a stray line."""
+    assert errors(TEMPLATE_RULE + '    title: "{side}"\n    when: {side: buy} # ok\n  bad\n') == [
+        "config.yaml:9: YAML syntax error: could not find expected ':' (while scanning a simple "
+        "key at line 8)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "dropped"),
+    [
+        ("    body: Filled order #{order_id}", "#{order_id}"),
+        ("    title: Filled\t#{order_id} at {price}  ", "#{order_id} at {price}"),
+        ("    body: #{order_id} filled", "#{order_id} filled"),
+    ],
+)
+def test_a_template_cut_by_a_yaml_comment_is_refused(line: str, dropped: str) -> None:
+    """` #{order_id}` unquoted starts a YAML comment: the template was silently cut short."""
+    key = line.split(":")[0].strip()
+    assert errors(TEMPLATE_RULE + line + "\n") == [
+        f"config.yaml:6: rules[0].{key}: ' #' starts a YAML comment, so the value ends before "
+        f"it and {dropped!r} is dropped: quote the whole value"
+    ]
+
+
+def test_a_hash_inside_a_template_or_a_plain_comment_is_fine() -> None:
+    """`order#{order_id}` (no space) is text, and an ordinary comment after a value is kept
+    a comment; a quoted template keeps its ` #{...}`."""
+    text = TEMPLATE_RULE + "    title: order#{order_id} # a comment\n"
+    text += '    body: "Filled order #{order_id}"\n'
+    [rule] = settings_of(text).rules.rules
+    assert rule.title is not None
+    assert rule.body is not None
+    assert rule.title.text == "order#{order_id}"
+    assert rule.body.text == "Filled order #{order_id}"
+
+
 def test_a_comma_in_a_market_value_is_a_list_written_wrong() -> None:
     """`market: 0xabc, 0xdef` is one string in YAML and would match nothing: refused."""
     text = "channels:\n  d: json://x\nrules:\n  - name: a\n    notify: [d]\n"
