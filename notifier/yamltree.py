@@ -21,6 +21,7 @@ import yaml
 
 from notifier.envrefs import EnvRefs
 from notifier.errors import ConfigError, ConfigProblem
+from notifier.yaml_mistakes import cut_by_comment, syntax_hint, tag_problem
 
 Kind = Literal["null", "bool", "yaml11_bool", "number", "str"]
 
@@ -212,7 +213,7 @@ def read(
         what = exc.problem or exc.context or "unreadable"
         if exc.problem and exc.context and exc.context_mark is not None:
             what += f" ({exc.context} at line {exc.context_mark.line + 1})"
-        problems.add(line, "", f"YAML syntax error: {what}{_hint(text, exc)}")
+        problems.add(line, "", f"YAML syntax error: {what}{syntax_hint(text, exc)}")
         return None
     except yaml.YAMLError as exc:
         problems.add(None, "", f"YAML error: {exc}")
@@ -238,55 +239,10 @@ def _compose(text: str) -> yaml.Node | None:
         loader.dispose()
 
 
-_COMMENTED_PLACEHOLDER = re.compile(r"[ \t]+(#\{.*)")
-_CUT_TEMPLATE = (
-    "' #' starts a YAML comment, so the value ends before it and {dropped!r} is dropped:"
-    " quote the whole value"
-)
-
-
-def _hint(text: str, exc: yaml.MarkedYAMLError) -> str:
-    """A suggestion for the YAML mistakes people make most, when pyyaml's words do not say it."""
-    mark, lines = exc.problem_mark, text.splitlines()
-    if mark is not None and mark.line < len(lines) and "\t" in lines[mark.line]:
-        return "; indent with spaces, not tabs"
-    if exc.problem and "another document" in exc.problem:
-        return "; one config is one YAML document: remove the '---' line"
-    if "alias" in f"{exc.problem} {exc.context}":
-        return '; a value starting with * (a glob) is read as a YAML alias: quote it, "*btc*"'
-    if mark is not None and mark.line < len(lines):
-        return _value_hint(lines[mark.line])
-    return ""
-
-
-# A block line's value (after any `- ` and `key: `) that opens with a quote or bracket, closes
-# it, and goes on: `title: {side} filled`, `body: "{side}" at {price}`.
-_VALUE_GOES_ON = re.compile(
-    r"""\s*(?:-\s+)*(?:[^\s"'{\[#][^:]*:\s+)?"""
-    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|\{[^{}]*\}|\[[^\[\]]*\])[ \t]*[^\s#]"""
-)
-
-
-def _value_hint(line: str) -> str:
-    """A hint for a template YAML read as structure or as a quoted string with text after."""
-    found = _VALUE_GOES_ON.match(line)
-    if found is None:
-        return ""
-    if found.group("value")[0] in "{[":
-        return '; a value starting with { or [ is read as YAML structure: quote it, "{side} ..."'
-    return "; text after a closing quote is not part of the value: quote the whole value"
-
-
 # The tags a node has when the file names none (this loader's resolver resolves nothing).
 _DEFAULT_TAGS = frozenset(
     {"tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
 )
-
-
-def _tag_problem(tag: str) -> str:
-    shown = tag.replace("tag:yaml.org,2002:", "!!")
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    return f"YAML tags ({shown}) are not supported: remove it"
 
 
 class _Walker:
@@ -320,7 +276,7 @@ class _Walker:
         if node.tag not in _DEFAULT_TAGS:
             # `!!int 5`, `!!binary ...`, `!env X`: this loader resolves no tags, so one would be
             # dropped silently and its value read as plain text.
-            self.problems.add(line, path, _tag_problem(node.tag))
+            self.problems.add(line, path, tag_problem(node.tag))
             self.problems.silence(path)
             return Scalar("", line, plain=True)
         if isinstance(node, yaml.ScalarNode):
@@ -328,9 +284,9 @@ class _Walker:
             if "${" in text:
                 text = self.refs.expand(text, path, line, self.problems)
             # Plain style is None from pyyaml's parser and "" from libyaml's.
-            dropped = None if node.style else self._commented_placeholder(node)
-            if dropped is not None:
-                self.problems.add(line, path, _CUT_TEMPLATE.format(dropped=dropped))
+            cut = None if node.style else cut_by_comment(self.lines, node.end_mark)
+            if cut is not None:
+                self.problems.add(line, path, cut)
                 self.problems.silence(path)
             return Scalar(text, line, plain=not node.style)
         if id(node) in self.active:
@@ -348,18 +304,6 @@ class _Walker:
         finally:
             self.active.discard(id(node))
 
-    def _commented_placeholder(self, node: yaml.ScalarNode) -> str | None:
-        """The comment after a plain value when it starts like a placeholder (` #{order_id}`):
-        YAML took the rest of a template for a comment. None when there is none."""
-        end = node.end_mark
-        if end.line >= len(self.lines):
-            return None
-        found = _COMMENTED_PLACEHOLDER.match(self.lines[end.line], end.column)
-        if found is None:
-            return None
-        dropped = found.group(1).rstrip()
-        return dropped if len(dropped) <= 40 else dropped[:37] + "..."
-
     def mapping(self, node: yaml.MappingNode, path: str, line: int) -> YMap:
         out = YMap(line)
         for key_node, value_node in node.value:
@@ -369,7 +313,7 @@ class _Walker:
                 continue
             key = str(key_node.value)
             if key_node.tag not in _DEFAULT_TAGS:
-                self.problems.add(key_line, path, _tag_problem(key_node.tag))
+                self.problems.add(key_line, path, tag_problem(key_node.tag))
                 continue
             if key == "<<" and not key_node.style:  # a merge key: this loader resolves no tags
                 message = "YAML merge keys (<<) are not supported: write the keys out"
