@@ -8,12 +8,14 @@ suite runs in seconds; the venue, the webhook and SQLite are real, on loopback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import random
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -25,10 +27,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from receivers import http_response, read_request
 
-from notifier.config import parse
+from notifier.config import SAMPLE_FILL, parse
 from notifier.drain_watch import STALL_AFTER
 from notifier.errors import ConfigError, StateBusyError
-from notifier.events import Fill
+from notifier.events import Fill, Side
 from notifier.feed import FeedClient
 from notifier.health import FEED_DOWN_AFTER
 from notifier.normalize import Rejected, decode_frame, normalize_message
@@ -175,7 +177,7 @@ async def test_accept_and_close_backs_off_without_a_storm(
         await venue.fill(order_id=1000)
         await hook.wait_for(9)
     assert hook.titles() == ids(range(1000, 1001), range(2000, 2008))
-    assert sum(feed.stats.reconnects.values()) == 8
+    assert feed.stats.reconnects == {"closed": 8}  # the 1011, then seven accept-and-closes
     assert grows(gate.delays)
     assert venue.token_mints == venue.connections == 9
 
@@ -482,23 +484,32 @@ async def kill_and_restart(
 ) -> None:
     """Kill -9 the daemon `kills` times at random points with alerts pending, then finish.
 
-    Every alert arrives; an alert arrives again only if it was in flight at a kill (one lane,
-    one send in flight), so there are at most `kills` extra arrivals in all.
+    Kills alternate: mid-delivery (after a random number of sends), then as soon as the
+    restarted daemon says it started; while it is down, two more fills happen (history only, for the
+    backfill to find). Every alert arrives; an alert arrives again only if it was in flight at
+    a kill (one lane, one send in flight), so there are at most `kills` extra arrivals in all.
     """
     rng = random.Random(seed)
     config = tmp_path / "config.yaml"
     config.write_text(config_text(venue, {"hook": hook}, tmp_path / "state.db"), "utf-8")
     env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     daemon = await Daemon.start("run", "--config", str(config), env=env)
+    orders = list(range(1000, 1000 + fills))
     try:
         await daemon.wait_log("backfill", timeout=15)
-        for i in range(fills):
-            await venue.fill(order_id=1000 + i)
-        for _ in range(kills):
-            await hook.wait_for(len(hook.requests) + rng.randint(1, 4), timeout=15)
+        for order in orders:
+            await venue.fill(order_id=order)
+        for n in range(kills):
+            if n % 2 == 1:
+                await daemon.wait_log("started", timeout=15)  # its outbox still all pending
+            else:
+                await hook.wait_for(len(hook.requests) + rng.randint(1, 4), timeout=15)
             await daemon.kill()
+            for _ in range(2):
+                orders.append(2000 + len(orders))
+                venue.record_history(order_id=orders[-1])
             daemon = await Daemon.start("run", "--config", str(config), env=env)
-        await until(lambda: set(hook.titles()) == set(ids(range(1000, 1000 + fills))), 30)
+        await until(lambda: set(hook.titles()) == {str(n) for n in orders}, 30)
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait()
         assert code == 0
@@ -507,20 +518,21 @@ async def kill_and_restart(
         if daemon.proc.returncode is None:
             await daemon.kill()
     arrived = hook.titles()
-    assert set(arrived) == set(ids(range(1000, 1000 + fills)))
+    assert set(arrived) == {str(n) for n in orders}
     # Each kill can repeat at most the one send in flight (the same alert again, if a kill
     # lands on its resend): extra arrivals never outnumber the kills.
-    assert sum(arrived.values()) - fills <= kills
+    assert sum(arrived.values()) - len(orders) <= kills
 
 
 async def test_kill_9_with_alerts_pending_then_restart(
     venue: SimulatedPolySim, tmp_path: Path
 ) -> None:
-    """Two kill -9s mid-delivery: every alert arrives, at most one repeat per kill."""
+    """Four kill -9s, mid-delivery and at start-up, fills while down: every alert arrives,
+    at most one repeat per kill."""
     hook = Hook()
     await hook.start()
     try:
-        await kill_and_restart(venue, hook, tmp_path, fills=30, kills=2, seed=7)
+        await kill_and_restart(venue, hook, tmp_path, fills=30, kills=4, seed=7)
     finally:
         await hook.close()
 
@@ -545,8 +557,9 @@ _LONE_SURROGATE = (
 
 
 @st.composite
-def frames(draw: st.DrawFn) -> str | bytes:
-    """A frame as a broken or hostile venue might send: valid, mutated, junk JSON, or noise."""
+def frames(draw: st.DrawFn) -> tuple[str | bytes, str]:
+    """A frame as a broken or hostile venue might send: valid, mutated, junk JSON, or noise;
+    with its kind, what the frame was made as (the test's own oracle, apart from normalize)."""
     kind = draw(st.sampled_from(("fill", "mutated", "json", "text", "bytes")))
     order = draw(st.integers(1, 10**6))
     fill: dict[str, object] = {
@@ -563,15 +576,15 @@ def frames(draw: st.DrawFn) -> str | bytes:
         ("1.5", "-0.1", "NaN", "abc", "", "yesterday", "buy", "0", "0x\ud800", "a\u2028b")
     )
     if kind == "fill":
-        return json.dumps(fill)
+        return json.dumps(fill), kind
     if kind == "mutated":
         fill[draw(st.sampled_from(_FIELDS))] = draw(_json | bad)
-        return json.dumps(fill)
+        return json.dumps(fill), kind
     if kind == "json":
-        return json.dumps(draw(_json))
+        return json.dumps(draw(_json)), kind
     if kind == "text":
-        return draw(st.text(max_size=40))
-    return draw(st.binary(max_size=40))
+        return draw(st.text(max_size=40)), kind
+    return draw(st.binary(max_size=40)), kind
 
 
 def classify(frame: str | bytes) -> Fill | str | None:
@@ -583,7 +596,8 @@ def classify(frame: str | bytes) -> Fill | str | None:
     return result.reason if isinstance(result, Rejected) else result
 
 
-async def push_frames(batch: list[str | bytes], tmp_path: Path) -> None:
+async def push_frames(made: list[tuple[str | bytes, str]], tmp_path: Path) -> None:
+    batch = [frame for frame, _ in made]
     async with SimulatedPolySim() as venue:
         hook = Hook()
         await hook.start()
@@ -606,6 +620,14 @@ async def push_frames(batch: list[str | bytes], tmp_path: Path) -> None:
                 assert feed.stats.reconnects == {}
                 expected = Counter(f.order_id for f in fills.values()) + Counter(["sentinel"])
                 assert hook.titles() == expected
+                # Apart from normalize's own verdicts: every frame is counted once; each valid
+                # fill alerts under its order id; junk never becomes a fill.
+                counted = feed.stats.fills + feed.stats.non_fill + sum(rejected.values())
+                assert counted == len(batch) + 1
+                valid = {str(json.loads(f)["order_id"]) for f, kind in made if kind == "fill"}
+                assert valid <= set(hook.titles())
+                could_be_fills = sum(kind in ("fill", "mutated") for _, kind in made)
+                assert feed.stats.fills <= could_be_fills + 1
         finally:
             await hook.close()
 
@@ -616,8 +638,15 @@ async def push_frames(batch: list[str | bytes], tmp_path: Path) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(batch=st.lists(frames(), min_size=1, max_size=25))
-@example(batch=[_LONE_SURROGATE, _LONE_SURROGATE.replace('"order_id": 1', '"order_id": "\\udfff"')])
-def test_hostile_frames_through_the_real_feed(batch: list[str | bytes], tmp_path: Path) -> None:
+@example(
+    batch=[
+        (_LONE_SURROGATE, "mutated"),
+        (_LONE_SURROGATE.replace('"order_id": 1', '"order_id": "\\udfff"'), "mutated"),
+    ]
+)
+def test_hostile_frames_through_the_real_feed(
+    batch: list[tuple[str | bytes, str]], tmp_path: Path
+) -> None:
     """Any frames: the feed stays up, counts each reject by reason, alerts each fill once."""
     for old in tmp_path.glob("state.db*"):
         old.unlink()
@@ -668,3 +697,42 @@ def test_any_config_text_is_settings_or_a_config_error(text: str) -> None:
     except ConfigError as exc:
         problems = exc.problems
     assert problems  # a refusal names at least one problem
+
+
+@st.composite
+def valid_configs(draw: st.DrawFn) -> tuple[str, list[tuple[str, Side, Decimal, Decimal]]]:
+    """A config written as a person would (quantity bounds as typed decimals, either side),
+    with the rules it must load: (name, side, min, max)."""
+    amounts = st.decimals(min_value=0, max_value=10**6, places=draw(st.integers(0, 6)))
+    rules = []
+    lines = ["channels:", "  d: json://127.0.0.1:9/", "rules:"]
+    for i in range(draw(st.integers(1, 4))):
+        side: Side = draw(st.sampled_from(("BUY", "SELL")))
+        low, high = sorted((draw(amounts), draw(amounts)))
+        rules.append((f"rule {i}", side, low, high))
+        lines += [
+            f"  - name: rule {i}",
+            f"    when: {{side: {side}, quantity: {{min: {low}, max: {high}}}}}",
+            "    notify: [d]",
+        ]
+    return "\n".join(lines) + "\n", rules
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=valid_configs())
+def test_a_valid_config_loads_and_means_what_it_says(
+    case: tuple[str, list[tuple[str, Side, Decimal, Decimal]]],
+) -> None:
+    """The other half of the fuzz: valid text is accepted, and each rule's bounds hold
+    exactly as typed (inclusive, no float rounding), on its side only."""
+    text, rules = case
+    settings = parse(text, source=Path("/tmp/c.yaml"), env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
+    assert [r.name for r in settings.rules.rules] == [name for name, *_ in rules]
+    tick = Decimal("0.0000001")
+    for name, side, low, high in rules:
+        other: Side = "SELL" if side == "BUY" else "BUY"
+        for quantity, hit in ((low, True), (high, True), (low - tick, False), (high + tick, False)):
+            fill = dataclasses.replace(SAMPLE_FILL, side=side, quantity=quantity)
+            assert (name in {r.name for r in settings.rules.match(fill)}) is hit, (name, quantity)
+        fill = dataclasses.replace(SAMPLE_FILL, side=other, quantity=low)
+        assert name not in {r.name for r in settings.rules.match(fill)}
