@@ -107,9 +107,15 @@ class FieldMatch(Condition):
             return True
         if value.isascii():
             return False  # casefold() is lower() there: no other form to try
-        # `?` is one character as the title writes it: "Stra?e" matches "Straße" (folded "strasse").
-        lowered = unicodedata.normalize("NFC", value).lower()
+        # `?` is one character as the title writes it: "Stra?e" matches "Straße" (folded
+        # "strasse"), "?stanbul" matches "İstanbul" (folded "i" + a combining dot).
+        lowered = _lower_each(unicodedata.normalize("NFC", value))
         return lowered != folded and self._regex.fullmatch(lowered) is not None
+
+
+def _lower_each(text: str) -> str:
+    """Lower case, one character for one: a character whose lower case is longer stays as is."""
+    return "".join(low if len(low := c.lower()) == 1 else c for c in text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,11 @@ def test_caseless_folding_and_the_one_character_glob() -> None:
     assert FieldMatch("market_title", ("stra*e",)).matches(fill(market_title="Stra\u00dfe"))
     assert not FieldMatch("market_title", ("STRA?E",)).matches(fill(market_title="STRASSE"))
     assert not FieldMatch("market_title", ("Stra?e",)).matches(fill(market_title="Strasse"))
+    # İ lower-cases to i + a combining dot, two characters: `?` still takes it as one.
+    assert FieldMatch("market_title", ("?stanbul",)).matches(fill(market_title="\u0130stanbul"))
+    assert FieldMatch("market_title", ("?STANBUL ?",)).matches(
+        fill(market_title="\u0130stanbul \u0130")
+    )
 
 
 def test_missing_optional_field_matches_nothing() -> None:
