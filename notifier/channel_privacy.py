@@ -89,6 +89,8 @@ def privacy_url(plugin: NotifyBase) -> str:
     pairs = []
     for pair in parts.query.split("&") if parts.query else ():
         key, sep, value = pair.partition("=")
+        if unquote(key) in _TUNED_PARAMS:
+            continue
         if sep and value and unquote(key)[:1] in _CUSTOM_PARAMS:
             pair = f"{key}=***"
         pairs.append(pair)
@@ -97,6 +99,9 @@ def privacy_url(plugin: NotifyBase) -> str:
 
 # apprise's prefixes of a custom header, a query (GET) parameter and a payload field.
 _CUSTOM_PARAMS = ("+", "-", ":")
+# Settings the notifier applies to every target itself (channels._tune: no retries inside
+# apprise, delivery.overflow, delivery.timeout): apprise's own values, shown, would mislead.
+_TUNED_PARAMS = frozenset({"overflow", "retry", "wait", "cto", "rto"})
 
 
 def _mask_token(segment: str) -> str:

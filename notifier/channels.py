@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import html
 import logging
 import re
 from collections import OrderedDict
@@ -113,6 +114,10 @@ class _Entry:
     apprise: Apprise
     secrets: tuple[str, ...]
     limit: MessageLimit  # what one message to the service may hold, per apprise
+    # The service shows a title of its own (a subject, a notification title), which apprise
+    # passes on as is, never converting it to the service's format as it does a title it
+    # merges into the body (title_maxlen 0).
+    own_title: bool
 
 
 class ChannelSet:
@@ -155,7 +160,13 @@ class ChannelSet:
                 display = privacy_url(plugin)  # before _tune: shows the user's URL, not ours
                 _tune(plugin, delivery)
                 target = Target(channel=name, key=target_key(url), display=display)
-                entry = _Entry(target, Apprise(plugin), url_secrets(url, display), _limit(plugin))
+                entry = _Entry(
+                    target,
+                    Apprise(plugin),
+                    url_secrets(url, display),
+                    _limit(plugin),
+                    own_title=int(getattr(plugin, "title_maxlen", 0) or 0) > 0,
+                )
                 LOG_GUARD.add_secrets(entry.secrets)
                 for secret in entry.secrets:  # and any other library's line that quotes one
                     logs.hide(secret, "***")
@@ -236,6 +247,10 @@ class ChannelSet:
         can read the same). KeyError if the target key is unknown (check `knows` first).
         """
         entry = self._by_key[target]
+        if entry.own_title and self._body_format == NotifyFormat.HTML:
+            # Rendered for HTML, the title's values are escaped; a title the service shows
+            # apart from the body is plain text there: "S&P < 5000", not "S&amp;P &lt; 5000".
+            title = html.unescape(title)
         call = functools.partial(
             entry.apprise.notify,
             body=body,

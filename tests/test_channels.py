@@ -141,6 +141,31 @@ async def test_telegram_send_message_through_proxy(tls_proxy: TlsProxy) -> None:
     assert telegram_html_to_text(payload["text"]) == f"{TITLE}\r\n{BODY}"
 
 
+HTML = DeliverySettings(timeout=5, body_format="html")
+PLAIN_TITLE = "BUY Yes on S&P 500 < 5000?"
+
+
+async def test_html_mode_titles_are_plain_where_the_service_shows_them_apart(
+    webhook: WebhookReceiver, smtp_server: SmtpServer, tls_proxy: TlsProxy
+) -> None:
+    """With body_format html, values in a rendered title are escaped ("S&amp;P"); apprise
+    passes a title the service shows apart (a subject, a notification title) on as is, so
+    it goes out as text; merged into Telegram's HTML body it stays escaped."""
+    title, body = html.escape(PLAIN_TITLE), "<b>BUY</b> 150 @ 0.42 on S&amp;P"
+    cs = channels(
+        {"json": (webhook.json_url,), "mail": (smtp_server.url(),), "tg": (TG_URL,)}, HTML
+    )
+    for name in ("json", "mail", "tg"):
+        assert (await cs.send(only(cs, name).key, title, body)).ok
+    assert webhook.requests[0].json["title"] == PLAIN_TITLE
+    assert webhook.requests[0].json["message"] == body
+    (mail,) = await smtp_server.wait_for(1)
+    assert mail.message["Subject"] == PLAIN_TITLE
+    (request,) = tls_proxy.requests
+    assert request.json["text"] == f"<b>{title}</b>\r\n{body}"
+    assert telegram_html_to_text(request.json["text"]) == f"{PLAIN_TITLE}\r\nBUY 150 @ 0.42 on S&P"
+
+
 async def test_fake_telegram_refuses_html_it_cannot_parse(tls_proxy: TlsProxy) -> None:
     """The fake Bot API refuses unparseable HTML (400 "can't parse entities") as the real one."""
     url = f"https://{TELEGRAM_HOST}/bot{TG_TOKEN}/sendMessage"
@@ -392,6 +417,18 @@ def test_targets_keys_and_privacy_display() -> None:
     assert cs.targets("chat")[0].key == second.key
     assert cs.channel_of("0" * 16) is None
     assert cs.display(first.key) == first.display
+
+
+def test_the_display_leaves_out_what_the_notifier_sets_itself() -> None:
+    """apprise writes its defaults (overflow=upstream, retry=0 …) into a URL's display; the
+    notifier applies delivery.overflow and .timeout and no retries of apprise's, so a display
+    showing them would say what is not done."""
+    url = "ntfy://127.0.0.1:8080/fills?retry=3&cto=9&priority=high"
+    display = only(channels({"c": (url,)}, HTML)).display
+    assert display.startswith("ntfy://127.0.0.1:8080/")
+    assert "priority=high" in display
+    for tuned in ("overflow=", "retry=", "wait=", "cto=", "rto="):
+        assert tuned not in display
 
 
 @pytest.mark.parametrize(
