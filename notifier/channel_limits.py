@@ -14,7 +14,7 @@ too is dead-lettered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -27,6 +27,7 @@ FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next
 MAX_STATED_PAUSE = 3600.0  # a wait a channel states (429) is believed up to an hour
 FALLBACK_SUFFIX = "→fallback"  # rule name of a fallback row: one per (alert, target), idempotent
 RETARGET_SUFFIX = "→retarget"  # rule suffix only for a target an alert was moved away from before
+SWEEP_BATCH = 100  # rows the fallback sweep reads at a time
 
 
 class _Target(Protocol):
@@ -48,11 +49,16 @@ class Recorder(Protocol):
 
 
 class FallbackRecorder(Recorder, Protocol):
-    """The store's part in fallback: also whether a target already has an alert."""
+    """The store's part in fallback: also whether a target already has an alert, and its
+    pending rows in the order they were recorded."""
 
     def has_alert(
         self, *, fill_key: str, rule: str, target: str, derived: bool = False
     ) -> bool: ...
+
+    def pending_by_age(
+        self, target: str, *, after: tuple[datetime, int] | None = None, limit: int = 100
+    ) -> list[OutboxItem]: ...
 
 
 class RetargetRecorder(Protocol):
@@ -281,6 +287,8 @@ class FallbackPolicy:
         self._store = store
         # By the row's identity, not its id: SQLite reuses the id of a deleted last row.
         self._done: set[str] = set()
+        # Per target, (created_at, id) of the last row the sweep escalated: where it goes on.
+        self._swept: dict[str, tuple[datetime, int]] = {}
 
     def due_at(self, item: OutboxItem, limits: ChannelLimits, channel: str) -> datetime | None:
         """When the row falls back if it is still failing then; None if it has no fallback."""
@@ -288,6 +296,31 @@ class FallbackPolicy:
         if fallback is None or item.attempts == 0 or item.identity in self._done:
             return None
         return item.created_at + fallback[1]
+
+    def sweep(
+        self, target: str, cutoff: datetime, escalate: Callable[[OutboxItem], object]
+    ) -> datetime | None:
+        """Escalate the rows of `target` recorded by `cutoff` (now less fallback_after), in
+        the order they were recorded; the created_at of the next one, None if none is left.
+
+        For a target whose head is failing: the rows queued behind it were never tried (a lane
+        sends its head first), but their channel has been failing all the while. Without this
+        only the head would fall back, the rest at `max_age`.
+        """
+        while True:
+            rows = self._store.pending_by_age(
+                target, after=self._swept.get(target), limit=SWEEP_BATCH
+            )
+            for row in rows:
+                if row.created_at > cutoff:
+                    return row.created_at
+                if row.identity not in self._done:
+                    escalate(row)
+                    if row.identity not in self._done:
+                        return None  # its fallback channel is gone (a reload): later, again
+                self._swept[target] = (row.created_at, row.id)
+            if len(rows) < SWEEP_BATCH:
+                return None
 
     def escalate(
         self, item: OutboxItem, limits: ChannelLimits, channel: str, sender: object

@@ -310,12 +310,17 @@ class Deliverer:
             self._outcomes.retarget(item, self._sender)
             return None
         wake = min(item.next_at, expires)
-        falls_back = self._outcomes.fallback_at(item, self._channel(item))
+        channel = self._channel(item)
+        falls_back = self._outcomes.fallback_at(item, channel)
         if falls_back is not None:
             if now >= falls_back:
-                self._outcomes.escalate(item, self._channel(item), self._sender)
+                self._outcomes.escalate(item, channel, self._sender)
             else:
                 wake = min(wake, falls_back)
+        if item.attempts > 0:  # its channel is failing: the rows behind it wait on it
+            behind = self._outcomes.sweep_fallbacks(item.target, channel, now, self._sender)
+            if behind is not None:
+                wake = min(wake, behind)
         if item.next_at <= now:
             return 0.0
         if (item.next_at - now).total_seconds() > max(self._settings.retry_cap, MAX_STATED_PAUSE):

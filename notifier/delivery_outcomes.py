@@ -9,6 +9,7 @@ it dead-lettered.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -80,6 +81,19 @@ class Outcomes:
     def fallback_at(self, item: OutboxItem, channel: str) -> datetime | None:
         """When the row is due for its channel's fallback, if it has one and has not gone yet."""
         return self._fallbacks.due_at(item, self._limits, channel)
+
+    def sweep_fallbacks(
+        self, target: str, channel: str, now: datetime, sender: Sender
+    ) -> datetime | None:
+        """Escalate the rows waiting behind a failing head for fallback_after (FallbackPolicy);
+        when the next one will be due."""
+        fallback = self._limits.fallback(channel)
+        if fallback is None:
+            return None
+        after = fallback[1]
+        escalate = functools.partial(self.escalate, channel=channel, sender=sender)
+        recorded = self._fallbacks.sweep(target, now - after, escalate)
+        return None if recorded is None else recorded + after
 
     def sent(self, item: OutboxItem, channel: str) -> None:
         self._store.mark_sent(item.id)

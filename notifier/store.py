@@ -270,6 +270,21 @@ class StateStore:
             ).fetchall()
         return [item_from_row(r) for r in rows]
 
+    def pending_by_age(
+        self, target: str, *, after: tuple[datetime, int] | None = None, limit: int = 100
+    ) -> list[OutboxItem]:
+        """A target's pending rows in the order they were recorded (created_at, then id),
+        from just past `after` (the created_at and id of the last one already seen)."""
+        since, last_id = (to_us(after[0]), after[1]) if after else (-(2**62), 0)
+        with self._errors("read outbox"):
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM outbox INDEXED BY outbox_pending_by_age "  # noqa: S608  # fixed column list, no input
+                "WHERE state = 'pending' AND target = ? AND (created_at, id) > (?, ?) "
+                "ORDER BY created_at, id LIMIT ?",
+                (target, since, last_id, limit),
+            ).fetchall()
+        return [item_from_row(r) for r in rows]
+
     def mark_sent(self, item_id: int) -> None:
         """The row's alert was accepted by its channel."""
         self._update(

@@ -147,6 +147,15 @@ def _migrate_3_to_4(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX outbox_sent_by_fill ON outbox (filled_at) WHERE state = 'sent'")
 
 
+def _migrate_4_to_5(db: sqlite3.Connection) -> None:
+    """Pending rows by age, per target: the fallback sweep finds the rows queued behind a
+    failing one for fallback_after (channel_limits.FallbackPolicy) without a scan of them."""
+    db.execute(
+        "CREATE INDEX outbox_pending_by_age ON outbox (target, created_at, id) "
+        "WHERE state = 'pending'"
+    )
+
+
 # A skip scan over the pending index: one index probe per target, however long the backlog
 # (SELECT DISTINCT walked every pending row: 28 ms at 100,000, on every notify()).
 PENDING_TARGETS = """    WITH RECURSIVE t (target) AS (
@@ -163,5 +172,6 @@ MIGRATIONS: dict[int, Migration] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
+    4: _migrate_4_to_5,
 }
 SCHEMA_VERSION = max(MIGRATIONS) + 1

@@ -246,6 +246,34 @@ async def test_fallback_after_an_outage_is_queued_once(
     assert len(store.outbox(state="pending")) == 1  # the primary keeps trying
 
 
+async def test_alerts_queued_behind_a_failing_one_fall_back_on_time(
+    store: StateStore, clock: HandClock, start: Callable[..., Running]
+) -> None:
+    """Slack down, an alert a minute: each reaches the fallback fallback_after after it was
+    recorded, though only the first was ever tried (the rest wait behind it); once each."""
+    sender = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
+    sender.script["slack-1"] = [SendResult(ok=False, error="HTTP 500")] * 5000
+    channels = {
+        "slack": channel("slack", fallback="mail", fallback_after=timedelta(minutes=5)),
+        "mail": channel("mail"),
+    }
+    run = start(sender, channels)
+    fell_back: dict[str, int] = {}
+    for minute in range(15):
+        if minute < 5:
+            record(store, minute, "slack-1", "slack")
+        run.deliverer.notify()
+        await settle()
+        for target, title, _ in sender.attempts:
+            if target == "mail-1":
+                fell_back.setdefault(title, minute)
+        clock.advance(60)
+    assert fell_back == {"T0": 5, "T1": 6, "T2": 7, "T3": 8, "T4": 9}
+    assert [a[1] for a in sender.attempts if a[0] == "mail-1"] == ["T0", "T1", "T2", "T3", "T4"]
+    assert {a[1] for a in sender.attempts if a[0] == "slack-1"} == {"T0"}  # the head only
+    assert len(store.outbox(state="pending")) == 5  # the primary keeps them all
+
+
 async def test_dead_lettered_alert_falls_back(
     store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:
@@ -382,6 +410,42 @@ def test_a_reused_row_id_still_falls_back() -> None:
     assert policy.escalate(again, limits, "slack", sender)
     assert not policy.escalate(first, limits, "slack", sender)  # each alert once
     assert recorder.keys == ["fallback:fill-1|r|slack-1", "fallback:fill-2|r|slack-1"]
+
+
+def test_the_fallback_sweep_walks_a_long_queue_once_and_waits_for_a_gone_channel(
+    store: StateStore, clock: HandClock
+) -> None:
+    """250 rows due (more than one read of the sweep): each escalated once, in order; a later
+    sweep reads on from where it stopped. With the fallback channel gone it stops at the
+    first row and takes it up again once the channel is back."""
+    limits = ChannelLimits({"slack": channel("slack", fallback="mail")})
+    policy = FallbackPolicy(store)
+    for n in range(250):
+        record(store, n, "slack-1", "slack")
+    clock.advance(60)
+    record(store, 250, "slack-1", "slack")  # a minute younger: not due at the cutoff below
+    gone: list[str] = []
+    cutoff = clock.now - timedelta(seconds=30)
+
+    def without_mail(row: OutboxItem) -> None:
+        gone.append(row.fill_key)
+        policy.escalate(row, limits, "slack", Sender({"slack": ["slack-1"]}))
+
+    assert policy.sweep("slack-1", cutoff, without_mail) is None
+    assert gone == ["fill-0"]  # stopped at the first: the fallback channel is gone
+    escalated: list[str] = []
+    both = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
+
+    def with_mail(row: OutboxItem) -> None:
+        escalated.append(row.fill_key)
+        policy.escalate(row, limits, "slack", both)
+
+    assert policy.sweep("slack-1", cutoff, with_mail) == clock.now  # fill-250's created_at
+    assert escalated == [f"fill-{n}" for n in range(250)]
+    assert policy.sweep("slack-1", cutoff, with_mail) == clock.now
+    assert len(escalated) == 250  # nothing twice
+    mail = [i.fill_key for i in store.outbox() if i.target == "mail-1"]
+    assert mail == [f"fill-{n}" for n in range(250)]
 
 
 def test_a_moved_alert_keeps_its_age(store: StateStore, clock: HandClock) -> None:

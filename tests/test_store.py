@@ -812,6 +812,7 @@ def test_a_version_1_file_gains_the_held_and_shaping_tables(tmp_path: Path) -> N
     db.execute("DROP TABLE title_waits")
     db.execute("DROP TABLE shaping")
     db.execute("DROP INDEX outbox_sent_by_fill")
+    db.execute("DROP INDEX outbox_pending_by_age")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -828,9 +829,10 @@ def test_a_version_1_file_gains_the_held_and_shaping_tables(tmp_path: Path) -> N
         )
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "outbox_sent_by_fill" in indexes  # schema 4: what the prune looks sent rows up by
+        assert "outbox_pending_by_age" in indexes  # schema 5: the fallback sweep's walk
     finally:
         db.close()
 
