@@ -2,7 +2,8 @@
 
 One file (see `sqlitefile.py`: WAL, group commit), one connection used from the event loop
 thread. Every call is short (microseconds), so it runs inline rather than on a thread.
-The tables, row type and time encoding are in `store_schema.py`.
+The tables, row type and time encoding are in `store_schema.py`; what the deliverer and
+`notifier outbox` do with the outbox rows, in `outbox_queue.py`.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ from typing import Literal
 from notifier.clock import utc_now
 from notifier.errors import StateError
 from notifier.events import Alert
+from notifier.outbox_queue import PRUNE_STEP, OutboxQueue
 from notifier.shaping_table import ShapingTable
 from notifier.sqlitefile import SqliteFile
 from notifier.store_schema import (
-    COLUMNS,
     MIGRATIONS,
-    PENDING_TARGETS,
     SCHEMA_VERSION,
     OutboxItem,
     from_us,
-    item_from_row,
     outbox_row,
     to_us,
 )
@@ -36,6 +35,7 @@ from notifier.title_table import TitleWaitTable
 __all__ = [
     "FUTURE_TOLERANCE",
     "MIGRATIONS",
+    "PRUNE_STEP",
     "SCHEMA_VERSION",
     "OutboxItem",
     "StateStore",
@@ -45,10 +45,9 @@ FUTURE_TOLERANCE = timedelta(minutes=10)  # clock skew the watermark accepts
 _KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
 _INSERT_FILL = "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)"
 _GAP_KEY = "feed.gap"
-PRUNE_STEP = 5000  # rows a prune deletes per transaction (see prune)
 
 
-class StateStore:
+class StateStore(OutboxQueue):
     """Fill identities, the watermark and the outbox, durable across restarts and kill -9.
 
     `exclusive=True` keeps any other exclusive opener off the file for this process's lifetime:
@@ -76,8 +75,7 @@ class StateStore:
         autocheckpoint: int | None = None,
         read_only: bool = False,
     ) -> None:
-        self._clock = clock
-        self._file = SqliteFile(
+        file = SqliteFile(
             path,
             migrations=MIGRATIONS,
             exclusive=exclusive,
@@ -89,12 +87,10 @@ class StateStore:
             autocheckpoint=autocheckpoint,
             read_only=read_only,
         )
-        self.path = self._file.path
-        self.shaping = ShapingTable(self._file)  # the shaping stage's held state
-        self.title_waits = TitleWaitTable(self._file)  # fills waiting for their market title
-        self._db = self._file.db
-        self._errors = self._file.errors
-        self._tx = self._file.write
+        super().__init__(file, clock=clock)
+        self.path = file.path
+        self.shaping = ShapingTable(file)  # the shaping stage's held state
+        self.title_waits = TitleWaitTable(file)  # fills waiting for their market title
 
     def flush(self) -> None:
         """Commit records batched by group commit, if any: durable on return."""
@@ -251,150 +247,6 @@ class StateStore:
             return
         with self._errors("write meta"), self._tx() as db:
             db.execute("DELETE FROM meta WHERE key = ?", (_GAP_KEY,))
-
-    # -- outbox ------------------------------------------------------------------------------
-
-    def pending_targets(self) -> list[str]:
-        """Targets that have pending rows."""
-        with self._errors("read outbox"):
-            rows = self._db.execute(PENDING_TARGETS).fetchall()
-        return [str(r[0]) for r in rows]
-
-    def head(self, target: str, limit: int = 1) -> list[OutboxItem]:
-        """The first pending rows of one target, in fill order (filled_at, then insertion)."""
-        with self._errors("read outbox"):
-            rows = self._db.execute(
-                f"SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND target = ? "  # noqa: S608  # fixed column list, no input
-                "ORDER BY filled_at, id LIMIT ?",
-                (target, limit),
-            ).fetchall()
-        return [item_from_row(r) for r in rows]
-
-    def pending_by_age(
-        self, target: str, *, after: tuple[datetime, int] | None = None, limit: int = 100
-    ) -> list[OutboxItem]:
-        """A target's pending rows in the order they were recorded (created_at, then id),
-        from just past `after` (the created_at and id of the last one already seen)."""
-        since, last_id = (to_us(after[0]), after[1]) if after else (-(2**62), 0)
-        with self._errors("read outbox"):
-            rows = self._db.execute(
-                f"SELECT {COLUMNS} FROM outbox INDEXED BY outbox_pending_by_age "  # noqa: S608  # fixed column list, no input
-                "WHERE state = 'pending' AND target = ? AND (created_at, id) > (?, ?) "
-                "ORDER BY created_at, id LIMIT ?",
-                (target, since, last_id, limit),
-            ).fetchall()
-        return [item_from_row(r) for r in rows]
-
-    def mark_sent(self, item_id: int) -> None:
-        """The row's alert was accepted by its channel."""
-        self._update(
-            "UPDATE outbox SET state = 'sent', done_at = ? WHERE id = ?",
-            (to_us(self._clock()), item_id),
-        )
-
-    def mark_failed(self, item_id: int, *, error: str, next_at: datetime) -> None:
-        """One more failed attempt; the row waits until `next_at`."""
-        self._update(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
-            "WHERE id = ? AND state = 'pending'",
-            (error, to_us(next_at), item_id),
-        )
-
-    def mark_dead(self, item_id: int, *, error: str) -> None:
-        """Give up on the row; it stays in the store for `outbox` to show."""
-        self._update(
-            "UPDATE outbox SET state = 'dead', last_error = ?, done_at = ? "
-            "WHERE id = ? AND state = 'pending'",
-            (error, to_us(self._clock()), item_id),
-        )
-
-    def _update(self, sql: str, params: tuple[object, ...]) -> int:
-        with self._errors("write outbox"), self._tx() as db:
-            return db.execute(sql, params).rowcount
-
-    def outbox(self, *, state: str | None = None) -> list[OutboxItem]:
-        """Rows in one state, or (None) every row not yet sent: pending and dead."""
-        where, params = ("state = ?", (state,)) if state else ("state != 'sent'", ())
-        with self._errors("read outbox"):
-            rows = self._db.execute(
-                f"SELECT {COLUMNS} FROM outbox WHERE {where} ORDER BY filled_at, id",  # noqa: S608  # fixed SQL fragments
-                params,
-            ).fetchall()
-        return [item_from_row(r) for r in rows]
-
-    def retry_dead(self, *, step: int = PRUNE_STEP) -> int:
-        """Requeue every dead row: attempts reset, due now, and a fresh max_age from now.
-
-        In short transactions of `step` rows, as `purge_dead`: the daemon beside it must not
-        wait on the write lock past its busy timeout.
-        """
-        now = to_us(self._clock())
-        return self._in_steps(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, created_at = ?, "
-            "done_at = NULL WHERE id IN (SELECT id FROM outbox WHERE state = 'dead' LIMIT ?)",
-            (now, now),
-            step,
-        )
-
-    def purge_dead(self, *, step: int = PRUNE_STEP) -> int:
-        """Delete every dead row, in short transactions of `step` rows.
-
-        One DELETE of 600,000 dead rows held the write lock over a second, and the daemon
-        running beside it (as this command may) stopped on its busy timeout.
-        """
-        return self._in_steps(
-            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'dead' LIMIT ?)",
-            (),
-            step,
-        )
-
-    def _in_steps(self, sql: str, params: tuple[object, ...], step: int) -> int:
-        """Run `sql` (its last parameter the step) until it touches fewer than `step` rows."""
-        total = 0
-        while True:
-            done = self._update(sql, (*params, step))
-            total += done
-            if done < step:
-                return total
-
-    def has_alert(self, *, fill_key: str, rule: str, target: str, derived: bool = False) -> bool:
-        """Whether this alert has a row for this target, in any state; with `derived`, also
-        under a rule name derived from `rule` (`rule→fallback`, `rule→retarget`...)."""
-        sql = "SELECT 1 FROM outbox WHERE fill_key = ? AND target = ? AND (rule = ?"
-        params: tuple[object, ...] = (fill_key, target, rule)
-        if derived:  # substr, not LIKE: a rule's name may hold % or _
-            sql += " OR substr(rule, 1, ?) = ?"
-            params += (len(rule) + 1, rule + "→")  # every derived name's suffix starts so
-        with self._errors("read outbox"):
-            row = self._db.execute(sql + ")", params).fetchone()
-        return row is not None
-
-    def pending_count(self) -> int:
-        """Rows pending, from the pending index: the metrics and health checks ask it often,
-        and counting every state walked the whole outbox (10 ms at 200,000 sent rows)."""
-        with self._errors("read outbox"):
-            row = self._db.execute(
-                "SELECT count(*) FROM outbox INDEXED BY outbox_pending WHERE state = 'pending'"
-            ).fetchone()
-        return int(row[0])
-
-    def pending_by_channel(self) -> dict[str, tuple[int, datetime]]:
-        """Per channel: how many rows are pending and when the oldest was queued (for /healthz
-        and the oldest-pending gauge: one stuck channel must show even when others deliver)."""
-        with self._errors("read outbox"):
-            rows = self._db.execute(
-                "SELECT channel, count(*), min(created_at) FROM outbox "
-                "WHERE state = 'pending' GROUP BY channel"
-            ).fetchall()
-        return {str(channel): (int(n), from_us(int(oldest))) for channel, n, oldest in rows}
-
-    def counts(self) -> dict[str, int]:
-        """How many rows are pending, dead and sent."""
-        result = {"pending": 0, "dead": 0, "sent": 0}
-        with self._errors("read outbox"):
-            rows = self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state")
-            result.update({str(state): int(n) for state, n in rows})
-        return result
 
     def prune(
         self, *, fills_before: datetime, sent_before: datetime, limit: int = PRUNE_STEP
