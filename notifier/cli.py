@@ -196,6 +196,9 @@ def _send_test(args: argparse.Namespace) -> int:
         names = ", ".join(channels.names)
         print(f"no channel named {args.channel!r} (channels: {names})", file=sys.stderr)
         return EXIT_CONFIG
+    if not channels.names:  # nothing sent is no proof the channels work
+        print(f"no channels configured in {args.config}: nothing to test", file=sys.stderr)
+        return EXIT_CONFIG
     results = asyncio.run(channels.send_test(args.channel))
     for target, result in results:
         mark = "ok" if result.ok else f"FAILED: {result.error}"

@@ -40,6 +40,7 @@ CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dr
 _REJECT_LOG_EVERY = 10.0  # seconds: at most one log line per rejection reason in this window
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005
+TEND_EVERY = 1.0  # seconds between looks at a gap to retry or close while no frame comes
 # Frames websockets may queue before it stops reading the socket. The connect-time backfill
 # runs before the read loop, and a stopped reader also stops reading keepalive pongs: with
 # websockets' default (16), a backfill longer than ping_interval + ping_timeout while the bot
@@ -238,6 +239,8 @@ class FeedClient:
         self._silent = False
         self.stats.reading = True
         watchdog = asyncio.create_task(self._watch(ws), name="feed-watchdog")
+        tender = asyncio.create_task(self._tend_on_time(), name="feed-gap-tender")
+        tender.add_done_callback(self._helper_ended)
         try:
             while not self._stopping:
                 if self._backfill.due:
@@ -254,14 +257,25 @@ class FeedClient:
             return "silent" if self._silent else self._close_cause(exc, token)
         finally:
             retry, self._retry = self._retry, None
-            tasks = [watchdog] if retry is None else [watchdog, retry]
+            helpers = [tender] if retry is None else [retry, tender]
+            tasks = [watchdog, *helpers]
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
-            failed = None if retry is None or retry.cancelled() else retry.exception()
-            if failed is not None:
-                raise failed  # e.g. the state store failed: as if the retry ran inline
+            for helper in helpers:
+                failed = None if helper.cancelled() else helper.exception()
+                if failed is not None:
+                    raise failed  # e.g. the state store failed: as if it ran inline
         return "stopped"
+
+    async def _tend_on_time(self) -> None:
+        """Retry a failed gap, or close a recovered one, when due even if no frame comes: a
+        quiet feed (a bot not trading, a venue answering only protocol pings) would otherwise
+        leave the fills missed while away unalerted until its next fill."""
+        while True:
+            await asyncio.sleep(TEND_EVERY)
+            if self._backfill.due:
+                self._tend()
 
     def _tend(self) -> None:
         """Close a recovered gap, or retry an open one in a task beside the read loop.
@@ -277,13 +291,13 @@ class FeedClient:
             self._backfill.settle()
         elif retry is None or retry.done():
             self._retry = asyncio.create_task(self._recover(attempts=1), name="feed-backfill")
-            self._retry.add_done_callback(self._retry_ended)
+            self._retry.add_done_callback(self._helper_ended)
 
-    def _retry_ended(self, retry: asyncio.Task[None]) -> None:
-        """A retry that failed (the state store did) ends the connection now, so `_read`
-        raises its error at once: left alone, no retry would ever run again and the error
-        would wait, unseen, for the connection to end on its own."""
-        if not retry.cancelled() and retry.exception() is not None and self._ws is not None:
+    def _helper_ended(self, task: asyncio.Task[None]) -> None:
+        """A retry or the gap tender that failed (the state store did) ends the connection
+        now, so `_read` raises its error at once: left alone, no retry would ever run again
+        and the error would wait, unseen, for the connection to end on its own."""
+        if not task.cancelled() and task.exception() is not None and self._ws is not None:
             self._ws.transport.abort()
 
     async def _watch(self, ws: ClientConnection) -> None:

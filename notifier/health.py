@@ -22,13 +22,17 @@ def judge_health(
     drain: DrainWatch,
     channels: Mapping[str, ChannelSettings],
 ) -> tuple[bool, str]:
-    """Healthy while the feed is up (or backing off to reconnect) and the outbox drains."""
+    """Healthy while the feed is up (or reconnecting, for at most FEED_DOWN_AFTER) and the
+    outbox drains.
+
+    Reconnecting is all of it: minting a token, the handshake (each up to request_timeout)
+    and the pause between attempts; judging the pause alone made a probe see 503 and 200 by
+    turns through one outage.
+    """
     if feed is None or deliverer is None:
         return False, "starting"
-    if not (feed.stats.connected or feed.stats.in_backoff):
-        return False, "feed not connected"
     down = feed.down_for()
-    if down > FEED_DOWN_AFTER:  # backing off, but for too long: fills are not coming in
+    if down > FEED_DOWN_AFTER:  # reconnecting, but for too long: fills are not coming in
         return False, f"feed not connected for {down / 60:.0f} minutes"
     paced = {  # one message's share of a channel's rate: how long `rate` may hold an alert
         name: rate[1] / rate[0] for name, channel in channels.items() if (rate := channel.rate)

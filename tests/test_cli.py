@@ -278,6 +278,17 @@ async def test_send_test_reports_each_url(
     assert await _main("send-test", "--config", "c.yaml", "--channel", "nope") == 2
 
 
+async def test_send_test_with_no_channels_is_a_config_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No channel configured: nothing was proven to work, so not exit 0 with no output."""
+    Path("c.yaml").write_text("channels: {}\nrules: []\n", encoding="utf-8")
+    assert await _main("send-test", "--config", "c.yaml") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "no channels configured in c.yaml: nothing to test\n"
+
+
 def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) -> None:
     """outbox lists pending and dead alerts; --retry-dead requeues, --purge-dead removes."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")

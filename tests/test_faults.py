@@ -27,6 +27,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from receivers import http_response, read_request
 
+from notifier import feed as feed_module
+from notifier.backfill import RETRY_EVERY, SETTLE_EVERY
 from notifier.config import SAMPLE_FILL, parse
 from notifier.drain_watch import STALL_AFTER
 from notifier.errors import ConfigError, StateBusyError
@@ -411,6 +413,62 @@ async def test_health_says_when_the_feed_has_been_down_too_long(
     assert warned[0].startswith(f"token endpoint answered HTTP 503 at {host}; reconnecting in"), (
         warned
     )
+
+
+async def test_health_stays_ok_through_a_hanging_reconnect_attempt(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A handshake the venue never answers is part of reconnecting, as the pause between
+    attempts is: /healthz stays 200 until the feed has been down FEED_DOWN_AFTER."""
+    venue.silent = True
+    mono, sleep = MonoClock(1000.0), Gate(auto=False)
+    text = config_text(venue, {"hook": hook}, tmp_path / "state.db")
+    settings = parse(text, source=tmp_path / "c.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
+    service = Service(settings, install_signals=False, feed_sleep=sleep, feed_clock=mono)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: venue.token_mints == 1 and service.feed is not None)
+        feed = service.feed
+        assert feed is not None
+        assert (feed.stats.connected, feed.stats.in_backoff) == (False, False)  # it hangs
+        assert service.health() == (True, "ok")
+        mono.t += FEED_DOWN_AFTER + 60
+        assert service.health() == (False, "feed not connected for 6 minutes")
+    finally:
+        service.request_stop()
+        async with asyncio.timeout(15):
+            await task
+
+
+async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """History down as the feed connects, and the bot quiet (no frame for the read loop to
+    wake on): the gap is retried RETRY_EVERY later all the same, and its fill alerted once."""
+    monkeypatch.setattr(feed_module, "TEND_EVERY", 0.01)
+    venue.history_status = 503
+    mono = MonoClock(1000.0)
+    text = config_text(venue, {"hook": hook}, tmp_path / "state.db")
+    settings = parse(text, source=tmp_path / "c.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
+    service = Service(settings, install_signals=False, feed_clock=mono)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: bool(service.feed and service.feed.stats.backfill_failures))
+        frames = service.feed.stats.frames if service.feed else None
+        venue.record_history(order_id=3000)  # as if sent while the feed was not listening
+        venue.history_status = None
+        mono.t += RETRY_EVERY + 1
+        await hook.wait_for(1)
+        assert service.feed is not None
+        assert service.feed.stats.frames == frames == 0  # no frame woke it
+        mono.t += SETTLE_EVERY  # the gap closes once its fills are recorded: still no frame
+        await until(lambda: service.store is not None and service.store.load_gap() is None)
+    finally:
+        service.request_stop()
+        async with asyncio.timeout(15):
+            await task
+    assert hook.titles() == ids(range(3000, 3001))
+    assert venue.connections == 1
 
 
 @pytest.mark.parametrize(
