@@ -322,6 +322,39 @@ async def test_throttle_reports_suppressed_in_the_trailing_message(
     assert not any("folded into this one" in r.body for r in rows(store, "t"))
 
 
+async def test_a_digest_under_one_fill_templates_still_shows_every_fill(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A grouped rule whose title and body name one fill's fields (no {count}, no {lines}):
+    the digest lists its other fills after the body, not the last one alone."""
+    text = """\
+    rules:
+      - name: big
+        notify: [desk]
+        group: {by: [market_id], wait: 30s}
+        title: "Large buy on {market_id}"
+        body: "{side} {quantity} @ {price} #{order_id}"
+      - name: counted
+        notify: [desk]
+        group: {by: [market_id], wait: 30s}
+        title: "Large buy on {market_id}"
+        body: "{count} fills, last #{order_id}"
+    """
+    pipeline = make(store, clock, text)
+    await feed(pipeline, fill("1", "0.5", "10"), fill("2", "0.5", "20"), fill("3", "0.5", "30"))
+    clock.advance(seconds=30)
+    pipeline.release_due()
+    [digest] = rows(store, "big")
+    assert digest.title == "Large buy on 0xbtc"
+    lines = digest.body.split("\n")
+    assert lines[:2] == ["BUY 30 @ 0.5 #3", "(3 fills in this message:)"]
+    assert len(lines) == 5
+    for n, quantity in (("1", "10"), ("2", "20"), ("3", "30")):
+        assert any(quantity in line and f"#{n}" in line for line in lines[2:]), lines
+    # Templates that say how many (or list them) get no note.
+    assert [r.body for r in rows(store, "counted")] == ["3 fills, last #3"]
+
+
 async def test_throttled_message_says_what_it_folded_whatever_the_body(
     store: StateStore, clock: HandClock
 ) -> None:
