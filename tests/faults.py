@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from receivers import Planned, WebhookReceiver, http_response, read_request
 
@@ -161,6 +162,27 @@ async def running(
     try:
         await until(lambda: task.done() or bool(service.feed and service.feed.stats.reading))
         assert not task.done(), task.exception()
+        yield service
+    finally:
+        service.request_stop()
+        async with asyncio.timeout(15):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def started(
+    venue: SimulatedPolySim,
+    hooks: dict[str, WebhookReceiver],
+    tmp_path: Path,
+    **hooks_of_service: Any,
+) -> AsyncIterator[Service]:
+    """The real Service in this loop, started but not waited on (its feed may never connect);
+    `hooks_of_service` are its test hooks (feed_sleep, feed_clock...). Stopped on exit."""
+    text = config_text(venue, hooks, tmp_path / "state.db")
+    settings = parse(text, source=tmp_path / "c.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
+    service = Service(settings, install_signals=False, **hooks_of_service)
+    task = asyncio.create_task(service.run(), name="service")
+    try:
         yield service
     finally:
         service.request_stop()

@@ -22,7 +22,16 @@ import pytest
 import yaml
 from daemon import Daemon, child_env
 from fakes import MonoClock, grows
-from faults import Clock, Gate, Hook, config_text, running, step_until_delivered, until
+from faults import (
+    Clock,
+    Gate,
+    Hook,
+    config_text,
+    running,
+    started,
+    step_until_delivered,
+    until,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from receivers import http_response, read_request
@@ -391,11 +400,8 @@ async def test_health_says_when_the_feed_has_been_down_too_long(
     FEED_DOWN_AFTER; the first connection after makes it 200 again."""
     venue.token_status = 503
     mono, sleep = MonoClock(1000.0), Gate(auto=False)
-    text = config_text(venue, {"hook": hook}, tmp_path / "state.db")
-    settings = parse(text, source=tmp_path / "c.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
-    service = Service(settings, install_signals=False, feed_sleep=sleep, feed_clock=mono)
-    task = asyncio.create_task(service.run())
-    try:
+    hooks = {"hook": hook}
+    async with started(venue, hooks, tmp_path, feed_sleep=sleep, feed_clock=mono) as service:
         await until(lambda: len(sleep.delays) == 1)
         assert service.health() == (True, "ok")
         mono.t += FEED_DOWN_AFTER + 60
@@ -404,10 +410,6 @@ async def test_health_says_when_the_feed_has_been_down_too_long(
         sleep.release()
         await until(lambda: bool(service.feed and service.feed.stats.reading))
         assert service.health() == (True, "ok")
-    finally:
-        service.request_stop()
-        async with asyncio.timeout(15):
-            await task
     host = venue.base_url.split("//", 1)[1]
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warned[0].startswith(f"token endpoint answered HTTP 503 at {host}; reconnecting in"), (
@@ -422,11 +424,8 @@ async def test_health_stays_ok_through_a_hanging_reconnect_attempt(
     attempts is: /healthz stays 200 until the feed has been down FEED_DOWN_AFTER."""
     venue.silent = True
     mono, sleep = MonoClock(1000.0), Gate(auto=False)
-    text = config_text(venue, {"hook": hook}, tmp_path / "state.db")
-    settings = parse(text, source=tmp_path / "c.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
-    service = Service(settings, install_signals=False, feed_sleep=sleep, feed_clock=mono)
-    task = asyncio.create_task(service.run())
-    try:
+    hooks = {"hook": hook}
+    async with started(venue, hooks, tmp_path, feed_sleep=sleep, feed_clock=mono) as service:
         await until(lambda: venue.token_mints == 1 and service.feed is not None)
         feed = service.feed
         assert feed is not None
@@ -434,10 +433,6 @@ async def test_health_stays_ok_through_a_hanging_reconnect_attempt(
         assert service.health() == (True, "ok")
         mono.t += FEED_DOWN_AFTER + 60
         assert service.health() == (False, "feed not connected for 6 minutes")
-    finally:
-        service.request_stop()
-        async with asyncio.timeout(15):
-            await task
 
 
 async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
@@ -448,11 +443,7 @@ async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
     monkeypatch.setattr(feed_module, "TEND_EVERY", 0.01)
     venue.history_status = 503
     mono = MonoClock(1000.0)
-    text = config_text(venue, {"hook": hook}, tmp_path / "state.db")
-    settings = parse(text, source=tmp_path / "c.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY})
-    service = Service(settings, install_signals=False, feed_clock=mono)
-    task = asyncio.create_task(service.run())
-    try:
+    async with started(venue, {"hook": hook}, tmp_path, feed_clock=mono) as service:
         await until(lambda: bool(service.feed and service.feed.stats.backfill_failures))
         frames = service.feed.stats.frames if service.feed else None
         venue.record_history(order_id=3000)  # as if sent while the feed was not listening
@@ -463,10 +454,6 @@ async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
         assert service.feed.stats.frames == frames == 0  # no frame woke it
         mono.t += SETTLE_EVERY  # the gap closes once its fills are recorded: still no frame
         await until(lambda: service.store is not None and service.store.load_gap() is None)
-    finally:
-        service.request_stop()
-        async with asyncio.timeout(15):
-            await task
     assert hook.titles() == ids(range(3000, 3001))
     assert venue.connections == 1
 
