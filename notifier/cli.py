@@ -127,14 +127,15 @@ def _run(args: argparse.Namespace) -> int:
 def _run_held(args: argparse.Namespace, hangups: HangupLatch) -> int:
     from notifier import eventloop, keepalive
     from notifier.service import Service
+    from notifier.watch import WatchedFile
 
     path = Path(args.config)
+    watch = WatchedFile.before_reading(path) if args.watch else None  # a save from now counts
     settings = _load(path)
     _configure_logging(args, settings.log)
     keepalive.install()  # the daemon sends alert after alert to the same hosts
 
     async def go() -> None:
-        watch = path if args.watch else None
         service = Service(settings, reload=lambda: _load(path), watch=watch, hangups=hangups)
         try:
             await service.run()

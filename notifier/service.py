@@ -16,7 +16,6 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
 
@@ -37,7 +36,7 @@ from notifier.run_summary import Summary, summarize
 from notifier.settings import Settings
 from notifier.store import PRUNE_STEP, OutboxItem, StateStore
 from notifier.walcheckpoint import BACKSTOP_PAGES, WalCheckpointer, checkpoint_forever
-from notifier.watch import signature, watch_file
+from notifier.watch import WatchedFile, watch_file
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class Service:
         settings: Settings,
         *,
         reload: Callable[[], Settings] | None = None,
-        watch: Path | None = None,
+        watch: WatchedFile | None = None,
         install_signals: bool = True,
         hangups: HangupLatch | None = None,
         feed_sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -69,9 +68,7 @@ class Service:
         self._feed_clock = feed_clock
         self._delivery_rng = delivery_rng
         self._reload_config = reload
-        self._watch = watch
-        # Taken now, just after the caller read the file: a later change counts as one.
-        self._watch_since = signature(watch) if watch is not None else None
+        self._watch = watch  # its signature was taken before the caller read the file
         self._install_signals = install_signals
         self._hangups = hangups
         self._stop = asyncio.Event()
@@ -193,7 +190,9 @@ class Service:
                     wal_task = tasks.create_task(checkpoint_forever(checkpointer), name="wal")
                     watch_task = (
                         tasks.create_task(
-                            watch_file(self._watch, self.request_reload, since=self._watch_since)
+                            watch_file(
+                                self._watch.path, self.request_reload, since=self._watch.since
+                            )
                         )
                         if self._watch is not None
                         else None

@@ -13,11 +13,26 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int] | None  # (mtime_ns, size, inode); None while missing
+
+
+@dataclass(frozen=True)
+class WatchedFile:
+    """A file to reload on change, with its signature from just before it was read: a save
+    that lands between that read and the first poll then counts as a change."""
+
+    path: Path
+    since: Signature
+
+    @classmethod
+    def before_reading(cls, path: Path) -> WatchedFile:
+        """Take this before reading the file, never after (a save in between would be lost)."""
+        return cls(path, signature(path))
 
 
 def signature(path: Path) -> Signature:

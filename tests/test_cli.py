@@ -698,3 +698,39 @@ def test_every_command_takes_its_config_either_way(capsys: pytest.CaptureFixture
         assert said in capsys.readouterr().err
     args = cli_args.parse(["outbox", "c.yaml"])[1]
     assert args.config == "c.yaml"
+
+
+def test_watch_counts_a_save_that_lands_while_the_daemon_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run --watch` compares against the file as it was before it was read, so a save that
+    lands between that read and the watcher's first poll is reloaded, not taken as the base."""
+    from notifier import service as service_module
+    from notifier.watch import signature
+
+    config = Path("c.yaml")
+    config.write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    read_from = signature(config)
+    load = cli._load
+
+    def load_then_save(path: Path) -> object:
+        settings = load(path)
+        with path.open("a", encoding="utf-8") as saved:  # the user's save, just after the read
+            saved.write("# edited\n")
+        return settings
+
+    watched = []
+
+    class StartedService:
+        def __init__(self, settings: object, **kwargs: object) -> None:
+            watched.append(kwargs["watch"])
+
+        async def run(self) -> None:
+            return None
+
+    monkeypatch.setattr(cli, "_load", load_then_save)
+    monkeypatch.setattr(service_module, "Service", StartedService)
+    assert cli.main(["run", "--config", "c.yaml", "--watch"]) == cli.EXIT_OK
+    [watch] = watched
+    assert watch.path == config
+    assert watch.since == read_from != signature(config)  # the save is a change to reload
