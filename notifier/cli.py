@@ -30,7 +30,7 @@ from notifier.errors import (
     key_prefix,
     os_reason,
 )
-from notifier.hangup import HangupLatch
+from notifier.hangup_latch import HangupLatch
 
 if TYPE_CHECKING:
     from notifier.settings import LogSettings, Settings

@@ -1,7 +1,7 @@
 """The `notifier` command's first step: hold SIGHUP, then import and run the CLI.
 
 Importing the CLI (config, YAML, asyncio) takes about 0.15 s, during which SIGHUP's default
-action would end a daemon that was just asked to reload (see hangup.py).
+action would end a daemon that was just asked to reload (see hangup_latch.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import NoReturn
 
-from notifier.hangup import HangupLatch
+from notifier.hangup_latch import HangupLatch
 
 EXIT_INTERRUPTED = 130  # as cli.EXIT_INTERRUPTED, which is not imported yet
 

@@ -26,7 +26,8 @@ from notifier.deliver import Deliverer
 from notifier.drain_watch import DrainWatch
 from notifier.errors import ConfigError, FatalFeedError, StateError, key_prefix
 from notifier.feed import FeedClient
-from notifier.hangup import HangupLatch, loop_signals
+from notifier.hangup import loop_signals
+from notifier.hangup_latch import HangupLatch
 from notifier.health import judge_health
 from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot

@@ -21,7 +21,7 @@ from receivers import WebhookReceiver
 
 from notifier import cli, cli_args
 from notifier.events import Alert
-from notifier.hangup import HangupLatch
+from notifier.hangup_latch import HangupLatch
 from notifier.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
