@@ -236,6 +236,15 @@ class ChannelSet:
         entry = self._by_key.get(target)
         return entry.target.display if entry else f"<unknown target {target}>"
 
+    def title_for(self, target: str, title: str) -> str:
+        """The title as the target's service gets it. Rendered for HTML, the title's values
+        are escaped; a title the service shows apart from the body (an email subject, an ntfy
+        title) is plain text there: "S&P < 5000", not "S&amp;P &lt; 5000"."""
+        entry = self._by_key.get(target)
+        if entry is not None and entry.own_title and self._body_format == NotifyFormat.HTML:
+            return html.unescape(title)
+        return title
+
     async def send(
         self, target: str, title: str, body: str, *, message: str | None = None
     ) -> SendResult:
@@ -247,14 +256,10 @@ class ChannelSet:
         can read the same). KeyError if the target key is unknown (check `knows` first).
         """
         entry = self._by_key[target]
-        if entry.own_title and self._body_format == NotifyFormat.HTML:
-            # Rendered for HTML, the title's values are escaped; a title the service shows
-            # apart from the body is plain text there: "S&P < 5000", not "S&amp;P &lt; 5000".
-            title = html.unescape(title)
         call = functools.partial(
             entry.apprise.notify,
             body=body,
-            title=title,
+            title=self.title_for(target, title),
             notify_type=NotifyType.INFO,
             body_format=self._body_format,
         )

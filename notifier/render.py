@@ -163,7 +163,7 @@ class Template:
                 continue
             name, spec, to_str = part
             if name not in fields:
-                raise TemplateError(_unknown(name, fields))
+                raise TemplateError(_unknown(name, fields, after_dollar=f"${{{name}" in text))
             if spec:
                 tries = ("text",) if to_str else _candidates(name, known)
                 if not any(_formats(value, spec) for value in tries):
@@ -249,7 +249,12 @@ def _formats(value: object, spec: str) -> bool:
     return True
 
 
-def _unknown(name: str, fields: Collection[str]) -> str:
+def _unknown(name: str, fields: Collection[str], *, after_dollar: bool = False) -> str:
+    if after_dollar:  # `$${HOME}` in the file is `${HOME}` here: a dollar, then a field
+        return (
+            f"unknown field {{{name}}} (a literal ${{{name}}} in a template is written "
+            f"$${{{{{name}}}}})"
+        )
     close = difflib.get_close_matches(name, list(fields), n=1)
     if close:
         return f"unknown field {{{name}}} (did you mean {{{close[0]}}}?)"

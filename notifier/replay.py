@@ -62,13 +62,15 @@ async def replay(
             print(f"fill {number}: same fill as fill {first}: alerted once", file=out)
             continue
         planned = plan_alerts(parsed, rules=settings.rules, targets=channels)
-        _describe(number, planned, out, needs_title=settings.rules.needs_title(parsed))
+        _describe(number, planned, channels, out, needs_title=settings.rules.needs_title(parsed))
         if send and not await _send(planned, channels, out):
             status = max(status, EXIT_SEND_FAILED)
     return status
 
 
-def _describe(number: int, planned: Planned, out: TextIO, *, needs_title: bool) -> None:
+def _describe(
+    number: int, planned: Planned, channels: ChannelSet, out: TextIO, *, needs_title: bool
+) -> None:
     fill = planned.fill
     print(
         f"fill {number}: {fill.side} {fill.quantity} {fill.outcome} @ {fill.price} "
@@ -87,7 +89,15 @@ def _describe(number: int, planned: Planned, out: TextIO, *, needs_title: bool) 
         alert = next((a for a in planned.alerts if a.rule == rule.name), None)
         print(f"  rule {rule.name} -> {', '.join(rule.notify)}{_shaped_note(rule)}", file=out)
         if alert is not None:
-            print(f"    title: {alert.title}", file=out)
+            # html mode: services that show the title apart from the body get it as plain text
+            titles: dict[str, list[str]] = {}  # title -> the targets that get it
+            for each in planned.alerts:
+                if each.rule == rule.name:
+                    title = channels.title_for(each.target, each.title)
+                    titles.setdefault(title, []).append(channels.display(each.target))
+            for title, where in titles.items():
+                to = f" (to {', '.join(where)})" if len(titles) > 1 else ""
+                print(f"    title: {title}{to}", file=out)
             for body_line in alert.body.splitlines() or [""]:
                 print(f"    body:  {body_line}", file=out)
 

@@ -734,3 +734,31 @@ def test_watch_counts_a_save_that_lands_while_the_daemon_starts(
     [watch] = watched
     assert watch.path == config
     assert watch.since == read_from != signature(config)  # the save is a change to reload
+
+
+def test_test_command_shows_each_service_the_title_it_gets_under_html(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Under body_format html a title's values are escaped, except for a service that shows
+    the title apart from the body (here json), which gets it as plain text: `test` shows both."""
+    Path("c.yaml").write_text(
+        "delivery: {body_format: html}\n"
+        "channels:\n"
+        "  hook: json://127.0.0.1:9/\n"
+        "  chat: tgram://123456789:abcdefg_hijklmnop/12345\n"
+        "rules:\n"
+        "  - name: big\n"
+        "    notify: [hook, chat]\n"
+        '    title: "Big {side} on {market_title}"\n'
+        '    body: "{quantity} @ {price}"\n',
+        encoding="utf-8",
+    )
+    fill = json.loads(FLAT) | {"market_title": "S&P < 5000"}
+    assert cli.main(["test", "c.yaml", "--fill", json.dumps(fill)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[2]
+        == "    title: Big BUY on S&P < 5000 (to json://127.0.0.1:9/?method=POST&optional=no)"
+    )
+    assert out[3].startswith("    title: Big BUY on S&amp;P &lt; 5000 (to tgram://1...p/12345/?")
+    assert out[4] == "    body:  150 @ 0.4"

@@ -201,6 +201,18 @@ def test_env_expansion() -> None:
     assert s.delivery.concurrency == 3
 
 
+def test_a_literal_dollar_brace_in_a_template_is_written_with_doubled_braces() -> None:
+    """`$${HOME}` leaves `${HOME}`: a dollar sign before the field {HOME}, refused with the
+    spelling that gives the text; `$${{HOME}}` renders as ${HOME}."""
+    rule = "rules:\n  - name: r\n    notify: desk\n    body: 'cost {price} $$%s'\n"
+    assert errors(CHANNELS + rule % "{HOME}") == [
+        "config.yaml:7: rules[0].body: unknown field {HOME} "
+        "(a literal ${HOME} in a template is written $${{HOME}})",
+    ]
+    body = settings_of(CHANNELS + rule % "{{HOME}}").rules.rules[0].body
+    assert body.render(fill_values(SAMPLE_FILL, rule="r")) == "cost 0.65 ${HOME}"
+
+
 def test_unset_variable_names_it_and_the_key() -> None:
     """An unset ${VAR} without default is an error naming the variable and the key path."""
     assert errors("delivery:\n  timeout: ${TIMEOUT}\n") == [
