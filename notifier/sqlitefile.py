@@ -82,6 +82,7 @@ class SqliteFile:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 if exclusive:
                     self._lock = _hold_lock(self.path)
+                _create_private(self.path)
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             self._release_lock()
@@ -292,6 +293,16 @@ def _may_clear(exc: BaseException) -> bool:
         _SQLITE_LOCKED,
         _SQLITE_FULL,
     )
+
+
+def _create_private(path: Path) -> None:
+    """Create a new state file readable by its owner alone (an existing one keeps its mode).
+
+    It holds every alert's text (the fills of someone's trading); SQLite would create it
+    0644 under the usual umask, and gives the -wal and -shm files beside it the same mode.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _hold_lock(path: Path) -> IO[bytes]:

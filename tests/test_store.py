@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import textwrap
@@ -844,3 +845,26 @@ def test_unseen_fits_an_old_sqlite_s_999_parameters(store: StateStore) -> None:
     store.title_waits.hold([("k700", T0, "{}")])
     keys = [f"k{n}" for n in range(1200)]
     assert store.unseen(keys) == set(keys) - {"k3", "k700"}
+
+
+def test_a_new_state_file_is_its_owner_s_alone_and_an_old_one_keeps_its_mode(
+    tmp_path: Path,
+) -> None:
+    """The file holds every alert's text: created 0600 (with its -wal and -shm) whatever the
+    umask; a file that exists keeps the mode its owner gave it."""
+    before = os.umask(0o022)
+    try:
+        path = tmp_path / "state.db"
+        with StateStore(path, exclusive=True) as s:
+            s.record(fill_key="k", filled_at=T0, alerts=[alert("k")])
+            files = ("state.db", "state.db-wal", "state.db-shm")
+            modes = [(tmp_path / name).stat().st_mode & 0o777 for name in files]
+        assert modes == [0o600, 0o600, 0o600]
+        shared = tmp_path / "shared.db"
+        shared.touch(mode=0o640)
+        shared.chmod(0o640)
+        with StateStore(shared) as s:
+            s.record(fill_key="k", filled_at=T0, alerts=[])
+        assert shared.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(before)
