@@ -1,15 +1,17 @@
-"""The event loop's signal handlers while the daemon runs (`loop_signals`), taking over
-SIGHUP from the start-up latch (hangup_latch.py) and handing it back at the end.
+"""The event loop's signal handlers while the daemon runs (`loop_signals`).
 
-The service reloads once if a SIGHUP came before its handlers were in, and puts the latch
-back when it removes them. (Under systemd, `Type=notify` also holds a reload until the daemon
-says it is ready: see sdnotify.py.)
+SIGHUP reaches the loop through the start-up latch (hangup_latch.py) when there is one: the
+service reloads once if a SIGHUP came before it ran, and each later one is forwarded to the
+loop; at the end the latch notes them again. SIGHUP's handler never changes meanwhile, so
+there is no moment when its default action (the process ends) applies. (Under systemd,
+`Type=notify` also holds a reload until the daemon says it is ready: see sdnotify.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Callable, Iterator, Mapping
@@ -28,32 +30,35 @@ def loop_signals(
 ) -> Iterator[None]:
     """The running loop's handlers for these signals; the handlers from before are back on exit.
 
-    If SIGHUP is among them and `hangups` caught one during start-up, its handler runs now.
-    Off the main thread, or without Unix signals, a signal keeps its handler.
+    SIGHUP goes through `hangups` when it holds the signal: its handler runs now if one came
+    during start-up, and on each later one. Off the main thread, or without Unix signals, a
+    signal keeps its handler.
     """
     loop = asyncio.get_running_loop()
+    latched = enabled and signal.SIGHUP in handlers and hangups is not None and hangups.installed
     installed: dict[int, Handler] = {}  # signal -> the handler it had before
     for signum, handler in handlers.items() if enabled else ():
+        if latched and signum == signal.SIGHUP:
+            continue  # through the latch, below
         before = signal.getsignal(signum)
         try:
             loop.add_signal_handler(signum, handler)
         except (NotImplementedError, RuntimeError, ValueError):
             continue  # not the main thread, or not a Unix loop: signals stay default
         installed[signum] = before
-    if signal.SIGHUP in installed and hangups is not None and hangups.take():
-        log.info("SIGHUP during start-up: reloading now")
-        handlers[signal.SIGHUP]()
+    if latched and hangups is not None:
+        on_hangup = handlers[signal.SIGHUP]
+        # Forwarding first, then the start-up note: a SIGHUP in between is not lost.
+        hangups.forward(functools.partial(loop.call_soon_threadsafe, on_hangup))
+        if hangups.take():
+            log.info("SIGHUP during start-up: reloading now")
+            on_hangup()
     try:
         yield
     finally:
+        if latched and hangups is not None:
+            hangups.forward(None)
         for signum, before in installed.items():
-            # Removing the loop's handler leaves the default action behind until the one
-            # from before is back: a SIGHUP in that gap would end the process. Held off
-            # meanwhile, it reaches the restored handler instead.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
-            try:
-                loop.remove_signal_handler(signum)
-                if before is not None:
-                    signal.signal(signum, before)
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+            loop.remove_signal_handler(signum)  # leaves the default action behind
+            if before is not None:
+                signal.signal(signum, before)

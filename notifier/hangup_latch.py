@@ -17,12 +17,20 @@ Handler = Callable[[int, FrameType | None], object] | int | None  # as signal.ge
 
 
 class HangupLatch:
-    """A SIGHUP handler that only notes the signal; `take` says whether one came."""
+    """A SIGHUP handler that notes the signal (`take` says whether one came), or hands it on
+    while the event loop runs (`forward`).
+
+    It stays SIGHUP's handler for the life of the process: the loop gets the signal through
+    it rather than through `loop.add_signal_handler`, whose removal at the end resets SIGHUP
+    to its default action until the handler from before is put back. A SIGHUP in that gap,
+    which any thread of the process may receive, ended the daemon.
+    """
 
     def __init__(self) -> None:
         self._pending = False
         self._before: Handler = None
         self._installed = False
+        self._forward: Callable[[], object] | None = None
 
     def install(self) -> HangupLatch:
         """Hold SIGHUP from now on; off the main thread (an embedding caller) it cannot, and
@@ -41,7 +49,29 @@ class HangupLatch:
             signal.signal(signal.SIGHUP, self._before or signal.SIG_DFL)
             self._installed = False
 
+    @property
+    def installed(self) -> bool:
+        """Whether SIGHUP comes here: installed, and not replaced by another handler since."""
+        return self._installed and signal.getsignal(signal.SIGHUP) == self._note
+
+    def forward(self, deliver: Callable[[], object] | None) -> None:
+        """From now on each SIGHUP calls `deliver` instead of being noted (None: noted again).
+
+        It runs inside the signal handler, so it must only schedule work, as
+        `loop.call_soon_threadsafe` does; if it raises RuntimeError (the loop closed), the
+        signal is noted instead.
+        """
+        self._forward = deliver
+
     def _note(self, signum: int, frame: FrameType | None) -> None:
+        deliver = self._forward
+        if deliver is not None:
+            try:
+                deliver()
+            except RuntimeError:
+                pass
+            else:
+                return
         self._pending = True
 
     def take(self) -> bool:
