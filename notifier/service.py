@@ -35,6 +35,7 @@ from notifier.pipeline import Pipeline
 from notifier.reload_diff import described_changes, kept_runtime, waiting_for_restart
 from notifier.run_summary import Summary, summarize
 from notifier.settings import Settings
+from notifier.state_file_watch import Identity, identity, watch_state_file
 from notifier.store import PRUNE_STEP, OutboxItem, StateStore
 from notifier.walcheckpoint import BACKSTOP_PAGES, WalCheckpointer, checkpoint_forever
 from notifier.watch import WatchedFile, watch_file
@@ -81,6 +82,7 @@ class Service:
         self._reloads: set[asyncio.Task[bool]] = set()
         self._reload_queued = False  # a reload asked for has not read the file yet
         self.store: StateStore | None = None
+        self._state_file: Identity | None = None
         self.feed: FeedClient | None = None
         self.pipeline: Pipeline | None = None
         self.deliverer: Deliverer | None = None
@@ -115,6 +117,7 @@ class Service:
             on_broken=self._state_broken,
             autocheckpoint=BACKSTOP_PAGES,
         )
+        self._state_file = identity(store.path)  # the file opened, to notice its deletion
         checkpointer = WalCheckpointer(store.path)
         try:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
@@ -189,6 +192,9 @@ class Service:
                     send_task = tasks.create_task(deliverer.run(), name="deliver")
                     prune_task = tasks.create_task(self._prune_forever(store), name="prune")
                     wal_task = tasks.create_task(checkpoint_forever(checkpointer), name="wal")
+                    file_task = tasks.create_task(
+                        watch_state_file(store.path, self._state_file), name="state-file"
+                    )
                     watch_task = (
                         tasks.create_task(
                             watch_file(
@@ -211,6 +217,7 @@ class Service:
                         raise deliverer.failure
                     await _cancel(prune_task)
                     await _cancel(wal_task)
+                    await _cancel(file_task)
                     if watch_task is not None:
                         await _cancel(watch_task)
         finally:

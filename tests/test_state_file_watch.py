@@ -1,0 +1,77 @@
+"""A state file deleted, renamed away or replaced under the running daemon is said, once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from notifier.state_file_watch import identity, watch_state_file
+from notifier.store import StateStore
+
+
+async def _watch_through(path: Path, steps: list[Callable[[], None]]) -> None:
+    """Run the watch over a real store's file, doing one step before each of its looks."""
+    with StateStore(path) as store:
+        opened = identity(store.path)
+        pending = list(steps)
+
+        async def sleep(seconds: float) -> None:
+            assert seconds == 60.0
+            if not pending:
+                raise asyncio.CancelledError
+            pending.pop(0)()
+
+        with pytest.raises(asyncio.CancelledError):
+            await watch_state_file(store.path, opened, sleep=sleep)
+
+
+async def test_a_deleted_state_file_is_said_once_with_where_to_save_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.db"
+    copies: list[bytes] = []
+
+    def save_from_the_message() -> None:
+        [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        kept = record.getMessage().rsplit("readable at ", 1)[1].split(" ", 1)[0]
+        copies.append(Path(kept).read_bytes())
+
+    caplog.set_level(logging.INFO, logger="notifier.state_file_watch")
+    await _watch_through(
+        path, [lambda: None, path.unlink, lambda: None, lambda: None, save_from_the_message]
+    )
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        f"state file {path} was deleted while running: this run goes on with the file it "
+        "opened, but the next start will not find its pending alerts or the fills it recorded "
+        f"(stop the daemon only after putting it back); its contents stay readable at "
+        f"/proc/{os.getpid()}/fd/"
+    )
+    assert copies[0].startswith(b"SQLite format 3\x00")  # the store itself, still there
+
+
+async def test_a_file_renamed_away_and_back_and_a_replaced_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, aside = tmp_path / "state.db", tmp_path / "aside.db"
+    caplog.set_level(logging.INFO, logger="notifier.state_file_watch")
+    await _watch_through(
+        path,
+        [
+            lambda: path.rename(aside),
+            lambda: aside.rename(path),
+            lambda: (path.rename(aside), path.write_bytes(b"")),
+        ],
+    )
+    said = [(r.levelname, r.getMessage().split(" while running")[0]) for r in caplog.records]
+    assert said == [
+        ("ERROR", f"state file {path} was deleted"),
+        ("INFO", f"state file {path} is the file this run opened again"),
+        ("ERROR", f"state file {path} was replaced"),
+    ]
