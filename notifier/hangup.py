@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import signal
@@ -49,7 +50,9 @@ def loop_signals(
     if latched and hangups is not None:
         on_hangup = handlers[signal.SIGHUP]
         # Forwarding first, then the start-up note: a SIGHUP in between is not lost.
-        hangups.forward(functools.partial(loop.call_soon_threadsafe, on_hangup))
+        # In this context, not in that of whichever task the signal interrupts.
+        context = contextvars.copy_context()
+        hangups.forward(functools.partial(loop.call_soon_threadsafe, on_hangup, context=context))
         if hangups.take():
             log.info("SIGHUP during start-up: reloading now")
             on_hangup()

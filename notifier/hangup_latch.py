@@ -40,6 +40,9 @@ class HangupLatch:
             signal.signal(signal.SIGHUP, self._note)
         except ValueError:
             return self
+        # Calls the signal interrupts in any thread resume, as under asyncio's own handlers,
+        # rather than fail with EINTR: the latch stays the handler for the whole run.
+        signal.siginterrupt(signal.SIGHUP, False)
         self._before, self._installed = before, True
         return self
 

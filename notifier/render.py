@@ -158,12 +158,15 @@ class Template:
         """
         template = cls(text)
         known = _FILL_SAMPLES if samples is None else {**_FILL_SAMPLES, **samples}
+        before = ""  # the literal text just before a placeholder
         for part in template._parts:
             if isinstance(part, str):
+                before = part
                 continue
             name, spec, to_str = part
             if name not in fields:
-                raise TemplateError(_unknown(name, fields, after_dollar=f"${{{name}" in text))
+                raise TemplateError(_unknown(name, fields, after_dollar=before.endswith("$")))
+            before = ""
             if spec:
                 tries = ("text",) if to_str else _candidates(name, known)
                 if not any(_formats(value, spec) for value in tries):

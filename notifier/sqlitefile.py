@@ -301,8 +301,10 @@ def _create_private(path: Path) -> None:
     It holds every alert's text (the fills of someone's trading); SQLite would create it
     0644 under the usual umask, and gives the -wal and -shm files beside it the same mode.
     """
+    # The file a symlink names (O_EXCL would refuse the link itself, and SQLite would then
+    # create its target with the default mode).
     with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.close(os.open(os.path.realpath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _hold_lock(path: Path) -> IO[bytes]:

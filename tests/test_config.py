@@ -209,6 +209,10 @@ def test_a_literal_dollar_brace_in_a_template_is_written_with_doubled_braces() -
         "config.yaml:7: rules[0].body: unknown field {HOME} "
         "(a literal ${HOME} in a template is written $${{HOME}})",
     ]
+    typo = "rules:\n  - name: r\n    notify: desk\n    body: 'at $${price}, {pric} shares'\n"
+    assert errors(CHANNELS + typo) == [  # a dollar before another placeholder: no such hint
+        "config.yaml:7: rules[0].body: unknown field {pric} (did you mean {price}?)",
+    ]
     body = settings_of(CHANNELS + rule % "{{HOME}}").rules.rules[0].body
     assert body.render(fill_values(SAMPLE_FILL, rule="r")) == "cost 0.65 ${HOME}"
 

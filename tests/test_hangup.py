@@ -5,10 +5,16 @@ Each case runs in a child interpreter, since a failure here is the process dying
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+
+from notifier.hangup import loop_signals
+from notifier.hangup_latch import HangupLatch
 
 HANDOVER = """\
 import asyncio, os, signal, threading
@@ -80,3 +86,63 @@ def test_the_launcher_holds_sighup_before_importing_asyncio() -> None:
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout == "[]\n"
+
+
+RESTARTED = """\
+import ctypes, os, signal, threading
+from notifier.hangup_latch import HangupLatch
+
+latch = HangupLatch().install()
+libc = ctypes.CDLL(None, use_errno=True)
+r, w = os.pipe()
+got = []
+blocked = threading.Event()
+
+def read_one() -> None:
+    buffer = ctypes.create_string_buffer(1)
+    blocked.set()
+    got.append(libc.read(r, buffer, 1))  # C's read: no retry of Python's around it
+
+worker = threading.Thread(target=read_one)
+worker.start()
+blocked.wait()
+for _ in range(50):  # the thread is in read() by now, or soon: each signal lands in it
+    signal.pthread_kill(worker.ident, signal.SIGHUP)
+os.write(w, b"x")
+worker.join(30)
+print("read:", got, "noted:", latch.take())
+"""
+
+
+def test_a_hangup_resumes_what_it_interrupts_in_other_threads() -> None:
+    """The latch is SIGHUP's handler for the whole run, so a send thread's blocking call that
+    a SIGHUP interrupts goes on (as under asyncio's handlers) instead of failing with EINTR."""
+    child = _child(RESTARTED)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout == "read: [1] noted: True\n"
+
+
+async def test_a_forwarded_hangup_runs_in_the_service_s_context() -> None:
+    """The reload runs in the context the handlers were set up in, not in that of the task
+    the signal happened to interrupt."""
+    where: contextvars.ContextVar[str] = contextvars.ContextVar("where")
+    seen: list[str] = []
+    latch = HangupLatch().install()
+    try:
+        where.set("service")
+        with loop_signals({signal.SIGHUP: lambda: seen.append(where.get())}, hangups=latch):
+
+            async def feed() -> None:
+                where.set("feed")
+                os.kill(os.getpid(), signal.SIGHUP)
+                for _ in range(1000):  # the handler runs between these bytecodes
+                    pass
+
+            await asyncio.create_task(feed())
+            for _ in range(100):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        latch.restore()
+    assert seen == ["service"]

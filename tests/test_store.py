@@ -860,6 +860,11 @@ def test_a_new_state_file_is_its_owner_s_alone_and_an_old_one_keeps_its_mode(
             files = ("state.db", "state.db-wal", "state.db-shm")
             modes = [(tmp_path / name).stat().st_mode & 0o777 for name in files]
         assert modes == [0o600, 0o600, 0o600]
+        linked = tmp_path / "linked.db"  # a symlink to where the file is to be
+        linked.symlink_to(tmp_path / "target.db")
+        with StateStore(linked, exclusive=True) as s:
+            s.record(fill_key="k", filled_at=T0, alerts=[])
+        assert (tmp_path / "target.db").stat().st_mode & 0o777 == 0o600
         shared = tmp_path / "shared.db"
         shared.touch(mode=0o640)
         shared.chmod(0o640)
