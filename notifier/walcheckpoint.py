@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,11 @@ class WalCheckpointer:
             try:
                 if self._db is None:
                     # Used from whichever worker thread runs this call, one call at a time.
+                    # mode=rw: never create a file; one deleted under the daemon stays gone
+                    # (state_file_watch.py says so) rather than come back empty, 0644.
                     self._db = sqlite3.connect(
-                        self.path,
+                        f"file:{quote(os.path.abspath(self.path))}?mode=rw",
+                        uri=True,
                         isolation_level=None,
                         timeout=self._busy_timeout,
                         check_same_thread=False,

@@ -58,6 +58,22 @@ def test_a_failing_checkpoint_is_logged_once(
     assert "WAL checkpoint failed" in caplog.records[0].getMessage()
 
 
+def test_a_state_file_deleted_before_the_first_checkpoint_is_not_created_again(
+    tmp_path: Path,
+) -> None:
+    """The checkpointer opens the file by its path on first use; deleted by then, it stays
+    gone (the daemon goes on with the file it opened) instead of coming back empty."""
+    path = tmp_path / "state.db"
+    with StateStore(path):
+        path.unlink()
+        checkpointer = WalCheckpointer(path)
+        try:
+            assert checkpointer.checkpoint() == (0, 0)
+        finally:
+            checkpointer.close()
+    assert not path.exists()
+
+
 def test_after_close_nothing_is_done(tmp_path: Path) -> None:
     """A closed checkpointer neither opens the file nor fails; closing twice is harmless."""
     path = tmp_path / "state.db"
