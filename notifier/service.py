@@ -118,7 +118,7 @@ class Service:
             autocheckpoint=BACKSTOP_PAGES,
         )
         self._state_file = identity(store.path)  # the file opened, to notice its deletion
-        checkpointer = WalCheckpointer(store.path)
+        checkpointer = WalCheckpointer(store.path, same_as=self._state_file)
         try:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
             timeout = httpx.Timeout(settings.feed.request_timeout)

@@ -2,8 +2,11 @@
 
 SQLite goes on writing to the file it opened: one deleted (or renamed away, or replaced by a
 restore) keeps working, unseen, until the daemon stops, and the next start finds a new, empty
-state: the alerts still pending in it are never sent. Said as an error while the old file can
-still be saved, with where its contents remain readable until the process ends.
+state: the alerts still pending in it are never sent. Said as an error, so that it is seen.
+
+Copying the deleted file back from /proc while the daemon runs is not offered: its WAL goes
+on at the path, and the next start replays it onto the copy, whose pages no longer match (a
+malformed database).
 """
 
 from __future__ import annotations
@@ -53,30 +56,10 @@ async def watch_state_file(
         if gone:
             continue
         gone = True
-        kept = _open_copy(path, opened)
-        where = f"; its contents stay readable at {kept} until the daemon stops" if kept else ""
         log.error(
             "state file %s was %s while running: this run goes on with the file it opened, "
-            "but the next start will not find its pending alerts or the fills it recorded "
-            "(stop the daemon only after putting it back)%s",
+            "but the next start will not find the alerts pending in it or the fills it "
+            "recorded",
             path,
             "deleted" if now is None else "replaced",
-            where,
         )
-
-
-def _open_copy(path: Path, opened: Identity) -> str | None:
-    """A /proc path still naming the opened file (Linux), to copy it back from."""
-    fds = Path("/proc/self/fd")
-    try:
-        entries = list(fds.iterdir())
-    except OSError:
-        return None
-    for entry in entries:
-        try:
-            stat = entry.stat()  # follows the link to the open file, deleted or not
-        except OSError:
-            continue
-        if (stat.st_dev, stat.st_ino) == opened:
-            return f"/proc/{os.getpid()}/fd/{entry.name}"
-    return None

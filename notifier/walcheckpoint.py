@@ -22,6 +22,8 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
+from notifier.state_file_watch import Identity, identity
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 1.0  # seconds between background checkpoints
@@ -31,8 +33,13 @@ BACKSTOP_PAGES = 10_000  # the in-commit checkpoint's threshold (about 40 MB of 
 class WalCheckpointer:
     """A second connection to the state file that only checkpoints its WAL."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 1.0) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout: float = 1.0, same_as: Identity | None = None
+    ) -> None:
         self.path = path
+        # The file the daemon opened: a different one at the path by the time this connects
+        # (a restore) must not take the daemon's WAL, whose frames its own file then lacks.
+        self._same_as = same_as
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one checkpoint at a time; close waits for it
@@ -60,6 +67,10 @@ class WalCheckpointer:
                         timeout=self._busy_timeout,
                         check_same_thread=False,
                     )
+                    if self._same_as is not None and identity(self.path) != self._same_as:
+                        self._db.close()
+                        self._db = None
+                        raise sqlite3.OperationalError("not the file the daemon opened")
                 row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:
                 if not self.failing:

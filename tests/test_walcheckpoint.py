@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from notifier.events import Alert
+from notifier.state_file_watch import identity
 from notifier.store import StateStore
 from notifier.walcheckpoint import WalCheckpointer, checkpoint_forever
 
@@ -72,6 +73,26 @@ def test_a_state_file_deleted_before_the_first_checkpoint_is_not_created_again(
         finally:
             checkpointer.close()
     assert not path.exists()
+
+
+def test_a_file_replaced_before_the_first_checkpoint_is_left_alone(tmp_path: Path) -> None:
+    """Another file at the path by the time the checkpointer connects (a restore) must not
+    take the daemon's WAL: the daemon's own file would never get those pages."""
+    path, aside = tmp_path / "state.db", tmp_path / "aside.db"
+    with StateStore(path) as store:
+        opened = identity(path)
+        _fill_up(store)
+        path.rename(aside)
+        with StateStore(tmp_path / "backup.db"):
+            pass
+        (tmp_path / "backup.db").rename(path)  # a restored state file where the daemon's was
+        checkpointer = WalCheckpointer(path, same_as=opened)
+        try:
+            assert checkpointer.checkpoint() == (0, 0)
+        finally:
+            checkpointer.close()
+        store.remember([("after", T0)])  # the daemon's file still takes its writes
+        assert store.counts()["pending"] == COMMITS
 
 
 def test_after_close_nothing_is_done(tmp_path: Path) -> None:
