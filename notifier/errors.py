@@ -15,6 +15,7 @@ its prefix, tokens never, channel URLs only in apprise's privacy form.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +35,25 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        path, message = _no_urls(self.path), _no_urls(self.message)
+        return f"{where}: {path}: {message}" if self.path else f"{where}: {message}"
+
+
+# A URL anywhere in a problem's text: a channel URL written where a key, a channel name or a
+# duration belongs (`phone: {tgram://...}`, braces for brackets) would be quoted whole, bot
+# token and mail password included, in check-config, the journal and "reload refused".
+_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s'\"]+")
+
+
+def _no_urls(text: str) -> str:
+    """`text` with each URL cut to its scheme: where it is (file, line, key) is enough. A URL
+    a message already masked (`https://***@host`, `https://host/…`) stays as it is."""
+
+    def cut(url: re.Match[str]) -> str:
+        whole = url.group(0)
+        return whole if "***" in whole or whole.endswith("…") else f"{url.group(1)}…"
+
+    return _URL.sub(cut, text)
 
 
 class ConfigError(NotifierError):

@@ -270,7 +270,7 @@ def test_all_problems_at_once_in_file_order() -> None:
         side: BUY
     """
     assert errors(text) == [
-        "config.yaml:2: feed.base_url: must be an http:// or https:// URL, got 'ftp://x'",
+        "config.yaml:2: feed.base_url: must be an http:// or https:// URL, got 'ftp://…'",
         "config.yaml:3: feed.bogus: unknown key 'bogus' (expected one of: base_url, api_key, "
         "catch_up, backfill_overlap, backfill_horizon, ping_interval, ping_timeout, "
         "stable_after, request_timeout, max_frame_bytes)",
@@ -790,6 +790,31 @@ def test_a_base_url_with_credentials_is_refused_without_showing_them() -> None:
     assert "pa" not in message.rpartition("got")[2]
     [message] = errors("feed:\n  base_url: https://venue.example/?api_key=ps_live_secret\n")
     assert message.endswith("got 'https://venue.example/…'")
+
+
+def test_a_channel_url_in_the_wrong_place_is_located_but_never_quoted() -> None:
+    """Braces for brackets (`phone: {tgram://...}`) make the URL a key; a URL as a rate or a
+    duration is a bad value: each is refused at its line, with the URL cut to its scheme,
+    since the message reaches check-config, the journal and "reload refused"."""
+    text = (
+        "channels:\n"
+        "  phone: {tgram://123456:TGSECRETTOKEN/987654}\n"
+        "  desk:\n"
+        "    urls: [json://127.0.0.1:9/]\n"
+        "    rate: mailto://bot:MAILPASS777@host\n"
+        "  tgram://123456:TGSECRET2/987654: json://127.0.0.1:9/\n"
+    )
+    messages = errors(text)
+    assert len(messages) == 3
+    for message in messages:
+        assert "SECRET" not in message, message
+        assert "MAILPASS" not in message, message
+    assert messages[0].startswith(
+        "config.yaml:2: channels.phone.tgram://…: unknown key 'tgram://…'"
+    )
+    assert messages[1].startswith("config.yaml:5: channels.desk.rate: ")
+    assert "'mailto://…'" in messages[1]
+    assert messages[2].startswith("config.yaml:6: channels.tgram://…: ")
 
 
 def test_an_empty_key_in_the_file_says_it_hides_the_environment_s() -> None:
