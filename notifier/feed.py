@@ -22,7 +22,12 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidProxy,
+    InvalidStatus,
+    WebSocketException,
+)
 
 from notifier.backfill import Backfill, FillSink, WatermarkStore, retry_after_seconds
 from notifier.clock import utc_now
@@ -203,6 +208,10 @@ class FeedClient:
                 self._handshake_wait = wait or 0.0
                 return "rate_limited"
             return "close_4001" if code in (401, 403) else "connect_failed"
+        except InvalidProxy as exc:  # the environment's proxy, which no retry changes
+            raise FatalFeedError(
+                f"cannot use the proxy the environment names for the feed: {exc.msg}"
+            ) from None
         except (OSError, TimeoutError, WebSocketException, UnicodeError) as exc:
             # UnicodeError: a host name IDNA cannot encode (a redirect's, say), refused as
             # the socket layer would refuse one it cannot resolve.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -111,7 +112,9 @@ def ws_url(base_url: str) -> str:
 
 def redact(text: str, token: str) -> str:
     """Exception text with the token (raw or URL-quoted) blotted out; also its start, cut
-    short (a WebSocket close reason holds at most 123 bytes, less than a JWT)."""
+    short (a WebSocket close reason holds at most 123 bytes, less than a JWT). The user
+    part of any URL in it goes too: a proxy's credentials, from the environment."""
+    text = _USERINFO.sub(r"\1***@", text)
     for form in {token, quote(token, safe="")}:
         if form:
             text = text.replace(form, "***")
@@ -122,4 +125,5 @@ def redact(text: str, token: str) -> str:
     return text
 
 
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
 MIN_TOKEN_PART = 8  # a shorter piece of a token is too likely to be ordinary text

@@ -20,6 +20,7 @@ from fakes import MonoClock, grows
 from notifier.errors import FatalFeedError, KeyRefused, StateBusyError, key_prefix
 from notifier.events import Fill
 from notifier.feed import FeedClient
+from notifier.feed_connect import redact
 from notifier.settings import FeedSettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
@@ -612,6 +613,34 @@ async def test_a_socks_proxy_without_its_package_ends_the_feed_as_fatal(
     h = Harness(polysim, http)
     with pytest.raises(FatalFeedError, match="cannot use the proxy the environment names"):
         await asyncio.wait_for(h.client.run(), timeout=5)
+
+
+async def test_a_proxy_websockets_refuses_is_fatal_and_its_credentials_never_said(
+    polysim: SimulatedPolySim,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A token-style proxy (a user, no password) that httpx takes and websockets refuses:
+    one fatal error naming the problem, not a warning with the credential on every retry."""
+    monkeypatch.setenv("ws_proxy", "http://PROXYTOKEN12345@127.0.0.1:9")
+    h = Harness(polysim, http)
+    with pytest.raises(FatalFeedError) as info:
+        await asyncio.wait_for(h.client.run(), timeout=5)
+    assert str(info.value) == (
+        "cannot use the proxy the environment names for the feed: "
+        "username provided without password"
+    )
+    assert "PROXYTOKEN" not in caplog.text
+    assert polysim.connections == 0
+
+
+def test_exception_text_loses_the_user_part_of_any_url() -> None:
+    """The backstop for what a library puts in its errors: a proxy's credentials go."""
+    text = "ProxyError: http://user:pw@proxy:3128 and https://TOKEN@p/x, tok-123456789"
+    assert redact(text, "tok-123456789") == (
+        "ProxyError: http://***@proxy:3128 and https://***@p/x, ***"
+    )
 
 
 async def test_server_errors_on_the_token_endpoint_are_transient(
