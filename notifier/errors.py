@@ -42,6 +42,8 @@ class ConfigProblem:
 # A URL anywhere in a problem's text: a channel URL written where a key, a channel name or a
 # duration belongs (`phone: {tgram://...}`, braces for brackets) would be quoted whole, bot
 # token and mail password included, in check-config, the journal and "reload refused".
+# A web address with nothing after its host and port: nothing in it can be a secret.
+_BARE_HOST = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+/?")
 _URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s'\"]+")
 
 
@@ -51,7 +53,9 @@ def _no_urls(text: str) -> str:
 
     def cut(url: re.Match[str]) -> str:
         whole = url.group(0)
-        return whole if "***" in whole or whole.endswith("…") else f"{url.group(1)}…"
+        if "***" in whole or whole.endswith("…") or _BARE_HOST.fullmatch(whole):
+            return whole
+        return f"{url.group(1)}…"
 
     return _URL.sub(cut, text)
 

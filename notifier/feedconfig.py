@@ -6,6 +6,7 @@ connected to, a key an HTTP header cannot carry, windows that would recover noth
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -47,7 +48,22 @@ def _url_problem(text: str) -> str | None:
         return "must not have a ?query or #fragment (the paths are appended to it)"
     if parts.username is not None or parts.password is not None:
         return "must not hold a user name or password (the API key is what authenticates)"
+    if parts.scheme == "http" and not _on_this_machine(parts.hostname):
+        return (
+            "must be https:// unless the venue runs on this machine (over http:// the API key "
+            "and the feed's tokens would cross the network unencrypted)"
+        )
     return None
+
+
+def _on_this_machine(host: str) -> bool:
+    """localhost, or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _got(text: str) -> str:

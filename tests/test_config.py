@@ -792,6 +792,19 @@ def test_a_base_url_with_credentials_is_refused_without_showing_them() -> None:
     assert message.endswith("got 'https://venue.example/…'")
 
 
+def test_plain_http_is_for_a_venue_on_this_machine_only() -> None:
+    """Over http:// the API key (X-API-Key) and the feed's tokens would cross the network in
+    the clear: only a loopback host may be reached that way."""
+    for url in ("http://localhost:8000", "http://127.0.0.2:9", "http://[::1]:8000"):
+        assert settings_of(f"feed:\n  base_url: {url}\n").feed.base_url == url
+    assert errors("feed:\n  base_url: http://api.polysimulator.com\n") == [
+        "config.yaml:2: feed.base_url: must be https:// unless the venue runs on this machine "
+        "(over http:// the API key and the feed's tokens would cross the network unencrypted), "
+        "got 'http://api.polysimulator.com'"
+    ]
+    assert errors("feed:\n  base_url: http://192.168.1.5:8000\n") != []
+
+
 def test_a_channel_url_in_the_wrong_place_is_located_but_never_quoted() -> None:
     """Braces for brackets (`phone: {tgram://...}`) make the URL a key; a URL as a rate or a
     duration is a bad value: each is refused at its line, with the URL cut to its scheme,
