@@ -36,7 +36,7 @@ import notifier.console  # noqa: F401  (registers console:// with apprise)
 from notifier import logs
 from notifier.channel_limits import MAX_STATED_PAUSE
 from notifier.channel_privacy import LOG_GUARD, privacy_url, scrub, url_secrets
-from notifier.errors import ConfigError, ConfigProblem
+from notifier.errors import URL_SCHEME, ConfigError, ConfigProblem
 from notifier.events import MessageLimit, SendResult
 from notifier.send_attempt import GaveUp, attempt
 from notifier.settings import ChannelSettings, DeliverySettings
@@ -48,7 +48,7 @@ _PLUGINS = cast("Callable[[], Container[str]]", NotificationManager)()
 
 TEST_TITLE = "notifier test"
 _SERIOUS = frozenset({"WARNING", "ERROR", "CRITICAL"})
-_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCHEME = re.compile(rf"^\s*({URL_SCHEME})://")
 # Separators inside an apprise URL; what lies between them may be a token, password or topic.
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
 # send to its own pool so it can stop waiting; `send` bounds the wait already, and the socket

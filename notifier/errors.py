@@ -39,12 +39,13 @@ class ConfigProblem:
         return f"{where}: {path}: {message}" if self.path else f"{where}: {message}"
 
 
+URL_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*"  # a URL's scheme, as RFC 3986 spells it
 # A URL anywhere in a problem's text: a channel URL written where a key, a channel name or a
 # duration belongs (`phone: {tgram://...}`, braces for brackets) would be quoted whole, bot
 # token and mail password included, in check-config, the journal and "reload refused".
+_URL = re.compile(rf"\b({URL_SCHEME}://)[^\s'\"]+")
 # A web address with nothing after its host and port: nothing in it can be a secret.
 _BARE_HOST = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+/?")
-_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s'\"]+")
 
 
 def _no_urls(text: str) -> str:

@@ -15,7 +15,14 @@ import httpx
 
 from notifier.backfill import retry_after_seconds
 from notifier.backoff import Backoff
-from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError, key_prefix
+from notifier.errors import (
+    URL_SCHEME,
+    FatalFeedError,
+    KeyRefused,
+    RateLimited,
+    TransientFeedError,
+    key_prefix,
+)
 from notifier.normalize import decode_json
 from notifier.settings import FeedSettings
 
@@ -125,5 +132,5 @@ def redact(text: str, token: str) -> str:
     return text
 
 
-_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+_USERINFO = re.compile(rf"(\b{URL_SCHEME}://)[^/@\s'\"]+@")
 MIN_TOKEN_PART = 8  # a shorter piece of a token is too likely to be ordinary text

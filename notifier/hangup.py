@@ -36,10 +36,11 @@ def loop_signals(
     signal keeps its handler.
     """
     loop = asyncio.get_running_loop()
-    latched = enabled and signal.SIGHUP in handlers and hangups is not None and hangups.installed
+    held = enabled and signal.SIGHUP in handlers and hangups is not None and hangups.installed
+    latch = hangups if held else None  # SIGHUP comes through it
     installed: dict[int, Handler] = {}  # signal -> the handler it had before
     for signum, handler in handlers.items() if enabled else ():
-        if latched and signum == signal.SIGHUP:
+        if latch is not None and signum == signal.SIGHUP:
             continue  # through the latch, below
         before = signal.getsignal(signum)
         try:
@@ -47,20 +48,20 @@ def loop_signals(
         except (NotImplementedError, RuntimeError, ValueError):
             continue  # not the main thread, or not a Unix loop: signals stay default
         installed[signum] = before
-    if latched and hangups is not None:
+    if latch is not None:
         on_hangup = handlers[signal.SIGHUP]
         # Forwarding first, then the start-up note: a SIGHUP in between is not lost.
         # In this context, not in that of whichever task the signal interrupts.
         context = contextvars.copy_context()
-        hangups.forward(functools.partial(loop.call_soon_threadsafe, on_hangup, context=context))
-        if hangups.take():
+        latch.forward(functools.partial(loop.call_soon_threadsafe, on_hangup, context=context))
+        if latch.take():
             log.info("SIGHUP during start-up: reloading now")
             on_hangup()
     try:
         yield
     finally:
-        if latched and hangups is not None:
-            hangups.forward(None)
+        if latch is not None:
+            latch.forward(None)
         for signum, before in installed.items():
             loop.remove_signal_handler(signum)  # leaves the default action behind
             if before is not None:
