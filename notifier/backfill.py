@@ -21,7 +21,8 @@ Venue assumptions (PolySimulator documents the first; fill identity relies on th
   reached once never skips an older item later. The stop condition tolerates small disorder:
   paging goes on one page past the first item older than the target.
 - history and feed give `filled_at` with the same precision, so one fill has one identity
-  (order_id, filled_at, quantity, price) on both paths and the pipeline dedupes it.
+  (order_id, filled_at, quantity, price, and its occurrence among equal fills: see
+  recurrence.py) on both paths and the pipeline dedupes it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from notifier.durations import format_duration
 from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
 from notifier.normalize import Rejected, decode_json, normalize_history_item
+from notifier.recurrence import number_page
 from notifier.settings import FeedSettings
 
 log = logging.getLogger(__name__)
@@ -288,10 +290,8 @@ class Backfill:
             items = await self._page(offset)
             offset += PAGE_SIZE
             older = False
-            for item in items:
-                fill = self._normalize(item)
-                if fill is None:
-                    continue
+            page = [fill for fill in map(self._normalize, items) if fill is not None]
+            for fill in number_page(page):
                 if fill.filled_at < stop:
                     older = True
                     continue

@@ -239,6 +239,7 @@ def fill_to_data(fill: Fill) -> dict[str, str | None]:
         "price": str(fill.price),
         "quantity": str(fill.quantity),
         "filled_at": fill.filled_at.isoformat(),
+        **({"occurrence": str(fill.occurrence)} if fill.occurrence != 1 else {}),
     }
 
 
@@ -247,6 +248,9 @@ def fill_from_data(raw: Mapping[str, str | None]) -> Fill:
     price, quantity, at = raw["price"], raw["quantity"], raw["filled_at"]
     if price is None or quantity is None or at is None or raw["side"] not in ("BUY", "SELL"):
         raise ValueError("fill lacks price, quantity, time or side")
+    occurrence = int(raw.get("occurrence") or 1)  # absent before occurrences were kept
+    if occurrence < 1:
+        raise ValueError(f"not an occurrence number: {occurrence}")
     return Fill(
         order_id=str(raw["order_id"]),
         market_id=str(raw["market_id"]),
@@ -258,6 +262,7 @@ def fill_from_data(raw: Mapping[str, str | None]) -> Fill:
         status=raw["status"],
         client_order_id=raw["client_order_id"],
         market_title=raw["market_title"],
+        occurrence=occurrence,
     )
 
 

@@ -30,6 +30,8 @@ class Fill:
     status: str | None = None
     client_order_id: str | None = None
     market_title: str | None = None
+    # Which of the fills sharing (order, time, quantity, price) this is: see recurrence.py.
+    occurrence: int = 1
     # The identity, computed once on first use: every stage asks for it.
     _key: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
@@ -45,7 +47,8 @@ class Fill:
         """The fill's identity: the same fill seen twice, in any shape, has the same key.
 
         (order_id, filled_at, quantity, price), with decimals normalized so that
-        "10" and "10.0" are the same quantity.
+        "10" and "10.0" are the same quantity; a repeat of those four adds its occurrence
+        number ("#2"), so the first occurrence keeps the key it always had.
         """
         key = self._key
         if key is None:
@@ -57,6 +60,8 @@ class Fill:
                     _canonical(self.price),
                 )
             )
+            if self.occurrence != 1:
+                key = f"{key}#{self.occurrence}"
             object.__setattr__(self, "_key", key)
         return key
 

@@ -34,6 +34,7 @@ from notifier.clock import utc_now
 from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError
 from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
 from notifier.normalize import Rejected, decode_frame, normalize_message
+from notifier.recurrence import LiveRecurrences
 from notifier.settings import FeedSettings
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class FeedClient:
         self._rng = rng or random.Random()
         self._reconnect = ReconnectPolicy(self._rng)
         self.stats = FeedStats()
+        self._recurrences = LiveRecurrences()  # across reconnects: the feed has no replay
         self._backfill = Backfill(
             settings,
             http=http,
@@ -358,7 +360,7 @@ class FeedClient:
         else:
             self.stats.fills += 1
             self._reconnect.fill_seen()
-            await self._sink(result, "live")
+            await self._sink(self._recurrences.number(result), "live")
 
     def _close_cause(self, exc: ConnectionClosed, token: str) -> str:
         if exc.rcvd is not None:

@@ -1,11 +1,13 @@
 """`notifier test`: show what given fills would do under a config, and optionally send it.
 
 Fills go through the same normalizer, identity and `plan_alerts` as the daemon, so what this
-prints is what `run` would render: a fill given twice (in any shape) is shown once, as `run`
-alerts it once. Shaped rules (group, throttle, active hours) depend on time and on the fills
-around them: this shows and sends the message of the fill alone, marked as such, where `run`
-may hold, fold or drop it. A fill given without its market title is judged without it, with a
-note where a `market_title` test could change the verdict (`run` looks titles up).
+prints is what `run` would render. A fill given twice (in any shape) is shown once: from
+history it is the same fill, while from the live feed, which has no replay, it would be a
+second equal fill (see recurrence.py). Shaped rules (group, throttle, active hours) depend on
+time and on the fills around them: this shows and sends the message of the fill alone, marked
+as such, where `run` may hold, fold or drop it. A fill given without its market title is
+judged without it, with a note where a `market_title` test could change the verdict (`run`
+looks titles up).
 """
 
 from __future__ import annotations
@@ -59,7 +61,11 @@ async def replay(
             continue
         first = seen.setdefault(parsed.key, number)
         if first != number:
-            print(f"fill {number}: same fill as fill {first}: alerted once", file=out)
+            print(
+                f"fill {number}: same order, time, quantity and price as fill {first}: shown "
+                "once; run alerts it again only as another live frame (an equal partial fill)",
+                file=out,
+            )
             continue
         planned = plan_alerts(parsed, rules=settings.rules, targets=channels)
         _describe(number, planned, channels, out, needs_title=settings.rules.needs_title(parsed))

@@ -606,7 +606,8 @@ async def test_metrics_port_in_use_is_one_line_and_exits_70(
 def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """As `run`: the same fill in another spelling or shape is one fill. A shaped rule's
+    """The same fill in another spelling or shape is shown once, saying when run would alert
+    it again. A shaped rule's
     message is that of the fill alone, and says so: `run` may hold, fold or drop it."""
     shaped = (
         "  - name: calm\n    when: {side: BUY}\n    notify: [hook]\n"
@@ -620,7 +621,10 @@ def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)"
     assert "  rule calm -> hook (throttled: this fill alone; run may hold, fold or drop it)" in out
-    assert out[-1] == "fill 2: same fill as fill 1: alerted once"
+    assert out[-1] == (
+        "fill 2: same order, time, quantity and price as fill 1: shown once; run alerts it "
+        "again only as another live frame (an equal partial fill)"
+    )
 
 
 def test_run_in_process_gives_sighup_back_and_its_last_word_is_a_json_line(

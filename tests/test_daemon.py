@@ -12,6 +12,7 @@ import socket
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,35 @@ async def test_json_log_lines_carry_their_figures_as_fields(
     assert by_event["started"]["key_prefix"].startswith("ps_test_")
     assert (by_event["sent"]["channel"], by_event["sent"]["rule"]) == ("hook", "big")
     assert (by_event["stopped"]["sent"], by_event["stopped"]["pending"]) == (1, 0)
+
+
+async def test_equal_partial_fills_are_two_alerts_and_a_restart_adds_none(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Two partial fills of one order in one second, same size and price: two alerts. After a
+    restart, history lists both again (the start-up backfill): no third alert."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    at = datetime.now(UTC).replace(microsecond=0)
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        await daemon.feed_ready(venue)
+        for status in ("PARTIALLY_FILLED", "FILLED"):
+            await venue.fill(market_id=BTC, quantity="150", order_id=5, filled_at=at,
+                             status=status, shape="execution")  # fmt: skip
+        await webhook.wait_for(2, timeout=10)
+        daemon.signal(signal.SIGTERM)
+        assert (await daemon.wait())[0] == 0
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        await daemon.feed_ready(venue)
+        await venue.fill(market_id=BTC, quantity="300", order_id=6)
+        await webhook.wait_for(3, timeout=10)
+        daemon.signal(signal.SIGTERM)
+        assert (await daemon.wait())[0] == 0
+    assert [r.json["message"] for r in webhook.requests] == [
+        "150 @ 0.65 #5",
+        "150 @ 0.65 #5",
+        "300 @ 0.65 #6",
+    ]
 
 
 async def test_alerts_pending_at_shutdown_are_sent_after_restart(

@@ -823,3 +823,90 @@ async def test_a_burst_of_buffered_frames_lets_other_tasks_run(
             side.cancel()
     assert len(seen_at) == 200
     assert all(a < b for a, b in itertools.pairwise(seen_at))
+
+
+async def test_two_equal_partial_fills_live_are_two_fills_and_a_backfill_adds_none(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Two partial fills of one order, same second, size and price: the feed has no replay, so
+    the second frame is a second fill (the one that completes the order), not a copy. History
+    lists both after a reconnect: each is the same fill again, and nothing is added."""
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1))
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        for status in ("PARTIALLY_FILLED", "FILLED"):
+            await polysim.fill(shape="execution", order_id=7, status=status)
+        await h.sink.wait(2)
+        await polysim.close_all(1011, "restart")
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+        await polysim.fill(order_id=8)
+        await h.sink.wait(3)
+    assert [(f.order_id, f.status, s) for f, s in h.sink.unique] == [
+        ("7", "PARTIALLY_FILLED", "live"),
+        ("7", "FILLED", "live"),
+        ("8", None, "live"),  # the flat shape carries no status
+    ]
+    first, second = (f for f, _ in h.sink.unique[:2])
+    assert second.key == first.key + "#2"
+    backfilled = [f.key for f, s in h.sink.calls if s == "backfill"]
+    assert backfilled == [first.key, second.key]  # both read again, both already recorded
+
+
+async def test_the_equal_partial_fill_missed_in_a_drop_is_recovered_as_the_second(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """The first partial fill arrives live, the equal second one while the feed is down:
+    history holds both, counted oldest first, so the recovered fill is the second (FILLED)."""
+
+    def during_gap(n: int) -> None:
+        if n == 1:
+            polysim.record_history(order_id=7, status="FILLED")
+
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(shape="execution", order_id=7, status="PARTIALLY_FILLED")
+        await h.sink.wait(1)
+        await polysim.close_all(1011, "restart")
+        await h.sink.wait(2)
+        await until(lambda: h.client.stats.reading)
+    assert [(f.order_id, f.status, s) for f, s in h.sink.unique] == [
+        ("7", "PARTIALLY_FILLED", "live"),
+        ("7", "FILLED", "backfill"),
+    ]
+    assert len(h.sink.calls) == 3  # the first, read again from history, added nothing
+
+
+class ShiftingHistory(SimulatedPolySim):
+    """A venue where a fill lands at the front of history right after the first page is read,
+    so offset paging serves the first page's oldest item again at the top of the next page."""
+
+    async def _route(
+        self, method: str, target: str, headers: Mapping[str, str]
+    ) -> tuple[int, object, dict[str, str]]:
+        answer = await super()._route(method, target, headers)
+        if target.startswith("/v1/account/history") and self.history_requests == 1:
+            self.record_history(order_id=999, filled_at=T0 + timedelta(hours=1))
+        return answer
+
+
+async def test_an_item_shifted_onto_the_next_history_page_is_not_taken_for_a_repeat(
+    http: httpx.AsyncClient,
+) -> None:
+    """Occurrences are counted within a page: the copy of an item that paging shows twice is
+    the same fill, whereas counting across pages would alert it twice."""
+    wall = Wall()
+    async with ShiftingHistory(now=wall) as sim:
+        sim.wall = wall  # type: ignore[attr-defined]
+        for n in range(200):
+            sim.record_history(order_id=n + 1, filled_at=T0 - timedelta(seconds=200 - n))
+        h = Harness(sim, http, watermark=T0 - timedelta(minutes=3))
+        async with h.running():
+            await until(lambda: h.client.stats.reading)
+            await h.sink.wait(200)
+        backfilled = [f for f, s in h.sink.calls if s == "backfill"]
+        assert sim.history_requests == 2
+        assert len(backfilled) == 200  # the first item, read on both pages, goes on once
+        assert sorted(f.order_id for f in backfilled) == sorted(str(n + 1) for n in range(200))
+        assert all(f.occurrence == 1 for f in backfilled)
+        assert len(h.sink.unique) == 200

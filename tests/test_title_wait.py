@@ -189,6 +189,33 @@ async def test_held_fills_survive_a_restart(
     assert second.stats.processed == 2
 
 
+async def test_equal_held_fills_survive_a_restart_as_two(
+    store: StateStore, titles: Titles, clock: HandClock
+) -> None:
+    """Two equal partial fills held for their title: each keeps its occurrence in the state
+    file, so after a restart they are still two fills, alerted twice."""
+    second_fill = dataclasses.replace(_fill(), occurrence=2)
+    first = _pipeline(store, titles, clock)
+    runner = asyncio.create_task(first.run())
+    await first.submit(_fill(), "live")
+    await first.submit(second_fill, "live")
+    await spin_until(lambda: len(first.waits) == 2)
+    first.close()
+    await asyncio.wait_for(runner, timeout=5)
+
+    titles.titles[BTC] = "Bitcoin?"
+    second = _pipeline(store, titles, clock)
+    runner = asyncio.create_task(second.run())
+    await spin_until(lambda: not second.waits)
+    second.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [
+        (_fill().key, "bitcoin", "bitcoin on Bitcoin?"),
+        (_fill().key + "#2", "bitcoin", "bitcoin on Bitcoin?"),
+    ]
+    assert second.stats.processed == 2
+
+
 async def test_a_market_the_venue_has_no_title_for_is_judged_at_once(
     store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
