@@ -43,6 +43,7 @@ from notifier.durations import format_duration
 from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
 from notifier.normalize import Rejected, decode_json, normalize_history_item
+from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import number_page
 from notifier.settings import FeedSettings
 
@@ -120,6 +121,8 @@ class Backfill:
         pause: Callable[[float], Awaitable[None]],
         rng: random.Random,
         monotonic: Callable[[], float] = time.monotonic,
+        order_refs: ClientOrderIds | None = None,
+        wants_order_refs: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
         self._http = http
@@ -130,6 +133,8 @@ class Backfill:
         self._pause = pause
         self._rng = rng
         self._monotonic = monotonic
+        self._order_refs = order_refs
+        self._wants_order_refs = wants_order_refs  # the rules read client_order_id
         self._gap: datetime | None = None  # the stored gap start, mirrored
         self._retry_at: float | None = None  # when an unfinished gap is tried again
         self._settling: list[tuple[str, datetime]] | None = None  # a complete run's fills
@@ -237,6 +242,9 @@ class Backfill:
         if fills or not walk.complete:
             self._set_gap(since)  # durable before any of these fills can move the watermark
         self._settling = None
+        if fills and self._order_refs is not None and self._wants_order_refs():
+            new = self._store.unseen([fill.key for fill in fills])
+            fills = await self._order_refs.fill_in(fills, self._orders_page, new=new)
         for fill in fills:
             self.delivered += 1
             await self._sink(fill, "backfill")
@@ -330,8 +338,22 @@ class Backfill:
                     log.warning("history rate-limited; same page again in %.1fs", wait)
         raise TransientFeedError(f"history still rate-limited after {MAX_RATE_LIMITED} tries")
 
+    async def _orders_page(self, params: Mapping[str, str]) -> object:
+        """One page of the venue's order list, paced with history's requests."""
+        await self._pause(PAGE_PACE if self._requests else 0.0)
+        self._requests += 1
+        return await self._get_json("/v1/orders", params, "order list")
+
     async def _get(self, offset: int) -> list[object]:
-        url = self._settings.base_url.rstrip("/") + "/v1/account/history"
+        params = {"limit": str(PAGE_SIZE), "offset": str(offset)}
+        body = await self._get_json("/v1/account/history", params, "history")
+        if not isinstance(body, list):
+            raise TransientFeedError("history answer is not a list")
+        return body
+
+    async def _get_json(self, path: str, params: Mapping[str, str], what: str) -> object:
+        """A GET's JSON answer (numbers exact); TransientFeedError (RateLimited) otherwise."""
+        url = self._settings.base_url.rstrip("/") + path
         timeout = self._settings.request_timeout
         try:
             # The whole exchange is bounded: httpx times each read, and a trickling answer
@@ -339,25 +361,22 @@ class Backfill:
             async with asyncio.timeout(timeout):
                 response = await self._http.get(
                     url,
-                    params={"limit": PAGE_SIZE, "offset": offset},
+                    params=params,
                     headers={"X-API-Key": self._settings.api_key},
                     timeout=timeout,
                 )
         except TimeoutError as exc:
-            raise TransientFeedError("history request timed out") from exc
+            raise TransientFeedError(f"{what} request timed out") from exc
         except httpx.HTTPError as exc:
-            raise TransientFeedError(f"history request failed ({type(exc).__name__})") from exc
+            raise TransientFeedError(f"{what} request failed ({type(exc).__name__})") from exc
         if response.status_code == 429:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             raise RateLimited(
-                "history answered HTTP 429", retry_after=1.0 if wait is None else wait
+                f"{what} answered HTTP 429", retry_after=1.0 if wait is None else wait
             )
         if response.status_code != 200:
-            raise TransientFeedError(f"history answered HTTP {response.status_code}")
+            raise TransientFeedError(f"{what} answered HTTP {response.status_code}")
         try:
-            body = decode_json(response.text)  # numbers exact, as the feed reads them
+            return decode_json(response.text)  # numbers exact, as the feed reads them
         except ValueError as exc:
-            raise TransientFeedError("history answer is not JSON") from exc
-        if not isinstance(body, list):
-            raise TransientFeedError("history answer is not a list")
-        return body
+            raise TransientFeedError(f"{what} answer is not JSON") from exc

@@ -34,6 +34,7 @@ from notifier.clock import utc_now
 from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError
 from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
 from notifier.normalize import Rejected, decode_frame, normalize_message
+from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import LiveRecurrences
 from notifier.settings import FeedSettings
 
@@ -97,6 +98,7 @@ class FeedClient:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        wants_order_refs: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
         self._http = http
@@ -107,6 +109,7 @@ class FeedClient:
         self._reconnect = ReconnectPolicy(self._rng)
         self.stats = FeedStats()
         self._recurrences = LiveRecurrences()  # across reconnects: the feed has no replay
+        self._order_refs = ClientOrderIds()  # live frames name them; history does not
         self._backfill = Backfill(
             settings,
             http=http,
@@ -117,6 +120,8 @@ class FeedClient:
             pause=self._pause,
             rng=self._rng,
             monotonic=monotonic,
+            order_refs=self._order_refs,
+            wants_order_refs=wants_order_refs,
         )
         self._reject_log: dict[str, tuple[float, int]] = {}
         self._stopping = False
@@ -360,6 +365,8 @@ class FeedClient:
         else:
             self.stats.fills += 1
             self._reconnect.fill_seen()
+            if result.client_order_id is not None:
+                self._order_refs.remember(result)
             await self._sink(self._recurrences.number(result), "live")
 
     def _close_cause(self, exc: ConnectionClosed, token: str) -> str:

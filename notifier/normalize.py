@@ -128,6 +128,15 @@ def normalize_history_item(obj: Mapping[str, object]) -> Fill | Rejected:
     return _to_fill(obj)
 
 
+def order_reference(obj: Mapping[str, object]) -> tuple[str, str | None] | None:
+    """An item of `GET /v1/orders` as (order_id, client_order_id), both read as a fill's
+    are, so a recovered fill gets the very text a live frame would carry; None if unusable."""
+    try:
+        return _ident(obj, "order_id"), _optional(obj, "client_order_id")
+    except _Reject:
+        return None
+
+
 def normalize_any(obj: Mapping[str, object]) -> Fill | Rejected | None:
     """A feed message of any shape, or a bare fill object without `type` (history form)."""
     if "type" in obj:

@@ -152,6 +152,11 @@ class Pipeline:
             self._on_recorded(targets)
         self._save_shaping()
 
+    @property
+    def rules(self) -> RuleSet:
+        """The rules fills are judged by now (a reload swaps them)."""
+        return self._rules
+
     def swap(self, *, rules: RuleSet, targets: TargetLookup) -> None:
         """Use a new rule set and channel set from the next fill on (config reload)."""
         self._rules = rules

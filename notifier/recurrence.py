@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from notifier.events import Fill
+from notifier.recent import RecentMap
 
 GENERATION = 4096  # identities a generation remembers; two generations are kept
 
@@ -31,18 +32,18 @@ class LiveRecurrences:
     """Numbers the live feed's fills: a repeated identity is the next occurrence."""
 
     def __init__(self, generation: int = GENERATION) -> None:
-        self._generation = generation
-        self._current: dict[str, int] = {}
-        self._previous: dict[str, int] = {}
+        self._counts: RecentMap[str, int] = RecentMap(generation)
 
     def number(self, fill: Fill) -> Fill:
         """`fill` as the occurrence of its identity it is (itself, for the first)."""
         key = fill.key
-        seen = self._current.get(key) or self._previous.get(key, 0)
-        self._current[key] = seen + 1
-        if len(self._current) >= self._generation:
-            self._previous, self._current = self._current, {}
+        seen = self._counts.get(key, 0)
+        self._counts[key] = seen + 1
         return fill if not seen else dataclasses.replace(fill, occurrence=seen + 1)
+
+    def __len__(self) -> int:
+        """Identities remembered (bounded by two generations)."""
+        return len(self._counts)
 
 
 def number_page(page: Sequence[Fill]) -> list[Fill]:

@@ -23,6 +23,7 @@ from notifier.conditions import (
 )
 from notifier.events import Fill
 from notifier.render import Escape, Template
+from notifier.shapingspecs import RuleShaping
 
 _CACHE_SIZE = 16384
 
@@ -46,6 +47,21 @@ def rule_escape(rule: Rule) -> Escape | None:
     """How the rule's field values are escaped for the message format (render.escape_for)."""
     escape = rule.extras.get("escape")
     return cast("Escape", escape) if callable(escape) else None
+
+
+def reads_field(rule: Rule, name: str) -> bool:
+    """Whether the rule's verdict, message or shaping key looks at the fill field `name`."""
+    if tests_field(rule.condition, name):
+        return True
+    line = rule.extras.get("line")  # a digest's line per fill
+    for template in (rule.title, rule.body, line):
+        if isinstance(template, Template) and name in template.fields:
+            return True
+    shaping = rule.extras.get("shaping")
+    if not isinstance(shaping, RuleShaping):
+        return False
+    group, throttle = shaping.group, shaping.throttle
+    return name in (group.by if group else ()) or name in (throttle.by if throttle else ())
 
 
 def naive_match(rules: Sequence[Rule], fill: Fill) -> tuple[Rule, ...]:
@@ -126,6 +142,7 @@ class RuleSet:
         "_wild_pairs",
         "escape",
         "rules",
+        "uses_client_order_id",
         "uses_title",
     )
 
@@ -138,6 +155,11 @@ class RuleSet:
         # look-up) only once it has matched, to render the message.
         self.uses_title = any(
             rule.enabled and tests_field(rule.condition, "market_title") for rule in self.rules
+        )
+        # Whether a fill recovered from history (which lacks client_order_id) needs it looked
+        # up: only then does backfill spend REST requests on the venue's order list.
+        self.uses_client_order_id = any(
+            rule.enabled and reads_field(rule, "client_order_id") for rule in self.rules
         )
         self._by_market: dict[str, list[_Indexed]] = {}
         self._by_prefix: dict[int, dict[str, list[_Indexed]]] = {}

@@ -167,6 +167,7 @@ class Service:
             watermark=store,
             sleep=self._feed_sleep or asyncio.sleep,
             monotonic=self._feed_clock or time.monotonic,
+            wants_order_refs=lambda: pipeline.rules.uses_client_order_id,
         )
         self.metrics = Metrics(self.snapshot)
         if settings.metrics.listen:

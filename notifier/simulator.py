@@ -32,6 +32,7 @@ from notifier.simulator_data import (
     demo_fills,
     feed_message,
     notional,
+    order_list,
     sort_time,
 )
 
@@ -81,6 +82,7 @@ class SimulatedPolySim:
         self.token_status: int | None = None  # e.g. 401, 429, 503 instead of a token
         self.retry_after: str = "1"  # Retry-After sent with a 429
         self.history_status: int | None = None
+        self.orders_status: int | None = None  # GET /v1/orders answers this instead
         self.market_status: int | None = None
         self.market_delay = 0.0
         self.market_retry_after: str | None = None  # Retry-After with market_status (a 429)
@@ -90,6 +92,7 @@ class SimulatedPolySim:
         self.app_pings = 0  # {"action": "ping"} messages received
         self.app_ping_times: list[float] = []  # and when (loop time)
         self.history_requests = 0
+        self.orders_requests: list[dict[str, str]] = []  # the query of each order-list request
         self.market_requests = 0
         self.issued_tokens: list[str] = []  # every token minted, so tests can look for leaks
         self.base_url = ""
@@ -266,6 +269,8 @@ class SimulatedPolySim:
             return self._mint()
         if method == "GET" and parts.path == "/v1/account/history":
             return self._history_page(query)
+        if method == "GET" and parts.path == "/v1/orders":
+            return self._orders_page(query)
         if method == "GET" and parts.path.startswith("/v1/markets/"):
             return await self._market(unquote(parts.path.removeprefix("/v1/markets/")))
         return 404, {"detail": "Not Found"}, {}
@@ -298,6 +303,27 @@ class SimulatedPolySim:
         order = sorted(enumerate(self._history), key=lambda p: (sort_time(p[1]), p[0]))
         page = [item for _, item in reversed(order)][offset : offset + limit]
         return 200, [_as_history(item) for item in page], {}
+
+    def _orders_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
+        """Orders newest first, by offset or by the cursor a previous page gave."""
+        self.orders_requests.append(dict(query))
+        if self.orders_status is not None:
+            return self.orders_status, {"detail": "orders unavailable"}, {}
+        try:
+            limit = int(query.get("limit", "50"))
+            offset = int(query.get("cursor", "").removeprefix("at-") or query.get("offset", "0"))
+        except ValueError:
+            return 422, {"detail": "limit, offset and cursor must be valid"}, {}
+        if not 1 <= limit <= 200 or offset < 0:
+            return 422, {"detail": "limit must be 1..200, offset >= 0"}, {}
+        orders = [
+            order
+            for order in order_list(self._history)
+            if all(order.get(k) == query[k] for k in ("market_id", "status", "side") if k in query)
+        ]
+        page, more = orders[offset : offset + limit], offset + limit < len(orders)
+        cursor = f"at-{offset + limit}" if more else None
+        return 200, {"orders": page, "next_cursor": cursor, "has_more": more}, {}
 
     async def _market(self, market_id: str) -> tuple[int, object, dict[str, str]]:
         self.market_requests += 1

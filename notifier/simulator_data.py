@@ -114,3 +114,36 @@ def sort_time(item: Mapping[str, object]) -> datetime:
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def order_list(history: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The venue's order list (`GET /v1/orders` items) as the fills in history imply it:
+    one order per order id, newest first, with the client_order_id its fills were sent with."""
+    orders: dict[str, dict[str, object]] = {}
+    for item in sorted(history, key=sort_time):
+        order = orders.setdefault(
+            str(item.get("order_id")),
+            {
+                **{k: item.get(k) for k in ("order_id", "market_id", "side", "outcome")},
+                "order_type": "limit",
+                "limit_price": item.get("price"),
+                "quantity": "0",
+                "time_in_force": "GTC",
+                "client_order_id": None,
+                "created_at": item.get("created_at", item.get("filled_at")),
+            },
+        )
+        order["quantity"] = _add(order["quantity"], item.get("quantity"))
+        order["status"] = item.get("status", "FILLED")
+        order["filled_at"] = item.get("filled_at")
+        order["fill_price"] = item.get("price")
+        if item.get("client_order_id") is not None:
+            order["client_order_id"] = item["client_order_id"]
+    return list(reversed(orders.values()))
+
+
+def _add(total: object, quantity: object) -> str:
+    try:
+        return str(Decimal(str(total)) + Decimal(str(quantity)))
+    except InvalidOperation:
+        return str(total)

@@ -180,6 +180,40 @@ async def test_equal_partial_fills_are_two_alerts_and_a_restart_adds_none(
     ]
 
 
+async def test_a_fill_made_while_stopped_matches_a_rule_on_its_client_order_id(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """History lacks client_order_id: the start-up backfill takes it from the order list, so
+    a rule on the bot's own order ids still alerts a fill made while the daemon was down."""
+    rules = """\
+rules:
+  - name: arb
+    when: {client_order_id: "arb-*"}
+    notify: [hook]
+    body: "{client_order_id} #{order_id}"
+"""
+    config = write_config(tmp_path / "config.yaml", venue, webhook, rules=rules)
+    env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        await daemon.feed_ready(venue)
+        await venue.fill(market_id=BTC, order_id=7, client_order_id="arb-7")
+        await webhook.wait_for(1, timeout=10)
+        daemon.signal(signal.SIGTERM)
+        assert (await daemon.wait())[0] == 0
+    asked = len(venue.orders_requests)  # 1 if fill 7 came during the connect's history read
+    venue.record_history(market_id=BTC, order_id=8, client_order_id="arb-8")
+    venue.record_history(market_id=BTC, order_id=9, client_order_id="manual-9")
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        await daemon.feed_ready(venue)
+        await webhook.wait_for(2, timeout=10)
+        await venue.fill(market_id=BTC, order_id=10, client_order_id="arb-10")
+        await webhook.wait_for(3, timeout=10)
+        daemon.signal(signal.SIGTERM)
+        assert (await daemon.wait())[0] == 0
+    assert [r.json["message"] for r in webhook.requests] == ["arb-7 #7", "arb-8 #8", "arb-10 #10"]
+    assert len(venue.orders_requests) == asked + 1  # one market, one page
+
+
 async def test_alerts_pending_at_shutdown_are_sent_after_restart(
     venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ from notifier.errors import FatalFeedError, KeyRefused, StateBusyError, key_pref
 from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.feed_connect import redact
+from notifier.order_refs import MAX_ORDER_PAGES
 from notifier.settings import FeedSettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
@@ -134,6 +135,7 @@ class Harness:
         watermark: datetime | None = None,
         sleeps: Sleeps | None = None,
         store: Watermark | None = None,
+        order_refs: bool = False,
         **settings: object,
     ) -> None:
         self.watermark = store or Watermark(watermark)
@@ -150,6 +152,7 @@ class Harness:
             monotonic=self.mono,
             sleep=self.sleeps,
             rng=random.Random(7),
+            wants_order_refs=lambda: order_refs,  # the rules read client_order_id
         )
 
     @asynccontextmanager
@@ -910,3 +913,142 @@ async def test_an_item_shifted_onto_the_next_history_page_is_not_taken_for_a_rep
         assert sorted(f.order_id for f in backfilled) == sorted(str(n + 1) for n in range(200))
         assert all(f.occurrence == 1 for f in backfilled)
         assert len(h.sink.unique) == 200
+
+
+def _recovered(sink: Sink) -> dict[str, str | None]:
+    """order id -> client_order_id of each fill backfill handed on."""
+    return {f.order_id: f.client_order_id for f, s in sink.unique if s == "backfill"}
+
+
+async def test_recovered_fills_get_their_client_order_id_from_the_order_list(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """History has no client_order_id: when the rules read it, backfill asks the order list,
+    once per market of the recovered fills; an order without one stays without."""
+    other = "0x" + "ab" * 32
+
+    def during_gap(n: int) -> None:
+        if n == 1:
+            polysim.record_history(order_id=21, client_order_id="bot-21")
+            polysim.record_history(order_id=22)
+            polysim.record_history(order_id=23, client_order_id="bot-23", market_id=other)
+
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap),
+                order_refs=True)  # fmt: skip
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(order_id=20)
+        await h.sink.wait(1)
+        await polysim.close_all(1011, "restart")
+        await h.sink.wait(4)
+    assert _recovered(h.sink) == {"21": "bot-21", "22": None, "23": "bot-23"}
+    markets = [q["market_id"] for q in polysim.orders_requests]
+    assert sorted(markets) == sorted([next(iter(polysim.markets)), other])
+    assert all(q["limit"] == "100" and "cursor" not in q for q in polysim.orders_requests)
+
+
+async def test_an_order_the_feed_named_needs_no_order_list_request(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A partial fill arrives live with its client_order_id; the order's next fill, missed in
+    a drop, is recovered with the same id, without asking the venue."""
+
+    def during_gap(n: int) -> None:
+        if n == 1:
+            polysim.record_history(order_id=30, client_order_id="bot-30", quantity="4")
+
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap),
+                order_refs=True)  # fmt: skip
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(shape="nested", order_id=30, client_order_id="bot-30", quantity="6")
+        await h.sink.wait(1)
+        await polysim.close_all(1011, "restart")
+        await h.sink.wait(2)
+    assert [(f.quantity, f.client_order_id, s) for f, s in h.sink.unique] == [
+        (Decimal(6), "bot-30", "live"),
+        (Decimal(4), "bot-30", "backfill"),
+    ]
+    assert polysim.orders_requests == []
+
+
+async def test_the_order_list_failing_lets_recovered_fills_go_on_without_it(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The order list answering 503: recovered fills are handed on all the same, without the
+    id, and live reading goes on; no retry storm (one request)."""
+    polysim.orders_status = 503
+
+    def during_gap(n: int) -> None:
+        if n == 1:
+            polysim.record_history(order_id=41, client_order_id="bot-41")
+
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap),
+                order_refs=True)  # fmt: skip
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(order_id=40)
+        await h.sink.wait(1)
+        await polysim.close_all(1011, "restart")
+        await h.sink.wait(2)
+        await until(lambda: h.client.stats.reading)
+    assert _recovered(h.sink) == {"41": None}
+    assert len(polysim.orders_requests) == 1
+    warned = [r.getMessage() for r in caplog.records if "order list unavailable" in r.getMessage()]
+    assert warned == [
+        "order list unavailable (order list answered HTTP 503): recovered fills of 1 order(s) "
+        "go on without client_order_id"
+    ]
+
+
+async def test_rules_that_do_not_read_client_order_id_cost_no_order_list_request(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    def during_gap(n: int) -> None:
+        if n == 1:
+            polysim.record_history(order_id=51, client_order_id="bot-51")
+
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(order_id=50)
+        await h.sink.wait(1)
+        await polysim.close_all(1011, "restart")
+        await h.sink.wait(2)
+    assert _recovered(h.sink) == {"51": None}
+    assert polysim.orders_requests == []
+
+
+async def test_the_order_list_is_paged_by_cursor_within_a_budget(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """An order far down its market's list is reached by cursor; across many markets the
+    look-up stops after MAX_ORDER_PAGES requests, and the rest go on without the id."""
+    for n in range(150):  # older orders of the first market, listed after the recent ones
+        polysim.record_history(order_id=1000 + n, filled_at=T0 - timedelta(hours=2, seconds=n))
+    markets = ["0x" + f"{n:02d}" * 32 for n in range(6)]
+
+    def during_gap(n: int) -> None:
+        if n == 1:  # a later fill of the first market's oldest order, then the other markets
+            polysim.record_history(order_id=1149, client_order_id="bot-1149")
+            for m, market in enumerate(markets):
+                polysim.record_history(order_id=60 + m, client_order_id=f"bot-{60 + m}",
+                                       market_id=market)  # fmt: skip
+
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap),
+                order_refs=True)  # fmt: skip
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(order_id=59)
+        await h.sink.wait(1)
+        await polysim.close_all(1011, "restart")
+        await h.sink.wait(8)
+    recovered = _recovered(h.sink)
+    assert len(recovered) == 7
+    assert len(polysim.orders_requests) == MAX_ORDER_PAGES
+    assert sum(value is not None for value in recovered.values()) == MAX_ORDER_PAGES - 1
+    first_market = [
+        q for q in polysim.orders_requests if q["market_id"] == next(iter(polysim.markets))
+    ]
+    assert [q.get("cursor") for q in first_market] == [None, "at-100"]
+    assert recovered["1149"] == "bot-1149"

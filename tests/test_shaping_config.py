@@ -301,3 +301,29 @@ def test_a_throttle_or_group_past_the_last_date_is_refused_where_written() -> No
     assert "duration too long: '3000000d'; at most 700000d" in found[0]
     assert "rules[1].group.wait" in found[1]
     assert shaping(rules_of(ISSUE_RULES.replace("every: 10m", "every: 700000d"))[2])
+
+
+@pytest.mark.parametrize(
+    ("rule", "reads"),
+    [
+        ("{name: a, notify: desk, when: {client_order_id: 'bot-*'}}", True),
+        ("{name: a, notify: desk, when: {not: {client_order_id: 'x'}}}", True),
+        ("{name: a, notify: desk, body: 'by {client_order_id}'}", True),
+        ("{name: a, notify: desk, title: 'by {client_order_id}'}", True),
+        ("{name: a, notify: desk, group: {by: [client_order_id], wait: 5s}}", True),
+        ("{name: a, notify: desk, throttle: {by: [client_order_id], every: 1m}}", True),
+        ("{name: a, notify: desk, group: {wait: 5s}, line: '{client_order_id}'}", True),
+        ("{name: a, notify: desk, enabled: false, body: '{client_order_id}'}", False),
+        ("{name: a, notify: desk, when: {side: BUY}, group: {wait: 5s}}", False),
+    ],
+)
+def test_the_rule_set_knows_whether_any_rule_reads_client_order_id(rule: str, reads: bool) -> None:
+    """Backfill looks the id up for recovered fills only when some enabled rule reads it, in
+    its test, its messages or its shaping keys."""
+    settings = parse(
+        CHANNELS + "rules:\n  - " + rule + "\n",
+        source=Path("config.yaml"),
+        env={"POLYSIM_API_KEY": "k"},
+        check_url=lambda url: None,
+    )
+    assert settings.rules.uses_client_order_id is reads
