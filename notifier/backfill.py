@@ -5,7 +5,9 @@ the last processed fill (less an overlap, for fills stamped slightly out of orde
 it on oldest first; the pipeline dedupes what the feed also delivers. If history stays down
 after a few tries, live reading goes on (a history outage must not also silence live alerts)
 and the gap is retried later. Fills older than `backfill_horizon` are never recovered: their
-identities may have been pruned from the state store, so they could not be deduped.
+identities may have been pruned from the state store, so they could not be deduped. History
+lacks `client_order_id`; when the rules read it, recovered fills take it from their orders
+(order_refs.py) before they are handed on.
 
 The gap invariant (no fill lost across restarts): live fills move the watermark past fills
 that history still owes us, so the watermark alone cannot say where to read back to. The
