@@ -46,7 +46,7 @@ from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
 from notifier.normalize import Rejected, decode_json, normalize_history_item
 from notifier.order_refs import ClientOrderIds
-from notifier.recurrence import number_page
+from notifier.recurrence import Recurrences
 from notifier.settings import FeedSettings
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class Backfill:
         rng: random.Random,
         monotonic: Callable[[], float] = time.monotonic,
         order_refs: ClientOrderIds | None = None,
+        recurrences: Recurrences | None = None,
         wants_order_refs: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
@@ -136,6 +137,8 @@ class Backfill:
         self._rng = rng
         self._monotonic = monotonic
         self._order_refs = order_refs
+        # Shared with the live feed: one fill gets one number on both paths.
+        self._recurrences = Recurrences() if recurrences is None else recurrences
         self._wants_order_refs = wants_order_refs  # the rules read client_order_id
         self._gap: datetime | None = None  # the stored gap start, mirrored
         self._retry_at: float | None = None  # when an unfinished gap is tried again
@@ -301,7 +304,7 @@ class Backfill:
             offset += PAGE_SIZE
             older = False
             page = [fill for fill in map(self._normalize, items) if fill is not None]
-            for fill in number_page(page):
+            for fill in self._recurrences.number_page(page):
                 if fill.filled_at < stop:
                     older = True
                     continue

@@ -35,7 +35,7 @@ from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFe
 from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.order_refs import ClientOrderIds
-from notifier.recurrence import LiveRecurrences
+from notifier.recurrence import Recurrences
 from notifier.settings import FeedSettings
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class FeedClient:
         self._rng = rng or random.Random()
         self._reconnect = ReconnectPolicy(self._rng)
         self.stats = FeedStats()
-        self._recurrences = LiveRecurrences()  # across reconnects: the feed has no replay
+        self._recurrences = Recurrences()  # across reconnects: the feed has no replay
         self._order_refs = ClientOrderIds()  # live frames name them; history does not
         self._backfill = Backfill(
             settings,
@@ -121,6 +121,7 @@ class FeedClient:
             rng=self._rng,
             monotonic=monotonic,
             order_refs=self._order_refs,
+            recurrences=self._recurrences,
             wants_order_refs=wants_order_refs,
         )
         self._reject_log: dict[str, tuple[float, int]] = {}
@@ -367,7 +368,7 @@ class FeedClient:
             self._reconnect.fill_seen()
             if result.client_order_id is not None:
                 self._order_refs.remember(result)
-            await self._sink(self._recurrences.number(result), "live")
+            await self._sink(self._recurrences.number_live(result), "live")
 
     def _close_cause(self, exc: ConnectionClosed, token: str) -> str:
         if exc.rcvd is not None:

@@ -6,6 +6,7 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
+D = TypeVar("D")
 
 
 class RecentMap(Generic[K, V]):
@@ -22,7 +23,7 @@ class RecentMap(Generic[K, V]):
         self._current: dict[K, V] = {}
         self._previous: dict[K, V] = {}
 
-    def get(self, key: K, default: V) -> V:
+    def get(self, key: K, default: D) -> V | D:
         """The value last written for `key`, or `default` if none or forgotten."""
         current = self._current
         if key in current:

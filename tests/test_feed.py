@@ -24,6 +24,7 @@ from notifier.feed_connect import redact
 from notifier.order_refs import MAX_ORDER_PAGES
 from notifier.settings import FeedSettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
+from notifier.simulator_data import sort_time
 
 T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)
 
@@ -1052,3 +1053,61 @@ async def test_the_order_list_is_paged_by_cursor_within_a_budget(
     ]
     assert [q.get("cursor") for q in first_market] == [None, "at-100"]
     assert recovered["1149"] == "bot-1149"
+
+
+async def test_a_late_gap_read_recovers_the_missed_partial_fill_not_the_live_one_again(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """The partial fill happens while the feed is away; history is down at connect, so live
+    reading goes on and the equal completing fill arrives live. The gap read later lists
+    both: its FILLED item is the live fill again, its partial fill the one to recover."""
+    polysim.history_status = 503
+    polysim.record_history(order_id=7, status="PARTIALLY_FILLED")
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=5))
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(shape="execution", order_id=7, status="FILLED")
+        await h.sink.wait(1)
+        polysim.history_status = None
+        h.mono.t += 61  # the gap's retry is due
+        await h.sink.wait(2)
+    assert [(f.status, f.occurrence, s) for f, s in h.sink.unique] == [
+        ("FILLED", 1, "live"),
+        ("PARTIALLY_FILLED", 2, "backfill"),
+    ]
+
+
+class TiesOldestFirst(SimulatedPolySim):
+    """Newest first by filled_at, as documented; of equal times, the earlier recorded first
+    (the venue does not say which way ties go)."""
+
+    def _history_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
+        self.history_requests += 1
+        limit, offset = int(query.get("limit", "50")), int(query.get("offset", "0"))
+        order = sorted(enumerate(self._history), key=lambda p: (sort_time(p[1]), -p[0]))
+        page = [item for _, item in reversed(order)][offset : offset + limit]
+        return 200, [{k: v for k, v in item.items() if k != "client_order_id"} for item in page], {}
+
+
+async def test_which_equal_fill_is_recovered_does_not_hang_on_how_history_lists_ties(
+    http: httpx.AsyncClient,
+) -> None:
+    wall = Wall()
+    async with TiesOldestFirst(now=wall) as sim:
+        sim.wall = wall  # type: ignore[attr-defined]
+
+        def during_gap(n: int) -> None:
+            if n == 1:
+                sim.record_history(order_id=7, status="FILLED")
+
+        h = Harness(sim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+        async with h.running():
+            await until(lambda: h.client.stats.reading)
+            await sim.fill(shape="execution", order_id=7, status="PARTIALLY_FILLED")
+            await h.sink.wait(1)
+            await sim.close_all(1011, "restart")
+            await h.sink.wait(2)
+        assert [(f.status, f.occurrence, s) for f, s in h.sink.unique] == [
+            ("PARTIALLY_FILLED", 1, "live"),
+            ("FILLED", 2, "backfill"),
+        ]

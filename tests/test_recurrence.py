@@ -1,4 +1,4 @@
-"""Numbering equal fills: live repeats are new occurrences, history counts within a page."""
+"""Numbering equal fills: both paths give one fill one number, matched by status."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 
 from notifier.digests import fill_from_data, fill_to_data
 from notifier.events import Fill
-from notifier.recurrence import LiveRecurrences, number_page
+from notifier.recurrence import Recurrences
 
 AT = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
+P, F = "PARTIALLY_FILLED", "FILLED"
 
 
 def _fill(order_id: str = "7", quantity: str = "5", status: str | None = None) -> Fill:
@@ -28,13 +29,20 @@ def _fill(order_id: str = "7", quantity: str = "5", status: str | None = None) -
     )
 
 
+def _page(known: Recurrences, *statuses: str | None) -> list[tuple[str | None, int]]:
+    """A history page of equal fills (newest first), numbered: (status, occurrence) each."""
+    return [
+        (f.status, f.occurrence) for f in known.number_page([_fill(status=s) for s in statuses])
+    ]
+
+
 def test_a_repeated_live_identity_is_the_next_occurrence_in_any_spelling() -> None:
-    live = LiveRecurrences()
-    numbered = [live.number(f) for f in (_fill(), _fill(quantity="5.0"), _fill("8"), _fill())]
+    known = Recurrences()
+    fills = (_fill(), _fill(quantity="5.0"), _fill("8"), _fill())
+    numbered = [known.number_live(f) for f in fills]
     assert [f.occurrence for f in numbered] == [1, 2, 1, 3]
     base = _fill().key
     assert [f.key for f in numbered] == [base, base + "#2", _fill("8").key, base + "#3"]
-    assert numbered[0] is not numbered[3]
 
 
 def test_the_first_occurrence_keeps_the_key_fills_always_had() -> None:
@@ -42,28 +50,64 @@ def test_the_first_occurrence_keeps_the_key_fills_always_had() -> None:
     assert _fill().key == "7|2026-02-06T12:00:45.000000+00:00|5|0.65"
 
 
-def test_live_counts_are_kept_for_two_generations_and_then_forgotten() -> None:
-    live = LiveRecurrences(generation=3)
-    live.number(_fill("1"))
+def test_history_numbers_partial_fills_first_whatever_order_it_lists_equal_times_in() -> None:
+    assert _page(Recurrences(), F, P) == [(F, 2), (P, 1)]
+    assert _page(Recurrences(), P, F) == [(P, 1), (F, 2)]  # listed the other way: the same
+    mixed = Recurrences().number_page([_fill(status=F), _fill("8"), _fill(status=P)])
+    assert [(f.order_id, f.occurrence) for f in mixed] == [("7", 2), ("8", 1), ("7", 1)]
+
+
+def test_history_finds_the_fill_the_feed_delivered_by_its_status() -> None:
+    """The feed missed the partial fill and delivered the completing one: history's FILLED
+    item is that live fill again, and its partial fill is the new occurrence."""
+    known = Recurrences()
+    assert known.number_live(_fill(status=F)).occurrence == 1
+    assert _page(known, F, P) == [(F, 1), (P, 2)]
+    assert _page(known, F, P) == [(F, 1), (P, 2)]  # a later read: the same numbers
+
+
+def test_history_fits_a_live_fill_without_a_status_in_time_order() -> None:
+    """The flat live shape has no status: it takes history's oldest fill of its identity."""
+    known = Recurrences()
+    known.number_live(_fill())
+    assert _page(known, F, P) == [(F, 2), (P, 1)]
+
+
+def test_a_copy_on_the_next_page_finds_its_number_a_second_equal_fill_gets_a_new_one() -> None:
+    known = Recurrences()
+    assert _page(known, F) == [(F, 1)]
+    assert _page(known, F) == [(F, 1)]  # offset paging showed it again
+    assert _page(known, P) == [(P, 2)]  # its partial fill, on the next page
+
+
+def test_a_live_frame_of_a_fill_history_listed_first_is_that_fill() -> None:
+    """Fills made during the history read at connect: their live frames follow, the same
+    fills; a further live fill of that identity is a new one."""
+    known = Recurrences()
+    assert _page(known, F, P) == [(F, 2), (P, 1)]
+    assert known.number_live(_fill(status=P)).occurrence == 1
+    assert known.number_live(_fill(status=F)).occurrence == 2
+    assert known.number_live(_fill(status=P)).occurrence == 3
+
+
+def test_a_live_fill_after_history_recovered_another_of_its_identity_is_new() -> None:
+    """The partial fill was recovered from a gap; the completing one comes live: new."""
+    known = Recurrences()
+    assert _page(known, P) == [(P, 1)]
+    assert known.number_live(_fill(status=F)).occurrence == 2
+    assert _page(known, F, P) == [(F, 2), (P, 1)]
+
+
+def test_identities_are_remembered_for_two_generations_then_forgotten() -> None:
+    known = Recurrences(generation=3)
+    known.number_live(_fill("1"))
     for other in ("2", "3", "4"):  # the first generation fills up: "1" moves to the older
-        live.number(_fill(other))
-    assert live.number(_fill("1")).occurrence == 2  # still remembered
+        known.number_live(_fill(other))
+    assert known.number_live(_fill("1")).occurrence == 2  # still remembered
     for other in ("5", "6", "7", "8", "9"):
-        live.number(_fill(other))
-    assert live.number(_fill("2")).occurrence == 1  # two generations later: forgotten
-    assert len(live) <= 6
-
-
-def test_a_history_page_is_numbered_oldest_first_and_keeps_its_order() -> None:
-    """Newest first on the wire: the older partial fill is the first occurrence, as live."""
-    page = [_fill(status="FILLED"), _fill("8"), _fill(status="PARTIALLY_FILLED")]
-    numbered = number_page(page)
-    assert [(f.order_id, f.status, f.occurrence) for f in numbered] == [
-        ("7", "FILLED", 2),
-        ("8", None, 1),
-        ("7", "PARTIALLY_FILLED", 1),
-    ]
-    assert number_page([]) == []
+        known.number_live(_fill(other))
+    assert known.number_live(_fill("2")).occurrence == 1  # two generations later: forgotten
+    assert len(known) <= 6
 
 
 def test_a_held_fill_keeps_its_occurrence_in_the_state_file() -> None:
