@@ -316,7 +316,9 @@ def _hold_lock(path: Path) -> IO[bytes]:
     # One lock whichever symlink names the file (two daemons sent twice); realpath, unlike
     # Path.resolve on 3.11, leaves a symlink loop for sqlite to refuse as it always did.
     real = Path(os.path.realpath(path))
-    lock = (real.parent / f"{real.name}.lock").open("ab")
+    # Owner-only: anyone who can open a lock file can flock it, and so keep the daemon out.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    lock = os.fdopen(os.open(real.parent / f"{real.name}.lock", flags, 0o600), "ab")
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -857,9 +857,10 @@ def test_a_new_state_file_is_its_owner_s_alone_and_an_old_one_keeps_its_mode(
         path = tmp_path / "state.db"
         with StateStore(path, exclusive=True) as s:
             s.record(fill_key="k", filled_at=T0, alerts=[alert("k")])
-            files = ("state.db", "state.db-wal", "state.db-shm")
+            files = ("state.db", "state.db-wal", "state.db-shm", "state.db.lock")
             modes = [(tmp_path / name).stat().st_mode & 0o777 for name in files]
-        assert modes == [0o600, 0o600, 0o600]
+        # The lock too: another user who could open it could hold it, and keep the daemon out.
+        assert modes == [0o600, 0o600, 0o600, 0o600]
         linked = tmp_path / "linked.db"  # a symlink to where the file is to be
         linked.symlink_to(tmp_path / "target.db")
         with StateStore(linked, exclusive=True) as s:
