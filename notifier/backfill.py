@@ -174,6 +174,11 @@ class Backfill:
         return self._retry_at is not None and now >= self._retry_at
 
     @property
+    def gap_open(self) -> bool:
+        """Fills missed in a gap may still be owed: stored until history's are all recorded."""
+        return self._gap is not None
+
+    @property
     def settling(self) -> bool:
         """A complete run's fills are handed on; the gap closes once they are recorded."""
         return self._settling is not None

@@ -174,6 +174,11 @@ class FeedClient:
             return 0.0
         return max(self._monotonic() - self._down_since, 0.0)
 
+    @property
+    def gap_open(self) -> bool:
+        """Fills missed while away may still be owed (history has not given them all yet)."""
+        return self._backfill.gap_open
+
     def request_stop(self) -> None:
         """Finish the frame in hand, close the socket, and return from `run()`."""
         self._stopping = True

@@ -46,6 +46,8 @@ class Snapshot:
     feed_connected: bool = False
     reconnects: Mapping[str, int] = field(default_factory=dict)  # by cause
     backfilled: int = 0
+    backfill_failures: int = 0
+    backfill_gap_open: bool = False
     shaping: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # rule -> stage -> n
     shaping_lost: Mapping[str, int] = field(default_factory=dict)  # by rule
     retargeted: int = 0
@@ -106,6 +108,16 @@ class _SnapshotCollector(Collector):
         )
         yield CounterMetricFamily(
             "notifier_fills_backfilled", "Fills recovered from history.", value=s.backfilled
+        )
+        yield CounterMetricFamily(
+            "notifier_backfill_failures",
+            "History reads that failed; the gap they were to recover is kept and read again.",
+            value=s.backfill_failures,
+        )
+        yield GaugeMetricFamily(
+            "notifier_backfill_gap_open",
+            "1 while fills missed during a feed gap may still be owed by history.",
+            value=int(s.backfill_gap_open),
         )
         dropped = {rule: stages.get("dropped", 0) for rule, stages in s.shaping.items()}
         yield _counter(

@@ -343,6 +343,8 @@ class Service:
             feed_connected=bool(feed and feed.stats.connected),
             reconnects=dict(feed.stats.reconnects) if feed else {},
             backfilled=feed.stats.backfilled if feed else 0,
+            backfill_failures=feed.stats.backfill_failures if feed else 0,
+            backfill_gap_open=bool(feed and feed.gap_open),
             shaping=pipe.shaping.stats() if pipe else {},
             shaping_lost=dict(pipe.shaping.lost) if pipe else {},
             retargeted=dlv.stats.retargeted if dlv else 0,

@@ -44,6 +44,7 @@ from notifier.errors import ConfigError, StateBusyError
 from notifier.events import Fill, Side
 from notifier.feed import FeedClient
 from notifier.health import FEED_DOWN_AFTER
+from notifier.metrics import Metrics
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.service import Service
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
@@ -435,6 +436,11 @@ async def test_health_stays_ok_through_a_hanging_reconnect_attempt(
         assert service.health() == (False, "feed not connected for 6 minutes")
 
 
+def _exposition(service: Service) -> list[str]:
+    """The daemon's /metrics text, as lines (the service's own registry, no socket)."""
+    return Metrics(service.snapshot).exposition().decode().splitlines()
+
+
 async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
     venue: SimulatedPolySim, hook: Hook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -445,6 +451,7 @@ async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
     mono = MonoClock(1000.0)
     async with started(venue, {"hook": hook}, tmp_path, feed_clock=mono) as service:
         await until(lambda: bool(service.feed and service.feed.stats.backfill_failures))
+        assert "notifier_backfill_gap_open 1.0" in _exposition(service)
         frames = service.feed.stats.frames if service.feed else None
         venue.record_history(order_id=3000)  # as if sent while the feed was not listening
         venue.history_status = None
@@ -454,6 +461,9 @@ async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
         assert service.feed.stats.frames == frames == 0  # no frame woke it
         mono.t += SETTLE_EVERY  # the gap closes once its fills are recorded: still no frame
         await until(lambda: service.store is not None and service.store.load_gap() is None)
+        assert "notifier_backfill_gap_open 0.0" in _exposition(service)
+        failures = [n for n in _exposition(service) if n.startswith("notifier_backfill_fail")]
+        assert failures == ["notifier_backfill_failures_total 3.0"]  # the tries at connect
     assert hook.titles() == ids(range(3000, 3001))
     assert venue.connections == 1
 
