@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 ORDERS_PAGE = 100  # orders a request; the endpoint documents no maximum (its default is 50)
 MAX_ORDER_PAGES = 5  # requests per backfill run, across markets: each counts against the key
 REMEMBERED = 4096  # orders whose client_order_id is kept (two generations)
+MAX_CLIENT_ORDER_ID = 256  # the venue's own limit on placing an order: longer is not one
 
 OrdersPage = Callable[[Mapping[str, str]], Awaitable[object]]  # one answer of GET /v1/orders
 
@@ -98,6 +99,8 @@ class ClientOrderIds:
                     )
                     return
                 for order_id, client_order_id in page.references:
+                    if client_order_id is not None and len(client_order_id) > MAX_CLIENT_ORDER_ID:
+                        client_order_id = None
                     if order_id in missing:
                         missing.discard(order_id)
                         self._known[order_id] = client_order_id

@@ -4,22 +4,23 @@ The venue sends no fill id, so a fill's identity is (order, time, quantity, pric
 fills of one order with the same size and price in the same second share it, yet are two fills,
 and the second is often the one that completes the order. Each gets an occurrence number, part
 of its key, and both paths must give one fill the same number, though the feed may have
-delivered either, both or neither of them:
+delivered either, both or neither of them. Only counts ever make a new occurrence; statuses
+only say which known occurrence a fill is, since history's `status` is a free string that may
+be the order's rather than the fill's (one fill, PARTIALLY_FILLED live, may read FILLED there):
 
-- The live feed has no replay, so every live frame is a fill that happened: a repeat on the
-  feed is a new occurrence, unless it is a fill a history read listed and the feed had not yet
-  delivered (a fill made during the read at connect, whose live frame follows).
-- History lists every fill. Its fills claim the occurrences already known by status
-  (PARTIALLY_FILLED, FILLED), so the fill the feed delivered keeps its number and the one it
-  missed gets a new one; a live frame without a status (the flat shape) fits any. Unclaimed
-  ones are numbered after those, partial fills first (the order they happened in, whatever
-  order the venue lists equal times in). Claims are counted within a page: offset paging can
-  show one item on two pages, and that copy must find its first number again.
+- The live feed has no replay, so every live frame is a fill that happened: a new occurrence,
+  unless a history read listed an occurrence the feed has not delivered (a fill made during
+  the read at connect, whose live frame follows); that one it is, of its status if it can.
+- History lists every fill: a page's fills of one identity are the occurrences already known,
+  each of its own status where it can, and only those beyond the known count are new (the
+  fills the feed missed), partial fills first: the order they happened in, whichever order
+  the venue lists equal times in. Claims are counted within a page: offset paging can show
+  one item on two pages, and that copy must find its first number again.
 
 Each source only ever undercounts, and the store keeps each numbered key once, so nothing is
 alerted twice. What is known is kept for the last few thousand identities (repeats come within
-a matching cycle, about a second), and not across restarts: a restart between two equal fills
-may lose the second, as may equal fills of one status on two pages of one history read.
+a matching cycle, about a second), and not across restarts; the README lists what can still
+collapse into one fill.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from notifier.events import Fill
 from notifier.recent import RecentMap
 
 GENERATION = 4096  # identities a generation remembers; two generations are kept
+# Equal fills of one identity told apart; more are taken for one (a venue resending a frame in
+# a loop must not cost a scan of thousands, nor unbounded memory, per frame).
+MAX_OCCURRENCES = 64
 _RANK = {"PARTIALLY_FILLED": 0, "FILLED": 2}  # within one second: partial fills came first
 
 
@@ -103,45 +107,70 @@ def _occurrences(known: _Known) -> list[_Occurrence]:
 
 
 def _claim_live(known: list[_Occurrence], status: str | None) -> int:
-    """The number of a live fill: a listed fill not yet delivered live, else a new one."""
-    for exact in (True, False):
-        for number, occurrence in enumerate(known, 1):
-            if occurrence.listed and not occurrence.live and _fits(occurrence, status, exact):
-                occurrence.live = True
-                occurrence.status = occurrence.status or status
-                return number
-    known.append(_Occurrence(status, live=True, listed=False))
-    return len(known)
+    """The number of a live fill: an occurrence listed but not yet delivered live (of its
+    status if there is one), else a new one."""
+    waiting = [n for n, o in enumerate(known, 1) if o.listed and not o.live]
+    number = _pick(known, waiting, status)
+    if number is None:
+        if len(known) >= MAX_OCCURRENCES:
+            return len(known)
+        known.append(_Occurrence(status, live=True, listed=False))
+        return len(known)
+    occurrence = known[number - 1]
+    occurrence.live = True
+    occurrence.status = occurrence.status or status
+    return number
 
 
 def _claim_listed(known: list[_Occurrence], statuses: Sequence[str | None]) -> list[int]:
-    """The numbers of a page's fills of one identity (in order): each claims a known
-    occurrence of its status, else one whose status is unknown, else a new one."""
+    """The numbers of a page's fills of one identity (in order): they claim the known
+    occurrences, of their own status first, then of an unknown one, then any; only those
+    beyond the known count are new."""
     numbers = [0] * len(statuses)
-    taken: set[int] = set()
-    for exact in (True, False):
+    free = list(range(1, len(known) + 1))
+    for fits in (_same, _unknown, _any):
         for index, status in enumerate(statuses):
-            if numbers[index]:
+            if numbers[index] or not free:
                 continue
-            for number, occurrence in enumerate(known, 1):
-                if number not in taken and _fits(occurrence, status, exact):
-                    numbers[index] = number
-                    taken.add(number)
-                    occurrence.listed = True
-                    occurrence.status = occurrence.status or status
-                    break
+            number = next((n for n in free if fits(known[n - 1].status, status)), None)
+            if number is not None:
+                numbers[index] = number
+                free.remove(number)
     for index, status in enumerate(statuses):
         if not numbers[index]:
+            if len(known) >= MAX_OCCURRENCES:
+                numbers[index] = len(known)
+                continue
             known.append(_Occurrence(status, live=False, listed=True))
             numbers[index] = len(known)
+        occurrence = known[numbers[index] - 1]
+        occurrence.listed = True
+        occurrence.status = occurrence.status or status
     return numbers
 
 
-def _fits(occurrence: _Occurrence, status: str | None, exact: bool) -> bool:
-    """Same status (`exact`), or either unknown: the flat live shape carries none."""
-    if exact:
-        return occurrence.status == status
-    return occurrence.status is None or status is None
+def _pick(known: list[_Occurrence], numbers: list[int], status: str | None) -> int | None:
+    """Of the occurrence `numbers`, the first of `status`, else the first whose status is
+    unknown, else the first; None if there are none."""
+    for fits in (_same, _unknown, _any):
+        for number in numbers:
+            if fits(known[number - 1].status, status):
+                return number
+    return None
+
+
+def _same(known: str | None, status: str | None) -> bool:
+    return known == status
+
+
+def _unknown(known: str | None, status: str | None) -> bool:
+    """Either status unknown: the flat live shape carries none."""
+    return known is None or status is None
+
+
+def _any(known: str | None, status: str | None) -> bool:
+    """Statuses that differ: one fill may still be both (the order's status in history)."""
+    return True
 
 
 def _numbered(fill: Fill, number: int) -> Fill:

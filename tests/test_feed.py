@@ -1111,3 +1111,25 @@ async def test_which_equal_fill_is_recovered_does_not_hang_on_how_history_lists_
             ("PARTIALLY_FILLED", 1, "live"),
             ("FILLED", 2, "backfill"),
         ]
+
+
+async def test_history_giving_a_fill_another_status_does_not_alert_it_again(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """History's status is a free string, perhaps the order's: a fill delivered live as
+    PARTIALLY_FILLED and listed later as FILLED is the same fill, not a second one."""
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1))
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        item = await polysim.fill(shape="execution", order_id=7, status="PARTIALLY_FILLED")
+        await h.sink.wait(1)
+        item["status"] = "FILLED"  # how history lists it once the order is complete
+        await polysim.close_all(1011, "restart")
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+        await polysim.fill(order_id=8)
+        await h.sink.wait(2)
+    assert [(f.order_id, f.occurrence, s) for f, s in h.sink.unique] == [
+        ("7", 1, "live"),
+        ("8", 1, "live"),
+    ]
+    assert [f.order_id for f, s in h.sink.calls if s == "backfill"] == ["7"]

@@ -62,12 +62,15 @@ async def test_ids_are_read_as_a_fill_s_and_garbage_items_are_skipped() -> None:
                 {"order_id": "2", "client_order_id": " \n"},  # blank: as a live frame, none
                 {"order_id": "3", "client_order_id": 33},
                 {"order_id": "4", "client_order_id": ["no"]},
+                {"order_id": "5", "client_order_id": "x" * 257},  # past the venue's limit
+                {"order_id": "6", "client_order_id": "y" * 256},
             ],
             "has_more": False,
         }
     )
-    ids = await _fill_in([_fill("1"), _fill("2"), _fill("3"), _fill("4")], fetch)
-    assert ids == ["bot-1", None, "33", None]
+    fills = [_fill(str(n)) for n in range(1, 7)]
+    ids = await _fill_in(fills, fetch)
+    assert ids == ["bot-1", None, "33", None, None, "y" * 256]
     assert len(fetch.queries) == 1
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from notifier.digests import fill_from_data, fill_to_data
 from notifier.events import Fill
-from notifier.recurrence import Recurrences
+from notifier.recurrence import MAX_OCCURRENCES, Recurrences
 
 AT = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
 P, F = "PARTIALLY_FILLED", "FILLED"
@@ -73,11 +73,14 @@ def test_history_fits_a_live_fill_without_a_status_in_time_order() -> None:
     assert _page(known, F, P) == [(F, 2), (P, 1)]
 
 
-def test_a_copy_on_the_next_page_finds_its_number_a_second_equal_fill_gets_a_new_one() -> None:
+def test_a_copy_on_the_next_page_finds_its_number_again() -> None:
+    """Offset paging showed an item on two pages; equal fills split over two pages of one
+    read count as one (a page only knows its own count)."""
     known = Recurrences()
     assert _page(known, F) == [(F, 1)]
-    assert _page(known, F) == [(F, 1)]  # offset paging showed it again
-    assert _page(known, P) == [(P, 2)]  # its partial fill, on the next page
+    assert _page(known, F) == [(F, 1)]
+    assert _page(known, P) == [(P, 1)]
+    assert _page(known, F, P) == [(F, 1), (P, 2)]  # one page with both: two
 
 
 def test_a_live_frame_of_a_fill_history_listed_first_is_that_fill() -> None:
@@ -90,12 +93,27 @@ def test_a_live_frame_of_a_fill_history_listed_first_is_that_fill() -> None:
     assert known.number_live(_fill(status=P)).occurrence == 3
 
 
-def test_a_live_fill_after_history_recovered_another_of_its_identity_is_new() -> None:
-    """The partial fill was recovered from a gap; the completing one comes live: new."""
+def test_a_status_that_differs_between_the_paths_never_makes_a_second_fill() -> None:
+    """History's status may be the order's: one partial fill, PARTIALLY_FILLED live, may read
+    FILLED there. Only counts make occurrences, on either path."""
     known = Recurrences()
-    assert _page(known, P) == [(P, 1)]
-    assert known.number_live(_fill(status=F)).occurrence == 2
-    assert _page(known, F, P) == [(F, 2), (P, 1)]
+    assert known.number_live(_fill(status=P)).occurrence == 1
+    assert _page(known, F) == [(F, 1)]
+    listed_first = Recurrences()
+    assert _page(listed_first, F) == [(F, 1)]
+    assert listed_first.number_live(_fill(status=P)).occurrence == 1  # its live frame
+    assert listed_first.number_live(_fill(status=P)).occurrence == 2  # a new fill
+
+
+def test_a_frame_repeated_without_end_is_bounded() -> None:
+    """A venue resending one frame in a loop: told apart up to MAX_OCCURRENCES, then taken
+    for the last, so each frame costs a bounded look and memory stays bounded."""
+    known = Recurrences()
+    numbers = [known.number_live(_fill(status=P)).occurrence for _ in range(1000)]
+    assert numbers[:MAX_OCCURRENCES] == list(range(1, MAX_OCCURRENCES + 1))
+    assert set(numbers[MAX_OCCURRENCES:]) == {MAX_OCCURRENCES}
+    page = known.number_page([_fill(status=P)] * 100)
+    assert max(f.occurrence for f in page) == MAX_OCCURRENCES
 
 
 def test_identities_are_remembered_for_two_generations_then_forgotten() -> None:
