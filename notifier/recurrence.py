@@ -20,7 +20,7 @@ be the order's rather than the fill's (one fill, PARTIALLY_FILLED live, may read
 Each source only ever undercounts, and the store keeps each numbered key once, so nothing is
 alerted twice. What is known is kept for the last few thousand identities (repeats come within
 a matching cycle, about a second), and not across restarts; the README lists what can still
-collapse into one fill.
+collapse into one fill, and when an alert can show its equal partner's status.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Recurrences:
             groups.setdefault(page[position].key, []).append(position)
         numbered = list(page)
         for key, positions in groups.items():
-            positions.sort(key=lambda p: _RANK.get(page[p].status or "", 1))  # stable
+            positions.sort(key=lambda p: _RANK.get((page[p].status or "").upper(), 1))
             known = self._known.get(key, _UNSEEN)
             occurrences = [] if known is _UNSEEN else _occurrences(known)
             numbers = _claim_listed(occurrences, [page[p].status for p in positions])
@@ -160,7 +160,10 @@ def _pick(known: list[_Occurrence], numbers: list[int], status: str | None) -> i
 
 
 def _same(known: str | None, status: str | None) -> bool:
-    return known == status
+    """The same status, in any case (rules compare statuses caselessly too)."""
+    if known is None or status is None:
+        return known is status
+    return known == status or known.upper() == status.upper()
 
 
 def _unknown(known: str | None, status: str | None) -> bool:

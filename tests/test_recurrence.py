@@ -105,6 +105,16 @@ def test_a_status_that_differs_between_the_paths_never_makes_a_second_fill() -> 
     assert listed_first.number_live(_fill(status=P)).occurrence == 2  # a new fill
 
 
+def test_statuses_match_and_rank_in_any_case() -> None:
+    known = Recurrences()
+    assert known.number_live(_fill(status="filled")).occurrence == 1
+    assert _page(known, "FILLED", "Partially_Filled") == [("FILLED", 1), ("Partially_Filled", 2)]
+    assert _page(Recurrences(), "filled", "partially_filled") == [
+        ("filled", 2),
+        ("partially_filled", 1),
+    ]
+
+
 def test_a_frame_repeated_without_end_is_bounded() -> None:
     """A venue resending one frame in a loop: told apart up to MAX_OCCURRENCES, then taken
     for the last, so each frame costs a bounded look and memory stays bounded."""
