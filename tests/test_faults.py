@@ -15,6 +15,7 @@ import random
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -106,6 +107,41 @@ async def test_fifty_drops_with_fills_in_every_gap(
     assert len(gate.delays) == 50
     assert max(gate.delays) <= 30
     assert venue.connections == venue.token_mints == 51
+
+
+async def test_equal_partial_fills_across_drops_are_each_alerted_once(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """20 orders, each filled in two equal parts in one second (same size and price), one part
+    live and one while the feed is down, either way round: two alerts an order. Where history
+    gave the first part before the second came live, the next overlap read finds the second."""
+    gate = Gate(auto=False)
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
+        feed = service.feed
+        assert feed is not None
+        # One second for all (orders differ), after the first start's floor.
+        at = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+        part = {"quantity": "5", "price": "0.5", "filled_at": at, "shape": "execution"}
+        for i in range(20):
+            order = 3000 + i
+            if i % 2 == 0:  # the partial fill live, the completing one while away
+                await venue.fill(order_id=order, status="PARTIALLY_FILLED", **part)
+                await venue.close_all(1011, "going away")
+                await venue.wait_disconnected()
+                venue.record_history(order_id=order, status="FILLED", **part)
+            else:  # the partial fill while away, the completing one live
+                await venue.close_all(1011, "going away")
+                await venue.wait_disconnected()
+                venue.record_history(order_id=order, status="PARTIALLY_FILLED", **part)
+            gate.release()
+            await until(reading_on(feed, connect=i + 2))
+            if i % 2:
+                await venue.fill(order_id=order, status="FILLED", **part)
+        await venue.close_all(1011, "going away")  # one more overlap read, for the last one
+        gate.release()
+        await until(reading_on(feed, connect=22))
+        await hook.wait_for(40, timeout=20)
+    assert hook.titles() == Counter({str(3000 + i): 2 for i in range(20)})
 
 
 async def test_4001_on_live_connections_reconnects_at_once(
