@@ -60,6 +60,7 @@ SETTLE_EVERY = 1.0  # seconds between checks that a run's fills are recorded
 PAGE_PACE = 0.25  # seconds between pages: the free tier allows 5 requests/s in all
 MAX_RATE_LIMITED = 5  # 429s in a row on one page before the run counts as failed
 MAX_INLINE_WAIT = 5.0  # a longer Retry-After ends the run: live reading goes on meanwhile
+REREAD_AFTER = 2.0  # seconds before history is read again to count fills a live frame matched
 _MAX_RETRY_AFTER = 3600.0
 
 FillSink = Callable[[Fill, str], Awaitable[None]]
@@ -172,6 +173,12 @@ class Backfill:
         if self._settling is not None:
             return now >= self._settle_at
         return self._retry_at is not None and now >= self._retry_at
+
+    def reread_soon(self) -> None:
+        """Read history again shortly (unless a run is due anyway): a live fill was taken for
+        one a read listed, and a fresh count tells whether it was an equal fill after it."""
+        if self._retry_at is None:
+            self._retry_at = self._monotonic() + REREAD_AFTER
 
     @property
     def gap_open(self) -> bool:

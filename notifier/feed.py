@@ -373,7 +373,11 @@ class FeedClient:
             self._reconnect.fill_seen()
             if result.client_order_id is not None:
                 self._order_refs.remember(result)
-            await self._sink(self._recurrences.number_live(result), "live")
+            numbered = self._recurrences.number_live(result)
+            if self._recurrences.unsure:
+                self._recurrences.unsure = False
+                self._backfill.reread_soon()
+            await self._sink(numbered, "live")
 
     def _close_cause(self, exc: ConnectionClosed, token: str) -> str:
         if exc.rcvd is not None:

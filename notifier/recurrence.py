@@ -11,6 +11,8 @@ be the order's rather than the fill's (one fill, PARTIALLY_FILLED live, may read
 - The live feed has no replay, so every live frame is a fill that happened: a new occurrence,
   unless a history read listed an occurrence the feed has not delivered (a fill made during
   the read at connect, whose live frame follows); that one it is, of its status if it can.
+  It may instead be an equal fill after that one: `unsure` then asks for a fresh read, whose
+  count tells.
 - History lists every fill: a page's fills of one identity are the occurrences already known,
   each of its own status where it can, and only those beyond the known count are new (the
   fills the feed missed), partial fills first: the order they happened in, whichever order
@@ -66,6 +68,9 @@ class Recurrences:
 
     def __init__(self, generation: int = GENERATION) -> None:
         self._known: RecentMap[str, _Known] = RecentMap(generation)
+        # A live fill was taken for one a history read listed: it may instead be an equal fill
+        # after it, which only a fresh count can tell. The feed asks for a read and clears it.
+        self.unsure = False
 
     def number_live(self, fill: Fill) -> Fill:
         """A live fill as the occurrence of its identity it is (itself, for the first)."""
@@ -75,7 +80,8 @@ class Recurrences:
             self._known[key] = fill.status
             return fill
         occurrences = _occurrences(known)
-        number = _claim_live(occurrences, fill.status)
+        number, claimed = _claim_live(occurrences, fill.status)
+        self.unsure = self.unsure or claimed
         self._known[key] = occurrences  # in use: kept in the current generation
         return _numbered(fill, number)
 
@@ -106,20 +112,19 @@ def _occurrences(known: _Known) -> list[_Occurrence]:
     return [_Occurrence(known, live=True, listed=False)]
 
 
-def _claim_live(known: list[_Occurrence], status: str | None) -> int:
-    """The number of a live fill: an occurrence listed but not yet delivered live (of its
-    status if there is one), else a new one."""
+def _claim_live(known: list[_Occurrence], status: str | None) -> tuple[int, bool]:
+    """The number of a live fill, and whether it claimed an occurrence a history read listed
+    and the feed had not delivered (of its status if there is one); else a new one."""
     waiting = [n for n, o in enumerate(known, 1) if o.listed and not o.live]
     number = _pick(known, waiting, status)
     if number is None:
-        if len(known) >= MAX_OCCURRENCES:
-            return len(known)
-        known.append(_Occurrence(status, live=True, listed=False))
-        return len(known)
+        if len(known) < MAX_OCCURRENCES:
+            known.append(_Occurrence(status, live=True, listed=False))
+        return len(known), False
     occurrence = known[number - 1]
     occurrence.live = True
     occurrence.status = occurrence.status or status
-    return number
+    return number, True
 
 
 def _claim_listed(known: list[_Occurrence], statuses: Sequence[str | None]) -> list[int]:

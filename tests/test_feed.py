@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fakes import MonoClock, grows
 
+from notifier.backfill import REREAD_AFTER
 from notifier.errors import FatalFeedError, KeyRefused, StateBusyError, key_prefix
 from notifier.events import Fill
 from notifier.feed import FeedClient
@@ -1133,3 +1134,36 @@ async def test_history_giving_a_fill_another_status_does_not_alert_it_again(
         ("8", 1, "live"),
     ]
     assert [f.order_id for f, s in h.sink.calls if s == "backfill"] == ["7"]
+
+
+async def test_an_equal_fill_taken_for_a_listed_one_is_found_by_a_fresh_read(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """The partial fill is recovered from history at connect; the equal completing fill then
+    comes live and is first taken for it (the live frame of a fill the read listed looks the
+    same). A read REREAD_AFTER later counts two, and the completing fill is alerted."""
+
+    def during_gap(n: int) -> None:
+        if n == 1:
+            polysim.record_history(order_id=7, status="PARTIALLY_FILLED")
+
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        await polysim.fill(order_id=6)
+        await h.sink.wait(1)
+        await polysim.close_all(1011, "restart")
+        await h.sink.wait(2)
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+        requests = polysim.history_requests
+        await polysim.fill(shape="execution", order_id=7, status="FILLED")
+        await until(lambda: ("7", "live") in {(f.order_id, s) for f, s in h.sink.calls})
+        assert len(h.sink.unique) == 2  # taken for the listed partial fill, for now
+        h.mono.t += REREAD_AFTER
+        await h.sink.wait(3)
+    assert [(f.order_id, f.status, f.occurrence, s) for f, s in h.sink.unique] == [
+        ("6", None, 1, "live"),
+        ("7", "PARTIALLY_FILLED", 1, "backfill"),
+        ("7", "FILLED", 2, "backfill"),
+    ]
+    assert polysim.history_requests == requests + 1

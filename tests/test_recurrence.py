@@ -93,6 +93,16 @@ def test_a_live_frame_of_a_fill_history_listed_first_is_that_fill() -> None:
     assert known.number_live(_fill(status=P)).occurrence == 3
 
 
+def test_a_live_fill_taken_for_a_listed_one_leaves_the_count_unsure() -> None:
+    known = Recurrences()
+    known.number_live(_fill("1", status=P))
+    known.number_live(_fill("1", status=P))  # a second equal fill: sure, a new one
+    assert not known.unsure
+    assert _page(known, P) == [(P, 1)]
+    assert known.number_live(_fill(status=F)).occurrence == 1  # that listed fill, or after it?
+    assert known.unsure
+
+
 def test_a_status_that_differs_between_the_paths_never_makes_a_second_fill() -> None:
     """History's status may be the order's: one partial fill, PARTIALLY_FILLED live, may read
     FILLED there. Only counts make occurrences, on either path."""
