@@ -128,13 +128,26 @@ def normalize_history_item(obj: Mapping[str, object]) -> Fill | Rejected:
     return _to_fill(obj)
 
 
-def order_reference(obj: Mapping[str, object]) -> tuple[str, str | None] | None:
-    """An item of `GET /v1/orders` as (order_id, client_order_id), both read as a fill's
-    are, so a recovered fill gets the very text a live frame would carry; None if unusable."""
+OrderReference = tuple[str, str | None, str | None, str | None]
+
+
+def order_reference(obj: Mapping[str, object]) -> OrderReference | None:
+    """An item of `GET /v1/orders` as (order_id, client_order_id, market_id, side), read as a
+    fill's are, so a recovered fill gets the very text a live frame would carry; market and
+    side are None where missing or garbled. None if the item has no usable order id."""
     try:
-        return _ident(obj, "order_id"), _optional(obj, "client_order_id")
+        order_id = _ident(obj, "order_id")
     except _Reject:
         return None
+    try:
+        client_order_id = _optional(obj, "client_order_id")
+    except _Reject:
+        client_order_id = None
+    try:
+        market_id, side = _optional(obj, "market_id"), _optional(obj, "side")
+    except _Reject:
+        market_id = side = None
+    return order_id, client_order_id, market_id, side.upper() if side else None
 
 
 def normalize_any(obj: Mapping[str, object]) -> Fill | Rejected | None:

@@ -317,8 +317,11 @@ def _hold_lock(path: Path) -> IO[bytes]:
     # Path.resolve on 3.11, leaves a symlink loop for sqlite to refuse as it always did.
     real = Path(os.path.realpath(path))
     # Owner-only: anyone who can open a lock file can flock it, and so keep the daemon out.
+    # One left by an older notifier is tightened too (it holds no data).
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
     lock = os.fdopen(os.open(real.parent / f"{real.name}.lock", flags, 0o600), "ab")
+    with contextlib.suppress(OSError):  # not ours to change: left as it is
+        os.fchmod(lock.fileno(), 0o600)
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

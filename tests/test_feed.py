@@ -946,7 +946,7 @@ async def test_recovered_fills_get_their_client_order_id_from_the_order_list(
     assert _recovered(h.sink) == {"21": "bot-21", "22": None, "23": "bot-23"}
     markets = [q["market_id"] for q in polysim.orders_requests]
     assert sorted(markets) == sorted([next(iter(polysim.markets)), other])
-    assert all(q["limit"] == "100" and "cursor" not in q for q in polysim.orders_requests)
+    assert all(q["limit"] == "50" and "cursor" not in q for q in polysim.orders_requests)
 
 
 async def test_an_order_the_feed_named_needs_no_order_list_request(
@@ -1026,13 +1026,13 @@ async def test_the_order_list_is_paged_by_cursor_within_a_budget(
 ) -> None:
     """An order far down its market's list is reached by cursor; across many markets the
     look-up stops after MAX_ORDER_PAGES requests, and the rest go on without the id."""
-    for n in range(150):  # older orders of the first market, listed after the recent ones
+    for n in range(60):  # older orders of the first market, listed after the recent ones
         polysim.record_history(order_id=1000 + n, filled_at=T0 - timedelta(hours=2, seconds=n))
     markets = ["0x" + f"{n:02d}" * 32 for n in range(6)]
 
     def during_gap(n: int) -> None:
         if n == 1:  # a later fill of the first market's oldest order, then the other markets
-            polysim.record_history(order_id=1149, client_order_id="bot-1149")
+            polysim.record_history(order_id=1059, client_order_id="bot-1059")
             for m, market in enumerate(markets):
                 polysim.record_history(order_id=60 + m, client_order_id=f"bot-{60 + m}",
                                        market_id=market)  # fmt: skip
@@ -1052,8 +1052,8 @@ async def test_the_order_list_is_paged_by_cursor_within_a_budget(
     first_market = [
         q for q in polysim.orders_requests if q["market_id"] == next(iter(polysim.markets))
     ]
-    assert [q.get("cursor") for q in first_market] == [None, "at-100"]
-    assert recovered["1149"] == "bot-1149"
+    assert [q.get("cursor") for q in first_market] == [None, "at-50"]
+    assert recovered["1059"] == "bot-1059"
 
 
 async def test_a_late_gap_read_recovers_the_missed_partial_fill_not_the_live_one_again(

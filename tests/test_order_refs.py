@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from notifier.errors import TransientFeedError
 from notifier.events import Fill
 from notifier.order_refs import ClientOrderIds
@@ -102,7 +104,7 @@ async def test_a_cursor_is_followed_and_a_failure_midway_keeps_what_was_found() 
         TransientFeedError("order list answered HTTP 503"),
     )
     assert await _fill_in([_fill("1"), _fill("2")], fetch) == ["a", None]
-    assert fetch.queries[1] == {"market_id": "0xm", "limit": "100", "cursor": "c2"}
+    assert fetch.queries[1] == {"market_id": "0xm", "limit": "50", "cursor": "c2"}
 
 
 async def test_known_orders_and_fills_that_carry_an_id_or_are_not_new_ask_nothing() -> None:
@@ -134,3 +136,31 @@ def test_a_recent_map_keeps_two_generations_and_refreshes_what_is_written_again(
     assert "b" not in recent
     assert recent.get("b", 0) == 0
     assert len(recent) == 2
+
+
+async def test_an_id_known_from_a_live_fill_survives_a_look_up_that_rolls_the_memory() -> None:
+    refs = ClientOrderIds(generation=2)
+    refs.remember(_fill("A", client="bot-A"))
+    refs.remember(_fill("X", client="bot-X"))  # the generation is full: both move to the older
+    fetch = Answers({"orders": [{"order_id": n, "client_order_id": f"c{n}"} for n in (1, 2, 3)]})
+    ids = await _fill_in([_fill("A"), _fill("1"), _fill("2"), _fill("3")], fetch, refs)
+    assert ids == ["bot-A", "c1", "c2", "c3"]
+
+
+async def test_an_order_listed_in_another_market_or_side_lends_no_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The order list is another endpoint than history: an order there whose market or side
+    differs from the fill's is not taken for the fill's order."""
+    fetch = Answers(
+        {
+            "orders": [
+                {"order_id": 1, "client_order_id": "a", "side": "SELL"},
+                {"order_id": 2, "client_order_id": "b", "market_id": "0xother"},
+                {"order_id": 3, "client_order_id": "c", "market_id": "0xm", "side": "buy"},
+            ]
+        }
+    )
+    assert await _fill_in([_fill("1"), _fill("2"), _fill("3")], fetch) == [None, None, "c"]
+    warned = [r.getMessage() for r in caplog.records if "another market or side" in r.getMessage()]
+    assert len(warned) == 2

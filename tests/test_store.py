@@ -866,6 +866,11 @@ def test_a_new_state_file_is_its_owner_s_alone_and_an_old_one_keeps_its_mode(
         with StateStore(linked, exclusive=True) as s:
             s.record(fill_key="k", filled_at=T0, alerts=[])
         assert (tmp_path / "target.db").stat().st_mode & 0o777 == 0o600
+        old_lock = tmp_path / "older.db.lock"  # left 0644 by an older notifier
+        old_lock.touch(mode=0o644)
+        old_lock.chmod(0o644)
+        with StateStore(tmp_path / "older.db", exclusive=True):
+            assert old_lock.stat().st_mode & 0o777 == 0o600
         shared = tmp_path / "shared.db"
         shared.touch(mode=0o640)
         shared.chmod(0o640)
