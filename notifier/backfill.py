@@ -61,6 +61,9 @@ PAGE_PACE = 0.25  # seconds between pages: the free tier allows 5 requests/s in 
 MAX_RATE_LIMITED = 5  # 429s in a row on one page before the run counts as failed
 MAX_INLINE_WAIT = 5.0  # a longer Retry-After ends the run: live reading goes on meanwhile
 REREAD_AFTER = 2.0  # seconds before history is read again to count fills a live frame matched
+# At most one such read this often: with steady trading, each read lists fills whose frames
+# are still on their way, and each would ask for the next. Within the overlap, so none is late.
+REREAD_EVERY = 30.0
 _MAX_RETRY_AFTER = 3600.0
 
 FillSink = Callable[[Fill, str], Awaitable[None]]
@@ -143,6 +146,7 @@ class Backfill:
         self._wants_order_refs = wants_order_refs  # the rules read client_order_id
         self._gap: datetime | None = None  # the stored gap start, mirrored
         self._retry_at: float | None = None  # when an unfinished gap is tried again
+        self._reread_at: float | None = None  # when the last reread_soon() read was set for
         self._settling: list[tuple[str, datetime]] | None = None  # a complete run's fills
         self._settle_at = 0.0
         self._resume: int | None = None  # offset where a run cut at MAX_PAGES stopped
@@ -177,8 +181,12 @@ class Backfill:
     def reread_soon(self) -> None:
         """Read history again shortly (unless a run is due anyway): a live fill was taken for
         one a read listed, and a fresh count tells whether it was an equal fill after it."""
-        if self._retry_at is None:
-            self._retry_at = self._monotonic() + REREAD_AFTER
+        if self._retry_at is not None:
+            return  # a run is due anyway
+        at = self._monotonic() + REREAD_AFTER
+        if self._reread_at is not None:
+            at = max(at, self._reread_at + REREAD_EVERY)
+        self._retry_at = self._reread_at = at
 
     @property
     def gap_open(self) -> bool:

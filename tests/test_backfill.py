@@ -446,3 +446,24 @@ async def test_away_longer_than_the_horizon_is_said_once(
         f"feed.backfill_horizon (7d): fills before {(T0 - timedelta(days=7)).isoformat()} "
         "are not recovered"
     ]
+
+
+async def test_rereads_for_unsure_counts_come_at_most_every_reread_every(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Steady trading keeps live frames matching fills a read listed; each asks for a fresh
+    read, but one comes REREAD_AFTER after the first ask, then at most every REREAD_EVERY."""
+    store = StateStore(tmp_path / "state.db", clock=venue.wall)
+    mono = MonoClock(1000.0)
+    bf = _backfill(venue, http, store, StoreSink(store), mono)
+    store.save_watermark(T0)
+    bf.begin()
+    runs = []
+    for _ in range(40):  # a second apart: an ask each time
+        bf.reread_soon()
+        if bf.due:
+            runs.append(mono.t)
+            await bf.run(attempts=1)
+        mono.t += 1.0
+    assert runs == [1000.0 + backfill.REREAD_AFTER, 1000.0 + backfill.REREAD_AFTER + 30.0]
+    assert backfill.REREAD_EVERY == 30.0
