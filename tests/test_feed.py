@@ -138,10 +138,19 @@ class Harness:
         sleeps: Sleeps | None = None,
         store: Watermark | None = None,
         order_refs: bool = False,
+        gap: Sequence[Mapping[str, object]] = (),
         **settings: object,
     ) -> None:
         self.watermark = store or Watermark(watermark)
         self.sink = Sink(self.watermark)
+        if gap:  # history items made while the feed is down: at its first pause
+
+            def record(n: int) -> None:
+                if n == 1:
+                    for fields in gap:
+                        sim.record_history(**fields)
+
+            sleeps = Sleeps(record)
         self.sleeps = sleeps or Sleeps()
         self.mono = MonoClock(1000.0)
         base = FeedSettings(base_url=sim.base_url, api_key=DEFAULT_API_KEY, request_timeout=5)
@@ -863,11 +872,12 @@ async def test_the_equal_partial_fill_missed_in_a_drop_is_recovered_as_the_secon
     """The first partial fill arrives live, the equal second one while the feed is down:
     history holds both, counted oldest first, so the recovered fill is the second (FILLED)."""
 
-    def during_gap(n: int) -> None:
-        if n == 1:
-            polysim.record_history(order_id=7, status="FILLED")
-
-    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+    h = Harness(
+        polysim,
+        http,
+        watermark=T0 - timedelta(minutes=1),
+        gap=[{"order_id": 7, "status": "FILLED"}],
+    )
     async with h.running():
         await until(lambda: h.client.stats.reading)
         await polysim.fill(shape="execution", order_id=7, status="PARTIALLY_FILLED")
@@ -929,14 +939,17 @@ async def test_recovered_fills_get_their_client_order_id_from_the_order_list(
     once per market of the recovered fills; an order without one stays without."""
     other = "0x" + "ab" * 32
 
-    def during_gap(n: int) -> None:
-        if n == 1:
-            polysim.record_history(order_id=21, client_order_id="bot-21")
-            polysim.record_history(order_id=22)
-            polysim.record_history(order_id=23, client_order_id="bot-23", market_id=other)
-
-    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap),
-                order_refs=True)  # fmt: skip
+    h = Harness(
+        polysim,
+        http,
+        watermark=T0 - timedelta(minutes=1),
+        gap=[
+            {"order_id": 21, "client_order_id": "bot-21"},
+            {"order_id": 22},
+            {"order_id": 23, "client_order_id": "bot-23", "market_id": other},
+        ],
+        order_refs=True,
+    )
     async with h.running():
         await until(lambda: h.client.stats.reading)
         await polysim.fill(order_id=20)
@@ -955,12 +968,13 @@ async def test_an_order_the_feed_named_needs_no_order_list_request(
     """A partial fill arrives live with its client_order_id; the order's next fill, missed in
     a drop, is recovered with the same id, without asking the venue."""
 
-    def during_gap(n: int) -> None:
-        if n == 1:
-            polysim.record_history(order_id=30, client_order_id="bot-30", quantity="4")
-
-    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap),
-                order_refs=True)  # fmt: skip
+    h = Harness(
+        polysim,
+        http,
+        watermark=T0 - timedelta(minutes=1),
+        gap=[{"order_id": 30, "client_order_id": "bot-30", "quantity": "4"}],
+        order_refs=True,
+    )
     async with h.running():
         await until(lambda: h.client.stats.reading)
         await polysim.fill(shape="nested", order_id=30, client_order_id="bot-30", quantity="6")
@@ -981,12 +995,13 @@ async def test_the_order_list_failing_lets_recovered_fills_go_on_without_it(
     id, and live reading goes on; no retry storm (one request)."""
     polysim.orders_status = 503
 
-    def during_gap(n: int) -> None:
-        if n == 1:
-            polysim.record_history(order_id=41, client_order_id="bot-41")
-
-    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap),
-                order_refs=True)  # fmt: skip
+    h = Harness(
+        polysim,
+        http,
+        watermark=T0 - timedelta(minutes=1),
+        gap=[{"order_id": 41, "client_order_id": "bot-41"}],
+        order_refs=True,
+    )
     async with h.running():
         await until(lambda: h.client.stats.reading)
         await polysim.fill(order_id=40)
@@ -1006,11 +1021,12 @@ async def test_the_order_list_failing_lets_recovered_fills_go_on_without_it(
 async def test_rules_that_do_not_read_client_order_id_cost_no_order_list_request(
     polysim: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
-    def during_gap(n: int) -> None:
-        if n == 1:
-            polysim.record_history(order_id=51, client_order_id="bot-51")
-
-    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+    h = Harness(
+        polysim,
+        http,
+        watermark=T0 - timedelta(minutes=1),
+        gap=[{"order_id": 51, "client_order_id": "bot-51"}],
+    )
     async with h.running():
         await until(lambda: h.client.stats.reading)
         await polysim.fill(order_id=50)
@@ -1097,11 +1113,12 @@ async def test_which_equal_fill_is_recovered_does_not_hang_on_how_history_lists_
     async with TiesOldestFirst(now=wall) as sim:
         sim.wall = wall  # type: ignore[attr-defined]
 
-        def during_gap(n: int) -> None:
-            if n == 1:
-                sim.record_history(order_id=7, status="FILLED")
-
-        h = Harness(sim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+        h = Harness(
+            sim,
+            http,
+            watermark=T0 - timedelta(minutes=1),
+            gap=[{"order_id": 7, "status": "FILLED"}],
+        )
         async with h.running():
             await until(lambda: h.client.stats.reading)
             await sim.fill(shape="execution", order_id=7, status="PARTIALLY_FILLED")
@@ -1143,11 +1160,12 @@ async def test_an_equal_fill_taken_for_a_listed_one_is_found_by_a_fresh_read(
     comes live and is first taken for it (the live frame of a fill the read listed looks the
     same). A read REREAD_AFTER later counts two, and the completing fill is alerted."""
 
-    def during_gap(n: int) -> None:
-        if n == 1:
-            polysim.record_history(order_id=7, status="PARTIALLY_FILLED")
-
-    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
+    h = Harness(
+        polysim,
+        http,
+        watermark=T0 - timedelta(minutes=1),
+        gap=[{"order_id": 7, "status": "PARTIALLY_FILLED"}],
+    )
     async with h.running():
         await until(lambda: h.client.stats.reading)
         await polysim.fill(order_id=6)
