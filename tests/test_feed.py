@@ -166,6 +166,15 @@ class Harness:
             wants_order_refs=lambda: order_refs,  # the rules read client_order_id
         )
 
+    async def live_then_drop(self, sim: SimulatedPolySim, *, then: int, **fill: object) -> None:
+        """Once reading, one live fill; then the connection dropped, and `then` fills in all
+        handed on (those of the gap, recovered)."""
+        await until(lambda: self.client.stats.reading)
+        await sim.fill(**fill)
+        await self.sink.wait(1)
+        await sim.close_all(1011, "restart")
+        await self.sink.wait(then)
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[asyncio.Task[None]]:
         task = asyncio.create_task(self.client.run())
@@ -307,11 +316,7 @@ async def test_fills_during_a_drop_are_recovered_exactly_once(
 
     h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap))
     async with h.running():
-        await until(lambda: h.client.stats.reading)
-        await polysim.fill(order_id=10)
-        await h.sink.wait(1)
-        await polysim.close_all(1011, "restart")
-        await h.sink.wait(3)
+        await h.live_then_drop(polysim, then=3, order_id=10)
         polysim.wall.at = T0 + timedelta(minutes=3)  # type: ignore[attr-defined]
         await polysim.fill(order_id=13)
         await h.sink.wait(4)
@@ -866,32 +871,6 @@ async def test_two_equal_partial_fills_live_are_two_fills_and_a_backfill_adds_no
     assert backfilled == [first.key, second.key]  # both read again, both already recorded
 
 
-async def test_the_equal_partial_fill_missed_in_a_drop_is_recovered_as_the_second(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
-) -> None:
-    """The first partial fill arrives live, the equal second one while the feed is down:
-    history holds both, counted oldest first, so the recovered fill is the second (FILLED)."""
-
-    h = Harness(
-        polysim,
-        http,
-        watermark=T0 - timedelta(minutes=1),
-        gap=[{"order_id": 7, "status": "FILLED"}],
-    )
-    async with h.running():
-        await until(lambda: h.client.stats.reading)
-        await polysim.fill(shape="execution", order_id=7, status="PARTIALLY_FILLED")
-        await h.sink.wait(1)
-        await polysim.close_all(1011, "restart")
-        await h.sink.wait(2)
-        await until(lambda: h.client.stats.reading)
-    assert [(f.order_id, f.status, s) for f, s in h.sink.unique] == [
-        ("7", "PARTIALLY_FILLED", "live"),
-        ("7", "FILLED", "backfill"),
-    ]
-    assert len(h.sink.calls) == 3  # the first, read again from history, added nothing
-
-
 class ShiftingHistory(SimulatedPolySim):
     """A venue where a fill lands at the front of history right after the first page is read,
     so offset paging serves the first page's oldest item again at the top of the next page."""
@@ -951,11 +930,7 @@ async def test_recovered_fills_get_their_client_order_id_from_the_order_list(
         order_refs=True,
     )
     async with h.running():
-        await until(lambda: h.client.stats.reading)
-        await polysim.fill(order_id=20)
-        await h.sink.wait(1)
-        await polysim.close_all(1011, "restart")
-        await h.sink.wait(4)
+        await h.live_then_drop(polysim, then=4, order_id=20)
     assert _recovered(h.sink) == {"21": "bot-21", "22": None, "23": "bot-23"}
     markets = [q["market_id"] for q in polysim.orders_requests]
     assert sorted(markets) == sorted([next(iter(polysim.markets)), other])
@@ -976,11 +951,9 @@ async def test_an_order_the_feed_named_needs_no_order_list_request(
         order_refs=True,
     )
     async with h.running():
-        await until(lambda: h.client.stats.reading)
-        await polysim.fill(shape="nested", order_id=30, client_order_id="bot-30", quantity="6")
-        await h.sink.wait(1)
-        await polysim.close_all(1011, "restart")
-        await h.sink.wait(2)
+        await h.live_then_drop(
+            polysim, then=2, shape="nested", order_id=30, client_order_id="bot-30", quantity="6"
+        )
     assert [(f.quantity, f.client_order_id, s) for f, s in h.sink.unique] == [
         (Decimal(6), "bot-30", "live"),
         (Decimal(4), "bot-30", "backfill"),
@@ -1003,11 +976,7 @@ async def test_the_order_list_failing_lets_recovered_fills_go_on_without_it(
         order_refs=True,
     )
     async with h.running():
-        await until(lambda: h.client.stats.reading)
-        await polysim.fill(order_id=40)
-        await h.sink.wait(1)
-        await polysim.close_all(1011, "restart")
-        await h.sink.wait(2)
+        await h.live_then_drop(polysim, then=2, order_id=40)
         await until(lambda: h.client.stats.reading)
     assert _recovered(h.sink) == {"41": None}
     assert len(polysim.orders_requests) == 1
@@ -1028,11 +997,7 @@ async def test_rules_that_do_not_read_client_order_id_cost_no_order_list_request
         gap=[{"order_id": 51, "client_order_id": "bot-51"}],
     )
     async with h.running():
-        await until(lambda: h.client.stats.reading)
-        await polysim.fill(order_id=50)
-        await h.sink.wait(1)
-        await polysim.close_all(1011, "restart")
-        await h.sink.wait(2)
+        await h.live_then_drop(polysim, then=2, order_id=50)
     assert _recovered(h.sink) == {"51": None}
     assert polysim.orders_requests == []
 
@@ -1056,11 +1021,7 @@ async def test_the_order_list_is_paged_by_cursor_within_a_budget(
     h = Harness(polysim, http, watermark=T0 - timedelta(minutes=1), sleeps=Sleeps(during_gap),
                 order_refs=True)  # fmt: skip
     async with h.running():
-        await until(lambda: h.client.stats.reading)
-        await polysim.fill(order_id=59)
-        await h.sink.wait(1)
-        await polysim.close_all(1011, "restart")
-        await h.sink.wait(8)
+        await h.live_then_drop(polysim, then=8, order_id=59)
     recovered = _recovered(h.sink)
     assert len(recovered) == 7
     assert len(polysim.orders_requests) == MAX_ORDER_PAGES
@@ -1106,29 +1067,27 @@ class TiesOldestFirst(SimulatedPolySim):
         return 200, [{k: v for k, v in item.items() if k != "client_order_id"} for item in page], {}
 
 
-async def test_which_equal_fill_is_recovered_does_not_hang_on_how_history_lists_ties(
-    http: httpx.AsyncClient,
+@pytest.mark.parametrize("venue", [SimulatedPolySim, TiesOldestFirst])
+async def test_the_equal_partial_fill_missed_in_a_drop_is_recovered_as_the_second(
+    http: httpx.AsyncClient, venue: type[SimulatedPolySim]
 ) -> None:
+    """The first partial fill arrives live, the equal second one while the feed is down:
+    history holds both, and the recovered fill is the second (FILLED), whichever way the
+    venue lists equal times."""
     wall = Wall()
-    async with TiesOldestFirst(now=wall) as sim:
+    async with venue(now=wall) as sim:
         sim.wall = wall  # type: ignore[attr-defined]
-
-        h = Harness(
-            sim,
-            http,
-            watermark=T0 - timedelta(minutes=1),
-            gap=[{"order_id": 7, "status": "FILLED"}],
-        )
+        gap = [{"order_id": 7, "status": "FILLED"}]
+        h = Harness(sim, http, watermark=T0 - timedelta(minutes=1), gap=gap)
         async with h.running():
-            await until(lambda: h.client.stats.reading)
-            await sim.fill(shape="execution", order_id=7, status="PARTIALLY_FILLED")
-            await h.sink.wait(1)
-            await sim.close_all(1011, "restart")
-            await h.sink.wait(2)
+            await h.live_then_drop(
+                sim, then=2, shape="execution", order_id=7, status="PARTIALLY_FILLED"
+            )
         assert [(f.status, f.occurrence, s) for f, s in h.sink.unique] == [
             ("PARTIALLY_FILLED", 1, "live"),
             ("FILLED", 2, "backfill"),
         ]
+        assert len(h.sink.calls) == 3  # the first, read again from history, added nothing
 
 
 async def test_history_giving_a_fill_another_status_does_not_alert_it_again(
@@ -1167,11 +1126,7 @@ async def test_an_equal_fill_taken_for_a_listed_one_is_found_by_a_fresh_read(
         gap=[{"order_id": 7, "status": "PARTIALLY_FILLED"}],
     )
     async with h.running():
-        await until(lambda: h.client.stats.reading)
-        await polysim.fill(order_id=6)
-        await h.sink.wait(1)
-        await polysim.close_all(1011, "restart")
-        await h.sink.wait(2)
+        await h.live_then_drop(polysim, then=2, order_id=6)
         await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
         requests = polysim.history_requests
         await polysim.fill(shape="execution", order_id=7, status="FILLED")
