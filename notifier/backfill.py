@@ -147,6 +147,7 @@ class Backfill:
         self._gap: datetime | None = None  # the stored gap start, mirrored
         self._retry_at: float | None = None  # when an unfinished gap is tried again
         self._reread_at: float | None = None  # when the last reread_soon() read was set for
+        self._reread_since: datetime | None = None  # how far back the next run must read
         self._settling: list[tuple[str, datetime]] | None = None  # a complete run's fills
         self._settle_at = 0.0
         self._resume: int | None = None  # offset where a run cut at MAX_PAGES stopped
@@ -178,9 +179,12 @@ class Backfill:
             return now >= self._settle_at
         return self._retry_at is not None and now >= self._retry_at
 
-    def reread_soon(self) -> None:
-        """Read history again shortly (unless a run is due anyway): a live fill was taken for
-        one a read listed, and a fresh count tells whether it was an equal fill after it."""
+    def reread_soon(self, back_to: datetime) -> None:
+        """Read history again shortly, back to `back_to` at least (the watermark may have moved
+        on by then): a live fill made then was taken for one a read listed, and a fresh count
+        tells whether it was an equal fill after it."""
+        if self._reread_since is None or back_to < self._reread_since:
+            self._reread_since = back_to
         if self._retry_at is not None:
             return  # a run is due anyway
         at = self._monotonic() + REREAD_AFTER
@@ -226,6 +230,9 @@ class Backfill:
         floor = self._clock() - settings.backfill_horizon
         recent = max(mark - settings.backfill_overlap, floor)
         since = recent if self._gap is None else max(min(recent, self._gap), floor)
+        reread, self._reread_since = self._reread_since, None
+        if reread is not None:  # a failed run stores `since` as its gap: still owed then
+            since = max(min(since, reread), floor)
         owed = mark if self._gap is None else min(mark, self._gap)
         if owed < floor and not self._warned_horizon:
             self._warned_horizon = True  # once a run of the process: retries would repeat it

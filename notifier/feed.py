@@ -376,7 +376,7 @@ class FeedClient:
             numbered = self._recurrences.number_live(result)
             if self._recurrences.unsure:
                 self._recurrences.unsure = False
-                self._backfill.reread_soon()
+                self._backfill.reread_soon(numbered.filled_at)
             await self._sink(numbered, "live")
 
     def _close_cause(self, exc: ConnectionClosed, token: str) -> str:

@@ -82,7 +82,7 @@ class ClientOrderIds:
                 wanted.setdefault(fill.market_id, set()).add(fill.order_id)
         if wanted:
             orders.update(await self._look_up(wanted, fetch))
-        return [_with_id(fill, orders.get(fill.order_id)) for fill in fills]
+        return [_with_id(fill, orders.get(fill.order_id), fill.key in new) for fill in fills]
 
     async def _look_up(self, wanted: dict[str, set[str]], fetch: OrdersPage) -> dict[str, _Order]:
         """Page each market's orders until its wanted ones are found or the budget is spent."""
@@ -130,10 +130,14 @@ class ClientOrderIds:
         return found
 
 
-def _with_id(fill: Fill, order: _Order | None) -> Fill:
+def _with_id(fill: Fill, order: _Order | None, new: bool) -> Fill:
+    """`fill` with its order's id; a mismatch is said once, for the fill when it is new (the
+    overlap of every later read brings it again)."""
     if order is None or order.client_order_id is None:
         return fill
     if not order.owns(fill):
+        if not new:
+            return fill
         log.warning(
             "order %s: the order list names another market or side than its fill's; its "
             "client_order_id is not taken",

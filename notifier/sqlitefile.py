@@ -319,9 +319,11 @@ def _hold_lock(path: Path) -> IO[bytes]:
     # Owner-only: anyone who can open a lock file can flock it, and so keep the daemon out.
     # One left by an older notifier is tightened too (it holds no data).
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-    lock = os.fdopen(os.open(real.parent / f"{real.name}.lock", flags, 0o600), "ab")
-    with contextlib.suppress(OSError):  # not ours to change: left as it is
-        os.fchmod(lock.fileno(), 0o600)
+    path_of_lock = real.parent / f"{real.name}.lock"
+    lock = os.fdopen(os.open(path_of_lock, flags, 0o600), "ab")
+    if not path_of_lock.is_symlink():  # a link's target is someone's file: left as it is
+        with contextlib.suppress(OSError):  # not ours to change: left as it is
+            os.fchmod(lock.fileno(), 0o600)
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

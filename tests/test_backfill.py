@@ -460,7 +460,7 @@ async def test_rereads_for_unsure_counts_come_at_most_every_reread_every(
     bf.begin()
     runs = []
     for _ in range(40):  # a second apart: an ask each time
-        bf.reread_soon()
+        bf.reread_soon(T0)
         if bf.due:
             runs.append(mono.t)
             await bf.run(attempts=1)

@@ -1140,3 +1140,27 @@ async def test_an_equal_fill_taken_for_a_listed_one_is_found_by_a_fresh_read(
         ("7", "FILLED", 2, "backfill"),
     ]
     assert polysim.history_requests == requests + 1
+
+
+async def test_a_reread_reads_back_to_the_fill_it_is_for_past_a_short_overlap(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """With a 1 s overlap, a later fill moves the watermark past the equal pair before the
+    reread runs: it still reads back to them, and counts two."""
+    h = Harness(
+        polysim,
+        http,
+        watermark=T0 - timedelta(minutes=1),
+        gap=[{"order_id": 7, "status": "PARTIALLY_FILLED"}],
+        backfill_overlap=timedelta(seconds=1),
+    )
+    async with h.running():
+        await h.live_then_drop(polysim, then=2, order_id=6)
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+        await polysim.fill(shape="execution", order_id=7, status="FILLED")
+        polysim.wall.at = T0 + timedelta(seconds=5)  # type: ignore[attr-defined]
+        await polysim.fill(order_id=8)
+        await h.sink.wait(3)
+        h.mono.t += REREAD_AFTER
+        await h.sink.wait(4)
+    assert ("7", "FILLED", 2) in {(f.order_id, f.status, f.occurrence) for f, _ in h.sink.unique}

@@ -161,6 +161,10 @@ async def test_an_order_listed_in_another_market_or_side_lends_no_id(
             ]
         }
     )
-    assert await _fill_in([_fill("1"), _fill("2"), _fill("3")], fetch) == [None, None, "c"]
+    refs = ClientOrderIds()
+    fills = [_fill("1"), _fill("2"), _fill("3")]
+    assert await _fill_in(fills, fetch, refs) == [None, None, "c"]
+    again = await refs.fill_in(fills, Answers(), new=set())  # a later read's overlap
+    assert [f.client_order_id for f in again] == [None, None, "c"]
     warned = [r.getMessage() for r in caplog.records if "another market or side" in r.getMessage()]
-    assert len(warned) == 2
+    assert len(warned) == 2  # once each, when new

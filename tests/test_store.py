@@ -871,6 +871,12 @@ def test_a_new_state_file_is_its_owner_s_alone_and_an_old_one_keeps_its_mode(
         old_lock.chmod(0o644)
         with StateStore(tmp_path / "older.db", exclusive=True):
             assert old_lock.stat().st_mode & 0o777 == 0o600
+        notes = tmp_path / "notes.txt"  # a .lock that is a link: its target is left alone
+        notes.touch(mode=0o644)
+        notes.chmod(0o644)
+        (tmp_path / "linked-lock.db.lock").symlink_to(notes)
+        with StateStore(tmp_path / "linked-lock.db", exclusive=True):
+            assert notes.stat().st_mode & 0o777 == 0o644
         shared = tmp_path / "shared.db"
         shared.touch(mode=0o640)
         shared.chmod(0o640)
