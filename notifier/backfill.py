@@ -106,16 +106,10 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 @dataclass(slots=True)
 class _Walk:
-    """Where a walk down history ended: the next offset, whether it reached its target, and
-    the oldest fill time it read (None: it read none)."""
+    """Where a walk down history ended: the next offset, and whether it reached its target."""
 
     next_offset: int
     complete: bool
-    oldest: datetime | None = None
-
-    def read_back_to(self, at: datetime) -> bool:
-        """Whether every fill from `at` on was read (the walk went past it)."""
-        return self.complete or (self.oldest is not None and self.oldest < at)
 
 
 class Backfill:
@@ -153,8 +147,7 @@ class Backfill:
         self._gap: datetime | None = None  # the stored gap start, mirrored
         self._retry_at: float | None = None  # when an unfinished gap is tried again
         self._reread_at: float | None = None  # when the last reread_soon() read was set for
-        self._reread_since: datetime | None = None  # how far back a pending reread reads
-        self._reread_asks = 0  # reread_soon() calls, so a run clears only what it covered
+        self._reread_since: datetime | None = None  # how far back the next run must read
         self._settling: list[tuple[str, datetime]] | None = None  # a complete run's fills
         self._settle_at = 0.0
         self._resume: int | None = None  # offset where a run cut at MAX_PAGES stopped
@@ -189,15 +182,9 @@ class Backfill:
     def reread_soon(self, back_to: datetime) -> None:
         """Read history again shortly, back to `back_to` at least (the watermark may have moved
         on by then): a live fill made then was taken for one a read listed, and a fresh count
-        tells whether it was an equal fill after it.
-
-        Owed like any gap, and stored as one: a restart, or a drop that cancels the read,
-        must still read back that far.
-        """
-        self._reread_asks += 1
+        tells whether it was an equal fill after it."""
         if self._reread_since is None or back_to < self._reread_since:
             self._reread_since = back_to
-        self._set_gap(back_to if self._gap is None else min(self._gap, back_to))
         if self._retry_at is not None:
             return  # a run is due anyway
         at = self._monotonic() + REREAD_AFTER
@@ -226,8 +213,7 @@ class Backfill:
             self._settle_at = self._monotonic() + SETTLE_EVERY
             return
         self._settling = None
-        if self._reread_since is None:  # else the reread still owes it
-            self._set_gap(None)
+        self._set_gap(None)
 
     async def run(self, *, attempts: int = ATTEMPTS) -> None:
         """Deliver history fills since the watermark or the open gap, oldest first; never raises."""
@@ -244,10 +230,9 @@ class Backfill:
         floor = self._clock() - settings.backfill_horizon
         recent = max(mark - settings.backfill_overlap, floor)
         since = recent if self._gap is None else max(min(recent, self._gap), floor)
-        # A reread's point is in the stored gap too; it also bounds the newest part a run cut
-        # at the page cap reads again, which the resumed walk (older) would not reach.
-        asks, reread = self._reread_asks, self._reread_since
-        head = recent if reread is None else max(min(recent, reread), floor)
+        reread, self._reread_since = self._reread_since, None
+        if reread is not None:  # a failed run stores `since` as its gap: still owed then
+            since = max(min(since, reread), floor)
         owed = mark if self._gap is None else min(mark, self._gap)
         if owed < floor and not self._warned_horizon:
             self._warned_horizon = True  # once a run of the process: retries would repeat it
@@ -262,7 +247,7 @@ class Backfill:
             found: dict[str, Fill] = {}
             self._requests = 0
             try:
-                walk = await self._fetch(since, head, found)
+                walk = await self._fetch(since, recent, found)
             except TransientFeedError as exc:
                 self.failures += 1
                 long_wait = exc.retry_after if isinstance(exc, RateLimited) else 0.0
@@ -280,8 +265,6 @@ class Backfill:
                 )
                 return
             await self._deliver(since, walk, found)
-            if reread is not None and self._reread_asks == asks and walk.read_back_to(reread):
-                self._reread_since = None  # read: the stored gap closes as any other
             return
 
     async def _deliver(self, since: datetime, walk: _Walk, found: dict[str, Fill]) -> None:
@@ -335,16 +318,13 @@ class Backfill:
         head = await self._walk(0, recent, found, budget)
         if not head.complete:
             return head
-        rest = await self._walk(self._resume, since, found, budget)
-        oldest = min((at for at in (head.oldest, rest.oldest) if at is not None), default=None)
-        return _Walk(rest.next_offset, rest.complete, oldest)
+        return await self._walk(self._resume, since, found, budget)
 
     async def _walk(
         self, offset: int, stop: datetime, found: dict[str, Fill], budget: list[int]
     ) -> _Walk:
         """Page from `offset` until one page past the first item older than `stop`."""
         past = False
-        oldest: datetime | None = None
         while budget[0] > 0:
             budget[0] -= 1
             items = await self._page(offset)
@@ -352,16 +332,14 @@ class Backfill:
             older = False
             page = [fill for fill in map(self._normalize, items) if fill is not None]
             for fill in self._recurrences.number_page(page):
-                if oldest is None or fill.filled_at < oldest:
-                    oldest = fill.filled_at
                 if fill.filled_at < stop:
                     older = True
                     continue
                 found.setdefault(fill.key, fill)
             if past or len(items) < PAGE_SIZE:
-                return _Walk(offset, True, oldest)
+                return _Walk(offset, complete=True)
             past = older
-        return _Walk(offset, False, oldest)
+        return _Walk(offset, complete=False)
 
     def _normalize(self, item: object) -> Fill | None:
         if not isinstance(item, Mapping):

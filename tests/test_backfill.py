@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fakes import MonoClock, grows
-from test_feed import T0, Harness, Sleeps, Wall, until
+from test_feed import T0, Sleeps, Wall, until
 from websockets.asyncio.server import ServerConnection
 
 from notifier import backfill
@@ -37,7 +37,6 @@ class Venue(SimulatedPolySim):
         self.history_gate: asyncio.Event | None = None  # history waits for it when set
         self.ack_then_4001 = 0  # next N connections get an ack frame, then close 4001
         self.served: list[dict[str, object]] | None = None  # history exactly in this order
-        self.held = 0  # history requests waiting at the gate now
 
     def _history_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
         self.offsets.append(int(query.get("offset", "0")))
@@ -54,11 +53,7 @@ class Venue(SimulatedPolySim):
         self, method: str, target: str, headers: Mapping[str, str]
     ) -> tuple[int, object, dict[str, str]]:
         if self.history_gate is not None and target.startswith("/v1/account/history"):
-            self.held += 1
-            try:
-                await self.history_gate.wait()
-            finally:
-                self.held -= 1
+            await self.history_gate.wait()
         return await super()._route(method, target, headers)
 
     async def _feed(self, conn: ServerConnection) -> None:
@@ -472,96 +467,3 @@ async def test_rereads_for_unsure_counts_come_at_most_every_reread_every(
         mono.t += 1.0
     assert runs == [1000.0 + backfill.REREAD_AFTER, 1000.0 + backfill.REREAD_AFTER + 30.0]
     assert backfill.REREAD_EVERY == 30.0
-
-
-# -- rereads for an unsure count: a live frame taken for a fill a history read listed --------
-# The partial fill (A1) is missed, recovered at connect; its equal completing fill (A2) comes
-# live and is first taken for A1. With a 1 s overlap a later fill moves the watermark past the
-# pair: only the reread's own point makes anything read back to A2.
-
-EQUAL_PAIR_GAP = [{"order_id": 7, "status": "PARTIALLY_FILLED"}]
-A2_RECOVERED = ("7", "FILLED", 2, "backfill")
-
-
-async def _pair_taken_for_one(h: Harness, venue: Venue) -> None:
-    await h.live_then_drop(venue, then=2, order_id=6)
-    await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
-    await venue.fill(shape="execution", order_id=7, status="FILLED")  # A2, taken for A1
-    venue.wall.at = T0 + timedelta(seconds=5)
-    await venue.fill(order_id=8)
-    await h.sink.wait(3)
-
-
-def _alerted(h: Harness) -> list[tuple[str, str | None, int, str]]:
-    return [(f.order_id, f.status, f.occurrence, s) for f, s in h.sink.unique]
-
-
-async def test_a_reread_cut_short_by_a_drop_is_still_owed(http: httpx.AsyncClient) -> None:
-    """The drop cancels the reread mid-request: the reconnect's run reads back to it."""
-    async with Venue(Wall()) as venue:
-        h = Harness(venue, http, watermark=T0 - timedelta(minutes=1), gap=EQUAL_PAIR_GAP,
-                    backfill_overlap=timedelta(seconds=1))  # fmt: skip
-        async with h.running():
-            await _pair_taken_for_one(h, venue)
-            venue.history_gate = asyncio.Event()
-            h.mono.t += backfill.REREAD_AFTER
-            await until(lambda: venue.held == 1)  # the reread's request, in flight
-            await venue.close_all(1011, "restart")
-            await until(lambda: h.client.stats.connects == 3)
-            venue.history_gate.set()
-            await h.sink.wait(4)
-        assert A2_RECOVERED in _alerted(h)
-
-
-async def test_a_reread_folded_into_a_page_cap_continuation_reads_its_span(
-    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A run cut at the page cap goes on from where it stopped, reading the newest part down
-    to the reread's point, not only to the overlap; and the continuation still advances."""
-    monkeypatch.setattr(backfill, "PAGE_SIZE", 3)
-    monkeypatch.setattr(backfill, "MAX_PAGES", 3)
-    async with Venue(Wall()) as venue:
-        gap = [{"order_id": 100 + n, "filled_at": T0 + timedelta(seconds=n)} for n in range(1, 21)]
-        gap.append(
-            {"order_id": 7, "status": "PARTIALLY_FILLED", "filled_at": T0 + timedelta(seconds=30)}
-        )
-        h = Harness(venue, http, watermark=T0 - timedelta(minutes=1), gap=gap,
-                    backfill_overlap=timedelta(seconds=1))  # fmt: skip
-        async with h.running():
-            await h.live_then_drop(venue, then=10, order_id=6)  # cut: 9 of the gap's 21
-            await until(lambda: h.client.stats.reading)
-            venue.wall.at = T0 + timedelta(seconds=30)
-            await venue.fill(shape="execution", order_id=7, status="FILLED")
-            venue.wall.at = T0 + timedelta(seconds=40)
-            await venue.fill(order_id=8)
-            await until(lambda: ("8", "live") in {(f.order_id, s) for f, s in h.sink.calls})
-            async with asyncio.timeout(10):
-                while h.watermark.gap is not None:  # continuations and the reread, settling
-                    h.mono.t += backfill.CONTINUE_AFTER
-                    await venue.emit({"type": "pong", "ts": 1})  # a frame: the loop looks
-                    await asyncio.sleep(0.05)
-        orders = {f.order_id for f, _ in h.sink.unique}
-        assert orders == {"6", "7", "8", *(str(100 + n) for n in range(1, 21))}
-        assert A2_RECOVERED in _alerted(h)
-
-
-async def test_a_reread_still_owed_at_a_restart_is_read_after_it(
-    http: httpx.AsyncClient,
-) -> None:
-    """Stopped before the reread ran: its point is stored as a gap, so the next start reads
-    back to it."""
-    async with Venue(Wall()) as venue:
-        h = Harness(venue, http, watermark=T0 - timedelta(minutes=1), gap=EQUAL_PAIR_GAP,
-                    backfill_overlap=timedelta(seconds=1))  # fmt: skip
-        async with h.running():
-            await _pair_taken_for_one(h, venue)
-            h.mono.t += backfill.SETTLE_EVERY  # the connect run's fills are all recorded
-            await venue.emit({"type": "pong", "ts": 1})
-            await until(lambda: not h.client._backfill.settling)  # its gap would close now
-        stored = h.watermark.gap
-        assert stored is not None
-        assert stored <= T0
-        again = Harness(venue, http, store=h.watermark, backfill_overlap=timedelta(seconds=1))
-        async with again.running():
-            await again.sink.wait(3)  # 7 (A1), A2 and 8 from history
-        assert A2_RECOVERED in _alerted(again)
