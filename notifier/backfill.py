@@ -243,6 +243,17 @@ class Backfill:
                 format_duration(settings.backfill_horizon),
                 floor.isoformat(timespec="seconds"),
             )
+        try:
+            await self._attempts(since, recent, attempts)
+        except asyncio.CancelledError:
+            # Cut short (a drop ends the retry task): the next run, the reconnect's, owes it.
+            if reread is not None and (self._reread_since is None or reread < self._reread_since):
+                self._reread_since = reread
+            raise
+
+    async def _attempts(self, since: datetime, recent: datetime, attempts: int) -> None:
+        """Read history back to `since` and hand it on, retrying a failure `attempts` times;
+        a run that still fails stores `since` as the gap, to be read again later."""
         for attempt in range(1, attempts + 1):
             found: dict[str, Fill] = {}
             self._requests = 0

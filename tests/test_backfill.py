@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fakes import MonoClock, grows
-from test_feed import T0, Sleeps, Wall, until
+from test_feed import T0, Harness, Sleeps, Wall, until
 from websockets.asyncio.server import ServerConnection
 
 from notifier import backfill
@@ -37,6 +37,7 @@ class Venue(SimulatedPolySim):
         self.history_gate: asyncio.Event | None = None  # history waits for it when set
         self.ack_then_4001 = 0  # next N connections get an ack frame, then close 4001
         self.served: list[dict[str, object]] | None = None  # history exactly in this order
+        self.held = 0  # history requests waiting at the gate now
 
     def _history_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
         self.offsets.append(int(query.get("offset", "0")))
@@ -53,7 +54,11 @@ class Venue(SimulatedPolySim):
         self, method: str, target: str, headers: Mapping[str, str]
     ) -> tuple[int, object, dict[str, str]]:
         if self.history_gate is not None and target.startswith("/v1/account/history"):
-            await self.history_gate.wait()
+            self.held += 1
+            try:
+                await self.history_gate.wait()
+            finally:
+                self.held -= 1
         return await super()._route(method, target, headers)
 
     async def _feed(self, conn: ServerConnection) -> None:
@@ -467,3 +472,32 @@ async def test_rereads_for_unsure_counts_come_at_most_every_reread_every(
         mono.t += 1.0
     assert runs == [1000.0 + backfill.REREAD_AFTER, 1000.0 + backfill.REREAD_AFTER + 30.0]
     assert backfill.REREAD_EVERY == 30.0
+
+
+async def test_a_reread_cut_short_by_a_drop_is_read_by_the_reconnect(
+    http: httpx.AsyncClient,
+) -> None:
+    """The partial fill (A1) is missed and recovered at connect; its equal completing fill
+    (A2) comes live and is first taken for it; a later fill moves the watermark past the pair
+    (a 1 s overlap). The drop cancels the reread mid-request: the reconnect's run reads back
+    to the pair instead, and counts two."""
+    async with Venue(Wall()) as venue:
+        h = Harness(venue, http, watermark=T0 - timedelta(minutes=1),
+                    gap=[{"order_id": 7, "status": "PARTIALLY_FILLED"}],
+                    backfill_overlap=timedelta(seconds=1))  # fmt: skip
+        async with h.running():
+            await h.live_then_drop(venue, then=2, order_id=6)
+            await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+            await venue.fill(shape="execution", order_id=7, status="FILLED")
+            venue.wall.at = T0 + timedelta(seconds=5)
+            await venue.fill(order_id=8)
+            await h.sink.wait(3)
+            venue.history_gate = asyncio.Event()
+            h.mono.t += backfill.REREAD_AFTER
+            await until(lambda: venue.held == 1)  # the reread's request, in flight
+            await venue.close_all(1011, "restart")
+            await until(lambda: h.client.stats.connects == 3)
+            venue.history_gate.set()
+            await h.sink.wait(4)
+        alerted = [(f.order_id, f.status, f.occurrence, s) for f, s in h.sink.unique]
+        assert ("7", "FILLED", 2, "backfill") in alerted
