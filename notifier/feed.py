@@ -175,6 +175,11 @@ class FeedClient:
         return max(self._monotonic() - self._down_since, 0.0)
 
     @property
+    def order_lookups(self) -> tuple[int, int]:
+        """Order-list requests made for recovered fills' client_order_id, and those failed."""
+        return self._order_refs.requests, self._order_refs.failures
+
+    @property
     def gap_open(self) -> bool:
         """Fills missed while away may still be owed (history has not given them all yet)."""
         return self._backfill.gap_open

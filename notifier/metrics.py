@@ -48,6 +48,8 @@ class Snapshot:
     backfilled: int = 0
     backfill_failures: int = 0
     backfill_gap_open: bool = False
+    order_list_requests: int = 0
+    order_list_failures: int = 0
     shaping: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # rule -> stage -> n
     shaping_lost: Mapping[str, int] = field(default_factory=dict)  # by rule
     retargeted: int = 0
@@ -118,6 +120,16 @@ class _SnapshotCollector(Collector):
             "notifier_backfill_gap_open",
             "1 while fills missed during a feed gap may still be owed by history.",
             value=int(s.backfill_gap_open),
+        )
+        yield CounterMetricFamily(
+            "notifier_order_list_requests",
+            "Order-list requests for recovered fills' client_order_id.",
+            value=s.order_list_requests,
+        )
+        yield CounterMetricFamily(
+            "notifier_order_list_failures",
+            "Order-list requests that failed; those fills went on without client_order_id.",
+            value=s.order_list_failures,
         )
         dropped = {rule: stages.get("dropped", 0) for rule, stages in s.shaping.items()}
         yield _counter(

@@ -345,6 +345,8 @@ class Service:
             backfilled=feed.stats.backfilled if feed else 0,
             backfill_failures=feed.stats.backfill_failures if feed else 0,
             backfill_gap_open=bool(feed and feed.gap_open),
+            order_list_requests=feed.order_lookups[0] if feed else 0,
+            order_list_failures=feed.order_lookups[1] if feed else 0,
             shaping=pipe.shaping.stats() if pipe else {},
             shaping_lost=dict(pipe.shaping.lost) if pipe else {},
             retargeted=dlv.stats.retargeted if dlv else 0,

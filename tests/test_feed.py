@@ -932,6 +932,7 @@ async def test_recovered_fills_get_their_client_order_id_from_the_order_list(
     async with h.running():
         await h.live_then_drop(polysim, then=4, order_id=20)
     assert _recovered(h.sink) == {"21": "bot-21", "22": None, "23": "bot-23"}
+    assert h.client.order_lookups == (2, 0)
     markets = [q["market_id"] for q in polysim.orders_requests]
     assert sorted(markets) == sorted([next(iter(polysim.markets)), other])
     assert all(q["limit"] == "50" and "cursor" not in q for q in polysim.orders_requests)
@@ -980,6 +981,7 @@ async def test_the_order_list_failing_lets_recovered_fills_go_on_without_it(
         await until(lambda: h.client.stats.reading)
     assert _recovered(h.sink) == {"41": None}
     assert len(polysim.orders_requests) == 1
+    assert h.client.order_lookups == (1, 1)  # requests, failed: for /metrics
     warned = [r.getMessage() for r in caplog.records if "order list unavailable" in r.getMessage()]
     assert warned == [
         "order list unavailable (order list answered HTTP 503): recovered fills of 1 order(s) "
