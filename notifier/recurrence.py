@@ -28,7 +28,7 @@ collapse into one fill, and when an alert can show its equal partner's status.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -137,7 +137,7 @@ def _claim_listed(known: list[_Occurrence], statuses: Sequence[str | None]) -> l
         for index, status in enumerate(statuses):
             if numbers[index] or not free:
                 continue
-            number = next((n for n in free if fits(known[n - 1].status, status)), None)
+            number = _pick(known, free, status, (fits,))
             if number is not None:
                 numbers[index] = number
                 free.remove(number)
@@ -154,10 +154,15 @@ def _claim_listed(known: list[_Occurrence], statuses: Sequence[str | None]) -> l
     return numbers
 
 
-def _pick(known: list[_Occurrence], numbers: list[int], status: str | None) -> int | None:
+def _pick(
+    known: list[_Occurrence],
+    numbers: list[int],
+    status: str | None,
+    tests: Sequence[Callable[[str | None, str | None], bool]] = (),
+) -> int | None:
     """Of the occurrence `numbers`, the first of `status`, else the first whose status is
-    unknown, else the first; None if there are none."""
-    for fits in (_same, _unknown, _any):
+    unknown, else the first (or the first passing `tests`, in turn); None if none does."""
+    for fits in tests or (_same, _unknown, _any):
         for number in numbers:
             if fits(known[number - 1].status, status):
                 return number

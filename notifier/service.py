@@ -330,6 +330,7 @@ class Service:
     def snapshot(self) -> Snapshot:
         """Every counter now, for the metrics endpoint."""
         feed, pipe, dlv = self.feed, self.pipeline, self.deliverer
+        lookups = feed.order_lookups if feed else (0, 0)  # order-list requests, failed
         return Snapshot(
             fills_received=dict(pipe.stats.received) if pipe else {},
             rejected=dict(feed.stats.rejected) if feed else {},
@@ -345,8 +346,8 @@ class Service:
             backfilled=feed.stats.backfilled if feed else 0,
             backfill_failures=feed.stats.backfill_failures if feed else 0,
             backfill_gap_open=bool(feed and feed.gap_open),
-            order_list_requests=feed.order_lookups[0] if feed else 0,
-            order_list_failures=feed.order_lookups[1] if feed else 0,
+            order_list_requests=lookups[0],
+            order_list_failures=lookups[1],
             shaping=pipe.shaping.stats() if pipe else {},
             shaping_lost=dict(pipe.shaping.lost) if pipe else {},
             retargeted=dlv.stats.retargeted if dlv else 0,
