@@ -7,9 +7,10 @@ concurrent sends. A row is marked only after its result: a send cut short by can
 shutdown leaves the row pending, to go out after the restart (at least once, never lost).
 
 Channel limits (`channel_limits.py`): a channel's `rate` is a token bucket on the injected clock;
-a lane that had to wait for a token folds its target's due rows into one message. A Retry-After
-pauses the channel. A row its channel has failed for `fallback_after` (or dead-lettered) is also
-queued for the channel's `fallback`, once. What becomes of a row after its attempt (marked,
+a lane that had to wait for a token folds its target's due rows into one message
+(`message_fold.py`). A Retry-After pauses the channel. A row its channel has failed for
+`fallback_after` (or dead-lettered) is also queued for the channel's `fallback`, once
+(`reroute.py`). What becomes of a row after its attempt (marked,
 backed off, re-queued for a changed URL, dead-lettered) is `delivery_outcomes.py`.
 """
 
@@ -25,17 +26,11 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from notifier.channel_limits import (
-    FOLD_LIMIT,
-    MAX_STATED_PAUSE,
-    SAFE_LIMIT,
-    ChannelLimits,
-    fitting,
-    fold,
-)
+from notifier.channel_limits import MAX_STATED_PAUSE, ChannelLimits
 from notifier.clock import utc_now
 from notifier.delivery_outcomes import DeliveryStats, Outcomes
 from notifier.events import MessageLimit, SendResult
+from notifier.message_fold import FOLD_LIMIT, SAFE_LIMIT, fitting, fold
 from notifier.render import escape_for, line_break
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore

@@ -18,14 +18,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from notifier.backoff import retry_delay
-from notifier.channel_limits import (
-    ChannelLimits,
-    FallbackPolicy,
-    TargetDirectory,
-    channel_targets,
-    retarget,
-)
+from notifier.channel_limits import ChannelLimits
 from notifier.events import SendResult
+from notifier.reroute import FallbackPolicy, TargetDirectory, channel_targets, retarget
 from notifier.settings import DeliverySettings
 from notifier.store import OutboxItem, StateStore
 

@@ -149,7 +149,7 @@ def _migrate_3_to_4(db: sqlite3.Connection) -> None:
 
 def _migrate_4_to_5(db: sqlite3.Connection) -> None:
     """Pending rows by age, per target: the fallback sweep finds the rows queued behind a
-    failing one for fallback_after (channel_limits.FallbackPolicy) without a scan of them."""
+    failing one for fallback_after (reroute.FallbackPolicy) without a scan of them."""
     db.execute(
         "CREATE INDEX outbox_pending_by_age ON outbox (target, created_at, id) "
         "WHERE state = 'pending'"

@@ -11,21 +11,11 @@ from pathlib import Path
 import pytest
 from fakes import T0, HandClock, Target, settle, spin_until
 
-from notifier.channel_limits import (
-    MARKUP_GROWTH,
-    MARKUP_OVERHEAD,
-    RETARGET_SUFFIX,
-    ChannelLimits,
-    FallbackPolicy,
-    TokenBucket,
-    channel_targets,
-    fitting,
-    fold,
-    retarget,
-    worst_length,
-)
+from notifier.channel_limits import ChannelLimits, TokenBucket
 from notifier.deliver import Deliverer
 from notifier.events import Alert, MessageLimit, SendResult
+from notifier.message_fold import MARKUP_GROWTH, MARKUP_OVERHEAD, fitting, fold, worst_length
+from notifier.reroute import RETARGET_SUFFIX, FallbackPolicy, channel_targets, retarget
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
