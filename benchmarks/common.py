@@ -96,8 +96,8 @@ class Receiver:
     _server: asyncio.Server | None = None
     _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
