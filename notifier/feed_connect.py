@@ -46,6 +46,10 @@ async def mint_token(
             )
     except TimeoutError as exc:
         raise TransientFeedError("token request timed out") from exc
+    except httpx.InvalidURL:  # config checks refuse such a base_url: no retry changes it
+        raise FatalFeedError(
+            "feed.base_url is not a URL the HTTP client can use: run `notifier check-config`"
+        ) from None
     except httpx.HTTPError as exc:
         raise TransientFeedError(f"token request failed ({type(exc).__name__})") from exc
     status = response.status_code

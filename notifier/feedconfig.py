@@ -12,6 +12,8 @@ import unicodedata
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+import httpx
+
 from notifier.configvalues import (
     Parser,
     as_duration,
@@ -32,8 +34,17 @@ _HOSTLIKE = re.compile(r"[A-Za-z0-9.-]{1,253}(?::\d{1,5})?")  # a host name and 
 
 def _url_problem(text: str) -> str | None:
     """Why `text` cannot be the venue's base URL, or None; caught here, not at connect time
-    (a port past 65535 was an OverflowError deep in the feed, exit 70, restarted in a loop)."""
-    parts = urlsplit(text)
+    (a port past 65535 was an OverflowError deep in the feed, exit 70, restarted in a loop).
+
+    The last check is httpx's own parse, the client that uses the URL: what it refuses
+    (junk after an IPv6 host's `]`) would otherwise pass here and stop `run`.
+    """
+    if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text):
+        return "must not hold spaces or control characters"
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an IPv6 host's "[" without its "]"
+        return "is not a URL (an IPv6 host needs both [ and ])"
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return "must be an http:// or https:// URL"
     try:
@@ -53,6 +64,10 @@ def _url_problem(text: str) -> str | None:
             "must be https:// unless the venue runs on this machine (over http:// the API key "
             "and the feed's tokens would cross the network unencrypted)"
         )
+    try:
+        httpx.URL(text)
+    except httpx.InvalidURL:
+        return "is not a URL the HTTP client can use (check the host and port)"
     return None
 
 

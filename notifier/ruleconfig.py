@@ -253,6 +253,9 @@ def unknown_channel(text: str, channels: Collection[str]) -> str:
     echoed: only text that could be a channel name is."""
     if "://" in text or "@" in text:
         return "unknown channel: this looks like a URL; define it under channels: and use its name"
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > 1 and all(CHANNEL_NAME.fullmatch(part) for part in parts):
+        return f"unknown channel {text!r}: several channels are a list, [{', '.join(parts)}]"
     if not CHANNEL_NAME.fullmatch(text):
         return (
             "unknown channel: not a channel name (a letter, then letters, digits, _ and -); "

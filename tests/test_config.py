@@ -379,6 +379,11 @@ def rules_errors(rules: str) -> list[str]:
             "config.yaml:6: rules[0].notify: unknown channel 'dsk' (did you mean 'desk'?)",
         ),
         (
+            "- name: r\n  notify: desk, phone\n",
+            "config.yaml:6: rules[0].notify: unknown channel 'desk, phone': several channels "
+            "are a list, [desk, phone]",
+        ),
+        (
             "- name: r\n  notify: desk\n  when: {price: 0.5}\n",
             "config.yaml:7: rules[0].when.price: must be a mapping like {min: 1, max: 2}, "
             "got a number",
@@ -733,6 +738,9 @@ def test_base_url_from_environment_is_checked() -> None:
         ("https://127.0.0.1:http", "has a port that is not 1 to 65535"),
         ("https://:443", "names no host"),
         ("https://venue.example/api?x=1", "must not have a ?query or #fragment"),
+        ("https://[::1", "is not a URL (an IPv6 host needs both [ and ])"),
+        ("https://[::1]x:80", "is not a URL the HTTP client can use"),
+        ("https://venue .example", "must not hold spaces or control characters"),
     ],
 )
 def test_a_base_url_that_could_not_be_connected_to_is_refused(url: str, problem: str) -> None:
@@ -741,6 +749,15 @@ def test_a_base_url_that_could_not_be_connected_to_is_refused(url: str, problem:
     assert message.startswith(f"config.yaml:2: feed.base_url: {problem}")
     [message] = errors("rules: []\n", env={**ENV, "POLYSIM_BASE_URL": url})
     assert message.startswith(f"config.yaml: feed.base_url: POLYSIM_BASE_URL {problem}")
+
+
+def test_a_base_url_with_a_control_character_is_refused() -> None:
+    """A NUL or tab inside the URL passed urlsplit, and httpx refused it only at run (exit 70)."""
+    for escaped in ("\\0", "\\t"):
+        [message] = errors(f'feed:\n  base_url: "https://venue{escaped}.example"\n')
+        assert message.startswith(
+            "config.yaml:2: feed.base_url: must not hold spaces or control characters"
+        )
 
 
 def test_an_empty_file_is_refused_not_run_with_nothing() -> None:

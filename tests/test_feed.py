@@ -21,7 +21,7 @@ from notifier.backfill import REREAD_AFTER
 from notifier.errors import FatalFeedError, KeyRefused, StateBusyError, key_prefix
 from notifier.events import Fill
 from notifier.feed import FeedClient
-from notifier.feed_connect import redact
+from notifier.feed_connect import mint_token, redact
 from notifier.order_refs import MAX_ORDER_PAGES
 from notifier.settings import FeedSettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
@@ -1166,3 +1166,12 @@ async def test_a_reread_reads_back_to_the_fill_it_is_for_past_a_short_overlap(
         h.mono.t += REREAD_AFTER
         await h.sink.wait(4)
     assert ("7", "FILLED", 2) in {(f.order_id, f.status, f.occurrence) for f, _ in h.sink.unique}
+
+
+async def test_a_base_url_httpx_refuses_stops_the_feed_with_a_clear_error() -> None:
+    """Config checks refuse such a URL; one that got past them is fatal with a word on what to
+    check, not a traceback (exit 70, a restart loop under systemd)."""
+    settings = FeedSettings(base_url="https://[::1]x:80", api_key=DEFAULT_API_KEY)
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(FatalFeedError, match=r"feed\.base_url is not a URL the HTTP client"):
+            await mint_token(http, settings, floor=lambda: 1.0)
