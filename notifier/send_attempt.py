@@ -16,12 +16,16 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TypeVar
 
-# Threads that run apprise's blocking sends. Bounded: a send holds its thread until its socket
-# timeouts (set from delivery.timeout) end it, and waiting sends queue rather than spawn.
+from notifier.send_threads import SendThreads
+
+# Threads that run apprise's blocking sends at once. Bounded: waiting sends queue rather than
+# spawn. A send given up on while it runs lends one more until it ends (see send_threads.py),
+# up to MAX_SEND_THREADS in all.
 SEND_THREADS = 16
+MAX_SEND_THREADS = 128
 
 _R = TypeVar("_R")
 
@@ -74,6 +78,7 @@ async def attempt(
         if known:
             lock.release()
         else:  # given up on or cancelled: the outcome (maybe a success) comes when it ends
+            _senders().overdue(thread)  # the sends behind it get a thread of their own
             loop = asyncio.get_running_loop()
             thread.add_done_callback(functools.partial(_ended_late, loop, lock, on_late))
 
@@ -118,6 +123,6 @@ def _ended_late(
 
 
 @functools.cache
-def _senders() -> ThreadPoolExecutor:
+def _senders() -> SendThreads:
     """The send threads, started on first use and shared by every channel set (reloads too)."""
-    return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="notifier-send")
+    return SendThreads(SEND_THREADS, most=MAX_SEND_THREADS)

@@ -584,7 +584,7 @@ async def test_time_queued_for_a_send_thread_does_not_count_against_the_send() -
     """With every send thread busy, a send that starts late still gets its whole deadline."""
     release = threading.Event()
     pool = send_attempt._senders()
-    blockers = [pool.submit(release.wait, 5) for _ in range(send_attempt.SEND_THREADS)]
+    blockers = [pool.submit(lambda: release.wait(5)) for _ in range(send_attempt.SEND_THREADS)]
     async with TricklingPeer(gap=0.15, lines=[2]) as peer:  # answered ~0.3 s after the POST
         cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
         sending = asyncio.ensure_future(cs.send(only(cs).key, TITLE, BODY))
@@ -615,7 +615,7 @@ async def test_a_send_that_never_got_a_thread_is_given_up_unsent() -> None:
     """Every send thread busy past the deadline: the send fails and is never made later."""
     release = threading.Event()
     pool = send_attempt._senders()
-    blockers = [pool.submit(release.wait, 5) for _ in range(send_attempt.SEND_THREADS)]
+    blockers = [pool.submit(lambda: release.wait(5)) for _ in range(send_attempt.SEND_THREADS)]
     try:
         async with TricklingPeer(gap=0.0, lines=[0]) as peer:
             spec = {"c": (f"json://127.0.0.1:{peer.port}/",)}
@@ -629,6 +629,33 @@ async def test_a_send_that_never_got_a_thread_is_given_up_unsent() -> None:
         release.set()
     assert result.error == "no send thread free within 0.6s"
     assert peer.posts == []
+
+
+async def test_trickling_peers_leave_send_threads_for_a_healthy_channel() -> None:
+    """Peers answering a byte at a time (each read quick, the exchange endless) on as many
+    targets as there are send threads: each given-up send lends the pool a thread, so a
+    healthy channel's send still goes out (it found "no send thread free" before)."""
+    async with (
+        TricklingPeer(gap=0.05, lines=[10_000]) as slow,
+        TricklingPeer(gap=0.0, lines=[0]) as fast,
+    ):
+        spec = {
+            "slow": tuple(
+                f"json://127.0.0.1:{slow.port}/t{n}" for n in range(send_attempt.SEND_THREADS)
+            ),
+            "fast": (f"json://127.0.0.1:{fast.port}/",),
+        }
+        cs = channels(spec, DeliverySettings(timeout=0.2))
+        stuck = await asyncio.wait_for(
+            asyncio.gather(*(cs.send(t.key, TITLE, BODY) for t in cs.targets("slow"))), 30
+        )
+        assert [r.error for r in stuck] == ["no outcome within 0.6s (it may still arrive)"] * len(
+            stuck
+        )
+        assert slow.answered == []  # every one still trickling, holding its thread
+        result = await asyncio.wait_for(cs.send(only(cs, "fast").key, TITLE, BODY), 30)
+    assert result.ok
+    assert len(fast.posts) == 1
 
 
 async def test_a_late_success_answers_the_retry_of_that_message() -> None:

@@ -1,0 +1,132 @@
+"""The send threads: a fixed number at work, plus one lent for each send given up on."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from notifier.send_threads import SendThreads
+
+WAIT = 5.0  # seconds: a bound for a thread that should finish at once, never a sleep
+
+
+def blocked(release: threading.Event, started: threading.Event | None = None) -> Callable[[], str]:
+    """A call that holds its thread until `release` is set."""
+
+    def call() -> str:
+        if started is not None:
+            started.set()
+        release.wait(WAIT)
+        return "done"
+
+    return call
+
+
+def test_work_beyond_the_size_waits_for_a_free_thread() -> None:
+    """Two threads: a third call queues (does not start) until one of the two ends."""
+    pool = SendThreads(2, most=8)
+    release = threading.Event()
+    busy = [pool.submit(blocked(release)) for _ in range(2)]
+    started = threading.Event()
+    third = pool.submit(started.set)
+    assert not started.wait(0.2)  # queued: no thread for it
+    release.set()
+    third.result(timeout=WAIT)
+    assert [f.result(timeout=WAIT) for f in busy] == ["done", "done"]
+    assert pool.threads == 2
+
+
+def test_a_send_given_up_on_lends_a_thread_while_it_runs() -> None:
+    """Both threads held by sends given up on: the next call runs on a lent thread."""
+    pool = SendThreads(2, most=8)
+    release = threading.Event()
+    try:
+        stuck = [pool.submit(blocked(release)) for _ in range(2)]
+        for future in stuck:
+            pool.overdue(future)
+        assert pool.submit(lambda: "ran").result(timeout=WAIT) == "ran"
+        assert pool.threads == 3
+    finally:
+        release.set()
+
+
+def test_lent_threads_stop_at_the_ceiling() -> None:
+    """`most` bounds the threads however many sends are given up on."""
+    pool = SendThreads(1, most=2)
+    release = threading.Event()
+    try:
+        first = pool.submit(blocked(release))
+        pool.overdue(first)
+        second_started = threading.Event()
+        second = pool.submit(blocked(release, second_started))
+        assert second_started.wait(WAIT)  # on the lent thread
+        pool.overdue(second)
+        third_started = threading.Event()
+        pool.submit(third_started.set)
+        assert not third_started.wait(0.2)  # a third thread would pass the ceiling
+        assert pool.threads == 2
+    finally:
+        release.set()
+    assert third_started.wait(WAIT)  # it runs once a thread is free
+
+
+def test_a_send_that_ended_returns_its_lent_thread() -> None:
+    """Once a given-up send ends, the pool is back to its size: no thread more is started."""
+    pool = SendThreads(1, most=8)
+    release = threading.Event()
+    first = pool.submit(blocked(release))
+    pool.overdue(first)
+    release.set()
+    first.result(timeout=WAIT)
+    pool.overdue(first)  # given up on after it ended: nothing to lend
+    hold = threading.Event()
+    try:
+        pool.submit(blocked(hold))
+        started = threading.Event()
+        pool.submit(started.set)
+        assert not started.wait(0.2)  # one thread at work, none lent
+    finally:
+        hold.set()
+    assert started.wait(WAIT)
+    assert pool.threads <= 2
+
+
+def test_a_call_cancelled_before_it_starts_never_runs() -> None:
+    """Cancelling the future of queued work keeps it from running, as an executor's would."""
+    pool = SendThreads(1, most=1)
+    release = threading.Event()
+    busy = pool.submit(blocked(release))
+    ran = threading.Event()
+    queued = pool.submit(ran.set)
+    assert queued.cancel()
+    release.set()
+    busy.result(timeout=WAIT)
+    assert pool.submit(lambda: "after").result(timeout=WAIT) == "after"
+    assert not ran.is_set()
+
+
+def test_an_exception_reaches_the_waiter_and_the_thread_goes_on() -> None:
+    """A call that raises hands its exception to the future; the thread serves the next."""
+    pool = SendThreads(1, most=1)
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        pool.submit(fail).result(timeout=WAIT)
+    assert pool.submit(lambda: 7).result(timeout=WAIT) == 7
+
+
+def test_the_threads_do_not_hold_the_process_at_exit() -> None:
+    """Daemon threads: a send stuck at exit must not keep the daemon from stopping."""
+    pool = SendThreads(1, most=1)
+    release = threading.Event()
+    try:
+        pool.submit(blocked(release))
+        workers = [t for t in threading.enumerate() if t.name.startswith("notifier-send_")]
+        assert workers
+        assert all(t.daemon for t in workers)
+    finally:
+        release.set()
