@@ -320,7 +320,7 @@ _RATE_LIMITED = re.compile(
     r"(?:error\s*=\s*|http\s+|status\s*[=:]?\s*|code\s*[=:]?\s*)429\b|too many requests",
     re.IGNORECASE,
 )
-_RETRY_AFTER = re.compile(r"retry[ _-]after\D{0,3}(\d{1,6})", re.IGNORECASE)
+_RETRY_AFTER = re.compile(r"retry[ _-]after\D{0,3}(\d{1,6}(?:\.\d{1,6})?)", re.IGNORECASE)
 
 
 def _limit(plugin: NotifyBase) -> MessageLimit:

@@ -267,6 +267,7 @@ async def test_http_429_pauses_the_channel(webhook: WebhookReceiver) -> None:
     [
         ("JSON: failure: Failed to send JSON POST notification: error=429.", 30.0),
         ("Telegram: failure: Too Many Requests: retry after 35 - error=429.", 35.0),
+        ("Discord: failure: error=429, retry_after: 1.5", 1.5),  # not cut to 1 s
         ("Slack: failure: Too Many Requests", 30.0),
         ("X: failure: retry_after: 99999999", None),  # no 429: not a rate limit
         ("Telegram: failure: retry after 86400 - error=429", 3600.0),
