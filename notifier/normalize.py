@@ -270,7 +270,8 @@ def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
     low = _MIN_ADJUSTED if number else _MIN_ZERO_EXPONENT
     if len(number.as_tuple().digits) > _MAX_DIGITS or not low <= number.adjusted() <= _MAX_ADJUSTED:
         raise _Reject("bad_decimal", f"{name}={_show(value)} is out of range")
-    return number
+    # "-0" is zero: unsigned, or the same fill would key apart from "0" and show "-0".
+    return number.copy_abs() if not number and number.is_signed() else number
 
 
 def _time(obj: Mapping[str, object]) -> datetime:

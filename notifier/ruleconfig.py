@@ -100,7 +100,7 @@ def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None
         elif key in ("any", "all"):
             part = _group(key, value, child, ctx)
         elif key == "not":
-            if not value or (isinstance(value, Scalar) and value.kind == "null"):
+            if not value or _is_null(value):
                 # `not` of nothing matches no fill: the rule could never alert. Most often
                 # the next key was meant to be indented under it.
                 message = "needs at least one condition (indent the ones it negates under it)"
@@ -203,13 +203,22 @@ def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | 
     return Bounds(key, low, high)
 
 
+def _is_null(node: Node) -> bool:
+    return isinstance(node, Scalar) and node.kind == "null"
+
+
 def _group(key: str, node: Node, path: str, ctx: RuleContext) -> Condition | None:
     if not isinstance(node, YSeq) or not node:
         got = describe(node) if not isinstance(node, YSeq) else "an empty list"
         ctx.problems.add(node.line, path, f"must be a list of conditions, got {got}")
         return None
+    empty = [i for i, item in enumerate(node) if not item or _is_null(item)]
+    for i in empty:
+        # An empty item matches every fill: a stray `-` made the whole `any` match every fill.
+        message = "is an empty condition, which matches every fill (a stray `-`?)"
+        ctx.problems.add(node[i].line, f"{path}[{i}]", message)
     parts = [parse_condition(item, f"{path}[{i}]", ctx) for i, item in enumerate(node)]
-    if any(p is None for p in parts):
+    if empty or any(p is None for p in parts):
         return None
     conditions = tuple(p for p in parts if p is not None)
     return AnyOf(conditions) if key == "any" else AllOf(conditions)

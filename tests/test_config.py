@@ -410,6 +410,16 @@ def rules_errors(rules: str) -> list[str]:
             "config.yaml:7: rules[0].when.any: must be a list of conditions, got an empty list",
         ),
         (
+            "- name: r\n  notify: desk\n  when:\n    any:\n      - {side: BUY}\n      -\n",
+            "config.yaml:10: rules[0].when.any[1]: is an empty condition, which matches every "
+            "fill (a stray `-`?)",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {all: [{side: BUY}, {}]}\n",
+            "config.yaml:7: rules[0].when.all[1]: is an empty condition, which matches every "
+            "fill (a stray `-`?)",
+        ),
+        (
             "- name: r\n  notify: desk\n  when: {not: [x]}\n",
             "config.yaml:7: rules[0].when.not: must be a mapping, got a list",
         ),

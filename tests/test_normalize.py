@@ -362,3 +362,11 @@ def test_a_zero_with_many_places_is_still_a_zero() -> None:
     """Only a zero's exponent is bounded: "0E-20" (str() of a precise zero) is a fine price."""
     fill = _fill(normalize_message({**FLAT_FILL, "price": "0E-20"}))
     assert fill.price == 0
+
+
+def test_a_negative_zero_is_zero() -> None:
+    """A price of "-0" is the fill of price "0": the same identity, shown without the sign."""
+    signed = _fill(normalize_message({**FLAT_FILL, "price": "-0.0"}))
+    plain = _fill(normalize_message({**FLAT_FILL, "price": "0"}))
+    assert signed.key == plain.key
+    assert str(signed.price) == "0.0"
