@@ -36,6 +36,7 @@ from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import Recurrences
+from notifier.rejections import Rejections
 from notifier.settings import FeedSettings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 
 _APP_PING = '{"action": "ping"}'
 CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dropped
-_REJECT_LOG_EVERY = 10.0  # seconds: at most one log line per rejection reason in this window
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005
 TEND_EVERY = 1.0  # seconds between looks at a gap to retry or close while no frame comes
@@ -108,6 +108,7 @@ class FeedClient:
         self._rng = rng or random.Random()
         self._reconnect = ReconnectPolicy(self._rng)
         self.stats = FeedStats()
+        self._reject = Rejections(self.stats.rejected, monotonic=monotonic)
         self._recurrences = Recurrences()  # across reconnects: the feed has no replay
         self._order_refs = ClientOrderIds()  # live frames name them; history does not
         self._backfill = Backfill(
@@ -124,7 +125,6 @@ class FeedClient:
             recurrences=self._recurrences,
             wants_order_refs=wants_order_refs,
         )
-        self._reject_log: dict[str, tuple[float, int]] = {}
         self._stopping = False
         self._stop = asyncio.Event()
         self._ws: ClientConnection | None = None
@@ -422,16 +422,3 @@ class FeedClient:
 
     def _count(self, cause: str) -> None:
         self.stats.reconnects[cause] = self.stats.reconnects.get(cause, 0) + 1
-
-    def _reject(self, rejected: Rejected, source: str) -> None:
-        """Count a dropped frame or item; log it, at most once per reason per window."""
-        reason = rejected.reason
-        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
-        now = self._monotonic()
-        last, suppressed = self._reject_log.get(reason, (None, 0))
-        if last is not None and now - last < _REJECT_LOG_EVERY:
-            self._reject_log[reason] = (last, suppressed + 1)
-            return
-        self._reject_log[reason] = (now, 0)
-        more = f" ({suppressed} more like it suppressed)" if suppressed else ""
-        log.warning("dropped a bad %s message (%s): %s%s", source, reason, rejected.detail, more)

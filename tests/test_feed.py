@@ -728,7 +728,7 @@ async def test_bad_frames_are_dropped_counted_and_the_feed_goes_on(
     assert h.client.stats.rejected == dict.fromkeys(reasons, 1)
     assert h.client.stats.connects == 1
     assert h.sink.order_ids() == ["9"]
-    logged = [r.getMessage() for r in caplog.records if r.name == "notifier.feed"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "notifier.rejections"]
     assert all(any(f"({reason})" in line for line in logged) for reason in reasons)
 
 
