@@ -44,27 +44,23 @@ from notifier.backoff import retry_delay
 from notifier.durations import format_duration
 from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
-from notifier.normalize import Rejected, decode_json, normalize_history_item
+from notifier.normalize import Rejected, normalize_history_item
 from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import Recurrences
 from notifier.settings import FeedSettings
+from notifier.venue_pages import PAGE_SIZE, VenuePages
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 200  # the endpoint's maximum
 MAX_PAGES = 50  # pages per run (10,000 fills); a longer gap goes on in the next run
 ATTEMPTS = 3  # tries per backfill at connect, with back-off between
 RETRY_EVERY = 60.0  # seconds between further tries while history fails
 CONTINUE_AFTER = 5.0  # seconds before a run cut at MAX_PAGES goes on
 SETTLE_EVERY = 1.0  # seconds between checks that a run's fills are recorded
-PAGE_PACE = 0.25  # seconds between pages: the free tier allows 5 requests/s in all
-MAX_RATE_LIMITED = 5  # 429s in a row on one page before the run counts as failed
-MAX_INLINE_WAIT = 5.0  # a longer Retry-After ends the run: live reading goes on meanwhile
 REREAD_AFTER = 2.0  # seconds before history is read again to count fills a live frame matched
 # At most one such read this often: with steady trading, each read lists fills whose frames
 # are still on their way, and each would ask for the next. Within the overlap, so none is late.
 REREAD_EVERY = 30.0
-_MAX_RETRY_AFTER = 3600.0
 
 FillSink = Callable[[Fill, str], Awaitable[None]]
 
@@ -91,17 +87,6 @@ class WatermarkStore(Protocol):
     def unseen(self, fill_keys: Sequence[str]) -> set[str]:
         """Those of `fill_keys` not recorded yet (a fill held for its title is recorded)."""
         ...
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After in seconds (the delta form; an HTTP date or garbage gives None)."""
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    if seconds is None or seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
 
 
 @dataclass(slots=True)
@@ -132,7 +117,7 @@ class Backfill:
         wants_order_refs: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
-        self._http = http
+        self._pages = VenuePages(settings, http=http, pause=pause)
         self._store = watermark
         self._sink = sink
         self._clock = clock
@@ -151,11 +136,9 @@ class Backfill:
         self._settling: list[tuple[str, datetime]] | None = None  # a complete run's fills
         self._settle_at = 0.0
         self._resume: int | None = None  # offset where a run cut at MAX_PAGES stopped
-        self._requests = 0  # history requests in the current run (for pacing)
         self._warned_horizon = False  # the "away longer than the horizon" warning, given
         self.delivered = 0
         self.failures = 0
-        self.rate_limited = 0
 
     def begin(self) -> None:
         """At daemon start: load the stored gap; on a fresh store, the first-start floor is now.
@@ -256,7 +239,7 @@ class Backfill:
         a run that still fails stores `since` as the gap, to be read again later."""
         for attempt in range(1, attempts + 1):
             found: dict[str, Fill] = {}
-            self._requests = 0
+            self._pages.new_run()
             try:
                 walk = await self._fetch(since, recent, found)
             except TransientFeedError as exc:
@@ -287,7 +270,7 @@ class Backfill:
         self._settling = None
         if fills and self._order_refs is not None and self._wants_order_refs():
             new = self._store.unseen([fill.key for fill in fills])
-            fills = await self._order_refs.fill_in(fills, self._orders_page, new=new)
+            fills = await self._order_refs.fill_in(fills, self._pages.orders, new=new)
         for fill in fills:
             self.delivered += 1
             await self._sink(fill, "backfill")
@@ -338,7 +321,7 @@ class Backfill:
         past = False
         while budget[0] > 0:
             budget[0] -= 1
-            items = await self._page(offset)
+            items = await self._pages.history(offset)
             offset += PAGE_SIZE
             older = False
             page = [fill for fill in map(self._normalize, items) if fill is not None]
@@ -361,65 +344,3 @@ class Backfill:
             self._on_reject(result, "history")
             return None
         return result
-
-    async def _page(self, offset: int) -> list[object]:
-        """One page, paced; a 429 waits its Retry-After and asks for the same page again."""
-        wait = PAGE_PACE if self._requests else 0.0
-        for tries in range(1, MAX_RATE_LIMITED + 1):
-            await self._pause(wait)
-            self._requests += 1
-            try:
-                return await self._get(offset)
-            except RateLimited as exc:
-                self.rate_limited += 1
-                if exc.retry_after > MAX_INLINE_WAIT:
-                    # A long pause must not hold up live reading: give up this run; the gap
-                    # is kept and retried beside the read loop once the venue allows.
-                    raise
-                wait = max(exc.retry_after, PAGE_PACE)
-                if tries < MAX_RATE_LIMITED:
-                    log.warning("history rate-limited; same page again in %.1fs", wait)
-        raise TransientFeedError(f"history still rate-limited after {MAX_RATE_LIMITED} tries")
-
-    async def _orders_page(self, params: Mapping[str, str]) -> object:
-        """One page of the venue's order list, paced with history's requests."""
-        await self._pause(PAGE_PACE if self._requests else 0.0)
-        self._requests += 1
-        return await self._get_json("/v1/orders", params, "order list")
-
-    async def _get(self, offset: int) -> list[object]:
-        params = {"limit": str(PAGE_SIZE), "offset": str(offset)}
-        body = await self._get_json("/v1/account/history", params, "history")
-        if not isinstance(body, list):
-            raise TransientFeedError("history answer is not a list")
-        return body
-
-    async def _get_json(self, path: str, params: Mapping[str, str], what: str) -> object:
-        """A GET's JSON answer (numbers exact); TransientFeedError (RateLimited) otherwise."""
-        url = self._settings.base_url.rstrip("/") + path
-        timeout = self._settings.request_timeout
-        try:
-            # The whole exchange is bounded: httpx times each read, and a trickling answer
-            # would hold the connect-time backfill, and with it live reading, indefinitely.
-            async with asyncio.timeout(timeout):
-                response = await self._http.get(
-                    url,
-                    params=params,
-                    headers={"X-API-Key": self._settings.api_key},
-                    timeout=timeout,
-                )
-        except TimeoutError as exc:
-            raise TransientFeedError(f"{what} request timed out") from exc
-        except httpx.HTTPError as exc:
-            raise TransientFeedError(f"{what} request failed ({type(exc).__name__})") from exc
-        if response.status_code == 429:
-            wait = retry_after_seconds(response.headers.get("Retry-After"))
-            raise RateLimited(
-                f"{what} answered HTTP 429", retry_after=1.0 if wait is None else wait
-            )
-        if response.status_code != 200:
-            raise TransientFeedError(f"{what} answered HTTP {response.status_code}")
-        try:
-            return decode_json(response.text)  # numbers exact, as the feed reads them
-        except ValueError as exc:
-            raise TransientFeedError(f"{what} answer is not JSON") from exc

@@ -29,7 +29,7 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
-from notifier.backfill import Backfill, FillSink, WatermarkStore, retry_after_seconds
+from notifier.backfill import Backfill, FillSink, WatermarkStore
 from notifier.clock import utc_now
 from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError
 from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
@@ -38,6 +38,7 @@ from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import Recurrences
 from notifier.rejections import Rejections
 from notifier.settings import FeedSettings
+from notifier.venue_pages import retry_after_seconds
 
 log = logging.getLogger(__name__)
 

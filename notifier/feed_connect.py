@@ -13,7 +13,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from notifier.backfill import retry_after_seconds
 from notifier.backoff import Backoff
 from notifier.errors import (
     URL_SCHEME,
@@ -25,6 +24,7 @@ from notifier.errors import (
 )
 from notifier.normalize import decode_json
 from notifier.settings import FeedSettings
+from notifier.venue_pages import retry_after_seconds
 
 
 async def mint_token(

@@ -29,8 +29,8 @@ from urllib.parse import quote
 
 import httpx
 
-from notifier.backfill import retry_after_seconds
 from notifier.normalize import showable
+from notifier.venue_pages import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
