@@ -73,10 +73,11 @@ class SqliteFile:
                 # With no WAL file beside it no connection has the file open (the daemon is
                 # stopped): read it as immutable, which creates no -shm/-wal either, so a user
                 # who may not write the directory can still list it. Else read-only, seeing the
-                # daemon's commits through its WAL.
-                live = Path(f"{self.path}-wal").exists()
-                flags = "mode=ro" if live else "immutable=1"
-                uri = f"file:{quote(os.path.abspath(self.path))}?{flags}"
+                # daemon's commits through its WAL. SQLite keeps the WAL beside the file a
+                # symlinked path names, so that is where to look for it.
+                real = os.path.realpath(self.path)
+                flags = "mode=ro" if Path(f"{real}-wal").exists() else "immutable=1"
+                uri = f"file:{quote(real)}?{flags}"
                 self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -408,6 +408,23 @@ def test_outbox_listing_only_reads(capsys: pytest.CaptureFixture[str]) -> None:
     assert "schema version 1 is older than this notifier's" in capsys.readouterr().err
 
 
+def test_outbox_listing_through_a_symlinked_state_path_sees_the_daemon_s_commits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """state.path a symlink: the WAL lies beside the real file, and a listing while the daemon
+    runs (or after kill -9) must read it, not take the file for a stopped one's."""
+    Path("data").mkdir()
+    Path("state.db").symlink_to(Path("data/notifier.db").resolve())
+    Path("c.yaml").write_text("state:\n  path: state.db\n", encoding="utf-8")
+    at = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
+    with StateStore(Path("state.db")) as store:  # the daemon, running: its commits in the WAL
+        alert = Alert("k1", "big", "hook", "t", "Alert 1", "body", at)
+        store.record(fill_key="k1", filled_at=at, alerts=[alert])
+        assert Path("data/notifier.db-wal").exists()
+        assert cli.main(["outbox", "--config", "c.yaml"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "pending 1, dead 0"
+
+
 def test_log_level_option_before_or_after_command(capsys: pytest.CaptureFixture[str]) -> None:
     """--log-level works on either side of the command; an unknown level is a usage error."""
     assert cli.main(["--log-level", "warning", "check-config", str(EXAMPLE)]) == 0
