@@ -220,9 +220,10 @@ def _outbox(args: argparse.Namespace) -> int:
             f"state file {path}: not found (the daemon creates it on its first run; "
             "is this the config it runs with?)"
         )
-    # A listing only reads: no write lock to wait for, and a read-only file is enough.
+    # A listing only reads: no write lock to wait for, and a read-only file is enough. None
+    # of these migrates the file: the daemon does, at its start.
     changes = args.retry_dead or args.purge_dead
-    with StateStore(path, read_only=not changes) as store:
+    with StateStore(path, read_only=not changes, migrate=False) as store:
         if args.retry_dead:
             print(f"requeued {store.retry_dead()} dead alert(s)")
         elif args.purge_dead:

@@ -40,7 +40,9 @@ class SqliteFile:
     `WalCheckpointer`; a WAL grown past `WAL_SIZE_LIMIT` shrinks back once checkpointed.
     `read_only` opens for reading alone (SQLite's mode=ro): no write lock is taken, so a
     listing works on a file it may not write and beside a writer holding the lock; a file
-    whose schema is not this notifier's is refused rather than migrated.
+    whose schema is not this notifier's is refused rather than migrated. So is one opened
+    with `migrate=False` (a command run beside the daemon, maybe from another install: a
+    migration behind the daemon's back would leave it a file it may not understand).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class SqliteFile:
         batch_limit: int = 1000,
         autocheckpoint: int | None = None,
         read_only: bool = False,
+        migrate: bool = True,
     ) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
@@ -93,7 +96,7 @@ class SqliteFile:
                 if read_only:
                     self._check_version(target, migrate=False)
                 else:
-                    self._setup(synchronous, migrations, target, autocheckpoint)
+                    self._setup(synchronous, migrations, target, autocheckpoint, migrate)
         except BaseException:
             self.db.close()
             self._release_lock()
@@ -105,7 +108,10 @@ class SqliteFile:
         migrations: Mapping[int, Migration],
         target: int,
         autocheckpoint: int | None,
+        migrate: bool,
     ) -> None:
+        if not migrate:  # before anything is written: an empty file stays empty
+            self._check_version(target, migrate=False)
         mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StateError(f"state file {self.path}: cannot switch to WAL (got {mode})")
@@ -119,7 +125,7 @@ class SqliteFile:
         if autocheckpoint is not None:  # pages; None keeps SQLite's 1,000, 0 turns it off
             self.db.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint)}")
         with self.write():
-            version = self._check_version(target, migrate=True)
+            version = self._check_version(target, migrate=migrate)
             while version < target:
                 migrations[version](self.db)
                 version += 1

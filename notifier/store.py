@@ -74,6 +74,7 @@ class StateStore(OutboxQueue):
         batch_limit: int = 1000,
         autocheckpoint: int | None = None,
         read_only: bool = False,
+        migrate: bool = True,
     ) -> None:
         file = SqliteFile(
             path,
@@ -86,6 +87,7 @@ class StateStore(OutboxQueue):
             batch_limit=batch_limit,
             autocheckpoint=autocheckpoint,
             read_only=read_only,
+            migrate=migrate,
         )
         super().__init__(file, clock=clock)
         self.path = file.path

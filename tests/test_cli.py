@@ -408,6 +408,26 @@ def test_outbox_listing_only_reads(capsys: pytest.CaptureFixture[str]) -> None:
     assert "schema version 1 is older than this notifier's" in capsys.readouterr().err
 
 
+def test_outbox_changes_never_migrate_the_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """--retry-dead and --purge-dead refuse a file of an older schema (or an empty one) as the
+    listing does: migrated behind the daemon's back, an older daemon could not start again."""
+    Path("c.yaml").write_text("state:\n  path: notifier.db\n", encoding="utf-8")
+    with StateStore(Path("notifier.db")):
+        pass
+    old = sqlite3.connect("notifier.db", isolation_level=None)
+    old.execute("PRAGMA user_version = 1")
+    old.close()
+    Path("empty.db").touch()
+    Path("e.yaml").write_text("state:\n  path: empty.db\n", encoding="utf-8")
+    for config in ("c.yaml", "e.yaml"):
+        for change in ("--retry-dead", "--purge-dead"):
+            assert cli.main(["outbox", "--config", config, change]) == cli.EXIT_FATAL
+            assert "older than this notifier's" in capsys.readouterr().err
+    version = sqlite3.connect("notifier.db").execute("PRAGMA user_version").fetchone()[0]
+    assert version == 1
+    assert Path("empty.db").stat().st_size == 0
+
+
 def test_outbox_listing_through_a_symlinked_state_path_sees_the_daemon_s_commits(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
