@@ -340,7 +340,7 @@ class Shaper:
         if self._holds(spec, group.due):
             self._fold(spec, state, bunch, 0, now)
         elif spec.throttle is None:
-            self._emit(state, make_release(rule, key, bunch, 0, "group"), out)
+            self._emit(spec, state, now, make_release(rule, key, bunch, 0, "group"), out)
         else:
             self._throttle(rule, spec, state, bunch, now, out)
 
@@ -355,7 +355,7 @@ class Shaper:
     ) -> None:
         kind: ReleaseKind = "single" if spec.group is None else "group"
         if spec.throttle is None:
-            self._emit(state, make_release(rule, (), bunch, 0, kind), out)
+            self._emit(spec, state, now, make_release(rule, (), bunch, 0, kind), out)
             return
         key = key_of(bunch.last, spec.throttle.by)
         state.dirty.add(("throttle", key))
@@ -368,7 +368,7 @@ class Shaper:
             self._forget_quiet_periods(state, now)
             state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, bunch=None)
             group_key = () if spec.group is None else key_of(bunch.last, spec.group.by)
-            self._emit(state, make_release(rule, group_key or key, bunch, 0, kind), out)
+            self._emit(spec, state, now, make_release(rule, group_key or key, bunch, 0, kind), out)
         else:
             if throttle.bunch is None:
                 throttle.bunch = bunch  # no longer anyone else's: its group or fill ended
@@ -412,10 +412,20 @@ class Shaper:
         if spec.throttle is not None:  # the trailing message starts the next period
             state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, bunch=None)
             state.dirty.add(("throttle", key))
-        self._emit(state, make_release(rule, key, bunch, suppressed, "throttle"), out)
+        self._emit(spec, state, now, make_release(rule, key, bunch, suppressed, "throttle"), out)
 
-    def _emit(self, state: RuleState, release: Release, out: list[Release]) -> None:
-        if state.held is not None:  # what waited for the window goes out first
+    def _emit(
+        self,
+        spec: RuleShaping,
+        state: RuleState,
+        now: datetime,
+        release: Release,
+        out: list[Release],
+    ) -> None:
+        # What waited for the window goes out first, if it is open: a group due inside the
+        # window and released after closing (a late timer, a restart) goes out alone, and
+        # what arrived after closing waits for the morning.
+        if state.held is not None and self._open(spec, now):
             out.append(self._flush_held(release.rule, state))
         out.append(release)
 

@@ -79,15 +79,15 @@ def _render(
     values["lines"] = Markup(cap_lines(rendered, release.count, newline))  # escaped line by line
     text = body.render(values, escape=escape)
     shown = body.fields | title.fields
+    if release.count > 1 and not shown & {"count", "lines"}:
+        # A message of several fills (held, grouped, throttled) under templates written for
+        # one fill would show its last fill alone: the others are listed after it.
+        note = f"({release.count} fills in this message:)"
+        text += f"{newline}{escape(note) if escape else note}{newline}{values['lines']}"
     if release.suppressed and "suppressed" not in shown:
         # A throttled message always says what it folded in, whatever the rule's templates.
         plural = "" if release.suppressed == 1 else "s"
         text += f"{newline}({release.suppressed} earlier message{plural} folded into this one)"
-    elif release.count > 1 and not shown & {"count", "lines"}:
-        # A digest (held, grouped) under templates written for one fill would show its last
-        # fill alone: the others are listed after it, never dropped from sight.
-        note = f"({release.count} fills in this message:)"
-        text += f"{newline}{escape(note) if escape else note}{newline}{values['lines']}"
     return title.render(values, escape=escape), text
 
 

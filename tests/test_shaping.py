@@ -615,6 +615,23 @@ def test_a_message_due_inside_the_window_goes_out_when_released_after_closing() 
     assert late.stats()["btc"]["held"] == 1
 
 
+def test_a_late_release_after_closing_leaves_the_night_s_held_fills_for_the_morning() -> None:
+    """A group due inside the window and released after closing goes out alone: a fill that
+    arrived after closing, held for the morning, is not sent with it at night."""
+    closes = active("08:00-12:01")  # T0 is 12:00 on a Friday
+    shaper = group_shaper(wait=30, active=closes)
+    shaper.offer("btc", fill(1), T0 + 29 * S)  # due 12:00:59, inside the window
+    assert shaper.offer("btc", fill(2, market="m2"), T0 + 65 * S) == []  # after closing
+    assert shaper.stats()["btc"]["held"] == 1
+    [group] = shaper.due(T0 + 70 * S)  # the timer fires late, after closing
+    assert (group.kind, group.fills) == ("group", (fill(1),))
+    assert shaper.stats()["btc"]["held"] == 1
+    morning = datetime(2026, 2, 7, 8, 0, tzinfo=UTC)  # the window's next opening
+    assert shaper.due(morning - S) == []
+    [held] = shaper.due(morning)
+    assert (held.kind, held.fills) == ("held", (fill(2, market="m2"),))
+
+
 def test_pull_in_brings_deadlines_back_within_their_spec() -> None:
     """After a clock step back, a group's due and a throttle's end are at most one wait or
     period from now; deadlines within their spec stay."""

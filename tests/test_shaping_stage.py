@@ -379,6 +379,35 @@ async def test_throttled_message_says_what_it_folded_whatever_the_body(
     ]
 
 
+async def test_a_throttled_message_under_one_fill_templates_lists_its_fills_and_the_note(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A throttle's trailing message under templates for one fill lists every fill it kept
+    and says what it folded: the note alone left the other fills unseen in any message."""
+    text = """\
+    rules:
+      - name: calm
+        notify: [desk]
+        throttle: {by: [market_id], every: 10m}
+        title: "{side} on {market_id}"
+        body: "{side} {quantity} @ {price} #{order_id}"
+    """
+    pipeline = make(store, clock, text)
+    await feed(pipeline, fill("1", "0.61", "10"))
+    for n, quantity in (("2", "20"), ("3", "30")):
+        clock.advance(minutes=1)
+        await feed(pipeline, fill(n, "0.62", quantity))
+    clock.advance(minutes=8)
+    pipeline.release_due()
+    first, trailing = (r.body for r in rows(store, "calm"))
+    assert first == "BUY 10 @ 0.61 #1"
+    lines = trailing.split("\n")
+    assert lines[:2] == ["BUY 30 @ 0.62 #3", "(2 fills in this message:)"]
+    assert any("20" in line and "#2" in line for line in lines[2:4]), lines
+    assert any("30" in line and "#3" in line for line in lines[2:4]), lines
+    assert lines[4:] == ["(1 earlier message folded into this one)"]
+
+
 async def test_reload_keeps_held_fills_of_surviving_rules(
     store: StateStore, clock: HandClock
 ) -> None:
