@@ -142,7 +142,8 @@ class Shaper:
         wait or period; how many moved.
 
         Only a wall clock that stepped back puts a deadline there (or a reload that shortened
-        the spec): without this, a group of `wait: 30s` would wait out the step as well.
+        the spec): without this, a group of `wait: 30s` would wait out the step as well, and
+        a held digest the opening the later clock had named.
         """
         moved = 0
         for rule, state in self._state.items():
@@ -161,6 +162,13 @@ class Shaper:
                         throttle.until = latest
                         state.dirty.add(("throttle", key))
                         moved += 1
+            if spec.active is not None and state.held is not None:
+                # Stepped back into an open window, or to before an earlier opening: the
+                # held digest is due then, not at the opening the later clock had named.
+                opens = now if spec.active.is_active(now) else spec.active.next_open(now)
+                if state.held.opens > opens:
+                    state.held.opens = opens
+                    moved += 1
             if moved > before:
                 self._touched.add(rule)
         return moved

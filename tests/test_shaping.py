@@ -632,6 +632,19 @@ def test_a_late_release_after_closing_leaves_the_night_s_held_fills_for_the_morn
     assert (held.kind, held.fills) == ("held", (fill(2, market="m2"),))
 
 
+def test_pull_in_brings_a_held_digest_back_to_an_open_window() -> None:
+    """Held after closing, then the clock steps back into the open window: the digest is
+    due now, not at the next day's opening the later clock had named."""
+    shaper = group_shaper(wait=30, active=active("08:00-12:01"))  # T0 is 12:00 on a Friday
+    shaper.offer("btc", fill(1), T0 + 90 * S)  # after closing: held for Saturday 08:00
+    assert shaper.next_deadline() == datetime(2026, 2, 7, 8, 0, tzinfo=UTC)
+    back = T0 - 3600 * S  # 11:00, inside the window
+    assert shaper.pull_in(back) == 1
+    assert shaper.next_deadline() == back
+    [held] = shaper.due(back)
+    assert (held.kind, held.fills) == ("held", (fill(1),))
+
+
 def test_pull_in_brings_deadlines_back_within_their_spec() -> None:
     """After a clock step back, a group's due and a throttle's end are at most one wait or
     period from now; deadlines within their spec stay."""
