@@ -14,7 +14,8 @@ bare `http.client` POST over a kept-alive connection beside an alert's send.
 - pipeline: the real Pipeline and state file (dedupe, match, plan, record: quiet fills a batch
   at a time, each hit with its alert), fed as the feed feeds it;
 - send: one alert through notifier's channel (apprise json://, keep-alive sessions, our send
-  pool) to a loopback webhook in another process: the process's CPU for it, all threads.
+  pool) to a loopback webhook in another process: the process's CPU for it, all threads;
+  beside it, apprise called alone (no thread hop) and a bare http.client POST.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import apprise
 from websockets.client import ClientProtocol
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -132,8 +134,9 @@ async def run_pipeline(
     return elapsed
 
 
-async def send_costs(channels: ChannelSet, port: int, sends: int) -> tuple[float, float]:
-    """CPU seconds per alert: through notifier's channel, and a bare http.client POST."""
+async def send_costs(channels: ChannelSet, port: int, sends: int) -> tuple[float, float, float]:
+    """CPU seconds per alert: through notifier's channel, through apprise alone (called here,
+    no thread hop), and a bare http.client POST."""
     target = channels.targets("hook")[0].key
     body = "BUY 777 Yes @ 0.42 on Benchmark market 7"
     for _ in range(20):  # warm: the send pool's threads, the kept-alive connection
@@ -145,6 +148,14 @@ async def send_costs(channels: ChannelSet, port: int, sends: int) -> tuple[float
             raise SystemExit(f"send failed: {result.error}")
     ours = (process_cpu() - before) / sends
 
+    alone = apprise.Apprise(asset=apprise.AppriseAsset(service_timeout=0))
+    alone.add(f"json://127.0.0.1:{port}/")
+    before = process_cpu()
+    for n in range(sends):
+        if not alone.notify(body=body, title=str(n)):
+            raise SystemExit("apprise's send failed")
+    bare_apprise = (process_cpu() - before) / sends
+
     payload = json.dumps({"version": "1.0", "title": "12345", "message": body, "type": "info"})
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"Content-Type": "application/json"}
@@ -154,7 +165,7 @@ async def send_costs(channels: ChannelSet, port: int, sends: int) -> tuple[float
         connection.getresponse().read()
     bare = (process_cpu() - before) / sends
     connection.close()
-    return ours, bare
+    return ours, bare_apprise, bare
 
 
 async def serve_webhook(port: int) -> None:
@@ -219,7 +230,7 @@ async def harness(args: argparse.Namespace) -> None:
             hits = sum(1 for f in fills if rules.match(f))
             rows.append(("pipeline (dedupe..record)", pipeline * us, f"{hits} alerts recorded"))
             await wait_listening(port)
-            ours, bare = await send_costs(channels, port, args.sends)
+            ours, alone, bare = await send_costs(channels, port, args.sends)
     finally:
         webhook.terminate()
         await webhook.wait()
@@ -228,7 +239,8 @@ async def harness(args: argparse.Namespace) -> None:
         (
             "send, per fill (1 in 100)",
             per_fill,
-            f"{ours * 1e3:.2f} ms an alert; bare http.client {bare * 1e3:.2f} ms",
+            f"{ours * 1e3:.2f} ms an alert; apprise alone {alone * 1e3:.2f} ms, "
+            f"bare http.client {bare * 1e3:.2f} ms",
         )
     )
 
