@@ -55,17 +55,22 @@ async def attempt(
     except TimeoutError:
         message = f"an earlier send to this target is still running after {lock_wait:g}s"
         raise GaveUp(message) from None
-    earlier = done_before()
-    if earlier is not None:
-        lock.release()
-        return earlier
     began: list[float] = []
 
     def timed() -> _R:
         began.append(time.monotonic())
         return call()
 
-    thread = _senders().submit(timed)
+    try:
+        earlier = done_before()
+        if earlier is None:
+            thread = _senders().submit(timed)
+    except BaseException:
+        lock.release()  # nothing was sent: the target is free again
+        raise
+    if earlier is not None:
+        lock.release()
+        return earlier
     known = False  # whether the caller gets this attempt's outcome
     try:
         result = await _outcome(thread, began, deadline)

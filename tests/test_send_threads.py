@@ -43,7 +43,9 @@ def test_a_send_given_up_on_lends_a_thread_while_it_runs() -> None:
     pool = SendThreads(2, most=8)
     release = threading.Event()
     try:
-        stuck = [pool.submit(blocked(release)) for _ in range(2)]
+        started = [threading.Event() for _ in range(2)]
+        stuck = [pool.submit(blocked(release, event)) for event in started]
+        assert all(event.wait(WAIT) for event in started)
         for future in stuck:
             pool.overdue(future)
         assert pool.submit(lambda: "ran").result(timeout=WAIT) == "ran"
@@ -57,7 +59,9 @@ def test_lent_threads_stop_at_the_ceiling() -> None:
     pool = SendThreads(1, most=2)
     release = threading.Event()
     try:
-        first = pool.submit(blocked(release))
+        first_started = threading.Event()
+        first = pool.submit(blocked(release, first_started))
+        assert first_started.wait(WAIT)
         pool.overdue(first)
         second_started = threading.Event()
         second = pool.submit(blocked(release, second_started))
@@ -130,3 +134,68 @@ def test_the_threads_do_not_hold_the_process_at_exit() -> None:
         assert all(t.daemon for t in workers)
     finally:
         release.set()
+
+
+def test_work_queued_before_a_send_is_given_up_on_gets_the_lent_thread() -> None:
+    """The only thread held by a send, more work queued behind it, then the send is given up
+    on: the queued work runs at once on the lent thread, not after the stuck send."""
+    pool = SendThreads(1, most=8)
+    release = threading.Event()
+    try:
+        started = threading.Event()
+        stuck = pool.submit(blocked(release, started))
+        assert started.wait(WAIT)
+        behind = threading.Event()
+        pool.submit(behind.set)
+        assert not behind.wait(0.1)  # queued: the only thread is busy
+        pool.overdue(stuck)
+        assert behind.wait(WAIT)
+    finally:
+        release.set()
+
+
+def test_a_lent_thread_ends_once_its_send_has() -> None:
+    """After the given-up send ends, the pool is back to `size` threads at work at once."""
+    pool = SendThreads(1, most=8)
+    release = threading.Event()
+    started = threading.Event()
+    first = pool.submit(blocked(release, started))
+    assert started.wait(WAIT)
+    pool.overdue(first)
+    assert pool.submit(lambda: "lent").result(timeout=WAIT) == "lent"
+    release.set()
+    first.result(timeout=WAIT)
+    hold = threading.Event()
+    both = threading.Barrier(3, timeout=0.5)
+    try:
+        for _ in range(2):
+            pool.submit(lambda: (both.wait(), hold.wait(WAIT)))
+        with pytest.raises(threading.BrokenBarrierError):
+            both.wait()  # only one of the two runs: they never meet
+    finally:
+        hold.set()
+    assert pool.threads == 1
+
+
+def test_a_thread_that_cannot_start_leaves_the_work_to_be_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the system's thread limit, submit does not raise: the work waits, and cancelling it
+    (the caller's deadline) means it never runs; the pool still starts threads later."""
+    pool = SendThreads(1, most=1)
+    real_start = threading.Thread.start
+    failures = iter([RuntimeError("can't start new thread")])
+
+    def start(thread: threading.Thread) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    ran = threading.Event()
+    first = pool.submit(ran.set)
+    assert pool.threads == 0
+    assert first.cancel()
+    assert pool.submit(lambda: "later").result(timeout=WAIT) == "later"
+    assert not ran.is_set()
