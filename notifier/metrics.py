@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from notifier.errors import ListenError, os_reason
+from notifier.errors import ListenError, StateError, os_reason
 from notifier.settings import split_listen
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,13 @@ class MetricsServer:
                 while (await reader.readline()).strip():
                     pass  # headers: nothing here needs them
                 line = request.decode("latin-1")
-                status, ctype, body = self._answer(line)
+                try:
+                    status, ctype, body = self._answer(line)
+                except StateError as exc:  # the state file failed: the daemon is stopping
+                    status, ctype, body = "503 Service Unavailable", _TEXT, f"{exc}\n".encode()
+                except Exception:  # a bug in a figure: answer, never leave the scraper hanging
+                    log.exception("cannot answer %s", line.split(" ", 2)[:2])
+                    status, ctype, body = "500 Internal Server Error", _TEXT, b"internal error\n"
                 head = (
                     f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"

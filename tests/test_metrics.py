@@ -10,6 +10,7 @@ import pytest
 from daemon import http_get
 
 from notifier import metrics as metrics_module
+from notifier.errors import StateError
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.settings import split_listen
 
@@ -95,6 +96,32 @@ async def test_healthz_reports_the_health_check() -> None:
         assert await http_get(server.port, "/healthz", method="HEAD") == (503, "")  # a probe
         assert (await http_get(server.port, "/nope"))[0] == 404
         assert (await http_get(server.port, "/metrics", method="POST"))[0] == 405
+    finally:
+        await server.stop()
+
+
+async def test_a_failing_state_read_is_answered_not_left_hanging() -> None:
+    """A figure that cannot be read (the state file failing as the daemon stops) gets a 503
+    saying why; a bug in one gets a 500: the scraper always has its answer."""
+
+    def broken() -> tuple[bool, str]:
+        raise StateError("state file s.db: cannot read outbox: disk I/O error")
+
+    reads = [0]
+
+    def buggy() -> Snapshot:
+        reads[0] += 1
+        if reads[0] > 1:  # the registry reads once, when the collector is registered
+            raise ZeroDivisionError
+        return Snapshot()
+
+    server = MetricsServer(Metrics(buggy), broken, listen="127.0.0.1:0")
+    await server.start()
+    try:
+        status, body = await asyncio.wait_for(http_get(server.port, "/healthz"), 5)
+        assert (status, body) == (503, "state file s.db: cannot read outbox: disk I/O error\n")
+        status, body = await asyncio.wait_for(http_get(server.port, "/metrics"), 5)
+        assert (status, body) == (500, "internal error\n")
     finally:
         await server.stop()
 
