@@ -46,6 +46,8 @@ _MAX_TEXT = 64
 # UTF-8 encodes one, so the state file refused the fill and the pipeline stopped), and line
 # or paragraph separators (a line of its own in a log or a listing).
 _UNSHOWABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # direction controls
+MAX_SHOWN = 300  # characters of a venue's title shown: a question, not a page
 # Bounds that keep later arithmetic (notional, key normalization) exact and overflow-free.
 _MAX_DIGITS = 28
 _MAX_ADJUSTED = 18
@@ -215,11 +217,15 @@ def _clean(name: str, value: str) -> str:
 
 
 def showable(text: str) -> str:
-    """`text` with each `_UNSHOWABLE` character made a space, stripped: for text that is
-    shown, not matched on identity (a market's title from the venue's REST answer)."""
-    if text.isprintable():
-        return text.strip()
-    return "".join(" " if unicodedata.category(c) in _UNSHOWABLE else c for c in text).strip()
+    """`text` with each `_UNSHOWABLE` character made a space, bidi controls dropped (they
+    reorder what follows them: a title could show "above" where the venue wrote "below"),
+    stripped, and cut to `MAX_SHOWN` characters: for text that is shown, not matched on
+    identity (a market's title from the venue's REST answer)."""
+    if not text.isprintable():
+        text = _BIDI.sub("", text)
+        text = "".join(" " if unicodedata.category(c) in _UNSHOWABLE else c for c in text)
+    text = text.strip()
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1].rstrip() + "…"
 
 
 def _optional(obj: Mapping[str, object], name: str) -> str | None:

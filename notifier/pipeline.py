@@ -374,24 +374,29 @@ class Pipeline:
         waiting: list[Fill] = []
         untitled = 0
         # Titles are looked up (REST calls, on the key's rate limit) only for the fills whose
-        # verdict a title could change, and then for those with a message to render.
+        # verdict a title could change and for those with a message to render, all in one
+        # wait: two in a row made a hung venue hold the batch's alerts twice the timeout.
         needy = [fill for fill in fills if rules.needs_title(fill)] if rules.uses_title else []
+        asking = {fill.key for fill in needy}
+        verdicts = {fill.key: rules.match(fill) for fill in fills if fill.key not in asking}
+        ask = needy + [fill for fill in fills if verdicts.get(fill.key)]
+        titled = {fill.key: fill for fill in await self._gate.titled(ask)} if ask else {}
         if needy:
-            judged, waiting, untitled = self._gate.split(await self._gate.titled(needy), rules)
-            now = {fill.key: fill for fill in judged}  # with their titles
+            judged, waiting, untitled = self._gate.split([titled[f.key] for f in needy], rules)
+            titled.update((fill.key, fill) for fill in judged)
             held = {fill.key for fill in waiting}
-            fills = [now.get(fill.key, fill) for fill in fills if fill.key not in held]
+            fills = [fill for fill in fills if fill.key not in held]
         hits: list[tuple[Fill, tuple[Rule, ...]]] = []
         quiet: list[tuple[str, datetime]] = []
         for fill in fills:
-            matched = rules.match(fill)
+            matched = verdicts.get(fill.key)
+            if matched is None:  # judged after its title was looked up
+                fill = titled[fill.key]
+                matched = rules.match(fill)
             if matched:
-                hits.append((fill, matched))
+                hits.append((titled.get(fill.key, fill), matched))
             else:
                 quiet.append((fill.key, fill.filled_at))
-        if hits:
-            titled = await self._gate.titled([fill for fill, _ in hits])
-            hits = [(fill, matched) for fill, (_, matched) in zip(titled, hits, strict=True)]
         return hits, quiet, waiting, untitled
 
     def offer_waiting(self) -> None:

@@ -10,6 +10,7 @@ import pytest
 from fakes import MonoClock
 
 from notifier.markets import MAX_IN_FLIGHT, MarketTitles
+from notifier.normalize import MAX_SHOWN
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
 
 BTC, FED, NBA = list(DEFAULT_MARKETS)[:3]
@@ -301,6 +302,21 @@ async def test_the_title_is_the_question_shown_on_one_line(
     assert await titles.title("0xevent") is None
     assert titles.absent("0xevent")
     assert venue.market_requests == 3
+
+
+async def test_a_title_is_shown_in_reading_order_and_cut_to_a_line(
+    venue: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Bidi controls are dropped (a right-to-left override made "above" read as "evoba", and
+    can make a title read as another), and a question past MAX_SHOWN characters is cut: a
+    venue's megabyte question must not fill every message, outbox row and the title cache."""
+    titles = titles_for(venue, http)
+    venue.markets |= {"0xrlo": "Will BTC close \u202eabove\u202c $100k?", "0xbig": "x" * 100_000}
+    assert await titles.title("0xrlo") == "Will BTC close above $100k?"
+    big = await titles.title("0xbig")
+    assert big is not None
+    assert len(big) == MAX_SHOWN
+    assert big.endswith("x…")
 
 
 async def test_a_lone_surrogate_never_makes_a_look_up_raise(

@@ -351,7 +351,7 @@ async def test_only_fills_a_title_could_judge_or_that_alert_are_looked_up(
         await pipeline.submit(fill, "live")
     pipeline.close()
     await asyncio.wait_for(runner, timeout=5)
-    assert titles.lookups == [BTC, OTHER]  # the pinned rule's market, then one to render
+    assert sorted(titles.lookups) == sorted([BTC, OTHER])  # the pinned rule's, one to render
     assert sorted(row.title for row in store.outbox()) == [
         "big on As sent",
         "big on Other?",
@@ -632,3 +632,29 @@ async def test_a_judged_fill_leaves_the_held_table_in_its_record_s_transaction(
         assert _committed(path, "title_waits") == set()
         pipeline.close()
         await asyncio.wait_for(runner, timeout=5)
+
+
+async def test_a_batch_waits_once_for_the_titles_it_judges_and_renders(
+    store: StateStore, titles: Titles, clock: HandClock
+) -> None:
+    """The title a verdict needs and the title an alert shows are asked for together: asked
+    one after the other, a hung venue held the batch's alerts for twice the timeout."""
+    titles.titles |= {BTC: "Bitcoin 100k?", OTHER: "Other?"}
+    titles.gate.clear()  # the venue holds every look-up
+    pinned = dataclasses.replace(
+        BITCOIN, condition=AllOf((FieldMatch("market", (BTC,)), BITCOIN.condition))
+    )
+    pipeline = _pipeline(store, titles, clock, rules=(pinned, _rule("other", market=(OTHER,))))
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill("1", BTC), "live")  # its verdict needs the title
+    await pipeline.submit(_fill("2", OTHER), "live")  # matches anyway; its alert shows it
+    await spin_until(lambda: BTC in titles.lookups)
+    await settle()
+    assert sorted(titles.lookups) == sorted([BTC, OTHER])  # both asked in the first wait
+    titles.gate.set()
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert _alerts(store) == [
+        (_fill("1", BTC).key, "bitcoin", "bitcoin on Bitcoin 100k?"),
+        (_fill("2", OTHER).key, "other", "other on Other?"),
+    ]
