@@ -2,8 +2,9 @@
 
 websockets' reconnecting iterator cannot mint a single-use token per attempt and resets its
 back-off after every handshake, so this owns a short loop instead and classifies each end:
-4001 (token) reconnects at once unless it repeats, everything else backs off, and the
-back-off resets once a connection has delivered a fill or stayed up `stable_after` seconds.
+4001 (token) reconnects at once unless it repeats before a connection has stayed up
+`stable_after` seconds, everything else backs off, and the back-off resets once a
+connection has delivered a fill or stayed up `stable_after` seconds.
 The feed has no replay, so every connect is followed by a history backfill before live frames
 are read (frames arriving meanwhile wait in the socket; the pipeline dedupes the overlap).
 """

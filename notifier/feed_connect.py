@@ -79,9 +79,10 @@ class ReconnectPolicy:
 
     def __init__(self, rng: random.Random) -> None:
         self._backoff = Backoff(1.0, 30.0, rng=rng)
-        # Consecutive 4001s with no fill or stable period between: only those prove the token
-        # was at fault (a server that acks and closes 4001 must not get reconnects at once).
+        # 4001s with no stable period between: only the first is the token's fault (a server
+        # that acks and closes 4001, even after a fill, must not get reconnects at once).
         self._token_rejections = 0
+        self._delivered = False  # the current connection delivered a fill
 
     def next_delay(self) -> float:
         """The next back-off delay (counts one more failure)."""
@@ -89,26 +90,28 @@ class ReconnectPolicy:
 
     def delay_after(self, cause: str) -> float:
         """0 for a first 4001 (the token, not the server, was the problem), else back-off."""
+        delivered, self._delivered = self._delivered, False
         if cause == "stopped":
             return 0.0
         if cause == "close_4001":
             self._token_rejections += 1
             if self._token_rejections == 1:
                 return 0.0
+        elif delivered:
+            self._backoff.reset()  # it worked, then dropped: earlier failures are forgotten
         return self._backoff.next_delay()
 
     def fill_seen(self) -> None:
-        """A fill arrived: the connection worked, so earlier failures are forgotten, and the
-        next 4001 (a token expiring on a live socket, say) may reconnect at once again.
-
-        A server that accepts and closes at once sends no fill: its back-off keeps growing.
-        """
-        self._backoff.reset()
-        self._token_rejections = 0
+        """A fill arrived: unless the connection ends with a 4001, earlier failures are
+        forgotten when it ends. A server that accepts and closes at once sends no fill, and
+        one that closes 4001 after every fill is not a token expiring: both back off."""
+        self._delivered = True
 
     def stayed_up(self) -> None:
-        """A connection stayed up long enough: forget earlier failures."""
+        """A connection stayed up long enough: forget earlier failures; its 4001 (a token
+        expiring on a live socket) reconnects at once."""
         self._backoff.reset()
+        self._token_rejections = 0
         self._token_rejections = 0
 
 

@@ -143,6 +143,7 @@ async def running(
     *,
     sleep: Gate | None = None,
     clock: Clock | None = None,
+    feed_clock: Callable[[], float] | None = None,
     feed: str = "",
     delivery: str = "",
 ) -> AsyncIterator[Service]:
@@ -155,6 +156,7 @@ async def running(
         settings,
         install_signals=False,
         feed_sleep=sleep,
+        feed_clock=feed_clock,
         delivery_clock=clock,
         delivery_rng=NoJitter(),
     )

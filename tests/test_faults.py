@@ -147,14 +147,17 @@ async def test_equal_partial_fills_across_drops_are_each_alerted_once(
 async def test_4001_on_live_connections_reconnects_at_once(
     venue: SimulatedPolySim, hook: Hook, tmp_path: Path
 ) -> None:
-    """10 live connections closed 4001 (a fill never pushed each time): no back-off, all once."""
+    """10 live connections closed 4001 as their token expires (a minute after it was minted;
+    a fill never pushed each time): no back-off, every fill once."""
     gate = Gate()
-    async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
+    mono = MonoClock()
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate, feed_clock=mono) as service:
         feed = service.feed
         assert feed is not None
         for i in range(10):
             await venue.fill(order_id=1000 + i)
             venue.record_history(order_id=2000 + i)  # happened, never pushed
+            mono.t += 60.0  # the token's lifetime
             await venue.close_all(4001, "token expired")
             await until(reading_on(feed, connect=i + 2))
         await hook.wait_for(20)
@@ -162,6 +165,27 @@ async def test_4001_on_live_connections_reconnects_at_once(
     assert feed.stats.reconnects == {"close_4001": 10}
     assert gate.delays == []
     assert venue.token_mints == 11
+
+
+async def test_a_venue_closing_4001_after_every_fill_gets_a_growing_back_off(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """Closed 4001 moments after each connect, a fill between: not a token expiring (it lives
+    a minute), so only the first reconnects at once; the rest back off, growing (it was a
+    tight reconnect loop: mint, connect and a history read each time), and every fill once."""
+    gate = Gate()
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate, feed_clock=MonoClock()) as s:
+        feed = s.feed
+        assert feed is not None
+        for i in range(6):
+            await venue.fill(order_id=1000 + i)
+            await venue.close_all(4001, "invalid or expired token")
+            await until(reading_on(feed, connect=i + 2))
+        await hook.wait_for(6)
+    assert hook.titles() == ids(range(1000, 1006))
+    assert feed.stats.reconnects == {"close_4001": 6}
+    assert len(gate.delays) == 5
+    assert grows(gate.delays)
 
 
 async def test_tokens_dead_on_arrival_back_off_then_recover_the_gap(
