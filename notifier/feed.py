@@ -131,6 +131,7 @@ class FeedClient:
         self._stop = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._recovering: asyncio.Task[None] | None = None  # the connect-time backfill
         self._rx = 0.0  # loop time of the last frame on the current connection
         self._silent = False  # the watchdog dropped the current connection
         self._retry: asyncio.Task[None] | None = None  # a gap retry beside the read loop
@@ -193,6 +194,11 @@ class FeedClient:
         if self._ws is not None and self._closer is None:
             ws = self._ws
             self._closer = asyncio.get_running_loop().create_task(ws.close(1000, "stopping"))
+        if self._recovering is not None:
+            # Its pauses end at once when stopping: left to run, its remaining pages and
+            # retries would go out back to back, or wait out their timeouts one by one. What
+            # it owes stays the stored gap, read at the next start.
+            self._recovering.cancel()
 
     # -- one connection ------------------------------------------------------------------
 
@@ -247,8 +253,8 @@ class FeedClient:
         log.info("connected to the execution feed (connect #%d)", self.stats.connects)
         try:
             async with ws:
-                if not self._stopping:
-                    await self._recover()
+                if not self._stopping and not await self._connect_backfill():
+                    return "stopped"
                 return await self._read(ws, token)
         finally:
             self._ws = None
@@ -357,6 +363,20 @@ class FeedClient:
                 self._silent = True
                 ws.transport.abort()  # a silent peer would not answer a closing handshake
                 return
+
+    async def _connect_backfill(self) -> bool:
+        """The backfill after a connect; False if `request_stop()` cut it short."""
+        self._recovering = asyncio.ensure_future(self._recover())
+        try:
+            await self._recovering
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._stopping or (task is not None and task.cancelling()):
+                raise  # not the stop's doing: this task itself is cancelled
+            return False
+        finally:
+            self._recovering = None
+        return True
 
     async def _recover(self, *, attempts: int = 3) -> None:
         await self._backfill.run(attempts=attempts)

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from fakes import MonoClock, grows
+from fakes import MonoClock, grows, settle
 
 from notifier.backfill import REREAD_AFTER
 from notifier.errors import FatalFeedError, KeyRefused, StateBusyError, key_prefix
@@ -1175,3 +1175,44 @@ async def test_a_base_url_httpx_refuses_stops_the_feed_with_a_clear_error() -> N
     async with httpx.AsyncClient() as http:
         with pytest.raises(FatalFeedError, match=r"feed\.base_url is not a URL the HTTP client"):
             await mint_token(http, settings, floor=lambda: 1.0)
+
+
+async def test_a_stop_during_a_rate_limited_connect_backfill_sends_nothing_more(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Stopped while history answers 429: the backfill ends there, its remaining retries and
+    pages never sent (its pauses end at once when stopping: they went out back to back)."""
+    polysim.history_status = 429
+    at_stop: list[int] = []
+    h: Harness
+
+    def stop_at_the_first_pause(n: int) -> None:
+        if n == 1:
+            at_stop.append(polysim.history_requests)
+            h.client.request_stop()
+
+    h = Harness(
+        polysim, http, watermark=T0 - timedelta(minutes=5), sleeps=Sleeps(stop_at_the_first_pause)
+    )
+    async with asyncio.timeout(10):
+        await h.client.run()
+    assert at_stop == [1]
+    assert polysim.history_requests == 1
+
+
+async def test_a_stop_during_a_slow_connect_backfill_returns_at_once(
+    http: httpx.AsyncClient,
+) -> None:
+    """Stopped while the connect-time history read hangs: run() returns without waiting out
+    that read's timeout and two more attempts."""
+    wall = Wall()
+    async with HeldHistory(now=wall) as sim:
+        sim.wall = wall  # type: ignore[attr-defined]
+        h = Harness(sim, http, watermark=T0 - timedelta(minutes=5), request_timeout=30.0)
+        task = asyncio.create_task(h.client.run())
+        await until(lambda: sim.clients == 1 and h.client.stats.connects == 1)
+        await settle()  # the history request is in flight
+        h.client.request_stop()
+        async with asyncio.timeout(5):  # the read alone would hold it 30 s
+            await task
+        assert h.client.stats.reconnects == {}
