@@ -59,7 +59,10 @@ def escape_for(body_format: str) -> Escape | None:
 
 
 def _escape_html(text: str) -> str:
-    return html.escape(text, quote=False)
+    # Quotes too: a template may put a value in an attribute (`<a href="...{market_id}">`),
+    # which a venue's `"` would otherwise close. apprise reads the entities back for services
+    # it converts the HTML for.
+    return html.escape(text, quote=True)
 
 
 def line_break(escape: Escape | None) -> str:
@@ -197,17 +200,26 @@ class Template:
             try:
                 if to_str:
                     shown = str(value)
-                elif not spec and isinstance(value, Decimal):
-                    spec = "f"  # str() would write 0.0000001 as 1E-7, and 1e3 as 1E+3
+                elif isinstance(value, Decimal) and not spec.endswith(_DECIMAL_TYPES):
+                    # str() and a spec without a type ("," or ".3") write 0.0000001 as 1E-7
+                    # and 1e3 as 1E+3: money is shown in plain digits.
+                    spec += "f"
                 text = format(shown, spec)
             except Exception:  # broad on purpose: a spec that does not fit, shown plain
                 text = _plain(shown)
-            if escape is not None and not isinstance(value, Markup):
-                text = escape(text)
+            if not isinstance(value, Markup):
+                if not text.isprintable():  # bidi controls would reorder the line after them
+                    text = _BIDI.sub("", text)
+                if escape is not None:
+                    text = escape(text)
             out.append(text)
         return "".join(out)
 
 
+# A Decimal spec's presentation types: its last character, if it names one (a fill character
+# is always followed by an alignment, so it is never last).
+_DECIMAL_TYPES = tuple("eEfFgGn%")
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # direction controls
 # A standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
 _STANDARD_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d*))?[a-zA-Z%]?", re.DOTALL)
 # A strftime directive's width, as glibc takes it: `%10Y`, `%_8d`, `%-3j`.

@@ -71,6 +71,21 @@ def test_decimals_without_a_spec_never_use_exponents() -> None:
     assert body.render(fill_values(FILL, rule="r")) == "10.0 @ 0.65 = 6.500"
 
 
+def test_a_spec_without_a_type_never_uses_exponents_either() -> None:
+    """`{quantity:,}` or `{price:>10}` went through Decimal's general form: 1E+3, 1E-7."""
+    odd = dataclasses.replace(FILL, price=Decimal("0.0000001"), quantity=Decimal("1E+3"))
+    body = Template.parse("{quantity:,} @ {price:>10} = {notional:,}|{price:e}")
+    assert body.render(fill_values(odd, rule="r")) == "1,000 @  0.0000001 = 0.0001|1e-7"
+
+
+def test_bidi_controls_in_a_value_never_reach_the_message() -> None:
+    """An outcome holding a right-to-left override would show the rest of the line reversed
+    (0.65 as 56.0): direction controls in values are dropped, other text kept."""
+    odd = dataclasses.replace(FILL, outcome="Yes\u202e", order_id="o\u2066\u2069 1\u200f")
+    body = Template.parse("{outcome} @ {price} #{order_id}")
+    assert body.render(fill_values(odd, rule="r")) == "Yes @ 0.65 #o 1"
+
+
 def test_notional_is_exact_for_the_longest_decimals_normalize_admits() -> None:
     """Two wire decimals' product needs more than the context's 28 digits: a bound of
     `notional: {min: 1}` must see that this one is under 1."""
@@ -225,6 +240,12 @@ def test_html_escapes_field_values_not_the_template_s_markup() -> None:
     values["lines"] = Markup("<i>BUY</i>")
     assert template.render(values, escape=escape) == (
         "<b>BTC &lt; $100k &amp; &lt;b&gt;</b> 0.65 <i>BUY</i>"
+    )
+    # Quotes too: a value in a template's attribute cannot close it and add its own.
+    link = Template.parse('<a href="https://venue.example/m/{market_id}">m</a>')
+    spoof = fill_values(dataclasses.replace(FILL, market_id='m1" style="x'), rule="r")
+    assert link.render(spoof, escape=escape) == (
+        '<a href="https://venue.example/m/m1&quot; style=&quot;x">m</a>'
     )
     assert escape_for("text") is None
     assert escape_for("markdown") is None

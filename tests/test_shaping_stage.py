@@ -720,5 +720,6 @@ async def test_an_html_digest_of_a_removed_rule_is_escaped_too(
     assert row.title == "Fills on BTC &lt; $100k &amp; &lt;b&gt;? (2)"
     assert row.body == (
         "2 fills on BTC &lt; $100k &amp; &lt;b&gt;?: 40 @ avg 0.6750<br>BUY 10 Yes @ 0.60 #1"
-        "<br>BUY 30 Yes @ 0.70 #2<br>(held by rule 'digest', whose shaping is no longer configured)"
+        "<br>BUY 30 Yes @ 0.70 #2<br>"
+        "(held by rule &#x27;digest&#x27;, whose shaping is no longer configured)"
     )
