@@ -96,15 +96,18 @@ class ReconnectPolicy:
         if cause == "close_4001":
             self._token_rejections += 1
             if self._token_rejections == 1:
+                if delivered:
+                    self._backoff.reset()  # it worked until its token did not
                 return 0.0
         elif delivered:
             self._backoff.reset()  # it worked, then dropped: earlier failures are forgotten
         return self._backoff.next_delay()
 
     def fill_seen(self) -> None:
-        """A fill arrived: unless the connection ends with a 4001, earlier failures are
-        forgotten when it ends. A server that accepts and closes at once sends no fill, and
-        one that closes 4001 after every fill is not a token expiring: both back off."""
+        """A fill arrived: earlier failures are forgotten when the connection ends, unless
+        it ends with a second 4001 in a row. A server that accepts and closes at once sends
+        no fill, and one that closes 4001 after every fill is not a token expiring: both
+        back off."""
         self._delivered = True
 
     def stayed_up(self) -> None:

@@ -47,7 +47,7 @@ _MAX_TEXT = 64
 # or paragraph separators (a line of its own in a log or a listing).
 _UNSHOWABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # direction controls
-MAX_SHOWN = 300  # characters of a venue's title shown: a question, not a page
+MAX_SHOWN = 1000  # characters of a venue's title kept: a question (rules match it), not a page
 # Bounds that keep later arithmetic (notional, key normalization) exact and overflow-free.
 _MAX_DIGITS = 28
 _MAX_ADJUSTED = 18

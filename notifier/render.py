@@ -14,7 +14,7 @@ import string
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from notifier.events import Fill
 
@@ -201,9 +201,7 @@ class Template:
                 if to_str:
                     shown = str(value)
                 elif isinstance(value, Decimal) and not spec.endswith(_DECIMAL_TYPES):
-                    # str() and a spec without a type ("," or ".3") write 0.0000001 as 1E-7
-                    # and 1e3 as 1E+3: money is shown in plain digits.
-                    spec += "f"
+                    shown, spec = _plain_digits(value, spec)
                 text = format(shown, spec)
             except Exception:  # broad on purpose: a spec that does not fit, shown plain
                 text = _plain(shown)
@@ -220,6 +218,20 @@ class Template:
 # is always followed by an alignment, so it is never last).
 _DECIMAL_TYPES = tuple("eEfFgGn%")
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # direction controls
+_PRECISION = re.compile(r"\.(\d+)$")
+
+
+def _plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
+    """A spec without a type, for plain digits: str() and such a spec ("," or ".3") write
+    0.0000001 as 1E-7 and 1e3 as 1E+3. Its precision still counts significant digits, as
+    Decimal's general format does (`.2` shows 0.004 as 0.004, and 1234.5 as 1200)."""
+    precision = _PRECISION.search(spec)
+    if precision is not None:
+        value = Context(prec=max(int(precision.group(1)), 1)).plus(value)
+        spec = spec[: precision.start()]
+    return value, spec + "f"
+
+
 # A standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
 _STANDARD_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d*))?[a-zA-Z%]?", re.DOTALL)
 # A strftime directive's width, as glibc takes it: `%10Y`, `%_8d`, `%-3j`.

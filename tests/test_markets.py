@@ -309,7 +309,8 @@ async def test_a_title_is_shown_in_reading_order_and_cut_to_a_line(
 ) -> None:
     """Bidi controls are dropped (a right-to-left override made "above" read as "evoba", and
     can make a title read as another), and a question past MAX_SHOWN characters is cut: a
-    venue's megabyte question must not fill every message, outbox row and the title cache."""
+    venue's megabyte question must not fill every message, outbox row and the title cache.
+    Rules match the title kept, so the cut is far past any real question."""
     titles = titles_for(venue, http)
     venue.markets |= {"0xrlo": "Will BTC close \u202eabove\u202c $100k?", "0xbig": "x" * 100_000}
     assert await titles.title("0xrlo") == "Will BTC close above $100k?"
@@ -317,6 +318,7 @@ async def test_a_title_is_shown_in_reading_order_and_cut_to_a_line(
     assert big is not None
     assert len(big) == MAX_SHOWN
     assert big.endswith("x…")
+    assert MAX_SHOWN >= 1000
 
 
 async def test_a_lone_surrogate_never_makes_a_look_up_raise(

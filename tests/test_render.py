@@ -78,6 +78,14 @@ def test_a_spec_without_a_type_never_uses_exponents_either() -> None:
     assert body.render(fill_values(odd, rule="r")) == "1,000 @  0.0000001 = 0.0001|1e-7"
 
 
+def test_a_precision_without_a_type_counts_significant_digits_in_plain_digits() -> None:
+    """`{price:.2}` is two significant digits, as Decimal's general format counts them (a
+    cheap price is not shown as 0.00), written without an exponent (1234.5 is 1200)."""
+    template = Template.parse("{price:.2}|{quantity:.2}|{notional:>8.1}")
+    cheap = dataclasses.replace(FILL, price=Decimal("0.004"), quantity=Decimal("1234.5"))
+    assert template.render(fill_values(cheap, rule="r")) == "0.004|1200|       5"
+
+
 def test_bidi_controls_in_a_value_never_reach_the_message() -> None:
     """An outcome holding a right-to-left override would show the rest of the line reversed
     (0.65 as 56.0): direction controls in values are dropped, other text kept."""
