@@ -46,7 +46,8 @@ _MAX_TEXT = 64
 # UTF-8 encodes one, so the state file refused the fill and the pipeline stopped), and line
 # or paragraph separators (a line of its own in a log or a listing).
 _UNSHOWABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # direction controls
+# Direction controls: they reorder what follows them when text is shown (render drops them too).
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 MAX_SHOWN = 1000  # characters of a venue's title kept: a question (rules match it), not a page
 # Bounds that keep later arithmetic (notional, key normalization) exact and overflow-free.
 _MAX_DIGITS = 28
@@ -222,7 +223,7 @@ def showable(text: str) -> str:
     stripped, and cut to `MAX_SHOWN` characters: for text that is shown, not matched on
     identity (a market's title from the venue's REST answer)."""
     if not text.isprintable():
-        text = _BIDI.sub("", text)
+        text = BIDI_CONTROLS.sub("", text)
         text = "".join(" " if unicodedata.category(c) in _UNSHOWABLE else c for c in text)
     text = text.strip()
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1].rstrip() + "…"

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from decimal import Context, Decimal
 
 from notifier.events import Fill
+from notifier.normalize import BIDI_CONTROLS
 
 FILL_FIELDS = (
     "order_id",
@@ -207,7 +208,7 @@ class Template:
                 text = _plain(shown)
             if not isinstance(value, Markup):
                 if not text.isprintable():  # bidi controls would reorder the line after them
-                    text = _BIDI.sub("", text)
+                    text = BIDI_CONTROLS.sub("", text)
                 if escape is not None:
                     text = escape(text)
             out.append(text)
@@ -217,7 +218,6 @@ class Template:
 # A Decimal spec's presentation types: its last character, if it names one (a fill character
 # is always followed by an alignment, so it is never last).
 _DECIMAL_TYPES = tuple("eEfFgGn%")
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # direction controls
 _PRECISION = re.compile(r"\.(\d+)$")
 
 
