@@ -60,8 +60,23 @@ def fold(text: str) -> str:
 
 
 def _glob_regex(pattern: str) -> str:
-    """Only `*` and `?` are wild (unlike fnmatch, `[` is literal: market ids are plain text)."""
-    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    """Only `*` and `?` are wild (unlike fnmatch, `[` is literal: market ids are plain text).
+
+    Linear in the text, whatever the pattern: each piece between stars is taken at its first
+    place after the one before and never tried again (an atomic group), which loses no match.
+    A plain `.*` per star made `*a*a*a*a*b` (or `0x****z`) backtrack through every way of
+    splitting the text, seconds for one fill with the whole daemon waiting on it.
+    """
+    if "*" not in pattern:
+        return _glob_piece(pattern)
+    head, *middle, tail = pattern.split("*")
+    searched = "".join(f"(?>.*?{_glob_piece(piece)})" for piece in middle if piece)
+    return f"{_glob_piece(head)}{searched}.*{_glob_piece(tail)}"
+
+
+def _glob_piece(piece: str) -> str:
+    """A star-free piece of a glob: `?` is any one character, the rest is literal."""
+    return "".join("." if c == "?" else re.escape(c) for c in piece)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,45 @@ def test_brackets_are_literal_in_globs() -> None:
     assert not cond.matches(fill(order_id="a42"))
 
 
+def _glob_reference(pattern: str, text: str) -> bool:
+    """The plain meaning of a * / ? glob, by dynamic programming over prefixes."""
+    reach = [True] + [False] * len(text)  # reach[j]: the pattern so far matches text[:j]
+    for p in pattern:
+        if p == "*":
+            reach = [any(reach[: j + 1]) for j in range(len(text) + 1)]
+        else:
+            reach = [False] + [reach[j] and (p == "?" or p == text[j]) for j in range(len(text))]
+    return reach[-1]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.text("ab*?[", max_size=8), min_size=1, max_size=3),
+    st.text("ab[", max_size=10),
+)
+def test_globs_mean_what_they_say(patterns: list[str], text: str) -> None:
+    """Any mix of stars, runs of stars and `?` matches exactly the texts the glob describes."""
+    want = any(_glob_reference(p, text) for p in patterns)
+    assert FieldMatch("order_id", tuple(patterns)).matches(fill(order_id=text)) is want
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["0x" + "*" * 40 + "z", "*a" * 30 + "*b", "*Will*the*the*the*the*the*the*the*the*the*?x"],
+)
+def test_a_glob_with_many_stars_answers_without_backtracking(pattern: str) -> None:
+    """Runs of stars and many `*word*` pieces cost one pass, not every split of the text.
+
+    Each star as a plain `.*` tried every way to cut the text: one fill took seconds to
+    minutes and held every alert behind it (this test then stops at pytest's timeout).
+    """
+    for field, text in (("market", "0x" + "a" * 200), ("market_title", "Will the " * 40)):
+        assert not FieldMatch(field, (pattern,)).matches(fill(**{_FIELD_ATTR[field]: text}))
+
+
+_FIELD_ATTR = {"market": "market_id", "market_title": "market_title"}
+
+
 def test_title_outcome_and_status_are_caseless_others_not() -> None:
     """market_title, outcome and status compare case-insensitively; market and ids do not."""
     assert FieldMatch("market_title", ("*BITCOIN*",)).matches(BASE)
