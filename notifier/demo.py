@@ -110,10 +110,34 @@ async def run_demo(*, fills: int | None, config_path: str | None, send: bool = F
                 await daemon  # a fatal error in the daemon surfaces here
             finally:
                 sent_lines.setLevel(level)
+            _say_what_shaping_kept(service)
             if not trader.cancelled() and trader.exception() is not None:
                 log.error("demo stopped early: %s", _why(trader.exception()))
                 return 1
     return 0
+
+
+def _say_what_shaping_kept(service: Service) -> None:
+    """The daemon's last line says held fills are kept for later; the demo's state is not."""
+    if service.pipeline is None:
+        return
+    for rule, stages in service.pipeline.shaping.stats().items():
+        waiting = [f"{n} fill(s) {_WAITING[s]}" for s, n in stages.items() if s in _WAITING and n]
+        if waiting:
+            log.warning(
+                "rule %s still holds %s when the demo ends: discarded with the demo's state"
+                " (a running daemon sends them once the group, throttle period or active"
+                " hours allow)",
+                rule,
+                ", ".join(waiting),
+            )
+
+
+_WAITING = {
+    "grouped": "in a group",
+    "throttled": "in a throttle period",
+    "held": "outside active hours",
+}
 
 
 def _why(error: BaseException | None) -> str:

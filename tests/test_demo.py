@@ -81,3 +81,22 @@ def test_demo_settings_need_no_key_of_the_config_s_own(
     )
     assert settings.feed.api_key == demo.DEFAULT_API_KEY
     assert [rule.name for rule in settings.rules.rules] == ["all"]
+
+
+async def test_demo_says_what_alert_shaping_still_holds_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fills a rule groups for longer than the demo runs are not shown: the demo says they
+    are discarded with its state, rather than leaving only the daemon's "kept for later"."""
+    monkeypatch.setattr(demo, "FILL_INTERVAL", 0.0)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "channels:\n  desk: json://127.0.0.1:9/\n"
+        "rules:\n  - name: slow-digest\n    notify: [desk]\n    group: {by: [side], wait: 1h}\n",
+        encoding="utf-8",
+    )
+    caplog.set_level("WARNING", logger="notifier.demo")
+    assert await demo.run_demo(fills=3, config_path=str(config)) == 0
+    [said] = [r.getMessage() for r in caplog.records if r.name == "notifier.demo"]
+    assert said.startswith("rule slow-digest still holds 3 fill(s) in a group when the demo ends")
+    assert "discarded with the demo's state" in said
