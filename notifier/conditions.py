@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from operator import attrgetter
 from typing import Any
 
 from notifier.events import Fill
+from notifier.globs import Matcher, glob_matcher, is_glob
 
 STRING_FIELDS = (
     "market",
@@ -45,11 +45,6 @@ class Condition(ABC):
         """Whether the fill satisfies this condition."""
 
 
-def is_glob(pattern: str) -> bool:
-    """A pattern with `*` or `?` is a glob; anything else compares exactly."""
-    return "*" in pattern or "?" in pattern
-
-
 @functools.lru_cache(maxsize=4096)  # one title is folded once, not once per rule testing it
 def fold(text: str) -> str:
     """Caseless form for comparing titles and outcomes: "Straße" and "STRASSE" fold alike.
@@ -57,26 +52,6 @@ def fold(text: str) -> str:
     NFC first, so a title sent decomposed (e + combining accent) equals one typed composed.
     """
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
-
-
-def _glob_regex(pattern: str) -> str:
-    """Only `*` and `?` are wild (unlike fnmatch, `[` is literal: market ids are plain text).
-
-    Linear in the text, whatever the pattern: each piece between stars is taken at its first
-    place after the one before and never tried again (an atomic group), which loses no match.
-    A plain `.*` per star made `*a*a*a*a*b` (or `0x****z`) backtrack through every way of
-    splitting the text, seconds for one fill with the whole daemon waiting on it.
-    """
-    if "*" not in pattern:
-        return _glob_piece(pattern)
-    head, *middle, tail = pattern.split("*")
-    searched = "".join(f"(?>.*?{_glob_piece(piece)})" for piece in middle if piece)
-    return f"{_glob_piece(head)}{searched}.*{_glob_piece(tail)}"
-
-
-def _glob_piece(piece: str) -> str:
-    """A star-free piece of a glob: `?` is any one character, the rest is literal."""
-    return "".join("." if c == "?" else re.escape(c) for c in piece)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,41 +66,41 @@ class FieldMatch(Condition):
     _get: Any = dataclasses.field(init=False, repr=False, compare=False)
     _caseless: bool = dataclasses.field(init=False, repr=False, compare=False)
     _exact: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
-    _regex: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
+    _globs: tuple[Matcher, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.field not in STRING_FIELDS:
             raise ValueError(f"not a string field: {self.field!r}")
         caseless = self.field in CASELESS_FIELDS
         norm = [fold(p) if caseless else p for p in self.patterns]
-        globs = [p for p in norm if is_glob(p)]
-        regex = re.compile("|".join(map(_glob_regex, globs)), re.DOTALL) if globs else None
+        globs = tuple(glob_matcher(p) for p in norm if is_glob(p))
         object.__setattr__(self, "_get", attrgetter(_ATTRIBUTE.get(self.field, self.field)))
         object.__setattr__(self, "_caseless", caseless)
         object.__setattr__(self, "_exact", frozenset(p for p in norm if not is_glob(p)))
-        object.__setattr__(self, "_regex", regex)
+        object.__setattr__(self, "_globs", globs)
 
     def matches(self, fill: Fill) -> bool:
         value = self._get(fill)
         if value is None:
             return False
         if not self._caseless:
-            return value in self._exact or (
-                self._regex is not None and self._regex.fullmatch(value) is not None
-            )
+            return value in self._exact or self._any_glob(value)
         folded = fold(value)
         if folded in self._exact:
             return True
-        if self._regex is None:
+        if not self._globs:
             return False
-        if self._regex.fullmatch(folded) is not None:
+        if self._any_glob(folded):
             return True
         if value.isascii():
             return False  # casefold() is lower() there: no other form to try
         # `?` is one character as the title writes it: "Stra?e" matches "Straße" (folded
         # "strasse"), "?stanbul" matches "İstanbul" (folded "i" + a combining dot).
         lowered = _lower_each(unicodedata.normalize("NFC", value))
-        return lowered != folded and self._regex.fullmatch(lowered) is not None
+        return lowered != folded and self._any_glob(lowered)
+
+    def _any_glob(self, text: str) -> bool:
+        return any(matches(text) for matches in self._globs)
 
 
 def _lower_each(text: str) -> str:

@@ -17,11 +17,11 @@ from notifier.conditions import (
     AllOf,
     Condition,
     FieldMatch,
-    is_glob,
     tests_field,
     verdict_without_title,
 )
 from notifier.events import Fill
+from notifier.globs import is_glob
 from notifier.render import Escape, Template
 from notifier.shapingspecs import RuleShaping
 
@@ -99,7 +99,7 @@ def _flatten(condition: Condition) -> list[Condition]:
 
 
 def _is_prefix_glob(pattern: str) -> bool:
-    return pattern.endswith("*") and not is_glob(pattern[:-1])
+    return pattern.endswith("*") and not is_glob(pattern.rstrip("*"))  # "0xabc*" or "0xabc**"
 
 
 def _index(position: int, rule: Rule) -> _Indexed:
@@ -117,7 +117,7 @@ def _index(position: int, rule: Rule) -> _Indexed:
             and all(not is_glob(p) or _is_prefix_glob(p) for p in part.patterns)
         ):
             markets = frozenset(p for p in part.patterns if not is_glob(p))
-            prefixes = frozenset(p[:-1] for p in part.patterns if is_glob(p))
+            prefixes = frozenset(p.rstrip("*") for p in part.patterns if is_glob(p))
         elif (
             isinstance(part, FieldMatch)
             and part.field == "side"

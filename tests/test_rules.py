@@ -200,6 +200,8 @@ def test_index_by_exact_and_prefix_market_and_side() -> None:
     assert [r.name for r in rules.match(fill(market_id="0xdef", side="SELL"))] == ["pin", "all"]
     assert [r.name for r in rules.match(fill(market_id="0xab"))] == ["all"]
     assert [r.name for r in rules.match(fill(price=Decimal(1)))] == ["nested", "all"]
+    starred = RuleSet([rule("starred", FieldMatch("market", ("0xab**",)))])
+    assert starred.match(fill(market_id="0xab")) and not starred.match(fill(market_id="0xa"))
 
 
 def test_candidate_cache_is_bounded() -> None:
@@ -222,7 +224,8 @@ def test_rule_is_hashable_and_ruleset_readable() -> None:
 MARKETS = ("0xaa", "0xab", "0xabc", "0xb1", "0xb2")
 markets = st.sampled_from(MARKETS)
 strings = st.lists(
-    st.sampled_from(("0xa*", "0xab", "0xb?", "0xabc", "*", "0x*c", "0xb1")), min_size=1
+    st.sampled_from(("0xa*", "0xab", "0xb?", "0xabc", "*", "0x*c", "0xb1", "0xa**", "**")),
+    min_size=1,
 )
 
 
