@@ -201,7 +201,8 @@ def test_index_by_exact_and_prefix_market_and_side() -> None:
     assert [r.name for r in rules.match(fill(market_id="0xab"))] == ["all"]
     assert [r.name for r in rules.match(fill(price=Decimal(1)))] == ["nested", "all"]
     starred = RuleSet([rule("starred", FieldMatch("market", ("0xab**",)))])
-    assert starred.match(fill(market_id="0xab")) and not starred.match(fill(market_id="0xa"))
+    assert starred.match(fill(market_id="0xab"))
+    assert not starred.match(fill(market_id="0xa"))
 
 
 def test_candidate_cache_is_bounded() -> None:
