@@ -268,13 +268,21 @@ class Backfill:
         if fills or not walk.complete:
             self._set_gap(since)  # durable before any of these fills can move the watermark
         self._settling = None
+        # Most of a read is the overlap the live feed delivered already: only fills not yet
+        # recorded count as recovered (the metric and the log line would otherwise say each
+        # reconnect recovered fills when none were missed).
+        new = self._store.unseen([fill.key for fill in fills]) if fills else set()
         if fills and self._order_refs is not None and self._wants_order_refs():
-            new = self._store.unseen([fill.key for fill in fills])
             fills = await self._order_refs.fill_in(fills, self._pages.orders, new=new)
         for fill in fills:
-            self.delivered += 1
             await self._sink(fill, "backfill")
-        log.info("backfill: %d fill(s) since %s", len(fills), since.isoformat())
+        self.delivered += len(new)
+        log.info(
+            "backfill: %d fill(s) since %s, %d of them new",
+            len(fills),
+            since.isoformat(),
+            len(new),
+        )
         if not walk.complete:
             self._resume = walk.next_offset
             self._retry_at = self._monotonic() + CONTINUE_AFTER

@@ -324,6 +324,9 @@ async def test_fills_during_a_drop_are_recovered_exactly_once(
     assert [s for _, s in h.sink.unique] == ["live", "backfill", "backfill", "live"]
     assert h.client.stats.reconnects == {"closed": 1}
     assert len(h.sleeps.delays) == 1
+    # The read also lists fill 10, delivered live before the drop: it was not recovered.
+    assert [s for _, s in h.sink.calls].count("backfill") == 3
+    assert h.client.stats.backfilled == 2
 
 
 async def test_a_close_reason_cannot_forge_a_log_line(
