@@ -30,6 +30,7 @@ Venue assumptions (PolySimulator documents the first; fill identity relies on th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -46,6 +47,7 @@ from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
 from notifier.normalize import Rejected, normalize_history_item
 from notifier.order_refs import ClientOrderIds
+from notifier.recent import RecentMap
 from notifier.recurrence import Recurrences
 from notifier.settings import FeedSettings
 from notifier.venue_pages import PAGE_SIZE, VenuePages
@@ -57,6 +59,7 @@ ATTEMPTS = 3  # tries per backfill at connect, with back-off between
 RETRY_EVERY = 60.0  # seconds between further tries while history fails
 CONTINUE_AFTER = 5.0  # seconds before a run cut at MAX_PAGES goes on
 SETTLE_EVERY = 1.0  # seconds between checks that a run's fills are recorded
+REJECTED_REMEMBERED = 1000  # bad history items counted once (per generation of the memory)
 REREAD_AFTER = 2.0  # seconds before history is read again to count fills a live frame matched
 # At most one such read this often: with steady trading, each read lists fills whose frames
 # are still on their way, and each would ask for the next. Within the overlap, so none is late.
@@ -137,6 +140,8 @@ class Backfill:
         self._settle_at = 0.0
         self._resume: int | None = None  # offset where a run cut at MAX_PAGES stopped
         self._warned_horizon = False  # the "away longer than the horizon" warning, given
+        # Bad items already counted: every re-read of the overlap lists them again.
+        self._rejected: RecentMap[bytes, None] = RecentMap(REJECTED_REMEMBERED)
         self.delivered = 0
         self.failures = 0
 
@@ -344,11 +349,16 @@ class Backfill:
         return _Walk(offset, complete=False)
 
     def _normalize(self, item: object) -> Fill | None:
-        if not isinstance(item, Mapping):
-            self._on_reject(Rejected("not_object", "history item is not an object"), "history")
-            return None
-        result = normalize_history_item(item)
-        if isinstance(result, Rejected):
+        result = (
+            normalize_history_item(item)
+            if isinstance(item, Mapping)
+            else Rejected("not_object", "history item is not an object")
+        )
+        if not isinstance(result, Rejected):
+            return result
+        # The item as read: one bad item is one rejection, not one per read that lists it.
+        seen = hashlib.blake2b(repr(item).encode(), digest_size=16).digest()
+        if seen not in self._rejected:
             self._on_reject(result, "history")
-            return None
-        return result
+        self._rejected[seen] = None
+        return None

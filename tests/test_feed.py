@@ -735,6 +735,26 @@ async def test_bad_frames_are_dropped_counted_and_the_feed_goes_on(
     assert all(any(f"({reason})" in line for line in logged) for reason in reasons)
 
 
+async def test_a_bad_history_item_is_counted_once_however_often_it_is_read(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """Each reconnect re-reads the overlap: a malformed item in it is one rejection, not one
+    a read, while a second bad item, different, still counts."""
+    h = Harness(polysim, http, watermark=T0)
+    async with h.running():
+        await until(lambda: h.client.stats.reading)
+        polysim.record_history(order_id=7, price="abc")
+        await polysim.fill(order_id=8)
+        await h.sink.wait(1)
+        for n in (2, 3, 4):
+            if n == 4:
+                polysim.record_history(order_id=9, price="xyz")
+            await polysim.close_all(1011, "restart")
+            await until(lambda n=n: h.client.stats.connects == n and h.client.stats.reading)
+    assert h.client.stats.rejected == {"bad_decimal": 2}
+    assert h.sink.order_ids() == ["8"]
+
+
 async def test_a_flood_of_bad_frames_logs_one_line_per_window(
     polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
