@@ -242,7 +242,7 @@ class Deliverer:
                 item = head[0]
                 wait = self._due_in(item)
                 if wait is None:
-                    await asyncio.sleep(0)  # dead-lettered; let others run, then the next row
+                    await asyncio.sleep(0)  # settled; let others run, then the next row
                     continue
                 channel = self._channel(item)
                 if self._behind_a_move(item, channel):
@@ -292,7 +292,12 @@ class Deliverer:
         return self._sender.channel_of(item.target) or item.channel
 
     def _due_in(self, item: OutboxItem) -> float | None:
-        """Seconds until the row may be sent (0: now); None when it was dead-lettered instead."""
+        """Seconds until the row may be sent (0: now); None when it is settled instead: found
+        delivered after all, dead-lettered, or re-queued for its channel's current URLs."""
+        if self._delivered_after_all(item, self._channel(item)):
+            # First: the service has it, so it is neither dead, nor due for the fallback, nor
+            # to be sent again to a URL a reload put in place of the one that took it.
+            return None
         now = self._clock()
         expires = item.created_at + self._settings.max_age
         if now >= expires:  # before any retarget: a re-queued row would start a new max_age
@@ -346,9 +351,16 @@ class Deliverer:
             newline = line_break(escape_for(self._settings.body_format))
             if folding:
                 # The due rows from the head up to the first one still in back-off: folding a
-                # newer row past it would let the chat see the newer alert first.
+                # newer row past it would let the chat see the newer alert first. A row past
+                # max_age among them (recorded before a backfilled row filled earlier) is left
+                # to be dead-lettered, never sent.
                 head = self._store.head(item.target, FOLD_LIMIT)
-                due = list(itertools.takewhile(lambda i: i.next_at <= now, head))
+                max_age = self._settings.max_age
+                due = [
+                    row
+                    for row in itertools.takewhile(lambda i: i.next_at <= now, head)
+                    if now < row.created_at + max_age
+                ]
                 if due and due[0] == item:
                     items = self._undelivered(due, channel)
                     if not items:
@@ -368,16 +380,16 @@ class Deliverer:
     def _undelivered(self, rows: list[OutboxItem], channel: str) -> list[OutboxItem]:
         """`rows` less those an attempt given up on delivered after all (marked sent now): a
         fold must not repeat them beside new ones."""
+        return [row for row in rows if not self._delivered_after_all(row, channel)]
+
+    def _delivered_after_all(self, item: OutboxItem, channel: str) -> bool:
+        """Whether an attempt given up on delivered the row when its thread ended (the sender
+        remembers); if so it is marked sent now."""
         take = getattr(self._sender, "take_delivered", None)
-        if not callable(take):
-            return rows
-        left: list[OutboxItem] = []
-        for row in rows:
-            if take(row.target, row.identity):
-                self._outcomes.sent(row, channel)
-            else:
-                left.append(row)
-        return left
+        if not callable(take) or not take(item.target, item.identity):
+            return False
+        self._outcomes.sent(item, channel)
+        return True
 
     async def _attempt(
         self, sender: Sender, item: OutboxItem, title: str, body: str, message: str

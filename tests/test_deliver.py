@@ -1012,3 +1012,76 @@ async def _minute_by_minute(store: StateStore, deliverer: Deliverer, clock: Hand
             await asyncio.sleep(0.02)
             clock.advance(61)
             deliverer.notify()
+
+
+# --- an attempt given up on that delivered after all settles its row before anything else ---
+
+
+class LateSender(FakeSender):
+    """Knows which alerts an attempt it had given up on delivered when its thread ended."""
+
+    def __init__(self, targets: dict[str, str]) -> None:
+        super().__init__(targets)
+        self.late: set[str] = set()
+
+    def take_delivered(self, target: str, identity: str) -> bool:
+        if identity in self.late:
+            self.late.discard(identity)
+            return True
+        return False
+
+
+@pytest.mark.parametrize(
+    ("later", "why"),
+    [(timedelta(minutes=61), "past max_age"), (timedelta(minutes=2), "past fallback_after")],
+)
+async def test_a_late_success_is_sent_not_dead_nor_fallen_back(
+    tmp_path: Path, later: timedelta, why: str
+) -> None:
+    """The first attempt was given up on and its send succeeded afterwards: when the row is
+    next looked at (expired, or due for the fallback), it is marked sent; it is neither
+    dead-lettered as undelivered nor queued for the fallback, which would show it twice."""
+    clock = HandClock()
+    chans = {
+        "chat": ChannelSettings(
+            name="chat", urls=("json://h/c",), fallback="mail", fallback_after=timedelta(minutes=1)
+        ),
+        "mail": ChannelSettings(name="mail", urls=("json://h/m",)),
+    }
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, "f1", "c")
+        sender = LateSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")]
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(deliverer):
+            await spin_until(lambda: sender.attempts == [("c", "f1")])
+            await settle()
+            [row] = store.outbox()
+            sender.late.add(row.identity)  # the given-up send's thread ended: delivered
+            clock.advance(later.total_seconds())
+            deliverer.notify()
+            await spin_until(lambda: store.counts()["pending"] == 0)
+            await settle()
+        assert store.counts() == {"pending": 0, "dead": 0, "sent": 1}, why
+        assert sender.attempts == [("c", "f1")]
+        assert deliverer.stats.dead == 0
+
+
+async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: HandClock) -> None:
+    """A rate-limited channel folds its due rows; one among them past max_age (queued before a
+    backfilled row that was filled earlier, so not at the head) is dead-lettered, not sent."""
+    sender = FakeSender({"t1": "chat"})
+    chans = {"chat": ChannelSettings(name="chat", urls=("x",), rate=(1, 60.0))}
+    deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+    put(store, "X", "t1", secs=-10)
+    put(store, "B", "t1", secs=0)
+    async with running(deliverer):
+        await spin_until(lambda: sender.attempts == [("t1", "X")])  # the minute's one send
+        clock.advance(30 * 60)
+        put(store, "A", "t1", secs=-5)  # recorded now, filled before B
+        clock.advance(31 * 60)  # B is 61 minutes old, A 31
+        deliverer.notify()
+        await spin_until(lambda: store.counts()["pending"] == 0)
+        await settle()
+    assert sender.attempts == [("t1", "X"), ("t1", "A")]
+    assert [row.title for row in store.outbox(state="dead")] == ["B"]
