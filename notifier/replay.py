@@ -1,13 +1,13 @@
 """`notifier test`: show what given fills would do under a config, and optionally send it.
 
 Fills go through the same normalizer, identity and `plan_alerts` as the daemon, so what this
-prints is what `run` would render. A fill given twice (in any shape) is shown once: from
-history it is the same fill, while from the live feed, which has no replay, it would be a
-second equal fill (see recurrence.py). Shaped rules (group, throttle, active hours) depend on
-time and on the fills around them: this shows and sends the message of the fill alone, marked
-as such, where `run` may hold, fold or drop it. A fill given without its market title is
-judged without it, with a note where a `market_title` test could change the verdict (`run`
-looks titles up).
+prints is what `run` would render. A fill given twice (in any shape) is shown once, though
+`run` takes two live frames of it, or two listings in one history read, for two equal partial
+fills and alerts both (see recurrence.py); given here, they are more likely one fill pasted
+twice. Shaped rules (group, throttle, active hours) depend on time and on the fills around
+them: this shows and sends the message of the fill alone, marked as such, where `run` may
+hold, fold or drop it. A fill given without its market title is judged without it, with a
+note where a `market_title` test could change the verdict (`run` looks titles up).
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ async def replay(
         if first != number:
             print(
                 f"fill {number}: same order, time, quantity and price as fill {first}: shown "
-                "once; run alerts it again only as another live frame (an equal partial fill)",
+                "once; run alerts it again if it comes as a second live frame or twice in one "
+                "history read (equal partial fills)",
                 file=out,
             )
             continue

@@ -660,7 +660,8 @@ def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
     assert "  rule calm -> hook (throttled: this fill alone; run may hold, fold or drop it)" in out
     assert out[-1] == (
         "fill 2: same order, time, quantity and price as fill 1: shown once; run alerts it "
-        "again only as another live frame (an equal partial fill)"
+        "again if it comes as a second live frame or twice in one history read (equal partial "
+        "fills)"
     )
 
 
