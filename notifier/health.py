@@ -1,7 +1,8 @@
 """The /healthz verdict: is the daemon doing its job, as a supervisor or a probe asks it.
 
-Unhealthy while starting, while the feed has been down too long (fills are not coming in),
-or while some channel's alerts are not draining (drain_watch.py judges each channel).
+Unhealthy while starting (and while stopping: service.py), while the feed has been down too
+long (fills are not coming in), or while some channel's alerts are not draining
+(drain_watch.py judges each channel).
 """
 
 from __future__ import annotations

@@ -356,7 +356,10 @@ class Service:
         )
 
     def health(self) -> tuple[bool, str]:
-        """The /healthz verdict (health.py)."""
+        """The /healthz verdict (health.py); unhealthy from the moment a stop is asked for, so
+        a probe or balancer stops counting on a daemon that is only finishing what it has."""
+        if self._stop.is_set():
+            return False, f"stopping ({self._stop_why})"
         return judge_health(self.feed, self.deliverer, self._drain, self.settings.channels)
 
     def summary(self) -> Summary:

@@ -453,6 +453,23 @@ async def test_health_names_a_stuck_channel_while_another_delivers(
     assert down.titles(200) == ids(range(1000, 1003))
 
 
+async def test_health_says_stopping_from_the_moment_a_stop_is_asked_for(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """SIGTERM's stop finishes what was received, which can take a while: /healthz says so at
+    once (a balancer or probe stops counting on this daemon) instead of ok until it exits."""
+    async with running(venue, {"hook": hook}, tmp_path) as service:
+        await venue.fill(order_id=1000)
+        await hook.wait_for(1)
+        assert service.health() == (True, "ok")
+        service.request_stop("SIGTERM")
+        assert service.health() == (False, "stopping (SIGTERM)")
+        service.request_stop("SIGINT")  # a second signal keeps the first reason
+        assert service.health() == (False, "stopping (SIGTERM)")
+    assert service.health() == (False, "stopping (SIGTERM)")
+    assert hook.titles() == ids([1000])
+
+
 async def test_health_says_when_the_feed_has_been_down_too_long(
     venue: SimulatedPolySim, hook: Hook, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
