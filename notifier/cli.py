@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -112,16 +113,22 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
 # -- commands ---------------------------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace) -> int:
+def _holding_hangups(args: argparse.Namespace, command: Callable[[HangupLatch], int]) -> int:
+    """Run `command` with SIGHUP held from before its slow part (imports, config, state file)
+    until its service handles it: a reload then must not kill `run`, and a closed terminal
+    must stop the demo even while it starts."""
     if args.hangups is not None:  # held since launch.entry, until the process exits
-        return _run_held(args, args.hangups)
-    # Called in-process: hold SIGHUP before the slow part (imports, config, state file), a
-    # reload then must not kill us, and give it back to the caller after.
+        return command(args.hangups)
+    # Called in-process: hold it now, and give it back to the caller after.
     hangups = HangupLatch().install()
     try:
-        return _run_held(args, hangups)
+        return command(hangups)
     finally:
         hangups.restore()
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _holding_hangups(args, functools.partial(_run_held, args))
 
 
 def _run_held(args: argparse.Namespace, hangups: HangupLatch) -> int:
@@ -149,10 +156,16 @@ def _run_held(args: argparse.Namespace, hangups: HangupLatch) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    return _holding_hangups(args, functools.partial(_demo_held, args))
+
+
+def _demo_held(args: argparse.Namespace, hangups: HangupLatch) -> int:
     from notifier.demo import run_demo
 
     try:
-        return asyncio.run(run_demo(fills=args.fills, config_path=args.config, send=args.send))
+        return asyncio.run(
+            run_demo(fills=args.fills, config_path=args.config, send=args.send, hangups=hangups)
+        )
     except KeyboardInterrupt:  # how the demo is meant to stop
         return EXIT_OK
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from notifier import config
 from notifier.channels import check_url
+from notifier.hangup_latch import HangupLatch
 from notifier.service import Service
 from notifier.settings import MetricsSettings, Settings, StateSettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim, demo_fills
@@ -87,15 +88,22 @@ def demo_settings(
     )
 
 
-async def run_demo(*, fills: int | None, config_path: str | None, send: bool = False) -> int:
-    """Run the demo until `fills` fills are alerted (or until interrupted)."""
+async def run_demo(
+    *,
+    fills: int | None,
+    config_path: str | None,
+    send: bool = False,
+    hangups: HangupLatch | None = None,
+) -> int:
+    """Run the demo until `fills` fills are alerted (or until interrupted, or SIGHUP: its
+    terminal closed; `hangups` holds one that came while it started)."""
     rng = random.Random()
     async with SimulatedPolySim() as venue:
         with tempfile.TemporaryDirectory(prefix="notifier-demo-") as tmp:
             settings = demo_settings(
                 base_url=venue.base_url, state_dir=Path(tmp), config_path=config_path, send=send
             )
-            service = Service(settings)
+            service = Service(settings, hangups=hangups)
             sent_lines = logging.getLogger("notifier.delivery_outcomes")
             level = sent_lines.level
             if not send:  # each alert prints here: a line saying it was sent is noise

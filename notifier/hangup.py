@@ -55,7 +55,7 @@ def loop_signals(
         context = contextvars.copy_context()
         latch.forward(functools.partial(loop.call_soon_threadsafe, on_hangup, context=context))
         if latch.take():
-            log.info("SIGHUP during start-up: reloading now")
+            log.info("SIGHUP during start-up: handling it now")
             on_hangup()
     try:
         yield

@@ -709,6 +709,23 @@ def test_a_latch_from_launch_is_kept_until_the_process_exits(
     assert signal.getsignal(signal.SIGHUP) == before
 
 
+def test_demo_stops_on_a_sighup_that_came_while_it_started(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The demo runs until its terminal closes: a SIGHUP the launch latch held while the demo
+    started (imports, the simulated venue) stops it too, instead of being forgotten in the
+    latch and leaving the demo running with no terminal to stop it."""
+    latch = HangupLatch().install()
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)  # before main: noted by the latch, nothing else
+        assert cli.main(["demo"], hangups=latch) == cli.EXIT_OK
+    finally:
+        latch.restore()
+    err = capsys.readouterr().err
+    assert "SIGHUP during start-up: handling it now" in err
+    assert "stopping (SIGHUP, and no config file to reload): feed closed" in err
+
+
 def test_config_errors_are_one_json_record_under_json_logging(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -392,7 +392,7 @@ async def test_a_sighup_while_starting_is_kept_and_reloads_once_up(
         held = await _open_fifo(fifo)  # the daemon now waits in its config read
         daemon.signal(signal.SIGHUP)
         _write_and_close(held, text)
-        await daemon.wait_log("SIGHUP during start-up: reloading now")
+        await daemon.wait_log("SIGHUP during start-up: handling it now")
         _write_and_close(await _open_fifo(fifo), text)  # what the reload reads
         same = await daemon.wait_log("reloaded: 1 rules")
         assert same.endswith("(no change in rules or channels)")
