@@ -61,6 +61,9 @@ def test_run_cancels_leftover_tasks_and_passes_errors_through() -> None:
 def test_ctrl_c_is_a_cancellation_at_the_next_await_as_with_asyncio_run() -> None:
     """The synchronous work under way (a state-file write, say) finishes before Ctrl-C lands."""
     steps: list[str] = []
+    # A shell starts a background job (`pytest &`) with SIGINT ignored, and asyncio.run then
+    # leaves it so: this test is about Python's default handler, which a terminal's run has.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     async def main() -> None:
         try:
@@ -70,6 +73,9 @@ def test_ctrl_c_is_a_cancellation_at_the_next_await_as_with_asyncio_run() -> Non
         finally:
             steps.append("finally")
 
-    with pytest.raises(KeyboardInterrupt):
-        eventloop.run(main())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            eventloop.run(main())
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert steps == ["step0", "step1", "step2", "finally"]
