@@ -74,6 +74,16 @@ class RuleContext:
 RuleKeyParser = Callable[[Node, str, RuleContext], object | None]
 
 
+def _misplaced(key: str) -> str:
+    """The advice for a rule key found among a rule's conditions."""
+    if key == "title":  # `when: {title: "*bitcoin*"}` means the market's title, not the alert's
+        return (
+            "'title' is the alert's title template, a key of the rule: to match the market's "
+            "title, write `market_title:`"
+        )
+    return f"{key!r} belongs to the rule, not to its conditions: indent it as `when:` is"
+
+
 def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None:
     """A `when` mapping (or one nested under any/all/not); null or {} matches every fill."""
     problems = ctx.problems
@@ -83,8 +93,7 @@ def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None
         return None
     for key in when:
         if key in misplaced:  # `notify:` indented under `when:`: the YAML nests it there
-            message = f"{key!r} belongs to the rule, not to its conditions: indent it as `when:` is"
-            problems.add(when.key_lines[key], f"{path}.{key}", message)
+            problems.add(when.key_lines[key], f"{path}.{key}", _misplaced(key))
     parts: list[Condition] = []
     ok = all(key in WHEN_KEYS for key in when)
     for key, value in when.items():

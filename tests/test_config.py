@@ -1161,6 +1161,19 @@ def test_a_rule_key_indented_under_when_says_so() -> None:
     ]
 
 
+def test_a_title_among_the_conditions_points_to_market_title() -> None:
+    """`when: {title: "*bitcoin*"}` means the market's title: moving `title` to the rule, as
+    the advice for other rule keys says, would make it the alert's title and the rule match
+    every fill."""
+    problems = errors(
+        CHANNELS + 'rules:\n  - name: a\n    when: {title: "*bitcoin*"}\n    notify: [desk]\n'
+    )
+    assert problems == [
+        "config.yaml:6: rules[0].when.title: 'title' is the alert's title template, a key of "
+        "the rule: to match the market's title, write `market_title:`",
+    ]
+
+
 def test_a_not_with_nothing_under_it_is_refused() -> None:
     """`not:` with its condition left unindented (or `not: {}`) would match no fill, ever:
     refused at its line, not accepted as a rule that can never alert."""
