@@ -79,6 +79,10 @@ class WatermarkStore(Protocol):
         """Record a watermark; the store only ever moves it forward."""
         ...
 
+    def forget_watermark(self) -> None:
+        """Drop the watermark, as on a fresh store."""
+        ...
+
     def load_gap(self) -> datetime | None:
         """Start of a gap history has not yet been recovered from, or None."""
         ...
@@ -122,6 +126,7 @@ class Backfill:
         self._settings = settings
         self._pages = VenuePages(settings, http=http, pause=pause)
         self._store = watermark
+        self._first_start = False  # begin() set the first-start floor
         self._sink = sink
         self._clock = clock
         self._on_reject = on_reject
@@ -157,7 +162,15 @@ class Backfill:
             # later so that backfills (mark - overlap) start exactly at that floor.
             floor = self._clock() - self._settings.catch_up
             self._store.save_watermark(floor + self._settings.backfill_overlap)
+            self._first_start = True
             log.info("first start: fills before %s are not alerted", floor.isoformat())
+
+    def undo_first_start(self) -> None:
+        """The key was refused before any connection: this start's floor goes, so the start
+        after the key is fixed is a first start again, not a backfill of the days between."""
+        if self._first_start:
+            self._store.forget_watermark()
+            self._first_start = False
 
     @property
     def due(self) -> bool:

@@ -167,6 +167,10 @@ class FeedClient:
                 delay = max(self._reconnect.delay_after(cause), self._handshake_wait)
                 self._handshake_wait = 0.0
                 await self._pause(delay, f"connection ended ({cause})")
+        except KeyRefused:
+            if self.stats.connects == 0:
+                self._backfill.undo_first_start()
+            raise
         finally:
             if self._closer is not None:
                 await self._closer

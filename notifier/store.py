@@ -237,6 +237,11 @@ class StateStore(OutboxQueue):
         with self._errors("save watermark"), self._tx() as db:
             self._advance(db, to_us(at))
 
+    def forget_watermark(self) -> None:
+        """Back to a fresh store's watermark (none): the next start sets its floor again."""
+        with self._errors("save watermark"), self._tx() as db:
+            db.execute("DELETE FROM watermark WHERE id = 1")
+
     def load_gap(self) -> datetime | None:
         """Start of a feed gap history has not yet been recovered from (see backfill.py)."""
         value = self.get_meta(_GAP_KEY)

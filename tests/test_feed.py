@@ -55,6 +55,9 @@ class Watermark:
         if self.at is None or at > self.at:
             self.at = at
 
+    def forget_watermark(self) -> None:
+        self.at = None
+
     def load_gap(self) -> datetime | None:
         return self.gap
 
@@ -594,6 +597,24 @@ async def test_refused_key_is_fatal_and_shows_only_the_prefix(
     assert key not in str(info.value)
     assert all(key not in r.getMessage() for r in caplog.records)
     assert h.client.stats.connects == 0
+    assert h.watermark.at is None  # the start after the key is fixed is a first start again
+
+
+async def test_a_key_refused_after_connecting_keeps_the_first_start_floor(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A key revoked while running: the floor has been in use (fills were read after it), so
+    the next start recovers what it missed from there."""
+    h = Harness(polysim, http)
+    task = asyncio.create_task(h.client.run())
+    await until(lambda: h.client.stats.reading)
+    floor = h.watermark.at
+    assert floor is not None
+    polysim.token_status = 401
+    await polysim.close_all(4001)
+    with pytest.raises(KeyRefused):
+        await asyncio.wait_for(task, 10)
+    assert h.watermark.at == floor
 
 
 async def test_rate_limited_token_honours_retry_after(

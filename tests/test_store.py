@@ -62,6 +62,19 @@ def test_outbox_rows_unique_per_fill_rule_target(store: StateStore) -> None:
     assert sorted(i.rule for i in store.outbox()) == ["other", "r"]
 
 
+def test_a_forgotten_watermark_is_a_fresh_store_s_and_can_be_set_lower(
+    store: StateStore,
+) -> None:
+    """A first start whose key was refused forgets its floor: the next start's is later, or,
+    after a clock correction, earlier, and either is kept (the mark only moves forward)."""
+    store.save_watermark(T0)
+    store.forget_watermark()
+    assert store.load_watermark() is None
+    earlier = T0 - timedelta(hours=1)
+    store.save_watermark(earlier)
+    assert store.load_watermark() == earlier
+
+
 def test_record_without_alerts_still_dedupes_and_advances(store: StateStore) -> None:
     """A fill that matched nothing is remembered and moves the watermark."""
     assert store.record(fill_key="f1", filled_at=T0, alerts=[])
