@@ -15,6 +15,10 @@ _CUT_TEMPLATE = (
     "' #' starts a YAML comment, so the value ends before it and {dropped!r} is dropped:"
     " quote the whole value"
 )
+_CUT_AFTER_QUOTE = (
+    "' #' after the closing quote starts a YAML comment, so {dropped!r} is dropped:"
+    " move it inside the quotes"
+)
 
 
 def syntax_hint(text: str, exc: yaml.MarkedYAMLError) -> str:
@@ -49,10 +53,10 @@ def _value_hint(line: str) -> str:
     return "; text after a closing quote is not part of the value: quote the whole value"
 
 
-def cut_by_comment(lines: list[str], end: yaml.Mark) -> str | None:
-    """The problem when a plain value ending at `end` is followed on its line by a comment
-    that starts like a placeholder (` #{order_id}`): YAML took the rest of a template for a
-    comment. None when there is none."""
+def cut_by_comment(lines: list[str], end: yaml.Mark, *, quoted: bool = False) -> str | None:
+    """The problem when a value ending at `end` (plain, or `quoted` and ending at its closing
+    quote) is followed on its line by a comment that starts like a placeholder
+    (` #{order_id}`): YAML took the rest of a template for a comment. None when there is none."""
     if end.line >= len(lines):
         return None
     found = _COMMENTED_PLACEHOLDER.match(lines[end.line], end.column)
@@ -60,7 +64,7 @@ def cut_by_comment(lines: list[str], end: yaml.Mark) -> str | None:
         return None
     dropped = found.group(1).rstrip()
     dropped = dropped if len(dropped) <= 40 else dropped[:37] + "..."
-    return _CUT_TEMPLATE.format(dropped=dropped)
+    return (_CUT_AFTER_QUOTE if quoted else _CUT_TEMPLATE).format(dropped=dropped)
 
 
 def tag_problem(tag: str) -> str:

@@ -283,8 +283,11 @@ class _Walker:
             text = str(node.value)
             if "${" in text:
                 text = self.refs.expand(text, path, line, self.problems)
-            # Plain style is None from pyyaml's parser and "" from libyaml's.
-            cut = None if node.style else cut_by_comment(self.lines, node.end_mark)
+            # Plain style is None from pyyaml's parser and "" from libyaml's; a block scalar
+            # (| or >) ends on a later line, where a `#{` line is a comment of its own.
+            cut = None
+            if node.style in (None, "", "'", '"'):
+                cut = cut_by_comment(self.lines, node.end_mark, quoted=bool(node.style))
             if cut is not None:
                 self.problems.add(line, path, cut)
                 self.problems.silence(path)

@@ -932,11 +932,37 @@ def test_a_template_cut_by_a_yaml_comment_is_refused(line: str, dropped: str) ->
     ]
 
 
+@pytest.mark.parametrize(
+    ("line", "dropped"),
+    [
+        ('    title: "Fill on {market_title}" #{order_id}', "#{order_id}"),
+        ("    body: 'Filled {quantity}'  #{order_id} at {price}", "#{order_id} at {price}"),
+    ],
+)
+def test_a_template_cut_by_a_comment_after_its_closing_quote_is_refused(
+    line: str, dropped: str
+) -> None:
+    """`"..." #{order_id}`: the placeholder after the quote is a comment, dropped in silence."""
+    key = line.split(":")[0].strip()
+    assert errors(TEMPLATE_RULE + line + "\n") == [
+        f"config.yaml:6: rules[0].{key}: ' #' after the closing quote starts a YAML comment, "
+        f"so {dropped!r} is dropped: move it inside the quotes"
+    ]
+
+
+def test_a_comment_line_after_a_block_template_is_a_comment() -> None:
+    """A `#{...}` line below a `|` block is a comment of its own, not a cut template."""
+    text = TEMPLATE_RULE + "    body: |\n      Filled {quantity}\n    #{order_id} was here\n"
+    [rule] = settings_of(text).rules.rules
+    assert rule.body is not None
+    assert rule.body.text == "Filled {quantity}\n"
+
+
 def test_a_hash_inside_a_template_or_a_plain_comment_is_fine() -> None:
     """`order#{order_id}` (no space) is text, and an ordinary comment after a value is kept
     a comment; a quoted template keeps its ` #{...}`."""
     text = TEMPLATE_RULE + "    title: order#{order_id} # a comment\n"
-    text += '    body: "Filled order #{order_id}"\n'
+    text += '    body: "Filled order #{order_id}" # a comment\n'
     [rule] = settings_of(text).rules.rules
     assert rule.title is not None
     assert rule.body is not None
