@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from notifier.durations import parse_duration
+from notifier.yaml_mistakes import comma_hint
 from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
 
 T = TypeVar("T")
@@ -128,15 +129,6 @@ def as_decimal(node: Node, path: str, problems: Problems) -> Decimal | None:
         return None
     problems.add(node.line, path, f"must be a number, got {describe(node)}")
     return None
-
-
-def comma_hint(whole: str, part: str) -> str:
-    """What `whole,part` was meant to be: a decimal, or (three digits after a non-zero whole)
-    perhaps a number with a thousands separator."""
-    hint = f"write {whole}.{part} with a decimal point"
-    if len(part) == 3 and whole.strip("0"):
-        hint += f", or {whole}{part} without the thousands separator"
-    return hint
 
 
 _MAX_INT_DIGITS = 18

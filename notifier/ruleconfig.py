@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -30,7 +29,6 @@ from notifier.configvalues import (
     as_decimal,
     as_nonempty_str,
     as_str_list,
-    comma_hint,
     mapping,
     suggest,
 )
@@ -165,26 +163,10 @@ def _side(node: Node, path: str, problems: Problems) -> Condition | None:
     return FieldMatch("side", tuple(sides)) if len(sides) == len(values) else None
 
 
-def _decimal_commas(node: YMap, path: str, problems: Problems) -> bool:
-    """`{min: 0,1, max: 0,65}`: in a {...} mapping a comma separates entries, so each part
-    after a comma became a key of its own. Said as what was meant; whether any was found."""
-    found = False
-    for before, key in itertools.pairwise(node):
-        if key.isdigit() and before in ("min", "max"):
-            written = node[before]
-            whole = written.text if isinstance(written, Scalar) else ""
-            message = f"a comma in {{...}} separates entries: {comma_hint(whole, key)}"
-            problems.add(node.key_lines[key], f"{path}.{before}", message)
-            found = True
-    return found
-
-
 def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | None:
     if not isinstance(node, YMap):
         got = describe(node)
         problems.add(node.line, path, f"must be a mapping like {{min: 1, max: 2}}, got {got}")
-        return None
-    if _decimal_commas(node, path, problems):
         return None
     if mapping(node, path, problems, ("min", "max")) is None or set(node) - {"min", "max"}:
         return None

@@ -67,6 +67,32 @@ def cut_by_comment(lines: list[str], end: yaml.Mark, *, quoted: bool = False) ->
     return (_CUT_AFTER_QUOTE if quoted else _CUT_TEMPLATE).format(dropped=dropped)
 
 
+def comma_hint(whole: str, part: str) -> str:
+    """What `whole,part` was meant to be: a decimal, or (three digits after a non-zero whole)
+    perhaps a number with a thousands separator."""
+    hint = f"write {whole}.{part} with a decimal point"
+    if len(part) == 3 and whole.strip("0-+"):
+        hint += f", or {whole}{part} without the thousands separator"
+    return hint
+
+
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_FRACTION = re.compile(r"[0-9]+")
+
+
+def split_decimal(value: yaml.Node, key: yaml.Node, then: yaml.Node) -> str | None:
+    """The problem when, in a {...} mapping, an entry's whole number `value` is followed by a
+    key of digits alone (`then` empty): `{max: 0,65}` written with a decimal comma, which YAML
+    splits into `max: 0` and a key `65`. None when the entries are not that."""
+    if not all(isinstance(node, yaml.ScalarNode) and not node.style for node in (value, key)):
+        return None
+    if not isinstance(then, yaml.ScalarNode) or then.style or then.value:
+        return None
+    if not (_WHOLE.fullmatch(value.value) and _FRACTION.fullmatch(key.value)):
+        return None
+    return f"a comma in {{...}} separates entries: {comma_hint(value.value, key.value)}"
+
+
 def tag_problem(tag: str) -> str:
     """A tag is refused: this loader resolves none, so its meaning would be dropped."""
     shown = tag.replace("tag:yaml.org,2002:", "!!")

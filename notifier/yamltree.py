@@ -21,7 +21,7 @@ import yaml
 
 from notifier.envrefs import EnvRefs
 from notifier.errors import ConfigError, ConfigProblem
-from notifier.yaml_mistakes import cut_by_comment, syntax_hint, tag_problem
+from notifier.yaml_mistakes import cut_by_comment, split_decimal, syntax_hint, tag_problem
 
 Kind = Literal["null", "bool", "yaml11_bool", "number", "str"]
 
@@ -309,8 +309,16 @@ class _Walker:
 
     def mapping(self, node: yaml.MappingNode, path: str, line: int) -> YMap:
         out = YMap(line)
+        before: tuple[str, yaml.Node] | None = None  # the entry just read: its path, its value
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
+            if node.flow_style and before is not None:
+                split = split_decimal(before[1], key_node, value_node)
+                if split is not None:
+                    self.problems.add(key_line, before[0], split)
+                    self.problems.silence(before[0])
+                    before = None
+                    continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.add(key_line, path, "a key must be a plain name, not a list/mapping")
                 continue
@@ -330,4 +338,5 @@ class _Walker:
                 continue
             out.key_lines[key] = key_line
             out[key] = self.node(value_node, child)
+            before = (child, value_node)
         return out

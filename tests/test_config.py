@@ -1159,6 +1159,7 @@ def test_a_decimal_comma_is_named_as_one() -> None:
         + "  - {name: b, notify: desk, when: {quantity: {min: 1,000}, "
         + "price: {min: 0,1, max: 0,65}}}\n"
         + "  - name: c\n    notify: desk\n    when:\n      price:\n        max: 0,65\n"
+        + "  - {name: d, notify: desk, when: {price: {min: 0,5, max: 0,5}}}\n"
     )
     assert problems == [
         "config.yaml:5: rules[0].when.price.max: a comma in {...} separates entries: "
@@ -1171,6 +1172,19 @@ def test_a_decimal_comma_is_named_as_one() -> None:
         "write 0.65 with a decimal point",
         "config.yaml:11: rules[2].when.price.max: must be a number, got '0,65' "
         "(write 0.65 with a decimal point)",
+        # The same fraction twice made a duplicate key '5' of the second, and max went unsaid.
+        "config.yaml:12: rules[3].when.price.min: a comma in {...} separates entries: "
+        "write 0.5 with a decimal point",
+        "config.yaml:12: rules[3].when.price.max: a comma in {...} separates entries: "
+        "write 0.5 with a decimal point",
+    ]
+
+
+def test_a_decimal_comma_is_named_in_any_braced_mapping() -> None:
+    """The split is YAML's, so it is caught wherever {...} is written, not only in a rule."""
+    assert errors(CHANNELS + "delivery: {concurrency: 2,5, timeout: 5s}\nrules: []\n") == [
+        "config.yaml:4: delivery.concurrency: a comma in {...} separates entries: "
+        "write 2.5 with a decimal point"
     ]
 
 
