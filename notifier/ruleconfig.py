@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from notifier.conditions import (
@@ -180,18 +181,25 @@ def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | 
     if low is not None and high is not None and low > high:
         problems.add(node.line, path, f"min {low} is greater than max {high}")
         return None
-    if key == "price":
-        wrong = [
-            (end, value)
-            for end, value in (("min", low), ("max", high))
-            if value is not None and not 0 <= value <= 1
-        ]
-        for end, value in wrong:
-            message = f"must be between 0 and 1 (a price of 65¢ is 0.65), got {value}"
-            problems.add(node[end].line, f"{path}.{end}", message)
-        if wrong:
-            return None
+    wrong = False
+    for end, value in (("min", low), ("max", high)):
+        problem = None if value is None else _out_of_range(key, value)
+        if problem is not None:
+            problems.add(node[end].line, f"{path}.{end}", problem)
+            wrong = True
+    if wrong:
+        return None
     return Bounds(key, low, high)
+
+
+def _out_of_range(key: str, value: Decimal) -> str | None:
+    """A bound no fill can reach: a price is a probability, a quantity or notional is never
+    negative, so such a rule would match nothing."""
+    if key == "price" and not 0 <= value <= 1:
+        return f"must be between 0 and 1 (a price of 65¢ is 0.65), got {value}"
+    if value < 0:
+        return f"must be 0 or more: no fill has a negative {key}, got {value}"
+    return None
 
 
 def _is_null(node: Node) -> bool:

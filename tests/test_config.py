@@ -699,6 +699,11 @@ def test_a_variable_named_like_a_field_expands_outside_templates() -> None:
             "config.yaml:5: rules[0].when.price.min: must be between 0 and 1 (a price of 65¢ is "
             "0.65), got 65",
         ),
+        (
+            CHANNELS + "rules:\n  - {name: r, notify: desk, when: {quantity: {max: -1}}}\n",
+            "config.yaml:5: rules[0].when.quantity.max: must be 0 or more: no fill has a "
+            "negative quantity, got -1",
+        ),
     ],
 )
 def test_values_that_would_fail_at_run_time_are_refused(text: str, expected: str) -> None:
