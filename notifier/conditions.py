@@ -67,6 +67,8 @@ class FieldMatch(Condition):
     _caseless: bool = dataclasses.field(init=False, repr=False, compare=False)
     _exact: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
     _globs: tuple[Matcher, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    # The globs lowered one character for one, for a title whose folded form is longer.
+    _lowered_globs: tuple[Matcher, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.field not in STRING_FIELDS:
@@ -74,10 +76,13 @@ class FieldMatch(Condition):
         caseless = self.field in CASELESS_FIELDS
         norm = [fold(p) if caseless else p for p in self.patterns]
         globs = tuple(glob_matcher(p) for p in norm if is_glob(p))
+        lowered = [_lower_each(unicodedata.normalize("NFC", p)) for p in self.patterns]
+        lowered_globs = tuple(glob_matcher(p) for p in lowered if is_glob(p))
         object.__setattr__(self, "_get", attrgetter(_ATTRIBUTE.get(self.field, self.field)))
         object.__setattr__(self, "_caseless", caseless)
         object.__setattr__(self, "_exact", frozenset(p for p in norm if not is_glob(p)))
         object.__setattr__(self, "_globs", globs)
+        object.__setattr__(self, "_lowered_globs", lowered_globs if caseless else ())
 
     def matches(self, fill: Fill) -> bool:
         value = self._get(fill)
@@ -97,7 +102,7 @@ class FieldMatch(Condition):
         # `?` is one character as the title writes it: "Stra?e" matches "Straße" (folded
         # "strasse"), "?stanbul" matches "İstanbul" (folded "i" + a combining dot).
         lowered = _lower_each(unicodedata.normalize("NFC", value))
-        return lowered != folded and self._any_glob(lowered)
+        return any(matches(lowered) for matches in self._lowered_globs)
 
     def _any_glob(self, text: str) -> bool:
         return any(matches(text) for matches in self._globs)

@@ -122,6 +122,13 @@ def test_caseless_folding_and_the_one_character_glob() -> None:
     assert FieldMatch("market_title", ("?STANBUL ?",)).matches(
         fill(market_title="\u0130stanbul \u0130")
     )
+    # The pattern writes ß or İ itself beside a `?` that stands for one of them in the title.
+    assert FieldMatch("market_title", ("Stra?e gro\u00df*",)).matches(
+        fill(market_title="STRA\u00dfE GRO\u00dfE")
+    )
+    assert FieldMatch("market_title", ("?stanbul \u0130zmir",)).matches(
+        fill(market_title="\u0130stanbul \u0130zmir")
+    )
 
 
 def test_missing_optional_field_matches_nothing() -> None:
