@@ -50,8 +50,16 @@ def fold(text: str) -> str:
     """Caseless form for comparing titles and outcomes: "Straße" and "STRASSE" fold alike.
 
     NFC first, so a title sent decomposed (e + combining accent) equals one typed composed.
+    The dot that casefold() leaves on a Turkish İ ("i" + U+0307) is dropped, so "istanbul"
+    and "ISTANBUL" match "İstanbul", as anyone typing the name without that key expects.
     """
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+    folded = unicodedata.normalize("NFC", text).casefold()
+    if folded.isascii():
+        return folded
+    return unicodedata.normalize("NFC", folded.replace(_I_DOT, "i"))
+
+
+_I_DOT = "i\u0307"  # casefold("İ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,10 @@ def test_caseless_folding_and_the_one_character_glob() -> None:
     assert FieldMatch("market_title", ("?STANBUL ?",)).matches(
         fill(market_title="\u0130stanbul \u0130")
     )
+    # Typed without the Turkish İ, as most keyboards would.
+    assert FieldMatch("market_title", ("*istanbul*",)).matches(fill(market_title="\u0130stanbul"))
+    assert FieldMatch("market_title", ("ISTANBUL",)).matches(fill(market_title="\u0130STANBUL"))
+    assert FieldMatch("outcome", ("\u0130zmir",)).matches(fill(outcome="izmir"))
     # The pattern writes ß or İ itself beside a `?` that stands for one of them in the title.
     assert FieldMatch("market_title", ("Stra?e gro\u00df*",)).matches(
         fill(market_title="STRA\u00dfE GRO\u00dfE")
