@@ -11,6 +11,10 @@ in its own process, against the same venue and webhook, in this run:
 - hand-written: websockets + json + a loop over the same rules, posting with httpx;
 - receive-only: receives the frames and nothing else (the ceiling of this socket path).
 
+A fourth run, "daemon, no alert", sends the same number of fills, none matching a rule, and
+times them by the daemon's /metrics: its ingest path alone, the most that moving delivery off
+the daemon's process could give.
+
 Each contender first gets a 1,000-fill warm-up (market-title cache, connections), not timed.
 """
 
@@ -103,6 +107,8 @@ async def measure(
     drifts. (The baseline clients exit at their last fill, taking their CPU count with them.)
     """
     elapsed, ingested, cpu = 0.0, None, None
+    if metrics_port is None and not all(alerts):
+        raise ValueError("a batch without alerts is timed by the daemon's /metrics")
     received = 0
     for batch, expected in zip(batches, alerts, strict=True):
         hook.reset()
@@ -116,9 +122,11 @@ async def measure(
         began = time.perf_counter()
         for frame in batch:
             await venue.emit(frame)
-        elapsed = await hook.wait_for(expected) - began
+        if expected:
+            elapsed = await hook.wait_for(expected) - began
         if poller is not None:
             ingested = await poller - began
+            elapsed = elapsed if expected else ingested
         await asyncio.sleep(0.2)  # nothing more may arrive: counted below
         if cpu_before is not None:
             cpu = cpu_seconds(pid) - cpu_before
@@ -146,7 +154,7 @@ async def contender(
         total = len(warm) + len(timed)
         hits = [sum('"quantity": "777"' in f for f in batch) for batch in (warm, timed)]
         metrics_port = None
-        if name == "daemon":
+        if name.startswith("daemon"):
             metrics_port = free_port()
             config = daemon_config(
                 tmp / "config.yaml",
@@ -182,20 +190,25 @@ async def harness(args: argparse.Namespace) -> None:
         f"{args.fills} fills, {args.rules} rules, {matching} alerts to a loopback webhook; "
         f"best of {args.repeat}; fills/s first frame -> last alert"
     )
-    names = ("receive-only", "hand-written", "daemon")
+    misses = frames(args.fills, every=0)
+    names = ("receive-only", "hand-written", "daemon", "daemon, no alert")
     best = dict.fromkeys(names, float("inf"))
-    cpu = float("inf")
+    cpu = idle_cpu = float("inf")
     ingest = float("inf")
     # Rounds interleave the contenders, so a slow spell of a shared machine touches all three.
     for _ in range(args.repeat):
         for name in names:
+            batch = misses if name == "daemon, no alert" else timed
             with tempfile.TemporaryDirectory() as tmp:
-                seconds, ingested, used = await contender(name, args, Path(tmp), warm, timed)
+                seconds, ingested, used = await contender(name, args, Path(tmp), warm, batch)
             best[name] = min(best[name], seconds)
-            cpu = min(cpu, used) if used is not None else cpu
-            ingest = min(ingest, ingested) if ingested is not None else ingest
+            if name == "daemon":
+                cpu = min(cpu, used) if used is not None else cpu
+                ingest = min(ingest, ingested) if ingested is not None else ingest
+            elif used is not None:
+                idle_cpu = min(idle_cpu, used)
     results = {name: args.fills / best[name] for name in names}
-    for name in names:
+    for name in names[:3]:
         print(f"  {name:<13} {results[name]:>9,.0f} fills/s  ({best[name]:.2f} s)")
     daemon = results["daemon"]
     print(
@@ -210,6 +223,13 @@ async def harness(args: argparse.Namespace) -> None:
         f"daemon ingest alone (every fill received, by its /metrics): "
         f"{args.fills / ingest:,.0f} fills/s ({ingest:.2f} s), sending alerts meanwhile; after "
         "it, the alerts still queued for the one webhook (sent one at a time, in fill order)"
+    )
+    alone = results["daemon, no alert"]
+    print(
+        f"daemon, no fill matching a rule: {alone:,.0f} fills/s "
+        f"({alone / results['hand-written']:.2f}x hand-written, "
+        f"{alone / results['receive-only']:.2f}x ceiling), {idle_cpu / args.fills * 1e6:.1f} us "
+        "CPU a fill: its ingest path alone, the most that delivery off this process could give"
     )
 
 

@@ -75,7 +75,10 @@ def fill_frame(n: int, *, hit: bool) -> str:
 
 
 def frames(count: int, *, every: int = 100, start: int = 0) -> list[str]:
-    """`count` frames, one in `every` matching (the last one always does, to time the end)."""
+    """`count` frames, one in `every` matching (the last one always does, to time the end);
+    with `every` 0, none matches."""
+    if not every:
+        return [fill_frame(n, hit=False) for n in range(start, start + count)]
     return [
         fill_frame(n, hit=(n % every == every - 1) or n == start + count - 1)
         for n in range(start, start + count)
