@@ -82,6 +82,9 @@ async def test_metrics_endpoint_exposes_every_counter() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for name in set(re.findall(r"notifier_[a-z_]+", readme)):  # what the README tells users
         assert name in body, name
+    for name in re.findall(r"^# TYPE (notifier_[a-z_]+) ", body, re.MULTILINE):
+        if not name.endswith("_created"):  # the client library's creation times
+            assert f"`{name}`" in readme, f"{name} is not in the README's table"
 
 
 async def test_healthz_reports_the_health_check() -> None:
