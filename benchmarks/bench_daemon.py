@@ -12,10 +12,9 @@ in its own process, against the same venue and webhook, in this run:
 - receive-only: receives the frames and nothing else (the ceiling of this socket path).
 
 A fourth run, "daemon, no alert", sends the same number of fills, none matching a rule, and
-times them by the daemon's /metrics: its ingest path alone, the most that moving delivery off
-the daemon's process could give.
-
-Each contender first gets a 1,000-fill warm-up (market-title cache, connections), not timed.
+times them until the daemon's /metrics counts the last one received (at the pipeline's door:
+matching and recording it follow within milliseconds): its ingest path alone, the most that
+moving delivery off the daemon's process could give.
 """
 
 from __future__ import annotations
@@ -195,7 +194,7 @@ async def harness(args: argparse.Namespace) -> None:
     best = dict.fromkeys(names, float("inf"))
     cpu = idle_cpu = float("inf")
     ingest = float("inf")
-    # Rounds interleave the contenders, so a slow spell of a shared machine touches all three.
+    # Rounds interleave the contenders, so a slow spell of a shared machine touches them all.
     for _ in range(args.repeat):
         for name in names:
             batch = misses if name == "daemon, no alert" else timed

@@ -75,7 +75,8 @@ class FieldMatch(Condition):
     _caseless: bool = dataclasses.field(init=False, repr=False, compare=False)
     _exact: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
     _globs: tuple[Matcher, ...] = dataclasses.field(init=False, repr=False, compare=False)
-    # The globs lowered one character for one, for a title whose folded form is longer.
+    # For a title whose folded form is longer, lowered one character for one instead: the
+    # globs of each pattern lowered so, and folded.
     _lowered_globs: tuple[Matcher, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -84,8 +85,10 @@ class FieldMatch(Condition):
         caseless = self.field in CASELESS_FIELDS
         norm = [fold(p) if caseless else p for p in self.patterns]
         globs = tuple(glob_matcher(p) for p in norm if is_glob(p))
-        lowered = [_lower_each(unicodedata.normalize("NFC", p)) for p in self.patterns]
-        lowered_globs = tuple(glob_matcher(p) for p in lowered if is_glob(p))
+        # Both forms of each pattern: the lowered one for what only the title's own letters
+        # match (a `?` for its ß), the folded one for what only folding equates (µ and μ).
+        lowered = {_lower_each(unicodedata.normalize("NFC", p)) for p in self.patterns}
+        lowered_globs = tuple(glob_matcher(p) for p in sorted(lowered | set(norm)) if is_glob(p))
         object.__setattr__(self, "_get", attrgetter(_ATTRIBUTE.get(self.field, self.field)))
         object.__setattr__(self, "_caseless", caseless)
         object.__setattr__(self, "_exact", frozenset(p for p in norm if not is_glob(p)))

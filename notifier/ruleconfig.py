@@ -178,12 +178,13 @@ def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | 
     high = as_decimal(node["max"], f"{path}.max", problems) if "max" in node else None
     if ("min" in node and low is None) or ("max" in node and high is None):
         return None
-    if low is not None and high is not None and low > high:
+    ends_said = problems.silenced(f"{path}.min") or problems.silenced(f"{path}.max")
+    if low is not None and high is not None and low > high and not ends_said:
         problems.add(node.line, path, f"min {low} is greater than max {high}")
         return None
     wrong = False
     for end, value in (("min", low), ("max", high)):
-        problem = None if value is None else _out_of_range(key, value)
+        problem = None if value is None else _out_of_range(key, end, value)
         if problem is not None:
             problems.add(node[end].line, f"{path}.{end}", problem)
             wrong = True
@@ -192,13 +193,15 @@ def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | 
     return Bounds(key, low, high)
 
 
-def _out_of_range(key: str, value: Decimal) -> str | None:
+def _out_of_range(key: str, end: str, value: Decimal) -> str | None:
     """A bound no fill can reach: a price is a probability, a quantity or notional is never
     negative, so such a rule would match nothing."""
     if key == "price" and not 0 <= value <= 1:
         return f"must be between 0 and 1 (a price of 65¢ is 0.65), got {value}"
     if value < 0:
         return f"must be 0 or more: no fill has a negative {key}, got {value}"
+    if key == "quantity" and end == "max" and not value:
+        return "must be above 0: every fill's quantity is, so this rule would match none"
     return None
 
 

@@ -6,7 +6,9 @@ say what the writer most likely meant, and that a template needs quotes.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Sequence
 
 import yaml
 
@@ -77,20 +79,54 @@ def comma_hint(whole: str, part: str) -> str:
 
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
-_FRACTION = re.compile(r"[0-9]+")
+_PIECE = re.compile(r"[0-9]+")
+_SPLIT = "a comma in {{...}} separates entries: {hint}"
 
 
-def split_decimal(value: yaml.Node, key: yaml.Node, then: yaml.Node) -> str | None:
-    """The problem when, in a {...} mapping, an entry's whole number `value` is followed by a
-    key of digits alone (`then` empty): `{max: 0,65}` written with a decimal comma, which YAML
-    splits into `max: 0` and a key `65`. None when the entries are not that."""
-    if not all(isinstance(node, yaml.ScalarNode) and not node.style for node in (value, key)):
-        return None
-    if not isinstance(then, yaml.ScalarNode) or then.style or then.value:
-        return None
-    if not (_WHOLE.fullmatch(value.value) and _FRACTION.fullmatch(key.value)):
-        return None
-    return f"a comma in {{...}} separates entries: {comma_hint(value.value, key.value)}"
+def split_numbers(entries: Sequence[tuple[yaml.Node, yaml.Node]]) -> dict[int, tuple[str, int]]:
+    """The numbers YAML split at their commas in a {...} mapping: `{max: 0,65}` is read as
+    `max: 0` and a key `65` with no value, `{min: 1,000,000}` as three entries. For each
+    entry so cut short, by its index: the problem to report and how many of the entries after
+    it are its pieces."""
+    found: dict[int, tuple[str, int]] = {}
+    index = 0
+    while index < len(entries):
+        pieces = list(itertools.takewhile(_is_piece, entries[index + 1 :]))
+        key, whole = entries[index]
+        if pieces and isinstance(key, yaml.ScalarNode) and _is_whole(whole):
+            parts = [str(key.value) for key, _ in pieces]
+            found[index] = (_SPLIT.format(hint=_number_hint(str(whole.value), parts)), len(parts))
+            index += len(pieces)
+        index += 1
+    return found
+
+
+def _is_whole(node: yaml.Node) -> bool:
+    """A number's part before its first comma: plain, or quoted (`"0",65`)."""
+    return (
+        isinstance(node, yaml.ScalarNode)
+        and node.style in (None, "", "'", '"')
+        and _WHOLE.fullmatch(str(node.value)) is not None
+    )
+
+
+def _is_piece(entry: tuple[yaml.Node, yaml.Node]) -> bool:
+    """An entry that is a number's part after a comma: a plain key of digits, no value."""
+    key, value = entry
+    return (
+        isinstance(key, yaml.ScalarNode)
+        and not key.style
+        and _PIECE.fullmatch(str(key.value)) is not None
+        and isinstance(value, yaml.ScalarNode)
+        and not value.style
+        and not value.value
+    )
+
+
+def _number_hint(whole: str, parts: list[str]) -> str:
+    if len(parts) == 1:
+        return comma_hint(whole, parts[0])
+    return f"write {whole}{''.join(parts)} without the thousands separators"
 
 
 def tag_problem(tag: str) -> str:

@@ -21,7 +21,7 @@ import yaml
 
 from notifier.envrefs import EnvRefs
 from notifier.errors import ConfigError, ConfigProblem
-from notifier.yaml_mistakes import cut_by_comment, split_decimal, syntax_hint, tag_problem
+from notifier.yaml_mistakes import cut_by_comment, split_numbers, syntax_hint, tag_problem
 
 Kind = Literal["null", "bool", "yaml11_bool", "number", "str"]
 
@@ -309,16 +309,14 @@ class _Walker:
 
     def mapping(self, node: yaml.MappingNode, path: str, line: int) -> YMap:
         out = YMap(line)
-        before: tuple[str, yaml.Node] | None = None  # the entry just read: its path, its value
-        for key_node, value_node in node.value:
+        splits = split_numbers(node.value) if node.flow_style else {}
+        pieces = 0  # entries still to skip: the pieces of a number split at its commas
+        for index, (key_node, value_node) in enumerate(node.value):
             key_line = key_node.start_mark.line + 1
-            if node.flow_style and before is not None:
-                split = split_decimal(before[1], key_node, value_node)
-                if split is not None:
-                    self.problems.add(key_line, before[0], split)
-                    self.problems.silence(before[0])
-                    before = None
-                    continue
+            if pieces:
+                pieces -= 1
+                continue
+            split, pieces = splits.get(index, (None, 0))
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.add(key_line, path, "a key must be a plain name, not a list/mapping")
                 continue
@@ -335,8 +333,10 @@ class _Walker:
             if key in out:
                 first = out.key_lines[key]
                 self.problems.add(key_line, child, f"duplicate key {key!r} (first at line {first})")
-                continue
-            out.key_lines[key] = key_line
-            out[key] = self.node(value_node, child)
-            before = (child, value_node)
+            else:
+                out.key_lines[key] = key_line
+                out[key] = self.node(value_node, child)
+            if split is not None:  # said at the first piece, where the comma is
+                self.problems.add(node.value[index + 1][0].start_mark.line + 1, child, split)
+                self.problems.silence(child)
         return out

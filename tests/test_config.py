@@ -704,6 +704,11 @@ def test_a_variable_named_like_a_field_expands_outside_templates() -> None:
             "config.yaml:5: rules[0].when.quantity.max: must be 0 or more: no fill has a "
             "negative quantity, got -1",
         ),
+        (
+            CHANNELS + "rules:\n  - {name: r, notify: desk, when: {quantity: {max: 0}}}\n",
+            "config.yaml:5: rules[0].when.quantity.max: must be above 0: every fill's quantity "
+            "is, so this rule would match none",
+        ),
     ],
 )
 def test_values_that_would_fail_at_run_time_are_refused(text: str, expected: str) -> None:
@@ -1183,6 +1188,41 @@ def test_a_decimal_comma_is_named_as_one() -> None:
         "config.yaml:12: rules[3].when.price.max: a comma in {...} separates entries: "
         "write 0.5 with a decimal point",
     ]
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        # The cut-off whole number is not compared with the other end.
+        (
+            "{price: {min: 1, max: 0,5}}",
+            ["price.max: a comma in {...} separates entries: write 0.5 with a decimal point"],
+        ),
+        # After a duplicate key the comma is blamed on the entry it follows.
+        (
+            "{price: {min: 0, max: 1, max: 0,5}}",
+            [
+                "price.max: duplicate key 'max' (first at line 5)",
+                "price.max: a comma in {...} separates entries: write 0.5 with a decimal point",
+            ],
+        ),
+        (
+            '{price: {max: "0",65}}',
+            ["price.max: a comma in {...} separates entries: write 0.65 with a decimal point"],
+        ),
+        (
+            "{quantity: {min: 1,000,000}}",
+            [
+                "quantity.min: a comma in {...} separates entries: "
+                "write 1000000 without the thousands separators"
+            ],
+        ),
+    ],
+)
+def test_a_number_split_at_its_commas_is_one_problem(when: str, expected: list[str]) -> None:
+    """However YAML cut the number, one problem says what was meant, and nothing echoes it."""
+    text = CHANNELS + f"rules:\n  - {{name: a, notify: desk, when: {when}}}\n"
+    assert errors(text) == [f"config.yaml:5: rules[0].when.{line}" for line in expected]
 
 
 def test_a_decimal_comma_is_named_in_any_braced_mapping() -> None:
