@@ -1102,6 +1102,19 @@ def test_the_pure_python_yaml_reader_refuses_a_control_character_too(
     assert errors("a: b\x7f\n") == ["config.yaml:1: U+007F cannot appear in YAML: remove it"]
 
 
+def test_the_pure_python_yaml_reader_names_the_same_mistakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Split numbers and cut templates are found from pyyaml's nodes, whose styles and marks
+    differ in small ways between libyaml and the pure-Python parser."""
+    text = CHANNELS + "rules:\n  - {name: a, notify: desk, when: {price: {min: 0,5, max: 0,5}}}\n"
+    text += '  - name: b\n    notify: desk\n    title: "Fill {order_id}" #{price}\n'
+    fast = errors(text)
+    monkeypatch.setattr(yamltree, "_Loader", _pure_loader())
+    assert errors(text) == fast
+    assert len(fast) == 3
+
+
 def _pure_loader() -> type[yaml.SafeLoader]:
     class Pure(yaml.SafeLoader):
         yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012
