@@ -1,9 +1,10 @@
-"""Delivery channels: one apprise object per URL, built once, and one place that reads results.
+"""Delivery channels: one apprise object per URL, built once, and the one place that sends.
 
 Each URL of a channel is its own target with its own `Apprise` object, so each one succeeds or
 fails alone and the outbox can retry only the URLs that failed. Targets are known by an opaque
 key (a hash of the URL) and shown in a privacy form (channel_privacy.py, which also keeps the
-URLs' secrets out of errors and apprise's logs): the URL itself never leaves here.
+URLs' secrets out of errors and apprise's logs): the URL itself never leaves here. What a
+result says is read in send_results.py; late successes are kept in late_deliveries.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import hashlib
 import html
 import logging
 import re
-from collections import OrderedDict
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -27,18 +27,18 @@ from apprise import (
     NotificationManager,
     NotifyBase,
     NotifyFormat,
-    NotifyLogEntry,
     NotifyType,
     OverflowMode,
 )
 
 import notifier.console  # noqa: F401  (registers console:// with apprise)
 from notifier import logs
-from notifier.channel_limits import MAX_STATED_PAUSE
 from notifier.channel_privacy import LOG_GUARD, privacy_url, scrub, url_secrets
 from notifier.errors import URL_SCHEME, ConfigError, ConfigProblem
 from notifier.events import MessageLimit, SendResult
+from notifier.late_deliveries import LateDeliveries
 from notifier.send_attempt import GaveUp, attempt
+from notifier.send_results import to_send_result
 from notifier.settings import ChannelSettings, DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,12 @@ log = logging.getLogger(__name__)
 _PLUGINS = cast("Callable[[], Container[str]]", NotificationManager)()
 
 TEST_TITLE = "notifier test"
-_SERIOUS = frozenset({"WARNING", "ERROR", "CRITICAL"})
 _SCHEME = re.compile(rf"^\s*({URL_SCHEME})://")
 # Separators inside an apprise URL; what lies between them may be a token, password or topic.
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
 # send to its own pool so it can stop waiting; `send` bounds the wait already, and the socket
 # timeouts (_tune) bound the send itself.
 _ASSET = AppriseAsset(service_timeout=0)
-LATE_KEPT = 1000  # late successes remembered for their retries (a retry comes within max_age)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +135,7 @@ class ChannelSet:
         self._body_format = NotifyFormat(delivery.body_format)
         self._deadline = delivery.send_deadline
         self._lock_wait = delivery.timeout
-        # (target, message) -> a late success of an attempt given up on: its retry is done.
-        # (target, alert identity) of alerts a given-up attempt delivered after all: a fold's
-        # each, so a retry that sends them alone, or folded another way, is still recognised.
-        self._late: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._late = LateDeliveries()
 
     @classmethod
     def build(
@@ -189,32 +184,15 @@ class ChannelSet:
                 self._locks[key] = lock
         self._late = previous._late  # late outcomes still to come land where retries look
 
-    def _remember_late(self, target: str, message: str, result: AppriseResult) -> None:
-        """A given-up attempt ended; if the service took the message, each alert in it is
-        delivered: its retry is done, however it is folded then."""
-        if not result:
-            return
-        for identity in message.split("\n"):
-            self._late[target, identity] = None
-        while len(self._late) > LATE_KEPT:
-            self._late.popitem(last=False)
-
     def take_delivered(self, target: str, identity: str) -> bool:
         """Whether a given-up attempt delivered this alert after all (then forgotten here): the
         deliverer leaves such a row out of a fold and marks it sent."""
-        try:
-            del self._late[target, identity]
-        except KeyError:
-            return False
-        return True
+        return self._late.take(target, identity)
 
     def _delivered_late(self, target: str, message: str) -> AppriseResult | None:
         """A success to answer `message` with, if a given-up attempt delivered all of it."""
-        keys = [(target, identity) for identity in message.split("\n")]
-        if not all(key in self._late for key in keys):
+        if not self._late.take_message(target, message):
             return None
-        for key in keys:
-            del self._late[key]
         return AppriseResult(status=AppriseResultStatus.SUCCESS)
 
     def knows(self, target: str) -> bool:
@@ -277,7 +255,7 @@ class ChannelSet:
                     (lambda: self._delivered_late(target, message)) if message else lambda: None
                 ),
                 on_late=(
-                    (lambda outcome: self._remember_late(target, message, outcome))
+                    (lambda outcome: self._late.remember(target, message, bool(outcome)))
                     if message
                     else None
                 ),
@@ -290,7 +268,7 @@ class ChannelSet:
             log.warning("send to %s failed: %s", entry.target.display, error)
             return SendResult(ok=False, error=error)
         with result:
-            outcome = _to_send_result(result, entry)
+            outcome = to_send_result(result, entry.secrets)
         log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
         return outcome
 
@@ -313,14 +291,6 @@ class ChannelSet:
 
 
 SLACK_SECTION_LIMIT = 3000  # characters of a Slack section block's text (Slack's documented cap)
-RATE_LIMIT_PAUSE = 30.0  # seconds a channel rests after a 429 that names no wait
-# apprise's words for a 429 ("error=429", "HTTP 429", "Too Many Requests"), not any "429" in a
-# warning that also names the target (an ntfy topic "desk-429").
-_RATE_LIMITED = re.compile(
-    r"(?:error\s*=\s*|http\s+|status\s*[=:]?\s*|code\s*[=:]?\s*)429\b|too many requests",
-    re.IGNORECASE,
-)
-_RETRY_AFTER = re.compile(r"retry[ _-]after\D{0,3}(\d{1,6}(?:\.\d{1,6})?)", re.IGNORECASE)
 
 
 def _limit(plugin: NotifyBase) -> MessageLimit:
@@ -347,48 +317,3 @@ def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
     plugin.socket_connect_timeout = delivery.timeout
     plugin.socket_read_timeout = delivery.timeout
     plugin.overflow_mode = OverflowMode(delivery.overflow)
-
-
-def _to_send_result(result: AppriseResult, entry: _Entry) -> SendResult:
-    """The one translation from apprise's result to ours; error text privacy-safe.
-
-    The error names the service, the outcome and apprise's warnings, not the URL: callers
-    already hold the target's display form.
-    """
-    if result:
-        return SendResult(ok=True)
-    parts: list[str] = []
-    for service in result:
-        messages = _warnings(m for m in service.logs())
-        detail = f": {'; '.join(messages)}" if messages else ""
-        parts.append(f"{service.name}: {service.status.name.lower()}{detail}")
-    if not parts:  # nothing dispatched (call itself refused): say why from the call logs
-        messages = _warnings(result.call_logs())
-        detail = f": {'; '.join(messages)}" if messages else ""
-        parts.append(f"{result.status.name.lower()}{detail}")
-    error = " | ".join(parts)
-    return SendResult(
-        ok=False, error=scrub(error, entry.secrets), retry_after=rate_limit_pause(error)
-    )
-
-
-def rate_limit_pause(error: str) -> float | None:
-    """Seconds to pause a channel that answered 429, from apprise's words; None if it did not.
-
-    apprise keeps the response's headers to itself, so Retry-After is out of reach: a wait the
-    service states in its body (Telegram's "retry after 35") is taken, else `RATE_LIMIT_PAUSE`.
-    """
-    if not _RATE_LIMITED.search(error):
-        return None
-    stated = _RETRY_AFTER.search(error)
-    return min(float(stated.group(1)), MAX_STATED_PAUSE) if stated else RATE_LIMIT_PAUSE
-
-
-def _warnings(entries: Iterable[NotifyLogEntry]) -> list[str]:
-    """The distinct warning/error messages of a capture, last three, in order."""
-    seen: list[str] = []
-    for entry in entries:
-        message = entry.message.strip()
-        if entry.level in _SERIOUS and message and message not in seen:
-            seen.append(message)
-    return seen[-3:]

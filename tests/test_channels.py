@@ -25,9 +25,10 @@ from receivers import (
 )
 
 from notifier import send_attempt
-from notifier.channels import RATE_LIMIT_PAUSE, ChannelSet, Target, check_url, rate_limit_pause
+from notifier.channels import ChannelSet, Target, check_url
 from notifier.errors import ConfigError
 from notifier.events import MessageLimit
+from notifier.send_results import RATE_LIMIT_PAUSE, rate_limit_pause
 from notifier.settings import ChannelSettings, DeliverySettings
 
 TITLE = "Will <b>&*_ win?"

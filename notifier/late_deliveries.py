@@ -1,0 +1,48 @@
+"""The alerts that a send given up on delivered after all, remembered for their retries.
+
+A send that outlives its deadline is given up on, and its alerts are retried; the thread goes
+on and may still succeed. Its success then answers the retry instead of a second copy. It is
+kept per alert (target, identity), not per message: a retry may fold those alerts with
+others, or send them one by one, and each must still be recognised.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+LATE_KEPT = 1000  # alerts remembered (a retry comes within max_age; the oldest go first)
+
+
+class LateDeliveries:
+    """Alerts known delivered by an attempt given up on, until a retry asks for them."""
+
+    def __init__(self) -> None:
+        self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def remember(self, target: str, message: str, delivered: bool) -> None:
+        """A given-up attempt of `message` (its alerts' identities, one a line) ended; if the
+        service took it, each of its alerts is delivered."""
+        if not delivered:
+            return
+        for identity in message.split("\n"):
+            self._delivered[target, identity] = None
+        while len(self._delivered) > LATE_KEPT:
+            self._delivered.popitem(last=False)
+
+    def take(self, target: str, identity: str) -> bool:
+        """Whether this alert was delivered late; forgotten once asked."""
+        try:
+            del self._delivered[target, identity]
+        except KeyError:
+            return False
+        return True
+
+    def take_message(self, target: str, message: str) -> bool:
+        """Whether every alert of `message` was delivered late (then all are forgotten); if
+        any was not, nothing is taken and the message goes out."""
+        keys = [(target, identity) for identity in message.split("\n")]
+        if not all(key in self._delivered for key in keys):
+            return False
+        for key in keys:
+            del self._delivered[key]
+        return True

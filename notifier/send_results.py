@@ -1,0 +1,70 @@
+"""What an apprise result says: delivered, or why not, with a 429's pause; secrets scrubbed.
+
+apprise reports a send as a status and the log lines its plugin wrote while sending. The
+deliverer needs three things from them: whether the alert went, an error text it may log and
+store (never a URL's secret), and whether the service asked it to slow down.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from apprise import AppriseResult, NotifyLogEntry
+
+from notifier.channel_limits import MAX_STATED_PAUSE
+from notifier.channel_privacy import scrub
+from notifier.events import SendResult
+
+_SERIOUS = frozenset({"WARNING", "ERROR", "CRITICAL"})
+RATE_LIMIT_PAUSE = 30.0  # seconds a channel rests after a 429 that names no wait
+# apprise's words for a 429 ("error=429", "HTTP 429", "Too Many Requests"), not any "429" in a
+# warning that also names the target (an ntfy topic "desk-429").
+_RATE_LIMITED = re.compile(
+    r"(?:error\s*=\s*|http\s+|status\s*[=:]?\s*|code\s*[=:]?\s*)429\b|too many requests",
+    re.IGNORECASE,
+)
+_RETRY_AFTER = re.compile(r"retry[ _-]after\D{0,3}(\d{1,6}(?:\.\d{1,6})?)", re.IGNORECASE)
+
+
+def to_send_result(result: AppriseResult, secrets: Iterable[str]) -> SendResult:
+    """The one translation from apprise's result to ours; error text privacy-safe.
+
+    The error names the service, the outcome and apprise's warnings, not the URL: callers
+    already hold the target's display form.
+    """
+    if result:
+        return SendResult(ok=True)
+    parts: list[str] = []
+    for service in result:
+        messages = _warnings(m for m in service.logs())
+        detail = f": {'; '.join(messages)}" if messages else ""
+        parts.append(f"{service.name}: {service.status.name.lower()}{detail}")
+    if not parts:  # nothing dispatched (call itself refused): say why from the call logs
+        messages = _warnings(result.call_logs())
+        detail = f": {'; '.join(messages)}" if messages else ""
+        parts.append(f"{result.status.name.lower()}{detail}")
+    error = " | ".join(parts)
+    return SendResult(ok=False, error=scrub(error, secrets), retry_after=rate_limit_pause(error))
+
+
+def rate_limit_pause(error: str) -> float | None:
+    """Seconds to pause a channel that answered 429, from apprise's words; None if it did not.
+
+    apprise keeps the response's headers to itself, so Retry-After is out of reach: a wait the
+    service states in its body (Telegram's "retry after 35") is taken, else `RATE_LIMIT_PAUSE`.
+    """
+    if not _RATE_LIMITED.search(error):
+        return None
+    stated = _RETRY_AFTER.search(error)
+    return min(float(stated.group(1)), MAX_STATED_PAUSE) if stated else RATE_LIMIT_PAUSE
+
+
+def _warnings(entries: Iterable[NotifyLogEntry]) -> list[str]:
+    """The distinct warning/error messages of a capture, last three, in order."""
+    seen: list[str] = []
+    for entry in entries:
+        message = entry.message.strip()
+        if entry.level in _SERIOUS and message and message not in seen:
+            seen.append(message)
+    return seen[-3:]
