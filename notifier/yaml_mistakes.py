@@ -94,7 +94,7 @@ def split_numbers(entries: Sequence[tuple[yaml.Node, yaml.Node]]) -> dict[int, t
         pieces = list(itertools.takewhile(_is_piece, entries[index + 1 :]))
         key, whole = entries[index]
         if pieces and isinstance(key, yaml.ScalarNode) and _is_whole(whole):
-            parts = [str(key.value) for key, _ in pieces]
+            parts = [str(piece.value) for piece, _ in pieces]
             found[index] = (_SPLIT.format(hint=_number_hint(str(whole.value), parts)), len(parts))
             index += len(pieces)
         index += 1
