@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from apprise import Apprise
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -92,6 +93,21 @@ def test_bidi_controls_in_a_value_never_reach_the_message() -> None:
     odd = dataclasses.replace(FILL, outcome="Yes\u202e", order_id="o\u2066\u2069 1\u200f")
     body = Template.parse("{outcome} @ {price} #{order_id}")
     assert body.render(fill_values(odd, rule="r")) == "Yes @ 0.65 #o 1"
+
+
+def test_a_mention_in_a_value_pings_nobody() -> None:
+    """Venue text cannot ping a Discord server, a Slack channel or a Telegram user: each
+    mention in a value gets a zero-width space; the template's own `@here` stays one."""
+    odd = dataclasses.replace(
+        FILL, market_title="@everyone: <!channel> <@123> <@&45> @here", outcome="a@b.c"
+    )
+    body = Template.parse("@here {market_title} / {outcome}").render(fill_values(odd, rule="r"))
+    z = "\u200b"
+    assert body == f"@here @{z}everyone: <{z}!channel> <@{z}123> <@{z}&45> @{z}here / a@{z}b.c"
+    assert body.replace(z, "") == "@here @everyone: <!channel> <@123> <@&45> @here / a@b.c"
+    # apprise's Discord plugin finds the template's mention and none of the title's.
+    discord = Apprise.instantiate("discord://123/abcdef")
+    assert discord.ping_payload(body)["allow_mentions"]["parse"] == ["here"]
 
 
 def test_notional_is_exact_for_the_longest_decimals_normalize_admits() -> None:
