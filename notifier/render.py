@@ -209,7 +209,7 @@ class Template:
             if not isinstance(value, Markup):
                 if not text.isprintable():  # bidi controls would reorder the line after them
                     text = BIDI_CONTROLS.sub("", text)
-                if "@" in text or "<!" in text:
+                if "@" in text or "<!" in text or "](" in text:
                     text = _MENTION.sub(NO_MENTION, text)
                 if escape is not None:
                     text = escape(text)
@@ -218,13 +218,15 @@ class Template:
 
 
 # A mention in a value would ping people the alert's writer never named: "@everyone" in a
-# market title pings a whole Discord server, "<!channel>" a Slack channel, "@name" a Telegram
-# user; apprise's Discord plugin even copies each "@word" of a Markdown body into the message
-# as a ping ("👉 @everyone"). A zero-width space after the "@" (or the "<" of "<!") leaves the
-# text as it reads and makes it no mention. Values only: a template's own "@here" is its
-# writer's choice.
+# market title pings a whole Discord server, "<@!123>" a Discord user, "<!channel>" a Slack
+# channel, "@name" a Telegram user; apprise's Discord plugin even copies each "@word" of a
+# Markdown body into the message as a ping ("👉 @everyone"). A Markdown link in a value,
+# "[x](!here)", becomes Slack's "<!here|x>" in apprise's conversion, "[x](tg://user?id=1)" a
+# Telegram mention, and any other one a link the venue's text chose. A zero-width space after
+# the "@", inside "<!", "<@" or "](" leaves the text as it reads and makes it neither mention
+# nor link. Values only: a template's own "@here" is its writer's choice.
 NO_MENTION = "\u200b"
-_MENTION = re.compile(r"(?<=@)(?=[\w&])|(?<=<)(?=!)")
+_MENTION = re.compile(r"(?<=@)(?=[\w&!])|(?<=<)(?=[!@])|(?<=\])(?=\()")
 
 # A Decimal spec's presentation types: its last character, if it names one (a fill character
 # is always followed by an alignment, so it is never last).

@@ -19,6 +19,7 @@ from notifier.channels import ChannelSet
 from notifier.events import Fill
 from notifier.normalize import Rejected, decode_frame, normalize_any, showable
 from notifier.plan import Planned, plan_alerts
+from notifier.render import NO_MENTION
 from notifier.rules import Rule
 from notifier.settings import Settings
 from notifier.shaping_stage import rule_shaping
@@ -107,6 +108,12 @@ def _describe(
                 print(f"    title: {title}{to}", file=out)
             for body_line in alert.body.splitlines() or [""]:
                 print(f"    body:  {body_line}", file=out)
+            if NO_MENTION in alert.title or NO_MENTION in alert.body:
+                print(
+                    "    note: zero-width spaces (U+200B) keep the @mentions and links in the "
+                    "fill's text from pinging anyone or linking anywhere",
+                    file=out,
+                )
 
 
 def _shaped_note(rule: Rule) -> str:

@@ -126,7 +126,9 @@ def _is_piece(entry: tuple[yaml.Node, yaml.Node]) -> bool:
 def _number_hint(whole: str, parts: list[str]) -> str:
     if len(parts) == 1:
         return comma_hint(whole, parts[0])
-    return f"write {whole}{''.join(parts)} without the thousands separators"
+    if whole.strip("0-+") and all(len(part) == 3 for part in parts):
+        return f"write {whole}{''.join(parts)} without the thousands separators"
+    return f"write {','.join([whole, *parts])} as one number, with no comma"
 
 
 def tag_problem(tag: str) -> str:

@@ -239,6 +239,32 @@ def test_test_command_reads_the_title_where_the_nested_shape_keeps_it(
     )
 
 
+def test_test_command_says_why_a_mention_in_the_fill_is_no_mention(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The zero-width space that defuses "@everyone" is invisible: the output says it is there."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    fill = {
+        "order_id": "44",
+        "market_id": "0xabc1",
+        "side": "BUY",
+        "outcome": "No",
+        "price": "0.4",
+        "quantity": "150",
+        "filled_at": "2026-02-06T12:01:00Z",
+        "market_title": "@everyone wins?",
+    }
+    assert cli.main(["test", "c.yaml", "--fill", json.dumps(fill)]) == 0
+    assert capsys.readouterr().out == (
+        "fill 1: BUY 150 No @ 0.4 on @everyone wins? (order 44)\n"
+        "  rule big -> hook\n"
+        "    title: Big BUY on @\u200beveryone wins?\n"
+        "    body:  150 No @ 0.40 #44\n"
+        "    note: zero-width spaces (U+200B) keep the @mentions and links in the fill's text "
+        "from pinging anyone or linking anywhere\n"
+    )
+
+
 def test_test_command_refuses_bad_fills(capsys: pytest.CaptureFixture[str]) -> None:
     """A fill that is not JSON or not valid is reported with its reason; exit 2."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")

@@ -1230,6 +1230,13 @@ def test_a_decimal_comma_is_named_as_one() -> None:
                 "write 1000000 without the thousands separators"
             ],
         ),
+        (
+            "{price: {max: 0,6,5}}",
+            [
+                "price.max: a comma in {...} separates entries: "
+                "write 0,6,5 as one number, with no comma"
+            ],
+        ),
     ],
 )
 def test_a_number_split_at_its_commas_is_one_problem(when: str, expected: list[str]) -> None:

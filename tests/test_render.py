@@ -98,13 +98,15 @@ def test_bidi_controls_in_a_value_never_reach_the_message() -> None:
 def test_a_mention_in_a_value_pings_nobody() -> None:
     """Venue text cannot ping a Discord server, a Slack channel or a Telegram user: each
     mention in a value gets a zero-width space; the template's own `@here` stays one."""
-    odd = dataclasses.replace(
-        FILL, market_title="@everyone: <!channel> <@123> <@&45> @here", outcome="a@b.c"
-    )
+    title = "@everyone: <!channel> <@123> <@!67> <@&45> @here [x](!here)"
+    odd = dataclasses.replace(FILL, market_title=title, outcome="a@b.c")
     body = Template.parse("@here {market_title} / {outcome}").render(fill_values(odd, rule="r"))
     z = "\u200b"
-    assert body == f"@here @{z}everyone: <{z}!channel> <@{z}123> <@{z}&45> @{z}here / a@{z}b.c"
-    assert body.replace(z, "") == "@here @everyone: <!channel> <@123> <@&45> @here / a@b.c"
+    assert body == (
+        f"@here @{z}everyone: <{z}!channel> <{z}@{z}123> <{z}@{z}!67> <{z}@{z}&45> @{z}here "
+        f"[x]{z}(!here) / a@{z}b.c"
+    )
+    assert body.replace(z, "") == f"@here {title} / a@b.c"
     # apprise's Discord plugin finds the template's mention and none of the title's.
     discord = Apprise.instantiate("discord://123/abcdef")
     assert discord.ping_payload(body)["allow_mentions"]["parse"] == ["here"]
