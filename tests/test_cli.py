@@ -208,6 +208,17 @@ def test_test_command_notes_a_fill_a_title_could_judge(capsys: pytest.CaptureFix
     )
 
 
+# A fill rule `big` of RULES matches, without its time (the shapes name it differently).
+BIG_BUY = {
+    "order_id": "44",
+    "market_id": "0xabc1",
+    "side": "BUY",
+    "outcome": "No",
+    "price": "0.4",
+    "quantity": "150",
+}
+
+
 def test_test_command_reads_the_title_where_the_nested_shape_keeps_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -220,12 +231,7 @@ def test_test_command_reads_the_title_where_the_nested_shape_keeps_it(
     nested = {
         "type": "execution",
         "data": {
-            "order_id": "44",
-            "market_id": "0xabc1",
-            "side": "BUY",
-            "outcome": "No",
-            "price": "0.4",
-            "quantity": "150",
+            **BIG_BUY,
             "timestamp": "2026-02-06T12:01:00Z",
             "market_title": " Will it rain?\n",
         },
@@ -244,16 +250,7 @@ def test_test_command_says_why_a_mention_in_the_fill_is_no_mention(
 ) -> None:
     """The zero-width space that defuses "@everyone" is invisible: the output says it is there."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
-    fill = {
-        "order_id": "44",
-        "market_id": "0xabc1",
-        "side": "BUY",
-        "outcome": "No",
-        "price": "0.4",
-        "quantity": "150",
-        "filled_at": "2026-02-06T12:01:00Z",
-        "market_title": "@everyone wins?",
-    }
+    fill = {**BIG_BUY, "filled_at": "2026-02-06T12:01:00Z", "market_title": "@everyone wins?"}
     assert cli.main(["test", "c.yaml", "--fill", json.dumps(fill)]) == 0
     assert capsys.readouterr().out == (
         "fill 1: BUY 150 No @ 0.4 on @everyone wins? (order 44)\n"
