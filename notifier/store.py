@@ -239,7 +239,7 @@ class StateStore(OutboxQueue):
 
     def forget_watermark(self) -> None:
         """Back to a fresh store's watermark (none): the next start sets its floor again."""
-        with self._errors("save watermark"), self._tx() as db:
+        with self._errors("forget watermark"), self._tx() as db:
             db.execute("DELETE FROM watermark WHERE id = 1")
 
     def load_gap(self) -> datetime | None:
