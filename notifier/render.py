@@ -191,9 +191,13 @@ class Template:
         `escape` is applied to each value's text (not the template's own, nor `Markup`).
         """
         out: list[str] = []
+        value_ended = False  # whether `out` ends with a value's text (not the template's)
         for part in self._parts:
             if isinstance(part, str):
+                if value_ended and _forms_mention(out, part):
+                    out.append(NO_MENTION)
                 out.append(part)
+                value_ended = False
                 continue
             name, spec, to_str = part
             value = values.get(name, "")
@@ -213,6 +217,10 @@ class Template:
                     text = _MENTION.sub(NO_MENTION, text)
                 if escape is not None:
                     text = escape(text)
+                if text and _forms_mention(out, text):
+                    text = NO_MENTION + text
+            if text:
+                value_ended = not isinstance(value, Markup)
             out.append(text)
         return "".join(out)
 
@@ -224,9 +232,19 @@ class Template:
 # "[x](!here)", becomes Slack's "<!here|x>" in apprise's conversion, "[x](tg://user?id=1)" a
 # Telegram mention, and any other one a link the venue's text chose. A zero-width space after
 # the "@", inside "<!", "<@" or "](" leaves the text as it reads and makes it neither mention
-# nor link. Values only: a template's own "@here" is its writer's choice.
+# nor link; so does one at a seam where a value and the template's text would join into a
+# mention. Values only: a template's own "@here" is its writer's choice.
 NO_MENTION = "\u200b"
 _MENTION = re.compile(r"(?<=@)(?=[\w&!])|(?<=<)(?=[!@])|(?<=\])(?=\()")
+
+
+def _forms_mention(out: list[str], text: str) -> bool:
+    """Whether `text` after what `out` holds so far would join into a mention across the
+    seam: a template's "@{outcome}" with the venue's "everyone", or a value ending in "@"
+    before the template's "here". The seam is one character each side, as in `_MENTION`."""
+    last = next((chunk[-1] for chunk in reversed(out) if chunk), "")
+    return last in "@<]" and _MENTION.match(last + text[0], 1) is not None
+
 
 # A Decimal spec's presentation types: its last character, if it names one (a fill character
 # is always followed by an alignment, so it is never last).

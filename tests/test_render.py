@@ -112,6 +112,28 @@ def test_a_mention_in_a_value_pings_nobody() -> None:
     assert discord.ping_payload(body)["allow_mentions"]["parse"] == ["here"]
 
 
+def test_a_mention_joined_across_a_template_and_a_value_pings_nobody() -> None:
+    """A template's `@{outcome}` with the venue's "everyone", `<{market_id}>` with "!here", or
+    a value ending in "@" before the template's "here" would form a mention at the seam: it
+    gets the zero-width space there; a template's own mention, and a value ending in "@"
+    before a space, stay as written."""
+    odd = dataclasses.replace(FILL, outcome="everyone", market_id="!here", order_id="x@")
+    z = "\u200b"
+    values = fill_values(odd, rule="r")
+    assert Template.parse("@{outcome} <{market_id}> {order_id}here").render(values) == (
+        f"@{z}everyone <{z}!here> x@{z}here"
+    )
+    # Through an empty value, and between two values.
+    empty = {**values, "status": ""}
+    assert Template.parse("@{status}{outcome}|{order_id}{outcome}").render(empty) == (
+        f"@{z}everyone|x@{z}everyone"
+    )
+    assert Template.parse("@here {order_id} @ {side}").render(values) == "@here x@ @ BUY"
+    discord = Apprise.instantiate("discord://123/abcdef")
+    body = Template.parse("@here @{outcome}").render(values)
+    assert discord.ping_payload(body)["allow_mentions"]["parse"] == ["here"]
+
+
 def test_notional_is_exact_for_the_longest_decimals_normalize_admits() -> None:
     """Two wire decimals' product needs more than the context's 28 digits: a bound of
     `notional: {min: 1}` must see that this one is under 1."""
