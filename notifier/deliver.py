@@ -294,7 +294,7 @@ class Deliverer:
     def _due_in(self, item: OutboxItem) -> float | None:
         """Seconds until the row may be sent (0: now); None when it is settled instead: found
         delivered after all, dead-lettered, or re-queued for its channel's current URLs."""
-        if self._delivered_after_all(item, self._channel(item)):
+        if self._outcomes.delivered_after_all(item, self._channel(item), self._sender):
             # First: the service has it, so it is neither dead, nor due for the fallback, nor
             # to be sent again to a URL a reload put in place of the one that took it.
             return None
@@ -380,16 +380,8 @@ class Deliverer:
     def _undelivered(self, rows: list[OutboxItem], channel: str) -> list[OutboxItem]:
         """`rows` less those an attempt given up on delivered after all (marked sent now): a
         fold must not repeat them beside new ones."""
-        return [row for row in rows if not self._delivered_after_all(row, channel)]
-
-    def _delivered_after_all(self, item: OutboxItem, channel: str) -> bool:
-        """Whether an attempt given up on delivered the row when its thread ended (the sender
-        remembers); if so it is marked sent now."""
-        take = getattr(self._sender, "take_delivered", None)
-        if not callable(take) or not take(item.target, item.identity):
-            return False
-        self._outcomes.sent(item, channel)
-        return True
+        late = self._outcomes.delivered_after_all
+        return [row for row in rows if not late(row, channel, self._sender)]
 
     async def _attempt(
         self, sender: Sender, item: OutboxItem, title: str, body: str, message: str

@@ -9,7 +9,6 @@ it dead-lettered.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 from collections.abc import Callable
@@ -86,9 +85,26 @@ class Outcomes:
         if fallback is None:
             return None
         after = fallback[1]
-        escalate = functools.partial(self.escalate, channel=channel, sender=sender)
-        recorded = self._fallbacks.sweep(target, now - after, escalate)
+
+        def settle_or_escalate(row: OutboxItem) -> None:
+            # A row behind the head may have been tried before (the head was then filled later,
+            # before a backfilled row took its place): sent late, it needs no fallback.
+            if self.delivered_after_all(row, channel, sender):
+                self._fallbacks.settled(row.identity)
+            else:
+                self.escalate(row, channel, sender)
+
+        recorded = self._fallbacks.sweep(target, now - after, settle_or_escalate)
         return None if recorded is None else recorded + after
+
+    def delivered_after_all(self, item: OutboxItem, channel: str, sender: Sender) -> bool:
+        """Whether an attempt given up on delivered the row when its thread ended (the sender
+        remembers); if so it is marked sent now."""
+        take = getattr(sender, "take_delivered", None)
+        if not callable(take) or not take(item.target, item.identity):
+            return False
+        self.sent(item, channel)
+        return True
 
     def sent(self, item: OutboxItem, channel: str) -> None:
         self._store.mark_sent(item.id)

@@ -169,6 +169,10 @@ class FallbackPolicy:
             if len(rows) < SWEEP_BATCH:
                 return None
 
+    def settled(self, identity: str) -> None:
+        """The row needs no fallback (it was delivered after all): never queue it for one."""
+        self._done.add(identity)
+
     def escalate(
         self, item: OutboxItem, limits: ChannelLimits, channel: str, sender: object
     ) -> bool:

@@ -1067,6 +1067,45 @@ async def test_a_late_success_is_sent_not_dead_nor_fallen_back(
         assert deliverer.stats.dead == 0
 
 
+async def test_a_late_success_behind_the_head_is_sent_not_swept_to_the_fallback(
+    tmp_path: Path,
+) -> None:
+    """B's attempt was given up on and delivered after all; a backfilled A, filled before B,
+    then took the head and kept failing. The sweep of the rows behind a failing head finds B
+    delivered and marks it sent, rather than queueing it for the fallback (shown twice);
+    A itself still falls back."""
+    clock = HandClock()
+    chans = {
+        "chat": ChannelSettings(
+            name="chat", urls=("json://h/c",), fallback="mail", fallback_after=timedelta(minutes=1)
+        ),
+        "mail": ChannelSettings(name="mail", urls=("json://h/m",)),
+    }
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, "B", "c")
+        sender = LateSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(deliverer):
+            await spin_until(lambda: sender.attempts == [("c", "B")])
+            await settle()
+            [row_b] = store.outbox()
+            put(store, "A", "c", secs=-5)  # backfilled: filled before B, so the head now
+            deliverer.notify()
+            await spin_until(lambda: sender.attempts == [("c", "B"), ("c", "A")])
+            await settle()
+            sender.late.add(row_b.identity)  # B's given-up send ended: delivered
+            clock.advance(120)
+            deliverer.notify()
+            await spin_until(lambda: ("m", "A") in sender.attempts)
+            await settle()
+        sent = sorted((r.title, r.target) for r in store.outbox(state="sent"))
+        assert sent == [("A", "m"), ("B", "c")]  # B on chat (late), A on mail
+        assert [(r.title, r.target) for r in store.outbox(state="pending")] == [("A", "c")]
+        assert ("m", "B") not in sender.attempts
+        assert sender.attempts.count(("c", "B")) == 1
+
+
 async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: HandClock) -> None:
     """A rate-limited channel folds its due rows; one among them past max_age (queued before a
     backfilled row that was filled earlier, so not at the head) is dead-lettered, not sent."""
