@@ -96,7 +96,10 @@ class FieldMatch(Condition):
         object.__setattr__(self, "_lowered_globs", lowered_globs if caseless else ())
 
     def matches(self, fill: Fill) -> bool:
-        value = self._get(fill)
+        return self.accepts(self._get(fill))
+
+    def accepts(self, value: str | None) -> bool:
+        """Whether the field's value `value` matches (`matches` reads it from a fill)."""
         if value is None:
             return False
         if not self._caseless:

@@ -4,6 +4,10 @@ Most rules pin a market and a side, so `RuleSet.match` looks the fill's (market,
 bounded cache of candidate rules (built from exact and prefix-glob market buckets plus a
 wildcard bucket) and evaluates only those, with the indexed tests already taken out. The cost
 per fill then follows the number of candidates, not the number of rules.
+
+A market's title is the same for every fill on it, so a titled fill's candidates are cached by
+(market, side, title) with each rule's top-level `market_title` tests already decided: a
+thousand title globs cost their glob tests once per market and title, not once per fill.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 from notifier.conditions import (
     AllOf,
@@ -76,6 +80,7 @@ def naive_match(rules: Sequence[Rule], fill: Fill) -> tuple[Rule, ...]:
 
 
 _Candidates = tuple[tuple[Rule, Condition | None], ...]
+_Key = TypeVar("_Key", tuple[str, str], tuple[str, str, str])
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,8 @@ class _Indexed:
     sides: frozenset[str] | None
     residual: Condition | None  # what is left to test once the pins hold; None = nothing
     pair: tuple[Rule, Condition | None]  # (rule, residual), built once and shared by candidates
+    titles: tuple[FieldMatch, ...]  # the residual's top-level market_title tests
+    titled_pair: tuple[Rule, Condition | None]  # (rule, residual less `titles`), once they hold
 
 
 def _flatten(condition: Condition) -> list[Condition]:
@@ -102,8 +109,13 @@ def _is_prefix_glob(pattern: str) -> bool:
     return pattern.endswith("*") and not is_glob(pattern.rstrip("*"))  # "0xabc*" or "0xabc**"
 
 
+def _conjunction(parts: list[Condition]) -> Condition | None:
+    return None if not parts else parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+
+
 def _index(position: int, rule: Rule) -> _Indexed:
-    """Take one market test and one side test out of the rule's top-level conjunction."""
+    """Take one market test and one side test out of the rule's top-level conjunction, and
+    note its top-level title tests."""
     markets: frozenset[str] | None = None
     prefixes: frozenset[str] = frozenset()
     sides: frozenset[str] | None = None
@@ -127,8 +139,20 @@ def _index(position: int, rule: Rule) -> _Indexed:
             sides = frozenset(part.patterns)
         else:
             rest.append(part)
-    residual = None if not rest else rest[0] if len(rest) == 1 else AllOf(tuple(rest))
-    return _Indexed(position, rule, markets, prefixes, sides, residual, (rule, residual))
+    residual = _conjunction(rest)
+    titles = tuple(p for p in rest if isinstance(p, FieldMatch) and p.field == "market_title")
+    untitled = _conjunction([p for p in rest if p not in titles]) if titles else residual
+    return _Indexed(
+        position,
+        rule,
+        markets,
+        prefixes,
+        sides,
+        residual,
+        (rule, residual),
+        titles,
+        (rule, untitled),
+    )
 
 
 class RuleSet:
@@ -138,6 +162,8 @@ class RuleSet:
         "_by_market",
         "_by_prefix",
         "_cache",
+        "_tests_titles",
+        "_titled_cache",
         "_wild",
         "_wild_pairs",
         "escape",
@@ -164,10 +190,13 @@ class RuleSet:
         self._by_market: dict[str, list[_Indexed]] = {}
         self._by_prefix: dict[int, dict[str, list[_Indexed]]] = {}
         wild: list[_Indexed] = []
+        # Whether a rule's top level tests the title: only then are titled fills told apart.
+        self._tests_titles = False
         for position, rule in enumerate(self.rules):
             if not rule.enabled:
                 continue
             entry = _index(position, rule)
+            self._tests_titles = self._tests_titles or bool(entry.titles)
             if entry.markets is None:
                 wild.append(entry)
                 continue
@@ -184,6 +213,7 @@ class RuleSet:
         }
         self._wild_pairs = {side: tuple(e.pair for e in w) for side, w in self._wild.items()}
         self._cache: dict[tuple[str, str], _Candidates] = {}
+        self._titled_cache: dict[tuple[str, str, str], _Candidates] = {}
 
     def __repr__(self) -> str:
         return f"RuleSet({list(self.names())!r})"
@@ -200,10 +230,17 @@ class RuleSet:
 
     def match(self, fill: Fill) -> tuple[Rule, ...]:
         """Enabled rules matching `fill`, in file order, up to the first matching `stop` rule."""
-        key = (fill.market_id, fill.side)
-        candidates = self._cache.get(key)
-        if candidates is None:
-            candidates = self._candidates(key)
+        title = fill.market_title
+        if title is not None and self._tests_titles:
+            titled = (fill.market_id, fill.side, title)
+            candidates = self._titled_cache.get(titled)
+            if candidates is None:
+                candidates = self._titled_candidates(titled)
+        else:
+            key = (fill.market_id, fill.side)
+            candidates = self._cache.get(key)
+            if candidates is None:
+                candidates = self._candidates(key)
         out: list[Rule] = []
         for rule, residual in candidates:
             if residual is None or residual.matches(fill):
@@ -230,16 +267,44 @@ class RuleSet:
 
     def _candidates(self, key: tuple[str, str]) -> _Candidates:
         """Rules whose market and side pins admit `key`, in file order (cached, bounded)."""
-        market, side = key
+        entries = self._entries(*key)
+        if entries is None:
+            return self._wild_pairs.get(key[1], ())
+        return _remember(self._cache, key, tuple(e.pair for e in entries))
+
+    def _titled_candidates(self, key: tuple[str, str, str]) -> _Candidates:
+        """As `_candidates`, for a fill with the title `key[2]`: a rule whose title tests
+        refuse it is left out, one whose tests accept it comes without them (cached)."""
+        market, side, title = key
+        entries = self._entries(market, side)
+        candidates: list[tuple[Rule, Condition | None]] = []
+        for e in self._wild.get(side, ()) if entries is None else entries:
+            if not e.titles:
+                candidates.append(e.pair)
+                continue
+            for test in e.titles:  # a plain loop: all(genexpr) doubled a first fill's cost
+                if not test.accepts(title):
+                    break
+            else:
+                candidates.append(e.titled_pair)
+        return _remember(self._titled_cache, key, tuple(candidates))
+
+    def _entries(self, market: str, side: str) -> list[_Indexed] | None:
+        """The rules whose market and side pins admit (market, side), in file order; None if
+        no rule pins the market (the side's wildcard rules alone)."""
         pinned = list(self._by_market.get(market, ()))
         for length, bucket in self._by_prefix.items():
             pinned.extend(bucket.get(market[:length], ()))
         if not pinned:
-            return self._wild_pairs.get(side, ())
+            return None
         found = {e.position: e for e in pinned if e.sides is None or side in e.sides}
         found.update((e.position, e) for e in self._wild.get(side, ()))
-        candidates = tuple(found[p].pair for p in sorted(found))
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()  # O(1) amortized; refilled by the markets actually trading
-        self._cache[key] = candidates
-        return candidates
+        return [found[p] for p in sorted(found)]
+
+
+def _remember(cache: dict[_Key, _Candidates], key: _Key, candidates: _Candidates) -> _Candidates:
+    """Keep `key`'s candidates in a bounded cache."""
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()  # O(1) amortized; refilled by the markets actually trading
+    cache[key] = candidates
+    return candidates

@@ -313,6 +313,49 @@ def test_indexed_match_agrees_with_naive(rules: list[Rule], batch: list[Fill]) -
         assert ruleset.match(f) == naive_match(rules, f)
 
 
+titled_fills = st.builds(
+    lambda f, t: dataclasses.replace(f, market_title=t), fills, st.none() | st.sampled_from(TITLES)
+)
+
+
+@settings(max_examples=300)
+@given(rules=rule_lists(titles=True), batch=st.lists(titled_fills, min_size=1, max_size=8))
+def test_indexed_match_agrees_with_naive_on_titled_fills(
+    rules: list[Rule], batch: list[Fill]
+) -> None:
+    """With title tests (decided once per market, side and title, then cached), RuleSet.match
+    still returns exactly what testing every rule in order returns, titled or not."""
+    ruleset = RuleSet(rules)
+    for f in batch + batch:  # twice: the second pass goes through the caches
+        assert ruleset.match(f) == naive_match(rules, f)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CountedTitles(FieldMatch):
+    """A title test that counts the titles it was asked about."""
+
+    asked: list[str | None] = dataclasses.field(default_factory=list, compare=False)
+
+    def accepts(self, value: str | None) -> bool:
+        self.asked.append(value)
+        return FieldMatch.accepts(self, value)
+
+
+def test_a_title_glob_is_tested_once_per_market_and_title() -> None:
+    """A rule on the title alone costs its glob once per (market, side, title), however many
+    fills come; a market whose title changes is judged on the new title."""
+    test = CountedTitles("market_title", ("*bitcoin*",))
+    rules = [rule("pinned", AllOf((FieldMatch("market", ("0xabc123",)), test))), rule("wild", test)]
+    ruleset = RuleSet(rules)
+    for _ in range(100):
+        assert [r.name for r in ruleset.match(BASE)] == ["pinned", "wild"]
+        assert ruleset.match(fill(market_id="0xdef")) == (rules[1],)
+    assert test.asked == [BASE.market_title] * 3  # 0xabc123: both rules; 0xdef: the wild one
+    renamed = fill(market_title="Will Ether close above $5k?")
+    assert ruleset.match(renamed) == ()
+    assert ruleset.match(fill(market_title=None)) == ()  # no title: no title test holds
+
+
 @settings(max_examples=300)
 @given(rules=rule_lists(titles=True), batch=st.lists(fills, min_size=1, max_size=4))
 def test_a_fill_needs_its_title_whenever_a_title_could_change_the_verdict(
