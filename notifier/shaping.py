@@ -20,6 +20,9 @@ Deadlines are stored, not recomputed, so a reload that changes a spec never lose
 A rule that stops being shaped (removed, renamed, or left without group/throttle/active) gives
 up what it holds as releases (`reconfigure`'s result, `orphans` after `restore`): those fills are
 already recorded as seen, so dropping them would lose them for good.
+
+The Shaper keeps every rule's state, finds what is due, and notes what the state file must
+write again; how one rule's state takes a match or a deadline is in `shaping_steps.py`.
 """
 
 from __future__ import annotations
@@ -27,30 +30,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
-from notifier.digests import (
-    Bunch,
-    Release,
-    ReleaseKind,
-    key_of,
-    make_release,
-)
+from notifier.digests import Release
 from notifier.events import Fill
 from notifier.shaping_state import (
-    SWEEP_MIN,
-    HeldDigest,
     Key,
     Kind,
-    OpenGroup,
     RuleState,
-    ThrottlePeriod,
     dump_entry,
     entries,
     load_entry,
     load_snapshot,
 )
-from notifier.shapingspecs import (
-    RuleShaping,
-)
+from notifier.shaping_steps import close_group, end_period, flush_held, give_up, is_open, take_match
+from notifier.shapingspecs import RuleShaping
 from notifier.windows import aware
 
 _RECHECK = datetime(1970, 1, 1, tzinfo=UTC)  # a deadline already past: "look again at once"
@@ -75,22 +67,7 @@ class Shaper:
         spec = self._spec(rule)
         state = self._rule_state(rule)
         out: list[Release] = []
-        if not self._open(spec, now):
-            self._fold(spec, state, Bunch.of(fill), 0, now)
-        elif spec.group is None:
-            self._throttle(rule, spec, state, Bunch.of(fill), now, out)
-        else:
-            key = key_of(fill, spec.group.by)
-            group = state.groups.get(key)
-            if group is not None and now >= group.due:
-                del state.groups[key]
-                self._after_group(rule, spec, state, key, group, now, out)
-                group = None
-            if group is None:
-                state.groups[key] = OpenGroup(due=now + spec.group.wait, bunch=Bunch.of(fill))
-            else:
-                group.bunch.add(fill)
-            state.dirty.add(("group", key))
+        take_match(rule, spec, state, fill, now, out)
         self._tidy(rule)
         return out
 
@@ -104,21 +81,21 @@ class Shaper:
             spec, state = self._specs[rule], self._state[rule]
             changed = len(out)
             if state.held is not None:
-                if self._open(spec, now):
-                    out.append(self._flush_held(rule, state))
+                if is_open(spec, now):
+                    out.append(flush_held(rule, state))
                 elif now >= state.held.opens and spec.active is not None:
                     state.held.opens = spec.active.next_open(now)
                     self._touched.add(rule)
             for _, key in sorted((g.due, k) for k, g in state.groups.items() if now >= g.due):
                 group = state.groups.pop(key)
                 state.dirty.add(("group", key))
-                self._after_group(rule, spec, state, key, group, now, out)
+                close_group(rule, spec, state, key, group, now, out)
             for _, key in sorted(
                 (t.until, k) for k, t in state.throttles.items() if now >= t.until
             ):
                 throttle = state.throttles.pop(key)
                 state.dirty.add(("throttle", key))
-                self._end_period(rule, spec, state, key, throttle, now, out)
+                end_period(rule, spec, state, key, throttle, now, out)
             if state.dirty or len(out) > changed:
                 self._touched.add(rule)
             self._tidy(rule)
@@ -282,28 +259,11 @@ class Shaper:
                 self._touched.add(rule)
 
     def _evict(self) -> list[Release]:
-        """Release everything held for rules without a spec, oldest deadline first.
-
-        Each group, throttle period and held digest becomes one release, as it would have at
-        its deadline; only the count of fills dropped outside active hours is forgotten.
-        """
+        """Release everything held for rules without a spec, rule by rule (see `give_up`)."""
         out: list[Release] = []
         for rule in sorted(r for r in self._state if r not in self._specs):
-            state = self._state.pop(rule)
             self._cleared.add(rule)
-            pieces = [
-                (g.due, make_release(rule, k, g.bunch, 0, "group")) for k, g in state.groups.items()
-            ]
-            pieces += [
-                (t.until, make_release(rule, k, t.bunch, t.messages - 1, "throttle"))
-                for k, t in state.throttles.items()
-                if t.bunch
-            ]
-            if state.held is not None:
-                held = make_release(rule, (), state.held.bunch, state.held.suppressed, "held")
-                pieces.append((state.held.opens, held))
-            pieces.sort(key=lambda p: (p[0], p[1].kind, p[1].key))  # fixed, as in `due`
-            out += [release for _, release in pieces]
+            out += give_up(rule, self._state.pop(rule))
         return out
 
     def _spec(self, rule: str) -> RuleShaping:
@@ -320,143 +280,3 @@ class Shaper:
         if self._state[rule].empty():
             del self._state[rule]
             self._cleared.add(rule)
-
-    @staticmethod
-    def _open(spec: RuleShaping, now: datetime) -> bool:
-        return spec.active is None or spec.active.is_active(now)
-
-    @staticmethod
-    def _holds(spec: RuleShaping, due: datetime) -> bool:
-        """Whether a message of matches that arrived inside the window, due at `due`, waits for
-        the next opening (`hold` outside the window); with `drop` it goes out: never discarded."""
-        active = spec.active
-        return active is not None and active.outside == "hold" and not active.is_active(due)
-
-    def _after_group(
-        self,
-        rule: str,
-        spec: RuleShaping,
-        state: RuleState,
-        key: tuple[str, ...],
-        group: OpenGroup,
-        now: datetime,
-        out: list[Release],
-    ) -> None:
-        bunch = group.bunch
-        # Judged at the deadline, not at release: a group due inside the window goes out,
-        # however late the release comes (a restart, a timer firing after closing time).
-        if self._holds(spec, group.due):
-            self._fold(spec, state, bunch, 0, now)
-        elif spec.throttle is None:
-            self._emit(spec, state, now, make_release(rule, key, bunch, 0, "group"), out)
-        else:
-            self._throttle(rule, spec, state, bunch, now, out)
-
-    def _throttle(
-        self,
-        rule: str,
-        spec: RuleShaping,
-        state: RuleState,
-        bunch: Bunch,
-        now: datetime,
-        out: list[Release],
-    ) -> None:
-        kind: ReleaseKind = "single" if spec.group is None else "group"
-        if spec.throttle is None:
-            self._emit(spec, state, now, make_release(rule, (), bunch, 0, kind), out)
-            return
-        key = key_of(bunch.last, spec.throttle.by)
-        state.dirty.add(("throttle", key))
-        throttle = state.throttles.get(key)
-        if throttle is not None and now >= throttle.until:
-            del state.throttles[key]
-            self._end_period(rule, spec, state, key, throttle, now, out)
-            throttle = state.throttles.get(key)
-        if throttle is None:
-            self._forget_quiet_periods(state, now)
-            state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, bunch=None)
-            group_key = () if spec.group is None else key_of(bunch.last, spec.group.by)
-            self._emit(spec, state, now, make_release(rule, group_key or key, bunch, 0, kind), out)
-        else:
-            if throttle.bunch is None:
-                throttle.bunch = bunch  # no longer anyone else's: its group or fill ended
-            else:
-                throttle.bunch.merge(bunch)
-            throttle.messages += 1
-
-    @staticmethod
-    def _forget_quiet_periods(state: RuleState, now: datetime) -> None:
-        """Drop ended periods that kept nothing back: the same as no period at all.
-
-        No deadline wakes `due` for them, so with `by: [order_id]` one per order ever
-        throttled stayed in memory and in the stored state. Swept when the table has doubled
-        since the last sweep, so the cost per offer stays constant.
-        """
-        if len(state.throttles) < state.sweep_at:
-            return
-        ended = [k for k, t in state.throttles.items() if not t.bunch and now >= t.until]
-        for key in ended:
-            del state.throttles[key]
-            state.dirty.add(("throttle", key))
-        state.sweep_at = max(SWEEP_MIN, 2 * len(state.throttles))
-
-    def _end_period(
-        self,
-        rule: str,
-        spec: RuleShaping,
-        state: RuleState,
-        key: tuple[str, ...],
-        throttle: ThrottlePeriod,
-        now: datetime,
-        out: list[Release],
-    ) -> None:
-        bunch = throttle.bunch
-        if bunch is None:
-            return
-        suppressed = throttle.messages - 1
-        if self._holds(spec, throttle.until):  # at the period's end, as a group at its due
-            self._fold(spec, state, bunch, suppressed, now)
-            return
-        if spec.throttle is not None:  # the trailing message starts the next period
-            state.throttles[key] = ThrottlePeriod(until=now + spec.throttle.every, bunch=None)
-            state.dirty.add(("throttle", key))
-        self._emit(spec, state, now, make_release(rule, key, bunch, suppressed, "throttle"), out)
-
-    def _emit(
-        self,
-        spec: RuleShaping,
-        state: RuleState,
-        now: datetime,
-        release: Release,
-        out: list[Release],
-    ) -> None:
-        # What waited for the window goes out first, if it is open: a group due inside the
-        # window and released after closing (a late timer, a restart) goes out alone, and
-        # what arrived after closing waits for the morning.
-        if state.held is not None and self._open(spec, now):
-            out.append(self._flush_held(release.rule, state))
-        out.append(release)
-
-    @staticmethod
-    def _flush_held(rule: str, state: RuleState) -> Release:
-        held = state.held
-        assert held is not None
-        state.held = None
-        return make_release(rule, (), held.bunch, held.suppressed, "held")
-
-    @staticmethod
-    def _fold(
-        spec: RuleShaping,
-        state: RuleState,
-        bunch: Bunch,
-        suppressed: int,
-        now: datetime,
-    ) -> None:
-        assert spec.active is not None
-        if spec.active.outside == "drop":
-            state.dropped += bunch.count
-        elif state.held is None:
-            state.held = HeldDigest(spec.active.next_open(now), bunch, suppressed)
-        else:
-            state.held.bunch.merge(bunch)
-            state.held.suppressed += suppressed

@@ -1,6 +1,7 @@
 """The Shaper's held state per rule, and its codec for the state file (so a restart keeps it).
 
-Apart from `shaping.py`'s state machine, which decides when these records open and release.
+Apart from the state machine (`shaping.py`, `shaping_steps.py`), which decides when these
+records open and release.
 State is stored as entries, one row each: a rule's own part (its held digest and dropped
 count), and each key's open group or throttle period. Only entries that changed are written
 again, so a rule throttling 10,000 markets costs a few rows per batch, not a 1 MB rewrite.
