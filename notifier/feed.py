@@ -19,42 +19,31 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidProxy,
-    InvalidStatus,
-    WebSocketException,
-)
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from notifier.backfill import Backfill, FillSink, WatermarkStore
 from notifier.clock import utc_now
-from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError
-from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
+from notifier.errors import KeyRefused, RateLimited, TransientFeedError
+from notifier.feed_connect import ReconnectPolicy, mint_token, ws_url
+from notifier.feed_socket import Refused, close_cause, open_socket
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import Recurrences
 from notifier.rejections import Rejections
 from notifier.settings import FeedSettings
-from notifier.venue_pages import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 
 _APP_PING = '{"action": "ping"}'
-CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dropped
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005
 TEND_EVERY = 1.0  # seconds between looks at a gap to retry or close while no frame comes
-# Frames websockets may queue before it stops reading the socket. The connect-time backfill
-# runs before the read loop, and a stopped reader also stops reading keepalive pongs: with
-# websockets' default (16), a backfill longer than ping_interval + ping_timeout while the bot
-# kept trading got a healthy connection closed as silent. 4,096 small frames are ~2 MB.
-LIVE_QUEUE = 4096
 
 
 @dataclass
@@ -74,16 +63,6 @@ class FeedStats:
     reading: bool = False  # connected, backfill done: live frames flow to the sink
     last_frame_at: float | None = None
     in_backoff: bool = False
-
-
-class _NoDebug(logging.LoggerAdapter[logging.Logger]):
-    """websockets logs the handshake request line (token in the query) at DEBUG: never that."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_WS_LOG = _NoDebug(logging.getLogger(f"{__name__}.websockets"), {})
 
 
 class FeedClient:
@@ -214,41 +193,11 @@ class FeedClient:
 
     async def _session(self, ws_url: str, token: str) -> str:
         """Connect, backfill, read until the connection ends; returns why it ended."""
-        settings = self._settings
-        try:
-            ws = await connect(
-                f"{ws_url}?token={quote(token, safe='')}",
-                max_size=max(settings.max_frame_bytes * 4, 1 << 16),
-                # No permessage-deflate: fill frames are a few hundred bytes, and inflating
-                # each one cost more CPU than reading it (about 90k vs 65k frames/s here).
-                compression=None,
-                max_queue=LIVE_QUEUE,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
-                # Short: a stop must not wait on a peer that no longer answers.
-                close_timeout=min(CLOSE_TIMEOUT, settings.ping_timeout),
-                open_timeout=settings.request_timeout,
-                logger=_WS_LOG,
-            )
-        except InvalidStatus as exc:
-            code = exc.response.status_code
-            log.warning("WebSocket handshake refused (HTTP %d)", code)
-            if code == 429:  # too many connects: wait as long as the venue asks, at least
-                wait = retry_after_seconds(exc.response.headers.get("Retry-After"))
-                self._handshake_wait = wait or 0.0
-                return "rate_limited"
-            return "close_4001" if code in (401, 403) else "connect_failed"
-        except InvalidProxy as exc:  # the environment's proxy, which no retry changes
-            raise FatalFeedError(
-                f"cannot use the proxy the environment names for the feed: {exc.msg}"
-            ) from None
-        except (OSError, TimeoutError, WebSocketException, UnicodeError) as exc:
-            # UnicodeError: a host name IDNA cannot encode (a redirect's, say), refused as
-            # the socket layer would refuse one it cannot resolve.
-            log.warning("cannot connect: %s", redact(f"{type(exc).__name__}: {exc}", token))
-            return "connect_failed"
-        except ImportError as exc:  # a SOCKS proxy in the environment: python-socks absent
-            raise FatalFeedError(f"cannot use the proxy the environment names: {exc}") from None
+        opened = await open_socket(ws_url, token, self._settings)
+        if isinstance(opened, Refused):
+            self._handshake_wait = opened.wait
+            return opened.cause
+        ws = opened
         started = self._monotonic()
         self._ws = ws
         self.stats.connects += 1
@@ -264,7 +213,7 @@ class FeedClient:
             self._ws = None
             self.stats.connected = self.stats.reading = False
             self._down_since = self._monotonic()
-            if self._monotonic() - started >= settings.stable_after:
+            if self._monotonic() - started >= self._settings.stable_after:
                 self._reconnect.stayed_up()
 
     async def _read(self, ws: ClientConnection, token: str) -> str:
@@ -293,7 +242,7 @@ class FeedClient:
                     await asyncio.sleep(0)
                     turn = loop_time()
         except ConnectionClosed as exc:
-            return "silent" if self._silent else self._close_cause(exc, token)
+            return "silent" if self._silent else close_cause(exc, token, self._reject)
         finally:
             retry, self._retry = self._retry, None
             helpers = [tender] if retry is None else [retry, tender]
@@ -409,22 +358,6 @@ class FeedClient:
                 self._recurrences.unsure = False
                 self._backfill.reread_soon(numbered.filled_at)
             await self._sink(numbered, "live")
-
-    def _close_cause(self, exc: ConnectionClosed, token: str) -> str:
-        if exc.rcvd is not None:
-            code = exc.rcvd.code
-            # The venue's text: quoted, so a newline in it cannot forge a line, and without the
-            # token, which a 4001's reason may quote ("invalid token <token>").
-            reason = redact(exc.rcvd.reason, token)[:80]
-            log.info("server closed the connection (%d, reason %r)", code, reason)
-            return f"close_{code}" if code in (4001, 4002) else "closed"
-        if exc.sent is not None and exc.sent.code == 1011:
-            log.warning("keepalive ping unanswered; replacing the connection")
-            return "silent"
-        if exc.sent is not None and exc.sent.code == 1009:
-            self._reject(Rejected("oversized", "frame over the hard size limit"), "live")
-            return "oversized"
-        return "dropped"
 
     # -- policy and bookkeeping ----------------------------------------------------------
 
