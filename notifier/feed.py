@@ -30,6 +30,7 @@ from notifier.clock import utc_now
 from notifier.errors import KeyRefused, RateLimited, TransientFeedError
 from notifier.feed_connect import ReconnectPolicy, mint_token, ws_url
 from notifier.feed_socket import Refused, close_cause, open_socket
+from notifier.feed_watchdog import Watchdog
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import Recurrences
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 
-_APP_PING = '{"action": "ping"}'
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005
 TEND_EVERY = 1.0  # seconds between looks at a gap to retry or close while no frame comes
@@ -111,8 +111,6 @@ class FeedClient:
         self._ws: ClientConnection | None = None
         self._closer: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None  # the connect-time backfill
-        self._rx = 0.0  # loop time of the last frame on the current connection
-        self._silent = False  # the watchdog dropped the current connection
         self._retry: asyncio.Task[None] | None = None  # a gap retry beside the read loop
         self._handshake_wait = 0.0  # a refused handshake's Retry-After, for the next pause
         self._down_since: float | None = monotonic()  # None while connected
@@ -223,10 +221,10 @@ class FeedClient:
         `recv()`: a timer per frame cost more than everything else done per frame.
         """
         loop_time = asyncio.get_running_loop().time
-        self._rx = turn = loop_time()
-        self._silent = False
+        turn = loop_time()
+        watchdog = Watchdog(ws, self._settings, alive_at=turn)
         self.stats.reading = True
-        watchdog = asyncio.create_task(self._watch(ws), name="feed-watchdog")
+        watching = asyncio.create_task(watchdog.run(), name="feed-watchdog")
         tender = asyncio.create_task(self._tend_on_time(), name="feed-gap-tender")
         tender.add_done_callback(self._helper_ended)
         try:
@@ -234,7 +232,7 @@ class FeedClient:
                 if self._backfill.due:
                     self._tend()
                 data = await ws.recv()
-                self._rx = now = loop_time()
+                watchdog.alive_at = now = loop_time()
                 await self._on_frame(data)
                 if now - turn >= YIELD_AFTER:
                     # recv() returns buffered frames without suspending, and one socket read
@@ -242,11 +240,11 @@ class FeedClient:
                     await asyncio.sleep(0)
                     turn = loop_time()
         except ConnectionClosed as exc:
-            return "silent" if self._silent else close_cause(exc, token, self._reject)
+            return "silent" if watchdog.silent else close_cause(exc, token, self._reject)
         finally:
             retry, self._retry = self._retry, None
             helpers = [tender] if retry is None else [retry, tender]
-            tasks = [watchdog, *helpers]
+            tasks = [watching, *helpers]
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
@@ -287,35 +285,6 @@ class FeedClient:
         and the error would wait, unseen, for the connection to end on its own."""
         if not task.cancelled() and task.exception() is not None and self._ws is not None:
             self._ws.transport.abort()
-
-    async def _watch(self, ws: ClientConnection) -> None:
-        """Ping when the feed has been idle; drop the connection if even that goes unanswered.
-
-        Both pings: the JSON one, and a protocol one, since a venue may answer only the latter
-        (the reference says both work; PolySimulator's AsyncAPI lists pong on the prices
-        channel only). A frame or the protocol pong, either one, shows the peer alive.
-        """
-        settings = self._settings
-        loop_time = asyncio.get_running_loop().time
-        while True:
-            idle = loop_time() - self._rx
-            if idle < settings.ping_interval:
-                await asyncio.sleep(settings.ping_interval - idle)
-                continue
-            try:
-                await ws.send(_APP_PING)
-                pong = asyncio.ensure_future(await ws.ping())  # already a future: the same one
-            except ConnectionClosed:
-                return  # the read loop sees the close and says why
-            pinged = loop_time()
-            await asyncio.sleep(settings.ping_timeout)
-            if pong.done() and not pong.cancelled() and pong.exception() is None:
-                self._rx = max(self._rx, loop_time())  # alive: idle counts from now
-            if self._rx < pinged:
-                log.warning("no frame and no pong; replacing the connection")
-                self._silent = True
-                ws.transport.abort()  # a silent peer would not answer a closing handshake
-                return
 
     async def _connect_backfill(self) -> bool:
         """The backfill after a connect; False if `request_stop()` cut it short."""
