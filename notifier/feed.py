@@ -31,6 +31,7 @@ from notifier.errors import KeyRefused, RateLimited, TransientFeedError
 from notifier.feed_connect import ReconnectPolicy, mint_token, ws_url
 from notifier.feed_socket import Refused, close_cause, open_socket
 from notifier.feed_watchdog import Watchdog
+from notifier.gap_tender import GapTender
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import Recurrences
@@ -43,7 +44,6 @@ __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005
-TEND_EVERY = 1.0  # seconds between looks at a gap to retry or close while no frame comes
 
 
 @dataclass
@@ -111,7 +111,6 @@ class FeedClient:
         self._ws: ClientConnection | None = None
         self._closer: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None  # the connect-time backfill
-        self._retry: asyncio.Task[None] | None = None  # a gap retry beside the read loop
         self._handshake_wait = 0.0  # a refused handshake's Retry-After, for the next pause
         self._down_since: float | None = monotonic()  # None while connected
         self._host = urlsplit(settings.base_url).netloc.rpartition("@")[2]  # for log lines
@@ -225,12 +224,11 @@ class FeedClient:
         watchdog = Watchdog(ws, self._settings, alive_at=turn)
         self.stats.reading = True
         watching = asyncio.create_task(watchdog.run(), name="feed-watchdog")
-        tender = asyncio.create_task(self._tend_on_time(), name="feed-gap-tender")
-        tender.add_done_callback(self._helper_ended)
+        tender = GapTender(ws, self._backfill, retry=lambda: self._recover(attempts=1))
         try:
             while not self._stopping:
                 if self._backfill.due:
-                    self._tend()
+                    tender.tend()
                 data = await ws.recv()
                 watchdog.alive_at = now = loop_time()
                 await self._on_frame(data)
@@ -242,49 +240,14 @@ class FeedClient:
         except ConnectionClosed as exc:
             return "silent" if watchdog.silent else close_cause(exc, token, self._reject)
         finally:
-            retry, self._retry = self._retry, None
-            helpers = [tender] if retry is None else [retry, tender]
-            tasks = [watching, *helpers]
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
+            watching.cancel()
+            helpers = tender.cancel()  # its timer, and a retry if one was started
+            await asyncio.wait([watching, *helpers])
             for helper in helpers:
                 failed = None if helper.cancelled() else helper.exception()
                 if failed is not None:
                     raise failed  # e.g. the state store failed: as if it ran inline
         return "stopped"
-
-    async def _tend_on_time(self) -> None:
-        """Retry a failed gap, or close a recovered one, when due even if no frame comes: a
-        quiet feed (a bot not trading, a venue answering only protocol pings) would otherwise
-        leave the fills missed while away unalerted until its next fill."""
-        while True:
-            await asyncio.sleep(TEND_EVERY)
-            if self._backfill.due:
-                self._tend()
-
-    def _tend(self) -> None:
-        """Close a recovered gap, or retry an open one in a task beside the read loop.
-
-        Beside, not inline: while a retry pages history, frames (and pongs) must still be
-        read, or the watchdog would take a healthy connection for a silent one.
-        """
-        retry = self._retry
-        failed = retry.exception() if retry is not None and retry.done() else None
-        if failed is not None:
-            raise failed  # the state store failed: as if the retry ran inline
-        if self._backfill.settling:
-            self._backfill.settle()
-        elif retry is None or retry.done():
-            self._retry = asyncio.create_task(self._recover(attempts=1), name="feed-backfill")
-            self._retry.add_done_callback(self._helper_ended)
-
-    def _helper_ended(self, task: asyncio.Task[None]) -> None:
-        """A retry or the gap tender that failed (the state store did) ends the connection
-        now, so `_read` raises its error at once: left alone, no retry would ever run again
-        and the error would wait, unseen, for the connection to end on its own."""
-        if not task.cancelled() and task.exception() is not None and self._ws is not None:
-            self._ws.transport.abort()
 
     async def _connect_backfill(self) -> bool:
         """The backfill after a connect; False if `request_stop()` cut it short."""
