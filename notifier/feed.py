@@ -19,42 +19,31 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidProxy,
-    InvalidStatus,
-    WebSocketException,
-)
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from notifier.backfill import Backfill, FillSink, WatermarkStore
 from notifier.clock import utc_now
-from notifier.errors import FatalFeedError, KeyRefused, RateLimited, TransientFeedError
-from notifier.feed_connect import ReconnectPolicy, mint_token, redact, ws_url
+from notifier.errors import KeyRefused, RateLimited, TransientFeedError
+from notifier.feed_connect import ReconnectPolicy, mint_token, ws_url
+from notifier.feed_socket import Refused, close_cause, open_socket
+from notifier.feed_watchdog import Watchdog
+from notifier.gap_tender import GapTender
 from notifier.normalize import Rejected, decode_frame, normalize_message
 from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import Recurrences
 from notifier.rejections import Rejections
 from notifier.settings import FeedSettings
-from notifier.venue_pages import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 
-_APP_PING = '{"action": "ping"}'
-CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dropped
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005
-TEND_EVERY = 1.0  # seconds between looks at a gap to retry or close while no frame comes
-# Frames websockets may queue before it stops reading the socket. The connect-time backfill
-# runs before the read loop, and a stopped reader also stops reading keepalive pongs: with
-# websockets' default (16), a backfill longer than ping_interval + ping_timeout while the bot
-# kept trading got a healthy connection closed as silent. 4,096 small frames are ~2 MB.
-LIVE_QUEUE = 4096
 
 
 @dataclass
@@ -74,16 +63,6 @@ class FeedStats:
     reading: bool = False  # connected, backfill done: live frames flow to the sink
     last_frame_at: float | None = None
     in_backoff: bool = False
-
-
-class _NoDebug(logging.LoggerAdapter[logging.Logger]):
-    """websockets logs the handshake request line (token in the query) at DEBUG: never that."""
-
-    def isEnabledFor(self, level: int) -> bool:
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-
-_WS_LOG = _NoDebug(logging.getLogger(f"{__name__}.websockets"), {})
 
 
 class FeedClient:
@@ -132,9 +111,6 @@ class FeedClient:
         self._ws: ClientConnection | None = None
         self._closer: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None  # the connect-time backfill
-        self._rx = 0.0  # loop time of the last frame on the current connection
-        self._silent = False  # the watchdog dropped the current connection
-        self._retry: asyncio.Task[None] | None = None  # a gap retry beside the read loop
         self._handshake_wait = 0.0  # a refused handshake's Retry-After, for the next pause
         self._down_since: float | None = monotonic()  # None while connected
         self._host = urlsplit(settings.base_url).netloc.rpartition("@")[2]  # for log lines
@@ -214,41 +190,11 @@ class FeedClient:
 
     async def _session(self, ws_url: str, token: str) -> str:
         """Connect, backfill, read until the connection ends; returns why it ended."""
-        settings = self._settings
-        try:
-            ws = await connect(
-                f"{ws_url}?token={quote(token, safe='')}",
-                max_size=max(settings.max_frame_bytes * 4, 1 << 16),
-                # No permessage-deflate: fill frames are a few hundred bytes, and inflating
-                # each one cost more CPU than reading it (about 90k vs 65k frames/s here).
-                compression=None,
-                max_queue=LIVE_QUEUE,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
-                # Short: a stop must not wait on a peer that no longer answers.
-                close_timeout=min(CLOSE_TIMEOUT, settings.ping_timeout),
-                open_timeout=settings.request_timeout,
-                logger=_WS_LOG,
-            )
-        except InvalidStatus as exc:
-            code = exc.response.status_code
-            log.warning("WebSocket handshake refused (HTTP %d)", code)
-            if code == 429:  # too many connects: wait as long as the venue asks, at least
-                wait = retry_after_seconds(exc.response.headers.get("Retry-After"))
-                self._handshake_wait = wait or 0.0
-                return "rate_limited"
-            return "close_4001" if code in (401, 403) else "connect_failed"
-        except InvalidProxy as exc:  # the environment's proxy, which no retry changes
-            raise FatalFeedError(
-                f"cannot use the proxy the environment names for the feed: {exc.msg}"
-            ) from None
-        except (OSError, TimeoutError, WebSocketException, UnicodeError) as exc:
-            # UnicodeError: a host name IDNA cannot encode (a redirect's, say), refused as
-            # the socket layer would refuse one it cannot resolve.
-            log.warning("cannot connect: %s", redact(f"{type(exc).__name__}: {exc}", token))
-            return "connect_failed"
-        except ImportError as exc:  # a SOCKS proxy in the environment: python-socks absent
-            raise FatalFeedError(f"cannot use the proxy the environment names: {exc}") from None
+        opened = await open_socket(ws_url, token, self._settings)
+        if isinstance(opened, Refused):
+            self._handshake_wait = opened.wait
+            return opened.cause
+        ws = opened
         started = self._monotonic()
         self._ws = ws
         self.stats.connects += 1
@@ -264,7 +210,7 @@ class FeedClient:
             self._ws = None
             self.stats.connected = self.stats.reading = False
             self._down_since = self._monotonic()
-            if self._monotonic() - started >= settings.stable_after:
+            if self._monotonic() - started >= self._settings.stable_after:
                 self._reconnect.stayed_up()
 
     async def _read(self, ws: ClientConnection, token: str) -> str:
@@ -274,18 +220,17 @@ class FeedClient:
         `recv()`: a timer per frame cost more than everything else done per frame.
         """
         loop_time = asyncio.get_running_loop().time
-        self._rx = turn = loop_time()
-        self._silent = False
+        turn = loop_time()
+        watchdog = Watchdog(ws, self._settings, alive_at=turn)
         self.stats.reading = True
-        watchdog = asyncio.create_task(self._watch(ws), name="feed-watchdog")
-        tender = asyncio.create_task(self._tend_on_time(), name="feed-gap-tender")
-        tender.add_done_callback(self._helper_ended)
+        watching = asyncio.create_task(watchdog.run(), name="feed-watchdog")
+        tender = GapTender(ws, self._backfill, retry=lambda: self._recover(attempts=1))
         try:
             while not self._stopping:
                 if self._backfill.due:
-                    self._tend()
+                    tender.tend()
                 data = await ws.recv()
-                self._rx = now = loop_time()
+                watchdog.alive_at = now = loop_time()
                 await self._on_frame(data)
                 if now - turn >= YIELD_AFTER:
                     # recv() returns buffered frames without suspending, and one socket read
@@ -293,80 +238,16 @@ class FeedClient:
                     await asyncio.sleep(0)
                     turn = loop_time()
         except ConnectionClosed as exc:
-            return "silent" if self._silent else self._close_cause(exc, token)
+            return "silent" if watchdog.silent else close_cause(exc, token, self._reject)
         finally:
-            retry, self._retry = self._retry, None
-            helpers = [tender] if retry is None else [retry, tender]
-            tasks = [watchdog, *helpers]
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
+            watching.cancel()
+            helpers = tender.cancel()  # its timer, and a retry if one was started
+            await asyncio.wait([watching, *helpers])
             for helper in helpers:
                 failed = None if helper.cancelled() else helper.exception()
                 if failed is not None:
                     raise failed  # e.g. the state store failed: as if it ran inline
         return "stopped"
-
-    async def _tend_on_time(self) -> None:
-        """Retry a failed gap, or close a recovered one, when due even if no frame comes: a
-        quiet feed (a bot not trading, a venue answering only protocol pings) would otherwise
-        leave the fills missed while away unalerted until its next fill."""
-        while True:
-            await asyncio.sleep(TEND_EVERY)
-            if self._backfill.due:
-                self._tend()
-
-    def _tend(self) -> None:
-        """Close a recovered gap, or retry an open one in a task beside the read loop.
-
-        Beside, not inline: while a retry pages history, frames (and pongs) must still be
-        read, or the watchdog would take a healthy connection for a silent one.
-        """
-        retry = self._retry
-        failed = retry.exception() if retry is not None and retry.done() else None
-        if failed is not None:
-            raise failed  # the state store failed: as if the retry ran inline
-        if self._backfill.settling:
-            self._backfill.settle()
-        elif retry is None or retry.done():
-            self._retry = asyncio.create_task(self._recover(attempts=1), name="feed-backfill")
-            self._retry.add_done_callback(self._helper_ended)
-
-    def _helper_ended(self, task: asyncio.Task[None]) -> None:
-        """A retry or the gap tender that failed (the state store did) ends the connection
-        now, so `_read` raises its error at once: left alone, no retry would ever run again
-        and the error would wait, unseen, for the connection to end on its own."""
-        if not task.cancelled() and task.exception() is not None and self._ws is not None:
-            self._ws.transport.abort()
-
-    async def _watch(self, ws: ClientConnection) -> None:
-        """Ping when the feed has been idle; drop the connection if even that goes unanswered.
-
-        Both pings: the JSON one, and a protocol one, since a venue may answer only the latter
-        (the reference says both work; PolySimulator's AsyncAPI lists pong on the prices
-        channel only). A frame or the protocol pong, either one, shows the peer alive.
-        """
-        settings = self._settings
-        loop_time = asyncio.get_running_loop().time
-        while True:
-            idle = loop_time() - self._rx
-            if idle < settings.ping_interval:
-                await asyncio.sleep(settings.ping_interval - idle)
-                continue
-            try:
-                await ws.send(_APP_PING)
-                pong = asyncio.ensure_future(await ws.ping())  # already a future: the same one
-            except ConnectionClosed:
-                return  # the read loop sees the close and says why
-            pinged = loop_time()
-            await asyncio.sleep(settings.ping_timeout)
-            if pong.done() and not pong.cancelled() and pong.exception() is None:
-                self._rx = max(self._rx, loop_time())  # alive: idle counts from now
-            if self._rx < pinged:
-                log.warning("no frame and no pong; replacing the connection")
-                self._silent = True
-                ws.transport.abort()  # a silent peer would not answer a closing handshake
-                return
 
     async def _connect_backfill(self) -> bool:
         """The backfill after a connect; False if `request_stop()` cut it short."""
@@ -409,22 +290,6 @@ class FeedClient:
                 self._recurrences.unsure = False
                 self._backfill.reread_soon(numbered.filled_at)
             await self._sink(numbered, "live")
-
-    def _close_cause(self, exc: ConnectionClosed, token: str) -> str:
-        if exc.rcvd is not None:
-            code = exc.rcvd.code
-            # The venue's text: quoted, so a newline in it cannot forge a line, and without the
-            # token, which a 4001's reason may quote ("invalid token <token>").
-            reason = redact(exc.rcvd.reason, token)[:80]
-            log.info("server closed the connection (%d, reason %r)", code, reason)
-            return f"close_{code}" if code in (4001, 4002) else "closed"
-        if exc.sent is not None and exc.sent.code == 1011:
-            log.warning("keepalive ping unanswered; replacing the connection")
-            return "silent"
-        if exc.sent is not None and exc.sent.code == 1009:
-            self._reject(Rejected("oversized", "frame over the hard size limit"), "live")
-            return "oversized"
-        return "dropped"
 
     # -- policy and bookkeeping ----------------------------------------------------------
 

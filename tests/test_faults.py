@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from receivers import http_response, read_request
 
-from notifier import feed as feed_module
+from notifier import gap_tender
 from notifier.backfill import RETRY_EVERY, SETTLE_EVERY
 from notifier.config import SAMPLE_FILL, parse
 from notifier.drain_watch import STALL_AFTER
@@ -523,7 +523,7 @@ async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
 ) -> None:
     """History down as the feed connects, and the bot quiet (no frame for the read loop to
     wake on): the gap is retried RETRY_EVERY later all the same, and its fill alerted once."""
-    monkeypatch.setattr(feed_module, "TEND_EVERY", 0.01)
+    monkeypatch.setattr(gap_tender, "TEND_EVERY", 0.01)
     venue.history_status = 503
     mono = MonoClock(1000.0)
     async with started(venue, {"hook": hook}, tmp_path, feed_clock=mono) as service:
