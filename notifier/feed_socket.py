@@ -25,8 +25,7 @@ from notifier.normalize import Rejected
 from notifier.settings import FeedSettings
 from notifier.venue_pages import retry_after_seconds
 
-# The feed client's lines: under its logger, as before they moved here.
-log = logging.getLogger("notifier.feed")
+log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 2.0  # seconds for the closing handshake before the socket is dropped
 # Frames websockets may queue before it stops reading the socket. The connect-time backfill
@@ -43,7 +42,7 @@ class _NoDebug(logging.LoggerAdapter[logging.Logger]):
         return level > logging.DEBUG and self.logger.isEnabledFor(level)
 
 
-_WS_LOG = _NoDebug(logging.getLogger("notifier.feed.websockets"), {})
+_WS_LOG = _NoDebug(logging.getLogger(f"{__name__}.websockets"), {})
 
 
 @dataclass(frozen=True)

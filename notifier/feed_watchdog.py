@@ -14,8 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from notifier.settings import FeedSettings
 
-# The feed client's lines: under its logger, as before they moved here.
-log = logging.getLogger("notifier.feed")
+log = logging.getLogger(__name__)
 
 _APP_PING = '{"action": "ping"}'
 

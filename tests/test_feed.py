@@ -336,7 +336,7 @@ async def test_a_close_reason_cannot_forge_a_log_line(
     polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The venue's close reason is logged quoted: its newline stays an escape, not a line."""
-    caplog.set_level(logging.INFO, logger="notifier.feed")
+    caplog.set_level(logging.INFO, logger="notifier")
     h = Harness(polysim, http)
     async with h.running():
         await until(lambda: h.client.stats.reading)
