@@ -115,7 +115,6 @@ class ReconnectPolicy:
         expiring on a live socket) reconnects at once."""
         self._backoff.reset()
         self._token_rejections = 0
-        self._token_rejections = 0
 
 
 def ws_url(base_url: str) -> str:
