@@ -243,7 +243,7 @@ def _forms_mention(out: list[str], text: str) -> bool:
     seam: a template's "@{outcome}" with the venue's "everyone", or a value ending in "@"
     before the template's "here". The seam is one character each side, as in `_MENTION`."""
     last = next((chunk[-1] for chunk in reversed(out) if chunk), "")
-    return last in "@<]" and _MENTION.match(last + text[0], 1) is not None
+    return last != "" and last in "@<]" and _MENTION.match(last + text[0], 1) is not None
 
 
 # A Decimal spec's presentation types: its last character, if it names one (a fill character
