@@ -12,15 +12,12 @@ Durability: a fill that enters the shaper is recorded as seen, and what the shap
 changed is written to the store right after, in the same synchronous stretch (no await in
 between). The service's store group-commits, so both land in one transaction: after kill -9 a
 held fill is either in the stored state and seen, or neither (then backfill brings it again) --
-never lost, never doubled. A release is recorded under a key derived from its fills
-(`shaped:<rule>|<fill_key>`) together with the state that no longer holds them, so one recorded
-twice (a crash between two commits of a store without group commit) is ignored the second time.
+never lost, never doubled. What the shaper releases is recorded by shaping_release.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -29,14 +26,12 @@ from datetime import datetime
 from typing import Protocol
 
 from notifier.clock import utc_now
-from notifier.digests import Release
-from notifier.errors import StateError
-from notifier.events import Alert, Fill
+from notifier.events import Fill
 from notifier.fanout import TargetLookup
 from notifier.plan import plan_alerts
 from notifier.rules import Rule, RuleSet
+from notifier.shaping_release import ReleaseStore, ShapingReleaser
 from notifier.shaping_stage import ShapingStage
-from notifier.shaping_state import StateChanges
 from notifier.title_gate import TitleGate, TitleSource
 from notifier.title_wait import HeldFills, TitleWaits
 
@@ -46,39 +41,15 @@ log = logging.getLogger(__name__)
 # so the outbox does not cost one commit per fill, while a lone fill is still handled at once.
 BATCH_LIMIT = 500
 TITLE_RETRY = 10.0  # seconds between two looks at the fills waiting for their market title
-# Shaped records between two shaping-state writes, each of which commits the open batch (the
-# store's own batch limit is held off meanwhile: records must not commit without the state).
-REWAKE = 60.0  # seconds the shaping timer sleeps at most before it looks at the clock again
-SHAPING_SAVE_EVERY = 200
 
 
-class ShapingStore(Protocol):
-    """Where the shaping stage's held state is kept (shaping_table.py)."""
-
-    def entries(self) -> list[tuple[str, str, str, str]]: ...
-
-    def legacy_snapshot(self) -> str | None: ...
-
-    def save(self, changes: StateChanges) -> None: ...
-
-
-class FillRecorder(Protocol):
-    """The state store's part in the pipeline: dedupe and the durable outbox, in one transaction."""
+class FillRecorder(ReleaseStore, Protocol):
+    """The state store's part in the pipeline: dedupe and the durable outbox, in one transaction
+    (and, as ReleaseStore says, the shaping state)."""
 
     def remember(self, fills: Sequence[tuple[str, datetime]]) -> int: ...
 
     def unseen(self, fill_keys: Sequence[str]) -> set[str]: ...
-
-    def flush(self) -> None: ...
-
-    def hold_batch(self) -> contextlib.AbstractContextManager[None]: ...
-
-    def abandon_batch(self, reason: StateError) -> None: ...
-
-    def record(self, *, fill_key: str, filled_at: datetime, alerts: Sequence[Alert]) -> bool: ...
-
-    @property
-    def shaping(self) -> ShapingStore: ...
 
     @property
     def title_waits(self) -> HeldFills: ...
@@ -114,7 +85,6 @@ class Pipeline:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._rules = rules
-        self._clock = clock
         self.shaping = ShapingStage(
             rules.rules,
             clock=clock,
@@ -122,9 +92,7 @@ class Pipeline:
             snapshot=store.shaping.legacy_snapshot(),
             escape=rules.escape,
         )
-        self._tick = asyncio.Event()
         self._timer_error: BaseException | None = None
-        self._since_save = 0
         self._targets = targets
         self._store = store
         self._on_recorded = on_recorded
@@ -136,21 +104,15 @@ class Pipeline:
         self._queue: asyncio.Queue[tuple[Fill, str] | None] = asyncio.Queue()
         self._queued: set[str] = set()
         self.stats = PipelineStats()
-        self._record_orphans(self.shaping.take_orphans())
-
-    def _record_orphans(self, releases: list[Release]) -> None:
-        """Record what rules no longer shaped held, with the state that no longer has it.
-
-        Those fills are seen already: dropped here they would never be alerted. The records and
-        the state commit together (the state write commits the open batch); a crash in
-        between replays the same releases, whose keys the store then ignores.
-        """
-        if not releases:
-            return
-        targets = self._record_releases(releases)
-        if targets:
-            self._on_recorded(targets)
-        self._save_shaping()
+        self._releases = ShapingReleaser(
+            self.shaping,
+            store,
+            targets=lambda: self._targets,
+            counts=self.stats,
+            on_recorded=on_recorded,
+            clock=clock,
+        )
+        self._releases.record_orphans(self.shaping.take_orphans())
 
     @property
     def rules(self) -> RuleSet:
@@ -161,14 +123,16 @@ class Pipeline:
         """Use a new rule set and channel set from the next fill on (config reload)."""
         self._rules = rules
         self._targets = targets
-        self._record_orphans(self.shaping.reconfigure(rules.rules, rules.escape))
-        self._save_shaping()
-        self.tick()
+        self._releases.reconfigure(rules)
         self._gate.offer_due(rules)  # the new rules may not need the titles fills wait for
 
     def tick(self) -> None:
         """The clock moved or the shaper changed: look at the shaping deadlines again."""
-        self._tick.set()
+        self._releases.tick()
+
+    def release_due(self) -> None:
+        """Record what the shaper releases by now (see ShapingReleaser.release_due)."""
+        self._releases.release_due()
 
     async def submit(self, fill: Fill, source: str) -> None:
         """Accept a fill from the feed; returns at once (the feed never waits on I/O here)."""
@@ -203,7 +167,7 @@ class Pipeline:
         """
         self._gate.offer_due(self._rules)  # fills held at the last stop: their titles, now
         timers = [
-            asyncio.create_task(self._release_forever(), name="shaping-timer"),
+            asyncio.create_task(self._releases.release_forever(), name="shaping-timer"),
             asyncio.create_task(
                 self._gate.retry_forever(lambda: self._rules, self._title_retry),
                 name="title-retry",
@@ -288,83 +252,16 @@ class Pipeline:
                     recorded.update(alert.target for alert in planned.alerts)
                     for rule in planned.shaped:
                         shaped = True
-                        releases = self.shaping.offer(rule, fill)
-                        recorded |= self._record_releases(releases)
-                        self._since_save += 1
-                        if self._since_save >= SHAPING_SAVE_EVERY:
-                            self._save_shaping()
+                        recorded |= self._releases.offer(rule, fill)
                 else:
                     self.stats.duplicates += 1
             if shaped:
-                self._save_shaping()  # no await since the records: one transaction with them
+                self._releases.save()  # no await since the records: one transaction with them
                 self.tick()
         for fill, _ in batch:
             self._queued.discard(fill.key)
         if recorded:
             self._on_recorded(recorded)
-
-    def _record_releases(self, releases: list[Release]) -> set[str]:
-        """Record each release's alerts (idempotent by its key); the targets of those queued."""
-        queued: set[str] = set()
-        for release in releases:
-            alerts = self.shaping.alerts(release, self._targets)
-            filled_at = release.bunch.last_at
-            key = f"shaped:{release.rule}|{release.fill_key}"
-            if self._store.record(fill_key=key, filled_at=filled_at, alerts=alerts):
-                self.stats.released += 1
-                self.stats.alerts += len(alerts)
-                queued.update(alert.target for alert in alerts)
-        return queued
-
-    def _save_shaping(self) -> None:
-        changes = self.shaping.changes()
-        if changes:
-            try:
-                self._store.shaping.save(changes)  # commits the open batch with it
-            except StateError as exc:
-                # The batch's records of shaped fills must not commit without the state that
-                # holds them (a later flush would): roll it back; the service stops, and a
-                # restart reads records and state as they were before this batch.
-                self._store.abandon_batch(exc)
-                raise
-        else:
-            self._store.flush()  # the batch commits here all the same
-        self._since_save = 0
-
-    def release_due(self) -> None:
-        """Record what the shaper releases by now, with the state that no longer holds it, in
-        one transaction."""
-        with self._store.hold_batch():
-            targets = self._record_releases(self.shaping.due())
-            self._save_shaping()
-        if targets:
-            self._on_recorded(targets)
-
-    async def _release_forever(self) -> None:
-        """Wake at the shaper's next deadline (or a tick) and release what is due."""
-        while True:
-            self._tick.clear()
-            deadline = self.shaping.next_deadline()
-            if deadline is None:
-                await self._tick.wait()
-                continue
-            delay = (deadline - self._clock()).total_seconds()
-            if delay > REWAKE:
-                # Far off: is that a stepped-back wall clock? Look again in a while, too, as
-                # the wall clock may step while we sleep on the loop's monotonic one.
-                if self.shaping.pull_in():
-                    self._save_shaping()
-                    continue
-                delay = REWAKE
-            if delay > 0:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that lands as the wait ends, and this timer would outlive the pipeline.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._tick.wait()
-                continue
-            self.release_due()
-            await asyncio.sleep(0)  # a deadline that stays past must not starve the loop
 
     async def _match(
         self, fills: list[Fill], rules: RuleSet
