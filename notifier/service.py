@@ -3,7 +3,7 @@
 Flow: feed client → pipeline (dedupe, rules, outbox) → deliverer. SIGTERM/SIGINT stop the feed,
 record what was already received, give in-flight sends a short grace and leave the rest pending
 in the outbox for the next start. SIGHUP validates the config file again and, only if it is valid,
-swaps rules and channels without touching the feed connection.
+swaps rules and channels without touching the feed connection (config_reload.py).
 """
 
 from __future__ import annotations
@@ -22,17 +22,18 @@ import httpx
 from notifier import __version__, sdnotify
 from notifier.channels import ChannelSet
 from notifier.clock import utc_now
+from notifier.config_reload import ConfigReloader
 from notifier.deliver import Deliverer
 from notifier.drain_watch import DrainWatch
-from notifier.errors import ConfigError, FatalFeedError, StateError, key_prefix
+from notifier.errors import FatalFeedError, StateError, key_prefix
 from notifier.feed import FeedClient
 from notifier.hangup import loop_signals
 from notifier.hangup_latch import HangupLatch
 from notifier.health import judge_health
 from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot
+from notifier.metrics_snapshot import take_snapshot
 from notifier.pipeline import Pipeline
-from notifier.reload_diff import described_changes, kept_runtime, waiting_for_restart
 from notifier.run_summary import Summary, summarize
 from notifier.settings import Settings
 from notifier.state_file_watch import Identity, identity, watch_state_file
@@ -69,7 +70,6 @@ class Service:
         self._feed_sleep = feed_sleep
         self._feed_clock = feed_clock
         self._delivery_rng = delivery_rng
-        self._reload_config = reload
         self._watch = watch  # its signature was taken before the caller read the file
         self._install_signals = install_signals
         self._hangups = hangups
@@ -78,9 +78,6 @@ class Service:
         self._broken: StateError | None = None  # a scheduled commit failed: run ends with it
         self._clock = delivery_clock or utc_now
         self._drain = DrainWatch(self._clock)
-        self._reload_lock = asyncio.Lock()
-        self._reloads: set[asyncio.Task[bool]] = set()
-        self._reload_queued = False  # a reload asked for has not read the file yet
         self.store: StateStore | None = None
         self._state_file: Identity | None = None
         self.feed: FeedClient | None = None
@@ -88,6 +85,7 @@ class Service:
         self.deliverer: Deliverer | None = None
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
+        self._reloader = ConfigReloader(self, reload, on_broken=self._state_broken)
 
     def request_stop(self, why: str = "asked to stop") -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do); `why` goes in the log line."""
@@ -255,105 +253,24 @@ class Service:
         """SIGHUP: a reload, or, for a run with no config file (the demo), the terminal it
         belonged to closing: ignoring it would leave the process running with no one to stop it.
         """
-        if self._reload_config is None:
+        if not self._reloader.has_config_file:
             self.request_stop("SIGHUP, and no config file to reload")
         else:
-            self.request_reload()
+            self._reloader.request()
 
     def request_reload(self) -> None:
-        """Reload in the background (what SIGHUP does); reloads run one at a time.
-
-        A request while another waits to read the file joins it: that reading sees every
-        edit made before it, so a burst of signals costs one reload, not one each.
-        """
-        if self._reload_queued:
-            log.debug("reload already queued: this request joins it")
-            return
-        self._reload_queued = True
-        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+        """Reload in the background (what SIGHUP does); see ConfigReloader.request."""
+        self._reloader.request()
 
     async def reload(self) -> bool:
-        """Validate the config file again and swap rules and channels if it is valid.
-
-        Reading and building run in a thread: a config with thousands of rules takes a
-        second or more to parse, and the feed must not wait for it.
-        """
-        if self._reload_config is None:
-            self._reload_queued = False
-            log.warning("reload asked, but this run has no config file to reload")
-            return False
-        async with self._reload_lock:
-            self._reload_queued = False  # from here on, an edit needs a reload of its own
-            try:
-                new, channels = await asyncio.to_thread(self._build_reloaded)
-            except ConfigError as exc:
-                log.error("reload refused, the running config stays in force:\n%s", exc)
-                return False
-            except Exception:  # a loader bug must not end the daemon, nor pass unseen
-                log.exception("reload failed unexpectedly, the running config stays in force")
-                return False
-            try:
-                if self.pipeline is not None:  # writes the shaping state: the file may fail
-                    self.pipeline.swap(rules=new.rules, targets=channels)
-            except StateError as exc:
-                log.error("reload stopped halfway: %s", exc)
-                self._state_broken(exc)  # the service stops with it, as at any write
-                return False
-            if self.deliverer is not None:
-                if isinstance(self.deliverer.sender, ChannelSet):
-                    channels.take_locks(self.deliverer.sender)
-                self.deliverer.swap_sender(channels, new.channels, new.delivery)
-            old = self.settings
-            later = waiting_for_restart(old, new)
-            if later:
-                log.warning(
-                    "%s settings changed: they take effect at the next restart", ", ".join(later)
-                )
-            self.settings = kept_runtime(self.settings, new)
-            log.info(
-                "reloaded: %d rules, %d channels (%s)",
-                len(new.rules.rules),
-                len(channels.names),
-                described_changes(old, new),
-            )
-            return True
-
-    def _build_reloaded(self) -> tuple[Settings, ChannelSet]:
-        assert self._reload_config is not None
-        new = self._reload_config()
-        return new, ChannelSet.build(new.channels, delivery=new.delivery)
+        """Validate the config file again and swap rules and channels if it is valid."""
+        return await self._reloader.reload()
 
     # -- observability ------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
         """Every counter now, for the metrics endpoint."""
-        feed, pipe, dlv = self.feed, self.pipeline, self.deliverer
-        lookups = feed.order_lookups if feed else (0, 0)  # order-list requests, failed
-        return Snapshot(
-            fills_received=dict(pipe.stats.received) if pipe else {},
-            rejected=dict(feed.stats.rejected) if feed else {},
-            duplicates=pipe.stats.duplicates if pipe else 0,
-            matched=dict(pipe.stats.matched) if pipe else {},
-            sent=dict(dlv.stats.sent_by_channel) if dlv else {},
-            failed=dict(dlv.stats.failed_by_channel) if dlv else {},
-            dead=dict(dlv.stats.dead_by_channel) if dlv else {},
-            outbox_pending=dlv.pending() if dlv else 0,
-            oldest_pending=self._drain.oldest(dlv.pending_by_channel()) if dlv else {},
-            feed_connected=bool(feed and feed.stats.connected),
-            reconnects=dict(feed.stats.reconnects) if feed else {},
-            backfilled=feed.stats.backfilled if feed else 0,
-            backfill_failures=feed.stats.backfill_failures if feed else 0,
-            backfill_gap_open=bool(feed and feed.gap_open),
-            order_list_requests=lookups[0],
-            order_list_failures=lookups[1],
-            shaping=pipe.shaping.stats() if pipe else {},
-            shaping_lost=dict(pipe.shaping.lost) if pipe else {},
-            retargeted=dlv.stats.retargeted if dlv else 0,
-            awaiting_title=len(pipe.waits) if pipe else 0,
-            judged_untitled=pipe.waits.gave_up if pipe else 0,
-        )
+        return take_snapshot(self.feed, self.pipeline, self.deliverer, self._drain)
 
     def health(self) -> tuple[bool, str]:
         """The /healthz verdict (health.py); unhealthy from the moment a stop is asked for, so

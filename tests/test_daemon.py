@@ -457,15 +457,15 @@ async def test_a_burst_of_reload_requests_reads_the_config_once_per_wait(
     service = Service(settings, reload=reread, install_signals=False)
     for _ in range(10):
         service.request_reload()
-    await asyncio.wait(set(service._reloads), timeout=10)
+    await asyncio.wait(set(service._reloader.tasks), timeout=10)
     assert readings == [1]
     service.request_reload()
     await asyncio.wait_for(asyncio.to_thread(reading.wait, 10), timeout=15)
     for _ in range(5):  # during the second reading: one more, queued behind it
         service.request_reload()
     go_on.set()
-    while service._reloads:
-        await asyncio.wait(set(service._reloads), timeout=10)
+    while service._reloader.tasks:
+        await asyncio.wait(set(service._reloader.tasks), timeout=10)
     assert readings == [1, 2, 3]
 
 
@@ -484,7 +484,7 @@ async def test_a_reload_that_fails_unexpectedly_keeps_the_running_config(
         check_url=lambda url: None,
     )
     service = Service(settings, reload=broken, install_signals=False)
-    with caplog.at_level(logging.ERROR, logger="notifier.service"):
+    with caplog.at_level(logging.ERROR, logger="notifier.config_reload"):
         assert await service.reload() is False
     assert "reload failed unexpectedly, the running config stays in force" in caplog.text
     assert service.settings is settings

@@ -1,0 +1,123 @@
+"""Applying a config reload to a running service: validate the file again, swap rules and channels.
+
+A reload runs in the background, one at a time, and a request made while another waits to
+read the file joins it: a burst of SIGHUPs or of editor writes costs one reading. What a reload
+changes, and what waits for a restart, is reload_diff.py's; what SIGHUP means is service.py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from notifier.channels import ChannelSet
+from notifier.deliver import Deliverer
+from notifier.errors import ConfigError, StateError
+from notifier.pipeline import Pipeline
+from notifier.reload_diff import described_changes, kept_runtime, waiting_for_restart
+from notifier.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Reloadable(Protocol):
+    """What a reload swaps in a running service: its settings, and its pipeline and deliverer
+    once they are built (None before)."""
+
+    settings: Settings
+    pipeline: Pipeline | None
+    deliverer: Deliverer | None
+
+
+class ConfigReloader:
+    """Reloads one service's config file into it; `read` is None for a run with no config file
+    (the demo)."""
+
+    def __init__(
+        self,
+        service: Reloadable,
+        read: Callable[[], Settings] | None,
+        on_broken: Callable[[StateError], None],
+    ) -> None:
+        self._service = service
+        self._read = read
+        self._on_broken = on_broken  # a reload's write to the state file failed
+        self._lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[bool]] = set()  # reloads asked for and not done yet
+        self._queued = False  # a reload asked for has not read the file yet
+
+    @property
+    def has_config_file(self) -> bool:
+        """Whether there is a file to reload (not for the demo)."""
+        return self._read is not None
+
+    def request(self) -> None:
+        """Reload in the background (what SIGHUP does); reloads run one at a time.
+
+        A request while another waits to read the file joins it: that reading sees every
+        edit made before it, so a burst of signals costs one reload, not one each.
+        """
+        if self._queued:
+            log.debug("reload already queued: this request joins it")
+            return
+        self._queued = True
+        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def reload(self) -> bool:
+        """Validate the config file again and swap rules and channels if it is valid.
+
+        Reading and building run in a thread: a config with thousands of rules takes a
+        second or more to parse, and the feed must not wait for it.
+        """
+        if self._read is None:
+            self._queued = False
+            log.warning("reload asked, but this run has no config file to reload")
+            return False
+        async with self._lock:
+            self._queued = False  # from here on, an edit needs a reload of its own
+            try:
+                new, channels = await asyncio.to_thread(self._build, self._read)
+            except ConfigError as exc:
+                log.error("reload refused, the running config stays in force:\n%s", exc)
+                return False
+            except Exception:  # a loader bug must not end the daemon, nor pass unseen
+                log.exception("reload failed unexpectedly, the running config stays in force")
+                return False
+            return self._swap(new, channels)
+
+    @staticmethod
+    def _build(read: Callable[[], Settings]) -> tuple[Settings, ChannelSet]:
+        new = read()
+        return new, ChannelSet.build(new.channels, delivery=new.delivery)
+
+    def _swap(self, new: Settings, channels: ChannelSet) -> bool:
+        service = self._service
+        try:
+            if service.pipeline is not None:  # writes the shaping state: the file may fail
+                service.pipeline.swap(rules=new.rules, targets=channels)
+        except StateError as exc:
+            log.error("reload stopped halfway: %s", exc)
+            self._on_broken(exc)  # the service stops with it, as at any write
+            return False
+        if service.deliverer is not None:
+            if isinstance(service.deliverer.sender, ChannelSet):
+                channels.take_locks(service.deliverer.sender)
+            service.deliverer.swap_sender(channels, new.channels, new.delivery)
+        old = service.settings
+        later = waiting_for_restart(old, new)
+        if later:
+            log.warning(
+                "%s settings changed: they take effect at the next restart", ", ".join(later)
+            )
+        service.settings = kept_runtime(service.settings, new)
+        log.info(
+            "reloaded: %d rules, %d channels (%s)",
+            len(new.rules.rules),
+            len(channels.names),
+            described_changes(old, new),
+        )
+        return True

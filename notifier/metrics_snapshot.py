@@ -1,0 +1,43 @@
+"""Every counter of a running service now: what the metrics endpoint reads at each scrape.
+
+Read from the feed's, pipeline's and deliverer's own stats (metrics.py says why they live
+there), zero or empty for a part not built yet; the oldest-pending gauge is drain_watch.py's.
+"""
+
+from __future__ import annotations
+
+from notifier.deliver import Deliverer
+from notifier.drain_watch import DrainWatch
+from notifier.feed import FeedClient
+from notifier.metrics import Snapshot
+from notifier.pipeline import Pipeline
+
+
+def take_snapshot(
+    feed: FeedClient | None, pipe: Pipeline | None, dlv: Deliverer | None, drain: DrainWatch
+) -> Snapshot:
+    """Every counter now, for the metrics endpoint."""
+    lookups = feed.order_lookups if feed else (0, 0)  # order-list requests, failed
+    return Snapshot(
+        fills_received=dict(pipe.stats.received) if pipe else {},
+        rejected=dict(feed.stats.rejected) if feed else {},
+        duplicates=pipe.stats.duplicates if pipe else 0,
+        matched=dict(pipe.stats.matched) if pipe else {},
+        sent=dict(dlv.stats.sent_by_channel) if dlv else {},
+        failed=dict(dlv.stats.failed_by_channel) if dlv else {},
+        dead=dict(dlv.stats.dead_by_channel) if dlv else {},
+        outbox_pending=dlv.pending() if dlv else 0,
+        oldest_pending=drain.oldest(dlv.pending_by_channel()) if dlv else {},
+        feed_connected=bool(feed and feed.stats.connected),
+        reconnects=dict(feed.stats.reconnects) if feed else {},
+        backfilled=feed.stats.backfilled if feed else 0,
+        backfill_failures=feed.stats.backfill_failures if feed else 0,
+        backfill_gap_open=bool(feed and feed.gap_open),
+        order_list_requests=lookups[0],
+        order_list_failures=lookups[1],
+        shaping=pipe.shaping.stats() if pipe else {},
+        shaping_lost=dict(pipe.shaping.lost) if pipe else {},
+        retargeted=dlv.stats.retargeted if dlv else 0,
+        awaiting_title=len(pipe.waits) if pipe else 0,
+        judged_untitled=pipe.waits.gave_up if pipe else 0,
+    )
