@@ -10,59 +10,37 @@ Channel limits (`channel_limits.py`): a channel's `rate` is a token bucket on th
 a lane that had to wait for a token folds its target's due rows into one message
 (`message_fold.py`). A Retry-After pauses the channel. A row its channel has failed for
 `fallback_after` (or dead-lettered) is also queued for the channel's `fallback`, once
-(`reroute.py`). What becomes of a row after its attempt (marked,
-backed off, re-queued for a changed URL, dead-lettered) is `delivery_outcomes.py`.
+(`reroute.py`). When a lane's head row may go, or is settled instead (expired, moved to its
+channel's current URLs), is `due_decision.py`; what becomes of a row after its attempt (marked,
+backed off, re-queued for a changed URL, dead-lettered) is `delivery_outcomes.py`. The channels
+are reached through the `Sender` protocol (`sender.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
-import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Protocol
 
-from notifier.channel_limits import MAX_STATED_PAUSE, ChannelLimits
+from notifier.channel_limits import ChannelLimits
 from notifier.clock import utc_now
 from notifier.delivery_outcomes import DeliveryStats, Outcomes
-from notifier.events import MessageLimit, SendResult
-from notifier.message_fold import FOLD_LIMIT, SAFE_LIMIT, fitting, fold
+from notifier.due_decision import behind_a_move, due_in
+from notifier.events import SendResult
+from notifier.message_fold import FOLD_LIMIT, fitting, fold, foldable, message_limit
 from notifier.render import escape_for, line_break
+from notifier.sender import Sender
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
 log = logging.getLogger(__name__)
 
-# The prefix a dead-lettered row's error gets ("undelivered after 1 day, 0:00:00: ...").
-_UNDELIVERED = re.compile(r"^(?:undelivered after (?:\d+ days?, )?\d+:\d\d:\d\d(?:\.\d+)?: )+")
+__all__ = ["Deliverer", "Sender"]  # Sender lives in sender.py; importable from here too
 
 RESCAN_EVERY = 30.0  # seconds between looks at the outbox when nothing announced new rows
-
-
-class Sender(Protocol):
-    """What the engine needs from the channels (apprise lives behind it)."""
-
-    def knows(self, target: str) -> bool:
-        """Whether this target is still configured."""
-        ...
-
-    def channel_of(self, target: str) -> str | None:
-        """The configured channel name of a target, or None if unknown."""
-        ...
-
-    async def send(
-        self, target: str, title: str, body: str, *, message: str | None = None
-    ) -> SendResult:
-        """One attempt; a service failure is a failed result, never an exception.
-
-        `message` names the alert(s) sent for good, the same on every retry: a sender may use
-        it to recognise a retry of a message it has delivered after all.
-        """
-        ...
 
 
 class Deliverer:
@@ -240,12 +218,12 @@ class Deliverer:
                 if not head:
                     return  # the finally below forgets this lane before anyone else runs
                 item = head[0]
-                wait = self._due_in(item)
+                wait = due_in(item, self._sender, self._settings, self._outcomes, self._clock)
                 if wait is None:
                     await asyncio.sleep(0)  # settled; let others run, then the next row
                     continue
                 channel = self._channel(item)
-                if self._behind_a_move(item, channel):
+                if behind_a_move(item, channel, self._lanes, self._sender, self._store):
                     # Woken when the older row is re-queued here (or dead-lettered).
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(RESCAN_EVERY):
@@ -270,65 +248,8 @@ class Deliverer:
                 del self._lanes[target]
                 del self._wakes[target]
 
-    def _behind_a_move(self, item: OutboxItem, channel: str) -> bool:
-        """Whether a row of `channel` filled before `item` still sits on a URL a reload
-        removed: its lane is about to re-queue it for the channel's current URLs (once a send
-        still in flight there has its outcome), and it must reach them first."""
-        for target in self._lanes:
-            if target == item.target or self._sender.knows(target):
-                continue
-            head = self._store.head(target)
-            if head and head[0].channel == channel and head[0].filled_at <= item.filled_at:
-                return True
-        return False
-
-    def _message_limit(self, target: str) -> MessageLimit:
-        """What one message to the target may hold, if the sender knows; else what any takes."""
-        limit = getattr(self._sender, "message_limit", None)
-        known = limit(target) if callable(limit) else None
-        return known if isinstance(known, MessageLimit) else SAFE_LIMIT
-
     def _channel(self, item: OutboxItem) -> str:
         return self._sender.channel_of(item.target) or item.channel
-
-    def _due_in(self, item: OutboxItem) -> float | None:
-        """Seconds until the row may be sent (0: now); None when it is settled instead: found
-        delivered after all, dead-lettered, or re-queued for its channel's current URLs."""
-        if self._outcomes.delivered_after_all(item, self._channel(item), self._sender):
-            # First: the service has it, so it is neither dead, nor due for the fallback, nor
-            # to be sent again to a URL a reload put in place of the one that took it.
-            return None
-        now = self._clock()
-        expires = item.created_at + self._settings.max_age
-        if now >= expires:  # before any retarget: a re-queued row would start a new max_age
-            # Once: a row dead-lettered before, requeued by `outbox --retry-dead`, had it.
-            last = _UNDELIVERED.sub("", item.last_error or "") or "never attempted"
-            error = f"undelivered after {self._settings.max_age}: {last}"
-            self._outcomes.dead(item, self._channel(item), error, self._sender)
-            return None
-        if not self._sender.knows(item.target):
-            self._outcomes.retarget(item, self._sender)
-            return None
-        wake = min(item.next_at, expires)
-        channel = self._channel(item)
-        falls_back = self._outcomes.fallback_at(item, channel)
-        if falls_back is not None:
-            if now >= falls_back:
-                self._outcomes.escalate(item, channel, self._sender)
-            else:
-                wake = min(wake, falls_back)
-        if item.attempts > 0:  # its channel is failing: the rows behind it wait on it
-            behind = self._outcomes.sweep_fallbacks(item.target, channel, now, self._sender)
-            if behind is not None:
-                wake = min(wake, behind)
-        if item.next_at <= now:
-            return 0.0
-        if (item.next_at - now).total_seconds() > max(self._settings.retry_cap, MAX_STATED_PAUSE):
-            # Further off than any wait we set: the wall clock stepped back since. Due now,
-            # rather than held for as long as the step.
-            return 0.0
-        # Wake at the retry time, expiry or fallback time, whichever comes first.
-        return (wake - now).total_seconds()
 
     async def _send(self, item: OutboxItem, *, folding: bool = False) -> None:
         """Send the row; when `folding`, with every due row of its target as one message."""
@@ -347,25 +268,10 @@ class Deliverer:
             ):
                 return
             self._store.flush()  # the row must be on disk before anyone can have seen it
-            items = [item]
             newline = line_break(escape_for(self._settings.body_format))
-            if folding:
-                # The due rows from the head up to the first one still in back-off: folding a
-                # newer row past it would let the chat see the newer alert first. A row past
-                # max_age among them (recorded before a backfilled row filled earlier) is left
-                # to be dead-lettered, never sent.
-                head = self._store.head(item.target, FOLD_LIMIT)
-                max_age = self._settings.max_age
-                due = [
-                    row
-                    for row in itertools.takewhile(lambda i: i.next_at <= now, head)
-                    if now < row.created_at + max_age
-                ]
-                if due and due[0] == item:
-                    items = self._undelivered(due, channel)
-                    if not items:
-                        return  # every one was delivered after all: marked sent
-                    items = fitting(items, self._message_limit(item.target), newline)
+            items = self._batch(item, channel, now, newline) if folding else [item]
+            if not items:
+                return  # every one was delivered after all: marked sent
             self.stats.retried += sum(1 for i in items if i.attempts)
             self._limits.take(channel, now)
             title, body = fold(items, newline)
@@ -377,11 +283,21 @@ class Deliverer:
             else:
                 self._outcomes.failed(each, channel, result, self._settings, self._sender)
 
-    def _undelivered(self, rows: list[OutboxItem], channel: str) -> list[OutboxItem]:
-        """`rows` less those an attempt given up on delivered after all (marked sent now): a
-        fold must not repeat them beside new ones."""
+    def _batch(
+        self, item: OutboxItem, channel: str, now: datetime, newline: str
+    ) -> list[OutboxItem]:
+        """The row and the due rows behind it, as many as fit one message (`message_fold.py`);
+        none when every one was delivered after all."""
+        due = foldable(self._store.head(item.target, FOLD_LIMIT), now, self._settings.max_age)
+        if not due or due[0] != item:
+            return [item]
+        # Less those an attempt given up on delivered after all (marked sent now): a fold must
+        # not repeat them beside new ones.
         late = self._outcomes.delivered_after_all
-        return [row for row in rows if not late(row, channel, self._sender)]
+        items = [row for row in due if not late(row, channel, self._sender)]
+        if not items:
+            return []
+        return fitting(items, message_limit(self._sender, item.target), newline)
 
     async def _attempt(
         self, sender: Sender, item: OutboxItem, title: str, body: str, message: str

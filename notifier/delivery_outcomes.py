@@ -1,10 +1,10 @@
 """What becomes of an outbox row once its lane has decided: sent, retried, re-queued or dead.
 
-The lane (`deliver.py`) decides when a row goes and with what; this records the outcome in the
-state file, counts it, logs it, and queues the channel's fallback when the row's channel keeps
-failing. A row whose URL left the config is re-queued for its channel's current URLs and marked
-sent (it is done; `stats.retargeted` counts it, not `sent`); only when the channel is gone too is
-it dead-lettered.
+The lane (`deliver.py`, timed by `due_decision.py`) decides when a row goes and with what; this
+records the outcome in the state file, counts it, logs it, and queues the channel's fallback when
+the row's channel keeps failing. A row whose URL left the config is re-queued for its channel's
+current URLs and marked sent (it is done; `stats.retargeted` counts it, not `sent`); only when
+the channel is gone too is it dead-lettered.
 """
 
 from __future__ import annotations
@@ -14,17 +14,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from notifier.backoff import retry_delay
 from notifier.channel_limits import ChannelLimits
 from notifier.events import SendResult
 from notifier.reroute import FallbackPolicy, TargetDirectory, channel_targets, retarget
+from notifier.sender import Sender
 from notifier.settings import DeliverySettings
 from notifier.store import OutboxItem, StateStore
-
-if TYPE_CHECKING:
-    from notifier.deliver import Sender
 
 log = logging.getLogger(__name__)
 

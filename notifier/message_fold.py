@@ -1,13 +1,15 @@
 """Several alerts of one target as one message, when a rate limit holds them back.
 
-A lane whose channel's bucket is empty sends every due row as one message (`fold`), cut
-where the service would cut it (`fitting`): an alert cut off would be marked sent but never
-seen, so the rest wait for the next message instead.
+A lane whose channel's bucket is empty sends every due row (`foldable`) as one message
+(`fold`), cut where the service would cut it (`fitting`, within `message_limit`): an alert cut
+off would be marked sent but never seen, so the rest wait for the next message instead.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from notifier.events import MessageLimit
 from notifier.store import OutboxItem
@@ -16,6 +18,27 @@ FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next
 
 
 SAFE_LIMIT = MessageLimit(chars=1900)  # what any service takes (Discord's 2000, less a margin)
+
+
+def foldable(head: Sequence[OutboxItem], now: datetime, max_age: timedelta) -> list[OutboxItem]:
+    """The due rows of a target's `head` (in fill order), up to the first one still in back-off.
+
+    Folding a newer row past one in back-off would let the chat see the newer alert first. A
+    row past max_age among them (recorded before a backfilled row filled earlier) is left to
+    be dead-lettered, never sent.
+    """
+    return [
+        row
+        for row in itertools.takewhile(lambda i: i.next_at <= now, head)
+        if now < row.created_at + max_age
+    ]
+
+
+def message_limit(sender: object, target: str) -> MessageLimit:
+    """What one message to the target may hold, if the sender knows; else what any takes."""
+    limit = getattr(sender, "message_limit", None)
+    known = limit(target) if callable(limit) else None
+    return known if isinstance(known, MessageLimit) else SAFE_LIMIT
 
 
 def fitting(

@@ -1,0 +1,36 @@
+"""The `Sender` protocol: what the delivery engine needs from the channels.
+
+A module of its own so that the engine's parts (`deliver.py`, `due_decision.py`,
+`delivery_outcomes.py`) name it without importing one another. `channels.ChannelSet` is the
+sender the daemon uses, apprise behind it. Beyond the protocol the engine uses what a sender
+has of `message_limit` (`message_fold.message_limit`), `take_delivered`
+(`Outcomes.delivered_after_all`) and `targets` (`reroute.TargetDirectory`).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from notifier.events import SendResult
+
+
+class Sender(Protocol):
+    """What the engine needs from the channels (apprise lives behind it)."""
+
+    def knows(self, target: str) -> bool:
+        """Whether this target is still configured."""
+        ...
+
+    def channel_of(self, target: str) -> str | None:
+        """The configured channel name of a target, or None if unknown."""
+        ...
+
+    async def send(
+        self, target: str, title: str, body: str, *, message: str | None = None
+    ) -> SendResult:
+        """One attempt; a service failure is a failed result, never an exception.
+
+        `message` names the alert(s) sent for good, the same on every retry: a sender may use
+        it to recognise a retry of a message it has delivered after all.
+        """
+        ...
