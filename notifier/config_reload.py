@@ -47,6 +47,7 @@ class ConfigReloader:
         self._lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[bool]] = set()  # reloads asked for and not done yet
         self._queued = False  # a reload asked for has not read the file yet
+        self._stopped = False  # the service is stopping: no reload from now on
 
     @property
     def has_config_file(self) -> bool:
@@ -59,6 +60,9 @@ class ConfigReloader:
         A request while another waits to read the file joins it: that reading sees every
         edit made before it, so a burst of signals costs one reload, not one each.
         """
+        if self._stopped:
+            log.info("reload asked while stopping: not done")
+            return
         if self._queued:
             log.debug("reload already queued: this request joins it")
             return
@@ -88,6 +92,16 @@ class ConfigReloader:
                 log.exception("reload failed unexpectedly, the running config stays in force")
                 return False
             return self._swap(new, channels)
+
+    async def cancel(self) -> None:
+        """End the reloads asked for and not done (a stop): none may swap rules into a
+        pipeline whose state file is about to close. A reading in its thread runs on, unused;
+        a reload asked for from now on is not done."""
+        self._stopped = True
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod
     def _build(read: Callable[[], Settings]) -> tuple[Settings, ChannelSet]:

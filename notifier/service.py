@@ -208,6 +208,7 @@ class Service:
                     log.info(
                         "stopping (%s): feed closed, finishing what was received", self._stop_why
                     )
+                    await self._reloader.cancel()
                     await _cancel(feed_task)
                     await _finish(pipeline, pipe_task)
                     await deliverer.drain(SHUTDOWN_GRACE)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from daemon import Daemon, child_env, free_port, http_get, metrics_once
+from faults import until
 from receivers import WebhookReceiver
 
 from notifier.config import parse
@@ -467,6 +468,37 @@ async def test_a_burst_of_reload_requests_reads_the_config_once_per_wait(
     while service._reloader.tasks:
         await asyncio.wait(set(service._reloader.tasks), timeout=10)
     assert readings == [1, 2, 3]
+
+
+async def test_a_reload_still_reading_at_a_stop_ends_with_the_service(
+    venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A reload asked just before a stop and still reading its file when the service stops is
+    cancelled with the rest: it never swaps rules into a pipeline whose state file is closed,
+    nor fails later in a task no one awaits."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    env = {"POLYSIM_API_KEY": DEFAULT_API_KEY}
+    settings = parse(config.read_text(encoding="utf-8"), source=config, env=env)
+    reading, go_on = threading.Event(), threading.Event()
+
+    def reread() -> Settings:
+        reading.set()
+        go_on.wait(timeout=10)
+        return settings
+
+    service = Service(settings, reload=reread, install_signals=False)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: task.done() or bool(service.feed and service.feed.stats.reading))
+        service.request_reload()
+        assert await asyncio.to_thread(reading.wait, 10)
+        service.request_stop()
+        await asyncio.wait_for(task, timeout=15)
+        assert not service._reloader.tasks  # ended, before the state file closed
+        service.request_reload()  # a SIGHUP after the stop: not done
+        assert not service._reloader.tasks
+    finally:
+        go_on.set()
 
 
 async def test_a_reload_that_fails_unexpectedly_keeps_the_running_config(
