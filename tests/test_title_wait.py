@@ -245,7 +245,7 @@ async def test_a_fill_waits_whole_and_is_judged_untitled_after_the_limit(
     await spin_until(lambda: titles.lookups.count(BTC) == 2)
     assert len(pipeline.waits) == 1
     clock.advance(minutes=1)
-    with caplog.at_level(logging.WARNING, logger="notifier.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="notifier.title_gate"):
         pipeline.offer_waiting()
         await spin_until(lambda: not pipeline.waits)
     pipeline.close()
