@@ -312,5 +312,6 @@ class Deliverer:
             return SendResult(ok=False, error=f"no outcome within {deadline:g}s")
         except Exception as exc:  # the Sender promised not to raise: a bug, yet no reason to stall
             # Only the type: an exception's text from an HTTP stack may carry the URL.
-            log.error("sender raised %s for channel %s", type(exc).__name__, item.channel)
+            channel = sender.channel_of(item.target) or item.channel  # as now named
+            log.error("sender raised %s for channel %s", type(exc).__name__, channel)
             return SendResult(ok=False, error=f"sender raised {type(exc).__name__}")

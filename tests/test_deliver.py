@@ -551,15 +551,21 @@ async def test_send_timeout_is_a_failure(store: StateStore, clock: HandClock) ->
     assert deliverer.stats.failed_by_channel == {"chat": 1}
 
 
-async def test_sender_exception_is_a_failure(store: StateStore, clock: HandClock) -> None:
-    """A Sender that raises despite its contract costs one failed attempt, not the engine."""
+async def test_sender_exception_is_a_failure(
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Sender that raises despite its contract costs one failed attempt, not the engine;
+    the line names the channel as the config now calls it (the row was recorded as "chat"
+    before a reload renamed it), and not the exception's text."""
     put(store, "f0", "a")
-    sender = FakeSender({"a": "chat"})
+    sender = FakeSender({"a": "desk"})
     sender.script["a"] = [RuntimeError("https://secret.example/hook")]
     deliverer = make(store, sender, clock)
     async with running(deliverer):
         await spin_until(lambda: store.head("a")[0].attempts == 1)
         assert store.head("a")[0].last_error == "sender raised RuntimeError"
+        assert "sender raised RuntimeError for channel desk" in caplog.text
+        assert "secret" not in caplog.text
         clock.advance(1)
         deliverer.notify()
         await spin_until(lambda: deliverer.pending() == 0)
