@@ -1023,6 +1023,15 @@ async def _minute_by_minute(store: StateStore, deliverer: Deliverer, clock: Hand
 # --- an attempt given up on that delivered after all settles its row before anything else ---
 
 
+# chat falls back to mail after a minute of failing.
+CHAT_FALLS_TO_MAIL = {
+    "chat": ChannelSettings(
+        name="chat", urls=("json://h/c",), fallback="mail", fallback_after=timedelta(minutes=1)
+    ),
+    "mail": ChannelSettings(name="mail", urls=("json://h/m",)),
+}
+
+
 class LateSender(FakeSender):
     """Knows which alerts an attempt it had given up on delivered when its thread ended."""
 
@@ -1048,17 +1057,13 @@ async def test_a_late_success_is_sent_not_dead_nor_fallen_back(
     next looked at (expired, or due for the fallback), it is marked sent; it is neither
     dead-lettered as undelivered nor queued for the fallback, which would show it twice."""
     clock = HandClock()
-    chans = {
-        "chat": ChannelSettings(
-            name="chat", urls=("json://h/c",), fallback="mail", fallback_after=timedelta(minutes=1)
-        ),
-        "mail": ChannelSettings(name="mail", urls=("json://h/m",)),
-    }
     with StateStore(tmp_path / "s.db", clock=clock) as store:
         put(store, "f1", "c")
         sender = LateSender({"c": "chat", "m": "mail"})
         sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")]
-        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        deliverer = Deliverer(
+            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
+        )
         async with running(deliverer):
             await spin_until(lambda: sender.attempts == [("c", "f1")])
             await settle()
@@ -1081,17 +1086,13 @@ async def test_a_late_success_behind_the_head_is_sent_not_swept_to_the_fallback(
     delivered and marks it sent, rather than queueing it for the fallback (shown twice);
     A itself still falls back."""
     clock = HandClock()
-    chans = {
-        "chat": ChannelSettings(
-            name="chat", urls=("json://h/c",), fallback="mail", fallback_after=timedelta(minutes=1)
-        ),
-        "mail": ChannelSettings(name="mail", urls=("json://h/m",)),
-    }
     with StateStore(tmp_path / "s.db", clock=clock) as store:
         put(store, "B", "c")
         sender = LateSender({"c": "chat", "m": "mail"})
         sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
-        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        deliverer = Deliverer(
+            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
+        )
         async with running(deliverer):
             await spin_until(lambda: sender.attempts == [("c", "B")])
             await settle()
