@@ -18,24 +18,19 @@ complete run is recorded (`unseen()` on the store is empty); that clearing write
 records on the same store, so it can never be durable before them. The sink returning is not
 enough: the pipeline only queues.
 
-Venue assumptions (PolySimulator documents the first; fill identity relies on the second):
-- history is ordered newest first by `filled_at`, and only grows at the front, so an offset
-  reached once never skips an older item later. The stop condition tolerates small disorder:
-  paging goes on one page past the first item older than the target.
-- history and feed give `filled_at` with the same precision, so one fill has one identity
-  (order_id, filled_at, quantity, price, and its occurrence among equal fills: see
-  recurrence.py) on both paths and the pipeline dedupes it.
+Paging history back to a time, and the venue's ordering it relies on: history_walk.py.
+Fill identity relies on history and feed giving `filled_at` with the same precision, so one
+fill has one identity (order_id, filled_at, quantity, price, and its occurrence among equal
+fills: see recurrence.py) on both paths and the pipeline dedupes it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -45,21 +40,19 @@ from notifier.backoff import retry_delay
 from notifier.durations import format_duration
 from notifier.errors import RateLimited, TransientFeedError
 from notifier.events import Fill
-from notifier.normalize import Rejected, normalize_history_item
+from notifier.history_walk import HistoryRead, HistoryWalker
+from notifier.normalize import Rejected
 from notifier.order_refs import ClientOrderIds
-from notifier.recent import RecentMap
 from notifier.recurrence import Recurrences
 from notifier.settings import FeedSettings
-from notifier.venue_pages import PAGE_SIZE, VenuePages
+from notifier.venue_pages import VenuePages
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES = 50  # pages per run (10,000 fills); a longer gap goes on in the next run
 ATTEMPTS = 3  # tries per backfill at connect, with back-off between
 RETRY_EVERY = 60.0  # seconds between further tries while history fails
-CONTINUE_AFTER = 5.0  # seconds before a run cut at MAX_PAGES goes on
+CONTINUE_AFTER = 5.0  # seconds before a run cut at the page cap goes on
 SETTLE_EVERY = 1.0  # seconds between checks that a run's fills are recorded
-REJECTED_REMEMBERED = 1000  # bad history items counted once (per generation of the memory)
 REREAD_AFTER = 2.0  # seconds before history is read again to count fills a live frame matched
 # At most one such read this often: with steady trading, each read lists fills whose frames
 # are still on their way, and each would ask for the next. Within the overlap, so none is late.
@@ -96,14 +89,6 @@ class WatermarkStore(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class _Walk:
-    """Where a walk down history ended: the next offset, and whether it reached its target."""
-
-    next_offset: int
-    complete: bool
-
-
 class Backfill:
     """One feed client's gap recovery: `begin()` at start, `run()` after each connect."""
 
@@ -129,13 +114,16 @@ class Backfill:
         self._first_start = False  # begin() set the first-start floor
         self._sink = sink
         self._clock = clock
-        self._on_reject = on_reject
         self._pause = pause
         self._rng = rng
         self._monotonic = monotonic
         self._order_refs = order_refs
-        # Shared with the live feed: one fill gets one number on both paths.
-        self._recurrences = Recurrences() if recurrences is None else recurrences
+        self._history = HistoryWalker(
+            self._pages,
+            # Shared with the live feed: one fill gets one number on both paths.
+            recurrences=Recurrences() if recurrences is None else recurrences,
+            on_reject=on_reject,
+        )
         self._wants_order_refs = wants_order_refs  # the rules read client_order_id
         self._gap: datetime | None = None  # the stored gap start, mirrored
         self._retry_at: float | None = None  # when an unfinished gap is tried again
@@ -143,10 +131,8 @@ class Backfill:
         self._reread_since: datetime | None = None  # how far back the next run must read
         self._settling: list[tuple[str, datetime]] | None = None  # a complete run's fills
         self._settle_at = 0.0
-        self._resume: int | None = None  # offset where a run cut at MAX_PAGES stopped
+        self._resume: int | None = None  # offset where a run cut at the page cap stopped
         self._warned_horizon = False  # the "away longer than the horizon" warning, given
-        # Bad items already counted: every re-read of the overlap lists them again.
-        self._rejected: RecentMap[bytes, None] = RecentMap(REJECTED_REMEMBERED)
         self.delivered = 0
         self.failures = 0
 
@@ -256,10 +242,8 @@ class Backfill:
         """Read history back to `since` and hand it on, retrying a failure `attempts` times;
         a run that still fails stores `since` as the gap, to be read again later."""
         for attempt in range(1, attempts + 1):
-            found: dict[str, Fill] = {}
-            self._pages.new_run()
             try:
-                walk = await self._fetch(since, recent, found)
+                read = await self._history.read_back(since, recent, self._resume)
             except TransientFeedError as exc:
                 self.failures += 1
                 long_wait = exc.retry_after if isinstance(exc, RateLimited) else 0.0
@@ -276,14 +260,14 @@ class Backfill:
                     since.isoformat(),
                 )
                 return
-            await self._deliver(since, walk, found)
+            await self._deliver(since, read)
             return
 
-    async def _deliver(self, since: datetime, walk: _Walk, found: dict[str, Fill]) -> None:
+    async def _deliver(self, since: datetime, read: HistoryRead) -> None:
         # Newest first from the venue: reverse, then a stable sort keeps ties in venue order.
-        fills = list(reversed(found.values()))
+        fills = list(reversed(read.fills.values()))
         fills.sort(key=lambda f: f.filled_at)
-        if fills or not walk.complete:
+        if fills or not read.complete:
             self._set_gap(since)  # durable before any of these fills can move the watermark
         self._settling = None
         # Most of a read is the overlap the live feed delivered already: only fills not yet
@@ -301,14 +285,14 @@ class Backfill:
             since.isoformat(),
             len(new),
         )
-        if not walk.complete:
-            self._resume = walk.next_offset
+        if not read.complete:
+            self._resume = read.next_offset
             self._retry_at = self._monotonic() + CONTINUE_AFTER
             oldest = fills[0].filled_at.isoformat() if fills else "-"
             log.warning(
                 "history paging stopped at %d pages (oldest fill read %s); the gap since %s "
                 "stays open and paging goes on in %.0fs",
-                MAX_PAGES,
+                read.pages,
                 oldest,
                 since.isoformat(),
                 CONTINUE_AFTER,
@@ -325,53 +309,3 @@ class Backfill:
         if at != self._gap:
             self._store.save_gap(at)
             self._gap = at
-
-    async def _fetch(self, since: datetime, recent: datetime, found: dict[str, Fill]) -> _Walk:
-        """History fills at or after `since` into `found`, each once, within MAX_PAGES.
-
-        After a run cut at the page cap, the newest part is read down to `recent` only, and
-        the rest resumes at the offset where the cut run stopped.
-        """
-        budget = [MAX_PAGES]
-        if self._resume is None:
-            return await self._walk(0, since, found, budget)
-        head = await self._walk(0, recent, found, budget)
-        if not head.complete:
-            return head
-        return await self._walk(self._resume, since, found, budget)
-
-    async def _walk(
-        self, offset: int, stop: datetime, found: dict[str, Fill], budget: list[int]
-    ) -> _Walk:
-        """Page from `offset` until one page past the first item older than `stop`."""
-        past = False
-        while budget[0] > 0:
-            budget[0] -= 1
-            items = await self._pages.history(offset)
-            offset += PAGE_SIZE
-            older = False
-            page = [fill for fill in map(self._normalize, items) if fill is not None]
-            for fill in self._recurrences.number_page(page):
-                if fill.filled_at < stop:
-                    older = True
-                    continue
-                found.setdefault(fill.key, fill)
-            if past or len(items) < PAGE_SIZE:
-                return _Walk(offset, complete=True)
-            past = older
-        return _Walk(offset, complete=False)
-
-    def _normalize(self, item: object) -> Fill | None:
-        result = (
-            normalize_history_item(item)
-            if isinstance(item, Mapping)
-            else Rejected("not_object", "history item is not an object")
-        )
-        if not isinstance(result, Rejected):
-            return result
-        # The item as read: one bad item is one rejection, not one per read that lists it.
-        seen = hashlib.blake2b(repr(item).encode(), digest_size=16).digest()
-        if seen not in self._rejected:
-            self._on_reject(result, "history")
-        self._rejected[seen] = None
-        return None

@@ -17,7 +17,7 @@ from fakes import MonoClock, grows
 from test_feed import T0, Harness, Sleeps, Wall, until
 from websockets.asyncio.server import ServerConnection
 
-from notifier import backfill
+from notifier import backfill, history_walk
 from notifier.events import Fill
 from notifier.feed import FeedClient
 from notifier.settings import FeedSettings
@@ -249,7 +249,7 @@ async def test_page_cap_keeps_the_gap_open_and_paging_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A gap longer than MAX_PAGES: the newest part now, the rest in the next run, none lost."""
-    monkeypatch.setattr(backfill, "MAX_PAGES", 4)
+    monkeypatch.setattr(history_walk, "MAX_PAGES", 4)
     mark = T0 - timedelta(days=1)
     with StateStore(tmp_path / "state.db") as earlier:
         earlier.save_watermark(mark)

@@ -1,0 +1,118 @@
+"""Walking the venue's history back to a time: the fills one backfill run finds, page by page.
+
+backfill.py decides where a run must read back to, when it runs and what its fills close;
+this reads the pages (venue_pages.py), turns each item into a fill numbered among its equals
+(recurrence.py), and says where the walk stopped. A run reads at most MAX_PAGES pages; a
+longer gap goes on in the next run from the offset where this one stopped.
+
+Venue assumption (PolySimulator documents it): history is ordered newest first by
+`filled_at`, and only grows at the front, so an offset reached once never skips an older item
+later. The stop condition tolerates small disorder: paging goes on one page past the first
+item older than the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from notifier.events import Fill
+from notifier.normalize import Rejected, normalize_history_item
+from notifier.recent import RecentMap
+from notifier.recurrence import Recurrences
+from notifier.venue_pages import PAGE_SIZE, VenuePages
+
+MAX_PAGES = 50  # pages per run (10,000 fills); a longer gap goes on in the next run
+REJECTED_REMEMBERED = 1000  # bad history items counted once (per generation of the memory)
+
+
+@dataclass(slots=True)
+class HistoryRead:
+    """What one run read: its fills by key (newest first, as listed), the offset to go on
+    from, whether it reached its target, and how many pages it took."""
+
+    fills: dict[str, Fill]
+    next_offset: int
+    complete: bool
+    pages: int
+
+
+@dataclass(slots=True)
+class _Walk:
+    """Where a walk down history ended: the next offset, and whether it reached its target."""
+
+    next_offset: int
+    complete: bool
+
+
+class HistoryWalker:
+    """One feed client's reads of history: `read_back()` once a run."""
+
+    def __init__(
+        self,
+        pages: VenuePages,
+        *,
+        recurrences: Recurrences,
+        on_reject: Callable[[Rejected, str], None],
+    ) -> None:
+        self._pages = pages
+        self._recurrences = recurrences
+        self._on_reject = on_reject
+        # Bad items already counted: every re-read of the overlap lists them again.
+        self._rejected: RecentMap[bytes, None] = RecentMap(REJECTED_REMEMBERED)
+
+    async def read_back(self, since: datetime, recent: datetime, resume: int | None) -> HistoryRead:
+        """History fills at or after `since`, each once, within MAX_PAGES.
+
+        After a run cut at the page cap, the newest part is read down to `recent` only, and
+        the rest resumes at `resume`, the offset where the cut run stopped.
+        """
+        self._pages.new_run()
+        found: dict[str, Fill] = {}
+        cap = MAX_PAGES
+        budget = [cap]
+        if resume is None:
+            walk = await self._walk(0, since, found, budget)
+        else:
+            walk = await self._walk(0, recent, found, budget)
+            if walk.complete:
+                walk = await self._walk(resume, since, found, budget)
+        return HistoryRead(found, walk.next_offset, walk.complete, pages=cap - budget[0])
+
+    async def _walk(
+        self, offset: int, stop: datetime, found: dict[str, Fill], budget: list[int]
+    ) -> _Walk:
+        """Page from `offset` until one page past the first item older than `stop`."""
+        past = False
+        while budget[0] > 0:
+            budget[0] -= 1
+            items = await self._pages.history(offset)
+            offset += PAGE_SIZE
+            older = False
+            page = [fill for fill in map(self._normalize, items) if fill is not None]
+            for fill in self._recurrences.number_page(page):
+                if fill.filled_at < stop:
+                    older = True
+                    continue
+                found.setdefault(fill.key, fill)
+            if past or len(items) < PAGE_SIZE:
+                return _Walk(offset, complete=True)
+            past = older
+        return _Walk(offset, complete=False)
+
+    def _normalize(self, item: object) -> Fill | None:
+        result = (
+            normalize_history_item(item)
+            if isinstance(item, Mapping)
+            else Rejected("not_object", "history item is not an object")
+        )
+        if not isinstance(result, Rejected):
+            return result
+        # The item as read: one bad item is one rejection, not one per read that lists it.
+        seen = hashlib.blake2b(repr(item).encode(), digest_size=16).digest()
+        if seen not in self._rejected:
+            self._on_reject(result, "history")
+        self._rejected[seen] = None
+        return None
