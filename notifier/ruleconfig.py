@@ -2,6 +2,7 @@
 
 `RULE_KEYS` is the one table of per-rule keys: a parser per key. Keys that are not fields of
 `Rule` (say a future `group` or `throttle`) land in `Rule.extras`, so adding one is one entry.
+A rule's `when:` is read by `whenconfig.py`.
 """
 
 from __future__ import annotations
@@ -10,24 +11,12 @@ import dataclasses
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from notifier.conditions import (
-    DECIMAL_FIELDS,
-    MATCH_ALL,
-    STRING_FIELDS,
-    AllOf,
-    AnyOf,
-    Bounds,
-    Condition,
-    FieldMatch,
-    Not,
-)
+from notifier.conditions import MATCH_ALL, Condition
 from notifier.configvalues import (
     CHANNEL_NAME,
     as_bool,
-    as_decimal,
     as_nonempty_str,
     as_str_list,
     mapping,
@@ -54,10 +43,8 @@ from notifier.shapingconfig import (
     parse_line,
     parse_throttle_node,
 )
+from notifier.whenconfig import WHEN_KEYS, parse_condition
 from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
-
-WHEN_KEYS = (*STRING_FIELDS, *DECIMAL_FIELDS, "any", "all", "not")
-SIDES = ("BUY", "SELL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,157 +60,8 @@ class RuleContext:
 RuleKeyParser = Callable[[Node, str, RuleContext], object | None]
 
 
-def _misplaced(key: str) -> str:
-    """The advice for a rule key found among a rule's conditions."""
-    if key == "title":  # `when: {title: "*bitcoin*"}` means the market's title, not the alert's
-        return (
-            "'title' is the alert's title template, a key of the rule: to match the market's "
-            "title, write `market_title:`"
-        )
-    return f"{key!r} belongs to the rule, not to its conditions: indent it as `when:` is"
-
-
-def parse_condition(node: Node, path: str, ctx: RuleContext) -> Condition | None:
-    """A `when` mapping (or one nested under any/all/not); null or {} matches every fill."""
-    problems = ctx.problems
-    misplaced = [key for key in RULE_KEYS if key not in WHEN_KEYS]
-    when = mapping(node, path, problems, WHEN_KEYS, skip=misplaced)
-    if when is None:
-        return None
-    for key in when:
-        if key in misplaced:  # `notify:` indented under `when:`: the YAML nests it there
-            problems.add(when.key_lines[key], f"{path}.{key}", _misplaced(key))
-    parts: list[Condition] = []
-    ok = all(key in WHEN_KEYS for key in when)
-    for key, value in when.items():
-        child = f"{path}.{key}"
-        part: Condition | None = None
-        if key == "side":
-            part = _side(value, child, problems)
-        elif key in STRING_FIELDS:
-            values = _strings(key, value, child, problems)
-            part = None if values is None else FieldMatch(key, values)
-        elif key in DECIMAL_FIELDS:
-            part = _bounds(key, value, child, problems)
-        elif key in ("any", "all"):
-            part = _group(key, value, child, ctx)
-        elif key == "not":
-            if not value or _is_null(value):
-                # `not` of nothing matches no fill: the rule could never alert. Most often
-                # the next key was meant to be indented under it.
-                message = "needs at least one condition (indent the ones it negates under it)"
-                problems.add(when.key_lines[key], child, message)
-                ok = False
-                continue
-            inner = parse_condition(value, child, ctx)
-            part = None if inner is None else Not(inner)
-        else:
-            continue
-        if part is None:
-            ok = False
-        else:
-            parts.append(part)
-    if not ok:
-        return None
-    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
-
-
-# Fields whose values never hold a comma: `market: 0xabc, 0xdef` meant a list, and as one
-# string it would silently match nothing.
-_NO_COMMA = frozenset({"market", "order_id", "status"})
-
-
-def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, ...] | None:
-    values = as_str_list(node, path, problems)
-    if values is None:
-        return None
-    ok = True
-    for text, item, item_path in values:
-        if key in _NO_COMMA and "," in text:
-            first = text.split(",")[0].strip()
-            problems.add(
-                item.line,
-                item_path,
-                f"holds a comma: to match any of several, write a list: [{first}, ...]",
-            )
-            ok = False
-    return tuple(v for v, _, _ in values) if ok else None
-
-
-def _side(node: Node, path: str, problems: Problems) -> Condition | None:
-    values = as_str_list(node, path, problems)
-    if values is None:
-        return None
-    sides: list[str] = []
-    for text, item, item_path in values:
-        if text.upper() in SIDES:
-            sides.append(text.upper())
-        else:
-            hint = suggest(text.upper(), SIDES)
-            problems.add(item.line, item_path, f"must be BUY or SELL, got {text!r}{hint}")
-    return FieldMatch("side", tuple(sides)) if len(sides) == len(values) else None
-
-
-def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | None:
-    if not isinstance(node, YMap):
-        got = describe(node)
-        problems.add(node.line, path, f"must be a mapping like {{min: 1, max: 2}}, got {got}")
-        return None
-    if mapping(node, path, problems, ("min", "max")) is None or set(node) - {"min", "max"}:
-        return None
-    if not node:
-        problems.add(node.line, path, "needs min, max or both")
-        return None
-    low = as_decimal(node["min"], f"{path}.min", problems) if "min" in node else None
-    high = as_decimal(node["max"], f"{path}.max", problems) if "max" in node else None
-    if ("min" in node and low is None) or ("max" in node and high is None):
-        return None
-    ends_said = problems.silenced(f"{path}.min") or problems.silenced(f"{path}.max")
-    if low is not None and high is not None and low > high and not ends_said:
-        problems.add(node.line, path, f"min {low} is greater than max {high}")
-        return None
-    wrong = False
-    for end, value in (("min", low), ("max", high)):
-        problem = None if value is None else _out_of_range(key, end, value)
-        if problem is not None:
-            problems.add(node[end].line, f"{path}.{end}", problem)
-            wrong = True
-    if wrong:
-        return None
-    return Bounds(key, low, high)
-
-
-def _out_of_range(key: str, end: str, value: Decimal) -> str | None:
-    """A bound no fill can reach: a price is a probability, a quantity or notional is never
-    negative, so such a rule would match nothing."""
-    if key == "price" and not 0 <= value <= 1:
-        return f"must be between 0 and 1 (a price of 65¢ is 0.65), got {value}"
-    if value < 0:
-        return f"must be 0 or more: no fill has a negative {key}, got {value}"
-    if key == "quantity" and end == "max" and not value:
-        return "must be above 0: every fill's quantity is, so this rule would match none"
-    return None
-
-
-def _is_null(node: Node) -> bool:
-    return isinstance(node, Scalar) and node.kind == "null"
-
-
-def _group(key: str, node: Node, path: str, ctx: RuleContext) -> Condition | None:
-    if not isinstance(node, YSeq) or not node:
-        got = describe(node) if not isinstance(node, YSeq) else "an empty list"
-        ctx.problems.add(node.line, path, f"must be a list of conditions, got {got}")
-        return None
-    empty = [i for i, item in enumerate(node) if not item or _is_null(item)]
-    for i in empty:
-        # An empty item matches every fill: a stray `-` made the whole `any` match every fill.
-        message = "is an empty condition, which matches every fill (a stray `-`?)"
-        ctx.problems.add(node[i].line, f"{path}[{i}]", message)
-    parts = [parse_condition(item, f"{path}[{i}]", ctx) for i, item in enumerate(node)]
-    if empty or any(p is None for p in parts):
-        return None
-    conditions = tuple(p for p in parts if p is not None)
-    return AnyOf(conditions) if key == "any" else AllOf(conditions)
+def _when(node: Node, path: str, ctx: RuleContext) -> Condition | None:
+    return parse_condition(node, path, ctx.problems, RULE_KEYS)
 
 
 def _notify(node: Node, path: str, ctx: RuleContext) -> tuple[str, ...] | None:
@@ -300,7 +138,7 @@ def _name(node: Node, path: str, ctx: RuleContext) -> str | None:
 
 RULE_KEYS: dict[str, RuleKeyParser] = {
     "name": _name,
-    "when": parse_condition,
+    "when": _when,
     "notify": _notify,
     "title": _template,
     "body": _template,

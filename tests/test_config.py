@@ -637,7 +637,16 @@ def test_side_is_read_in_any_case() -> None:
     assert s.rules.rules[0].condition == FieldMatch("side", ("BUY", "SELL"))
 
 
-CORE = ("config", "configvalues", "ruleconfig", "yamltree", "rules", "render", "durations")
+CORE = (
+    "config",
+    "configvalues",
+    "ruleconfig",
+    "whenconfig",
+    "yamltree",
+    "rules",
+    "render",
+    "durations",
+)
 
 
 @pytest.mark.parametrize("module", CORE)
