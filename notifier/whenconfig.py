@@ -118,6 +118,15 @@ def _side(node: Node, path: str, problems: Problems) -> Condition | None:
     for text, item, item_path in values:
         if text.upper() in SIDES:
             sides.append(text.upper())
+        elif "," in text and all(part.strip().upper() in SIDES for part in text.split(",")):
+            # "BUY, SELL" meant a list: "did you mean 'SELL'?" would mislead.
+            listed = ", ".join(part.strip().upper() for part in text.split(","))
+            problems.add(
+                item.line,
+                item_path,
+                f"holds a comma: to match either side, write a list: [{listed}] "
+                "(or leave side out)",
+            )
         else:
             hint = suggest(text.upper(), SIDES)
             problems.add(item.line, item_path, f"must be BUY or SELL, got {text!r}{hint}")

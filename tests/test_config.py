@@ -402,6 +402,11 @@ def rules_errors(rules: str) -> list[str]:
             "(did you mean 'SELL'?)",
         ),
         (
+            "- name: r\n  notify: desk\n  when: {side: 'buy, SELL'}\n",
+            "config.yaml:7: rules[0].when.side: holds a comma: to match either side, write a "
+            "list: [BUY, SELL] (or leave side out)",
+        ),
+        (
             "- name: r\n  notify: desk\n  when: {outcome: true}\n",
             "config.yaml:7: rules[0].when.outcome: must be a string, got a boolean",
         ),
