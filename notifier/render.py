@@ -14,9 +14,16 @@ import string
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 
 from notifier.events import Fill
+from notifier.format_specs import (
+    DECIMAL_TYPES,
+    MAX_SPEC_NUMBER,
+    formats,
+    oversized,
+    plain_digits,
+)
 from notifier.normalize import BIDI_CONTROLS
 
 FILL_FIELDS = (
@@ -84,7 +91,6 @@ class Timestamp(datetime):
         return self.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-MAX_SPEC_NUMBER = 1000  # the widest width or precision a format spec may ask for
 # A placeholder, pre-split: (field name, format spec, apply str() first).
 _Placeholder = tuple[str, str, bool]
 _Part = str | _Placeholder
@@ -128,7 +134,7 @@ def _split(text: str) -> tuple[_Part, ...]:
             raise TemplateError(f"placeholder {shown}: only the !s conversion is allowed")
         if spec and ("{" in spec or "}" in spec):
             raise TemplateError(f"placeholder {shown}: nested placeholders in a format spec")
-        if spec and _oversized(spec):
+        if spec and oversized(spec):
             # `{order_id:>2000000000}` would build a 2 GB string for every alert.
             raise TemplateError(
                 f"placeholder {shown}: a width or precision over {MAX_SPEC_NUMBER} is not allowed"
@@ -173,7 +179,7 @@ class Template:
             before = ""
             if spec:
                 tries = ("text",) if to_str else _candidates(name, known)
-                if not any(_formats(value, spec) for value in tries):
+                if not any(formats(value, spec) for value in tries):
                     raise TemplateError(
                         f"placeholder {{{name}:{spec}}}: format spec {spec!r} does not apply "
                         f"to {name}"
@@ -205,8 +211,8 @@ class Template:
             try:
                 if to_str:
                     shown = str(value)
-                elif isinstance(value, Decimal) and not spec.endswith(_DECIMAL_TYPES):
-                    shown, spec = _plain_digits(value, spec)
+                elif isinstance(value, Decimal) and not spec.endswith(DECIMAL_TYPES):
+                    shown, spec = plain_digits(value, spec)
                 text = format(shown, spec)
             except Exception:  # broad on purpose: a spec that does not fit, shown plain
                 text = _plain(shown)
@@ -246,45 +252,6 @@ def _forms_mention(out: list[str], text: str) -> bool:
     return last != "" and last in "@<]" and _MENTION.match(last + text[0], 1) is not None
 
 
-# A Decimal spec's presentation types: its last character, if it names one (a fill character
-# is always followed by an alignment, so it is never last).
-_DECIMAL_TYPES = tuple("eEfFgGn%")
-_PRECISION = re.compile(r"\.(\d+)$")
-
-
-def _plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
-    """A spec without a type, for plain digits: str() and such a spec ("," or ".3") write
-    0.0000001 as 1E-7 and 1e3 as 1E+3. Its precision still counts significant digits, as
-    Decimal's general format does (`.2` shows 0.004 as 0.004, and 1234.5 as 1200)."""
-    precision = _PRECISION.search(spec)
-    if precision is not None:
-        value = Context(prec=max(int(precision.group(1)), 1)).plus(value)
-        spec = spec[: precision.start()]
-    return value, spec + "f"
-
-
-# A standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
-_STANDARD_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d*))?[a-zA-Z%]?", re.DOTALL)
-# A strftime directive's width, as glibc takes it: `%10Y`, `%_8d`, `%-3j`.
-_STRFTIME_WIDTH = re.compile(r"%[-_0^#]*(\d+)")
-
-
-def _oversized(spec: str) -> bool:
-    """Whether `spec` asks for a width or precision over MAX_SPEC_NUMBER.
-
-    Only real widths count: the digits of literal text in a strftime spec
-    (`{filled_at:Week %W of 2026}`) are not a width.
-    """
-    standard = _STANDARD_SPEC.fullmatch(spec)  # `{price:>12.2%}` is one too
-    numbers = [n for n in standard.groups() if n] if standard else []
-    if "%" in spec:
-        numbers += _STRFTIME_WIDTH.findall(spec)
-    elif not standard:
-        numbers = re.findall(r"\d+", spec)  # not a spec any field takes; refused later anyway
-    # By length first: int() of a 5,000-digit run is itself a ValueError (Python's limit).
-    return any(len(n) > 6 or int(n) > MAX_SPEC_NUMBER for n in numbers)
-
-
 def _plain(value: object) -> str:
     """str(value), or "" if even that fails: render must not raise."""
     try:
@@ -295,16 +262,6 @@ def _plain(value: object) -> str:
 
 def _candidates(name: str, known: Mapping[str, object]) -> tuple[object, ...]:
     return (known[name],) if name in known else _ANY_TYPE_SAMPLES
-
-
-def _formats(value: object, spec: str) -> bool:
-    if isinstance(value, datetime) and "%" not in spec:
-        return False  # strftime echoes any text, so only a spec with a % directive counts
-    try:
-        format(value, spec)
-    except (ValueError, TypeError):
-        return False
-    return True
 
 
 def _unknown(name: str, fields: Collection[str], *, after_dollar: bool = False) -> str:

@@ -650,6 +650,7 @@ CORE = (
     "yamltree",
     "rules",
     "render",
+    "format_specs",
     "durations",
 )
 

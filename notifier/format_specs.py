@@ -1,0 +1,63 @@
+"""Format specs in templates: which are refused, which fit a field, how a decimal is written.
+
+A spec is the user's text, applied to every alert: it is checked once, when the config loads
+(`oversized`, `formats`), so that rendering never raises nor builds a gigabyte string; and a
+decimal is written in plain digits whatever the spec, never as 1E+3 (`plain_digits`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Context, Decimal
+
+MAX_SPEC_NUMBER = 1000  # the widest width or precision a format spec may ask for
+
+# A Decimal spec's presentation types: its last character, if it names one (a fill character
+# is always followed by an alignment, so it is never last).
+DECIMAL_TYPES = tuple("eEfFgGn%")
+_PRECISION = re.compile(r"\.(\d+)$")
+
+
+def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
+    """A spec without a type, for plain digits: str() and such a spec ("," or ".3") write
+    0.0000001 as 1E-7 and 1e3 as 1E+3. Its precision still counts significant digits, as
+    Decimal's general format does (`.2` shows 0.004 as 0.004, and 1234.5 as 1200)."""
+    precision = _PRECISION.search(spec)
+    if precision is not None:
+        value = Context(prec=max(int(precision.group(1)), 1)).plus(value)
+        spec = spec[: precision.start()]
+    return value, spec + "f"
+
+
+# A standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
+_STANDARD_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d*))?[a-zA-Z%]?", re.DOTALL)
+# A strftime directive's width, as glibc takes it: `%10Y`, `%_8d`, `%-3j`.
+_STRFTIME_WIDTH = re.compile(r"%[-_0^#]*(\d+)")
+
+
+def oversized(spec: str) -> bool:
+    """Whether `spec` asks for a width or precision over MAX_SPEC_NUMBER.
+
+    Only real widths count: the digits of literal text in a strftime spec
+    (`{filled_at:Week %W of 2026}`) are not a width.
+    """
+    standard = _STANDARD_SPEC.fullmatch(spec)  # `{price:>12.2%}` is one too
+    numbers = [n for n in standard.groups() if n] if standard else []
+    if "%" in spec:
+        numbers += _STRFTIME_WIDTH.findall(spec)
+    elif not standard:
+        numbers = re.findall(r"\d+", spec)  # not a spec any field takes; refused later anyway
+    # By length first: int() of a 5,000-digit run is itself a ValueError (Python's limit).
+    return any(len(n) > 6 or int(n) > MAX_SPEC_NUMBER for n in numbers)
+
+
+def formats(value: object, spec: str) -> bool:
+    """Whether `spec` applies to `value` (a datetime only with a strftime directive)."""
+    if isinstance(value, datetime) and "%" not in spec:
+        return False  # strftime echoes any text, so only a spec with a % directive counts
+    try:
+        format(value, spec)
+    except (ValueError, TypeError):
+        return False
+    return True
