@@ -644,6 +644,7 @@ def test_side_is_read_in_any_case() -> None:
 
 CORE = (
     "config",
+    "channelconfig",
     "configvalues",
     "ruleconfig",
     "whenconfig",
