@@ -221,6 +221,8 @@ class Service:
                     if watch_task is not None:
                         await _cancel(watch_task)
         finally:
+            # A failed run ends here too: no reload may swap rules in once the state file closes.
+            await self._reloader.cancel()
             await titles.aclose()  # look-ups still running must not outlive the HTTP client
             if self.metrics_server is not None:
                 await self.metrics_server.stop()

@@ -21,6 +21,8 @@ from faults import until
 from receivers import WebhookReceiver
 
 from notifier.config import parse
+from notifier.errors import FatalFeedError
+from notifier.feed import FeedClient
 from notifier.service import Service
 from notifier.settings import Settings
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
@@ -497,6 +499,42 @@ async def test_a_reload_still_reading_at_a_stop_ends_with_the_service(
         assert not service._reloader.tasks  # ended, before the state file closed
         service.request_reload()  # a SIGHUP after the stop: not done
         assert not service._reloader.tasks
+    finally:
+        go_on.set()
+
+
+async def test_a_reload_still_reading_when_the_run_fails_ends_with_it(
+    venue: SimulatedPolySim,
+    webhook: WebhookReceiver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same when the run ends on a fatal error rather than a stop: the reload still
+    reading is cancelled before the state file closes, and never reports a swap."""
+    config = write_config(tmp_path / "config.yaml", venue, webhook)
+    env = {"POLYSIM_API_KEY": DEFAULT_API_KEY}
+    settings = parse(config.read_text(encoding="utf-8"), source=config, env=env)
+    reading, go_on = threading.Event(), threading.Event()
+
+    def reread() -> Settings:
+        reading.set()
+        go_on.wait(timeout=10)
+        return settings
+
+    async def fails_once_reloading(self: FeedClient) -> None:
+        await asyncio.to_thread(reading.wait, 10)
+        raise FatalFeedError("the venue refused for good")
+
+    monkeypatch.setattr(FeedClient, "run", fails_once_reloading)
+    service = Service(settings, reload=reread, install_signals=False)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: service.pipeline is not None)
+        service.request_reload()
+        with pytest.raises(ExceptionGroup) as failed:
+            await asyncio.wait_for(task, timeout=15)
+        assert failed.value.subgroup(FatalFeedError) is not None
+        assert not service._reloader.tasks  # ended, before the state file closed
     finally:
         go_on.set()
 
