@@ -8,6 +8,7 @@ where it belongs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from decimal import Decimal
 
@@ -110,22 +111,30 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
     return tuple(v for v, _, _ in values) if ok else None
 
 
+_SIDE_SEPARATORS = re.compile(r"[\s,;/|&+]+")
+
+
 def _side(node: Node, path: str, problems: Problems) -> Condition | None:
     values = as_str_list(node, path, problems)
     if values is None:
         return None
     sides: list[str] = []
     for text, item, item_path in values:
+        parts = [part.upper() for part in _SIDE_SEPARATORS.split(text.strip())]
         if text.upper() in SIDES:
             sides.append(text.upper())
-        elif "," in text and all(part.strip().upper() in SIDES for part in text.split(",")):
+        elif len(parts) > 1 and all(part in SIDES for part in parts):
             # "BUY, SELL" meant a list: "did you mean 'SELL'?" would mislead.
-            listed = ", ".join(part.strip().upper() for part in text.split(","))
+            either = set(parts) == set(SIDES)
             problems.add(
                 item.line,
                 item_path,
-                f"holds a comma: to match either side, write a list: [{listed}] "
-                "(or leave side out)",
+                f"names {len(parts)} sides in one string: "
+                + (
+                    "to match either side, leave side out (or write a list: [BUY, SELL])"
+                    if either
+                    else f"write one: {parts[0]}"
+                ),
             )
         else:
             hint = suggest(text.upper(), SIDES)

@@ -403,8 +403,17 @@ def rules_errors(rules: str) -> list[str]:
         ),
         (
             "- name: r\n  notify: desk\n  when: {side: 'buy, SELL'}\n",
-            "config.yaml:7: rules[0].when.side: holds a comma: to match either side, write a "
-            "list: [BUY, SELL] (or leave side out)",
+            "config.yaml:7: rules[0].when.side: names 2 sides in one string: to match either "
+            "side, leave side out (or write a list: [BUY, SELL])",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {side: [BUY/SELL]}\n",
+            "config.yaml:7: rules[0].when.side[0]: names 2 sides in one string: to match either "
+            "side, leave side out (or write a list: [BUY, SELL])",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {side: 'buy buy'}\n",
+            "config.yaml:7: rules[0].when.side: names 2 sides in one string: write one: BUY",
         ),
         (
             "- name: r\n  notify: desk\n  when: {outcome: true}\n",
