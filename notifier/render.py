@@ -197,13 +197,14 @@ class Template:
         `escape` is applied to each value's text (not the template's own, nor `Markup`).
         """
         out: list[str] = []
-        value_ended = False  # whether `out` ends with a value's text (not the template's)
+        tail = ""  # the last character written, as before escaping
+        after_value = False  # a placeholder (even an empty one) since the template's last text
         for part in self._parts:
             if isinstance(part, str):
-                if value_ended and _forms_mention(out, part):
+                if after_value and _joins(tail, part):
                     out.append(NO_MENTION)
                 out.append(part)
-                value_ended = False
+                tail, after_value = part[-1], False
                 continue
             name, spec, to_str = part
             value = values.get(name, "")
@@ -216,17 +217,20 @@ class Template:
                 text = format(shown, spec)
             except Exception:  # broad on purpose: a spec that does not fit, shown plain
                 text = _plain(shown)
-            if not isinstance(value, Markup):
+            markup = isinstance(value, Markup)
+            if not markup:
                 if not text.isprintable():  # bidi controls would reorder the line after them
                     text = BIDI_CONTROLS.sub("", text)
                 if "@" in text or "<!" in text or "](" in text:
                     text = _MENTION.sub(NO_MENTION, text)
-                if escape is not None:
-                    text = escape(text)
-                if text and _forms_mention(out, text):
-                    text = NO_MENTION + text
+            # Markup too: a digest's lines begin and end with what the venue wrote.
+            if text and _joins(tail, text):
+                text = NO_MENTION + text
+            after_value = True
             if text:
-                value_ended = not isinstance(value, Markup)
+                tail = text[-1]
+                if escape is not None and not markup:
+                    text = escape(text)
             out.append(text)
         return "".join(out)
 
@@ -244,12 +248,13 @@ NO_MENTION = "\u200b"
 _MENTION = re.compile(r"(?<=@)(?=[\w&!])|(?<=<)(?=[!@])|(?<=\])(?=\()")
 
 
-def _forms_mention(out: list[str], text: str) -> bool:
-    """Whether `text` after what `out` holds so far would join into a mention across the
-    seam: a template's "@{outcome}" with the venue's "everyone", or a value ending in "@"
-    before the template's "here". The seam is one character each side, as in `_MENTION`."""
-    last = next((chunk[-1] for chunk in reversed(out) if chunk), "")
-    return last != "" and last in "@<]" and _MENTION.match(last + text[0], 1) is not None
+def _joins(tail: str, text: str) -> bool:
+    """Whether `text` written after the character `tail` would join into a mention across
+    the seam: a template's "@{outcome}" with the venue's "everyone", a value ending in "@"
+    before the template's "here", or the template's "@{status}here" with no status. Both
+    sides as written, before escaping: "<" and "!channel" are one once an HTML view reads
+    them back. The seam is one character each side, as in `_MENTION`."""
+    return tail != "" and tail in "@<]" and _MENTION.match(tail + text[0], 1) is not None
 
 
 def _plain(value: object) -> str:

@@ -129,6 +129,16 @@ def test_a_mention_joined_across_a_template_and_a_value_pings_nobody() -> None:
         f"@{z}everyone|x@{z}everyone"
     )
     assert Template.parse("@here {order_id} @ {side}").render(values) == "@here x@ @ BUY"
+    # The template's own text joined across a value the venue left empty.
+    assert Template.parse("@{status}here").render(empty) == f"@{z}here"
+    # A digest's lines (Markup) begin and end with venue text: their edges are seams too.
+    lines = {"lines": Markup("everyone BUY"), "more": Markup("x @")}
+    digest = Template.parse("@{lines} {more}here", fields=("lines", "more"))
+    assert digest.render(lines) == f"@{z}everyone BUY x @{z}here"
+    # In HTML, the seam is judged before escaping: "<" and "!channel" join once read back.
+    split = {"order_id": "x<", "outcome": "!channel>"}
+    html_text = Template.parse("{order_id}{outcome}").render(split, escape=escape_for("html"))
+    assert html_text == f"x&lt;{z}!channel&gt;"
     discord = Apprise.instantiate("discord://123/abcdef")
     body = Template.parse("@here @{outcome}").render(values)
     assert discord.ping_payload(body)["allow_mentions"]["parse"] == ["here"]
