@@ -23,6 +23,9 @@ from notifier.settings import ChannelSettings
 from notifier.yamltree import Node, Problems, Scalar, YMap, describe
 
 CheckUrl = Callable[[str], str | None]
+# apprise takes several URLs in one string, split at commas or spaces; a channel's `url` is one.
+_URL_SEPARATORS = re.compile(r"[\s,]+")
+_URL_START = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+://")
 
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(\S+)\s*")  # a bounded count: int() of any length
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
@@ -105,6 +108,16 @@ def _channel(
         return None
     ok = all(v is not None for v in values.values())  # URLs are still checked: all at once
     for url, item, item_path in urls:
+        several = sum(1 for part in _URL_SEPARATORS.split(url) if _URL_START.match(part))
+        if several > 1:  # apprise's "a, b" form: as one URL, the second is its path
+            problems.add(
+                item.line,
+                item_path,
+                f"channel {name!r}: {several} URLs in one string: write each as an item of a "
+                "list: urls: [first, second]",
+            )
+            ok = False
+            continue
         reason = check_url(url.strip()) if check_url is not None else None
         if reason is not None:
             problems.add(item.line, item_path, f"channel {name!r}: URL not accepted: {reason}")

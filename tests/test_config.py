@@ -557,6 +557,25 @@ def test_refused_url_names_channel_never_the_secret() -> None:
     ]
 
 
+def test_two_urls_in_one_string_are_refused_never_echoed() -> None:
+    """apprise's "a, b" or "a b" form in one channel string is two URLs: as one, the second
+    became the first's path (and a test send said ok). It is refused by channel and index,
+    without either URL; a comma inside one URL (mailto recipients) stays that URL's."""
+    text = (
+        "channels:\n"
+        "  d: json://127.0.0.1/e, json://127.0.0.1/SECRET\n"
+        "  t: [tgram://ok, 'discord://1/SECRET discord://2/x']\n"
+        "  m: mailto://u:p@h?to=a@x.com,b@y.com\n"
+        "rules:\n  - {name: r, notify: [d, t, m]}\n"
+    )
+    assert errors(text) == [
+        "config.yaml:2: channels.d: channel 'd': 2 URLs in one string: write each as an item "
+        "of a list: urls: [first, second]",
+        "config.yaml:3: channels.t[1]: channel 't': 2 URLs in one string: write each as an item "
+        "of a list: urls: [first, second]",
+    ]
+
+
 def test_secrets_never_echoed() -> None:
     """Type errors on the API key or a URL say the type, never the value."""
     problems = errors(
