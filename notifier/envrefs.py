@@ -45,6 +45,7 @@ class EnvRefs:
 
     def expand(self, text: str, path: str, line: int, problems: ProblemSink) -> str:
         """`text` with its references replaced; problems (and "") for the bad ones."""
+        whole = _REF.fullmatch(text) is not None  # the value is one reference, nothing else
 
         def refuse(message: str) -> str:
             problems.add(line, path, message)
@@ -78,6 +79,19 @@ class EnvRefs:
             value = self.env.get(name)
             if default is not None and not value:
                 return default
+            if value == "" and whole and not self.lenient(path):
+                # The whole value: "" reads as nothing, and "got nothing (null)" named no cause.
+                if not self.secret(path):
+                    return refuse(
+                        f"environment variable {name} is set but empty (give it a value, or "
+                        f"write ${{{name}:-default}})"
+                    )
+                if not _SHOWN_NAME.fullmatch(name):
+                    return refuse("names an environment variable that is set but empty")
+                return refuse(
+                    f"environment variable {name} is set but empty (give it a value where the "
+                    "daemon runs: the shell, or the unit's EnvironmentFile)"
+                )
             if value is not None:
                 # The environment's value may be a secret set in the wrong place (the key
                 # as base_url): a problem quoting it names the variable instead.

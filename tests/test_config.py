@@ -225,6 +225,23 @@ def test_unset_variable_names_it_and_the_key() -> None:
     ]
 
 
+def test_an_empty_variable_for_a_whole_value_names_it() -> None:
+    """A ${VAR} set to "" that is the whole value read as nothing ("got nothing (null)"):
+    the variable is named, with the fix; inside a longer value, "" is a fine part of it."""
+    text = (
+        "delivery:\n  timeout: ${TIMEOUT}\n"
+        "channels:\n  phone: ${NTFY_URL}\n  mail: {url: 'json://h/${EMPTY}'}\n"
+        "rules:\n  - {name: r, notify: [phone, mail], title: 'x${EMPTY}'}\n"
+    )
+    env = {**ENV, "TIMEOUT": "", "NTFY_URL": "", "EMPTY": ""}
+    assert errors(text, env=env) == [
+        "config.yaml:2: delivery.timeout: environment variable TIMEOUT is set but empty "
+        "(give it a value, or write ${TIMEOUT:-default})",
+        "config.yaml:4: channels.phone: environment variable NTFY_URL is set but empty "
+        "(give it a value where the daemon runs: the shell, or the unit's EnvironmentFile)",
+    ]
+
+
 def test_api_key_required_unless_told() -> None:
     """No API key is an error only when required; the key comes from POLYSIM_API_KEY by default."""
     assert errors("rules: []\n", env={}) == [
@@ -1077,6 +1094,18 @@ def test_state_path_expands_the_home_directory() -> None:
         (
             CHANNELS + "rules:\n  - <<: {notify: desk}\n    name: r\n",
             "config.yaml:5: rules[0]: YAML merge keys (<<) are not supported: write the keys out",
+        ),
+        (
+            "channels:\n  phone: {url: ${NTFY_URL}, rate: 20/min}\n",
+            "config.yaml:2: YAML syntax error: did not find expected ',' or '}' (while parsing a "
+            "flow mapping at line 2); a ${NTFY_URL} inside {...} or [...] must be quoted: "
+            '"${NTFY_URL}"',
+        ),
+        (  # never the default, which may hold a token
+            "channels:\n  s: [${SLACK_URL:-slack://T/B/tok}, json://x]\n",
+            "config.yaml:2: YAML syntax error: did not find expected ',' or ']' (while parsing a "
+            "flow sequence at line 2); a ${SLACK_URL:-...} inside {...} or [...] must be quoted: "
+            '"${SLACK_URL:-...}"',
         ),
     ],
 )
