@@ -33,8 +33,22 @@ def syntax_hint(text: str, exc: yaml.MarkedYAMLError) -> str:
     if "alias" in f"{exc.problem} {exc.context}":
         return '; a value starting with * (a glob) is read as a YAML alias: quote it, "*btc*"'
     if mark is not None and mark.line < len(lines):
-        return _value_hint(lines[mark.line])
+        return _flow_reference_hint(lines[mark.line]) or _value_hint(lines[mark.line])
     return ""
+
+
+# An unquoted `${NAME}` after a `{` or `[` on its line: inside a flow mapping or list, YAML reads
+# its braces as structure (`phone: {url: ${NTFY_URL}, rate: 20/min}`).
+_FLOW_REFERENCE = re.compile(r"[{\[][^#\"']*?(?<![\"'])\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+
+
+def _flow_reference_hint(line: str) -> str:
+    found = _FLOW_REFERENCE.search(line)
+    if found is None:
+        return ""
+    # Never the default: `${SLACK_URL:-slack://T/B/token}` holds a secret.
+    reference = f"${{{found.group(1)}{':-...' if found.group(2) else ''}}}"
+    return f'; a {reference} inside {{...}} or [...] must be quoted: "{reference}"'
 
 
 # A block line's value (after any `- ` and `key: `) that opens with a quote or bracket, closes
