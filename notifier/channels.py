@@ -10,6 +10,7 @@ result says is read in send_results.py; late successes are kept in late_deliveri
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import hashlib
 import html
@@ -17,7 +18,7 @@ import logging
 import re
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from apprise import (
     Apprise,
@@ -69,6 +70,12 @@ def target_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
+@functools.cache
+def _schemes() -> tuple[str, ...]:
+    """The schemes apprise's plugins take, for a suggestion when one is mistyped."""
+    return tuple(sorted(cast("Any", NotificationManager)().schemas()))
+
+
 def check_url(url: str) -> str | None:
     """None if apprise can build this URL; else why not, without the URL's secrets."""
     return _instantiate(url, AppriseAsset())[1]
@@ -81,14 +88,16 @@ def _instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str 
     scheme = match.group(1).lower()
     native = scheme in ("http", "https")  # a service's own URL, as Slack or Discord give it
     if scheme not in _PLUGINS and not native:
-        return None, f"apprise does not recognise the scheme '{scheme}://'"
+        close = difflib.get_close_matches(scheme, _schemes(), n=1, cutoff=0.75)
+        hint = f" (did you mean '{close[0]}://'?)" if close else ""
+        return None, f"apprise does not recognise the scheme '{scheme}://'{hint}"
     with LOG_GUARD.parsing():
         plugin = Apprise.instantiate(url, asset=asset)
     if plugin is None and native:
         return None, (
-            f"apprise knows no service at this {scheme}:// URL (a service's own webhook URL, "
-            "as Slack, Discord or ntfy.sh give it, is taken as given); for a plain webhook "
-            "write json:// or jsons://"
+            f"apprise recognises no service at this {scheme}:// URL: a service's own webhook "
+            "URL (Slack's, Discord's, ntfy.sh's) is recognised only whole, as the service gave "
+            "it (is a part missing?); for a plain webhook write json:// or jsons://"
         )
     if plugin is None:
         return None, f"apprise rejected the URL ({scheme})"

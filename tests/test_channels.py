@@ -452,7 +452,18 @@ def test_check_url_accepts_buildable_urls(url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "expected", "secret"),
     [
-        ("slak://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlaz", "the scheme 'slak://'", "TIiajkdnlaz"),
+        (
+            "slak://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlaz",
+            "the scheme 'slak://' (did you mean 'slack://'?)",
+            "TIiajkdnlaz",
+        ),
+        ("discrod://123/tokenQQ", "(did you mean 'discord://'?)", "tokenQQ"),
+        ("zzqx://a/secretZZ", "the scheme 'zzqx://'", "secretZZ"),
+        (  # the token missing: a part, not the service, is what is wrong
+            "https://discord.com/api/webhooks/123456789012345678",
+            "recognised only whole, as the service gave it (is a part missing?)",
+            "123456789012345678",
+        ),
         ("tgram://not-a-valid-token-Xyz123/", "apprise rejected the URL (tgram)", "Xyz123"),
         ("hooks.slack.com/services/AAA/BBB/CCCsecret", "not an apprise URL", "CCCsecret"),
     ],
