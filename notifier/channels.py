@@ -10,12 +10,14 @@ result says is read in send_results.py; late successes are kept in late_deliveri
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import functools
 import hashlib
 import html
 import logging
 import re
+import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 _PLUGINS = cast("Callable[[], Container[str]]", NotificationManager)()
 
 TEST_TITLE = "notifier test"
+# A failed send that took this share of delivery.timeout or more: it waited for an answer.
+TIMED_OUT_SHARE = 0.9
 _SCHEME = re.compile(rf"^\s*({URL_SCHEME})://")
 # Separators inside an apprise URL; what lies between them may be a token, password or topic.
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
@@ -250,6 +254,7 @@ class ChannelSet:
             notify_type=NotifyType.INFO,
             body_format=self._body_format,
         )
+        began = time.monotonic()
         try:
             # apprise's blocking notify() on a thread of ours: one hop per send, where its
             # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
@@ -278,6 +283,11 @@ class ChannelSet:
             return SendResult(ok=False, error=error)
         with result:
             outcome = to_send_result(result, entry.secrets)
+        if not outcome.ok and time.monotonic() - began >= self._lock_wait * TIMED_OUT_SHARE:
+            # apprise words a read that timed out as it words a refused connection.
+            outcome = dataclasses.replace(
+                outcome, error=f"{outcome.error} (no answer within {self._lock_wait:g}s)"
+            )
         log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
         return outcome
 
