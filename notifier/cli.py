@@ -225,14 +225,17 @@ def _outbox(args: argparse.Namespace) -> int:
 
     path = config.load_state(Path(args.config)).path
     try:
-        found = path.exists()
-    except OSError as exc:  # a directory we may not enter: Python 3.11 raises, not False
+        path.stat()  # not exists(), which may say False for a file it cannot look at
+    except FileNotFoundError:
+        # Before the first `run`: nothing can be pending. Said with the path, so a mistyped
+        # one shows; never opened, which would create the file (and its directory).
+        nothing = "nothing to retry" if args.retry_dead else "nothing to purge"
+        if not (args.retry_dead or args.purge_dead):
+            nothing = "nothing pending, nothing dead"
+        print(f"no state file yet at {path} (the first `notifier run` creates it): {nothing}")
+        return EXIT_OK
+    except OSError as exc:  # a directory we may not enter, a name too long, ...
         raise StateError(f"state file {path}: cannot open: {exc.strerror}") from None
-    if not found:  # opening would create it: a typo would report an empty outbox
-        raise StateError(
-            f"state file {path}: not found (the daemon creates it on its first run; "
-            "is this the config it runs with?)"
-        )
     # A listing only reads: no write lock to wait for, and a read-only file is enough. None
     # of these migrates the file: the daemon does, at its start.
     changes = args.retry_dead or args.purge_dead

@@ -33,6 +33,7 @@ def print_alert(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
         out.flush()
     except BrokenPipeError:
         # `notifier demo | head`: the reader has read what it wanted. Nothing is lost by not
-        # printing, and retrying would stall the demo for its whole settle time.
+        # printing, and retrying would stall the demo for its whole settle time. The demo,
+        # told by drop_stdout, stops: its output was all it ran for.
         drop_stdout()
     return True

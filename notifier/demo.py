@@ -9,15 +9,16 @@ Only the venue is simulated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from notifier import config
+from notifier import closedpipe, config
 from notifier.channels import check_url
 from notifier.hangup_latch import HangupLatch
 from notifier.service import Service
@@ -108,14 +109,17 @@ async def run_demo(
             level = sent_lines.level
             if not send:  # each alert prints here: a line saying it was sent is noise
                 sent_lines.setLevel(logging.WARNING)
+            stop_unread = _stopper(service, "stdout closed: no one reads the alerts")
             try:
-                daemon = asyncio.create_task(service.run())
-                trader = asyncio.create_task(_trade(venue, service, fills, rng))
-                await asyncio.wait({daemon, trader}, return_when=asyncio.FIRST_COMPLETED)
-                service.request_stop("the demo is done")  # or the trader failed: stop either way
-                trader.cancel()
-                await asyncio.wait({trader})
-                await daemon  # a fatal error in the daemon surfaces here
+                with closedpipe.when_dropped(stop_unread):
+                    daemon = asyncio.create_task(service.run())
+                    trader = asyncio.create_task(_trade(venue, service, fills, rng))
+                    await asyncio.wait({daemon, trader}, return_when=asyncio.FIRST_COMPLETED)
+                    # The demo is done, or the trader failed: stop either way.
+                    service.request_stop("the demo is done")
+                    trader.cancel()
+                    await asyncio.wait({trader})
+                    await daemon  # a fatal error in the daemon surfaces here
             finally:
                 sent_lines.setLevel(level)
             _say_what_shaping_kept(service)
@@ -123,6 +127,18 @@ async def run_demo(
                 log.error("demo stopped early: %s", _why(trader.exception()))
                 return 1
     return 0
+
+
+def _stopper(service: Service, why: str) -> Callable[[], None]:
+    """A graceful stop of `service`, callable from any thread (a send thread printing an
+    alert finds stdout closed), as SIGTERM's: `notifier demo | head` ends once head has."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the demo has ended anyway
+            loop.call_soon_threadsafe(service.request_stop, why)
+
+    return stop
 
 
 def _say_what_shaping_kept(service: Service) -> None:

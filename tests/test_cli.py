@@ -367,20 +367,35 @@ def test_outbox_needs_only_the_state_path_not_the_daemon_s_environment(
     assert "SLACK_URL" not in err
 
 
-def test_outbox_of_a_missing_state_file_is_an_error_and_creates_nothing(
+def test_outbox_before_the_first_run_says_nothing_is_pending_and_creates_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A mistyped state path reported "pending 0, dead 0" and left a new database behind."""
+    """No state file yet (the first `run` creates it, directory and all): a calm answer naming
+    the path, exit 0, where it said "fatal: ... not found" and exited 1. Nothing is created:
+    a mistyped path once reported "pending 0, dead 0" and left a new database behind."""
     config = RULES.format(url="json://127.0.0.1:9/") + "state:\n  path: nosuchdir/state.db\n"
     Path("c.yaml").write_text(config, encoding="utf-8")
-    assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_FATAL
-    assert "state file nosuchdir/state.db: not found" in capsys.readouterr().err
+    said = "no state file yet at nosuchdir/state.db (the first `notifier run` creates it): "
+    for change, nothing in [
+        ([], "nothing pending, nothing dead"),
+        (["--retry-dead"], "nothing to retry"),
+        (["--purge-dead"], "nothing to purge"),
+    ]:
+        assert cli.main(["outbox", "--config", "c.yaml", *change]) == cli.EXIT_OK
+        assert capsys.readouterr() == (f"{said}{nothing}\n", "")
     assert not Path("nosuchdir").exists()
-    # A path the system cannot even look up (Python 3.11 raises there): the same one line.
-    long_name = "x" * 300 + ".db"
-    Path("c.yaml").write_text(config.replace("nosuchdir/state.db", long_name), encoding="utf-8")
-    assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_FATAL
-    assert f"state file {long_name}: cannot open: File name too long" in capsys.readouterr().err
+    Path("nosuchdir").mkdir()  # the directory there, the file not: the same answer
+    assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_OK
+    assert capsys.readouterr().out == f"{said}nothing pending, nothing dead\n"
+    assert list(Path("nosuchdir").iterdir()) == []
+    # A path the system cannot look up, or under a file, is no first run to wait for: fatal.
+    for bad, why in [("x" * 300 + ".db", "File name too long"), ("c.yaml/s.db", "Not a directory")]:
+        Path("c.yaml").write_text(config.replace("nosuchdir/state.db", bad), encoding="utf-8")
+        assert cli.main(["outbox", "--config", "c.yaml"]) == cli.EXIT_FATAL
+        assert capsys.readouterr() == (
+            "",
+            f"notifier: fatal: state file {bad}: cannot open: {why}\n",
+        )
 
 
 def test_a_state_file_busy_past_its_timeout_exits_70_to_be_restarted(

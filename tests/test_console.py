@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from notifier import closedpipe
 from notifier.channels import ChannelSet, check_url
 from notifier.console import print_alert
 from notifier.settings import ChannelSettings, DeliverySettings
@@ -59,3 +60,21 @@ def test_a_closed_pipe_is_not_a_failed_send(monkeypatch: pytest.MonkeyPatch) -> 
         assert print_alert("body", "title") is True
         assert print_alert("later", "alert") is True  # stdout now leads to /dev/null
         assert os.path.samestat(os.fstat(write), os.stat(os.devnull))
+
+
+def test_a_closed_pipe_tells_whoever_runs_for_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo asks to be told when its stdout's reader goes: only the print that finds the
+    pipe closed tells it (later ones reach /dev/null), and not once it stopped asking."""
+    told: list[str] = []
+    read, write = os.pipe()
+    with os.fdopen(write, "w", encoding="utf-8") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        with closedpipe.when_dropped(lambda: told.append("gone")):
+            assert print_alert("read", "title") is True
+            assert told == []
+            os.close(read)
+            assert print_alert("unread", "title") is True
+            assert print_alert("later", "alert") is True
+        assert told == ["gone"]
+        closedpipe.drop_stdout()
+        assert told == ["gone"]

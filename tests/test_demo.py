@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from daemon import free_port
+from daemon import ROOT, child_env, free_port
 from receivers import WebhookReceiver
 
 from notifier import demo
@@ -100,3 +102,34 @@ async def test_demo_says_what_alert_shaping_still_holds_at_its_end(
     [said] = [r.getMessage() for r in caplog.records if r.name == "notifier.demo"]
     assert said.startswith("rule slow-digest still holds 3 fill(s) in a group when the demo ends")
     assert "discarded with the demo's state" in said
+
+
+def test_demo_piped_to_head_ends_with_0_once_the_reader_is_gone(tmp_path: Path) -> None:
+    """`notifier demo | head -3`: the demo, with no --fills, runs until stopped. Its alerts
+    are only a view, so once their reader is gone it stops as on SIGTERM and exits 0. It went
+    on invisibly until killed: each alert's print found the pipe closed, dropped stdout and
+    counted the alert sent, and nothing told the demo."""
+    env = {k: v for k, v in child_env().items() if k != "PYTHONUNBUFFERED"}  # a shell's pipe
+    with (tmp_path / "stderr").open("w+", encoding="utf-8") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "notifier", "demo"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=ROOT,
+            env=env | {"PYTHONPATH": str(ROOT)},
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith("== ")  # the first alert's title
+            proc.stdout.close()  # head has read its lines
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        log = err.read()
+    assert code == 0, log
+    assert "stopping (stdout closed: no one reads the alerts)" in log
+    assert "Traceback" not in log
