@@ -11,15 +11,15 @@ window runs into Saturday morning.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from notifier.shapingspecs import SpecError, attempt, check_mapping, raise_all, suggest
+from notifier.zonenames import zone
 
 Outside = Literal["hold", "drop"]
 
@@ -179,11 +179,9 @@ def _parse_zone(raw: object) -> ZoneInfo:
     if not isinstance(raw, str) or not raw:
         raise SpecError("tz", f"must be an IANA time zone name like 'Europe/London', got {raw!r}")
     try:
-        return ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        close = difflib.get_close_matches(raw, sorted(available_timezones()), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise SpecError("tz", f"unknown time zone {raw!r}{hint}") from exc
+        return zone(raw)
+    except ValueError as exc:
+        raise SpecError("tz", str(exc)) from exc
 
 
 def aware(at: datetime) -> datetime:

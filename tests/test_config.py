@@ -1058,6 +1058,67 @@ def test_status_is_caseless() -> None:
     assert [r.name for r in rules.match(SAMPLE_FILL)] == ["a"]
 
 
+STATUSES_ARE = "fill statuses are FILLED and PARTIALLY_FILLED"
+
+
+@pytest.mark.parametrize(
+    ("when", "path", "status", "meant"),
+    [
+        ("{status: FILLD}", "status", "FILLD", "FILLED"),
+        ("{status: FIILED}", "status", "FIILED", "FILLED"),
+        ("{status: fill}", "status", "fill", "FILLED"),  # cut short: `fill*` is the glob
+        ("{status: partially filled}", "status", "partially filled", "PARTIALLY_FILLED"),
+        ("{status: Partially-Filled}", "status", "Partially-Filled", "PARTIALLY_FILLED"),
+        ("{status: PartiallyFilled}", "status", "PartiallyFilled", "PARTIALLY_FILLED"),
+        ("{status: PARTIAL_FILLED}", "status", "PARTIAL_FILLED", "PARTIALLY_FILLED"),
+        ("{status: PARTIALY_FILLED}", "status", "PARTIALY_FILLED", "PARTIALLY_FILLED"),
+        ("{status: partial}", "status", "partial", "PARTIALLY_FILLED"),
+        ("{status: ' FILLED'}", "status", " FILLED", "FILLED"),
+        ("{status: [FILLED, FILLD]}", "status[1]", "FILLD", "FILLED"),
+        ("{not: {status: FILLD}}", "not.status", "FILLD", "FILLED"),
+    ],
+)
+def test_a_status_close_to_a_fill_status_is_refused_with_the_one_meant(
+    when: str, path: str, status: str, meant: str
+) -> None:
+    """`status: FILLD` loaded and its rule never fired. A plain status that no fill has but
+    that is a slip, a cut or a spelling of one that fills do have is refused, naming it."""
+    text = "channels:\n  d: json://x\nrules:\n  - name: a\n    notify: [d]\n"
+    assert errors(text + f"    when: {when}\n") == [
+        f"config.yaml:6: rules[0].when.{path}: unknown status {status!r} "
+        f"(did you mean {meant!r}?); {STATUSES_ARE}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "FILLED",
+        "filled",
+        "Partially_Filled",
+        "FILL*",  # globs are the user's to aim
+        "*filled",
+        "?ILLED",
+        # Statuses the venue may add one day, some a letter or two from a fill status.
+        "CANCELLED",
+        "EXPIRED",
+        "REJECTED",
+        "SETTLED",
+        "NEW",
+        "KILLED",
+        "FAILED",
+        "UNFILLED",
+        "PARTIALLY_KILLED",
+        "PARTIALLY_CANCELLED",
+    ],
+)
+def test_a_fill_status_a_glob_or_a_status_far_from_both_loads(status: str) -> None:
+    """Only a slip is refused: a glob, or another word the venue could send, loads."""
+    text = "channels:\n  d: json://x\nrules:\n  - name: a\n    notify: [d]\n"
+    (rule,) = settings_of(text + f"    when: {{status: '{status}'}}\n").rules.rules
+    assert rule.condition == FieldMatch("status", (status,))
+
+
 def test_yaml_tags_are_refused_not_dropped() -> None:
     """`enabled: !!bool false` was read as if untagged; any tag is refused, named."""
     assert errors("feed:\n  ping_interval: !!int 5\n") == [

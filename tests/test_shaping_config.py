@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
+from notifier import zonenames
 from notifier.config import parse
 from notifier.errors import ConfigError
 from notifier.render import Template
@@ -327,3 +329,226 @@ def test_the_rule_set_knows_whether_any_rule_reads_client_order_id(rule: str, re
         check_url=lambda url: None,
     )
     assert settings.rules.uses_client_order_id is reads
+
+
+def zone_errors(tz: str) -> list[str]:
+    """The problems of one rule whose active window is in `tz` (the `active:` line is 6)."""
+    rule = (
+        f'rules:\n  - name: a\n    notify: desk\n    active: {{hours: "08:00-22:00", tz: "{tz}"}}\n'
+    )
+    return errors(rule)
+
+
+OFFSET_CITY = "to follow a place's daylight saving write its zone, such as Europe/London or "
+OFFSET_CITY += "America/New_York"
+
+
+@pytest.mark.parametrize(
+    ("tz", "message"),
+    [
+        # Abbreviations: once "did you mean 'MST'?", which shifted the window by hours.
+        ("BST", "'BST' is not a time zone name: for UK time write Europe/London"),
+        ("PST", "'PST' is not a time zone name: for US Pacific time write America/Los_Angeles"),
+        ("pdt", "'pdt' is not a time zone name: for US Pacific time write America/Los_Angeles"),
+        ("EDT", "'EDT' is not a time zone name: for US Eastern time write America/New_York"),
+        ("CDT", "'CDT' is not a time zone name: for US Central time write America/Chicago"),
+        ("MDT", "'MDT' is not a time zone name: for US Mountain time write America/Denver"),
+        (
+            "CEST",
+            "'CEST' is not a time zone name: for Central European time write Europe/Berlin "
+            "(or your own city's zone, such as Europe/Paris)",
+        ),
+        ("JST", "'JST' is not a time zone name: for Japan time write Asia/Tokyo"),
+        ("HKT", "'HKT' is not a time zone name: for Hong Kong time write Asia/Hong_Kong"),
+        ("SGT", "'SGT' is not a time zone name: for Singapore time write Asia/Singapore"),
+        ("NZST", "'NZST' is not a time zone name: for New Zealand time write Pacific/Auckland"),
+        ("BRT", "'BRT' is not a time zone name: for Brasília time write America/Sao_Paulo"),
+        ("MSK", "'MSK' is not a time zone name: for Moscow time write Europe/Moscow"),
+        (
+            "AEDT",
+            "'AEDT' is not a time zone name: for Sydney or Melbourne time write Australia/Sydney",
+        ),
+        (
+            "AEST",
+            "'AEST' is not a time zone name, and stands for several: for Sydney or Melbourne "
+            "time write Australia/Sydney; for Brisbane time (no daylight saving) write "
+            "Australia/Brisbane",
+        ),
+        (
+            "IST",
+            "'IST' is not a time zone name, and stands for several: for India time write "
+            "Asia/Kolkata; for Irish time write Europe/Dublin; for Israel time write "
+            "Asia/Jerusalem",
+        ),
+        (
+            "CST",
+            "'CST' is not a time zone name, and stands for several: for US Central time write "
+            "America/Chicago; for China time write Asia/Shanghai",
+        ),
+        # Offsets: once "did you mean 'GMT+0'?"; the fixed form has POSIX's inverted sign.
+        (
+            "GMT+1",
+            "'GMT+1' is not a time zone name: for UTC+1 all year write Etc/GMT-1 (POSIX inverts "
+            f"the sign: Etc/GMT-1 is UTC+1); {OFFSET_CITY}",
+        ),
+        (
+            "UTC-5",
+            "'UTC-5' is not a time zone name: for UTC-5 all year write Etc/GMT+5 (POSIX inverts "
+            f"the sign: Etc/GMT+5 is UTC-5); {OFFSET_CITY}",
+        ),
+        (
+            "UTC+01:00",
+            "'UTC+01:00' is not a time zone name: for UTC+1 all year write Etc/GMT-1 (POSIX "
+            f"inverts the sign: Etc/GMT-1 is UTC+1); {OFFSET_CITY}",
+        ),
+        (
+            "+14",
+            "'+14' is not a time zone name: for UTC+14 all year write Etc/GMT-14 (POSIX "
+            f"inverts the sign: Etc/GMT-14 is UTC+14); {OFFSET_CITY}",
+        ),
+        ("UTC+0", "'UTC+0' is not a time zone name: write UTC"),
+        (
+            "UTC+5:30",
+            "'UTC+5:30' is not a time zone name, and no fixed zone has a UTC+5:30 offset: write "
+            "the zone of the place whose clock you mean, such as Asia/Kolkata or "
+            "Australia/Adelaide",
+        ),
+        (
+            "GMT-13",
+            "'GMT-13' is not a time zone name, and no place is on UTC-13: offsets run from "
+            "UTC-12 to UTC+14",
+        ),
+        (
+            "Etc/GMT+13",
+            "unknown time zone 'Etc/GMT+13': Etc/GMT zones run from Etc/GMT-14 (UTC+14) to "
+            "Etc/GMT+12 (UTC-12), POSIX's inverted sign",
+        ),
+        (
+            "Etc/UTC+1",
+            "unknown time zone 'Etc/UTC+1': Etc/GMT zones run from Etc/GMT-14 (UTC+14) to "
+            "Etc/GMT+12 (UTC-12), POSIX's inverted sign",
+        ),
+        ("Z", "'Z' is not a time zone name: for UTC write UTC"),
+        # Fixed legacy zones that read as a region's time but keep no daylight saving.
+        (
+            "EST",
+            "'EST' is UTC-5 all year, without daylight saving: for New York time write "
+            "America/New_York; for a fixed UTC-5 write Etc/GMT+5",
+        ),
+        (
+            "est",
+            "'est' is UTC-5 all year, without daylight saving: for New York time write "
+            "America/New_York; for a fixed UTC-5 write Etc/GMT+5",
+        ),
+        (
+            "MST",
+            "'MST' is UTC-7 all year, without daylight saving: for US Mountain time write "
+            "America/Denver; for Arizona, which keeps UTC-7 all year, write America/Phoenix",
+        ),
+        (
+            "HST",
+            "'HST' is UTC-10 all year, without daylight saving: for Hawaii write "
+            "Pacific/Honolulu; for the Aleutian Islands, which keep daylight saving, write "
+            "America/Adak",
+        ),
+        # A wrong case of a real zone is named; an unknown abbreviation gets no other one.
+        ("utc", "unknown time zone 'utc' (did you mean 'UTC'?)"),
+        ("asia/tokyo", "unknown time zone 'asia/tokyo' (did you mean 'Asia/Tokyo'?)"),
+        (
+            "XYZT",
+            "unknown time zone 'XYZT': if that is an abbreviation, write the place's zone "
+            "instead, such as Europe/London or America/New_York",
+        ),
+        (
+            "ESTT",
+            "unknown time zone 'ESTT': if that is an abbreviation, write the place's zone "
+            "instead, such as Europe/London or America/New_York",
+        ),
+    ],
+)
+def test_abbreviations_offsets_and_fixed_legacy_zones_name_the_zone_to_write(
+    tz: str, message: str
+) -> None:
+    """`tz: BST` once got "did you mean 'MST'?" and `GMT+1` "did you mean 'GMT+0'?": following
+    either moved the window by hours. `EST` (UTC-5 all year, wrong for New York from March to
+    November) passed. Each now says which zone to write instead."""
+    assert zone_errors(tz) == [f"config.yaml:6: rules[0].active.tz: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("tz", "message"),
+    [
+        ("Europe/Londn", "unknown time zone 'Europe/Londn' (did you mean 'Europe/London'?)"),
+        ("europe/london", "unknown time zone 'europe/london' (did you mean 'Europe/London'?)"),
+        ("London", "unknown time zone 'London' (did you mean 'Europe/London'?)"),
+        (
+            "America/New York",
+            "unknown time zone 'America/New York' (did you mean 'America/New_York'?)",
+        ),
+        ("Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+        # A city alone names its zone, spelt as written.
+        ("Paris", "unknown time zone 'Paris' (did you mean 'Europe/Paris'?)"),
+        ("New York", "unknown time zone 'New York' (did you mean 'America/New_York'?)"),
+    ],
+)
+def test_misspelt_city_zones_keep_their_suggestion(tz: str, message: str) -> None:
+    """What was already well hinted stays so."""
+    assert zone_errors(tz) == [f"config.yaml:6: rules[0].active.tz: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("tz", "offset"),
+    [
+        ("UTC", timedelta(0)),
+        ("Etc/UTC", timedelta(0)),
+        ("GMT", timedelta(0)),
+        ("Etc/GMT-1", timedelta(hours=1)),  # the fixed form the offset message names
+        ("Etc/GMT+1", timedelta(hours=-1)),  # kept: the only way to write a fixed UTC-1
+        ("Etc/GMT+5", timedelta(hours=-5)),
+        ("EST5EDT", timedelta(hours=-5)),  # these follow US daylight saving
+        ("CST6CDT", timedelta(hours=-6)),
+        ("MST7MDT", timedelta(hours=-7)),
+        ("PST8PDT", timedelta(hours=-8)),
+        ("CET", timedelta(hours=1)),  # and these European
+        ("Asia/Kolkata", timedelta(hours=5, minutes=30)),
+        ("America/Phoenix", timedelta(hours=-7)),
+    ],
+)
+def test_real_zones_are_accepted_fixed_offsets_too(tz: str, offset: timedelta) -> None:
+    """UTC, GMT and Etc/GMT±N load (Etc/GMT+1 is UTC-1, as POSIX has it); so do the legacy
+    names that do keep daylight saving."""
+    (rule,) = rules_of(
+        f'rules:\n  - name: a\n    notify: desk\n    active: {{hours: "08:00-22:00", tz: {tz}}}\n'
+    )
+    active = shaping(rule).active
+    assert active is not None
+    assert str(active.tz) == tz
+    assert active.tz.utcoffset(datetime(2026, 1, 15, 12)) == offset
+
+
+def test_the_legacy_zones_refused_are_fixed_and_those_accepted_follow_daylight_saving() -> None:
+    """What the refusals say of tzdata holds for the tzdata installed: EST, MST and HST keep one
+    offset all year; EST5EDT and its like change with the seasons."""
+    winter, summer = datetime(2026, 1, 15, 12), datetime(2026, 7, 15, 12)
+    assert zonenames._FIXED_OFFSETS == {"EST": "UTC-5", "MST": "UTC-7", "HST": "UTC-10"}
+    for name, hours in (("EST", -5), ("MST", -7), ("HST", -10)):
+        zone = ZoneInfo(name)
+        assert zone.utcoffset(winter) == zone.utcoffset(summer) == timedelta(hours=hours)
+    for name in ("EST5EDT", "CST6CDT", "MST7MDT", "PST8PDT", "CET", "EET", "WET", "MET"):
+        zone = ZoneInfo(name)
+        standard = zone.utcoffset(winter)
+        assert standard is not None
+        assert zone.utcoffset(summer) == standard + timedelta(hours=1), name
+    assert ZoneInfo("Etc/GMT-1").utcoffset(winter) == timedelta(hours=1)
+
+
+def test_every_abbreviation_is_no_zone_and_every_zone_it_names_is_one() -> None:
+    """An abbreviation that tzdata made a zone would pass unexplained, and advice naming a
+    zone tzdata lacks would be refused in turn: both are checked against the installed data."""
+    named = {zone for places in zonenames._ABBREVIATIONS.values() for _, zone in places}
+    named |= set(zonenames._REGION_EXAMPLE.values())
+    for abbreviation in zonenames._ABBREVIATIONS:
+        with pytest.raises(ZoneInfoNotFoundError):
+            ZoneInfo(abbreviation)
+    for name in sorted(named):
+        assert str(ZoneInfo(name)) == name
