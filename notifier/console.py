@@ -23,12 +23,20 @@ _BOLD, _RESET = "\033[1m", "\033[0m"
 
 @_register(on="console", name="Console")
 def print_alert(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
-    """Print one alert: its title on a line of its own (bold in a terminal), then the body."""
+    """Print one alert: its title on a line of its own (bold in a terminal), then the body.
+
+    `console://desk` names the channel before the title: the demo prints every channel of a
+    config here, and an alert to two channels would otherwise show twice without a word why.
+    """
     out = sys.stdout  # looked up per call, so redirected or captured stdout is honoured
+    meta = kwargs.get("meta")
+    channel = meta.get("host") if isinstance(meta, dict) else None
     try:
         if title:
             heading = f"{_BOLD}{title}{_RESET}" if out.isatty() else f"== {title} =="
-            out.write(heading + "\n")
+            out.write((f"[{channel}] " if channel else "") + heading + "\n")
+        elif channel:
+            out.write(f"[{channel}]\n")
         out.write(body.rstrip("\n") + "\n\n")
         out.flush()
     except BrokenPipeError:

@@ -81,7 +81,10 @@ def demo_settings(
     channels = settings.channels
     if not send:
         channels = {
-            name: dataclasses.replace(channel, urls=(TERMINAL,))
+            # Named when there are several: an alert to two of them prints twice.
+            name: dataclasses.replace(
+                channel, urls=(f"{TERMINAL}{name}" if len(channels) > 1 else TERMINAL,)
+            )
             for name, channel in channels.items()
         }
     return dataclasses.replace(

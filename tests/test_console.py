@@ -31,6 +31,19 @@ async def test_console_channel_prints_title_and_body(capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out == "== Will <b>&*_ win? ==\nBUY 10 YES @ 0.45\nline 2\n\n"
 
 
+async def test_a_named_console_channel_prints_its_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`console://desk` (what the demo makes of a config's channel) names the channel before
+    the title, so an alert to two channels shows which is which."""
+    settings = {"desk": ChannelSettings(name="desk", urls=("console://desk",))}
+    channels = ChannelSet.build(settings, delivery=DeliverySettings())
+    (target,) = channels.targets("desk")
+    assert (await channels.send(target.key, "Large buy", "BUY 100")).ok
+    assert (await channels.send(target.key, "", "no title")).ok
+    assert capsys.readouterr().out == "[desk] == Large buy ==\nBUY 100\n\n[desk]\nno title\n\n"
+
+
 def test_console_url_is_registered() -> None:
     """Importing notifier.channels registers console:// with apprise."""
     assert check_url("console://") is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from daemon import ROOT, child_env, free_port
 from receivers import WebhookReceiver
 
 from notifier import demo
+from notifier.events import Fill
+from notifier.simulator import DEFAULT_MARKETS
 
 UNREACHABLE = """\
 channels:
@@ -83,6 +87,31 @@ def test_demo_settings_need_no_key_of_the_config_s_own(
     )
     assert settings.feed.api_key == demo.DEFAULT_API_KEY
     assert [rule.name for rule in settings.rules.rules] == ["all"]
+
+
+def test_the_example_config_runs_in_the_demo_with_its_channels_named(tmp_path: Path) -> None:
+    """`notifier demo --config config.example.yaml`: every channel prints here, each under its
+    name (an alert to two channels would print twice without a word why), and the example's
+    large-buys rule pins markets the demo trades, so it can fire."""
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    settings = demo.demo_settings(
+        base_url="http://127.0.0.1:9", state_dir=tmp_path, config_path=str(example)
+    )
+    assert {n: c.urls for n, c in settings.channels.items()} == {
+        "desk": ("console://desk",),
+        "phone": ("console://phone",),
+        "mail": ("console://mail",),
+    }
+    large = next(r for r in settings.rules.rules if r.name == "large-buys")
+    fills = [
+        fill
+        for fill in (
+            Fill("1", market, "BUY", "Yes", Decimal("0.5"), Decimal("100"), datetime.now(UTC))
+            for market in DEFAULT_MARKETS
+        )
+        if large.condition.matches(fill)
+    ]
+    assert len(fills) == 2
 
 
 async def test_demo_says_what_alert_shaping_still_holds_at_its_end(
