@@ -83,7 +83,7 @@ class SqliteFile:
                 uri = f"file:{quote(real)}?{flags}"
                 self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _make_directory(self.path.parent)
                 if exclusive:
                     self._lock = _hold_lock(self.path)
                 _create_private(self.path)
@@ -340,3 +340,15 @@ def _hold_lock(path: Path) -> IO[bytes]:
             "(is another notifier running?)"
         ) from None
     return lock
+
+
+def _make_directory(directory: Path) -> None:
+    """The state file's directory, created with its parents; an OSError naming a file in the
+    way where mkdir's own words ("File exists", "Not a directory") name only a path."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in (directory, *directory.parents) if p.is_file()), None)
+        if blocker is None:
+            raise
+        raise OSError(f"{blocker} is a file, where the state file's directory must be") from exc

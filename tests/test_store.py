@@ -408,6 +408,19 @@ def test_unopenable_path_is_a_state_error(tmp_path: Path) -> None:
         StateStore(path)
 
 
+@pytest.mark.parametrize("under", ["afile", "afile/sub"])
+def test_a_file_where_the_directory_must_be_is_named(tmp_path: Path, under: str) -> None:
+    """A state path under a regular file said "[Errno 17] File exists: '...'" (or 20, "Not a
+    directory"): the error names the file in the way."""
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    blocker = tmp_path / "afile"
+    with pytest.raises(StateError) as failed:
+        StateStore(tmp_path / under / "state.db")
+    assert str(failed.value).endswith(
+        f"cannot open: {blocker} is a file, where the state file's directory must be"
+    )
+
+
 def test_exclusive_store_locks_out_a_second_daemon_but_not_the_cli(tmp_path: Path) -> None:
     """A second exclusive opener (another daemon) is refused; a plain one (the CLI) may work."""
     path = tmp_path / "s.db"
