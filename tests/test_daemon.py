@@ -472,35 +472,41 @@ async def test_a_burst_of_reload_requests_reads_the_config_once_per_wait(
     assert readings == [1, 2, 3]
 
 
+class HeldReload:
+    """A reload whose reading of the config file lasts until `go_on` is set; `reading` says it
+    has begun. It reads the settings `config` held when it was made."""
+
+    def __init__(self, config: Path) -> None:
+        env = {"POLYSIM_API_KEY": DEFAULT_API_KEY}
+        self.settings = parse(config.read_text(encoding="utf-8"), source=config, env=env)
+        self.reading, self.go_on = threading.Event(), threading.Event()
+
+    def __call__(self) -> Settings:
+        self.reading.set()
+        self.go_on.wait(timeout=10)
+        return self.settings
+
+
 async def test_a_reload_still_reading_at_a_stop_ends_with_the_service(
     venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
     """A reload asked just before a stop and still reading its file when the service stops is
     cancelled with the rest: it never swaps rules into a pipeline whose state file is closed,
     nor fails later in a task no one awaits."""
-    config = write_config(tmp_path / "config.yaml", venue, webhook)
-    env = {"POLYSIM_API_KEY": DEFAULT_API_KEY}
-    settings = parse(config.read_text(encoding="utf-8"), source=config, env=env)
-    reading, go_on = threading.Event(), threading.Event()
-
-    def reread() -> Settings:
-        reading.set()
-        go_on.wait(timeout=10)
-        return settings
-
-    service = Service(settings, reload=reread, install_signals=False)
+    reread = HeldReload(write_config(tmp_path / "config.yaml", venue, webhook))
+    service = Service(reread.settings, reload=reread, install_signals=False)
     task = asyncio.create_task(service.run())
     try:
         await until(lambda: task.done() or bool(service.feed and service.feed.stats.reading))
         service.request_reload()
-        assert await asyncio.to_thread(reading.wait, 10)
+        assert await asyncio.to_thread(reread.reading.wait, 10)
         service.request_stop()
         await asyncio.wait_for(task, timeout=15)
         assert not service._reloader.tasks  # ended, before the state file closed
         service.request_reload()  # a SIGHUP after the stop: not done
         assert not service._reloader.tasks
     finally:
-        go_on.set()
+        reread.go_on.set()
 
 
 async def test_a_reload_still_reading_when_the_run_fails_ends_with_it(
@@ -511,22 +517,14 @@ async def test_a_reload_still_reading_when_the_run_fails_ends_with_it(
 ) -> None:
     """The same when the run ends on a fatal error rather than a stop: the reload still
     reading is cancelled before the state file closes, and never reports a swap."""
-    config = write_config(tmp_path / "config.yaml", venue, webhook)
-    env = {"POLYSIM_API_KEY": DEFAULT_API_KEY}
-    settings = parse(config.read_text(encoding="utf-8"), source=config, env=env)
-    reading, go_on = threading.Event(), threading.Event()
-
-    def reread() -> Settings:
-        reading.set()
-        go_on.wait(timeout=10)
-        return settings
+    reread = HeldReload(write_config(tmp_path / "config.yaml", venue, webhook))
 
     async def fails_once_reloading(self: FeedClient) -> None:
-        await asyncio.to_thread(reading.wait, 10)
+        await asyncio.to_thread(reread.reading.wait, 10)
         raise FatalFeedError("the venue refused for good")
 
     monkeypatch.setattr(FeedClient, "run", fails_once_reloading)
-    service = Service(settings, reload=reread, install_signals=False)
+    service = Service(reread.settings, reload=reread, install_signals=False)
     task = asyncio.create_task(service.run())
     try:
         await until(lambda: service.pipeline is not None)
@@ -536,7 +534,7 @@ async def test_a_reload_still_reading_when_the_run_fails_ends_with_it(
         assert failed.value.subgroup(FatalFeedError) is not None
         assert not service._reloader.tasks  # ended, before the state file closed
     finally:
-        go_on.set()
+        reread.go_on.set()
 
 
 async def test_a_reload_that_fails_unexpectedly_keeps_the_running_config(
