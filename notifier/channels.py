@@ -202,6 +202,11 @@ class ChannelSet:
         deliverer leaves such a row out of a fold and marks it sent."""
         return self._late.take(target, identity)
 
+    def sending(self, target: str, identity: str) -> bool:
+        """Whether an attempt given up on that holds this alert still runs: it may yet arrive,
+        so the deliverer does not send it to the fallback channel meanwhile."""
+        return self._late.sending(target, identity)
+
     def _delivered_late(self, target: str, message: str) -> AppriseResult | None:
         """A success to answer `message` with, if a given-up attempt delivered all of it."""
         if not self._late.take_message(target, message):
@@ -268,6 +273,7 @@ class ChannelSet:
                 done_before=(
                     (lambda: self._delivered_late(target, message)) if message else lambda: None
                 ),
+                on_overdue=(lambda: self._late.running(target, message)) if message else None,
                 on_late=(
                     (lambda outcome: self._late.remember(target, message, bool(outcome)))
                     if message

@@ -189,10 +189,20 @@ class Outcomes:
             error,
             extra={"event": "dead", "channel": channel, "rule": item.rule},
         )
-        self.escalate(item, channel, sender)
+        self.escalate(item, channel, sender, dead=True)
 
-    def escalate(self, item: OutboxItem, channel: str, sender: Sender) -> None:
-        """Queue the alert for its channel's fallback (once); wake lanes to send it."""
+    def escalate(
+        self, item: OutboxItem, channel: str, sender: Sender, *, dead: bool = False
+    ) -> None:
+        """Queue the alert for its channel's fallback (once); wake lanes to send it.
+
+        Not while an attempt given up on that holds it still runs: it may yet arrive, and the
+        alert would show twice. It is asked again at the next look (a retry, the sweep). A
+        dead-lettered alert goes regardless: no later look would come.
+        """
+        if not dead and _still_sending(item, sender):
+            log.debug("fallback for rule %s waits: a send given up on still runs", item.rule)
+            return
         if self._fallbacks.escalate(item, self._limits, channel, sender):
             fallback = self._limits.fallback(channel)
             log.warning(
@@ -202,3 +212,9 @@ class Outcomes:
                 fallback[0] if fallback else "?",
             )
             self._notify()
+
+
+def _still_sending(item: OutboxItem, sender: Sender) -> bool:
+    """Whether the sender says an attempt given up on that holds this alert still runs."""
+    sending = getattr(sender, "sending", None)
+    return callable(sending) and bool(sending(item.target, item.identity))

@@ -18,10 +18,27 @@ class LateDeliveries:
 
     def __init__(self) -> None:
         self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Alerts whose given-up attempt still runs: how many such attempts each (a retry may
+        # be given up on too). Bounded by the send threads.
+        self._running: dict[tuple[str, str], int] = {}
+
+    def running(self, target: str, message: str) -> None:
+        """An attempt of `message` was given up on while its thread runs: until it ends, its
+        alerts may yet arrive."""
+        for identity in message.split("\n"):
+            self._running[target, identity] = self._running.get((target, identity), 0) + 1
+
+    def sending(self, target: str, identity: str) -> bool:
+        """Whether an attempt given up on that holds this alert is still running."""
+        return (target, identity) in self._running
 
     def remember(self, target: str, message: str, delivered: bool) -> None:
         """A given-up attempt of `message` (its alerts' identities, one a line) ended; if the
         service took it, each of its alerts is delivered."""
+        for identity in message.split("\n"):
+            left = self._running.pop((target, identity), 0) - 1
+            if left > 0:
+                self._running[target, identity] = left
         if not delivered:
             return
         for identity in message.split("\n"):

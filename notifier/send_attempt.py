@@ -41,13 +41,15 @@ async def attempt(
     lock_wait: float,
     deadline: float,
     done_before: Callable[[], _R | None] = lambda: None,
-    on_late: Callable[[_R], None] | None = None,
+    on_overdue: Callable[[], None] | None = None,
+    on_late: Callable[[_R | None], None] | None = None,
 ) -> _R:
     """`call()` on a send thread once the target's `lock` is free; GaveUp past the bounds.
 
     `done_before()`, asked once the lock is held, may answer instead of a send (the late
-    outcome of an earlier attempt of the same message); `on_late` gets the outcome of an
-    attempt given up on, when its thread ends.
+    outcome of an earlier attempt of the same message). `on_overdue` is told when an attempt
+    is given up on while its thread runs, and `on_late` gets its outcome when the thread ends
+    (None if it raised or never ran).
     """
     try:
         async with asyncio.timeout(lock_wait):
@@ -84,6 +86,8 @@ async def attempt(
             lock.release()
         else:  # given up on or cancelled: the outcome (maybe a success) comes when it ends
             _senders().overdue(thread)  # the sends behind it get a thread of their own
+            if on_overdue is not None:
+                on_overdue()
             loop = asyncio.get_running_loop()
             thread.add_done_callback(functools.partial(_ended_late, loop, lock, on_late))
 
@@ -111,15 +115,16 @@ async def _outcome(thread: Future[_R], began: list[float], deadline: float) -> _
 def _ended_late(
     loop: asyncio.AbstractEventLoop,
     lock: asyncio.Lock,
-    on_late: Callable[[_R], None] | None,
+    on_late: Callable[[_R | None], None] | None,
     thread: Future[_R],
 ) -> None:
     """From the send thread, once a given-up attempt ends: its outcome, then the target."""
 
     def settle() -> None:
         try:
-            if on_late is not None and not thread.cancelled() and thread.exception() is None:
-                on_late(thread.result())
+            if on_late is not None:
+                ran = not thread.cancelled() and thread.exception() is None
+                on_late(thread.result() if ran else None)
         finally:
             lock.release()  # after on_late: a retry waiting for the lock sees the outcome
 

@@ -694,6 +694,31 @@ async def test_a_late_success_answers_the_retry_of_that_message() -> None:
     assert len(peer.posts) == 2  # the retry was answered by the late 200
 
 
+async def test_a_given_up_send_is_sending_until_its_thread_ends() -> None:
+    """While the thread of a send given up on runs, each alert of its message is `sending`
+    (the deliverer holds its fallback meanwhile); once the thread ends, none is, and a
+    delivered one is known delivered. A send that failed at once leaves nothing sending."""
+    async with TricklingPeer(gap=0.15, lines=[8]) as peer:  # answered after ~1.2 s
+        cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
+        key = only(cs).key
+        fold = await asyncio.wait_for(cs.send(key, TITLE, BODY, message="a\nb"), timeout=30)
+        assert fold.error == "no outcome within 0.6s (it may still arrive)"
+        assert cs.sending(key, "a")
+        assert cs.sending(key, "b")
+        assert not cs.sending(key, "c")
+        async with asyncio.timeout(10):
+            while cs.sending(key, "a"):
+                await asyncio.sleep(0.05)
+        assert peer.answered
+        assert not cs.sending(key, "b")
+        assert cs.take_delivered(key, "a")
+        assert cs.take_delivered(key, "b")
+    closed = channels({"c": (f"json://127.0.0.1:{closed_port()}/",)})
+    refused = await closed.send(only(closed).key, TITLE, BODY, message="d")
+    assert not refused.ok
+    assert not closed.sending(only(closed).key, "d")
+
+
 async def test_a_late_fold_answers_its_alerts_retried_one_by_one() -> None:
     """A fold of b and c given up on, then taken by the service: their retries, which may go
     alone (no rate wait any more) or folded otherwise, are answered, not sent again. A

@@ -1033,17 +1033,22 @@ CHAT_FALLS_TO_MAIL = {
 
 
 class LateSender(FakeSender):
-    """Knows which alerts an attempt it had given up on delivered when its thread ended."""
+    """Knows which alerts an attempt it had given up on delivered when its thread ended, and
+    which such attempts still run."""
 
     def __init__(self, targets: dict[str, str]) -> None:
         super().__init__(targets)
         self.late: set[str] = set()
+        self.running: set[str] = set()
 
     def take_delivered(self, target: str, identity: str) -> bool:
         if identity in self.late:
             self.late.discard(identity)
             return True
         return False
+
+    def sending(self, target: str, identity: str) -> bool:
+        return identity in self.running
 
 
 @pytest.mark.parametrize(
@@ -1111,6 +1116,76 @@ async def test_a_late_success_behind_the_head_is_sent_not_swept_to_the_fallback(
         assert [(r.title, r.target) for r in store.outbox(state="pending")] == [("A", "c")]
         assert ("m", "B") not in sender.attempts
         assert sender.attempts.count(("c", "B")) == 1
+
+
+@pytest.mark.parametrize("delivered", [True, False])
+async def test_no_fallback_while_a_given_up_send_of_the_alert_still_runs(
+    tmp_path: Path, delivered: bool
+) -> None:
+    """B's attempt was given up on and its thread still runs (a peer answering slowly) when A,
+    backfilled before it, fails past fallback_after: B is not queued for the fallback while it
+    may yet arrive. Its thread ends: delivered, B is marked sent; not, B falls back then."""
+    clock = HandClock()
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, "B", "c")
+        sender = LateSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
+        deliverer = Deliverer(
+            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
+        )
+        async with running(deliverer):
+            await spin_until(lambda: sender.attempts == [("c", "B")])
+            await settle()
+            [row_b] = store.outbox()
+            sender.running.add(row_b.identity)  # its thread goes on
+            put(store, "A", "c", secs=-5)
+            deliverer.notify()
+            clock.advance(120)  # past fallback_after for both
+            deliverer.notify()
+            await spin_until(lambda: ("m", "A") in sender.attempts)
+            await settle()
+            assert ("m", "B") not in sender.attempts  # B may yet arrive on chat
+            sender.running.discard(row_b.identity)  # the thread ends
+            if delivered:
+                sender.late.add(row_b.identity)
+            clock.advance(60)
+            deliverer.notify()
+            if delivered:
+                await spin_until(lambda: any(r.title == "B" for r in store.outbox(state="sent")))
+            else:
+                await spin_until(lambda: ("m", "B") in sender.attempts)
+            await settle()
+        on_mail = sorted(title for target, title in sender.attempts if target == "m")
+        assert on_mail == (["A"] if delivered else ["A", "B"])
+
+
+async def test_no_fallback_for_the_head_while_its_given_up_send_still_runs(
+    tmp_path: Path,
+) -> None:
+    """The head's own attempt was given up on and its thread still runs past fallback_after:
+    the head is not queued for the fallback until that thread has ended (here, undelivered)."""
+    clock = HandClock()
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, "H", "c")
+        sender = LateSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
+        deliverer = Deliverer(
+            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
+        )
+        async with running(deliverer):
+            await spin_until(lambda: sender.attempts == [("c", "H")])
+            await settle()
+            [row] = store.outbox()
+            sender.running.add(row.identity)
+            for _ in range(3):  # retries past fallback_after, each failing
+                clock.advance(60)
+                deliverer.notify()
+                await settle()
+            assert ("m", "H") not in sender.attempts
+            sender.running.discard(row.identity)  # ended, undelivered
+            clock.advance(60)
+            deliverer.notify()
+            await spin_until(lambda: ("m", "H") in sender.attempts)
 
 
 async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: HandClock) -> None:
