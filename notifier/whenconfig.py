@@ -112,6 +112,14 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
                 f"holds a comma: to match any of several, write a list: [{first}, ...]",
             )
             ok = False
+        elif key == "market" and _UPPER_HEX_ID.fullmatch(text):
+            # The venue's ids are lower-case hex ("0x1a2b…"), compared exactly: this never matches.
+            problems.add(
+                item.line,
+                item_path,
+                f"market ids are lower-case hex, as the venue sends them: write {text.lower()!r}",
+            )
+            ok = False
         elif key == "status" and (meant := _status_meant(text)) is not None:
             statuses = " and ".join(FILL_STATUSES)
             problems.add(
@@ -123,6 +131,8 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
     return tuple(v for v, _, _ in values) if ok else None
 
 
+# A hex market id (globs allowed) with an upper-case digit: "0xABC1", "0xAbC*".
+_UPPER_HEX_ID = re.compile(r"0[xX](?=[0-9a-fA-F*?]*[A-F])[0-9a-fA-F*?]+|0X[0-9a-f*?]+")
 _STATUS_SEPARATORS = re.compile(r"[\s_\-]+")
 # Order statuses venues do send, a letter or two from a fill status (KILLED is one from
 # FILLED): a rule naming one may be waiting for the venue to send it, so it is not corrected.

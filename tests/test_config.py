@@ -429,6 +429,11 @@ def rules_errors(rules: str) -> list[str]:
             "side, leave side out (or write a list: [BUY, SELL])",
         ),
         (
+            "- name: r\n  notify: desk\n  when: {market: [0xabc1, 0xE40605e6*]}\n",
+            "config.yaml:7: rules[0].when.market[1]: market ids are lower-case hex, as the "
+            "venue sends them: write '0xe40605e6*'",
+        ),
+        (
             "- name: r\n  notify: desk\n  when: {side: 'buy buy'}\n",
             "config.yaml:7: rules[0].when.side: names 2 sides in one string: write one: BUY",
         ),
