@@ -190,9 +190,11 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from notifier.replay import replay
+    from notifier.replay import UNSET_URL, replay
 
-    settings = _load(Path(args.config), require_api_key=False)
+    # A dry run sends nothing: a channel whose URL's variable is unset is shown, not refused.
+    unset_urls = None if args.send else UNSET_URL
+    settings = _load(Path(args.config), require_api_key=False, unset_urls=unset_urls)
     try:
         lines = [(1, args.fill)] if args.fill is not None else _read_lines(args.fills)
     except (OSError, UnicodeDecodeError) as exc:
@@ -301,10 +303,12 @@ def _configure_logging(args: argparse.Namespace, defaults: LogSettings | None = 
     logs.configure(level=logs.parse_level(level), fmt=fmt)
 
 
-def _load(path: Path, *, require_api_key: bool = True) -> Settings:
+def _load(path: Path, *, require_api_key: bool = True, unset_urls: str | None = None) -> Settings:
     from notifier.channels import check_url
 
-    settings = config.load(path, check_url=check_url, require_api_key=require_api_key)
+    settings = config.load(
+        path, check_url=check_url, require_api_key=require_api_key, unset_urls=unset_urls
+    )
     logs.hide(settings.feed.api_key, key_prefix(settings.feed.api_key))
     return settings
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -66,6 +67,7 @@ def load(
     env: Mapping[str, str] | None = None,
     check_url: CheckUrl | None = None,
     require_api_key: bool = True,
+    unset_urls: str | None = None,
 ) -> Settings:
     """Read and validate the config file at `path`; ConfigError lists every problem."""
     return parse(
@@ -74,6 +76,7 @@ def load(
         env=os.environ if env is None else env,
         check_url=check_url,
         require_api_key=require_api_key,
+        unset_urls=unset_urls,
     )
 
 
@@ -120,12 +123,23 @@ def parse(
     env: Mapping[str, str],
     check_url: CheckUrl | None = None,
     require_api_key: bool = True,
+    unset_urls: str | None = None,
 ) -> Settings:
-    """Validate config `text` (from `source`, which anchors relative paths)."""
+    """Validate config `text` (from `source`, which anchors relative paths).
+
+    `unset_urls`: a channel URL that holds an unset `${VAR}` is this URL instead of a problem
+    (a dry run that sends nothing needs no channel's secret).
+    """
     problems = Problems(str(source))
     lenient = () if require_api_key else ("feed.api_key",)
     tree = read(
-        text, problems, env=env, lenient=lenient, literal=template_placeholder, secret=_is_secret
+        text,
+        problems,
+        env=env,
+        lenient=lenient,
+        literal=template_placeholder,
+        secret=_is_secret,
+        stand_in=lambda path: unset_urls if _CHANNEL_URL.fullmatch(path) else None,
     )
     if tree is None:
         if not problems.items:
@@ -174,6 +188,11 @@ def parse(
 
 def _keys(node: Node | None) -> list[str]:
     return list(node) if isinstance(node, YMap) else []
+
+
+# Where a channel's URL is written: `NAME: url`, `NAME: [url, ...]`, `NAME: {url: ...}` or
+# `NAME: {urls: [...]}`.
+_CHANNEL_URL = re.compile(r"channels\.[^.\[]+(?:\[\d+\]|\.url|\.urls(?:\[\d+\])?)?")
 
 
 def _is_secret(path: str) -> bool:

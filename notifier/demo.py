@@ -73,8 +73,13 @@ def demo_settings(
         settings = config.parse(DEMO_CONFIG, source=Path("<demo>"), env=env, check_url=check_url)
     else:
         # The demo brings its own key: the config's (`${MY_KEY}`, unset here) is not needed.
+        # Nor, printing here, the channels' secrets: a URL whose variable is unset stands in.
         settings = config.load(
-            Path(config_path), env=env, check_url=check_url, require_api_key=False
+            Path(config_path),
+            env=env,
+            check_url=check_url,
+            require_api_key=False,
+            unset_urls=None if send else TERMINAL,
         )
     feed = dataclasses.replace(settings.feed, base_url=base_url, api_key=DEFAULT_API_KEY)
     state = StateSettings(path=state_dir / "demo.db")

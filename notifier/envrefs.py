@@ -36,8 +36,12 @@ class EnvRefs:
         lenient: Collection[str] | Callable[[str], bool],
         literal: Callable[[str, str], bool] | None,
         secret: Callable[[str], bool],
+        stand_in: Callable[[str], str | None] = lambda path: None,
     ) -> None:
         self.env = env
+        # path -> the whole value to use when one of its variables is unset (a dry run's
+        # channel URL), or None: the unset variable is a problem as usual.
+        self.stand_in = stand_in
         # Key paths where an unset variable is quietly empty: listed, or said by a predicate.
         self.lenient = lenient if callable(lenient) else frozenset(lenient).__contains__
         self.literal = literal  # (path, reference) -> keep `${reference}` as written
@@ -46,6 +50,7 @@ class EnvRefs:
     def expand(self, text: str, path: str, line: int, problems: ProblemSink) -> str:
         """`text` with its references replaced; problems (and "") for the bad ones."""
         whole = _REF.fullmatch(text) is not None  # the value is one reference, nothing else
+        unset: list[str] = []  # variables a stand-in covers
 
         def refuse(message: str) -> str:
             problems.add(line, path, message)
@@ -99,6 +104,9 @@ class EnvRefs:
                 return value
             if self.lenient(path):
                 return ""
+            if self.stand_in(path) is not None:
+                unset.append(name)
+                return ""
             # In a secret's value only a conventional NAME is shown: a key pasted in its place
             # (`${ps_live_...}`) is a valid name too.
             if self.secret(path) and not _SHOWN_NAME.fullmatch(name):
@@ -115,4 +123,6 @@ class EnvRefs:
                 f"environment variable {name} is not set (set it, or write ${{{name}:-default}})"
             )
 
-        return _REF.sub(one, text)
+        expanded = _REF.sub(one, text)
+        stand_in = self.stand_in(path) if unset else None
+        return expanded if stand_in is None else stand_in

@@ -26,6 +26,8 @@ from notifier.shaping_stage import rule_shaping
 
 EXIT_OK, EXIT_SEND_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_LINE_BYTES = 1 << 20
+# What a dry run takes for a channel URL whose variable is unset: shown as plain text.
+UNSET_URL = "console://unset"
 
 
 def parse_fill(line: str) -> Fill | Rejected | None:
@@ -49,6 +51,13 @@ async def replay(
 ) -> int:
     """Print matches and rendered messages for each fill; with `send`, deliver them too."""
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
+    for name, channel in settings.channels.items():
+        if UNSET_URL in channel.urls:
+            print(
+                f"note: channel {name}: its URL names a variable that is not set here, so its "
+                "messages are shown as a plain-text service gets them (--send needs it set)",
+                file=out,
+            )
     status = EXIT_OK
     seen: dict[str, int] = {}  # fill identity -> the number it was first given as
     for number, line in lines:  # numbered as the file's lines

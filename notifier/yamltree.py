@@ -187,6 +187,7 @@ def read(
     lenient: Collection[str] | Callable[[str], bool] = (),
     literal: Callable[[str, str], bool] | None = None,
     secret: Callable[[str], bool] = lambda path: False,
+    stand_in: Callable[[str], str | None] = lambda path: None,
 ) -> Node | None:
     """The document as a located tree, or None when empty or not YAML (problems say why).
 
@@ -196,6 +197,8 @@ def read(
     "${price}" is a dollar sign before the placeholder {price}, not a variable).
     `secret(path)` says where a value is a secret: a problem there never quotes a reference
     (the key pasted in place of the variable's name would be echoed).
+    `stand_in(path)`, when not None, is the whole value of a path one of whose variables is
+    unset (a dry run that needs no channel URL).
     """
     try:
         root = _compose(text)
@@ -220,7 +223,7 @@ def read(
         return None
     if root is None:
         return None
-    walker = _Walker(problems, env, lenient, literal, secret, text.splitlines())
+    walker = _Walker(problems, env, lenient, literal, secret, stand_in, text.splitlines())
     try:
         return walker.node(root, "")
     except _TooBig as exc:
@@ -255,11 +258,12 @@ class _Walker:
         lenient: Collection[str] | Callable[[str], bool],
         literal: Callable[[str, str], bool] | None,
         secret: Callable[[str], bool],
+        stand_in: Callable[[str], str | None],
         lines: list[str],
     ):
         self.problems = problems
         self.lines = lines
-        self.refs = EnvRefs(env, lenient=lenient, literal=literal, secret=secret)
+        self.refs = EnvRefs(env, lenient=lenient, literal=literal, secret=secret, stand_in=stand_in)
         self.active: set[int] = set()
         self.count = 0  # nodes built so far, an alias's each time it is used
 

@@ -262,6 +262,27 @@ def test_test_command_says_why_a_mention_in_the_fill_is_no_mention(
     )
 
 
+def test_test_command_needs_no_channel_secret_unless_it_sends(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dry run on a machine without the channels' secrets shows the messages, saying which
+    channel is shown as plain text; with --send the unset variable is the config error."""
+    monkeypatch.delenv("HOOK_URL", raising=False)
+    Path("c.yaml").write_text(RULES.format(url="${HOOK_URL}"), encoding="utf-8")
+    fill = json.dumps({**BIG_BUY, "filled_at": "2026-02-06T12:01:00Z"})
+    assert cli.main(["test", "c.yaml", "--fill", fill]) == 0
+    assert capsys.readouterr().out == (
+        "note: channel hook: its URL names a variable that is not set here, so its messages "
+        "are shown as a plain-text service gets them (--send needs it set)\n"
+        "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 44)\n"
+        "  rule big -> hook\n"
+        "    title: Big BUY on 0xabc1\n"
+        "    body:  150 No @ 0.40 #44\n"
+    )
+    assert cli.main(["test", "c.yaml", "--fill", fill, "--send"]) == 2
+    assert "environment variable HOOK_URL is not set" in capsys.readouterr().err
+
+
 def test_test_command_refuses_bad_fills(capsys: pytest.CaptureFixture[str]) -> None:
     """A fill that is not JSON or not valid is reported with its reason; exit 2."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")

@@ -56,7 +56,11 @@ def accept_all(url: str) -> str | None:
 
 
 def settings_of(
-    text: str, *, env: Mapping[str, str] = ENV, check_url: config.CheckUrl = accept_all, **kw: bool
+    text: str,
+    *,
+    env: Mapping[str, str] = ENV,
+    check_url: config.CheckUrl = accept_all,
+    **kw: bool | str,
 ) -> Settings:
     return parse(
         textwrap.dedent(text), source=Path("config.yaml"), env=env, check_url=check_url, **kw
@@ -240,6 +244,31 @@ def test_an_empty_variable_for_a_whole_value_names_it() -> None:
         "config.yaml:4: channels.phone: environment variable NTFY_URL is set but empty "
         "(give it a value where the daemon runs: the shell, or the unit's EnvironmentFile)",
     ]
+
+
+def test_a_dry_run_stands_in_for_channel_urls_only() -> None:
+    """With `unset_urls`, each way of writing a channel URL takes the stand-in when its
+    variable is unset (the whole URL: a token missing would leave a broken one); any other
+    unset variable, a channel's rate included, is still a problem."""
+    text = (
+        "channels:\n"
+        "  a: ${A}\n"
+        "  b: [json://ok, 'tgram://${TOKEN}/123']\n"
+        "  c: {url: '${C}', rate: '${RATE}'}\n"
+        "  d: {urls: ['${D}']}\n"
+        "rules:\n  - {name: r, notify: [a, b, c, d]}\n"
+    )
+    assert errors(text, unset_urls="console://unset") == [
+        "config.yaml:4: channels.c.rate: environment variable RATE is not set "
+        "(set it where the daemon runs: the shell, or the unit's EnvironmentFile)",
+    ]
+    settings = settings_of(text.replace("'${RATE}'", "5/min"), unset_urls="console://unset")
+    assert {n: c.urls for n, c in settings.channels.items()} == {
+        "a": ("console://unset",),
+        "b": ("json://ok", "console://unset"),
+        "c": ("console://unset",),
+        "d": ("console://unset",),
+    }
 
 
 def test_api_key_required_unless_told() -> None:

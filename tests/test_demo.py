@@ -14,6 +14,7 @@ from daemon import ROOT, child_env, free_port
 from receivers import WebhookReceiver
 
 from notifier import demo
+from notifier.errors import ConfigError
 from notifier.events import Fill
 from notifier.simulator import DEFAULT_MARKETS
 
@@ -87,6 +88,27 @@ def test_demo_settings_need_no_key_of_the_config_s_own(
     )
     assert settings.feed.api_key == demo.DEFAULT_API_KEY
     assert [rule.name for rule in settings.rules.rules] == ["all"]
+
+
+def test_demo_settings_need_no_channel_secret_unless_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Printing here, the demo needs no channel's secret: a URL whose variable is unset loads;
+    with --send (real channels) the unset variable is the config error."""
+    monkeypatch.delenv("SLACK_URL", raising=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "channels:\n  desk: ${SLACK_URL}\nrules:\n  - name: all\n    notify: [desk]\n",
+        encoding="utf-8",
+    )
+    settings = demo.demo_settings(
+        base_url="http://127.0.0.1:9", state_dir=tmp_path, config_path=str(config)
+    )
+    assert settings.channels["desk"].urls == (demo.TERMINAL,)
+    with pytest.raises(ConfigError, match="environment variable SLACK_URL is not set"):
+        demo.demo_settings(
+            base_url="http://127.0.0.1:9", state_dir=tmp_path, config_path=str(config), send=True
+        )
 
 
 def test_the_example_config_runs_in_the_demo_with_its_channels_named(tmp_path: Path) -> None:
