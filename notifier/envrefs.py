@@ -25,6 +25,8 @@ class ProblemSink(Protocol):
 
     def conceal(self, value: str, shown: str) -> None: ...
 
+    def explain(self, path: str, note: str) -> None: ...
+
 
 class EnvRefs:
     """Expands the references in one file's values."""
@@ -84,18 +86,15 @@ class EnvRefs:
             value = self.env.get(name)
             if default is not None and not value:
                 return default
-            if value == "" and whole and not self.lenient(path):
-                # The whole value: "" reads as nothing, and "got nothing (null)" named no cause.
-                if not self.secret(path):
-                    return refuse(
-                        f"environment variable {name} is set but empty (give it a value, or "
-                        f"write ${{{name}:-default}})"
-                    )
-                if not _SHOWN_NAME.fullmatch(name):
-                    return refuse("names an environment variable that is set but empty")
-                return refuse(
-                    f"environment variable {name} is set but empty (give it a value where the "
-                    "daemon runs: the shell, or the unit's EnvironmentFile)"
+            if value == "" and whole:
+                # The whole value is "", which reads as nothing: fine where a key may be empty
+                # (`metrics.listen` off), and where it may not, its problem names the cause.
+                named = _SHOWN_NAME.fullmatch(name) or not self.secret(path)
+                problems.explain(
+                    path,
+                    f"environment variable {name} is set but empty"
+                    if named
+                    else "the environment variable it names is set but empty",
                 )
             if value is not None:
                 # The environment's value may be a secret set in the wrong place (the key

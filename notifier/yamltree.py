@@ -120,6 +120,7 @@ class Problems:
         self.items: list[ConfigProblem] = []
         self._silenced: set[str] = set()
         self._concealed: dict[str, str] = {}  # value from the environment -> what shows instead
+        self._notes: dict[str, str] = {}  # path -> why its value is what it is
 
     def add(self, line: int | None, path: str, message: str) -> None:
         if not self._silenced or not self.silenced(path):
@@ -144,6 +145,10 @@ class Problems:
         if value:
             self._concealed.setdefault(value, shown)
 
+    def explain(self, path: str, note: str) -> None:
+        """Add `note` to a problem at exactly `path` (its value came from an empty variable)."""
+        self._notes.setdefault(path, note)
+
     def raise_if_any(self) -> None:
         """Raise ConfigError with every problem, in file order (unlocated ones last)."""
         if self.items:
@@ -152,6 +157,8 @@ class Problems:
 
     def _concealing(self, problem: ConfigProblem) -> ConfigProblem:
         message = problem.message
+        if problem.path in self._notes:
+            message = f"{message} ({self._notes[problem.path]})"
         for value, shown in sorted(self._concealed.items(), key=lambda vs: -len(vs[0])):
             # Quoted whole, at any length; inside other text, once long enough to be no word.
             message = message.replace(repr(value), shown)

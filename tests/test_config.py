@@ -230,20 +230,24 @@ def test_unset_variable_names_it_and_the_key() -> None:
 
 
 def test_an_empty_variable_for_a_whole_value_names_it() -> None:
-    """A ${VAR} set to "" that is the whole value read as nothing ("got nothing (null)"):
-    the variable is named, with the fix; inside a longer value, "" is a fine part of it."""
+    """A ${VAR} set to "" that is the whole value reads as nothing: where the key refuses
+    that, its problem names the variable ("got nothing (null)" alone named no cause); where
+    nothing is fine (`metrics.listen`, off), it loads as before."""
     text = (
         "delivery:\n  timeout: ${TIMEOUT}\n"
+        "metrics:\n  listen: ${METRICS_LISTEN}\n"
         "channels:\n  phone: ${NTFY_URL}\n  mail: {url: 'json://h/${EMPTY}'}\n"
         "rules:\n  - {name: r, notify: [phone, mail], title: 'x${EMPTY}'}\n"
     )
-    env = {**ENV, "TIMEOUT": "", "NTFY_URL": "", "EMPTY": ""}
+    env = {**ENV, "TIMEOUT": "", "NTFY_URL": "", "EMPTY": "", "METRICS_LISTEN": ""}
     assert errors(text, env=env) == [
-        "config.yaml:2: delivery.timeout: environment variable TIMEOUT is set but empty "
-        "(give it a value, or write ${TIMEOUT:-default})",
-        "config.yaml:4: channels.phone: environment variable NTFY_URL is set but empty "
-        "(give it a value where the daemon runs: the shell, or the unit's EnvironmentFile)",
+        "config.yaml:2: delivery.timeout: must be a duration such as 30s or 5m, got nothing "
+        "(null) (environment variable TIMEOUT is set but empty)",
+        "config.yaml:6: channels.phone: must be a string, got nothing (null) (environment "
+        "variable NTFY_URL is set but empty)",
     ]
+    fixed = text.replace("${TIMEOUT}", "5s").replace("${NTFY_URL}", "json://h/p")
+    assert settings_of(fixed, env=env).metrics.listen is None
 
 
 def test_a_dry_run_stands_in_for_channel_urls_only() -> None:
