@@ -204,8 +204,9 @@ class ChannelSet:
 
     def sending(self, target: str, identity: str) -> bool:
         """Whether an attempt given up on that holds this alert still runs: it may yet arrive,
-        so the deliverer does not send it to the fallback channel meanwhile."""
-        return self._late.sending(target, identity)
+        so the deliverer does not send it to the fallback channel meanwhile (for one more
+        send deadline at most)."""
+        return self._late.sending(target, identity, now=time.monotonic(), hold=self._deadline)
 
     def _delivered_late(self, target: str, message: str) -> AppriseResult | None:
         """A success to answer `message` with, if a given-up attempt delivered all of it."""
@@ -273,7 +274,11 @@ class ChannelSet:
                 done_before=(
                     (lambda: self._delivered_late(target, message)) if message else lambda: None
                 ),
-                on_overdue=(lambda: self._late.running(target, message)) if message else None,
+                on_overdue=(
+                    (lambda: self._late.running(target, message, time.monotonic()))
+                    if message
+                    else None
+                ),
                 on_late=(
                     (lambda outcome: self._late.remember(target, message, bool(outcome)))
                     if message

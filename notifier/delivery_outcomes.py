@@ -91,7 +91,12 @@ class Outcomes:
             else:
                 self.escalate(row, channel, sender)
 
-        recorded = self._fallbacks.sweep(target, now - after, settle_or_escalate)
+        recorded = self._fallbacks.sweep(
+            target,
+            now - after,
+            settle_or_escalate,
+            waiting=lambda row: _still_sending(row, sender),
+        )
         return None if recorded is None else recorded + after
 
     def delivered_after_all(self, item: OutboxItem, channel: str, sender: Sender) -> bool:

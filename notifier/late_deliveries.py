@@ -19,26 +19,30 @@ class LateDeliveries:
     def __init__(self) -> None:
         self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
         # Alerts whose given-up attempt still runs: how many such attempts each (a retry may
-        # be given up on too). Bounded by the send threads.
-        self._running: dict[tuple[str, str], int] = {}
+        # be given up on too), and when the first was given up. Bounded by the send threads.
+        self._running: dict[tuple[str, str], tuple[int, float]] = {}
 
-    def running(self, target: str, message: str) -> None:
-        """An attempt of `message` was given up on while its thread runs: until it ends, its
-        alerts may yet arrive."""
+    def running(self, target: str, message: str, since: float) -> None:
+        """An attempt of `message` was given up on at `since` (monotonic seconds) while its
+        thread runs: until it ends, its alerts may yet arrive."""
         for identity in message.split("\n"):
-            self._running[target, identity] = self._running.get((target, identity), 0) + 1
+            count, first = self._running.get((target, identity), (0, since))
+            self._running[target, identity] = (count + 1, first)
 
-    def sending(self, target: str, identity: str) -> bool:
-        """Whether an attempt given up on that holds this alert is still running."""
-        return (target, identity) in self._running
+    def sending(self, target: str, identity: str, *, now: float, hold: float) -> bool:
+        """Whether an attempt given up on that holds this alert still runs, for `hold` seconds
+        at most: a peer that trickles its answer keeps the thread as long as it trickles, and
+        the alert's fallback must not wait on it for ever."""
+        running = self._running.get((target, identity))
+        return running is not None and now - running[1] < hold
 
     def remember(self, target: str, message: str, delivered: bool) -> None:
         """A given-up attempt of `message` (its alerts' identities, one a line) ended; if the
         service took it, each of its alerts is delivered."""
         for identity in message.split("\n"):
-            left = self._running.pop((target, identity), 0) - 1
-            if left > 0:
-                self._running[target, identity] = left
+            count, first = self._running.pop((target, identity), (0, 0.0))
+            if count > 1:
+                self._running[target, identity] = (count - 1, first)
         if not delivered:
             return
         for identity in message.split("\n"):

@@ -145,7 +145,11 @@ class FallbackPolicy:
         return item.created_at + fallback[1]
 
     def sweep(
-        self, target: str, cutoff: datetime, escalate: Callable[[OutboxItem], object]
+        self,
+        target: str,
+        cutoff: datetime,
+        escalate: Callable[[OutboxItem], object],
+        waiting: Callable[[OutboxItem], bool] = lambda row: False,
     ) -> datetime | None:
         """Escalate the rows of `target` recorded by `cutoff` (now less fallback_after), in
         the order they were recorded; the created_at of the next one, None if none is left.
@@ -153,19 +157,27 @@ class FallbackPolicy:
         For a target whose head is failing: the rows queued behind it were never tried (a lane
         sends its head first), but their channel has been failing all the while. Without this
         only the head would fall back, the rest at `max_age`.
+
+        A row `waiting` says must wait (a send given up on that holds it still runs) is passed
+        over, not escalated: the sweep goes on past it, and the next one starts again from it.
         """
+        after = self._swept.get(target)
+        passed_over = False  # the saved place stays before the first row passed over
         while True:
-            rows = self._store.pending_by_age(
-                target, after=self._swept.get(target), limit=SWEEP_BATCH
-            )
+            rows = self._store.pending_by_age(target, after=after, limit=SWEEP_BATCH)
             for row in rows:
                 if row.created_at > cutoff:
                     return row.created_at
+                after = (row.created_at, row.id)
                 if row.identity not in self._done:
+                    if waiting(row):
+                        passed_over = True
+                        continue
                     escalate(row)
                     if row.identity not in self._done:
                         return None  # its fallback channel is gone (a reload): later, again
-                self._swept[target] = (row.created_at, row.id)
+                if not passed_over:
+                    self._swept[target] = after
             if len(rows) < SWEEP_BATCH:
                 return None
 

@@ -86,10 +86,10 @@ async def attempt(
             lock.release()
         else:  # given up on or cancelled: the outcome (maybe a success) comes when it ends
             _senders().overdue(thread)  # the sends behind it get a thread of their own
-            if on_overdue is not None:
-                on_overdue()
             loop = asyncio.get_running_loop()
             thread.add_done_callback(functools.partial(_ended_late, loop, lock, on_late))
+            if on_overdue is not None:  # after: were it to raise, the target is still freed
+                on_overdue()
 
 
 async def _outcome(thread: Future[_R], began: list[float], deadline: float) -> _R:

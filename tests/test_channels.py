@@ -28,6 +28,7 @@ from notifier import send_attempt
 from notifier.channels import ChannelSet, Target, check_url
 from notifier.errors import ConfigError
 from notifier.events import MessageLimit
+from notifier.late_deliveries import LateDeliveries
 from notifier.send_results import RATE_LIMIT_PAUSE, rate_limit_pause
 from notifier.settings import ChannelSettings, DeliverySettings
 
@@ -696,8 +697,9 @@ async def test_a_late_success_answers_the_retry_of_that_message() -> None:
 
 async def test_a_given_up_send_is_sending_until_its_thread_ends() -> None:
     """While the thread of a send given up on runs, each alert of its message is `sending`
-    (the deliverer holds its fallback meanwhile); once the thread ends, none is, and a
-    delivered one is known delivered. A send that failed at once leaves nothing sending."""
+    (the deliverer holds its fallback meanwhile, for one more send deadline at most); once
+    the thread ends, none is, and a delivered one is known delivered. A send that failed at
+    once leaves nothing sending."""
     async with TricklingPeer(gap=0.15, lines=[8]) as peer:  # answered after ~1.2 s
         cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
         key = only(cs).key
@@ -707,11 +709,11 @@ async def test_a_given_up_send_is_sending_until_its_thread_ends() -> None:
         assert cs.sending(key, "b")
         assert not cs.sending(key, "c")
         async with asyncio.timeout(10):
-            while cs.sending(key, "a"):
+            while not cs.take_delivered(key, "a"):  # the thread ended with the late 200
                 await asyncio.sleep(0.05)
         assert peer.answered
+        assert not cs.sending(key, "a")
         assert not cs.sending(key, "b")
-        assert cs.take_delivered(key, "a")
         assert cs.take_delivered(key, "b")
     closed = channels({"c": (f"json://127.0.0.1:{closed_port()}/",)})
     refused = await closed.send(only(closed).key, TITLE, BODY, message="d")
@@ -865,3 +867,22 @@ def test_a_service_s_limits_come_from_apprise() -> None:
     assert limits.message_limit(only(limits, "kodi").key) == MessageLimit(chars=32768, lines=2)
     assert limits.message_limit(only(limits, "blocks").key) == MessageLimit(chars=3000)
     assert limits.message_limit("0" * 16) is None
+
+
+def test_a_given_up_send_holds_the_fallback_for_a_bounded_time() -> None:
+    """`sending` is true from the give-up until the thread ends, `hold` seconds at most: a
+    peer trickling its answer for ever must not keep an alert from its fallback for ever.
+    Two attempts of one alert given up on: it is sending until both have ended."""
+    late = LateDeliveries()
+    late.running("t", "a\nb", since=100.0)
+    assert late.sending("t", "a", now=100.0, hold=90.0)
+    assert late.sending("t", "b", now=189.9, hold=90.0)
+    assert not late.sending("t", "a", now=190.0, hold=90.0)  # held long enough
+    assert not late.sending("t", "c", now=100.0, hold=90.0)
+    late.running("t", "a", since=150.0)  # a retry of it, given up on too
+    late.remember("t", "a\nb", delivered=False)  # the first thread ends
+    assert late.sending("t", "a", now=160.0, hold=90.0)  # the second still runs
+    assert not late.sending("t", "b", now=160.0, hold=90.0)
+    late.remember("t", "a", delivered=True)
+    assert not late.sending("t", "a", now=160.0, hold=90.0)
+    assert late.take("t", "a")

@@ -1188,6 +1188,38 @@ async def test_no_fallback_for_the_head_while_its_given_up_send_still_runs(
             await spin_until(lambda: ("m", "H") in sender.attempts)
 
 
+async def test_rows_behind_a_head_still_sending_fall_back_without_it(tmp_path: Path) -> None:
+    """The head's given-up send still runs, so the head waits; the rows queued behind it were
+    never sent anywhere, and still fall back once their channel has failed fallback_after:
+    the sweep passes over the head and comes back to it."""
+    clock = HandClock()
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, "H", "c")
+        sender = LateSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
+        deliverer = Deliverer(
+            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
+        )
+        async with running(deliverer):
+            await spin_until(lambda: sender.attempts == [("c", "H")])
+            await settle()
+            [head] = store.outbox()
+            sender.running.add(head.identity)
+            clock.advance(10)
+            put(store, "C", "c", secs=10)  # queued behind the head
+            deliverer.notify()
+            for _ in range(5):  # past fallback_after for both, the head retried and failing
+                clock.advance(60)
+                deliverer.notify()
+                await settle()
+            await spin_until(lambda: ("m", "C") in sender.attempts)
+            assert ("m", "H") not in sender.attempts
+            sender.running.discard(head.identity)  # its thread ends, undelivered
+            clock.advance(60)
+            deliverer.notify()
+            await spin_until(lambda: ("m", "H") in sender.attempts)
+
+
 async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: HandClock) -> None:
     """A rate-limited channel folds its due rows; one among them past max_age (queued before a
     backfilled row that was filled earlier, so not at the head) is dead-lettered, not sent."""
