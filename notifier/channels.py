@@ -52,6 +52,8 @@ _PLUGINS = cast("Callable[[], Container[str]]", NotificationManager)()
 TEST_TITLE = "notifier test"
 # A failed send that took this share of delivery.timeout or more: it waited for an answer.
 TIMED_OUT_SHARE = 0.9
+# apprise's words for a send that got no HTTP answer (a refused connection, a read timed out).
+_CONNECTION_ERROR = re.compile(r"connection error", re.IGNORECASE)
 _SCHEME = re.compile(rf"^\s*({URL_SCHEME})://")
 # Separators inside an apprise URL; what lies between them may be a token, password or topic.
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
@@ -72,6 +74,12 @@ class Target:
 def target_key(url: str) -> str:
     """The opaque, stable key of a channel URL (the outbox holds this, never the URL)."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def waited_out(error: str | None, took: float, timeout: float) -> bool:
+    """Whether a failed send that took `took` seconds from its start waited out `timeout` for
+    an answer: apprise words a read that timed out as it words a refused connection."""
+    return took >= timeout * TIMED_OUT_SHARE and bool(_CONNECTION_ERROR.search(error or ""))
 
 
 @functools.cache
@@ -253,14 +261,19 @@ class ChannelSet:
         can read the same). KeyError if the target key is unknown (check `knows` first).
         """
         entry = self._by_key[target]
-        call = functools.partial(
+        notify = functools.partial(
             entry.apprise.notify,
             body=body,
             title=self.title_for(target, title),
             notify_type=NotifyType.INFO,
             body_format=self._body_format,
         )
-        began = time.monotonic()
+        began: list[float] = []  # when a send thread started it (not the wait for one)
+
+        def call() -> AppriseResult:
+            began.append(time.monotonic())
+            return notify()
+
         try:
             # apprise's blocking notify() on a thread of ours: one hop per send, where its
             # async_notify() takes a dozen turns of the event loop and a hop to its own pool.
@@ -294,8 +307,8 @@ class ChannelSet:
             return SendResult(ok=False, error=error)
         with result:
             outcome = to_send_result(result, entry.secrets)
-        if not outcome.ok and time.monotonic() - began >= self._lock_wait * TIMED_OUT_SHARE:
-            # apprise words a read that timed out as it words a refused connection.
+        took = time.monotonic() - began[0] if began else 0.0
+        if not outcome.ok and waited_out(outcome.error, took, self._lock_wait):
             outcome = dataclasses.replace(
                 outcome, error=f"{outcome.error} (no answer within {self._lock_wait:g}s)"
             )

@@ -25,7 +25,7 @@ from receivers import (
 )
 
 from notifier import send_attempt
-from notifier.channels import ChannelSet, Target, check_url
+from notifier.channels import ChannelSet, Target, check_url, waited_out
 from notifier.errors import ConfigError
 from notifier.events import MessageLimit
 from notifier.late_deliveries import LateDeliveries
@@ -886,3 +886,14 @@ def test_a_given_up_send_holds_the_fallback_for_a_bounded_time() -> None:
     late.remember("t", "a", delivered=True)
     assert not late.sending("t", "a", now=160.0, hold=90.0)
     assert late.take("t", "a")
+
+
+def test_only_a_connection_error_that_waited_out_the_timeout_says_so() -> None:
+    """ "(no answer within Ns)" is for apprise's connection error after the timeout, counted
+    from the send's start: not for an HTTP status however slow, nor a quick refusal."""
+    refused = "json: failure: A Connection error occurred sending JSON notification to h."
+    assert waited_out(refused, took=3.0, timeout=3.0)
+    assert waited_out(refused, took=2.7, timeout=3.0)
+    assert not waited_out(refused, took=0.01, timeout=3.0)
+    assert not waited_out("json: failure: JSON notification failed: error=500.", 9.0, 3.0)
+    assert not waited_out(None, took=9.0, timeout=3.0)
