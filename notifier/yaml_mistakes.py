@@ -42,13 +42,21 @@ def syntax_hint(text: str, exc: yaml.MarkedYAMLError) -> str:
 _FLOW_REFERENCE = re.compile(r"[{\[][^#\"']*?(?<![\"'])\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 
 
+_SHOWN_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,39}")  # as variables are named, no pasted key
+
+
 def _flow_reference_hint(line: str) -> str:
     found = _FLOW_REFERENCE.search(line)
     if found is None:
         return ""
-    # Never the default: `${SLACK_URL:-slack://T/B/token}` holds a secret.
-    reference = f"${{{found.group(1)}{':-...' if found.group(2) else ''}}}"
-    return f'; a {reference} inside {{...}} or [...] must be quoted: "{reference}"'
+    # Never the default (`${SLACK_URL:-slack://T/B/token}` holds a secret), nor a name that
+    # could be a key pasted in place of one.
+    name = found.group(1) if _SHOWN_NAME.fullmatch(found.group(1)) else "NAME"
+    reference = f"${{{name}{':-...' if found.group(2) else ''}}}"
+    before = line[: found.start(1) - 2].rstrip()
+    if before.endswith((":", "[", ",", "{")):  # the whole value
+        return f'; a {reference} inside {{...}} or [...] must be quoted: "{reference}"'
+    return f"; a {reference} inside {{...}} or [...] must be quoted: quote the whole value it is in"
 
 
 # A block line's value (after any `- ` and `key: `) that opens with a quote or bracket, closes

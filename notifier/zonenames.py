@@ -11,7 +11,7 @@ word, or be "corrected" into one that does:
 - Offsets (GMT+1, UTC-5, +05:30) are not zone names either. The fixed zone for one is Etc/GMT
   with POSIX's inverted sign (Etc/GMT-1 is UTC+1), which the message spells out beside a city
   zone, which follows daylight saving.
-- EST, MST and HST are valid but fixed all year (tzdata: EST is UTC-5 in July too), so a rule
+- EST and MST are valid but fixed all year (tzdata: EST is UTC-5 in July too), so a rule
   written for New York would be an hour off from March to November: refused, naming the city
   zone and the fixed one. EST5EDT and its like do follow US daylight saving, and CET, EET,
   WET and MET the European one: accepted, as are UTC, GMT and the Etc zones.
@@ -101,12 +101,9 @@ _FIXED_LEGACY = {
         "for US Mountain time write America/Denver; for Arizona, which keeps UTC-7 all year, "
         "write America/Phoenix"
     ),
-    "HST": (
-        "for Hawaii write Pacific/Honolulu; for the Aleutian Islands, which keep daylight "
-        "saving, write America/Adak"
-    ),
 }
-_FIXED_OFFSETS = {"EST": "UTC-5", "MST": "UTC-7", "HST": "UTC-10"}  # pinned against tzdata
+# pinned against tzdata. HST is not refused: Hawaii keeps UTC-10 all year, as HST does.
+_FIXED_OFFSETS = {"EST": "UTC-5", "MST": "UTC-7"}
 
 _OFFSET = re.compile(r"^(?:UTC|GMT|UT)?\s*([+\-\u2212])\s*(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
 _ETC_OFFSET = re.compile(r"^Etc/(?:GMT|UTC|UCT)\s*[+\-\u2212]", re.IGNORECASE)

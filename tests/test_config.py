@@ -1200,6 +1200,12 @@ def test_state_path_expands_the_home_directory() -> None:
             "flow mapping at line 2); a ${NTFY_URL} inside {...} or [...] must be quoted: "
             '"${NTFY_URL}"',
         ),
+        (  # part of a value: the whole value is what needs the quotes; a key is no name
+            "channels:\n  s: {url: json://h/${ps_live_8f3k2j4h5g6}, rate: 5/min}\n",
+            "config.yaml:2: YAML syntax error: did not find expected ',' or '}' (while parsing a "
+            "flow mapping at line 2); a ${NAME} inside {...} or [...] must be quoted: quote the "
+            "whole value it is in",
+        ),
         (  # never the default, which may hold a token
             "channels:\n  s: [${SLACK_URL:-slack://T/B/tok}, json://x]\n",
             "config.yaml:2: YAML syntax error: did not find expected ',' or ']' (while parsing a "

@@ -445,12 +445,6 @@ OFFSET_CITY += "America/New_York"
             "'MST' is UTC-7 all year, without daylight saving: for US Mountain time write "
             "America/Denver; for Arizona, which keeps UTC-7 all year, write America/Phoenix",
         ),
-        (
-            "HST",
-            "'HST' is UTC-10 all year, without daylight saving: for Hawaii write "
-            "Pacific/Honolulu; for the Aleutian Islands, which keep daylight saving, write "
-            "America/Adak",
-        ),
         # A wrong case of a real zone is named; an unknown abbreviation gets no other one.
         ("utc", "unknown time zone 'utc' (did you mean 'UTC'?)"),
         ("asia/tokyo", "unknown time zone 'asia/tokyo' (did you mean 'Asia/Tokyo'?)"),
@@ -527,10 +521,12 @@ def test_real_zones_are_accepted_fixed_offsets_too(tz: str, offset: timedelta) -
 
 
 def test_the_legacy_zones_refused_are_fixed_and_those_accepted_follow_daylight_saving() -> None:
-    """What the refusals say of tzdata holds for the tzdata installed: EST, MST and HST keep one
-    offset all year; EST5EDT and its like change with the seasons."""
+    """What the refusals say of tzdata holds for the tzdata installed: EST and MST keep one
+    offset all year (HST too, as Hawaii does: accepted); EST5EDT and its like change with the
+    seasons."""
     winter, summer = datetime(2026, 1, 15, 12), datetime(2026, 7, 15, 12)
-    assert zonenames._FIXED_OFFSETS == {"EST": "UTC-5", "MST": "UTC-7", "HST": "UTC-10"}
+    assert zonenames._FIXED_OFFSETS == {"EST": "UTC-5", "MST": "UTC-7"}
+    assert zonenames.zone("HST") == ZoneInfo("HST")
     for name, hours in (("EST", -5), ("MST", -7), ("HST", -10)):
         zone = ZoneInfo(name)
         assert zone.utcoffset(winter) == zone.utcoffset(summer) == timedelta(hours=hours)
