@@ -191,8 +191,8 @@ def _keys(node: Node | None) -> list[str]:
 
 
 # Where a channel's URL is written: `NAME: url`, `NAME: [url, ...]`, `NAME: {url: ...}` or
-# `NAME: {urls: [...]}`.
-_CHANNEL_URL = re.compile(r"channels\.[^.\[]+(?:\[\d+\]|\.url|\.urls(?:\[\d+\])?)?")
+# `NAME: {urls: [...]}` (either key takes one URL or a list).
+_CHANNEL_URL = re.compile(r"channels\.[^.\[]+(?:\[\d+\]|\.urls?(?:\[\d+\])?)?")
 
 
 def _is_secret(path: str) -> bool:

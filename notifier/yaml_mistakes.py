@@ -53,8 +53,8 @@ def _flow_reference_hint(line: str) -> str:
     # could be a key pasted in place of one.
     name = found.group(1) if _SHOWN_NAME.fullmatch(found.group(1)) else "NAME"
     reference = f"${{{name}{':-...' if found.group(2) else ''}}}"
-    before = line[: found.start(1) - 2].rstrip()
-    if before.endswith((":", "[", ",", "{")):  # the whole value
+    before, after = line[: found.start(1) - 2].rstrip(), line[found.end() :].lstrip()
+    if before.endswith((":", "[", ",", "{")) and (not after or after[0] in ",}]#"):  # all of it
         return f'; a {reference} inside {{...}} or [...] must be quoted: "{reference}"'
     return f"; a {reference} inside {{...}} or [...] must be quoted: quote the whole value it is in"
 

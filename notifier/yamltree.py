@@ -112,6 +112,11 @@ def describe(node: Node) -> str:
     }[node.kind]
 
 
+# A problem about a value that is nothing: a note on why it is (an empty variable) belongs
+# there, and not on one about its key (unknown, duplicate, a bad channel name).
+_ABOUT_NOTHING = re.compile(r"got nothing|must not be empty")
+
+
 class Problems:
     """Every problem found in one file, collected so they are all reported at once."""
 
@@ -157,7 +162,7 @@ class Problems:
 
     def _concealing(self, problem: ConfigProblem) -> ConfigProblem:
         message = problem.message
-        if problem.path in self._notes:
+        if problem.path in self._notes and _ABOUT_NOTHING.search(message):
             message = f"{message} ({self._notes[problem.path]})"
         for value, shown in sorted(self._concealed.items(), key=lambda vs: -len(vs[0])):
             # Quoted whole, at any length; inside other text, once long enough to be no word.

@@ -248,6 +248,10 @@ def test_an_empty_variable_for_a_whole_value_names_it() -> None:
     ]
     fixed = text.replace("${TIMEOUT}", "5s").replace("${NTFY_URL}", "json://h/p")
     assert settings_of(fixed, env=env).metrics.listen is None
+    # A problem about the key, not the value, gets no such note.
+    assert errors("delivery:\n  timout: ${TIMEOUT}\n", env=env) == [
+        "config.yaml:2: delivery.timout: unknown key 'timout' (did you mean 'timeout'?)"
+    ]
 
 
 def test_a_dry_run_stands_in_for_channel_urls_only() -> None:
@@ -260,7 +264,8 @@ def test_a_dry_run_stands_in_for_channel_urls_only() -> None:
         "  b: [json://ok, 'tgram://${TOKEN}/123']\n"
         "  c: {url: '${C}', rate: '${RATE}'}\n"
         "  d: {urls: ['${D}']}\n"
-        "rules:\n  - {name: r, notify: [a, b, c, d]}\n"
+        "  e: {url: ['${E}']}\n"
+        "rules:\n  - {name: r, notify: [a, b, c, d, e]}\n"
     )
     assert errors(text, unset_urls="console://unset") == [
         "config.yaml:4: channels.c.rate: environment variable RATE is not set "
@@ -272,6 +277,7 @@ def test_a_dry_run_stands_in_for_channel_urls_only() -> None:
         "b": ("json://ok", "console://unset"),
         "c": ("console://unset",),
         "d": ("console://unset",),
+        "e": ("console://unset",),
     }
 
 
@@ -1204,6 +1210,12 @@ def test_state_path_expands_the_home_directory() -> None:
             "channels:\n  s: {url: json://h/${ps_live_8f3k2j4h5g6}, rate: 5/min}\n",
             "config.yaml:2: YAML syntax error: did not find expected ',' or '}' (while parsing a "
             "flow mapping at line 2); a ${NAME} inside {...} or [...] must be quoted: quote the "
+            "whole value it is in",
+        ),
+        (  # followed by more of the value: the whole value needs the quotes
+            "channels:\n  s: {url: ${NTFY}/topic}\n",
+            "config.yaml:2: YAML syntax error: did not find expected ',' or '}' (while parsing a "
+            "flow mapping at line 2); a ${NTFY} inside {...} or [...] must be quoted: quote the "
             "whole value it is in",
         ),
         (  # never the default, which may hold a token
