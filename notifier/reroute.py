@@ -136,6 +136,8 @@ class FallbackPolicy:
         self._done: set[str] = set()
         # Per target, (created_at, id) of the last row the sweep escalated: where it goes on.
         self._swept: dict[str, tuple[datetime, int]] = {}
+        # Per target, (created_at, id) of rows a sweep passed over (their send still running).
+        self._passed: dict[str, list[tuple[datetime, int]]] = {}
 
     def due_at(self, item: OutboxItem, limits: ChannelLimits, channel: str) -> datetime | None:
         """When the row falls back if it is still failing then; None if it has no fallback."""
@@ -159,27 +161,52 @@ class FallbackPolicy:
         only the head would fall back, the rest at `max_age`.
 
         A row `waiting` says must wait (a send given up on that holds it still runs) is passed
-        over, not escalated: the sweep goes on past it, and the next one starts again from it.
+        over, not escalated: the sweep goes on past it, and each later one looks at it again
+        first, until it is escalated or no longer pending.
         """
-        after = self._swept.get(target)
-        passed_over = False  # the saved place stays before the first row passed over
+        if not self._look_again(target, escalate, waiting):
+            return None  # the fallback channel is gone (a reload): later, again
         while True:
-            rows = self._store.pending_by_age(target, after=after, limit=SWEEP_BATCH)
+            rows = self._store.pending_by_age(
+                target, after=self._swept.get(target), limit=SWEEP_BATCH
+            )
             for row in rows:
                 if row.created_at > cutoff:
                     return row.created_at
-                after = (row.created_at, row.id)
                 if row.identity not in self._done:
                     if waiting(row):
-                        passed_over = True
-                        continue
-                    escalate(row)
-                    if row.identity not in self._done:
-                        return None  # its fallback channel is gone (a reload): later, again
-                if not passed_over:
-                    self._swept[target] = after
+                        self._passed.setdefault(target, []).append((row.created_at, row.id))
+                    else:
+                        escalate(row)
+                        if row.identity not in self._done:
+                            return None  # its fallback channel is gone (a reload): later, again
+                self._swept[target] = (row.created_at, row.id)
             if len(rows) < SWEEP_BATCH:
                 return None
+
+    def _look_again(
+        self,
+        target: str,
+        escalate: Callable[[OutboxItem], object],
+        waiting: Callable[[OutboxItem], bool],
+    ) -> bool:
+        """The rows of `target` an earlier sweep passed over, each read back by its place in
+        the order (gone: sent, dead or moved since), escalated once it no longer waits; False
+        if the fallback channel is gone."""
+        passed = self._passed.pop(target, [])
+        for n, (created_at, row_id) in enumerate(passed):
+            found = self._store.pending_by_age(target, after=(created_at, row_id - 1), limit=1)
+            row = found[0] if found and found[0].id == row_id else None
+            if row is None or row.identity in self._done:
+                continue
+            if waiting(row):
+                self._passed.setdefault(target, []).append((created_at, row_id))
+                continue
+            escalate(row)
+            if row.identity not in self._done:
+                self._passed.setdefault(target, []).extend(passed[n:])
+                return False
+        return True
 
     def settled(self, identity: str) -> None:
         """The row needs no fallback (it was delivered after all): never queue it for one."""

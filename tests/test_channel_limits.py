@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes import T0, HandClock, Target, settle, spin_until
@@ -501,3 +502,47 @@ def test_a_fallback_channel_back_after_a_reload_is_used() -> None:
     both = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
     assert policy.escalate(row, limits, "slack", both)
     assert recorder.keys == ["fallback:" + row.identity]
+
+
+def test_the_fallback_sweep_passes_over_a_waiting_row_and_reads_on_from_its_place(
+    store: StateStore, clock: HandClock
+) -> None:
+    """The head waits (its send given up on still runs): the 249 rows behind it fall back,
+    the head does not. A later sweep reads the head back alone and the rows after the
+    sweep's place, not the whole queue again; once the head no longer waits, it falls back."""
+    limits = ChannelLimits({"slack": channel("slack", fallback="mail")})
+    policy = FallbackPolicy(store)
+    for n in range(250):
+        record(store, n, "slack-1", "slack")
+    clock.advance(60)
+    cutoff = clock.now - timedelta(seconds=30)
+    both = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
+    escalated: list[str] = []
+
+    def escalate(row: OutboxItem) -> None:
+        escalated.append(row.fill_key)
+        policy.escalate(row, limits, "slack", both)
+
+    head_waits = True
+    assert (
+        policy.sweep(
+            "slack-1", cutoff, escalate, lambda row: head_waits and row.fill_key == "fill-0"
+        )
+        is None
+    )
+    assert escalated == [f"fill-{n}" for n in range(1, 250)]
+    read: list[int] = []
+    pending_by_age = store.pending_by_age
+
+    def counted(target: str, **kw: Any) -> list[OutboxItem]:
+        rows = pending_by_age(target, **kw)
+        read.append(len(rows))
+        return rows
+
+    store.pending_by_age = counted  # type: ignore[method-assign]
+    assert policy.sweep("slack-1", cutoff, escalate, lambda row: head_waits) is None
+    assert sum(read) == 1  # the head read back; nothing after the sweep's place
+    head_waits = False
+    assert policy.sweep("slack-1", cutoff, escalate, lambda row: head_waits) is None
+    assert escalated[-1] == "fill-0"
+    assert len(escalated) == 250  # each once
