@@ -3,41 +3,39 @@
 Each URL of a channel is its own target with its own `Apprise` object, so each one succeeds or
 fails alone and the outbox can retry only the URLs that failed. Targets are known by an opaque
 key (a hash of the URL) and shown in a privacy form (channel_privacy.py, which also keeps the
-URLs' secrets out of errors and apprise's logs): the URL itself never leaves here. What a
-result says is read in send_results.py; late successes are kept in late_deliveries.py.
+URLs' secrets out of errors and apprise's logs): the URL itself never leaves here. Whether
+apprise takes a URL is channel_urls.py's; what a result says is read in send_results.py; late
+successes are kept in late_deliveries.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import difflib
 import functools
 import hashlib
 import html
 import logging
 import re
 import time
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
 
 from apprise import (
     Apprise,
     AppriseAsset,
     AppriseResult,
     AppriseResultStatus,
-    NotificationManager,
     NotifyBase,
     NotifyFormat,
     NotifyType,
     OverflowMode,
 )
 
-import notifier.console  # noqa: F401  (registers console:// with apprise)
 from notifier import logs
 from notifier.channel_privacy import LOG_GUARD, privacy_url, scrub, url_secrets
-from notifier.errors import URL_SCHEME, ConfigError, ConfigProblem
+from notifier.channel_urls import check_url, instantiate
+from notifier.errors import ConfigError, ConfigProblem
 from notifier.events import MessageLimit, SendResult
 from notifier.late_deliveries import LateDeliveries
 from notifier.send_attempt import GaveUp, attempt
@@ -46,16 +44,13 @@ from notifier.settings import ChannelSettings, DeliverySettings
 
 log = logging.getLogger(__name__)
 
-# apprise's plugin registry (a singleton); its constructor is untyped.
-_PLUGINS = cast("Callable[[], Container[str]]", NotificationManager)()
+__all__ = ["ChannelSet", "Target", "check_url", "target_key", "waited_out"]
 
 TEST_TITLE = "notifier test"
 # A failed send that took this share of delivery.timeout or more: it waited for an answer.
 TIMED_OUT_SHARE = 0.9
 # apprise's words for a send that got no HTTP answer (a refused connection, a read timed out).
 _CONNECTION_ERROR = re.compile(r"connection error", re.IGNORECASE)
-_SCHEME = re.compile(rf"^\s*({URL_SCHEME})://")
-# Separators inside an apprise URL; what lies between them may be a token, password or topic.
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
 # send to its own pool so it can stop waiting; `send` bounds the wait already, and the socket
 # timeouts (_tune) bound the send itself.
@@ -80,49 +75,6 @@ def waited_out(error: str | None, took: float, timeout: float) -> bool:
     """Whether a failed send that took `took` seconds from its start waited out `timeout` for
     an answer: apprise words a read that timed out as it words a refused connection."""
     return took >= timeout * TIMED_OUT_SHARE and bool(_CONNECTION_ERROR.search(error or ""))
-
-
-@functools.cache
-def _schemes() -> tuple[str, ...]:
-    """The schemes apprise's plugins take, for a suggestion when one is mistyped."""
-    return tuple(sorted(cast("Any", NotificationManager)().schemas()))
-
-
-def check_url(url: str) -> str | None:
-    """None if apprise can build this URL; else why not, without the URL's secrets."""
-    return _instantiate(url, AppriseAsset())[1]
-
-
-def _instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str | None]:
-    match = _SCHEME.match(url)
-    if match is None:
-        return None, "not an apprise URL (expected scheme://...)"
-    scheme = match.group(1).lower()
-    native = scheme in ("http", "https")  # a service's own URL, as Slack or Discord give it
-    if scheme not in _PLUGINS and not native:
-        close = difflib.get_close_matches(scheme, _schemes(), n=1, cutoff=0.75)
-        hint = f" (did you mean '{close[0]}://'?)" if close else ""
-        return None, f"apprise does not recognise the scheme '{scheme}://'{hint}"
-    with LOG_GUARD.parsing():
-        plugin = Apprise.instantiate(url, asset=asset)
-    if plugin is None and native:
-        return None, (
-            f"apprise recognises no service at this {scheme}:// URL: a service's own webhook "
-            "URL (Slack's, Discord's, ntfy.sh's) is recognised only whole, as the service gave "
-            "it (is a part missing?); for a plain webhook write json:// or jsons://"
-        )
-    if plugin is None:
-        return None, f"apprise rejected the URL ({scheme})"
-    # len() counts the requests a send makes, apprise's own retries included (we turn those off).
-    recipients = len(plugin) // (int(getattr(plugin, "retry", 0) or 0) + 1)
-    if recipients > 1:
-        # apprise reports one pass/fail for them all: one recipient refusing would make every
-        # retry send the alert again to the others (hundreds of copies over max_age).
-        return None, (
-            f"sends to {recipients} recipients as one ({scheme}): if one refuses, every retry "
-            "repeats the alert to the others; write one URL per recipient in `urls: [...]`"
-        )
-    return plugin, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +120,7 @@ class ChannelSet:
         for name, settings in channels.items():
             built: dict[str, _Entry] = {}
             for index, url in enumerate(settings.urls):
-                plugin, why = _instantiate(url, _ASSET)
+                plugin, why = instantiate(url, _ASSET)
                 if plugin is None:
                     path = f"channels.{name}.urls[{index}]"
                     problems.append(ConfigProblem("<config>", None, path, why or "unusable URL"))

@@ -1,6 +1,6 @@
 """`console://`: an apprise service that prints alerts to stdout, for `notifier demo`.
 
-Registered with apprise's `@notify` decorator when this module is imported (notifier.channels
+Registered with apprise's `@notify` decorator when this module is imported (notifier.channel_urls
 imports it), so a demo config can name `console://` like any other channel URL.
 """
 
