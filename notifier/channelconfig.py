@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from notifier.config_problems import Problems
 from notifier.configvalues import (
     CHANNEL_NAME,
     as_duration,
@@ -20,7 +21,7 @@ from notifier.configvalues import (
 )
 from notifier.ruleconfig import unknown_channel
 from notifier.settings import ChannelSettings
-from notifier.yamltree import Node, Problems, Scalar, YMap, describe
+from notifier.yamltree import Node, Scalar, YMap, describe
 
 CheckUrl = Callable[[str], str | None]
 # apprise takes several URLs in one string, split at commas or spaces; a channel's `url` is one.

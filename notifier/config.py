@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from notifier.channelconfig import CheckUrl, parse_channels
+from notifier.config_problems import Problems
 from notifier.configvalues import (
     CHANNEL_NAME,
     Parser,
@@ -42,7 +43,7 @@ from notifier.settings import (
     StateSettings,
     split_listen,
 )
-from notifier.yamltree import Node, Problems, Scalar, YMap, read
+from notifier.yamltree import Node, Scalar, YMap, read
 
 # The fill check-config renders every template against.
 SAMPLE_FILL = Fill(

@@ -14,9 +14,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from notifier.config_problems import Problems
 from notifier.durations import parse_duration
 from notifier.yaml_mistakes import comma_hint
-from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
+from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 
 T = TypeVar("T")
 CHANNEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # what `channels:` keys and `notify` name

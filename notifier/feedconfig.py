@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from notifier.config_problems import Problems
 from notifier.configvalues import (
     Parser,
     as_duration,
@@ -25,7 +26,7 @@ from notifier.configvalues import (
 )
 from notifier.durations import format_duration
 from notifier.settings import DEFAULT_BASE_URL, FeedSettings
-from notifier.yamltree import Node, Problems, Scalar, describe
+from notifier.yamltree import Node, Scalar, describe
 
 API_KEY_ENV = "POLYSIM_API_KEY"
 BASE_URL_ENV = "POLYSIM_BASE_URL"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifier.conditions import MATCH_ALL, Condition
+from notifier.config_problems import Problems
 from notifier.configvalues import (
     CHANNEL_NAME,
     as_bool,
@@ -44,7 +45,7 @@ from notifier.shapingconfig import (
     parse_throttle_node,
 )
 from notifier.whenconfig import WHEN_KEYS, parse_condition
-from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
+from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from notifier.config_problems import Problems
 from notifier.digests import AGGREGATE_FIELDS
 from notifier.render import FILL_FIELDS, Template, TemplateError
 from notifier.shapingspecs import (
@@ -23,7 +24,7 @@ from notifier.shapingspecs import (
     parse_throttle,
 )
 from notifier.windows import ActiveSpec, parse_active
-from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
+from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 
 SHAPING_KEYS = ("group", "throttle", "active")
 # Templates of a shaped rule when the config gives none: a digest must say what it folded.

@@ -24,9 +24,10 @@ from notifier.conditions import (
     Not,
     fold,
 )
+from notifier.config_problems import Problems
 from notifier.configvalues import as_decimal, as_str_list, mapping, suggest
 from notifier.globs import is_glob
-from notifier.yamltree import Node, Problems, Scalar, YMap, YSeq, describe
+from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 
 WHEN_KEYS = (*STRING_FIELDS, *DECIMAL_FIELDS, "any", "all", "not")
 SIDES = ("BUY", "SELL")

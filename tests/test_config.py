@@ -738,6 +738,7 @@ CORE = (
     "ruleconfig",
     "whenconfig",
     "yamltree",
+    "config_problems",
     "rules",
     "render",
     "format_specs",
