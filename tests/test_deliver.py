@@ -1051,6 +1051,26 @@ class LateSender(FakeSender):
         return identity in self.running
 
 
+@contextlib.asynccontextmanager
+async def first_send_given_up(
+    tmp_path: Path, key: str
+) -> AsyncIterator[tuple[HandClock, StateStore, LateSender, Deliverer]]:
+    """`key`'s alert on chat (falling back to mail after a minute), the deliverer running:
+    its first attempt given up on (it may still arrive), every later one failing."""
+    clock = HandClock()
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        put(store, key, "c")
+        sender = LateSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
+        deliverer = Deliverer(
+            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
+        )
+        async with running(deliverer):
+            await spin_until(lambda: sender.attempts == [("c", key)])
+            await settle()
+            yield clock, store, sender, deliverer
+
+
 @pytest.mark.parametrize(
     ("later", "why"),
     [(timedelta(minutes=61), "past max_age"), (timedelta(minutes=2), "past fallback_after")],
@@ -1090,27 +1110,18 @@ async def test_a_late_success_behind_the_head_is_sent_not_swept_to_the_fallback(
     then took the head and kept failing. The sweep of the rows behind a failing head finds B
     delivered and marks it sent, rather than queueing it for the fallback (shown twice);
     A itself still falls back."""
-    clock = HandClock()
-    with StateStore(tmp_path / "s.db", clock=clock) as store:
-        put(store, "B", "c")
-        sender = LateSender({"c": "chat", "m": "mail"})
-        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
-        deliverer = Deliverer(
-            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
-        )
-        async with running(deliverer):
-            await spin_until(lambda: sender.attempts == [("c", "B")])
-            await settle()
-            [row_b] = store.outbox()
-            put(store, "A", "c", secs=-5)  # backfilled: filled before B, so the head now
-            deliverer.notify()
-            await spin_until(lambda: sender.attempts == [("c", "B"), ("c", "A")])
-            await settle()
-            sender.late.add(row_b.identity)  # B's given-up send ended: delivered
-            clock.advance(120)
-            deliverer.notify()
-            await spin_until(lambda: ("m", "A") in sender.attempts)
-            await settle()
+    async with first_send_given_up(tmp_path, "B") as given_up:
+        clock, store, sender, deliverer = given_up
+        row_b = store.outbox()[0]
+        put(store, "A", "c", secs=-5)  # backfilled: filled before B, so the head now
+        deliverer.notify()
+        await spin_until(lambda: sender.attempts == [("c", "B"), ("c", "A")])
+        await settle()
+        sender.late.add(row_b.identity)  # B's given-up send ended: delivered
+        clock.advance(120)
+        deliverer.notify()
+        await spin_until(lambda: ("m", "A") in sender.attempts)
+        await settle()
         sent = sorted((r.title, r.target) for r in store.outbox(state="sent"))
         assert sent == [("A", "m"), ("B", "c")]  # B on chat (late), A on mail
         assert [(r.title, r.target) for r in store.outbox(state="pending")] == [("A", "c")]
@@ -1125,36 +1136,27 @@ async def test_no_fallback_while_a_given_up_send_of_the_alert_still_runs(
     """B's attempt was given up on and its thread still runs (a peer answering slowly) when A,
     backfilled before it, fails past fallback_after: B is not queued for the fallback while it
     may yet arrive. Its thread ends: delivered, B is marked sent; not, B falls back then."""
-    clock = HandClock()
-    with StateStore(tmp_path / "s.db", clock=clock) as store:
-        put(store, "B", "c")
-        sender = LateSender({"c": "chat", "m": "mail"})
-        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
-        deliverer = Deliverer(
-            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
-        )
-        async with running(deliverer):
-            await spin_until(lambda: sender.attempts == [("c", "B")])
-            await settle()
-            [row_b] = store.outbox()
-            sender.running.add(row_b.identity)  # its thread goes on
-            put(store, "A", "c", secs=-5)
-            deliverer.notify()
-            clock.advance(120)  # past fallback_after for both
-            deliverer.notify()
-            await spin_until(lambda: ("m", "A") in sender.attempts)
-            await settle()
-            assert ("m", "B") not in sender.attempts  # B may yet arrive on chat
-            sender.running.discard(row_b.identity)  # the thread ends
-            if delivered:
-                sender.late.add(row_b.identity)
-            clock.advance(60)
-            deliverer.notify()
-            if delivered:
-                await spin_until(lambda: any(r.title == "B" for r in store.outbox(state="sent")))
-            else:
-                await spin_until(lambda: ("m", "B") in sender.attempts)
-            await settle()
+    async with first_send_given_up(tmp_path, "B") as given_up:
+        clock, store, sender, deliverer = given_up
+        row_b = store.outbox()[0]
+        sender.running.add(row_b.identity)  # its thread goes on
+        put(store, "A", "c", secs=-5)
+        deliverer.notify()
+        clock.advance(120)  # past fallback_after for both
+        deliverer.notify()
+        await spin_until(lambda: ("m", "A") in sender.attempts)
+        await settle()
+        assert ("m", "B") not in sender.attempts  # B may yet arrive on chat
+        sender.running.discard(row_b.identity)  # the thread ends
+        if delivered:
+            sender.late.add(row_b.identity)
+        clock.advance(60)
+        deliverer.notify()
+        if delivered:
+            await spin_until(lambda: any(r.title == "B" for r in store.outbox(state="sent")))
+        else:
+            await spin_until(lambda: ("m", "B") in sender.attempts)
+        await settle()
         on_mail = sorted(title for target, title in sender.attempts if target == "m")
         assert on_mail == (["A"] if delivered else ["A", "B"])
 
@@ -1164,60 +1166,42 @@ async def test_no_fallback_for_the_head_while_its_given_up_send_still_runs(
 ) -> None:
     """The head's own attempt was given up on and its thread still runs past fallback_after:
     the head is not queued for the fallback until that thread has ended (here, undelivered)."""
-    clock = HandClock()
-    with StateStore(tmp_path / "s.db", clock=clock) as store:
-        put(store, "H", "c")
-        sender = LateSender({"c": "chat", "m": "mail"})
-        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
-        deliverer = Deliverer(
-            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
-        )
-        async with running(deliverer):
-            await spin_until(lambda: sender.attempts == [("c", "H")])
-            await settle()
-            [row] = store.outbox()
-            sender.running.add(row.identity)
-            for _ in range(3):  # retries past fallback_after, each failing
-                clock.advance(60)
-                deliverer.notify()
-                await settle()
-            assert ("m", "H") not in sender.attempts
-            sender.running.discard(row.identity)  # ended, undelivered
+    async with first_send_given_up(tmp_path, "H") as given_up:
+        clock, store, sender, deliverer = given_up
+        row = store.outbox()[0]
+        sender.running.add(row.identity)
+        for _ in range(3):  # retries past fallback_after, each failing
             clock.advance(60)
             deliverer.notify()
-            await spin_until(lambda: ("m", "H") in sender.attempts)
+            await settle()
+        assert ("m", "H") not in sender.attempts
+        sender.running.discard(row.identity)  # ended, undelivered
+        clock.advance(60)
+        deliverer.notify()
+        await spin_until(lambda: ("m", "H") in sender.attempts)
 
 
 async def test_rows_behind_a_head_still_sending_fall_back_without_it(tmp_path: Path) -> None:
     """The head's given-up send still runs, so the head waits; the rows queued behind it were
     never sent anywhere, and still fall back once their channel has failed fallback_after:
     the sweep passes over the head and comes back to it."""
-    clock = HandClock()
-    with StateStore(tmp_path / "s.db", clock=clock) as store:
-        put(store, "H", "c")
-        sender = LateSender({"c": "chat", "m": "mail"})
-        sender.script["c"] = [fail("no outcome within 90s (it may still arrive)")] + [fail()] * 50
-        deliverer = Deliverer(
-            store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=CHAT_FALLS_TO_MAIL
-        )
-        async with running(deliverer):
-            await spin_until(lambda: sender.attempts == [("c", "H")])
-            await settle()
-            [head] = store.outbox()
-            sender.running.add(head.identity)
-            clock.advance(10)
-            put(store, "C", "c", secs=10)  # queued behind the head
-            deliverer.notify()
-            for _ in range(5):  # past fallback_after for both, the head retried and failing
-                clock.advance(60)
-                deliverer.notify()
-                await settle()
-            await spin_until(lambda: ("m", "C") in sender.attempts)
-            assert ("m", "H") not in sender.attempts
-            sender.running.discard(head.identity)  # its thread ends, undelivered
+    async with first_send_given_up(tmp_path, "H") as given_up:
+        clock, store, sender, deliverer = given_up
+        head = store.outbox()[0]
+        sender.running.add(head.identity)
+        clock.advance(10)
+        put(store, "C", "c", secs=10)  # queued behind the head
+        deliverer.notify()
+        for _ in range(5):  # past fallback_after for both, the head retried and failing
             clock.advance(60)
             deliverer.notify()
-            await spin_until(lambda: ("m", "H") in sender.attempts)
+            await settle()
+        await spin_until(lambda: ("m", "C") in sender.attempts)
+        assert ("m", "H") not in sender.attempts
+        sender.running.discard(head.identity)  # its thread ends, undelivered
+        clock.advance(60)
+        deliverer.notify()
+        await spin_until(lambda: ("m", "H") in sender.attempts)
 
 
 async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: HandClock) -> None:
