@@ -7,7 +7,6 @@ write becomes durable, and how sqlite's errors become one-line `StateError`s.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
@@ -18,12 +17,13 @@ from typing import IO, Literal
 from urllib.parse import quote
 
 from notifier.errors import StateBusyError, StateError
+from notifier.state_path import create_private, hold_lock, make_directory
 
 Migration = Callable[[sqlite3.Connection], None]
 
-# Bytes a WAL file is cut back to when it restarts after a burst made it grow.
 log = logging.getLogger(__name__)
 
+# Bytes a WAL file is cut back to when it restarts after a burst made it grow.
 WAL_SIZE_LIMIT = 64 * 2**20
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13  # sqlite3.h primary result codes
 
@@ -83,10 +83,10 @@ class SqliteFile:
                 uri = f"file:{quote(real)}?{flags}"
                 self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
             else:
-                _make_directory(self.path.parent)
+                make_directory(self.path.parent)
                 if exclusive:
-                    self._lock = _hold_lock(self.path)
-                _create_private(self.path)
+                    self._lock = hold_lock(self.path)
+                create_private(self.path)
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             self._release_lock()
@@ -300,55 +300,3 @@ def _may_clear(exc: BaseException) -> bool:
         _SQLITE_LOCKED,
         _SQLITE_FULL,
     )
-
-
-def _create_private(path: Path) -> None:
-    """Create a new state file readable by its owner alone (an existing one keeps its mode).
-
-    It holds every alert's text (the fills of someone's trading); SQLite would create it
-    0644 under the usual umask, and gives the -wal and -shm files beside it the same mode.
-    """
-    # The file a symlink names (O_EXCL would refuse the link itself, and SQLite would then
-    # create its target with the default mode).
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(os.path.realpath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
-def _hold_lock(path: Path) -> IO[bytes]:
-    """An advisory lock on `<state file>.lock`, held until closed: one daemon per state file.
-
-    A lock beside the database rather than SQLite's exclusive locking mode, so that
-    `notifier outbox` can still read and requeue while the daemon runs (WAL lets them share).
-    """
-    # One lock whichever symlink names the file (two daemons sent twice); realpath, unlike
-    # Path.resolve on 3.11, leaves a symlink loop for sqlite to refuse as it always did.
-    real = Path(os.path.realpath(path))
-    # Owner-only: anyone who can open a lock file can flock it, and so keep the daemon out.
-    # One left by an older notifier is tightened too (it holds no data).
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-    path_of_lock = real.parent / f"{real.name}.lock"
-    lock = os.fdopen(os.open(path_of_lock, flags, 0o600), "ab")
-    if not path_of_lock.is_symlink():  # a link's target is someone's file: left as it is
-        with contextlib.suppress(OSError):  # not ours to change: left as it is
-            os.fchmod(lock.fileno(), 0o600)
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise StateError(
-            f"state file {path}: cannot open: locked by another process "
-            "(is another notifier running?)"
-        ) from None
-    return lock
-
-
-def _make_directory(directory: Path) -> None:
-    """The state file's directory, created with its parents; an OSError naming a file in the
-    way where mkdir's own words ("File exists", "Not a directory") name only a path."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        blocker = next((p for p in (directory, *directory.parents) if p.is_file()), None)
-        if blocker is None:
-            raise
-        raise OSError(f"{blocker} is a file, where the state file's directory must be") from exc
