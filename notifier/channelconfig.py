@@ -19,6 +19,7 @@ from notifier.configvalues import (
     as_str_list,
     mapping,
 )
+from notifier.errors import URL_SCHEME
 from notifier.ruleconfig import unknown_channel
 from notifier.settings import ChannelSettings
 from notifier.yamltree import Node, Scalar, YMap, describe
@@ -26,7 +27,7 @@ from notifier.yamltree import Node, Scalar, YMap, describe
 CheckUrl = Callable[[str], str | None]
 # apprise takes several URLs in one string, split at commas or spaces; a channel's `url` is one.
 _URL_SEPARATORS = re.compile(r"[\s,]+")
-_URL_START = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+://")
+_URL_START = re.compile(rf"{URL_SCHEME}://")
 
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(\S+)\s*")  # a bounded count: int() of any length
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
