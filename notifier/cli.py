@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn
 
 from notifier import cli_args, config, logs
 from notifier.closedpipe import drop_stdout
@@ -35,7 +35,6 @@ from notifier.hangup_latch import HangupLatch
 
 if TYPE_CHECKING:
     from notifier.settings import LogSettings, Settings
-    from notifier.store import StateStore
 
 log = logging.getLogger("notifier")
 
@@ -203,6 +202,12 @@ def _test(args: argparse.Namespace) -> int:
     return asyncio.run(replay(settings, lines, send=args.send, out=sys.stdout))
 
 
+def _outbox(args: argparse.Namespace) -> int:
+    from notifier.outbox_command import outbox
+
+    return outbox(Path(args.config), retry_dead=args.retry_dead, purge_dead=args.purge_dead)
+
+
 def _send_test(args: argparse.Namespace) -> int:
     from notifier.channels import ChannelSet
 
@@ -220,67 +225,6 @@ def _send_test(args: argparse.Namespace) -> int:
         mark = "ok" if result.ok else f"FAILED: {result.error}"
         print(f"{target.channel}: {target.display}: {mark}")
     return EXIT_OK if all(r.ok for _, r in results) else EXIT_FATAL
-
-
-def _outbox(args: argparse.Namespace) -> int:
-    from notifier.store import StateStore
-
-    path = config.load_state(Path(args.config)).path
-    try:
-        path.stat()  # not exists(), which may say False for a file it cannot look at
-    except FileNotFoundError:
-        # Before the first `run`: nothing can be pending. Said with the path, so a mistyped
-        # one shows; never opened, which would create the file (and its directory).
-        nothing = "nothing to retry" if args.retry_dead else "nothing to purge"
-        if not (args.retry_dead or args.purge_dead):
-            nothing = "nothing pending, nothing dead"
-        print(f"no state file yet at {path} (the first `notifier run` creates it): {nothing}")
-        return EXIT_OK
-    except OSError as exc:  # a directory we may not enter, a name too long, ...
-        raise StateError(f"state file {path}: cannot open: {exc.strerror}") from None
-    # A listing only reads: no write lock to wait for, and a read-only file is enough. None
-    # of these migrates the file: the daemon does, at its start.
-    changes = args.retry_dead or args.purge_dead
-    with StateStore(path, read_only=not changes, migrate=False) as store:
-        if args.retry_dead:
-            print(f"requeued {store.retry_dead()} dead alert(s)")
-        elif args.purge_dead:
-            print(f"removed {store.purge_dead()} dead alert(s)")
-        else:
-            _print_outbox(store, sys.stdout)
-    return EXIT_OK
-
-
-def _print_outbox(store: StateStore, out: TextIO) -> None:
-    from notifier.shaping_state import waiting
-
-    items = store.outbox(state="pending") + store.outbox(state="dead")
-    counts = store.counts()
-    print(f"pending {counts.get('pending', 0)}, dead {counts.get('dead', 0)}", file=out)
-    shaped, due = waiting(store.shaping.entries())
-    if shaped:
-        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(shaped.items()))
-        when = "when the daemon next runs"
-        if due is not None:
-            when = f"{due:%Y-%m-%d %H:%M:%S}Z (or {when} after that)"
-        print(
-            f"{sum(shaped.values())} fill(s) held by alert shaping ({rules}), the first due {when}",
-            file=out,
-        )
-    held = store.title_waits.held()
-    if held:
-        print(
-            f"{len(held)} fill(s) wait for their market title, the oldest since "
-            f"{held[0][1]:%Y-%m-%d %H:%M:%S}Z: the daemon judges them once it has it",
-            file=out,
-        )
-    for item in items:
-        error = f"  last error: {item.last_error}" if item.last_error else ""
-        print(
-            f"#{item.id} {item.state:<7} {item.channel}/{item.rule} attempts={item.attempts} "
-            f"filled {item.filled_at:%Y-%m-%d %H:%M:%S}Z: {item.title}{error}",
-            file=out,
-        )
 
 
 # -- helpers ----------------------------------------------------------------------------------

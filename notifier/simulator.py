@@ -27,14 +27,12 @@ from notifier.simfront import HttpFront
 from notifier.simulator_data import (
     DEFAULT_API_KEY,
     DEFAULT_MARKETS,
-    DEMO_MARKETS,
     Shape,
     demo_fills,
     feed_message,
     notional,
-    order_list,
-    sort_time,
 )
+from notifier.simulator_pages import Answer, history_page, market_detail, orders_page
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -258,9 +256,7 @@ class SimulatedPolySim:
                 if self.answer_app_pings:
                     await conn.send(json.dumps({"type": "pong", "ts": int(time.time() * 1000)}))
 
-    async def _route(
-        self, method: str, target: str, headers: Mapping[str, str]
-    ) -> tuple[int, object, dict[str, str]]:
+    async def _route(self, method: str, target: str, headers: Mapping[str, str]) -> Answer:
         parts = urlsplit(target)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         if not self._authorized(headers):
@@ -279,7 +275,7 @@ class SimulatedPolySim:
         key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         return key in self.api_keys
 
-    def _mint(self) -> tuple[int, object, dict[str, str]]:
+    def _mint(self) -> Answer:
         if self.token_status is not None:
             extra = {"Retry-After": self.retry_after} if self.token_status == 429 else {}
             return self.token_status, {"detail": "token refused"}, extra
@@ -289,43 +285,19 @@ class SimulatedPolySim:
         self.issued_tokens.append(token)
         return 200, {"token": token, "expires_in": int(self.token_ttl)}, {}
 
-    def _history_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
+    def _history_page(self, query: Mapping[str, str]) -> Answer:
         self.history_requests += 1
         if self.history_status is not None:
             return self.history_status, {"detail": "history unavailable"}, {}
-        try:
-            limit, offset = int(query.get("limit", "50")), int(query.get("offset", "0"))
-        except ValueError:
-            return 422, {"detail": "limit and offset must be integers"}, {}
-        if not 1 <= limit <= 200 or offset < 0:
-            return 422, {"detail": "limit must be 1..200, offset >= 0"}, {}
-        # Newest first; of equal times, the later recorded first (as a database id would).
-        order = sorted(enumerate(self._history), key=lambda p: (sort_time(p[1]), p[0]))
-        page = [item for _, item in reversed(order)][offset : offset + limit]
-        return 200, [_as_history(item) for item in page], {}
+        return history_page(self._history, query)
 
-    def _orders_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
-        """Orders newest first, by offset or by the cursor a previous page gave."""
+    def _orders_page(self, query: Mapping[str, str]) -> Answer:
         self.orders_requests.append(dict(query))
         if self.orders_status is not None:
             return self.orders_status, {"detail": "orders unavailable"}, {}
-        try:
-            limit = int(query.get("limit", "50"))
-            offset = int(query.get("cursor", "").removeprefix("at-") or query.get("offset", "0"))
-        except ValueError:
-            return 422, {"detail": "limit, offset and cursor must be valid"}, {}
-        if not 1 <= limit <= 200 or offset < 0:
-            return 422, {"detail": "limit must be 1..200, offset >= 0"}, {}
-        orders = [
-            order
-            for order in order_list(self._history)
-            if all(order.get(k) == query[k] for k in ("market_id", "status", "side") if k in query)
-        ]
-        page, more = orders[offset : offset + limit], offset + limit < len(orders)
-        cursor = f"at-{offset + limit}" if more else None
-        return 200, {"orders": page, "next_cursor": cursor, "has_more": more}, {}
+        return orders_page(self._history, query)
 
-    async def _market(self, market_id: str) -> tuple[int, object, dict[str, str]]:
+    async def _market(self, market_id: str) -> Answer:
         self.market_requests += 1
         if self.market_delay:
             await asyncio.sleep(self.market_delay)
@@ -335,27 +307,4 @@ class SimulatedPolySim:
         question = self.markets.get(market_id)
         if question is None:
             return 404, {"detail": "Market not found"}, {}
-        slug = "-".join("".join(c if c.isalnum() else " " for c in question.lower()).split())
-        detail: dict[str, object] = {"condition_id": market_id, "slug": slug or market_id}
-        if question:
-            detail["question"] = question
-        if market_id in self.event_titles:
-            detail["event_title"] = self.event_titles[market_id]
-        outcomes = list(DEMO_MARKETS[market_id][1]) if market_id in DEMO_MARKETS else ["Yes", "No"]
-        detail |= {"outcomes": outcomes, "active": True, "closed": False}
-        return 200, detail, {}
-
-
-# The fields of the venue's TradeHistoryItem (its OpenAPI spec). A fill's `client_order_id`
-# (and a title sent with it) is not among them: a fill recovered from history lacks them.
-_HISTORY_FIELDS = frozenset(
-    (
-        *("order_id", "market_id", "side", "outcome", "price", "quantity", "notional", "fee"),
-        *("status", "price_source", "price_age_ms", "filled_at", "created_at"),
-    )
-)
-
-
-def _as_history(item: Mapping[str, object]) -> dict[str, object]:
-    """A stored fill as history answers it: only TradeHistoryItem's fields."""
-    return {k: v for k, v in item.items() if k in _HISTORY_FIELDS}
+        return 200, market_detail(market_id, question, self.event_titles.get(market_id)), {}

@@ -1,0 +1,75 @@
+"""`notifier outbox`: what waits in the state file's outbox, and the dead alerts' requeue or purge.
+
+Read from the state file alone (the daemon need not run): pending and dead alerts, fills held
+by alert shaping or waiting for their market's title.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from notifier.config import load_state
+from notifier.errors import StateError
+from notifier.shaping_state import waiting
+from notifier.store import StateStore
+
+
+def outbox(config_path: Path, *, retry_dead: bool = False, purge_dead: bool = False) -> int:
+    """List what waits to be sent and what was given up on; or requeue or remove the dead."""
+    path = load_state(config_path).path
+    try:
+        path.stat()  # not exists(), which may say False for a file it cannot look at
+    except FileNotFoundError:
+        # Before the first `run`: nothing can be pending. Said with the path, so a mistyped
+        # one shows; never opened, which would create the file (and its directory).
+        nothing = "nothing to retry" if retry_dead else "nothing to purge"
+        if not (retry_dead or purge_dead):
+            nothing = "nothing pending, nothing dead"
+        print(f"no state file yet at {path} (the first `notifier run` creates it): {nothing}")
+        return 0
+    except OSError as exc:  # a directory we may not enter, a name too long, ...
+        raise StateError(f"state file {path}: cannot open: {exc.strerror}") from None
+    # A listing only reads: no write lock to wait for, and a read-only file is enough. None
+    # of these migrates the file: the daemon does, at its start.
+    changes = retry_dead or purge_dead
+    with StateStore(path, read_only=not changes, migrate=False) as store:
+        if retry_dead:
+            print(f"requeued {store.retry_dead()} dead alert(s)")
+        elif purge_dead:
+            print(f"removed {store.purge_dead()} dead alert(s)")
+        else:
+            print_outbox(store, sys.stdout)
+    return 0
+
+
+def print_outbox(store: StateStore, out: TextIO) -> None:
+    """Counts first, then what holds fills back, then each pending and dead alert."""
+    items = store.outbox(state="pending") + store.outbox(state="dead")
+    counts = store.counts()
+    print(f"pending {counts.get('pending', 0)}, dead {counts.get('dead', 0)}", file=out)
+    shaped, due = waiting(store.shaping.entries())
+    if shaped:
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(shaped.items()))
+        when = "when the daemon next runs"
+        if due is not None:
+            when = f"{due:%Y-%m-%d %H:%M:%S}Z (or {when} after that)"
+        print(
+            f"{sum(shaped.values())} fill(s) held by alert shaping ({rules}), the first due {when}",
+            file=out,
+        )
+    held = store.title_waits.held()
+    if held:
+        print(
+            f"{len(held)} fill(s) wait for their market title, the oldest since "
+            f"{held[0][1]:%Y-%m-%d %H:%M:%S}Z: the daemon judges them once it has it",
+            file=out,
+        )
+    for item in items:
+        error = f"  last error: {item.last_error}" if item.last_error else ""
+        print(
+            f"#{item.id} {item.state:<7} {item.channel}/{item.rule} attempts={item.attempts} "
+            f"filled {item.filled_at:%Y-%m-%d %H:%M:%S}Z: {item.title}{error}",
+            file=out,
+        )
