@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ChannelSet", "Target", "check_url", "target_key", "waited_out"]
 
 TEST_TITLE = "notifier test"
-# A failed send that took this share of delivery.timeout or more: it waited for an answer.
+# A failed send that took this share of the answer's timeout or more: it waited for one.
 TIMED_OUT_SHARE = 0.9
 # apprise's words for a send that got no HTTP answer (a refused connection, a read timed out).
 _CONNECTION_ERROR = re.compile(r"connection error", re.IGNORECASE)
@@ -108,6 +108,7 @@ class ChannelSet:
         self._body_format = NotifyFormat(delivery.body_format)
         self._deadline = delivery.send_deadline
         self._lock_wait = delivery.timeout
+        self._answer_wait = delivery.answer_timeout
         self._late = LateDeliveries()
 
     @classmethod
@@ -260,9 +261,9 @@ class ChannelSet:
         with result:
             outcome = to_send_result(result, entry.secrets)
         took = time.monotonic() - began[0] if began else 0.0
-        if not outcome.ok and waited_out(outcome.error, took, self._lock_wait):
+        if not outcome.ok and waited_out(outcome.error, took, self._answer_wait):
             outcome = dataclasses.replace(
-                outcome, error=f"{outcome.error} (no answer within {self._lock_wait:g}s)"
+                outcome, error=f"{outcome.error} (no answer within {self._answer_wait:g}s)"
             )
         log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
         return outcome
@@ -307,8 +308,10 @@ def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
     # No retries inside apprise (a URL's ?retry=N): the deliverer retries with back-off, and a
     # send given up on must not keep trying in its thread.
     plugin.retry = 0
-    # Each connect and read of an attempt is bounded by delivery.timeout, so a peer that never
-    # answers ends its send thread with a failure (`send` waits for that outcome).
+    # The connection is bounded by delivery.timeout, so a peer that never answers ends its
+    # send thread with a failure (`send` waits for that outcome). Its answer is waited for as
+    # long as the attempt may last: the request is out by then, and a read cut off sooner
+    # turned a slow service's success into a failure, and its retry into a second copy.
     plugin.socket_connect_timeout = delivery.timeout
-    plugin.socket_read_timeout = delivery.timeout
+    plugin.socket_read_timeout = delivery.answer_timeout
     plugin.overflow_mode = OverflowMode(delivery.overflow)

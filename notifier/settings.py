@@ -52,9 +52,16 @@ class DeliverySettings:
     overflow: Literal["split", "truncate", "upstream"] = "truncate"
 
     @property
+    def answer_timeout(self) -> float:
+        """Seconds a sent request's answer is waited for: twice `timeout`, so that a service
+        a little slower than configured still gets its success counted, not retried."""
+        return 2 * self.timeout
+
+    @property
     def send_deadline(self) -> float:
-        """Seconds one attempt may take in all: `timeout` bounds each connect, write and read."""
-        return 3 * self.timeout
+        """Seconds one attempt may take in all: the connection within `timeout`, then the
+        answer within `answer_timeout`."""
+        return self.timeout + self.answer_timeout
 
     @property
     def send_backstop(self) -> float:

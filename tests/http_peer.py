@@ -136,9 +136,11 @@ class LoopbackServer:
 
 @dataclass(frozen=True)
 class Planned:
-    """A planned answer to one request; `hang` accepts and never answers."""
+    """A planned answer to one request; `hang` accepts and never answers, `delay` answers
+    that many seconds after the request arrived."""
 
     status: int = 200
     body: bytes = b"{}"
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    delay: float = 0.0

@@ -73,6 +73,11 @@ class WebhookReceiver(LoopbackServer):
         for _ in range(times):
             self._plan.append(Planned(hang=True))
 
+    def answer_late(self, seconds: float, times: int = 1) -> None:
+        """The next `times` requests are answered 200, `seconds` after each arrived."""
+        for _ in range(times):
+            self._plan.append(Planned(delay=seconds))
+
     async def wait_for(self, n: int, timeout: float = 5) -> list[Request]:
         """Wait until at least `n` requests have arrived; TimeoutError otherwise."""
         await self._wait(lambda: len(self.requests) >= n, timeout)
@@ -88,6 +93,8 @@ class WebhookReceiver(LoopbackServer):
         if planned.hang:
             await self.hang_until_closed()
             return
+        if planned.delay:
+            await asyncio.sleep(planned.delay)
         headers = {"Content-Type": "application/json", **planned.headers}
         writer.write(http_response(planned.status, planned.body, headers))
         await writer.drain()
