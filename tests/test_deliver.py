@@ -662,11 +662,15 @@ async def test_kill_9_mid_delivery_then_restart(tmp_path: Path) -> None:
         delivered += sender.delivered
     expected = {(t, f"f{n:03}") for n in range(200) for t in "ab"}
     assert set(delivered) == expected
-    assert len(delivered) - len(expected) <= 2, "only rows in flight at the kill may repeat"
     assert first_run >= 150
     for target in "ab":
-        titles = [title for t, title in sender.delivered if t == target]
-        assert titles == sorted(titles)
+        before = [title for t, title in delivered[:first_run] if t == target]
+        after = [title for t, title in sender.delivered if t == target]
+        assert before == [f"f{n:03}" for n in range(len(before))]
+        # The one row a lane had in flight at the kill (printed, not yet marked) may repeat:
+        # the last the first run printed, and the first the restart sends; no other.
+        resumed_at = len(before) - 1 if after[:1] == before[-1:] else len(before)
+        assert after == [f"f{n:03}" for n in range(resumed_at, 200)]
 
 
 async def test_row_committed_before_its_send(tmp_path: Path, clock: HandClock) -> None:
