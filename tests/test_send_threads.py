@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
@@ -24,14 +27,34 @@ def blocked(release: threading.Event, started: threading.Event | None = None) ->
     return call
 
 
+def until(condition: Callable[[], bool]) -> None:
+    """Wait, bounded by WAIT, for the pool's threads to reach a state."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "state never reached"
+        time.sleep(0.001)
+
+
+def returned(future: Future[Any]) -> threading.Event:
+    """Set once the pool has taken back what it lent for `future`: a future runs its done
+    callbacks in the order they were added, and `overdue` added the pool's first."""
+    event = threading.Event()
+    future.add_done_callback(lambda _: event.set())
+    return event
+
+
 def test_work_beyond_the_size_waits_for_a_free_thread() -> None:
     """Two threads: a third call queues (does not start) until one of the two ends."""
     pool = SendThreads(2, most=8)
     release = threading.Event()
-    busy = [pool.submit(blocked(release)) for _ in range(2)]
+    busy_started = [threading.Event() for _ in range(2)]
+    busy = [pool.submit(blocked(release, event)) for event in busy_started]
+    assert all(event.wait(WAIT) for event in busy_started)
     started = threading.Event()
     third = pool.submit(started.set)
-    assert not started.wait(0.2)  # queued: no thread for it
+    assert pool.threads == 2  # both held by the busy calls: none is free to take the third
+    assert not third.running()
+    assert not started.is_set()
     release.set()
     third.result(timeout=WAIT)
     assert [f.result(timeout=WAIT) for f in busy] == ["done", "done"]
@@ -68,33 +91,43 @@ def test_lent_threads_stop_at_the_ceiling() -> None:
         assert second_started.wait(WAIT)  # on the lent thread
         pool.overdue(second)
         third_started = threading.Event()
-        pool.submit(third_started.set)
-        assert not third_started.wait(0.2)  # a third thread would pass the ceiling
-        assert pool.threads == 2
+        third = pool.submit(third_started.set)
+        assert pool.threads == 2  # a third would pass the ceiling; both are held
+        assert not third.running()
+        assert not third_started.is_set()
     finally:
         release.set()
     assert third_started.wait(WAIT)  # it runs once a thread is free
 
 
 def test_a_send_that_ended_returns_its_lent_thread() -> None:
-    """Once a given-up send ends, the pool is back to its size: no thread more is started."""
+    """Once a given-up send ends, the pool is back to its size: no thread more is started,
+    and giving it up again after it ended lends none."""
     pool = SendThreads(1, most=8)
     release = threading.Event()
-    first = pool.submit(blocked(release))
+    first_started = threading.Event()
+    first = pool.submit(blocked(release, first_started))
+    assert first_started.wait(WAIT)
     pool.overdue(first)
+    given_back = returned(first)
     release.set()
     first.result(timeout=WAIT)
-    pool.overdue(first)  # given up on after it ended: nothing to lend
+    assert given_back.wait(WAIT)
     hold = threading.Event()
     try:
-        pool.submit(blocked(hold))
+        hold_started = threading.Event()
+        pool.submit(blocked(hold, hold_started))
+        assert hold_started.wait(WAIT)
         started = threading.Event()
-        pool.submit(started.set)
-        assert not started.wait(0.2)  # one thread at work, none lent
+        behind = pool.submit(started.set)
+        pool.overdue(first)  # given up on after it ended, work waiting: still nothing to lend
+        assert pool.threads == 1  # one thread at work, held; none lent for the next call
+        assert not behind.running()
+        assert not started.is_set()
     finally:
         hold.set()
     assert started.wait(WAIT)
-    assert pool.threads <= 2
+    assert pool.threads == 1
 
 
 def test_a_call_cancelled_before_it_starts_never_runs() -> None:
@@ -146,8 +179,10 @@ def test_work_queued_before_a_send_is_given_up_on_gets_the_lent_thread() -> None
         stuck = pool.submit(blocked(release, started))
         assert started.wait(WAIT)
         behind = threading.Event()
-        pool.submit(behind.set)
-        assert not behind.wait(0.1)  # queued: the only thread is busy
+        queued = pool.submit(behind.set)
+        assert pool.threads == 1  # the only thread is held by the stuck send
+        assert not queued.running()
+        assert not behind.is_set()
         pool.overdue(stuck)
         assert behind.wait(WAIT)
     finally:
@@ -163,17 +198,21 @@ def test_a_lent_thread_ends_once_its_send_has() -> None:
     assert started.wait(WAIT)
     pool.overdue(first)
     assert pool.submit(lambda: "lent").result(timeout=WAIT) == "lent"
+    assert pool.threads == 2
     release.set()
     first.result(timeout=WAIT)
+    until(lambda: pool.threads == 1)  # one of the two ended at its next wait for work
     hold = threading.Event()
-    both = threading.Barrier(3, timeout=0.5)
     try:
-        for _ in range(2):
-            pool.submit(lambda: (both.wait(), hold.wait(WAIT)))
-        with pytest.raises(threading.BrokenBarrierError):
-            both.wait()  # only one of the two runs: they never meet
+        calls_started = [threading.Event() for _ in range(2)]
+        calls = [pool.submit(blocked(hold, event)) for event in calls_started]
+        assert calls_started[0].wait(WAIT)
+        assert pool.threads == 1  # held by the first call: the second waits
+        assert not calls[1].running()
+        assert not calls_started[1].is_set()
     finally:
         hold.set()
+    assert [call.result(timeout=WAIT) for call in calls] == ["done", "done"]
     assert pool.threads == 1
 
 
