@@ -78,6 +78,7 @@ class FeedClient:
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tend_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,  # the gap tender's timer
         rng: random.Random | None = None,
         wants_order_refs: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -86,6 +87,7 @@ class FeedClient:
         self._sink = sink
         self._monotonic = monotonic
         self._sleep = sleep
+        self._tend_sleep = tend_sleep
         self._rng = rng or random.Random()
         self._reconnect = ReconnectPolicy(self._rng)
         self.stats = FeedStats()
@@ -224,7 +226,9 @@ class FeedClient:
         watchdog = Watchdog(ws, self._settings, alive_at=turn)
         self.stats.reading = True
         watching = asyncio.create_task(watchdog.run(), name="feed-watchdog")
-        tender = GapTender(ws, self._backfill, retry=lambda: self._recover(attempts=1))
+        tender = GapTender(
+            ws, self._backfill, retry=lambda: self._recover(attempts=1), sleep=self._tend_sleep
+        )
         try:
             while not self._stopping:
                 if self._backfill.due:

@@ -7,7 +7,7 @@ be read, or the watchdog would take a healthy connection for a silent one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -27,10 +27,12 @@ class GapTender:
         backfill: Backfill,
         *,
         retry: Callable[[], Coroutine[Any, Any, None]],  # one backfill attempt
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,  # the timer's wait
     ) -> None:
         self._ws = ws
         self._backfill = backfill
         self._new_retry = retry
+        self._sleep = sleep
         self._retry: asyncio.Task[None] | None = None  # a gap retry beside the read loop
         self._timer = asyncio.create_task(self._tend_on_time(), name="feed-gap-tender")
         self._timer.add_done_callback(self._helper_ended)
@@ -61,7 +63,7 @@ class GapTender:
         quiet feed (a bot not trading, a venue answering only protocol pings) would otherwise
         leave the fills missed while away unalerted until its next fill."""
         while True:
-            await asyncio.sleep(TEND_EVERY)
+            await self._sleep(TEND_EVERY)
             if self._backfill.due:
                 self.tend()
 

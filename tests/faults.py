@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fakes import settle
 from receivers import Planned, WebhookReceiver, http_response, read_request
 
 from notifier.config import parse
@@ -105,6 +106,12 @@ class Hook(WebhookReceiver):
             writer.write(http_response(status, planned.body, headers))
             await writer.drain()
 
+    async def drained(self) -> None:
+        """Wait until no connection is open: a killed sender's last request, still in transit
+        at the kill, has been read by now."""
+        await settle()  # a connection made before the kill is accepted
+        await until(lambda: not self._tasks)
+
     def titles(self, status: int | None = None) -> Counter[str]:
         """How many times each alert arrived (answered with `status`, when given)."""
         return Counter(t for t, s, _ in self.answers if status is None or s == status)
@@ -190,6 +197,22 @@ async def started(
         service.request_stop()
         async with asyncio.timeout(15):
             await task
+
+
+async def delivered_exactly(service: Service, alerts: int) -> None:
+    """Wait until `alerts` are sent and none is pending, then check the run's totals are
+    exactly that: an extra fill recorded but not yet sent would show here, and not at the
+    receiver, were the service stopped now (one rule, one channel: an alert per fill)."""
+    await until(lambda: service.summary().sent >= alerts and service.summary().pending == 0)
+    s = service.summary()
+    assert (s.fills, s.matched, s.sent, s.failed, s.dead, s.pending) == (
+        alerts,
+        alerts,
+        alerts,
+        0,
+        0,
+        0,
+    ), s
 
 
 def quiet(service: Service, clock: Clock) -> bool:

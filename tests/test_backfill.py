@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fakes import MonoClock, grows
-from test_feed import T0, Harness, Sleeps, Wall, until
+from test_feed import T0, Harness, Sleeps, SteppedClock, Wall, until
 from websockets.asyncio.server import ServerConnection
 
 from notifier import backfill, history_walk
@@ -116,7 +116,7 @@ class Daemon:
         self.store = StateStore(path)
         self.sink = StoreSink(self.store)
         self.sleeps = sleeps or Sleeps()
-        self.mono = MonoClock(1000.0)
+        self.mono = SteppedClock(1000.0)
         base = FeedSettings(base_url=venue.base_url, api_key=DEFAULT_API_KEY, request_timeout=5)
         self.client = FeedClient(
             replace(base, **settings),  # type: ignore[arg-type]
@@ -126,6 +126,7 @@ class Daemon:
             clock=venue.wall,
             monotonic=self.mono,
             sleep=self.sleeps,
+            tend_sleep=self.mono.sleep,
             rng=random.Random(7),
         )
 
@@ -493,11 +494,16 @@ async def test_a_reread_cut_short_by_a_drop_is_read_by_the_reconnect(
             await venue.fill(order_id=8)
             await h.sink.wait(3)
             venue.history_gate = asyncio.Event()
-            h.mono.t += backfill.REREAD_AFTER
+            await h.mono.advance(backfill.REREAD_AFTER)
             await until(lambda: venue.held == 1)  # the reread's request, in flight
             await venue.close_all(1011, "restart")
             await until(lambda: h.client.stats.connects == 3)
             venue.history_gate.set()
             await h.sink.wait(4)
         alerted = [(f.order_id, f.status, f.occurrence, s) for f, s in h.sink.unique]
-        assert ("7", "FILLED", 2, "backfill") in alerted
+        assert alerted == [
+            ("6", None, 1, "live"),
+            ("7", "PARTIALLY_FILLED", 1, "backfill"),
+            ("8", None, 1, "live"),
+            ("7", "FILLED", 2, "backfill"),
+        ]

@@ -16,6 +16,9 @@ from decimal import Decimal
 import httpx
 import pytest
 from fakes import MonoClock, grows, settle
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from notifier.backfill import REREAD_AFTER
 from notifier.errors import FatalFeedError, KeyRefused, StateBusyError, key_prefix
@@ -97,6 +100,43 @@ class Sink:
         return [f.order_id for f, s in self.unique if source in (None, s)]
 
 
+class SteppedClock(MonoClock):
+    """The feed's monotonic clock, moved by hand. `sleep` ends once the clock reaches its end,
+    so the gap tender's timer ticks on this clock, not on real seconds; `advance` moves the
+    clock through each tick on the way, as real time would, letting the tender act at each."""
+
+    def __init__(self, t: float) -> None:
+        self._moved = asyncio.Event()
+        self._ends: list[float] = []  # of the sleeps under way
+        super().__init__(t)
+
+    @property  # type: ignore[override]
+    def t(self) -> float:
+        return self._t
+
+    @t.setter
+    def t(self, value: float) -> None:
+        self._t = value
+        self._moved.set()
+        self._moved = asyncio.Event()
+
+    async def sleep(self, delay: float) -> None:
+        end = self._t + delay
+        self._ends.append(end)
+        try:
+            while self._t < end:
+                await self._moved.wait()
+        finally:
+            self._ends.remove(end)
+
+    async def advance(self, seconds: float) -> None:
+        target = self._t + seconds
+        while ticks := [end for end in self._ends if self._t < end <= target]:
+            self.t = min(ticks)
+            await settle()  # the woken sleeper acts and sleeps again
+        self.t = target
+
+
 class Sleeps:
     """Injected sleep: records each delay, returns at once; `hook(n)` runs on the n-th call."""
 
@@ -155,7 +195,7 @@ class Harness:
 
             sleeps = Sleeps(record)
         self.sleeps = sleeps or Sleeps()
-        self.mono = MonoClock(1000.0)
+        self.mono = SteppedClock(1000.0)
         base = FeedSettings(base_url=sim.base_url, api_key=DEFAULT_API_KEY, request_timeout=5)
         self.client = FeedClient(
             replace(base, **settings),  # type: ignore[arg-type]
@@ -165,6 +205,7 @@ class Harness:
             clock=sim.wall,  # type: ignore[attr-defined]
             monotonic=self.mono,
             sleep=self.sleeps,
+            tend_sleep=self.mono.sleep,
             rng=random.Random(7),
             wants_order_refs=lambda: order_refs,  # the rules read client_order_id
         )
@@ -372,7 +413,7 @@ async def test_history_outage_keeps_live_fills_and_retries_the_gap(
     """History down at connect: a few tries, live fills still flow, the gap is retried later."""
     polysim.history_status = 503
     polysim.record_history(order_id=1, filled_at=T0 - timedelta(seconds=30))
-    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=5), ping_interval=0.02)
+    h = Harness(polysim, http, watermark=T0 - timedelta(minutes=5))
     async with h.running():
         await until(lambda: h.client.stats.reading)
         await polysim.fill(order_id=2)
@@ -381,7 +422,7 @@ async def test_history_outage_keeps_live_fills_and_retries_the_gap(
         assert h.client.stats.backfill_failures == 3
         assert len(h.sleeps.delays) == 2  # back-off between the three tries
         polysim.history_status = None
-        h.mono.t += 61  # the retry falls due; the next frame or idle tick runs it
+        await h.mono.advance(61)  # the retry falls due; the tender's timer runs it
         await h.sink.wait(2)
     assert h.sink.order_ids() == ["2", "1"]
     assert h.client.stats.connects == 1
@@ -418,11 +459,13 @@ async def test_a_gap_retry_that_fails_stops_the_feed_with_its_error_at_once(
 
 
 class HeldHistory(SimulatedPolySim):
-    """A venue whose history answers only once `release` is set: a slow connect backfill."""
+    """A venue whose history answers only once `release` is set: a slow connect backfill.
+    It counts the protocol pings its feed connections receive (websockets answers them)."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.release = asyncio.Event()
+        self.pings = 0
 
     async def _route(
         self, method: str, target: str, headers: Mapping[str, str]
@@ -431,23 +474,42 @@ class HeldHistory(SimulatedPolySim):
             await self.release.wait()
         return await super()._route(method, target, headers)
 
+    async def _feed(self, conn: ServerConnection) -> None:
+        process = conn.process_event
+
+        def counted(event: Event) -> None:
+            if isinstance(event, Frame) and event.opcode is Opcode.PING:
+                self.pings += 1
+            process(event)
+
+        conn.process_event = counted  # type: ignore[method-assign]
+        await super()._feed(conn)
+
 
 async def test_a_long_connect_backfill_keeps_a_busy_connection_alive(
     http: httpx.AsyncClient,
 ) -> None:
-    """Live fills queued during a backfill longer than the keepalive do not kill the connection."""
+    """Live fills queued during a backfill longer than the keepalive do not kill the connection.
+
+    The keepalive is websockets' own, on real time (it cannot take the test's clock): it pings,
+    waits for the pong, and only then pings again. So three more pings reaching the venue after
+    the 40 fills were sent prove their pongs, queued behind those fills, were read. With
+    websockets' default queue (16 frames) it stopped reading the socket, and the second ping
+    never came. ping_timeout is generous: a slow machine does not miss a pong that came.
+    """
     wall = Wall()
     async with HeldHistory(now=wall) as sim:
         sim.wall = wall  # type: ignore[attr-defined]
         h = Harness(sim, http, watermark=T0 - timedelta(minutes=5), ping_interval=0.05,
-                    ping_timeout=0.3)  # fmt: skip
+                    ping_timeout=2.0)  # fmt: skip
         async with h.running():
             await sim.wait_connected()
             for n in range(40):  # the bot trades on while history is paged
                 await sim.fill(order_id=n + 1)
-            # Past ping_interval + ping_timeout: websockets' default queue (16 frames) stopped
-            # reading the socket, pongs included, and it closed the connection here.
-            await asyncio.sleep(0.6)
+            pings = sim.pings
+            await until(lambda: sim.pings >= pings + 3 or h.client.stats.connects > 1)
+            assert h.client.stats.connects == 1
+            assert not h.sink.calls  # history is still held: the backfill has not ended
             sim.release.set()
             await h.sink.wait(40)
             await sim.fill(order_id=41)  # read live on the same connection
@@ -568,12 +630,16 @@ async def test_a_connection_that_delivered_a_fill_resets_the_backoff(
 async def test_silent_connection_is_replaced(
     polysim: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
-    """A peer that stops answering (no frames, no pongs) is noticed and replaced."""
+    """A peer that stops answering (no frames, no pongs) is noticed and replaced.
+
+    On real time: the watchdog and websockets' keepalive, which cannot take the test's clock,
+    both go by these settings. ping_timeout leaves a slow machine ample time for the healed
+    connection's pongs, so only the silent one is replaced."""
 
     def heal(n: int) -> None:
         polysim.silent = False
 
-    h = Harness(polysim, http, sleeps=Sleeps(heal), ping_interval=0.05, ping_timeout=0.05)
+    h = Harness(polysim, http, sleeps=Sleeps(heal), ping_interval=0.05, ping_timeout=0.5)
     async with h.running():
         await until(lambda: h.client.stats.reading)
         polysim.silent = True
@@ -582,6 +648,7 @@ async def test_silent_connection_is_replaced(
         await polysim.fill(order_id=5)
         await h.sink.wait(1)
     assert h.client.stats.reconnects == {"silent": 1}
+    assert h.sink.order_ids() == ["5"]
 
 
 async def test_refused_key_is_fatal_and_shows_only_the_prefix(
@@ -1093,7 +1160,7 @@ async def test_a_late_gap_read_recovers_the_missed_partial_fill_not_the_live_one
         await polysim.fill(shape="execution", order_id=7, status="FILLED")
         await h.sink.wait(1)
         polysim.history_status = None
-        h.mono.t += 61  # the gap's retry is due
+        await h.mono.advance(61)  # the gap's retry is due
         await h.sink.wait(2)
     assert [(f.status, f.occurrence, s) for f, s in h.sink.unique] == [
         ("FILLED", 1, "live"),
@@ -1178,7 +1245,7 @@ async def test_an_equal_fill_taken_for_a_listed_one_is_found_by_a_fresh_read(
         await polysim.fill(shape="execution", order_id=7, status="FILLED")
         await until(lambda: ("7", "live") in {(f.order_id, s) for f, s in h.sink.calls})
         assert len(h.sink.unique) == 2  # taken for the listed partial fill, for now
-        h.mono.t += REREAD_AFTER
+        await h.mono.advance(REREAD_AFTER)
         await h.sink.wait(3)
     assert [(f.order_id, f.status, f.occurrence, s) for f, s in h.sink.unique] == [
         ("6", None, 1, "live"),
@@ -1207,9 +1274,14 @@ async def test_a_reread_reads_back_to_the_fill_it_is_for_past_a_short_overlap(
         polysim.wall.at = T0 + timedelta(seconds=5)  # type: ignore[attr-defined]
         await polysim.fill(order_id=8)
         await h.sink.wait(3)
-        h.mono.t += REREAD_AFTER
+        await h.mono.advance(REREAD_AFTER)
         await h.sink.wait(4)
-    assert ("7", "FILLED", 2) in {(f.order_id, f.status, f.occurrence) for f, _ in h.sink.unique}
+    assert [(f.order_id, f.status, f.occurrence, s) for f, s in h.sink.unique] == [
+        ("6", None, 1, "live"),
+        ("7", "PARTIALLY_FILLED", 1, "backfill"),
+        ("8", None, 1, "live"),
+        ("7", "FILLED", 2, "backfill"),
+    ]
 
 
 async def test_a_base_url_httpx_refuses_stops_the_feed_with_a_clear_error() -> None:
