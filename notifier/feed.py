@@ -44,6 +44,8 @@ __all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
 
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005
+# Seconds between token requests while the venue refuses a key it took earlier in this run.
+KEY_RETRY = 60.0
 
 
 @dataclass
@@ -63,6 +65,7 @@ class FeedStats:
     reading: bool = False  # connected, backfill done: live frames flow to the sink
     last_frame_at: float | None = None
     in_backoff: bool = False
+    key_refused: bool = False  # the venue refuses the key it took earlier in this run
 
 
 class FeedClient:
@@ -118,7 +121,14 @@ class FeedClient:
         self._host = urlsplit(settings.base_url).netloc.rpartition("@")[2]  # for log lines
 
     async def run(self) -> None:
-        """Hold the feed until cancelled or stopped; KeyRefused (fatal) when the key is refused."""
+        """Hold the feed until cancelled or stopped; KeyRefused (fatal) when the key is refused
+        before the venue ever took it in this run.
+
+        A key the venue took before and now refuses is asked about again every KEY_RETRY
+        seconds: a revoked key needs a person either way, but a venue's passing fault must
+        not end alerting for good (a supervisor does not restart a refused key), and the
+        alerts already recorded still go out meanwhile. /healthz says so at once.
+        """
         url = ws_url(self._settings.base_url)
         if not self._settings.api_key:
             raise KeyRefused("no API key: set feed.api_key or the POLYSIM_API_KEY variable")
@@ -127,6 +137,15 @@ class FeedClient:
             while not self._stopping:
                 try:
                     token = await self._mint()
+                except KeyRefused as exc:
+                    if self.stats.token_mints == 0:
+                        raise  # never taken in this run: a wrong key, which no retry changes
+                    self._count("key_refused")
+                    self.stats.key_refused = True
+                    delay = max(KEY_RETRY, self._reconnect.next_delay())
+                    log.error("%s; it was taken earlier in this run: asking in %.0fs", exc, delay)
+                    await self._pause(delay)
+                    continue
                 except RateLimited as exc:
                     self._count("rate_limited")
                     log.warning("token endpoint rate-limited; waiting %.1fs", exc.retry_after)
@@ -188,6 +207,9 @@ class FeedClient:
         """A fresh single-use token (see `feed_connect.mint_token`), counted."""
         token = await mint_token(self._http, self._settings, floor=self._reconnect.next_delay)
         self.stats.token_mints += 1
+        if self.stats.key_refused:
+            log.warning("PolySimulator takes the API key again")
+            self.stats.key_refused = False
         return token
 
     async def _session(self, ws_url: str, token: str) -> str:

@@ -1,8 +1,8 @@
 """The /healthz verdict: is the daemon doing its job, as a supervisor or a probe asks it.
 
-Unhealthy while starting (and while stopping: service.py), while the feed has been down too
-long (fills are not coming in), or while some channel's alerts are not draining
-(drain_watch.py judges each channel).
+Unhealthy while starting (and while stopping: service.py), while the venue refuses the API
+key, while the feed has been down too long (fills are not coming in), or while some
+channel's alerts are not draining (drain_watch.py judges each channel).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def judge_health(
     """
     if feed is None or deliverer is None:
         return False, "starting"
+    if feed.stats.key_refused:  # a person must look: no waiting for FEED_DOWN_AFTER
+        return False, "the venue refuses the API key (it took it earlier in this run)"
     down = feed.down_for()
     if down > FEED_DOWN_AFTER:  # reconnecting, but for too long: fills are not coming in
         return False, f"feed not connected for {down / 60:.0f} minutes"

@@ -44,7 +44,7 @@ from notifier.config import SAMPLE_FILL, parse
 from notifier.drain_watch import STALL_AFTER
 from notifier.errors import ConfigError, StateBusyError
 from notifier.events import Fill, Side
-from notifier.feed import FeedClient
+from notifier.feed import KEY_RETRY, FeedClient
 from notifier.health import FEED_DOWN_AFTER
 from notifier.metrics import Metrics
 from notifier.normalize import Rejected, decode_frame, normalize_message
@@ -513,6 +513,35 @@ async def test_health_says_when_the_feed_has_been_down_too_long(
     assert warned[0].startswith(f"token endpoint answered HTTP 503 at {host}; reconnecting in"), (
         warned
     )
+
+
+async def test_health_says_at_once_when_the_venue_refuses_a_key_it_took(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A key the venue took and then refuses: /healthz says 503 at once (a person must look;
+    FEED_DOWN_AFTER is for outages that heal themselves) while the daemon stays up and still
+    delivers what it recorded; the key taken again makes it 200."""
+    mono, sleep = MonoClock(1000.0), Gate(auto=False)
+    hooks = {"hook": hook}
+    async with started(venue, hooks, tmp_path, feed_sleep=sleep, feed_clock=mono) as service:
+        await until(lambda: bool(service.feed and service.feed.stats.reading))
+        feed = service.feed
+        assert feed is not None
+        venue.token_status = 401
+        await venue.close_all(4001)
+        await until(lambda: len(sleep.delays) == 1)
+        assert service.health() == (
+            False,
+            "the venue refuses the API key (it took it earlier in this run)",
+        )
+        venue.token_status = None
+        sleep.release()
+        await until(lambda: feed.stats.reading and feed.stats.connects == 2)
+        assert service.health() == (True, "ok")
+        await venue.fill(order_id="after")
+        await delivered_exactly(service, 1)
+    assert hook.titles() == {"after": 1}
+    assert sleep.delays == [KEY_RETRY]
 
 
 async def test_health_stays_ok_through_a_hanging_reconnect_attempt(

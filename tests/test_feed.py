@@ -23,7 +23,7 @@ from websockets.protocol import Event
 from notifier.backfill import REREAD_AFTER
 from notifier.errors import FatalFeedError, KeyRefused, StateBusyError, key_prefix
 from notifier.events import Fill
-from notifier.feed import FeedClient
+from notifier.feed import KEY_RETRY, FeedClient
 from notifier.feed_connect import mint_token, redact
 from notifier.order_refs import MAX_ORDER_PAGES
 from notifier.settings import FeedSettings
@@ -667,21 +667,37 @@ async def test_refused_key_is_fatal_and_shows_only_the_prefix(
     assert h.watermark.at is None  # the start after the key is fixed is a first start again
 
 
-async def test_a_key_refused_after_connecting_keeps_the_first_start_floor(
-    polysim: SimulatedPolySim, http: httpx.AsyncClient
+async def test_a_key_refused_after_it_was_taken_is_asked_about_again(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A key revoked while running: the floor has been in use (fills were read after it), so
-    the next start recovers what it missed from there."""
-    h = Harness(polysim, http)
-    task = asyncio.create_task(h.client.run())
-    await until(lambda: h.client.stats.reading)
-    floor = h.watermark.at
-    assert floor is not None
-    polysim.token_status = 401
-    await polysim.close_all(4001)
-    with pytest.raises(KeyRefused):
-        await asyncio.wait_for(task, 10)
-    assert h.watermark.at == floor
+    """A key the venue took and then refuses (revoked, or the venue's passing fault): run()
+    does not end, which would end alerting for good, but asks every KEY_RETRY seconds, saying
+    so at ERROR; once the venue takes the key again, the fills made meanwhile are recovered."""
+    refused_while_paused: list[bool] = []
+
+    def heal(n: int) -> None:
+        refused_while_paused.append(h.client.stats.key_refused)
+        if n == 2:
+            polysim.token_status = None
+
+    h = Harness(polysim, http, sleeps=Sleeps(heal))
+    async with h.running() as task:
+        await until(lambda: h.client.stats.reading)
+        polysim.token_status = 401
+        polysim.record_history(order_id=7)  # filled while the key is refused
+        await polysim.close_all(4001)
+        await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
+        await h.sink.wait(1)
+        assert not task.done()
+    assert h.sleeps.delays == [KEY_RETRY, KEY_RETRY]
+    assert refused_while_paused == [True, True]
+    assert not h.client.stats.key_refused
+    assert h.client.stats.reconnects == {"close_4001": 1, "key_refused": 2}
+    assert h.client.stats.token_mints == 2
+    assert h.sink.order_ids() == ["7"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2
+    assert all("refused the API key" in e and "asking in 60s" in e for e in errors), errors
 
 
 async def test_rate_limited_token_honours_retry_after(
