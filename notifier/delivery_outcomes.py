@@ -113,10 +113,11 @@ class Outcomes:
         self.stats.sent += 1
         _bump(self.stats.sent_by_channel, channel)
         log.info(
-            "alert sent: channel %s, rule %s",
+            "alert sent: channel %s, rule %s, outbox #%d",
             channel,
             item.rule,
-            extra={"event": "sent", "channel": channel, "rule": item.rule},
+            item.id,
+            extra={"event": "sent", "channel": channel, "rule": item.rule, "alert": item.id},
         )
         if self._on_sent is not None:
             try:
@@ -146,9 +147,10 @@ class Outcomes:
         self.stats.failed += 1
         _bump(self.stats.failed_by_channel, channel)
         log.warning(
-            "delivery failed: channel %s, rule %s, attempt %d: %s; retrying in %.1fs",
+            "delivery failed: channel %s, rule %s, outbox #%d, attempt %d: %s; retrying in %.1fs",
             channel,
             item.rule,
+            item.id,
             attempts,
             error,
             delay,
@@ -156,6 +158,7 @@ class Outcomes:
                 "event": "failed",
                 "channel": channel,
                 "rule": item.rule,
+                "alert": item.id,
                 "attempt": attempts,
                 "retry_in": round(delay, 3),
             },
@@ -177,9 +180,10 @@ class Outcomes:
         self.stats.retargeted += 1
         log.info(
             "alert re-queued for the current URL(s) of channel %s (its URL left the config): "
-            "rule %s",
+            "rule %s, was outbox #%d",
             item.channel,
             item.rule,
+            item.id,
         )
         self._notify()
 
@@ -188,11 +192,12 @@ class Outcomes:
         self.stats.dead += 1
         _bump(self.stats.dead_by_channel, channel)
         log.error(
-            "alert dead-lettered: channel %s, rule %s: %s",
+            "alert dead-lettered: channel %s, rule %s, outbox #%d: %s",
             channel,
             item.rule,
+            item.id,
             error,
-            extra={"event": "dead", "channel": channel, "rule": item.rule},
+            extra={"event": "dead", "channel": channel, "rule": item.rule, "alert": item.id},
         )
         self.escalate(item, channel, sender, dead=True)
 
@@ -211,9 +216,10 @@ class Outcomes:
         if self._fallbacks.escalate(item, self._limits, channel, sender):
             fallback = self._limits.fallback(channel)
             log.warning(
-                "channel %s failing for rule %s: alert also queued for %s",
+                "channel %s failing for rule %s: alert (outbox #%d) also queued for %s",
                 channel,
                 item.rule,
+                item.id,
                 fallback[0] if fallback else "?",
             )
             self._notify()

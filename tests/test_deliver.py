@@ -322,8 +322,12 @@ async def test_max_age_dead_letters_once(
     assert "HTTP 503" in dead.last_error
     assert deliverer.stats.dead == 1
     assert deliverer.stats.dead_by_channel == {"chat": 1}
-    lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
-    assert lines == [f"alert dead-lettered: channel chat, rule r: {dead.last_error}"]
+    records = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    # The outbox number `notifier outbox` lists it by, in the text and as a JSON field.
+    assert [r.getMessage() for r in records] == [
+        f"alert dead-lettered: channel chat, rule r, outbox #{dead.id}: {dead.last_error}"
+    ]
+    assert [getattr(r, "alert", None) for r in records] == [dead.id]
     assert dead.last_error == "undelivered after 0:00:30: HTTP 503"
     assert len(sender.attempts) == 9  # at 0, 1, 3, 7, 12, 17, 22, 27 s, and b's one
     assert sender.delivered == [("b", "f2")]
