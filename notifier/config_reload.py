@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
@@ -48,6 +49,10 @@ class ConfigReloader:
         self.tasks: set[asyncio.Task[bool]] = set()  # reloads asked for and not done yet
         self._queued = False  # a reload asked for has not read the file yet
         self._stopped = False  # the service is stopping: no reload from now on
+        # For the metrics: reloads done, by result ("ok", "refused"), and whether the last
+        # one took (the start's reading counts as one that did).
+        self.results: Counter[str] = Counter()
+        self.last_ok = True
 
     @property
     def has_config_file(self) -> bool:
@@ -86,12 +91,25 @@ class ConfigReloader:
             try:
                 new, channels = await asyncio.to_thread(self._build, self._read)
             except ConfigError as exc:
-                log.error("reload refused, the running config stays in force:\n%s", exc)
-                return False
+                log.error(
+                    "reload refused, the running config stays in force:\n%s%s",
+                    exc,
+                    _ENVIRONMENT_NOTE if _names_unset_variable(exc) else "",
+                    extra={"event": "reload_refused", "problems": len(exc.problems)},
+                )
+                return self._counted(False)
             except Exception:  # a loader bug must not end the daemon, nor pass unseen
-                log.exception("reload failed unexpectedly, the running config stays in force")
-                return False
-            return self._swap(new, channels)
+                log.exception(
+                    "reload failed unexpectedly, the running config stays in force",
+                    extra={"event": "reload_refused"},
+                )
+                return self._counted(False)
+            return self._counted(self._swap(new, channels))
+
+    def _counted(self, ok: bool) -> bool:
+        self.results["ok" if ok else "refused"] += 1
+        self.last_ok = ok
+        return ok
 
     async def cancel(self) -> None:
         """End the reloads asked for and not done (a stop): none may swap rules into a
@@ -133,5 +151,21 @@ class ConfigReloader:
             len(new.rules.rules),
             len(channels.names),
             described_changes(old, new),
+            extra={"event": "reloaded"},
         )
         return True
+
+
+# A reload reads the environment the daemon started with: a variable added to the unit's
+# EnvironmentFile since is not in it, however often the daemon reloads.
+_ENVIRONMENT_NOTE = (
+    "\n(a reload sees the environment the daemon started with: a variable set or changed"
+    " since, in the shell or the unit's EnvironmentFile, needs a restart)"
+)
+
+
+def _names_unset_variable(error: ConfigError) -> bool:
+    return any(
+        p.message.startswith("environment variable ") and " is not set" in p.message
+        for p in error.problems
+    )

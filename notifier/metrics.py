@@ -55,6 +55,8 @@ class Snapshot:
     retargeted: int = 0
     awaiting_title: int = 0  # fills held until a market_title rule can judge them
     judged_untitled: int = 0  # fills judged without the title they waited for
+    reloads: Mapping[str, int] = field(default_factory=dict)  # by result: ok, refused
+    last_reload_ok: bool = True  # the start's config counts as a reload that took
 
 
 def _counter(name: str, doc: str, label: str, values: Mapping[str, int]) -> Metric:
@@ -158,6 +160,17 @@ class _SnapshotCollector(Collector):
             "notifier_fills_judged_untitled",
             "Fills judged without their market title: held too long, or too many held.",
             value=s.judged_untitled,
+        )
+        yield _counter(
+            "notifier_config_reloads",
+            "Config reloads (SIGHUP, --watch), by result: ok, refused.",
+            "result",
+            s.reloads,
+        )
+        yield GaugeMetricFamily(
+            "notifier_config_last_reload_successful",
+            "0 while the last reload was refused (the config before it stays in force).",
+            value=int(s.last_reload_ok),
         )
         waiting = GaugeMetricFamily(
             "notifier_fills_waiting",

@@ -6,6 +6,7 @@ there), zero or empty for a part not built yet; the oldest-pending gauge is drai
 
 from __future__ import annotations
 
+from notifier.config_reload import ConfigReloader
 from notifier.deliver import Deliverer
 from notifier.drain_watch import DrainWatch
 from notifier.feed import FeedClient
@@ -14,7 +15,11 @@ from notifier.pipeline import Pipeline
 
 
 def take_snapshot(
-    feed: FeedClient | None, pipe: Pipeline | None, dlv: Deliverer | None, drain: DrainWatch
+    feed: FeedClient | None,
+    pipe: Pipeline | None,
+    dlv: Deliverer | None,
+    drain: DrainWatch,
+    reloads: ConfigReloader,
 ) -> Snapshot:
     """Every counter now, for the metrics endpoint."""
     lookups = feed.order_lookups if feed else (0, 0)  # order-list requests, failed
@@ -40,4 +45,6 @@ def take_snapshot(
         retargeted=dlv.stats.retargeted if dlv else 0,
         awaiting_title=len(pipe.waits) if pipe else 0,
         judged_untitled=pipe.waits.gave_up if pipe else 0,
+        reloads=dict(reloads.results),
+        last_reload_ok=reloads.last_ok,
     )

@@ -38,6 +38,8 @@ def _snapshot() -> Snapshot:
         retargeted=3,
         awaiting_title=4,
         judged_untitled=1,
+        reloads={"ok": 2, "refused": 1},
+        last_reload_ok=False,
     )
 
 
@@ -76,6 +78,9 @@ async def test_metrics_endpoint_exposes_every_counter() -> None:
         "notifier_alerts_retargeted_total 3.0",
         "notifier_fills_awaiting_title 4.0",
         "notifier_fills_judged_untitled_total 1.0",
+        'notifier_config_reloads_total{result="ok"} 2.0',
+        'notifier_config_reloads_total{result="refused"} 1.0',
+        "notifier_config_last_reload_successful 0.0",
         "notifier_fill_to_delivery_seconds_count 1.0",
     ):
         assert line in body.splitlines(), line

@@ -1,0 +1,75 @@
+"""A reload's outcome as an operator sees it: the log line, its JSON fields, the metrics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from notifier.config import parse
+from notifier.service import Service
+from notifier.settings import Settings
+from notifier.simulator import DEFAULT_API_KEY
+
+CONFIG = "channels:\n  hook: json://127.0.0.1:9/\n"
+
+
+def _settings(tmp_path: Path, text: str, env: dict[str, str]) -> Settings:
+    return parse(
+        text,
+        source=tmp_path / "config.yaml",
+        env={"POLYSIM_API_KEY": DEFAULT_API_KEY, **env},
+        check_url=lambda url: None,
+    )
+
+
+async def test_a_refused_reload_shows_in_the_metrics_until_one_takes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`systemctl reload` cannot tell a refused reload (SIGHUP always "succeeds"): the refusal
+    is a record with its own event, and the metrics say the last reload did not take until
+    one does. A channel whose variable was added to the environment after the start is
+    refused with the reason: a reload sees the environment the daemon started with."""
+    env: dict[str, str] = {}
+    later = CONFIG + "  phone: ${PHONE_URL}\n"
+    service = Service(
+        _settings(tmp_path, CONFIG, env),
+        reload=lambda: _settings(tmp_path, later, env),
+        install_signals=False,
+    )
+    assert (service.snapshot().reloads, service.snapshot().last_reload_ok) == ({}, True)
+    with caplog.at_level(logging.INFO, logger="notifier.config_reload"):
+        assert await service.reload() is False
+        refused = service.snapshot()
+        env["PHONE_URL"] = "json://127.0.0.1:9/phone"
+        assert await service.reload() is True
+    assert (refused.reloads, refused.last_reload_ok) == ({"refused": 1}, False)
+    taken = service.snapshot()
+    assert (taken.reloads, taken.last_reload_ok) == ({"refused": 1, "ok": 1}, True)
+    first, second = caplog.records
+    assert getattr(first, "event", None) == "reload_refused"
+    assert getattr(first, "problems", None) == 1
+    assert "environment variable PHONE_URL is not set" in first.getMessage()
+    assert first.getMessage().endswith(
+        "(a reload sees the environment the daemon started with: a variable set or changed"
+        " since, in the shell or the unit's EnvironmentFile, needs a restart)"
+    )
+    assert getattr(second, "event", None) == "reloaded"
+    assert service.settings.channels.keys() == {"hook", "phone"}
+
+
+async def test_a_refusal_for_another_reason_has_no_word_about_the_environment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The environment note is for an unset variable only: elsewhere it would mislead."""
+    service = Service(
+        _settings(tmp_path, CONFIG, {}),
+        reload=lambda: _settings(tmp_path, CONFIG + "delivery:\n  timeout: soon\n", {}),
+        install_signals=False,
+    )
+    with caplog.at_level(logging.ERROR, logger="notifier.config_reload"):
+        assert await service.reload() is False
+    (refused,) = caplog.records
+    assert "delivery.timeout" in refused.getMessage()
+    assert "environment" not in refused.getMessage()
