@@ -237,12 +237,17 @@ async def test_alerts_pending_at_shutdown_are_sent_after_restart(
     webhook._plan.clear()
     async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
         await webhook.wait_for(refused + 1, timeout=10)
-        await venue.wait_connected(1, timeout=10)
+        backfill = await daemon.wait_log("backfill: ")
+        assert "backfill: 1 fill(s) since " in backfill
+        assert backfill.endswith("0 of them new")
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait()
         assert code == 0
+    assert daemon.lines[-1].endswith(
+        "stopped: 0 new fills (1 duplicates skipped), 0 matched, 1 alerts sent, "
+        "0 failed attempts, 0 dead, 0 pending"
+    )  # the backfilled copy of the fill was recorded as a duplicate before the stop
     assert len(webhook.requests) == refused + 1  # delivered once, and the fill not re-alerted
-    assert "0 pending" in daemon.lines[-1]
 
 
 async def test_refused_key_is_fatal_with_only_its_prefix(
