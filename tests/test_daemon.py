@@ -256,10 +256,9 @@ async def test_refused_key_is_fatal_with_only_its_prefix(
     """A key the venue refuses ends the daemon with exit 1 and one line naming only its prefix."""
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     secret = "ps_live_abcdefgh12345678SECRETPART"
-    daemon = await Daemon.start(
-        "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=secret)
-    )
-    code, _ = await daemon.wait()
+    env = child_env(POLYSIM_API_KEY=secret)
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        code, _ = await daemon.wait()
     assert code == 1
     fatal = [line for line in daemon.lines if line.startswith("notifier: fatal")]
     assert len(fatal) == 1
@@ -270,8 +269,8 @@ async def test_refused_key_is_fatal_with_only_its_prefix(
 
 async def test_demo_prints_each_alert() -> None:
     """`demo --fills 5` runs the real pipeline on loopback and prints five alerts, then exits 0."""
-    daemon = await Daemon.start("demo", "--fills", "5", env=child_env())
-    code, out = await daemon.wait(timeout=60)
+    async with await Daemon.start("demo", "--fills", "5", env=child_env()) as daemon:
+        code, out = await daemon.wait(timeout=60)
     assert code == 0, daemon.log
     alerts = [line for line in out.splitlines() if line.startswith("== ")]
     assert len(alerts) == 5, out
@@ -281,10 +280,10 @@ async def test_demo_prints_each_alert() -> None:
 async def test_demo_ends_when_its_terminal_hangs_up() -> None:
     """The demo has no config file to reload: SIGHUP (its terminal closing) stops it, or it
     would run on with no one to stop it."""
-    daemon = await Daemon.start("demo", env=child_env())
-    await daemon.wait_log("connected", timeout=30)
-    daemon.signal(signal.SIGHUP)
-    code, _ = await daemon.wait(timeout=30)
+    async with await Daemon.start("demo", env=child_env()) as daemon:
+        await daemon.wait_log("connected", timeout=30)
+        daemon.signal(signal.SIGHUP)
+        code, _ = await daemon.wait(timeout=30)
     assert code == 0, daemon.log
     assert "stopping (SIGHUP, and no config file to reload)" in daemon.log
 
@@ -296,8 +295,8 @@ async def test_unusable_state_file_is_fatal_in_one_line(
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     (tmp_path / "state.db").write_text("not a database", encoding="utf-8")
     env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
-    daemon = await Daemon.start("run", "--config", str(config), env=env)
-    code, _ = await daemon.wait()
+    async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
+        code, _ = await daemon.wait()
     assert code == 1
     assert daemon.lines == [
         f"notifier: fatal: state file {tmp_path / 'state.db'}: cannot open: "
@@ -353,12 +352,12 @@ async def test_outbox_can_be_listed_while_the_daemon_runs(
         await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
         await webhook.wait_for(1, timeout=10)
-        listing = await Daemon.start("outbox", "--config", str(config), env=env)
-        code, out = await listing.wait()
+        async with await Daemon.start("outbox", "--config", str(config), env=env) as listing:
+            code, out = await listing.wait()
         assert code == 0, listing.log
         assert out.splitlines()[0] == "pending 1, dead 0"
-        second = await Daemon.start("run", "--config", str(config), env=env)
-        code, _ = await second.wait()
+        async with await Daemon.start("run", "--config", str(config), env=env) as second:
+            code, _ = await second.wait()
         assert code == 1
         assert "locked by another process (is another notifier running?)" in second.log
 
