@@ -11,7 +11,6 @@ import signal
 import socket
 import tempfile
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from receivers import WebhookReceiver
 from notifier.config import parse
 from notifier.errors import FatalFeedError
 from notifier.feed import FeedClient
-from notifier.service import Service
+from notifier.service import PIPELINE_GRACE, SHUTDOWN_GRACE, Service
 from notifier.settings import Settings
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
 
@@ -117,11 +116,11 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         assert _titles(webhook)[3] == "Small BUY"  # the valid config stayed in force
         assert venue.connections == 1  # reloads never dropped the feed
 
-        began = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        code, _ = await daemon.wait(timeout=15)
+        code, _ = await daemon.wait(timeout=30)
         assert code == 0
-        assert time.monotonic() - began < 10
+        assert "still in flight" not in daemon.log  # nothing waited out the send grace
+        assert "stopped before recording" not in daemon.log  # nor the pipeline's
         summary = daemon.lines[-1]
         assert "stopped: 5 new fills" in summary
         assert "4 alerts sent" in summary
@@ -325,7 +324,9 @@ async def test_watch_reloads_when_the_file_changes(
 async def test_sigterm_with_a_send_hanging_exits_quickly(
     venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """A channel that never answers does not hold the exit: 0 within 10 s, the alert pending."""
+    """A channel that never answers does not hold the exit: the send is cut off after the
+    grace (the log says so, rather than a wall-clock measure on a busy machine), exit 0, the
+    alert pending."""
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     webhook.hang()
@@ -333,12 +334,13 @@ async def test_sigterm_with_a_send_hanging_exits_quickly(
         await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
         await webhook.wait_for(1, timeout=10)  # the send is in flight, unanswered
-        began = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        code, _ = await daemon.wait(timeout=15)
+        code, _ = await daemon.wait(timeout=30)
         assert code == 0
-        assert time.monotonic() - began < 10
+        cut_off = f"1 send(s) still in flight after {SHUTDOWN_GRACE:.1f}s; their alerts stay"
+        assert daemon.log.count(cut_off) == 1
         assert "1 pending" in daemon.lines[-1]
+    assert SHUTDOWN_GRACE + PIPELINE_GRACE < 10  # the stop's bounded waits fit the 10 s promise
 
 
 async def test_outbox_can_be_listed_while_the_daemon_runs(
