@@ -44,6 +44,16 @@ EXTRA_RULE = """\
     title: "Small {side}"
 """
 
+REFUSED_RULES = """\
+  - name: every
+    when: {quantity: {min: 0}}
+    notify: [hook]
+    title: "Every {side}"
+  - name: typo
+    when: {quantity: {min: 0}}
+    notify: [hok]
+"""
+
 
 def write_config(path: Path, venue: SimulatedPolySim, hook: WebhookReceiver, **kw: str) -> Path:
     """A config for the daemon under test; `rules`/`extra` replace parts of it."""
@@ -307,18 +317,30 @@ async def test_unusable_state_file_is_fatal_in_one_line(
 async def test_watch_reloads_when_the_file_changes(
     venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """run --watch picks up a saved config file without a signal, and refuses a broken one."""
+    """run --watch picks up a saved config file without a signal, and refuses a broken one:
+    the new rule alerts after the good edit; after the refused one the old rules still alert
+    and none of the refused file's rules do."""
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     async with await Daemon.start("run", "--config", str(config), "--watch", env=env) as daemon:
-        await daemon.wait_log("started")
+        await daemon.feed_ready(venue)
         write_config(config, venue, webhook, rules=RULES + EXTRA_RULE)
         await daemon.wait_log("reloaded: 2 rules")
-        write_config(config, venue, webhook, rules=RULES.replace("[hook]", "[hok]"))
+        await venue.fill(market_id=BTC, quantity="7", order_id=1)
+        await webhook.wait_for(1, timeout=10)
+        write_config(config, venue, webhook, rules=RULES + EXTRA_RULE + REFUSED_RULES)
         await daemon.wait_log("reload refused")
+        await venue.fill(market_id=BTC, quantity="8", order_id=2)
+        await webhook.wait_for(2, timeout=10)
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait()
         assert code == 0
+    assert _titles(webhook) == ["Small BUY", "Small BUY"]
+    assert daemon.log.count("reloaded: ") == 1
+    assert daemon.lines[-1].endswith(
+        "stopped: 2 new fills (0 duplicates skipped), 2 matched, 2 alerts sent, "
+        "0 failed attempts, 0 dead, 0 pending"
+    )
 
 
 async def test_sigterm_with_a_send_hanging_exits_quickly(
