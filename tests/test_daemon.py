@@ -463,6 +463,17 @@ async def test_systemd_hears_ready_once_signals_are_handled_and_stopping_at_the_
     assert code == 0
 
 
+async def _reloads_done(service: Service, *, timeout: float = 10) -> None:
+    """Wait until no reload is asked for or running; past `timeout`, fail saying so."""
+    try:
+        async with asyncio.timeout(timeout):
+            while service._reloader.tasks:
+                await asyncio.wait(set(service._reloader.tasks))
+    except TimeoutError:
+        left = len(service._reloader.tasks)
+        raise AssertionError(f"{left} reload(s) still not done after {timeout}s") from None
+
+
 async def test_a_burst_of_reload_requests_reads_the_config_once_per_wait(
     tmp_path: Path,
 ) -> None:
@@ -488,15 +499,14 @@ async def test_a_burst_of_reload_requests_reads_the_config_once_per_wait(
     service = Service(settings, reload=reread, install_signals=False)
     for _ in range(10):
         service.request_reload()
-    await asyncio.wait(set(service._reloader.tasks), timeout=10)
+    await _reloads_done(service)
     assert readings == [1]
     service.request_reload()
     await asyncio.wait_for(asyncio.to_thread(reading.wait, 10), timeout=15)
     for _ in range(5):  # during the second reading: one more, queued behind it
         service.request_reload()
     go_on.set()
-    while service._reloader.tasks:
-        await asyncio.wait(set(service._reloader.tasks), timeout=10)
+    await _reloads_done(service)
     assert readings == [1, 2, 3]
 
 
