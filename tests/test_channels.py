@@ -4,13 +4,15 @@ a TLS-intercepting proxy. No mocked apprise."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import html
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import apprise
 import pytest
@@ -360,6 +362,22 @@ def _record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return sleeps
 
 
+@contextlib.contextmanager
+def _own_apprise_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """apprise's module-wide thread pools, made anew for the block and shut down after it:
+    their threads are not daemons and would outlive the test (ours never use them)."""
+    for name in ("_shared_executor", "_coordinator_executor"):
+        monkeypatch.setattr(apprise.apprise, name, None)
+    try:
+        yield
+    finally:
+        for name in ("_shared_executor", "_coordinator_executor"):
+            pool: ThreadPoolExecutor | None = getattr(apprise.apprise, name)
+            if pool is not None:
+                pool.shutdown(wait=True)
+                setattr(apprise.apprise, name, None)
+
+
 async def test_apprise_2_throttle_is_present_and_disabled(
     webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -369,12 +387,13 @@ async def test_apprise_2_throttle_is_present_and_disabled(
     sleeps = _record_sleeps(monkeypatch)
 
     # Control: a plain apprise object sleeps before its second send (the throttle exists).
-    plain = apprise.Apprise()
-    assert plain.add(url)
-    assert plain[0].request_rate_per_sec == pytest.approx(5.5)
-    for n in range(2):
-        with await plain.async_notify(body=f"plain {n}") as result:
-            assert result
+    with _own_apprise_pools(monkeypatch):
+        plain = apprise.Apprise()
+        assert plain.add(url)
+        assert plain[0].request_rate_per_sec == pytest.approx(5.5)
+        for n in range(2):
+            with await plain.async_notify(body=f"plain {n}") as result:
+                assert result
     assert any(s > 5 for s in sleeps)
 
     # Ours: the same attribute is zeroed, so two sends never wait.
