@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import html
 import logging
+import re
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import apprise
 import pytest
 import requests
+from conftest import LoopbackOnly, OutsideNetworkError
 from faults import until
 from receivers import (
     SLACK_HOST,
@@ -926,3 +928,31 @@ def test_only_a_connection_error_that_waited_out_the_timeout_says_so() -> None:
     assert not waited_out(refused, took=0.01, timeout=3.0)
     assert not waited_out("json: failure: JSON notification failed: error=500.", 9.0, 3.0)
     assert not waited_out(None, took=9.0, timeout=3.0)
+
+
+# --- the suite's loopback guard (conftest.py) ------------------------------------------------
+
+UNROUTED = "192.0.2.1"  # TEST-NET-1: never routed, so a guard that let it through would hang
+
+
+async def test_the_guard_refuses_any_way_off_loopback(loopback_only: LoopbackOnly) -> None:
+    """A plain connect, connect_ex, asyncio's connection and a name lookup off loopback are each
+    refused naming the address; loopback still works. Each refusal also fails the test at
+    teardown (a swallowed one too): the list is checked, then emptied here."""
+    with socket.socket() as sock, pytest.raises(OutsideNetworkError, match=re.escape(UNROUTED)):
+        sock.connect((UNROUTED, 9))
+    with socket.socket() as sock, pytest.raises(OutsideNetworkError, match=re.escape(UNROUTED)):
+        sock.connect_ex((UNROUTED, 9))
+    with pytest.raises(OutsideNetworkError, match=re.escape(UNROUTED)):
+        await asyncio.wait_for(asyncio.open_connection(UNROUTED, 9), timeout=10)
+    with pytest.raises(OutsideNetworkError, match=re.escape(SLACK_HOST)):
+        socket.getaddrinfo(SLACK_HOST, 443)
+    assert len(loopback_only.refused) == 4
+    loopback_only.refused.clear()
+    assert socket.getaddrinfo("localhost", 9)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname(), timeout=10):
+            pass
+    assert loopback_only.refused == []
