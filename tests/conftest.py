@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import AsyncIterator, Iterator
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +22,100 @@ from notifier.simulator import SimulatedPolySim
 # core fails an example that is correct. Tests here must not depend on timing.
 settings.register_profile("notifier", deadline=None)
 settings.load_profile("notifier")
+
+# --------------------------------------------------------------------------------------------
+# Nothing leaves the machine
+
+
+class OutsideNetworkError(RuntimeError):
+    """A test tried to reach an address off loopback. Not an OSError: code under test that
+    retries network failures must not take it for one and carry on."""
+
+
+def _is_loopback(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return False
+    name = host.split("%", 1)[0].rstrip(".").lower()  # an IPv6 scope, a rooted name
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+class LoopbackOnly:
+    """Wraps name lookups and connects (asyncio's go through both): a host off loopback is
+    refused with OutsideNetworkError and remembered, so a refusal that the code under test
+    swallowed still fails the test."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+        self._getaddrinfo = socket.getaddrinfo
+        self._connect = socket.socket.connect
+        self._connect_ex = socket.socket.connect_ex
+
+    def _refuse(self, what: str) -> OutsideNetworkError:
+        self.refused.append(what)
+        return OutsideNetworkError(f"tests use loopback only, refused: {what}")
+
+    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in (None, "", b"") and not _is_loopback(host):
+            try:
+                unspecified = ipaddress.ip_address(str(host)).is_unspecified  # a bind to all
+            except ValueError:
+                unspecified = False
+            if not unspecified:
+                raise self._refuse(f"name lookup of {host!r} (port {port!r})")
+        return self._getaddrinfo(host, port, *args, **kwargs)
+
+    def _check(self, sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            raise self._refuse(f"connect to {address!r}")
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        guard = self
+        connect: Callable[[socket.socket, Any], None] = self._connect
+        connect_ex: Callable[[socket.socket, Any], int] = self._connect_ex
+
+        def guarded_connect(sock: socket.socket, address: Any) -> None:
+            guard._check(sock, address)
+            connect(sock, address)
+
+        def guarded_connect_ex(sock: socket.socket, address: Any) -> int:
+            guard._check(sock, address)
+            return connect_ex(sock, address)
+
+        monkeypatch.setattr(socket, "getaddrinfo", self.getaddrinfo)
+        monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+        monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+
+
+@pytest.fixture(scope="session")
+def _loopback_only_installed() -> Iterator[LoopbackOnly]:
+    """Installed once for the run, so threads a test leaves behind stay guarded too."""
+    guard = LoopbackOnly()
+    with pytest.MonkeyPatch.context() as patch:
+        guard.install(patch)
+        yield guard
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(_loopback_only_installed: LoopbackOnly) -> Iterator[LoopbackOnly]:
+    """Fails a test that tried to reach beyond loopback, even if the attempt was swallowed.
+    (Child processes a test starts are not covered: their peers are the test's own.)"""
+    guard = _loopback_only_installed
+    guard.refused.clear()
+    yield guard
+    refused, guard.refused[:] = list(guard.refused), []
+    if refused:
+        pytest.fail(f"tests use loopback only; this one tried: {refused}", pytrace=False)
+
 
 # --------------------------------------------------------------------------------------------
 # The venue and a client for it

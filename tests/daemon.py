@@ -67,6 +67,19 @@ def python_child(script: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def python_child_output(script: str, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """Run `python_child` to its end: its exit status and stdout; killed if it outlives
+    `timeout` (then TimeoutExpired), never left running after a failed test."""
+    child = python_child(script, *args)
+    try:
+        out, _ = child.communicate(timeout=timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    return child.returncode, out
+
+
 class Daemon:
     """A `python -m notifier ...` child; stderr lines are collected as they arrive."""
 

@@ -4,17 +4,22 @@ a TLS-intercepting proxy. No mocked apprise."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import html
 import logging
+import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import apprise
 import pytest
 import requests
+from conftest import LoopbackOnly, OutsideNetworkError
+from faults import until
 from receivers import (
     SLACK_HOST,
     TELEGRAM_HOST,
@@ -373,6 +378,22 @@ def _record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return sleeps
 
 
+@contextlib.contextmanager
+def _own_apprise_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """apprise's module-wide thread pools, made anew for the block and shut down after it:
+    their threads are not daemons and would outlive the test (ours never use them)."""
+    for name in ("_shared_executor", "_coordinator_executor"):
+        monkeypatch.setattr(apprise.apprise, name, None)
+    try:
+        yield
+    finally:
+        for name in ("_shared_executor", "_coordinator_executor"):
+            pool: ThreadPoolExecutor | None = getattr(apprise.apprise, name)
+            if pool is not None:
+                pool.shutdown(wait=True)
+                setattr(apprise.apprise, name, None)
+
+
 async def test_apprise_2_throttle_is_present_and_disabled(
     webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -382,12 +403,13 @@ async def test_apprise_2_throttle_is_present_and_disabled(
     sleeps = _record_sleeps(monkeypatch)
 
     # Control: a plain apprise object sleeps before its second send (the throttle exists).
-    plain = apprise.Apprise()
-    assert plain.add(url)
-    assert plain[0].request_rate_per_sec == pytest.approx(5.5)
-    for n in range(2):
-        with await plain.async_notify(body=f"plain {n}") as result:
-            assert result
+    with _own_apprise_pools(monkeypatch):
+        plain = apprise.Apprise()
+        assert plain.add(url)
+        assert plain[0].request_rate_per_sec == pytest.approx(5.5)
+        for n in range(2):
+            with await plain.async_notify(body=f"plain {n}") as result:
+                assert result
     assert any(s > 5 for s in sleeps)
 
     # Ours: the same attribute is zeroed, so two sends never wait.
@@ -401,14 +423,13 @@ async def test_apprise_2_throttle_is_present_and_disabled(
 
 
 async def test_long_message_is_split_within_the_service_limit(tls_proxy: TlsProxy) -> None:
-    """overflow=split sends a 6000-char body to Telegram as pieces under 4096."""
+    """overflow=split sends a 6000-char body to Telegram as pieces of at most 4096, all of it
+    once; apprise sends the title first, as a piece of its own."""
     cs = channels({"tg": (TG_URL,)}, DeliverySettings(timeout=5, overflow="split"))
     body = "x" * 6000
     assert (await cs.send(only(cs, "tg").key, "t", body)).ok
     texts = [r.json["text"] for r in tls_proxy.of(TELEGRAM_HOST)]
-    assert len(texts) >= 2
-    assert all(len(t) <= 4096 for t in texts)
-    assert sum(t.count("x") for t in texts) == 6000
+    assert texts == ["<b>t</b>", "x" * 4096, "x" * 1904]  # the title goes as its own piece
 
 
 async def test_long_message_is_truncated_by_default(tls_proxy: TlsProxy) -> None:
@@ -613,16 +634,25 @@ async def test_a_given_up_send_holds_its_target_until_its_thread_ends() -> None:
 
 
 async def test_time_queued_for_a_send_thread_does_not_count_against_the_send() -> None:
-    """With every send thread busy, a send that starts late still gets its whole deadline."""
+    """With every send thread busy, a send that starts late still gets its whole deadline:
+    queued for 0.9 s of its 1.5 s, then 1 s on the wire, it succeeds. (The queueing itself is
+    the stimulus, so it is real time; the margins are 0.6 s and 0.5 s either way.)"""
     release = threading.Event()
     pool = send_attempt._senders()
-    blockers = [pool.submit(lambda: release.wait(5)) for _ in range(send_attempt.SEND_THREADS)]
-    async with TricklingPeer(gap=0.15, lines=[2]) as peer:  # answered ~0.3 s after the POST
-        cs = channels({"c": (f"json://127.0.0.1:{peer.port}/",)}, DeliverySettings(timeout=0.2))
-        sending = asyncio.ensure_future(cs.send(only(cs).key, TITLE, BODY))
-        await asyncio.sleep(0.45)  # queued for most of its 0.6 s
+    blockers = [pool.submit(lambda: release.wait(30)) for _ in range(send_attempt.SEND_THREADS)]
+    try:
+        await until(lambda: pool._waiting == 0)  # every thread holds a blocker
+        async with TricklingPeer(gap=0.25, lines=[4]) as peer:  # answered ~1 s after the POST
+            spec = {"c": (f"json://127.0.0.1:{peer.port}/",)}
+            cs = channels(spec, DeliverySettings(timeout=0.5))
+            sending = asyncio.ensure_future(cs.send(only(cs).key, TITLE, BODY))
+            await until(lambda: pool._waiting == 1)
+            await asyncio.sleep(0.9)
+            assert pool._waiting == 1  # still queued: it has not started yet
+            release.set()
+            result = await asyncio.wait_for(sending, timeout=30)
+    finally:
         release.set()
-        result = await asyncio.wait_for(sending, timeout=30)
     for blocker in blockers:
         blocker.result(timeout=5)
     assert result.ok
@@ -656,7 +686,8 @@ async def test_a_send_that_never_got_a_thread_is_given_up_unsent() -> None:
             release.set()
             for blocker in blockers:
                 blocker.result(timeout=5)
-            await asyncio.sleep(0.2)  # a send still queued would run now
+            # Every thread back waiting for work: a send taken from the queue has ended.
+            await until(lambda: pool._waiting == 0 and pool._idle == pool.threads)
     finally:
         release.set()
     assert result.error == "no send thread free within 0.6s"
@@ -911,3 +942,31 @@ def test_only_a_connection_error_that_waited_out_the_timeout_says_so() -> None:
     assert not waited_out(refused, took=0.01, timeout=3.0)
     assert not waited_out("json: failure: JSON notification failed: error=500.", 9.0, 3.0)
     assert not waited_out(None, took=9.0, timeout=3.0)
+
+
+# --- the suite's loopback guard (conftest.py) ------------------------------------------------
+
+UNROUTED = "192.0.2.1"  # TEST-NET-1: never routed, so a guard that let it through would hang
+
+
+async def test_the_guard_refuses_any_way_off_loopback(loopback_only: LoopbackOnly) -> None:
+    """A plain connect, connect_ex, asyncio's connection and a name lookup off loopback are each
+    refused naming the address; loopback still works. Each refusal also fails the test at
+    teardown (a swallowed one too): the list is checked, then emptied here."""
+    with socket.socket() as sock, pytest.raises(OutsideNetworkError, match=re.escape(UNROUTED)):
+        sock.connect((UNROUTED, 9))
+    with socket.socket() as sock, pytest.raises(OutsideNetworkError, match=re.escape(UNROUTED)):
+        sock.connect_ex((UNROUTED, 9))
+    with pytest.raises(OutsideNetworkError, match=re.escape(UNROUTED)):
+        await asyncio.wait_for(asyncio.open_connection(UNROUTED, 9), timeout=10)
+    with pytest.raises(OutsideNetworkError, match=re.escape(SLACK_HOST)):
+        socket.getaddrinfo(SLACK_HOST, 443)
+    assert len(loopback_only.refused) == 4
+    loopback_only.refused.clear()
+    assert socket.getaddrinfo("localhost", 9)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname(), timeout=10):
+            pass
+    assert loopback_only.refused == []

@@ -768,21 +768,35 @@ def test_a_latch_from_launch_is_kept_until_the_process_exits(
     assert signal.getsignal(signal.SIGHUP) == before
 
 
-def test_demo_stops_on_a_sighup_that_came_while_it_started(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+_DEMO_HUNG_UP_WHILE_STARTING = """\
+import os, signal, sys
+from notifier import cli
+from notifier.hangup_latch import HangupLatch
+
+latch = HangupLatch().install()
+os.kill(os.getpid(), signal.SIGHUP)  # before main: noted by the latch, nothing else
+sys.exit(cli.main(["demo"], hangups=latch))
+"""
+
+
+def test_demo_stops_on_a_sighup_that_came_while_it_started(tmp_path: Path) -> None:
     """The demo runs until its terminal closes: a SIGHUP the launch latch held while the demo
     started (imports, the simulated venue) stops it too, instead of being forgotten in the
-    latch and leaving the demo running with no terminal to stop it."""
-    latch = HangupLatch().install()
-    try:
-        os.kill(os.getpid(), signal.SIGHUP)  # before main: noted by the latch, nothing else
-        assert cli.main(["demo"], hangups=latch) == cli.EXIT_OK
-    finally:
-        latch.restore()
-    err = capsys.readouterr().err
-    assert "SIGHUP during start-up: handling it now" in err
-    assert "stopping (SIGHUP, and no config file to reload): feed closed" in err
+    latch and leaving the demo running with no terminal to stop it. In a child interpreter:
+    a latch that failed would let the SIGHUP end the process running the test."""
+    done = subprocess.run(
+        [sys.executable, "-c", _DEMO_HUNG_UP_WHILE_STARTING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == cli.EXIT_OK, (done.returncode, done.stderr)
+    assert done.stderr.count("SIGHUP during start-up: handling it now") == 1
+    stopping = "stopping (SIGHUP, and no config file to reload): feed closed"
+    assert done.stderr.count(stopping) == 1
 
 
 def test_config_errors_are_one_json_record_under_json_logging(

@@ -42,7 +42,11 @@ async def _start(config: Path, venue: SimulatedPolySim) -> Daemon:
     daemon = await Daemon.start(
         "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     )
-    await daemon.feed_ready(venue)
+    try:
+        await daemon.feed_ready(venue)
+    except BaseException:
+        await daemon.kill()
+        raise
     return daemon
 
 
@@ -114,8 +118,8 @@ async def test_fills_held_at_a_stop_are_counted_and_listed(
         assert daemon.lines[-1].endswith(
             "0 pending, 3 fills held by alert shaping (kept for later)"
         )
-    listing = await Daemon.start("outbox", str(config), env=child_env())
-    code, out = await listing.wait()
+    async with await Daemon.start("outbox", str(config), env=child_env()) as listing:
+        code, out = await listing.wait()
     assert code == 0, listing.log
     assert "3 fill(s) held by alert shaping (digest 3), the first due " in out
     assert webhook.requests == []

@@ -5,16 +5,10 @@ Each case runs in a child interpreter, since a failure here is the process dying
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-
-from notifier.hangup import loop_signals
-from notifier.hangup_latch import HangupLatch
 
 HANDOVER = """\
 import asyncio, os, signal, threading
@@ -122,11 +116,15 @@ def test_a_hangup_resumes_what_it_interrupts_in_other_threads() -> None:
     assert child.stdout == "read: [1] noted: True\n"
 
 
-async def test_a_forwarded_hangup_runs_in_the_service_s_context() -> None:
-    """The reload runs in the context the handlers were set up in, not in that of the task
-    the signal happened to interrupt."""
-    where: contextvars.ContextVar[str] = contextvars.ContextVar("where")
-    seen: list[str] = []
+FORWARDED = """\
+import asyncio, contextvars, os, signal
+from notifier.hangup import loop_signals
+from notifier.hangup_latch import HangupLatch
+
+where = contextvars.ContextVar("where")
+seen = []
+
+async def main() -> None:
     latch = HangupLatch().install()
     try:
         where.set("service")
@@ -145,4 +143,15 @@ async def test_a_forwarded_hangup_runs_in_the_service_s_context() -> None:
                 await asyncio.sleep(0.01)
     finally:
         latch.restore()
-    assert seen == ["service"]
+
+asyncio.run(main())
+print("seen:", seen)
+"""
+
+
+def test_a_forwarded_hangup_runs_in_the_service_s_context() -> None:
+    """The reload runs in the context the handlers were set up in, not in that of the task
+    the signal happened to interrupt."""
+    child = _child(FORWARDED)
+    assert child.returncode == 0, (child.returncode, -signal.SIGHUP, child.stderr)
+    assert child.stdout == "seen: ['service']\n"

@@ -4,6 +4,7 @@ one connection per sending thread, nothing carried between calls, the environmen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -60,9 +61,26 @@ def _installed() -> Iterator[None]:
         keepalive.uninstall()
 
 
+def _close_this_threads_session() -> None:
+    session: requests.Session | None = getattr(keepalive._local, "session", None)
+    if session is not None:
+        session.close()
+
+
+@contextlib.contextmanager
+def _sending_thread() -> Iterator[ThreadPoolExecutor]:
+    """One worker thread; its keep-alive session is closed before the thread ends, or its
+    pooled sockets stay open until the garbage collector finds them (a later test)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            yield pool
+        finally:
+            pool.submit(_close_this_threads_session).result(timeout=10)
+
+
 @pytest.fixture
 def one_thread() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with _sending_thread() as pool:
         yield pool
 
 
@@ -91,7 +109,7 @@ async def test_sends_from_one_thread_share_one_connection(
 
 async def test_each_thread_keeps_its_own_connection(server: KeepAliveServer) -> None:
     """Two threads sending alternately hold two connections, each reused."""
-    with ThreadPoolExecutor(max_workers=1) as first, ThreadPoolExecutor(max_workers=1) as second:
+    with _sending_thread() as first, _sending_thread() as second:
         for _ in range(3):
             await _on(first, _post(server.url))
             await _on(second, _post(server.url))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from daemon import python_child
+from daemon import python_child, python_child_output
 from fakes import HandClock
 
 from notifier.errors import StateBusyError, StateError
@@ -705,10 +705,9 @@ def test_a_full_disk_is_reported_as_such_and_a_lost_batch_stops_writes(tmp_path:
     its own as if the batch were intact (restart and backfill bring those fills back).
     """
     plain, batched = tmp_path / "plain.db", tmp_path / "batched.db"
-    child = python_child(FULL_DISK_CHILD, str(plain), str(batched))
-    out, _ = child.communicate(timeout=60)
+    code, out = python_child_output(FULL_DISK_CHILD, str(plain), str(batched))
     lines = dict(line.split(": ", 1) for line in out.splitlines())
-    assert child.returncode == 0, out
+    assert code == 0, out
     assert lines == {
         "plain": f"state file {plain}: write meta: disk I/O error",
         "plain after": "ok",
@@ -753,9 +752,8 @@ def test_a_deferred_commit_that_fails_logs_one_line_and_the_next_write_raises(
     """Run by the event loop, a failed commit was a raw "Exception in callback" traceback.
     Now one line, and `on_broken` hears of it (the service stops at once)."""
     path = tmp_path / "s.db"
-    child = python_child(FAILED_COMMIT_CHILD, str(path))
-    out, _ = child.communicate(timeout=60)
-    assert child.returncode == 0, out
+    code, out = python_child_output(FAILED_COMMIT_CHILD, str(path))
+    assert code == 0, out
     assert out.splitlines() == [
         f"ERROR state file {path}: commit: disk I/O error; stopping",
         "on_broken: StateError",
