@@ -17,7 +17,7 @@ from typing import IO, Literal
 from urllib.parse import quote
 
 from notifier.errors import StateBusyError, StateError
-from notifier.state_path import create_private, hold_lock, make_directory
+from notifier.state_path import create_private, hold_lock, make_directory, writable_hint
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -90,7 +90,8 @@ class SqliteFile:
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             self._release_lock()
-            raise StateError(f"state file {self.path}: cannot open: {exc}") from exc
+            hint = writable_hint(exc, self.path)
+            raise StateError(f"state file {self.path}: cannot open: {exc}{hint}") from exc
         try:
             with self.errors("cannot open"):
                 if read_only:

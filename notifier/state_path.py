@@ -8,6 +8,7 @@ on one file would send every alert twice, a mistyped path should say what is in 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -66,3 +67,22 @@ def make_directory(directory: Path) -> None:
         if blocker is None:
             raise
         raise OSError(f"{blocker} is a file, where the state file's directory must be") from exc
+
+
+def writable_hint(exc: BaseException, path: Path) -> str:
+    """Where the state file may go, when a service manager keeps it from `path`.
+
+    systemd names the directory a unit may write (its StateDirectory=) in $STATE_DIRECTORY,
+    and ProtectSystem=strict makes the rest read-only: the example's `state.path:
+    notifier.db`, relative to a config in /etc, is refused there with a bare "Read-only file
+    system". An empty string where there is nothing to add.
+    """
+    if not isinstance(exc, OSError) or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ""
+    allowed = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if not allowed or Path(os.path.realpath(path)).is_relative_to(os.path.realpath(allowed)):
+        return ""
+    return (
+        f" (this service may write in {allowed}, its state directory: "
+        f"set state.path to a file there, such as {Path(allowed) / 'notifier.db'})"
+    )

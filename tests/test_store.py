@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sqlite3
@@ -17,6 +18,7 @@ from fakes import HandClock
 from notifier.errors import StateBusyError, StateError
 from notifier.events import Alert
 from notifier.shaping_state import StateChanges
+from notifier.state_path import writable_hint
 from notifier.store import FUTURE_TOLERANCE, SCHEMA_VERSION, StateStore
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, 123456, tzinfo=UTC)
@@ -419,6 +421,46 @@ def test_a_file_where_the_directory_must_be_is_named(tmp_path: Path, under: str)
     assert str(failed.value).endswith(
         f"cannot open: {blocker} is a file, where the state file's directory must be"
     )
+
+
+def test_a_path_the_service_may_not_write_names_its_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under systemd (ProtectSystem=strict, StateDirectory=notifier) the example's state path,
+    beside a config in /etc, was refused with a bare "Read-only file system": the error says
+    where the service may write. A read-only file system cannot be mounted here (nor a
+    permission refused to root), so the directory's creation is made to fail as it does."""
+    allowed = tmp_path / "lib"
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(allowed))
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(StateError) as failed:
+        StateStore(tmp_path / "etc" / "notifier.db")
+    assert str(failed.value).endswith(
+        f"Read-only file system: '{tmp_path / 'etc'}' (this service may write in {allowed}, "
+        f"its state directory: set state.path to a file there, such as {allowed}/notifier.db)"
+    )
+
+
+def test_the_state_directory_hint_is_only_for_a_refusal_outside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hint without systemd's variable, for a path inside the directory, or for another
+    error (a missing directory is not the service manager's doing)."""
+    refused = OSError(errno.EACCES, "Permission denied")
+    outside, inside = tmp_path / "etc" / "n.db", tmp_path / "lib" / "n.db"
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert writable_hint(refused, outside) == ""
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'lib'}:{tmp_path / 'other'}")
+    assert writable_hint(refused, outside).startswith(
+        f" (this service may write in {tmp_path}/lib,"
+    )
+    assert writable_hint(refused, inside) == ""
+    assert writable_hint(OSError(errno.ENOENT, "No such file"), outside) == ""
+    assert writable_hint(ValueError("not an OSError"), outside) == ""
 
 
 def test_exclusive_store_locks_out_a_second_daemon_but_not_the_cli(tmp_path: Path) -> None:
