@@ -56,6 +56,9 @@ def instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str |
         )
     if plugin is None:
         return None, f"apprise rejected the URL ({scheme})"
+    port = getattr(plugin, "port", None)
+    if isinstance(port, int) and not 0 < port < 65536:  # apprise takes any number
+        return None, f"port {port} is out of range (1 to 65535)"
     # len() counts the requests a send makes, apprise's own retries included (we turn those off).
     recipients = len(plugin) // (int(getattr(plugin, "retry", 0) or 0) + 1)
     if recipients > 1:

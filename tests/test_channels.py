@@ -506,6 +506,9 @@ def test_check_url_accepts_buildable_urls(url: str) -> None:
         ),
         ("tgram://not-a-valid-token-Xyz123/", "apprise rejected the URL (tgram)", "Xyz123"),
         ("hooks.slack.com/services/AAA/BBB/CCCsecret", "not an apprise URL", "CCCsecret"),
+        # apprise builds any port, so check-config said ok and every send failed.
+        ("json://u:pw5ecret@127.0.0.1:99999/x", "port 99999 is out of range", "pw5ecret"),
+        ("ntfy://127.0.0.1:70000/topicSecret", "port 70000 is out of range", "topicSecret"),
     ],
 )
 def test_check_url_explains_without_secrets(url: str, expected: str, secret: str) -> None:
