@@ -241,10 +241,16 @@ def _last_word(message: str, *, prefix: str = "notifier: ") -> None:
 
 def _configure_logging(args: argparse.Namespace, defaults: LogSettings | None = None) -> None:
     """Level and format: the flag, else NOTIFIER_LOG_LEVEL (level only), else config, else info."""
-    level = getattr(args, "log_level", None) or os.environ.get("NOTIFIER_LOG_LEVEL")
-    level = level or (defaults.level if defaults else "info")
+    flag, env = getattr(args, "log_level", None), os.environ.get("NOTIFIER_LOG_LEVEL")
+    level = flag or env or (defaults.level if defaults else "info")
     fmt = getattr(args, "log_format", None) or (defaults.format if defaults else "text")
-    logs.configure(level=logs.parse_level(level), fmt=fmt)
+    try:
+        parsed = logs.parse_level(level)
+    except ValueError as exc:
+        if not flag and env:  # not on the command line: say where it came from
+            raise ValueError(f"NOTIFIER_LOG_LEVEL: {exc}") from None
+        raise
+    logs.configure(level=parsed, fmt=fmt)
 
 
 def _load(path: Path, *, require_api_key: bool = True, unset_urls: str | None = None) -> Settings:
