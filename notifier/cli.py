@@ -202,6 +202,17 @@ def _test(args: argparse.Namespace) -> int:
     return asyncio.run(replay(settings, lines, send=args.send, out=sys.stdout))
 
 
+def _refuse_unset(path: Path, channel: str) -> NoReturn:
+    """The config error a full load gives, cut to the problems of `channel` (its unset URL
+    variable among them)."""
+    try:
+        _load(path, require_api_key=False)
+    except ConfigError as exc:
+        mine = [p for p in exc.problems if p.path.split(".")[:2] == ["channels", channel]]
+        raise ConfigError(mine or exc.problems) from None
+    raise AssertionError("a URL stood in for an unset variable, which a full load accepts")
+
+
 def _outbox(args: argparse.Namespace) -> int:
     from notifier.outbox_command import outbox
 
@@ -210,8 +221,13 @@ def _outbox(args: argparse.Namespace) -> int:
 
 def _send_test(args: argparse.Namespace) -> int:
     from notifier.channels import ChannelSet
+    from notifier.replay import UNSET_URL
 
-    settings = _load(Path(args.config), require_api_key=False)
+    # One channel tested: the others' URL variables need not be set, as nothing goes to them.
+    path, one = Path(args.config), args.channel
+    settings = _load(path, require_api_key=False, unset_urls=None if one is None else UNSET_URL)
+    if one in settings.channels and UNSET_URL in settings.channels[one].urls:
+        _refuse_unset(path, one)
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
     if args.channel is not None and args.channel not in channels.names:
         names = ", ".join(channels.names)

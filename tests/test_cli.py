@@ -322,6 +322,36 @@ async def test_send_test_reports_each_url(
     assert await _main("send-test", "--config", "c.yaml", "--channel", "nope") == 2
 
 
+async def test_send_test_of_one_channel_needs_only_that_channel_s_variables(
+    webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`send-test --channel hook` refused to run while another channel's URL variable was
+    unset, though nothing goes to it. The tested channel's own unset variable is still a
+    config error, with only its own problem; without --channel every variable must be set."""
+    monkeypatch.delenv("PAGER_URL", raising=False)
+    monkeypatch.delenv("DESK_URL", raising=False)
+    Path("c.yaml").write_text(
+        f"channels:\n  hook: {webhook.json_url}\n  pager: ${{PAGER_URL}}\n"
+        "  desk:\n    urls: ['${DESK_URL}']\n",
+        encoding="utf-8",
+    )
+    assert await _main("send-test", "--config", "c.yaml", "--channel", "hook") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1
+    assert out[0].startswith(f"hook: {webhook.json_url}")
+    assert out[0].endswith(": ok")
+    assert [r.json["title"] for r in webhook.requests] == ["notifier test"]
+    assert await _main("send-test", "--config", "c.yaml", "--channel", "desk") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "config error: 1 problem",
+        "c.yaml:5: channels.desk.urls[0]: environment variable DESK_URL is not set (set it "
+        "where the daemon runs: the shell, or the unit's EnvironmentFile)",
+    ]
+    assert await _main("send-test", "--config", "c.yaml") == 2
+    assert "config error: 2 problems" in capsys.readouterr().err
+    assert len(webhook.requests) == 1
+
+
 async def test_send_test_with_no_channels_is_a_config_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
