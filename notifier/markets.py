@@ -129,7 +129,9 @@ class MarketTitles:
             retry_in = self._retry_after
         self._remember(self._misses, market_id, (self._clock() + retry_in, absent))
         log.info(
-            "market %s: no title (%s); using the id, retrying in %.0fs",
+            # Neutral on what happens meanwhile: an alert shows the id, a fill a
+            # market_title rule must judge waits (title_gate.py says so).
+            "market %s: no title (%s); asking again in %.0fs",
             market_id[:80],
             why,
             retry_in,

@@ -150,7 +150,12 @@ class TitleGate:
         again = sum(fill.key in arrived for fill in waiting if fill.key in self.waits)
         held = self.waits.hold(waiting)
         if held:
-            log.info("%d fills wait for their market title before rules judge them", held)
+            log.info(
+                "%d more fill(s) wait for their market title before rules judge them "
+                "(%d waiting in all)",
+                held,
+                len(self.waits),
+            )
         return again
 
     def judged(self, fill_keys: Iterable[str]) -> None:

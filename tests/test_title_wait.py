@@ -424,6 +424,42 @@ async def test_the_venue_failing_then_recovering_loses_no_alert(
     assert venue.market_requests == 2
 
 
+async def test_fills_held_for_a_failing_look_up_are_logged_as_a_running_count(
+    venue: SimulatedPolySim,
+    http: httpx.AsyncClient,
+    store: StateStore,
+    clock: HandClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator saw "1 fills wait for their market title" three times for three fills,
+    after "no title (HTTP 500); using the id", which the held fills contradicted: the lines
+    now count up, and the look-up's line says only that it will ask again."""
+    market = next(iter(DEFAULT_MARKETS))
+    venue.market_status = 500
+    lookups = MarketTitles(
+        http, base_url=venue.base_url, api_key=DEFAULT_API_KEY, clock=MonoClock()
+    )
+    title_rule = _rule("titled", market_title=(DEFAULT_MARKETS[market],))
+    pipeline = _pipeline(store, lookups, clock, rules=(title_rule,), title_timeout=2.0)
+    runner = asyncio.create_task(pipeline.run())
+    with caplog.at_level(logging.INFO):
+        await pipeline.submit(_fill("1", market=market), "live")
+        await spin_until(lambda: len(pipeline.waits) == 1, spins=50_000)
+        await pipeline.submit(_fill("2", market=market), "live")
+        await spin_until(lambda: len(pipeline.waits) == 2, spins=50_000)
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+    lines = [r.getMessage() for r in caplog.records]
+    held = [line for line in lines if "wait for their market title" in line]
+    assert held == [
+        "1 more fill(s) wait for their market title before rules judge them (1 waiting in all)",
+        "1 more fill(s) wait for their market title before rules judge them (2 waiting in all)",
+    ]
+    looked_up = [line for line in lines if line.startswith(f"market {market}: ")]
+    assert looked_up == [f"market {market}: no title (HTTP 500); asking again in 30s"]
+    assert store.outbox() == []
+
+
 async def test_held_fills_are_looked_at_again_on_their_own(
     store: StateStore, titles: Titles, clock: HandClock
 ) -> None:
