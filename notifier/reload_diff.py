@@ -25,7 +25,8 @@ def waiting_for_restart(old: Settings, new: Settings) -> list[str]:
 
 
 def described_changes(old: Settings, new: Settings) -> str:
-    """What a reload changed in rules and channels, by name, for its log line."""
+    """What a reload changed in rules and channels, by name, and which delivery settings, for
+    its log line."""
     said = []
     for kind, before, after in (
         ("rules", {r.name: r for r in old.rules.rules}, {r.name: r for r in new.rules.rules}),
@@ -38,4 +39,11 @@ def described_changes(old: Settings, new: Settings) -> str:
         ):
             if names:
                 said.append(f"{kind} {verb}: {', '.join(names)}")
-    return "; ".join(said) or "no change in rules or channels"
+    delivery = [
+        field.name
+        for field in dataclasses.fields(new.delivery)
+        if getattr(new.delivery, field.name) != getattr(old.delivery, field.name)
+    ]
+    if delivery:  # in force for the next send: "no change" would say the edit was lost
+        said.append(f"delivery changed: {', '.join(delivery)}")
+    return "; ".join(said) or "no change in rules, channels or delivery"

@@ -73,3 +73,24 @@ async def test_a_refusal_for_another_reason_has_no_word_about_the_environment(
     (refused,) = caplog.records
     assert "delivery.timeout" in refused.getMessage()
     assert "environment" not in refused.getMessage()
+
+
+async def test_a_reload_that_changes_only_delivery_settings_names_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload changing only delivery.timeout said "no change in rules or channels", though
+    the new timeout is in force for the next send: the line names the delivery settings."""
+    edited = CONFIG + "delivery:\n  timeout: 5s\n  max_age: 2h\n"
+    service = Service(
+        _settings(tmp_path, CONFIG, {}),
+        reload=lambda: _settings(tmp_path, edited, {}),
+        install_signals=False,
+    )
+    with caplog.at_level(logging.INFO, logger="notifier.config_reload"):
+        assert await service.reload() is True
+        assert await service.reload() is True
+    assert [r.getMessage() for r in caplog.records] == [
+        "reloaded: 0 rules, 1 channels (delivery changed: max_age, timeout)",
+        "reloaded: 0 rules, 1 channels (no change in rules, channels or delivery)",
+    ]
+    assert service.settings.delivery.timeout == 5.0

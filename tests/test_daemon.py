@@ -426,7 +426,7 @@ async def test_a_sighup_while_starting_is_kept_and_reloads_once_up(
         await daemon.wait_log("SIGHUP during start-up: handling it now")
         _write_and_close(await _open_fifo(fifo), text)  # what the reload reads
         same = await daemon.wait_log("reloaded: 1 rules")
-        assert same.endswith("(no change in rules or channels)")
+        assert same.endswith("(no change in rules, channels or delivery)")
         await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
         await webhook.wait_for(1, timeout=10)
