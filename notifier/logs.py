@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import IO, Literal
 
@@ -55,6 +56,16 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+def _text_formatter() -> logging.Formatter:
+    """Date and time in UTC, as the JSON lines and `notifier outbox` give them: a daemon's
+    log spans days, and a time alone could be any of them."""
+    text = logging.Formatter(
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%SZ"
+    )
+    text.converter = time.gmtime
+    return text
 
 
 class _Hiding(logging.Formatter):
@@ -109,11 +120,7 @@ def parse_level(text: str) -> int:
 def configure(*, level: int, fmt: LogFormat = "text", stream: IO[str] | None = None) -> None:
     """Route all logging to `stream` (stderr by default) in the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    inner = (
-        JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-    )
+    inner = JsonFormatter() if fmt == "json" else _text_formatter()
     handler.setFormatter(_Hiding(inner))
     handler.addFilter(_apprise_errors_only)
     root = logging.getLogger()

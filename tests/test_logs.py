@@ -103,3 +103,14 @@ def test_apprise_warnings_are_left_to_the_deliverer_s_own_line() -> None:
     assert len(lines) == 2
     assert "apprise itself broke" in lines[0]
     assert "delivery failed: channel desk" in lines[1]
+
+
+def test_a_text_line_starts_with_its_date_and_time_in_utc() -> None:
+    """A daemon's text log spans days: each line carries the date, and the time in UTC, as
+    the JSON lines and `notifier outbox` give theirs (a time alone could be any day)."""
+    out = io.StringIO()
+    logs.configure(level=logging.INFO, fmt="text", stream=out)
+    record = logging.LogRecord("notifier", logging.INFO, __file__, 1, "hello", None, None)
+    record.created = 1_800_000_000.25  # 2027-01-15 08:00:00.25 UTC
+    logging.getLogger("notifier").handle(record)
+    assert out.getvalue() == "2027-01-15 08:00:00Z INFO    notifier: hello\n"
