@@ -30,6 +30,15 @@ def _schemes() -> tuple[str, ...]:
     return tuple(sorted(cast("Any", NotificationManager)().schemas()))
 
 
+# What apprise wanted, for the schemes whose refusal is common and whose reason apprise only
+# logs (with the URL's addresses in it, which a config error must not quote).
+_EMAIL_HINT = (
+    ": is the sender one it can form? A server named by IP address has no domain to form it"
+    " with: add ?from=alerts@example.com"
+)
+_REJECTED_HINTS = {"mailto": _EMAIL_HINT, "mailtos": _EMAIL_HINT}
+
+
 def check_url(url: str) -> str | None:
     """None if apprise can build this URL; else why not, without the URL's secrets."""
     return instantiate(url, AppriseAsset())[1]
@@ -55,7 +64,7 @@ def instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str |
             "it (is a part missing?); for a plain webhook write json:// or jsons://"
         )
     if plugin is None:
-        return None, f"apprise rejected the URL ({scheme})"
+        return None, f"apprise rejected the URL ({scheme}){_REJECTED_HINTS.get(scheme, '')}"
     port = getattr(plugin, "port", None)
     if isinstance(port, int) and not 0 < port < 65536:  # apprise takes any number
         return None, f"port {port} is out of range (1 to 65535)"

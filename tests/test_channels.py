@@ -509,6 +509,13 @@ def test_check_url_accepts_buildable_urls(url: str) -> None:
         # apprise builds any port, so check-config said ok and every send failed.
         ("json://u:pw5ecret@127.0.0.1:99999/x", "port 99999 is out of range", "pw5ecret"),
         ("ntfy://127.0.0.1:70000/topicSecret", "port 70000 is out of range", "topicSecret"),
+        # apprise only logs why (with the addresses): no sender it can form from an IP host.
+        (
+            "mailto://me:pwSecret@127.0.0.1:2525?to=desk@example.com",
+            "apprise rejected the URL (mailto): is the sender one it can form? A server named"
+            " by IP address has no domain to form it with: add ?from=alerts@example.com",
+            "pwSecret",
+        ),
     ],
 )
 def test_check_url_explains_without_secrets(url: str, expected: str, secret: str) -> None:
