@@ -16,7 +16,6 @@ import functools
 import hashlib
 import html
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,10 +25,8 @@ from apprise import (
     AppriseAsset,
     AppriseResult,
     AppriseResultStatus,
-    NotifyBase,
     NotifyFormat,
     NotifyType,
-    OverflowMode,
 )
 
 from notifier import logs
@@ -38,6 +35,7 @@ from notifier.channel_urls import check_url, instantiate
 from notifier.errors import ConfigError, ConfigProblem
 from notifier.events import MessageLimit, SendResult
 from notifier.late_deliveries import LateDeliveries
+from notifier.plugin_settings import message_limit, timeout_note, tune, waited_out
 from notifier.send_attempt import GaveUp, attempt
 from notifier.send_results import to_send_result
 from notifier.settings import ChannelSettings, DeliverySettings
@@ -47,13 +45,9 @@ log = logging.getLogger(__name__)
 __all__ = ["ChannelSet", "Target", "check_url", "target_key", "waited_out"]
 
 TEST_TITLE = "notifier test"
-# A failed send that took this share of the answer's timeout or more: it waited for one.
-TIMED_OUT_SHARE = 0.9
-# apprise's words for a send that got no HTTP answer (a refused connection, a read timed out).
-_CONNECTION_ERROR = re.compile(r"connection error", re.IGNORECASE)
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
 # send to its own pool so it can stop waiting; `send` bounds the wait already, and the socket
-# timeouts (_tune) bound the send itself.
+# timeouts (plugin_settings.tune) bound the send itself.
 _ASSET = AppriseAsset(service_timeout=0)
 
 
@@ -69,12 +63,6 @@ class Target:
 def target_key(url: str) -> str:
     """The opaque, stable key of a channel URL (the outbox holds this, never the URL)."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-
-
-def waited_out(error: str | None, took: float, timeout: float) -> bool:
-    """Whether a failed send that took `took` seconds from its start waited out `timeout` for
-    an answer: apprise words a read that timed out as it words a refused connection."""
-    return took >= timeout * TIMED_OUT_SHARE and bool(_CONNECTION_ERROR.search(error or ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +115,13 @@ class ChannelSet:
                     problems.append(ConfigProblem("<config>", None, path, why or "unusable URL"))
                     continue
                 display = privacy_url(plugin)  # before _tune: shows the user's URL, not ours
-                _tune(plugin, delivery)
+                tune(plugin, delivery)
                 target = Target(channel=name, key=target_key(url), display=display)
                 entry = _Entry(
                     target,
                     Apprise(plugin),
                     url_secrets(url, display),
-                    _limit(plugin),
+                    message_limit(plugin),
                     own_title=int(getattr(plugin, "title_maxlen", 0) or 0) > 0,
                 )
                 LOG_GUARD.add_secrets(entry.secrets)
@@ -261,10 +249,9 @@ class ChannelSet:
         with result:
             outcome = to_send_result(result, entry.secrets)
         took = time.monotonic() - began[0] if began else 0.0
-        if not outcome.ok and waited_out(outcome.error, took, self._answer_wait):
-            outcome = dataclasses.replace(
-                outcome, error=f"{outcome.error} (no answer within {self._answer_wait:g}s)"
-            )
+        if not outcome.ok:
+            noted = timeout_note(outcome.error, took, self._lock_wait, self._answer_wait)
+            outcome = dataclasses.replace(outcome, error=noted)
         log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
         return outcome
 
@@ -284,34 +271,3 @@ class ChannelSet:
             )
         )
         return list(zip(targets, results, strict=True))
-
-
-SLACK_SECTION_LIMIT = 3000  # characters of a Slack section block's text (Slack's documented cap)
-
-
-def _limit(plugin: NotifyBase) -> MessageLimit:
-    """The service's message limits as apprise knows them (a title it cannot show apart goes
-    into the body, so the body's limits are the message's)."""
-    chars = int(getattr(plugin, "body_maxlen", 0) or 0) or 32768
-    if getattr(plugin, "use_blocks", False):
-        chars = min(chars, SLACK_SECTION_LIMIT)  # one section block; apprise does not cut it
-    lines = int(getattr(plugin, "body_max_line_count", 0) or 0)
-    return MessageLimit(chars=chars, lines=lines)
-
-
-def _tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
-    """Per-instance settings we own rather than inherit from apprise's defaults."""
-    # apprise sleeps `request_rate_per_sec` between two sends of the same instance (5.5 s for
-    # ntfy/email, 1.2 s for Slack): on a reused object that delays every second alert. The
-    # deliverer paces and backs off itself, so the throttle is off. Pinned by a test.
-    plugin.request_rate_per_sec = 0
-    # No retries inside apprise (a URL's ?retry=N): the deliverer retries with back-off, and a
-    # send given up on must not keep trying in its thread.
-    plugin.retry = 0
-    # The connection is bounded by delivery.timeout, so a peer that never answers ends its
-    # send thread with a failure (`send` waits for that outcome). Its answer is waited for as
-    # long as the attempt may last: the request is out by then, and a read cut off sooner
-    # turned a slow service's success into a failure, and its retry into a second copy.
-    plugin.socket_connect_timeout = delivery.timeout
-    plugin.socket_read_timeout = delivery.answer_timeout
-    plugin.overflow_mode = OverflowMode(delivery.overflow)

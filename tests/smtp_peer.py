@@ -46,6 +46,7 @@ class SmtpServer:
         self.user, self.password = user, password
         self.mails: list[Mail] = []
         self.failed_logins = 0
+        self.answer_delay = 0.0  # seconds the answer to a message waits (a scanning server)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arrived = asyncio.Event()
         self._lock = threading.Lock()
@@ -110,6 +111,8 @@ class SmtpServer:
             self.mails.append(mail)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._arrived.set)
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
         return "250 Message accepted for delivery"
 
     async def wait_for(self, n: int, timeout: float = 5) -> list[Mail]:

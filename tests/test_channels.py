@@ -34,6 +34,7 @@ from notifier.channels import ChannelSet, Target, check_url, waited_out
 from notifier.errors import ConfigError
 from notifier.events import MessageLimit
 from notifier.late_deliveries import LateDeliveries
+from notifier.plugin_settings import timeout_note
 from notifier.send_results import RATE_LIMIT_PAUSE, rate_limit_pause
 from notifier.settings import ChannelSettings, DeliverySettings
 
@@ -100,6 +101,19 @@ async def test_mailto_authenticates_and_delivers(smtp_server: SmtpServer) -> Non
     assert mail.rcpt_tos == ("trader@example.com",)
     assert mail.message["Subject"] == TITLE
     assert mail.text().rstrip("\r\n") == BODY
+
+
+async def test_a_mail_server_slower_than_delivery_timeout_still_delivers_once(
+    smtp_server: SmtpServer,
+) -> None:
+    """A mail server that scans a message before it answers: apprise hands smtplib one
+    timeout for every step, so with delivery.timeout there the answer was cut off, the send
+    failed and its retry mailed it again. It gets twice the timeout, as an HTTP answer does."""
+    smtp_server.answer_delay = 1.5
+    cs = channels({"c": (smtp_server.url(),)}, DeliverySettings(timeout=1.0))
+    result = await asyncio.wait_for(cs.send(only(cs).key, TITLE, BODY), timeout=30)
+    assert (result.ok, result.error) == (True, None)
+    assert len(smtp_server.mails) == 1
 
 
 async def test_mailto_wrong_password_fails_without_leaking_it(smtp_server: SmtpServer) -> None:
@@ -952,6 +966,17 @@ def test_only_a_connection_error_that_waited_out_the_timeout_says_so() -> None:
     assert not waited_out(refused, took=0.01, timeout=3.0)
     assert not waited_out("json: failure: JSON notification failed: error=500.", 9.0, 3.0)
     assert not waited_out(None, took=9.0, timeout=3.0)
+
+
+def test_the_note_names_the_timeout_the_send_waited_out() -> None:
+    """The connect is bounded by delivery.timeout, the answer by twice it: a connection error
+    after the first is a host that never answered the connect (a firewall dropping packets),
+    after the second a service that never answered the request."""
+    refused = "json: failure: A Connection error occurred sending JSON notification to h."
+    assert timeout_note(refused, 6.0, 3.0, 6.0) == f"{refused} (no answer within 6s)"
+    assert timeout_note(refused, 3.0, 3.0, 6.0) == f"{refused} (no connection within 3s)"
+    assert timeout_note(refused, 0.01, 3.0, 6.0) == refused
+    assert timeout_note("json: failure: error=500.", 9.0, 3.0, 6.0) == "json: failure: error=500."
 
 
 # --- the suite's loopback guard (conftest.py) ------------------------------------------------
