@@ -79,7 +79,10 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
     try:
         _configure_logging(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        if getattr(args, "log_level", None):
+            parser.error(str(exc))  # the flag's: a usage error, with the usage
+        _last_word(str(exc))  # NOTIFIER_LOG_LEVEL's: the usage would blame a flag
+        return EXIT_CONFIG
     try:
         code: int = _COMMANDS[args.command](args)
     except ConfigError as exc:

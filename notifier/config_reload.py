@@ -51,7 +51,7 @@ class ConfigReloader:
         self._stopped = False  # the service is stopping: no reload from now on
         # For the metrics: reloads done, by result ("ok", "refused"), and whether the last
         # one took (the start's reading counts as one that did).
-        self.results: Counter[str] = Counter()
+        self.results: Counter[str] = Counter(ok=0, refused=0)  # present from the start
         self.last_ok = True
 
     @property
@@ -166,6 +166,5 @@ _ENVIRONMENT_NOTE = (
 
 def _names_unset_variable(error: ConfigError) -> bool:
     return any(
-        p.message.startswith("environment variable ") and " is not set" in p.message
-        for p in error.problems
+        "environment variable" in p.message and "not set" in p.message for p in error.problems
     )

@@ -122,7 +122,7 @@ class FeedClient:
 
     async def run(self) -> None:
         """Hold the feed until cancelled or stopped; KeyRefused (fatal) when the key is refused
-        before the venue ever took it in this run.
+        before a connection was ever made with it in this run.
 
         A key the venue took before and now refuses is asked about again every KEY_RETRY
         seconds: a revoked key needs a person either way, but a venue's passing fault must
@@ -138,13 +138,16 @@ class FeedClient:
                 try:
                     token = await self._mint()
                 except KeyRefused as exc:
-                    if self.stats.token_mints == 0:
-                        raise  # never taken in this run: a wrong key, which no retry changes
+                    if self.stats.connects == 0:
+                        raise  # never held a connection in this run: a wrong key, for good
                     self._count("key_refused")
                     self.stats.key_refused = True
-                    delay = max(KEY_RETRY, self._reconnect.next_delay())
-                    log.error("%s; it was taken earlier in this run: asking in %.0fs", exc, delay)
-                    await self._pause(delay)
+                    # Not the back-off's next step: that would outlast the refusal, and make
+                    # the first drop after it wait as long.
+                    log.error(
+                        "%s; it was taken earlier in this run: asking in %.0fs", exc, KEY_RETRY
+                    )
+                    await self._pause(KEY_RETRY)
                     continue
                 except RateLimited as exc:
                     self._count("rate_limited")

@@ -38,13 +38,15 @@ async def test_a_refused_reload_shows_in_the_metrics_until_one_takes(
         reload=lambda: _settings(tmp_path, later, env),
         install_signals=False,
     )
-    assert (service.snapshot().reloads, service.snapshot().last_reload_ok) == ({}, True)
+    # Both results present from the start: a rate() over the first refusal sees it.
+    started = service.snapshot()
+    assert (started.reloads, started.last_reload_ok) == ({"ok": 0, "refused": 0}, True)
     with caplog.at_level(logging.INFO, logger="notifier.config_reload"):
         assert await service.reload() is False
         refused = service.snapshot()
         env["PHONE_URL"] = "json://127.0.0.1:9/phone"
         assert await service.reload() is True
-    assert (refused.reloads, refused.last_reload_ok) == ({"refused": 1}, False)
+    assert (refused.reloads, refused.last_reload_ok) == ({"ok": 0, "refused": 1}, False)
     taken = service.snapshot()
     assert (taken.reloads, taken.last_reload_ok) == ({"refused": 1, "ok": 1}, True)
     first, second = caplog.records
@@ -94,3 +96,21 @@ async def test_a_reload_that_changes_only_delivery_settings_names_them(
         "reloaded: 0 rules, 1 channels (no change in rules, channels or delivery)",
     ]
     assert service.settings.delivery.timeout == 5.0
+
+
+async def test_the_environment_note_also_follows_a_variable_whose_name_is_not_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A secret's unset variable with an unconventional name (a key pasted as one) is refused
+    without its name; the reload still says the environment is the start's."""
+    service = Service(
+        _settings(tmp_path, CONFIG, {}),
+        reload=lambda: _settings(tmp_path, CONFIG + "  phone: ${ps_live_pasted}\n", {}),
+        install_signals=False,
+    )
+    with caplog.at_level(logging.ERROR, logger="notifier.config_reload"):
+        assert await service.reload() is False
+    (refused,) = caplog.records
+    assert "names an environment variable that is not set" in refused.getMessage()
+    assert "ps_live_pasted" not in refused.getMessage()
+    assert refused.getMessage().endswith("needs a restart)")

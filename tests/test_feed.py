@@ -689,15 +689,38 @@ async def test_a_key_refused_after_it_was_taken_is_asked_about_again(
         await until(lambda: h.client.stats.connects == 2 and h.client.stats.reading)
         await h.sink.wait(1)
         assert not task.done()
-    assert h.sleeps.delays == [KEY_RETRY, KEY_RETRY]
-    assert refused_while_paused == [True, True]
+        await polysim.close_all(1000)  # an ordinary drop after: the back-off's first step
+        await until(lambda: h.client.stats.connects == 3 and h.client.stats.reading)
+    assert h.sleeps.delays[:2] == [KEY_RETRY, KEY_RETRY]
+    assert len(h.sleeps.delays) == 3
+    assert 0.5 <= h.sleeps.delays[2] <= 1.0  # not the third step (2 to 4 s) of the refusals
+    assert refused_while_paused == [True, True, False]
     assert not h.client.stats.key_refused
-    assert h.client.stats.reconnects == {"close_4001": 1, "key_refused": 2}
-    assert h.client.stats.token_mints == 2
+    assert h.client.stats.reconnects == {"close_4001": 1, "key_refused": 2, "closed": 1}
+    assert h.client.stats.token_mints == 3
     assert h.sink.order_ids() == ["7"]
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 2
     assert all("refused the API key" in e and "asking in 60s" in e for e in errors), errors
+
+
+async def test_a_key_refused_before_any_connection_is_still_fatal(
+    polysim: SimulatedPolySim, http: httpx.AsyncClient
+) -> None:
+    """A token minted but no connection ever made (the handshake refused), then the key
+    refused: the key never served in this run, so run() ends as at a refused start, and the
+    next start (with a fixed key) is a first start again, not a backfill of the days between."""
+
+    def revoke(n: int) -> None:
+        polysim.token_status = 401
+
+    polysim.throttle_connects = 1
+    h = Harness(polysim, http, sleeps=Sleeps(revoke))
+    with pytest.raises(KeyRefused):
+        await asyncio.wait_for(h.client.run(), 10)
+    assert (h.client.stats.token_mints, h.client.stats.connects) == (1, 0)
+    assert h.client.stats.reconnects == {"rate_limited": 1}
+    assert h.watermark.at is None
 
 
 async def test_rate_limited_token_honours_retry_after(
