@@ -220,6 +220,13 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
             return None
         if combined is not None:
             extras["shaping"], extras["line"] = combined
+        if "title" not in fields or "body" not in fields:
+            # A message of one fill looks like one fill, whatever shaping the rule has: the
+            # digest defaults ("Fills on X (1)") are for several.
+            extras["single"] = (
+                fields.get("title", Template(DEFAULT_TITLE)),
+                fields.get("body", Template(DEFAULT_BODY)),
+            )
         fields.setdefault("title", Template(DIGEST_TITLE))
         fields.setdefault("body", Template(digest_body(line_break(ctx.escape))))
     fields.setdefault("title", Template(DEFAULT_TITLE))

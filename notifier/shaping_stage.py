@@ -47,10 +47,16 @@ def rule_shaping(rule: Rule) -> RuleShaping | None:
 
 
 def render_release(rule: Rule, release: Release) -> tuple[str, str]:
-    """Title and body of a release: the rule's templates over the digest fields and `lines`."""
+    """Title and body of a release: the rule's templates over the digest fields and `lines`;
+    for a release of one fill, where the rule left a template to the digest default, the
+    plain default instead (a quiet-hours rule's daytime alerts look like any rule's)."""
     line = rule.extras.get("line")
     template = line if isinstance(line, Template) else _DEFAULT_LINE
-    return _render(rule.title, rule.body, template, rule.name, release, rule_escape(rule))
+    title, body = rule.title, rule.body
+    single = rule.extras.get("single")
+    if release.count == 1 and not release.suppressed and isinstance(single, tuple):
+        title, body = single
+    return _render(title, body, template, rule.name, release, rule_escape(rule))
 
 
 def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, str]:

@@ -698,9 +698,40 @@ async def test_html_digests_end_their_lines_with_br(store: StateStore, clock: Ha
     clock.advance(minutes=4)
     pipeline.release_due()  # the period ends: one message of both groups
     assert [r.body for r in rows(store, "digest")] == [
-        "1 fills on BTC &lt; 100k?: 10 @ avg 0.6000<br>BUY 10 Yes @ 0.60 #1",
+        "BUY 10 Yes @ 0.60 on BTC &lt; 100k? (order #1)",  # one fill: the plain default
         "2 fills on BTC 100k?: 60 @ avg 0.7000<br>BUY 30 Yes @ 0.70 #2<br>BUY 30 Yes @ 0.70 #3"
         "<br>(1 earlier message folded into this one)",
+    ]
+
+
+QUIET_HOURS = """rules:
+  - name: digest
+    notify: [desk]
+    active: {hours: "08:00-22:00", tz: UTC, outside: hold}
+"""
+
+
+async def test_one_fill_looks_like_one_fill_whatever_the_rule_s_shaping(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A rule with quiet hours (and no templates of its own) sent each daytime fill as a
+    digest of one, "Fills on X (1)" / "1 fills on X: ...", and so did a throttle's first
+    message: a message of one fill now takes the plain default templates, and only a message
+    of several the digest ones."""
+    clock.now = clock.now.replace(hour=21, minute=59, second=0, microsecond=0)
+    pipeline = make(store, clock, QUIET_HOURS)
+    await feed(pipeline, fill("1", "0.60", "10"))  # daytime: at once
+    clock.advance(minutes=2)
+    await feed(pipeline, fill("2", "0.70", "20"))  # the night holds these two
+    await feed(pipeline, fill("3", "0.70", "30"))
+    clock.advance(hours=10)
+    pipeline.release_due()  # 08:01: what the night held, in one message
+    assert [(r.title, r.body) for r in rows(store, "digest")] == [
+        ("BUY Yes on BTC 100k?", "BUY 10 Yes @ 0.60 on BTC 100k? (order #1)"),
+        (
+            "Fills on BTC 100k? (2)",
+            "2 fills on BTC 100k?: 50 @ avg 0.7000\nBUY 20 Yes @ 0.70 #2\nBUY 30 Yes @ 0.70 #3",
+        ),
     ]
 
 
