@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Context, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 MAX_SPEC_NUMBER = 1000  # the widest width or precision a format spec may ask for
 
@@ -25,7 +25,7 @@ def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
     Decimal's general format does (`.2` shows 0.004 as 0.004, and 1234.5 as 1200)."""
     precision = _PRECISION.search(spec)
     if precision is not None:
-        value = Context(prec=max(int(precision.group(1)), 1)).plus(value)
+        value = Context(prec=max(int(precision.group(1)), 1), rounding=ROUND_HALF_UP).plus(value)
         spec = spec[: precision.start()]
     return value, spec + "f"
 

@@ -14,7 +14,7 @@ import string
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from notifier.events import Fill
 from notifier.format_specs import (
@@ -214,7 +214,13 @@ class Template:
                     shown = str(value)
                 elif isinstance(value, Decimal) and not spec.endswith(DECIMAL_TYPES):
                     shown, spec = plain_digits(value, spec)
-                text = format(shown, spec)
+                if isinstance(shown, Decimal) and spec:
+                    # Money rounds half up, as a trader reads it: 10.125 is 10.13, not the
+                    # context's half-even 10.12.
+                    with localcontext(rounding=ROUND_HALF_UP):
+                        text = format(shown, spec)
+                else:
+                    text = format(shown, spec)
             except Exception:  # broad on purpose: a spec that does not fit, shown plain
                 text = _plain(shown)
             markup = isinstance(value, Markup)

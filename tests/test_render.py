@@ -62,6 +62,18 @@ def test_decimal_specs_are_exact() -> None:
     assert Template.parse("{notional:.2f}").render(values) == "2.68"
 
 
+def test_money_rounds_half_up_as_a_trader_reads_it() -> None:
+    """Decimal's context rounds half to even: a notional of 10.125 showed as 10.12, a price
+    of 0.125 as 0.12 and 0.425 as 42%, where a trader (and a spreadsheet) reads 10.13, 0.13
+    and 43%. Specs with a type and without one round half up."""
+    fill = dataclasses.replace(FILL, price=Decimal("0.125"), quantity=Decimal("81"))
+    values = fill_values(fill, rule="r")
+    template = Template.parse("{notional:.2f}|{price:.2f}|{price:.2}|{price:.0%}")
+    assert template.render(values) == "10.13|0.13|0.13|13%"
+    ratio = fill_values(dataclasses.replace(FILL, price=Decimal("0.425")), rule="r")
+    assert Template.parse("{price:.0%}|{price:.1}").render(ratio) == "43%|0.4"
+
+
 def test_decimals_without_a_spec_never_use_exponents() -> None:
     """As the wire wrote them: 0.001 at 0.0001 is a notional of 0.0000001, not 1E-7."""
     small = dataclasses.replace(FILL, price=Decimal("0.0001"), quantity=Decimal("0.001"))
