@@ -10,6 +10,7 @@ from decimal import Context, Decimal, localcontext
 from typing import Literal
 
 from notifier.events import Fill
+from notifier.format_specs import money_shown
 from notifier.render import FILL_FIELDS, Timestamp, fill_values
 
 MIXED = "mixed"  # side/outcome/market_id of a digest whose fills disagree
@@ -30,7 +31,7 @@ _STAMP = Timestamp(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
 GROUP_SAMPLES: Mapping[str, object] = {
     "count": 3,
     "total_quantity": Decimal("30.0"),
-    "total_notional": Decimal("19.500"),
+    "total_notional": Decimal("19.50"),
     "vwap": Decimal("0.65"),
     "min_price": Decimal("0.64"),
     "max_price": Decimal("0.66"),
@@ -162,7 +163,7 @@ def aggregate(bunch: Bunch) -> dict[str, object]:
     return {
         "count": bunch.count,
         "total_quantity": quantity,
-        "total_notional": notional,
+        "total_notional": money_shown(notional),
         "vwap": notional / quantity if quantity else Decimal("NaN"),
         "min_price": bunch.min_price,
         "max_price": bunch.max_price,

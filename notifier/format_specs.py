@@ -30,6 +30,25 @@ def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
     return value, spec + "f"
 
 
+MONEY_PLACES = 2  # decimal places a computed amount keeps however many zeros follow
+
+
+def money_shown(value: Decimal) -> Decimal:
+    """A computed amount (price x quantity, a sum of them) for display: the trailing zeros
+    past MONEY_PLACES places dropped, as no one writes them: "0.4200" x "1000.000000" is
+    420.00, not 420.0000000000. Significant digits stay, however many: 10.125 is 10.125.
+    The exact value is what rules compare; only the text changes."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):  # "n"/"F": not finite
+        return value
+    if not any(digits):  # a zero: its places, at most MONEY_PLACES
+        return Decimal((sign, (0,), max(exponent, -MONEY_PLACES)))
+    drop = 0  # from the digits themselves: normalize() would round to the context's 28
+    while drop < len(digits) - 1 and digits[-1 - drop] == 0 and exponent + drop < -MONEY_PLACES:
+        drop += 1
+    return Decimal((sign, digits[: len(digits) - drop], exponent + drop)) if drop else value
+
+
 # A standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type].
 _STANDARD_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d*))?[a-zA-Z%]?", re.DOTALL)
 # A strftime directive's width, as glibc takes it: `%10Y`, `%_8d`, `%-3j`.

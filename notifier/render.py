@@ -21,6 +21,7 @@ from notifier.format_specs import (
     DECIMAL_TYPES,
     MAX_SPEC_NUMBER,
     formats,
+    money_shown,
     oversized,
     plain_digits,
 )
@@ -102,7 +103,7 @@ _FILL_SAMPLES: dict[str, object] = {
     **dict.fromkeys(FILL_FIELDS, "text"),
     "price": Decimal("0.65"),
     "quantity": Decimal("10.0"),
-    "notional": Decimal("6.500"),
+    "notional": Decimal("6.50"),
     "filled_at": _SAMPLE_TIME,
 }
 
@@ -310,7 +311,7 @@ def fill_values(fill: Fill, *, rule: str) -> dict[str, object]:
         "outcome": fill.outcome,
         "price": fill.price,
         "quantity": fill.quantity,
-        "notional": fill.notional,
+        "notional": money_shown(fill.notional),
         "status": fill.status or "",
         "filled_at": stamp,
         "rule": rule,

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier.events import Fill
+from notifier.format_specs import money_shown
 from notifier.render import (
     DEFAULT_BODY,
     DEFAULT_TITLE,
@@ -81,7 +82,28 @@ def test_decimals_without_a_spec_never_use_exponents() -> None:
     body = Template.parse("{quantity} @ {price} = {notional}")
     assert body.render(fill_values(small, rule="r")) == "0.001 @ 0.0001 = 0.0000001"
     assert body.render(fill_values(big, rule="r")) == "1000 @ 0.5 = 500"
-    assert body.render(fill_values(FILL, rule="r")) == "10.0 @ 0.65 = 6.500"
+    assert body.render(fill_values(FILL, rule="r")) == "10.0 @ 0.65 = 6.50"
+
+
+def test_a_computed_amount_drops_the_zeros_the_wire_s_padding_made() -> None:
+    """A venue padding its decimals ("0.4200" x "1000.000000") made a bare {notional} show
+    420.0000000000: past two places, trailing zeros go; significant digits never do, and
+    the value rules compare stays the exact product."""
+    padded = dataclasses.replace(FILL, price=Decimal("0.4200"), quantity=Decimal("1000.000000"))
+    values = fill_values(padded, rule="r")
+    assert Template.parse("{notional}").render(values) == "420.00"
+    assert padded.notional == Decimal("420.0000000000")
+    fine = dataclasses.replace(FILL, price=Decimal("0.125"), quantity=Decimal("81.000"))
+    assert Template.parse("{notional}").render(fill_values(fine, rule="r")) == "10.125"
+    for text, shown in [
+        ("6.500", "6.50"),
+        ("500", "500"),
+        ("12.5", "12.5"),
+        ("0.0000001", "1E-7"),
+        ("0.00000", "0.00"),
+        ("7.0000000000000000000000000000000000001000", "7.0000000000000000000000000000000000001"),
+    ]:
+        assert str(money_shown(Decimal(text))) == shown, text
 
 
 def test_a_spec_without_a_type_never_uses_exponents_either() -> None:
