@@ -305,6 +305,30 @@ async def test_test_command_sends_with_send(
     assert "    hook json://127.0.0.1:" in capsys.readouterr().out
 
 
+def test_a_dry_run_says_when_a_status_rule_meets_a_fill_without_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The flat `fill` shape carries no status: a trader's "partial fills only" rule showed
+    "no rule matches" for such a fill with no word why. The note comes only where a rule
+    tests status and the fill has none."""
+    Path("c.yaml").write_text(
+        "channels:\n  hook: json://127.0.0.1:9/\nrules:\n"
+        "  - {name: partials, when: {status: PARTIALLY_FILLED}, notify: [hook]}\n",
+        encoding="utf-8",
+    )
+    with_status = json.loads(FLAT) | {"type": "execution", "status": "PARTIALLY_FILLED"}
+    assert cli.main(["test", "c.yaml", "--fill", FLAT]) == 0
+    assert cli.main(["test", "c.yaml", "--fill", json.dumps(with_status)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    notes = [line for line in lines if "has no status" in line]
+    assert notes == [
+        "  note: this fill has no status (the feed's flat `fill` shape sends none): a `status`"
+        " test does not match it, and `not: {status: ...}` does"
+    ]
+    assert lines[1] == "  no rule matches"
+    assert "  rule partials -> hook" in lines
+
+
 async def test_send_test_reports_each_url(
     webhook: WebhookReceiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
