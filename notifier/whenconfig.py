@@ -113,6 +113,15 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
                 f"holds a comma: to match any of several, write a list: [{first}, ...]",
             )
             ok = False
+        elif key == "market" and not _ID_TEXT.fullmatch(text):
+            # "Bitcoin", "*election*": words, where the venue sends 0x… hex; never matches.
+            problems.add(
+                item.line,
+                item_path,
+                f"{text!r} is not a market id (the venue's are 0x… hex): to match the "
+                f"market's question, write market_title: {_title_glob(text)!r}",
+            )
+            ok = False
         elif key == "market" and _UPPER_HEX_ID.fullmatch(text):
             # The venue's ids are lower-case hex ("0x1a2b…"), compared exactly: this never matches.
             problems.add(
@@ -130,6 +139,15 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
             )
             ok = False
     return tuple(v for v, _, _ in values) if ok else None
+
+
+# What a market id can be, globs included: hex digits and the 0x before them.
+_ID_TEXT = re.compile(r"[0-9a-fA-FxX*?\[\]!-]*")
+
+
+def _title_glob(text: str) -> str:
+    """Words meant for the title, as a market_title glob that finds them anywhere in it."""
+    return text if "*" in text or "?" in text else f"*{text}*"
 
 
 # A hex market id (globs allowed) with an upper-case digit: "0xABC1", "0xAbC*".

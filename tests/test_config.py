@@ -472,6 +472,16 @@ def rules_errors(rules: str) -> list[str]:
             "config.yaml:7: rules[0].when.market[1]: market ids are lower-case hex, as the "
             "venue sends them: write '0xe40605e6*'",
         ),
+        (  # words where the venue sends 0x… hex: it never matches
+            "- name: r\n  notify: desk\n  when: {market: [0xabc1, Bitcoin]}\n",
+            "config.yaml:7: rules[0].when.market[1]: 'Bitcoin' is not a market id (the venue's "
+            "are 0x… hex): to match the market's question, write market_title: '*Bitcoin*'",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {market: '*election?'}\n",
+            "config.yaml:7: rules[0].when.market: '*election?' is not a market id (the venue's "
+            "are 0x… hex): to match the market's question, write market_title: '*election?'",
+        ),
         (
             "- name: r\n  notify: desk\n  when: {side: 'buy buy'}\n",
             "config.yaml:7: rules[0].when.side: names 2 sides in one string: write one: BUY",
