@@ -93,11 +93,11 @@ def cut_by_comment(lines: list[str], end: yaml.Mark, *, quoted: bool = False) ->
 
 def comma_hint(whole: str, part: str) -> str:
     """What `whole,part` was meant to be: a decimal, or (three digits after a non-zero whole)
-    perhaps a number with a thousands separator."""
-    hint = f"write {whole}.{part} with a decimal point"
-    if len(part) == 3 and whole.strip("0-+"):
-        hint += f", or {whole}{part} without the thousands separator"
-    return hint
+    more likely a number with a thousands separator, named first."""
+    decimal = f"{whole}.{part} with a decimal point"
+    if len(part) == 3 and whole.strip("0-+"):  # "1,000": more likely a thousand than one
+        return f"write {whole}{part} without the thousands separator, or {decimal}"
+    return f"write {decimal}"
 
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")

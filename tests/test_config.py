@@ -1391,7 +1391,7 @@ def test_a_decimal_comma_is_named_as_one() -> None:
         "config.yaml:5: rules[0].when.price.max: a comma in {...} separates entries: "
         "write 0.65 with a decimal point",
         "config.yaml:6: rules[1].when.quantity.min: a comma in {...} separates entries: "
-        "write 1.000 with a decimal point, or 1000 without the thousands separator",
+        "write 1000 without the thousands separator, or 1.000 with a decimal point",
         "config.yaml:6: rules[1].when.price.min: a comma in {...} separates entries: "
         "write 0.1 with a decimal point",
         "config.yaml:6: rules[1].when.price.max: a comma in {...} separates entries: "
