@@ -71,10 +71,27 @@ def oversized(spec: str) -> bool:
     return any(len(n) > 6 or int(n) > MAX_SPEC_NUMBER for n in numbers)
 
 
+# strftime's directives (C99, POSIX and glibc's, which Python passes through), with glibc's
+# flags and width: one outside them is echoed as typed ("{filled_at:%Y %Q}" showed "%Q").
+_STRFTIME_DIRECTIVE = re.compile(r"%[-_0^#]*\d*([EO]?.)", re.DOTALL)
+_STRFTIME_LETTERS = frozenset("aAbBcCdDeFgGhHIjklmMnpPrRsStTuUVwWxXyYzZ%f+")
+
+
+def unknown_directive(spec: str) -> str | None:
+    """The first directive in `spec` strftime does not know (`%Q`), if one is there."""
+    for found in _STRFTIME_DIRECTIVE.finditer(spec):
+        if found.group(1)[-1] not in _STRFTIME_LETTERS:
+            return found.group(0)
+    return None
+
+
 def formats(value: object, spec: str) -> bool:
-    """Whether `spec` applies to `value` (a datetime only with a strftime directive)."""
-    if isinstance(value, datetime) and "%" not in spec:
-        return False  # strftime echoes any text, so only a spec with a % directive counts
+    """Whether `spec` applies to `value` (a datetime only with a strftime directive, each
+    one strftime knows)."""
+    if isinstance(value, datetime) and (
+        not _STRFTIME_DIRECTIVE.search(spec) or unknown_directive(spec) is not None
+    ):
+        return False  # strftime echoes any text, an unknown directive too
     try:
         format(value, spec)
     except (ValueError, TypeError):

@@ -24,6 +24,7 @@ from notifier.format_specs import (
     money_shown,
     oversized,
     plain_digits,
+    unknown_directive,
 )
 from notifier.normalize import BIDI_CONTROLS
 
@@ -170,21 +171,32 @@ class Template:
         template = cls(text)
         known = _FILL_SAMPLES if samples is None else {**_FILL_SAMPLES, **samples}
         before = ""  # the literal text just before a placeholder
+        problems: dict[str, None] = {}  # every one, once, in order: not only the first
         for part in template._parts:
             if isinstance(part, str):
                 before = part
                 continue
             name, spec, to_str = part
             if name not in fields:
-                raise TemplateError(_unknown(name, fields, after_dollar=before.endswith("$")))
+                problems[_unknown(name, fields, after_dollar=before.endswith("$"))] = None
+                before = ""
+                continue
             before = ""
             if spec:
                 tries = ("text",) if to_str else _candidates(name, known)
-                if not any(formats(value, spec) for value in tries):
-                    raise TemplateError(
+                directive = unknown_directive(spec)
+                if directive is not None and any(isinstance(v, datetime) for v in tries):
+                    problems[
+                        f"placeholder {{{name}:{spec}}}: {directive} is not a strftime "
+                        "directive (it would be shown as typed)"
+                    ] = None
+                elif not any(formats(value, spec) for value in tries):
+                    problems[
                         f"placeholder {{{name}:{spec}}}: format spec {spec!r} does not apply "
                         f"to {name}"
-                    )
+                    ] = None
+        if problems:
+            raise TemplateError("; ".join(problems))
         return template
 
     @property

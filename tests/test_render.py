@@ -233,6 +233,33 @@ def test_refused_templates(text: str, message: str) -> None:
     assert str(info.value).startswith(message)
 
 
+def test_every_bad_placeholder_of_a_template_is_named_at_once() -> None:
+    """Only a template's first bad placeholder was reported: fixing `{pirce}` then showed
+    `{qty}`, one reload at a time. Each is named, once, in order."""
+    with pytest.raises(TemplateError) as info:
+        Template.parse("{pirce} {qty} {price:.2c} {pirce}")
+    assert str(info.value) == (
+        "unknown field {pirce} (did you mean {price}?); "
+        f"unknown field {{qty}}; fields are: {', '.join(FILL_FIELDS)}; "
+        "placeholder {price:.2c}: format spec '.2c' does not apply to price"
+    )
+
+
+@pytest.mark.parametrize("spec", ["%Y %Q", "%d %K", "%-9q"])
+def test_a_strftime_directive_strftime_does_not_know_is_refused(spec: str) -> None:
+    """strftime shows a directive it does not know as typed: `{filled_at:%Y %Q}` rendered
+    "2026 %Q" in every alert. Refused at load, naming the directive; glibc's flags, widths
+    and E/O modifiers stay valid."""
+    with pytest.raises(TemplateError) as info:
+        Template.parse(f"{{filled_at:{spec}}}")
+    directive = spec.split()[-1]
+    assert str(info.value) == (
+        f"placeholder {{filled_at:{spec}}}: {directive} is not a strftime directive "
+        "(it would be shown as typed)"
+    )
+    assert Template.parse("{filled_at:%-d %b %Ey %10Y %H:%M:%S.%f %Z %%}").fields == {"filled_at"}
+
+
 def test_custom_fields_and_untyped_specs() -> None:
     """Other stages can pass their own fields; a spec on an unknown-type field needs some type."""
     template = Template.parse("{count:>3} {vwap:.4f}", fields=("count", "vwap"))
