@@ -113,7 +113,7 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
                 f"holds a comma: to match any of several, write a list: [{first}, ...]",
             )
             ok = False
-        elif key == "market" and not _ID_TEXT.fullmatch(text):
+        elif key == "market" and not _ID_TEXT.fullmatch(text) and not _ID_START.match(text):
             # "Bitcoin", "*election*": words, where the venue sends 0x… hex; never matches.
             problems.add(
                 item.line,
@@ -141,8 +141,10 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
     return tuple(v for v, _, _ in values) if ok else None
 
 
-# What a market id can be, globs included: hex digits and the 0x before them.
+# What a market id can be, globs included: hex digits and the 0x before them; or anything
+# written after a 0x, which reads as an id whatever follows.
 _ID_TEXT = re.compile(r"[0-9a-fA-FxX*?\[\]!-]*")
+_ID_START = re.compile(r"[*?]*0[xX]")
 
 
 def _title_glob(text: str) -> str:
