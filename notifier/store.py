@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -33,7 +33,6 @@ from notifier.store_schema import (
 from notifier.title_table import TitleWaitTable
 
 __all__ = [
-    "FUTURE_TOLERANCE",
     "MIGRATIONS",
     "PRUNE_STEP",
     "SCHEMA_VERSION",
@@ -41,7 +40,6 @@ __all__ = [
     "StateStore",
 ]
 
-FUTURE_TOLERANCE = timedelta(minutes=10)  # clock skew the watermark accepts
 _KEYS_PER_QUERY = 500  # well under SQLite's bound on parameters per statement
 _INSERT_FILL = "INSERT OR IGNORE INTO fills (key, filled_at) VALUES (?, ?)"
 _GAP_KEY = "feed.gap"
@@ -211,12 +209,15 @@ class StateStore(OutboxQueue):
         return True
 
     def _believable(self, filled_us: int) -> int:
-        """A fill time as far as the watermark may follow it: not past now + a tolerance.
+        """A fill time as far as the watermark may follow it: not past now.
 
-        One fill stamped far in the future (a venue bug, a skewed clock) would otherwise move
-        the watermark there, and every later backfill would start after the fills it must find.
+        A backfill reads history from the watermark less `backfill_overlap`. One fill stamped
+        ahead of this clock (a venue bug, its clock ahead, a late stamp) would otherwise move
+        the watermark past the fills of the next gap, stamped before it: five minutes ahead,
+        under the 60 s overlap, lost the gap's fills. Capped at now, a venue whose clock runs
+        ahead costs only a longer read (its fills deduped), never a fill.
         """
-        return min(filled_us, to_us(self._clock() + FUTURE_TOLERANCE))
+        return min(filled_us, to_us(self._clock()))
 
     @staticmethod
     def _advance(db: sqlite3.Connection, at_us: int) -> None:

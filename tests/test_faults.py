@@ -111,6 +111,28 @@ async def test_fifty_drops_with_fills_in_every_gap(
     assert venue.connections == venue.token_mints == 51
 
 
+async def test_a_fill_stamped_ahead_of_the_clock_hides_no_fill_of_the_next_gap(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """A live fill stamped five minutes ahead (the venue's clock, a late stamp) moved the
+    watermark there; the next gap's backfill read from it less the 60 s overlap, so a fill
+    made in the gap, stamped now, was never read back. Each of the three alerts once."""
+    gate = Gate(auto=False)
+    async with running(venue, {"hook": hook}, tmp_path, sleep=gate) as service:
+        feed = service.feed
+        assert feed is not None
+        await venue.fill(order_id="ahead", filled_at=datetime.now(UTC) + timedelta(minutes=5))
+        await hook.wait_for(1, timeout=10)
+        await venue.close_all(1011, "going away")
+        await venue.wait_disconnected()
+        venue.record_history(order_id="gap")  # nobody connected: history only, stamped now
+        gate.release()
+        await until(reading_on(feed, connect=2))
+        await venue.fill(order_id="after")
+        await delivered_exactly(service, 3)
+    assert hook.titles() == {"ahead": 1, "gap": 1, "after": 1}
+
+
 async def test_equal_partial_fills_across_drops_are_each_alerted_once(
     venue: SimulatedPolySim, hook: Hook, tmp_path: Path
 ) -> None:

@@ -19,7 +19,7 @@ from notifier.errors import StateBusyError, StateError
 from notifier.events import Alert
 from notifier.shaping_state import StateChanges
 from notifier.state_path import writable_hint
-from notifier.store import FUTURE_TOLERANCE, SCHEMA_VERSION, StateStore
+from notifier.store import SCHEMA_VERSION, StateStore
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -94,9 +94,10 @@ def test_unseen_answers_for_many_keys_at_once(store: StateStore) -> None:
     assert store.unseen([]) == set()
 
 
-def test_remember_records_quiet_fills_like_record(store: StateStore) -> None:
+def test_remember_records_quiet_fills_like_record(store: StateStore, clock: HandClock) -> None:
     """`remember` marks fills seen and moves the watermark, counting only the new ones."""
     later = T0 + timedelta(minutes=5)
+    clock.now = later + timedelta(seconds=1)  # the fills are past, as fills are
     store.record(fill_key="a", filled_at=T0, alerts=[])
     assert store.remember([("a", T0), ("b", later), ("c", T0)]) == 2
     assert store.seen("b")
@@ -107,28 +108,31 @@ def test_remember_records_quiet_fills_like_record(store: StateStore) -> None:
     assert store.remember([]) == 0
 
 
-def test_a_fill_from_the_future_moves_the_watermark_only_to_now_plus_tolerance(
-    store: StateStore, clock: HandClock
+@pytest.mark.parametrize("ahead", [timedelta(minutes=5), timedelta(days=365 * 70)])
+def test_a_fill_from_the_future_moves_the_watermark_only_to_now(
+    store: StateStore, clock: HandClock, ahead: timedelta
 ) -> None:
-    """A fill stamped in 2099 is recorded, but the watermark stops at now + FUTURE_TOLERANCE."""
-    far = datetime(2099, 1, 1, tzinfo=UTC)
-    assert store.record(fill_key="f", filled_at=far, alerts=[alert("f", at=far)])
-    assert store.load_watermark() == clock.now + FUTURE_TOLERANCE
-    store.remember([("g", far)])
-    assert store.load_watermark() == clock.now + FUTURE_TOLERANCE
-    assert store.outbox()[0].filled_at == far
+    """A fill stamped ahead of this clock is recorded as stamped, but the watermark stops at
+    now. It used to go up to 10 minutes ahead: past the 60 s backfill overlap, so the next
+    gap's fills, stamped before it, were never read back."""
+    later = clock.now + ahead
+    assert store.record(fill_key="f", filled_at=later, alerts=[alert("f", at=later)])
+    assert store.load_watermark() == clock.now
+    store.remember([("g", later)])
+    assert store.load_watermark() == clock.now
+    assert store.outbox()[0].filled_at == later
 
 
 def test_a_fill_seen_before_moves_the_watermark_no_further(
     store: StateStore, clock: HandClock
 ) -> None:
     """A backfill reading a future-stamped fill again an hour later leaves the watermark where
-    the first sighting put it: pushed to the new now + tolerance, a crash soon after would
-    start the next backfill past the fills of the downtime."""
+    the first sighting put it: pushed to the new now, a crash soon after would start the
+    next backfill past the fills of the downtime."""
     far = datetime(2099, 1, 1, tzinfo=UTC)
     assert store.remember([("g", far), ("h", T0 - timedelta(hours=1))]) == 2
     mark = store.load_watermark()
-    assert mark == clock.now + FUTURE_TOLERANCE
+    assert mark == clock.now
     clock.now += timedelta(hours=1)
     assert store.remember([("g", far), ("g", far)]) == 0
     assert store.record(fill_key="g", filled_at=far, alerts=[]) is False
@@ -136,6 +140,7 @@ def test_a_fill_seen_before_moves_the_watermark_no_further(
     assert store.remember([("g", far), ("i", T0), ("i", T0)]) == 1  # new ones still count
     assert store.load_watermark() == mark
     later = clock.now + timedelta(minutes=5)  # past the mark: a new fill beside a seen one
+    clock.now = later
     assert store.remember([("g", far), ("j", later)]) == 1
     assert store.load_watermark() == later
     assert not store.unseen(["g", "i", "j"])
@@ -152,8 +157,9 @@ def test_record_is_atomic(store: StateStore) -> None:
     assert store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
 
 
-def test_watermark_only_moves_forward(store: StateStore) -> None:
+def test_watermark_only_moves_forward(store: StateStore, clock: HandClock) -> None:
     """Neither save_watermark nor an older fill moves the watermark back."""
+    clock.now = T0 + timedelta(hours=1)  # the fills below are past, as fills are
     assert store.load_watermark() is None
     store.save_watermark(T0 + timedelta(seconds=5))
     store.save_watermark(T0)
