@@ -123,6 +123,7 @@ class Backfill:
             # Shared with the live feed: one fill gets one number on both paths.
             recurrences=Recurrences() if recurrences is None else recurrences,
             on_reject=on_reject,
+            unseen=watermark.unseen,
         )
         self._wants_order_refs = wants_order_refs  # the rules read client_order_id
         self._gap: datetime | None = None  # the stored gap start, mirrored

@@ -14,7 +14,7 @@ item older than the target.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,18 +56,23 @@ class HistoryWalker:
         *,
         recurrences: Recurrences,
         on_reject: Callable[[Rejected, str], None],
+        unseen: Callable[[Sequence[str]], set[str]] = set,
     ) -> None:
         self._pages = pages
         self._recurrences = recurrences
         self._on_reject = on_reject
+        self._unseen = unseen  # the fill keys of these not recorded yet
         # Bad items already counted: every re-read of the overlap lists them again.
         self._rejected: RecentMap[bytes, None] = RecentMap(REJECTED_REMEMBERED)
 
     async def read_back(self, since: datetime, recent: datetime, resume: int | None) -> HistoryRead:
         """History fills at or after `since`, each once, within MAX_PAGES.
 
-        After a run cut at the page cap, the newest part is read down to `recent` only, and
-        the rest resumes at `resume`, the offset where the cut run stopped.
+        After a run cut at the page cap, the newest part is read down to `recent`, or to the
+        first page of fills all recorded already (what an earlier run or the live feed
+        brought), and the rest resumes at `resume`, the offset where the cut run stopped.
+        By time alone, more fills than a run's pages in one second (all at or after
+        `recent`) made every run re-read them and never reach `resume`.
         """
         self._pages.new_run()
         found: dict[str, Fill] = {}
@@ -76,28 +81,39 @@ class HistoryWalker:
         if resume is None:
             walk = await self._walk(0, since, found, budget)
         else:
-            walk = await self._walk(0, recent, found, budget)
+            walk = await self._walk(0, recent, found, budget, until_known=True)
             if walk.complete:
                 walk = await self._walk(resume, since, found, budget)
         return HistoryRead(found, walk.next_offset, walk.complete, pages=cap - budget[0])
 
     async def _walk(
-        self, offset: int, stop: datetime, found: dict[str, Fill], budget: list[int]
+        self,
+        offset: int,
+        stop: datetime,
+        found: dict[str, Fill],
+        budget: list[int],
+        *,
+        until_known: bool = False,
     ) -> _Walk:
-        """Page from `offset` until one page past the first item older than `stop`."""
+        """Page from `offset` until one page past the first item older than `stop` (or,
+        `until_known`, through the first page whose fills are all recorded already)."""
         past = False
         while budget[0] > 0:
             budget[0] -= 1
             items = await self._pages.history(offset)
             offset += PAGE_SIZE
             older = False
-            page = [fill for fill in map(self._normalize, items) if fill is not None]
-            for fill in self._recurrences.number_page(page):
+            page = self._recurrences.number_page(
+                [fill for fill in map(self._normalize, items) if fill is not None]
+            )
+            for fill in page:
                 if fill.filled_at < stop:
                     older = True
                     continue
                 found.setdefault(fill.key, fill)
             if past or len(items) < PAGE_SIZE:
+                return _Walk(offset, complete=True)
+            if until_known and page and not self._unseen([fill.key for fill in page]):
                 return _Walk(offset, complete=True)
             past = older
         return _Walk(offset, complete=False)

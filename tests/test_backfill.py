@@ -270,7 +270,39 @@ async def test_page_cap_keeps_the_gap_open_and_paging_goes_on(
         await venue.emit({"type": "pong", "ts": 2})
         await until(lambda: d.store.load_gap() is None)
     assert sorted(d.sink.ids(), key=int) == [str(n) for n in range(1000)]
-    assert venue.offsets == [0, 200, 400, 600, 0, 200, 800, 1000]
+    # The continuation's look at the front ends at its first page of recorded fills.
+    assert venue.offsets == [0, 200, 400, 600, 0, 800, 1000]
+
+
+async def test_more_fills_in_one_second_than_a_run_s_pages_are_all_recovered(
+    venue: Venue,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gap holding more fills stamped in one second than one run's pages: each continuation
+    re-read the front down to `recent` by time, and all of them were at or after it, so it
+    spent every page there, never reached where the cut run stopped, and asked the venue
+    again every few seconds for ever, the oldest fills never alerted."""
+    monkeypatch.setattr(history_walk, "MAX_PAGES", 4)
+    mark = T0 - timedelta(days=1)
+    with StateStore(tmp_path / "state.db") as earlier:
+        earlier.save_watermark(mark)
+    burst = mark + timedelta(minutes=1)
+    for n in range(1000):
+        venue.record_history(order_id=n, filled_at=burst)
+    d = Daemon(venue, http, tmp_path / "state.db")
+    async with d.running() as client:
+        await d.fills(800)
+        await until(lambda: client.stats.reading)
+        d.mono.t += backfill.CONTINUE_AFTER
+        await venue.emit({"type": "pong", "ts": 1})
+        await d.fills(1000)
+        d.mono.t += 2
+        await venue.emit({"type": "pong", "ts": 2})
+        await until(lambda: d.store.load_gap() is None)
+    assert sorted(d.sink.ids(), key=int) == [str(n) for n in range(1000)]
+    assert venue.offsets == [0, 200, 400, 600, 0, 800, 1000]
 
 
 async def test_stop_condition_reads_one_page_past_the_first_older_item(
