@@ -242,6 +242,17 @@ async def test_rate_limited_page_is_asked_again_after_retry_after(
     assert d.sleeps.delays == [0.25, 3.0, 0.25]
 
 
+async def _paging_goes_on(d: Daemon, venue: Venue, *, fills: int) -> None:
+    """Past the pause after a cut run: its continuation reads on until `fills` arrived and
+    the gap is closed (a frame wakes the read loop, whose tender starts it)."""
+    d.mono.t += backfill.CONTINUE_AFTER
+    await venue.emit({"type": "pong", "ts": 1})
+    await d.fills(fills)
+    d.mono.t += 2
+    await venue.emit({"type": "pong", "ts": 2})
+    await until(lambda: d.store.load_gap() is None)
+
+
 async def test_page_cap_keeps_the_gap_open_and_paging_goes_on(
     venue: Venue,
     http: httpx.AsyncClient,
@@ -263,12 +274,7 @@ async def test_page_cap_keeps_the_gap_open_and_paging_goes_on(
         assert d.sink.ids() == [str(n) for n in range(200, 1000)]
         assert d.store.load_gap() == mark - timedelta(seconds=60)
         assert any("paging stopped at 4 pages" in r.getMessage() for r in caplog.records)
-        d.mono.t += backfill.CONTINUE_AFTER
-        await venue.emit({"type": "pong", "ts": 1})
-        await d.fills(1000)
-        d.mono.t += 2
-        await venue.emit({"type": "pong", "ts": 2})
-        await until(lambda: d.store.load_gap() is None)
+        await _paging_goes_on(d, venue, fills=1000)
     assert sorted(d.sink.ids(), key=int) == [str(n) for n in range(1000)]
     # The continuation's look at the front ends at its first page of recorded fills.
     assert venue.offsets == [0, 200, 400, 600, 0, 800, 1000]
@@ -295,12 +301,7 @@ async def test_more_fills_in_one_second_than_a_run_s_pages_are_all_recovered(
     async with d.running() as client:
         await d.fills(800)
         await until(lambda: client.stats.reading)
-        d.mono.t += backfill.CONTINUE_AFTER
-        await venue.emit({"type": "pong", "ts": 1})
-        await d.fills(1000)
-        d.mono.t += 2
-        await venue.emit({"type": "pong", "ts": 2})
-        await until(lambda: d.store.load_gap() is None)
+        await _paging_goes_on(d, venue, fills=1000)
     assert sorted(d.sink.ids(), key=int) == [str(n) for n in range(1000)]
     assert venue.offsets == [0, 200, 400, 600, 0, 800, 1000]
 

@@ -24,6 +24,23 @@ def _settings(tmp_path: Path, text: str, env: dict[str, str]) -> Settings:
     )
 
 
+def _reloading_to(tmp_path: Path, text: str) -> Service:
+    """A service started on CONFIG whose reload reads `text`."""
+    return Service(
+        _settings(tmp_path, CONFIG, {}),
+        reload=lambda: _settings(tmp_path, text, {}),
+        install_signals=False,
+    )
+
+
+async def _refusal(service: Service, caplog: pytest.LogCaptureFixture) -> str:
+    """The one line a refused reload logs."""
+    with caplog.at_level(logging.ERROR, logger="notifier.config_reload"):
+        assert await service.reload() is False
+    (refused,) = caplog.records
+    return refused.getMessage()
+
+
 async def test_a_refused_reload_shows_in_the_metrics_until_one_takes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -65,16 +82,10 @@ async def test_a_refusal_for_another_reason_has_no_word_about_the_environment(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The environment note is for an unset variable only: elsewhere it would mislead."""
-    service = Service(
-        _settings(tmp_path, CONFIG, {}),
-        reload=lambda: _settings(tmp_path, CONFIG + "delivery:\n  timeout: soon\n", {}),
-        install_signals=False,
-    )
-    with caplog.at_level(logging.ERROR, logger="notifier.config_reload"):
-        assert await service.reload() is False
-    (refused,) = caplog.records
-    assert "delivery.timeout" in refused.getMessage()
-    assert "environment" not in refused.getMessage()
+    service = _reloading_to(tmp_path, CONFIG + "delivery:\n  timeout: soon\n")
+    refused = await _refusal(service, caplog)
+    assert "delivery.timeout" in refused
+    assert "environment" not in refused
 
 
 async def test_a_reload_that_changes_only_delivery_settings_names_them(
@@ -82,12 +93,7 @@ async def test_a_reload_that_changes_only_delivery_settings_names_them(
 ) -> None:
     """A reload changing only delivery.timeout said "no change in rules or channels", though
     the new timeout is in force for the next send: the line names the delivery settings."""
-    edited = CONFIG + "delivery:\n  timeout: 5s\n  max_age: 2h\n"
-    service = Service(
-        _settings(tmp_path, CONFIG, {}),
-        reload=lambda: _settings(tmp_path, edited, {}),
-        install_signals=False,
-    )
+    service = _reloading_to(tmp_path, CONFIG + "delivery:\n  timeout: 5s\n  max_age: 2h\n")
     with caplog.at_level(logging.INFO, logger="notifier.config_reload"):
         assert await service.reload() is True
         assert await service.reload() is True
@@ -103,14 +109,9 @@ async def test_the_environment_note_also_follows_a_variable_whose_name_is_not_sh
 ) -> None:
     """A secret's unset variable with an unconventional name (a key pasted as one) is refused
     without its name; the reload still says the environment is the start's."""
-    service = Service(
-        _settings(tmp_path, CONFIG, {}),
-        reload=lambda: _settings(tmp_path, CONFIG + "  phone: ${ps_live_pasted}\n", {}),
-        install_signals=False,
+    refused = await _refusal(
+        _reloading_to(tmp_path, CONFIG + "  phone: ${ps_live_pasted}\n"), caplog
     )
-    with caplog.at_level(logging.ERROR, logger="notifier.config_reload"):
-        assert await service.reload() is False
-    (refused,) = caplog.records
-    assert "names an environment variable that is not set" in refused.getMessage()
-    assert "ps_live_pasted" not in refused.getMessage()
-    assert refused.getMessage().endswith("needs a restart)")
+    assert "names an environment variable that is not set" in refused
+    assert "ps_live_pasted" not in refused
+    assert refused.endswith("needs a restart)")
