@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from notifier.digests import Bunch, Release, cap_lines, make_release
+from notifier.digests import AGGREGATE_FIELDS, Bunch, Release, cap_lines, make_release
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
 from notifier.render import Escape, Markup, Template, fill_values, line_break
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # A stored entry: (rule, kind, key text, data as JSON text).
 StoredEntry = tuple[str, str, str, str]
 _DEFAULT_LINE = Template(DEFAULT_LINE)
+# A body with any of these was written for several fills: it needs no list added.
+_DIGEST_FIELDS = frozenset(AGGREGATE_FIELDS) - {"suppressed"}
 
 
 def rule_shaping(rule: Rule) -> RuleShaping | None:
@@ -85,9 +87,10 @@ def _render(
     values["lines"] = Markup(cap_lines(rendered, release.count, newline))  # escaped line by line
     text = body.render(values, escape=escape)
     shown = body.fields | title.fields
-    if release.count > 1 and not shown & {"count", "lines"}:
-        # A message of several fills (held, grouped, throttled) under templates written for
-        # one fill would show its last fill alone: the others are listed after it.
+    if release.count > 1 and not body.fields & _DIGEST_FIELDS:
+        # A message of several fills (held, grouped, throttled) under a body written for one
+        # fill would show its last fill alone: the others are listed after it. The body's
+        # fields decide, not the title's: the default title's "({count})" lists nothing.
         note = f"({release.count} fills in this message:)"
         text += f"{newline}{escape(note) if escape else note}{newline}{values['lines']}"
     if release.suppressed and "suppressed" not in shown:

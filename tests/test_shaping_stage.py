@@ -704,6 +704,35 @@ async def test_html_digests_end_their_lines_with_br(store: StateStore, clock: Ha
     ]
 
 
+PER_FILL_BODY = """rules:
+  - name: digest
+    notify: [desk]
+    throttle: {by: [market_id], every: 2m}
+    body: "{side} {quantity} {outcome} @ {price} notional {notional}"
+"""
+
+
+async def test_a_body_written_for_one_fill_gets_every_fill_listed_under_the_default_title(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A throttled rule with a one-fill body and the default title: the title's "({count})"
+    stopped the list of fills being added, so the message showed its last fill alone (that
+    fill's notional, not the sum), the other fill nowhere. The body decides."""
+    pipeline = make(store, clock, PER_FILL_BODY)
+    await feed(pipeline, fill("1", "0.60", "10"))  # opens the period: sent at once
+    await feed(pipeline, fill("2", "0.70", "20"), fill("3", "0.50", "30"))  # kept back
+    clock.advance(minutes=3)
+    pipeline.release_due()
+    assert [(r.title, r.body) for r in rows(store, "digest")] == [
+        ("BUY Yes on BTC 100k?", "BUY 10 Yes @ 0.60 notional 6.00"),
+        (
+            "Fills on BTC 100k? (2)",
+            "BUY 30 Yes @ 0.50 notional 15.00\n(2 fills in this message:)\n"
+            "BUY 20 Yes @ 0.70 #2\nBUY 30 Yes @ 0.50 #3\n(1 earlier message folded into this one)",
+        ),
+    ]
+
+
 QUIET_HOURS = """rules:
   - name: digest
     notify: [desk]
