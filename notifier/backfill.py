@@ -254,6 +254,10 @@ class Backfill:
                     await self._pause(delay)
                     continue
                 self._set_gap(since)  # before live reading moves the watermark past the gap
+                # A cut run's continuation trusts the front to hold nothing new below its
+                # first recorded page; a failed read leaves this gap's fills under the live
+                # fills recorded meanwhile, so the next run reads by time all the way.
+                self._resume = None
                 self._retry_at = self._monotonic() + max(RETRY_EVERY, long_wait)
                 log.error(
                     "history unavailable (%s); reading live fills, will retry the gap since %s",

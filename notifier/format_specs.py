@@ -39,8 +39,8 @@ def money_shown(value: Decimal) -> Decimal:
     420.00, not 420.0000000000. Significant digits stay, however many: 10.125 is 10.125.
     The exact value is what rules compare; only the text changes."""
     sign, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int):  # "n"/"F": not finite
-        return value
+    if not isinstance(exponent, int) or exponent >= -MONEY_PLACES or digits[-1]:
+        return value  # not finite, few places, or no zero to drop: most amounts
     if not any(digits):  # a zero: its places, at most MONEY_PLACES
         return Decimal((sign, (0,), max(exponent, -MONEY_PLACES)))
     drop = 0  # from the digits themselves: normalize() would round to the context's 28
@@ -73,15 +73,15 @@ def oversized(spec: str) -> bool:
 
 # strftime's directives (C99, POSIX and glibc's, which Python passes through), with glibc's
 # flags and width: one outside them is echoed as typed ("{filled_at:%Y %Q}" showed "%Q").
-_STRFTIME_DIRECTIVE = re.compile(r"%[-_0^#]*\d*([EO]?.)", re.DOTALL)
-_STRFTIME_LETTERS = frozenset("aAbBcCdDeFgGhHIjklmMnpPrRsStTuUVwWxXyYzZ%f+")
+_STRFTIME_DIRECTIVE = re.compile(r"%[-_0^#]*\d*([EO]?.|$)", re.DOTALL)
+_STRFTIME_LETTERS = frozenset("aAbBcCdDeFgGhHIjklmMnpPrRsStTuUVwWxXyYzZ%f")
 
 
 def unknown_directive(spec: str) -> str | None:
     """The first directive in `spec` strftime does not know (`%Q`), if one is there."""
     for found in _STRFTIME_DIRECTIVE.finditer(spec):
-        if found.group(1)[-1] not in _STRFTIME_LETTERS:
-            return found.group(0)
+        if not found.group(1) or found.group(1)[-1] not in _STRFTIME_LETTERS:
+            return found.group(0)  # a "%" that ends the spec is shown as typed too
     return None
 
 

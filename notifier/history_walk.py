@@ -72,7 +72,9 @@ class HistoryWalker:
         first page of fills all recorded already (what an earlier run or the live feed
         brought), and the rest resumes at `resume`, the offset where the cut run stopped.
         By time alone, more fills than a run's pages in one second (all at or after
-        `recent`) made every run re-read them and never reach `resume`.
+        `recent`) made every run re-read them and never reach `resume`. The caller passes
+        `resume` only while nothing unrecorded can lie under recorded pages at the front:
+        after a failed read (a gap under the live fills recorded since) it passes None.
         """
         self._pages.new_run()
         found: dict[str, Fill] = {}

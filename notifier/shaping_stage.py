@@ -26,7 +26,15 @@ from datetime import datetime
 from notifier.digests import AGGREGATE_FIELDS, Bunch, Release, cap_lines, make_release
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
-from notifier.render import Escape, Markup, Template, fill_values, line_break
+from notifier.render import (
+    DEFAULT_BODY,
+    DEFAULT_TITLE,
+    Escape,
+    Markup,
+    Template,
+    fill_values,
+    line_break,
+)
 from notifier.rules import Rule, rule_escape
 from notifier.shaping import Shaper
 from notifier.shaping_state import KINDS, StateChanges, key_text, parse_key
@@ -68,6 +76,8 @@ def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, 
     """
     newline = line_break(escape)
     title, body = Template(DIGEST_TITLE), Template(digest_body(newline))
+    if release.count == 1 and not release.suppressed:  # one fill looks like one fill
+        title, body = Template(DEFAULT_TITLE), Template(DEFAULT_BODY)
     title_text, body_text = _render(title, body, _DEFAULT_LINE, release.rule, release, escape)
     note = f"(held by rule {release.rule!r}, whose shaping is no longer configured)"
     return title_text, f"{body_text}{newline}{escape(note) if escape else note}"

@@ -113,7 +113,7 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
                 f"holds a comma: to match any of several, write a list: [{first}, ...]",
             )
             ok = False
-        elif key == "market" and not _ID_TEXT.fullmatch(text) and not _ID_START.match(text):
+        elif key == "market" and _words(text):
             # "Bitcoin", "*election*": words, where the venue sends 0x… hex; never matches.
             problems.add(
                 item.line,
@@ -145,6 +145,15 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
 # written after a 0x, which reads as an id whatever follows.
 _ID_TEXT = re.compile(r"[0-9a-fA-FxX*?\[\]!-]*")
 _ID_START = re.compile(r"[*?]*0[xX]")
+
+
+def _words(text: str) -> bool:
+    """Whether a `market` value reads as words, not an id: neither starting with 0x nor
+    holding only what an id (or a glob of one) holds; hex letters alone ("Fed", "cafe")
+    with no digit are words too."""
+    if _ID_START.match(text) or not text.strip("*?"):
+        return False
+    return not _ID_TEXT.fullmatch(text) or not any(c.isdigit() for c in text)
 
 
 def _title_glob(text: str) -> str:

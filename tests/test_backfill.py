@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from notifier import backfill, history_walk
 from notifier.events import Fill
 from notifier.feed import FeedClient
+from notifier.normalize import normalize_history_item
 from notifier.settings import FeedSettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 from notifier.store import StateStore
@@ -540,3 +541,51 @@ async def test_a_reread_cut_short_by_a_drop_is_read_by_the_reconnect(
             ("8", None, 1, "live"),
             ("7", "FILLED", 2, "backfill"),
         ]
+
+
+async def test_a_failed_read_after_a_cut_run_leaves_its_gap_to_a_walk_by_time(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run cut at the page cap, then a drop with fill M made while away, then the
+    reconnect's read fails and live fills are recorded above M (a page and more): the
+    continuation's front walk stopped at their recorded page, jumped to where the cut run
+    stopped, and closed the gap with M never read. After a failed read, the next run reads
+    by time instead."""
+    monkeypatch.setattr(history_walk, "MAX_PAGES", 4)
+    store = StateStore(tmp_path / "state.db", clock=venue.wall)
+    sink = StoreSink(store)
+    mono = MonoClock(1000.0)
+    bf = _backfill(venue, http, store, sink, mono)
+    mark = T0 - timedelta(days=1)
+    store.save_watermark(mark)
+    bf.begin()
+    for n in range(1000):
+        venue.record_history(order_id=f"old{n}", filled_at=mark + timedelta(minutes=n + 1))
+    venue.wall.at = T0
+    await bf.run()  # cut: the newest 800 read, the rest owed
+    venue.record_history(order_id="M", filled_at=T0 + timedelta(seconds=40))  # while away
+    venue.wall.at = T0 + timedelta(seconds=45)
+    venue.history_status = 503
+    await bf.run()  # the reconnect's read fails; live reading goes on
+    venue.history_status = None
+    for n in range(250):  # live fills, recorded: more than a page above M
+        at = T0 + timedelta(seconds=50, milliseconds=10 * n)
+        item = venue.record_history(order_id=f"live{n}", filled_at=at)
+        live = normalize_history_item(item)
+        assert isinstance(live, Fill)
+        store.remember([(live.key, live.filled_at)])
+    venue.wall.at = T0 + timedelta(seconds=60)
+    mono.t += backfill.RETRY_EVERY + 1
+    for _ in range(6):
+        await bf.run(attempts=1)
+        mono.t += 2
+        bf.settle()
+        if store.load_gap() is None:
+            break
+    assert store.load_gap() is None
+    recovered = sink.ids()
+    assert recovered.count("M") == 1
+    assert sorted(i for i in recovered if i.startswith("old")) == sorted(
+        f"old{n}" for n in range(1000)
+    )
+    store.close()

@@ -245,7 +245,7 @@ def test_every_bad_placeholder_of_a_template_is_named_at_once() -> None:
     )
 
 
-@pytest.mark.parametrize("spec", ["%Y %Q", "%d %K", "%-9q"])
+@pytest.mark.parametrize("spec", ["%Y %Q", "%d %K", "%-9q", "%+", "%Y %"])
 def test_a_strftime_directive_strftime_does_not_know_is_refused(spec: str) -> None:
     """strftime shows a directive it does not know as typed: `{filled_at:%Y %Q}` rendered
     "2026 %Q" in every alert. Refused at load, naming the directive; glibc's flags, widths

@@ -440,6 +440,22 @@ async def test_reload_removing_a_rule_sends_what_it_held(
     assert len(rows(store, "digest")) == 1
 
 
+async def test_a_removed_rule_s_one_held_fill_goes_out_as_one_fill(
+    store: StateStore, clock: HandClock
+) -> None:
+    """What a removed rule held, when it is one fill: the plain default message with the
+    note saying why it comes now, not "Fills on X (1)"."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"))
+    pipeline.swap(rules=rules("rules: []\n"), targets=DeskAndPhone())
+    (row,) = rows(store, "digest")
+    assert (row.title, row.body) == (
+        "BUY Yes on BTC 100k?",
+        "BUY 10 Yes @ 0.60 on BTC 100k? (order #1)\n"
+        "(held by rule 'digest', whose shaping is no longer configured)",
+    )
+
+
 async def test_the_stored_state_follows_a_reload_that_moves_a_rule_to_another_channel(
     store: StateStore, clock: HandClock
 ) -> None:
