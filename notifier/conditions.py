@@ -129,11 +129,14 @@ def _lower_each(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Bounds(Condition):
-    """min <= field <= max, both inclusive and optional, compared as exact decimals."""
+    """min <= field <= max (inclusive) and above < field < below (exclusive), each optional,
+    compared as exact decimals: "over $500" is `above: 500`, which no `min` can say exactly."""
 
     field: str
     min: Decimal | None = None
     max: Decimal | None = None
+    above: Decimal | None = None
+    below: Decimal | None = None
     _get: Any = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,7 +148,11 @@ class Bounds(Condition):
         value = self._get(fill)
         if self.min is not None and value < self.min:
             return False
-        return self.max is None or value <= self.max
+        if self.max is not None and value > self.max:
+            return False
+        if self.above is not None and value <= self.above:
+            return False
+        return self.below is None or value < self.below
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,33 +223,57 @@ def _side(node: Node, path: str, problems: Problems) -> Condition | None:
     return FieldMatch("side", tuple(sides)) if len(sides) == len(values) else None
 
 
+_ENDS = ("min", "max", "above", "below")  # inclusive, inclusive, exclusive, exclusive
+
+
 def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | None:
     if not isinstance(node, YMap):
         got = describe(node)
         problems.add(node.line, path, f"must be a mapping like {{min: 1, max: 2}}, got {got}")
         return None
-    if mapping(node, path, problems, ("min", "max")) is None or set(node) - {"min", "max"}:
+    if mapping(node, path, problems, _ENDS) is None or set(node) - set(_ENDS):
         return None
     if not node:
-        problems.add(node.line, path, "needs min, max or both")
+        problems.add(node.line, path, "needs min, max, above or below")
         return None
-    low = as_decimal(node["min"], f"{path}.min", problems) if "min" in node else None
-    high = as_decimal(node["max"], f"{path}.max", problems) if "max" in node else None
-    if ("min" in node and low is None) or ("max" in node and high is None):
+    ends = {end: as_decimal(node[end], f"{path}.{end}", problems) for end in _ENDS if end in node}
+    if any(value is None for value in ends.values()):
         return None
-    ends_said = problems.silenced(f"{path}.min") or problems.silenced(f"{path}.max")
-    if low is not None and high is not None and low > high and not ends_said:
-        problems.add(node.line, path, f"min {low} is greater than max {high}")
-        return None
+    bound = {end: value for end, value in ends.items() if value is not None}
+    for inclusive, exclusive in (("min", "above"), ("max", "below")):
+        if inclusive in bound and exclusive in bound:
+            problems.add(
+                node[exclusive].line,
+                path,
+                f"{inclusive} and {exclusive} both bound the same end: keep one",
+            )
+            return None
+    low_end = "min" if "min" in bound else "above" if "above" in bound else None
+    high_end = "max" if "max" in bound else "below" if "below" in bound else None
+    said = any(problems.silenced(f"{path}.{end}") for end in bound)
+    if low_end is not None and high_end is not None and not said:
+        low, high = bound[low_end], bound[high_end]
+        if low > high:
+            problems.add(node.line, path, f"{low_end} {low} is greater than {high_end} {high}")
+            return None
+        if low == high and (low_end, high_end) != ("min", "max"):
+            problems.add(node.line, path, f"{low_end} {low} and {high_end} {high} leave no value")
+            return None
     wrong = False
-    for end, value in (("min", low), ("max", high)):
-        problem = None if value is None else _out_of_range(key, end, value)
+    for end, value in bound.items():
+        problem = _out_of_range(key, end, value)
         if problem is not None:
             problems.add(node[end].line, f"{path}.{end}", problem)
             wrong = True
     if wrong:
         return None
-    return Bounds(key, low, high)
+    return Bounds(
+        key,
+        bound.get("min"),
+        bound.get("max"),
+        above=bound.get("above"),
+        below=bound.get("below"),
+    )
 
 
 def _out_of_range(key: str, end: str, value: Decimal) -> str | None:
@@ -259,8 +283,12 @@ def _out_of_range(key: str, end: str, value: Decimal) -> str | None:
         return f"must be between 0 and 1 (a price of 65¢ is 0.65), got {value}"
     if value < 0:
         return f"must be 0 or more: no fill has a negative {key}, got {value}"
-    if key == "quantity" and end == "max" and not value:
+    if key == "quantity" and end in ("max", "below") and not value:
         return "must be above 0: every fill's quantity is, so this rule would match none"
+    if end == "below" and not value:
+        return f"must be above 0: no fill has a {key} below 0, so this rule would match none"
+    if key == "price" and end == "above" and value == 1:
+        return "must be below 1: no price is above 1, so this rule would match none"
     return None
 
 

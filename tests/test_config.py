@@ -446,7 +446,7 @@ def rules_errors(rules: str) -> list[str]:
         ),
         (
             "- name: r\n  notify: desk\n  when: {price: {}}\n",
-            "config.yaml:7: rules[0].when.price: needs min, max or both",
+            "config.yaml:7: rules[0].when.price: needs min, max, above or below",
         ),
         (
             "- name: r\n  notify: desk\n  when: {price: {min: 1, mx: 2}}\n",
@@ -486,6 +486,25 @@ def rules_errors(rules: str) -> list[str]:
             "- name: r\n  notify: desk\n  when: {market: '*election?'}\n",
             "config.yaml:7: rules[0].when.market: '*election?' is not a market id (the venue's "
             "are 0x… hex): to match the market's question, write market_title: '*election?'",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {notional: {min: 500, above: 500}}\n",
+            "config.yaml:7: rules[0].when.notional: min and above both bound the same end: "
+            "keep one",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {price: {above: 0.5, below: 0.5}}\n",
+            "config.yaml:7: rules[0].when.price: above 0.5 and below 0.5 leave no value",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {price: {above: 1}}\n",
+            "config.yaml:7: rules[0].when.price.above: must be below 1: no price is above 1, "
+            "so this rule would match none",
+        ),
+        (
+            "- name: r\n  notify: desk\n  when: {notional: {below: 0}}\n",
+            "config.yaml:7: rules[0].when.notional.below: must be above 0: no fill has a "
+            "notional below 0, so this rule would match none",
         ),
         (
             "- name: r\n  notify: desk\n  when: {side: 'buy buy'}\n",
@@ -1502,3 +1521,17 @@ def test_a_not_with_nothing_under_it_is_refused() -> None:
             "config.yaml:9: rules[0].when.not: needs at least one condition "
             "(indent the ones it negates under it)"
         ]
+
+
+def test_above_and_below_load_as_exclusive_bounds() -> None:
+    """`notional: {above: 500}` is "over $500", exactly; `below` with `min` together."""
+    s = settings_of(
+        CHANNELS
+        + "rules:\n  - name: big\n    notify: desk\n"
+        + "    when: {notional: {above: 500}, price: {min: 0.01, below: 0.5}}\n"
+    )
+    conditions = s.rules.rules[0].condition.conditions  # type: ignore[attr-defined]
+    assert set(conditions) == {
+        Bounds("notional", above=Decimal(500)),
+        Bounds("price", min=Decimal("0.01"), below=Decimal("0.5")),
+    }

@@ -873,7 +873,8 @@ _KEYS = (
     "catch_up", "backfill_overlap", "ping_interval", "path", "retry_base", "retry_cap",
     "concurrency", "timeout", "body_format", "overflow", "listen", "level", "format", "urls",
     "rate", "fallback", "name", "when", "notify", "title", "body", "enabled", "stop", "side",
-    "quantity", "price", "notional", "min", "max", "market", "outcome", "any", "all", "not",
+    "quantity", "price", "notional", "min", "max", "above", "below", "market", "outcome", "any",
+    "all", "not",
 )  # fmt: skip
 _scalar = (
     st.none()

@@ -394,3 +394,22 @@ def test_needs_title_only_where_other_tests_leave_the_verdict_open() -> None:
     assert RuleSet([rule("all"), rule("t", title)]).needs_title(untitled)
     assert not RuleSet([rule("t", title, enabled=False), rule("all")]).needs_title(untitled)
     assert not RuleSet([rule("t", title)]).needs_title(fill())  # it has its title
+
+
+def test_above_and_below_are_exclusive_and_exact() -> None:
+    """ "Over $500" needed `min: 500.01`, which misses 500.001 and is not what was meant:
+    `above` and `below` exclude their value, compared exactly."""
+    over = Bounds("notional", above=Decimal("500"))
+    under = Bounds("price", below=Decimal("0.10"), min=Decimal("0.01"))
+    at = dataclasses.replace(BASE, price=Decimal("0.5"), quantity=Decimal("1000"))
+    just_over = dataclasses.replace(at, quantity=Decimal("1000.000001"))
+    assert (at.notional, over.matches(at), over.matches(just_over)) == (
+        Decimal("500.0"),
+        False,
+        True,
+    )
+    cheap = dataclasses.replace(at, price=Decimal("0.0999999"))
+    assert [under.matches(f) for f in (cheap, dataclasses.replace(at, price=Decimal("0.10")))] == [
+        True,
+        False,
+    ]
