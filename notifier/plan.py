@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
+from notifier.release_render import preview
 from notifier.render import fill_values
-from notifier.rules import Rule, RuleSet, rule_escape
-from notifier.shaping_stage import preview, rule_shaping
+from notifier.rules import Rule, RuleSet, rule_escape, rule_zone
+from notifier.shaping_stage import rule_shaping
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ def plan_alerts(
                 continue
             title, body = preview(rule, fill)
         else:
-            values = fill_values(fill, rule=rule.name)
+            values = fill_values(fill, rule=rule.name, tz=rule_zone(rule))
             escape = rule_escape(rule)
             title = rule.title.render(values, escape=escape)
             body = rule.body.render(values, escape=escape)

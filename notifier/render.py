@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import difflib
 import html
-import re
 import string
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from notifier.events import Fill
@@ -26,6 +25,7 @@ from notifier.format_specs import (
     plain_digits,
     unknown_directive,
 )
+from notifier.mentions import NO_MENTION, defused, joins
 from notifier.normalize import BIDI_CONTROLS
 
 FILL_FIELDS = (
@@ -90,7 +90,7 @@ class Timestamp(datetime):
     __slots__ = ()
 
     def __str__(self) -> str:
-        return self.strftime("%Y-%m-%d %H:%M:%S UTC")
+        return self.strftime("%Y-%m-%d %H:%M:%S %Z")  # "UTC", or a rule's zone: "EST"
 
 
 # A placeholder, pre-split: (field name, format spec, apply str() first).
@@ -214,7 +214,7 @@ class Template:
         after_value = False  # a placeholder (even an empty one) since the template's last text
         for part in self._parts:
             if isinstance(part, str):
-                if after_value and _joins(tail, part):
+                if after_value and joins(tail, part):
                     out.append(NO_MENTION)
                 out.append(part)
                 tail, after_value = part[-1], False
@@ -241,9 +241,9 @@ class Template:
                 if not text.isprintable():  # bidi controls would reorder the line after them
                     text = BIDI_CONTROLS.sub("", text)
                 if "@" in text or "<!" in text or "](" in text:
-                    text = _MENTION.sub(NO_MENTION, text)
+                    text = defused(text)
             # Markup too: a digest's lines begin and end with what the venue wrote.
-            if text and _joins(tail, text):
+            if text and joins(tail, text):
                 text = NO_MENTION + text
             after_value = True
             if text:
@@ -252,28 +252,6 @@ class Template:
                     text = escape(text)
             out.append(text)
         return "".join(out)
-
-
-# A mention in a value would ping people the alert's writer never named: "@everyone" in a
-# market title pings a whole Discord server, "<@!123>" a Discord user, "<!channel>" a Slack
-# channel, "@name" a Telegram user; apprise's Discord plugin even copies each "@word" of a
-# Markdown body into the message as a ping ("👉 @everyone"). A Markdown link in a value,
-# "[x](!here)", becomes Slack's "<!here|x>" in apprise's conversion, "[x](tg://user?id=1)" a
-# Telegram mention, and any other one a link the venue's text chose. A zero-width space after
-# the "@", inside "<!", "<@" or "](" leaves the text as it reads and makes it neither mention
-# nor link; so does one at a seam where a value and the template's text would join into a
-# mention. Values only: a template's own "@here" is its writer's choice.
-NO_MENTION = "\u200b"
-_MENTION = re.compile(r"(?<=@)(?=[\w&!])|(?<=<)(?=[!@])|(?<=\])(?=\()")
-
-
-def _joins(tail: str, text: str) -> bool:
-    """Whether `text` written after the character `tail` would join into a mention across
-    the seam: a template's "@{outcome}" with the venue's "everyone", a value ending in "@"
-    before the template's "here", or the template's "@{status}here" with no status. Both
-    sides as written, before escaping: "<" and "!channel" are one once an HTML view reads
-    them back. The seam is one character each side, as in `_MENTION`."""
-    return tail != "" and tail in "@<]" and _MENTION.match(tail + text[0], 1) is not None
 
 
 def _plain(value: object) -> str:
@@ -300,8 +278,16 @@ def _unknown(name: str, fields: Collection[str], *, after_dollar: bool = False) 
     return f"unknown field {{{name}}}; fields are: {', '.join(fields)}"
 
 
-def fill_values(fill: Fill, *, rule: str) -> dict[str, object]:
-    """The template fields of one fill: decimals stay Decimal (exact specs), None becomes ""."""
+def shown_in(values: dict[str, object], tz: tzinfo | None) -> dict[str, object]:
+    """`values` with each time in `tz` (a rule's `tz:`), as they are without one."""
+    if tz is None:
+        return values
+    return {k: v.astimezone(tz) if isinstance(v, Timestamp) else v for k, v in values.items()}
+
+
+def fill_values(fill: Fill, *, rule: str, tz: tzinfo | None = None) -> dict[str, object]:
+    """The template fields of one fill: decimals stay Decimal (exact specs), None becomes "";
+    `filled_at` in `tz` (a rule's `tz:`), else UTC."""
     at = fill.filled_at
     filled_at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
     stamp = Timestamp(
@@ -325,6 +311,6 @@ def fill_values(fill: Fill, *, rule: str) -> dict[str, object]:
         "quantity": fill.quantity,
         "notional": money_shown(fill.notional),
         "status": fill.status or "",
-        "filled_at": stamp,
+        "filled_at": stamp if tz is None else stamp.astimezone(tz),
         "rule": rule,
     }

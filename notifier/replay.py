@@ -18,9 +18,9 @@ from typing import TextIO
 from notifier.channels import ChannelSet
 from notifier.conditions import tests_field
 from notifier.events import Fill
+from notifier.mentions import NO_MENTION
 from notifier.normalize import Rejected, decode_frame, normalize_any, showable
 from notifier.plan import Planned, plan_alerts
-from notifier.render import NO_MENTION
 from notifier.rules import Rule
 from notifier.settings import Settings
 from notifier.shaping_stage import rule_shaping

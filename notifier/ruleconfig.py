@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from notifier.conditions import MATCH_ALL, Condition
 from notifier.config_problems import Problems
@@ -46,6 +47,7 @@ from notifier.shapingconfig import (
 )
 from notifier.whenconfig import WHEN_KEYS, parse_condition
 from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
+from notifier.zonenames import zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,18 @@ def _name(node: Node, path: str, ctx: RuleContext) -> str | None:
     return text
 
 
+def _tz(node: Node, path: str, ctx: RuleContext) -> ZoneInfo | None:
+    """The zone the rule's messages show times in (`filled_at`, a digest's first and last)."""
+    name = as_nonempty_str(node, path, ctx.problems)
+    if name is None:
+        return None
+    try:
+        return zone(name)
+    except ValueError as exc:
+        ctx.problems.add(node.line, path, str(exc))
+        return None
+
+
 RULE_KEYS: dict[str, RuleKeyParser] = {
     "name": _name,
     "when": _when,
@@ -149,6 +163,7 @@ RULE_KEYS: dict[str, RuleKeyParser] = {
     "throttle": lambda node, path, ctx: parse_throttle_node(node, path, ctx.problems),
     "active": lambda node, path, ctx: parse_active_node(node, path, ctx.problems),
     "line": lambda node, path, ctx: parse_line(node, path, ctx.problems),
+    "tz": _tz,
 }
 REQUIRED_RULE_KEYS = ("name", "notify")
 # Rule keys stored under another Rule field name; keys not in Rule's fields go to `extras`.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import tzinfo
 from typing import TypeVar, cast
 
 from notifier.conditions import (
@@ -51,6 +52,12 @@ def rule_escape(rule: Rule) -> Escape | None:
     """How the rule's field values are escaped for the message format (render.escape_for)."""
     escape = rule.extras.get("escape")
     return cast("Escape", escape) if callable(escape) else None
+
+
+def rule_zone(rule: Rule) -> tzinfo | None:
+    """The zone the rule's messages show times in (its `tz:`); None: UTC."""
+    zone = rule.extras.get("tz")
+    return zone if isinstance(zone, tzinfo) else None
 
 
 def reads_field(rule: Rule, name: str) -> bool:

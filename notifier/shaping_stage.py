@@ -2,8 +2,7 @@
 
 Pure (no I/O): the pipeline owns persistence and the timer. A rule is shaped when its config has
 `group`, `throttle` or `active` (`Rule.extras["shaping"]`); every other rule keeps the plain path.
-A release renders with its rule's templates over `Release.fields`, plus `lines`: each fill in the
-rule's `line` template, capped so a digest of a busy minute stays one readable message.
+What a release says is release_render.py's.
 
 A rule that stops being shaped on a reload or restart hands back what it held (`reconfigure`,
 `take_orphans`). Those fills are already seen, so they go out now as digests in the default
@@ -23,91 +22,26 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from notifier.digests import AGGREGATE_FIELDS, Bunch, Release, cap_lines, make_release
+from notifier.digests import Release
 from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
-from notifier.render import (
-    DEFAULT_BODY,
-    DEFAULT_TITLE,
-    Escape,
-    Markup,
-    Template,
-    fill_values,
-    line_break,
-)
-from notifier.rules import Rule, rule_escape
+from notifier.release_render import render_orphan, render_release
+from notifier.render import Escape
+from notifier.rules import Rule
 from notifier.shaping import Shaper
 from notifier.shaping_state import KINDS, StateChanges, key_text, parse_key
-from notifier.shapingconfig import DEFAULT_LINE, DIGEST_TITLE, digest_body
 from notifier.shapingspecs import RuleShaping
 
 log = logging.getLogger(__name__)
 
 # A stored entry: (rule, kind, key text, data as JSON text).
 StoredEntry = tuple[str, str, str, str]
-_DEFAULT_LINE = Template(DEFAULT_LINE)
-# A body with any of these was written for several fills: it needs no list added.
-_DIGEST_FIELDS = frozenset(AGGREGATE_FIELDS) - {"suppressed"}
 
 
 def rule_shaping(rule: Rule) -> RuleShaping | None:
     """The rule's shaping specs, or None for a plain rule."""
     spec = rule.extras.get("shaping")
     return spec if isinstance(spec, RuleShaping) else None
-
-
-def render_release(rule: Rule, release: Release) -> tuple[str, str]:
-    """Title and body of a release: the rule's templates over the digest fields and `lines`;
-    for a release of one fill, where the rule left a template to the digest default, the
-    plain default instead (a quiet-hours rule's daytime alerts look like any rule's)."""
-    line = rule.extras.get("line")
-    template = line if isinstance(line, Template) else _DEFAULT_LINE
-    title, body = rule.title, rule.body
-    single = rule.extras.get("single")
-    if release.count == 1 and not release.suppressed and isinstance(single, tuple):
-        title, body = single
-    return _render(title, body, template, rule.name, release, rule_escape(rule))
-
-
-def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, str]:
-    """A release of a rule no longer shaped: default digest templates, saying why it comes now.
-
-    `escape`: the message format's (the config's, as the rule may be gone with its own).
-    """
-    newline = line_break(escape)
-    title, body = Template(DIGEST_TITLE), Template(digest_body(newline))
-    if release.count == 1 and not release.suppressed:  # one fill looks like one fill
-        title, body = Template(DEFAULT_TITLE), Template(DEFAULT_BODY)
-    title_text, body_text = _render(title, body, _DEFAULT_LINE, release.rule, release, escape)
-    note = f"(held by rule {release.rule!r}, whose shaping is no longer configured)"
-    return title_text, f"{body_text}{newline}{escape(note) if escape else note}"
-
-
-def _render(
-    title: Template,
-    body: Template,
-    line: Template,
-    rule: str,
-    release: Release,
-    escape: Escape | None = None,
-) -> tuple[str, str]:
-    values = dict(release.fields)
-    newline = line_break(escape)
-    rendered = [line.render(fill_values(f, rule=rule), escape=escape) for f in release.fills]
-    values["lines"] = Markup(cap_lines(rendered, release.count, newline))  # escaped line by line
-    text = body.render(values, escape=escape)
-    shown = body.fields | title.fields
-    if release.count > 1 and not body.fields & _DIGEST_FIELDS:
-        # A message of several fills (held, grouped, throttled) under a body written for one
-        # fill would show its last fill alone: the others are listed after it. The body's
-        # fields decide, not the title's: the default title's "({count})" lists nothing.
-        note = f"({release.count} fills in this message:)"
-        text += f"{newline}{escape(note) if escape else note}{newline}{values['lines']}"
-    if release.suppressed and "suppressed" not in shown:
-        # A throttled message always says what it folded in, whatever the rule's templates.
-        plural = "" if release.suppressed == 1 else "s"
-        text += f"{newline}({release.suppressed} earlier message{plural} folded into this one)"
-    return title.render(values, escape=escape), text
 
 
 def release_alerts(rule: Rule, release: Release, targets: TargetLookup) -> list[Alert]:
@@ -133,11 +67,6 @@ def _alerts(
         filled_at=release.bunch.last_at,
         targets=targets,
     )
-
-
-def preview(rule: Rule, fill: Fill) -> tuple[str, str]:
-    """What a shaped rule would send for this fill alone (the dry run's view of a digest)."""
-    return render_release(rule, make_release(rule.name, (), Bunch.of(fill), 0, "single"))
 
 
 class ShapingStage:

@@ -477,6 +477,11 @@ def rules_errors(rules: str) -> list[str]:
             "config.yaml:7: rules[0].when.market[1]: 'Bitcoin' is not a market id (the venue's "
             "are 0x… hex): to match the market's question, write market_title: '*Bitcoin*'",
         ),
+        (  # a rule's zone for its messages' times: the same names as active's
+            "- name: r\n  notify: desk\n  tz: New York\n",
+            "config.yaml:7: rules[0].tz: unknown time zone 'New York' (did you mean "
+            "'America/New_York'?)",
+        ),
         (  # hex letters alone, no digit and no 0x: a word still
             "- name: r\n  notify: desk\n  when: {market: Fed}\n",
             "config.yaml:7: rules[0].when.market: 'Fed' is not a market id (the venue's "

@@ -874,7 +874,7 @@ _KEYS = (
     "concurrency", "timeout", "body_format", "overflow", "listen", "level", "format", "urls",
     "rate", "fallback", "name", "when", "notify", "title", "body", "enabled", "stop", "side",
     "quantity", "price", "notional", "min", "max", "above", "below", "market", "outcome", "any",
-    "all", "not",
+    "all", "not", "tz",
 )  # fmt: skip
 _scalar = (
     st.none()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from apprise import Apprise
@@ -368,3 +369,19 @@ def test_html_escapes_field_values_not_the_template_s_markup() -> None:
     )
     assert escape_for("text") is None
     assert escape_for("markdown") is None
+
+
+def test_a_rule_s_zone_shows_its_times_there() -> None:
+    """`filled_at` was always UTC: a trader in New York read 12:00 for a fill at 08:00 their
+    time. With a rule's zone, the time and its name are the zone's, daylight saving
+    included; without one, UTC as before."""
+    july = dataclasses.replace(FILL, filled_at=datetime(2026, 7, 6, 12, 0, 45, tzinfo=UTC))
+    template = Template.parse("{filled_at} | {filled_at:%H:%M %Z}")
+    new_york = ZoneInfo("America/New_York")
+    assert template.render(fill_values(july, rule="r", tz=new_york)) == (
+        "2026-07-06 08:00:45 EDT | 08:00 EDT"
+    )
+    assert template.render(fill_values(FILL, rule="r", tz=new_york)) == (
+        "2026-02-06 07:00:45 EST | 07:00 EST"
+    )
+    assert template.render(fill_values(july, rule="r")) == "2026-07-06 12:00:45 UTC | 12:00 UTC"

@@ -19,8 +19,8 @@ from notifier.errors import StateBusyError
 from notifier.events import Fill
 from notifier.pipeline import Pipeline
 from notifier.plan import plan_alerts
+from notifier.release_render import render_release
 from notifier.rules import RuleSet
-from notifier.shaping_stage import render_release
 from notifier.shaping_state import StateChanges
 from notifier.shaping_table import LEGACY_KEY
 from notifier.store import OutboxItem, StateStore
@@ -718,6 +718,36 @@ async def test_html_digests_end_their_lines_with_br(store: StateStore, clock: Ha
         "2 fills on BTC 100k?: 60 @ avg 0.7000<br>BUY 30 Yes @ 0.70 #2<br>BUY 30 Yes @ 0.70 #3"
         "<br>(1 earlier message folded into this one)",
     ]
+
+
+ZONED_DIGEST = """rules:
+  - name: digest
+    notify: [desk]
+    tz: Europe/London
+    group: {by: [market_id], wait: 30s}
+    title: "{count} fills from {first_filled_at:%H:%M:%S %Z}"
+    line: "{order_id} at {filled_at:%H:%M:%S}"
+"""
+
+
+async def test_a_rule_s_zone_shows_a_digest_s_times_and_lines_there(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A shaped rule's `tz:` applies to its digest figures (first/last time) and to each
+    line's `filled_at`, as to a plain rule's message."""
+    clock.now = clock.now.replace(month=7, hour=12, minute=0, second=0, microsecond=0)
+    pipeline = make(store, clock, ZONED_DIGEST)
+    july = clock.now
+    await feed(
+        pipeline,
+        dataclasses.replace(fill("1", "0.60", "10"), filled_at=july),
+        dataclasses.replace(fill("2", "0.70", "20"), filled_at=july + timedelta(seconds=5)),
+    )
+    clock.advance(seconds=30)
+    pipeline.release_due()
+    (row,) = rows(store, "digest")
+    assert row.title == "2 fills from 13:00:00 BST"
+    assert row.body.splitlines()[-2:] == ["1 at 13:00:00", "2 at 13:00:05"]
 
 
 PER_FILL_BODY = """rules:

@@ -1,0 +1,91 @@
+"""What a release of alert shaping says: its rule's templates over the digest's fields.
+
+A release renders with its rule's templates over `Release.fields`, plus `lines`: each fill in
+the rule's `line` template, capped so a digest of a busy minute stays one readable message. A
+message of one fill looks like any rule's alert; a body written for one fill gets the others
+listed after it; a throttled message says what it folded in. Apart from shaping_stage.py,
+which decides when releases happen and whose channels get them.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+from notifier.digests import AGGREGATE_FIELDS, Bunch, Release, cap_lines, make_release
+from notifier.events import Fill
+from notifier.render import (
+    DEFAULT_BODY,
+    DEFAULT_TITLE,
+    Escape,
+    Markup,
+    Template,
+    fill_values,
+    line_break,
+    shown_in,
+)
+from notifier.rules import Rule, rule_escape, rule_zone
+from notifier.shapingconfig import DEFAULT_LINE, DIGEST_TITLE, digest_body
+
+_DEFAULT_LINE = Template(DEFAULT_LINE)
+# A body with any of these was written for several fills: it needs no list added.
+_DIGEST_FIELDS = frozenset(AGGREGATE_FIELDS) - {"suppressed"}
+
+
+def render_release(rule: Rule, release: Release) -> tuple[str, str]:
+    """Title and body of a release: the rule's templates over the digest fields and `lines`;
+    for a release of one fill, where the rule left a template to the digest default, the
+    plain default instead (a quiet-hours rule's daytime alerts look like any rule's)."""
+    line = rule.extras.get("line")
+    template = line if isinstance(line, Template) else _DEFAULT_LINE
+    title, body = rule.title, rule.body
+    single = rule.extras.get("single")
+    if release.count == 1 and not release.suppressed and isinstance(single, tuple):
+        title, body = single
+    return _render(title, body, template, rule.name, release, rule_escape(rule), rule_zone(rule))
+
+
+def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, str]:
+    """A release of a rule no longer shaped: default digest templates, saying why it comes now.
+
+    `escape`: the message format's (the config's, as the rule may be gone with its own).
+    """
+    newline = line_break(escape)
+    title, body = Template(DIGEST_TITLE), Template(digest_body(newline))
+    if release.count == 1 and not release.suppressed:  # one fill looks like one fill
+        title, body = Template(DEFAULT_TITLE), Template(DEFAULT_BODY)
+    title_text, body_text = _render(title, body, _DEFAULT_LINE, release.rule, release, escape)
+    note = f"(held by rule {release.rule!r}, whose shaping is no longer configured)"
+    return title_text, f"{body_text}{newline}{escape(note) if escape else note}"
+
+
+def _render(
+    title: Template,
+    body: Template,
+    line: Template,
+    rule: str,
+    release: Release,
+    escape: Escape | None = None,
+    tz: tzinfo | None = None,
+) -> tuple[str, str]:
+    values = shown_in(dict(release.fields), tz)
+    newline = line_break(escape)
+    rendered = [line.render(fill_values(f, rule=rule, tz=tz), escape=escape) for f in release.fills]
+    values["lines"] = Markup(cap_lines(rendered, release.count, newline))  # escaped line by line
+    text = body.render(values, escape=escape)
+    shown = body.fields | title.fields
+    if release.count > 1 and not body.fields & _DIGEST_FIELDS:
+        # A message of several fills (held, grouped, throttled) under a body written for one
+        # fill would show its last fill alone: the others are listed after it. The body's
+        # fields decide, not the title's: the default title's "({count})" lists nothing.
+        note = f"({release.count} fills in this message:)"
+        text += f"{newline}{escape(note) if escape else note}{newline}{values['lines']}"
+    if release.suppressed and "suppressed" not in shown:
+        # A throttled message always says what it folded in, whatever the rule's templates.
+        plural = "" if release.suppressed == 1 else "s"
+        text += f"{newline}({release.suppressed} earlier message{plural} folded into this one)"
+    return title.render(values, escape=escape), text
+
+
+def preview(rule: Rule, fill: Fill) -> tuple[str, str]:
+    """What a shaped rule would send for this fill alone (the dry run's view of a digest)."""
+    return render_release(rule, make_release(rule.name, (), Bunch.of(fill), 0, "single"))
