@@ -1,7 +1,7 @@
 """Mentions and links a value must not make: the zero-width space that defuses them.
 
 Apart from render.py, which fills templates and calls these on each value and at each seam
-between a value and the template's text.
+between a value and the template's text (the dry run looks for NO_MENTION to say why).
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from notifier.shapingconfig import (
     parse_throttle_node,
 )
 from notifier.whenconfig import WHEN_KEYS, parse_condition
+from notifier.windows import ActiveSpec
 from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 from notifier.zonenames import zone
 
@@ -225,6 +226,13 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
             values[_FIELD_OF.get(key, key)] = parsed
     if not ok:
         return None
+    active, zone_of_rule = values.get("active"), values.get("tz")
+    active_node = raw.get("active")
+    unzoned = isinstance(active_node, YMap) and "tz" not in active_node
+    if isinstance(active, ActiveSpec) and isinstance(zone_of_rule, ZoneInfo) and unzoned:
+        # One rule, one zone: `tz: America/New_York` with `active: {hours: 09:30-16:00}`
+        # means New York's hours, not UTC's.
+        values["active"] = dataclasses.replace(active, tz=zone_of_rule)
     fields = {k: v for k, v in values.items() if k in _RULE_FIELDS}
     extras = {k: v for k, v in values.items() if k not in _RULE_FIELDS}
     fields.setdefault("condition", MATCH_ALL)

@@ -548,3 +548,27 @@ def test_every_abbreviation_is_no_zone_and_every_zone_it_names_is_one() -> None:
             ZoneInfo(abbreviation)
     for name in sorted(named):
         assert str(ZoneInfo(name)) == name
+
+
+def test_a_rule_s_tz_is_its_active_window_s_zone_unless_the_window_names_one() -> None:
+    """`tz: America/New_York` with `active: {hours: "09:30-16:00"}` held or dropped alerts
+    through New York's trading hours: the window was read in UTC, the rule's zone ignored.
+    One rule, one zone; a window naming its own zone keeps it."""
+    (ny, own, bare) = rules_of(
+        """
+        rules:
+          - name: ny
+            notify: [desk]
+            tz: America/New_York
+            active: {hours: "09:30-16:00"}
+          - name: own
+            notify: [desk]
+            tz: America/New_York
+            active: {hours: "09:30-16:00", tz: Europe/London}
+          - name: bare
+            notify: [desk]
+            active: {hours: "09:30-16:00"}
+        """
+    )
+    zones = [shaping(rule).active.tz for rule in (ny, own, bare)]  # type: ignore[union-attr]
+    assert [str(zone) for zone in zones] == ["America/New_York", "Europe/London", "UTC"]
