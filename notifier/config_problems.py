@@ -30,9 +30,11 @@ class Problems:
         self._concealed: dict[str, str] = {}  # value from the environment -> what shows instead
         self._notes: dict[str, str] = {}  # path -> why its value is what it is
 
-    def add(self, line: int | None, path: str, message: str) -> None:
+    def add(
+        self, line: int | None, path: str, message: str, *, unset_variable: bool = False
+    ) -> None:
         if not self._silenced or not self.silenced(path):
-            self.items.append(ConfigProblem(self.file, line, path, message))
+            self.items.append(ConfigProblem(self.file, line, path, message, unset_variable))
 
     def silence(self, path: str) -> None:
         """Drop later problems at or under `path`: they would only echo the first one."""

@@ -165,6 +165,4 @@ _ENVIRONMENT_NOTE = (
 
 
 def _names_unset_variable(error: ConfigError) -> bool:
-    return any(
-        "environment variable" in p.message and "not set" in p.message for p in error.problems
-    )
+    return any(problem.unset_variable for problem in error.problems)

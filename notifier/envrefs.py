@@ -19,7 +19,9 @@ _SHOWN_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,39}")  # an upper-case name, as var
 class ProblemSink(Protocol):
     """Where problems go (yamltree.Problems)."""
 
-    def add(self, line: int | None, path: str, message: str) -> None: ...
+    def add(
+        self, line: int | None, path: str, message: str, *, unset_variable: bool = False
+    ) -> None: ...
 
     def silence(self, path: str) -> None: ...
 
@@ -54,8 +56,8 @@ class EnvRefs:
         whole = _REF.fullmatch(text) is not None  # the value is one reference, nothing else
         unset: list[str] = []  # variables a stand-in covers
 
-        def refuse(message: str) -> str:
-            problems.add(line, path, message)
+        def refuse(message: str, *, unset: bool = False) -> str:
+            problems.add(line, path, message, unset_variable=unset)
             problems.silence(path)
             return ""
 
@@ -111,15 +113,18 @@ class EnvRefs:
             if self.secret(path) and not _SHOWN_NAME.fullmatch(name):
                 return refuse(
                     "names an environment variable that is not set (its name is not shown:"
-                    " it does not look like one, and this value is a secret)"
+                    " it does not look like one, and this value is a secret)",
+                    unset=True,
                 )
             if self.secret(path):  # a default for a key or a URL's token would be one in the file
                 return refuse(
                     f"environment variable {name} is not set (set it where the daemon runs: "
-                    "the shell, or the unit's EnvironmentFile)"
+                    "the shell, or the unit's EnvironmentFile)",
+                    unset=True,
                 )
             return refuse(
-                f"environment variable {name} is not set (set it, or write ${{{name}:-default}})"
+                f"environment variable {name} is not set (set it, or write ${{{name}:-default}})",
+                unset=True,
             )
 
         expanded = _REF.sub(one, text)

@@ -32,6 +32,9 @@ class ConfigProblem:
     line: int | None
     path: str
     message: str
+    # The value names an environment variable that is not set: a reload reads the environment
+    # the daemon started with, so only a restart can change that.
+    unset_variable: bool = False
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
