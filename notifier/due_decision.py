@@ -19,6 +19,8 @@ from notifier.sender import Sender
 from notifier.settings import DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
+STILL_SENDING_POLL = 1.0  # seconds between looks at a send given up on that may yet arrive
+
 # The prefix a dead-lettered row's error gets ("undelivered after 1 day, 0:00:00: ...").
 _UNDELIVERED = re.compile(r"^(?:undelivered after (?:\d+ days?, )?\d+:\d\d:\d\d(?:\.\d+)?: )+")
 
@@ -46,6 +48,11 @@ def due_in(
         outcomes.dead(item, channel, error, sender)
         return None
     if not sender.knows(item.target):
+        if outcomes.still_sending(item, sender):
+            # A send given up on still runs to the URL the reload removed: it may yet arrive
+            # there, and the alert moved now would show twice. Looked at again until it ends
+            # (delivered after all: marked sent above) or the sender stops holding it.
+            return STILL_SENDING_POLL
         outcomes.retarget(item, sender)
         return None
     wake = min(item.next_at, expires)

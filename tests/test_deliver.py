@@ -19,6 +19,7 @@ import pytest
 from daemon import python_child
 from fakes import T0, HandClock, Target, settle, spin_until
 from receivers import SLACK_HOST, TlsProxy, WebhookReceiver, telegram_html_to_text
+from test_channels import TricklingPeer
 
 from notifier.channels import ChannelSet
 from notifier.deliver import Deliverer
@@ -1284,3 +1285,36 @@ async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: 
         await settle()
     assert sender.attempts == [("t1", "X"), ("t1", "A")]
     assert [row.title for row in store.outbox(state="dead")] == ["B"]
+
+
+async def test_an_edited_url_waits_for_a_send_to_the_old_one_still_running(
+    webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A send given up on while it runs, then the URL edited on reload: the alert is not moved
+    to the new URL while that send may still arrive; it arrived, so the new URL gets nothing."""
+    clock = HandClock()
+    delivery = DeliverySettings(timeout=0.2, retry_base=1.0, max_age=timedelta(hours=1))
+    async with TricklingPeer(gap=0.15, lines=[8]) as peer:  # answered after ~1.2 s
+        old_url, new_url = f"json://127.0.0.1:{peer.port}/", webhook.json_url
+        old = ChannelSet.build({"c": ChannelSettings(name="c", urls=(old_url,))}, delivery=delivery)
+        with StateStore(tmp_path / "s.db", clock=clock) as store:
+            (target,) = old.targets("c")
+            alert = Alert("f1", "r", "c", target.key, "f1", "body of f1", T0)
+            store.record(fill_key="f1", filled_at=T0, alerts=[alert])
+            deliverer = Deliverer(store, old, delivery, clock=clock, rng=NoJitter())
+            async with running(deliverer):
+                async with asyncio.timeout(10):
+                    while deliverer.stats.failed == 0:  # given up on after 0.6 s, still running
+                        await asyncio.sleep(0.02)
+                new = ChannelSet.build(
+                    {"c": ChannelSettings(name="c", urls=(new_url,))}, delivery=delivery
+                )
+                new.take_locks(old)  # as a reload does
+                deliverer.swap_sender(new)
+                async with asyncio.timeout(10):
+                    while store.counts()["pending"] or not peer.answered:
+                        await asyncio.sleep(0.02)
+                await asyncio.sleep(0.1)
+            assert len(peer.posts) == 1  # the old URL took the alert after all
+            assert webhook.requests == []  # so the new one must not get it again
+            assert store.counts() == {"pending": 0, "dead": 0, "sent": 1}
