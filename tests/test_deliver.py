@@ -1318,3 +1318,31 @@ async def test_an_edited_url_waits_for_a_send_to_the_old_one_still_running(
             assert len(peer.posts) == 1  # the old URL took the alert after all
             assert webhook.requests == []  # so the new one must not get it again
             assert store.counts() == {"pending": 0, "dead": 0, "sent": 1}
+
+
+async def test_a_prune_and_a_restart_never_send_a_fallback_twice(tmp_path: Path) -> None:
+    """chat failing on an alert filled nearly a backfill_horizon ago (recovered after a long
+    outage) that went to the mail fallback: the hourly prune, then a restart with chat still
+    failing, and mail does not get the alert again."""
+    clock = HandClock()
+    chans = _failing_over(chat="mail")
+    horizon = timedelta(days=7)
+    filled = T0 - horizon + timedelta(minutes=1)
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        store.record(
+            fill_key="f1",
+            filled_at=filled,
+            alerts=[Alert("f1", "r", "chat", "c", "f1", "b", filled)],
+        )
+        sender = FakeSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail() for _ in range(1000)]
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(deliverer):
+            await _fail_on(deliverer, clock, 400)  # past fallback_after
+        assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+        cutoff = clock() - horizon  # as the service's hourly prune takes it
+        store.prune(fills_before=cutoff, sent_before=cutoff)
+        restarted = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(restarted):
+            await _fail_on(restarted, clock, 400)
+        assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
