@@ -41,6 +41,13 @@ def due_in(
         return None
     now = clock()
     expires = item.created_at + settings.max_age
+    settles = now >= expires or not sender.knows(item.target)
+    if settles and outcomes.still_sending(item, sender):
+        # A send given up on still runs: it may yet arrive, and the alert dead-lettered
+        # (queued for the fallback) or moved to a URL a reload put in place of this one
+        # would show twice. Looked at again until it ends (delivered after all: marked
+        # sent above) or the sender stops holding it (one send deadline at most).
+        return STILL_SENDING_POLL
     if now >= expires:  # before any retarget: a re-queued row would start a new max_age
         # Once: a row dead-lettered before, requeued by `outbox --retry-dead`, had it.
         last = _UNDELIVERED.sub("", item.last_error or "") or "never attempted"
@@ -48,11 +55,6 @@ def due_in(
         outcomes.dead(item, channel, error, sender)
         return None
     if not sender.knows(item.target):
-        if outcomes.still_sending(item, sender):
-            # A send given up on still runs to the URL the reload removed: it may yet arrive
-            # there, and the alert moved now would show twice. Looked at again until it ends
-            # (delivered after all: marked sent above) or the sender stops holding it.
-            return STILL_SENDING_POLL
         outcomes.retarget(item, sender)
         return None
     wake = min(item.next_at, expires)

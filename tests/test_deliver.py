@@ -1346,3 +1346,26 @@ async def test_a_prune_and_a_restart_never_send_a_fallback_twice(tmp_path: Path)
         async with running(restarted):
             await _fail_on(restarted, clock, 400)
         assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+
+
+async def test_no_dead_letter_while_a_given_up_send_of_the_alert_still_runs(
+    tmp_path: Path,
+) -> None:
+    """Past max_age while its given-up attempt still runs: the alert is neither dead-lettered
+    nor queued for the fallback until that send ends; it delivered, so it is sent, once."""
+    async with first_send_given_up(tmp_path, "f1") as given_up:
+        clock, store, sender, deliverer = given_up
+        [row] = store.outbox()
+        sender.running.add(row.identity)  # the given-up send's thread still runs
+        clock.advance(61 * 60)  # past max_age (1 h) and fallback_after
+        deliverer.notify()
+        await settle()
+        assert store.counts() == {"pending": 1, "dead": 0, "sent": 0}
+        sender.running.discard(row.identity)  # it ends: delivered
+        sender.late.add(row.identity)
+        async with asyncio.timeout(10):
+            while store.counts()["pending"]:
+                await asyncio.sleep(0.02)
+        await settle()
+        assert store.counts() == {"pending": 0, "dead": 0, "sent": 1}
+        assert sender.attempts == [("c", "f1")]
