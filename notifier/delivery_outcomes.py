@@ -108,6 +108,10 @@ class Outcomes:
         self.sent(item, channel)
         return True
 
+    def still_sending(self, item: OutboxItem, sender: Sender) -> bool:
+        """Whether an attempt given up on that holds this alert still runs (it may yet arrive)."""
+        return _still_sending(item, sender)
+
     def sent(self, item: OutboxItem, channel: str) -> None:
         self._store.mark_sent(item.id)
         self.stats.sent += 1

@@ -19,6 +19,8 @@ from notifier.sender import Sender
 from notifier.settings import DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
+STILL_SENDING_POLL = 1.0  # seconds between looks at a send given up on that may yet arrive
+
 # The prefix a dead-lettered row's error gets ("undelivered after 1 day, 0:00:00: ...").
 _UNDELIVERED = re.compile(r"^(?:undelivered after (?:\d+ days?, )?\d+:\d\d:\d\d(?:\.\d+)?: )+")
 
@@ -39,6 +41,13 @@ def due_in(
         return None
     now = clock()
     expires = item.created_at + settings.max_age
+    settles = now >= expires or not sender.knows(item.target)
+    if settles and outcomes.still_sending(item, sender):
+        # A send given up on still runs: it may yet arrive, and the alert dead-lettered
+        # (queued for the fallback) or moved to a URL a reload put in place of this one
+        # would show twice. Looked at again until it ends (delivered after all: marked
+        # sent above) or the sender stops holding it (one send deadline at most).
+        return STILL_SENDING_POLL
     if now >= expires:  # before any retarget: a re-queued row would start a new max_age
         # Once: a row dead-lettered before, requeued by `outbox --retry-dead`, had it.
         last = _UNDELIVERED.sub("", item.last_error or "") or "never attempted"

@@ -262,7 +262,8 @@ class StateStore(OutboxQueue):
         """Forget up to `limit` fill keys filled before `fills_before` and rows sent before
         `sent_before`; returns how many went (call again while it returns `limit`).
 
-        Keeps the file bounded; pending and dead rows are never pruned. In steps, each one
+        Keeps the file bounded; pending and dead rows are never pruned, nor anything filled
+        since the oldest pending row (its fallback's row may be among it). In steps, each one
         short transaction: after a long downtime one DELETE of a million keys held the event
         loop for most of a second. Sent rows go first, so that a sent row of a fill whose key
         goes is gone before it: the keys that record a retarget are dated by their fill, and
@@ -270,6 +271,16 @@ class StateStore(OutboxQueue):
         with it and be silently ignored).
         """
         with self._errors("prune"), self._tx() as db:
+            # Nothing filled or sent since the oldest pending alert was goes: the sent rows of
+            # its fill (its fallback's) and the keys recording its moves are all that keep a
+            # restarted daemon from queueing it for them again. A pending alert ends within
+            # max_age.
+            filled, created = db.execute(
+                "SELECT min(filled_at), min(created_at) FROM outbox WHERE state = 'pending'"
+            ).fetchone()
+            if filled is not None:
+                fills_before = min(fills_before, from_us(int(filled)))
+                sent_before = min(sent_before, from_us(int(created)))
             # Two indexed look-ups, not one OR (which visited every sent row).
             sent = db.execute(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM ("

@@ -19,6 +19,7 @@ import pytest
 from daemon import python_child
 from fakes import T0, HandClock, Target, settle, spin_until
 from receivers import SLACK_HOST, TlsProxy, WebhookReceiver, telegram_html_to_text
+from test_channels import TricklingPeer
 
 from notifier.channels import ChannelSet
 from notifier.deliver import Deliverer
@@ -1284,3 +1285,87 @@ async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: 
         await settle()
     assert sender.attempts == [("t1", "X"), ("t1", "A")]
     assert [row.title for row in store.outbox(state="dead")] == ["B"]
+
+
+async def test_an_edited_url_waits_for_a_send_to_the_old_one_still_running(
+    webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A send given up on while it runs, then the URL edited on reload: the alert is not moved
+    to the new URL while that send may still arrive; it arrived, so the new URL gets nothing."""
+    clock = HandClock()
+    delivery = DeliverySettings(timeout=0.2, retry_base=1.0, max_age=timedelta(hours=1))
+    async with TricklingPeer(gap=0.15, lines=[8]) as peer:  # answered after ~1.2 s
+        old_url, new_url = f"json://127.0.0.1:{peer.port}/", webhook.json_url
+        old = ChannelSet.build({"c": ChannelSettings(name="c", urls=(old_url,))}, delivery=delivery)
+        with StateStore(tmp_path / "s.db", clock=clock) as store:
+            (target,) = old.targets("c")
+            alert = Alert("f1", "r", "c", target.key, "f1", "body of f1", T0)
+            store.record(fill_key="f1", filled_at=T0, alerts=[alert])
+            deliverer = Deliverer(store, old, delivery, clock=clock, rng=NoJitter())
+            async with running(deliverer):
+                async with asyncio.timeout(10):
+                    while deliverer.stats.failed == 0:  # given up on after 0.6 s, still running
+                        await asyncio.sleep(0.02)
+                new = ChannelSet.build(
+                    {"c": ChannelSettings(name="c", urls=(new_url,))}, delivery=delivery
+                )
+                new.take_locks(old)  # as a reload does
+                deliverer.swap_sender(new)
+                async with asyncio.timeout(10):
+                    while store.counts()["pending"] or not peer.answered:
+                        await asyncio.sleep(0.02)
+                await asyncio.sleep(0.1)
+            assert len(peer.posts) == 1  # the old URL took the alert after all
+            assert webhook.requests == []  # so the new one must not get it again
+            assert store.counts() == {"pending": 0, "dead": 0, "sent": 1}
+
+
+async def test_a_prune_and_a_restart_never_send_a_fallback_twice(tmp_path: Path) -> None:
+    """chat failing on an alert filled nearly a backfill_horizon ago (recovered after a long
+    outage) that went to the mail fallback: the hourly prune, then a restart with chat still
+    failing, and mail does not get the alert again."""
+    clock = HandClock()
+    chans = _failing_over(chat="mail")
+    horizon = timedelta(days=7)
+    filled = T0 - horizon + timedelta(minutes=1)
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        store.record(
+            fill_key="f1",
+            filled_at=filled,
+            alerts=[Alert("f1", "r", "chat", "c", "f1", "b", filled)],
+        )
+        sender = FakeSender({"c": "chat", "m": "mail"})
+        sender.script["c"] = [fail() for _ in range(1000)]
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(deliverer):
+            await _fail_on(deliverer, clock, 400)  # past fallback_after
+        assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+        cutoff = clock() - horizon  # as the service's hourly prune takes it
+        store.prune(fills_before=cutoff, sent_before=cutoff)
+        restarted = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        async with running(restarted):
+            await _fail_on(restarted, clock, 400)
+        assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+
+
+async def test_no_dead_letter_while_a_given_up_send_of_the_alert_still_runs(
+    tmp_path: Path,
+) -> None:
+    """Past max_age while its given-up attempt still runs: the alert is neither dead-lettered
+    nor queued for the fallback until that send ends; it delivered, so it is sent, once."""
+    async with first_send_given_up(tmp_path, "f1") as given_up:
+        clock, store, sender, deliverer = given_up
+        [row] = store.outbox()
+        sender.running.add(row.identity)  # the given-up send's thread still runs
+        clock.advance(61 * 60)  # past max_age (1 h) and fallback_after
+        deliverer.notify()
+        await settle()
+        assert store.counts() == {"pending": 1, "dead": 0, "sent": 0}
+        sender.running.discard(row.identity)  # it ends: delivered
+        sender.late.add(row.identity)
+        async with asyncio.timeout(10):
+            while store.counts()["pending"]:
+                await asyncio.sleep(0.02)
+        await settle()
+        assert store.counts() == {"pending": 0, "dead": 0, "sent": 1}
+        assert sender.attempts == [("c", "f1")]

@@ -337,15 +337,18 @@ def test_prune_goes_in_steps_sent_rows_first(store: StateStore, clock: HandClock
     """With a limit, each call deletes at most that many, sent rows before fill keys."""
     for n in range(5):
         store.record(fill_key=f"f{n}", filled_at=T0, alerts=[alert(f"f{n}", at=T0)])
-    for item in store.outbox()[:3]:
+    items = store.outbox()
+    for item in items[:3]:
         store.mark_sent(item.id)
+    for item in items[3:]:
+        store.mark_dead(item.id, error="x")  # a pending row would hold the prune back
     cut = T0 + timedelta(days=1)
     assert store.prune(fills_before=cut, sent_before=cut, limit=2) == 2
     assert store.counts()["sent"] == 1  # two sent rows went, no fill key yet
     assert all(store.seen(f"f{n}") for n in range(5))
     steps = [store.prune(fills_before=cut, sent_before=cut, limit=2) for _ in range(4)]
     assert steps == [2, 2, 2, 0]  # the last sent row and five fill keys, then nothing
-    assert store.counts() == {"pending": 2, "dead": 0, "sent": 0}
+    assert store.counts() == {"pending": 0, "dead": 2, "sent": 0}
     assert not any(store.seen(f"f{n}") for n in range(5))
 
 
@@ -957,3 +960,22 @@ def test_a_new_state_file_is_its_owner_s_alone_and_an_old_one_keeps_its_mode(
         assert shared.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(before)
+
+
+def test_prune_keeps_what_was_filled_since_the_oldest_pending_alert(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A pending alert holds the prune back to its fill time (its fallback's sent row and its
+    moves' keys stay); once it is sent, the rest goes."""
+    for n in range(3):
+        at = T0 + timedelta(hours=n)
+        store.record(fill_key=f"f{n}", filled_at=at, alerts=[alert(f"f{n}", at=at)])
+    first, second, third = store.outbox()
+    store.mark_sent(first.id)
+    store.mark_sent(third.id)
+    cut = T0 + timedelta(days=1)
+    assert store.prune(fills_before=cut, sent_before=cut) == 2  # f0's row and key
+    assert [store.seen(f"f{n}") for n in range(3)] == [False, True, True]
+    store.mark_sent(second.id)
+    assert store.prune(fills_before=cut, sent_before=cut) == 4
+    assert store.counts() == {"pending": 0, "dead": 0, "sent": 0}
