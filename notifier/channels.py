@@ -114,7 +114,7 @@ class ChannelSet:
                     path = f"channels.{name}.urls[{index}]"
                     problems.append(ConfigProblem("<config>", None, path, why or "unusable URL"))
                     continue
-                display = privacy_url(plugin)  # before _tune: shows the user's URL, not ours
+                display = privacy_url(plugin)  # before tune: shows the user's URL, not ours
                 tune(plugin, delivery)
                 target = Target(channel=name, key=target_key(url), display=display)
                 entry = _Entry(
