@@ -99,7 +99,7 @@ def privacy_url(plugin: NotifyBase) -> str:
 
 # apprise's prefixes of a custom header, a query (GET) parameter and a payload field.
 _CUSTOM_PARAMS = ("+", "-", ":")
-# Settings the notifier applies to every target itself (channels._tune: no retries inside
+# Settings the notifier applies to every target itself (plugin_settings.tune: no retries inside
 # apprise, delivery.overflow, delivery.timeout): apprise's own values, shown, would mislead.
 _TUNED_PARAMS = frozenset({"overflow", "retry", "wait", "cto", "rto"})
 

@@ -35,14 +35,14 @@ from notifier.channel_urls import check_url, instantiate
 from notifier.errors import ConfigError, ConfigProblem
 from notifier.events import MessageLimit, SendResult
 from notifier.late_deliveries import LateDeliveries
-from notifier.plugin_settings import message_limit, timeout_note, tune, waited_out
+from notifier.plugin_settings import message_limit, timeout_note, tune
 from notifier.send_attempt import GaveUp, attempt
 from notifier.send_results import to_send_result
 from notifier.settings import ChannelSettings, DeliverySettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChannelSet", "Target", "check_url", "target_key", "waited_out"]
+__all__ = ["ChannelSet", "Target", "check_url", "target_key"]
 
 TEST_TITLE = "notifier test"
 # service_timeout=0: apprise's own per-call deadline off. With one, apprise hands each blocking
@@ -114,7 +114,7 @@ class ChannelSet:
                     path = f"channels.{name}.urls[{index}]"
                     problems.append(ConfigProblem("<config>", None, path, why or "unusable URL"))
                     continue
-                display = privacy_url(plugin)  # before _tune: shows the user's URL, not ours
+                display = privacy_url(plugin)  # before tune: shows the user's URL, not ours
                 tune(plugin, delivery)
                 target = Target(channel=name, key=target_key(url), display=display)
                 entry = _Entry(

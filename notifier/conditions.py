@@ -12,10 +12,10 @@ import dataclasses
 import functools
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
 
 from notifier.events import Fill
 from notifier.globs import Matcher, glob_matcher, is_glob
@@ -71,7 +71,7 @@ class FieldMatch(Condition):
 
     field: str
     patterns: tuple[str, ...]
-    _get: Any = dataclasses.field(init=False, repr=False, compare=False)
+    _get: Callable[[Fill], str | None] = dataclasses.field(init=False, repr=False, compare=False)
     _caseless: bool = dataclasses.field(init=False, repr=False, compare=False)
     _exact: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
     _globs: tuple[Matcher, ...] = dataclasses.field(init=False, repr=False, compare=False)
@@ -137,7 +137,7 @@ class Bounds(Condition):
     max: Decimal | None = None
     above: Decimal | None = None
     below: Decimal | None = None
-    _get: Any = dataclasses.field(init=False, repr=False, compare=False)
+    _get: Callable[[Fill], Decimal] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.field not in DECIMAL_FIELDS:

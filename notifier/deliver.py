@@ -38,8 +38,6 @@ from notifier.store import OutboxItem, StateStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Deliverer", "Sender"]  # Sender lives in sender.py; importable from here too
-
 RESCAN_EVERY = 30.0  # seconds between looks at the outbox when nothing announced new rows
 
 

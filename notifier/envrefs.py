@@ -17,7 +17,7 @@ _SHOWN_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,39}")  # an upper-case name, as var
 
 
 class ProblemSink(Protocol):
-    """Where problems go (yamltree.Problems)."""
+    """Where problems go (config_problems.Problems)."""
 
     def add(
         self, line: int | None, path: str, message: str, *, unset_variable: bool = False

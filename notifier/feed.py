@@ -40,7 +40,7 @@ from notifier.settings import FeedSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FeedClient", "FeedStats", "FillSink", "WatermarkStore", "utc_now"]
+__all__ = ["FeedClient", "FeedStats"]
 
 # Seconds of reading buffered frames before the read loop lets other tasks run.
 YIELD_AFTER = 0.005

@@ -286,8 +286,8 @@ def shown_in(values: dict[str, object], tz: tzinfo | None) -> dict[str, object]:
 
 
 def fill_values(fill: Fill, *, rule: str, tz: tzinfo | None = None) -> dict[str, object]:
-    """The template fields of one fill: decimals stay Decimal (exact specs), None becomes "";
-    `filled_at` in `tz` (a rule's `tz:`), else UTC."""
+    """The template fields of one fill: decimals stay Decimal (exact specs), None becomes ""
+    (a missing market title, the market id); `filled_at` in `tz` (a rule's `tz:`), else UTC."""
     at = fill.filled_at
     filled_at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
     stamp = Timestamp(

@@ -1,7 +1,8 @@
 """The `rules:` section: located YAML into compiled `Rule`s, every problem recorded.
 
 `RULE_KEYS` is the one table of per-rule keys: a parser per key. Keys that are not fields of
-`Rule` (say a future `group` or `throttle`) land in `Rule.extras`, so adding one is one entry.
+`Rule` (`group`, `throttle`, `active`, `line`, `tz`) land in `Rule.extras`, so adding one is
+one entry.
 A rule's `when:` is read by `whenconfig.py`.
 """
 

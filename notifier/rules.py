@@ -44,7 +44,9 @@ class Rule:
     body: Template
     enabled: bool = True
     stop: bool = False
-    # Room for per-rule shaping specs (group/throttle/active), added by the shaping stage.
+    # Set by ruleconfig: the rule keys that are not fields (group, throttle, active, line,
+    # tz), what it derives (shaping, single) and the body format's escape; read through
+    # rule_shaping, rule_escape, rule_zone and release_render.
     extras: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)
 
 

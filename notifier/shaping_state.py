@@ -142,7 +142,7 @@ def load_entry(state: RuleState, kind: Kind, key: Key, data: Mapping[str, object
     """Put one stored entry back into `state`; ValueError when it cannot be read."""
     try:
         if kind == "rule":
-            state.dropped = int(data["dropped"])  # type: ignore[call-overload]
+            state.dropped = int(data["dropped"])  # type: ignore[call-overload]  # JSON; refused below
             if (h := data["held"]) is not None:
                 assert isinstance(h, Mapping)
                 state.held = HeldDigest(parse_time(h["opens"]), _bunch(h), int(h["suppressed"]))
@@ -152,7 +152,7 @@ def load_entry(state: RuleState, kind: Kind, key: Key, data: Mapping[str, object
             state.throttles[key] = ThrottlePeriod(
                 parse_time(data["until"]),
                 _load_bunch(data),
-                int(data["messages"]),  # type: ignore[call-overload]
+                int(data["messages"]),  # type: ignore[call-overload]  # JSON; refused below
             )
         else:
             raise ValueError(f"unknown kind {kind!r}")

@@ -30,11 +30,11 @@ from receivers import (
 )
 
 from notifier import send_attempt
-from notifier.channels import ChannelSet, Target, check_url, waited_out
+from notifier.channels import ChannelSet, Target, check_url
 from notifier.errors import ConfigError
 from notifier.events import MessageLimit
 from notifier.late_deliveries import LateDeliveries
-from notifier.plugin_settings import timeout_note
+from notifier.plugin_settings import timeout_note, waited_out
 from notifier.send_results import RATE_LIMIT_PAUSE, rate_limit_pause
 from notifier.settings import ChannelSettings, DeliverySettings
 

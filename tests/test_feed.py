@@ -1142,6 +1142,7 @@ async def test_the_order_list_failing_lets_recovered_fills_go_on_without_it(
 async def test_rules_that_do_not_read_client_order_id_cost_no_order_list_request(
     polysim: SimulatedPolySim, http: httpx.AsyncClient
 ) -> None:
+    """Backfill asks the order list for no ids while no rule reads client_order_id."""
     h = Harness(
         polysim,
         http,

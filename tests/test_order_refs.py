@@ -55,6 +55,7 @@ async def _fill_in(
 
 
 async def test_ids_are_read_as_a_fill_s_and_garbage_items_are_skipped() -> None:
+    """Order-list ids are checked as a live frame's are; malformed items are skipped."""
     fetch = Answers(
         {
             "orders": [
@@ -77,6 +78,7 @@ async def test_ids_are_read_as_a_fill_s_and_garbage_items_are_skipped() -> None:
 
 
 async def test_an_answer_without_an_orders_list_counts_as_a_failure() -> None:
+    """An order-list answer with no `orders` list leaves the id unknown and counts a failure."""
     refs = ClientOrderIds()
     fetch = Answers({"detail": "nope"})
     assert await _fill_in([_fill("1")], fetch, refs) == [None]
@@ -84,6 +86,7 @@ async def test_an_answer_without_an_orders_list_counts_as_a_failure() -> None:
 
 
 async def test_paging_ends_at_has_more_false_an_empty_page_or_no_cursor() -> None:
+    """Paging stops at has_more false, at an empty page, or at a page without a cursor."""
     for end in (
         {"orders": [{"order_id": 9}], "next_cursor": "c2", "has_more": False},
         {"orders": [], "next_cursor": "c2", "has_more": True},
@@ -95,6 +98,7 @@ async def test_paging_ends_at_has_more_false_an_empty_page_or_no_cursor() -> Non
 
 
 async def test_a_cursor_is_followed_and_a_failure_midway_keeps_what_was_found() -> None:
+    """The next page is asked for by cursor; a failure on it keeps the ids already found."""
     fetch = Answers(
         {
             "orders": [{"order_id": 1, "client_order_id": "a"}],
@@ -108,6 +112,7 @@ async def test_a_cursor_is_followed_and_a_failure_midway_keeps_what_was_found() 
 
 
 async def test_known_orders_and_fills_that_carry_an_id_or_are_not_new_ask_nothing() -> None:
+    """Orders known from live fills, fills with their own id and fills not new cost no request."""
     refs = ClientOrderIds()
     refs.remember(_fill("1", client="live-1"))
     fetch = Answers()
@@ -118,6 +123,7 @@ async def test_known_orders_and_fills_that_carry_an_id_or_are_not_new_ask_nothin
 
 
 async def test_an_order_found_without_an_id_is_not_asked_for_again() -> None:
+    """An order the list showed without an id is remembered as such, not looked up again."""
     refs = ClientOrderIds()
     fetch = Answers({"orders": [{"order_id": 1}], "has_more": False})
     assert await _fill_in([_fill("1")], fetch, refs) == [None]
@@ -126,6 +132,7 @@ async def test_an_order_found_without_an_id_is_not_asked_for_again() -> None:
 
 
 def test_a_recent_map_keeps_two_generations_and_refreshes_what_is_written_again() -> None:
+    """RecentMap keeps two generations; a key written again moves to the current one."""
     recent: RecentMap[str, int] = RecentMap(2)
     recent["a"] = 1
     recent["b"] = 2  # the generation is full: it becomes the older one
@@ -139,6 +146,7 @@ def test_a_recent_map_keeps_two_generations_and_refreshes_what_is_written_again(
 
 
 async def test_an_id_known_from_a_live_fill_survives_a_look_up_that_rolls_the_memory() -> None:
+    """Ids learned by a look-up do not push out the id a live fill taught just before."""
     refs = ClientOrderIds(generation=2)
     refs.remember(_fill("A", client="bot-A"))
     refs.remember(_fill("X", client="bot-X"))  # the generation is full: both move to the older

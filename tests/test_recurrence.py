@@ -37,6 +37,7 @@ def _page(known: Recurrences, *statuses: str | None) -> list[tuple[str | None, i
 
 
 def test_a_repeated_live_identity_is_the_next_occurrence_in_any_spelling() -> None:
+    """Equal live fills (however their decimals are spelled) are numbered 1, 2, 3 per identity."""
     known = Recurrences()
     fills = (_fill(), _fill(quantity="5.0"), _fill("8"), _fill())
     numbered = [known.number_live(f) for f in fills]
@@ -51,6 +52,7 @@ def test_the_first_occurrence_keeps_the_key_fills_always_had() -> None:
 
 
 def test_history_numbers_partial_fills_first_whatever_order_it_lists_equal_times_in() -> None:
+    """In a history page a partial fill is the first occurrence, whatever the listing order."""
     assert _page(Recurrences(), F, P) == [(F, 2), (P, 1)]
     assert _page(Recurrences(), P, F) == [(P, 1), (F, 2)]  # listed the other way: the same
     mixed = Recurrences().number_page([_fill(status=F), _fill("8"), _fill(status=P)])
@@ -94,6 +96,7 @@ def test_a_live_frame_of_a_fill_history_listed_first_is_that_fill() -> None:
 
 
 def test_a_live_fill_taken_for_a_listed_one_leaves_the_count_unsure() -> None:
+    """A live fill that may be the one history listed leaves the count `unsure`."""
     known = Recurrences()
     known.number_live(_fill("1", status=P))
     known.number_live(_fill("1", status=P))  # a second equal fill: sure, a new one
@@ -116,6 +119,7 @@ def test_a_status_that_differs_between_the_paths_never_makes_a_second_fill() -> 
 
 
 def test_statuses_match_and_rank_in_any_case() -> None:
+    """Statuses are compared and ranked (partial before filled) whatever their letter case."""
     known = Recurrences()
     assert known.number_live(_fill(status="filled")).occurrence == 1
     assert _page(known, "FILLED", "Partially_Filled") == [("FILLED", 1), ("Partially_Filled", 2)]
@@ -137,6 +141,7 @@ def test_a_frame_repeated_without_end_is_bounded() -> None:
 
 
 def test_identities_are_remembered_for_two_generations_then_forgotten() -> None:
+    """An identity's count is kept for two generations of new identities, then dropped."""
     known = Recurrences(generation=3)
     known.number_live(_fill("1"))
     for other in ("2", "3", "4"):  # the first generation fills up: "1" moves to the older
@@ -149,6 +154,7 @@ def test_identities_are_remembered_for_two_generations_then_forgotten() -> None:
 
 
 def test_a_held_fill_keeps_its_occurrence_in_the_state_file() -> None:
+    """A held fill's occurrence survives the state file's codec; a first one is not written."""
     second = dataclasses.replace(_fill(), occurrence=2)
     assert fill_from_data(fill_to_data(second)).key == second.key
     assert "occurrence" not in fill_to_data(_fill())  # rows as older notifiers wrote them
@@ -157,6 +163,7 @@ def test_a_held_fill_keeps_its_occurrence_in_the_state_file() -> None:
 
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])
 def test_a_stored_occurrence_that_is_not_one_is_refused(bad: str) -> None:
+    """A stored occurrence that is not a positive integer is refused with ValueError."""
     data = {**fill_to_data(_fill()), "occurrence": bad}
     with pytest.raises(ValueError, match=r"occurrence|invalid literal"):
         fill_from_data(data)

@@ -32,6 +32,7 @@ async def _watch_through(path: Path, steps: list[Callable[[], None]]) -> None:
 async def test_a_deleted_state_file_is_said_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A state file deleted under the daemon is logged once, as an error naming the consequence."""
     path = tmp_path / "state.db"
     caplog.set_level(logging.INFO, logger="notifier.state_file_watch")
     await _watch_through(path, [lambda: None, path.unlink, lambda: None, lambda: None])
@@ -48,6 +49,7 @@ async def test_a_deleted_state_file_is_said_once(
 async def test_a_file_renamed_away_and_back_and_a_replaced_one(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Renamed away is an error, renamed back an info line, and a new file in its place an error."""
     path, aside = tmp_path / "state.db", tmp_path / "aside.db"
     caplog.set_level(logging.INFO, logger="notifier.state_file_watch")
     await _watch_through(
