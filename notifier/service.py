@@ -61,12 +61,13 @@ class Service:
         hangups: HangupLatch | None = None,
         feed_sleep: Callable[[float], Awaitable[None]] | None = None,
         feed_clock: Callable[[], float] | None = None,
-        delivery_clock: Callable[[], datetime] | None = None,
+        clock: Callable[[], datetime] | None = None,
         delivery_rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        # Test hooks (fault suite): the feed's back-off sleep and clock, the wall clock of the
-        # outbox and deliverer, and the randomness of the deliverer's back-off jitter.
+        # Test hooks (fault suite): the feed's back-off sleep and clock, the wall clock (of the
+        # state file, shaping, title waits, delivery and the prune), and the randomness of the
+        # deliverer's back-off jitter.
         self._feed_sleep = feed_sleep
         self._feed_clock = feed_clock
         self._delivery_rng = delivery_rng
@@ -76,7 +77,7 @@ class Service:
         self._stop = asyncio.Event()
         self._stop_why = ""
         self._broken: StateError | None = None  # a scheduled commit failed: run ends with it
-        self._clock = delivery_clock or utc_now
+        self._clock = clock or utc_now
         self._drain = DrainWatch(self._clock)
         self.store: StateStore | None = None
         self._state_file: Identity | None = None
@@ -157,6 +158,7 @@ class Service:
             store=store,
             titles=titles,
             on_recorded=deliverer.notify,
+            clock=self._clock,
         )
         feed = self.feed = FeedClient(
             settings.feed,
@@ -232,7 +234,7 @@ class Service:
     async def _prune_forever(self, store: StateStore) -> None:
         horizon = self.settings.feed.backfill_horizon
         while True:
-            cutoff = utc_now() - horizon
+            cutoff = self._clock() - horizon
             removed = 0
             while True:  # a few ms a step; the feed and delivery run in between
                 step = store.prune(fills_before=cutoff, sent_before=cutoff, limit=PRUNE_STEP)
@@ -247,7 +249,7 @@ class Service:
     def _observe_sent(self, item: OutboxItem) -> None:
         self._drain.sent(item.channel)
         if self.metrics is not None:
-            latency = (utc_now() - item.filled_at) / timedelta(seconds=1)
+            latency = (self._clock() - item.filled_at) / timedelta(seconds=1)
             self.metrics.latency.observe(max(latency, 0.0))
 
     # -- reload -------------------------------------------------------------------------------

@@ -124,14 +124,16 @@ def config_text(
     *,
     feed: str = "",
     delivery: str = "",
+    rules: str = RULES,
 ) -> str:
-    """A whole config: one rule sending every fill to every hook, titled by its order id."""
+    """A whole config: by default one rule sending every fill to every hook, titled by its
+    order id (`rules`: a template of them, `{channels}` naming every hook)."""
     channels = "".join(f"  {name}: {hook.json_url}\n" for name, hook in hooks.items())
     return (
         f"feed:\n  base_url: {venue.base_url}\n  api_key: ${{POLYSIM_API_KEY}}\n{feed}"
         f"state:\n  path: {state}\n"
         f"delivery:\n  retry_base: 1s\n{delivery}"
-        f"channels:\n{channels}" + RULES.format(channels=", ".join(hooks))
+        f"channels:\n{channels}" + rules.format(channels=", ".join(hooks))
     )
 
 
@@ -153,9 +155,12 @@ async def running(
     feed_clock: Callable[[], float] | None = None,
     feed: str = "",
     delivery: str = "",
+    rules: str = RULES,
 ) -> AsyncIterator[Service]:
     """The real Service in this loop, connected and reading; stopped (and checked) on exit."""
-    text = config_text(venue, hooks, tmp_path / "state.db", feed=feed, delivery=delivery)
+    text = config_text(
+        venue, hooks, tmp_path / "state.db", feed=feed, delivery=delivery, rules=rules
+    )
     settings = parse(
         text, source=tmp_path / "config.yaml", env={"POLYSIM_API_KEY": DEFAULT_API_KEY}
     )
@@ -164,7 +169,7 @@ async def running(
         install_signals=False,
         feed_sleep=sleep,
         feed_clock=feed_clock,
-        delivery_clock=clock,
+        clock=clock,
         delivery_rng=NoJitter(),
     )
     task = asyncio.create_task(service.run(), name="service")

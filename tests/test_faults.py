@@ -24,11 +24,13 @@ import yaml
 from daemon import Daemon, child_env
 from fakes import MonoClock, grows
 from faults import (
+    RULES,
     Clock,
     Gate,
     Hook,
     config_text,
     delivered_exactly,
+    quiet,
     running,
     started,
     step_until_delivered,
@@ -448,6 +450,32 @@ async def test_channel_down_for_a_minute(venue: SimulatedPolySim, tmp_path: Path
     assert [(at - start).total_seconds() for _, at in failures if at] == [0, 1, 3, 7, 15, 31]
     assert len(hook.answers) == len(failures) + 5
     assert (stats.sent, stats.failed, stats.dead) == (5, len(failures), 0)
+
+
+async def test_shaping_runs_on_the_service_s_clock(venue: SimulatedPolySim, tmp_path: Path) -> None:
+    """A digest rule under the simulated clock: nothing goes out until 30 simulated seconds
+    pass, then the three fills as one message (shaping reads the clock the outbox reads)."""
+    clock = Clock()
+    hook = Hook(clock=clock)
+    await hook.start()
+    digest = RULES.replace("    title:", "    group: {{by: [market_id], wait: 30s}}\n    title:")
+    digest = digest.replace('"{{order_id}}"', '"{{count}} fills"')
+    try:
+        async with running(venue, {"hook": hook}, tmp_path, clock=clock, rules=digest) as service:
+            for i in range(3):
+                await venue.fill(order_id=1000 + i)
+            await until(lambda: service.summary().fills == 3)
+            assert service.pipeline is not None
+            service.pipeline.tick()
+            await until(lambda: quiet(service, clock))
+            assert service.summary().pending == 0  # held by shaping, not yet an alert
+            clock.advance(30)
+            service.pipeline.tick()
+            await until(lambda: service.summary().pending == 1)
+            await step_until_delivered(service, clock)
+    finally:
+        await hook.close()
+    assert hook.titles() == {"3 fills": 1}  # one message, once, and nothing else
 
 
 async def test_health_names_a_stuck_channel_while_another_delivers(
