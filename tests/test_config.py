@@ -772,37 +772,6 @@ def test_side_is_read_in_any_case() -> None:
     assert s.rules.rules[0].condition == FieldMatch("side", ("BUY", "SELL"))
 
 
-CORE = (
-    "config",
-    "channelconfig",
-    "configvalues",
-    "ruleconfig",
-    "whenconfig",
-    "yamltree",
-    "config_problems",
-    "rules",
-    "render",
-    "format_specs",
-    "durations",
-)
-
-
-@pytest.mark.parametrize("module", CORE)
-def test_core_modules_import_no_io(module: str) -> None:
-    """The config and rule core imports no asyncio, sockets, HTTP, SQLite or apprise."""
-    import ast
-
-    source = (Path(__file__).parent.parent / "notifier" / f"{module}.py").read_text("utf-8")
-    imported: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    edges = {"asyncio", "socket", "httpx", "websockets", "sqlite3", "apprise", "subprocess"}
-    assert not imported & edges
-
-
 def test_dollar_before_a_placeholder_in_a_template_is_a_dollar_sign() -> None:
     """In a template ${price} is "$" + {price}, even with `price` set; ${HOST} expands."""
     s = settings_of(
