@@ -95,7 +95,9 @@ class ChannelSet:
         self._locks = {key: asyncio.Lock() for key in self._by_key}
         self._body_format = NotifyFormat(delivery.body_format)
         self._deadline = delivery.send_deadline
-        self._lock_wait = delivery.timeout
+        # delivery.timeout: the connect timeout the plugins get (`tune`), and how long a send
+        # waits for an earlier one to the same target to end.
+        self._timeout = delivery.timeout
         self._answer_wait = delivery.answer_timeout
         self._late = LateDeliveries()
 
@@ -223,7 +225,7 @@ class ChannelSet:
             result = await attempt(
                 call,
                 lock=self._locks[target],
-                lock_wait=self._lock_wait,
+                lock_wait=self._timeout,
                 deadline=self._deadline,
                 done_before=(
                     (lambda: self._delivered_late(target, message)) if message else lambda: None
@@ -250,7 +252,7 @@ class ChannelSet:
             outcome = to_send_result(result, entry.secrets)
         took = time.monotonic() - began[0] if began else 0.0
         if not outcome.ok:
-            noted = timeout_note(outcome.error, took, self._lock_wait, self._answer_wait)
+            noted = timeout_note(outcome.error, took, self._timeout, self._answer_wait)
             outcome = dataclasses.replace(outcome, error=noted)
         log.debug("send to %s: %s", entry.target.display, "ok" if outcome.ok else outcome.error)
         return outcome
