@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from notifier.digests import Bunch, fill_from_data, fill_to_data, parse_decimal, parse_time
 
@@ -144,7 +144,7 @@ def load_entry(state: RuleState, kind: Kind, key: Key, data: Mapping[str, object
         if kind == "rule":
             state.dropped = int(data["dropped"])  # type: ignore[call-overload]  # JSON; refused below
             if (h := data["held"]) is not None:
-                assert isinstance(h, Mapping)
+                h = _mapping(h)
                 state.held = HeldDigest(parse_time(h["opens"]), _bunch(h), int(h["suppressed"]))
         elif kind == "group":
             state.groups[key] = OpenGroup(parse_time(data["due"]), _bunch(data))
@@ -156,7 +156,7 @@ def load_entry(state: RuleState, kind: Kind, key: Key, data: Mapping[str, object
             )
         else:
             raise ValueError(f"unknown kind {kind!r}")
-    except (KeyError, TypeError, ValueError, AssertionError, ArithmeticError) as exc:
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         # ArithmeticError: "dropped": 1e999 is a float infinity that int() refuses.
         raise ValueError(f"unreadable {kind} entry: {exc!r}") from exc
 
@@ -193,13 +193,18 @@ def load_snapshot(data: Mapping[str, object]) -> dict[str, RuleState]:
     try:
         if data.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unknown version {data.get('version')!r}")
-        rules = data["rules"]
-        assert isinstance(rules, Mapping)
-        for rule, raw in rules.items():
+        for rule, raw in _mapping(data["rules"]).items():
             states[str(rule)] = _load_rule(raw)
-    except (KeyError, TypeError, ValueError, AssertionError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"unreadable shaping snapshot: {exc}") from exc
     return states
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """A stored JSON object, or ValueError (a check that stays under `python -O`)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{type(value).__name__}, not an object")
+    return value
 
 
 def _dump_group(group: OpenGroup) -> dict[str, object]:
@@ -215,7 +220,7 @@ def _dump_throttle(throttle: ThrottlePeriod) -> dict[str, object]:
 
 
 def _load_rule(raw: object) -> RuleState:
-    assert isinstance(raw, Mapping)
+    raw = _mapping(raw)
     state = RuleState(groups={}, throttles={})
     load_entry(state, "rule", (), raw)
     for g in raw["groups"]:
@@ -251,13 +256,14 @@ def _dump_bunch(bunch: Bunch | None) -> dict[str, object]:
 def _load_bunch(raw: Mapping[str, object]) -> Bunch | None:
     """What `_dump_bunch` wrote (or a snapshot from before tallies: every fill listed)."""
     fills = raw["fills"]
-    assert isinstance(fills, list)
+    if not isinstance(fills, list):
+        raise ValueError(f"fills: {type(fills).__name__}, not a list")
     if not fills:
         return None
     bunch = Bunch.of(*(fill_from_data(f) for f in fills))
     tally = raw.get("tally")
     if tally is not None:
-        assert isinstance(tally, Mapping)
+        tally = _mapping(tally)
         bunch.last = fill_from_data(tally["last"])
         bunch.count = int(tally["count"])
         bunch.quantity = parse_decimal(tally["quantity"])

@@ -1008,6 +1008,11 @@ def test_restore_releases_rules_that_are_gone_and_refuses_garbage() -> None:
         Shaper.restore_snapshot(busy_specs(), stored.legacy())
     with pytest.raises(ValueError, match="version"):
         Shaper.restore_snapshot(busy_specs(), {"version": 99})
+    group_entry["fills"] = "not a list"
+    with pytest.raises(ValueError, match="str, not a list"):
+        stored.restore(busy_specs())
+    with pytest.raises(ValueError, match="list, not an object"):
+        Shaper.restore_snapshot(busy_specs(), {"version": 1, "rules": []})
 
 
 def test_reconfigure_releases_everything_a_removed_rule_held() -> None:
