@@ -35,9 +35,9 @@ from notifier.channel_urls import check_url, instantiate
 from notifier.errors import ConfigError, ConfigProblem
 from notifier.events import MessageLimit, SendResult
 from notifier.late_deliveries import LateDeliveries
-from notifier.plugin_settings import message_limit, timeout_note, tune
+from notifier.plugin_settings import message_limit, tune
 from notifier.send_attempt import GaveUp, attempt
-from notifier.send_results import to_send_result
+from notifier.send_results import timeout_note, to_send_result
 from notifier.settings import ChannelSettings, DeliverySettings
 
 log = logging.getLogger(__name__)

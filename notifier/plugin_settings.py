@@ -1,30 +1,15 @@
-"""The settings notifier owns on each apprise plugin, and what a failed send's time says.
+"""The settings notifier owns on each apprise plugin, and the message limits it reads there.
 
 Apart from channels.py, which builds and sends: apprise's defaults suit a one-off
-notification, not a daemon that paces, retries and bounds its sends itself; and apprise words
-a timed-out read as it words a refused connection, so only the time taken tells them apart.
+notification, not a daemon that paces, retries and bounds its sends itself.
 """
 
 from __future__ import annotations
-
-import re
 
 from apprise import NotifyBase, OverflowMode
 
 from notifier.events import MessageLimit
 from notifier.settings import DeliverySettings
-
-# A failed send that took this share of a timeout or more: it waited that timeout out.
-TIMED_OUT_SHARE = 0.9
-# apprise's words for a send that got no HTTP answer (a refused connection, a read timed out).
-_CONNECTION_ERROR = re.compile(r"connection error", re.IGNORECASE)
-
-
-def waited_out(error: str | None, took: float, timeout: float) -> bool:
-    """Whether a failed send that took `took` seconds from its start waited out `timeout` for
-    an answer: apprise words a read that timed out as it words a refused connection."""
-    return took >= timeout * TIMED_OUT_SHARE and bool(_CONNECTION_ERROR.search(error or ""))
-
 
 SLACK_SECTION_LIMIT = 3000  # characters of a Slack section block's text (Slack's documented cap)
 
@@ -63,12 +48,3 @@ def tune(plugin: NotifyBase, delivery: DeliverySettings) -> None:
     plugin.socket_connect_timeout = delivery.answer_timeout if smtp else delivery.timeout
     plugin.socket_read_timeout = delivery.answer_timeout
     plugin.overflow_mode = OverflowMode(delivery.overflow)
-
-
-def timeout_note(error: str | None, took: float, connect: float, answer: float) -> str | None:
-    """apprise's `error`, with the timeout the send waited out when it did one."""
-    if waited_out(error, took, answer):
-        return f"{error} (no answer within {answer:g}s)"
-    if waited_out(error, took, connect):
-        return f"{error} (no connection within {connect:g}s)"
-    return error

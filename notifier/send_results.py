@@ -2,7 +2,9 @@
 
 apprise reports a send as a status and the log lines its plugin wrote while sending. The
 deliverer needs three things from them: whether the alert went, an error text it may log and
-store (never a URL's secret), and whether the service asked it to slow down.
+store (never a URL's secret), and whether the service asked it to slow down. apprise words a
+timed-out read as it words a refused connection: only the time a send took tells them apart
+(`timeout_note`).
 """
 
 from __future__ import annotations
@@ -68,3 +70,24 @@ def _warnings(entries: Iterable[NotifyLogEntry]) -> list[str]:
         if entry.level in _SERIOUS and message and message not in seen:
             seen.append(message)
     return seen[-3:]
+
+
+# A failed send that took this share of a timeout or more: it waited that timeout out.
+TIMED_OUT_SHARE = 0.9
+# apprise's words for a send that got no HTTP answer (a refused connection, a read timed out).
+_CONNECTION_ERROR = re.compile(r"connection error", re.IGNORECASE)
+
+
+def waited_out(error: str | None, took: float, timeout: float) -> bool:
+    """Whether a failed send that took `took` seconds from its start waited out `timeout` for
+    an answer: apprise words a read that timed out as it words a refused connection."""
+    return took >= timeout * TIMED_OUT_SHARE and bool(_CONNECTION_ERROR.search(error or ""))
+
+
+def timeout_note(error: str | None, took: float, connect: float, answer: float) -> str | None:
+    """apprise's `error`, with the timeout the send waited out when it did one."""
+    if waited_out(error, took, answer):
+        return f"{error} (no answer within {answer:g}s)"
+    if waited_out(error, took, connect):
+        return f"{error} (no connection within {connect:g}s)"
+    return error

@@ -34,8 +34,7 @@ from notifier.channels import ChannelSet, Target, check_url
 from notifier.errors import ConfigError
 from notifier.events import MessageLimit
 from notifier.late_deliveries import LateDeliveries
-from notifier.plugin_settings import timeout_note, waited_out
-from notifier.send_results import RATE_LIMIT_PAUSE, rate_limit_pause
+from notifier.send_results import RATE_LIMIT_PAUSE, rate_limit_pause, timeout_note, waited_out
 from notifier.settings import ChannelSettings, DeliverySettings
 
 TITLE = "Will <b>&*_ win?"
