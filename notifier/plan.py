@@ -12,8 +12,7 @@ from notifier.events import Alert, Fill
 from notifier.fanout import TargetLookup, fan_out
 from notifier.release_render import preview
 from notifier.render import fill_values
-from notifier.rules import Rule, RuleSet, rule_escape, rule_zone
-from notifier.shaping_stage import rule_shaping
+from notifier.rules import Rule, RuleSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +47,15 @@ def plan_alerts(
     alerts: list[Alert] = []
     shaped: list[Rule] = []
     for rule in matched:
-        if "shaping" in rule.extras and rule_shaping(rule) is not None:
+        if rule.shaping is not None:
             if defer_shaped:
                 shaped.append(rule)
                 continue
             title, body = preview(rule, fill)
         else:
-            values = fill_values(fill, rule=rule.name, tz=rule_zone(rule))
-            escape = rule_escape(rule)
-            title = rule.title.render(values, escape=escape)
-            body = rule.body.render(values, escape=escape)
+            values = fill_values(fill, rule=rule.name, tz=rule.tz)
+            title = rule.title.render(values, escape=rule.escape)
+            body = rule.body.render(values, escape=rule.escape)
         alerts += fan_out(
             fill_key=fill.key,
             rule=rule.name,

@@ -23,7 +23,7 @@ from notifier.render import (
     line_break,
     shown_in,
 )
-from notifier.rules import Rule, rule_escape, rule_zone
+from notifier.rules import Rule
 from notifier.shapingconfig import DEFAULT_LINE, DIGEST_TITLE, digest_body
 
 _DEFAULT_LINE = Template(DEFAULT_LINE)
@@ -35,13 +35,11 @@ def render_release(rule: Rule, release: Release) -> tuple[str, str]:
     """Title and body of a release: the rule's templates over the digest fields and `lines`;
     for a release of one fill, where the rule left a template to the digest default, the
     plain default instead (a quiet-hours rule's daytime alerts look like any rule's)."""
-    line = rule.extras.get("line")
-    template = line if isinstance(line, Template) else _DEFAULT_LINE
     title, body = rule.title, rule.body
-    single = rule.extras.get("single")
-    if release.count == 1 and not release.suppressed and isinstance(single, tuple):
-        title, body = single
-    return _render(title, body, template, rule.name, release, rule_escape(rule), rule_zone(rule))
+    if release.count == 1 and not release.suppressed and rule.single is not None:
+        title, body = rule.single
+    line = rule.line or _DEFAULT_LINE
+    return _render(title, body, line, rule.name, release, rule.escape, rule.tz)
 
 
 def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, str]:

@@ -23,7 +23,6 @@ from notifier.normalize import Rejected, decode_frame, normalize_any, showable
 from notifier.plan import Planned, plan_alerts
 from notifier.rules import Rule
 from notifier.settings import Settings
-from notifier.shaping_stage import rule_shaping
 
 EXIT_OK, EXIT_SEND_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_LINE_BYTES = 1 << 20
@@ -140,7 +139,7 @@ def _describe(
 
 def _shaped_note(rule: Rule) -> str:
     """What `run` does differently for a shaped rule, in a few words; "" for a plain rule."""
-    shaping = rule_shaping(rule)
+    shaping = rule.shaping
     if shaping is None:
         return ""
     kinds = [

@@ -1,9 +1,8 @@
 """The `rules:` section: located YAML into compiled `Rule`s, every problem recorded.
 
-`RULE_KEYS` is the one table of per-rule keys: a parser per key. Keys that are not fields of
-`Rule` (`group`, `throttle`, `active`, `line`, `tz`) land in `Rule.extras`, so adding one is
-one entry.
-A rule's `when:` is read by `whenconfig.py`.
+`RULE_KEYS` is the one table of per-rule keys: a parser per key. `group`, `throttle`,
+`active` and `line` are combined into the rule's shaping (shapingconfig.py); the others are
+fields of `Rule` (`when` as its `condition`). A rule's `when:` is read by `whenconfig.py`.
 """
 
 from __future__ import annotations
@@ -168,9 +167,9 @@ RULE_KEYS: dict[str, RuleKeyParser] = {
     "tz": _tz,
 }
 REQUIRED_RULE_KEYS = ("name", "notify")
-# Rule keys stored under another Rule field name; keys not in Rule's fields go to `extras`.
+# Rule keys stored under another Rule field name; the shaping keys are combined instead.
 _FIELD_OF = {"when": "condition"}
-_RULE_FIELDS = frozenset({"name", "condition", "notify", "title", "body", "enabled", "stop"})
+_RULE_FIELDS = frozenset({"name", "condition", "notify", "title", "body", "enabled", "stop", "tz"})
 
 
 def parse_rules(node: Node | None, path: str, ctx: RuleContext) -> list[Rule]:
@@ -235,7 +234,6 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
         # means New York's hours, not UTC's.
         values["active"] = dataclasses.replace(active, tz=zone_of_rule)
     fields = {k: v for k, v in values.items() if k in _RULE_FIELDS}
-    extras = {k: v for k, v in values.items() if k not in _RULE_FIELDS}
     fields.setdefault("condition", MATCH_ALL)
     if shaped:
         before = len(ctx.problems.items)
@@ -243,11 +241,11 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
         if len(ctx.problems.items) > before:
             return None
         if combined is not None:
-            extras["shaping"], extras["line"] = combined
+            fields["shaping"], fields["line"] = combined
         if "title" not in fields or "body" not in fields:
             # A message of one fill looks like one fill, whatever shaping the rule has: the
             # digest defaults ("Fills on X (1)") are for several.
-            extras["single"] = (
+            fields["single"] = (
                 fields.get("title", Template(DEFAULT_TITLE)),
                 fields.get("body", Template(DEFAULT_BODY)),
             )
@@ -255,6 +253,4 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
         fields.setdefault("body", Template(digest_body(line_break(ctx.escape))))
     fields.setdefault("title", Template(DEFAULT_TITLE))
     fields.setdefault("body", Template(DEFAULT_BODY))
-    if ctx.escape is not None:
-        extras["escape"] = ctx.escape
-    return Rule(**fields, extras=extras)
+    return Rule(**fields, escape=ctx.escape)

@@ -13,10 +13,10 @@ thousand title globs cost their glob tests once per market and title, not once p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from notifier.conditions import (
     AllOf,
@@ -44,34 +44,25 @@ class Rule:
     body: Template
     enabled: bool = True
     stop: bool = False
-    # Set by ruleconfig: the rule keys that are not fields (group, throttle, active, line,
-    # tz), what it derives (shaping, single) and the body format's escape; read through
-    # rule_shaping, rule_escape, rule_zone and release_render.
-    extras: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)
-
-
-def rule_escape(rule: Rule) -> Escape | None:
-    """How the rule's field values are escaped for the message format (render.escape_for)."""
-    escape = rule.extras.get("escape")
-    return cast("Escape", escape) if callable(escape) else None
-
-
-def rule_zone(rule: Rule) -> tzinfo | None:
-    """The zone the rule's messages show times in (its `tz:`); None: UTC."""
-    zone = rule.extras.get("tz")
-    return zone if isinstance(zone, tzinfo) else None
+    tz: tzinfo | None = None  # `tz:`, the zone its messages show times in; None: UTC
+    escape: Escape | None = None  # how field values are escaped for the body format
+    # group, throttle and active, combined (shapingconfig.combine); None: a plain rule.
+    shaping: RuleShaping | None = dataclasses.field(default=None, hash=False)
+    # A shaped rule's: how a digest lists each fill, and the title and body of a message of
+    # one fill where the rule left them to the digest defaults ("Fills on X (1)").
+    line: Template | None = None
+    single: tuple[Template, Template] | None = None
 
 
 def reads_field(rule: Rule, name: str) -> bool:
     """Whether the rule's verdict, message or shaping key looks at the fill field `name`."""
     if tests_field(rule.condition, name):
         return True
-    line = rule.extras.get("line")  # a digest's line per fill
-    for template in (rule.title, rule.body, line):
-        if isinstance(template, Template) and name in template.fields:
+    for template in (rule.title, rule.body, rule.line):
+        if template is not None and name in template.fields:
             return True
-    shaping = rule.extras.get("shaping")
-    if not isinstance(shaping, RuleShaping):
+    shaping = rule.shaping
+    if shaping is None:
         return False
     group, throttle = shaping.group, shaping.throttle
     return name in (group.by if group else ()) or name in (throttle.by if throttle else ())

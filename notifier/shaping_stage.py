@@ -1,7 +1,7 @@
 """The pipeline's shaping stage: a Shaper over the configured rules, and releases made into alerts.
 
 Pure (no I/O): the pipeline owns persistence and the timer. A rule is shaped when its config has
-`group`, `throttle` or `active` (`Rule.extras["shaping"]`); every other rule keeps the plain path.
+`group`, `throttle` or `active` (`Rule.shaping`); every other rule keeps the plain path.
 What a release says is release_render.py's.
 
 A rule that stops being shaped on a reload or restart hands back what it held (`reconfigure`,
@@ -36,12 +36,6 @@ log = logging.getLogger(__name__)
 
 # A stored entry: (rule, kind, key text, data as JSON text).
 StoredEntry = tuple[str, str, str, str]
-
-
-def rule_shaping(rule: Rule) -> RuleShaping | None:
-    """The rule's shaping specs, or None for a plain rule."""
-    spec = rule.extras.get("shaping")
-    return spec if isinstance(spec, RuleShaping) else None
 
 
 def release_alerts(rule: Rule, release: Release, targets: TargetLookup) -> list[Alert]:
@@ -247,7 +241,7 @@ def _saved_channels(raw: object) -> dict[str, tuple[str, ...]]:
 def _shaped(rules: Iterable[Rule]) -> dict[str, tuple[Rule, RuleShaping]]:
     out: dict[str, tuple[Rule, RuleShaping]] = {}
     for rule in rules:
-        spec = rule_shaping(rule)
+        spec = rule.shaping
         if spec is not None:
             out[rule.name] = (rule, spec)
     return out

@@ -3,7 +3,7 @@
 The spec parsers live in `shapingspecs.py` and `windows.py` and work on plain values; this module
 converts the located YAML, maps each `SpecError.path` (`by[1]`, `hours`) back onto the config path
 and line (a SpecErrors carries every problem of one mapping: each becomes its own config problem),
-and combines a rule's specs into one `RuleShaping` stored in `Rule.extras["shaping"]`.
+and combines a rule's specs into one `RuleShaping` stored in `Rule.shaping`.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def combine(
     """One rule's RuleShaping and line template from its parsed keys; None after a problem."""
     group, throttle, active = (values.get(k) for k in SHAPING_KEYS)
     if not isinstance(group, GroupSpec | None) or not isinstance(throttle, ThrottleSpec | None):
-        return None  # a key parser replaced by a test or plugin: not ours to combine
+        return None  # not what the key parsers give (they failed: a problem is recorded)
     if not isinstance(active, ActiveSpec | None):
         return None
     line = values.get("line")

@@ -17,9 +17,7 @@ from notifier.conditions import AllOf, Bounds, FieldMatch
 from notifier.config import SAMPLE_FILL, load, parse
 from notifier.errors import ConfigError
 from notifier.render import fill_values
-from notifier.ruleconfig import RULE_KEYS, RuleContext
 from notifier.settings import Settings
-from notifier.yamltree import Node
 
 KEY = "ps_test_0123456789abcdefSECRET"
 ENV = {"POLYSIM_API_KEY": KEY}
@@ -708,19 +706,6 @@ def test_a_value_from_the_environment_is_named_never_quoted() -> None:
         "(the value, not shown, has no scheme:// and is no host name: 30 characters)",
     ]
     assert not any(secret in p for p in problems for secret in (KEY, "SECRET", tg, "AAH"))
-
-
-def test_rule_key_table_extends_into_extras(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A parser added to RULE_KEYS lands its value in Rule.extras under its key."""
-
-    def group(node: Node, path: str, ctx: RuleContext) -> object:
-        return {"wait": getattr(node, "text", None)}
-
-    monkeypatch.setitem(RULE_KEYS, "group", group)
-    s = settings_of(CHANNELS + "rules:\n  - {name: r, notify: desk, group: 30s}\n")
-    extras = dict(s.rules.rules[0].extras)
-    extras.pop("single")  # a shaped rule's templates for a message of one fill
-    assert extras == {"group": {"wait": "30s"}}
 
 
 def test_load_reads_the_file(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ rules:
 
 
 def shaping(rule: Rule) -> RuleShaping:
-    spec = rule.extras["shaping"]
+    spec = rule.shaping
     assert isinstance(spec, RuleShaping)
     return spec
 
@@ -83,7 +83,7 @@ def test_grouped_rules_get_digest_defaults_and_a_line_template() -> None:
     _, done, calm = rules_of(ISSUE_RULES)
     assert done.body == Template(DIGEST_BODY)
     assert calm.body == Template(DIGEST_BODY)
-    assert done.extras["line"] == Template(DEFAULT_LINE)
+    assert done.line == Template(DEFAULT_LINE)
 
 
 def test_line_comes_from_the_rule_or_from_group_line() -> None:
@@ -95,14 +95,14 @@ def test_line_comes_from_the_rule_or_from_group_line() -> None:
           - {name: b, notify: desk, group: {wait: 5s, line: "{side} {price}"}}
         """
     )
-    assert a.extras["line"] == Template("{quantity} @ {price}")
-    assert b.extras["line"] == Template("{side} {price}")
+    assert a.line == Template("{quantity} @ {price}")
+    assert b.line == Template("{side} {price}")
 
 
 def test_plain_rules_have_no_shaping() -> None:
-    """A rule without group/throttle/active keeps the plain path: no shaping in extras."""
+    """A rule without group/throttle/active keeps the plain path: no shaping."""
     (rule,) = rules_of("rules:\n  - {name: r, notify: desk}\n")
-    assert "shaping" not in rule.extras
+    assert rule.shaping is None
 
 
 def test_digest_fields_are_accepted_only_in_shaped_rules() -> None:

@@ -647,11 +647,7 @@ async def test_a_judged_fill_leaves_the_held_table_in_its_record_s_transaction(
     flushes: list[Callable[[], None]] = []
     throttled = dataclasses.replace(
         BITCOIN,
-        extras={
-            "shaping": RuleShaping(
-                throttle=ThrottleSpec(by=("market_id",), every=timedelta(minutes=10))
-            )
-        },
+        shaping=RuleShaping(throttle=ThrottleSpec(by=("market_id",), every=timedelta(minutes=10))),
     )
     titles = Titles()
     with StateStore(path, clock=clock, defer_commit=flushes.append) as store:
