@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon import python_child
@@ -1346,6 +1347,43 @@ async def test_a_prune_and_a_restart_never_send_a_fallback_twice(tmp_path: Path)
         async with running(restarted):
             await _fail_on(restarted, clock, 400)
         assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+
+
+async def test_a_kill_right_after_a_dead_letter_still_leaves_its_fallback_queued(
+    tmp_path: Path,
+) -> None:
+    """A row dead-lettered past max_age, and a kill -9 right after: the restart finds its
+    fallback row queued (dead and fallen back commit together), not a dead row that no later
+    look would ever send to the fallback."""
+    clock = HandClock()
+    chans = _failing_over(chat="mail")
+    path, killed = tmp_path / "s.db", tmp_path / "killed.db"
+    loop = asyncio.get_running_loop()
+    with StateStore(path, clock=clock, defer_commit=loop.call_soon) as store:
+        put(store, "f1", "c")
+        store.flush()
+        clock.advance(SETTINGS.max_age.total_seconds() + 1)  # chat was down all the while
+        sender = FakeSender({"c": "chat", "m": "mail"})
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        dead = deliverer._outcomes.dead
+
+        def dead_then_killed(*args: Any, **kwargs: Any) -> None:
+            dead(*args, **kwargs)
+            # kill -9 now: what other connections see committed is what the file keeps.
+            with sqlite3.connect(path) as live, sqlite3.connect(killed) as copy:
+                live.backup(copy)
+
+        deliverer._outcomes.dead = dead_then_killed  # type: ignore[method-assign]
+        async with running(deliverer):
+            await spin_until(killed.exists)
+    with StateStore(killed, clock=clock) as again:
+        assert again.counts()["dead"] == 1
+        restarted = Deliverer(
+            again, FakeSender({"c": "chat", "m": "mail"}), SETTINGS, clock=clock, channels=chans
+        )
+        async with running(restarted):
+            await spin_until(lambda: again.counts()["sent"] == 1)
+        assert [(r.rule, r.target) for r in again.outbox(state="sent")] == [("r→fallback", "m")]
 
 
 async def test_no_dead_letter_while_a_given_up_send_of_the_alert_still_runs(
