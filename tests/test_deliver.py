@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon import python_child
+from daemon import python_child, python_child_output
 from fakes import T0, HandClock, Target, settle, spin_until
 from receivers import SLACK_HOST, TlsProxy, WebhookReceiver, telegram_html_to_text
 from test_channels import TricklingPeer
@@ -708,6 +708,77 @@ async def test_row_committed_before_its_send(tmp_path: Path, clock: HandClock) -
             await spin_until(lambda: deliverer.pending() == 0)
     assert seen_on_disk == [True, True]
     assert sender.delivered == [("a", "f1"), ("a", "f2")]
+
+
+LOST_BATCH_CHILD = textwrap.dedent(
+    """
+    import asyncio, dataclasses, resource, signal, sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from notifier.deliver import Deliverer
+    from notifier.events import Alert, SendResult
+    from notifier.settings import DeliverySettings
+    from notifier.store import StateStore
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    t0 = datetime(2026, 2, 6, tzinfo=UTC)
+
+    class Sender:
+        def __init__(self):
+            self.gate = asyncio.Event()
+        def knows(self, target): return True
+        def channel_of(self, target): return "chat"
+        async def send(self, target, title, body, *, message=None):
+            print("sending", title, flush=True)
+            if title == "f1":
+                await self.gate.wait()  # in flight, holding the channel's one send slot
+            return SendResult(ok=True)
+
+    async def spin():
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+    def alert(key, target):
+        return [Alert(key, "r", "chat", target, key, "body", t0)]
+
+    async def main():
+        calls = []  # scheduled commits, run below as the loop would run them
+        store = StateStore(Path(sys.argv[1]), defer_commit=calls.append, on_broken=print)
+        store.record(fill_key="f1", filled_at=t0, alerts=alert("f1", "a"))
+        store.flush()
+        sender = Sender()
+        settings = dataclasses.replace(DeliverySettings(), concurrency=1)
+        deliverer = Deliverer(store, sender, settings)
+        task = asyncio.create_task(deliverer.run())
+        await spin()
+        store.record(fill_key="f2", filled_at=t0, alerts=alert("f2", "b"))  # in the batch
+        deliverer.notify({"b"})
+        await spin()  # b's lane has read f2 and waits for the send slot
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+        for call in calls:
+            call()  # the batch's commit fails: f2 is not in the file
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        sender.gate.set()
+        await spin()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_row_of_a_batch_whose_commit_failed_is_never_sent(tmp_path: Path) -> None:
+    """A lane that read a row of the open batch waits for its channel's send slot, and the
+    batch's commit fails meanwhile (a full disk): the row is not on disk, so it must not go
+    out; sent, the fill that backfill brings again after the restart would send it twice."""
+    path = tmp_path / "s.db"
+    code, out = python_child_output(LOST_BATCH_CHILD, str(path))
+    assert code == 0, out
+    assert "sending f1" in out
+    assert "sending f2" not in out
+    with StateStore(path) as again:
+        assert not again.seen("f2")
 
 
 async def test_group_commit_with_call_soon(tmp_path: Path, clock: HandClock) -> None:
