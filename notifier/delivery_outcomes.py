@@ -192,6 +192,11 @@ class Outcomes:
         self._notify()
 
     def dead(self, item: OutboxItem, channel: str, error: str, sender: Sender) -> None:
+        # The fallback first, as `retarget` records before it marks: its rows join the batch
+        # that marking the row dead commits. Marked first, a kill before that batch's commit
+        # left a dead row whose fallback no later look would ever queue; queued first, a kill
+        # between leaves the row pending, and dying again queues nothing twice.
+        self.escalate(item, channel, sender, dead=True)
         self._store.mark_dead(item.id, error=error)
         self.stats.dead += 1
         _bump(self.stats.dead_by_channel, channel)
@@ -203,7 +208,6 @@ class Outcomes:
             error,
             extra={"event": "dead", "channel": channel, "rule": item.rule, "alert": item.id},
         )
-        self.escalate(item, channel, sender, dead=True)
 
     def escalate(
         self, item: OutboxItem, channel: str, sender: Sender, *, dead: bool = False

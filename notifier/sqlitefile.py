@@ -235,7 +235,11 @@ class SqliteFile:
 
         A failed commit breaks the file for good (every later write raises it): a commit run
         as a scheduled callback has nobody to raise to, and a lost batch must not pass unseen.
+        On a broken file this raises its error too: rows read from a batch lost since are not
+        on disk, and a caller flushing before it acts on them (a send) must not act.
         """
+        if self._broken is not None:
+            raise self._broken
         if not self._in_batch:
             return
         self._in_batch = False
@@ -266,6 +270,8 @@ class SqliteFile:
         caller; `on_broken` hears of it at once, since on a quiet feed that write may be an
         hour away, its batch's alerts unrecorded meanwhile.
         """
+        if not self._in_batch:
+            return  # committed with a later write, or lost (and said so where it was lost)
         try:
             self.flush()
         except StateError as exc:
@@ -278,7 +284,8 @@ class SqliteFile:
     def close(self) -> None:
         """Commit any open batch and close (checkpointing the WAL into the file)."""
         try:
-            self.flush()
+            if self._broken is None:  # broken: no batch is open, and its error was raised
+                self.flush()
         finally:
             self.db.close()
             self._release_lock()

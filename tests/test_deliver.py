@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from daemon import python_child
+from daemon import python_child, python_child_output
 from fakes import T0, HandClock, Target, settle, spin_until
 from receivers import SLACK_HOST, TlsProxy, WebhookReceiver, telegram_html_to_text
 from test_channels import TricklingPeer
@@ -709,6 +710,77 @@ async def test_row_committed_before_its_send(tmp_path: Path, clock: HandClock) -
     assert sender.delivered == [("a", "f1"), ("a", "f2")]
 
 
+LOST_BATCH_CHILD = textwrap.dedent(
+    """
+    import asyncio, dataclasses, resource, signal, sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from notifier.deliver import Deliverer
+    from notifier.events import Alert, SendResult
+    from notifier.settings import DeliverySettings
+    from notifier.store import StateStore
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    t0 = datetime(2026, 2, 6, tzinfo=UTC)
+
+    class Sender:
+        def __init__(self):
+            self.gate = asyncio.Event()
+        def knows(self, target): return True
+        def channel_of(self, target): return "chat"
+        async def send(self, target, title, body, *, message=None):
+            print("sending", title, flush=True)
+            if title == "f1":
+                await self.gate.wait()  # in flight, holding the channel's one send slot
+            return SendResult(ok=True)
+
+    async def spin():
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+    def alert(key, target):
+        return [Alert(key, "r", "chat", target, key, "body", t0)]
+
+    async def main():
+        calls = []  # scheduled commits, run below as the loop would run them
+        store = StateStore(Path(sys.argv[1]), defer_commit=calls.append, on_broken=print)
+        store.record(fill_key="f1", filled_at=t0, alerts=alert("f1", "a"))
+        store.flush()
+        sender = Sender()
+        settings = dataclasses.replace(DeliverySettings(), concurrency=1)
+        deliverer = Deliverer(store, sender, settings)
+        task = asyncio.create_task(deliverer.run())
+        await spin()
+        store.record(fill_key="f2", filled_at=t0, alerts=alert("f2", "b"))  # in the batch
+        deliverer.notify({"b"})
+        await spin()  # b's lane has read f2 and waits for the send slot
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+        for call in calls:
+            call()  # the batch's commit fails: f2 is not in the file
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        sender.gate.set()
+        await spin()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_row_of_a_batch_whose_commit_failed_is_never_sent(tmp_path: Path) -> None:
+    """A lane that read a row of the open batch waits for its channel's send slot, and the
+    batch's commit fails meanwhile (a full disk): the row is not on disk, so it must not go
+    out; sent, the fill that backfill brings again after the restart would send it twice."""
+    path = tmp_path / "s.db"
+    code, out = python_child_output(LOST_BATCH_CHILD, str(path))
+    assert code == 0, out
+    assert "sending f1" in out
+    assert "sending f2" not in out
+    with StateStore(path) as again:
+        assert not again.seen("f2")
+
+
 async def test_group_commit_with_call_soon(tmp_path: Path, clock: HandClock) -> None:
     """With loop.call_soon as defer_commit, records commit as soon as the recording task yields."""
     path = tmp_path / "s.db"
@@ -1346,6 +1418,43 @@ async def test_a_prune_and_a_restart_never_send_a_fallback_twice(tmp_path: Path)
         async with running(restarted):
             await _fail_on(restarted, clock, 400)
         assert [t for t in sender.delivered if t[0] == "m"] == [("m", "f1")]
+
+
+async def test_a_kill_right_after_a_dead_letter_still_leaves_its_fallback_queued(
+    tmp_path: Path,
+) -> None:
+    """A row dead-lettered past max_age, and a kill -9 right after: the restart finds its
+    fallback row queued (dead and fallen back commit together), not a dead row that no later
+    look would ever send to the fallback."""
+    clock = HandClock()
+    chans = _failing_over(chat="mail")
+    path, killed = tmp_path / "s.db", tmp_path / "killed.db"
+    loop = asyncio.get_running_loop()
+    with StateStore(path, clock=clock, defer_commit=loop.call_soon) as store:
+        put(store, "f1", "c")
+        store.flush()
+        clock.advance(SETTINGS.max_age.total_seconds() + 1)  # chat was down all the while
+        sender = FakeSender({"c": "chat", "m": "mail"})
+        deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+        dead = deliverer._outcomes.dead
+
+        def dead_then_killed(*args: Any, **kwargs: Any) -> None:
+            dead(*args, **kwargs)
+            # kill -9 now: what other connections see committed is what the file keeps.
+            with sqlite3.connect(path) as live, sqlite3.connect(killed) as copy:
+                live.backup(copy)
+
+        deliverer._outcomes.dead = dead_then_killed  # type: ignore[method-assign]
+        async with running(deliverer):
+            await spin_until(killed.exists)
+    with StateStore(killed, clock=clock) as again:
+        assert again.counts()["dead"] == 1
+        restarted = Deliverer(
+            again, FakeSender({"c": "chat", "m": "mail"}), SETTINGS, clock=clock, channels=chans
+        )
+        async with running(restarted):
+            await spin_until(lambda: again.counts()["sent"] == 1)
+        assert [(r.rule, r.target) for r in again.outbox(state="sent")] == [("r→fallback", "m")]
 
 
 async def test_no_dead_letter_while_a_given_up_send_of_the_alert_still_runs(
