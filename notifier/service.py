@@ -187,41 +187,7 @@ class Service:
                 hangups=self._hangups,
             ):
                 sdnotify.notify("READY=1")  # a reload from now on is handled, not fatal
-                async with asyncio.TaskGroup() as tasks:
-                    feed_task = tasks.create_task(feed.run(), name="feed")
-                    pipe_task = tasks.create_task(pipeline.run(), name="pipeline")
-                    send_task = tasks.create_task(deliverer.run(), name="deliver")
-                    prune_task = tasks.create_task(self._prune_forever(store), name="prune")
-                    wal_task = tasks.create_task(checkpoint_forever(checkpointer), name="wal")
-                    file_task = tasks.create_task(
-                        watch_state_file(store.path, self._state_file), name="state-file"
-                    )
-                    watch_task = (
-                        tasks.create_task(
-                            watch_file(
-                                self._watch.path, self.request_reload, since=self._watch.since
-                            )
-                        )
-                        if self._watch is not None
-                        else None
-                    )
-                    await self._stop.wait()
-                    sdnotify.notify("STOPPING=1")
-                    log.info(
-                        "stopping (%s): feed closed, finishing what was received", self._stop_why
-                    )
-                    await self._reloader.cancel()
-                    await _cancel(feed_task)
-                    await _finish(pipeline, pipe_task)
-                    await deliverer.drain(SHUTDOWN_GRACE)
-                    await _cancel(send_task)
-                    if deliverer.failure is not None:  # a lane's store error while draining
-                        raise deliverer.failure
-                    await _cancel(prune_task)
-                    await _cancel(wal_task)
-                    await _cancel(file_task)
-                    if watch_task is not None:
-                        await _cancel(watch_task)
+                await self._supervise(store, checkpointer, feed, pipeline, deliverer)
         finally:
             # A failed run ends here too: no reload may swap rules in once the state file closes.
             await self._reloader.cancel()
@@ -230,6 +196,48 @@ class Service:
                 await self.metrics_server.stop()
         summary = self.summary()
         log.info("%s", summary.line(), extra={"event": "stopped", **dataclasses.asdict(summary)})
+
+    async def _supervise(
+        self,
+        store: StateStore,
+        checkpointer: WalCheckpointer,
+        feed: FeedClient,
+        pipeline: Pipeline,
+        deliverer: Deliverer,
+    ) -> None:
+        """Every task of the run until a stop; then each ended in the order that loses
+        nothing: the feed, the fills it handed on, the sends in flight, the housekeeping."""
+        async with asyncio.TaskGroup() as tasks:
+            feed_task = tasks.create_task(feed.run(), name="feed")
+            pipe_task = tasks.create_task(pipeline.run(), name="pipeline")
+            send_task = tasks.create_task(deliverer.run(), name="deliver")
+            prune_task = tasks.create_task(self._prune_forever(store), name="prune")
+            wal_task = tasks.create_task(checkpoint_forever(checkpointer), name="wal")
+            file_task = tasks.create_task(
+                watch_state_file(store.path, self._state_file), name="state-file"
+            )
+            watch_task = (
+                tasks.create_task(
+                    watch_file(self._watch.path, self.request_reload, since=self._watch.since)
+                )
+                if self._watch is not None
+                else None
+            )
+            await self._stop.wait()
+            sdnotify.notify("STOPPING=1")
+            log.info("stopping (%s): feed closed, finishing what was received", self._stop_why)
+            await self._reloader.cancel()
+            await _cancel(feed_task)
+            await _finish(pipeline, pipe_task)
+            await deliverer.drain(SHUTDOWN_GRACE)
+            await _cancel(send_task)
+            if deliverer.failure is not None:  # a lane's store error while draining
+                raise deliverer.failure
+            await _cancel(prune_task)
+            await _cancel(wal_task)
+            await _cancel(file_task)
+            if watch_task is not None:
+                await _cancel(watch_task)
 
     async def _prune_forever(self, store: StateStore) -> None:
         horizon = self.settings.feed.backfill_horizon
