@@ -5,24 +5,29 @@ prints is what `run` would render. A fill given twice (in any shape) is shown on
 `run` takes two live frames of it, or two listings in one history read, for two equal partial
 fills and alerts both (see recurrence.py); given here, they are more likely one fill pasted
 twice. Shaped rules (group, throttle, active hours) depend on time and on the fills around
-them: this shows and sends the message of the fill alone, marked as such, where `run` may
-hold, fold or drop it. A fill given without its market title is judged without it, with a
-note where a `market_title` test could change the verdict (`run` looks titles up).
+them: this shows the message of each fill alone, marked as such, then runs the shaped rules
+over the fills given, by their own times (shaping_preview.py), to show what `run` would send
+and when; `--send` sends each fill's own message. A fill given without its market title is
+judged without it, with a note where a `market_title` test could change the verdict (`run`
+looks titles up).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC
 from typing import TextIO
 
 from notifier.channels import ChannelSet
 from notifier.conditions import tests_field
-from notifier.events import Fill
+from notifier.events import Alert, Fill
 from notifier.mentions import NO_MENTION
 from notifier.normalize import Rejected, decode_frame, normalize_any, showable
 from notifier.plan import Planned, plan_alerts
 from notifier.rules import Rule
 from notifier.settings import Settings
+from notifier.shaping_preview import Simulation, simulate
+from notifier.shaping_stage import release_alerts
 
 EXIT_OK, EXIT_SEND_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_LINE_BYTES = 1 << 20
@@ -60,6 +65,7 @@ async def replay(
             )
     status = EXIT_OK
     seen: dict[str, int] = {}  # fill identity -> the number it was first given as
+    fills: list[Fill] = []
     for number, line in lines:  # numbered as the file's lines
         parsed = parse_fill(line)
         if isinstance(parsed, Rejected):
@@ -70,6 +76,8 @@ async def replay(
             print(f"fill {number}: not a fill message (ignored by the feed too)", file=out)
             continue
         first = seen.setdefault(parsed.key, number)
+        if first == number:
+            fills.append(parsed)
         if first != number:
             print(
                 f"fill {number}: same order, time, quantity and price as fill {first}: shown "
@@ -86,7 +94,24 @@ async def replay(
             print(_NO_STATUS, file=out)
         if send and not await _send(planned, channels, out):
             status = max(status, EXIT_SEND_FAILED)
+    _shaped(simulate(settings.rules, fills), channels, out)
     return status
+
+
+def _shaped(simulation: Simulation, channels: ChannelSet, out: TextIO) -> None:
+    """The shaped rules' messages for the fills given, each at the time run would send it."""
+    if not simulation.messages and not simulation.dropped:
+        return
+    print("shaped: what run would send for these fills, by their own times", file=out)
+    for shaped in simulation.messages:
+        rule, release = shaped.rule, shaped.release
+        at = shaped.at.astimezone(rule.tz or UTC).strftime("%Y-%m-%d %H:%M:%S %Z")
+        fills = f"{release.count} fill{'' if release.count == 1 else 's'}"
+        print(f"  {at}: rule {rule.name} -> {', '.join(rule.notify)} ({fills})", file=out)
+        _message(release_alerts(rule, release, channels), channels, out)
+    for name, count in simulation.dropped.items():
+        plural = "" if count == 1 else "s"
+        print(f"  rule {name}: {count} fill{plural} dropped outside its active hours", file=out)
 
 
 # The feed's flat `fill` shape carries no status (the execution shapes do): a rule on status
@@ -115,26 +140,31 @@ def _describe(
             file=out,
         )
     for rule in planned.rules:
-        alert = next((a for a in planned.alerts if a.rule == rule.name), None)
         print(f"  rule {rule.name} -> {', '.join(rule.notify)}{_shaped_note(rule)}", file=out)
-        if alert is not None:
-            # html mode: services that show the title apart from the body get it as plain text
-            titles: dict[str, list[str]] = {}  # title -> the targets that get it
-            for each in planned.alerts:
-                if each.rule == rule.name:
-                    title = channels.title_for(each.target, each.title)
-                    titles.setdefault(title, []).append(channels.display(each.target))
-            for title, where in titles.items():
-                to = f" (to {', '.join(where)})" if len(titles) > 1 else ""
-                print(f"    title: {title}{to}", file=out)
-            for body_line in alert.body.splitlines() or [""]:
-                print(f"    body:  {body_line}", file=out)
-            if NO_MENTION in alert.title or NO_MENTION in alert.body:
-                print(
-                    "    note: zero-width spaces (U+200B) keep the @mentions and links in the "
-                    "fill's text from pinging anyone or linking anywhere",
-                    file=out,
-                )
+        _message([a for a in planned.alerts if a.rule == rule.name], channels, out)
+
+
+def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
+    """One rule's message: its title per target (where they differ) and its body."""
+    if not alerts:
+        return
+    # html mode: services that show the title apart from the body get it as plain text
+    titles: dict[str, list[str]] = {}  # title -> the targets that get it
+    for each in alerts:
+        title = channels.title_for(each.target, each.title)
+        titles.setdefault(title, []).append(channels.display(each.target))
+    for title, where in titles.items():
+        to = f" (to {', '.join(where)})" if len(titles) > 1 else ""
+        print(f"    title: {title}{to}", file=out)
+    alert = alerts[0]
+    for body_line in alert.body.splitlines() or [""]:
+        print(f"    body:  {body_line}", file=out)
+    if NO_MENTION in alert.title or NO_MENTION in alert.body:
+        print(
+            "    note: zero-width spaces (U+200B) keep the @mentions and links in the "
+            "fill's text from pinging anyone or linking anywhere",
+            file=out,
+        )
 
 
 def _shaped_note(rule: Rule) -> str:
@@ -151,7 +181,7 @@ def _shaped_note(rule: Rule) -> str:
         )
         if spec is not None
     ]
-    return f" ({', '.join(kinds)}: this fill alone; run may hold, fold or drop it)"
+    return f" ({', '.join(kinds)}: this fill alone; what run sends is under 'shaped' below)"
 
 
 async def _send(planned: Planned, channels: ChannelSet, out: TextIO) -> bool:

@@ -775,8 +775,8 @@ def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The same fill in another spelling or shape is shown once, saying when run would alert
-    it again. A shaped rule's
-    message is that of the fill alone, and says so: `run` may hold, fold or drop it."""
+    it again. A shaped rule's message is that of the fill alone, and says so; what `run`
+    sends for it follows under "shaped", at its time."""
     shaped = (
         "  - name: calm\n    when: {side: BUY}\n    notify: [hook]\n"
         "    throttle: {by: [market_id], every: 10m}\n"
@@ -788,12 +788,19 @@ def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
     assert cli.main(["test", "c.yaml", "--fills", "fills.jsonl"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)"
-    assert "  rule calm -> hook (throttled: this fill alone; run may hold, fold or drop it)" in out
-    assert out[-1] == (
+    note = "this fill alone; what run sends is under 'shaped' below"
+    assert f"  rule calm -> hook (throttled: {note})" in out
+    shaped = out.index("shaped: what run would send for these fills, by their own times")
+    assert out[shaped - 1] == (
         "fill 2: same order, time, quantity and price as fill 1: shown once; run alerts it "
         "again if it comes as a second live frame or twice in one history read (equal partial "
         "fills)"
     )
+    assert out[shaped + 1 :] == [  # a throttle's first match goes out at once
+        "  2026-02-06 12:00:45 UTC: rule calm -> hook (1 fill)",
+        "    title: BUY No on 0xabc1",
+        "    body:  BUY 150 No @ 0.4 on 0xabc1 (order #42)",
+    ]
 
 
 def test_run_in_process_gives_sighup_back_and_its_last_word_is_a_json_line(
