@@ -1304,6 +1304,32 @@ def test_a_variable_inside_a_default_is_refused_not_misread() -> None:
     ]
 
 
+def test_a_reference_never_closed_is_refused_not_kept_as_written() -> None:
+    """`${POLYSIM_API_KEY` (its brace lost) loaded as the key itself, refused only by the venue."""
+    assert errors("feed:\n  api_key: '${POLYSIM_API_KEY'\n") == [
+        "config.yaml:2: feed.api_key: a ${ is never closed: end the reference with }, or write $${"
+    ]
+    assert errors(CHANNELS + "  pager: 'json://h/${HOOK_PATH'\n") == [
+        "config.yaml:4: channels.pager: a ${ is never closed: end the reference with }, "
+        "or write $${"
+    ]
+    assert settings_of("rules: []\nstate: {path: 'a$${b'}\n").state.path.name == "a${b"
+
+
+def test_a_secret_written_as_a_shell_reference_names_the_spelling_that_expands() -> None:
+    """`api_key: $POLYSIM_API_KEY` loaded as that text, a key the venue refuses at start."""
+    assert errors("feed:\n  api_key: $POLYSIM_API_KEY\n") == [
+        "config.yaml:2: feed.api_key: $POLYSIM_API_KEY is not expanded here: "
+        "write ${POLYSIM_API_KEY} to read the environment variable"
+    ]
+    assert errors(CHANNELS + "  pager: $SLACK_URL\n") == [
+        "config.yaml:4: channels.pager: $SLACK_URL is not expanded here: "
+        "write ${SLACK_URL} to read the environment variable"
+    ]
+    body = "rules:\n  - {name: r, notify: desk, body: '$USD {price}'}\n"
+    assert settings_of(CHANNELS + body).rules.rules[0].body.text == "$USD {price}"
+
+
 @pytest.mark.parametrize(
     "value", ["${ps_test_0123456789abcdefSECRET}", "${KEY-ps_test_0123456789abcdefSECRET}"]
 )
