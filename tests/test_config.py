@@ -1430,6 +1430,25 @@ def test_a_command_that_sends_no_key_ignores_its_characters() -> None:
     assert errors("rules: []\n", env=env)  # run, which sends it, refuses it
 
 
+def test_money_written_with_a_currency_sign_or_grouped_digits_names_the_number_meant() -> None:
+    """`$500`, `1_000`, `1 000` and `1'000` were refused as "must be a number" with no hint."""
+    when = "{notional: {min: '$500'}, quantity: {min: 1_000, max: '10 000'}, price: {max: '$0.65'}}"
+    problems = errors(CHANNELS + f"rules:\n  - {{name: a, notify: desk, when: {when}}}\n")
+    assert problems == [
+        "config.yaml:5: rules[0].when.notional.min: must be a number, got '$500' "
+        "(write 500, without the currency sign)",
+        "config.yaml:5: rules[0].when.quantity.min: must be a number, got '1_000' "
+        "(write 1000, without separators between the digits)",
+        "config.yaml:5: rules[0].when.quantity.max: must be a number, got '10 000' "
+        "(write 10000, without separators between the digits)",
+        "config.yaml:5: rules[0].when.price.max: must be a number, got '$0.65' "
+        "(write 0.65, without the currency sign)",
+    ]
+    assert errors(
+        CHANNELS + "rules:\n  - {name: a, notify: desk, when: {quantity: {min: 1k}}}\n"
+    ) == ["config.yaml:5: rules[0].when.quantity.min: must be a number, got '1k'"]
+
+
 def test_a_decimal_comma_is_named_as_one() -> None:
     """`0,65` in a {...} mapping is two entries (YAML's comma), in a block a string: either
     way the problem says to write a decimal point, not "unknown key '65'"."""
