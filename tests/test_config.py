@@ -1218,6 +1218,20 @@ def test_yaml_tags_are_refused_not_dropped() -> None:
     ]
 
 
+def test_a_state_path_written_with_a_shell_s_dollar_names_the_reference_that_expands() -> None:
+    """`$HOME/x.db` loaded as a directory named `$HOME` beside the config, made at start."""
+    assert errors("state: {path: $HOME/x.db}\n") == [
+        "config.yaml:1: state.path: $HOME is not expanded here: write ${HOME} "
+        "(or ~ for the home directory)"
+    ]
+    assert errors("state: {path: '$STATE_DIRECTORY/x.db'}\n") == [
+        "config.yaml:1: state.path: $STATE_DIRECTORY is not expanded here: write ${STATE_DIRECTORY}"
+    ]
+    env = {**ENV, "STATE_DIRECTORY": "/var/lib/notifier"}
+    s = settings_of("state: {path: '${STATE_DIRECTORY}/x.db'}\n", env=env)
+    assert s.state.path == Path("/var/lib/notifier/x.db")
+
+
 def test_state_path_expands_the_home_directory() -> None:
     """state.path: ~/x.db is in the home directory, not a directory named ~ beside the config."""
     s = settings_of("state: {path: ~/x.db}\n")
