@@ -104,6 +104,14 @@ def _channel(
             values["fallback"] = as_nonempty_str(node["fallback"], f"{path}.fallback", problems)
         if "fallback_after" in node:
             after = as_duration(node["fallback_after"], f"{path}.fallback_after", problems)
+            if after is not None and "fallback" not in node:
+                # Loaded, it set a delay for nothing: the channel's failures went nowhere else.
+                problems.add(
+                    node["fallback_after"].line,
+                    f"{path}.fallback_after",
+                    "has no effect without fallback: name the channel to fall back to",
+                )
+                after = None
             values["fallback_after"] = after
     urls = as_str_list(urls_node, urls_path, problems)
     if urls is None:

@@ -626,6 +626,14 @@ def test_channel_errors(channels: str, expected: str) -> None:
     assert errors("channels:\n" + textwrap.indent(channels, "  ")) == [expected]
 
 
+def test_a_fallback_delay_without_a_fallback_is_refused() -> None:
+    """`fallback_after: 5m` alone loaded: the operator thought failures went to another channel."""
+    assert errors("channels:\n  desk: {url: json://x, fallback_after: 5m}\n") == [
+        "config.yaml:2: channels.desk.fallback_after: has no effect without fallback: "
+        "name the channel to fall back to"
+    ]
+
+
 def test_channel_mapping_form() -> None:
     """A channel mapping carries urls, a rate as (count, seconds), a fallback and its delay."""
     s = settings_of(
