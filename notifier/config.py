@@ -264,10 +264,11 @@ def _listen(node: Node, path: str, problems: Problems) -> str | None:
     if text is None:
         return None
     if split_listen(text) is None:
+        scheme = " (an address to listen on, not a URL: no scheme or path)" if "/" in text else ""
         problems.add(
             node.line,
             path,
-            f'must be "host:port" such as 127.0.0.1:9464 or [::1]:9464, got {text!r}',
+            f'must be "host:port" such as 127.0.0.1:9464 or [::1]:9464, got {text!r}{scheme}',
         )
         return None
     return text.strip()

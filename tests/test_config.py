@@ -626,6 +626,15 @@ def test_channel_errors(channels: str, expected: str) -> None:
     assert errors("channels:\n" + textwrap.indent(channels, "  ")) == [expected]
 
 
+def test_a_metrics_address_written_as_a_url_is_refused_at_check_config() -> None:
+    """`listen: http://127.0.0.1:9464` passed check-config, and run exited 70 at every restart."""
+    assert errors("metrics: {listen: 'http://127.0.0.1:9464'}\n") == [
+        'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464 or '
+        "[::1]:9464, got 'http://127.0.0.1:9464' (an address to listen on, not a URL: no "
+        "scheme or path)"
+    ]
+
+
 def test_a_fallback_delay_without_a_fallback_is_refused() -> None:
     """`fallback_after: 5m` alone loaded: the operator thought failures went to another channel."""
     assert errors("channels:\n  desk: {url: json://x, fallback_after: 5m}\n") == [

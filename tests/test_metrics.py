@@ -211,6 +211,8 @@ async def test_an_oversized_request_line_is_dropped_quietly(
         ("[]:9464", None),
         ("127.0.0.1:65536", None),
         ("127.0.0.1:\uff19\uff14", None),  # fullwidth digits: int() takes them
+        ("http://127.0.0.1:9464", None),  # passed check-config, then run exited 70 each restart
+        ("local host:9464", None),
     ],
 )
 def test_listen_addresses(listen: str, address: tuple[str, int] | None) -> None:
