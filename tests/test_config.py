@@ -925,6 +925,8 @@ def test_base_url_from_environment_is_checked() -> None:
         ("https://[::1", "is not a URL (an IPv6 host needs both [ and ])"),
         ("https://[::1]x:80", "is not a URL the HTTP client can use"),
         ("https://venue .example", "must not hold spaces or control characters"),
+        ("https://api.polysimulator.com/v1", "must end before /v1: the paths appended to it"),
+        ("https://venue.example/ps/v1/ws/executions", "must end before /v1"),
     ],
 )
 def test_a_base_url_that_could_not_be_connected_to_is_refused(url: str, problem: str) -> None:
@@ -933,6 +935,17 @@ def test_a_base_url_that_could_not_be_connected_to_is_refused(url: str, problem:
     assert message.startswith(f"config.yaml:2: feed.base_url: {problem}")
     [message] = errors("rules: []\n", env={**ENV, "POLYSIM_BASE_URL": url})
     assert message.startswith(f"config.yaml: feed.base_url: POLYSIM_BASE_URL {problem}")
+
+
+def test_a_base_url_ending_in_the_api_version_is_refused_not_doubled() -> None:
+    """`https://api.polysimulator.com/v1` sent requests to /v1/v1/..., a 404 retried forever."""
+    assert errors("feed:\n  base_url: https://api.polysimulator.com/v1/\n") == [
+        "config.yaml:2: feed.base_url: must end before /v1: the paths appended to it "
+        "(/v1/keys/ws-token, /v1/account/history) begin with it, got "
+        "'https://api.polysimulator.com/…'"
+    ]
+    proxied = settings_of("feed:\n  base_url: https://proxy.example/polysim/\nrules: []\n")
+    assert proxied.feed.base_url == "https://proxy.example/polysim"
 
 
 def test_a_base_url_with_a_control_character_is_refused() -> None:
