@@ -14,10 +14,12 @@ from typing import Any
 from notifier.config_problems import Problems
 from notifier.configvalues import (
     CHANNEL_NAME,
+    QUOTED,
     as_duration,
     as_nonempty_str,
     as_str_list,
     mapping,
+    quoted,
 )
 from notifier.errors import URL_SCHEME
 from notifier.ruleconfig import unknown_channel
@@ -126,6 +128,10 @@ def _channel(
                 f"channel {name!r}: {several} URLs in one string: write each as an item of a "
                 "list: urls: [first, second]",
             )
+            ok = False
+            continue
+        if quoted(url.strip()):  # `SLACK_URL="https://..."` read by docker's --env-file
+            problems.add(item.line, item_path, f"channel {name!r}: the URL {QUOTED}")
             ok = False
             continue
         reason = check_url(url.strip()) if check_url is not None else None

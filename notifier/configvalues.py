@@ -210,3 +210,14 @@ def section(
             if parsed is not None:
                 values[key] = parsed
     return dataclasses.replace(default, **values)  # type: ignore[type-var]  # T is a dataclass
+
+
+QUOTED = (
+    "is wrapped in quotes: remove them (`docker run --env-file`, for one, keeps an env file's "
+    "quotes as part of the value)"
+)
+
+
+def quoted(value: str) -> bool:
+    """Whether `value` is wrapped in a pair of quotes that a shell would have taken off."""
+    return len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""

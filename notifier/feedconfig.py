@@ -16,12 +16,14 @@ import httpx
 
 from notifier.config_problems import Problems
 from notifier.configvalues import (
+    QUOTED,
     Parser,
     as_duration,
     as_int,
     as_nonempty_str,
     as_seconds,
     key_line,
+    quoted,
     section,
 )
 from notifier.durations import format_duration
@@ -176,6 +178,8 @@ def parse_feed(
             f"character {odd + 1} (U+{ord(char):04X}, {name}) cannot travel in an HTTP "
             f"header: copy the key again (from feed.api_key or {API_KEY_ENV})",
         )
+    elif require_api_key and not reported and quoted(feed.api_key):
+        problems.add(where, "feed.api_key", f"the key {QUOTED}")
     return feed
 
 

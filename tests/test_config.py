@@ -635,6 +635,18 @@ def test_a_metrics_address_written_as_a_url_is_refused_at_check_config() -> None
     ]
 
 
+def test_a_key_or_url_wrapped_in_quotes_by_an_env_file_is_refused() -> None:
+    """`KEY="ps_live_..."` read by docker's --env-file kept its quotes: a 401, or "not a URL"."""
+    env = {"POLYSIM_API_KEY": f'"{KEY}"', "HOOK": "'json://h/x'"}
+    shown = "is wrapped in quotes: remove them (`docker run --env-file`, for one, keeps an env "
+    shown += "file's quotes as part of the value)"
+    assert errors("channels:\n  desk: ${HOOK}\n", env=env) == [
+        f"config.yaml:2: channels.desk: channel 'desk': the URL {shown}",
+        f"config.yaml: feed.api_key: the key {shown}",
+    ]
+    assert not any(KEY in problem for problem in errors("rules: []\n", env=env))
+
+
 def test_a_fallback_delay_without_a_fallback_is_refused() -> None:
     """`fallback_after: 5m` alone loaded: the operator thought failures went to another channel."""
     assert errors("channels:\n  desk: {url: json://x, fallback_after: 5m}\n") == [
