@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from notifier import config, yamltree
+from notifier.channels import check_url
 from notifier.conditions import AllOf, Bounds, FieldMatch
 from notifier.config import SAMPLE_FILL, load, parse
 from notifier.errors import ConfigError
@@ -645,6 +646,15 @@ def test_a_key_or_url_wrapped_in_quotes_by_an_env_file_is_refused() -> None:
         f"config.yaml: feed.api_key: the key {shown}",
     ]
     assert not any(KEY in problem for problem in errors("rules: []\n", env=env))
+
+
+def test_a_channel_url_without_a_scheme_is_refused_in_a_whole_sentence() -> None:
+    """The message's own `scheme://...)` was cut as a URL: "(expected scheme://…", unclosed."""
+    problems = errors("channels:\n  desk: hooks.example.com/x\n", check_url=check_url)
+    assert problems == [
+        "config.yaml:2: channels.desk: channel 'desk': URL not accepted: not an apprise URL, "
+        "which starts with a scheme such as json:// or tgram://"
+    ]
 
 
 def test_a_fallback_delay_without_a_fallback_is_refused() -> None:
