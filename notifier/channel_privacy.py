@@ -150,7 +150,10 @@ def url_secrets(url: str, display: str) -> tuple[str, ...]:
         # As an Authorization: Basic header spells them, which a service may echo in an error.
         for user, password in {(parts.username or "", parts.password), _unquoted(parts)}:
             hidden.add(base64.b64encode(f"{user}:{password}".encode()).decode())
-    hidden.add(url)
+    if url not in display:
+        # The URL as written holds a part its display hides. One that shows it all is no secret:
+        # hidden, it masked its own display (`send to ***?method=POST`) in every line.
+        hidden.add(url)
     return tuple(sorted(hidden, key=len, reverse=True))
 
 

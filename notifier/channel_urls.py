@@ -48,7 +48,9 @@ def instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str |
     """apprise's object for `url`, or None and why not (never quoting the URL's secrets)."""
     match = _SCHEME.match(url)
     if match is None:
-        return None, "not an apprise URL (expected scheme://...)"
+        # Not written `scheme://...`: problems cut every URL-like text to its scheme, and this
+        # one lost its ellipsis and its closing parenthesis.
+        return None, "not an apprise URL, which starts with a scheme such as json:// or tgram://"
     scheme = match.group(1).lower()
     native = scheme in ("http", "https")  # a service's own URL, as Slack or Discord give it
     if scheme not in _PLUGINS and not native:

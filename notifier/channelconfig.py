@@ -14,10 +14,12 @@ from typing import Any
 from notifier.config_problems import Problems
 from notifier.configvalues import (
     CHANNEL_NAME,
+    QUOTED,
     as_duration,
     as_nonempty_str,
     as_str_list,
     mapping,
+    quoted,
 )
 from notifier.errors import URL_SCHEME
 from notifier.ruleconfig import unknown_channel
@@ -104,6 +106,14 @@ def _channel(
             values["fallback"] = as_nonempty_str(node["fallback"], f"{path}.fallback", problems)
         if "fallback_after" in node:
             after = as_duration(node["fallback_after"], f"{path}.fallback_after", problems)
+            if after is not None and "fallback" not in node:
+                # Loaded, it set a delay for nothing: the channel's failures went nowhere else.
+                problems.add(
+                    node["fallback_after"].line,
+                    f"{path}.fallback_after",
+                    "has no effect without fallback: name the channel to fall back to",
+                )
+                after = None
             values["fallback_after"] = after
     urls = as_str_list(urls_node, urls_path, problems)
     if urls is None:
@@ -118,6 +128,10 @@ def _channel(
                 f"channel {name!r}: {several} URLs in one string: write each as an item of a "
                 "list: urls: [first, second]",
             )
+            ok = False
+            continue
+        if quoted(url.strip()):  # `SLACK_URL="https://..."` read by docker's --env-file
+            problems.add(item.line, item_path, f"channel {name!r}: the URL {QUOTED}")
             ok = False
             continue
         reason = check_url(url.strip()) if check_url is not None else None

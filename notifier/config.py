@@ -201,12 +201,23 @@ def _is_secret(path: str) -> bool:
     return path == "feed.api_key" or path == "channels" or path.startswith("channels.")
 
 
+_SHELL_REFERENCE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
 def _path(node: Node, path: str, problems: Problems) -> Path | None:
     text = as_nonempty_str(node, path, problems)
     if text is None:
         return None
     if "\0" in text:
         problems.add(line_of(node), path, "must not contain a NUL character")
+        return None
+    shell = _SHELL_REFERENCE.search(text)
+    if shell is not None:
+        # `$HOME/notifier.db` or systemd's `$STATE_DIRECTORY/...` as a shell would read it: here
+        # it is a directory named `$HOME` beside the config, made at the first start.
+        name = shell.group(1)
+        hint = " (or ~ for the home directory)" if name == "HOME" else ""
+        problems.add(node.line, path, f"${name} is not expanded here: write ${{{name}}}{hint}")
         return None
     try:
         return Path(text).expanduser()  # ~/x, as in a shell
@@ -253,10 +264,11 @@ def _listen(node: Node, path: str, problems: Problems) -> str | None:
     if text is None:
         return None
     if split_listen(text) is None:
+        scheme = " (an address to listen on, not a URL: no scheme or path)" if "/" in text else ""
         problems.add(
             node.line,
             path,
-            f'must be "host:port" such as 127.0.0.1:9464 or [::1]:9464, got {text!r}',
+            f'must be "host:port" such as 127.0.0.1:9464 or [::1]:9464, got {text!r}{scheme}',
         )
         return None
     return text.strip()

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from notifier.config_problems import Problems
 from notifier.durations import parse_duration
-from notifier.yaml_mistakes import comma_hint
+from notifier.yaml_mistakes import number_hint
 from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 
 T = TypeVar("T")
@@ -123,9 +123,8 @@ def as_decimal(node: Node, path: str, problems: Problems) -> Decimal | None:
         value = node.decimal()
         if value is not None:
             return value
-        whole, comma, part = node.text.strip().partition(",")
-        number_like = comma and whole.isdigit() and part.isdigit()
-        hint = f" ({comma_hint(whole, part)})" if number_like else ""
+        meant = number_hint(node.text)
+        hint = f" ({meant})" if meant else ""
         problems.add(node.line, path, f"must be a number, got {node.text!r}{hint}")
         return None
     problems.add(node.line, path, f"must be a number, got {describe(node)}")
@@ -211,3 +210,14 @@ def section(
             if parsed is not None:
                 values[key] = parsed
     return dataclasses.replace(default, **values)  # type: ignore[type-var]  # T is a dataclass
+
+
+QUOTED = (
+    "is wrapped in quotes: remove them (`docker run --env-file`, for one, keeps an env file's "
+    "quotes as part of the value)"
+)
+
+
+def quoted(value: str) -> bool:
+    """Whether `value` is wrapped in a pair of quotes that a shell would have taken off."""
+    return len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""

@@ -1,7 +1,8 @@
 """`${VAR}` and `${VAR:-default}` in config values, expanded from an injected environment.
 
 `$${` is a literal `${`. A mistake is a located problem, never a guess: a bad reference, an
-unset variable (unless its key is lenient), a `${...}` inside a default. In a secret's value
+unset variable (unless its key is lenient), a `${...}` inside a default, a `${` never closed, a
+secret written as a shell's `$NAME` (which this file does not expand). In a secret's value
 (the API key, channel URLs) a problem quotes nothing that could be the secret itself.
 """
 
@@ -11,9 +12,11 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
-_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+# The last alternative is a `${` that no `}` closes: it would stay in the value as written.
+_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 _SHOWN_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,39}")  # an upper-case name, as variables are
+_BARE = re.compile(r"\$([A-Z_][A-Z0-9_]{0,39})")  # `$POLYSIM_API_KEY`: a shell's reference
 
 
 class ProblemSink(Protocol):
@@ -53,6 +56,18 @@ class EnvRefs:
 
     def expand(self, text: str, path: str, line: int, problems: ProblemSink) -> str:
         """`text` with its references replaced; problems (and "") for the bad ones."""
+        bare = _BARE.fullmatch(text)
+        if bare is not None and self.secret(path):
+            # Taken as written, `$POLYSIM_API_KEY` is a key the venue refuses at start, and
+            # `$SLACK_URL` a URL apprise does not know: name the spelling that expands.
+            problems.add(
+                line,
+                path,
+                f"${bare.group(1)} is not expanded here: write ${{{bare.group(1)}}} "
+                "to read the environment variable",
+            )
+            problems.silence(path)
+            return ""
         whole = _REF.fullmatch(text) is not None  # the value is one reference, nothing else
         unset: list[str] = []  # variables a stand-in covers
 
@@ -65,6 +80,8 @@ class EnvRefs:
             if match.group(0) == "$${":
                 return "${"
             reference = match.group(1)
+            if reference is None:  # `${POLYSIM_API_KEY` with its `}` lost
+                return refuse("a ${ is never closed: end the reference with }, or write $${")
             if self.literal is not None and self.literal(path, reference):
                 return match.group(0)
             inner = _NAME.fullmatch(reference)

@@ -62,6 +62,12 @@ async def mint_token(
         # Floored at the back-off: `Retry-After: 0` must not make a tight mint loop.
         wait = retry_after_seconds(response.headers.get("Retry-After")) or 0.0
         raise RateLimited("token endpoint answered HTTP 429", retry_after=max(wait, floor()))
+    if status == 404:
+        # No such endpoint: the base URL names something other than the venue's API (a wrong
+        # host, a proxy's prefix). Retried all the same, in case a deploy is under way.
+        raise TransientFeedError(
+            "token endpoint answered HTTP 404: feed.base_url may not name the venue's API"
+        )
     if status != 200:
         raise TransientFeedError(f"token endpoint answered HTTP {status}")
     try:

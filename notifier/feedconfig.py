@@ -16,12 +16,14 @@ import httpx
 
 from notifier.config_problems import Problems
 from notifier.configvalues import (
+    QUOTED,
     Parser,
     as_duration,
     as_int,
     as_nonempty_str,
     as_seconds,
     key_line,
+    quoted,
     section,
 )
 from notifier.durations import format_duration
@@ -58,6 +60,13 @@ def _url_problem(text: str) -> str | None:
         return "names no host"
     if parts.query or parts.fragment:
         return "must not have a ?query or #fragment (the paths are appended to it)"
+    if "v1" in parts.path.lower().split("/"):
+        # `https://api.polysimulator.com/v1`, as API documents write a base: every request
+        # went to /v1/v1/..., a 404 the feed retried for ever.
+        return (
+            "must end before /v1: the paths appended to it (/v1/keys/ws-token, "
+            "/v1/account/history) begin with it"
+        )
     if parts.username is not None or parts.password is not None:
         return "must not hold a user name or password (the API key is what authenticates)"
     if parts.scheme == "http" and not _on_this_machine(parts.hostname):
@@ -169,6 +178,8 @@ def parse_feed(
             f"character {odd + 1} (U+{ord(char):04X}, {name}) cannot travel in an HTTP "
             f"header: copy the key again (from feed.api_key or {API_KEY_ENV})",
         )
+    elif require_api_key and not reported and quoted(feed.api_key):
+        problems.add(where, "feed.api_key", f"the key {QUOTED}")
     return feed
 
 

@@ -2,6 +2,9 @@
 
 Read from the feed's, pipeline's and deliverer's own stats (metrics.py says why they live
 there), zero or empty for a part not built yet; the oldest-pending gauge is drain_watch.py's.
+Every channel and enabled rule of the config in force has its series from the first scrape, at
+0: Prometheus' increase() and rate() miss the first count of a series that appears with it, and
+the first dead-lettered alert of a channel is the one an operator's alert must not miss.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from notifier.drain_watch import DrainWatch
 from notifier.feed import FeedClient
 from notifier.metrics import Snapshot
 from notifier.pipeline import Pipeline
+from notifier.settings import Settings
+
+_SOURCES = ("live", "backfill")
 
 
 def take_snapshot(
@@ -20,17 +26,20 @@ def take_snapshot(
     dlv: Deliverer | None,
     drain: DrainWatch,
     reloads: ConfigReloader,
+    settings: Settings,
 ) -> Snapshot:
     """Every counter now, for the metrics endpoint."""
     lookups = feed.order_lookups if feed else (0, 0)  # order-list requests, failed
+    channels = dict.fromkeys(settings.channels, 0)
+    rules = dict.fromkeys((rule.name for rule in settings.rules if rule.enabled), 0)
     return Snapshot(
-        fills_received=dict(pipe.stats.received) if pipe else {},
+        fills_received={**dict.fromkeys(_SOURCES, 0), **(pipe.stats.received if pipe else {})},
         rejected=dict(feed.stats.rejected) if feed else {},
         duplicates=pipe.stats.duplicates if pipe else 0,
-        matched=dict(pipe.stats.matched) if pipe else {},
-        sent=dict(dlv.stats.sent_by_channel) if dlv else {},
-        failed=dict(dlv.stats.failed_by_channel) if dlv else {},
-        dead=dict(dlv.stats.dead_by_channel) if dlv else {},
+        matched={**rules, **(pipe.stats.matched if pipe else {})},
+        sent={**channels, **(dlv.stats.sent_by_channel if dlv else {})},
+        failed={**channels, **(dlv.stats.failed_by_channel if dlv else {})},
+        dead={**channels, **(dlv.stats.dead_by_channel if dlv else {})},
         outbox_pending=dlv.pending() if dlv else 0,
         oldest_pending=drain.oldest(dlv.pending_by_channel()) if dlv else {},
         feed_connected=bool(feed and feed.stats.connected),

@@ -283,7 +283,9 @@ class Service:
 
     def snapshot(self) -> Snapshot:
         """Every counter now, for the metrics endpoint."""
-        return take_snapshot(self.feed, self.pipeline, self.deliverer, self._drain, self._reloader)
+        return take_snapshot(
+            self.feed, self.pipeline, self.deliverer, self._drain, self._reloader, self.settings
+        )
 
     def health(self) -> tuple[bool, str]:
         """The /healthz verdict (health.py); unhealthy from the moment a stop is asked for, so

@@ -89,6 +89,10 @@ def split_listen(text: str) -> tuple[str, int] | None:
         host = host[1:-1]
     if not sep or not host or not _PORT.fullmatch(port) or int(port) > 65535:
         return None
+    if "/" in host or any(c.isspace() for c in host):
+        # `http://127.0.0.1:9464` is no host to bind: check-config passed it, and run then
+        # exited 70 ("may clear") on every restart.
+        return None
     return host, int(port)
 
 

@@ -100,6 +100,29 @@ def comma_hint(whole: str, part: str) -> str:
     return f"write {decimal}"
 
 
+_PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_CURRENCY_SIGNS = "$€£"
+_DIGIT_SEPARATORS = ("_", " ", "\u00a0", "\u202f", "'")  # 1_000, 1 000, 1'000
+
+
+def number_hint(text: str) -> str:
+    """What a number that does not read as one was meant to be, or "": a decimal comma or a
+    thousands comma, a currency sign (`$500`), digits grouped by `_`, spaces or `'`."""
+    stripped = text.strip()
+    whole, comma, part = stripped.partition(",")
+    if comma and whole.isdigit() and part.isdigit():
+        return comma_hint(whole, part)
+    unsigned = stripped.lstrip(_CURRENCY_SIGNS).strip()
+    if unsigned != stripped and _PLAIN_NUMBER.fullmatch(unsigned):
+        return f"write {unsigned}, without the currency sign"
+    joined = unsigned
+    for separator in _DIGIT_SEPARATORS:
+        joined = joined.replace(separator, "")
+    if joined != unsigned and _PLAIN_NUMBER.fullmatch(joined):
+        return f"write {joined}, without separators between the digits"
+    return ""
+
+
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _PIECE = re.compile(r"[0-9]+")
 _SPLIT = "a comma in {{...}} separates entries: {hint}"

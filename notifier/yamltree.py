@@ -235,7 +235,7 @@ class _Walker:
             return Scalar("", line, plain=True)
         if isinstance(node, yaml.ScalarNode):
             text = str(node.value)
-            if "${" in text:
+            if "$" in text:
                 text = self.refs.expand(text, path, line, self.problems)
             # Plain style is None from pyyaml's parser and "" from libyaml's; a block scalar
             # (| or >) ends on a later line, where a `#{` line is a comment of its own.

@@ -185,6 +185,21 @@ def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[
     )
 
 
+def test_the_readme_s_dry_run_shows_its_headline_alert(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's `notifier test` fill, on the example's rules, matched none of them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith("notifier test config.yaml")]
+    fill = line.partition("--fill '")[2].removesuffix("'")
+    assert cli.main(["test", str(EXAMPLE), "--fill", fill]) == 0
+    title, body = "Large buy on Will Bitcoin close above $100k in 2026?", "BUY 150 Yes @ 0.42"
+    body += " (notional 63.00) #8812"
+    assert f"\n{title}\n{body}\n" in readme  # the alert the README opens with
+    assert (
+        f"  rule large-buys -> desk, phone\n    title: {title}\n    body:  {body}\n"
+        in capsys.readouterr().out
+    )
+
+
 def test_test_command_notes_a_fill_a_title_could_judge(capsys: pytest.CaptureFixture[str]) -> None:
     """A fill without its title, under a market_title rule, says the title could change it."""
     config = RULES.format(url="json://127.0.0.1:9/").replace(

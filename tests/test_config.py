@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from notifier import config, yamltree
+from notifier.channels import check_url
 from notifier.conditions import AllOf, Bounds, FieldMatch
 from notifier.config import SAMPLE_FILL, load, parse
 from notifier.errors import ConfigError
@@ -624,6 +625,44 @@ def test_channel_errors(channels: str, expected: str) -> None:
     assert errors("channels:\n" + textwrap.indent(channels, "  ")) == [expected]
 
 
+def test_a_metrics_address_written_as_a_url_is_refused_at_check_config() -> None:
+    """`listen: http://127.0.0.1:9464` passed check-config, and run exited 70 at every restart."""
+    assert errors("metrics: {listen: 'http://127.0.0.1:9464'}\n") == [
+        'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464 or '
+        "[::1]:9464, got 'http://127.0.0.1:9464' (an address to listen on, not a URL: no "
+        "scheme or path)"
+    ]
+
+
+def test_a_key_or_url_wrapped_in_quotes_by_an_env_file_is_refused() -> None:
+    """`KEY="ps_live_..."` read by docker's --env-file kept its quotes: a 401, or "not a URL"."""
+    env = {"POLYSIM_API_KEY": f'"{KEY}"', "HOOK": "'json://h/x'"}
+    shown = "is wrapped in quotes: remove them (`docker run --env-file`, for one, keeps an env "
+    shown += "file's quotes as part of the value)"
+    assert errors("channels:\n  desk: ${HOOK}\n", env=env) == [
+        f"config.yaml:2: channels.desk: channel 'desk': the URL {shown}",
+        f"config.yaml: feed.api_key: the key {shown}",
+    ]
+    assert not any(KEY in problem for problem in errors("rules: []\n", env=env))
+
+
+def test_a_channel_url_without_a_scheme_is_refused_in_a_whole_sentence() -> None:
+    """The message's own `scheme://...)` was cut as a URL: "(expected scheme://…", unclosed."""
+    problems = errors("channels:\n  desk: hooks.example.com/x\n", check_url=check_url)
+    assert problems == [
+        "config.yaml:2: channels.desk: channel 'desk': URL not accepted: not an apprise URL, "
+        "which starts with a scheme such as json:// or tgram://"
+    ]
+
+
+def test_a_fallback_delay_without_a_fallback_is_refused() -> None:
+    """`fallback_after: 5m` alone loaded: the operator thought failures went to another channel."""
+    assert errors("channels:\n  desk: {url: json://x, fallback_after: 5m}\n") == [
+        "config.yaml:2: channels.desk.fallback_after: has no effect without fallback: "
+        "name the channel to fall back to"
+    ]
+
+
 def test_channel_mapping_form() -> None:
     """A channel mapping carries urls, a rate as (count, seconds), a fallback and its delay."""
     s = settings_of(
@@ -862,6 +901,8 @@ def test_base_url_from_environment_is_checked() -> None:
         ("https://[::1", "is not a URL (an IPv6 host needs both [ and ])"),
         ("https://[::1]x:80", "is not a URL the HTTP client can use"),
         ("https://venue .example", "must not hold spaces or control characters"),
+        ("https://api.polysimulator.com/v1", "must end before /v1: the paths appended to it"),
+        ("https://venue.example/ps/v1/ws/executions", "must end before /v1"),
     ],
 )
 def test_a_base_url_that_could_not_be_connected_to_is_refused(url: str, problem: str) -> None:
@@ -870,6 +911,17 @@ def test_a_base_url_that_could_not_be_connected_to_is_refused(url: str, problem:
     assert message.startswith(f"config.yaml:2: feed.base_url: {problem}")
     [message] = errors("rules: []\n", env={**ENV, "POLYSIM_BASE_URL": url})
     assert message.startswith(f"config.yaml: feed.base_url: POLYSIM_BASE_URL {problem}")
+
+
+def test_a_base_url_ending_in_the_api_version_is_refused_not_doubled() -> None:
+    """`https://api.polysimulator.com/v1` sent requests to /v1/v1/..., a 404 retried forever."""
+    assert errors("feed:\n  base_url: https://api.polysimulator.com/v1/\n") == [
+        "config.yaml:2: feed.base_url: must end before /v1: the paths appended to it "
+        "(/v1/keys/ws-token, /v1/account/history) begin with it, got "
+        "'https://api.polysimulator.com/…'"
+    ]
+    proxied = settings_of("feed:\n  base_url: https://proxy.example/polysim/\nrules: []\n")
+    assert proxied.feed.base_url == "https://proxy.example/polysim"
 
 
 def test_a_base_url_with_a_control_character_is_refused() -> None:
@@ -1172,6 +1224,20 @@ def test_yaml_tags_are_refused_not_dropped() -> None:
     ]
 
 
+def test_a_state_path_written_with_a_shell_s_dollar_names_the_reference_that_expands() -> None:
+    """`$HOME/x.db` loaded as a directory named `$HOME` beside the config, made at start."""
+    assert errors("state: {path: $HOME/x.db}\n") == [
+        "config.yaml:1: state.path: $HOME is not expanded here: write ${HOME} "
+        "(or ~ for the home directory)"
+    ]
+    assert errors("state: {path: '$STATE_DIRECTORY/x.db'}\n") == [
+        "config.yaml:1: state.path: $STATE_DIRECTORY is not expanded here: write ${STATE_DIRECTORY}"
+    ]
+    env = {**ENV, "STATE_DIRECTORY": "/var/lib/notifier"}
+    s = settings_of("state: {path: '${STATE_DIRECTORY}/x.db'}\n", env=env)
+    assert s.state.path == Path("/var/lib/notifier/x.db")
+
+
 def test_state_path_expands_the_home_directory() -> None:
     """state.path: ~/x.db is in the home directory, not a directory named ~ beside the config."""
     s = settings_of("state: {path: ~/x.db}\n")
@@ -1256,6 +1322,32 @@ def test_a_variable_inside_a_default_is_refused_not_misread() -> None:
         "config.yaml:4: channels.pager: a ${...} inside a default is not supported: "
         "write the default out"
     ]
+
+
+def test_a_reference_never_closed_is_refused_not_kept_as_written() -> None:
+    """`${POLYSIM_API_KEY` (its brace lost) loaded as the key itself, refused only by the venue."""
+    assert errors("feed:\n  api_key: '${POLYSIM_API_KEY'\n") == [
+        "config.yaml:2: feed.api_key: a ${ is never closed: end the reference with }, or write $${"
+    ]
+    assert errors(CHANNELS + "  pager: 'json://h/${HOOK_PATH'\n") == [
+        "config.yaml:4: channels.pager: a ${ is never closed: end the reference with }, "
+        "or write $${"
+    ]
+    assert settings_of("rules: []\nstate: {path: 'a$${b'}\n").state.path.name == "a${b"
+
+
+def test_a_secret_written_as_a_shell_reference_names_the_spelling_that_expands() -> None:
+    """`api_key: $POLYSIM_API_KEY` loaded as that text, a key the venue refuses at start."""
+    assert errors("feed:\n  api_key: $POLYSIM_API_KEY\n") == [
+        "config.yaml:2: feed.api_key: $POLYSIM_API_KEY is not expanded here: "
+        "write ${POLYSIM_API_KEY} to read the environment variable"
+    ]
+    assert errors(CHANNELS + "  pager: $SLACK_URL\n") == [
+        "config.yaml:4: channels.pager: $SLACK_URL is not expanded here: "
+        "write ${SLACK_URL} to read the environment variable"
+    ]
+    body = "rules:\n  - {name: r, notify: desk, body: '$USD {price}'}\n"
+    assert settings_of(CHANNELS + body).rules.rules[0].body.text == "$USD {price}"
 
 
 @pytest.mark.parametrize(
@@ -1356,6 +1448,25 @@ def test_a_command_that_sends_no_key_ignores_its_characters() -> None:
     env = {"POLYSIM_API_KEY": KEY + "\n"}
     assert settings_of("rules: []\n", env=env, require_api_key=False).feed.api_key == KEY + "\n"
     assert errors("rules: []\n", env=env)  # run, which sends it, refuses it
+
+
+def test_money_written_with_a_currency_sign_or_grouped_digits_names_the_number_meant() -> None:
+    """`$500`, `1_000`, `1 000` and `1'000` were refused as "must be a number" with no hint."""
+    when = "{notional: {min: '$500'}, quantity: {min: 1_000, max: '10 000'}, price: {max: '$0.65'}}"
+    problems = errors(CHANNELS + f"rules:\n  - {{name: a, notify: desk, when: {when}}}\n")
+    assert problems == [
+        "config.yaml:5: rules[0].when.notional.min: must be a number, got '$500' "
+        "(write 500, without the currency sign)",
+        "config.yaml:5: rules[0].when.quantity.min: must be a number, got '1_000' "
+        "(write 1000, without separators between the digits)",
+        "config.yaml:5: rules[0].when.quantity.max: must be a number, got '10 000' "
+        "(write 10000, without separators between the digits)",
+        "config.yaml:5: rules[0].when.price.max: must be a number, got '$0.65' "
+        "(write 0.65, without the currency sign)",
+    ]
+    assert errors(
+        CHANNELS + "rules:\n  - {name: a, notify: desk, when: {quantity: {min: 1k}}}\n"
+    ) == ["config.yaml:5: rules[0].when.quantity.min: must be a number, got '1k'"]
 
 
 def test_a_decimal_comma_is_named_as_one() -> None:

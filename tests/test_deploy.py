@@ -3,6 +3,7 @@ its command line; and systemd itself accepts it where systemd-analyze is install
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -70,3 +71,22 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
         check=False,
     )
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_the_environment_file_as_the_header_writes_it_reads_whole_under_sh(tmp_path: Path) -> None:
+    """The README's upgrade check sources the unit's env file with sh: a bare `&` cut a URL."""
+    lines = re.findall(r"^#\s+([A-Z_]+='[^']*')$", UNIT.read_text(encoding="utf-8"), re.M)
+    assert any("&" in line for line in lines), "the header shows a URL with a query"
+    (tmp_path / "env").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    names = [line.partition("=")[0] for line in lines]
+    shown = " ".join(f'"${name}"' for name in names)
+    done = subprocess.run(
+        ["sh", "-c", f"set -a; . ./env; printf '%s\\n' {shown}"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [line.partition("=")[2].strip("'") for line in lines]

@@ -10,9 +10,12 @@ import pytest
 from daemon import http_get
 
 from notifier import metrics as metrics_module
+from notifier.config import parse
 from notifier.errors import StateError
 from notifier.metrics import Metrics, MetricsServer, Snapshot
-from notifier.settings import split_listen
+from notifier.service import Service
+from notifier.settings import Settings, split_listen
+from notifier.simulator import DEFAULT_API_KEY
 
 
 def _snapshot() -> Snapshot:
@@ -90,6 +93,36 @@ async def test_metrics_endpoint_exposes_every_counter() -> None:
     for name in re.findall(r"^# TYPE (notifier_[a-z_]+) ", body, re.MULTILINE):
         if not name.endswith("_created"):  # the client library's creation times
             assert f"`{name}`" in readme, f"{name} is not in the README's table"
+
+
+def _config(tmp_path: Path, text: str) -> Settings:
+    return parse(
+        text,
+        source=tmp_path / "config.yaml",
+        env={"POLYSIM_API_KEY": DEFAULT_API_KEY},
+        check_url=lambda url: None,
+    )
+
+
+async def test_each_channel_and_rule_has_its_series_at_zero_from_the_first_scrape(
+    tmp_path: Path,
+) -> None:
+    """A series born with its first count hides it from increase(): a first dead letter, say."""
+    channels = "channels:\n  desk: json://127.0.0.1:9/d\n  phone: json://127.0.0.1:9/p\n"
+    rules = "rules:\n  - {name: big, notify: [desk]}\n"
+    rules += "  - {name: off, notify: [phone], enabled: false}\n"
+    later = channels + "  mail: json://127.0.0.1:9/m\n" + rules
+    service = Service(
+        _config(tmp_path, channels + rules),
+        reload=lambda: _config(tmp_path, later),
+        install_signals=False,
+    )
+    first = service.snapshot()
+    zero = {"desk": 0, "phone": 0}
+    assert (first.sent, first.failed, first.dead) == (zero, zero, zero)
+    assert (first.matched, first.fills_received) == ({"big": 0}, {"live": 0, "backfill": 0})
+    assert await service.reload() is True
+    assert service.snapshot().dead == {**zero, "mail": 0}
 
 
 async def test_healthz_reports_the_health_check() -> None:
@@ -178,6 +211,8 @@ async def test_an_oversized_request_line_is_dropped_quietly(
         ("[]:9464", None),
         ("127.0.0.1:65536", None),
         ("127.0.0.1:\uff19\uff14", None),  # fullwidth digits: int() takes them
+        ("http://127.0.0.1:9464", None),  # passed check-config, then run exited 70 each restart
+        ("local host:9464", None),
     ],
 )
 def test_listen_addresses(listen: str, address: tuple[str, int] | None) -> None:

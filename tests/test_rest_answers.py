@@ -96,6 +96,18 @@ async def test_only_a_401_refuses_the_key_for_good(canned: Canned, http: httpx.A
     assert "ps_test_0123456789abcdef" not in str(refused.value)
 
 
+async def test_a_404_from_the_token_endpoint_points_at_the_base_url(
+    canned: Canned, http: httpx.AsyncClient
+) -> None:
+    """A base URL naming no venue API got "answered HTTP 404" and no word of feed.base_url."""
+    canned.status = 404
+    with pytest.raises(TransientFeedError) as failed:
+        await _mint(canned, http)
+    assert str(failed.value) == (
+        "token endpoint answered HTTP 404: feed.base_url may not name the venue's API"
+    )
+
+
 async def test_a_trickled_token_answer_is_cut_off_at_the_request_timeout(
     canned: Canned, http: httpx.AsyncClient
 ) -> None:

@@ -167,3 +167,28 @@ def test_words_of_a_service_s_own_url_are_not_hidden_from_log_lines() -> None:
         "channel webhooks at discord.com: T0kenT0kenT0kenSecret"
     )
     assert out.getvalue().rstrip().endswith("channel webhooks at discord.com: ***")
+
+
+async def test_a_url_with_nothing_secret_in_it_is_shown_in_log_lines(
+    webhook: WebhookReceiver,
+) -> None:
+    """A URL whose display hides nothing was itself a "secret": log lines said `send to ***`."""
+    out = io.StringIO()
+    logs.configure(level=logging.DEBUG, fmt="text", stream=out)
+    shown = f"json://127.0.0.1:{webhook.port}/desk"
+    hidden = f"json://bot:pw@127.0.0.1:{webhook.port}/desk"
+    channels = ChannelSet.build(
+        {
+            "a": ChannelSettings(name="a", urls=(shown,)),
+            "b": ChannelSettings(name="b", urls=(hidden,)),
+        },
+        delivery=DeliverySettings(timeout=5),
+    )
+    for name in ("a", "b"):
+        (target,) = channels.targets(name)
+        assert (await channels.send(target.key, "title", "body")).ok
+    lines = [line for line in out.getvalue().splitlines() if "send to" in line]
+    assert len(lines) == 2
+    assert f"send to {shown}?method=POST" in lines[0]
+    assert "bot:****@127.0.0.1" in lines[1]
+    assert not any(":pw@" in line for line in lines)
