@@ -11,13 +11,14 @@ successes are kept in late_deliveries.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import html
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from apprise import (
@@ -194,7 +195,13 @@ class ChannelSet:
         return title
 
     async def send(
-        self, target: str, title: str, body: str, *, message: str | None = None
+        self,
+        target: str,
+        title: str,
+        body: str,
+        *,
+        message: str | None = None,
+        diagnose: bool = False,
     ) -> SendResult:
         """Deliver one message to one target; a service failure is a result, never a raise.
 
@@ -202,6 +209,8 @@ class ChannelSet:
         `message` identity, a retry of a message whose given-up attempt succeeded after all is
         answered with that success instead of being sent again (not by its text: two alerts
         can read the same). KeyError if the target key is unknown (check `knows` first).
+        `diagnose`: apprise's log is read at DEBUG, where it says why a send failed (inside
+        `diagnosing()` only, which lets apprise log at that level).
         """
         entry = self._by_key[target]
         notify = functools.partial(
@@ -210,6 +219,7 @@ class ChannelSet:
             title=self.title_for(target, title),
             notify_type=NotifyType.INFO,
             body_format=self._body_format,
+            log_level=logging.DEBUG if diagnose else None,
         )
         began: list[float] = []  # when a send thread started it (not the wait for one)
 
@@ -261,15 +271,31 @@ class ChannelSet:
         """Send a test message to every target (of one channel, or all), reporting each."""
         names = self.names if channel is None else (channel,)
         targets = [t for name in names for t in self.targets(name)]
-        results = await asyncio.gather(
-            *(
-                self.send(
-                    t.key,
-                    TEST_TITLE,
-                    f"Test message from notifier for channel '{t.channel}'. If you can read "
-                    "this, alerts for this channel will reach you here.",
+        with diagnosing():  # a failure says why: what an operator testing a channel needs
+            results = await asyncio.gather(
+                *(
+                    self.send(
+                        t.key,
+                        TEST_TITLE,
+                        f"Test message from notifier for channel '{t.channel}'. If you can "
+                        "read this, alerts for this channel will reach you here.",
+                        diagnose=True,
+                    )
+                    for t in targets
                 )
-                for t in targets
             )
-        )
         return list(zip(targets, results, strict=True))
+
+
+@contextlib.contextmanager
+def diagnosing() -> Iterator[None]:
+    """apprise's logger at DEBUG for a while: its plugins log why a send failed (an SMTP
+    server's reply, a refused connection) only there. Its records below ERROR still reach no
+    log handler of ours (logs.py), and LOG_GUARD masks URL secrets in them all the same."""
+    logger = logging.getLogger("apprise")
+    before = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC
 from typing import TextIO
 
-from notifier.channels import ChannelSet
+from notifier.channels import ChannelSet, diagnosing
 from notifier.conditions import tests_field
 from notifier.events import Alert, Fill
 from notifier.mentions import NO_MENTION
@@ -187,7 +187,8 @@ def _shaped_note(rule: Rule) -> str:
 async def _send(planned: Planned, channels: ChannelSet, out: TextIO) -> bool:
     all_ok = True
     for alert in planned.alerts:
-        result = await channels.send(alert.target, alert.title, alert.body)
+        with diagnosing():  # a failure says why, as send-test's do
+            result = await channels.send(alert.target, alert.title, alert.body, diagnose=True)
         shown = channels.display(alert.target)
         verdict = "sent" if result.ok else f"FAILED: {result.error}"
         print(f"    {alert.channel} {shown}: {verdict}", file=out)

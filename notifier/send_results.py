@@ -33,13 +33,18 @@ def to_send_result(result: AppriseResult, secrets: Iterable[str]) -> SendResult:
     """The one translation from apprise's result to ours; error text privacy-safe.
 
     The error names the service, the outcome and apprise's warnings, not the URL: callers
-    already hold the target's display form.
+    already hold the target's display form. A result captured at DEBUG (`send-test`) adds the
+    cause apprise logged only there ("535 5.7.8 Authentication credentials invalid").
     """
     if result:
         return SendResult(ok=True)
     parts: list[str] = []
     for service in result:
-        messages = _warnings(m for m in service.logs())
+        entries = list(service.logs())
+        messages = _warnings(entries)
+        found = cause(entries)
+        if found is not None:
+            messages.append(f"cause: {found}")
         detail = f": {'; '.join(messages)}" if messages else ""
         parts.append(f"{service.name}: {service.status.name.lower()}{detail}")
     if not parts:  # nothing dispatched (call itself refused): say why from the call logs
@@ -60,6 +65,33 @@ def rate_limit_pause(error: str) -> float | None:
         return None
     stated = _RETRY_AFTER.search(error)
     return min(float(stated.group(1)), MAX_STATED_PAUSE) if stated else RATE_LIMIT_PAUSE
+
+
+# What apprise's plugins log, at DEBUG only, about the exception that failed a send.
+_EXCEPTION = re.compile(r"^(?:Socket|I/O|Connection) Exception:\s*(.+)", re.DOTALL)
+# The parts of it worth a line: an OS error (the end of requests' long chain) or an SMTP reply.
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
+_SMTP_REPLY = re.compile(r"^\((\d{3}), b['\"](.*?)['\"]\)$", re.DOTALL)
+_CAUSE_LIMIT = 160  # characters of a cause shown
+
+
+def cause(entries: Iterable[NotifyLogEntry]) -> str | None:
+    """The exception behind a failed send, as apprise logged it at DEBUG, made short: the
+    OS error at the end of a connection's chain, or the SMTP server's reply; None if none."""
+    for entry in entries:
+        match = _EXCEPTION.match(entry.message.strip())
+        if match is None:
+            continue
+        text = match.group(1).strip()
+        reply = _SMTP_REPLY.match(text)
+        if reply is not None:
+            text = f"{reply.group(1)} {reply.group(2)}"
+        else:
+            errors = _OS_ERROR.findall(text)
+            if errors:
+                text = errors[-1].strip()
+        return text if len(text) <= _CAUSE_LIMIT else text[: _CAUSE_LIMIT - 3] + "..."
+    return None
 
 
 def _warnings(entries: Iterable[NotifyLogEntry]) -> list[str]:

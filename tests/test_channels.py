@@ -564,6 +564,28 @@ async def test_send_test_reports_each_url(webhook: WebhookReceiver) -> None:
     assert {r.json["topic"] for r in webhook.requests[3:]} == {"x", "y"}
 
 
+async def test_send_test_says_why_a_send_failed(smtp_server: SmtpServer) -> None:
+    """A test send's failure carries the cause apprise logs only at DEBUG: the SMTP server's
+    reply, the refused connection; never the password, and apprise stays at WARNING after."""
+    port = closed_port()
+    cs = channels(
+        {
+            "mail": (smtp_server.url(password="wrong-Pa55word"),),
+            "hook": (f"json://127.0.0.1:{port}/x",),
+        }
+    )
+    results = {target.channel: result for target, result in await cs.send_test()}
+    mail, hook = results["mail"].error or "", results["hook"].error or ""
+    assert mail.endswith("; cause: 535 5.7.8 Authentication credentials invalid")
+    assert hook.endswith("; cause: [Errno 111] Connection refused")
+    assert "wrong-Pa55word" not in mail
+    assert logging.getLogger("apprise").level != logging.DEBUG
+    # An alert's send reads apprise's log at WARNING only, as a busy daemon should.
+    plain = await cs.send(only(cs, "hook").key, TITLE, BODY)
+    assert plain.error is not None
+    assert "cause:" not in plain.error
+
+
 async def test_send_test_unknown_channel_is_key_error() -> None:
     """Asking send_test for a channel that does not exist is a KeyError, not a silent no-op."""
     cs = channels({"a": ("console://",)})
