@@ -14,6 +14,7 @@ looks titles up).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC
 from typing import TextIO
@@ -22,7 +23,7 @@ from notifier.channels import ChannelSet, diagnosing
 from notifier.conditions import tests_field
 from notifier.events import Alert, Fill
 from notifier.mentions import NO_MENTION
-from notifier.normalize import Rejected, decode_frame, normalize_any, showable
+from notifier.normalize import Rejected, decode_frame, decode_json, normalize_any, showable
 from notifier.plan import Planned, plan_alerts
 from notifier.rules import Rule
 from notifier.settings import Settings
@@ -35,9 +36,10 @@ MAX_LINE_BYTES = 1 << 20
 UNSET_URL = "console://unset"
 
 
-def parse_fill(line: str) -> Fill | Rejected | None:
-    """One JSON text as a fill: any feed shape or a plain fill object (optionally with a title)."""
-    obj = decode_frame(line, max_bytes=MAX_LINE_BYTES)
+def parse_fill(line: str | Mapping[str, object]) -> Fill | Rejected | None:
+    """One JSON text (or object) as a fill: any feed shape or a plain fill object, optionally
+    with a title."""
+    obj = decode_frame(line, max_bytes=MAX_LINE_BYTES) if isinstance(line, str) else line
     if isinstance(obj, Rejected):
         return obj
     result = normalize_any(obj)
@@ -51,10 +53,30 @@ def parse_fill(line: str) -> Fill | Rejected | None:
     return result
 
 
+def fills_given(lines: Iterable[tuple[int, str]]) -> list[tuple[int, str | Mapping[str, object]]]:
+    """The fills to show, numbered: a JSON text per line, or a JSON array of them given whole
+    (a history page as the venue answers it, saved), numbered by their place in it."""
+    given = list(lines)
+    text = "".join(line for _, line in given)
+    if not text.lstrip().startswith("["):
+        return list(given)
+    try:
+        items = decode_json(text)
+    except ValueError:
+        return list(given)  # not one array after all: each line says what is wrong with it
+    if not isinstance(items, list):
+        return list(given)
+    return [
+        (n, item if isinstance(item, Mapping) else json.dumps(item, default=str))
+        for n, item in enumerate(items, 1)
+    ]
+
+
 async def replay(
     settings: Settings, lines: Iterable[tuple[int, str]], *, send: bool, out: TextIO
 ) -> int:
     """Print matches and rendered messages for each fill; with `send`, deliver them too."""
+    given = fills_given(lines)
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
     for name, channel in settings.channels.items():
         if UNSET_URL in channel.urls:
@@ -66,7 +88,7 @@ async def replay(
     status = EXIT_OK
     seen: dict[str, int] = {}  # fill identity -> the number it was first given as
     fills: list[Fill] = []
-    for number, line in lines:  # numbered as the file's lines
+    for number, line in given:  # numbered as the file's lines, or an array's items
         parsed = parse_fill(line)
         if isinstance(parsed, Rejected):
             print(f"fill {number}: rejected ({parsed.reason}): {parsed.detail}", file=out)

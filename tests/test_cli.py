@@ -185,6 +185,22 @@ def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[
     )
 
 
+def test_test_command_takes_a_history_page_saved_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    """A JSON array given as the fills file (the venue's history answer, saved as it came):
+    each item is a fill, numbered by its place; an item that is no object is refused alone."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    item = FLAT.replace('"type": "fill", ', "")
+    Path("page.json").write_text(f"[\n  {item},\n  7\n]\n", encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fills", "page.json"]) == 2
+    assert capsys.readouterr().out == (
+        "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n"
+        "  rule big -> hook\n"
+        "    title: Big BUY on 0xabc1\n"
+        "    body:  150 No @ 0.40 #42\n"
+        "fill 2: rejected (not_object): JSON int, not an object\n"
+    )
+
+
 def test_the_readme_s_dry_run_shows_its_headline_alert(capsys: pytest.CaptureFixture[str]) -> None:
     """The README's `notifier test` fill, on the example's rules, matched none of them."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
