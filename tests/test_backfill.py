@@ -242,15 +242,11 @@ async def test_rate_limited_page_is_asked_again_after_retry_after(
     async with d.running():
         await d.fills(450)
     assert d.sink.ids() == [str(n) for n in range(450)]
-    assert venue.offsets == [0, 200, 200, 400]
-    assert d.sleeps.delays == [0.25, 3.0, 0.25]
+    # After the short page at 400, one more (empty) page at 450 ends history.
+    assert venue.offsets == [0, 200, 200, 400, 450]
+    assert d.sleeps.delays == [0.25, 3.0, 0.25, 0.25]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="history_walk takes any page shorter than 200 for history's end; reading on "
-    "costs one more request a run whose window holds all of history (16 tests pin counts)",
-)
 async def test_a_venue_answering_short_pages_still_has_every_fill_read(
     venue: Venue, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
@@ -616,4 +612,34 @@ async def test_a_failed_read_after_a_cut_run_leaves_its_gap_to_a_walk_by_time(
     assert sorted(i for i in recovered if i.startswith("old")) == sorted(
         f"old{n}" for n in range(1000)
     )
+    store.close()
+
+
+async def test_a_cut_run_over_short_pages_resumes_at_the_items_it_read(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages capped at 100 by the venue and a gap longer than a run's pages: each continuation
+    resumes at the offset of the items read, not of the pages asked for, so none is skipped."""
+    monkeypatch.setattr(history_walk, "MAX_PAGES", 4)
+    store = StateStore(tmp_path / "state.db", clock=venue.wall)
+    sink = StoreSink(store)
+    mono = MonoClock(1000.0)
+    bf = _backfill(venue, http, store, sink, mono)
+    mark = T0 - timedelta(days=1)
+    store.save_watermark(mark)
+    bf.begin()
+    for n in range(1000):
+        venue.record_history(order_id=n, filled_at=mark + timedelta(minutes=n + 1))
+    venue.page_cap = 100
+    venue.wall.at = T0
+    await bf.run()  # cut at 4 pages: the newest 400 read
+    for _ in range(3):  # each looks at the front (one page, all recorded), then resumes
+        mono.t += backfill.CONTINUE_AFTER
+        assert bf.due
+        await bf.run(attempts=1)
+    mono.t += 2
+    bf.settle()
+    assert store.load_gap() is None
+    assert sorted(sink.ids(), key=int) == [str(n) for n in range(1000)]
+    assert venue.offsets == [0, 100, 200, 300, 0, 400, 500, 600, 0, 700, 800, 900, 0, 1000]
     store.close()
