@@ -11,10 +11,12 @@ later. The stop condition tolerates small disorder: paging goes on one page past
 item older than the target.
 
 Pages may hold fewer items than asked while more lie behind them (a venue with a lower cap of
-its own, or trimming pages when busy), so the offset steps by the items a page held, and only
-an empty page is history's end. A walk whose window holds all of history therefore ends with
-one empty page: the price of never taking a short page for the end. Stepping by what was read
-also keeps a cut run's offset exact, so the next run resumes there without skipping an item.
+its own), so the offset steps by the items a page held, and a short page is history's end
+only when it is shorter than an earlier page of the same walk (a venue that gave more before
+is not capping this one) or empty. A walk whose every page was equally short (all of a young
+account's history in one page) pays one request more, to find the next one empty or shorter.
+Stepping by what was read also keeps a cut run's offset exact, so the next run resumes there
+without skipping an item.
 """
 
 from __future__ import annotations
@@ -105,14 +107,18 @@ class HistoryWalker:
         *,
         until_known: bool = False,
     ) -> _Walk:
-        """Page from `offset` until one page past the first item older than `stop`, or an
-        empty page (or, `until_known`, through the first page whose fills are all recorded
-        already). A short page is not the end: the venue may cap pages below what was asked."""
+        """Page from `offset` until one page past the first item older than `stop`, or the end
+        of history (or, `until_known`, through the first page whose fills are all recorded
+        already). The end is an empty page, or one shorter than an earlier page of this walk:
+        a page shorter than asked may be the venue's own cap, with more behind it."""
         past = False
+        longest = 0  # items of the longest page so far: the venue's cap is no smaller
         while budget[0] > 0:
             budget[0] -= 1
             items = await self._pages.history(offset)
             offset += len(items)  # the items read: an exact place to go on (or resume) from
+            ended = not items or len(items) < longest
+            longest = max(longest, len(items))
             older = False
             page = self._recurrences.number_page(
                 [fill for fill in map(self._normalize, items) if fill is not None]
@@ -122,7 +128,7 @@ class HistoryWalker:
                     older = True
                     continue
                 found.setdefault(fill.key, fill)
-            if past or not items:
+            if past or ended:
                 return _Walk(offset, complete=True)
             if until_known and page and not self._unseen([fill.key for fill in page]):
                 return _Walk(offset, complete=True)
