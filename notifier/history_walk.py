@@ -9,6 +9,14 @@ Venue assumption (PolySimulator documents it): history is ordered newest first b
 `filled_at`, and only grows at the front, so an offset reached once never skips an older item
 later. The stop condition tolerates small disorder: paging goes on one page past the first
 item older than the target.
+
+Pages may hold fewer items than asked while more lie behind them (a venue with a lower cap of
+its own), so the offset steps by the items a page held, and a short page is history's end
+only when it is shorter than an earlier page of the same walk (a venue that gave more before
+is not capping this one) or empty. A walk whose every page was equally short (all of a young
+account's history in one page) pays one request more, to find the next one empty or shorter.
+Stepping by what was read also keeps a cut run's offset exact, so the next run resumes there
+without skipping an item.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ from notifier.events import Fill
 from notifier.normalize import Rejected, normalize_history_item
 from notifier.recent import RecentMap
 from notifier.recurrence import Recurrences
-from notifier.venue_pages import PAGE_SIZE, VenuePages
+from notifier.venue_pages import VenuePages
 
-MAX_PAGES = 50  # pages per run (10,000 fills); a longer gap goes on in the next run
+# Requests per run, an empty last page included (at most 10,000 fills at 200 a page); a
+# longer gap goes on in the next run.
+MAX_PAGES = 50
 REJECTED_REMEMBERED = 1000  # bad history items counted once (per generation of the memory)
 
 
@@ -97,13 +107,18 @@ class HistoryWalker:
         *,
         until_known: bool = False,
     ) -> _Walk:
-        """Page from `offset` until one page past the first item older than `stop` (or,
-        `until_known`, through the first page whose fills are all recorded already)."""
+        """Page from `offset` until one page past the first item older than `stop`, or the end
+        of history (or, `until_known`, through the first page whose fills are all recorded
+        already). The end is an empty page, or one shorter than an earlier page of this walk:
+        a page shorter than asked may be the venue's own cap, with more behind it."""
         past = False
+        longest = 0  # items of the longest page so far: the venue's cap is no smaller
         while budget[0] > 0:
             budget[0] -= 1
             items = await self._pages.history(offset)
-            offset += PAGE_SIZE
+            offset += len(items)  # the items read: an exact place to go on (or resume) from
+            ended = not items or len(items) < longest
+            longest = max(longest, len(items))
             older = False
             page = self._recurrences.number_page(
                 [fill for fill in map(self._normalize, items) if fill is not None]
@@ -113,7 +128,7 @@ class HistoryWalker:
                     older = True
                     continue
                 found.setdefault(fill.key, fill)
-            if past or len(items) < PAGE_SIZE:
+            if past or ended:
                 return _Walk(offset, complete=True)
             if until_known and page and not self._unseen([fill.key for fill in page]):
                 return _Walk(offset, complete=True)

@@ -17,6 +17,7 @@ from receivers import Planned, WebhookReceiver, http_response, read_request
 from notifier.config import parse
 from notifier.service import Service
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
+from notifier.venue_pages import PAGE_PACE
 
 RULES = """\
 rules:
@@ -32,15 +33,26 @@ class Gate:
 
     With `auto`, the sleep returns at once; otherwise it waits for the test's `release()`,
     so the test knows the client is disconnected while it records gap fills.
+
+    The feed's sleep also paces a backfill's history pages (PAGE_PACE apart), while connected:
+    those pauses are counted in `paces` and return at once, never gated nor hooked. Every run
+    that reads a fill also asks for the empty page after it, so gating them would hold the
+    connect-time backfill (and reading) until the next release, and a gap hook would make
+    fills at the front of history mid-walk, not while the feed is away.
     """
 
     def __init__(self, *, auto: bool = True, hook: Callable[[int], None] | None = None) -> None:
         self.delays: list[float] = []
+        self.paces = 0  # pauses between history pages (not back-off)
         self._auto = auto
         self._hook = hook
         self._permits = asyncio.Semaphore(0)
 
     async def __call__(self, delay: float) -> None:
+        if delay == PAGE_PACE:
+            self.paces += 1
+            await asyncio.sleep(0)
+            return
         self.delays.append(delay)
         if self._hook is not None:
             self._hook(len(self.delays))

@@ -39,6 +39,7 @@ class Venue(SimulatedPolySim):
         self.ack_then_4001 = 0  # next N connections get an ack frame, then close 4001
         self.served: list[dict[str, object]] | None = None  # history exactly in this order
         self.held = 0  # history requests waiting at the gate now
+        self.page_cap: int | None = None  # answer at most this many items a page
 
     def _history_page(self, query: Mapping[str, str]) -> tuple[int, object, dict[str, str]]:
         self.offsets.append(int(query.get("offset", "0")))
@@ -49,6 +50,8 @@ class Venue(SimulatedPolySim):
             self.history_requests += 1
             offset, limit = self.offsets[-1], int(query.get("limit", "50"))
             return 200, self.served[offset : offset + limit], {}
+        if self.page_cap is not None:
+            query = {**query, "limit": str(min(int(query.get("limit", "50")), self.page_cap))}
         return super()._history_page(query)
 
     async def _route(
@@ -239,8 +242,30 @@ async def test_rate_limited_page_is_asked_again_after_retry_after(
     async with d.running():
         await d.fills(450)
     assert d.sink.ids() == [str(n) for n in range(450)]
+    # The page at 400 holds 50, fewer than the 200 of the pages before it: history's end.
     assert venue.offsets == [0, 200, 200, 400]
     assert d.sleeps.delays == [0.25, 3.0, 0.25]
+
+
+async def test_a_venue_answering_short_pages_still_has_every_fill_read(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A venue that answers at most 100 items a page (fewer than the 200 asked, with more
+    behind them): a short page was taken for history's end, the run counted as complete, and
+    the gap's older fills were never read, its stored start cleared for good."""
+    mark = T0 - timedelta(hours=2)
+    with StateStore(tmp_path / "state.db") as earlier:
+        earlier.save_watermark(mark)
+    for n in range(450):
+        venue.record_history(order_id=n, filled_at=mark + timedelta(seconds=n + 1))
+    venue.page_cap = 100
+    d = Daemon(venue, http, tmp_path / "state.db")
+    async with d.running() as client:
+        await until(lambda: client.stats.reading)
+        await until(lambda: len(d.sink.seen) >= 100)
+    assert d.sink.ids() == [str(n) for n in range(450)]
+    # Pages of 100 (the venue's cap) go on; the 50 at 400, shorter than those, is the end.
+    assert venue.offsets == [0, 100, 200, 300, 400]
 
 
 async def _paging_goes_on(d: Daemon, venue: Venue, *, fills: int) -> None:
@@ -588,4 +613,34 @@ async def test_a_failed_read_after_a_cut_run_leaves_its_gap_to_a_walk_by_time(
     assert sorted(i for i in recovered if i.startswith("old")) == sorted(
         f"old{n}" for n in range(1000)
     )
+    store.close()
+
+
+async def test_a_cut_run_over_short_pages_resumes_at_the_items_it_read(
+    venue: Venue, http: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages capped at 100 by the venue and a gap longer than a run's pages: each continuation
+    resumes at the offset of the items read, not of the pages asked for, so none is skipped."""
+    monkeypatch.setattr(history_walk, "MAX_PAGES", 4)
+    store = StateStore(tmp_path / "state.db", clock=venue.wall)
+    sink = StoreSink(store)
+    mono = MonoClock(1000.0)
+    bf = _backfill(venue, http, store, sink, mono)
+    mark = T0 - timedelta(days=1)
+    store.save_watermark(mark)
+    bf.begin()
+    for n in range(1000):
+        venue.record_history(order_id=n, filled_at=mark + timedelta(minutes=n + 1))
+    venue.page_cap = 100
+    venue.wall.at = T0
+    await bf.run()  # cut at 4 pages: the newest 400 read
+    for _ in range(3):  # each looks at the front (one page, all recorded), then resumes
+        mono.t += backfill.CONTINUE_AFTER
+        assert bf.due
+        await bf.run(attempts=1)
+    mono.t += 2
+    bf.settle()
+    assert store.load_gap() is None
+    assert sorted(sink.ids(), key=int) == [str(n) for n in range(1000)]
+    assert venue.offsets == [0, 100, 200, 300, 0, 400, 500, 600, 0, 700, 800, 900, 0, 1000]
     store.close()

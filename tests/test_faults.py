@@ -110,6 +110,7 @@ async def test_fifty_drops_with_fills_in_every_gap(
     assert stats.reconnects == {"closed": 50}
     assert len(gate.delays) == 50
     assert max(gate.delays) <= 30
+    assert gate.paces == 50  # each reconnect's backfill: its page of fills, then an empty one
     assert venue.connections == venue.token_mints == 51
 
 
@@ -133,6 +134,7 @@ async def test_a_fill_stamped_ahead_of_the_clock_hides_no_fill_of_the_next_gap(
         await venue.fill(order_id="after")
         await delivered_exactly(service, 3)
     assert hook.titles() == {"ahead": 1, "gap": 1, "after": 1}
+    assert gate.paces == 1  # the reconnect's backfill: its page of fills, then an empty one
 
 
 async def test_equal_partial_fills_across_drops_are_each_alerted_once(
@@ -192,6 +194,7 @@ async def test_4001_on_live_connections_reconnects_at_once(
     assert hook.titles() == ids(range(1000, 1010), range(2000, 2010))
     assert feed.stats.reconnects == {"close_4001": 10}
     assert gate.delays == []
+    assert gate.paces == 10  # each reconnect's backfill: its page of fills, then an empty one
     assert venue.token_mints == 11
 
 

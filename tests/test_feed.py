@@ -29,6 +29,7 @@ from notifier.order_refs import MAX_ORDER_PAGES
 from notifier.settings import FeedSettings
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 from notifier.simulator_data import sort_time
+from notifier.venue_pages import PAGE_PACE
 
 T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)
 
@@ -331,6 +332,7 @@ async def test_backfill_pages_through_long_history(
     async with h.running():
         await h.sink.wait(450)
     assert h.sink.order_ids() == [str(n) for n in range(450)]
+    # Pages of 200, 200 and 50: the 50, shorter than the pages before it, ends history.
     assert polysim.history_requests == 3
 
 
@@ -353,6 +355,8 @@ async def test_fills_during_a_drop_are_recovered_exactly_once(
     """A drop with fills in the gap: backfill delivers them, in order, each once."""
 
     def during_gap(n: int) -> None:
+        if n != 1:  # the back-off; the next pause paces the reconnect's history pages
+            return
         polysim.wall.at = T0 + timedelta(minutes=1)  # type: ignore[attr-defined]
         polysim.record_history(order_id=11)
         polysim.wall.at = T0 + timedelta(minutes=2)  # type: ignore[attr-defined]
@@ -367,7 +371,10 @@ async def test_fills_during_a_drop_are_recovered_exactly_once(
     assert h.sink.order_ids() == ["10", "11", "12", "13"]
     assert [s for _, s in h.sink.unique] == ["live", "backfill", "backfill", "live"]
     assert h.client.stats.reconnects == {"closed": 1}
-    assert len(h.sleeps.delays) == 1
+    # One back-off, then the pause before the backfill's empty last page (a page of fills
+    # does not end history): two pauses, one of them a reconnect's.
+    assert len(h.sleeps.delays) == 2
+    assert h.sleeps.delays[1] == PAGE_PACE
     # The read also lists fill 10, delivered live before the drop: it was not recovered.
     assert [s for _, s in h.sink.calls].count("backfill") == 3
     assert h.client.stats.backfilled == 2
@@ -623,8 +630,10 @@ async def test_a_connection_that_delivered_a_fill_resets_the_backoff(
             await polysim.close_all(1011)
         await until(lambda: h.client.stats.connects == 6 and h.client.stats.reading)
     assert h.client.stats.reconnects == {"closed": 5}
-    assert len(h.sleeps.delays) == 5
-    assert all(0.5 <= d <= 1.0 for d in h.sleeps.delays), h.sleeps.delays
+    # Each back-off is followed by the pause before its reconnect's empty last history page.
+    assert len(h.sleeps.delays) == 10
+    assert h.sleeps.delays[1::2] == [PAGE_PACE] * 5
+    assert all(0.5 <= d <= 1.0 for d in h.sleeps.delays[::2]), h.sleeps.delays
 
 
 async def test_silent_connection_is_replaced(
@@ -692,9 +701,11 @@ async def test_a_key_refused_after_it_was_taken_is_asked_about_again(
         await polysim.close_all(1000)  # an ordinary drop after: the back-off's first step
         await until(lambda: h.client.stats.connects == 3 and h.client.stats.reading)
     assert h.sleeps.delays[:2] == [KEY_RETRY, KEY_RETRY]
-    assert len(h.sleeps.delays) == 3
-    assert 0.5 <= h.sleeps.delays[2] <= 1.0  # not the third step (2 to 4 s) of the refusals
-    assert refused_while_paused == [True, True, False]
+    # Each reconnect's backfill reads fill 7's page, then pauses before the empty one.
+    assert len(h.sleeps.delays) == 5
+    assert h.sleeps.delays[2] == h.sleeps.delays[4] == PAGE_PACE
+    assert 0.5 <= h.sleeps.delays[3] <= 1.0  # not the third step (2 to 4 s) of the refusals
+    assert refused_while_paused == [True, True, False, False, False]
     assert not h.client.stats.key_refused
     assert h.client.stats.reconnects == {"close_4001": 1, "key_refused": 2, "closed": 1}
     assert h.client.stats.token_mints == 3
@@ -1049,6 +1060,7 @@ async def test_an_item_shifted_onto_the_next_history_page_is_not_taken_for_a_rep
             await until(lambda: h.client.stats.reading)
             await h.sink.wait(200)
         backfilled = [f for f, s in h.sink.calls if s == "backfill"]
+        # The first page, then the shifted item alone on the next: shorter, so the end.
         assert sim.history_requests == 2
         assert len(backfilled) == 200  # the first item, read on both pages, goes on once
         assert sorted(f.order_id for f in backfilled) == sorted(str(n + 1) for n in range(200))
@@ -1292,7 +1304,7 @@ async def test_an_equal_fill_taken_for_a_listed_one_is_found_by_a_fresh_read(
         ("7", "PARTIALLY_FILLED", 1, "backfill"),
         ("7", "FILLED", 2, "backfill"),
     ]
-    assert polysim.history_requests == requests + 1
+    assert polysim.history_requests == requests + 2  # one read: its page, then the empty one
 
 
 async def test_a_reread_reads_back_to_the_fill_it_is_for_past_a_short_overlap(
