@@ -219,7 +219,19 @@ def _refuse_unset(path: Path, channel: str) -> NoReturn:
 def _outbox(args: argparse.Namespace) -> int:
     from notifier.outbox_command import outbox
 
-    return outbox(Path(args.config), retry_dead=args.retry_dead, purge_dead=args.purge_dead)
+    if args.to is not None and not args.retry_dead:
+        print("notifier outbox: --to goes with --retry-dead", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.channel is not None and not (args.retry_dead or args.purge_dead):
+        print("notifier outbox: --channel goes with --retry-dead or --purge-dead", file=sys.stderr)
+        return EXIT_CONFIG
+    return outbox(
+        Path(args.config),
+        retry_dead=args.retry_dead,
+        purge_dead=args.purge_dead,
+        channel=args.channel,
+        to=args.to,
+    )
 
 
 def _send_test(args: argparse.Namespace) -> int:

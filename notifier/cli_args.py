@@ -170,4 +170,13 @@ def build() -> argparse.ArgumentParser:
     action = p.add_mutually_exclusive_group()
     action.add_argument("--retry-dead", action="store_true", help="requeue dead alerts")
     action.add_argument("--purge-dead", action="store_true", help="delete dead alerts")
+    p.add_argument(
+        "--channel", help="with --retry-dead or --purge-dead: only this channel's dead alerts"
+    )
+    p.add_argument(
+        "--to",
+        metavar="CHANNEL",
+        help="with --retry-dead: requeue them for this channel of the config (a channel "
+        "renamed, or another that should take them)",
+    )
     return parser

@@ -113,6 +113,21 @@ def _read_text(path: Path) -> str:
         raise ConfigError([problem]) from exc
 
 
+def channel_names(path: Path, *, env: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The names under `channels:`, read as `load_state` reads (no variable need be set):
+    for `notifier outbox --to`, which names one and needs none of its URLs."""
+    tree = read(
+        _read_text(path),
+        Problems(str(path)),
+        env=os.environ if env is None else env,
+        lenient=lambda key: True,
+        literal=template_placeholder,
+        secret=_is_secret,
+    )
+    channels = tree.get("channels") if isinstance(tree, YMap) else None
+    return frozenset(channels) if isinstance(channels, YMap) else frozenset()
+
+
 def _in_state(key_path: str) -> bool:
     return key_path == "state" or key_path.startswith("state.")
 

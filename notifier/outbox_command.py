@@ -10,15 +10,27 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from notifier.config import load_state
+from notifier.config import channel_names, load_state
 from notifier.errors import StateError
 from notifier.shaping_state import waiting
 from notifier.store import StateStore
 
 
-def outbox(config_path: Path, *, retry_dead: bool = False, purge_dead: bool = False) -> int:
-    """List what waits to be sent and what was given up on; or requeue or remove the dead."""
+def outbox(
+    config_path: Path,
+    *,
+    retry_dead: bool = False,
+    purge_dead: bool = False,
+    channel: str | None = None,
+    to: str | None = None,
+) -> int:
+    """List what waits to be sent and what was given up on; or requeue or remove the dead
+    (of `channel`, or all); requeued `to` another channel of the config, moved there."""
     path = load_state(config_path).path
+    if to is not None and to not in (names := channel_names(config_path)):
+        known = ", ".join(sorted(names)) or "none"
+        print(f"no channel named {to!r} in {config_path} (channels: {known})", file=sys.stderr)
+        return 2
     try:
         path.stat()  # not exists(), which may say False for a file it cannot look at
     except FileNotFoundError:
@@ -36,12 +48,18 @@ def outbox(config_path: Path, *, retry_dead: bool = False, purge_dead: bool = Fa
     changes = retry_dead or purge_dead
     with StateStore(path, read_only=not changes, migrate=False) as store:
         if retry_dead:
-            print(f"requeued {store.retry_dead()} dead alert(s)")
+            count = store.retry_dead(channel=channel, to=to)
+            where = f" for channel {to}" if to is not None else ""
+            print(f"requeued {count} dead alert(s){where}{_PICKED_UP if count else ''}")
         elif purge_dead:
-            print(f"removed {store.purge_dead()} dead alert(s)")
+            print(f"removed {store.purge_dead(channel=channel)} dead alert(s)")
         else:
             print_outbox(store, sys.stdout)
     return 0
+
+
+# deliver.RESCAN_EVERY: how soon a running daemon looks at the outbox unasked.
+_PICKED_UP = ": a running daemon sends them within 30 s, else the next `notifier run` does"
 
 
 def print_outbox(store: StateStore, out: TextIO) -> None:

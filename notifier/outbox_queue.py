@@ -22,6 +22,13 @@ from notifier.store_schema import (
 PRUNE_STEP = 5000  # rows one transaction of a prune, a requeue or a purge touches at most
 
 
+# A step of dead rows, of every channel or of one (its name the parameter before the step's).
+_DEAD_ROWS = (
+    "SELECT id FROM outbox WHERE state = 'dead' LIMIT ?",
+    "SELECT id FROM outbox WHERE state = 'dead' AND channel = ? LIMIT ?",
+)
+
+
 class OutboxQueue:
     """The outbox rows of one state file; `StateStore` is this plus fills and the watermark."""
 
@@ -100,29 +107,35 @@ class OutboxQueue:
             ).fetchall()
         return [item_from_row(r) for r in rows]
 
-    def retry_dead(self, *, step: int = PRUNE_STEP) -> int:
-        """Requeue every dead row: attempts reset, due now, and a fresh max_age from now.
+    def retry_dead(
+        self, *, channel: str | None = None, to: str | None = None, step: int = PRUNE_STEP
+    ) -> int:
+        """Requeue the dead rows (of `channel`, or all): attempts reset, due now, and a fresh
+        max_age from now. With `to`, each is moved to that channel: its URL key becomes one no
+        config has, so the daemon re-queues it for `to`'s current URLs, as for a URL a reload
+        removed (a channel renamed along with its URL dead-letters what waited for it).
 
         In short transactions of `step` rows, as `purge_dead`: the daemon beside it must not
         wait on the write lock past its busy timeout.
         """
         now = to_us(self._clock())
+        moved = ", channel = ?, target = 'moved:' || id" if to is not None else ""
         return self._in_steps(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, created_at = ?, "
-            "done_at = NULL WHERE id IN (SELECT id FROM outbox WHERE state = 'dead' LIMIT ?)",
-            (now, now),
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, created_at = ?, "  # noqa: S608  # fixed SQL fragments
+            f"done_at = NULL{moved} WHERE id IN ({_DEAD_ROWS[channel is not None]})",
+            (now, now, *((to,) if to is not None else ()), *((channel,) if channel else ())),
             step,
         )
 
-    def purge_dead(self, *, step: int = PRUNE_STEP) -> int:
-        """Delete every dead row, in short transactions of `step` rows.
+    def purge_dead(self, *, channel: str | None = None, step: int = PRUNE_STEP) -> int:
+        """Delete the dead rows (of `channel`, or all), in short transactions of `step` rows.
 
         One DELETE of 600,000 dead rows held the write lock over a second, and the daemon
         running beside it (as this command may) stopped on its busy timeout.
         """
         return self._in_steps(
-            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state = 'dead' LIMIT ?)",
-            (),
+            f"DELETE FROM outbox WHERE id IN ({_DEAD_ROWS[channel is not None]})",  # noqa: S608  # fixed SQL fragments
+            (channel,) if channel is not None else (),
             step,
         )
 

@@ -443,13 +443,50 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
         "the daemon judges them once it has it"
     )
     assert cli.main(["outbox", "--config", "c.yaml", "--retry-dead"]) == 0
-    assert capsys.readouterr().out == "requeued 1 dead alert(s)\n"
+    assert capsys.readouterr().out == (
+        "requeued 1 dead alert(s): a running daemon sends them within 30 s, else the next "
+        "`notifier run` does\n"
+    )
     with StateStore(Path("notifier.db")) as store:
         assert store.counts()["pending"] == 2
         (first, _) = store.outbox(state="pending")
         store.mark_dead(first.id, error="HTTP 500")
     assert cli.main(["outbox", "--config", "c.yaml", "--purge-dead"]) == 0
     assert capsys.readouterr().out == "removed 1 dead alert(s)\n"
+
+
+def test_outbox_moves_one_channel_s_dead_alerts_to_another(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--retry-dead --channel old --to hook requeues old's dead alerts for hook (a channel
+    of the config, named without its URL's variables set); --to a channel the config lacks,
+    or --to without --retry-dead, is refused and changes nothing."""
+    monkeypatch.delenv("POLYSIM_API_KEY")
+    Path("c.yaml").write_text(RULES.format(url="${HOOK_URL}"), encoding="utf-8")
+    at = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
+    with StateStore(Path("notifier.db")) as store:
+        for n, channel in enumerate(("old", "old", "mail")):
+            alert = Alert(f"k{n}", "big", channel, f"t{n}", f"Alert {n}", "body", at)
+            store.record(fill_key=f"k{n}", filled_at=at, alerts=[alert])
+        for row in store.outbox():
+            store.mark_dead(row.id, error="target and its channel no longer configured")
+    assert cli.main(["outbox", "--config", "c.yaml", "--retry-dead", "--to", "desk"]) == 2
+    assert capsys.readouterr().err == "no channel named 'desk' in c.yaml (channels: hook)\n"
+    assert cli.main(["outbox", "--config", "c.yaml", "--to", "hook"]) == 2
+    assert capsys.readouterr().err == "notifier outbox: --to goes with --retry-dead\n"
+    args = ["outbox", "--config", "c.yaml", "--retry-dead", "--channel", "old", "--to", "hook"]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.startswith("requeued 2 dead alert(s) for channel hook: ")
+    with StateStore(Path("notifier.db")) as store:
+        assert [r.channel for r in store.outbox(state="pending")] == ["hook", "hook"]
+        assert [r.channel for r in store.outbox(state="dead")] == ["mail"]
+
+
+def test_the_outbox_s_promise_of_a_pickup_is_the_deliverer_s_rescan() -> None:
+    """The 30 s the requeue message promises is how often the deliverer looks unasked."""
+    from notifier import deliver, outbox_command
+
+    assert f"within {deliver.RESCAN_EVERY:g} s" in outbox_command._PICKED_UP
 
 
 def test_outbox_needs_only_the_state_path_not_the_daemon_s_environment(

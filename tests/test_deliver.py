@@ -380,6 +380,25 @@ async def test_target_of_a_removed_channel_dead_lettered(
     assert deliverer.stats.dead_by_channel == {"old": 1}
 
 
+async def test_dead_alerts_moved_to_another_channel_go_to_its_urls(
+    store: StateStore, clock: HandClock
+) -> None:
+    """A channel renamed along with its URL dead-letters what waited for it; `outbox
+    --retry-dead --channel old --to desk` moves it: each alert reaches desk's URLs, once."""
+    put(store, "f1", "o1", channel="old")
+    put(store, "f2", "o1", secs=1, channel="old")
+    for row in store.outbox():
+        store.mark_dead(row.id, error="target and its channel no longer configured")
+    assert store.retry_dead(channel="old", to="desk") == 2
+    sender = FakeSender({"d1": "desk", "d2": "desk"})
+    deliverer = make(store, sender, clock)
+    async with running(deliverer):
+        await spin_until(lambda: deliverer.pending() == 0)
+    assert sorted(sender.delivered) == [("d1", "f1"), ("d1", "f2"), ("d2", "f1"), ("d2", "f2")]
+    assert deliverer.stats.retargeted == 2
+    assert store.counts() == {"pending": 0, "dead": 0, "sent": 6}
+
+
 async def test_swap_sender_used_for_later_sends(store: StateStore, clock: HandClock) -> None:
     """After swap_sender, retries go through the new sender; a URL removed from a channel whose
     other URL already holds the alert adds nothing: no doubling, nothing dead."""

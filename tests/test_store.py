@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import signal
@@ -268,6 +269,26 @@ def test_retry_and_purge_dead_go_in_steps_and_touch_only_dead_rows(store: StateS
     assert store.purge_dead(step=2) == 5
     assert store.counts() == {"pending": 1, "dead": 0, "sent": 1}
     assert store.purge_dead(step=2) == store.retry_dead(step=2) == 0
+
+
+def test_retry_and_purge_dead_of_one_channel_and_a_move_to_another(store: StateStore) -> None:
+    """`channel` limits both to that channel's dead rows; `to` requeues them for another
+    channel, each under a URL key no config has (the daemon re-queues it for that channel's
+    current URLs), in steps like the rest."""
+    mail = dataclasses.replace(alert("f2", target="m1"), channel="mail")
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1", target=t) for t in "abc"])
+    store.record(fill_key="f2", filled_at=T0, alerts=[mail])
+    for row in store.outbox():
+        store.mark_dead(row.id, error="gone")
+    assert store.retry_dead(channel="chat", to="desk", step=2) == 3
+    moved = store.outbox(state="pending")
+    assert [(row.channel, row.target) for row in moved] == [
+        ("desk", f"moved:{row.id}") for row in moved
+    ]
+    assert [row.channel for row in store.outbox(state="dead")] == ["mail"]
+    assert store.purge_dead(channel="chat") == 0
+    assert store.purge_dead(channel="mail") == 1
+    assert store.counts() == {"pending": 3, "dead": 0, "sent": 0}
 
 
 def test_a_write_lock_held_past_the_timeout_is_a_busy_error(tmp_path: Path) -> None:
