@@ -188,6 +188,8 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.config}: ok: {len(settings.rules.rules)} rules ({enabled} enabled), "
         f"{len(channels.names)} channels ({urls} URLs)"
     )
+    for note in settings.notes:
+        print(f"note: {note}")
     return EXIT_OK
 
 

@@ -199,6 +199,7 @@ def parse(
         channels=channels,
         rules=RuleSet(rules, escape=escape),
         log=log,
+        notes=tuple(problems.notes),
     )
 
 

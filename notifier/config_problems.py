@@ -26,6 +26,7 @@ class Problems:
     def __init__(self, file: str) -> None:
         self.file = file
         self.items: list[ConfigProblem] = []
+        self.notes: list[ConfigProblem] = []  # worth knowing, not wrong (check-config shows them)
         self._silenced: set[str] = set()
         self._concealed: dict[str, str] = {}  # value from the environment -> what shows instead
         self._notes: dict[str, str] = {}  # path -> why its value is what it is
@@ -35,6 +36,10 @@ class Problems:
     ) -> None:
         if not self._silenced or not self.silenced(path):
             self.items.append(ConfigProblem(self.file, line, path, message, unset_variable))
+
+    def note(self, line: int | None, path: str, message: str) -> None:
+        """Something the file does that its writer may not mean, though it is no problem."""
+        self.notes.append(ConfigProblem(self.file, line, path, message))
 
     def silence(self, path: str) -> None:
         """Drop later problems at or under `path`: they would only echo the first one."""

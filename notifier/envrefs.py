@@ -26,6 +26,8 @@ class ProblemSink(Protocol):
         self, line: int | None, path: str, message: str, *, unset_variable: bool = False
     ) -> None: ...
 
+    def note(self, line: int | None, path: str, message: str) -> None: ...
+
     def silence(self, path: str) -> None: ...
 
     def conceal(self, value: str, shown: str) -> None: ...
@@ -104,6 +106,12 @@ class EnvRefs:
                 return refuse("a ${...} inside a default is not supported: write the default out")
             value = self.env.get(name)
             if default is not None and not value:
+                if self.secret(path):
+                    # A channel URL's default is often a placeholder (the example config's
+                    # are): said, so a variable forgotten where the daemon runs shows.
+                    problems.note(
+                        line, path, f"{name} is not set: the value written after :- is used"
+                    )
                 return default
             if value == "" and whole:
                 # The whole value is "", which reads as nothing: fine where a key may be empty

@@ -316,6 +316,8 @@ class Service:
                 "key_prefix": key_prefix(s.feed.api_key),
             },
         )
+        for note in s.notes:  # a channel URL from its default: a variable forgotten, perhaps
+            log.info("config note: %s", note)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from notifier.errors import ConfigProblem
     from notifier.rules import RuleSet
 
 DEFAULT_BASE_URL = "https://api.polysimulator.com"
@@ -127,3 +128,5 @@ class Settings:
     channels: dict[str, ChannelSettings]
     rules: RuleSet
     log: LogSettings = field(default_factory=LogSettings)
+    # What the file does that its writer may not mean (a channel URL from its `:-` default).
+    notes: tuple[ConfigProblem, ...] = ()

@@ -119,11 +119,26 @@ def test_every_command_help_has_an_example(
     assert "example:\n  notifier" in out or "example:\n  POLYSIM_API_KEY" in out
 
 
-def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
-    """The shipped example passes check-config with only POLYSIM_API_KEY set."""
+def test_check_config_accepts_the_example(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped example passes check-config with only POLYSIM_API_KEY set, noting each
+    channel URL that is its placeholder default (a variable not set), never the URL itself."""
+    for name in ("SLACK_URL", "NTFY_URL", "MAIL_URL"):
+        monkeypatch.delenv(name, raising=False)
     assert cli.main(["check-config", str(EXAMPLE)]) == 0
-    out = capsys.readouterr().out
-    assert out == f"{EXAMPLE}: ok: 4 rules (4 enabled), 3 channels (3 URLs)\n"
+    ok = f"{EXAMPLE}: ok: 4 rules (4 enabled), 3 channels (3 URLs)\n"
+    unset = "is not set: the value written after :- is used"
+    assert capsys.readouterr().out == ok + (
+        f"note: {EXAMPLE}:67: channels.desk: SLACK_URL {unset}\n"
+        f"note: {EXAMPLE}:68: channels.phone[0]: NTFY_URL {unset}\n"
+        f"note: {EXAMPLE}:71: channels.mail.urls[0]: MAIL_URL {unset}\n"
+    )
+    monkeypatch.setenv("SLACK_URL", "json://127.0.0.1:9/desk")
+    monkeypatch.setenv("NTFY_URL", "ntfy://127.0.0.1:9/topic")
+    monkeypatch.setenv("MAIL_URL", "json://127.0.0.1:9/mail")
+    assert cli.main(["check-config", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out == ok
 
 
 def test_check_config_reports_every_problem_exactly(
