@@ -124,15 +124,18 @@ def test_check_config_accepts_the_example(
 ) -> None:
     """The shipped example passes check-config with only POLYSIM_API_KEY set, noting each
     channel URL that is its placeholder default (a variable not set), never the URL itself."""
-    for name in ("SLACK_URL", "NTFY_URL", "MAIL_URL"):
+    env = ("SLACK_URL", "NTFY_URL", "MAIL_URL")
+    for name in env:
         monkeypatch.delenv(name, raising=False)
     assert cli.main(["check-config", str(EXAMPLE)]) == 0
     ok = f"{EXAMPLE}: ok: 4 rules (4 enabled), 3 channels (3 URLs)\n"
     unset = "is not set: the value written after :- is used"
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    at = {name: next(n for n, ln in enumerate(lines, 1) if f"${{{name}:-" in ln) for name in env}
     assert capsys.readouterr().out == ok + (
-        f"note: {EXAMPLE}:67: channels.desk: SLACK_URL {unset}\n"
-        f"note: {EXAMPLE}:68: channels.phone[0]: NTFY_URL {unset}\n"
-        f"note: {EXAMPLE}:71: channels.mail.urls[0]: MAIL_URL {unset}\n"
+        f"note: {EXAMPLE}:{at['SLACK_URL']}: channels.desk: SLACK_URL {unset}\n"
+        f"note: {EXAMPLE}:{at['NTFY_URL']}: channels.phone[0]: NTFY_URL {unset}\n"
+        f"note: {EXAMPLE}:{at['MAIL_URL']}: channels.mail.urls[0]: MAIL_URL {unset}\n"
     )
     monkeypatch.setenv("SLACK_URL", "json://127.0.0.1:9/desk")
     monkeypatch.setenv("NTFY_URL", "ntfy://127.0.0.1:9/topic")
