@@ -160,13 +160,21 @@ class ShapingReleaser:
 
     async def release_forever(self) -> None:
         """Wake at the shaper's next deadline (or a tick) and release what is due."""
+        seen = self._clock()  # the wall time at the last look
         while True:
             self._tick.clear()
+            now = self._clock()
+            # Stepped back since the last look: deadlines set before the step may lie beyond
+            # their spec even while another rule's deadline is near, when the check below
+            # never looks (a busy rule kept a 30 s group waiting out a 1 h step).
+            if now < seen and self._stage.pull_in():
+                self.save()
+            seen = now
             deadline = self._stage.next_deadline()
             if deadline is None:
                 await self._tick.wait()
                 continue
-            delay = (deadline - self._clock()).total_seconds()
+            delay = (deadline - now).total_seconds()
             if delay > REWAKE:
                 # Far off: is that a stepped-back wall clock? Look again in a while, too, as
                 # the wall clock may step while we sleep on the loop's monotonic one.

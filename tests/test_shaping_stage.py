@@ -194,6 +194,43 @@ async def test_a_wall_clock_stepped_back_does_not_hold_a_group_for_the_step(
     await asyncio.wait_for(runner, timeout=5)
 
 
+BUSY = (
+    DIGEST
+    + """\
+  - name: busy
+    notify: [desk]
+    when: {market: "0xeth"}
+    group: {by: [order_id], wait: 40s}
+"""
+)
+
+
+async def test_a_clock_stepped_back_is_noticed_while_another_rule_keeps_the_timer_busy(
+    store: StateStore, clock: HandClock
+) -> None:
+    """The wall clock steps back an hour while a 30 s group waits, and another rule's groups
+    keep a deadline under a minute away: the step is still noticed and the digest leaves
+    30 s after it, not an hour later (pull_in ran only when the next deadline was far)."""
+    pipeline = make(store, clock, BUSY)
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(fill("1", "0.60", "10"), "live")
+    await spin_until(lambda: store.seen(fill("1", "0.60", "10").key))
+    await settle()  # the timer sleeps towards the digest's deadline, 30 s off
+    clock.now -= timedelta(hours=1)
+    for n in range(2, 12):  # a fill of the busy rule every 30 s: a deadline always near
+        eth = fill(str(n), "0.50", "1", market="0xeth")
+        await pipeline.submit(eth, "live")
+        await spin_until(lambda: store.seen(eth.key))  # noqa: B023  # awaited in this turn
+        await settle()
+        clock.advance(seconds=30)
+        pipeline.tick()
+        await settle()
+    assert len(rows(store, "busy")) == 9  # the timer kept up with them
+    assert [r.title for r in rows(store, "digest")] == ["1 fills on BTC 100k?"]
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+
+
 async def test_a_batch_past_the_store_s_limit_commits_records_with_their_state(
     tmp_path: Path, clock: HandClock
 ) -> None:
