@@ -165,6 +165,7 @@ class Outcomes:
                 "alert": item.id,
                 "attempt": attempts,
                 "retry_in": round(delay, 3),
+                "error": error,
             },
         )
         fallback = self._limits.fallback(channel)
@@ -206,7 +207,14 @@ class Outcomes:
             item.rule,
             item.id,
             error,
-            extra={"event": "dead", "channel": channel, "rule": item.rule, "alert": item.id},
+            extra={
+                "event": "dead",
+                "channel": channel,
+                "rule": item.rule,
+                "alert": item.id,
+                "attempts": item.attempts,
+                "error": error,
+            },
         )
 
     def escalate(

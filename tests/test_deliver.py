@@ -330,6 +330,12 @@ async def test_max_age_dead_letters_once(
         f"alert dead-lettered: channel chat, rule r, outbox #{dead.id}: {dead.last_error}"
     ]
     assert [getattr(r, "alert", None) for r in records] == [dead.id]
+    # As JSON fields too, for `jq 'select(.event == "dead") | .error'`.
+    assert [(getattr(r, "error", None), getattr(r, "attempts", None)) for r in records] == [
+        (dead.last_error, 8)
+    ]
+    failures = [r for r in caplog.records if getattr(r, "event", None) == "failed"]
+    assert {getattr(r, "error", None) for r in failures} == {"HTTP 503"}
     assert dead.last_error == "undelivered after 0:00:30: HTTP 503"
     assert len(sender.attempts) == 9  # at 0, 1, 3, 7, 12, 17, 22, 27 s, and b's one
     assert sender.delivered == [("b", "f2")]
