@@ -86,7 +86,10 @@ class SqliteFile:
                 make_directory(self.path.parent)
                 if exclusive:
                     self._lock = hold_lock(self.path)
-                create_private(self.path)
+                if create_private(self.path):
+                    # A mistyped state.path starts afresh (its directories made too): said,
+                    # with the path, beside the first start's "fills before ... not alerted".
+                    log.info("new state file %s (there was none)", self.path)
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             self._release_lock()

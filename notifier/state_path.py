@@ -17,16 +17,20 @@ from typing import IO
 from notifier.errors import StateError
 
 
-def create_private(path: Path) -> None:
-    """Create a new state file readable by its owner alone (an existing one keeps its mode).
+def create_private(path: Path) -> bool:
+    """Create a new state file readable by its owner alone (an existing one keeps its mode);
+    whether it was created.
 
     It holds every alert's text (the fills of someone's trading); SQLite would create it
     0644 under the usual umask, and gives the -wal and -shm files beside it the same mode.
     """
     # The file a symlink names (O_EXCL would refuse the link itself, and SQLite would then
     # create its target with the default mode).
-    with contextlib.suppress(FileExistsError):
+    try:
         os.close(os.open(os.path.realpath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True
 
 
 def hold_lock(path: Path) -> IO[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import os
 import signal
 import sqlite3
@@ -289,6 +290,18 @@ def test_retry_and_purge_dead_of_one_channel_and_a_move_to_another(store: StateS
     assert store.purge_dead(channel="chat") == 0
     assert store.purge_dead(channel="mail") == 1
     assert store.counts() == {"pending": 3, "dead": 0, "sent": 0}
+
+
+def test_a_new_state_file_is_said_with_its_path(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Creating the state file (a mistyped state.path starts afresh) is logged with its
+    path; opening one that is there is not."""
+    caplog.set_level(logging.INFO, logger="notifier.sqlitefile")
+    path = tmp_path / "typo" / "notifier.db"
+    StateStore(path).close()
+    StateStore(path).close()
+    assert [r.getMessage() for r in caplog.records] == [f"new state file {path} (there was none)"]
 
 
 def test_a_write_lock_held_past_the_timeout_is_a_busy_error(tmp_path: Path) -> None:
