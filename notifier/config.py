@@ -163,7 +163,9 @@ def parse(
             # it, or reloading it, would silently drop every rule and channel.
             problems.add(None, "", "the file holds no settings (it is empty, or only comments)")
         problems.raise_if_any()  # unreadable YAML: the rest would be noise
-    root = mapping(tree, "", problems, _TOP_KEYS) if tree is not None else YMap(1)
+    # `x-` keys hold what other keys refer to (`x-defaults: &defaults`), as in Compose files.
+    extensions = [key for key in tree if key.startswith("x-")] if isinstance(tree, YMap) else []
+    root = mapping(tree, "", problems, _TOP_KEYS, skip=extensions) if tree is not None else None
     root = root if root is not None else YMap(1)
     feed = parse_feed(root.get("feed"), problems, env, require_api_key=require_api_key)
     state = section(root.get("state"), "state", problems, StateSettings(), _STATE)

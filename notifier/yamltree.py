@@ -263,6 +263,7 @@ class _Walker:
 
     def mapping(self, node: yaml.MappingNode, path: str, line: int) -> YMap:
         out = YMap(line)
+        merges: list[tuple[int, yaml.Node]] = []  # `<<: *defaults` values, in order
         splits = split_numbers(node.value) if node.flow_style else {}
         pieces = 0  # entries still to skip: the pieces of a number split at its commas
         for index, (key_node, value_node) in enumerate(node.value):
@@ -279,9 +280,7 @@ class _Walker:
                 self.problems.add(key_line, path, tag_problem(key_node.tag))
                 continue
             if key == "<<" and not key_node.style:  # a merge key: this loader resolves no tags
-                message = "YAML merge keys (<<) are not supported: write the keys out"
-                self.problems.add(key_line, path, message)
-                self.problems.silence(path)
+                merges.append((key_line, value_node))
                 continue
             child = f"{path}.{key}" if path else key
             if key in out:
@@ -293,4 +292,23 @@ class _Walker:
             if split is not None:  # said at the first piece, where the comma is
                 self.problems.add(node.value[index + 1][0].start_mark.line + 1, child, split)
                 self.problems.silence(child)
+        for key_line, value_node in merges:
+            self.merge(out, value_node, path, key_line)
         return out
+
+    def merge(self, out: YMap, value_node: yaml.Node, path: str, line: int) -> None:
+        """YAML's merge key: `<<: *defaults` (or a list of such) gives the mapping each key it
+        does not write itself, the first source first (as YAML 1.1 defines it)."""
+        merged = self.node(value_node, path)
+        sources = list(merged) if isinstance(merged, YSeq) else [merged]
+        maps = [source for source in sources if isinstance(source, YMap)]
+        if len(maps) != len(sources):
+            message = "<< takes a mapping (an alias such as *defaults) or a list of them"
+            self.problems.add(line, path, message)
+            self.problems.silence(path)
+            return
+        for source in maps:
+            for key, value in source.items():
+                if key not in out:
+                    out.key_lines[key] = source.key_lines[key]
+                    out[key] = value
