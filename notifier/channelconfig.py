@@ -155,6 +155,10 @@ def _rate(node: Node, path: str, problems: Problems) -> tuple[int, float] | None
         scratch = Problems(problems.file)
         after = as_duration(Scalar(unit, node.line, plain=True), path, scratch)
         seconds = after.total_seconds() if after is not None and after.total_seconds() else None
+    if match and count < 1 and seconds is not None:
+        # No message at all is no rate: leave the channel out of the rules instead.
+        problems.add(node.line, path, f"must allow at least 1 message, got {text!r}")
+        return None
     if seconds is None or count < 1:
         problems.add(node.line, path, f'must look like "20/min" or "5/2s", got {text!r}')
         return None

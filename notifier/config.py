@@ -108,7 +108,12 @@ def _read_text(path: Path) -> str:
     """The config file's text, or a ConfigError naming it and why it cannot be read."""
     try:
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        # An editor's UTF-16 (its byte-order mark is the first thing to fail) or Latin-1.
+        where = f"byte {exc.start + 1}"
+        message = f"cannot read: not UTF-8 text ({where} is not): save the file as UTF-8"
+        raise ConfigError([ConfigProblem(str(path), None, "", message)]) from exc
+    except OSError as exc:
         problem = ConfigProblem(str(path), None, "", f"cannot read: {os_reason(exc)}")
         raise ConfigError([problem]) from exc
 

@@ -138,6 +138,9 @@ def _unknown(name: str) -> str:
     """Why `name` (no zone in tzdata) is not one, and which zone to write instead."""
     word = name.strip()
     upper = word.upper()
+    if upper in ("LOCAL", "LOCALTIME", "SYSTEM"):
+        # The machine's zone would move with the machine (a server's is often UTC).
+        return f"unknown time zone {name!r}: name the zone itself, {_CITIES}"
     if upper in _FIXED_LEGACY:  # `est`: the zone EST in another case, refused as EST is
         return _fixed_legacy(name, upper)
     if upper in _ABBREVIATIONS:

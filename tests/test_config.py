@@ -481,6 +481,11 @@ def rules_errors(rules: str) -> list[str]:
             "config.yaml:7: rules[0].tz: unknown time zone 'New York' (did you mean "
             "'America/New_York'?)",
         ),
+        (  # the machine's zone would move with the machine
+            "- name: r\n  notify: desk\n  tz: local\n",
+            "config.yaml:7: rules[0].tz: unknown time zone 'local': name the zone itself, such "
+            "as Europe/London or America/New_York",
+        ),
         (  # hex letters alone, no digit and no 0x: a word still
             "- name: r\n  notify: desk\n  when: {market: Fed}\n",
             "config.yaml:7: rules[0].when.market: 'Fed' is not a market id (the venue's "
@@ -600,6 +605,10 @@ def test_when_nesting_and_empty_when() -> None:
         (
             "desk: {url: json://x, rate: fast}\n",
             'config.yaml:2: channels.desk.rate: must look like "20/min" or "5/2s", got \'fast\'',
+        ),
+        (  # well formed, but no message at all is no rate
+            "desk: {url: json://x, rate: 0/min}\n",
+            "config.yaml:2: channels.desk.rate: must allow at least 1 message, got '0/min'",
         ),
         (
             "desk: {url: json://x, fallback: desk}\n",
@@ -765,6 +774,18 @@ def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(path, env=ENV)
     assert str(info.value) == f"{path}: cannot read: No such file or directory"
+
+
+def test_a_file_not_in_utf8_is_named_so(tmp_path: Path) -> None:
+    """A config an editor saved as UTF-16 is refused saying how to save it, not with a codec's
+    words."""
+    path = tmp_path / "utf16.yaml"
+    path.write_text("rules: []\n", encoding="utf-16")
+    with pytest.raises(ConfigError) as info:
+        load(path, env=ENV)
+    assert str(info.value) == (
+        f"{path}: cannot read: not UTF-8 text (byte 1 is not): save the file as UTF-8"
+    )
 
 
 def test_recursive_alias_is_refused() -> None:
