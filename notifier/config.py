@@ -29,6 +29,7 @@ from notifier.configvalues import (
     mapping,
     section,
 )
+from notifier.durations import format_duration
 from notifier.errors import ConfigError, ConfigProblem, os_reason
 from notifier.events import Fill
 from notifier.feedconfig import parse_feed
@@ -188,6 +189,7 @@ def parse(
             else f"must not be less than retry_base ({base}), got {cap}"
         )
         problems.add(where, f"delivery.{key}", message)
+    _check_max_age(root.get("delivery"), delivery, problems)
     metrics = section(root.get("metrics"), "metrics", problems, MetricsSettings(), _METRICS)
     log = section(root.get("log"), "log", problems, LogSettings(), _LOG)
     channels = parse_channels(root.get("channels"), problems, check_url)
@@ -207,6 +209,23 @@ def parse(
         rules=RuleSet(rules, escape=escape),
         log=log,
         notes=tuple(problems.notes),
+    )
+
+
+def _check_max_age(node: Node | None, delivery: DeliverySettings, problems: Problems) -> None:
+    """max_age gives an alert at least one whole attempt: a shorter one dead-letters alerts
+    while their first send still runs (`max_age: 24`, meant as hours, is 24 seconds)."""
+    if not isinstance(node, YMap) or "max_age" not in node:
+        return
+    deadline = timedelta(seconds=delivery.send_deadline)
+    if delivery.max_age >= deadline:
+        return
+    problems.add(
+        key_line(node, "max_age"),
+        "delivery.max_age",
+        f"must be at least one attempt's bound, {format_duration(deadline)} (3 x "
+        f"delivery.timeout), got {format_duration(delivery.max_age)} (a bare number is "
+        "seconds: write 24h for a day)",
     )
 
 

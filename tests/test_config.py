@@ -846,6 +846,11 @@ def test_a_variable_named_like_a_field_expands_outside_templates() -> None:
             "config.yaml:1: delivery.max_age: must be more than 0 (alerts older than this are "
             "given up on, unsent)",
         ),
+        (  # meant as hours: alerts dead-lettered while their first send still ran
+            "delivery: {max_age: 24}\n",
+            "config.yaml:1: delivery.max_age: must be at least one attempt's bound, 1m30s (3 x "
+            "delivery.timeout), got 24s (a bare number is seconds: write 24h for a day)",
+        ),
         (
             "delivery: {concurrency: 1e999999999}\n",
             "config.yaml:1: delivery.concurrency: must be a whole number below 10^18",
