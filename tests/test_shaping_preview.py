@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import textwrap
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-from notifier.config import parse
+from test_shaping_stage import rules
+
 from notifier.events import Fill
 from notifier.release_render import render_release
-from notifier.rules import RuleSet
 from notifier.shaping_preview import Simulation, simulate
 
 T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)
-
-
-def rules(text: str) -> RuleSet:
-    config = "channels:\n  desk: json://localhost/d\n"
-    settings = parse(
-        config + textwrap.dedent(text),
-        source=Path("config.yaml"),
-        env={"POLYSIM_API_KEY": "k"},
-        check_url=lambda url: None,
-    )
-    return settings.rules
 
 
 def fill(order: int, seconds: float, market: str = "0xbtc", quantity: str = "10") -> Fill:
