@@ -56,16 +56,16 @@ def parse_fill(line: str | Mapping[str, object]) -> Fill | Rejected | None:
 def fills_given(lines: Iterable[tuple[int, str]]) -> list[tuple[int, str | Mapping[str, object]]]:
     """The fills to show, numbered: a JSON text per line, or a JSON array of them given whole
     (a history page as the venue answers it, saved), numbered by their place in it."""
-    given = list(lines)
-    text = "".join(line for _, line in given)
+    given: list[tuple[int, str | Mapping[str, object]]] = list(lines)
+    text = "".join(line for _, line in given if isinstance(line, str))
     if not text.lstrip().startswith("["):
-        return list(given)
+        return given
     try:
         items = decode_json(text)
     except ValueError:
-        return list(given)  # not one array after all: each line says what is wrong with it
+        return given  # not one array after all: each line says what is wrong with it
     if not isinstance(items, list):
-        return list(given)
+        return given
     return [
         (n, item if isinstance(item, Mapping) else json.dumps(item, default=str))
         for n, item in enumerate(items, 1)
@@ -98,8 +98,6 @@ async def replay(
             print(f"fill {number}: not a fill message (ignored by the feed too)", file=out)
             continue
         first = seen.setdefault(parsed.key, number)
-        if first == number:
-            fills.append(parsed)
         if first != number:
             print(
                 f"fill {number}: same order, time, quantity and price as fill {first}: shown "
@@ -108,6 +106,7 @@ async def replay(
                 file=out,
             )
             continue
+        fills.append(parsed)
         planned = plan_alerts(parsed, rules=settings.rules, targets=channels)
         _describe(number, planned, channels, out, needs_title=settings.rules.needs_title(parsed))
         if parsed.status is None and any(
