@@ -525,6 +525,7 @@ async def test_health_names_a_stuck_channel_while_another_delivers(
     assert up.titles() == up.titles(200) == ids(range(1000, 1003))
     assert down.titles(200) == ids(range(1000, 1003))
 
+
 class _Urls(WebhookReceiver):
     """Stands in for a receiver in `config_text`: one channel of several receivers' URLs."""
 
@@ -571,7 +572,6 @@ async def test_health_names_a_channel_one_of_whose_urls_is_stuck_while_another_d
         await down.close()
         await up.close()
     assert up.titles() == ids(range(1000, 1003))
-
 
 
 async def test_health_says_stopping_from_the_moment_a_stop_is_asked_for(
