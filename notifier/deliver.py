@@ -133,6 +133,10 @@ class Deliverer:
         """Per channel: rows waiting and when the oldest was queued."""
         return self._store.pending_by_channel()
 
+    def pending_by_target(self) -> dict[tuple[str, str], tuple[int, datetime]]:
+        """Per channel and target: rows waiting and when the oldest was queued."""
+        return self._store.pending_by_target()
+
     async def run(self) -> None:
         """Deliver until cancelled or drained, starting with rows left pending by an earlier run."""
         try:

@@ -40,7 +40,8 @@ def judge_health(
     paced = {  # one message's share of a channel's rate: how long `rate` may hold an alert
         name: rate[1] / rate[0] for name, channel in channels.items() if (rate := channel.rate)
     }
-    stalled = drain.stalled(deliverer.pending_by_channel(), paced)
+    urls = {name: len(channel.urls) for name, channel in channels.items()}
+    stalled = drain.stalled(deliverer.pending_by_target(), paced, urls)
     if stalled:
         return False, "outbox not draining: " + "; ".join(stalled)
     return True, "ok"

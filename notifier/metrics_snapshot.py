@@ -32,6 +32,16 @@ def take_snapshot(
     lookups = feed.order_lookups if feed else (0, 0)  # order-list requests, failed
     channels = dict.fromkeys(settings.channels, 0)
     rules = dict.fromkeys((rule.name for rule in settings.rules if rule.enabled), 0)
+    # A rule that can drop has its dropped series from the start too (the shaper reports a
+    # rule only once it holds or dropped something); "dropped" alone adds no waiting series.
+    drops = {
+        rule.name: {"dropped": 0}
+        for rule in settings.rules
+        if rule.enabled
+        and rule.shaping is not None
+        and rule.shaping.active is not None
+        and rule.shaping.active.outside == "drop"
+    }
     return Snapshot(
         fills_received={**dict.fromkeys(_SOURCES, 0), **(pipe.stats.received if pipe else {})},
         rejected=dict(feed.stats.rejected) if feed else {},
@@ -49,7 +59,7 @@ def take_snapshot(
         backfill_gap_open=bool(feed and feed.gap_open),
         order_list_requests=lookups[0],
         order_list_failures=lookups[1],
-        shaping=pipe.shaping.stats() if pipe else {},
+        shaping={**drops, **(pipe.shaping.stats() if pipe else {})},
         shaping_lost=dict(pipe.shaping.lost) if pipe else {},
         retargeted=dlv.stats.retargeted if dlv else 0,
         awaiting_title=len(pipe.waits) if pipe else 0,

@@ -179,6 +179,19 @@ class OutboxQueue:
             ).fetchall()
         return {str(channel): (int(n), from_us(int(oldest))) for channel, n, oldest in rows}
 
+    def pending_by_target(self) -> dict[tuple[str, str], tuple[int, datetime]]:
+        """Per channel and target: how many rows are pending and when the oldest was queued
+        (for /healthz: each URL of a channel delivers on its own, and may stall alone)."""
+        with self._errors("read outbox"):
+            rows = self._db.execute(
+                "SELECT channel, target, count(*), min(created_at) FROM outbox "
+                "WHERE state = 'pending' GROUP BY channel, target"
+            ).fetchall()
+        return {
+            (str(channel), str(target)): (int(n), from_us(int(oldest)))
+            for channel, target, n, oldest in rows
+        }
+
     def counts(self) -> dict[str, int]:
         """How many rows are pending, dead and sent."""
         result = {"pending": 0, "dead": 0, "sent": 0}

@@ -255,7 +255,7 @@ class Service:
             await asyncio.sleep(PRUNE_EVERY)
 
     def _observe_sent(self, item: OutboxItem) -> None:
-        self._drain.sent(item.channel)
+        self._drain.sent(item.channel, item.target)
         if self.metrics is not None:
             latency = (self._clock() - item.filled_at) / timedelta(seconds=1)
             self.metrics.latency.observe(max(latency, 0.0))

@@ -16,8 +16,8 @@ def test_a_paced_channel_gets_its_rate_s_share_before_it_counts_as_stuck() -> No
     watch = DrainWatch(clock)
     clock.advance(seconds=STALL_AFTER * 3)
     queued = clock.now - timedelta(minutes=20)
-    pending = {"hourly": (3, queued), "chat": (1, queued), "mail": (2, queued)}
-    watch.sent("mail")
+    pending = {("hourly", "h"): (3, queued), ("chat", "c"): (1, queued), ("mail", "m"): (2, queued)}
+    watch.sent("mail", "m")
     assert watch.stalled(pending, {"hourly": 3600.0}) == [
         "channel chat has 1 alerts pending, none sent for 10 minutes"
     ]
@@ -37,6 +37,21 @@ def test_nothing_is_stuck_before_the_daemon_has_been_up_for_the_allowance() -> N
     clock = HandClock(T0)
     watch = DrainWatch(clock)
     old = clock.now - timedelta(hours=5)
-    assert watch.stalled({"chat": (4, old)}) == []
+    assert watch.stalled({("chat", "c"): (4, old)}) == []
     clock.advance(seconds=STALL_AFTER + 1)
-    assert watch.stalled({"chat": (4, old)}) != []
+    assert watch.stalled({("chat", "c"): (4, old)}) != []
+
+
+def test_one_url_of_a_channel_is_stuck_however_well_its_other_url_delivers() -> None:
+    """Each URL delivers on its own: a send to one does not vouch for the other's backlog."""
+    clock = HandClock(T0)
+    watch = DrainWatch(clock)
+    clock.advance(seconds=STALL_AFTER * 3)
+    queued = clock.now - timedelta(minutes=20)
+    watch.sent("desk", "good")
+    pending = {("desk", "bad"): (2, queued), ("desk", "good"): (1, queued)}
+    assert watch.stalled(pending, urls={"desk": 2}) == [
+        "channel desk has 2 alerts pending for 1 of its 2 URLs, none sent there for 10 minutes"
+    ]
+    watch.sent("desk", "bad")
+    assert watch.stalled(pending, urls={"desk": 2}) == []

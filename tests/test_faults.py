@@ -38,7 +38,7 @@ from faults import (
 )
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from receivers import http_response, read_request
+from receivers import WebhookReceiver, http_response, read_request
 
 from notifier import gap_tender
 from notifier.backfill import RETRY_EVERY, SETTLE_EVERY
@@ -524,6 +524,54 @@ async def test_health_names_a_stuck_channel_while_another_delivers(
         await up.close()
     assert up.titles() == up.titles(200) == ids(range(1000, 1003))
     assert down.titles(200) == ids(range(1000, 1003))
+
+
+class _Urls(WebhookReceiver):
+    """Stands in for a receiver in `config_text`: one channel of several receivers' URLs."""
+
+    def __init__(self, *hooks: WebhookReceiver) -> None:
+        super().__init__()
+        self.hooks = hooks
+
+    @property
+    def json_url(self) -> str:
+        return "{urls: [" + ", ".join(hook.json_url for hook in self.hooks) + "]}"
+
+
+async def test_health_names_a_channel_one_of_whose_urls_is_stuck_while_another_delivers(
+    venue: SimulatedPolySim, tmp_path: Path
+) -> None:
+    """Each URL is delivered on its own: one URL of a channel failing for 15 minutes is 503,
+    however well the channel's other URL delivers meanwhile."""
+    clock = Clock()
+    down = Hook(status=lambda: 500, clock=clock)
+    up = Hook(clock=clock)
+    await down.start()
+    await up.start()
+    try:
+        hooks: dict[str, WebhookReceiver] = {"desk": _Urls(down, up)}
+        delivery = "  retry_cap: 60s\n"
+        async with running(venue, hooks, tmp_path, clock=clock, delivery=delivery) as svc:
+            await venue.fill(order_id=1000)
+            await up.wait_for(1)
+            await until(lambda: bool(down.answers))
+            clock.advance(STALL_AFTER - 60)
+            await venue.fill(order_id=1001)
+            await up.wait_for(2)
+            assert svc.health() == (True, "ok")
+            clock.advance(61)
+            await venue.fill(order_id=1002)  # the other URL delivers, as it did all along
+            await up.wait_for(3)
+            await until(lambda: svc.summary().pending == 3)
+            assert svc.health() == (
+                False,
+                "outbox not draining: channel desk has 3 alerts pending for 1 of its 2 URLs, "
+                "none sent there for 10 minutes",
+            )
+    finally:
+        await down.close()
+        await up.close()
+    assert up.titles() == ids(range(1000, 1003))
 
 
 async def test_health_says_stopping_from_the_moment_a_stop_is_asked_for(

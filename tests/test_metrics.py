@@ -125,6 +125,20 @@ async def test_each_channel_and_rule_has_its_series_at_zero_from_the_first_scrap
     assert service.snapshot().dead == {**zero, "mail": 0}
 
 
+async def test_a_rule_that_drops_has_its_dropped_series_at_zero_from_the_first_scrape(
+    tmp_path: Path,
+) -> None:
+    """A rule with `outside: drop` shows notifier_fills_dropped_total at 0 before its first drop."""
+    channels = "channels:\n  desk: json://127.0.0.1:9/d\n"
+    rules = "rules:\n  - name: calm\n    notify: [desk]\n"
+    rules += "    active: {hours: '08:00-09:00', outside: drop}\n"
+    service = Service(_config(tmp_path, channels + rules), install_signals=False)
+    metrics = Metrics(service.snapshot)
+    body = metrics.exposition().decode()
+    assert 'notifier_fills_dropped_total{rule="calm"} 0.0' in body.splitlines()
+    assert "notifier_fills_waiting{" not in body  # a gauge of what is held: nothing is
+
+
 async def test_healthz_reports_the_health_check() -> None:
     """/healthz is 200 with the reason when healthy and 503 when not; other paths are 404/405."""
     verdict = [(True, "ok")]
