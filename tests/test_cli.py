@@ -119,6 +119,14 @@ def test_every_command_help_has_an_example(
     assert "example:\n  notifier" in out or "example:\n  POLYSIM_API_KEY" in out
 
 
+def test_test_help_says_fills_takes_a_history_page_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """`test --help` called --fills a JSON-lines file, where a JSON array (a saved history
+    page) is taken too, as the README says."""
+    with pytest.raises(SystemExit):
+        cli.main(["test", "--help"])
+    assert "JSON array" in " ".join(capsys.readouterr().out.split())
+
+
 def test_check_config_accepts_the_example(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
