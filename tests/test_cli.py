@@ -211,6 +211,18 @@ def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[
     )
 
 
+def test_test_command_takes_a_history_page_saved_with_a_byte_order_mark(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A history page saved with a UTF-8 byte-order mark was no JSON array: its lines were
+    refused as not JSON, or taken alone, numbered by line."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    item = FLAT.replace('"type": "fill", ', "")
+    Path("page.json").write_text(f"\ufeff[\n  {item}\n]\n", encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fills", "page.json"]) == 0
+    assert capsys.readouterr().out.startswith("fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n")
+
+
 def test_test_command_takes_a_history_page_saved_whole(capsys: pytest.CaptureFixture[str]) -> None:
     """A JSON array given as the fills file (the venue's history answer, saved as it came):
     each item is a fill, numbered by its place; an item that is no object is refused alone."""
