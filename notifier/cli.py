@@ -297,10 +297,17 @@ def _load(path: Path, *, require_api_key: bool = True, unset_urls: str | None = 
 
 
 def _read_lines(path: str) -> list[tuple[int, str]]:
-    """The file's non-blank lines, each with its line number (what `test` calls the fill)."""
+    """The file's non-blank lines, each with its line number (what `test` calls the fill).
+
+    A byte-order mark opening the file (Notepad's, PowerShell's) is dropped: it made a saved
+    history page no JSON array, each of its lines then refused or taken alone.
+    """
     source = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
     with source:
-        return [(number, line) for number, line in enumerate(source, 1) if line.strip()]
+        lines = [(number, line) for number, line in enumerate(source, 1)]
+    if lines and lines[0][1].startswith("\ufeff"):
+        lines[0] = (1, lines[0][1][1:])
+    return [(number, line) for number, line in lines if line.strip()]
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

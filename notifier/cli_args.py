@@ -151,7 +151,9 @@ def build() -> argparse.ArgumentParser:
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--fill", help="one fill as JSON (any feed shape or a plain fill object)")
     given.add_argument(
-        "--fills", help="a JSON-lines file of fills ('-' for stdin); each named by its line number"
+        "--fills",
+        help="a file of fills ('-' for stdin): one JSON object a line, each named by its line "
+        "number, or a JSON array of them (a history page saved from the venue), by its place",
     )
     p.add_argument("--send", action="store_true", help="deliver the rendered alerts for real")
     p = command(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +28,7 @@ from notifier.configvalues import (
     line_of,
     mapping,
     section,
+    suggest,
 )
 from notifier.durations import format_duration
 from notifier.errors import ConfigError, ConfigProblem, os_reason
@@ -171,7 +172,8 @@ def parse(
         problems.raise_if_any()  # unreadable YAML: the rest would be noise
     # `x-` keys hold what other keys refer to (`x-defaults: &defaults`), as in Compose files.
     extensions = [key for key in tree if key.startswith("x-")] if isinstance(tree, YMap) else []
-    root = mapping(tree, "", problems, _TOP_KEYS, skip=extensions) if tree is not None else None
+    _unknown_top_keys(tree, problems, skip=extensions)  # reported here, with the x- hint
+    root = mapping(tree, "", problems, _TOP_KEYS, skip=_keys(tree)) if tree is not None else None
     root = root if root is not None else YMap(1)
     feed = parse_feed(root.get("feed"), problems, env, require_api_key=require_api_key)
     state = section(root.get("state"), "state", problems, StateSettings(), _STATE)
@@ -321,3 +323,19 @@ _LOG: dict[str, Parser] = {
     "level": lambda n, p, pr: as_choice(n, p, pr, ("debug", "info", "warning", "error")),
     "format": lambda n, p, pr: as_choice(n, p, pr, ("text", "json")),
 }
+
+
+def _unknown_top_keys(tree: Node | None, problems: Problems, *, skip: Collection[str]) -> None:
+    """Each top-level key that is not a section, with what was meant: a near miss of a
+    section's name, else the sections and that a key holding shared settings (`defaults:
+    &defaults`, `X-desk`, `x_desk`) must start with a lower-case `x-` to be passed over."""
+    if not isinstance(tree, YMap):
+        return
+    for key in tree:
+        if key in _TOP_KEYS or key in skip:
+            continue
+        hint = suggest(key, _TOP_KEYS) or (
+            f" (expected one of: {', '.join(_TOP_KEYS)}; a key holding shared settings for"
+            " anchors starts with x-, as x-defaults)"
+        )
+        problems.add(tree.key_lines[key], key, f"unknown key {key!r}{hint}")

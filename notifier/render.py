@@ -7,8 +7,10 @@ every problem is caught when the config loads, never at 3 a.m. on the hot path.
 
 from __future__ import annotations
 
+import calendar
 import difflib
 import html
+import re
 import string
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +86,9 @@ def line_break(escape: Escape | None) -> str:
     return "<br>" if escape is _escape_html else "\n"
 
 
+_EPOCH = re.compile(r"%%|%s")  # a literal "%" is passed over, so "%%s" stays the text "%s"
+
+
 class Timestamp(datetime):
     """A datetime that prints as "2026-02-06 12:00:45 UTC" but still takes strftime specs."""
 
@@ -91,6 +96,15 @@ class Timestamp(datetime):
 
     def __str__(self) -> str:
         return self.strftime("%Y-%m-%d %H:%M:%S %Z")  # "UTC", or a rule's zone: "EST"
+
+    def __format__(self, spec: str) -> str:
+        # glibc's %s reads the fields as the machine's local time, whatever the zone: under
+        # a rule's `tz:`, or on a host not on UTC, it was hours off. Seconds since the epoch
+        # (Discord's <t:...:R>) are the same in every zone.
+        if "%" in spec:
+            epoch = str(calendar.timegm(self.utctimetuple()))
+            spec = _EPOCH.sub(lambda found: epoch if found.group() == "%s" else "%%", spec)
+        return super().__format__(spec)
 
 
 # A placeholder, pre-split: (field name, format spec, apply str() first).

@@ -119,6 +119,14 @@ def test_every_command_help_has_an_example(
     assert "example:\n  notifier" in out or "example:\n  POLYSIM_API_KEY" in out
 
 
+def test_test_help_says_fills_takes_a_history_page_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """`test --help` called --fills a JSON-lines file, where a JSON array (a saved history
+    page) is taken too, as the README says."""
+    with pytest.raises(SystemExit):
+        cli.main(["test", "--help"])
+    assert "JSON array" in " ".join(capsys.readouterr().out.split())
+
+
 def test_check_config_accepts_the_example(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +209,18 @@ def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[
         "fill 3: SELL 5 Yes @ 0.6 on 0xabc1 (order 43)\n"
         "  no rule matches\n"
     )
+
+
+def test_test_command_takes_a_history_page_saved_with_a_byte_order_mark(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A history page saved with a UTF-8 byte-order mark was no JSON array: its lines were
+    refused as not JSON, or taken alone, numbered by line."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    item = FLAT.replace('"type": "fill", ', "")
+    Path("page.json").write_text(f"\ufeff[\n  {item}\n]\n", encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fills", "page.json"]) == 0
+    assert capsys.readouterr().out.startswith("fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n")
 
 
 def test_test_command_takes_a_history_page_saved_whole(capsys: pytest.CaptureFixture[str]) -> None:

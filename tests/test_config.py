@@ -1684,3 +1684,17 @@ def test_above_and_below_load_as_exclusive_bounds() -> None:
         Bounds("notional", above=Decimal(500)),
         Bounds("price", min=Decimal("0.01"), below=Decimal("0.5")),
     }
+
+
+def test_an_unknown_top_level_key_says_shared_settings_go_under_x_keys() -> None:
+    """`defaults: &d`, `X-desk` or `x_desk` holding an anchor were refused with only the
+    sections listed, not how to name such a key; a near miss of a section keeps its hint."""
+    for key in ("defaults", "X-desk", "x_desk"):
+        assert errors(CHANNELS + f"{key}: {{notify: [desk]}}\nrules: []\n") == [
+            f"config.yaml:4: {key}: unknown key {key!r} (expected one of: feed, state, "
+            "delivery, metrics, log, channels, rules; a key holding shared settings for "
+            "anchors starts with x-, as x-defaults)"
+        ]
+    assert errors(CHANNELS + "rule: []\n") == [
+        "config.yaml:4: rule: unknown key 'rule' (did you mean 'rules'?)"
+    ]

@@ -385,3 +385,15 @@ def test_a_rule_s_zone_shows_its_times_there() -> None:
         "2026-02-06 07:00:45 EST | 07:00 EST"
     )
     assert template.render(fill_values(july, rule="r")) == "2026-07-06 12:00:45 UTC | 12:00 UTC"
+
+
+@pytest.mark.parametrize("zone", [None, "America/New_York", "Asia/Tokyo"])
+def test_epoch_seconds_are_the_same_in_every_zone(zone: str | None) -> None:
+    """`{filled_at:%s}` was glibc's, which reads the time as the host's local time: hours
+    off under a rule's `tz:` or on a host not on UTC. It is the fill's epoch; `%%s` is text."""
+    tz = ZoneInfo(zone) if zone else None
+    values = fill_values(FILL, rule="r", tz=tz)
+    expected = str(int(FILL.filled_at.timestamp()))
+    assert Template.parse("<t:{filled_at:%s}:R> {filled_at:%%s}").render(values) == (
+        f"<t:{expected}:R> %s"
+    )
