@@ -9,6 +9,7 @@ which decides when releases happen and whose channels get them.
 
 from __future__ import annotations
 
+import functools
 from datetime import tzinfo
 
 from notifier.digests import AGGREGATE_FIELDS, Bunch, Release, cap_lines, make_release
@@ -24,7 +25,7 @@ from notifier.render import (
     shown_in,
 )
 from notifier.rules import Rule
-from notifier.shapingconfig import DEFAULT_LINE, DIGEST_TITLE, digest_body
+from notifier.shapingconfig import DEFAULT_LINE, DIGEST_TITLE, MIXED_LINE, digest_body
 
 _DEFAULT_LINE = Template(DEFAULT_LINE)
 # A body with any of these was written for several fills: it needs no list added.
@@ -38,7 +39,7 @@ def render_release(rule: Rule, release: Release) -> tuple[str, str]:
     title, body = rule.title, rule.body
     if release.count == 1 and not release.suppressed and rule.single is not None:
         title, body = rule.single
-    line = rule.line or _DEFAULT_LINE
+    body, line = _mixed(body, rule.line or _DEFAULT_LINE, release, line_break(rule.escape))
     return _render(title, body, line, rule.name, release, rule.escape, rule.tz)
 
 
@@ -51,9 +52,32 @@ def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, 
     title, body = Template(DIGEST_TITLE), Template(digest_body(newline))
     if release.count == 1 and not release.suppressed:  # one fill looks like one fill
         title, body = Template(DEFAULT_TITLE), Template(DEFAULT_BODY)
-    title_text, body_text = _render(title, body, _DEFAULT_LINE, release.rule, release, escape)
+    body, line = _mixed(body, _DEFAULT_LINE, release, newline)
+    title_text, body_text = _render(title, body, line, release.rule, release, escape)
     note = f"(held by rule {release.rule!r}, whose shaping is no longer configured)"
     return title_text, f"{body_text}{newline}{escape(note) if escape else note}"
+
+
+def _mixed(
+    body: Template, line: Template, release: Release, newline: str
+) -> tuple[Template, Template]:
+    """The default body and line as a digest of fills that differ in market, side or outcome
+    has them (no sums, each line naming its market); templates the rule wrote stay."""
+    bunch = release.bunch
+    markets = len(bunch.markets) > 1
+    if not (markets or len(bunch.sides) > 1 or len(bunch.outcomes) > 1):
+        return body, line
+    if body.text == digest_body(newline):
+        body = _template(digest_body(newline, mixed=True))
+    if markets and line.text == DEFAULT_LINE:
+        line = _template(MIXED_LINE)
+    return body, line
+
+
+@functools.lru_cache(maxsize=8)
+def _template(text: str) -> Template:
+    """A default template, parsed once."""
+    return Template(text)
 
 
 def _render(

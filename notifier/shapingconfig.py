@@ -31,11 +31,17 @@ SHAPING_KEYS = ("group", "throttle", "active")
 DIGEST_BODY = "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f}\n{lines}"
 DIGEST_TITLE = "Fills on {market_title} ({count})"
 DEFAULT_LINE = "{side} {quantity} {outcome} @ {price} #{order_id}"
+# The defaults for a digest whose fills differ in market, side or outcome (what quiet hours
+# hold overnight): sums and an average price across them mean nothing, and a line that does
+# not name its market cannot be placed.
+MIXED_DIGEST_BODY = "{count} fills on {market_title}\n{lines}"
+MIXED_LINE = "{side} {quantity} {outcome} @ {price} on {market_title} #{order_id}"
 
 
-def digest_body(newline: str) -> str:
-    """The default digest body, its line ending the message format's (render.line_break)."""
-    return DIGEST_BODY.replace("\n", newline)
+def digest_body(newline: str, *, mixed: bool = False) -> str:
+    """The default digest body (`mixed`: for fills that differ in market, side or outcome),
+    its line ending the message format's (render.line_break)."""
+    return (MIXED_DIGEST_BODY if mixed else DIGEST_BODY).replace("\n", newline)
 
 
 _EXAMPLES = {

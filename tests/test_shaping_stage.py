@@ -866,3 +866,32 @@ async def test_an_html_digest_of_a_removed_rule_is_escaped_too(
         "<br>BUY 30 Yes @ 0.70 #2<br>"
         "(held by rule &#x27;digest&#x27;, whose shaping is no longer configured)"
     )
+
+
+def test_a_digest_of_different_markets_or_sides_has_no_sums_and_names_each_market() -> None:
+    """The default digest of fills on two markets (what quiet hours hold overnight) sums
+    nothing across them and each line names its market; of one market but both sides, no
+    sums either, lines as usual; a body or line the rule wrote is kept as written."""
+    held = rules("rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'}}\n")
+    (calm,) = held.rules
+    eth = dataclasses.replace(fill("2", "0.30", "50", market="0xeth"), market_title="ETH 5k?")
+    release = make_release("calm", (), Bunch.of(fill("1", "0.60", "10"), eth), 0, "held")
+    assert render_release(calm, release) == (
+        "Fills on 2 markets (2)",
+        "2 fills on 2 markets\nBUY 10 Yes @ 0.60 on BTC 100k? #1\nBUY 50 Yes @ 0.30 on ETH 5k? #2",
+    )
+    sold = dataclasses.replace(fill("2", "0.30", "50"), side="SELL")
+    both = make_release("calm", (), Bunch.of(fill("1", "0.60", "10"), sold), 0, "held")
+    assert render_release(calm, both)[1] == (
+        "2 fills on BTC 100k?\nBUY 10 Yes @ 0.60 #1\nSELL 50 Yes @ 0.30 #2"
+    )
+    written = rules(
+        "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
+        " body: '{total_quantity} in all', line: '{side} {quantity}'}\n"
+    ).rules[0]
+    assert render_release(written, release) == ("Fills on 2 markets (2)", "60 in all")
+    lines = rules(
+        "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
+        " line: '{side} {quantity}'}\n"
+    ).rules[0]
+    assert render_release(lines, release)[1] == "2 fills on 2 markets\nBUY 10\nBUY 50"
