@@ -25,6 +25,7 @@ from notifier.events import Alert, Fill
 from notifier.mentions import NO_MENTION
 from notifier.normalize import Rejected, decode_frame, decode_json, normalize_any, showable
 from notifier.plan import Planned, plan_alerts
+from notifier.recurrence import Recurrences
 from notifier.rules import Rule
 from notifier.settings import Settings
 from notifier.shaping_preview import Simulation, simulate
@@ -53,30 +54,46 @@ def parse_fill(line: str | Mapping[str, object]) -> Fill | Rejected | None:
     return result
 
 
-def fills_given(lines: Iterable[tuple[int, str]]) -> list[tuple[int, str | Mapping[str, object]]]:
+Given = list[tuple[int, str | Mapping[str, object]]]
+
+
+def fills_given(lines: Iterable[tuple[int, str]]) -> tuple[Given, bool]:
     """The fills to show, numbered: a JSON text per line, or a JSON array of them given whole
-    (a history page as the venue answers it, saved), numbered by their place in it."""
-    given: list[tuple[int, str | Mapping[str, object]]] = list(lines)
+    (a history page as the venue answers it, saved), numbered by their place in it; and
+    whether it was such a page."""
+    given: Given = list(lines)
     text = "".join(line for _, line in given if isinstance(line, str))
     if not text.lstrip().startswith("["):
-        return given
+        return given, False
     try:
         items = decode_json(text)
     except ValueError:
-        return given  # not one array after all: each line says what is wrong with it
+        return given, False  # not one array after all: each line says what is wrong with it
     if not isinstance(items, list):
-        return given
-    return [
+        return given, False
+    page: Given = [
         (n, item if isinstance(item, Mapping) else json.dumps(item, default=str))
         for n, item in enumerate(items, 1)
     ]
+    return page, True
+
+
+def _parsed(given: Given, *, page: bool) -> list[tuple[int, Fill | Rejected | None]]:
+    """Each fill given, parsed; a page's equal items numbered as `run` numbers one history
+    read's (two equal partial fills of an order are two fills, each alerted)."""
+    parsed = [(number, parse_fill(line)) for number, line in given]
+    if not page:
+        return parsed
+    fills = [fill for _, fill in parsed if isinstance(fill, Fill)]
+    numbered = iter(Recurrences().number_page(fills))
+    return [(n, next(numbered) if isinstance(fill, Fill) else fill) for n, fill in parsed]
 
 
 async def replay(
     settings: Settings, lines: Iterable[tuple[int, str]], *, send: bool, out: TextIO
 ) -> int:
     """Print matches and rendered messages for each fill; with `send`, deliver them too."""
-    given = fills_given(lines)
+    given, page = fills_given(lines)
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
     for name, channel in settings.channels.items():
         if UNSET_URL in channel.urls:
@@ -88,8 +105,7 @@ async def replay(
     status = EXIT_OK
     seen: dict[str, int] = {}  # fill identity -> the number it was first given as
     fills: list[Fill] = []
-    for number, line in given:  # numbered as the file's lines, or an array's items
-        parsed = parse_fill(line)
+    for number, parsed in _parsed(given, page=page):  # by the file's lines, or a page's items
         if isinstance(parsed, Rejected):
             print(f"fill {number}: rejected ({parsed.reason}): {parsed.detail}", file=out)
             status = EXIT_BAD_INPUT

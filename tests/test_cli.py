@@ -239,6 +239,26 @@ def test_test_command_takes_a_history_page_saved_whole(capsys: pytest.CaptureFix
     )
 
 
+def test_equal_items_of_a_history_page_are_two_fills_as_run_counts_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two equal items in one saved history page are two partial fills (run alerts both),
+    so each is shown; the same two as JSON lines are taken for one fill pasted twice."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    item = FLAT.replace('"type": "fill", ', "")
+    Path("page.json").write_text(f"[{item}, {item}]", encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fills", "page.json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("fill ")] == [
+        "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)",
+        "fill 2: BUY 150 No @ 0.4 on 0xabc1 (order 42)",
+    ]
+    Path("fills.jsonl").write_text(f"{item}\n{item}\n", encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fills", "fills.jsonl"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("fill 2: same order, time, quantity and price as fill 1: shown")
+
+
 def test_the_readme_s_dry_run_shows_its_headline_alert(capsys: pytest.CaptureFixture[str]) -> None:
     """The README's `notifier test` fill, on the example's rules, matched none of them."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
