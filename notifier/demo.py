@@ -16,6 +16,7 @@ import os
 import random
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from notifier import closedpipe, config
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 FILL_INTERVAL = 0.3  # seconds between simulated fills: fast enough to watch, slow enough to read
 SETTLE_TIMEOUT = 30.0  # seconds to wait for the last alerts once all fills are sent
+# Seconds a group or throttle period may still run once the fills are all sent, and be waited
+# for (a digest rule's `wait: 30s`): the demo is there to show what such a rule sends.
+SHAPING_WAIT = 60.0
 TERMINAL = "console://"  # where the demo's alerts go: printed here
 
 DEMO_CONFIG = """\
@@ -191,6 +195,30 @@ async def _trade(
     async with asyncio.timeout(SETTLE_TIMEOUT):
         # Polling: "processed and delivered" spans pipeline and outbox; no one event says it.
         while not _settled(service, sent):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await _shaping_due_soon(service)
+
+
+async def _shaping_due_soon(service: Service) -> None:
+    """Wait for groups and throttle periods that end within SHAPING_WAIT, and their alerts;
+    what waits longer (quiet hours, a `wait: 1h`) is said to be discarded at the end."""
+    pipeline, deliverer = service.pipeline, service.deliverer
+    if pipeline is None or deliverer is None:
+        return
+    said = False
+    async with asyncio.timeout(SHAPING_WAIT + SETTLE_TIMEOUT):
+        while True:
+            due = pipeline.shaping.next_deadline()
+            if due is None or (due - datetime.now(UTC)).total_seconds() > SHAPING_WAIT:
+                break
+            if not said:
+                log.info(
+                    "waiting for the groups and throttle periods that end by %s",
+                    f"{due:%H:%M:%S} UTC",
+                )
+                said = True
+            await asyncio.sleep(0.1)
+        while deliverer.pending() or pipeline.backlog():  # noqa: ASYNC110  # as above
             await asyncio.sleep(0.05)
 
 

@@ -136,6 +136,25 @@ def test_the_example_config_runs_in_the_demo_with_its_channels_named(tmp_path: P
     assert len(fills) == 2
 
 
+async def test_demo_waits_for_a_group_that_ends_soon_and_shows_its_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A digest rule (`wait: 1s`): the demo waits for its group to close and prints the one
+    message it makes, rather than ending first and discarding it."""
+    monkeypatch.setattr(demo, "FILL_INTERVAL", 0.0)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "channels:\n  desk: json://127.0.0.1:9/\n"
+        "rules:\n  - name: digest\n    notify: [desk]\n    title: 'digest of {count}'\n"
+        "    group: {wait: 1s}\n",
+        encoding="utf-8",
+    )
+    assert await demo.run_demo(fills=3, config_path=str(config)) == 0
+    out = capsys.readouterr().out
+    assert out.count("digest of ") == 1
+    assert "digest of 3" in out
+
+
 async def test_demo_says_what_alert_shaping_still_holds_at_its_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
