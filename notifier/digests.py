@@ -19,6 +19,7 @@ AGGREGATE_FIELDS = (
     "total_quantity",
     "total_notional",
     "vwap",
+    "vwap_cents",
     "min_price",
     "max_price",
     "first_filled_at",
@@ -33,6 +34,7 @@ GROUP_SAMPLES: Mapping[str, object] = {
     "total_quantity": Decimal("30.0"),
     "total_notional": Decimal("19.50"),
     "vwap": Decimal("0.65"),
+    "vwap_cents": Decimal("65"),
     "min_price": Decimal("0.64"),
     "max_price": Decimal("0.66"),
     "first_filled_at": _STAMP,
@@ -160,11 +162,13 @@ def make_release(
 def aggregate(bunch: Bunch) -> dict[str, object]:
     """Exact digest figures over every fill of `bunch`: sums, VWAP, price and time range."""
     quantity, notional = bunch.quantity, bunch.notional
+    vwap = notional / quantity if quantity else Decimal("NaN")
     return {
         "count": bunch.count,
         "total_quantity": quantity,
         "total_notional": money_shown(notional),
-        "vwap": notional / quantity if quantity else Decimal("NaN"),
+        "vwap": vwap,
+        "vwap_cents": vwap.scaleb(2),
         "min_price": bunch.min_price,
         "max_price": bunch.max_price,
         "first_filled_at": _stamp(bunch.first_at),

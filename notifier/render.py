@@ -38,6 +38,7 @@ FILL_FIELDS = (
     "side",
     "outcome",
     "price",
+    "price_cents",
     "quantity",
     "notional",
     "status",
@@ -111,12 +112,14 @@ class Timestamp(datetime):
 _Placeholder = tuple[str, str, bool]
 _Part = str | _Placeholder
 
+_ONE = Decimal(1)
 _SAMPLE_TIME = Timestamp(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
 # Values a format spec is tried against when the field's type is not known in advance.
 _ANY_TYPE_SAMPLES: tuple[object, ...] = ("text", Decimal("1.5"), 3, _SAMPLE_TIME)
 _FILL_SAMPLES: dict[str, object] = {
     **dict.fromkeys(FILL_FIELDS, "text"),
     "price": Decimal("0.65"),
+    "price_cents": Decimal("65"),
     "quantity": Decimal("10.0"),
     "notional": Decimal("6.50"),
     "filled_at": _SAMPLE_TIME,
@@ -299,6 +302,13 @@ def shown_in(values: dict[str, object], tz: tzinfo | None) -> dict[str, object]:
     return {k: v.astimezone(tz) if isinstance(v, Timestamp) else v for k, v in values.items()}
 
 
+def cents(price: Decimal) -> Decimal:
+    """A price as the venue shows it, in cents: 0.42 is 42, 0.425 is 42.5, 0.005 is 0.5
+    (exact; no zeros the wire's padding made: 0.4200 is 42)."""
+    value = price.scaleb(2)
+    return value.quantize(_ONE) if value == value.to_integral_value() else value.normalize()
+
+
 def fill_values(fill: Fill, *, rule: str, tz: tzinfo | None = None) -> dict[str, object]:
     """The template fields of one fill: decimals stay Decimal (exact specs), None becomes ""
     (a missing market title, the market id); `filled_at` in `tz` (a rule's `tz:`), else UTC."""
@@ -322,6 +332,7 @@ def fill_values(fill: Fill, *, rule: str, tz: tzinfo | None = None) -> dict[str,
         "side": fill.side,
         "outcome": fill.outcome,
         "price": fill.price,
+        "price_cents": cents(fill.price),
         "quantity": fill.quantity,
         "notional": money_shown(fill.notional),
         "status": fill.status or "",

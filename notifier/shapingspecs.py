@@ -19,7 +19,8 @@ from notifier.render import FILL_FIELDS
 if TYPE_CHECKING:  # only RuleShaping's annotation: windows.py imports this module at run time
     from notifier.windows import ActiveSpec
 
-BY_FIELDS = tuple(f for f in FILL_FIELDS if f != "rule")  # `by` may name any fill field
+# `by` may name any fill field (price_cents is price, in other words).
+BY_FIELDS = tuple(f for f in FILL_FIELDS if f not in ("rule", "price_cents"))
 T = TypeVar("T")
 P = ParamSpec("P")
 

@@ -56,6 +56,17 @@ def test_default_message() -> None:
     )
 
 
+def test_a_price_in_cents_as_the_venue_shows_it() -> None:
+    """{price_cents}¢: 0.65 is 65¢, 0.425 is 42.5¢, 0.005 is 0.5¢ and the wire's padding
+    (0.4200) no 42.00; exact, and specs apply ({price_cents:.0f} of 42.5 is 43)."""
+    cents = Template.parse("{price_cents}¢")
+    for price, shown in (("0.65", "65¢"), ("0.425", "42.5¢"), ("0.005", "0.5¢"), ("0.4200", "42¢")):
+        values = fill_values(dataclasses.replace(FILL, price=Decimal(price)), rule="r")
+        assert cents.render(values) == shown
+    values = fill_values(dataclasses.replace(FILL, price=Decimal("0.425")), rule="r")
+    assert Template.parse("{price_cents:.0f}¢").render(values) == "43¢"
+
+
 def test_decimal_specs_are_exact() -> None:
     """Format specs apply to the Decimal itself: 2.675 rounds to 2.68, not binary 2.67."""
     values = fill_values(

@@ -424,7 +424,8 @@ def test_next_open_agrees_with_is_active(
 
 
 def test_aggregate_is_exact() -> None:
-    """Sums, VWAP, price range and time range are exact decimals over the fills."""
+    """Sums, VWAP (in cents too), price range and time range are exact decimals over the
+    fills."""
     fills = (
         fill(1, price="0.60", quantity="10"),
         fill(2, price="0.70", quantity="30"),
@@ -435,6 +436,7 @@ def test_aggregate_is_exact() -> None:
     assert figures["total_quantity"] == Decimal("40.5")
     assert figures["total_notional"] == Decimal("27.325")
     assert figures["vwap"] == Decimal("27.325") / Decimal("40.5")
+    assert figures["vwap_cents"] == (Decimal("27.325") / Decimal("40.5")).scaleb(2)
     assert (figures["min_price"], figures["max_price"]) == (Decimal("0.60"), Decimal("0.70"))
     assert figures["first_filled_at"] == T0 + S
     assert figures["last_filled_at"] == T0 + 3 * S

@@ -194,8 +194,8 @@ def test_every_shaping_mistake_has_an_exact_message() -> None:
         "config.yaml:31: rules[7].active.days[1]: unknown day 'frj' (did you mean 'fri'?)",
         "config.yaml:34: rules[8].throttle.every: must be longer than zero",
         "config.yaml:37: rules[9].group.line: unknown field {nope}; fields are: "
-        "order_id, client_order_id, market_id, market_title, side, outcome, price, quantity, "
-        "notional, status, filled_at, rule",
+        "order_id, client_order_id, market_id, market_title, side, outcome, price, "
+        "price_cents, quantity, notional, status, filled_at, rule",
         "config.yaml:40: rules[10].active.hours: '22:00-22:00' is empty; "
         "write 00:00-24:00 for the whole day",
         "config.yaml:40: rules[10].active.outside: must be 'hold' or 'drop', got 'later'",
