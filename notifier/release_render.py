@@ -101,11 +101,24 @@ def _render(
         # fields decide, not the title's: the default title's "({count})" lists nothing.
         note = f"({release.count} fills in this message:)"
         text += f"{newline}{escape(note) if escape else note}{newline}{values['lines']}"
-    if release.suppressed and "suppressed" not in shown:
+    if "suppressed" not in shown and (note := _held_back(release)):
         # A throttled message always says what it folded in, whatever the rule's templates.
-        plural = "" if release.suppressed == 1 else "s"
-        text += f"{newline}({release.suppressed} earlier message{plural} folded into this one)"
+        text += f"{newline}{note}"
     return title.render(values, escape=escape), text
+
+
+def _held_back(release: Release) -> str:
+    """What a throttle's trailing message says of itself: it comes late, and (N messages
+    held back, sent as one) what it stands for; a held digest, what throttles folded into it."""
+    if release.kind == "throttle":
+        messages = release.suppressed + 1
+        if messages == 1:
+            return "(held back by the throttle)"
+        return f"({messages} messages held back by the throttle, sent as one)"
+    if release.suppressed:
+        plural = "" if release.suppressed == 1 else "s"
+        return f"({release.suppressed} earlier message{plural} folded into this one)"
+    return ""
 
 
 def preview(rule: Rule, fill: Fill) -> tuple[str, str]:

@@ -395,7 +395,7 @@ async def test_a_digest_under_one_fill_templates_still_shows_every_fill(
 async def test_throttled_message_says_what_it_folded_whatever_the_body(
     store: StateStore, clock: HandClock
 ) -> None:
-    """A body without {suppressed} still gets a note of the folded messages, only when some were."""
+    """A body without {suppressed} still gets a note of the messages the throttle held back."""
     text = """\
     rules:
       - name: t
@@ -412,7 +412,31 @@ async def test_throttled_message_says_what_it_folded_whatever_the_body(
     pipeline.release_due()
     assert [r.body for r in rows(store, "t")] == [
         "1 fills",
-        "3 fills\n(2 earlier messages folded into this one)",
+        "3 fills\n(3 messages held back by the throttle, sent as one)",
+    ]
+
+
+async def test_a_throttle_s_one_held_back_alert_says_why_it_comes_late(
+    store: StateStore, clock: HandClock
+) -> None:
+    """The one alert a throttle period held back comes at the period's end, minutes after its
+    fill: it says the throttle held it back."""
+    text = """\
+    rules:
+      - name: t
+        notify: [desk]
+        throttle: {by: [market_id], every: 10m}
+        body: "{side} {quantity} #{order_id}"
+    """
+    pipeline = make(store, clock, text)
+    await feed(pipeline, fill("1", "0.5", "1"))
+    clock.advance(minutes=1)
+    await feed(pipeline, fill("2", "0.5", "2"))
+    clock.advance(minutes=9)
+    pipeline.release_due()
+    assert [r.body for r in rows(store, "t")] == [
+        "BUY 1 #1",
+        "BUY 2 #2\n(held back by the throttle)",
     ]
 
 
@@ -442,7 +466,7 @@ async def test_a_throttled_message_under_one_fill_templates_lists_its_fills_and_
     assert lines[:2] == ["BUY 30 @ 0.62 #3", "(2 fills in this message:)"]
     assert any("20" in line and "#2" in line for line in lines[2:4]), lines
     assert any("30" in line and "#3" in line for line in lines[2:4]), lines
-    assert lines[4:] == ["(1 earlier message folded into this one)"]
+    assert lines[4:] == ["(2 messages held back by the throttle, sent as one)"]
 
 
 async def test_reload_keeps_held_fills_of_surviving_rules(
@@ -753,7 +777,7 @@ async def test_html_digests_end_their_lines_with_br(store: StateStore, clock: Ha
     assert [r.body for r in rows(store, "digest")] == [
         "BUY 10 Yes @ 0.60 on BTC &lt; 100k? (order #1)",  # one fill: the plain default
         "2 fills on BTC 100k?: 60 @ avg 0.7000<br>BUY 30 Yes @ 0.70 #2<br>BUY 30 Yes @ 0.70 #3"
-        "<br>(1 earlier message folded into this one)",
+        "<br>(2 messages held back by the throttle, sent as one)",
     ]
 
 
@@ -811,7 +835,8 @@ async def test_a_body_written_for_one_fill_gets_every_fill_listed_under_the_defa
         (
             "Fills on BTC 100k? (2)",
             "BUY 30 Yes @ 0.50 notional 15.00\n(2 fills in this message:)\n"
-            "BUY 20 Yes @ 0.70 #2\nBUY 30 Yes @ 0.50 #3\n(1 earlier message folded into this one)",
+            "BUY 20 Yes @ 0.70 #2\nBUY 30 Yes @ 0.50 #3\n"
+            "(2 messages held back by the throttle, sent as one)",
         ),
     ]
 
