@@ -135,10 +135,15 @@ async def measure(
 
 
 async def until_received(port: int, count: int) -> float:
-    """The time the daemon's metrics first show `count` fills received."""
-    # Polling: the count lives in another process; its /metrics is the only way to see it.
-    while await fills_received(port) < count:  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
+    """The time the daemon's metrics first show `count` fills received.
+
+    Polling: the count lives in another process; its /metrics is the only way to see it. A
+    scrape costs the daemon CPU (4 ms with 1,000 rules, each rule's series there from the
+    start): every 50 ms until 95% are in, then every 5 ms, so the instrument takes some 20
+    scrapes rather than one every 5 ms throughout (160 of them, 0.6 s of the daemon's CPU).
+    """
+    while (seen := await fills_received(port)) < count:  # noqa: ASYNC110  # another process
+        await asyncio.sleep(0.005 if seen >= count * 0.95 else 0.05)
     return time.perf_counter()
 
 
