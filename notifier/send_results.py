@@ -38,11 +38,12 @@ def to_send_result(result: AppriseResult, secrets: Iterable[str]) -> SendResult:
     """
     if result:
         return SendResult(ok=True)
+    secrets = tuple(secrets)
     parts: list[str] = []
     for service in result:
         entries = list(service.logs())
         messages = _warnings(entries)
-        found = cause(entries)
+        found = cause(entries, secrets)
         if found is not None:
             messages.append(f"cause: {found}")
         detail = f": {'; '.join(messages)}" if messages else ""
@@ -75,9 +76,14 @@ _SMTP_REPLY = re.compile(r"^\((\d{3}), b['\"](.*?)['\"]\)$", re.DOTALL)
 _CAUSE_LIMIT = 160  # characters of a cause shown
 
 
-def cause(entries: Iterable[NotifyLogEntry]) -> str | None:
+def cause(entries: Iterable[NotifyLogEntry], secrets: Iterable[str] = ()) -> str | None:
     """The exception behind a failed send, as apprise logged it at DEBUG, made short: the
-    OS error at the end of a connection's chain, or the SMTP server's reply; None if none."""
+    OS error at the end of a connection's chain, or the SMTP server's reply; None if none.
+
+    Scrubbed of `secrets` before it is cut short: a token cut in two (requests quotes the
+    URL's path, `Max retries exceeded with url: /api/webhooks/<id>/<token>`) no longer reads
+    as the token, and its first part would be shown.
+    """
     for entry in entries:
         match = _EXCEPTION.match(entry.message.strip())
         if match is None:
@@ -90,6 +96,7 @@ def cause(entries: Iterable[NotifyLogEntry]) -> str | None:
             errors = _OS_ERROR.findall(text)
             if errors:
                 text = errors[-1].strip()
+        text = scrub(text, secrets)
         return text if len(text) <= _CAUSE_LIMIT else text[: _CAUSE_LIMIT - 3] + "..."
     return None
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from types import SimpleNamespace
 
 import pytest
+from apprise import NotifyLogEntry
 from receivers import WebhookReceiver
 
 from notifier import logs
+from notifier.channel_privacy import url_secrets
 from notifier.channels import ChannelSet, check_url
 from notifier.errors import key_prefix
+from notifier.send_results import to_send_result
 from notifier.settings import ChannelSettings, DeliverySettings
 
 
@@ -192,3 +196,32 @@ async def test_a_url_with_nothing_secret_in_it_is_shown_in_log_lines(
     assert f"send to {shown}?method=POST" in lines[0]
     assert "bot:****@127.0.0.1" in lines[1]
     assert not any(":pw@" in line for line in lines)
+
+
+def test_a_send_s_cause_cut_short_shows_no_part_of_a_token() -> None:
+    """A send's cause longer than its limit is scrubbed before it is cut: requests quotes the
+    URL's path, and a token cut in two no longer matched, so its first part was shown."""
+    token = "A" * 30 + "B" * 38
+    url = f"https://discord.com/api/webhooks/123456789012345678/{token}"
+    logged = (
+        "Socket Exception: HTTPSConnectionPool(host='discord.com', port=443): Max retries "
+        f"exceeded with url: /api/webhooks/123456789012345678/{token}?wait=true (Caused by "
+        "SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+        "verify failed')))"
+    )
+    service = SimpleNamespace(
+        name="Discord",
+        status=SimpleNamespace(name="FAILURE"),
+        logs=lambda: [NotifyLogEntry("DEBUG", logged)],
+    )
+    result = _FailedResult([service])
+    error = to_send_result(result, url_secrets(url, "discord://1234...")).error or ""  # type: ignore[arg-type]  # a failed AppriseResult's shape
+    assert "Max retries exceeded" in error
+    assert "AAAAAA" not in error
+
+
+class _FailedResult(list[object]):
+    """What to_send_result reads of a failed AppriseResult: falsy, its services in order."""
+
+    def __bool__(self) -> bool:
+        return False
