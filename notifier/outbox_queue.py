@@ -123,7 +123,12 @@ class OutboxQueue:
         return self._in_steps(
             "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, created_at = ?, "  # noqa: S608  # fixed SQL fragments
             f"done_at = NULL{moved} WHERE id IN ({_DEAD_ROWS[channel is not None]})",
-            (now, now, *((to,) if to is not None else ()), *((channel,) if channel else ())),
+            (
+                now,
+                now,
+                *((to,) if to is not None else ()),
+                *((channel,) if channel is not None else ()),
+            ),
             step,
         )
 

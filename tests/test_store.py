@@ -1013,3 +1013,14 @@ def test_prune_keeps_what_was_filled_since_the_oldest_pending_alert(
     store.mark_sent(second.id)
     assert store.prune(fills_before=cut, sent_before=cut) == 4
     assert store.counts() == {"pending": 0, "dead": 0, "sent": 0}
+
+
+def test_retry_dead_of_a_channel_named_empty_text_binds_it(store: StateStore) -> None:
+    """`--channel ''` names a channel, as purge_dead takes it: retry_dead bound no value for
+    its `channel = ?` (the name tested for truth) and raised sqlite's ProgrammingError."""
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+    (item,) = store.outbox()
+    store.mark_dead(item.id, error="x")
+    assert store.retry_dead(channel="") == 0
+    assert store.purge_dead(channel="") == 0
+    assert store.counts()["dead"] == 1
