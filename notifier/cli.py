@@ -221,8 +221,9 @@ def _refuse_unset(path: Path, channel: str) -> NoReturn:
 def _outbox(args: argparse.Namespace) -> int:
     from notifier.outbox_command import outbox
 
-    if args.to is not None and not args.retry_dead:
-        print("notifier outbox: --to goes with --retry-dead", file=sys.stderr)
+    if args.to is not None and not (args.retry_dead and args.channel is not None):
+        # Without --channel, every channel's dead alerts would move, NEW's own among them.
+        print("notifier outbox: --to goes with --retry-dead --channel OLD", file=sys.stderr)
         return EXIT_CONFIG
     if args.channel is not None and not (args.retry_dead or args.purge_dead):
         print("notifier outbox: --channel goes with --retry-dead or --purge-dead", file=sys.stderr)

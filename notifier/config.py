@@ -217,17 +217,25 @@ def parse(
 def _check_max_age(node: Node | None, delivery: DeliverySettings, problems: Problems) -> None:
     """max_age gives an alert at least one whole attempt: a shorter one dead-letters alerts
     while their first send still runs (`max_age: 24`, meant as hours, is 24 seconds)."""
-    if not isinstance(node, YMap) or "max_age" not in node:
+    if not isinstance(node, YMap) or ("max_age" not in node and "timeout" not in node):
         return
     deadline = timedelta(seconds=delivery.send_deadline)
     if delivery.max_age >= deadline:
         return
+    bound, age = format_duration(deadline), format_duration(delivery.max_age)
+    if "max_age" in node:
+        problems.add(
+            key_line(node, "max_age"),
+            "delivery.max_age",
+            f"must be at least one attempt's bound, {bound} (3 x delivery.timeout), got {age} "
+            "(a bare number is seconds: write 24h for a day)",
+        )
+        return
     problems.add(
-        key_line(node, "max_age"),
-        "delivery.max_age",
-        f"must be at least one attempt's bound, {format_duration(deadline)} (3 x "
-        f"delivery.timeout), got {format_duration(delivery.max_age)} (a bare number is "
-        "seconds: write 24h for a day)",
+        key_line(node, "timeout"),
+        "delivery.timeout",
+        f"one attempt may take 3 x timeout, {bound}, more than delivery.max_age ({age}): "
+        "alerts would be given up on during their first send; shorten it or raise max_age",
     )
 
 

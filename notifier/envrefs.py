@@ -110,7 +110,10 @@ class EnvRefs:
                     # A channel URL's default is often a placeholder (the example config's
                     # are): said, so a variable forgotten where the daemon runs shows.
                     problems.note(
-                        line, path, f"{name} is not set: the value written after :- is used"
+                        line,
+                        path,
+                        f"{name} is {'empty' if value == '' else 'not set'}: the value written "
+                        "after :- is used",
                     )
                 return default
             if value == "" and whole:

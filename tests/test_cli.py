@@ -518,7 +518,8 @@ def test_outbox_moves_one_channel_s_dead_alerts_to_another(
 ) -> None:
     """--retry-dead --channel old --to hook requeues old's dead alerts for hook (a channel
     of the config, named without its URL's variables set); --to a channel the config lacks,
-    or --to without --retry-dead, is refused and changes nothing."""
+    or --to without --retry-dead --channel (every channel's would move), is refused and
+    changes nothing."""
     monkeypatch.delenv("POLYSIM_API_KEY")
     Path("c.yaml").write_text(RULES.format(url="${HOOK_URL}"), encoding="utf-8")
     at = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
@@ -528,10 +529,13 @@ def test_outbox_moves_one_channel_s_dead_alerts_to_another(
             store.record(fill_key=f"k{n}", filled_at=at, alerts=[alert])
         for row in store.outbox():
             store.mark_dead(row.id, error="target and its channel no longer configured")
-    assert cli.main(["outbox", "--config", "c.yaml", "--retry-dead", "--to", "desk"]) == 2
+    wrong = ["outbox", "--config", "c.yaml", "--retry-dead", "--channel", "old", "--to", "desk"]
+    assert cli.main(wrong) == 2
     assert capsys.readouterr().err == "no channel named 'desk' in c.yaml (channels: hook)\n"
-    assert cli.main(["outbox", "--config", "c.yaml", "--to", "hook"]) == 2
-    assert capsys.readouterr().err == "notifier outbox: --to goes with --retry-dead\n"
+    for partial in (["--to", "hook"], ["--retry-dead", "--to", "hook"]):  # every channel's
+        assert cli.main(["outbox", "--config", "c.yaml", *partial]) == 2
+        expected = "notifier outbox: --to goes with --retry-dead --channel OLD\n"
+        assert capsys.readouterr().err == expected
     args = ["outbox", "--config", "c.yaml", "--retry-dead", "--channel", "old", "--to", "hook"]
     assert cli.main(args) == 0
     assert capsys.readouterr().out.startswith("requeued 2 dead alert(s) for channel hook: ")

@@ -776,6 +776,18 @@ def test_load_missing_file(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}: cannot read: No such file or directory"
 
 
+def test_a_channel_url_from_its_default_is_noted_set_empty_or_unset() -> None:
+    """A channel URL taken from its `:-` default is a note (never an error, never the URL),
+    saying whether its variable is unset or set but empty."""
+    text = "channels:\n  desk: ${DESK_URL:-json://127.0.0.1:9/placeholder}\n"
+    for env, said in (({}, "not set"), ({"DESK_URL": ""}, "empty")):
+        settings = settings_of(text, env={**ENV, **env})
+        assert [str(note) for note in settings.notes] == [
+            f"config.yaml:2: channels.desk: DESK_URL is {said}: the value written after :- is used"
+        ]
+    assert settings_of(text, env={**ENV, "DESK_URL": "json://127.0.0.1:9/d"}).notes == ()
+
+
 def test_a_file_not_in_utf8_is_named_so(tmp_path: Path) -> None:
     """A config an editor saved as UTF-16 is refused saying how to save it, not with a codec's
     words."""
@@ -850,6 +862,12 @@ def test_a_variable_named_like_a_field_expands_outside_templates() -> None:
             "delivery: {max_age: 24}\n",
             "config.yaml:1: delivery.max_age: must be at least one attempt's bound, 1m30s (3 x "
             "delivery.timeout), got 24s (a bare number is seconds: write 24h for a day)",
+        ),
+        (  # the default max_age, and a timeout that outlasts it thrice over
+            "delivery: {timeout: 9h}\n",
+            "config.yaml:1: delivery.timeout: one attempt may take 3 x timeout, 1d3h, more than "
+            "delivery.max_age (1d): alerts would be given up on during their first send; "
+            "shorten it or raise max_age",
         ),
         (
             "delivery: {concurrency: 1e999999999}\n",
