@@ -289,10 +289,30 @@ def _unknown(name: str, fields: Collection[str], *, after_dollar: bool = False) 
             f"unknown field {{{name}}} (a literal ${{{name}}} in a template is written "
             f"$${{{{{name}}}}})"
         )
-    close = difflib.get_close_matches(name, list(fields), n=1)
+    meant = _SAID_OTHERWISE.get(name.lower())
+    close = [meant] if meant in fields else difflib.get_close_matches(name, list(fields), n=1)
     if close:
         return f"unknown field {{{name}}} (did you mean {{{close[0]}}}?)"
     return f"unknown field {{{name}}}; fields are: {', '.join(fields)}"
+
+
+# What traders call a field, where no spelling is near its name (difflib finds those).
+_SAID_OTHERWISE = {
+    "qty": "quantity",
+    "size": "quantity",
+    "shares": "quantity",
+    "px": "price",
+    "cents": "price_cents",
+    "title": "market_title",
+    "question": "market_title",
+    "market": "market_title",
+    "time": "filled_at",
+    "timestamp": "filled_at",
+    "order": "order_id",
+    "id": "order_id",
+    "value": "notional",
+    "amount": "notional",
+}
 
 
 def shown_in(values: dict[str, object], tz: tzinfo | None) -> dict[str, object]:

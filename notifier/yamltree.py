@@ -280,6 +280,14 @@ class _Walker:
                 self.problems.add(key_line, path, tag_problem(key_node.tag))
                 continue
             if key == "<<" and not key_node.style:  # a merge key: this loader resolves no tags
+                if merges:  # a duplicate key, as any other: YAML keeps one of them
+                    first = merges[0][0]
+                    message = (
+                        f"duplicate key '<<' (first at line {first}): merge several with "
+                        "one, as <<: [*a, *b]"
+                    )
+                    self.problems.add(key_line, f"{path}.<<" if path else "<<", message)
+                    continue
                 merges.append((key_line, value_node))
                 continue
             child = f"{path}.{key}" if path else key

@@ -1367,11 +1367,17 @@ def test_merge_keys_share_settings_across_rules() -> None:
 
 def test_a_merged_key_s_mistake_is_located_where_it_is_written() -> None:
     """A bad value from the anchor is reported at the anchor's line under each rule that
-    takes it; a merge of a scalar is refused; an unknown top-level key still is, `x-` aside."""
+    takes it; a merge of a scalar is refused, and a second `<<` as any duplicate key; an
+    unknown top-level key still is, `x-` aside."""
     shared = SHARED.replace("notify: [desk]", "notify: [dsk]")
     assert errors(CHANNELS + shared)[0].startswith("config.yaml:5: rules[0].notify[0]: unknown")
     assert errors(CHANNELS + "rules:\n  - <<: 5\n    name: r\n    notify: desk\n") == [
         "config.yaml:5: rules[0]: << takes a mapping (an alias such as *defaults) or a list of them"
+    ]
+    twice = "rules:\n  - <<: {notify: desk}\n    <<: {title: x}\n    name: r\n"
+    assert errors(CHANNELS + twice) == [
+        "config.yaml:6: rules[0].<<: duplicate key '<<' (first at line 5): merge several with "
+        "one, as <<: [*a, *b]"
     ]
     assert errors(CHANNELS + "defaults: {notify: desk}\nrules: []\n")[0].startswith(
         "config.yaml:4: defaults: unknown key 'defaults'"

@@ -226,6 +226,8 @@ def test_braces_specs_and_str_conversion() -> None:
     ("text", "message"),
     [
         ("{prcie}", "unknown field {prcie} (did you mean {price}?)"),
+        ("{qty}", "unknown field {qty} (did you mean {quantity}?)"),  # a trader's word
+        ("{Time:%H:%M}", "unknown field {Time} (did you mean {filled_at}?)"),
         ("{zzz}", "unknown field {zzz}; fields are: order_id, client_order_id, market_id,"),
         ("{}", "positional placeholder {} is not allowed: name a field"),
         ("{0}", "positional placeholder {0} is not allowed: name a field"),
@@ -252,7 +254,7 @@ def test_every_bad_placeholder_of_a_template_is_named_at_once() -> None:
         Template.parse("{pirce} {qty} {price:.2c} {pirce}")
     assert str(info.value) == (
         "unknown field {pirce} (did you mean {price}?); "
-        f"unknown field {{qty}}; fields are: {', '.join(FILL_FIELDS)}; "
+        "unknown field {qty} (did you mean {quantity}?); "
         "placeholder {price:.2c}: format spec '.2c' does not apply to price"
     )
 
