@@ -43,11 +43,18 @@ def suggest(word: str, choices: Collection[str]) -> str:
 
 
 def mapping(
-    node: Node, path: str, problems: Problems, keys: Collection[str], *, skip: Collection[str] = ()
+    node: Node,
+    path: str,
+    problems: Problems,
+    keys: Collection[str],
+    *,
+    skip: Collection[str] = (),
+    meant: Mapping[str, str] | None = None,
 ) -> YMap | None:
     """The node as a mapping whose keys all belong to `keys`; each other key is a problem.
 
-    Keys in `skip` are left for the caller to report with a better message.
+    Keys in `skip` are left for the caller to report with a better message; `meant` names the
+    key another word stands for where no spelling of it is near (`channel:` for `notify:`).
     """
     if not isinstance(node, YMap):
         if isinstance(node, Scalar) and node.kind == "null":
@@ -57,7 +64,12 @@ def mapping(
     for key in node:
         if key not in keys and key not in skip:
             child = f"{path}.{key}" if path else key
-            hint = suggest(key, keys) or f" (expected one of: {', '.join(keys)})"
+            other = (meant or {}).get(key.lower())
+            hint = (
+                f" (did you mean {other!r}?)"
+                if other in keys
+                else suggest(key, keys) or f" (expected one of: {', '.join(keys)})"
+            )
             problems.add(node.key_lines[key], child, f"unknown key {key!r}{hint}")
     return node
 

@@ -167,6 +167,21 @@ RULE_KEYS: dict[str, RuleKeyParser] = {
     "tz": _tz,
 }
 REQUIRED_RULE_KEYS = ("name", "notify")
+# Other words for a rule's keys, where no spelling of the key is near (difflib finds those).
+_RULE_WORDS = {
+    "channel": "notify",
+    "channels": "notify",
+    "to": "notify",
+    "send_to": "notify",
+    "if": "when",
+    "match": "when",
+    "filter": "when",
+    "conditions": "when",
+    "subject": "title",
+    "message": "body",
+    "text": "body",
+    "template": "body",
+}
 # Rule keys stored under another Rule field name; the shaping keys are combined instead.
 _FIELD_OF = {"when": "condition"}
 _RULE_FIELDS = frozenset({"name", "condition", "notify", "title", "body", "enabled", "stop", "tz"})
@@ -202,7 +217,7 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
             if key not in RULE_KEYS and key in WHEN_KEYS:
                 message = f"unknown rule key {key!r} (a condition: put it under when:)"
                 ctx.problems.add(node.key_lines[key], f"{path}.{key}", message)
-    raw = mapping(node, path, ctx.problems, RULE_KEYS, skip=WHEN_KEYS)
+    raw = mapping(node, path, ctx.problems, RULE_KEYS, skip=WHEN_KEYS, meant=_RULE_WORDS)
     if raw is None:
         return None
     ok = all(key in RULE_KEYS for key in raw)

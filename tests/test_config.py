@@ -788,6 +788,16 @@ def test_a_channel_url_from_its_default_is_noted_set_empty_or_unset() -> None:
     assert settings_of(text, env={**ENV, "DESK_URL": "json://127.0.0.1:9/d"}).notes == ()
 
 
+def test_another_word_for_a_rule_key_is_answered_with_the_key() -> None:
+    """`channel:` and `message:` are not near `notify` and `body` in spelling: the refusal
+    names them all the same."""
+    assert errors(CHANNELS + "rules:\n  - {name: r, channel: desk, message: hi}\n") == [
+        "config.yaml:5: rules[0].channel: unknown key 'channel' (did you mean 'notify'?)",
+        "config.yaml:5: rules[0].message: unknown key 'message' (did you mean 'body'?)",
+        "config.yaml:5: rules[0]: missing required key 'notify'",
+    ]
+
+
 def test_a_file_not_in_utf8_is_named_so(tmp_path: Path) -> None:
     """A config an editor saved as UTF-16 is refused saying how to save it, not with a codec's
     words."""
