@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +28,6 @@ from notifier.configvalues import (
     line_of,
     mapping,
     section,
-    suggest,
 )
 from notifier.durations import format_duration
 from notifier.errors import ConfigError, ConfigProblem, os_reason
@@ -62,6 +61,9 @@ SAMPLE_FILL = Fill(
 )
 
 _TOP_KEYS = ("feed", "state", "delivery", "metrics", "log", "channels", "rules")
+# Said of a top-level key near no section: where settings shared through anchors go
+# (`defaults: &defaults`, `X-desk` and `x_desk` are not passed over).
+_EXTENSION_HINT = "; a key holding shared settings for anchors starts with x-, as x-defaults"
 
 
 def load(
@@ -91,14 +93,7 @@ def load_state(path: Path, *, env: Mapping[str, str] | None = None) -> StateSett
     is not YAML too.
     """
     problems = Problems(str(path))
-    tree = read(
-        _read_text(path),
-        problems,
-        env=os.environ if env is None else env,
-        lenient=lambda key: not _in_state(key),
-        literal=template_placeholder,
-        secret=_is_secret,
-    )
+    tree = _read_by_hand(path, problems, env, lenient=lambda key: not _in_state(key))
     node = tree.get("state") if isinstance(tree, YMap) else None
     state = section(node, "state", problems, StateSettings(), _STATE)
     problems.items = [p for p in problems.items if p.path == "" or _in_state(p.path)]
@@ -123,16 +118,24 @@ def _read_text(path: Path) -> str:
 def channel_names(path: Path, *, env: Mapping[str, str] | None = None) -> frozenset[str]:
     """The names under `channels:`, read as `load_state` reads (no variable need be set):
     for `notifier outbox --to`, which names one and needs none of its URLs."""
-    tree = read(
+    tree = _read_by_hand(path, Problems(str(path)), env, lenient=lambda key: True)
+    channels = tree.get("channels") if isinstance(tree, YMap) else None
+    return frozenset(channels) if isinstance(channels, YMap) else frozenset()
+
+
+def _read_by_hand(
+    path: Path, problems: Problems, env: Mapping[str, str] | None, *, lenient: Callable[[str], bool]
+) -> Node | None:
+    """The file's tree as a command run by hand reads it: an unset `${VAR}` where `lenient`
+    says is no problem (the daemon's environment file is not this shell's)."""
+    return read(
         _read_text(path),
-        Problems(str(path)),
+        problems,
         env=os.environ if env is None else env,
-        lenient=lambda key: True,
+        lenient=lenient,
         literal=template_placeholder,
         secret=_is_secret,
     )
-    channels = tree.get("channels") if isinstance(tree, YMap) else None
-    return frozenset(channels) if isinstance(channels, YMap) else frozenset()
 
 
 def _in_state(key_path: str) -> bool:
@@ -172,8 +175,11 @@ def parse(
         problems.raise_if_any()  # unreadable YAML: the rest would be noise
     # `x-` keys hold what other keys refer to (`x-defaults: &defaults`), as in Compose files.
     extensions = [key for key in tree if key.startswith("x-")] if isinstance(tree, YMap) else []
-    _unknown_top_keys(tree, problems, skip=extensions)  # reported here, with the x- hint
-    root = mapping(tree, "", problems, _TOP_KEYS, skip=_keys(tree)) if tree is not None else None
+    root = (
+        mapping(tree, "", problems, _TOP_KEYS, skip=extensions, otherwise=_EXTENSION_HINT)
+        if tree is not None
+        else None
+    )
     root = root if root is not None else YMap(1)
     feed = parse_feed(root.get("feed"), problems, env, require_api_key=require_api_key)
     state = section(root.get("state"), "state", problems, StateSettings(), _STATE)
@@ -331,19 +337,3 @@ _LOG: dict[str, Parser] = {
     "level": lambda n, p, pr: as_choice(n, p, pr, ("debug", "info", "warning", "error")),
     "format": lambda n, p, pr: as_choice(n, p, pr, ("text", "json")),
 }
-
-
-def _unknown_top_keys(tree: Node | None, problems: Problems, *, skip: Collection[str]) -> None:
-    """Each top-level key that is not a section, with what was meant: a near miss of a
-    section's name, else the sections and that a key holding shared settings (`defaults:
-    &defaults`, `X-desk`, `x_desk`) must start with a lower-case `x-` to be passed over."""
-    if not isinstance(tree, YMap):
-        return
-    for key in tree:
-        if key in _TOP_KEYS or key in skip:
-            continue
-        hint = suggest(key, _TOP_KEYS) or (
-            f" (expected one of: {', '.join(_TOP_KEYS)}; a key holding shared settings for"
-            " anchors starts with x-, as x-defaults)"
-        )
-        problems.add(tree.key_lines[key], key, f"unknown key {key!r}{hint}")

@@ -50,11 +50,13 @@ def mapping(
     *,
     skip: Collection[str] = (),
     meant: Mapping[str, str] | None = None,
+    otherwise: str = "",
 ) -> YMap | None:
     """The node as a mapping whose keys all belong to `keys`; each other key is a problem.
 
     Keys in `skip` are left for the caller to report with a better message; `meant` names the
-    key another word stands for where no spelling of it is near (`channel:` for `notify:`).
+    key another word stands for where no spelling of it is near (`channel:` for `notify:`);
+    `otherwise` ends the list of keys expected, for a key near none of them.
     """
     if not isinstance(node, YMap):
         if isinstance(node, Scalar) and node.kind == "null":
@@ -68,7 +70,7 @@ def mapping(
             hint = (
                 f" (did you mean {other!r}?)"
                 if other in keys
-                else suggest(key, keys) or f" (expected one of: {', '.join(keys)})"
+                else suggest(key, keys) or f" (expected one of: {', '.join(keys)}{otherwise})"
             )
             problems.add(node.key_lines[key], child, f"unknown key {key!r}{hint}")
     return node
