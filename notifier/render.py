@@ -102,7 +102,7 @@ class Timestamp(datetime):
         # glibc's %s reads the fields as the machine's local time, whatever the zone: under
         # a rule's `tz:`, or on a host not on UTC, it was hours off. Seconds since the epoch
         # (Discord's <t:...:R>) are the same in every zone.
-        if "%" in spec:
+        if "%s" in spec:  # ("%%s" too: the pattern below passes its "%%" over)
             epoch = str(calendar.timegm(self.utctimetuple()))
             spec = _EPOCH.sub(lambda found: epoch if found.group() == "%s" else "%%", spec)
         return super().__format__(spec)
