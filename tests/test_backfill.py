@@ -408,6 +408,30 @@ async def test_token_retry_after_zero_is_floored_at_the_back_off(
     assert grows(d.sleeps.delays)
 
 
+def _a_day_owed(
+    venue: Venue,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    name: str,
+) -> tuple[StateStore, StoreSink, MonoClock, backfill.Backfill]:
+    """A backfill owed a day: 1,000 fills a minute apart since the watermark (order ids
+    `name` formatted with their number), four pages a run, the venue's clock at T0."""
+    monkeypatch.setattr(history_walk, "MAX_PAGES", 4)
+    store = StateStore(tmp_path / "state.db", clock=venue.wall)
+    sink = StoreSink(store)
+    mono = MonoClock(1000.0)
+    bf = _backfill(venue, http, store, sink, mono)
+    mark = T0 - timedelta(days=1)
+    store.save_watermark(mark)
+    bf.begin()
+    for n in range(1000):
+        venue.record_history(order_id=name.format(n), filled_at=mark + timedelta(minutes=n + 1))
+    venue.wall.at = T0
+    return store, sink, mono, bf
+
+
 def _backfill(
     venue: Venue, http: httpx.AsyncClient, store: StateStore, sink: StoreSink, mono: MonoClock
 ) -> backfill.Backfill:
@@ -576,17 +600,7 @@ async def test_a_failed_read_after_a_cut_run_leaves_its_gap_to_a_walk_by_time(
     continuation's front walk stopped at their recorded page, jumped to where the cut run
     stopped, and closed the gap with M never read. After a failed read, the next run reads
     by time instead."""
-    monkeypatch.setattr(history_walk, "MAX_PAGES", 4)
-    store = StateStore(tmp_path / "state.db", clock=venue.wall)
-    sink = StoreSink(store)
-    mono = MonoClock(1000.0)
-    bf = _backfill(venue, http, store, sink, mono)
-    mark = T0 - timedelta(days=1)
-    store.save_watermark(mark)
-    bf.begin()
-    for n in range(1000):
-        venue.record_history(order_id=f"old{n}", filled_at=mark + timedelta(minutes=n + 1))
-    venue.wall.at = T0
+    store, sink, mono, bf = _a_day_owed(venue, http, tmp_path, monkeypatch, name="old{}")
     await bf.run()  # cut: the newest 800 read, the rest owed
     venue.record_history(order_id="M", filled_at=T0 + timedelta(seconds=40))  # while away
     venue.wall.at = T0 + timedelta(seconds=45)
@@ -621,18 +635,8 @@ async def test_a_cut_run_over_short_pages_resumes_at_the_items_it_read(
 ) -> None:
     """Pages capped at 100 by the venue and a gap longer than a run's pages: each continuation
     resumes at the offset of the items read, not of the pages asked for, so none is skipped."""
-    monkeypatch.setattr(history_walk, "MAX_PAGES", 4)
-    store = StateStore(tmp_path / "state.db", clock=venue.wall)
-    sink = StoreSink(store)
-    mono = MonoClock(1000.0)
-    bf = _backfill(venue, http, store, sink, mono)
-    mark = T0 - timedelta(days=1)
-    store.save_watermark(mark)
-    bf.begin()
-    for n in range(1000):
-        venue.record_history(order_id=n, filled_at=mark + timedelta(minutes=n + 1))
+    store, sink, mono, bf = _a_day_owed(venue, http, tmp_path, monkeypatch, name="{}")
     venue.page_cap = 100
-    venue.wall.at = T0
     await bf.run()  # cut at 4 pages: the newest 400 read
     for _ in range(3):  # each looks at the front (one page, all recorded), then resumes
         mono.t += backfill.CONTINUE_AFTER
