@@ -32,7 +32,8 @@ from notifier.feed_connect import ReconnectPolicy, mint_token, ws_url
 from notifier.feed_socket import Refused, close_cause, open_socket
 from notifier.feed_watchdog import Watchdog
 from notifier.gap_tender import GapTender
-from notifier.normalize import Rejected, decode_frame, normalize_message
+from notifier.live_frames import read_live_frame
+from notifier.normalize import Rejected
 from notifier.order_refs import ClientOrderIds
 from notifier.recurrence import Recurrences
 from notifier.rejections import Rejections
@@ -300,11 +301,7 @@ class FeedClient:
     async def _on_frame(self, data: str | bytes) -> None:
         self.stats.frames += 1
         self.stats.last_frame_at = self._monotonic()
-        obj = decode_frame(data, max_bytes=self._settings.max_frame_bytes)
-        if isinstance(obj, Rejected):
-            self._reject(obj, "live")
-            return
-        result = normalize_message(obj)
+        result = read_live_frame(data, max_bytes=self._settings.max_frame_bytes)
         if result is None:
             self.stats.non_fill += 1
         elif isinstance(result, Rejected):

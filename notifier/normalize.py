@@ -59,7 +59,7 @@ _FILL_TYPES = frozenset({"fill", "execution"})
 _ZERO, _ONE = Decimal(0), Decimal(1)
 # The wire's usual form ("0.65", "10.0"): small enough that no bound above can be broken,
 # so it skips the general checks (the hot path of every frame).
-_PLAIN_DECIMAL = re.compile(r"\d{1,12}(?:\.\d{1,12})?")
+PLAIN_DECIMAL = re.compile(r"\d{1,12}(?:\.\d{1,12})?")
 
 
 def _show(value: object) -> str:
@@ -255,7 +255,7 @@ def _side(obj: Mapping[str, object]) -> Side:
 def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
     """An exact decimal from wire text (JSON ints and exact Decimals accepted too)."""
     value = _required(obj, name)
-    if type(value) is str and _PLAIN_DECIMAL.fullmatch(value):
+    if type(value) is str and PLAIN_DECIMAL.fullmatch(value):
         return Decimal(value)
     if isinstance(value, bool):
         raise _Reject("type", f"{name}={_show(value)} is not a number")

@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).parent.parent / "notifier"
 CORE_ROOTS = (
     "events",
     "normalize",
+    "live_frames",
     "config",
     "rules",
     "render",

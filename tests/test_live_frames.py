@@ -1,0 +1,186 @@
+"""live_frames.py: the flat shapes' fast path reads a frame exactly as normalize does."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from notifier.events import Fill
+from notifier.live_frames import _flat_fill, read_live_frame
+from notifier.normalize import Rejected, decode_frame, normalize_message
+
+MAX = 1 << 20
+FLAT_FILL = {
+    "type": "fill",
+    "order_id": 42,
+    "market_id": "0x1a2b3c",
+    "side": "BUY",
+    "outcome": "Yes",
+    "price": "0.65",
+    "quantity": "10.0",
+    "filled_at": "2026-02-06T12:00:45Z",
+}
+FLAT_EXECUTION = {
+    "type": "execution",
+    "order_id": "42",
+    "market_id": "0x1a2b3c",
+    "side": "BUY",
+    "outcome": "Yes",
+    "price": "0.65",
+    "quantity": "10",
+    "status": "FILLED",
+    "client_order_id": "bot-7",
+    "timestamp": "2026-02-06T12:00:45+00:00",
+}
+
+
+def reference(data: str | bytes) -> Fill | Rejected | None:
+    """normalize.py's reading of a frame: every shape, every reason."""
+    decoded = decode_frame(data, max_bytes=MAX)
+    return decoded if isinstance(decoded, Rejected) else normalize_message(decoded)
+
+
+def assert_same(text: str) -> Fill | Rejected | None:
+    got, expected = read_live_frame(text, max_bytes=MAX), reference(text)
+    assert got == expected
+    if isinstance(got, Fill):
+        assert isinstance(expected, Fill)
+        assert got.key == expected.key
+    return got
+
+
+def test_the_flat_shapes_take_the_fast_path_and_read_as_normalize_reads_them() -> None:
+    variants = [
+        FLAT_FILL,
+        FLAT_EXECUTION,
+        {**FLAT_FILL, "side": "sell", "outcome": "No", "price": "1", "quantity": "0.000001"},
+        {**FLAT_FILL, "order_id": -7, "status": None, "client_order_id": None},
+        {**FLAT_FILL, "filled_at": "2026-02-06T12:00:45.123456", "fee": "0", "extra": [1, 2.5]},
+        {**FLAT_FILL, "filled_at": "", "timestamp": "2026-02-06 12:00:45Z"},
+        {**FLAT_FILL, "market_id": "Ünïcode market ✓", "price": "0", "quantity": "007.50"},
+    ]
+    for message in variants:
+        for ascii_only in (True, False):
+            text = json.dumps(message, ensure_ascii=ascii_only)
+            fast = _flat_fill(text)
+            assert isinstance(fast, Fill), message
+            assert assert_same(text) == fast
+    fill = _flat_fill(json.dumps(FLAT_EXECUTION))
+    assert fill is not None
+    assert (fill.order_id, fill.price, fill.quantity) == ("42", Decimal("0.65"), Decimal(10))
+    assert fill.filled_at == datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
+    assert (fill.status, fill.client_order_id) == ("FILLED", "bot-7")
+
+
+def test_what_the_fast_path_is_not_sure_of_goes_to_normalize() -> None:
+    """Each of these is normalize's to decide: another shape, type or form, or a bad value."""
+    nested = {"type": "execution", "data": {k: v for k, v in FLAT_FILL.items() if k != "type"}}
+    cases: list[dict[str, object]] = [
+        nested,
+        {**FLAT_FILL, "data": None},
+        {**FLAT_FILL, "type": "FILL"},
+        {**FLAT_FILL, "type": "pong"},
+        {**FLAT_FILL, "order_id": True},
+        {**FLAT_FILL, "order_id": ""},
+        {**FLAT_FILL, "price": 0.65},
+        {**FLAT_FILL, "price": "1.5"},
+        {**FLAT_FILL, "price": "6.5e-1"},
+        {**FLAT_FILL, "quantity": "0"},
+        {**FLAT_FILL, "side": "hold"},
+        {**FLAT_FILL, "side": " BUY"},
+        {**FLAT_FILL, "outcome": "\u00a0"},
+        {**FLAT_FILL, "market_id": "a\u2028b"},
+        {**FLAT_FILL, "status": "\r", "client_order_id": 7},
+        {**FLAT_FILL, "filled_at": 1770379245},
+        {**FLAT_FILL, "filled_at": "2026-02-06T14:00:45+02:00"},
+        {**FLAT_FILL, "filled_at": "yesterday"},
+        {k: v for k, v in FLAT_FILL.items() if k != "filled_at"},
+    ]
+    for message in cases:
+        text = json.dumps(message)
+        assert _flat_fill(text) is None, message
+        assert_same(text)
+    for text in ('{"type": "fill"', "[1, 2]", '{"type": "fill", "price": NaN}', "\ud800"):
+        assert _flat_fill(text) is None
+        assert isinstance(assert_same(text), Rejected)
+    assert read_live_frame(b"{}", max_bytes=MAX) == Rejected("binary", "binary frame of 2 bytes")
+    big = json.dumps({**FLAT_FILL, "pad": "x" * 300})
+    oversized = read_live_frame(big, max_bytes=256)
+    assert isinstance(oversized, Rejected)
+    assert oversized == decode_frame(big, max_bytes=256)
+
+
+def test_a_repeated_key_counts_its_last_value_in_both() -> None:
+    text = json.dumps(FLAT_FILL)[:-1] + ', "price": "0.7", "side": "SELL"}'
+    fill = assert_same(text)
+    assert isinstance(fill, Fill)
+    assert (fill.price, fill.side) == (Decimal("0.7"), "SELL")
+
+
+_texts = st.sampled_from(
+    ["BUY", "sell", "Sell", "Yes", "No", "x", "", " ", "\t", "\u00a0", "a\x00", "\u200fYes"]
+)
+_decimal_texts = st.sampled_from(
+    ["0.5", "1", "0", "0.0", "10.0", "007", ".5", "1.", "1e2", "-0", "+0.5", " 0.5", "1_0"]
+) | st.decimals(allow_nan=True, allow_infinity=True).map(str)
+_times = st.sampled_from(
+    [
+        "2026-02-06T12:00:45Z",
+        "2026-02-06T12:00:45",
+        "2026-02-06T12:00:45.5+00:00",
+        "2026-02-06T12:00:45-05:00",
+        "2026-02-06",
+        " 2026-02-06T12:00:45Z ",
+        "",
+        "0001-01-01T00:00:00+14:00",
+    ]
+)
+_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | _texts
+    | _decimal_texts
+    | _times
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.sampled_from(["side", "price"]), _texts, max_size=2)
+)
+_fields = st.sampled_from(
+    [
+        "type",
+        "order_id",
+        "market_id",
+        "side",
+        "outcome",
+        "price",
+        "quantity",
+        "filled_at",
+        "timestamp",
+        "status",
+        "client_order_id",
+        "data",
+        "fee",
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.dictionaries(_fields, _values, max_size=4),
+    st.lists(_fields, max_size=2),
+    st.booleans(),
+)
+def test_any_near_miss_frame_reads_the_same_both_ways(
+    changes: dict[str, object], dropped: list[str], ascii_only: bool
+) -> None:
+    """A flat fill with fields changed or dropped: the same Fill, Rejected or None either way."""
+    message = {**FLAT_EXECUTION, **changes}
+    for name in dropped:
+        message.pop(name, None)
+    assert_same(json.dumps(message, ensure_ascii=ascii_only))
