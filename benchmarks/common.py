@@ -256,22 +256,25 @@ def free_port() -> int:
         return port
 
 
-async def fills_received(port: int) -> int:
-    """The daemon's own count of fills received (its /metrics), 0 until it answers."""
+async def ingest_figures(port: int) -> tuple[int, float | None]:
+    """The daemon's own count of fills received and the Unix time it read its last frame (its
+    /metrics), (0, None) until it answers."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
-        return 0
+        return 0, None
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
     raw = await asyncio.wait_for(reader.read(), timeout=5)
     writer.close()
     await writer.wait_closed()
-    total = 0
+    total, last_frame = 0, None
     for line in raw.decode().splitlines():
         if line.startswith("notifier_fills_received_total{"):
             total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+        elif line.startswith("notifier_feed_last_frame_timestamp_seconds "):
+            last_frame = float(line.rsplit(" ", 1)[1])
+    return total, last_frame
 
 
 async def open_feed(base_url: str) -> tuple[httpx.AsyncClient, str]:

@@ -188,6 +188,12 @@ class FeedClient:
         return self._order_refs.requests, self._order_refs.failures
 
     @property
+    def last_frame_age(self) -> float | None:
+        """Seconds since the last frame was read (by the feed's clock); None before the first."""
+        last = self.stats.last_frame_at
+        return None if last is None else max(0.0, self._monotonic() - last)
+
+    @property
     def gap_open(self) -> bool:
         """Fills missed while away may still be owed (history has not given them all yet)."""
         return self._backfill.gap_open

@@ -44,6 +44,7 @@ class Snapshot:
     outbox_pending: int = 0
     oldest_pending: Mapping[str, float] = field(default_factory=dict)  # seconds, by channel
     feed_connected: bool = False
+    last_frame_at: float | None = None  # Unix time of the last frame read; None before one
     reconnects: Mapping[str, int] = field(default_factory=dict)  # by cause
     backfilled: int = 0
     backfill_failures: int = 0
@@ -107,6 +108,14 @@ class _SnapshotCollector(Collector):
             "1 while the execution feed is connected.",
             value=int(s.feed_connected),
         )
+        last_frame = GaugeMetricFamily(
+            "notifier_feed_last_frame_timestamp_seconds",
+            "Unix time of the last frame read from the feed (absent before the first).",
+            labels=[],
+        )
+        if s.last_frame_at is not None:
+            last_frame.add_metric([], s.last_frame_at)
+        yield last_frame
         yield _counter(
             "notifier_feed_reconnects", "Feed reconnects, by cause.", "cause", s.reconnects
         )

@@ -9,6 +9,8 @@ the first dead-lettered alert of a channel is the one an operator's alert must n
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from notifier.config_reload import ConfigReloader
 from notifier.deliver import Deliverer
 from notifier.drain_watch import DrainWatch
@@ -27,8 +29,10 @@ def take_snapshot(
     drain: DrainWatch,
     reloads: ConfigReloader,
     settings: Settings,
+    now: datetime,
 ) -> Snapshot:
-    """Every counter now, for the metrics endpoint."""
+    """Every counter now (`now` by the wall clock), for the metrics endpoint."""
+    age = feed.last_frame_age if feed else None
     lookups = feed.order_lookups if feed else (0, 0)  # order-list requests, failed
     channels = dict.fromkeys(settings.channels, 0)
     rules = dict.fromkeys((rule.name for rule in settings.rules if rule.enabled), 0)
@@ -53,6 +57,7 @@ def take_snapshot(
         outbox_pending=dlv.pending() if dlv else 0,
         oldest_pending=drain.oldest(dlv.pending_by_channel()) if dlv else {},
         feed_connected=bool(feed and feed.stats.connected),
+        last_frame_at=None if age is None else now.timestamp() - age,
         reconnects=dict(feed.stats.reconnects) if feed else {},
         backfilled=feed.stats.backfilled if feed else 0,
         backfill_failures=feed.stats.backfill_failures if feed else 0,

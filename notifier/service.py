@@ -284,7 +284,13 @@ class Service:
     def snapshot(self) -> Snapshot:
         """Every counter now, for the metrics endpoint."""
         return take_snapshot(
-            self.feed, self.pipeline, self.deliverer, self._drain, self._reloader, self.settings
+            self.feed,
+            self.pipeline,
+            self.deliverer,
+            self._drain,
+            self._reloader,
+            self.settings,
+            self._clock(),
         )
 
     def health(self) -> tuple[bool, str]:

@@ -238,11 +238,16 @@ async def test_each_wire_shape_reaches_the_sink_as_one_fill(
     h = Harness(polysim, http)
     async with h.running():
         await until(lambda: h.client.stats.reading)
+        assert h.client.last_frame_age is None  # the metric's gauge is absent until a frame
         await polysim.fill(shape="fill", order_id=1, price="0.65", quantity="10.0")
         await polysim.fill(shape="execution", order_id=2, side="SELL", status="PARTIALLY_FILLED")
         await polysim.fill(shape="nested", order_id=3, outcome="No", client_order_id="bot-3")
         await polysim.emit({"type": "pong", "ts": 1})
         await h.sink.wait(3)
+        await until(lambda: h.client.stats.non_fill == 1)
+        assert h.client.last_frame_age == 0.0
+        h.mono.t += 12.5
+        assert h.client.last_frame_age == 12.5  # a pong counts: the feed is alive
     fills = {f.order_id: f for f, _ in h.sink.unique}
     assert [s for _, s in h.sink.unique] == ["live"] * 3
     assert fills["1"].price == Decimal("0.65")

@@ -30,6 +30,7 @@ def _snapshot() -> Snapshot:
         outbox_pending=5,
         oldest_pending={"phone": 720.5},
         feed_connected=True,
+        last_frame_at=1765000000.25,
         reconnects={"close_4001": 1},
         backfilled=2,
         backfill_failures=3,
@@ -69,6 +70,7 @@ async def test_metrics_endpoint_exposes_every_counter() -> None:
         "notifier_outbox_pending 5.0",
         'notifier_outbox_oldest_pending_seconds{channel="phone"} 720.5',
         "notifier_feed_connected 1.0",
+        "notifier_feed_last_frame_timestamp_seconds 1.76500000025e+09",
         'notifier_feed_reconnects_total{cause="close_4001"} 1.0',
         "notifier_fills_backfilled_total 2.0",
         "notifier_backfill_failures_total 3.0",
@@ -137,6 +139,8 @@ async def test_a_rule_that_drops_has_its_dropped_series_at_zero_from_the_first_s
     body = metrics.exposition().decode()
     assert 'notifier_fills_dropped_total{rule="calm"} 0.0' in body.splitlines()
     assert "notifier_fills_waiting{" not in body  # a gauge of what is held: nothing is
+    samples = [line.split()[0] for line in body.splitlines() if not line.startswith("#")]
+    assert "notifier_feed_last_frame_timestamp_seconds" not in samples  # no frame read yet
 
 
 async def test_healthz_reports_the_health_check() -> None:
