@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notifier.events import Fill
-from notifier.live_frames import _flat_fill, read_live_frame
+from notifier.live_frames import _flat_fill, _FlatFill, read_live_frame
 from notifier.normalize import Rejected, decode_frame, normalize_message
 
 MAX = 1 << 20
@@ -151,23 +151,7 @@ _values = (
     | st.lists(st.integers(), max_size=2)
     | st.dictionaries(st.sampled_from(["side", "price"]), _texts, max_size=2)
 )
-_fields = st.sampled_from(
-    [
-        "type",
-        "order_id",
-        "market_id",
-        "side",
-        "outcome",
-        "price",
-        "quantity",
-        "filled_at",
-        "timestamp",
-        "status",
-        "client_order_id",
-        "data",
-        "fee",
-    ]
-)
+_fields = st.sampled_from([*_FlatFill.__struct_fields__, "fee"])  # every one it reads, and one more
 
 
 @settings(max_examples=1500, deadline=None)
