@@ -8,34 +8,14 @@ from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_normalize import FLAT_EXECUTION, FLAT_FILL
 
 from notifier.events import Fill
 from notifier.live_frames import _flat_fill, _FlatFill, read_live_frame
 from notifier.normalize import Rejected, decode_frame, normalize_message
 
 MAX = 1 << 20
-FLAT_FILL = {
-    "type": "fill",
-    "order_id": 42,
-    "market_id": "0x1a2b3c",
-    "side": "BUY",
-    "outcome": "Yes",
-    "price": "0.65",
-    "quantity": "10.0",
-    "filled_at": "2026-02-06T12:00:45Z",
-}
-FLAT_EXECUTION = {
-    "type": "execution",
-    "order_id": "42",
-    "market_id": "0x1a2b3c",
-    "side": "BUY",
-    "outcome": "Yes",
-    "price": "0.65",
-    "quantity": "10",
-    "status": "FILLED",
-    "client_order_id": "bot-7",
-    "timestamp": "2026-02-06T12:00:45+00:00",
-}
+EXECUTION = {**FLAT_EXECUTION, "client_order_id": "bot-7"}  # every optional field set
 
 
 def reference(data: str | bytes) -> Fill | Rejected | None:
@@ -56,7 +36,7 @@ def assert_same(text: str) -> Fill | Rejected | None:
 def test_the_flat_shapes_take_the_fast_path_and_read_as_normalize_reads_them() -> None:
     variants = [
         FLAT_FILL,
-        FLAT_EXECUTION,
+        EXECUTION,
         {**FLAT_FILL, "side": "sell", "outcome": "No", "price": "1", "quantity": "0.000001"},
         {**FLAT_FILL, "order_id": -7, "status": None, "client_order_id": None},
         {**FLAT_FILL, "filled_at": "2026-02-06T12:00:45.123456", "fee": "0", "extra": [1, 2.5]},
@@ -69,7 +49,7 @@ def test_the_flat_shapes_take_the_fast_path_and_read_as_normalize_reads_them() -
             fast = _flat_fill(text)
             assert isinstance(fast, Fill), message
             assert assert_same(text) == fast
-    fill = _flat_fill(json.dumps(FLAT_EXECUTION))
+    fill = _flat_fill(json.dumps(EXECUTION))
     assert fill is not None
     assert (fill.order_id, fill.price, fill.quantity) == ("42", Decimal("0.65"), Decimal(10))
     assert fill.filled_at == datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
@@ -78,7 +58,10 @@ def test_the_flat_shapes_take_the_fast_path_and_read_as_normalize_reads_them() -
 
 def test_what_the_fast_path_is_not_sure_of_goes_to_normalize() -> None:
     """Each of these is normalize's to decide: another shape, type or form, or a bad value."""
-    nested = {"type": "execution", "data": {k: v for k, v in FLAT_FILL.items() if k != "type"}}
+    nested: dict[str, object] = {
+        "type": "execution",
+        "data": {k: v for k, v in FLAT_FILL.items() if k != "type"},
+    }
     cases: list[dict[str, object]] = [
         nested,
         {**FLAT_FILL, "data": None},
@@ -164,7 +147,7 @@ def test_any_near_miss_frame_reads_the_same_both_ways(
     changes: dict[str, object], dropped: list[str], ascii_only: bool
 ) -> None:
     """A flat fill with fields changed or dropped: the same Fill, Rejected or None either way."""
-    message = {**FLAT_EXECUTION, **changes}
+    message = {**EXECUTION, **changes}
     for name in dropped:
         message.pop(name, None)
     assert_same(json.dumps(message, ensure_ascii=ascii_only))
