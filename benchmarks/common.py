@@ -22,9 +22,14 @@ from pathlib import Path
 
 import httpx
 
+import notifier
 from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 
-ROOT = Path(__file__).resolve().parent.parent
+# The tree of the notifier this harness imported (PYTHONPATH picks another checkout's, to
+# measure an older build): children start there, since `python -m notifier` imports the
+# package of its working directory first. Started from this checkout's directory, the
+# "older build" measured was this one (as some comparisons up to 2026-12-07 were).
+ROOT = Path(notifier.__file__).resolve().parent.parent
 MARKETS = tuple(f"0x{n:064x}" for n in range(0xA000, 0xA000 + 100))
 BANDS = 10  # rules per market: quantity bands 700-709, 710-719, ... 790-799
 HIT_QUANTITY = "777"  # falls in exactly one band: one rule of its market matches
