@@ -13,6 +13,7 @@ decoder reach (some 990 levels), which normalize refuses as not JSON, is read he
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -62,6 +63,11 @@ def read_live_frame(data: str | bytes, *, max_bytes: int) -> Fill | Rejected | N
 
 def _flat_fill(data: str) -> Fill | None:
     """The fill of a flat frame, or None when normalize must decide (never a wrong answer)."""
+    # normalize's decoder refuses (not JSON) an integer of more digits than int() takes, and
+    # msgspec skips one unchecked in a field the struct does not name: so a frame that could
+    # hold one goes to normalize. Searching it for a run of digits cost more than normalize.
+    if 0 < sys.get_int_max_str_digits() < len(data):  # 4300 unless set otherwise; 0: any
+        return None
     try:
         wire = _DECODER.decode(data)
     except (msgspec.DecodeError, ValueError, RecursionError):  # ValueError: a lone surrogate

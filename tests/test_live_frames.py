@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -102,6 +103,28 @@ def test_a_repeated_key_counts_its_last_value_in_both() -> None:
     fill = assert_same(text)
     assert isinstance(fill, Fill)
     assert (fill.price, fill.side) == (Decimal("0.7"), "SELL")
+
+
+def test_an_integer_longer_than_int_takes_is_not_json_in_both() -> None:
+    """normalize's decoder makes an int of each integer, and int() refuses more digits than
+    sys.get_int_max_str_digits() (4300 by default; 0: any); msgspec skips a field it does not
+    read without converting it, so a fill with such a number in an extra field was read."""
+    default = sys.get_int_max_str_digits()
+    try:
+        for limit in (default, 640, 0):
+            sys.set_int_max_str_digits(limit)
+            for digits in (640, 641, 4300, 4301):
+                for number in ("1" * digits, "-" + "9" * digits):
+                    text = json.dumps(FLAT_FILL)[:-1] + f', "fee": [{number}]}}'
+                    got = assert_same(text)
+                    refused = limit != 0 and digits > limit
+                    if refused:
+                        assert isinstance(got, Rejected)
+                        assert got.reason == "not_json"
+                    else:
+                        assert isinstance(got, Fill), (limit, digits)
+    finally:
+        sys.set_int_max_str_digits(default)
 
 
 _texts = st.sampled_from(
