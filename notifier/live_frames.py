@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import msgspec
 
@@ -43,7 +42,10 @@ class _FlatFill(msgspec.Struct):
     timestamp: str | None = None
     status: str | None = None
     client_order_id: str | None = None
-    data: Any = msgspec.UNSET  # the nested shape: normalize merges it
+    # The nested shape, which normalize merges: kept raw, not decoded. msgspec takes some 8 µs
+    # to make a float of a number like 1e300 (normalize's Decimal 0.2), so 4,300 characters of
+    # them in `data` took 5 ms here, to be thrown away, and normalize's 0.2 ms after.
+    data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
 _DECODER = msgspec.json.Decoder(_FlatFill)

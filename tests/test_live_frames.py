@@ -7,12 +7,13 @@ import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_normalize import FLAT_EXECUTION, FLAT_FILL
 
 from notifier.events import Fill
-from notifier.live_frames import _flat_fill, _FlatFill, read_live_frame
+from notifier.live_frames import _DECODER, _flat_fill, _FlatFill, read_live_frame
 from notifier.normalize import Rejected, decode_frame, normalize_message
 
 MAX = 1 << 20
@@ -125,6 +126,19 @@ def test_an_integer_longer_than_int_takes_is_not_json_in_both() -> None:
                         assert isinstance(got, Fill), (limit, digits)
     finally:
         sys.set_int_max_str_digits(default)
+
+
+def test_the_fast_path_leaves_data_undecoded_for_normalize() -> None:
+    """A frame with `data` goes to normalize whatever it holds, so the fast path only notes it.
+    Decoded, a number like 1e300 cost msgspec some 8 µs (a float made the slow way): a frame of
+    them in `data` took the fast path 25 times what normalize then took to read it again."""
+    text = json.dumps({**FLAT_FILL, "data": [1.5e300] * 350})
+    assert len(text) < 4300  # within int()'s digit limit: the fast path reads it
+    assert isinstance(_DECODER.decode(text).data, msgspec.Raw)
+    assert _flat_fill(text) is None
+    rejected = assert_same(text)
+    assert isinstance(rejected, Rejected)
+    assert rejected.reason == "type"
 
 
 _texts = st.sampled_from(
