@@ -6,9 +6,11 @@ quiet fill's CPU (about 9 µs of 26). Here msgspec decodes the flat `fill` and `
 shapes straight into typed fields in C, and the checks left are the ones normalize would make
 on those types. Anything this path is not sure of (another shape, a field of another type,
 a value normalize would refuse or treat specially) goes to normalize untouched, so a frame
-gets the very same result either way (tests/test_live_frames.py holds them to that). The one
-difference: a fill with a field nested deeper than Python's recursion limit lets the standard
-decoder reach (some 990 levels), which normalize refuses as not JSON, is read here.
+gets the very same result either way (tests/test_live_frames.py holds them to that). Two
+differences, both in fields neither path reads, where normalize refuses the whole frame as not
+JSON and this path reads its fill: a field nested deeper than Python's recursion limit lets
+the standard decoder go (some 990 levels), and a number past what a Decimal holds (an
+exponent of 19 digits or more).
 """
 
 from __future__ import annotations

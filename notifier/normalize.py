@@ -79,6 +79,8 @@ def decode_frame(data: str | bytes, *, max_bytes: int) -> dict[str, object] | Re
         value = _DECODER.decode(data)
     except (ValueError, RecursionError) as exc:
         return Rejected("not_json", f"not JSON: {_show(str(exc))}")
+    except ArithmeticError:  # Decimal's InvalidOperation: an exponent past its range
+        return Rejected("not_json", "not JSON: a number out of range")
     if not isinstance(value, dict):
         return Rejected("not_object", f"JSON {type(value).__name__}, not an object")
     return value
@@ -94,6 +96,8 @@ def decode_json(text: str) -> object:
         return _DECODER.decode(text)
     except RecursionError as exc:  # nested deeper than the parser can go
         raise ValueError("JSON nested too deeply") from exc
+    except ArithmeticError as exc:  # Decimal's InvalidOperation: an exponent past its range
+        raise ValueError("a number out of range") from exc
 
 
 def _utf8_len(text: str, limit: int) -> int:

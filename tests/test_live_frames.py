@@ -128,6 +128,18 @@ def test_an_integer_longer_than_int_takes_is_not_json_in_both() -> None:
         sys.set_int_max_str_digits(default)
 
 
+def test_a_number_no_decimal_holds_in_a_field_neither_reads_keeps_the_fill_here() -> None:
+    """One of the documented differences: normalize's decoder makes a Decimal of every number
+    and refuses the frame when one is past Decimal's range; msgspec skips a field the fast
+    path does not read, so the fill is read (the field was never going to be looked at)."""
+    for number in ("1e99999999999999999999", "-1E-99999999999999999999"):
+        text = json.dumps(FLAT_FILL)[:-1] + f', "fee": {number}}}'
+        assert isinstance(read_live_frame(text, max_bytes=MAX), Fill)
+        assert reference(text) == Rejected("not_json", "not JSON: a number out of range")
+    pong = '{"type": "pong", "fee": 1e99999999999999999999}'
+    assert read_live_frame(pong, max_bytes=MAX) == reference(pong)  # not a fill: normalize's
+
+
 def test_the_fast_path_leaves_data_undecoded_for_normalize() -> None:
     """A frame with `data` goes to normalize whatever it holds, so the fast path only notes it.
     Decoded, a number like 1e300 cost msgspec some 8 µs (a float made the slow way): a frame of

@@ -217,6 +217,8 @@ def test_missing_time_and_bad_nested_data_are_rejected() -> None:
         ('{"price": NaN}', "not_json"),
         ('{"price": Infinity}', "not_json"),
         ("[" * 5000 + "]" * 5000, "not_json"),
+        ('{"fee": 1e99999999999999999999}', "not_json"),  # past what a Decimal holds
+        ('{"fee": -1E-99999999999999999999}', "not_json"),
         ("[1, 2]", "not_object"),
         ('"text"', "not_object"),
     ],

@@ -26,6 +26,7 @@ from notifier.store import StateStore
 
 T0 = datetime(2026, 2, 6, 12, 0, tzinfo=UTC)
 NESTED = b"[" * 100_000 + b"]" * 100_000  # parses as JSON would, but deeper than Python can
+HUGE = b'[{"fee": 1e99999999999999999999}]'  # JSON, but past what a Decimal can hold
 BOUND = 30  # seconds a test may take at most; the timeouts under test are a fraction of one
 
 
@@ -75,11 +76,13 @@ async def _mint(server: Canned, http: httpx.AsyncClient, **kw: float) -> str:
         return await mint_token(http, _settings(server, **kw), floor=lambda: 1.0)
 
 
-async def test_a_token_answer_nested_too_deep_is_a_transient_failure(
-    canned: Canned, http: httpx.AsyncClient
+@pytest.mark.parametrize("body", [NESTED, HUGE], ids=["nested", "huge"])
+async def test_a_token_answer_past_the_parser_is_a_transient_failure(
+    canned: Canned, http: httpx.AsyncClient, body: bytes
 ) -> None:
-    """JSON deeper than the parser can go is "no token", retried, not an escaping crash."""
-    canned.body = NESTED
+    """JSON deeper than the parser can go, or with a number no Decimal holds, is "no token",
+    retried, not an escaping crash."""
+    canned.body = body
     with pytest.raises(TransientFeedError, match="without a token"):
         await _mint(canned, http)
 
@@ -146,14 +149,17 @@ def _backfill(server: Canned, http: httpx.AsyncClient, tmp_path: Path, sink: _Si
     return backfill
 
 
-@pytest.mark.parametrize("trickle", [0.0, 0.05], ids=["nested", "trickled"])
+@pytest.mark.parametrize(
+    ("body", "trickle"),
+    [(NESTED, 0.0), (HUGE, 0.0), (b"[" + b" " * 10_000 + b"]", 0.05)],
+    ids=["nested", "huge", "trickled"],
+)
 async def test_a_broken_history_answer_fails_the_run_and_nothing_else(
-    canned: Canned, http: httpx.AsyncClient, tmp_path: Path, trickle: float
+    canned: Canned, http: httpx.AsyncClient, tmp_path: Path, body: bytes, trickle: float
 ) -> None:
-    """A history answer nested too deep, or trickled, is one failed try: run() never raises."""
-    canned.body, canned.trickle = (
-        (NESTED, 0.0) if not trickle else (b"[" + b" " * 10_000 + b"]", trickle)
-    )
+    """A history answer nested too deep, holding a number no Decimal holds, or trickled, is
+    one failed try: run() never raises."""
+    canned.body, canned.trickle = body, trickle
     sink = _Sink()
     backfill = _backfill(canned, http, tmp_path, sink)
     async with asyncio.timeout(BOUND):
