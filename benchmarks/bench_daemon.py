@@ -100,9 +100,9 @@ async def measure(
 ) -> tuple[float, float | None, float | None]:
     """Send each batch, wait for its alerts; seconds of the last batch, first frame to alert.
 
-    With `metrics_port` (the daemon), also seconds until the daemon counted every fill of the
-    last batch as received: its ingest rate, apart from delivery, and the CPU seconds it spent
-    on the last batch (all its threads): steadier than wall time on a machine whose speed
+    With `metrics_port` (the daemon), also seconds until the daemon read the last batch's last
+    frame (its last-frame gauge): its ingest rate, apart from delivery, and the CPU seconds it
+    spent on the last batch (all its threads): steadier than wall time on a machine whose speed
     drifts. (The baseline clients exit at their last fill, taking their CPU count with them.)
     """
     elapsed, ingested, cpu = 0.0, None, None
@@ -140,9 +140,14 @@ async def ingest_ended(port: int, count: int) -> float:
     for _ in range(240):  # a minute at most
         await asyncio.sleep(0.25)
         seen, last_frame = await ingest_figures(port)
-        if seen >= count and last_frame is not None:
+        if seen >= count:
+            if last_frame is None:  # its fills came as frames, so one was read: no gauge
+                raise SystemExit(
+                    "the daemon has no notifier_feed_last_frame_timestamp_seconds gauge "
+                    "(a build older than it): its ingest cannot be timed"
+                )
             return last_frame
-    raise SystemExit(f"the daemon counted {seen} of {count} fills received")
+    raise SystemExit(f"the daemon counted {seen} of {count} fills received in a minute")
 
 
 async def contender(
