@@ -670,6 +670,32 @@ def _exposition(service: Service) -> list[str]:
     return Metrics(service.snapshot).exposition().decode().splitlines()
 
 
+async def test_the_last_frame_gauge_is_the_wall_clock_less_the_feed_s_quiet_time(
+    venue: SimulatedPolySim, hook: Hook, tmp_path: Path
+) -> None:
+    """notifier_feed_last_frame_timestamp_seconds: the service's wall clock less the feed's
+    monotonic time since its last frame; absent before one, unmoved by a reconnect."""
+    clock, mono = Clock(), MonoClock(1000.0)
+    gauge = "notifier_feed_last_frame_timestamp_seconds"
+    async with running(venue, {"hook": hook}, tmp_path, clock=clock, feed_clock=mono) as service:
+        feed = service.feed
+        assert feed is not None
+        assert not [line for line in _exposition(service) if line.startswith(gauge)]
+        await venue.fill(order_id=1)
+        await until(lambda: feed.stats.fills == 1)
+        read_at = clock.now.timestamp()
+        mono.t += 12.5
+        clock.advance(12.5)
+        assert service.snapshot().last_frame_at == pytest.approx(read_at, abs=1e-6)
+        await venue.close_all(4001, "token expired")
+        await until(reading_on(feed, connect=2))
+        mono.t += 5.0
+        clock.advance(5.0)
+        assert service.snapshot().last_frame_at == pytest.approx(read_at, abs=1e-6)
+        [line] = [line for line in _exposition(service) if line.startswith(gauge)]
+        assert float(line.split()[1]) == pytest.approx(read_at, abs=1e-6)
+
+
 async def test_a_failed_backfill_is_retried_on_time_though_no_frame_comes(
     venue: SimulatedPolySim, hook: Hook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
