@@ -22,11 +22,10 @@ from decimal import Decimal
 import msgspec
 
 from notifier.events import Fill
-from notifier.normalize import PLAIN_DECIMAL, Rejected, decode_frame, normalize_message
+from notifier.normalize import MAX_TEXT, PLAIN_DECIMAL, Rejected, decode_frame, normalize_message
 
 _FILL_TYPES = ("fill", "execution")
 _SIDES = ("BUY", "SELL")
-_MAX_TIME_TEXT = 64  # normalize's bound on a time's text
 _ZERO, _ONE = Decimal(0), Decimal(1)
 
 
@@ -125,7 +124,7 @@ def _optional(text: str | None) -> bool:
 
 def _utc(text: str | None) -> datetime | None:
     """An ISO-8601 time in UTC ("Z") or naive (the venue's naive times are UTC)."""
-    if not text or len(text) > _MAX_TIME_TEXT:
+    if not text or len(text) > MAX_TEXT:
         return None
     try:
         parsed = datetime.fromisoformat(text.strip())

@@ -44,7 +44,7 @@ class Snapshot:
     outbox_pending: int = 0
     oldest_pending: Mapping[str, float] = field(default_factory=dict)  # seconds, by channel
     feed_connected: bool = False
-    last_frame_at: float | None = None  # Unix time of the last frame read; None before one
+    last_frame_unix: float | None = None  # when the last frame was read; None before one
     reconnects: Mapping[str, int] = field(default_factory=dict)  # by cause
     backfilled: int = 0
     backfill_failures: int = 0
@@ -113,8 +113,8 @@ class _SnapshotCollector(Collector):
             "Unix time of the last frame read from the feed (absent before the first).",
             labels=[],
         )
-        if s.last_frame_at is not None:
-            last_frame.add_metric([], s.last_frame_at)
+        if s.last_frame_unix is not None:
+            last_frame.add_metric([], s.last_frame_unix)
         yield last_frame
         yield _counter(
             "notifier_feed_reconnects", "Feed reconnects, by cause.", "cause", s.reconnects

@@ -29,6 +29,7 @@ def take_snapshot(
     drain: DrainWatch,
     reloads: ConfigReloader,
     settings: Settings,
+    *,
     now: datetime,
 ) -> Snapshot:
     """Every counter now (`now` by the wall clock), for the metrics endpoint."""
@@ -57,7 +58,7 @@ def take_snapshot(
         outbox_pending=dlv.pending() if dlv else 0,
         oldest_pending=drain.oldest(dlv.pending_by_channel()) if dlv else {},
         feed_connected=bool(feed and feed.stats.connected),
-        last_frame_at=None if age is None else now.timestamp() - age,
+        last_frame_unix=None if age is None else now.timestamp() - age,
         reconnects=dict(feed.stats.reconnects) if feed else {},
         backfilled=feed.stats.backfilled if feed else 0,
         backfill_failures=feed.stats.backfill_failures if feed else 0,

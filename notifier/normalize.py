@@ -41,7 +41,7 @@ class _Reject(Exception):
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A plain decimal literal; Decimal() alone would also take "1_000", " NaN", "Infinity".
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_MAX_TEXT = 64
+MAX_TEXT = 64
 # What text we show may not hold: control characters, lone surrogates (JSON's "\ud800"; no
 # UTF-8 encodes one, so the state file refused the fill and the pipeline stopped), and line
 # or paragraph separators (a line of its own in a log or a listing).
@@ -270,7 +270,7 @@ def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
     if not isinstance(value, str):
         raise _Reject("type", f"{name}={_show(value)} is not a decimal string")
     text = value.strip()
-    if len(text) > _MAX_TEXT or not _DECIMAL_TEXT.fullmatch(text):
+    if len(text) > MAX_TEXT or not _DECIMAL_TEXT.fullmatch(text):
         raise _Reject("bad_decimal", f"{name}={_show(value)} is not a decimal")
     try:
         number = Decimal(text)
@@ -297,7 +297,7 @@ def _time(obj: Mapping[str, object]) -> datetime:
         return _epoch(name, value)
     if not isinstance(value, str):
         raise _Reject("type", f"{name}={_show(value)} is not a time")
-    if len(value) > _MAX_TEXT:
+    if len(value) > MAX_TEXT:
         raise _Reject("time", f"{name}={_show(value)} is not an ISO-8601 time")
     try:
         parsed = datetime.fromisoformat(value.strip())

@@ -290,7 +290,7 @@ class Service:
             self._drain,
             self._reloader,
             self.settings,
-            self._clock(),
+            now=self._clock(),
         )
 
     def health(self) -> tuple[bool, str]:

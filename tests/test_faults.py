@@ -686,12 +686,12 @@ async def test_the_last_frame_gauge_is_the_wall_clock_less_the_feed_s_quiet_time
         read_at = clock.now.timestamp()
         mono.t += 12.5
         clock.advance(12.5)
-        assert service.snapshot().last_frame_at == pytest.approx(read_at, abs=1e-6)
+        assert service.snapshot().last_frame_unix == pytest.approx(read_at, abs=1e-6)
         await venue.close_all(4001, "token expired")
         await until(reading_on(feed, connect=2))
         mono.t += 5.0
         clock.advance(5.0)
-        assert service.snapshot().last_frame_at == pytest.approx(read_at, abs=1e-6)
+        assert service.snapshot().last_frame_unix == pytest.approx(read_at, abs=1e-6)
         [line] = [line for line in _exposition(service) if line.startswith(gauge)]
         assert float(line.split()[1]) == pytest.approx(read_at, abs=1e-6)
 

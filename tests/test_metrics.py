@@ -30,7 +30,7 @@ def _snapshot() -> Snapshot:
         outbox_pending=5,
         oldest_pending={"phone": 720.5},
         feed_connected=True,
-        last_frame_at=1765000000.25,
+        last_frame_unix=1765000000.25,
         reconnects={"close_4001": 1},
         backfilled=2,
         backfill_failures=3,
