@@ -157,6 +157,22 @@ def order_reference(obj: Mapping[str, object]) -> OrderReference | None:
     return order_id, client_order_id, market_id, side.upper() if side else None
 
 
+_REQUIRED = ("order_id", "market_id", "side", "outcome", "price", "quantity")
+
+
+def missing_fields(obj: Mapping[str, object]) -> list[str]:
+    """Every field a fill lacks (in any shape), for a person writing one by hand: the feed's
+    reading stops at the first, which answers a half-written fill one field at a time."""
+    data = obj.get("data")
+    fields = obj
+    if isinstance(data, Mapping):  # the nested shape, as normalize_message merges it
+        fields = {**{k: v for k, v in obj.items() if k not in ("type", "data")}, **data}
+    missing = [name for name in _REQUIRED if fields.get(name) in (None, "")]
+    if fields.get("filled_at") in (None, "") and fields.get("timestamp") in (None, ""):
+        missing.append("filled_at (or timestamp)")
+    return missing
+
+
 def normalize_any(obj: Mapping[str, object]) -> Fill | Rejected | None:
     """A feed message of any shape, or a bare fill object without `type` (history form)."""
     if "type" in obj:

@@ -23,7 +23,14 @@ from notifier.channels import ChannelSet, diagnosing
 from notifier.conditions import tests_field
 from notifier.events import Alert, Fill
 from notifier.mentions import NO_MENTION
-from notifier.normalize import Rejected, decode_frame, decode_json, normalize_any, showable
+from notifier.normalize import (
+    Rejected,
+    decode_frame,
+    decode_json,
+    missing_fields,
+    normalize_any,
+    showable,
+)
 from notifier.plan import Planned, plan_alerts
 from notifier.recurrence import Recurrences
 from notifier.rules import Rule
@@ -44,6 +51,11 @@ def parse_fill(line: str | Mapping[str, object]) -> Fill | Rejected | None:
     if isinstance(obj, Rejected):
         return obj
     result = normalize_any(obj)
+    if isinstance(result, Rejected) and result.reason == "missing_field":
+        missing = missing_fields(obj)
+        if len(missing) > 1:
+            names = ", ".join(missing[:-1]) + " and " + missing[-1]
+            result = Rejected("missing_field", f"{names} are missing")
     data = obj.get("data")
     # Where the shape keeps the fill's fields: the nested shape's `data`, else the top level.
     title = data.get("market_title") if isinstance(data, Mapping) else None

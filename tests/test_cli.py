@@ -377,7 +377,19 @@ def test_test_command_refuses_bad_fills(capsys: pytest.CaptureFixture[str]) -> N
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
     assert cli.main(["test", "c.yaml", "--fill", '{"type": "fill", "side": "BUY"}']) == 2
     out = capsys.readouterr().out
-    assert out.startswith("fill 1: rejected (missing_field): ")
+    assert out == (  # every one at once: a fill written by hand is not fixed one field a run
+        "fill 1: rejected (missing_field): order_id, market_id, outcome, price, quantity "
+        "and filled_at (or timestamp) are missing\n"
+    )
+    nested = '{"type": "execution", "order_id": 7, "data": {"side": "BUY", "price": "0.5"}}'
+    assert cli.main(["test", "c.yaml", "--fill", nested]) == 2
+    assert capsys.readouterr().out == (
+        "fill 1: rejected (missing_field): market_id, outcome, quantity "
+        "and filled_at (or timestamp) are missing\n"
+    )
+    one = '{"order_id": 7, "market_id": "m", "side": "BUY", "outcome": "Yes", "price": "0.5", '
+    assert cli.main(["test", "c.yaml", "--fill", one + '"filled_at": "2026-02-06T12:00:00Z"}']) == 2
+    assert capsys.readouterr().out == "fill 1: rejected (missing_field): quantity is missing\n"
     assert cli.main(["test", "c.yaml", "--fill", " "]) == 2  # blank is no fill, not nothing
     assert capsys.readouterr().out.startswith("fill 1: rejected (not_json): ")
 
