@@ -123,11 +123,13 @@ def normalize_message(obj: Mapping[str, object]) -> Fill | Rejected | None:
         data = obj["data"]
         if not isinstance(data, Mapping):
             return Rejected("type", f"data={_show(data)} is not an object")
-        # Nested shape: fields live in `data`; an envelope field fills any gap.
-        merged = {k: v for k, v in obj.items() if k not in ("type", "data")}
-        merged.update(data)
-        return _to_fill(merged)
+        return _to_fill(_merged(obj, data))
     return _to_fill(obj)
+
+
+def _merged(obj: Mapping[str, object], data: Mapping[str, object]) -> dict[str, object]:
+    """The nested shape's fields: those in `data`, an envelope field filling any gap."""
+    return {**{k: v for k, v in obj.items() if k not in ("type", "data")}, **data}
 
 
 def normalize_history_item(obj: Mapping[str, object]) -> Fill | Rejected:
@@ -164,9 +166,7 @@ def missing_fields(obj: Mapping[str, object]) -> list[str]:
     """Every field a fill lacks (in any shape), for a person writing one by hand: the feed's
     reading stops at the first, which answers a half-written fill one field at a time."""
     data = obj.get("data")
-    fields = obj
-    if isinstance(data, Mapping):  # the nested shape, as normalize_message merges it
-        fields = {**{k: v for k, v in obj.items() if k not in ("type", "data")}, **data}
+    fields = _merged(obj, data) if isinstance(data, Mapping) else obj
     missing = [name for name in _REQUIRED if fields.get(name) in (None, "")]
     if fields.get("filled_at") in (None, "") and fields.get("timestamp") in (None, ""):
         missing.append("filled_at (or timestamp)")
