@@ -130,12 +130,21 @@ class Deliverer:
         return self._store.pending_count()
 
     def pending_by_channel(self) -> dict[str, tuple[int, datetime]]:
-        """Per channel: rows waiting and when the oldest was queued."""
-        return self._store.pending_by_channel()
+        """Per channel (as now named): rows waiting and when the oldest was queued."""
+        by_channel: dict[str, tuple[int, datetime]] = {}
+        for (channel, _), figures in self.pending_by_target().items():
+            by_channel[channel] = _together(by_channel.get(channel), figures)
+        return by_channel
 
     def pending_by_target(self) -> dict[tuple[str, str], tuple[int, datetime]]:
-        """Per channel and target: rows waiting and when the oldest was queued."""
-        return self._store.pending_by_target()
+        """Per channel and target: rows waiting and when the oldest was queued. A row names
+        the channel it was recorded for; one renamed since, its URL kept, delivers that row
+        under its new name (`_channel`), and is reported under it, as its sends are."""
+        by_target: dict[tuple[str, str], tuple[int, datetime]] = {}
+        for (channel, target), figures in self._store.pending_by_target().items():
+            key = (self._sender.channel_of(target) or channel, target)
+            by_target[key] = _together(by_target.get(key), figures)
+        return by_target
 
     async def run(self) -> None:
         """Deliver until cancelled or drained, starting with rows left pending by an earlier run."""
@@ -317,3 +326,12 @@ class Deliverer:
             channel = sender.channel_of(item.target) or item.channel  # as now named
             log.error("sender raised %s for channel %s", type(exc).__name__, channel)
             return SendResult(ok=False, error=f"sender raised {type(exc).__name__}")
+
+
+def _together(
+    figures: tuple[int, datetime] | None, more: tuple[int, datetime]
+) -> tuple[int, datetime]:
+    """Rows waiting and the oldest queued time, of two groups counted as one."""
+    if figures is None:
+        return more
+    return figures[0] + more[0], min(figures[1], more[1])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from notifier.backoff import retry_delay
@@ -124,8 +124,8 @@ class Outcomes:
             extra={"event": "sent", "channel": channel, "rule": item.rule, "alert": item.id},
         )
         if self._on_sent is not None:
-            try:
-                self._on_sent(item)
+            try:  # the item as sent: under its channel's name now (a rename may have kept it)
+                self._on_sent(item if item.channel == channel else replace(item, channel=channel))
             except Exception:  # a metrics hook must not stop delivery
                 log.exception("on_sent hook failed")
 

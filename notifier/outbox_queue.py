@@ -174,16 +174,6 @@ class OutboxQueue:
             ).fetchone()
         return int(row[0])
 
-    def pending_by_channel(self) -> dict[str, tuple[int, datetime]]:
-        """Per channel: how many rows are pending and when the oldest was queued (for /healthz
-        and the oldest-pending gauge: one stuck channel must show even when others deliver)."""
-        with self._errors("read outbox"):
-            rows = self._db.execute(
-                "SELECT channel, count(*), min(created_at) FROM outbox "
-                "WHERE state = 'pending' GROUP BY channel"
-            ).fetchall()
-        return {str(channel): (int(n), from_us(int(oldest))) for channel, n, oldest in rows}
-
     def pending_by_target(self) -> dict[tuple[str, str], tuple[int, datetime]]:
         """Per channel and target: how many rows are pending and when the oldest was queued
         (for /healthz: each URL of a channel delivers on its own, and may stall alone)."""

@@ -167,6 +167,37 @@ async def test_notify_with_targets_starts_their_lanes_at_once(
     assert sorted(sender.delivered) == [("a", "f1"), ("b", "f1")]
 
 
+async def test_a_channel_renamed_with_its_url_kept_reports_its_rows_under_its_new_name(
+    store: StateStore, clock: HandClock
+) -> None:
+    """Rows recorded for `desk` go out through the same URL once it is named `trading`: the
+    gauges, the health check and the sent hook count them under `trading`, as the sent counter
+    does, not under a channel the config no longer has."""
+    sender = FakeSender({"a": "trading", "b": "mail"})
+    hooked: list[OutboxItem] = []
+    deliverer = make(store, sender, clock, on_sent=hooked.append)
+    put(store, "f1", "a", channel="desk")
+    put(store, "f2", "a", channel="trading")
+    put(store, "f3", "b", channel="mail")
+    assert {k: n for k, (n, _) in deliverer.pending_by_target().items()} == {
+        ("trading", "a"): 2,
+        ("mail", "b"): 1,
+    }
+    assert {k: n for k, (n, _) in deliverer.pending_by_channel().items()} == {
+        "trading": 2,
+        "mail": 1,
+    }
+    async with running(deliverer):
+        await spin_until(lambda: store.counts()["pending"] == 0)
+        await settle()
+    assert sorted((item.fill_key, item.channel) for item in hooked) == [
+        ("f1", "trading"),
+        ("f2", "trading"),
+        ("f3", "mail"),
+    ]
+    assert deliverer.stats.sent_by_channel == {"trading": 2, "mail": 1}
+
+
 async def test_no_lane_starts_after_run_has_ended(store: StateStore, clock: HandClock) -> None:
     """Once run() is over (cancelled with its task group), notify(targets) sends nothing: a
     lane started then would outlive the engine and the store."""
