@@ -22,7 +22,14 @@ from decimal import Decimal
 import msgspec
 
 from notifier.events import Fill
-from notifier.normalize import MAX_TEXT, PLAIN_DECIMAL, Rejected, decode_frame, normalize_message
+from notifier.normalize import (
+    MAX_TEXT,
+    PLAIN_DECIMAL,
+    Rejected,
+    decode_frame,
+    kept_as_is,
+    normalize_message,
+)
 
 _FILL_TYPES = ("fill", "execution")
 _SIDES = ("BUY", "SELL")
@@ -86,10 +93,10 @@ def _flat_fill(data: str) -> Fill | None:
     if (
         filled_at is None
         or side not in _SIDES
-        or not _shown(wire.side)
-        or not (isinstance(order_id, int) or _shown(order_id))  # msgspec: never a bool
-        or not _shown(wire.market_id)
-        or not _shown(wire.outcome)
+        or not kept_as_is(wire.side)
+        or not (isinstance(order_id, int) or kept_as_is(order_id))  # msgspec: never a bool
+        or not kept_as_is(wire.market_id)
+        or not kept_as_is(wire.outcome)
         or not _optional(wire.status)
         or not _optional(wire.client_order_id)
     ):
@@ -112,14 +119,9 @@ def _plain(text: str) -> Decimal | None:
     return Decimal(text) if PLAIN_DECIMAL.fullmatch(text) else None
 
 
-def _shown(text: str) -> bool:
-    """Text normalize keeps as it is: printable and not blank."""
-    return text.isprintable() and bool(text.strip())
-
-
 def _optional(text: str | None) -> bool:
     """An optional field normalize keeps as it is (absent, or text it would not drop)."""
-    return text is None or _shown(text)
+    return text is None or kept_as_is(text)
 
 
 def _utc(text: str | None) -> datetime | None:

@@ -167,8 +167,8 @@ def missing_fields(obj: Mapping[str, object]) -> list[str]:
     reading stops at the first, which answers a half-written fill one field at a time."""
     data = obj.get("data")
     fields = _merged(obj, data) if isinstance(data, Mapping) else obj
-    missing = [name for name in _REQUIRED if fields.get(name) in (None, "")]
-    if fields.get("filled_at") in (None, "") and fields.get("timestamp") in (None, ""):
+    missing = [name for name in _REQUIRED if _absent(fields.get(name))]
+    if _absent(fields.get("filled_at")) and _absent(fields.get("timestamp")):
         missing.append("filled_at (or timestamp)")
     return missing
 
@@ -203,9 +203,14 @@ def _to_fill(obj: Mapping[str, object]) -> Fill | Rejected:
         return exc.rejected
 
 
+def _absent(value: object) -> bool:
+    """A field not given: missing, null or empty text."""
+    return value is None or value == ""
+
+
 def _required(obj: Mapping[str, object], name: str) -> object:
     value = obj.get(name)
-    if value is None or value == "":
+    if _absent(value):
         raise _Reject("missing_field", f"{name} is missing")
     return value
 
@@ -229,12 +234,17 @@ def _ident(obj: Mapping[str, object], name: str) -> str:
 
 def _clean(name: str, value: str) -> str:
     """Text an alert can show: not blank, nothing `_UNSHOWABLE` (an order id of "\r" once
-    went out as an empty title). isprintable() first: the common case costs one C call."""
-    if value.isprintable() and value.strip():
+    went out as an empty title). kept_as_is() first: the common case costs one C call."""
+    if kept_as_is(value):
         return value
     if not value.strip() or any(unicodedata.category(c) in _UNSHOWABLE for c in value):
         raise _Reject("text", f"{name}={_show(value)} is blank or holds control characters")
     return value  # unusual but printable-enough (a no-break space): kept
+
+
+def kept_as_is(text: str) -> bool:
+    """Text a fill keeps as it came, with no closer look: printable and not blank."""
+    return text.isprintable() and bool(text.strip())
 
 
 def showable(text: str) -> str:
@@ -303,8 +313,8 @@ def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
 
 def _time(obj: Mapping[str, object]) -> datetime:
     """`filled_at` (fill, history) or `timestamp` (execution) as aware UTC."""
-    name = "filled_at" if obj.get("filled_at") not in (None, "") else "timestamp"
-    if obj.get(name) in (None, ""):  # neither: name both, as either shape may have sent it
+    name = "timestamp" if _absent(obj.get("filled_at")) else "filled_at"
+    if _absent(obj.get(name)):  # neither: name both, as either shape may have sent it
         raise _Reject("missing_field", "filled_at (or timestamp) is missing")
     value = obj[name]
     if isinstance(value, bool):
