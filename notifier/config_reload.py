@@ -11,9 +11,12 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
 
+from notifier import sdnotify
 from notifier.channels import ChannelSet
+from notifier.clock import utc_now
 from notifier.deliver import Deliverer
 from notifier.errors import ConfigError, StateError
 from notifier.pipeline import Pipeline
@@ -41,10 +44,15 @@ class ConfigReloader:
         service: Reloadable,
         read: Callable[[], Settings] | None,
         on_broken: Callable[[StateError], None],
+        *,
+        systemd: Callable[[str], None] = sdnotify.notify,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._service = service
         self._read = read
         self._on_broken = on_broken  # a reload's write to the state file failed
+        self._systemd = systemd  # told when a reload begins and how it ended
+        self._clock = clock
         self._lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[bool]] = set()  # reloads asked for and not done yet
         self._queued = False  # a reload asked for has not read the file yet
@@ -88,23 +96,35 @@ class ConfigReloader:
             return False
         async with self._lock:
             self._queued = False  # from here on, an edit needs a reload of its own
-            try:
-                new, channels = await asyncio.to_thread(self._build, self._read)
-            except ConfigError as exc:
-                log.error(
-                    "reload refused, the running config stays in force:\n%s%s",
-                    exc,
-                    _ENVIRONMENT_NOTE if _names_unset_variable(exc) else "",
-                    extra={"event": "reload_refused", "problems": len(exc.problems)},
-                )
-                return self._counted(False)
-            except Exception:  # a loader bug must not end the daemon, nor pass unseen
-                log.exception(
-                    "reload failed unexpectedly, the running config stays in force",
-                    extra={"event": "reload_refused"},
-                )
-                return self._counted(False)
-            return self._counted(self._swap(new, channels))
+            self._systemd(sdnotify.reloading())
+            ok, outcome = await self._reread(self._read)
+            self._systemd(f"READY=1\n{sdnotify.status(outcome)}")
+            return self._counted(ok)
+
+    async def _reread(self, read: Callable[[], Settings]) -> tuple[bool, str]:
+        """Read, build and swap in the config; whether it took, and a line saying how it went
+        (for `systemctl status`: a refused reload is otherwise seen only in the journal)."""
+        when = self._clock().strftime("%Y-%m-%d %H:%M:%S UTC")
+        try:
+            new, channels = await asyncio.to_thread(self._build, read)
+        except ConfigError as exc:
+            log.error(
+                "reload refused, the running config stays in force:\n%s%s",
+                exc,
+                _ENVIRONMENT_NOTE if _names_unset_variable(exc) else "",
+                extra={"event": "reload_refused", "problems": len(exc.problems)},
+            )
+            count = _counted_noun(len(exc.problems), "problem")
+            return False, f"running the config before: reload refused at {when} ({count})"
+        except Exception:  # a loader bug must not end the daemon, nor pass unseen
+            log.exception(
+                "reload failed unexpectedly, the running config stays in force",
+                extra={"event": "reload_refused"},
+            )
+            return False, f"running the config before: reload failed at {when} (see the log)"
+        if not self._swap(new, channels):
+            return False, f"reload stopped halfway at {when}: the state file failed"
+        return True, f"{running(new)}; reloaded at {when}"
 
     def _counted(self, ok: bool) -> bool:
         self.results["ok" if ok else "refused"] += 1
@@ -154,6 +174,16 @@ class ConfigReloader:
             extra={"event": "reloaded"},
         )
         return True
+
+
+def running(settings: Settings) -> str:
+    """What the daemon runs, as `systemctl status` shows it: "running: 12 rules, 3 channels"."""
+    rules = _counted_noun(len(settings.rules.rules), "rule")
+    return f"running: {rules}, {_counted_noun(len(settings.channels), 'channel')}"
+
+
+def _counted_noun(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # A reload reads the environment the daemon started with: a variable added to the unit's

@@ -1,9 +1,14 @@
-"""Tell systemd how the daemon is doing (`Type=notify`): ready once it can be reloaded.
+"""Tell systemd how the daemon is doing (`Type=notify`): ready, reloading, alive, stopping.
 
 With `Type=exec`, `systemctl start` returns as soon as the process exists, so a reload right
 after it could land before the daemon handles SIGHUP. With `Type=notify`, systemd waits for
-READY=1, sent once the signal handlers are in, and holds a reload until then. STOPPING=1 says a
-graceful stop began. Without $NOTIFY_SOCKET (not under systemd) nothing is sent.
+READY=1, sent once the signal handlers are in, and holds a reload until then. A reload is
+bracketed by RELOADING=1 and READY=1 (systemd 253 and later show the unit as reloading in
+between, and `Type=notify-reload` makes `systemctl reload` wait for it); its outcome goes in
+STATUS=, which `systemctl status` shows: a refused reload changes nothing else there. With
+`WatchdogSec=` set, WATCHDOG=1 is sent from the event loop, so a loop that stops turning gets
+the daemon restarted. STOPPING=1 says a graceful stop began. Without $NOTIFY_SOCKET (not
+under systemd) nothing is sent.
 """
 
 from __future__ import annotations
@@ -11,12 +16,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
 
 log = logging.getLogger(__name__)
 
+MIN_WATCHDOG_PING = 0.05  # seconds between pings at most this often, whatever systemd asks
+
 
 def notify(state: str) -> None:
-    """Send one state line ("READY=1") to systemd's socket; a failure is logged, not raised."""
+    """Send state lines ("READY=1") to systemd's socket; a failure is logged, not raised."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return
@@ -28,4 +37,44 @@ def notify(state: str) -> None:
             sock.connect(address)
             sock.sendall(state.encode())
     except OSError as exc:
-        log.warning("could not tell systemd %s: %s", state, exc)
+        first = state.split("\n", 1)[0]  # the state, not a STATUS= text after it
+        log.warning("could not tell systemd %s: %s", first, exc)
+
+
+def reloading(monotonic: Callable[[], float] = time.monotonic) -> str:
+    """The lines that open a reload: systemd 253+ matches them to the reload it asked for by
+    the monotonic time (CLOCK_MONOTONIC, as Python's on Linux), in microseconds."""
+    return f"RELOADING=1\nMONOTONIC_USEC={int(monotonic() * 1_000_000)}"
+
+
+def status(text: str) -> str:
+    """A STATUS= line: one line of at most 200 characters, whatever `text` holds."""
+    return "STATUS=" + " ".join(text.split())[:200]
+
+
+def watchdog_interval(
+    environ: Mapping[str, str] = os.environ, pid: int | None = None
+) -> float | None:
+    """Seconds between WATCHDOG=1 pings (half of `WatchdogSec=`), or None when systemd asks
+    for none, or asks another process (WATCHDOG_PID names the one it watches)."""
+    raw = environ.get("WATCHDOG_USEC", "")
+    if not raw.isdigit() or int(raw) == 0:
+        return None
+    watched = environ.get("WATCHDOG_PID", "")
+    if watched and watched != str(os.getpid() if pid is None else pid):
+        return None
+    return max(int(raw) / 2_000_000, MIN_WATCHDOG_PING)
+
+
+async def ping_watchdog(
+    interval: float,
+    *,
+    send: Callable[[str], None] = notify,
+    sleep: Callable[[float], Awaitable[None]],
+) -> None:
+    """Ping systemd's watchdog every `interval` seconds until cancelled. Sent from a task on
+    the event loop: a loop stuck in a blocking call stops the pings, and systemd restarts
+    the daemon once `WatchdogSec=` passes without one."""
+    while True:
+        send("WATCHDOG=1")
+        await sleep(interval)

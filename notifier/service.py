@@ -22,7 +22,7 @@ import httpx
 from notifier import __version__, sdnotify
 from notifier.channels import ChannelSet
 from notifier.clock import utc_now
-from notifier.config_reload import ConfigReloader
+from notifier.config_reload import ConfigReloader, running
 from notifier.deliver import Deliverer
 from notifier.drain_watch import DrainWatch
 from notifier.errors import FatalFeedError, StateError, key_prefix
@@ -86,7 +86,9 @@ class Service:
         self.deliverer: Deliverer | None = None
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
-        self._reloader = ConfigReloader(self, reload, on_broken=self._state_broken)
+        self._reloader = ConfigReloader(
+            self, reload, on_broken=self._state_broken, clock=self._clock
+        )
 
     def request_stop(self, why: str = "asked to stop") -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do); `why` goes in the log line."""
@@ -186,7 +188,8 @@ class Service:
                 enabled=self._install_signals,
                 hangups=self._hangups,
             ):
-                sdnotify.notify("READY=1")  # a reload from now on is handled, not fatal
+                # A reload from now on is handled, not fatal.
+                sdnotify.notify(f"READY=1\n{sdnotify.status(running(settings))}")
                 await self._supervise(store, checkpointer, feed, pipeline, deliverer)
         finally:
             # A failed run ends here too: no reload may swap rules in once the state file closes.
@@ -216,6 +219,14 @@ class Service:
             file_task = tasks.create_task(
                 watch_state_file(store.path, self._state_file), name="state-file"
             )
+            interval = sdnotify.watchdog_interval()
+            watchdog_task = (
+                tasks.create_task(
+                    sdnotify.ping_watchdog(interval, sleep=asyncio.sleep), name="watchdog"
+                )
+                if interval is not None
+                else None
+            )
             watch_task = (
                 tasks.create_task(
                     watch_file(self._watch.path, self.request_reload, since=self._watch.since)
@@ -224,7 +235,7 @@ class Service:
                 else None
             )
             await self._stop.wait()
-            sdnotify.notify("STOPPING=1")
+            sdnotify.notify(f"STOPPING=1\n{sdnotify.status(f'stopping ({self._stop_why})')}")
             log.info("stopping (%s): feed closed, finishing what was received", self._stop_why)
             await self._reloader.cancel()
             await _cancel(feed_task)
@@ -238,6 +249,8 @@ class Service:
             await _cancel(file_task)
             if watch_task is not None:
                 await _cancel(watch_task)
+            if watchdog_task is not None:  # the last: it vouched for the loop during the stop
+                await _cancel(watchdog_task)
 
     async def _prune_forever(self, store: StateStore) -> None:
         horizon = self.settings.feed.backfill_horizon

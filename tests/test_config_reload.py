@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from notifier.config import parse
+from notifier.config_reload import ConfigReloader
 from notifier.service import Service
 from notifier.settings import Settings
 from notifier.simulator import DEFAULT_API_KEY
@@ -115,3 +118,37 @@ async def test_the_environment_note_also_follows_a_variable_whose_name_is_not_sh
     assert "names an environment variable that is not set" in refused
     assert "ps_live_pasted" not in refused
     assert refused.endswith("needs a restart)")
+
+
+async def test_systemd_is_told_when_each_reload_begins_and_how_it_ended(tmp_path: Path) -> None:
+    """Each reload is bracketed by RELOADING=1 and READY=1, and STATUS= says what runs after
+    it: the new config, or the one before with the refusal's time and count, or a loader
+    failure; the demo's reload (no config file) tells systemd nothing."""
+    told: list[str] = []
+    texts = iter([CONFIG + "  hook2: json://127.0.0.1:9/x\n", "rules: [{name: x}, 5]\n"])
+
+    def read() -> Settings:
+        text = next(texts, None)
+        if text is None:
+            raise ValueError("a loader bug")
+        return _settings(tmp_path, text, {})
+
+    service = Service(_settings(tmp_path, CONFIG, {}), install_signals=False)
+    at = datetime(2026, 12, 7, 5, 40, 12, tzinfo=UTC)
+    reloader = ConfigReloader(service, read, on_broken=print, systemd=told.append, clock=lambda: at)
+    assert await reloader.reload() is True
+    assert await reloader.reload() is False
+    assert await reloader.reload() is False
+    stamps = told[0::2]
+    assert all(re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", line) for line in stamps)
+    assert told[1::2] == [
+        "READY=1\nSTATUS=running: 0 rules, 2 channels; reloaded at 2026-12-07 05:40:12 UTC",
+        "READY=1\nSTATUS=running the config before: reload refused at 2026-12-07 05:40:12 UTC"
+        " (2 problems)",
+        "READY=1\nSTATUS=running the config before: reload failed at 2026-12-07 05:40:12 UTC"
+        " (see the log)",
+    ]
+    quiet: list[str] = []
+    demo = ConfigReloader(service, None, on_broken=print, systemd=quiet.append)
+    assert await demo.reload() is False
+    assert quiet == []

@@ -7,10 +7,12 @@ import errno
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import tempfile
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -436,11 +438,13 @@ async def test_a_sighup_while_starting_is_kept_and_reloads_once_up(
     assert len(webhook.requests) == 1
 
 
-async def test_systemd_hears_ready_once_signals_are_handled_and_stopping_at_the_end(
+async def test_systemd_hears_ready_reloads_their_outcome_the_watchdog_and_stopping(
     venue: SimulatedPolySim, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
     """Type=notify: READY=1 once a reload can no longer kill the daemon (systemd holds a
-    `systemctl reload` until then), STOPPING=1 when a graceful stop begins."""
+    `systemctl reload` until then); each reload between RELOADING=1 and READY=1, its outcome
+    in STATUS= (a refused one too); WATCHDOG=1 from the running loop when WatchdogSec= asks
+    for it; STOPPING=1 when a graceful stop begins. Each state once, in that order."""
     config = write_config(tmp_path / "config.yaml", venue, webhook)
     with (
         tempfile.TemporaryDirectory(dir="/tmp") as short,  # a socket path has ~100 bytes
@@ -450,16 +454,53 @@ async def test_systemd_hears_ready_once_signals_are_handled_and_stopping_at_the_
         systemd.bind(address)
         systemd.setblocking(False)
         loop = asyncio.get_running_loop()
-        env = child_env(POLYSIM_API_KEY=DEFAULT_API_KEY, NOTIFY_SOCKET=address)
+        pings = 0
+
+        async def told() -> list[str]:
+            """The next message that is not a watchdog ping, as its lines."""
+            nonlocal pings
+            while True:
+                message = await asyncio.wait_for(loop.sock_recv(systemd, 1024), timeout=15)
+                if message != b"WATCHDOG=1":
+                    return message.decode().split("\n")
+                pings += 1
+
+        env = child_env(
+            POLYSIM_API_KEY=DEFAULT_API_KEY, NOTIFY_SOCKET=address, WATCHDOG_USEC="100000"
+        )
         async with await Daemon.start("run", "--config", str(config), env=env) as daemon:
-            ready = await asyncio.wait_for(loop.sock_recv(systemd, 256), timeout=15)
-            assert ready == b"READY=1"
+            assert await told() == ["READY=1", "STATUS=running: 1 rule, 1 channel"]
+            before = time.monotonic()
             daemon.signal(signal.SIGHUP)  # what systemd would now let through
-            await daemon.wait_log("reloaded: 1 rules")
+            state, stamp = await told()
+            assert state == "RELOADING=1"
+            assert stamp.startswith("MONOTONIC_USEC=")
+            # CLOCK_MONOTONIC, in microseconds, as systemd matches it to its own reload.
+            assert before <= int(stamp.removeprefix("MONOTONIC_USEC=")) / 1e6 <= time.monotonic()
+            ready, outcome = await told()
+            assert ready == "READY=1"
+            assert re.fullmatch(
+                r"STATUS=running: 1 rule, 1 channel; reloaded at \d{4}-\d\d-\d\d "
+                r"\d\d:\d\d:\d\d UTC",
+                outcome,
+            )
+            config.write_text(config.read_text() + "  - nonsense\n", encoding="utf-8")
+            daemon.signal(signal.SIGHUP)
+            assert (await told())[0] == "RELOADING=1"
+            ready, outcome = await told()
+            assert ready == "READY=1"
+            assert re.fullmatch(
+                r"STATUS=running the config before: reload refused at .* UTC \(1 problem\)",
+                outcome,
+            )
+            while pings < 3:  # the watchdog keeps going through all of it
+                ping = await asyncio.wait_for(loop.sock_recv(systemd, 1024), timeout=15)
+                assert ping == b"WATCHDOG=1"
+                pings += 1
             daemon.signal(signal.SIGTERM)
-            stopping = await asyncio.wait_for(loop.sock_recv(systemd, 256), timeout=15)
+            stopping = await told()
             code, _ = await daemon.wait()
-    assert stopping == b"STOPPING=1"
+    assert stopping == ["STOPPING=1", "STATUS=stopping (SIGTERM)"]
     assert code == 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier import cli, cli_args
+from notifier import cli, cli_args, sdnotify
 from notifier.service import PIPELINE_GRACE, SHUTDOWN_GRACE
 
 UNIT = Path(__file__).parent.parent / "deploy" / "notifier.service"
@@ -55,6 +55,15 @@ def test_the_unit_s_command_line_is_one_the_program_takes() -> None:
     )
     assert _directives()["Type"] == ["notify"]
     assert _directives()["StateDirectory"] == ["notifier"]
+
+
+def test_the_watchdog_is_on_and_tolerates_more_than_a_slow_moment() -> None:
+    """WatchdogSec= makes the daemon ping from its loop (sdnotify.watchdog_interval): long
+    enough that no busy spell trips it, so a restart means the loop really stopped."""
+    (seconds,) = _directives()["WatchdogSec"]
+    environ = {"WATCHDOG_USEC": str(int(seconds) * 1_000_000)}
+    assert sdnotify.watchdog_interval(environ, pid=1) == int(seconds) / 2
+    assert int(seconds) >= 30
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze absent")
