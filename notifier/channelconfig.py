@@ -1,4 +1,4 @@
-"""The config's `channels:` section: each channel's URLs, rate limit and fallback, checked.
+"""The config's `channels:` section: each channel's URLs, rate limit, fallback and format, checked.
 
 Apart from config.py, which reads the file's other sections and checks the rules against the
 channels found here. A channel URL carries its credentials, so a problem names the channel
@@ -15,6 +15,7 @@ from notifier.config_problems import Problems
 from notifier.configvalues import (
     CHANNEL_NAME,
     QUOTED,
+    as_choice,
     as_duration,
     as_nonempty_str,
     as_str_list,
@@ -23,7 +24,7 @@ from notifier.configvalues import (
 )
 from notifier.errors import URL_SCHEME
 from notifier.ruleconfig import unknown_channel
-from notifier.settings import ChannelSettings
+from notifier.settings import BODY_FORMATS, ChannelSettings
 from notifier.yamltree import Node, Scalar, YMap, describe
 
 CheckUrl = Callable[[str], str | None]
@@ -34,19 +35,21 @@ _URL_START = re.compile(rf"{URL_SCHEME}://")
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(\S+)\s*")  # a bounded count: int() of any length
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _RATE_UNITS |= {"h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
-_CHANNEL_KEYS = ("urls", "url", "rate", "fallback", "fallback_after")
+_CHANNEL_KEYS = ("urls", "url", "rate", "fallback", "fallback_after", "body_format")
 
 
 def parse_channels(
-    node: Node | None, problems: Problems, check_url: CheckUrl | None
+    node: Node | None, problems: Problems, check_url: CheckUrl | None, default_format: str = "text"
 ) -> dict[str, ChannelSettings]:
-    """Each channel's URLs (checked, never echoed), rate limit and fallback."""
+    """Each channel's URLs (checked, never echoed), rate limit, fallback and format
+    (`default_format`, delivery.body_format, where it names none)."""
     if not isinstance(node, YMap):
         if node is not None and not (isinstance(node, Scalar) and node.kind == "null"):
             problems.add(node.line, "channels", f"must be a mapping, got {describe(node)}")
         return {}
     channels: dict[str, ChannelSettings] = {}
     fallbacks: dict[str, tuple[str, Node]] = {}
+    owners: dict[str, ChannelSettings] = {}  # each URL's first channel
     declared = set(node)
     for name, value in node.items():
         path = f"channels.{name}"
@@ -60,6 +63,13 @@ def parse_channels(
         channel = _channel(name, value, path, problems, check_url)
         if channel is None:
             continue
+        clash = _format_clash(channel, owners, default_format)
+        if clash is not None:
+            own = isinstance(value, YMap) and "body_format" in value
+            where = value["body_format"] if isinstance(value, YMap) and own else value
+            problems.add(where.line, f"{path}.body_format" if own else path, clash)
+            continue
+        owners.update((url, channel) for url in channel.urls if url not in owners)
         channels[name] = channel
         if channel.fallback is not None:
             assert isinstance(value, YMap)
@@ -75,6 +85,26 @@ def parse_channels(
         elif (loop := _cycle(name, channels)) and name == min(loop):
             problems.add(target_node.line, path, f"fallback loop: {' -> '.join(loop)}")
     return channels
+
+
+def _format_clash(
+    channel: ChannelSettings, owners: dict[str, ChannelSettings], default_format: str
+) -> str | None:
+    """Why the channel cannot have its format: a URL it shares with an earlier channel that
+    writes another format (the URL is one target, sending in one format); None if none."""
+    mine = channel.body_format or default_format
+    for url in channel.urls:
+        owner = owners.get(url)
+        if owner is None:
+            continue
+        theirs = owner.body_format or default_format
+        if theirs != mine:
+            source = "" if channel.body_format else " (delivery.body_format)"
+            return (
+                f"writes {mine}{source}, but shares a URL with channel {owner.name!r}, which "
+                f"writes {theirs}: one URL takes one format (give both the same body_format)"
+            )
+    return None
 
 
 def _cycle(start: str, channels: Mapping[str, ChannelSettings]) -> list[str]:
@@ -104,6 +134,9 @@ def _channel(
             values["rate"] = _rate(node["rate"], f"{path}.rate", problems)
         if "fallback" in node:
             values["fallback"] = as_nonempty_str(node["fallback"], f"{path}.fallback", problems)
+        if "body_format" in node:
+            where = f"{path}.body_format"
+            values["body_format"] = as_choice(node["body_format"], where, problems, BODY_FORMATS)
         if "fallback_after" in node:
             after = as_duration(node["fallback_after"], f"{path}.fallback_after", problems)
             if after is not None and "fallback" not in node:

@@ -74,6 +74,7 @@ class _Entry:
     apprise: Apprise
     secrets: tuple[str, ...]
     limit: MessageLimit  # what one message to the service may hold, per apprise
+    body_format: NotifyFormat  # how its messages are written: its channel's, or delivery's
     # The service shows a title of its own (a subject, a notification title), which apprise
     # passes on as is, never converting it to the service's format as it does a title it
     # merges into the body (title_maxlen 0).
@@ -88,13 +89,14 @@ class ChannelSet:
     ) -> None:
         self.names: tuple[str, ...] = tuple(entries)
         self._by_channel = {name: tuple(e.target for e in es) for name, es in entries.items()}
+        self._formats = {name: es[0].body_format for name, es in entries.items() if es}
         self._by_key: dict[str, _Entry] = {}
         for es in entries.values():
             for entry in es:
                 # The same URL in two channels is one target (first channel named owns it).
                 self._by_key.setdefault(entry.target.key, entry)
         self._locks = {key: asyncio.Lock() for key in self._by_key}
-        self._body_format = NotifyFormat(delivery.body_format)
+        self._default_format = delivery.body_format
         self._deadline = delivery.send_deadline
         # delivery.timeout: the connect timeout the plugins get (`tune`), and how long a send
         # waits for an earlier one to the same target to end.
@@ -111,6 +113,7 @@ class ChannelSet:
         entries: dict[str, tuple[_Entry, ...]] = {}
         for name, settings in channels.items():
             built: dict[str, _Entry] = {}
+            body_format = NotifyFormat(settings.body_format or delivery.body_format)
             for index, url in enumerate(settings.urls):
                 plugin, why = instantiate(url, _ASSET)
                 if plugin is None:
@@ -125,6 +128,7 @@ class ChannelSet:
                     Apprise(plugin),
                     url_secrets(url, display),
                     message_limit(plugin),
+                    body_format,
                     own_title=int(getattr(plugin, "title_maxlen", 0) or 0) > 0,
                 )
                 LOG_GUARD.add_secrets(entry.secrets)
@@ -139,6 +143,11 @@ class ChannelSet:
     def targets(self, channel: str) -> tuple[Target, ...]:
         """The targets of a channel, in config order; KeyError for an unknown channel."""
         return self._by_channel[channel]
+
+    def body_format(self, channel: str) -> str:
+        """How the channel's messages are written: its own body_format, else delivery's."""
+        found = self._formats.get(channel)
+        return found.value if found is not None else self._default_format
 
     def take_locks(self, previous: ChannelSet) -> None:
         """On reload: a URL in both sets keeps its lock, so a send the old set gave up on
@@ -190,7 +199,7 @@ class ChannelSet:
         are escaped; a title the service shows apart from the body (an email subject, an ntfy
         title) is plain text there: "S&P < 5000", not "S&amp;P &lt; 5000"."""
         entry = self._by_key.get(target)
-        if entry is not None and entry.own_title and self._body_format == NotifyFormat.HTML:
+        if entry is not None and entry.own_title and entry.body_format == NotifyFormat.HTML:
             return html.unescape(title)
         return title
 
@@ -218,7 +227,7 @@ class ChannelSet:
             body=body,
             title=self.title_for(target, title),
             notify_type=NotifyType.INFO,
-            body_format=self._body_format,
+            body_format=entry.body_format,
             log_level=logging.DEBUG if diagnose else None,
         )
         began: list[float] = []  # when a send thread started it (not the wait for one)

@@ -33,10 +33,10 @@ from notifier.durations import format_duration
 from notifier.errors import ConfigError, ConfigProblem, os_reason
 from notifier.events import Fill
 from notifier.feedconfig import parse_feed
-from notifier.render import escape_for
 from notifier.ruleconfig import RuleContext, parse_rules, template_placeholder
 from notifier.rules import RuleSet
 from notifier.settings import (
+    BODY_FORMATS,
     DeliverySettings,
     LogSettings,
     MetricsSettings,
@@ -200,11 +200,10 @@ def parse(
     _check_max_age(root.get("delivery"), delivery, problems)
     metrics = section(root.get("metrics"), "metrics", problems, MetricsSettings(), _METRICS)
     log = section(root.get("log"), "log", problems, LogSettings(), _LOG)
-    channels = parse_channels(root.get("channels"), problems, check_url)
+    channels = parse_channels(root.get("channels"), problems, check_url, delivery.body_format)
     # Rules may name a channel whose URL was refused: that is the channel's problem, not theirs.
     declared = [n for n in _keys(root.get("channels")) if CHANNEL_NAME.fullmatch(n)]
-    escape = escape_for(delivery.body_format)
-    context = RuleContext(problems, declared, escape=escape)
+    context = RuleContext(problems, declared)
     rules = parse_rules(root.get("rules"), "rules", context)
     problems.raise_if_any()
     return Settings(
@@ -214,7 +213,7 @@ def parse(
         delivery=delivery,
         metrics=metrics,
         channels=channels,
-        rules=RuleSet(rules, escape=escape),
+        rules=RuleSet(rules),
         log=log,
         notes=tuple(problems.notes),
     )
@@ -310,7 +309,7 @@ _DELIVERY: dict[str, Parser] = {
     "retry_cap": as_seconds,
     "concurrency": lambda n, p, pr: as_int(n, p, pr, minimum=1),
     "timeout": as_seconds,
-    "body_format": lambda n, p, pr: as_choice(n, p, pr, ("text", "markdown", "html")),
+    "body_format": lambda n, p, pr: as_choice(n, p, pr, BODY_FORMATS),
     "overflow": lambda n, p, pr: as_choice(n, p, pr, ("split", "truncate", "upstream")),
 }
 

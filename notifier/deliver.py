@@ -30,8 +30,7 @@ from notifier.clock import utc_now
 from notifier.delivery_outcomes import DeliveryStats, Outcomes
 from notifier.due_decision import behind_a_move, due_in
 from notifier.events import SendResult
-from notifier.message_fold import FOLD_LIMIT, fitting, fold, foldable, message_limit
-from notifier.render import escape_for, line_break
+from notifier.message_fold import FOLD_LIMIT, fitting, fold, foldable, line_end, message_limit
 from notifier.sender import Sender
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
@@ -279,7 +278,7 @@ class Deliverer:
             ):
                 return
             self._store.flush()  # the row must be on disk before anyone can have seen it
-            newline = line_break(escape_for(self._settings.body_format))
+            newline = line_end(self._sender, channel, self._settings.body_format)
             items = self._batch(item, channel, now, newline) if folding else [item]
             if not items:
                 return  # every one was delivered after all: marked sent

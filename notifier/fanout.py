@@ -1,16 +1,22 @@
-"""One rendered message becomes one `Alert` per delivery target of each channel it names.
+"""One message becomes one `Alert` per delivery target of each channel it names.
 
 Shared by plain rules (one fill) and shaped ones (a digest), so both reach the outbox keyed
-the same way: (fill key, rule, target).
+the same way: (fill key, rule, target). Each channel takes its messages in its own format
+(`channels.NAME.body_format`), so the message is rendered here, once for each escaping its
+channels need (`render.escape_for`: HTML escapes the venue's text, text and Markdown do not).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from notifier.events import Alert
+from notifier.render import Escape, escape_for
+
+# A message's title and body, rendered with the escaping its channel's format needs.
+Render = Callable[[Escape | None], tuple[str, str]]
 
 
 class TargetLike(Protocol):
@@ -21,9 +27,12 @@ class TargetLike(Protocol):
 
 
 class TargetLookup(Protocol):
-    """The delivery targets behind a channel name (KeyError for one not configured)."""
+    """The delivery targets behind a channel name (KeyError for one not configured), and the
+    format the channel's messages are written in."""
 
     def targets(self, channel: str) -> Sequence[TargetLike]: ...
+
+    def body_format(self, channel: str) -> str: ...
 
 
 def fan_out(
@@ -31,22 +40,29 @@ def fan_out(
     fill_key: str,
     rule: str,
     channels: Iterable[str],
-    title: str,
-    body: str,
+    render: Render,
     filled_at: datetime,
     targets: TargetLookup,
 ) -> list[Alert]:
-    """One alert per target of each channel, all carrying the same message."""
-    return [
-        Alert(
-            fill_key=fill_key,
-            rule=rule,
-            channel=channel,
-            target=target.key,
-            title=title,
-            body=body,
-            filled_at=filled_at,
+    """One alert per target of each channel, carrying the message as its format has it."""
+    alerts: list[Alert] = []
+    rendered: dict[Escape | None, tuple[str, str]] = {}
+    for channel in channels:
+        channel_targets = targets.targets(channel)
+        escape = escape_for(targets.body_format(channel))
+        if escape not in rendered:
+            rendered[escape] = render(escape)
+        title, body = rendered[escape]
+        alerts += (
+            Alert(
+                fill_key=fill_key,
+                rule=rule,
+                channel=channel,
+                target=target.key,
+                title=title,
+                body=body,
+                filled_at=filled_at,
+            )
+            for target in channel_targets
         )
-        for channel in channels
-        for target in targets.targets(channel)
-    ]
+    return alerts

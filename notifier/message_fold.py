@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from notifier.events import MessageLimit
+from notifier.render import escape_for, line_break
 from notifier.store import OutboxItem
 
 FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next one
@@ -32,6 +33,14 @@ def foldable(head: Sequence[OutboxItem], now: datetime, max_age: timedelta) -> l
         for row in itertools.takewhile(lambda i: i.next_at <= now, head)
         if now < row.created_at + max_age
     ]
+
+
+def line_end(sender: object, channel: str, default: str) -> str:
+    """How a fold's alerts are separated for the channel: as its format ends a line
+    (`render.line_break`: `<br>` in HTML), its format the sender's, else `default`."""
+    format_of = getattr(sender, "body_format", None)
+    found = format_of(channel) if callable(format_of) else None
+    return line_break(escape_for(found if isinstance(found, str) else default))
 
 
 def message_limit(sender: object, target: str) -> MessageLimit:

@@ -90,7 +90,6 @@ class Pipeline:
             clock=clock,
             stored=store.shaping.entries(),
             snapshot=store.shaping.legacy_snapshot(),
-            escape=rules.escape,
         )
         self._timer_error: BaseException | None = None
         self._targets = targets

@@ -6,12 +6,14 @@ run prints is what `run` would queue.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from notifier.events import Alert, Fill
-from notifier.fanout import TargetLookup, fan_out
+from notifier.fanout import Render, TargetLookup, fan_out
 from notifier.release_render import preview
-from notifier.render import fill_values
+from notifier.render import Escape, fill_values
 from notifier.rules import Rule, RuleSet
 
 
@@ -47,22 +49,26 @@ def plan_alerts(
     alerts: list[Alert] = []
     shaped: list[Rule] = []
     for rule in matched:
+        render: Render
         if rule.shaping is not None:
             if defer_shaped:
                 shaped.append(rule)
                 continue
-            title, body = preview(rule, fill)
+            render = functools.partial(preview, rule, fill)
         else:
             values = fill_values(fill, rule=rule.name, tz=rule.tz)
-            title = rule.title.render(values, escape=rule.escape)
-            body = rule.body.render(values, escape=rule.escape)
+            render = functools.partial(_message, rule, values)
         alerts += fan_out(
             fill_key=fill.key,
             rule=rule.name,
             channels=rule.notify,
-            title=title,
-            body=body,
+            render=render,
             filled_at=fill.filled_at,
             targets=targets,
         )
     return Planned(fill=fill, rules=matched, alerts=tuple(alerts), shaped=tuple(shaped))
+
+
+def _message(rule: Rule, values: Mapping[str, object], escape: Escape | None) -> tuple[str, str]:
+    """A plain rule's title and body over one fill's values, escaped for a channel's format."""
+    return rule.title.render(values, escape=escape), rule.body.render(values, escape=escape)

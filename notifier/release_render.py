@@ -25,28 +25,39 @@ from notifier.render import (
     shown_in,
 )
 from notifier.rules import Rule
-from notifier.shapingconfig import DEFAULT_LINE, DIGEST_TITLE, MIXED_LINE, digest_body
+from notifier.shapingconfig import (
+    DEFAULT_LINE,
+    DIGEST_BODY,
+    DIGEST_TITLE,
+    MIXED_LINE,
+    digest_body,
+)
 
 _DEFAULT_LINE = Template(DEFAULT_LINE)
 # A body with any of these was written for several fills: it needs no list added.
 _DIGEST_FIELDS = frozenset(AGGREGATE_FIELDS) - {"suppressed"}
 
 
-def render_release(rule: Rule, release: Release) -> tuple[str, str]:
+def render_release(rule: Rule, release: Release, escape: Escape | None = None) -> tuple[str, str]:
     """Title and body of a release: the rule's templates over the digest fields and `lines`;
     for a release of one fill, where the rule left a template to the digest default, the
-    plain default instead (a quiet-hours rule's daytime alerts look like any rule's)."""
+    plain default instead (a quiet-hours rule's daytime alerts look like any rule's).
+    `escape`: the channel's format's (render.escape_for); the default body's lines end as
+    that format ends a line."""
     title, body = rule.title, rule.body
     if release.count == 1 and not release.suppressed and rule.single is not None:
         title, body = rule.single
-    body, line = _mixed(body, rule.line or _DEFAULT_LINE, release, line_break(rule.escape))
-    return _render(title, body, line, rule.name, release, rule.escape, rule.tz)
+    newline = line_break(escape)
+    if body.text == DIGEST_BODY:
+        body = _template(digest_body(newline))
+    body, line = _mixed(body, rule.line or _DEFAULT_LINE, release, newline)
+    return _render(title, body, line, rule.name, release, escape, rule.tz)
 
 
 def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, str]:
     """A release of a rule no longer shaped: default digest templates, saying why it comes now.
 
-    `escape`: the message format's (the config's, as the rule may be gone with its own).
+    `escape`: the format's of the channel it goes to (the rule may be gone).
     """
     newline = line_break(escape)
     title, body = Template(DIGEST_TITLE), Template(digest_body(newline))
@@ -121,6 +132,7 @@ def _held_back(release: Release) -> str:
     return ""
 
 
-def preview(rule: Rule, fill: Fill) -> tuple[str, str]:
+def preview(rule: Rule, fill: Fill, escape: Escape | None = None) -> tuple[str, str]:
     """What a shaped rule would send for this fill alone (the dry run's view of a digest)."""
-    return render_release(rule, make_release(rule.name, (), Bunch.of(fill), 0, "single"))
+    release = make_release(rule.name, (), Bunch.of(fill), 0, "single")
+    return render_release(rule, release, escape)

@@ -194,21 +194,24 @@ def _describe(
 
 
 def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
-    """One rule's message: its title per target (where they differ) and its body."""
+    """One rule's message: its title and body per target, where they differ (each channel
+    writes its own format; in html a service that shows the title apart gets it as text)."""
     if not alerts:
         return
-    # html mode: services that show the title apart from the body get it as plain text
     titles: dict[str, list[str]] = {}  # title -> the targets that get it
+    bodies: dict[str, list[str]] = {}
     for each in alerts:
-        title = channels.title_for(each.target, each.title)
-        titles.setdefault(title, []).append(channels.display(each.target))
+        shown = channels.display(each.target)
+        titles.setdefault(channels.title_for(each.target, each.title), []).append(shown)
+        bodies.setdefault(each.body, []).append(shown)
     for title, where in titles.items():
         to = f" (to {', '.join(where)})" if len(titles) > 1 else ""
         print(f"    title: {title}{to}", file=out)
-    alert = alerts[0]
-    for body_line in alert.body.splitlines() or [""]:
-        print(f"    body:  {body_line}", file=out)
-    if NO_MENTION in alert.title or NO_MENTION in alert.body:
+    for body, where in bodies.items():
+        to = f" (to {', '.join(where)})" if len(bodies) > 1 else ""
+        for number, body_line in enumerate(body.splitlines() or [""]):
+            print(f"    body:  {body_line}{'' if number else to}", file=out)
+    if any(NO_MENTION in alert.title or NO_MENTION in alert.body for alert in alerts):
         print(
             "    note: zero-width spaces (U+200B) keep the @mentions and links in the "
             "fill's text from pinging anyone or linking anywhere",

@@ -28,17 +28,15 @@ from notifier.digests import GROUP_FIELDS, GROUP_SAMPLES
 from notifier.render import (
     DEFAULT_BODY,
     DEFAULT_TITLE,
-    Escape,
     Template,
     TemplateError,
-    line_break,
 )
 from notifier.rules import Rule
 from notifier.shapingconfig import (
+    DIGEST_BODY,
     DIGEST_TITLE,
     SHAPING_KEYS,
     combine,
-    digest_body,
     digest_field_message,
     parse_active_node,
     parse_group_node,
@@ -58,7 +56,6 @@ class RuleContext:
     problems: Problems
     channels: Collection[str]
     shaped: bool = False  # the rule has group/throttle/active: its templates get digest fields
-    escape: Escape | None = None  # field values escaped for delivery.body_format (html)
 
 
 RuleKeyParser = Callable[[Node, str, RuleContext], object | None]
@@ -265,7 +262,8 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
                 fields.get("body", Template(DEFAULT_BODY)),
             )
         fields.setdefault("title", Template(DIGEST_TITLE))
-        fields.setdefault("body", Template(digest_body(line_break(ctx.escape))))
+        # Its lines end as each channel's format ends a line (release_render.render_release).
+        fields.setdefault("body", Template(DIGEST_BODY))
     fields.setdefault("title", Template(DEFAULT_TITLE))
     fields.setdefault("body", Template(DEFAULT_BODY))
-    return Rule(**fields, escape=ctx.escape)
+    return Rule(**fields)

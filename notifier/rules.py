@@ -27,7 +27,7 @@ from notifier.conditions import (
 )
 from notifier.events import Fill
 from notifier.globs import is_glob
-from notifier.render import Escape, Template
+from notifier.render import Template
 from notifier.shapingspecs import RuleShaping
 
 _CACHE_SIZE = 16384
@@ -45,7 +45,6 @@ class Rule:
     enabled: bool = True
     stop: bool = False
     tz: tzinfo | None = None  # `tz:`, the zone its messages show times in; None: UTC
-    escape: Escape | None = None  # how field values are escaped for the body format
     # group, throttle and active, combined (shapingconfig.combine); None: a plain rule.
     shaping: RuleShaping | None = dataclasses.field(default=None, hash=False)
     # A shaped rule's: how a digest lists each fill, and the title and body of a message of
@@ -166,17 +165,13 @@ class RuleSet:
         "_titled_cache",
         "_wild",
         "_wild_pairs",
-        "escape",
         "rules",
         "uses_client_order_id",
         "uses_title",
     )
 
-    def __init__(self, rules: Sequence[Rule], *, escape: Escape | None = None) -> None:
+    def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
-        # The message format's escaping (render.escape_for), for text rendered without a rule
-        # (the digest of a rule gone from the config); each rule carries it too.
-        self.escape = escape
         # Whether matching looks at market_title: if not, a fill needs its title (a REST
         # look-up) only once it has matched, to render the message.
         self.uses_title = any(

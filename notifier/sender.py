@@ -3,7 +3,8 @@
 A module of its own so that the engine's parts (`deliver.py`, `due_decision.py`,
 `delivery_outcomes.py`) name it without importing one another. `channels.ChannelSet` is the
 sender the daemon uses, apprise behind it. Beyond the protocol the engine uses what a sender
-has of `message_limit` (`message_fold.message_limit`), `take_delivered`
+has of `message_limit` (`message_fold.message_limit`), `body_format` (`message_fold.line_end`),
+`take_delivered`
 (`Outcomes.delivered_after_all`), `sending` (`Outcomes.escalate`: no fallback while a send
 given up on may yet arrive) and `targets` (`reroute.TargetDirectory`).
 """

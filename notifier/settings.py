@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from notifier.rules import RuleSet
 
 DEFAULT_BASE_URL = "https://api.polysimulator.com"
+BodyFormat = Literal["text", "markdown", "html"]
+BODY_FORMATS: tuple[BodyFormat, ...] = ("text", "markdown", "html")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ class DeliverySettings:
     retry_cap: float = 300.0
     concurrency: int = 4
     timeout: float = 30.0
-    body_format: Literal["text", "markdown", "html"] = "text"
+    body_format: BodyFormat = "text"  # a channel's own (ChannelSettings) comes first
     # Not split: a message sent in pieces is retried whole when one piece fails, and the
     # pieces already shown are shown twice. Digests cap their lines to stay within limits.
     overflow: Literal["split", "truncate", "upstream"] = "truncate"
@@ -114,6 +116,8 @@ class ChannelSettings:
     rate: tuple[int, float] | None = None  # (messages, per seconds)
     fallback: str | None = None
     fallback_after: timedelta = timedelta(minutes=5)
+    # How this channel's messages are written; None: delivery.body_format.
+    body_format: BodyFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)

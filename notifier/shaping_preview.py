@@ -58,7 +58,7 @@ def simulate(rules: RuleSet, fills: Iterable[Fill]) -> Simulation:
     if not ordered or not any(r.enabled and r.shaping is not None for r in rules.rules):
         return result
     clock = _Clock(ordered[0].filled_at)
-    stage = ShapingStage(rules.rules, clock=clock, escape=rules.escape)
+    stage = ShapingStage(rules.rules, clock=clock)
     budget = MAX_DEADLINES
 
     def release_until(moment: datetime | None) -> None:

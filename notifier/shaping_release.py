@@ -116,7 +116,7 @@ class ShapingReleaser:
 
     def reconfigure(self, rules: RuleSet) -> None:
         """A reload: shape by the new rules, recording at once what the others held."""
-        self.record_orphans(self._stage.reconfigure(rules.rules, rules.escape))
+        self.record_orphans(self._stage.reconfigure(rules.rules))
         self.save()
         self.tick()
 

@@ -17,6 +17,7 @@ holds when it starts, and `changes()` says what to write after each batch.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,9 +25,8 @@ from datetime import datetime
 
 from notifier.digests import Release
 from notifier.events import Alert, Fill
-from notifier.fanout import TargetLookup, fan_out
+from notifier.fanout import Render, TargetLookup, fan_out
 from notifier.release_render import render_orphan, render_release
-from notifier.render import Escape
 from notifier.rules import Rule
 from notifier.shaping import Shaper
 from notifier.shaping_state import KINDS, StateChanges, key_text, parse_key
@@ -40,24 +40,18 @@ StoredEntry = tuple[str, str, str, str]
 
 def release_alerts(rule: Rule, release: Release, targets: TargetLookup) -> list[Alert]:
     """One alert per target of the rule's channels; the outbox knows it by `release.fill_key`."""
-    title, body = render_release(rule, release)
-    return _alerts(release, rule.name, rule.notify, title, body, targets)
+    render = functools.partial(render_release, rule, release)
+    return _alerts(release, rule.name, rule.notify, render, targets)
 
 
 def _alerts(
-    release: Release,
-    rule: str,
-    channels: Iterable[str],
-    title: str,
-    body: str,
-    targets: TargetLookup,
+    release: Release, rule: str, channels: Iterable[str], render: Render, targets: TargetLookup
 ) -> list[Alert]:
     return fan_out(
         fill_key=release.fill_key,
         rule=rule,
         channels=channels,
-        title=title,
-        body=body,
+        render=render,
         filled_at=release.bunch.last_at,
         targets=targets,
     )
@@ -73,13 +67,10 @@ class ShapingStage:
         clock: Callable[[], datetime],
         stored: Sequence[StoredEntry] = (),
         snapshot: str | None = None,
-        escape: Escape | None = None,
     ) -> None:
         """`stored`: the entries the state file holds; `snapshot`: a whole-state snapshot an
-        older notifier left instead (read, then replaced by entries at the first save);
-        `escape`: the message format's (RuleSet.escape), for digests of rules gone."""
+        older notifier left instead (read, then replaced by entries at the first save)."""
         self._clock = clock
-        self._escape = escape
         rules = tuple(rules)
         self._rules = _shaped(rules)
         self._channels = {rule.name: rule.notify for rule in rules}
@@ -136,11 +127,10 @@ class ShapingStage:
             )
         return bool(moved)
 
-    def reconfigure(self, rules: Iterable[Rule], escape: Escape | None = None) -> list[Release]:
+    def reconfigure(self, rules: Iterable[Rule]) -> list[Release]:
         """A reload: held state of surviving rules stays; what rules no longer shaped held is
         returned, to record now (`alerts` renders it)."""
         rules = tuple(rules)
-        self._escape = escape
         self._former = dict(self._channels)
         self._rules = _shaped(rules)
         self._channels = {rule.name: rule.notify for rule in rules}
@@ -160,7 +150,6 @@ class ShapingStage:
             return release_alerts(rule, release, targets)
         name = release.rule
         channels = self._channels.get(name, self._former.get(name, ()))
-        title, body = render_orphan(release, self._escape)
         present = [c for c in channels if _configured(targets, c)]
         if len(present) < len(channels):
             missing = ", ".join(c for c in channels if c not in present)
@@ -173,7 +162,8 @@ class ShapingStage:
         if not present:
             log.warning("rule %s: %d held fill(s) lost: no channel left", name, release.count)
             self.lost[name] = self.lost.get(name, 0) + release.count
-        return _alerts(release, name, present, title, body, targets)
+        render = functools.partial(render_orphan, release)
+        return _alerts(release, name, present, render, targets)
 
     def changes(self) -> StateChanges:
         """What to write to the state file since the last call.

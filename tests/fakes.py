@@ -39,11 +39,18 @@ class Target:
 
 
 class DeskAndPhone:
-    """Two channels: `desk` with one URL, `phone` with two."""
+    """Two channels: `desk` with one URL, `phone` with two; each writes its messages in the
+    format `formats` names for it (text unless named)."""
+
+    def __init__(self, **formats: str) -> None:
+        self.formats = formats
 
     def targets(self, channel: str) -> tuple[Target, ...]:
         keys = {"desk": ("desk-1",), "phone": ("phone-1", "phone-2")}[channel]
         return tuple(Target(k) for k in keys)
+
+    def body_format(self, channel: str) -> str:
+        return self.formats.get(channel, "text")
 
 
 async def spin_until(cond: Callable[[], bool], spins: int = 5000) -> None:
@@ -74,6 +81,9 @@ class OnlyPhone:
 
     def targets(self, channel: str) -> tuple[Target, ...]:
         return {"phone": (Target(self.key),)}[channel]
+
+    def body_format(self, channel: str) -> str:
+        return "text"
 
 
 class Titles:

@@ -186,6 +186,32 @@ async def test_html_mode_titles_are_plain_where_the_service_shows_them_apart(
     assert telegram_html_to_text(request.json["text"]) == f"{PLAIN_TITLE}\r\nBUY 150 @ 0.42 on S&P"
 
 
+async def test_each_channel_sends_in_its_own_format(smtp_server: SmtpServer) -> None:
+    """channels.NAME.body_format: apprise is told each channel's format, so one mail channel
+    sends an HTML mail (its subject plain text) while another, left to delivery's text, sends
+    a plain one with the venue's "<" as written."""
+    settings = {
+        "rich": ChannelSettings(
+            "rich", (smtp_server.url(to="rich@example.com"),), body_format="html"
+        ),
+        "plain": ChannelSettings("plain", (smtp_server.url(to="plain@example.com"),)),
+    }
+    cs = ChannelSet.build(settings, delivery=DeliverySettings(timeout=5))
+    assert (cs.body_format("rich"), cs.body_format("plain")) == ("html", "text")
+    escaped = html.escape(PLAIN_TITLE)
+    rich_body = "<b>BUY</b> 150 @ 0.42 on S&amp;P 500 &lt; 5000?"
+    assert (await cs.send(only(cs, "rich").key, escaped, rich_body)).ok
+    assert (await cs.send(only(cs, "plain").key, PLAIN_TITLE, "BUY 150 on S&P 500 < 5000?")).ok
+    rich, plain = await smtp_server.wait_for(2)
+    assert rich.message["Subject"] == PLAIN_TITLE
+    html_part = rich.message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    assert rich_body in html_part.get_content()
+    assert plain.message["Subject"] == PLAIN_TITLE
+    assert plain.message.get_body(preferencelist=("html",)) is None
+    assert plain.text().rstrip("\r\n") == "BUY 150 on S&P 500 < 5000?"
+
+
 async def test_fake_telegram_refuses_html_it_cannot_parse(tls_proxy: TlsProxy) -> None:
     """The fake Bot API refuses unparseable HTML (400 "can't parse entities") as the real one."""
     url = f"https://{TELEGRAM_HOST}/bot{TG_TOKEN}/sendMessage"

@@ -1115,3 +1115,32 @@ def test_test_command_shows_each_service_the_title_it_gets_under_html(
     )
     assert out[3].startswith("    title: Big BUY on S&amp;P &lt; 5000 (to tgram://1...p/12345/?")
     assert out[4] == "    body:  150 @ 0.4"
+
+
+def test_test_command_shows_each_channel_the_message_in_its_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Channels of different formats get different text: `test` shows each body with the
+    targets it goes to (the html channel's with the venue's "<" escaped)."""
+    Path("c.yaml").write_text(
+        "channels:\n"
+        "  hook: json://127.0.0.1:9/\n"
+        "  mail:\n"
+        "    url: 'mailto://u:p@127.0.0.1:9?to=a@example.com&from=b@example.com'\n"
+        "    body_format: html\n"
+        "rules:\n"
+        "  - name: big\n"
+        "    notify: [hook, mail]\n"
+        '    title: "Big {side}"\n'
+        '    body: "{quantity} on {market_title}"\n',
+        encoding="utf-8",
+    )
+    fill = json.loads(FLAT) | {"market_title": "S&P < 5000"}
+    assert cli.main(["test", "c.yaml", "--fill", json.dumps(fill)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2:5] == [
+        "    title: Big BUY",
+        "    body:  150 on S&P < 5000 (to json://127.0.0.1:9/?method=POST&optional=no)",
+        "    body:  150 on S&amp;P &lt; 5000 (to " + out[4].split("(to ", 1)[1],
+    ]
+    assert out[4].split("(to ", 1)[1].startswith("mailto://")

@@ -26,7 +26,7 @@ from notifier.channels import ChannelSet
 from notifier.deliver import Deliverer
 from notifier.delivery_outcomes import CHANNEL_GONE
 from notifier.events import Alert, SendResult
-from notifier.settings import ChannelSettings, DeliverySettings
+from notifier.settings import BodyFormat, ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
 
 SETTINGS = DeliverySettings(
@@ -1120,15 +1120,17 @@ async def test_a_telegram_fold_of_plain_text_loses_no_alert(
     assert titles == [f"{len(group)} alerts (sending was rate-limited)" for group in groups[1:]]
 
 
+@pytest.mark.parametrize(("own", "default"), [(None, "html"), ("html", "text")])
 async def test_an_html_fold_keeps_each_alert_on_its_own_lines(
-    tls_proxy: TlsProxy, tmp_path: Path
+    tls_proxy: TlsProxy, tmp_path: Path, own: BodyFormat | None, default: BodyFormat
 ) -> None:
-    """With body_format html a fold's alerts are separated by <br>: Slack, which apprise gives
-    the HTML converted, shows each title and body on a line of its own, not one run-on line."""
+    """With body_format html (delivery's, or the channel's own over delivery's text) a fold's
+    alerts are separated by <br>: Slack, which apprise gives the HTML converted, shows each
+    title and body on a line of its own, not one run-on line."""
     clock = HandClock()
     url = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7"
-    chans = {"c": ChannelSettings(name="c", urls=(url,), rate=(1, 60.0))}
-    delivery = DeliverySettings(timeout=5, body_format="html")
+    chans = {"c": ChannelSettings(name="c", urls=(url,), rate=(1, 60.0), body_format=own)}
+    delivery = DeliverySettings(timeout=5, body_format=default)
     channel_set = ChannelSet.build(chans, delivery=delivery)
     (target,) = channel_set.targets("c")
     with StateStore(tmp_path / "s.db", clock=clock) as store:

@@ -20,6 +20,7 @@ from notifier.events import Fill
 from notifier.pipeline import Pipeline
 from notifier.plan import plan_alerts
 from notifier.release_render import render_release
+from notifier.render import escape_for
 from notifier.rules import RuleSet
 from notifier.shaping_state import StateChanges
 from notifier.shaping_table import LEGACY_KEY
@@ -81,10 +82,12 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
         yield opened
 
 
-def make(store: StateStore, clock: HandClock, text: str = DIGEST) -> Pipeline:
+def make(
+    store: StateStore, clock: HandClock, text: str = DIGEST, targets: DeskAndPhone | None = None
+) -> Pipeline:
     return Pipeline(
         rules=rules(text),
-        targets=DeskAndPhone(),
+        targets=targets or DeskAndPhone(),
         store=store,
         titles=None,
         on_recorded=lambda _targets: None,
@@ -732,26 +735,67 @@ def test_a_digest_lists_the_first_fills_and_counts_the_rest() -> None:
 
 
 def test_html_messages_escape_the_venue_s_text_in_plain_and_digest_rules() -> None:
-    """delivery.body_format html: a title with "<" reaches the service as text, in a plain
-    rule's message and in each line and field of a digest; the templates' tags stay."""
-    config = (
-        "delivery: {body_format: html}\n"
-        + DIGEST.replace('title: "{count} fills', 'title: "<b>{count}</b> fills', 1)
-        + '    title: "<b>{market_title}</b>"\n'
-    )
-    html_rules = rules(config)
+    """A channel whose format is html: a title with "<" reaches the service as text, in a
+    plain rule's message and in each line and field of a digest; the templates' tags stay."""
+    config = DIGEST.replace('title: "{count} fills', 'title: "<b>{count}</b> fills', 1)
+    html_rules = rules(config + '    title: "<b>{market_title}</b>"\n')
     odd = dataclasses.replace(fill("1", "0.60", "150"), market_title="BTC < 100k?")
-    planned = plan_alerts(odd, rules=html_rules, targets=DeskAndPhone())
+    planned = plan_alerts(odd, rules=html_rules, targets=DeskAndPhone(phone="html"))
     plain = next(a for a in planned.alerts if a.rule == "plain")
     assert plain.title == "<b>BTC &lt; 100k?</b>"
     digest = next(r for r in html_rules.rules if r.name == "digest")
-    title, body = render_release(digest, make_release("digest", (), Bunch.of(odd), 0, "group"))
+    release = make_release("digest", (), Bunch.of(odd), 0, "group")
+    title, body = render_release(digest, release, escape_for("html"))
     assert title == "<b>1</b> fills on BTC &lt; 100k?"
     assert "BUY 150 @ 0.60" in body
 
 
+async def test_each_channel_gets_the_message_in_its_own_format(
+    store: StateStore, clock: HandClock
+) -> None:
+    """One rule, a channel in html and one in text: the html channel's copy has the venue's
+    "<" escaped and the digest's lines ended with <br>, the text channel's has them as sent;
+    phone's two URLs get the same text."""
+    config = """\
+rules:
+  - name: both
+    notify: [desk, phone]
+    group: {by: [market_id], wait: 30s}
+  - name: plain
+    notify: [desk, phone]
+    when: {quantity: {min: 100}}
+"""
+    pipeline = make(store, clock, config, DeskAndPhone(desk="html"))
+    odd = [
+        dataclasses.replace(fill(n, p, q), market_title="BTC < 100k?")
+        for n, p, q in (("1", "0.60", "10"), ("2", "0.70", "300"))
+    ]
+    await feed(pipeline, *odd)
+    clock.advance(seconds=30)
+    pipeline.release_due()
+    plain = {row.target: row.body for row in rows(store, "plain")}
+    assert plain == {
+        "desk-1": "BUY 300 Yes @ 0.70 on BTC &lt; 100k? (order #2)",
+        "phone-1": "BUY 300 Yes @ 0.70 on BTC < 100k? (order #2)",
+        "phone-2": "BUY 300 Yes @ 0.70 on BTC < 100k? (order #2)",
+    }
+    digest = {row.target: (row.title, row.body) for row in rows(store, "both")}
+    assert digest["desk-1"] == (
+        "Fills on BTC &lt; 100k? (2)",
+        "2 fills on BTC &lt; 100k?: 310 @ avg 0.6968<br>BUY 10 Yes @ 0.60 #1"
+        "<br>BUY 300 Yes @ 0.70 #2",
+    )
+    assert (
+        digest["phone-1"]
+        == digest["phone-2"]
+        == (
+            "Fills on BTC < 100k? (2)",
+            "2 fills on BTC < 100k?: 310 @ avg 0.6968\nBUY 10 Yes @ 0.60 #1\nBUY 300 Yes @ 0.70 #2",
+        )
+    )
+
+
 HTML_DIGEST = """\
-delivery: {body_format: html}
 rules:
   - name: digest
     notify: [desk]
@@ -763,7 +807,7 @@ rules:
 async def test_html_digests_end_their_lines_with_br(store: StateStore, clock: HandClock) -> None:
     """In HTML a newline is a space: a digest's lines and its notes end with <br>, or every
     service that converts HTML (Slack, ntfy, Discord, an HTML mail) runs them into one line."""
-    pipeline = make(store, clock, HTML_DIGEST)
+    pipeline = make(store, clock, HTML_DIGEST, DeskAndPhone(desk="html"))
     odd = dataclasses.replace(fill("1", "0.60", "10"), market_title="BTC < 100k?")
     await feed(pipeline, odd)
     clock.advance(seconds=30)
@@ -875,15 +919,15 @@ async def test_one_fill_looks_like_one_fill_whatever_the_rule_s_shaping(
 async def test_an_html_digest_of_a_removed_rule_is_escaped_too(
     store: StateStore, clock: HandClock
 ) -> None:
-    """What a rule held goes out when the rule goes: in the config's format, like any digest,
+    """What a rule held goes out when the rule goes: in its channel's format, like any digest,
     its venue text escaped and its lines ended with <br> (there is no rule left to ask)."""
-    pipeline = make(store, clock, HTML_DIGEST)
+    pipeline = make(store, clock, HTML_DIGEST, DeskAndPhone(desk="html"))
     odd = [
         dataclasses.replace(fill(n, p, q), market_title="BTC < $100k & <b>?")
         for n, p, q in (("1", "0.60", "10"), ("2", "0.70", "30"))
     ]
     await feed(pipeline, *odd)
-    pipeline.swap(rules=rules("delivery: {body_format: html}\nrules: []\n"), targets=DeskAndPhone())
+    pipeline.swap(rules=rules("rules: []\n"), targets=DeskAndPhone(desk="html"))
     (row,) = rows(store, "digest")
     assert row.title == "Fills on BTC &lt; $100k &amp; &lt;b&gt;? (2)"
     assert row.body == (
