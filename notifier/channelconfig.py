@@ -39,17 +39,15 @@ _CHANNEL_KEYS = ("urls", "url", "rate", "fallback", "fallback_after", "body_form
 
 
 def parse_channels(
-    node: Node | None, problems: Problems, check_url: CheckUrl | None, default_format: str = "text"
+    node: Node | None, problems: Problems, check_url: CheckUrl | None
 ) -> dict[str, ChannelSettings]:
-    """Each channel's URLs (checked, never echoed), rate limit, fallback and format
-    (`default_format`, delivery.body_format, where it names none)."""
+    """Each channel's URLs (checked, never echoed), rate limit, fallback and format."""
     if not isinstance(node, YMap):
         if node is not None and not (isinstance(node, Scalar) and node.kind == "null"):
             problems.add(node.line, "channels", f"must be a mapping, got {describe(node)}")
         return {}
     channels: dict[str, ChannelSettings] = {}
     fallbacks: dict[str, tuple[str, Node]] = {}
-    owners: dict[str, ChannelSettings] = {}  # each URL's first channel
     declared = set(node)
     for name, value in node.items():
         path = f"channels.{name}"
@@ -63,13 +61,6 @@ def parse_channels(
         channel = _channel(name, value, path, problems, check_url)
         if channel is None:
             continue
-        clash = _format_clash(channel, owners, default_format)
-        if clash is not None:
-            own = isinstance(value, YMap) and "body_format" in value
-            where = value["body_format"] if isinstance(value, YMap) and own else value
-            problems.add(where.line, f"{path}.body_format" if own else path, clash)
-            continue
-        owners.update((url, channel) for url in channel.urls if url not in owners)
         channels[name] = channel
         if channel.fallback is not None:
             assert isinstance(value, YMap)
@@ -85,26 +76,6 @@ def parse_channels(
         elif (loop := _cycle(name, channels)) and name == min(loop):
             problems.add(target_node.line, path, f"fallback loop: {' -> '.join(loop)}")
     return channels
-
-
-def _format_clash(
-    channel: ChannelSettings, owners: dict[str, ChannelSettings], default_format: str
-) -> str | None:
-    """Why the channel cannot have its format: a URL it shares with an earlier channel that
-    writes another format (the URL is one target, sending in one format); None if none."""
-    mine = channel.body_format or default_format
-    for url in channel.urls:
-        owner = owners.get(url)
-        if owner is None:
-            continue
-        theirs = owner.body_format or default_format
-        if theirs != mine:
-            source = "" if channel.body_format else " (delivery.body_format)"
-            return (
-                f"writes {mine}{source}, but shares a URL with channel {owner.name!r}, which "
-                f"writes {theirs}: one URL takes one format (give both the same body_format)"
-            )
-    return None
 
 
 def _cycle(start: str, channels: Mapping[str, ChannelSettings]) -> list[str]:

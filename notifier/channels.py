@@ -194,12 +194,15 @@ class ChannelSet:
         entry = self._by_key.get(target)
         return entry.target.display if entry else f"<unknown target {target}>"
 
-    def title_for(self, target: str, title: str) -> str:
-        """The title as the target's service gets it. Rendered for HTML, the title's values
-        are escaped; a title the service shows apart from the body (an email subject, an ntfy
-        title) is plain text there: "S&P < 5000", not "S&amp;P &lt; 5000"."""
+    def title_for(self, target: str, title: str, body_format: str | None = None) -> str:
+        """The title as the target's service gets it. Rendered for HTML (`body_format`, else
+        the target's channel's), the title's values are escaped; a title the service shows
+        apart from the body (an email subject, an ntfy title) is plain text there: "S&P <
+        5000", not "S&amp;P &lt; 5000"."""
         entry = self._by_key.get(target)
-        if entry is not None and entry.own_title and entry.body_format == NotifyFormat.HTML:
+        if entry is None or not entry.own_title:
+            return title
+        if (body_format or entry.body_format) == NotifyFormat.HTML:
             return html.unescape(title)
         return title
 
@@ -210,6 +213,7 @@ class ChannelSet:
         body: str,
         *,
         message: str | None = None,
+        body_format: str | None = None,
         diagnose: bool = False,
     ) -> SendResult:
         """Deliver one message to one target; a service failure is a result, never a raise.
@@ -218,16 +222,18 @@ class ChannelSet:
         `message` identity, a retry of a message whose given-up attempt succeeded after all is
         answered with that success instead of being sent again (not by its text: two alerts
         can read the same). KeyError if the target key is unknown (check `knows` first).
-        `diagnose`: apprise's log is read at DEBUG, where it says why a send failed (inside
-        `diagnosing()` only, which lets apprise log at that level).
+        `body_format`: what the message was written in (apprise converts it for the service),
+        by default the target's channel's. `diagnose`: apprise's log is read at DEBUG, where
+        it says why a send failed (inside `diagnosing()` only, which lets apprise log at that
+        level).
         """
         entry = self._by_key[target]
         notify = functools.partial(
             entry.apprise.notify,
             body=body,
-            title=self.title_for(target, title),
+            title=self.title_for(target, title, body_format),
             notify_type=NotifyType.INFO,
-            body_format=entry.body_format,
+            body_format=NotifyFormat(body_format) if body_format else entry.body_format,
             log_level=logging.DEBUG if diagnose else None,
         )
         began: list[float] = []  # when a send thread started it (not the wait for one)

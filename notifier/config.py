@@ -200,7 +200,7 @@ def parse(
     _check_max_age(root.get("delivery"), delivery, problems)
     metrics = section(root.get("metrics"), "metrics", problems, MetricsSettings(), _METRICS)
     log = section(root.get("log"), "log", problems, LogSettings(), _LOG)
-    channels = parse_channels(root.get("channels"), problems, check_url, delivery.body_format)
+    channels = parse_channels(root.get("channels"), problems, check_url)
     # Rules may name a channel whose URL was refused: that is the channel's problem, not theirs.
     declared = [n for n in _keys(root.get("channels")) if CHANNEL_NAME.fullmatch(n)]
     context = RuleContext(problems, declared)

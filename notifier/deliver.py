@@ -30,7 +30,15 @@ from notifier.clock import utc_now
 from notifier.delivery_outcomes import DeliveryStats, Outcomes
 from notifier.due_decision import behind_a_move, due_in
 from notifier.events import SendResult
-from notifier.message_fold import FOLD_LIMIT, fitting, fold, foldable, line_end, message_limit
+from notifier.message_fold import (
+    FOLD_LIMIT,
+    fitting,
+    fold,
+    foldable,
+    line_end,
+    message_limit,
+    written_in,
+)
 from notifier.sender import Sender
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
@@ -278,7 +286,8 @@ class Deliverer:
             ):
                 return
             self._store.flush()  # the row must be on disk before anyone can have seen it
-            newline = line_end(self._sender, channel, self._settings.body_format)
+            written = written_in(item, self._sender, channel, self._settings.body_format)
+            newline = line_end(written)
             items = self._batch(item, channel, now, newline) if folding else [item]
             if not items:
                 return  # every one was delivered after all: marked sent
@@ -286,7 +295,7 @@ class Deliverer:
             self._limits.take(channel, now)
             title, body = fold(items, newline)
             message = "\n".join(each.identity for each in items)
-            result = await self._attempt(self._sender, items[0], title, body, message)
+            result = await self._attempt(self._sender, items[0], (title, body, written), message)
         for each in items:
             if result.ok:
                 self._outcomes.sent(each, channel)
@@ -310,14 +319,17 @@ class Deliverer:
         return fitting(items, message_limit(self._sender, item.target), newline)
 
     async def _attempt(
-        self, sender: Sender, item: OutboxItem, title: str, body: str, message: str
+        self, sender: Sender, item: OutboxItem, text: tuple[str, str, str], message: str
     ) -> SendResult:
-        """One bounded send (by `send_backstop`); a timeout or a stray exception counts as a
-        failed attempt."""
+        """One bounded send (by `send_backstop`) of `text` (title, body and the format they are
+        written in); a timeout or a stray exception counts as a failed attempt."""
         deadline = self._settings.send_backstop
+        title, body, written = text
         try:
             async with asyncio.timeout(deadline):
-                return await sender.send(item.target, title, body, message=message)
+                return await sender.send(
+                    item.target, title, body, message=message, body_format=written
+                )
         except TimeoutError:
             return SendResult(ok=False, error=f"no outcome within {deadline:g}s")
         except Exception as exc:  # the Sender promised not to raise: a bug, yet no reason to stall

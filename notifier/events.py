@@ -92,6 +92,9 @@ class Alert:
     title: str
     body: str
     filled_at: datetime
+    # The format title and body were written in (text, markdown, html), as apprise is told
+    # when it is sent, whatever channel it goes to; None: its channel's at the time it is sent.
+    body_format: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,8 @@ def fan_out(
     rendered: dict[Escape | None, tuple[str, str]] = {}
     for channel in channels:
         channel_targets = targets.targets(channel)
-        escape = escape_for(targets.body_format(channel))
+        body_format = targets.body_format(channel)
+        escape = escape_for(body_format)
         if escape not in rendered:
             rendered[escape] = render(escape)
         title, body = rendered[escape]
@@ -62,6 +63,7 @@ def fan_out(
                 title=title,
                 body=body,
                 filled_at=filled_at,
+                body_format=body_format,
             )
             for target in channel_targets
         )

@@ -22,25 +22,36 @@ SAFE_LIMIT = MessageLimit(chars=1900)  # what any service takes (Discord's 2000,
 
 
 def foldable(head: Sequence[OutboxItem], now: datetime, max_age: timedelta) -> list[OutboxItem]:
-    """The due rows of a target's `head` (in fill order), up to the first one still in back-off.
+    """The due rows of a target's `head` (in fill order), up to the first one still in back-off
+    or written in another format than the first (queued before a reload changed it).
 
     Folding a newer row past one in back-off would let the chat see the newer alert first. A
     row past max_age among them (recorded before a backfilled row filled earlier) is left to
     be dead-lettered, never sent.
     """
+    written = head[0].body_format if head else None
     return [
         row
-        for row in itertools.takewhile(lambda i: i.next_at <= now, head)
+        for row in itertools.takewhile(
+            lambda i: i.next_at <= now and i.body_format == written, head
+        )
         if now < row.created_at + max_age
     ]
 
 
-def line_end(sender: object, channel: str, default: str) -> str:
-    """How a fold's alerts are separated for the channel: as its format ends a line
-    (`render.line_break`: `<br>` in HTML), its format the sender's, else `default`."""
+def written_in(item: OutboxItem, sender: object, channel: str, default: str) -> str:
+    """The format a row's text was written in: its own, else (a row an older notifier
+    queued) its channel's now, as the sender has it, else `default`."""
+    if item.body_format:
+        return item.body_format
     format_of = getattr(sender, "body_format", None)
     found = format_of(channel) if callable(format_of) else None
-    return line_break(escape_for(found if isinstance(found, str) else default))
+    return found if isinstance(found, str) else default
+
+
+def line_end(body_format: str) -> str:
+    """How a fold's alerts are separated in a format (`render.line_break`: `<br>` in HTML)."""
+    return line_break(escape_for(body_format))
 
 
 def message_limit(sender: object, target: str) -> MessageLimit:

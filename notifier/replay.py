@@ -202,7 +202,9 @@ def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
     bodies: dict[str, list[str]] = {}
     for each in alerts:
         shown = channels.display(each.target)
-        titles.setdefault(channels.title_for(each.target, each.title), []).append(shown)
+        titles.setdefault(channels.title_for(each.target, each.title, each.body_format), []).append(
+            shown
+        )
         bodies.setdefault(each.body, []).append(shown)
     for title, where in titles.items():
         to = f" (to {', '.join(where)})" if len(titles) > 1 else ""
@@ -240,7 +242,13 @@ async def _send(planned: Planned, channels: ChannelSet, out: TextIO) -> bool:
     all_ok = True
     for alert in planned.alerts:
         with diagnosing():  # a failure says why, as send-test's do
-            result = await channels.send(alert.target, alert.title, alert.body, diagnose=True)
+            result = await channels.send(
+                alert.target,
+                alert.title,
+                alert.body,
+                body_format=alert.body_format,
+                diagnose=True,
+            )
         shown = channels.display(alert.target)
         verdict = "sent" if result.ok else f"FAILED: {result.error}"
         print(f"    {alert.channel} {shown}: {verdict}", file=out)

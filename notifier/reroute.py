@@ -106,6 +106,7 @@ def retarget(store: RetargetRecorder, item: OutboxItem, targets: Sequence[_Targe
                 title=item.title,
                 body=item.body,
                 filled_at=item.filled_at,
+                body_format=item.body_format,  # as written: apprise is told so
             )
         )
     key = _retarget_key(item.fill_key, item.rule, item.target)
@@ -238,6 +239,7 @@ class FallbackPolicy:
                 title=item.title,
                 body=item.body,
                 filled_at=item.filled_at,
+                body_format=item.body_format,  # as written: apprise is told so
             )
             for target in targets
             # A target that holds the alert already: the rule notifies the fallback channel

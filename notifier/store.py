@@ -202,7 +202,8 @@ class StateStore(OutboxQueue):
             return False
         db.executemany(
             "INSERT OR IGNORE INTO outbox (fill_key, rule, channel, target, title, body, "
-            "filled_at, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "filled_at, created_at, next_at, body_format) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             rows,
         )
         self._advance(db, self._believable(filled))

@@ -18,7 +18,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 COLUMNS = (
     "id, fill_key, rule, channel, target, title, body, filled_at, created_at, attempts, "
-    "next_at, last_error, state"
+    "next_at, last_error, state, body_format"
 )
 
 
@@ -51,6 +51,9 @@ class OutboxItem:
     next_at: datetime
     last_error: str | None
     state: str
+    # The format title and body were written in; None for a row an older notifier queued
+    # (it is sent in its channel's format of the time).
+    body_format: str | None = None
 
     @property
     def identity(self) -> str:
@@ -61,7 +64,7 @@ class OutboxItem:
 def item_from_row(row: tuple[Any, ...]) -> OutboxItem:
     """An OutboxItem from a row selected with `COLUMNS` (times come back as microseconds)."""
     id_, fill_key, rule, channel, target, title, body = row[:7]
-    attempts, error, state = row[9], row[11], row[12]
+    attempts, error, state, body_format = row[9], row[11], row[12], row[13]
     filled, created, next_at = from_us(row[7]), from_us(row[8]), from_us(row[10])
     return OutboxItem(
         id_,
@@ -77,11 +80,12 @@ def item_from_row(row: tuple[Any, ...]) -> OutboxItem:
         next_at,
         error,
         state,
+        body_format,
     )
 
 
 def outbox_row(a: Alert, now: int, created: int | None = None) -> tuple[object, ...]:
-    """An alert as outbox values (?1 to ?9): created now (unless told) and due now."""
+    """An alert as outbox values (?1 to ?10): created now (unless told) and due now."""
     created = now if created is None else created
     return (
         a.fill_key,
@@ -93,6 +97,7 @@ def outbox_row(a: Alert, now: int, created: int | None = None) -> tuple[object, 
         to_us(a.filled_at),
         created,
         now,
+        a.body_format,
     )
 
 
@@ -156,6 +161,12 @@ def _migrate_4_to_5(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_5_to_6(db: sqlite3.Connection) -> None:
+    """The format each row was written in (channels.NAME.body_format): a row keeps it through
+    a reload that changes its channel's format and on its way to a fallback channel."""
+    db.execute("ALTER TABLE outbox ADD COLUMN body_format TEXT")
+
+
 # A skip scan over the pending index: one index probe per target, however long the backlog
 # (SELECT DISTINCT walked every pending row: 28 ms at 100,000, on every notify()).
 PENDING_TARGETS = """    WITH RECURSIVE t (target) AS (
@@ -173,5 +184,6 @@ MIGRATIONS: dict[int, Migration] = {
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
     4: _migrate_4_to_5,
+    5: _migrate_5_to_6,
 }
 SCHEMA_VERSION = max(MIGRATIONS) + 1

@@ -32,6 +32,7 @@ class Sender:
         self.channels = channels
         self.script: dict[str, list[SendResult]] = {}
         self.attempts: list[tuple[str, str, str]] = []
+        self.formats: list[str | None] = []  # each attempt's body_format, in the same order
 
     def knows(self, target: str) -> bool:
         return self.channel_of(target) is not None
@@ -43,14 +44,21 @@ class Sender:
         return tuple(Target(t) for t in self.channels[channel])
 
     async def send(
-        self, target: str, title: str, body: str, *, message: str | None = None
+        self,
+        target: str,
+        title: str,
+        body: str,
+        *,
+        message: str | None = None,
+        body_format: str | None = None,
     ) -> SendResult:
         self.attempts.append((target, title, body))
+        self.formats.append(body_format)
         queue = self.script.get(target)
         return queue.pop(0) if queue else SendResult(ok=True)
 
 
-def alert(n: int, target: str, channel: str) -> Alert:
+def alert(n: int, target: str, channel: str, body_format: str | None = None) -> Alert:
     return Alert(
         fill_key=f"fill-{n}",
         rule="r",
@@ -59,11 +67,15 @@ def alert(n: int, target: str, channel: str) -> Alert:
         title=f"T{n}",
         body=f"B{n}",
         filled_at=T0 + timedelta(seconds=n),
+        body_format=body_format,
     )
 
 
-def record(store: StateStore, n: int, target: str, channel: str) -> None:
-    store.record(fill_key=f"fill-{n}", filled_at=T0, alerts=[alert(n, target, channel)])
+def record(
+    store: StateStore, n: int, target: str, channel: str, body_format: str | None = None
+) -> None:
+    alerts = [alert(n, target, channel, body_format)]
+    store.record(fill_key=f"fill-{n}", filled_at=T0, alerts=alerts)
 
 
 @pytest.fixture
@@ -217,10 +229,11 @@ async def test_retry_after_pauses_the_whole_channel(
 async def test_fallback_after_an_outage_is_queued_once(
     store: StateStore, clock: HandClock, start: Callable[..., Running]
 ) -> None:
-    """A primary failing for fallback_after: the alert also goes to the fallback, exactly once."""
+    """A primary failing for fallback_after: the alert also goes to the fallback, exactly once,
+    in the format it was written in for the primary (apprise is told so, and converts it)."""
     sender = Sender({"slack": ["slack-1"], "mail": ["mail-1"]})
     sender.script["slack-1"] = [SendResult(ok=False, error="token revoked")] * 50
-    record(store, 0, "slack-1", "slack")
+    record(store, 0, "slack-1", "slack", "markdown")
     channels = {
         "slack": channel("slack", fallback="mail", fallback_after=timedelta(minutes=5)),
         "mail": channel("mail"),
@@ -232,8 +245,10 @@ async def test_fallback_after_an_outage_is_queued_once(
         await settle()
     mail = [a for a in sender.attempts if a[0] == "mail-1"]
     assert mail == [("mail-1", "T0", "B0")]
+    assert set(sender.formats) == {"markdown"}
     (row,) = store.outbox(state="sent")
     assert (row.rule, row.channel, row.fill_key) == ("r→fallback", "mail", "fill-0")
+    assert row.body_format == "markdown"
     assert len(store.outbox(state="pending")) == 1  # the primary keeps trying
 
 
@@ -440,8 +455,9 @@ def test_the_fallback_sweep_walks_a_long_queue_once_and_waits_for_a_gone_channel
 
 
 def test_a_moved_alert_keeps_its_age(store: StateStore, clock: HandClock) -> None:
-    """Retargeted an hour later, the alert's rows keep its created_at: max_age runs on."""
-    store.record(fill_key="fill-1", filled_at=T0, alerts=[alert(1, "old", "chat")])
+    """Retargeted an hour later, the alert's rows keep its created_at: max_age runs on; and
+    the format it was written in."""
+    store.record(fill_key="fill-1", filled_at=T0, alerts=[alert(1, "old", "chat", "html")])
     (old,) = store.outbox()
     clock.advance(hours=1)
     targets = channel_targets(Sender({"chat": ["new"]}), "chat")
@@ -450,6 +466,7 @@ def test_a_moved_alert_keeps_its_age(store: StateStore, clock: HandClock) -> Non
     moved = next(i for i in store.outbox() if i.target == "new")
     assert moved.created_at == old.created_at
     assert moved.next_at == clock.now  # due now, all the same
+    assert moved.body_format == "html"
 
 
 def _rows(bodies: list[str]) -> list[OutboxItem]:

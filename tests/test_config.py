@@ -632,18 +632,6 @@ def test_when_nesting_and_empty_when() -> None:
             "config.yaml:2: channels.desk.body_format: must be text, markdown or html, got "
             "'markdwn' (did you mean 'markdown'?)",
         ),
-        (  # one URL is one target, which sends in one format
-            "desk: {url: json://x, body_format: html}\nphone: [json://y, json://x]\n",
-            "config.yaml:3: channels.phone: writes text (delivery.body_format), but shares a URL "
-            "with channel 'desk', which writes html: one URL takes one format (give both the "
-            "same body_format)",
-        ),
-        (
-            "desk: json://x\nphone:\n  url: json://x\n  body_format: markdown\n",
-            "config.yaml:5: channels.phone.body_format: writes markdown, but shares a URL with "
-            "channel 'desk', which writes text: one URL takes one format (give both the same "
-            "body_format)",
-        ),
     ],
 )
 def test_channel_errors(channels: str, expected: str) -> None:
@@ -711,20 +699,21 @@ def test_channel_mapping_form() -> None:
     assert phone.body_format is None  # delivery.body_format's
 
 
-def test_a_channel_writes_its_own_format_and_may_share_a_url_in_the_same_one() -> None:
+def test_a_channel_writes_its_own_format_whatever_other_channels_share_its_url() -> None:
     """`body_format` per channel (in any case, as delivery's); None leaves it to delivery's.
-    Two channels may list one URL when both write the same format, either way."""
+    Two channels may list one URL in different formats: each alert is sent in the format it
+    was written in (the outbox keeps it), whichever channel queued it."""
     s = settings_of(
         """\
         delivery: {body_format: html}
         channels:
           slack: {url: "slack://a/b/c", body_format: Markdown}
           mail: mailto://x
-          desk: {urls: [mailto://x], body_format: html}
+          desk: {urls: [mailto://x], body_format: text}
         """
     )
     formats = {name: channel.body_format for name, channel in s.channels.items()}
-    assert formats == {"slack": "markdown", "mail": None, "desk": "html"}
+    assert formats == {"slack": "markdown", "mail": None, "desk": "text"}
 
 
 def test_refused_url_names_channel_never_the_secret() -> None:

@@ -69,7 +69,13 @@ class FakeSender:
         return found
 
     async def send(
-        self, target: str, title: str, body: str, *, message: str | None = None
+        self,
+        target: str,
+        title: str,
+        body: str,
+        *,
+        message: str | None = None,
+        body_format: str | None = None,
     ) -> SendResult:
         self.attempts.append((target, title))
         self.messages.append(message)
@@ -678,7 +684,7 @@ CHILD = textwrap.dedent(
     class PrintSender:
         def knows(self, target): return True
         def channel_of(self, target): return "chat"
-        async def send(self, target, title, body, *, message=None):
+        async def send(self, target, title, body, *, message=None, body_format=None):
             await asyncio.sleep(0)
             print(target, title, flush=True)  # "delivered": the far side has it now
             return SendResult(ok=True)
@@ -743,7 +749,13 @@ async def test_row_committed_before_its_send(tmp_path: Path, clock: HandClock) -
 
     class CheckingSender(FakeSender):
         async def send(
-            self, target: str, title: str, body: str, *, message: str | None = None
+            self,
+            target: str,
+            title: str,
+            body: str,
+            *,
+            message: str | None = None,
+            body_format: str | None = None,
         ) -> SendResult:
             reader = sqlite3.connect(path)
             try:
@@ -784,7 +796,7 @@ LOST_BATCH_CHILD = textwrap.dedent(
             self.gate = asyncio.Event()
         def knows(self, target): return True
         def channel_of(self, target): return "chat"
-        async def send(self, target, title, body, *, message=None):
+        async def send(self, target, title, body, *, message=None, body_format=None):
             print("sending", title, flush=True)
             if title == "f1":
                 await self.gate.wait()  # in flight, holding the channel's one send slot
@@ -1153,6 +1165,38 @@ async def test_an_html_fold_keeps_each_alert_on_its_own_lines(
     assert lines == ["Title 1", "Body 1", "", "Title 2", "Body 2"]
 
 
+async def test_a_row_goes_out_in_the_format_it_was_written_in(
+    webhook: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A reload made the channel text while an alert written in html waited: apprise is told
+    html, so the title json:// shows apart is the plain "S&P < 5000", not the escaped text; a
+    row queued by an older notifier (no format) goes in the channel's format of now, and the
+    two are never folded into one message (the rate below makes the lane fold)."""
+    clock = HandClock()
+    chans = {"c": ChannelSettings(name="c", urls=(webhook.json_url,), rate=(1, 60.0))}
+    delivery = DeliverySettings(timeout=5)
+    channel_set = ChannelSet.build(chans, delivery=delivery)
+    (target,) = channel_set.targets("c")
+    escaped = "S&amp;P &lt; 5000"
+    with StateStore(tmp_path / "s.db", clock=clock) as store:
+        for n, written in enumerate(("html", "html", None)):
+            at = T0 + timedelta(seconds=n)
+            alert = Alert(f"f{n}", "r", "c", target.key, f"{escaped} {n}", "<b>x</b>", at, written)
+            store.record(fill_key=f"f{n}", filled_at=at, alerts=[alert])
+        deliverer = Deliverer(
+            store, channel_set, delivery, clock=clock, rng=NoJitter(), channels=chans
+        )
+        async with running(deliverer):
+            await _sent(store, 1)
+            for count in (2, 3):  # a minute per message: the second folds nothing of the third
+                clock.advance(61)
+                deliverer.notify()
+                await _sent(store, count)
+    # The html rows' titles plain; the row with no format in the channel's text, as written.
+    titles = [r.json["title"] for r in webhook.requests]
+    assert titles == ["S&P < 5000 0", "S&P < 5000 1", f"{escaped} 2"]
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     """Until `condition` holds; polling in real time only for the send threads, bounded."""
     async with asyncio.timeout(30):
@@ -1179,7 +1223,13 @@ class Watched:
         return getattr(self._channels, name)
 
     async def send(
-        self, target: str, title: str, body: str, *, message: str | None = None
+        self,
+        target: str,
+        title: str,
+        body: str,
+        *,
+        message: str | None = None,
+        body_format: str | None = None,
     ) -> SendResult:
         self.begun += 1
         self.running += 1

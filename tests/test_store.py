@@ -22,6 +22,7 @@ from notifier.events import Alert
 from notifier.shaping_state import StateChanges
 from notifier.state_path import writable_hint
 from notifier.store import SCHEMA_VERSION, StateStore
+from notifier.store_schema import MIGRATIONS, to_us
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -913,22 +914,26 @@ def test_held_fills_join_the_group_commit_batch(tmp_path: Path) -> None:
 
 
 def test_a_version_1_file_gains_the_held_and_shaping_tables(tmp_path: Path) -> None:
-    """A state file from before held fills is migrated in place; its fills stay seen."""
+    """A state file from before held fills is migrated in place; its fills stay seen, and its
+    pending row, queued before rows knew their format, reads as written in none."""
     path = tmp_path / "s.db"
-    with StateStore(path) as s:
-        s.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
-        s.set_meta("shaping", '{"version": 1, "rules": {}}')  # as version 2 kept held state
     db = sqlite3.connect(path)
-    db.execute("DROP TABLE title_waits")
-    db.execute("DROP TABLE shaping")
-    db.execute("DROP INDEX outbox_sent_by_fill")
-    db.execute("DROP INDEX outbox_pending_by_age")
+    MIGRATIONS[0](db)  # the schema version 1 files were made with, as they were made
+    db.execute("INSERT INTO fills (key, filled_at) VALUES ('f1', ?)", (to_us(T0),))
+    db.execute(
+        "INSERT INTO outbox (fill_key, rule, channel, target, title, body, filled_at, "
+        "created_at, next_at) VALUES ('f1', 'r', 'chat', 't1', 'title f1', 'body f1', ?1, ?1, ?1)",
+        (to_us(T0),),
+    )
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('shaping', '{\"version\": 1, \"rules\": {}}')"
+    )
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
     with StateStore(path) as s:
         assert s.seen("f1")
-        assert [i.fill_key for i in s.outbox()] == ["f1"]
+        assert [(i.fill_key, i.body_format) for i in s.outbox()] == [("f1", None)]
         s.title_waits.hold([("f2", T0, "{}")])
         assert [key for key, _, _ in s.title_waits.held()] == ["f2"]
         assert s.shaping.legacy_snapshot() == '{"version": 1, "rules": {}}'
@@ -939,10 +944,12 @@ def test_a_version_1_file_gains_the_held_and_shaping_tables(tmp_path: Path) -> N
         )
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "outbox_sent_by_fill" in indexes  # schema 4: what the prune looks sent rows up by
         assert "outbox_pending_by_age" in indexes  # schema 5: the fallback sweep's walk
+        columns = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+        assert "body_format" in columns  # schema 6: the format each row was written in
     finally:
         db.close()
 
