@@ -122,7 +122,12 @@ class ConfigReloader:
                 extra={"event": "reload_refused"},
             )
             return False, f"running the config before: reload failed at {when} (see the log)"
-        if not self._swap(new, channels):
+        try:
+            swapped = self._swap(new, channels)
+        except Exception:  # a bug past the reading: logged, and systemd still hears READY
+            log.exception("reload failed while swapping the new config in")
+            return False, f"reload failed halfway at {when} (see the log)"
+        if not swapped:
             return False, f"reload stopped halfway at {when}: the state file failed"
         return True, f"{running(new)}; reloaded at {when}"
 

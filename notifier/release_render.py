@@ -38,7 +38,7 @@ _DEFAULT_LINE = Template(DEFAULT_LINE)
 _DIGEST_FIELDS = frozenset(AGGREGATE_FIELDS) - {"suppressed"}
 
 
-def render_release(rule: Rule, release: Release, escape: Escape | None = None) -> tuple[str, str]:
+def render_release(rule: Rule, release: Release, escape: Escape | None) -> tuple[str, str]:
     """Title and body of a release: the rule's templates over the digest fields and `lines`;
     for a release of one fill, where the rule left a template to the digest default, the
     plain default instead (a quiet-hours rule's daytime alerts look like any rule's).
@@ -54,7 +54,7 @@ def render_release(rule: Rule, release: Release, escape: Escape | None = None) -
     return _render(title, body, line, rule.name, release, escape, rule.tz)
 
 
-def render_orphan(release: Release, escape: Escape | None = None) -> tuple[str, str]:
+def render_orphan(release: Release, escape: Escape | None) -> tuple[str, str]:
     """A release of a rule no longer shaped: default digest templates, saying why it comes now.
 
     `escape`: the format's of the channel it goes to (the rule may be gone).
@@ -132,7 +132,7 @@ def _held_back(release: Release) -> str:
     return ""
 
 
-def preview(rule: Rule, fill: Fill, escape: Escape | None = None) -> tuple[str, str]:
+def preview(rule: Rule, fill: Fill, escape: Escape | None) -> tuple[str, str]:
     """What a shaped rule would send for this fill alone (the dry run's view of a digest)."""
     release = make_release(rule.name, (), Bunch.of(fill), 0, "single")
     return render_release(rule, release, escape)

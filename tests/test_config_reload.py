@@ -152,3 +152,34 @@ async def test_systemd_is_told_when_each_reload_begins_and_how_it_ended(tmp_path
     demo = ConfigReloader(service, None, on_broken=print, systemd=quiet.append)
     assert await demo.reload() is False
     assert quiet == []
+
+
+async def test_a_reload_that_fails_while_swapping_still_tells_systemd_it_ended(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug past the reading (the pipeline refusing the new rules) is logged and counted as
+    a failed reload, and READY=1 follows RELOADING=1: under Type=notify-reload systemd would
+    otherwise hold `systemctl reload` until its timeout."""
+
+    class Refusing:
+        def swap(self, **_: object) -> None:
+            raise RuntimeError("a bug")
+
+    told: list[str] = []
+    service = Service(_settings(tmp_path, CONFIG, {}), install_signals=False)
+    service.pipeline = Refusing()  # type: ignore[assignment]  # a pipeline that fails
+    at = datetime(2026, 12, 7, 5, 40, 12, tzinfo=UTC)
+    reloader = ConfigReloader(
+        service,
+        lambda: _settings(tmp_path, CONFIG, {}),
+        on_broken=print,
+        systemd=told.append,
+        clock=lambda: at,
+    )
+    with caplog.at_level(logging.ERROR, logger="notifier.config_reload"):
+        assert await reloader.reload() is False
+    assert "reload failed while swapping the new config in" in caplog.text
+    assert (
+        told[1] == "READY=1\nSTATUS=reload failed halfway at 2026-12-07 05:40:12 UTC (see the log)"
+    )
+    assert reloader.results["refused"] == 1

@@ -54,7 +54,7 @@ def test_groups_by_market_go_out_apart() -> None:
     simulation = simulate(rules(GROUP), given)
     assert timeline(simulation) == [(30, "digest", 2), (35, "digest", 1)]
     first = simulation.messages[0]
-    title, _ = render_release(first.rule, first.release)
+    title, _ = render_release(first.rule, first.release, None)
     assert title == "Fills on 0xa (2)"
 
 

@@ -729,7 +729,7 @@ def test_a_digest_lists_the_first_fills_and_counts_the_rest() -> None:
     rule = next(r for r in rules(DIGEST).rules if r.name == "digest")
     fills = [fill(str(n), "0.60", "10") for n in range(1, 26)]
     release = make_release("digest", ("0xbtc",), Bunch.of(*fills), 0, "group")
-    title, body = render_release(rule, release)
+    title, body = render_release(rule, release, None)
     assert title == "25 fills on BTC 100k?"
     assert body.splitlines() == ["250 @ avg 0.6000", *["BUY 10 @ 0.60"] * 20, "… and 5 more"]
 
@@ -945,22 +945,22 @@ def test_a_digest_of_different_markets_or_sides_has_no_sums_and_names_each_marke
     (calm,) = held.rules
     eth = dataclasses.replace(fill("2", "0.30", "50", market="0xeth"), market_title="ETH 5k?")
     release = make_release("calm", (), Bunch.of(fill("1", "0.60", "10"), eth), 0, "held")
-    assert render_release(calm, release) == (
+    assert render_release(calm, release, None) == (
         "Fills on 2 markets (2)",
         "2 fills on 2 markets\nBUY 10 Yes @ 0.60 on BTC 100k? #1\nBUY 50 Yes @ 0.30 on ETH 5k? #2",
     )
     sold = dataclasses.replace(fill("2", "0.30", "50"), side="SELL")
     both = make_release("calm", (), Bunch.of(fill("1", "0.60", "10"), sold), 0, "held")
-    assert render_release(calm, both)[1] == (
+    assert render_release(calm, both, None)[1] == (
         "2 fills on BTC 100k?\nBUY 10 Yes @ 0.60 #1\nSELL 50 Yes @ 0.30 #2"
     )
     written = rules(
         "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
         " body: '{total_quantity} in all', line: '{side} {quantity}'}\n"
     ).rules[0]
-    assert render_release(written, release) == ("Fills on 2 markets (2)", "60 in all")
+    assert render_release(written, release, None) == ("Fills on 2 markets (2)", "60 in all")
     lines = rules(
         "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
         " line: '{side} {quantity}'}\n"
     ).rules[0]
-    assert render_release(lines, release)[1] == "2 fills on 2 markets\nBUY 10\nBUY 50"
+    assert render_release(lines, release, None)[1] == "2 fills on 2 markets\nBUY 10\nBUY 50"
