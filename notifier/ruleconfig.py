@@ -43,6 +43,7 @@ from notifier.shapingconfig import (
     parse_line,
     parse_throttle_node,
 )
+from notifier.shapingspecs import GroupSpec
 from notifier.whenconfig import WHEN_KEYS, parse_condition
 from notifier.windows import ActiveSpec
 from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
@@ -184,6 +185,12 @@ _FIELD_OF = {"when": "condition"}
 _RULE_FIELDS = frozenset({"name", "condition", "notify", "title", "body", "enabled", "stop", "tz"})
 
 
+def _unzoned(raw: YMap, key: str) -> bool:
+    """Whether the rule's `key` spec (active, group) names no zone of its own."""
+    node = raw.get(key)
+    return isinstance(node, YMap) and "tz" not in node
+
+
 def parse_rules(node: Node | None, path: str, ctx: RuleContext) -> list[Rule]:
     """Every rule that parsed cleanly (problems record the rest); names must be unique."""
     if node is None or (isinstance(node, Scalar) and node.kind == "null"):
@@ -238,13 +245,15 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
             values[_FIELD_OF.get(key, key)] = parsed
     if not ok:
         return None
-    active, zone_of_rule = values.get("active"), values.get("tz")
-    active_node = raw.get("active")
-    unzoned = isinstance(active_node, YMap) and "tz" not in active_node
-    if isinstance(active, ActiveSpec) and isinstance(zone_of_rule, ZoneInfo) and unzoned:
+    zone_of_rule = values.get("tz")
+    if isinstance(zone_of_rule, ZoneInfo):
         # One rule, one zone: `tz: America/New_York` with `active: {hours: 09:30-16:00}`
-        # means New York's hours, not UTC's.
-        values["active"] = dataclasses.replace(active, tz=zone_of_rule)
+        # means New York's hours, not UTC's, and with `group: {at: "16:00"}` New York's close.
+        active, group = values.get("active"), values.get("group")
+        if isinstance(active, ActiveSpec) and _unzoned(raw, "active"):
+            values["active"] = dataclasses.replace(active, tz=zone_of_rule)
+        if isinstance(group, GroupSpec) and group.at and _unzoned(raw, "group"):
+            values["group"] = dataclasses.replace(group, tz=zone_of_rule)
     fields = {k: v for k, v in values.items() if k in _RULE_FIELDS}
     fields.setdefault("condition", MATCH_ALL)
     if shaped:

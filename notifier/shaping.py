@@ -126,7 +126,7 @@ class Shaper:
         for rule, state in self._state.items():
             spec, before = self._specs[rule], moved
             if spec.group is not None:
-                latest = now + spec.group.wait
+                latest = spec.group.due(now)
                 for key, group in state.groups.items():
                     if group.due > latest:
                         group.due = latest

@@ -44,7 +44,7 @@ def take_match(
             close_group(rule, spec, state, key, group, now, out)
             group = None
         if group is None:
-            state.groups[key] = OpenGroup(due=now + spec.group.wait, bunch=Bunch.of(fill))
+            state.groups[key] = OpenGroup(due=spec.group.due(now), bunch=Bunch.of(fill))
         else:
             group.bunch.add(fill)
         state.dirty.add(("group", key))

@@ -10,15 +10,19 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
 
 from notifier.durations import parse_duration
 from notifier.render import FILL_FIELDS
+from notifier.walltimes import next_wall_time
+from notifier.zonenames import zone
 
 if TYPE_CHECKING:  # only RuleShaping's annotation: windows.py imports this module at run time
     from notifier.windows import ActiveSpec
 
+UTC_ZONE = ZoneInfo("UTC")  # a group's `at` times are UTC unless its `tz` or its rule's says
 # `by` may name any fill field (price_cents is price, in other words).
 BY_FIELDS = tuple(f for f in FILL_FIELDS if f not in ("rule", "price_cents"))
 T = TypeVar("T")
@@ -118,11 +122,25 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class GroupSpec:
-    """Digest matches sharing the `by` fields within `wait`; `line` renders each fill in `lines`."""
+    """Digest matches sharing the `by` fields within `wait` of the first, or until the next of
+    the `at` times of day in `tz` (a summary at 17:00); `line` renders each fill in `lines`."""
 
     by: tuple[str, ...]
-    wait: timedelta
+    wait: timedelta | None = None
     line: str | None = None
+    at: tuple[time, ...] = ()
+    tz: ZoneInfo = UTC_ZONE
+
+    def __post_init__(self) -> None:
+        if (self.wait is None) == (not self.at):
+            raise ValueError("a group closes after `wait` or at its `at` times: exactly one")
+
+    def due(self, opened: datetime) -> datetime:
+        """When a group opened at `opened` closes: `wait` later, or at the next `at` time after
+        it (a match at that very instant opens the next group)."""
+        if self.wait is not None:
+            return opened + self.wait
+        return next_wall_time(self.at, self.tz, opened)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,22 +174,72 @@ class RuleShaping:
 
 
 def parse_group(raw: object) -> GroupSpec:
-    """A `group:` mapping (`by`, `wait`, optional `line`) as a GroupSpec, or SpecError.
+    """A `group:` mapping (`by`, `wait` or `at` with its `tz`, optional `line`) as a GroupSpec,
+    or SpecError.
 
     Each key is checked on its own, so a spec with several problems raises SpecErrors with all.
     """
     errors: list[SpecError] = []
-    spec = check_mapping(raw, ("by", "wait", "line"), what="group", errors=errors)
+    spec = check_mapping(raw, ("by", "wait", "at", "tz", "line"), what="group", errors=errors)
     line = spec.get("line")
     if line is not None and not isinstance(line, str):
         errors.append(SpecError("line", f"must be a template string, got {type(line).__name__}"))
     by = attempt(errors, _parse_by, spec.get("by", []))
-    wait = attempt(errors, _positive, spec, "wait")
+    wait = at = None
+    if "at" in spec and "wait" in spec:
+        message = "give wait or at, not both: a group closes a while after its first fill (wait)"
+        errors.append(SpecError("at", f"{message} or at a time of day (at)"))
+    elif "at" in spec:
+        at = attempt(errors, _parse_at, spec["at"])
+    else:
+        wait = attempt(errors, _positive, spec, "wait", ' (or at: "17:00", a time of day)')
+    tz = None
+    if "tz" in spec:
+        if "at" not in spec:
+            errors.append(SpecError("tz", "places the at times: it needs at"))
+        else:
+            tz = attempt(errors, parse_zone, spec["tz"])
     raise_all(errors, spec)  # so each value below is set
     assert by is not None
-    assert wait is not None
+    assert wait is not None or at is not None
     assert line is None or isinstance(line, str)
-    return GroupSpec(by=by, wait=wait, line=line)
+    zoned = {} if tz is None else {"tz": tz}
+    return GroupSpec(by=by, wait=wait, line=line, at=at or (), **zoned)
+
+
+_TIME_OF_DAY = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def _parse_at(raw: object) -> tuple[time, ...]:
+    """`at`: a time of day ("17:00") or a list of them, in order, each once."""
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise SpecError("at", 'must be a time of day like "17:00" or a list of them, got []')
+    errors: list[SpecError] = []
+    times: list[time] = []
+    for index, item in enumerate(items):
+        path = f"at[{index}]" if isinstance(raw, list) else "at"
+        match = _TIME_OF_DAY.match(item) if isinstance(item, str) else None
+        hour, minute = (int(g) for g in match.groups()) if match else (99, 99)
+        if hour > 23 or minute > 59:
+            shown = item if isinstance(item, str) else type(item).__name__
+            errors.append(SpecError(path, f'must be a time of day like "17:00", got {shown!r}'))
+        elif time(hour, minute) in times:
+            errors.append(SpecError(path, f"{item!r} is listed twice"))
+        else:
+            times.append(time(hour, minute))
+    raise_all(errors)
+    return tuple(sorted(times))
+
+
+def parse_zone(raw: object) -> ZoneInfo:
+    """A `tz` value: an IANA zone named after a place (`zonenames.zone` says why not)."""
+    if not isinstance(raw, str) or not raw:
+        raise SpecError("tz", f"must be an IANA time zone name like 'Europe/London', got {raw!r}")
+    try:
+        return zone(raw)
+    except ValueError as exc:
+        raise SpecError("tz", str(exc)) from exc
 
 
 def parse_throttle(raw: object) -> ThrottleSpec:
@@ -204,9 +272,9 @@ def _parse_by(raw: object) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _positive(spec: Mapping[str, object], name: str) -> timedelta:
+def _positive(spec: Mapping[str, object], name: str, other: str = "") -> timedelta:
     if name not in spec:
-        raise SpecError(name, 'is required, e.g. "30s"')
+        raise SpecError(name, f'is required, e.g. "30s"{other}')
     try:
         value = parse_duration(spec[name])
     except ValueError as exc:

@@ -2,9 +2,7 @@
 
 Pure: instants in, instants out. An active window is a half-open interval of instants [open, close)
 starting on each chosen day at the wall time `start` in the rule's zone and ending at the next wall
-time `end`. A wall time that does not exist (the spring-forward gap: Europe/London has no 01:30 on
-that day) resolves to the first instant the clock reads later than it, i.e. the end of the gap; an
-ambiguous one (the fall-back hour happens twice) to its first occurrence, so a window opens and
+time `end`, each resolved across daylight saving as `walltimes.py` does, so a window opens and
 closes once a day. The day filter applies to the day the window starts, so a Friday 22:00-06:00
 window runs into Saturday morning.
 """
@@ -14,12 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from notifier.shapingspecs import SpecError, attempt, check_mapping, raise_all, suggest
-from notifier.zonenames import zone
+from notifier.shapingspecs import (
+    SpecError,
+    attempt,
+    check_mapping,
+    parse_zone,
+    raise_all,
+    suggest,
+)
+from notifier.walltimes import resolve_wall_time
 
 Outside = Literal["hold", "drop"]
 
@@ -79,25 +84,6 @@ class ActiveSpec:
                 yield opens, closes
 
 
-def resolve_wall_time(day: date, wall: time, tz: ZoneInfo) -> datetime:
-    """The first instant (UTC) at which the clock in `tz` on `day` reads `wall` or later."""
-    naive = datetime.combine(day, wall)
-    first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if first.astimezone(tz).replace(tzinfo=None) == naive:
-        return first  # exists; fold=0 is the earlier of two occurrences
-    # In a gap: fold=1 maps before the jump, fold=0 after it; bisect for the jump itself.
-    low = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    high = first
-    step = timedelta(microseconds=1)
-    while high - low > step:
-        mid = low + (high - low) / 2
-        if mid.astimezone(tz).replace(tzinfo=None) >= naive:
-            high = mid
-        else:
-            low = mid
-    return high
-
-
 def parse_active(raw: object) -> ActiveSpec:
     """An `active:` mapping (`days`, `hours`, `tz`, `outside`) as an ActiveSpec, or SpecError.
 
@@ -111,7 +97,7 @@ def parse_active(raw: object) -> ActiveSpec:
     else:
         hours = attempt(errors, _parse_hours, spec["hours"])
     days = attempt(errors, _parse_days, spec.get("days", list(DAY_NAMES)))
-    tz = attempt(errors, _parse_zone, spec.get("tz", "UTC"))
+    tz = attempt(errors, parse_zone, spec.get("tz", "UTC"))
     outside = attempt(errors, _parse_outside, spec.get("outside", "hold"))
     raise_all(errors, spec)  # so each value below is set
     assert hours is not None
@@ -173,15 +159,6 @@ def _day(name: str, path: str) -> int:
     if word in _FULL_DAY_NAMES:
         return _FULL_DAY_NAMES.index(word)
     raise SpecError(path, f"unknown day{suggest(word, DAY_NAMES)}")
-
-
-def _parse_zone(raw: object) -> ZoneInfo:
-    if not isinstance(raw, str) or not raw:
-        raise SpecError("tz", f"must be an IANA time zone name like 'Europe/London', got {raw!r}")
-    try:
-        return zone(raw)
-    except ValueError as exc:
-        raise SpecError("tz", str(exc)) from exc
 
 
 def aware(at: datetime) -> datetime:

@@ -136,7 +136,7 @@ def test_check_config_accepts_the_example(
     for name in env:
         monkeypatch.delenv(name, raising=False)
     assert cli.main(["check-config", str(EXAMPLE)]) == 0
-    ok = f"{EXAMPLE}: ok: 4 rules (4 enabled), 3 channels (3 URLs)\n"
+    ok = f"{EXAMPLE}: ok: 5 rules (5 enabled), 3 channels (3 URLs)\n"
     unset = "is not set: the value written after :- is used"
     lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
     at = {name: next(n for n, ln in enumerate(lines, 1) if f"${{{name}:-" in ln) for name in env}
@@ -1037,7 +1037,7 @@ def test_every_command_takes_its_config_either_way(capsys: pytest.CaptureFixture
     two different files is a usage error; an unknown option shows the command's own usage."""
     assert cli.main(["check-config", str(EXAMPLE)]) == 0
     assert cli.main(["check-config", "--config", str(EXAMPLE)]) == 0
-    assert capsys.readouterr().out.count(": ok: 4 rules") == 2
+    assert capsys.readouterr().out.count(": ok: 5 rules") == 2
     for argv, said in (
         (["check-config", "a.yaml", "--config", "b.yaml"], "two config files given"),
         (

@@ -162,6 +162,14 @@ def test_parse_group_accepts_a_single_field_and_an_empty_by() -> None:
         ({"by": {"a": 1}, "wait": "5s"}, "by", "list"),
         ({"wait": "5s", "line": 3}, "line", "template"),
         (["by"], "", "mapping"),
+        ({"wait": "5s", "at": "17:00"}, "at", "not both"),
+        ({"at": "25:00"}, "at", 'time of day like "17:00"'),
+        ({"at": "5pm"}, "at", "got '5pm'"),
+        ({"at": ["09:00", 1700]}, "at[1]", "got 'int'"),
+        ({"at": ["17:00", "17:00"]}, "at[1]", "twice"),
+        ({"at": []}, "at", "got []"),
+        ({"wait": "5s", "tz": "Europe/London"}, "tz", "needs at"),
+        ({"at": "17:00", "tz": "BST"}, "tz", "Europe/London"),
     ],
 )
 def test_parse_group_errors_name_the_path(raw: object, path: str, fragment: str) -> None:
@@ -170,6 +178,13 @@ def test_parse_group_errors_name_the_path(raw: object, path: str, fragment: str)
         parse_group(raw)
     assert caught.value.path == path
     assert fragment in caught.value.message
+
+
+def test_parse_group_reads_times_of_day_in_order_and_their_zone() -> None:
+    """`at` instead of `wait`: one time or a list (kept in order of the day), UTC unless `tz`."""
+    spec = parse_group({"by": "market_id", "at": ["17:00", "8:30"], "tz": "Europe/London"})
+    assert spec == GroupSpec(by=("market_id",), at=(time(8, 30), time(17)), tz=LONDON)
+    assert parse_group({"at": "17:00"}).tz == ZoneInfo("UTC")
 
 
 def test_parse_throttle_reads_by_and_every() -> None:
@@ -278,7 +293,7 @@ def test_spec_parsers_report_every_item_unknown_key_and_missing_key() -> None:
         "by[3]: unknown field 'prise' (did you mean 'price'?)",
         "by: lists a field twice",
         "line: must be a template string, got int",
-        'wait: is required, e.g. "30s"',
+        'wait: is required, e.g. "30s" (or at: "17:00", a time of day)',
     ]
     assert problems(parse_throttle, {"by": "markt_id", "every": "0s"}) == [
         "by: unknown field 'markt_id' (did you mean 'market_id'?)",
@@ -645,6 +660,46 @@ def test_pull_in_brings_a_held_digest_back_to_an_open_window() -> None:
     assert shaper.next_deadline() == back
     [held] = shaper.due(back)
     assert (held.kind, held.fills) == ("held", (fill(1),))
+
+
+def at_shaper(*times: time, tz: ZoneInfo = LONDON) -> Shaper:
+    return Shaper({"day": RuleShaping(group=GroupSpec(by=(), at=times, tz=tz))})
+
+
+def test_a_group_at_a_time_of_day_holds_everything_until_then() -> None:
+    """`at: 17:00` (London): the day's fills go out as one digest at 17:00 local time, in
+    summer time too (16:00 UTC); a fill at 17:00 itself opens the next day's digest."""
+    shaper = at_shaper(time(17))
+    morning = utc("2026-07-06 08:00")
+    for minutes in (0, 120, 400):
+        assert shaper.offer("day", fill(minutes), morning + minutes * 60 * S) == []
+    five = utc("2026-07-06 16:00")  # 17:00 BST
+    assert shaper.next_deadline() == five
+    assert shaper.due(five - S) == []
+    [old] = shaper.offer("day", fill(999), five)
+    assert [f.order_id for f in old.fills] == ["0", "120", "400"]
+    assert shaper.next_deadline() == five + timedelta(days=1)
+
+
+def test_a_group_with_several_times_closes_at_the_next_one() -> None:
+    """`at: [08:30, 17:00]`: a fill at noon waits for 17:00; one at 18:00 for 08:30 the next
+    day; in winter London is UTC itself."""
+    shaper = at_shaper(time(8, 30), time(17))
+    shaper.offer("day", fill(1), utc("2026-01-06 12:00"))
+    assert shaper.next_deadline() == utc("2026-01-06 17:00")
+    assert len(shaper.due(utc("2026-01-06 17:00"))) == 1
+    shaper.offer("day", fill(2), utc("2026-01-06 18:00"))
+    assert shaper.next_deadline() == utc("2026-01-07 08:30")
+
+
+def test_pull_in_keeps_a_time_of_day_group_at_its_next_time() -> None:
+    """After the clock stepped back a day, a group due at 17:00 is due at the next 17:00
+    from the new now, not a day later than the spec allows."""
+    shaper = at_shaper(time(17), tz=ZoneInfo("UTC"))
+    shaper.offer("day", fill(1), utc("2026-01-07 09:00"))
+    assert shaper.pull_in(utc("2026-01-07 10:00")) == 0
+    assert shaper.pull_in(utc("2026-01-06 10:00")) == 1
+    assert shaper.next_deadline() == utc("2026-01-06 17:00")
 
 
 def test_pull_in_brings_deadlines_back_within_their_spec() -> None:

@@ -572,3 +572,45 @@ def test_a_rule_s_tz_is_its_active_window_s_zone_unless_the_window_names_one() -
     )
     zones = [shaping(rule).active.tz for rule in (ny, own, bare)]  # type: ignore[union-attr]
     assert [str(zone) for zone in zones] == ["America/New_York", "Europe/London", "UTC"]
+
+
+def test_a_rule_s_tz_places_its_group_s_times_of_day_unless_the_group_names_a_zone() -> None:
+    """`group: {at: "16:00"}` in a rule with `tz: America/New_York` closes at New York's
+    16:00; a group naming its own zone keeps it; a group by `wait` has no zone to take. A
+    mistake in `at` is located at its line."""
+    (ny, own, waits) = rules_of(
+        """
+        rules:
+          - name: ny
+            notify: [desk]
+            tz: America/New_York
+            group: {at: "16:00"}
+          - name: own
+            notify: [desk]
+            tz: America/New_York
+            group: {at: ["08:00", "16:00"], tz: Europe/London}
+          - name: waits
+            notify: [desk]
+            tz: America/New_York
+            group: {wait: 30s}
+        """
+    )
+    groups = [shaping(rule).group for rule in (ny, own, waits)]
+    assert [(str(g.tz), g.at) for g in groups if g is not None] == [
+        ("America/New_York", (time(16),)),
+        ("Europe/London", (time(8), time(16))),
+        ("UTC", ()),
+    ]
+    assert errors(
+        """
+        rules:
+          - name: day
+            notify: [desk]
+            group:
+              at: "5pm"
+              wait: 1h
+        """
+    ) == [
+        "config.yaml:8: rules[0].group.at: give wait or at, not both: a group closes a while "
+        "after its first fill (wait) or at a time of day (at)"
+    ]

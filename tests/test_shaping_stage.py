@@ -825,6 +825,32 @@ async def test_html_digests_end_their_lines_with_br(store: StateStore, clock: Ha
     ]
 
 
+async def test_a_day_s_fills_go_out_as_one_summary_at_its_time_even_across_a_restart(
+    store: StateStore, clock: HandClock
+) -> None:
+    """`group: {at: "17:00"}` in London: the day's fills are one message at 17:00 (winter:
+    17:00 UTC), not before; a pipeline restarted from the state file in between keeps them."""
+    config = """\
+rules:
+  - name: day
+    notify: [desk]
+    tz: Europe/London
+    group: {at: "17:00"}
+"""
+    await feed(make(store, clock, config), fill("1", "0.60", "10"))  # at 12:00
+    clock.advance(hours=3)
+    await feed(make(store, clock, config), fill("2", "0.70", "30"))  # restarted: 15:00
+    restarted = make(store, clock, config)
+    clock.advance(hours=2, seconds=-1)
+    restarted.release_due()
+    assert rows(store, "day") == []
+    clock.advance(seconds=1)
+    restarted.release_due()
+    (summary,) = rows(store, "day")
+    assert summary.title == "Fills on BTC 100k? (2)"
+    assert summary.body.splitlines()[1:] == ["BUY 10 Yes @ 0.60 #1", "BUY 30 Yes @ 0.70 #2"]
+
+
 ZONED_DIGEST = """rules:
   - name: digest
     notify: [desk]
