@@ -6,7 +6,7 @@ from there on the deliverer and `notifier outbox` work on them through these met
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from notifier.sqlitefile import SqliteFile
@@ -106,6 +106,20 @@ class OutboxQueue:
                 params,
             ).fetchall()
         return [item_from_row(r) for r in rows]
+
+    def settle_formats(self, formats: Mapping[str, str]) -> int:
+        """Give the rows an older notifier queued, which name no format, their channel's of now
+        (channel -> format): the format they would have gone in. Settled, a row moved to
+        another channel later (a fallback, `--retry-dead --to`) keeps it. Rows not yet sent
+        only; how many."""
+        settled = 0
+        for channel, body_format in formats.items():
+            settled += self._update(
+                "UPDATE outbox SET body_format = ? WHERE body_format IS NULL "
+                "AND state IN ('pending', 'dead') AND channel = ?",
+                (body_format, channel),
+            )
+        return settled
 
     def retry_dead(
         self, *, channel: str | None = None, to: str | None = None, step: int = PRUNE_STEP

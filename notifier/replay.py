@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC
+from datetime import UTC, tzinfo
 from typing import TextIO
 
 from notifier.channels import ChannelSet, diagnosing
@@ -154,7 +154,7 @@ def _shaped(simulation: Simulation, channels: ChannelSet, out: TextIO) -> None:
     print("shaped: what run would send for these fills, by their own times", file=out)
     for shaped in simulation.messages:
         rule, release = shaped.rule, shaped.release
-        at = shaped.at.astimezone(rule.tz or UTC).strftime("%Y-%m-%d %H:%M:%S %Z")
+        at = shaped.at.astimezone(_zone_shown(rule)).strftime("%Y-%m-%d %H:%M:%S %Z")
         fills = f"{release.count} fill{'' if release.count == 1 else 's'}"
         print(f"  {at}: rule {rule.name} -> {', '.join(rule.notify)} ({fills})", file=out)
         _message(release_alerts(rule, release, channels), channels, out)
@@ -219,6 +219,17 @@ def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
             "fill's text from pinging anyone or linking anywhere",
             file=out,
         )
+
+
+def _zone_shown(rule: Rule) -> tzinfo:
+    """Where a shaped message's time is shown: the rule's zone, else the one its shaping is
+    timed in (a group's `at` times, its active hours), else UTC."""
+    shaping = rule.shaping
+    if rule.tz is not None or shaping is None:
+        return rule.tz or UTC
+    if shaping.group is not None and shaping.group.at:
+        return shaping.group.tz
+    return shaping.active.tz if shaping.active is not None else UTC
 
 
 def _shaped_note(rule: Rule) -> str:

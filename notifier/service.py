@@ -122,6 +122,7 @@ class Service:
         checkpointer = WalCheckpointer(store.path, same_as=self._state_file)
         try:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
+            store.settle_formats({name: channels.body_format(name) for name in channels.names})
             timeout = httpx.Timeout(settings.feed.request_timeout)
             try:
                 client = httpx.AsyncClient(timeout=timeout)

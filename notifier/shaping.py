@@ -3,8 +3,9 @@
 Per rule, a match passes three stages, each optional:
 
 - **group**: the first match for a key (the `by` field values) opens a group at `now`; matches that
-  arrive before `opened + wait` join it; at `opened + wait` it is released as one digest. The window
-  is half-open: a match at exactly `opened + wait` opens the next group.
+  arrive before its due time (`opened + wait`, or the next of its `at` times of day) join it; at
+  that time it is released as one digest. The window is half-open: a match at exactly the due
+  time opens the next group.
 - **throttle**: at most one release per key per `every`. The first goes out at once and starts the
   period; later ones in the period are kept, and when it ends they go out as one message (all their
   fills, `suppressed` = how many messages were folded into it beyond the one sent), starting a new
@@ -115,8 +116,8 @@ class Shaper:
         return min(times, default=None)
 
     def pull_in(self, now: datetime) -> int:
-        """Bring deadlines further off than their spec allows back to `now` plus the spec's
-        wait or period; how many moved.
+        """Bring deadlines further off than their spec allows back to where the spec puts them
+        from `now` (its wait or next `at` time, its period); how many moved.
 
         Only a wall clock that stepped back puts a deadline there (or a reload that shortened
         the spec): without this, a group of `wait: 30s` would wait out the step as well, and

@@ -117,12 +117,13 @@ class ShapingStage:
         return self._shaper.next_deadline()
 
     def pull_in(self) -> bool:
-        """Deadlines beyond their spec (the wall clock stepped back) brought in; whether any."""
+        """Deadlines beyond their spec (the wall clock stepped back, or a reload shortened a
+        rule's wait, period or times) brought in; whether any."""
         moved = self._shaper.pull_in(self._clock())
         if moved:
             log.warning(
-                "%d shaping deadline(s) lay further off than their rule allows (the wall "
-                "clock stepped back?): brought in",
+                "%d shaping deadline(s) lay further off than their rule now allows (a reload "
+                "that shortened it, or the wall clock stepped back): brought in",
                 moved,
             )
         return bool(moved)

@@ -45,7 +45,7 @@ def digest_body(newline: str, *, mixed: bool = False) -> str:
 
 
 _EXAMPLES = {
-    "group": "{by: [market_id], wait: 30s}",
+    "group": '{by: [market_id], wait: 30s} or {at: "17:00"}',
     "throttle": "{by: [market_id], every: 10m}",
     "active": '{hours: "08:00-22:00", tz: Europe/London}',
 }

@@ -221,9 +221,10 @@ def _parse_at(raw: object) -> tuple[time, ...]:
         path = f"at[{index}]" if isinstance(raw, list) else "at"
         match = _TIME_OF_DAY.match(item) if isinstance(item, str) else None
         hour, minute = (int(g) for g in match.groups()) if match else (99, 99)
-        if hour > 23 or minute > 59:
-            shown = item if isinstance(item, str) else type(item).__name__
-            errors.append(SpecError(path, f'must be a time of day like "17:00", got {shown!r}'))
+        if (hour, minute) == (24, 0):
+            errors.append(SpecError(path, 'must be a time of day: write "00:00" for midnight'))
+        elif hour > 23 or minute > 59:
+            errors.append(SpecError(path, f'must be a time of day like "17:00", got {item!r}'))
         elif time(hour, minute) in times:
             errors.append(SpecError(path, f"{item!r} is listed twice"))
         else:

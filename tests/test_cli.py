@@ -945,6 +945,21 @@ def test_test_command_shows_a_repeated_fill_once_and_marks_shaped_rules(
     ]
 
 
+def test_test_command_shows_a_day_s_summary_at_its_time_in_its_zone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`group: {at: "17:00", tz: America/New_York}` on a rule with no `tz:`: `test` shows the
+    summary at 17:00 New York time, in that zone, not as 22:00 UTC."""
+    shaped = (
+        "  - name: day\n    when: {side: BUY}\n    notify: [hook]\n"
+        '    group: {at: "17:00", tz: America/New_York}\n'
+    )
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/") + shaped, encoding="utf-8")
+    assert cli.main(["test", "c.yaml", "--fill", FLAT]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  2026-02-06 17:00:00 EST: rule day -> hook (1 fill)" in out
+
+
 def test_run_in_process_gives_sighup_back_and_its_last_word_is_a_json_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -165,7 +165,9 @@ def test_parse_group_accepts_a_single_field_and_an_empty_by() -> None:
         ({"wait": "5s", "at": "17:00"}, "at", "not both"),
         ({"at": "25:00"}, "at", 'time of day like "17:00"'),
         ({"at": "5pm"}, "at", "got '5pm'"),
-        ({"at": ["09:00", 1700]}, "at[1]", "got 'int'"),
+        ({"at": ["09:00", 1700]}, "at[1]", "got 1700"),
+        ({"at": None}, "at", "got None"),
+        ({"at": "24:00"}, "at", 'write "00:00" for midnight'),
         ({"at": ["17:00", "17:00"]}, "at[1]", "twice"),
         ({"at": []}, "at", "got []"),
         ({"wait": "5s", "tz": "Europe/London"}, "tz", "needs at"),
@@ -690,6 +692,20 @@ def test_a_group_with_several_times_closes_at_the_next_one() -> None:
     assert len(shaper.due(utc("2026-01-06 17:00"))) == 1
     shaper.offer("day", fill(2), utc("2026-01-06 18:00"))
     assert shaper.next_deadline() == utc("2026-01-07 08:30")
+
+
+def test_a_summary_at_closing_time_goes_out_at_the_close() -> None:
+    """`at: 17:00` with active hours 09:00-17:00 (hold): the day's group lies wholly inside
+    the window and goes out at 17:00, not with the next morning's held digest; a fill after
+    the close is held for the morning as before."""
+    hours = ActiveSpec(days=frozenset(range(7)), start=time(9), end=time(17), tz=LONDON)
+    spec = RuleShaping(group=GroupSpec(by=(), at=(time(17),), tz=LONDON), active=hours)
+    shaper = Shaper({"day": spec})
+    shaper.offer("day", fill(1), utc("2026-01-06 10:00"))
+    [summary] = shaper.due(utc("2026-01-06 17:00"))
+    assert (summary.kind, summary.count) == ("group", 1)
+    shaper.offer("day", fill(2), utc("2026-01-06 18:00"))
+    assert shaper.next_deadline() == utc("2026-01-07 09:00")
 
 
 def test_pull_in_keeps_a_time_of_day_group_at_its_next_time() -> None:

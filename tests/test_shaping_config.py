@@ -189,8 +189,8 @@ def test_every_shaping_mistake_has_an_exact_message() -> None:
         "config.yaml:22: rules[4].line: {vwap} is a digest field; a line shows one fill "
         "(fill fields only)",
         "config.yaml:25: rules[5].line: is used only by a rule with group, throttle or active",
-        "config.yaml:28: rules[6].group: must be a mapping like {by: [market_id], wait: 30s}, "
-        "got a string",
+        "config.yaml:28: rules[6].group: must be a mapping like {by: [market_id], wait: 30s} or "
+        '{at: "17:00"}, got a string',
         "config.yaml:31: rules[7].active.days[1]: unknown day 'frj' (did you mean 'fri'?)",
         "config.yaml:34: rules[8].throttle.every: must be longer than zero",
         "config.yaml:37: rules[9].group.line: unknown field {nope}; fields are: "

@@ -1031,3 +1031,25 @@ def test_retry_dead_of_a_channel_named_empty_text_binds_it(store: StateStore) ->
     assert store.retry_dead(channel="") == 0
     assert store.purge_dead(channel="") == 0
     assert store.counts()["dead"] == 1
+
+
+def test_rows_queued_without_a_format_take_their_channel_s_once_settled(
+    store: StateStore,
+) -> None:
+    """Rows an older notifier queued name no format: at start they get their channel's of
+    now, so a fallback or a move to another channel later keeps it; a row that names one,
+    a sent row and a row of a channel not given stay as they are."""
+    store.record(fill_key="a", filled_at=T0, alerts=[alert("a", target="t1")])
+    store.record(fill_key="b", filled_at=T0, alerts=[alert("b", target="t2")])
+    written = dataclasses.replace(alert("c", target="t3"), body_format="text")
+    store.record(fill_key="c", filled_at=T0, alerts=[written])
+    other = dataclasses.replace(alert("d", target="t4"), channel="gone")
+    store.record(fill_key="d", filled_at=T0, alerts=[other])
+    (sent,) = store.head("t2")
+    store.mark_sent(sent.id)
+    assert store.settle_formats({"chat": "html"}) == 1
+    formats = {row.fill_key: row.body_format for row in store.outbox()}
+    assert formats == {"a": "html", "c": "text", "d": None}
+    (done,) = store.outbox(state="sent")
+    assert done.body_format is None
+    assert store.settle_formats({"chat": "html"}) == 0
