@@ -8,7 +8,7 @@ and the key path, never the URL (apprise's own check is injected as `check_url`)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from notifier.config_problems import Problems
@@ -24,8 +24,9 @@ from notifier.configvalues import (
 )
 from notifier.errors import URL_SCHEME
 from notifier.ruleconfig import unknown_channel
-from notifier.settings import BODY_FORMATS, ChannelSettings
-from notifier.yamltree import Node, Scalar, YMap, describe
+from notifier.rules import Rule
+from notifier.settings import BODY_FORMATS, FORMAT_WORDS, ChannelSettings
+from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 
 CheckUrl = Callable[[str], str | None]
 # apprise takes several URLs in one string, split at commas or spaces; a channel's `url` is one.
@@ -107,7 +108,9 @@ def _channel(
             values["fallback"] = as_nonempty_str(node["fallback"], f"{path}.fallback", problems)
         if "body_format" in node:
             where = f"{path}.body_format"
-            values["body_format"] = as_choice(node["body_format"], where, problems, BODY_FORMATS)
+            values["body_format"] = as_choice(
+                node["body_format"], where, problems, BODY_FORMATS, FORMAT_WORDS
+            )
         if "fallback_after" in node:
             after = as_duration(node["fallback_after"], f"{path}.fallback_after", problems)
             if after is not None and "fallback" not in node:
@@ -167,3 +170,37 @@ def _rate(node: Node, path: str, problems: Problems) -> tuple[int, float] | None
         problems.add(node.line, path, f'must look like "20/min" or "5/2s", got {text!r}')
         return None
     return (count, seconds)
+
+
+def note_mixed_formats(
+    node: Node | None,
+    rules: Sequence[Rule],
+    channels: Mapping[str, ChannelSettings],
+    default_format: str,
+    problems: Problems,
+) -> None:
+    """A note for each rule whose channels write different formats: its templates go to each
+    as written (only the fill's values are escaped per format), so markup in them suits one
+    of the formats; a rule per format sends each its own."""
+    if not isinstance(node, YSeq):
+        return
+    by_name = {rule.name: rule for rule in rules}
+    for index, item in enumerate(node):
+        name = item.get("name") if isinstance(item, YMap) else None
+        rule = by_name.get(name.text) if isinstance(name, Scalar) else None
+        if rule is None or not isinstance(item, YMap):
+            continue
+        formats = {
+            channel: channels[channel].body_format or default_format
+            for channel in rule.notify
+            if channel in channels
+        }
+        if len(set(formats.values())) > 1:
+            written = ", ".join(f"{channel} {fmt}" for channel, fmt in formats.items())
+            problems.note(
+                item.key_lines.get("notify", item.line),
+                f"rules[{index}].notify",
+                f"channels of different formats ({written}): the templates go to each as "
+                "written, only the values escaped for it, so markup in them suits one format "
+                "(a rule per format sends each its own)",
+            )

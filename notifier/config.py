@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from notifier.channelconfig import CheckUrl, parse_channels
+from notifier.channelconfig import CheckUrl, note_mixed_formats, parse_channels
 from notifier.config_problems import Problems
 from notifier.configvalues import (
     CHANNEL_NAME,
@@ -37,6 +37,7 @@ from notifier.ruleconfig import RuleContext, parse_rules, template_placeholder
 from notifier.rules import RuleSet
 from notifier.settings import (
     BODY_FORMATS,
+    FORMAT_WORDS,
     DeliverySettings,
     LogSettings,
     MetricsSettings,
@@ -206,6 +207,7 @@ def parse(
     context = RuleContext(problems, declared)
     rules = parse_rules(root.get("rules"), "rules", context)
     problems.raise_if_any()
+    note_mixed_formats(root.get("rules"), rules, channels, delivery.body_format, problems)
     return Settings(
         source=source,
         feed=feed,
@@ -309,7 +311,7 @@ _DELIVERY: dict[str, Parser] = {
     "retry_cap": as_seconds,
     "concurrency": lambda n, p, pr: as_int(n, p, pr, minimum=1),
     "timeout": as_seconds,
-    "body_format": lambda n, p, pr: as_choice(n, p, pr, BODY_FORMATS),
+    "body_format": lambda n, p, pr: as_choice(n, p, pr, BODY_FORMATS, FORMAT_WORDS),
     "overflow": lambda n, p, pr: as_choice(n, p, pr, ("split", "truncate", "upstream")),
 }
 

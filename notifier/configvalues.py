@@ -195,15 +195,23 @@ def as_seconds(node: Node, path: str, problems: Problems, *, positive: bool = Tr
     return value.total_seconds()
 
 
-def as_choice(node: Node, path: str, problems: Problems, choices: Collection[str]) -> str | None:
-    """One of `choices` (compared in lower case)."""
+def as_choice(
+    node: Node,
+    path: str,
+    problems: Problems,
+    choices: Collection[str],
+    meant: Mapping[str, str] | None = None,
+) -> str | None:
+    """One of `choices` (compared in lower case); `meant` names the choice another word
+    stands for where no spelling of it is near (`md` for markdown)."""
     text = as_str(node, path, problems)
     if text is None:
         return None
     if text.lower() in choices:
         return text.lower()
     listed = " or ".join(", ".join(choices).rsplit(", ", 1))
-    hint = suggest(text.lower(), choices)
+    other = (meant or {}).get(text.lower())
+    hint = f" (did you mean {other!r}?)" if other else suggest(text.lower(), choices)
     problems.add(node.line, path, f"must be {listed}, got {text!r}{hint}")
     return None
 

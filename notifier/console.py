@@ -7,6 +7,7 @@ imports it), so a demo config can name `console://` like any other channel URL.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ _Sender = Callable[..., bool]
 _register = cast("Callable[..., Callable[[_Sender], _Sender]]", notify)
 
 _BOLD, _RESET = "\033[1m", "\033[0m"
+_PRINTING = threading.Lock()
 
 
 @_register(on="console", name="Console")
@@ -31,14 +33,18 @@ def print_alert(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
     out = sys.stdout  # looked up per call, so redirected or captured stdout is honoured
     meta = kwargs.get("meta")
     channel = meta.get("host") if isinstance(meta, dict) else None
+    head = ""
+    if title:
+        heading = f"{_BOLD}{title}{_RESET}" if out.isatty() else f"== {title} =="
+        head = (f"[{channel}] " if channel else "") + heading + "\n"
+    elif channel:
+        head = f"[{channel}]\n"
     try:
-        if title:
-            heading = f"{_BOLD}{title}{_RESET}" if out.isatty() else f"== {title} =="
-            out.write((f"[{channel}] " if channel else "") + heading + "\n")
-        elif channel:
-            out.write(f"[{channel}]\n")
-        out.write(body.rstrip("\n") + "\n\n")
-        out.flush()
+        # One write under a lock: channels send on threads of their own, and two alerts
+        # written a line at a time showed one channel's body under the other's heading.
+        with _PRINTING:
+            out.write(head + body.rstrip("\n") + "\n\n")
+            out.flush()
     except BrokenPipeError:
         # `notifier demo | head`: the reader has read what it wanted. Nothing is lost by not
         # printing, and retrying would stall the demo for its whole settle time. The demo,

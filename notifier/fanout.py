@@ -44,11 +44,17 @@ def fan_out(
     filled_at: datetime,
     targets: TargetLookup,
 ) -> list[Alert]:
-    """One alert per target of each channel, carrying the message as its format has it."""
+    """One alert per target of each channel, carrying the message as its format has it; a
+    URL two of the channels list gets it once, as the first of them has it (the outbox keeps
+    one alert per rule and URL)."""
     alerts: list[Alert] = []
     rendered: dict[Escape | None, tuple[str, str]] = {}
+    taken: set[str] = set()
     for channel in channels:
-        channel_targets = targets.targets(channel)
+        channel_targets = [t for t in targets.targets(channel) if t.key not in taken]
+        taken.update(t.key for t in channel_targets)
+        if not channel_targets:
+            continue
         body_format = targets.body_format(channel)
         escape = escape_for(body_format)
         if escape not in rendered:

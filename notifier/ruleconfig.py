@@ -38,14 +38,14 @@ from notifier.shapingconfig import (
     SHAPING_KEYS,
     combine,
     digest_field_message,
+    note_closed_summaries,
+    one_zone,
     parse_active_node,
     parse_group_node,
     parse_line,
     parse_throttle_node,
 )
-from notifier.shapingspecs import GroupSpec
 from notifier.whenconfig import WHEN_KEYS, parse_condition
-from notifier.windows import ActiveSpec
 from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 from notifier.zonenames import zone
 
@@ -185,12 +185,6 @@ _FIELD_OF = {"when": "condition"}
 _RULE_FIELDS = frozenset({"name", "condition", "notify", "title", "body", "enabled", "stop", "tz"})
 
 
-def _unzoned(raw: YMap, key: str) -> bool:
-    """Whether the rule's `key` spec (active, group) names no zone of its own."""
-    node = raw.get(key)
-    return isinstance(node, YMap) and "tz" not in node
-
-
 def parse_rules(node: Node | None, path: str, ctx: RuleContext) -> list[Rule]:
     """Every rule that parsed cleanly (problems record the rest); names must be unique."""
     if node is None or (isinstance(node, Scalar) and node.kind == "null"):
@@ -221,7 +215,14 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
             if key not in RULE_KEYS and key in WHEN_KEYS:
                 message = f"unknown rule key {key!r} (a condition: put it under when:)"
                 ctx.problems.add(node.key_lines[key], f"{path}.{key}", message)
-    raw = mapping(node, path, ctx.problems, RULE_KEYS, skip=WHEN_KEYS, meant=_RULE_WORDS)
+            elif key == "body_format":
+                message = (
+                    "a format is a channel's (channels.NAME.body_format) or every channel's "
+                    "(delivery.body_format), not a rule's"
+                )
+                ctx.problems.add(node.key_lines[key], f"{path}.{key}", message)
+    skip = (*WHEN_KEYS, "body_format")
+    raw = mapping(node, path, ctx.problems, RULE_KEYS, skip=skip, meant=_RULE_WORDS)
     if raw is None:
         return None
     ok = all(key in RULE_KEYS for key in raw)
@@ -245,15 +246,8 @@ def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:
             values[_FIELD_OF.get(key, key)] = parsed
     if not ok:
         return None
-    zone_of_rule = values.get("tz")
-    if isinstance(zone_of_rule, ZoneInfo):
-        # One rule, one zone: `tz: America/New_York` with `active: {hours: 09:30-16:00}`
-        # means New York's hours, not UTC's, and with `group: {at: "16:00"}` New York's close.
-        active, group = values.get("active"), values.get("group")
-        if isinstance(active, ActiveSpec) and _unzoned(raw, "active"):
-            values["active"] = dataclasses.replace(active, tz=zone_of_rule)
-        if isinstance(group, GroupSpec) and group.at and _unzoned(raw, "group"):
-            values["group"] = dataclasses.replace(group, tz=zone_of_rule)
+    one_zone(values, raw)
+    note_closed_summaries(values, raw, path, ctx.problems)
     fields = {k: v for k, v in values.items() if k in _RULE_FIELDS}
     fields.setdefault("condition", MATCH_ALL)
     if shaped:

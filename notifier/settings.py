@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://api.polysimulator.com"
 BodyFormat = Literal["text", "markdown", "html"]
 BODY_FORMATS: tuple[BodyFormat, ...] = ("text", "markdown", "html")
+# Other words for them, whose spelling is near none (a config's `body_format: md`).
+FORMAT_WORDS = {"md": "markdown", "plain": "text", "txt": "text", "plaintext": "text"}
 
 
 @dataclass(frozen=True, slots=True)

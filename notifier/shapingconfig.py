@@ -8,9 +8,12 @@ and combines a rule's specs into one `RuleShaping` stored in `Rule.shaping`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from datetime import date, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from notifier.config_problems import Problems
 from notifier.digests import AGGREGATE_FIELDS
@@ -23,10 +26,13 @@ from notifier.shapingspecs import (
     parse_group,
     parse_throttle,
 )
+from notifier.walltimes import resolve_wall_time
 from notifier.windows import ActiveSpec, parse_active
 from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 
 SHAPING_KEYS = ("group", "throttle", "active")
+_A_WEEK = [date(2026, 1, 5) + timedelta(days=n) for n in range(7)]  # Monday to Sunday
+_INSTANT = timedelta(microseconds=1)
 # Templates of a shaped rule when the config gives none: a digest must say what it folded.
 DIGEST_BODY = "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f}\n{lines}"
 DIGEST_TITLE = "Fills on {market_title} ({count})"
@@ -167,3 +173,52 @@ def combine(
         return None
     template = line if isinstance(line, Template) else Template(DEFAULT_LINE)
     return shaping, template
+
+
+def one_zone(values: dict[str, Any], raw: YMap) -> None:
+    """One rule, one zone: `tz: America/New_York` with `active: {hours: 09:30-16:00}` means
+    New York's hours, not UTC's, and with `group: {at: "16:00"}` New York's close. A group's
+    `at` times without a zone of their own or the rule's take its active hours' zone."""
+    zone_of_rule, active, group = values.get("tz"), values.get("active"), values.get("group")
+    if (
+        isinstance(zone_of_rule, ZoneInfo)
+        and isinstance(active, ActiveSpec)
+        and _unzoned(raw, "active")
+    ):
+        values["active"] = active = dataclasses.replace(active, tz=zone_of_rule)
+    if not isinstance(group, GroupSpec) or not group.at or not _unzoned(raw, "group"):
+        return
+    if isinstance(zone_of_rule, ZoneInfo):
+        values["group"] = dataclasses.replace(group, tz=zone_of_rule)
+    elif isinstance(active, ActiveSpec):
+        values["group"] = dataclasses.replace(group, tz=active.tz)
+
+
+def note_closed_summaries(
+    values: Mapping[str, Any], raw: YMap, path: str, problems: Problems
+) -> None:
+    """A note for each `at` time at which the rule's active hours (`hold`) are never open:
+    that summary waits for the next opening, folded into what arrived after closing."""
+    group, active = values.get("group"), values.get("active")
+    if not isinstance(group, GroupSpec) or not isinstance(active, ActiveSpec):
+        return
+    if active.outside != "hold":
+        return
+    node = raw.get("group")
+    line = node.key_lines.get("at", node.line) if isinstance(node, YMap) else raw.line
+    for when in group.at:
+        # As a release is judged: at the last instant a fill could join the summary.
+        instants = (resolve_wall_time(day, when, group.tz) - _INSTANT for day in _A_WEEK)
+        if not any(active.is_active(instant) for instant in instants):
+            problems.note(
+                line,
+                f"{path}.group.at",
+                f"{when:%H:%M} ({group.tz}) is outside the rule's active hours: that summary "
+                "waits for them to open, folded into what they hold then",
+            )
+
+
+def _unzoned(raw: YMap, key: str) -> bool:
+    """Whether the rule's `key` spec (active, group) names no zone of its own."""
+    node = raw.get(key)
+    return isinstance(node, YMap) and "tz" not in node

@@ -196,7 +196,8 @@ def parse_group(raw: object) -> GroupSpec:
     tz = None
     if "tz" in spec:
         if "at" not in spec:
-            errors.append(SpecError("tz", "places the at times: it needs at"))
+            message = "is the zone of the at times, and this group has none (to show times in "
+            errors.append(SpecError("tz", message + "a zone, set the rule's tz:)"))
         else:
             tz = attempt(errors, parse_zone, spec["tz"])
     raise_all(errors, spec)  # so each value below is set
@@ -224,13 +225,29 @@ def _parse_at(raw: object) -> tuple[time, ...]:
         if (hour, minute) == (24, 0):
             errors.append(SpecError(path, 'must be a time of day: write "00:00" for midnight'))
         elif hour > 23 or minute > 59:
-            errors.append(SpecError(path, f'must be a time of day like "17:00", got {item!r}'))
+            message = f'must be a time of day like "17:00", got {item!r}{_clock_hint(item)}'
+            errors.append(SpecError(path, message))
         elif time(hour, minute) in times:
             errors.append(SpecError(path, f"{item!r} is listed twice"))
         else:
             times.append(time(hour, minute))
     raise_all(errors)
     return tuple(sorted(times))
+
+
+_TWELVE_HOUR = re.compile(r"^\s*(\d{1,2})(?::(\d{2}))?\s*([ap])\.?m\.?\s*$", re.IGNORECASE)
+
+
+def _clock_hint(item: object) -> str:
+    """For "5pm" or "8:30 am": the 24-hour time meant; "" for anything else."""
+    match = _TWELVE_HOUR.match(item) if isinstance(item, str) else None
+    if match is None:
+        return ""
+    hour, minute, half = int(match.group(1)), int(match.group(2) or 0), match.group(3).lower()
+    if not 1 <= hour <= 12 or minute > 59:
+        return ""
+    hour = hour % 12 + (12 if half == "p" else 0)
+    return f' (write "{hour:02d}:{minute:02d}")'
 
 
 def parse_zone(raw: object) -> ZoneInfo:

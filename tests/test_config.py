@@ -628,6 +628,11 @@ def test_when_nesting_and_empty_when() -> None:
             "config.yaml:2: channels.desk.rat: unknown key 'rat' (did you mean 'rate'?)",
         ),
         (
+            "desk: {url: json://x, body_format: md}\n",
+            "config.yaml:2: channels.desk.body_format: must be text, markdown or html, got "
+            "'md' (did you mean 'markdown'?)",
+        ),
+        (
             "desk: {url: json://x, body_format: markdwn}\n",
             "config.yaml:2: channels.desk.body_format: must be text, markdown or html, got "
             "'markdwn' (did you mean 'markdown'?)",
@@ -1754,4 +1759,41 @@ def test_an_unknown_top_level_key_says_shared_settings_go_under_x_keys() -> None
         ]
     assert errors(CHANNELS + "rule: []\n") == [
         "config.yaml:4: rule: unknown key 'rule' (did you mean 'rules'?)"
+    ]
+
+
+def test_a_rule_notifying_channels_of_different_formats_is_noted() -> None:
+    """Its templates go to each channel as written (only values are escaped per format), so
+    a note says so where the rule names them; one format, or one channel, says nothing."""
+    settings = settings_of(
+        """\
+        channels:
+          chat: {url: json://x, body_format: markdown}
+          mail: {url: mailto://y, body_format: html}
+          desk: json://z
+        rules:
+          - {name: both, notify: [chat, mail]}
+          - name: one
+            notify: [desk]
+          - {name: text, notify: [desk, chat]}
+        """
+    )
+    assert [str(note) for note in settings.notes] == [
+        "config.yaml:6: rules[0].notify: channels of different formats (chat markdown, mail "
+        "html): the templates go to each as written, only the values escaped for it, so markup "
+        "in them suits one format (a rule per format sends each its own)",
+        "config.yaml:9: rules[2].notify: channels of different formats (desk text, chat "
+        "markdown): the templates go to each as written, only the values escaped for it, so "
+        "markup in them suits one format (a rule per format sends each its own)",
+    ]
+
+
+def test_a_format_on_a_rule_says_where_formats_go() -> None:
+    """`body_format` on a rule is not unknown to the notifier: it is a channel's or
+    delivery's, and the message says so instead of listing the rule's keys."""
+    problems = rules_errors("- name: r\n  notify: phone\n  body_format: html\n")
+    assert problems == [
+        f"config.yaml:{CHANNELS.count(chr(10)) + 4}: rules[0].body_format: a format is a "
+        "channel's (channels.NAME.body_format) or every channel's (delivery.body_format), not "
+        "a rule's"
     ]

@@ -91,3 +91,26 @@ def test_a_closed_pipe_tells_whoever_runs_for_the_output(monkeypatch: pytest.Mon
         assert told == ["gone"]
         closedpipe.drop_stdout()
         assert told == ["gone"]
+
+
+class _Writes(io.StringIO):
+    """A stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_an_alert_is_one_write_so_two_channels_never_interleave(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Channels send on threads of their own: heading and body go out in one write (under
+    a lock), so one channel's body can never land under another's heading."""
+    stream = _Writes()
+    monkeypatch.setattr(sys, "stdout", stream)
+    assert print_alert("BUY 10\nline 2", "Title", meta={"host": "desk"})
+    assert stream.writes == ["[desk] == Title ==\nBUY 10\nline 2\n\n"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from fakes import DeskAndPhone
+from fakes import DeskAndPhone, Target
 
 from notifier.fanout import fan_out
 from notifier.render import Escape
@@ -58,3 +58,32 @@ def test_a_channel_not_configured_is_a_key_error_before_anything_is_rendered() -
             targets=DeskAndPhone(),
         )
     assert asked == []
+
+
+class _Shared(DeskAndPhone):
+    """`desk` and `phone` list one URL in common (`phone-1` is `desk-1`'s)."""
+
+    def targets(self, channel: str) -> tuple[Target, ...]:
+        keys = {"desk": ("desk-1",), "phone": ("desk-1", "phone-2")}[channel]
+        return tuple(Target(k) for k in keys)
+
+
+def test_a_url_two_channels_list_gets_the_message_once_as_the_first_has_it() -> None:
+    """desk (html) and phone (text) share a URL: it gets desk's HTML rendering once, as the
+    outbox would keep it; phone's other URL gets the text."""
+
+    def render(escape: Escape | None) -> tuple[str, str]:
+        return ("html" if escape else "text"), "body"
+
+    alerts = fan_out(
+        fill_key="k",
+        rule="r",
+        channels=("desk", "phone"),
+        render=render,
+        filled_at=AT,
+        targets=_Shared(desk="html"),
+    )
+    assert [(a.channel, a.target, a.title, a.body_format) for a in alerts] == [
+        ("desk", "desk-1", "html", "html"),
+        ("phone", "phone-2", "text", "text"),
+    ]

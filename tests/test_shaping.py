@@ -170,7 +170,10 @@ def test_parse_group_accepts_a_single_field_and_an_empty_by() -> None:
         ({"at": "24:00"}, "at", 'write "00:00" for midnight'),
         ({"at": ["17:00", "17:00"]}, "at[1]", "twice"),
         ({"at": []}, "at", "got []"),
-        ({"wait": "5s", "tz": "Europe/London"}, "tz", "needs at"),
+        ({"wait": "5s", "tz": "Europe/London"}, "tz", "zone of the at times, and this group"),
+        ({"at": "5pm"}, "at", 'write "17:00"'),
+        ({"at": "8:30 am"}, "at", 'write "08:30"'),
+        ({"at": "12am"}, "at", 'write "00:00"'),
         ({"at": "17:00", "tz": "BST"}, "tz", "Europe/London"),
     ],
 )

@@ -614,3 +614,31 @@ def test_a_rule_s_tz_places_its_group_s_times_of_day_unless_the_group_names_a_zo
         "config.yaml:8: rules[0].group.at: give wait or at, not both: a group closes a while "
         "after its first fill (wait) or at a time of day (at)"
     ]
+
+
+def test_a_summary_takes_its_active_hours_zone_and_is_noted_when_they_are_closed() -> None:
+    """`group: {at: "17:00"}` beside `active: {..., tz: Asia/Tokyo}` on a rule with no `tz:`
+    is Tokyo's 17:00, not UTC's (which is 02:00 there, and waited for the morning). An `at`
+    time the hours are never open at (hold) gets a note: that summary comes at the opening;
+    one at the close itself does not."""
+    config = """\
+    rules:
+      - name: day
+        notify: [desk]
+        group: {at: ["17:00", "17:30"]}
+        active: {hours: "09:00-17:00", tz: Asia/Tokyo}
+    """
+    settings = parse(
+        CHANNELS + textwrap.dedent(config),
+        source=Path("config.yaml"),
+        env={"POLYSIM_API_KEY": "k"},
+        check_url=lambda url: None,
+    )
+    (day,) = settings.rules.rules
+    group = shaping(day).group
+    assert group is not None
+    assert str(group.tz) == "Asia/Tokyo"
+    assert [str(note) for note in settings.notes] == [
+        "config.yaml:6: rules[0].group.at: 17:30 (Asia/Tokyo) is outside the rule's active "
+        "hours: that summary waits for them to open, folded into what they hold then"
+    ]
