@@ -189,7 +189,7 @@ def parse_group(raw: object) -> GroupSpec:
     if "at" in spec and "wait" in spec:
         message = "give wait or at, not both: a group closes a while after its first fill (wait)"
         errors.append(SpecError("at", f"{message} or at a time of day (at)"))
-    elif "at" in spec:
+    if "at" in spec:
         at = attempt(errors, _parse_at, spec["at"])
     else:
         wait = attempt(errors, _positive, spec, "wait", ' (or at: "17:00", a time of day)')

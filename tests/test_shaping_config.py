@@ -612,7 +612,9 @@ def test_a_rule_s_tz_places_its_group_s_times_of_day_unless_the_group_names_a_zo
         """
     ) == [
         "config.yaml:8: rules[0].group.at: give wait or at, not both: a group closes a while "
-        "after its first fill (wait) or at a time of day (at)"
+        "after its first fill (wait) or at a time of day (at)",
+        "config.yaml:8: rules[0].group.at: must be a time of day like \"17:00\", got '5pm' "
+        '(write "17:00")',
     ]
 
 

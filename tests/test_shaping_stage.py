@@ -795,6 +795,19 @@ rules:
     )
 
 
+def test_a_digest_lists_its_fills_in_the_order_they_were_filled() -> None:
+    """A held digest merges what came in arrival order (a backfilled fill after later ones,
+    a throttle's kept fills after the night's): its lines follow the fills' own times."""
+    (rule,) = rules(
+        "rules:\n  - {name: d, notify: [desk], group: {wait: 30s}, line: '{order_id}'}\n"
+    ).rules
+    late, early = fill("2", "0.60", "10"), fill("1", "0.70", "10")
+    early = dataclasses.replace(early, filled_at=late.filled_at - timedelta(minutes=5))
+    release = make_release("d", (), Bunch.of(late, early), 0, "group")
+    _, body = render_release(rule, release, None)
+    assert body.splitlines()[1:] == ["1", "2"]
+
+
 HTML_DIGEST = """\
 rules:
   - name: digest
