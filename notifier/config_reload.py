@@ -61,6 +61,7 @@ class ConfigReloader:
         # one took (the start's reading counts as one that did).
         self.results: Counter[str] = Counter(ok=0, refused=0)  # present from the start
         self.last_ok = True
+        self.refusal: str | None = None  # how the last reload went, while it did not take
 
     @property
     def has_config_file(self) -> bool:
@@ -98,6 +99,7 @@ class ConfigReloader:
             self._queued = False  # from here on, an edit needs a reload of its own
             self._systemd(sdnotify.reloading())
             ok, outcome = await self._reread(self._read)
+            self.refusal = None if ok else outcome.removeprefix("running the config before: ")
             self._systemd(f"READY=1\n{sdnotify.status(outcome)}")
             return self._counted(ok)
 

@@ -1,11 +1,13 @@
-"""Tell systemd how the daemon is doing (`Type=notify`): ready, reloading, alive, stopping.
+"""Tell systemd how the daemon is doing (`Type=notify`): ready, reloading, alive, its status.
 
 With `Type=exec`, `systemctl start` returns as soon as the process exists, so a reload right
 after it could land before the daemon handles SIGHUP. With `Type=notify`, systemd waits for
 READY=1, sent once the signal handlers are in, and holds a reload until then. A reload is
 bracketed by RELOADING=1 and READY=1 (systemd 253 and later show the unit as reloading in
 between, and `Type=notify-reload` makes `systemctl reload` wait for it); its outcome goes in
-STATUS=, which `systemctl status` shows: a refused reload changes nothing else there. With
+STATUS=, which `systemctl status` shows: a refused reload changes nothing else there. While the
+daemon runs, STATUS= says every STATUS_EVERY seconds whether the feed is connected, how many
+alerts wait, and a reload that did not take (until one does). With
 `WatchdogSec=` set, WATCHDOG=1 is sent from the event loop, so a loop that stops turning gets
 the daemon restarted. STOPPING=1 says a graceful stop began. Without $NOTIFY_SOCKET (not
 under systemd) nothing is sent.
@@ -13,6 +15,7 @@ under systemd) nothing is sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -22,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 log = logging.getLogger(__name__)
 
 MIN_WATCHDOG_PING = 0.05  # seconds between pings at most this often, whatever systemd asks
+STATUS_EVERY = 15.0  # seconds between status lines: what `systemctl status` shows stays fresh
 
 
 def notify(state: str) -> None:
@@ -50,6 +54,47 @@ def reloading(monotonic: Callable[[], float] = time.monotonic) -> str:
 def status(text: str) -> str:
     """A STATUS= line: one line of at most 200 characters, whatever `text` holds."""
     return "STATUS=" + " ".join(text.split())[:200]
+
+
+def under_systemd(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether systemd listens ($NOTIFY_SOCKET): only then is a status line worth making."""
+    return bool(environ.get("NOTIFY_SOCKET"))
+
+
+def status_report(running: str, *, connected: bool, waiting: int, reload: str | None) -> str:
+    """The status line of a running daemon: "running: 3 rules, 2 channels; feed connected; 0
+    alerts waiting", and how a reload that did not take went (`reload`), until one does."""
+    feed = "feed connected" if connected else "feed not connected"
+    alerts = f"{waiting} alert{'' if waiting == 1 else 's'} waiting"
+    return "; ".join(part for part in (running, feed, alerts, reload) if part)
+
+
+async def report_status(
+    line: Callable[[], str],
+    *,
+    send: Callable[[str], None] = notify,
+    sleep: Callable[[float], Awaitable[None]],
+    every: float = STATUS_EVERY,
+) -> None:
+    """Send `line()` as the status every `every` seconds until cancelled."""
+    while True:
+        send(status(line()))
+        await sleep(every)
+
+
+def start_status(tasks: asyncio.TaskGroup, line: Callable[[], str]) -> asyncio.Task[None] | None:
+    """The task that keeps the status line fresh, under systemd; None outside it."""
+    if not under_systemd():
+        return None
+    return tasks.create_task(report_status(line, sleep=asyncio.sleep), name="status")
+
+
+def start_watchdog(tasks: asyncio.TaskGroup) -> asyncio.Task[None] | None:
+    """The task that pings the watchdog, when `WatchdogSec=` asks; None when it does not."""
+    interval = watchdog_interval()
+    if interval is None:
+        return None
+    return tasks.create_task(ping_watchdog(interval, sleep=asyncio.sleep), name="watchdog")
 
 
 def watchdog_interval(

@@ -220,14 +220,10 @@ class Service:
             file_task = tasks.create_task(
                 watch_state_file(store.path, self._state_file), name="state-file"
             )
-            interval = sdnotify.watchdog_interval()
-            watchdog_task = (
-                tasks.create_task(
-                    sdnotify.ping_watchdog(interval, sleep=asyncio.sleep), name="watchdog"
-                )
-                if interval is not None
-                else None
-            )
+            # Told while the run lasts: the status line (under systemd), the watchdog's pings
+            # (when WatchdogSec= asks for them).
+            status_task = sdnotify.start_status(tasks, self.status_line)
+            watchdog_task = sdnotify.start_watchdog(tasks)
             watch_task = (
                 tasks.create_task(
                     watch_file(self._watch.path, self.request_reload, since=self._watch.since)
@@ -236,6 +232,8 @@ class Service:
                 else None
             )
             await self._stop.wait()
+            if status_task is not None:  # "running" must not follow the stop's own line
+                await _cancel(status_task)
             sdnotify.notify(f"STOPPING=1\n{sdnotify.status(f'stopping ({self._stop_why})')}")
             log.info("stopping (%s): feed closed, finishing what was received", self._stop_why)
             await self._reloader.cancel()
@@ -305,6 +303,15 @@ class Service:
             self._reloader,
             self.settings,
             now=self._clock(),
+        )
+
+    def status_line(self) -> str:
+        """What `systemctl status` shows while the daemon runs (sdnotify.status_report)."""
+        return sdnotify.status_report(
+            running(self.settings),
+            connected=bool(self.feed and self.feed.stats.connected),
+            waiting=self.deliverer.pending() if self.deliverer is not None else 0,
+            reload=self._reloader.refusal,
         )
 
     def health(self) -> tuple[bool, str]:

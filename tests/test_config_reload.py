@@ -183,3 +183,25 @@ async def test_a_reload_that_fails_while_swapping_still_tells_systemd_it_ended(
         told[1] == "READY=1\nSTATUS=reload failed halfway at 2026-12-07 05:40:12 UTC (see the log)"
     )
     assert reloader.results["refused"] == 1
+
+
+async def test_a_refused_reload_stays_in_the_status_line_until_one_takes(tmp_path: Path) -> None:
+    """The periodic status line would hide a refusal the reload's own line showed: it carries
+    it until a reload takes."""
+    texts = iter(["rules: [{name: x}]\n", CONFIG])
+    service = Service(
+        _settings(tmp_path, CONFIG, {}),
+        reload=lambda: _settings(tmp_path, next(texts), {}),
+        install_signals=False,
+    )
+    assert (
+        service.status_line() == "running: 0 rules, 1 channel; feed not connected; 0 alerts waiting"
+    )
+    assert await service.reload() is False
+    assert re.fullmatch(
+        r"running: 0 rules, 1 channel; feed not connected; 0 alerts waiting; "
+        r"reload refused at .* UTC \(\d+ problems?\)",
+        service.status_line(),
+    )
+    assert await service.reload() is True
+    assert service.status_line().endswith("; 0 alerts waiting")

@@ -455,15 +455,19 @@ async def test_systemd_hears_ready_reloads_their_outcome_the_watchdog_and_stoppi
         systemd.setblocking(False)
         loop = asyncio.get_running_loop()
         pings = 0
+        statuses: list[str] = []  # the running daemon's status lines, apart from the states
 
         async def told() -> list[str]:
-            """The next message that is not a watchdog ping, as its lines."""
+            """The next message that is neither a watchdog ping nor a status line alone."""
             nonlocal pings
             while True:
                 message = await asyncio.wait_for(loop.sock_recv(systemd, 1024), timeout=15)
-                if message != b"WATCHDOG=1":
+                if message == b"WATCHDOG=1":
+                    pings += 1
+                elif message.startswith(b"STATUS="):
+                    statuses.append(message.decode())
+                else:
                     return message.decode().split("\n")
-                pings += 1
 
         env = child_env(
             POLYSIM_API_KEY=DEFAULT_API_KEY, NOTIFY_SOCKET=address, WATCHDOG_USEC="100000"
@@ -502,6 +506,11 @@ async def test_systemd_hears_ready_reloads_their_outcome_the_watchdog_and_stoppi
             code, _ = await daemon.wait()
     assert stopping == ["STOPPING=1", "STATUS=stopping (SIGTERM)"]
     assert code == 0
+    # The first at once, then every STATUS_EVERY: what `systemctl status` shows meanwhile.
+    assert re.fullmatch(
+        r"STATUS=running: 1 rule, 1 channel; feed (not )?connected; 0 alerts waiting",
+        statuses[0],
+    )
 
 
 async def _reloads_done(service: Service, *, timeout: float = 10) -> None:

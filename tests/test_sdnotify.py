@@ -99,3 +99,40 @@ async def test_the_watchdog_is_pinged_at_once_and_then_every_interval() -> None:
         await sdnotify.ping_watchdog(15.0, send=sent.append, sleep=sleep)
     assert sent == ["WATCHDOG=1"] * 3
     assert slept == [15.0] * 3
+
+
+def test_the_status_line_says_what_runs_the_feed_what_waits_and_a_refused_reload() -> None:
+    """`systemctl status` shows the daemon's state: its feed and its backlog, and a reload
+    that did not take until one does."""
+    running = "running: 3 rules, 2 channels"
+    assert sdnotify.status_report(running, connected=True, waiting=0, reload=None) == (
+        "running: 3 rules, 2 channels; feed connected; 0 alerts waiting"
+    )
+    refused = "reload refused at 2026-12-07 05:40:12 UTC (2 problems)"
+    assert sdnotify.status_report(running, connected=False, waiting=1, reload=refused) == (
+        f"running: 3 rules, 2 channels; feed not connected; 1 alert waiting; {refused}"
+    )
+
+
+async def test_the_status_is_sent_at_once_and_then_every_interval() -> None:
+    """Fresh from the start, then every STATUS_EVERY seconds, each line as it is then."""
+    sent: list[str] = []
+    slept: list[float] = []
+    lines = iter(["first", "second", "third"])
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await sdnotify.report_status(lambda: next(lines), send=sent.append, sleep=sleep)
+    assert sent == ["STATUS=first", "STATUS=second", "STATUS=third"]
+    assert slept == [sdnotify.STATUS_EVERY] * 3
+
+
+def test_a_status_is_made_only_under_systemd() -> None:
+    """Without $NOTIFY_SOCKET nobody reads it: no task, no snapshot every interval."""
+    assert sdnotify.under_systemd({"NOTIFY_SOCKET": "/run/systemd/notify"})
+    assert not sdnotify.under_systemd({})
+    assert not sdnotify.under_systemd({"NOTIFY_SOCKET": ""})
