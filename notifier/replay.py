@@ -154,7 +154,10 @@ def _shaped(simulation: Simulation, channels: ChannelSet, out: TextIO) -> None:
     print("shaped: what run would send for these fills, by their own times", file=out)
     for shaped in simulation.messages:
         rule, release = shaped.rule, shaped.release
-        at = shaped.at.astimezone(_zone_shown(rule)).strftime("%Y-%m-%d %H:%M:%S %Z")
+        zone = _zone_shown(rule)
+        at = shaped.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+        if shaped.at.astimezone(zone).utcoffset():  # the order of the lines, in one zone
+            at += shaped.at.astimezone(UTC).strftime(" (%H:%M UTC)")
         fills = f"{release.count} fill{'' if release.count == 1 else 's'}"
         print(f"  {at}: rule {rule.name} -> {', '.join(rule.notify)} ({fills})", file=out)
         _message(release_alerts(rule, release, channels), channels, out)
@@ -200,11 +203,14 @@ def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
         return
     titles: dict[str, list[str]] = {}  # title -> the targets that get it
     bodies: dict[str, list[str]] = {}
+    urls = {channel: sum(a.channel == channel for a in alerts) for channel in _channels(alerts)}
     for each in alerts:
-        shown = channels.display(each.target)
-        titles.setdefault(channels.title_for(each.target, each.title, each.body_format), []).append(
-            shown
-        )
+        # A channel by its name; one of several URLs of a channel by its URL too.
+        shown = each.channel
+        if urls[each.channel] > 1:
+            shown += f" {channels.display(each.target)}"
+        title = channels.title_for(each.target, each.title, each.body_format)
+        titles.setdefault(title, []).append(shown)
         bodies.setdefault(each.body, []).append(shown)
     for title, where in titles.items():
         to = f" (to {', '.join(where)})" if len(titles) > 1 else ""
@@ -219,6 +225,11 @@ def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
             "fill's text from pinging anyone or linking anywhere",
             file=out,
         )
+
+
+def _channels(alerts: list[Alert]) -> list[str]:
+    """The channels of these alerts, each once, in order."""
+    return list(dict.fromkeys(alert.channel for alert in alerts))
 
 
 def _zone_shown(rule: Rule) -> tzinfo:
