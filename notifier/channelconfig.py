@@ -8,6 +8,7 @@ and the key path, never the URL (apprise's own check is injected as `check_url`)
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -179,16 +180,16 @@ def note_mixed_formats(
     default_format: str,
     problems: Problems,
 ) -> None:
-    """A note for each rule whose channels write different formats: its templates go to each
-    as written (only the fill's values are escaped per format), so markup in them suits one
-    of the formats; a rule per format sends each its own."""
+    """A note for each rule whose templates hold markup and whose channels write different
+    formats: its templates go to each as written (only the fill's values are escaped per
+    format), so the markup suits one of the formats; a rule per format sends each its own."""
     if not isinstance(node, YSeq):
         return
     by_name = {rule.name: rule for rule in rules}
     for index, item in enumerate(node):
         name = item.get("name") if isinstance(item, YMap) else None
         rule = by_name.get(name.text) if isinstance(name, Scalar) else None
-        if rule is None or not isinstance(item, YMap):
+        if rule is None or not isinstance(item, YMap) or not _has_markup(rule):
             continue
         formats = {
             channel: channels[channel].body_format or default_format
@@ -204,3 +205,18 @@ def note_mixed_formats(
                 "written, only the values escaped for it, so markup in them suits one format "
                 "(a rule per format sends each its own)",
             )
+
+
+# What HTML or Markdown markup starts with, in a template's own text: a tag or an entity,
+# emphasis, code, a link, strike-through.
+_MARKUP = re.compile(r"<[A-Za-z/!]|&#?\w+;|[*_`~]|\[[^\]]*\]\(")
+
+
+def _has_markup(rule: Rule) -> bool:
+    """Whether the rule's own template text (placeholders aside) holds markup."""
+    templates = (rule.title, rule.body, rule.line, *(rule.single or ()))
+    return any(
+        _MARKUP.search("".join(text for text, *_ in string.Formatter().parse(t.text)))
+        for t in templates
+        if t is not None
+    )

@@ -102,8 +102,8 @@ def _render(
 ) -> tuple[str, str]:
     values = shown_in(dict(release.fields), tz)
     newline = line_break(escape)
-    # In the order they were filled: a held digest merges what throttles and groups kept, and
-    # a backfilled fill arrives after later ones.
+    # In the order they were filled (as a bunch keeps them; sorted again for a bunch an older
+    # notifier stored in arrival order).
     fills = sorted(release.fills, key=lambda fill: fill.filled_at)
     rendered = [line.render(fill_values(f, rule=rule, tz=tz), escape=escape) for f in fills]
     values["lines"] = Markup(cap_lines(rendered, release.count, newline))  # escaped line by line

@@ -203,11 +203,10 @@ def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
         return
     titles: dict[str, list[str]] = {}  # title -> the targets that get it
     bodies: dict[str, list[str]] = {}
-    urls = {channel: sum(a.channel == channel for a in alerts) for channel in _channels(alerts)}
     for each in alerts:
         # A channel by its name; one of several URLs of a channel by its URL too.
         shown = each.channel
-        if urls[each.channel] > 1:
+        if len(channels.targets(each.channel)) > 1:
             shown += f" {channels.display(each.target)}"
         title = channels.title_for(each.target, each.title, each.body_format)
         titles.setdefault(title, []).append(shown)
@@ -225,11 +224,6 @@ def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
             "fill's text from pinging anyone or linking anywhere",
             file=out,
         )
-
-
-def _channels(alerts: list[Alert]) -> list[str]:
-    """The channels of these alerts, each once, in order."""
-    return list(dict.fromkeys(alert.channel for alert in alerts))
 
 
 def _zone_shown(rule: Rule) -> tzinfo:

@@ -306,11 +306,17 @@ class Service:
         )
 
     def status_line(self) -> str:
-        """What `systemctl status` shows while the daemon runs (sdnotify.status_report)."""
+        """What `systemctl status` shows while the daemon runs (sdnotify.status_report); a
+        state file that fails to answer stops the run as any failed write does."""
+        try:
+            waiting = self.deliverer.pending() if self.deliverer is not None else 0
+        except StateError as exc:
+            self._state_broken(exc)
+            return f"stopping: {exc}"
         return sdnotify.status_report(
             running(self.settings),
             connected=bool(self.feed and self.feed.stats.connected),
-            waiting=self.deliverer.pending() if self.deliverer is not None else 0,
+            waiting=waiting,
             reload=self._reloader.refusal,
         )
 

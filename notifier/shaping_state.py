@@ -235,7 +235,9 @@ def _dump_bunch(bunch: Bunch | None) -> dict[str, object]:
     if bunch is None:
         return {"fills": []}
     data: dict[str, object] = {"fills": [fill_to_data(f) for f in bunch.kept]}
-    if bunch.count > len(bunch.kept):
+    # The tally also keeps which fill came last where that is not the last one kept (those
+    # are in fill order).
+    if bunch.count > len(bunch.kept) or bunch.last != bunch.kept[-1]:
         data["tally"] = {
             "last": fill_to_data(bunch.last),
             "count": bunch.count,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -31,7 +31,9 @@ from notifier.windows import ActiveSpec, parse_active
 from notifier.yamltree import Node, Scalar, YMap, YSeq, describe
 
 SHAPING_KEYS = ("group", "throttle", "active")
-_A_WEEK = [date(2026, 1, 5) + timedelta(days=n) for n in range(7)]  # Monday to Sunday
+# Seven days of winter and seven of summer, every weekday in each: daylight saving moves one
+# zone's times against another's.
+_WEEKS = [[date(2026, month, 5) + timedelta(days=n) for n in range(7)] for month in (1, 7)]
 _INSTANT = timedelta(microseconds=1)
 # Templates of a shaped rule when the config gives none: a digest must say what it folded.
 DIGEST_BODY = "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f}\n{lines}"
@@ -207,15 +209,22 @@ def note_closed_summaries(
     node = raw.get("group")
     line = node.key_lines.get("at", node.line) if isinstance(node, YMap) else raw.line
     for when in group.at:
-        # As a release is judged: at the last instant a fill could join the summary.
-        instants = (resolve_wall_time(day, when, group.tz) - _INSTANT for day in _A_WEEK)
-        if not any(active.is_active(instant) for instant in instants):
+        closed = [not _ever_open(active, group, when, week) for week in _WEEKS]
+        if any(closed):
+            part = "" if all(closed) else " for part of the year (daylight saving)"
             problems.note(
                 line,
                 f"{path}.group.at",
-                f"{when:%H:%M} ({group.tz}) is outside the rule's active hours: that summary "
-                "waits for them to open, folded into what they hold then",
+                f"{when:%H:%M} ({group.tz}) is outside the rule's active hours{part}: that "
+                "summary waits for them to open, folded into what they hold then",
             )
+
+
+def _ever_open(active: ActiveSpec, group: GroupSpec, when: time, week: list[date]) -> bool:
+    """Whether the hours are open at `when` on some day of `week`: at the time itself (an
+    opening) or just before it (a close), as a release is judged."""
+    instants = (resolve_wall_time(day, when, group.tz) for day in week)
+    return any(active.is_active(at) or active.is_active(at - _INSTANT) for at in instants)
 
 
 def _unzoned(raw: YMap, key: str) -> bool:

@@ -1764,7 +1764,8 @@ def test_an_unknown_top_level_key_says_shared_settings_go_under_x_keys() -> None
 
 def test_a_rule_notifying_channels_of_different_formats_is_noted() -> None:
     """Its templates go to each channel as written (only values are escaped per format), so
-    a note says so where the rule names them; one format, or one channel, says nothing."""
+    a note says so where the rule names them when its own text holds markup; plain templates
+    (the defaults), one format, or one channel say nothing."""
     settings = settings_of(
         """\
         channels:
@@ -1772,17 +1773,19 @@ def test_a_rule_notifying_channels_of_different_formats_is_noted() -> None:
           mail: {url: mailto://y, body_format: html}
           desk: json://z
         rules:
-          - {name: both, notify: [chat, mail]}
+          - {name: both, notify: [chat, mail], title: "<b>{side}</b> on {market_title}"}
           - name: one
             notify: [desk]
-          - {name: text, notify: [desk, chat]}
+            body: "**{side}**"
+          - {name: plain, notify: [desk, chat, mail]}
+          - {name: stars, notify: [desk, chat], body: "**{side}** {quantity}"}
         """
     )
     assert [str(note) for note in settings.notes] == [
         "config.yaml:6: rules[0].notify: channels of different formats (chat markdown, mail "
         "html): the templates go to each as written, only the values escaped for it, so markup "
         "in them suits one format (a rule per format sends each its own)",
-        "config.yaml:9: rules[2].notify: channels of different formats (desk text, chat "
+        "config.yaml:11: rules[3].notify: channels of different formats (desk text, chat "
         "markdown): the templates go to each as written, only the values escaped for it, so "
         "markup in them suits one format (a rule per format sends each its own)",
     ]

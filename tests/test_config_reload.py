@@ -11,6 +11,7 @@ import pytest
 
 from notifier.config import parse
 from notifier.config_reload import ConfigReloader
+from notifier.errors import StateError
 from notifier.service import Service
 from notifier.settings import Settings
 from notifier.simulator import DEFAULT_API_KEY
@@ -205,3 +206,20 @@ async def test_a_refused_reload_stays_in_the_status_line_until_one_takes(tmp_pat
     )
     assert await service.reload() is True
     assert service.status_line().endswith("; 0 alerts waiting")
+
+
+def test_a_state_file_failing_the_status_line_stops_the_run_as_a_failed_write_does(
+    tmp_path: Path,
+) -> None:
+    """The periodic status reads the outbox: a state file that fails there stops the run
+    gracefully with its error (as any failed write), not the task group with a traceback."""
+
+    class Broken:
+        def pending(self) -> int:
+            raise StateError("state file s.db: count pending: disk I/O error")
+
+    service = Service(_settings(tmp_path, CONFIG, {}), install_signals=False)
+    service.deliverer = Broken()  # type: ignore[assignment]  # a deliverer whose file fails
+    assert service.status_line() == "stopping: state file s.db: count pending: disk I/O error"
+    assert service._stop.is_set()
+    assert isinstance(service._broken, StateError)

@@ -28,7 +28,15 @@ from notifier.digests import (
 from notifier.durations import MAX_DAYS
 from notifier.events import Fill
 from notifier.shaping import Shaper
-from notifier.shaping_state import Key, entries, waiting
+from notifier.shaping_state import (
+    Key,
+    OpenGroup,
+    RuleState,
+    dump_entry,
+    entries,
+    load_entry,
+    waiting,
+)
 from notifier.shapingspecs import (
     GroupSpec,
     RuleShaping,
@@ -534,6 +542,27 @@ def test_a_bunch_keeps_the_first_fills_and_counts_them_all() -> None:
     assert (bunch.quantity, bunch.notional) == (Decimal(100), Decimal(50))
     fields = release_fields("r", bunch, 0)
     assert (fields["side"], fields["order_id"], fields["count"]) == (MIXED, "50", 50)
+
+
+def test_a_bunch_keeps_the_fills_filled_first_whatever_order_they_came_in() -> None:
+    """A held digest of 20 night fills merges a group of 3 filled earlier: it keeps the
+    earliest 20 by fill time, so "… and 3 more" stands for the latest; stored and read back,
+    it still knows which fill came last."""
+    night = [fill(n, at=T0 + 3600 * S) for n in range(20)]
+    earlier = [fill(n, order=f"e{n}") for n in range(3)]
+    bunch = Bunch.of(*night)
+    bunch.merge(Bunch.of(*earlier))
+    assert bunch.kept == [*earlier, *night[:17]]
+    assert (bunch.count, bunch.last) == (23, earlier[-1])
+    stored = RuleState(groups={(): OpenGroup(T0, bunch)}, throttles={})
+    back = RuleState(groups={}, throttles={})
+    load_entry(back, "group", (), json.loads(json.dumps(dump_entry(stored, "group", ()))))
+    restored = back.groups[()].bunch
+    assert (restored.kept, restored.last, restored.count) == (bunch.kept, earlier[-1], 23)
+    few = Bunch.of(night[5], earlier[0])  # every fill kept, the last to come not the latest
+    stored.groups[()] = OpenGroup(T0, few)
+    load_entry(back, "group", (), json.loads(json.dumps(dump_entry(stored, "group", ()))))
+    assert back.groups[()].bunch.last == earlier[0]
 
 
 # --- shaper: no shaping and groups ----------------------------------------------------------

@@ -644,3 +644,31 @@ def test_a_summary_takes_its_active_hours_zone_and_is_noted_when_they_are_closed
         "config.yaml:6: rules[0].group.at: 17:30 (Asia/Tokyo) is outside the rule's active "
         "hours: that summary waits for them to open, folded into what they hold then"
     ]
+
+
+def test_a_summary_at_the_opening_is_not_noted_and_one_closed_half_the_year_is() -> None:
+    """`at` 09:00 with hours 09:00-17:00 goes out at the opening: no note. London's 17:30
+    against hours in UTC is inside them in summer (16:30 UTC), outside in winter: noted as
+    for part of the year."""
+    config = """\
+    rules:
+      - name: opening
+        notify: [desk]
+        group: {at: "09:00"}
+        active: {hours: "09:00-17:00"}
+      - name: seasonal
+        notify: [desk]
+        group: {at: "17:30", tz: Europe/London}
+        active: {hours: "09:00-17:00", tz: UTC}
+    """
+    settings = parse(
+        CHANNELS + textwrap.dedent(config),
+        source=Path("config.yaml"),
+        env={"POLYSIM_API_KEY": "k"},
+        check_url=lambda url: None,
+    )
+    assert [str(note) for note in settings.notes] == [
+        "config.yaml:10: rules[1].group.at: 17:30 (Europe/London) is outside the rule's active "
+        "hours for part of the year (daylight saving): that summary waits for them to open, "
+        "folded into what they hold then"
+    ]
