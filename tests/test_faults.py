@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -857,10 +858,15 @@ async def test_kill_9_with_alerts_pending_then_restart(
 
 # -- input faults -----------------------------------------------------------------------------
 
+
+def _json_nest(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    # A named function, not a lambda: hypothesis describes a lambda by reading this file's
+    # source, and a run while the file changed once warned (an error under -W error).
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner)
+
+
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
-    max_leaves=6,
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8), _json_nest, max_leaves=6
 )
 _FIELDS = ("order_id", "market_id", "side", "outcome", "price", "quantity", "filled_at")
 
@@ -989,12 +995,17 @@ _scalar = (
     | st.sampled_from(("BUY", "10s", "-1", "json://127.0.0.1/", "{order_id}", "{nope", "${X}"))
     | st.text(max_size=10)
 )
+
+
+def _tree_nest(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(_KEYS) | st.text(max_size=6), inner, max_size=4
+    )
+
+
 _tree = st.recursive(
     _scalar,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), inner, max_size=4)
-    ),
+    _tree_nest,
     max_leaves=12,
 )
 _configs = (
