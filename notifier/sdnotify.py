@@ -69,16 +69,17 @@ def status_report(running: str, *, connected: bool, waiting: int, reload: str | 
     return "; ".join(part for part in (running, feed, alerts, reload) if part)
 
 
-async def report_status(
-    line: Callable[[], str],
+async def tell_every(
+    message: Callable[[], str],
+    every: float,
     *,
     send: Callable[[str], None] = notify,
     sleep: Callable[[float], Awaitable[None]],
-    every: float = STATUS_EVERY,
 ) -> None:
-    """Send `line()` as the status every `every` seconds until cancelled."""
+    """Send `message()` at once, then every `every` seconds until cancelled: from a task on
+    the event loop, so a loop stuck in a blocking call stops it (what the watchdog needs)."""
     while True:
-        send(status(line()))
+        send(message())
         await sleep(every)
 
 
@@ -86,7 +87,8 @@ def start_status(tasks: asyncio.TaskGroup, line: Callable[[], str]) -> asyncio.T
     """The task that keeps the status line fresh, under systemd; None outside it."""
     if not under_systemd():
         return None
-    return tasks.create_task(report_status(line, sleep=asyncio.sleep), name="status")
+    report = tell_every(lambda: status(line()), STATUS_EVERY, sleep=asyncio.sleep)
+    return tasks.create_task(report, name="status")
 
 
 def start_watchdog(tasks: asyncio.TaskGroup) -> asyncio.Task[None] | None:
@@ -94,7 +96,9 @@ def start_watchdog(tasks: asyncio.TaskGroup) -> asyncio.Task[None] | None:
     interval = watchdog_interval()
     if interval is None:
         return None
-    return tasks.create_task(ping_watchdog(interval, sleep=asyncio.sleep), name="watchdog")
+    # systemd restarts the daemon once `WatchdogSec=` passes without a ping.
+    ping = tell_every(lambda: "WATCHDOG=1", interval, sleep=asyncio.sleep)
+    return tasks.create_task(ping, name="watchdog")
 
 
 def watchdog_interval(
@@ -109,17 +113,3 @@ def watchdog_interval(
     if watched and watched != str(os.getpid() if pid is None else pid):
         return None
     return max(int(raw) / 2_000_000, MIN_WATCHDOG_PING)
-
-
-async def ping_watchdog(
-    interval: float,
-    *,
-    send: Callable[[str], None] = notify,
-    sleep: Callable[[float], Awaitable[None]],
-) -> None:
-    """Ping systemd's watchdog every `interval` seconds until cancelled. Sent from a task on
-    the event loop: a loop stuck in a blocking call stops the pings, and systemd restarts
-    the daemon once `WatchdogSec=` passes without one."""
-    while True:
-        send("WATCHDOG=1")
-        await sleep(interval)

@@ -96,7 +96,7 @@ async def test_the_watchdog_is_pinged_at_once_and_then_every_interval() -> None:
             raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):
-        await sdnotify.ping_watchdog(15.0, send=sent.append, sleep=sleep)
+        await sdnotify.tell_every(lambda: "WATCHDOG=1", 15.0, send=sent.append, sleep=sleep)
     assert sent == ["WATCHDOG=1"] * 3
     assert slept == [15.0] * 3
 
@@ -125,8 +125,11 @@ async def test_the_status_is_sent_at_once_and_then_every_interval() -> None:
         if len(slept) == 3:
             raise asyncio.CancelledError
 
+    def line() -> str:  # as start_status sends it
+        return sdnotify.status(next(lines))
+
     with pytest.raises(asyncio.CancelledError):
-        await sdnotify.report_status(lambda: next(lines), send=sent.append, sleep=sleep)
+        await sdnotify.tell_every(line, sdnotify.STATUS_EVERY, send=sent.append, sleep=sleep)
     assert sent == ["STATUS=first", "STATUS=second", "STATUS=third"]
     assert slept == [sdnotify.STATUS_EVERY] * 3
 
