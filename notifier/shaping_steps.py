@@ -8,7 +8,7 @@ semantics (group, throttle, active hours) are in shaping.py's docstring.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from notifier.digests import Bunch, Release, ReleaseKind, key_of, make_release
 from notifier.events import Fill
@@ -21,8 +21,6 @@ from notifier.shaping_state import (
     ThrottlePeriod,
 )
 from notifier.shapingspecs import RuleShaping
-
-_INSTANT = timedelta(microseconds=1)  # the finest step of a datetime
 
 
 def is_open(spec: RuleShaping, now: datetime) -> bool:
@@ -210,10 +208,6 @@ def _hold_or_drop(
 
 def _waits_for_window(spec: RuleShaping, due: datetime) -> bool:
     """Whether a message of matches that arrived inside the window, due at `due`, waits for
-    the next opening (`hold` outside the window); with `drop` it goes out: never discarded.
-
-    Judged at the last instant a match could join it: a group due at closing time itself (a
-    summary `at` the close of `active` hours) closes a window it lies wholly in, and goes out.
-    """
+    the next opening (`hold` outside the window); with `drop` it goes out: never discarded."""
     active = spec.active
-    return active is not None and active.outside == "hold" and not active.is_active(due - _INSTANT)
+    return active is not None and active.outside == "hold" and not active.holds_until(due)

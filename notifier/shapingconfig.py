@@ -34,7 +34,6 @@ SHAPING_KEYS = ("group", "throttle", "active")
 # Seven days of winter and seven of summer, every weekday in each: daylight saving moves one
 # zone's times against another's.
 _WEEKS = [[date(2026, month, 5) + timedelta(days=n) for n in range(7)] for month in (1, 7)]
-_INSTANT = timedelta(microseconds=1)
 # Templates of a shaped rule when the config gives none: a digest must say what it folded.
 DIGEST_BODY = "{count} fills on {market_title}: {total_quantity} @ avg {vwap:.4f}\n{lines}"
 DIGEST_TITLE = "Fills on {market_title} ({count})"
@@ -224,7 +223,7 @@ def _ever_open(active: ActiveSpec, group: GroupSpec, when: time, week: list[date
     """Whether the hours are open at `when` on some day of `week`: at the time itself (an
     opening) or just before it (a close), as a release is judged."""
     instants = (resolve_wall_time(day, when, group.tz) for day in week)
-    return any(active.is_active(at) or active.is_active(at - _INSTANT) for at in instants)
+    return any(active.is_active(at) or active.holds_until(at) for at in instants)
 
 
 def _unzoned(raw: YMap, key: str) -> bool:

@@ -32,6 +32,7 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _ACTIVE_KEYS = ("days", "hours", "tz", "outside")
+_INSTANT = timedelta(microseconds=1)  # the finest step of a datetime
 _SEARCH_DAYS = 16  # more than a week, so a window lost to a DST gap cannot hide the next one
 
 
@@ -60,6 +61,11 @@ class ActiveSpec:
         """Whether the instant `at` (timezone-aware) lies inside one of the windows."""
         local_day = aware(at).astimezone(self.tz).date()
         return any(o <= at < c for o, c in self._windows(local_day - timedelta(days=1), count=2))
+
+    def holds_until(self, at: datetime) -> bool:
+        """Whether a message due at `at` lies in a window: judged at the last instant a match
+        could join it, so one due at closing time itself (a summary `at` the close) does."""
+        return self.is_active(at - _INSTANT)
 
     def next_open(self, at: datetime) -> datetime:
         """`at` itself if the window is open then, else the instant it next opens."""
