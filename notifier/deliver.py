@@ -35,10 +35,10 @@ from notifier.message_fold import (
     fitting,
     fold,
     foldable,
-    line_end,
     message_limit,
     written_in,
 )
+from notifier.render import escape_for, line_break
 from notifier.sender import Sender
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
@@ -287,7 +287,7 @@ class Deliverer:
                 return
             self._store.flush()  # the row must be on disk before anyone can have seen it
             written = written_in(item, self._sender, channel, self._settings.body_format)
-            newline = line_end(written)
+            newline = line_break(escape_for(written))
             items = self._batch(item, channel, now, newline) if folding else [item]
             if not items:
                 return  # every one was delivered after all: marked sent

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from notifier.events import MessageLimit
-from notifier.render import escape_for, line_break
 from notifier.store import OutboxItem
 
 FOLD_LIMIT = 50  # rows folded into one message at most; the rest go in the next one
@@ -47,11 +46,6 @@ def written_in(item: OutboxItem, sender: object, channel: str, default: str) -> 
     format_of = getattr(sender, "body_format", None)
     found = format_of(channel) if callable(format_of) else None
     return found if isinstance(found, str) else default
-
-
-def line_end(body_format: str) -> str:
-    """How a fold's alerts are separated in a format (`render.line_break`: `<br>` in HTML)."""
-    return line_break(escape_for(body_format))
 
 
 def message_limit(sender: object, target: str) -> MessageLimit:

@@ -204,8 +204,7 @@ def parse_group(raw: object) -> GroupSpec:
     assert by is not None
     assert wait is not None or at is not None
     assert line is None or isinstance(line, str)
-    zoned = {} if tz is None else {"tz": tz}
-    return GroupSpec(by=by, wait=wait, line=line, at=at or (), **zoned)
+    return GroupSpec(by=by, wait=wait, line=line, at=at or (), tz=tz or UTC_ZONE)
 
 
 _TIME_OF_DAY = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
