@@ -32,6 +32,7 @@ from notifier.errors import (
     os_reason,
 )
 from notifier.hangup_latch import HangupLatch
+from notifier.wording import counted
 
 if TYPE_CHECKING:
     from notifier.settings import LogSettings, Settings
@@ -86,8 +87,7 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
     try:
         code: int = _COMMANDS[args.command](args)
     except ConfigError as exc:
-        count = len(exc.problems)
-        heading = f"config error: {count} problem{'' if count == 1 else 's'}"
+        heading = f"config error: {counted(len(exc.problems), 'problem')}"
         _last_word(f"{heading}\n{exc}", prefix="")  # one JSON record under JSON logging
         return EXIT_CONFIG
     except StateBusyError as exc:  # may clear: exit so that the unit restarts us

@@ -22,6 +22,7 @@ from notifier.errors import ConfigError, StateError
 from notifier.pipeline import Pipeline
 from notifier.reload_diff import described_changes, kept_runtime, waiting_for_restart
 from notifier.settings import Settings
+from notifier.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class ConfigReloader:
                 _ENVIRONMENT_NOTE if _names_unset_variable(exc) else "",
                 extra={"event": "reload_refused", "problems": len(exc.problems)},
             )
-            count = _counted_noun(len(exc.problems), "problem")
+            count = counted(len(exc.problems), "problem")
             return False, f"running the config before: reload refused at {when} ({count})"
         except Exception:  # a loader bug must not end the daemon, nor pass unseen
             log.exception(
@@ -185,12 +186,8 @@ class ConfigReloader:
 
 def running(settings: Settings) -> str:
     """What the daemon runs, as `systemctl status` shows it: "running: 12 rules, 3 channels"."""
-    rules = _counted_noun(len(settings.rules.rules), "rule")
-    return f"running: {rules}, {_counted_noun(len(settings.channels), 'channel')}"
-
-
-def _counted_noun(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    rules = counted(len(settings.rules.rules), "rule")
+    return f"running: {rules}, {counted(len(settings.channels), 'channel')}"
 
 
 # A reload reads the environment the daemon started with: a variable added to the unit's

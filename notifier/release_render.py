@@ -32,6 +32,7 @@ from notifier.shapingconfig import (
     MIXED_LINE,
     digest_body,
 )
+from notifier.wording import counted
 
 _DEFAULT_LINE = Template(DEFAULT_LINE)
 # A body with any of these was written for several fills: it needs no list added.
@@ -130,8 +131,7 @@ def _held_back(release: Release) -> str:
             return "(held back by the throttle)"
         return f"({messages} messages held back by the throttle, sent as one)"
     if release.suppressed:
-        plural = "" if release.suppressed == 1 else "s"
-        return f"({release.suppressed} earlier message{plural} folded into this one)"
+        return f"({counted(release.suppressed, 'earlier message')} folded into this one)"
     return ""
 
 

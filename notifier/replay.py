@@ -37,6 +37,7 @@ from notifier.rules import Rule
 from notifier.settings import Settings
 from notifier.shaping_preview import Simulation, simulate
 from notifier.shaping_stage import release_alerts
+from notifier.wording import counted
 
 EXIT_OK, EXIT_SEND_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_LINE_BYTES = 1 << 20
@@ -158,12 +159,11 @@ def _shaped(simulation: Simulation, channels: ChannelSet, out: TextIO) -> None:
         at = shaped.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
         if shaped.at.astimezone(zone).utcoffset():  # the order of the lines, in one zone
             at += shaped.at.astimezone(UTC).strftime(" (%H:%M UTC)")
-        fills = f"{release.count} fill{'' if release.count == 1 else 's'}"
+        fills = counted(release.count, "fill")
         print(f"  {at}: rule {rule.name} -> {', '.join(rule.notify)} ({fills})", file=out)
         _message(release_alerts(rule, release, channels), channels, out)
     for name, count in simulation.dropped.items():
-        plural = "" if count == 1 else "s"
-        print(f"  rule {name}: {count} fill{plural} dropped outside its active hours", file=out)
+        print(f"  rule {name}: {counted(count, 'fill')} dropped outside its active hours", file=out)
 
 
 # The feed's flat `fill` shape carries no status (the execution shapes do): a rule on status

@@ -22,6 +22,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from notifier.wording import counted
+
 log = logging.getLogger(__name__)
 
 MIN_WATCHDOG_PING = 0.05  # seconds between pings at most this often, whatever systemd asks
@@ -65,7 +67,7 @@ def status_report(running: str, *, connected: bool, waiting: int, reload: str | 
     """The status line of a running daemon: "running: 3 rules, 2 channels; feed connected; 0
     alerts waiting", and how a reload that did not take went (`reload`), until one does."""
     feed = "feed connected" if connected else "feed not connected"
-    alerts = f"{waiting} alert{'' if waiting == 1 else 's'} waiting"
+    alerts = f"{counted(waiting, 'alert')} waiting"
     return "; ".join(part for part in (running, feed, alerts, reload) if part)
 
 
