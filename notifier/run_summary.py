@@ -1,11 +1,19 @@
-"""What a run did: the totals behind the shutdown line and the CLI's exit."""
+"""A run's two canonical log lines: what it starts with, and what it did (the totals behind
+the shutdown line and the CLI's exit)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from notifier import __version__
 from notifier.deliver import Deliverer
+from notifier.errors import key_prefix
 from notifier.pipeline import Pipeline
+from notifier.settings import Settings
+from notifier.wording import counted
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +56,26 @@ def summarize(pipe: Pipeline | None, dlv: Deliverer | None) -> Summary:
             if stage != "dropped"
         ),
     )
+
+
+def log_start(settings: Settings) -> None:
+    """The start line: version, rule and channel counts, the key's prefix (never the key)."""
+    rules, channels = len(settings.rules.rules), len(settings.channels)
+    log.info(
+        "notifier %s started: %s, %s, key %s, state %s, feed %s",
+        __version__,
+        counted(rules, "rule"),
+        counted(channels, "channel"),
+        key_prefix(settings.feed.api_key),
+        settings.state.path,
+        settings.feed.base_url,
+        extra={
+            "event": "started",
+            "version": __version__,
+            "rules": rules,
+            "channels": channels,
+            "key_prefix": key_prefix(settings.feed.api_key),
+        },
+    )
+    for note in settings.notes:  # a channel URL from its default: a variable forgotten, perhaps
+        log.info("config note: %s", note)

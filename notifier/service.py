@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from notifier import __version__, sdnotify
+from notifier import sdnotify
 from notifier.channels import ChannelSet
 from notifier.clock import utc_now
 from notifier.config_reload import ConfigReloader, running
 from notifier.deliver import Deliverer
 from notifier.drain_watch import DrainWatch
-from notifier.errors import FatalFeedError, StateError, key_prefix
+from notifier.errors import FatalFeedError, StateError
 from notifier.feed import FeedClient
 from notifier.hangup import loop_signals
 from notifier.hangup_latch import HangupLatch
@@ -34,10 +34,11 @@ from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.metrics_snapshot import take_snapshot
 from notifier.pipeline import Pipeline
-from notifier.run_summary import Summary, summarize
+from notifier.prune import prune_forever
+from notifier.run_summary import Summary, log_start, summarize
 from notifier.settings import Settings
 from notifier.state_file_watch import Identity, identity, watch_state_file
-from notifier.store import PRUNE_STEP, OutboxItem, StateStore
+from notifier.store import OutboxItem, StateStore
 from notifier.walcheckpoint import BACKSTOP_PAGES, WalCheckpointer, checkpoint_forever
 from notifier.watch import WatchedFile, watch_file
 
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0  # seconds in-flight sends get at shutdown; the exit must come within 10 s
 PIPELINE_GRACE = 2.0  # seconds to record fills already received when a stop is asked
-PRUNE_EVERY = 3600.0  # seconds between prunes of old fill identities and sent alerts
 
 
 class Service:
@@ -178,7 +178,7 @@ class Service:
                 self.metrics, self.health, listen=settings.metrics.listen
             )
             await self.metrics_server.start()
-        self._log_start()
+        log_start(self.settings)
         try:
             with loop_signals(
                 {
@@ -215,7 +215,12 @@ class Service:
             feed_task = tasks.create_task(feed.run(), name="feed")
             pipe_task = tasks.create_task(pipeline.run(), name="pipeline")
             send_task = tasks.create_task(deliverer.run(), name="deliver")
-            prune_task = tasks.create_task(self._prune_forever(store), name="prune")
+            prune_task = tasks.create_task(
+                prune_forever(
+                    store, horizon=self.settings.feed.backfill_horizon, clock=self._clock
+                ),
+                name="prune",
+            )
             wal_task = tasks.create_task(checkpoint_forever(checkpointer), name="wal")
             file_task = tasks.create_task(
                 watch_state_file(store.path, self._state_file), name="state-file"
@@ -250,21 +255,6 @@ class Service:
                 await _cancel(watch_task)
             if watchdog_task is not None:  # the last: it vouched for the loop during the stop
                 await _cancel(watchdog_task)
-
-    async def _prune_forever(self, store: StateStore) -> None:
-        horizon = self.settings.feed.backfill_horizon
-        while True:
-            cutoff = self._clock() - horizon
-            removed = 0
-            while True:  # a few ms a step; the feed and delivery run in between
-                step = store.prune(fills_before=cutoff, sent_before=cutoff, limit=PRUNE_STEP)
-                removed += step
-                if step < PRUNE_STEP:
-                    break
-                await asyncio.sleep(0)
-            if removed:
-                log.info("pruned %d old entries from the state file", removed)
-            await asyncio.sleep(PRUNE_EVERY)
 
     def _observe_sent(self, item: OutboxItem) -> None:
         self._drain.sent(item.channel, item.target)
@@ -330,27 +320,6 @@ class Service:
     def summary(self) -> Summary:
         """Totals so far."""
         return summarize(self.pipeline, self.deliverer)
-
-    def _log_start(self) -> None:
-        s = self.settings
-        log.info(
-            "notifier %s started: %d rules, %d channels, key %s, state %s, feed %s",
-            __version__,
-            len(s.rules.rules),
-            len(s.channels),
-            key_prefix(s.feed.api_key),
-            s.state.path,
-            s.feed.base_url,
-            extra={
-                "event": "started",
-                "version": __version__,
-                "rules": len(s.rules.rules),
-                "channels": len(s.channels),
-                "key_prefix": key_prefix(s.feed.api_key),
-            },
-        )
-        for note in s.notes:  # a channel URL from its default: a variable forgotten, perhaps
-            log.info("config note: %s", note)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

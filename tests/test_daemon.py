@@ -95,7 +95,7 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         "run", "--config", str(config), env=child_env(POLYSIM_API_KEY=DEFAULT_API_KEY)
     ) as daemon:
         started = await daemon.wait_log("started")
-        assert "1 rules, 1 channels" in started
+        assert "1 rule, 1 channel," in started
         assert DEFAULT_API_KEY not in daemon.log
         await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 import logging
@@ -19,9 +20,10 @@ from fakes import HandClock
 
 from notifier.errors import StateBusyError, StateError
 from notifier.events import Alert
+from notifier.prune import PRUNE_EVERY, prune_forever
 from notifier.shaping_state import StateChanges
 from notifier.state_path import writable_hint
-from notifier.store import SCHEMA_VERSION, StateStore
+from notifier.store import PRUNE_STEP, SCHEMA_VERSION, StateStore
 from notifier.store_schema import MIGRATIONS, to_us
 
 T0 = datetime(2026, 2, 6, 12, 0, 0, 123456, tzinfo=UTC)
@@ -1053,3 +1055,29 @@ def test_rows_queued_without_a_format_take_their_channel_s_once_settled(
     (done,) = store.outbox(state="sent")
     assert done.body_format is None
     assert store.settle_formats({"chat": "html"}) == 0
+
+
+async def test_prune_forever_clears_a_backlog_in_steps_then_waits_an_hour(
+    tmp_path: Path, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hourly prune deletes past one step's worth (yielding between steps), logs how many
+    went, keeps what is within the horizon, and then waits PRUNE_EVERY before its next pass."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        raise asyncio.CancelledError  # one pass is enough
+
+    old = PRUNE_STEP + 3
+    with StateStore(tmp_path / "state.db", clock=clock) as store:
+        store.remember([(f"old{n}", T0) for n in range(old)])
+        store.record(fill_key="new", filled_at=T0 + timedelta(days=8), alerts=[])
+        clock.now = T0 + timedelta(days=8)
+        caplog.set_level(logging.INFO, logger="notifier.prune")
+        with pytest.raises(asyncio.CancelledError):
+            await prune_forever(store, horizon=timedelta(days=7), clock=clock, sleep=sleep)
+        assert slept == [PRUNE_EVERY]
+        assert not store.seen("old0")
+        assert not store.seen(f"old{old - 1}")
+        assert store.seen("new")
+    assert f"pruned {old} old entries" in caplog.text
