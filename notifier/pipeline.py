@@ -252,6 +252,8 @@ class Pipeline:
                     for rule in planned.shaped:
                         shaped = True
                         recorded |= self._releases.offer(rule, fill)
+                    if planned.shaped:
+                        self._releases.offered()
                 else:
                     self.stats.duplicates += 1
             if shaped:

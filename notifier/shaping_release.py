@@ -92,13 +92,22 @@ class ShapingReleaser:
     def offer(self, rule: Rule, fill: Fill) -> set[str]:
         """Hand a match just recorded to the shaper; the targets of what goes out at once.
 
-        The caller `save`s once its batch is recorded; a long batch saves on the way as well.
+        The caller calls `offered` once every shaped rule of the fill has it, and `save`s once
+        its batch is recorded.
         """
         queued = self._record(self._stage.offer(rule, fill))
         self._since_save += 1
+        return queued
+
+    def offered(self) -> None:
+        """A fill is with every shaped rule it matched: a long batch saves here, on the way.
+
+        Never between one fill's rules: the save commits the batch, the fill's record in it,
+        and a crash right after would leave the rules not yet offered the fill without it,
+        while its record makes the restart's backfill skip it as seen.
+        """
         if self._since_save >= SHAPING_SAVE_EVERY:
             self.save()
-        return queued
 
     def record_orphans(self, releases: list[Release]) -> None:
         """Record what rules no longer shaped held, with the state that no longer has it.

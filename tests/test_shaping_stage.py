@@ -22,6 +22,7 @@ from notifier.plan import plan_alerts
 from notifier.release_render import render_release
 from notifier.render import escape_for
 from notifier.rules import RuleSet
+from notifier.shaping_release import SHAPING_SAVE_EVERY
 from notifier.shaping_state import StateChanges
 from notifier.shaping_table import LEGACY_KEY
 from notifier.store import OutboxItem, StateStore
@@ -1003,3 +1004,66 @@ def test_a_digest_of_different_markets_or_sides_has_no_sums_and_names_each_marke
         " line: '{side} {quantity}'}\n"
     ).rules[0]
     assert render_release(lines, release, None)[1] == "2 fills on 2 markets\nBUY 10\nBUY 50"
+
+
+THREE = """\
+rules:
+  - name: s1
+    notify: [desk]
+    group: {by: [market_id], wait: 30s}
+    title: "{count}"
+  - name: s2
+    notify: [desk]
+    group: {by: [market_id], wait: 30s}
+    title: "{count}"
+  - name: s3
+    notify: [desk]
+    group: {by: [market_id], wait: 30s}
+    title: "{count}"
+"""
+
+
+async def test_a_long_batch_saves_between_fills_never_between_one_fills_rules(
+    tmp_path: Path,
+) -> None:
+    """70 fills, each matching three grouped rules, in one batch: the save on the way (after
+    200 offers) waits until fill 67 is with all three rules, since it commits the fill's
+    record. Killed right after it, the restart's backfill finds fill 67 seen, and every rule
+    still accounts for all 70 fills (saving after s2 had lost it for s3)."""
+    assert SHAPING_SAVE_EVERY == 200
+    clock = HandClock()
+    path = tmp_path / "s.db"
+    loop = asyncio.get_running_loop()
+    store = StateStore(path, clock=clock, defer_commit=loop.call_soon)
+    real_save = store.shaping.save
+    saves = 0
+
+    def save_then_die(changes: StateChanges) -> None:
+        nonlocal saves
+        saves += 1
+        if saves > 1:  # the process is killed right after the first (mid-batch) commit
+            raise StateBusyError("state file s.db: killed")
+        real_save(changes)
+
+    store.shaping.save = save_then_die  # type: ignore[method-assign]
+    fills = [fill(str(n), "0.50", "10") for n in range(1, 71)]
+    pipeline = make(store, clock, THREE)
+    for each in fills:
+        await pipeline.submit(each, "live")
+    runner = asyncio.create_task(pipeline.run())
+    with pytest.raises(StateBusyError):
+        await asyncio.wait_for(runner, timeout=5)
+    store._file.db.close()  # kill -9: nothing more is committed
+
+    # Restart: the backfill brings every fill again; the groups are released.
+    with StateStore(path, clock=clock) as again:
+        restarted = make(again, clock, THREE)
+        for each in fills:
+            await restarted.submit(each, "backfill")
+        runner = asyncio.create_task(restarted.run())
+        restarted.close()
+        await asyncio.wait_for(runner, timeout=5)
+        clock.advance(seconds=60)
+        restarted.release_due()
+        counts = {rule: sum(int(r.title) for r in rows(again, rule)) for rule in ("s1", "s2", "s3")}
+    assert counts == {"s1": 70, "s2": 70, "s3": 70}
