@@ -208,6 +208,7 @@ def _hold_or_drop(
 
 def _waits_for_window(spec: RuleShaping, due: datetime) -> bool:
     """Whether a message of matches that arrived inside the window, due at `due`, waits for
-    the next opening (`hold` outside the window); with `drop` it goes out: never discarded."""
+    the next opening (`hold` outside the window); with `drop` it goes out: never discarded.
+    One due at a close or an opening goes out (`holds_until`)."""
     active = spec.active
     return active is not None and active.outside == "hold" and not active.holds_until(due)

@@ -223,7 +223,7 @@ def _ever_open(active: ActiveSpec, group: GroupSpec, when: time, week: list[date
     """Whether the hours are open at `when` on some day of `week`: at the time itself (an
     opening) or just before it (a close), as a release is judged."""
     instants = (resolve_wall_time(day, when, group.tz) for day in week)
-    return any(active.is_active(at) or active.holds_until(at) for at in instants)
+    return any(active.holds_until(at) for at in instants)
 
 
 def _unzoned(raw: YMap, key: str) -> bool:

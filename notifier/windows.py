@@ -63,9 +63,10 @@ class ActiveSpec:
         return any(o <= at < c for o, c in self._windows(local_day - timedelta(days=1), count=2))
 
     def holds_until(self, at: datetime) -> bool:
-        """Whether a message due at `at` lies in a window: judged at the last instant a match
-        could join it, so one due at closing time itself (a summary `at` the close) does."""
-        return self.is_active(at - _INSTANT)
+        """Whether a message due at `at` lies in a window: one due at closing time itself (a
+        summary `at` the close; judged at the last instant a match could join it) does, and
+        so does one due at an opening (a summary `at` 09:00 of hours opening then)."""
+        return self.is_active(at) or self.is_active(at - _INSTANT)
 
     def next_open(self, at: datetime) -> datetime:
         """`at` itself if the window is open then, else the instant it next opens."""

@@ -1256,3 +1256,21 @@ def test_ended_quiet_throttle_periods_do_not_pile_up() -> None:
         sizes.append(sum(kind == "throttle" for _, kind, _ in stored.entries))
     assert max(sizes) <= 64
     assert shaper.next_deadline() is None
+
+
+def test_per_market_summaries_at_the_opening_go_out_one_per_market() -> None:
+    """`group: {by: [market_id], at: "09:00"}` with hours 09:00-17:00 (hold): each market's
+    summary due at the opening goes out on its own, as check-config (no note) and the README
+    promise, not folded into one held digest of all markets."""
+    hours = ActiveSpec(days=frozenset(range(7)), start=time(9), end=time(17), tz=LONDON)
+    spec = RuleShaping(group=GroupSpec(by=("market_id",), at=(time(9),), tz=LONDON), active=hours)
+    shaper = Shaper({"day": spec})
+    shaper.offer("day", fill(1, market="m1"), utc("2026-01-06 10:00"))
+    shaper.offer("day", fill(2, market="m2"), utc("2026-01-06 11:00"))
+    nine = utc("2026-01-07 09:00")
+    assert shaper.next_deadline() == nine
+    out = shaper.due(nine) + shaper.due(nine)  # the timer looks again at once
+    assert sorted((r.kind, r.key, r.count) for r in out) == [
+        ("group", ("m1",), 1),
+        ("group", ("m2",), 1),
+    ]
