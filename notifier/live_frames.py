@@ -27,6 +27,7 @@ from notifier.normalize import (
     PLAIN_DECIMAL,
     Rejected,
     decode_frame,
+    fill_time,
     kept_as_is,
     normalize_message,
 )
@@ -132,6 +133,6 @@ def _utc(text: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
-    if parsed.tzinfo is UTC:
-        return parsed
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo is UTC and fill_time(parsed) else None

@@ -39,6 +39,12 @@ class _Reject(Exception):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Fill times a venue can mean. Past them the fill is a venue's bug, and a time near year 1 or
+# 9999 overflows once shown in a zone or moved on by a rule's longest wait (durations.MAX_DAYS,
+# under 2,000 years): refused here, not crashing the pipeline (and, the fill coming back with
+# each backfill, every restart after it) or a dry run.
+EARLIEST_FILL = _EPOCH
+LATEST_FILL = datetime(8000, 1, 1, tzinfo=UTC)
 # A plain decimal literal; Decimal() alone would also take "1_000", " NaN", "Infinity".
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 MAX_TEXT = 64
@@ -312,8 +318,21 @@ def _decimal(obj: Mapping[str, object], name: str) -> Decimal:
 
 
 def _time(obj: Mapping[str, object]) -> datetime:
-    """`filled_at` (fill, history) or `timestamp` (execution) as aware UTC."""
+    """`filled_at` (fill, history) or `timestamp` (execution) as aware UTC, in fill range."""
     name = "timestamp" if _absent(obj.get("filled_at")) else "filled_at"
+    at = _any_time(obj, name)
+    if not fill_time(at):
+        raise _Reject("time", f"{name}={_show(obj[name])} is out of range (1970 to 7999)")
+    return at
+
+
+def fill_time(at: datetime) -> bool:
+    """Whether an aware time lies where a fill's may (`EARLIEST_FILL` to `LATEST_FILL`)."""
+    return EARLIEST_FILL <= at < LATEST_FILL
+
+
+def _any_time(obj: Mapping[str, object], name: str) -> datetime:
+    """The field `name` as aware UTC, whatever time it names."""
     if _absent(obj.get(name)):  # neither: name both, as either shape may have sent it
         raise _Reject("missing_field", "filled_at (or timestamp) is missing")
     value = obj[name]

@@ -73,6 +73,8 @@ def test_what_the_fast_path_is_not_sure_of_goes_to_normalize() -> None:
         {**FLAT_FILL, "order_id": ""},
         {**FLAT_FILL, "price": 0.65},
         {**FLAT_FILL, "price": "1.5"},
+        {**FLAT_FILL, "filled_at": "0001-01-01T00:00:00Z"},
+        {**FLAT_FILL, "filled_at": "8000-01-01T00:00:00"},
         {**FLAT_FILL, "price": "6.5e-1"},
         {**FLAT_FILL, "quantity": "0"},
         {**FLAT_FILL, "side": "hold"},

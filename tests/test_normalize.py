@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import notifier.normalize as normalize_module
+from notifier.durations import MAX_DAYS
 from notifier.events import Fill
 from notifier.normalize import (
+    LATEST_FILL,
     Rejected,
     decode_frame,
     normalize_any,
@@ -115,6 +117,31 @@ def test_times_become_aware_utc(value: object, expected: datetime) -> None:
     fill = _fill(normalize_message({**FLAT_FILL, "filled_at": value}))
     assert fill.filled_at == expected
     assert fill.filled_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00Z",  # Go's zero time
+        "9999-12-31T23:59:59Z",
+        "1969-12-31T23:59:59Z",
+        "8000-01-01T00:00:00Z",
+        "0001-01-01T05:00:00+05:00",
+        -1,
+    ],
+)
+def test_a_time_no_fill_can_have_is_rejected_not_carried_on(value: object) -> None:
+    """A fill time before 1970 or past 7999 is a venue's bug, and near year 1 or 9999 it would
+    overflow once shown in a rule's zone or moved on by its longest wait: rejected with the
+    value and the range, as any bad field is, for every shape (the history item too)."""
+    for normalize in (normalize_message, normalize_history_item):
+        rejected = normalize({**FLAT_FILL, "filled_at": value})
+        assert isinstance(rejected, Rejected)
+        assert rejected.reason == "time"
+    fill = _fill(normalize_message({**FLAT_FILL, "filled_at": "7999-12-31T23:59:59Z"}))
+    assert fill.filled_at.year == 7999
+    assert LATEST_FILL + timedelta(days=MAX_DAYS + 2) < datetime.max.replace(tzinfo=UTC)
+    assert _fill(normalize_message({**FLAT_FILL, "filled_at": 0})).filled_at.year == 1970
 
 
 def test_lowercase_side_and_optional_fields() -> None:
