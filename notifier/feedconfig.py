@@ -94,20 +94,32 @@ def _on_this_machine(host: str) -> bool:
 def _got(text: str) -> str:
     """What a problem says it got: the URL's scheme, host and port only. A path or query may
     hold a key (`?api_key=...`), a user:password@ a password (even one with a `/` in it), and
-    text with no scheme may be anything (the API key, set in the wrong place)."""
-    head, sep, rest = text.partition("://")
+    text with no scheme may be anything (the API key, set in the wrong place). Of another
+    scheme, only the scheme: a channel URL set in the wrong variable carries its token where
+    a host would be (`tgram://BOT_TOKEN/...`)."""
+    head, sep, _ = text.strip().partition("://")
     if not sep:
         if _HOSTLIKE.fullmatch(text.strip()):
             return f", got {text.strip()!r}"  # `localhost:8000`: the scheme is what is missing
         return (
             f" (the value, not shown, has no scheme:// and is no host name: {len(text)} characters)"
         )
+    if head.lower() not in ("http", "https"):
+        if head.isascii() and head.isalnum() and len(head) <= 16:
+            return f", got a URL starting {head}:// (the rest not shown)"
+        return ", got a URL of another scheme (not shown)"
+    return f", got {shown_url(text.strip())!r}"
+
+
+def shown_url(text: str) -> str:
+    """An http(s) URL as logs and errors show it: scheme, host and port, `/…` for any path,
+    query or fragment, `***@` for any user or password."""
+    head, sep, rest = text.partition("://")
     if "@" in rest:
         rest = "***@" + rest.rpartition("@")[2]
     cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     host, tail = rest[:cut], rest[cut:]
-    shown = f"{head}{sep}{host}{'/…' if tail.strip('/') else tail}"
-    return f", got {shown!r}"
+    return f"{head}{sep}{host}{'/…' if tail.strip('/') else tail}"
 
 
 def _url(node: Node, path: str, problems: Problems) -> str | None:

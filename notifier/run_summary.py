@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from notifier import __version__
 from notifier.deliver import Deliverer
 from notifier.errors import key_prefix
+from notifier.feedconfig import shown_url
 from notifier.pipeline import Pipeline
 from notifier.settings import Settings
 from notifier.wording import counted
@@ -68,7 +69,7 @@ def log_start(settings: Settings) -> None:
         counted(channels, "channel"),
         key_prefix(settings.feed.api_key),
         settings.state.path,
-        settings.feed.base_url,
+        shown_url(settings.feed.base_url),  # a path may hold what no log should
         extra={
             "event": "started",
             "version": __version__,

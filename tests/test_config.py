@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import textwrap
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from notifier.conditions import AllOf, Bounds, FieldMatch
 from notifier.config import SAMPLE_FILL, load, parse
 from notifier.errors import ConfigError
 from notifier.render import fill_values
+from notifier.run_summary import log_start
 from notifier.settings import Settings
 
 KEY = "ps_test_0123456789abcdefSECRET"
@@ -301,6 +303,35 @@ def test_a_key_an_http_header_cannot_carry_is_refused_without_showing_it() -> No
     assert "SECRET" not in problem
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "tgram://123456:SECRETTOKENXYZ/987654",
+        "pover://SECRETUSERKEY@SECRETAPPTOKEN",
+        "x y://SECRET",
+    ],
+)
+def test_a_channel_url_set_as_the_base_url_shows_only_its_scheme(url: str) -> None:
+    """A channel URL in the wrong variable carries its token where a host would be: the
+    base_url problem names the scheme, never what follows it."""
+    [problem] = errors('feed:\n  base_url: "${TG}"\n', env={**ENV, "TG": url})
+    assert problem.startswith("config.yaml:2: feed.base_url: must ")
+    assert "SECRET" not in problem
+
+
+def test_the_start_line_shows_the_base_urls_host_not_its_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A base_url with a path (a webhook pasted there) is logged as scheme, host and `/…`."""
+    settings = settings_of(
+        "feed: {base_url: 'https://hooks.example:8443/services/T0/SECRETPATH'}\n" + CHANNELS
+    )
+    caplog.set_level(logging.INFO, logger="notifier.run_summary")
+    log_start(settings)
+    assert "feed https://hooks.example:8443/…" in caplog.text
+    assert "SECRETPATH" not in caplog.text
+
+
 def test_all_problems_at_once_in_file_order() -> None:
     """Every problem in the file is reported together, sorted by line, each fully located."""
     text = """\
@@ -325,7 +356,8 @@ def test_all_problems_at_once_in_file_order() -> None:
         side: BUY
     """
     assert errors(text) == [
-        "config.yaml:2: feed.base_url: must be an http:// or https:// URL, got 'ftp://…'",
+        "config.yaml:2: feed.base_url: must be an http:// or https:// URL, got a URL starting "
+        "ftp:// (the rest not shown)",
         "config.yaml:3: feed.bogus: unknown key 'bogus' (expected one of: base_url, api_key, "
         "catch_up, backfill_overlap, backfill_horizon, ping_interval, ping_timeout, "
         "stable_after, request_timeout, max_frame_bytes)",
