@@ -294,6 +294,12 @@ class _Walker:
             if key in out:
                 first = out.key_lines[key]
                 self.problems.add(key_line, child, f"duplicate key {key!r} (first at line {first})")
+            elif not path and key.startswith("x-"):
+                # Shared settings (`x-defaults: &defaults`) are read where an alias puts them,
+                # at the rule's or channel's path: read here too, their templates' `${price}`
+                # and their secrets would be judged as neither.
+                out.key_lines[key] = key_line
+                out[key] = Scalar("", key_line, plain=True)
             else:
                 out.key_lines[key] = key_line
                 out[key] = self.node(value_node, child)

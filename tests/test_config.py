@@ -1435,6 +1435,22 @@ def test_merge_keys_share_settings_across_rules() -> None:
     assert rules["both"].title.text == "{side} {quantity} on {market_title}"
 
 
+def test_an_x_block_is_read_only_where_an_alias_puts_it() -> None:
+    """A shared block's template `${price}` is a dollar sign (as in a rule), a secret in it
+    is never quoted, and a channel URL's unset variable is reported once, at the channel:
+    the block is read at the rule's or channel's path, not at its own as well."""
+    template = 'x-desk: &desk {notify: [desk], title: "Bought at ${price}"}\nrules:\n'
+    settings = settings_of(CHANNELS + template + "  - {<<: *desk, name: r1}\n")
+    assert settings.rules.rules[0].title.text == "Bought at ${price}"
+    key = "ps_live_abcdefghijklmnopSECRETKEYTAIL12345"
+    feed = f'x-feed: &feed {{api_key: "${{{key}}}"}}\nfeed: *feed\n'
+    problems = errors(feed + CHANNELS + "rules: []\n", env={})
+    assert problems
+    assert not any("SECRETKEYTAIL" in p for p in problems)
+    chan = 'x-chan: &chan {url: "${SLACK_URL}"}\nchannels: {desk: *chan}\nrules: []\n'
+    assert [p.split(": ")[1] for p in errors(chan)] == ["channels.desk.url"]
+
+
 def test_a_merged_key_s_mistake_is_located_where_it_is_written() -> None:
     """A bad value from the anchor is reported at the anchor's line under each rule that
     takes it; a merge of a scalar is refused, and a second `<<` as any duplicate key; an
