@@ -124,6 +124,14 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(_unknown(name)) from exc
     if name in _FIXED_LEGACY:
         raise ValueError(_fixed_legacy(name, name))
+    if name.upper() in ("LOCALTIME", "POSIXRULES", "FACTORY"):
+        # Files beside the zones, not places: the machine's zone (moving with the machine),
+        # the rules for POSIX TZ strings, and "Factory" (no offset, shown "-00").
+        raise ValueError(f"{name!r} is no place's zone: name the zone itself, {_CITIES}")
+    folder, _, rest = name.partition("/")
+    if folder in ("posix", "right") and rest:
+        # right/ counts leap seconds into the clock: its times run 27 s apart from UTC's.
+        raise ValueError(f"{name!r} is a copy of tzdata's {rest!r}: write {rest!r}")
     return found
 
 

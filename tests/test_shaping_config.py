@@ -490,6 +490,21 @@ def test_misspelt_city_zones_keep_their_suggestion(tz: str, message: str) -> Non
     assert zone_errors(tz) == [f"config.yaml:6: rules[0].active.tz: {message}"]
 
 
+@pytest.mark.parametrize("tz", ["localtime", "posixrules", "Factory", "right/Europe/London"])
+def test_tzdata_files_that_are_no_place_are_refused(tz: str) -> None:
+    """`localtime` (the machine's zone, which moves with the machine), `posixrules`, `Factory`
+    (shown "-00") and the leap-second `right/` copies load as zones on Debian: each is refused
+    (with what to write, where this machine's tzdata has the file)."""
+    [problem] = zone_errors(tz)
+    assert problem.startswith(f"config.yaml:6: rules[0].active.tz: '{tz}' ") or (
+        problem.startswith(f"config.yaml:6: rules[0].active.tz: unknown time zone '{tz}'")
+    )
+    if tz == "localtime":
+        assert "name the zone itself, such as Europe/London" in problem
+    if tz.startswith("right/") and "copy" in problem:
+        assert problem.endswith("write 'Europe/London'")
+
+
 @pytest.mark.parametrize(
     ("tz", "offset"),
     [
