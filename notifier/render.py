@@ -87,7 +87,9 @@ def line_break(escape: Escape | None) -> str:
     return "<br>" if escape is _escape_html else "\n"
 
 
-_EPOCH = re.compile(r"%%|%s")  # a literal "%" is passed over, so "%%s" stays the text "%s"
+# glibc's %s, with its flags and width (`%-s`, `%_12s`); a literal "%" is passed over, so "%%s"
+# stays the text "%s".
+_EPOCH = re.compile(r"%%|%([-_0^#]*)(\d*)s")
 
 
 class Timestamp(datetime):
@@ -102,10 +104,21 @@ class Timestamp(datetime):
         # glibc's %s reads the fields as the machine's local time, whatever the zone: under
         # a rule's `tz:`, or on a host not on UTC, it was hours off. Seconds since the epoch
         # (Discord's <t:...:R>) are the same in every zone.
-        if "%s" in spec:  # ("%%s" too: the pattern below passes its "%%" over)
+        if "%" in spec and "s" in spec:
             epoch = str(calendar.timegm(self.utctimetuple()))
-            spec = _EPOCH.sub(lambda found: epoch if found.group() == "%s" else "%%", spec)
+            spec = _EPOCH.sub(lambda found: _epoch_text(found, epoch), spec)
         return super().__format__(spec)
+
+
+def _epoch_text(found: re.Match[str], epoch: str) -> str:
+    """A %s directive's epoch seconds, padded to its width as glibc pads a number (zeros, or
+    spaces with `_`, none with `-`); "%%" as it was."""
+    if found.group() == "%%":
+        return "%%"
+    flags, width = found.group(1), int(found.group(2) or 0)
+    if "-" in flags:
+        return epoch
+    return epoch.rjust(width, " " if "_" in flags else "0")
 
 
 # A placeholder, pre-split: (field name, format spec, apply str() first).

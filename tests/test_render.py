@@ -410,3 +410,6 @@ def test_epoch_seconds_are_the_same_in_every_zone(zone: str | None) -> None:
     assert Template.parse("<t:{filled_at:%s}:R> {filled_at:%%s}").render(values) == (
         f"<t:{expected}:R> %s"
     )
+    # glibc's flags and width: still the fill's epoch, padded as glibc pads a number.
+    flagged = Template.parse("{filled_at:%-s}|{filled_at:%_12s}|{filled_at:%12s}|{filled_at:%%%s}")
+    assert flagged.render(values) == f"{expected}|  {expected}|00{expected}|%{expected}"
