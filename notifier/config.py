@@ -105,7 +105,7 @@ def load_state(path: Path, *, env: Mapping[str, str] | None = None) -> StateSett
 def _read_text(path: Path) -> str:
     """The config file's text, or a ConfigError naming it and why it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
+        return _read_file(path)
     except UnicodeDecodeError as exc:
         # An editor's UTF-16 (its byte-order mark is the first thing to fail) or Latin-1.
         where = f"byte {exc.start + 1}"
@@ -114,6 +114,16 @@ def _read_text(path: Path) -> str:
     except OSError as exc:
         problem = ConfigProblem(str(path), None, "", f"cannot read: {os_reason(exc)}")
         raise ConfigError([problem]) from exc
+
+
+def _read_file(path: Path) -> str:
+    """The file's text as UTF-8. Opened without waiting: a named pipe no one writes to would
+    hold `open` forever (a reload with it, every reload after); it reads as empty instead,
+    while one a writer holds (`--config <(...)`) is read to its end as a file is."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(fd, True)
+    with open(fd, encoding="utf-8", newline=None) as file:
+        return file.read()
 
 
 def channel_names(path: Path, *, env: Mapping[str, str] | None = None) -> frozenset[str]:

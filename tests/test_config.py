@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import textwrap
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -834,6 +836,39 @@ def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(path, env=ENV)
     assert str(info.value) == f"{path}: cannot read: No such file or directory"
+
+
+def test_a_named_pipe_no_one_writes_to_is_read_as_empty_not_waited_on(tmp_path: Path) -> None:
+    """A config replaced by a FIFO held `open` forever (a reload with it, and every reload
+    after, wedged): now refused at once as empty. A pipe with its writer (`--config <(...)`)
+    is read to its end, as a file is."""
+    path = tmp_path / "config.yaml"
+    os.mkfifo(path)
+    outcome: list[BaseException] = []
+
+    def reload() -> None:
+        try:
+            load(path, env=ENV)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(
+        target=reload, daemon=True
+    )  # a daemon: a wedged one must not hold pytest
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "load waited on the pipe"
+    [error] = outcome
+    assert isinstance(error, ConfigError)
+    assert "holds no settings" in str(error)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, (CHANNELS + "rules: []\n").encode())
+        os.close(write_end)
+        settings = load(Path(f"/dev/fd/{read_end}"), env=ENV)
+        assert settings.channels["desk"].urls == ("json://localhost/desk",)
+    finally:
+        os.close(read_end)
 
 
 def test_a_channel_url_from_its_default_is_noted_set_empty_or_unset() -> None:
