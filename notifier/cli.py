@@ -32,6 +32,7 @@ from notifier.errors import (
     os_reason,
 )
 from notifier.hangup_latch import HangupLatch
+from notifier.ruleconfig import channel_shown
 from notifier.wording import counted
 
 if TYPE_CHECKING:
@@ -249,7 +250,9 @@ def _send_test(args: argparse.Namespace) -> int:
     channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
     if args.channel is not None and args.channel not in channels.names:
         names = ", ".join(channels.names)
-        print(f"no channel named {args.channel!r} (channels: {names})", file=sys.stderr)
+        print(
+            f"no channel named {channel_shown(args.channel)} (channels: {names})", file=sys.stderr
+        )
         return EXIT_CONFIG
     if not channels.names:  # nothing sent is no proof the channels work
         print(f"no channels configured in {args.config}: nothing to test", file=sys.stderr)

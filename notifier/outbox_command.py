@@ -12,6 +12,7 @@ from typing import TextIO
 
 from notifier.config import channel_names, load_state
 from notifier.errors import StateError
+from notifier.ruleconfig import channel_shown
 from notifier.shaping_state import waiting
 from notifier.store import StateStore
 
@@ -29,7 +30,8 @@ def outbox(
     path = load_state(config_path).path
     if to is not None and to not in (names := channel_names(config_path)):
         known = ", ".join(sorted(names)) or "none"
-        print(f"no channel named {to!r} in {config_path} (channels: {known})", file=sys.stderr)
+        message = f"no channel named {channel_shown(to)} in {config_path} (channels: {known})"
+        print(message, file=sys.stderr)
         return 2
     try:
         path.stat()  # not exists(), which may say False for a file it cannot look at

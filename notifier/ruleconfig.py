@@ -99,6 +99,14 @@ def template_placeholder(path: str, reference: str) -> bool:
     )
 
 
+def channel_shown(text: str) -> str:
+    """A name given as a channel's, as a message may quote it: only if it could be one (a URL
+    or token pasted in its place is a secret)."""
+    if CHANNEL_NAME.fullmatch(text):
+        return repr(text)
+    return "that (not shown: no channel name, and a URL or token belongs under channels:)"
+
+
 def unknown_channel(text: str, channels: Collection[str]) -> str:
     """The message for a name that is not a channel; a pasted URL or token (a secret) is not
     echoed: only text that could be a channel name is."""

@@ -544,6 +544,9 @@ def test_outbox_moves_one_channel_s_dead_alerts_to_another(
     wrong = ["outbox", "--config", "c.yaml", "--retry-dead", "--channel", "old", "--to", "desk"]
     assert cli.main(wrong) == 2
     assert capsys.readouterr().err == "no channel named 'desk' in c.yaml (channels: hook)\n"
+    pasted = [*wrong[:-1], "json://u:SECRETPASS@h/"]  # a URL in place of the name: not echoed
+    assert cli.main(pasted) == 2
+    assert "SECRETPASS" not in capsys.readouterr().err
     for partial in (["--to", "hook"], ["--retry-dead", "--to", "hook"]):  # every channel's
         assert cli.main(["outbox", "--config", "c.yaml", *partial]) == 2
         expected = "notifier outbox: --to goes with --retry-dead --channel OLD\n"
