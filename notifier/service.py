@@ -34,6 +34,7 @@ from notifier.markets import MarketTitles
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.metrics_snapshot import take_snapshot
 from notifier.pipeline import Pipeline
+from notifier.proxies import proxy_problem
 from notifier.prune import prune_forever
 from notifier.run_summary import Summary, log_start, summarize
 from notifier.settings import Settings
@@ -124,6 +125,9 @@ class Service:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
             store.settle_formats({name: channels.body_format(name) for name in channels.names})
             timeout = httpx.Timeout(settings.feed.request_timeout)
+            unusable = proxy_problem()
+            if unusable is not None:
+                raise FatalFeedError(f"cannot use the proxy the environment names: {unusable}")
             try:
                 client = httpx.AsyncClient(timeout=timeout)
             except ImportError as exc:  # a SOCKS proxy in the environment, its package absent

@@ -990,6 +990,33 @@ def test_a_socks_proxy_without_its_package_is_fatal_and_said(
     assert "fatal: cannot use the proxy the environment names: Using SOCKS proxy" in err
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("HTTPS_PROXY", "ftp://u:SECRETPW@127.0.0.1:21", "HTTPS_PROXY (or its lower-case form) is"),
+        ("http_proxy", "http://127.0.0.1:99999", "HTTP_PROXY (or its lower-case form) has a port"),
+        ("ALL_PROXY", "http://:8080", "ALL_PROXY (or its lower-case form) names no host"),
+    ],
+)
+def test_a_proxy_the_environment_names_wrongly_is_fatal_and_said(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    said: str,
+) -> None:
+    """An unknown proxy scheme (a ValueError from httpx) or a port past 65535 (an
+    OverflowError at the first connect) was a traceback and exit 70, restarted forever:
+    exit 1 naming the variable, never its URL (which may hold a password)."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    monkeypatch.setenv(variable, value)
+    assert cli.main(["run", "--config", "c.yaml"]) == cli.EXIT_FATAL
+    err = capsys.readouterr().err
+    assert f"fatal: cannot use the proxy the environment names: {said}" in err
+    assert "SECRETPW" not in err
+    assert "Traceback" not in err
+
+
 def test_a_latch_from_launch_is_kept_until_the_process_exits(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
