@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -83,6 +84,7 @@ class MetricsSettings:
     listen: str | None = None
 
 
+_DOTTED = re.compile(r"[0-9.]+")
 _PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also takes "²"
 
 
@@ -98,7 +100,17 @@ def split_listen(text: str) -> tuple[str, int] | None:
         # `http://127.0.0.1:9464` is no host to bind: check-config passed it, and run then
         # exited 70 ("may clear") on every restart.
         return None
+    if _DOTTED.fullmatch(host) and not _ipv4(host):
+        return None  # `999.1.1.1`, `127.0.0.01`: no address, nor a name that could resolve
     return host, int(port)
+
+
+def _ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -687,6 +687,16 @@ def test_a_metrics_address_written_as_a_url_is_refused_at_check_config() -> None
     ]
 
 
+def test_a_metrics_address_of_digits_that_is_no_ipv4_address_is_refused() -> None:
+    """`listen: 999.1.1.1:9464` passed check-config, and run exited 70 (a listen failure that
+    may clear) at every restart: digits and dots are an IPv4 address or nothing."""
+    assert errors("metrics: {listen: '999.1.1.1:9464'}\n") == [
+        'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464 or '
+        "[::1]:9464, got '999.1.1.1:9464'"
+    ]
+    assert settings_of("metrics: {listen: '0.0.0.0:9464'}\n").metrics.listen == "0.0.0.0:9464"
+
+
 def test_a_key_or_url_wrapped_in_quotes_by_an_env_file_is_refused() -> None:
     """`KEY="ps_live_..."` read by docker's --env-file kept its quotes: a 401, or "not a URL"."""
     env = {"POLYSIM_API_KEY": f'"{KEY}"', "HOOK": "'json://h/x'"}
