@@ -157,14 +157,14 @@ def _unknown(name: str) -> str:
     if offset is not None:
         sign, hours, minutes = offset.groups()
         return _offset(name, -1 if sign != "+" else 1, int(hours), int(minutes or 0))
+    same = _by_folded_name().get(_folded(word)) or _by_city().get(_folded(word))
+    if same is not None:  # before the Etc/GMT range: `ETC/GMT+5` and `Etc/GMT+5 ` are in it
+        return f"unknown time zone {name!r} (did you mean {same!r}?)"
     if _ETC_OFFSET.match(word):
         return (
             f"unknown time zone {name!r}: Etc/GMT zones run from Etc/GMT-14 (UTC+14) to "
             "Etc/GMT+12 (UTC-12), POSIX's inverted sign"
         )
-    same = _by_folded_name().get(_folded(word)) or _by_city().get(_folded(word))
-    if same is not None:
-        return f"unknown time zone {name!r} (did you mean {same!r}?)"
     close = difflib.get_close_matches(name, _suggestible(), n=1)
     if close:
         return f"unknown time zone {name!r} (did you mean {close[0]!r}?)"

@@ -480,6 +480,14 @@ def test_abbreviations_offsets_and_fixed_legacy_zones_name_the_zone_to_write(
             "unknown time zone 'America/New York' (did you mean 'America/New_York'?)",
         ),
         ("Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+        # A real Etc/GMT zone in another case, or with a space, is named, not its range.
+        ("ETC/GMT+5", "unknown time zone 'ETC/GMT+5' (did you mean 'Etc/GMT+5'?)"),
+        ("Etc/GMT+5 ", "unknown time zone 'Etc/GMT+5 ' (did you mean 'Etc/GMT+5'?)"),
+        (
+            "Etc/GMT+15",
+            "unknown time zone 'Etc/GMT+15': Etc/GMT zones run from Etc/GMT-14 (UTC+14) to "
+            "Etc/GMT+12 (UTC-12), POSIX's inverted sign",
+        ),
         # A city alone names its zone, spelt as written.
         ("Paris", "unknown time zone 'Paris' (did you mean 'Europe/Paris'?)"),
         ("New York", "unknown time zone 'New York' (did you mean 'America/New_York'?)"),
