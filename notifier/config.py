@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import select
+import stat
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -67,6 +69,9 @@ _TOP_KEYS = ("feed", "state", "delivery", "metrics", "log", "channels", "rules")
 _EXTENSION_HINT = "; a key holding shared settings for anchors starts with x-, as x-defaults"
 
 
+PIPE_WAIT = 10.0  # seconds a config that is a named pipe may take to be written to
+
+
 def load(
     path: Path,
     *,
@@ -117,12 +122,22 @@ def _read_text(path: Path) -> str:
 
 
 def _read_file(path: Path) -> str:
-    """The file's text as UTF-8. Opened without waiting: a named pipe no one writes to would
-    hold `open` forever (a reload with it, every reload after); it reads as empty instead,
-    while one a writer holds (`--config <(...)`) is read to its end as a file is."""
+    """The file's text as UTF-8. A named pipe is waited on for `PIPE_WAIT` at most: one no one
+    writes to held `open` forever (a reload with it, and every reload after); a writer it has
+    (`--config <(...)`, or one coming) is read to its end as a file is."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    os.set_blocking(fd, True)
-    with open(fd, encoding="utf-8", newline=None) as file:
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            waiting = select.poll()
+            waiting.register(fd, select.POLLIN)
+            if not waiting.poll(PIPE_WAIT * 1000):
+                raise TimeoutError(f"a named pipe nothing was written to within {PIPE_WAIT:g}s")
+        os.set_blocking(fd, True)
+        file = open(fd, encoding="utf-8", closefd=True)  # noqa: SIM115 -- closed just below
+    except BaseException:
+        os.close(fd)
+        raise
+    with file:
         return file.read()
 
 

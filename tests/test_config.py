@@ -848,10 +848,13 @@ def test_load_missing_file(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}: cannot read: No such file or directory"
 
 
-def test_a_named_pipe_no_one_writes_to_is_read_as_empty_not_waited_on(tmp_path: Path) -> None:
+def test_a_named_pipe_no_one_writes_to_is_refused_not_waited_on_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A config replaced by a FIFO held `open` forever (a reload with it, and every reload
-    after, wedged): now refused at once as empty. A pipe with its writer (`--config <(...)`)
-    is read to its end, as a file is."""
+    after, wedged): now refused once it has waited PIPE_WAIT for a writer. A pipe with its
+    writer (`--config <(...)`) is read to its end, as a file is."""
+    monkeypatch.setattr(config, "PIPE_WAIT", 0.05)
     path = tmp_path / "config.yaml"
     os.mkfifo(path)
     outcome: list[BaseException] = []
@@ -870,7 +873,7 @@ def test_a_named_pipe_no_one_writes_to_is_read_as_empty_not_waited_on(tmp_path: 
     assert not reader.is_alive(), "load waited on the pipe"
     [error] = outcome
     assert isinstance(error, ConfigError)
-    assert "holds no settings" in str(error)
+    assert str(error) == f"{path}: cannot read: a named pipe nothing was written to within 0.05s"
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, (CHANNELS + "rules: []\n").encode())
