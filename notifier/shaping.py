@@ -43,7 +43,7 @@ from notifier.shaping_state import (
     load_snapshot,
 )
 from notifier.shaping_steps import close_group, end_period, flush_held, give_up, is_open, take_match
-from notifier.shapingspecs import RuleShaping
+from notifier.shapingspecs import GroupSpec, RuleShaping
 from notifier.windows import aware
 
 _RECHECK = datetime(1970, 1, 1, tzinfo=UTC)  # a deadline already past: "look again at once"
@@ -163,8 +163,9 @@ class Shaper:
             for rule, s in self._state.items()
         }
 
-    def reconfigure(self, specs: Mapping[str, RuleShaping]) -> list[Release]:
-        """New specs on reload: state of rules that still exist stays, with its deadlines.
+    def reconfigure(self, specs: Mapping[str, RuleShaping], *, now: datetime) -> list[Release]:
+        """New specs on reload, at `now`: state of rules that still exist stays, with its
+        deadlines, but for groups whose times of day moved (due at the next new one).
 
         Returns what rules no longer in `specs` held, released now (see `_evict`).
         """
@@ -172,8 +173,18 @@ class Shaper:
         self._specs = dict(specs)
         out = self._evict()
         for rule, state in self._state.items():
-            if state.held is not None and old.get(rule, RuleShaping()).active != specs[rule].active:
+            before = old.get(rule, RuleShaping())
+            if state.held is not None and before.active != specs[rule].active:
                 state.held.opens = _RECHECK  # the window moved: due() finds the new opening
+                self._touched.add(rule)
+            group = specs[rule].group
+            if group is not None and state.groups and _schedule_moved(before.group, group):
+                # A summary moved from 17:00 to 18:00 goes out at 18:00, not once more at 17:00,
+                # and one moved to 15:00 at 16:00 at tomorrow's (a `wait` changed keeps its
+                # deadlines: pull_in shortens those).
+                for key, open_group in state.groups.items():
+                    open_group.due = group.due(now)
+                    state.dirty.add(("group", key))
                 self._touched.add(rule)
         return out
 
@@ -281,3 +292,11 @@ class Shaper:
         if self._state[rule].empty():
             del self._state[rule]
             self._cleared.add(rule)
+
+
+def _schedule_moved(before: GroupSpec | None, after: GroupSpec) -> bool:
+    """Whether a reload moved a group's times of day (`at`, `tz`), or swapped them for a
+    `wait` or back: its open groups are then due by the new schedule."""
+    if before is None or not (before.at or after.at):
+        return False
+    return (before.at, before.tz, before.wait) != (after.at, after.tz, after.wait)

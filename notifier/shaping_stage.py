@@ -135,7 +135,7 @@ class ShapingStage:
         self._former = dict(self._channels)
         self._rules = _shaped(rules)
         self._channels = {rule.name: rule.notify for rule in rules}
-        released = self._shaper.reconfigure(self._specs())
+        released = self._shaper.reconfigure(self._specs(), now=self._clock())
         self._shaper.touch_all()  # each rule entry names its channels: they may have moved
         return released
 

@@ -860,7 +860,7 @@ def test_waiting_counts_held_fills_from_the_stored_entries() -> None:
         if data is not None
     ]
     assert waiting(stored) == ({"g": 2, "r": 1}, T0 + 30 * S)
-    shaper.reconfigure({"g": spec, "r": RuleShaping(active=active("09:00-22:00"))})
+    shaper.reconfigure({"g": spec, "r": RuleShaping(active=active("09:00-22:00"))}, now=T0)
     moved = [
         (rule, kind, repr(key), json.dumps(data))
         for rule, kind, key, data in shaper.changes()
@@ -1130,7 +1130,7 @@ def test_reconfigure_releases_everything_a_removed_rule_held() -> None:
     shaper.offer("calm", fill(4), utc("2026-02-06T23:00:00"))  # outside hours: held
     shaper.offer("btc", fill(5), utc("2026-02-06T23:00:00"))
     shaper.offer("btc", fill(6, market="m2"), utc("2026-02-06T23:00:01"))
-    released = shaper.reconfigure({})
+    released = shaper.reconfigure({}, now=T0)
     assert [(r.rule, r.kind, r.fills, r.suppressed) for r in released] == [
         ("btc", "group", (fill(5),), 0),
         ("btc", "group", (fill(6, market="m2"),), 0),
@@ -1145,7 +1145,7 @@ def test_reconfigure_of_surviving_rules_releases_nothing() -> None:
     """A reload that keeps every shaped rule returns no releases and keeps all state."""
     shaper = Shaper(busy_specs())
     shaper.offer("btc", fill(1), T0)
-    assert shaper.reconfigure(busy_specs()) == []
+    assert shaper.reconfigure(busy_specs(), now=T0) == []
     assert shaper.stats()["btc"]["grouped"] == 1
 
 
@@ -1166,17 +1166,36 @@ def test_reconfigure_keeps_state_and_deadlines_of_surviving_rules() -> None:
     shaper = Shaper(busy_specs())
     shaper.offer("btc", fill(1), T0)
     shaper.offer("night", fill(2), T0)
-    shaper.reconfigure({"btc": RuleShaping(group=GroupSpec(by=("market_id",), wait=5 * S))})
+    shaper.reconfigure({"btc": RuleShaping(group=GroupSpec(by=("market_id",), wait=5 * S))}, now=T0)
     assert set(shaper.stats()) == {"btc"}
     assert shaper.due(T0 + 29 * S) == []
     assert [r.fills for r in shaper.due(T0 + 30 * S)] == [(fill(1),)]
+
+
+def test_a_reload_that_moves_a_summary_s_time_moves_its_open_groups() -> None:
+    """A day's summary moved from 17:00 to 18:00 by a reload goes out at 18:00, not once more
+    at 17:00; moved to 15:00 at 16:00, at the next 15:00, with all it holds."""
+
+    def at(*times: time) -> dict[str, RuleShaping]:
+        return {"day": RuleShaping(group=GroupSpec(by=(), at=times, tz=LONDON))}
+
+    shaper = Shaper(at(time(17)))
+    shaper.offer("day", fill(1), utc("2026-01-06 10:00"))
+    assert shaper.next_deadline() == utc("2026-01-06 17:00")
+    assert shaper.reconfigure(at(time(18)), now=utc("2026-01-06 12:00")) == []
+    assert shaper.next_deadline() == utc("2026-01-06 18:00")
+    assert shaper.due(utc("2026-01-06 17:00")) == []
+    assert shaper.reconfigure(at(time(15)), now=utc("2026-01-06 16:00")) == []
+    assert shaper.next_deadline() == utc("2026-01-07 15:00")
+    [release] = shaper.due(utc("2026-01-07 15:00"))
+    assert release.fills == (fill(1),)
 
 
 def test_reconfigure_without_group_still_releases_the_open_group() -> None:
     """Removing `group` from a rule does not lose the group already open: it leaves on time."""
     shaper = group_shaper()
     shaper.offer("btc", fill(1), T0)
-    shaper.reconfigure({"btc": RuleShaping()})
+    shaper.reconfigure({"btc": RuleShaping()}, now=T0)
     [release] = shaper.due(T0 + 30 * S)
     assert release.fills == (fill(1),)
 
