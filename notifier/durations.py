@@ -13,12 +13,13 @@ _UNITS: dict[str, Decimal] = {
     "ms": Decimal("0.001"),
     "s": Decimal(1),
     "m": Decimal(60),
+    "min": Decimal(60),  # as `rate: 20/min` writes it
     "h": Decimal(3600),
     "d": Decimal(86400),
     "w": Decimal(604800),
 }
 # Longest unit names first so "ms" is not read as "m" followed by garbage.
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|ms|s|m|h|d|w)", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _HINT = 'use a number of seconds or a duration such as "30s", "5m", "2h", "1d", "1h30m", "500ms"'
 # About 1,900 years, in seconds: now plus or minus a duration must stay a date (Python's run
@@ -55,11 +56,18 @@ def parse_duration(value: object) -> timedelta:
         return _seconds(Decimal(text), value)
     total = Decimal(0)
     pos = 0
+    last: Decimal | None = None  # the unit before: each must be smaller ("1h30m", not "30m1h")
     for part in _PART.finditer(text):
         if text[pos : part.start()].strip():
             break
-        total += Decimal(part.group(1)) * _UNITS[part.group(2).lower()]
-        pos = part.end()
+        unit = _UNITS[part.group(2).lower()]
+        if last is not None and unit >= last:
+            raise ValueError(
+                f"not a duration: {value!r} (write its units largest first, each once, as "
+                f'"1h30m"); {_HINT}'
+            )
+        total += Decimal(part.group(1)) * unit
+        last, pos = unit, part.end()
     if pos == 0 or text[pos:].strip():
         raise ValueError(f"not a duration: {value!r}; {_HINT}")
     return _seconds(total, value)

@@ -30,6 +30,8 @@ from notifier.durations import format_duration, parse_duration
         ("45", timedelta(seconds=45)),
         ("0", timedelta(0)),
         (" 10s ", timedelta(seconds=10)),
+        ("5min", timedelta(minutes=5)),  # as `rate: 20/min` writes minutes
+        ("1h5min", timedelta(hours=1, minutes=5)),
     ],
 )
 def test_parses_unit_strings(text: str, expected: timedelta) -> None:
@@ -61,6 +63,10 @@ def test_plain_numbers_are_seconds() -> None:
         (Decimal("NaN"), "not a duration: Decimal('NaN')"),
         ("99999999999d", "duration too long: '99999999999d'"),
         ("700001d", "duration too long: '700001d'; at most 700000d"),
+        # Units largest first, each once: "30m1h" and "1d1d" are typos more likely than sums.
+        ("30m1h", "not a duration: '30m1h' (write its units largest first, each once"),
+        ("1d1d", "not a duration: '1d1d' (write its units largest first, each once"),
+        ("1m5min", "not a duration: '1m5min' (write its units largest first, each once"),
     ],
 )
 def test_refuses_with_actionable_message(value: object, message: str) -> None:
