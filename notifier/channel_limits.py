@@ -1,17 +1,20 @@
-"""Per-channel send limits for delivery: a token bucket per channel, and 429 pauses.
+"""Per-channel send limits for delivery: a sliding window per channel, and 429 pauses.
 
-`rate: 20/min` is a proactive limit (Telegram allows about 20 messages a minute per group): a
-bucket of 20 tokens refilled at 20 per 60 s on the injected clock. A lane that finds the bucket
-empty waits for the next token and then sends every due row of its target as one message
-(`message_fold.py`), so a burst costs the chat a few messages and nothing is dropped. A 429's
-Retry-After pauses the whole channel. The channel's fallback setting is read here too; what
-falling back does is `reroute.FallbackPolicy`.
+`rate: 20/min` is a proactive limit (Telegram allows about 20 messages a minute per group): at
+most 20 messages in any 60 s, on the injected clock, as the service counts them. (A token
+bucket of 20 refilled at 20 a minute, which this was, lets 20 go at once and 20 more within
+the same minute: twice the limit.) A lane that finds the window full waits until its oldest
+send leaves it and then sends every due row of its target as one message (`message_fold.py`),
+so a burst costs the chat a few messages and nothing is dropped. A 429's Retry-After pauses the
+whole channel. The channel's fallback setting is read here too; what falling back does is
+`reroute.FallbackPolicy`.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from notifier.settings import ChannelSettings
@@ -20,49 +23,53 @@ MAX_STATED_PAUSE = 3600.0  # a wait a channel states (429) is believed up to an 
 
 
 @dataclass(slots=True)
-class TokenBucket:
-    """`capacity` sends at once, refilled at `capacity` per `per` seconds. Pure: `now` is given."""
+class SendWindow:
+    """At most `count` sends in any `per` seconds. Pure: `now` is given."""
 
-    capacity: int
+    count: int
     per: float
-    tokens: float
-    updated: datetime
+    sent: deque[datetime] = field(default_factory=deque)  # the window's sends, oldest first
 
-    def _refill(self, now: datetime) -> None:
-        elapsed = max((now - self.updated).total_seconds(), 0.0)
-        self.tokens = min(float(self.capacity), self.tokens + elapsed * self.capacity / self.per)
-        # Always `now`, even behind: after the wall clock steps back an hour, keeping the later
-        # time would leave an empty bucket without a token for that hour.
-        self.updated = now
+    def _settle(self, now: datetime) -> None:
+        horizon = now - timedelta(seconds=self.per)
+        while self.sent and self.sent[0] <= horizon:
+            self.sent.popleft()
+        if self.sent and self.sent[-1] > now:
+            # The wall clock stepped back: a send stamped after `now` counts as made now, so
+            # the window never waits out the step (an hour back would hold it an hour).
+            self.sent = deque(min(at, now) for at in self.sent)
 
     def wait(self, now: datetime) -> float:
-        """Seconds until a token is available (0: one is)."""
-        self._refill(now)
-        missing = 1.0 - self.tokens
-        return 0.0 if missing <= 1e-9 else missing * self.per / self.capacity
+        """Seconds until a send fits the window (0: one does)."""
+        self._settle(now)
+        if len(self.sent) < self.count:
+            return 0.0
+        return max((self.sent[0] - now).total_seconds() + self.per, 0.0)
 
     def take(self, now: datetime) -> None:
-        """Spend one token (callers check `wait` first)."""
-        self._refill(now)
-        self.tokens = max(self.tokens - 1.0, 0.0)
+        """Count one send (callers check `wait` first)."""
+        self._settle(now)
+        self.sent.append(now)
+        while len(self.sent) > self.count:
+            self.sent.popleft()
 
 
 class ChannelLimits:
-    """Rate buckets and 429 pauses per channel, under the channel settings in force."""
+    """Rate windows and 429 pauses per channel, under the channel settings in force."""
 
     def __init__(self, channels: Mapping[str, ChannelSettings] | None = None) -> None:
         self._settings: dict[str, ChannelSettings] = dict(channels or {})
-        self._buckets: dict[str, TokenBucket] = {}
+        self._windows: dict[str, SendWindow] = {}
         # channel -> (last looked at, until): the first says whether the clock stepped back
         self._paused: dict[str, tuple[datetime, datetime]] = {}
 
     def update(self, channels: Mapping[str, ChannelSettings]) -> None:
-        """A reload: buckets of channels whose rate did not change keep their tokens."""
+        """A reload: channels whose rate did not change keep the sends their window counts."""
         old = self._settings
         self._settings = dict(channels)
-        for name in list(self._buckets):
+        for name in list(self._windows):
             if name not in channels or channels[name].rate != old[name].rate:
-                del self._buckets[name]
+                del self._windows[name]
 
     def limited(self, channel: str) -> bool:
         """Whether the channel has a rate limit."""
@@ -80,14 +87,14 @@ class ChannelLimits:
                 self._paused[channel] = (now, until)
                 return (until - now).total_seconds()
             del self._paused[channel]
-        bucket = self._bucket(channel, now)
-        return 0.0 if bucket is None else bucket.wait(now)
+        window = self._window(channel)
+        return 0.0 if window is None else window.wait(now)
 
     def take(self, channel: str, now: datetime) -> None:
         """Count one message sent on the channel."""
-        bucket = self._bucket(channel, now)
-        if bucket is not None:
-            bucket.take(now)
+        window = self._window(channel)
+        if window is not None:
+            window.take(now)
 
     def pause(self, channel: str, now: datetime, until: datetime) -> None:
         """The channel asked us to wait (HTTP 429 Retry-After): nothing goes out before `until`."""
@@ -102,12 +109,12 @@ class ChannelLimits:
             return None
         return settings.fallback, settings.fallback_after
 
-    def _bucket(self, channel: str, now: datetime) -> TokenBucket | None:
+    def _window(self, channel: str) -> SendWindow | None:
         settings = self._settings.get(channel)
         if settings is None or settings.rate is None:
             return None
-        bucket = self._buckets.get(channel)
-        if bucket is None:
+        window = self._windows.get(channel)
+        if window is None:
             count, per = settings.rate
-            bucket = self._buckets[channel] = TokenBucket(count, per, float(count), now)
-        return bucket
+            window = self._windows[channel] = SendWindow(count, per)
+        return window

@@ -6,8 +6,8 @@ run side by side, so a failing target never delays a healthy one; a semaphore pe
 concurrent sends. A row is marked only after its result: a send cut short by cancellation or
 shutdown leaves the row pending, to go out after the restart (at least once, never lost).
 
-Channel limits (`channel_limits.py`): a channel's `rate` is a token bucket on the injected clock;
-a lane that had to wait for a token folds its target's due rows into one message
+Channel limits (`channel_limits.py`): a channel's `rate` is a sliding window on the injected
+clock; a lane that had to wait for room in it folds its target's due rows into one message
 (`message_fold.py`). A Retry-After pauses the channel. A row its channel has failed for
 `fallback_after` (or dead-lettered) is also queued for the channel's `fallback`, once
 (`reroute.py`). When a lane's head row may go, or is settled instead (expired, moved to its

@@ -1,6 +1,6 @@
 """Several alerts of one target as one message, when a rate limit holds them back.
 
-A lane whose channel's bucket is empty sends every due row (`foldable`) as one message
+A lane whose channel's rate window is full sends every due row (`foldable`) as one message
 (`fold`), cut where the service would cut it (`fitting`, within `message_limit`): an alert cut
 off would be marked sent but never seen, so the rest wait for the next message instead.
 """

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fakes import T0, HandClock, Target, settle, spin_until
 
-from notifier.channel_limits import ChannelLimits, TokenBucket
+from notifier.channel_limits import ChannelLimits, SendWindow
 from notifier.deliver import Deliverer
 from notifier.events import Alert, MessageLimit, SendResult
 from notifier.message_fold import MARKUP_GROWTH, MARKUP_OVERHEAD, fitting, fold, worst_length
@@ -127,7 +127,11 @@ async def test_rate_limit_folds_the_rest_into_one_message(
     await spin_until(lambda: len(run.sender.attempts) == 2)
     await settle()
     assert [a[1] for a in run.sender.attempts] == ["T0", "T1"]
-    clock.advance(30)  # one token back
+    clock.advance(30)  # the window still holds both
+    run.deliverer.notify()
+    await settle()
+    assert len(run.sender.attempts) == 2
+    clock.advance(30)  # a minute since the first two: room again
     run.deliverer.notify()
     await spin_until(lambda: len(run.sender.attempts) == 3)
     _, title, body = run.sender.attempts[2]
@@ -163,7 +167,7 @@ async def test_a_fold_leaves_out_alerts_delivered_after_all(
     run = start(sender, {"chat": channel("chat", rate=(2, 60.0))})
     await spin_until(lambda: len(sender.attempts) == 2)
     await settle()
-    clock.advance(30)  # one token back: rows 2, 3 and 4 are due, folded
+    clock.advance(60)  # the first two left the window: rows 2, 3 and 4 are due, folded
     run.deliverer.notify()
     await spin_until(lambda: store.counts()["sent"] == 5)
     assert [a[1] for a in sender.attempts] == ["T0", "T1", "T4"]
@@ -300,27 +304,39 @@ async def test_dead_lettered_alert_falls_back(
     assert sender.attempts[-1] == ("mail-1", "T0", "B0")
 
 
-def test_token_bucket_refills_on_the_clock() -> None:
-    """A bucket of 5 per 2 s: five at once, then one every 0.4 s, never above capacity."""
-    bucket = TokenBucket(5, 2.0, 5.0, T0)
+def test_a_rate_is_a_sliding_window_never_twice_its_count_in_one_period() -> None:
+    """5 per 2 s: five at once, then none until the first leaves the window, and never more
+    than five in any 2 s (a token bucket let five go at once and five more within the 2 s)."""
+    window = SendWindow(5, 2.0)
     for _ in range(5):
-        assert bucket.wait(T0) == 0.0
-        bucket.take(T0)
-    assert bucket.wait(T0) == pytest.approx(0.4)
-    assert bucket.wait(T0 + timedelta(seconds=0.4)) == 0.0
-    assert bucket.wait(T0 + timedelta(hours=1)) == 0.0
-    assert bucket.tokens == 5.0
+        assert window.wait(T0) == 0.0
+        window.take(T0)
+    assert window.wait(T0) == pytest.approx(2.0)
+    assert window.wait(T0 + timedelta(seconds=1.6)) == pytest.approx(0.4)
+    at = T0 + timedelta(seconds=2)
+    assert window.wait(at) == 0.0
+    sends = [at]
+    window.take(at)
+    for step in range(1, 400):  # a send whenever one fits, 10 ms apart for 4 s
+        now = at + timedelta(seconds=step / 100)
+        if window.wait(now) == 0.0:
+            window.take(now)
+            sends.append(now)
+    everything = [T0] * 5 + sends
+    for i, start in enumerate(everything):
+        within = [t for t in everything[i:] if t < start + timedelta(seconds=2)]
+        assert len(within) <= 5
 
 
 def test_limits_survive_the_wall_clock_stepping_back() -> None:
-    """NTP steps the clock back an hour: an empty bucket refills at its rate from then, and a
-    35 s pause keeps what it had left; neither waits out the hour."""
+    """NTP steps the clock back an hour: a full window counts its sends as made at the new
+    now, and a 35 s pause keeps what it had left; neither waits out the hour."""
     limits = ChannelLimits({"chat": channel("chat", rate=(20, 60.0))})
     later = T0 + timedelta(hours=1)
     for _ in range(20):
         limits.take("chat", later)
-    assert limits.wait("chat", T0) == pytest.approx(3.0)
-    assert limits.wait("chat", T0 + timedelta(seconds=3)) == 0.0
+    assert limits.wait("chat", T0) == pytest.approx(60.0)
+    assert limits.wait("chat", T0 + timedelta(seconds=60)) == 0.0
     limits.pause("chat", later, later + timedelta(seconds=35))
     assert limits.wait("chat", later + timedelta(seconds=5)) == pytest.approx(30.0)
     assert limits.wait("chat", T0) == pytest.approx(30.0)
