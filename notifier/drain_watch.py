@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
+from notifier.wording import counted
+
 STALL_AFTER = 600.0  # seconds a channel has alerts pending and sends none before /healthz is 503
 
 Pending = Mapping[str, tuple[int, datetime]]  # channel -> (rows pending, oldest queued at)
@@ -38,8 +40,9 @@ class DrainWatch:
         """Channels with an alert queued for one of their URLs more than STALL_AFTER ago and
         none sent to that URL since then, each as a phrase for the health answer.
 
-        `paced`: seconds a channel's `rate` may hold an alert back (one message's share of
-        its period), added to its allowance: `rate: 1/h` is not stuck after 10 minutes.
+        `paced`: seconds a channel's `rate` may hold an alert back (its period: a full window
+        waits for its oldest send to leave it), added to its allowance: `rate: 1/h` is not
+        stuck after 10 minutes.
         `urls`: how many URLs each channel has, to say how many of them are stuck.
         """
         now = self._clock()
@@ -56,16 +59,16 @@ class DrainWatch:
         stalled = []
         for channel, (count, targets) in sorted(stuck.items()):
             minutes = (STALL_AFTER + (paced or {}).get(channel, 0.0)) / 60
+            alerts = counted(count, "alert")
             of = (urls or {}).get(channel, 1)
             if of > targets:  # its other URLs deliver: "none sent" is said of these alone
                 stalled.append(
-                    f"channel {channel} has {count} alerts pending for {targets} of its {of} "
+                    f"channel {channel} has {alerts} pending for {targets} of its {of} "
                     f"URLs, none sent there for {minutes:g} minutes"
                 )
             else:
                 stalled.append(
-                    f"channel {channel} has {count} alerts pending, "
-                    f"none sent for {minutes:g} minutes"
+                    f"channel {channel} has {alerts} pending, none sent for {minutes:g} minutes"
                 )
         return stalled
 

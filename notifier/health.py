@@ -37,8 +37,8 @@ def judge_health(
     down = feed.down_for()
     if down > FEED_DOWN_AFTER:  # reconnecting, but for too long: fills are not coming in
         return False, f"feed not connected for {down / 60:.0f} minutes"
-    paced = {  # one message's share of a channel's rate: how long `rate` may hold an alert
-        name: rate[1] / rate[0] for name, channel in channels.items() if (rate := channel.rate)
+    paced = {  # a rate's period: how long a full window may hold an alert back
+        name: rate[1] for name, channel in channels.items() if (rate := channel.rate)
     }
     urls = {name: len(channel.urls) for name, channel in channels.items()}
     stalled = drain.stalled(deliverer.pending_by_target(), paced, urls)

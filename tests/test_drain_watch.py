@@ -19,10 +19,10 @@ def test_a_paced_channel_gets_its_rate_s_share_before_it_counts_as_stuck() -> No
     pending = {("hourly", "h"): (3, queued), ("chat", "c"): (1, queued), ("mail", "m"): (2, queued)}
     watch.sent("mail", "m")
     assert watch.stalled(pending, {"hourly": 3600.0}) == [
-        "channel chat has 1 alerts pending, none sent for 10 minutes"
+        "channel chat has 1 alert pending, none sent for 10 minutes"
     ]
     assert watch.stalled(pending) == [
-        "channel chat has 1 alerts pending, none sent for 10 minutes",
+        "channel chat has 1 alert pending, none sent for 10 minutes",
         "channel hourly has 3 alerts pending, none sent for 10 minutes",
     ]
     clock.advance(seconds=3600)
