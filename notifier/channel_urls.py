@@ -39,6 +39,28 @@ _EMAIL_HINT = (
 _REJECTED_HINTS = {"mailto": _EMAIL_HINT, "mailtos": _EMAIL_HINT}
 
 
+def _unencoded_in_userinfo(rest: str) -> str | None:
+    """Why the part before the host (after `scheme://`) cannot be read as written, or None.
+
+    A password's own `@` or `#` must be percent-encoded: unencoded, the host is read from
+    what follows it, and the rest of the password is shown as the host wherever the URL is
+    (privacy form included: `mailtos://bot:****@RestOfPassword/...`).
+    """
+    authority = rest[: min((i for i in (rest.find(c) for c in "/?") if i >= 0), default=len(rest))]
+    if authority.count("@") > 1:
+        return (
+            "more than one @ before the host: an @ in a user name or password must be "
+            "written %40 (apprise would read the rest of the password as the host)"
+        )
+    hashed = authority.find("#")
+    if hashed >= 0 and "@" in authority[hashed:]:
+        return (
+            "a # before the host's @: a # in a user name or password must be written %23 "
+            "(apprise would read the rest of the URL as a fragment)"
+        )
+    return None
+
+
 def check_url(url: str) -> str | None:
     """None if apprise can build this URL; else why not, without the URL's secrets."""
     return instantiate(url, AppriseAsset())[1]
@@ -57,6 +79,9 @@ def instantiate(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str |
         close = difflib.get_close_matches(scheme, _schemes(), n=1, cutoff=0.75)
         hint = f" (did you mean '{close[0]}://'?)" if close else ""
         return None, f"apprise does not recognise the scheme '{scheme}://'{hint}"
+    unencoded = _unencoded_in_userinfo(url[match.end() :])
+    if unencoded is not None:
+        return None, unencoded
     with LOG_GUARD.parsing():
         plugin = Apprise.instantiate(url, asset=asset)
     if plugin is None and native:

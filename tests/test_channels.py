@@ -518,6 +518,8 @@ def test_the_display_leaves_out_what_the_notifier_sets_itself() -> None:
         "json://127.0.0.1:8080/",
         "ntfy://127.0.0.1:8080/topic",
         "mailto://u:p@127.0.0.1:2525?from=a@example.com&to=b@example.com",
+        "mailtos://bot:Pw%40Secret%23x@smtp.example.com?to=me@example.com",  # encoded: fine
+        "pover://USERKEYUSERKEYUSERKEYUSERKEY@APPTOKENAPPTOKENAPPTOKENAPPTOK",
         SLACK_URL,
         TG_URL,
         "console://",
@@ -554,6 +556,17 @@ def test_check_url_accepts_buildable_urls(url: str) -> None:
             "apprise rejected the URL (mailto): is the sender one it can form? A server named"
             " by IP address has no domain to form it with: add ?from=alerts@example.com",
             "pwSecret",
+        ),
+        # A password's own @ or #, unencoded: the rest of it was read (and shown) as the host.
+        (
+            "mailtos://bot:Pw@SuperSecretPw99@smtp.example.com?to=me@example.com",
+            "more than one @ before the host: an @ in a user name or password must be written %40",
+            "SuperSecretPw99",
+        ),
+        (
+            "mailtos://bot:abc#HashSecret99@smtp.example.com?to=me@example.com",
+            "a # before the host's @: a # in a user name or password must be written %23",
+            "HashSecret99",
         ),
     ],
 )
