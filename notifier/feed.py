@@ -85,8 +85,12 @@ class FeedClient:
         tend_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,  # the gap tender's timer
         rng: random.Random | None = None,
         wants_order_refs: Callable[[], bool] = lambda: False,
+        on_caught_up: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
+        # Told once, after the first connect's backfill has handed on what it found: what was
+        # due while the daemon was down waits for those fills (Pipeline.caught_up).
+        self._on_caught_up: Callable[[], None] | None = on_caught_up
         self._http = http
         self._sink = sink
         self._monotonic = monotonic
@@ -239,6 +243,9 @@ class FeedClient:
             async with ws:
                 if not self._stopping and not await self._connect_backfill():
                     return "stopped"
+                if self._on_caught_up is not None:
+                    told, self._on_caught_up = self._on_caught_up, None
+                    told()
                 return await self._read(ws, token)
         finally:
             self._ws = None

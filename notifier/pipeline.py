@@ -102,6 +102,8 @@ class Pipeline:
         self._gate = TitleGate(self.waits, titles, store, offer=self._offer, timeout=title_timeout)
         self._queue: asyncio.Queue[tuple[Fill, str] | None] = asyncio.Queue()
         self._queued: set[str] = set()
+        self._taken = self._done = 0  # fills queued, fills recorded: when a catch-up is in
+        self._catch_up: int | None = None  # `_taken` when the start's catch-up was handed on
         self.stats = PipelineStats()
         self._releases = ShapingReleaser(
             self.shaping,
@@ -129,6 +131,22 @@ class Pipeline:
         """The clock moved or the shaper changed: look at the shaping deadlines again."""
         self._releases.tick()
 
+    def hold_releases(self) -> None:
+        """Release no shaped message before `caught_up` says the start's catch-up is in (or
+        CATCH_UP_HOLD passes): a day's summary due while the daemon was down would go out
+        without the fills made before its time that the catch-up brings."""
+        self._releases.hold()
+
+    def caught_up(self) -> None:
+        """The feed handed on its first catch-up: releases resume once those are recorded."""
+        self._catch_up = self._taken
+        self._check_caught_up()
+
+    def _check_caught_up(self) -> None:
+        if self._catch_up is not None and self._done >= self._catch_up:
+            self._catch_up = None
+            self._releases.caught_up()
+
     def release_due(self) -> None:
         """Record what the shaper releases by now (see ShapingReleaser.release_due)."""
         self._releases.release_due()
@@ -142,12 +160,14 @@ class Pipeline:
             return
         self._queued.add(key)
         self._queue.put_nowait((fill, source))
+        self._taken += 1
 
     def _offer(self, fill: Fill) -> None:
         """Queue a held fill again (unless it is queued already): not a new arrival."""
         if fill.key not in self._queued:
             self._queued.add(fill.key)
             self._queue.put_nowait((fill, "held"))
+            self._taken += 1
 
     def backlog(self) -> int:
         """Fills accepted but not yet recorded."""
@@ -205,6 +225,8 @@ class Pipeline:
                 item = self._queue.get_nowait()
             if batch:
                 await self._process(batch)
+                self._done += len(batch)
+                self._check_caught_up()
 
     async def _process(self, batch: list[tuple[Fill, str]]) -> None:
         self._store.flush()  # a batch's records commit together with its shaping state

@@ -175,7 +175,9 @@ class Service:
             sleep=self._feed_sleep or asyncio.sleep,
             monotonic=self._feed_clock or time.monotonic,
             wants_order_refs=lambda: pipeline.rules.uses_client_order_id,
+            on_caught_up=pipeline.caught_up,
         )
+        pipeline.hold_releases()  # until the catch-up is in: see Pipeline.hold_releases
         self.metrics = Metrics(self.snapshot)
         if settings.metrics.listen:
             self.metrics_server = MetricsServer(

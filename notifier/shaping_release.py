@@ -28,6 +28,9 @@ REWAKE = 60.0  # seconds the shaping timer sleeps at most before it looks at the
 # Shaped records between two shaping-state writes, each of which commits the open batch (the
 # store's own batch limit is held off meanwhile: records must not commit without the state).
 SHAPING_SAVE_EVERY = 200
+# Seconds a start holds releases for the feed's catch-up at most (`hold`): a venue that cannot
+# be reached must not hold a summary due while the daemon was down for longer than this.
+CATCH_UP_HOLD = 60.0
 
 
 class ShapingStore(Protocol):
@@ -84,10 +87,21 @@ class ShapingReleaser:
         self._clock = clock
         self._tick = asyncio.Event()
         self._since_save = 0
+        self._caught_up: asyncio.Event | None = None  # set by `hold`: releases wait for it
 
     def tick(self) -> None:
         """The clock moved or the shaper changed: look at the shaping deadlines again."""
         self._tick.set()
+
+    def hold(self) -> None:
+        """Release nothing until `caught_up` (or CATCH_UP_HOLD): a group due while the daemon
+        was down still takes the fills made before its time that the start's catch-up brings."""
+        self._caught_up = asyncio.Event()
+
+    def caught_up(self) -> None:
+        """What the start's catch-up brought is recorded: releases may go out."""
+        if self._caught_up is not None:
+            self._caught_up.set()
 
     def offer(self, rule: Rule, fill: Fill) -> set[str]:
         """Hand a match just recorded to the shaper; the targets of what goes out at once.
@@ -169,6 +183,10 @@ class ShapingReleaser:
 
     async def release_forever(self) -> None:
         """Wake at the shaper's next deadline (or a tick) and release what is due."""
+        if self._caught_up is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CATCH_UP_HOLD):
+                    await self._caught_up.wait()
         seen = self._clock()  # the wall time at the last look
         while True:
             self._tick.clear()

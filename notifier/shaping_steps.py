@@ -39,7 +39,9 @@ def take_match(
     else:
         key = key_of(fill, spec.group.by)
         group = state.groups.get(key)
-        if group is not None and now >= group.due:
+        # An overdue group (the daemon was down at its time) still takes a fill made before
+        # its time, which the start's catch-up brings: the day's summary, not the next day's.
+        if group is not None and now >= group.due and fill.filled_at >= group.due:
             del state.groups[key]
             close_group(rule, spec, state, key, group, now, out)
             group = None

@@ -482,6 +482,41 @@ async def test_shaping_runs_on_the_service_s_clock(venue: SimulatedPolySim, tmp_
     assert hook.titles() == {"3 fills": 1}  # one message, once, and nothing else
 
 
+async def test_a_summary_due_while_down_takes_the_fills_the_catch_up_brings(
+    venue: SimulatedPolySim, tmp_path: Path
+) -> None:
+    """A day's summary at 17:00 with the daemon down from 16:52 to 17:05: a fill made at
+    16:58, which only the venue's history has, is in the summary sent at the start (the
+    release waits for the catch-up), not in the next day's."""
+    # Tomorrow: the feed's first start alerts no fill made before the real now.
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(second=0, microsecond=0)
+
+    def at(hh: int, mm: int) -> datetime:
+        return tomorrow.replace(hour=hh, minute=mm)
+
+    clock = Clock()
+    clock.now = at(16, 50)
+    hook = Hook(clock=clock)
+    await hook.start()
+    day = RULES.replace("    title:", '    group: {{at: "17:00"}}\n    title:')
+    day = day.replace('"{{order_id}}"', '"{{count}} fills"')
+    try:
+        async with running(venue, {"hook": hook}, tmp_path, clock=clock, rules=day) as service:
+            await venue.fill(order_id=1000, filled_at=at(16, 51).isoformat())
+            await until(lambda: service.summary().fills == 1)
+            clock.now = at(16, 52)
+        venue.record_history(order_id=1001, filled_at=at(16, 58).isoformat())
+        clock.now = at(17, 5)
+        async with running(venue, {"hook": hook}, tmp_path, clock=clock, rules=day) as service:
+            await until(lambda: service.summary().pending == 1)
+            await step_until_delivered(service, clock)
+            assert service.pipeline is not None
+            assert service.pipeline.shaping.next_deadline() is None  # nothing for tomorrow
+    finally:
+        await hook.close()
+    assert hook.titles() == {"2 fills": 1}
+
+
 async def test_health_names_a_stuck_channel_while_another_delivers(
     venue: SimulatedPolySim, tmp_path: Path
 ) -> None:

@@ -619,11 +619,12 @@ def test_fill_exactly_at_wait_opens_the_next_group() -> None:
     """Half-open group window: a fill at first + wait releases the old group, starts a new one."""
     shaper = group_shaper()
     shaper.offer("btc", fill(1), T0)
-    [old] = shaper.offer("btc", fill(2), T0 + 30 * S)
+    boundary = fill(2, at=T0 + 28 * S)  # made at T0 + 30 s, as it arrives
+    [old] = shaper.offer("btc", boundary, T0 + 30 * S)
     assert old.fills == (fill(1),)
     assert shaper.next_deadline() == T0 + 60 * S
     [new] = shaper.due(T0 + 60 * S)
-    assert new.fills == (fill(2),)
+    assert new.fills == (boundary,)
 
 
 def test_fill_exactly_at_wait_gives_the_same_result_after_due() -> None:
@@ -710,9 +711,21 @@ def test_a_group_at_a_time_of_day_holds_everything_until_then() -> None:
     five = utc("2026-07-06 16:00")  # 17:00 BST
     assert shaper.next_deadline() == five
     assert shaper.due(five - S) == []
-    [old] = shaper.offer("day", fill(999), five)
+    [old] = shaper.offer("day", fill(999, at=five - 999 * S), five)  # made at 17:00 too
     assert [f.order_id for f in old.fills] == ["0", "120", "400"]
     assert shaper.next_deadline() == five + timedelta(days=1)
+
+
+def test_an_overdue_group_takes_a_fill_made_before_its_time() -> None:
+    """The daemon was down at 17:00: a fill made at 16:58 that the start's catch-up brings at
+    17:05 joins the day's summary, still open, and one made at 17:02 opens the next day's."""
+    shaper = at_shaper(time(17))
+    shaper.offer("day", fill(1, at=utc("2026-01-06 16:00")), utc("2026-01-06 16:00"))
+    late = utc("2026-01-06 17:05")
+    assert shaper.offer("day", fill(2, at=utc("2026-01-06 16:58")), late) == []
+    [day] = shaper.offer("day", fill(3, at=utc("2026-01-06 17:02")), late)
+    assert [f.order_id for f in day.fills] == ["1", "2"]
+    assert shaper.next_deadline() == utc("2026-01-07 17:00")
 
 
 def test_a_group_with_several_times_closes_at_the_next_one() -> None:

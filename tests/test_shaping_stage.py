@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fakes import T0, DeskAndPhone, HandClock, OnlyPhone, settle, spin_until
 
+from notifier import shaping_release
 from notifier.config import parse
 from notifier.digests import Bunch, make_release
 from notifier.errors import StateBusyError
@@ -59,7 +60,9 @@ rules:
 """
 
 
-def fill(order: str, price: str, quantity: str, market: str = "0xbtc") -> Fill:
+def fill(
+    order: str, price: str, quantity: str, market: str = "0xbtc", *, at: datetime = T0
+) -> Fill:
     return Fill(
         order_id=order,
         market_id=market,
@@ -67,7 +70,7 @@ def fill(order: str, price: str, quantity: str, market: str = "0xbtc") -> Fill:
         outcome="Yes",
         price=Decimal(price),
         quantity=Decimal(quantity),
-        filled_at=T0,
+        filled_at=at,
         market_title="BTC 100k?",
     )
 
@@ -139,7 +142,7 @@ async def test_fill_exactly_at_wait_opens_the_next_digest(
     pipeline = make(store, clock)
     await feed(pipeline, fill("1", "0.60", "10"))
     clock.advance(seconds=30)
-    await feed(pipeline, fill("2", "0.70", "20"))
+    await feed(pipeline, fill("2", "0.70", "20", at=clock.now))
     (first,) = rows(store, "digest")  # the due group went out when the next match came
     assert first.title == "1 fills on BTC 100k?"
     clock.advance(seconds=30)
@@ -171,6 +174,43 @@ async def test_timer_task_releases_at_the_deadline(store: StateStore, clock: Han
     await spin_until(lambda: bool(rows(store, "digest")))
     assert woken == [1]
     pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+
+
+async def test_a_start_holds_releases_until_its_catch_up_is_recorded(
+    store: StateStore, clock: HandClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With releases held (a start), a due group waits for `caught_up` and for the fills
+    queued before it to be recorded; a catch-up that never comes holds it CATCH_UP_HOLD."""
+    pipeline = make(store, clock)
+    pipeline.hold_releases()
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(fill("1", "0.60", "10"), "live")
+    await spin_until(lambda: store.seen(fill("1", "0.60", "10").key))
+    clock.advance(seconds=31)
+    pipeline.tick()
+    await settle(100)
+    assert rows(store, "digest") == []  # due, but the catch-up is not in
+    await pipeline.submit(fill("2", "0.70", "20"), "backfill")
+    pipeline.caught_up()
+    await spin_until(lambda: bool(rows(store, "digest")))
+    [digest] = rows(store, "digest")
+    assert digest.title == "2 fills on BTC 100k?"  # the catch-up's fill, made before its time
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
+
+    monkeypatch.setattr(shaping_release, "CATCH_UP_HOLD", 0.05)
+    again = make(store, clock)
+    again.hold_releases()
+    runner = asyncio.create_task(again.run())
+    await again.submit(fill("3", "0.60", "10"), "live")
+    await spin_until(lambda: store.seen(fill("3", "0.60", "10").key))
+    clock.advance(seconds=31)
+    again.tick()
+    async with asyncio.timeout(5):  # no catch-up: after the hold, in real time
+        while len(rows(store, "digest")) < 2:
+            await asyncio.sleep(0.01)
+    again.close()
     await asyncio.wait_for(runner, timeout=5)
 
 
