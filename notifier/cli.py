@@ -33,6 +33,7 @@ from notifier.errors import (
 )
 from notifier.hangup_latch import HangupLatch
 from notifier.ruleconfig import channel_shown
+from notifier.run_summary import NO_RULE_ENABLED
 from notifier.wording import counted
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None, *, hangups: HangupLatch | None = Non
         code: int = _COMMANDS[args.command](args)
     except ConfigError as exc:
         heading = f"config error: {counted(len(exc.problems), 'problem')}"
-        _last_word(f"{heading}\n{exc}", prefix="")  # one JSON record under JSON logging
+        _last_word(f"{heading}\n{exc}{_default_config_hint(args)}", prefix="")  # one record
         return EXIT_CONFIG
     except StateBusyError as exc:  # may clear: exit so that the unit restarts us
         _last_word(f"stopping: {exc}")
@@ -185,12 +186,15 @@ def _check_config(args: argparse.Namespace) -> int:
         rule.body.render(values)
     enabled = sum(rule.enabled for rule in settings.rules.rules)
     urls = sum(len(channels.targets(name)) for name in channels.names)
-    print(
-        f"{args.config}: ok: {len(settings.rules.rules)} rules ({enabled} enabled), "
-        f"{len(channels.names)} channels ({urls} URLs)"
+    rules, names = (
+        counted(len(settings.rules.rules), "rule"),
+        counted(len(channels.names), "channel"),
     )
+    print(f"{args.config}: ok: {rules} ({enabled} enabled), {names} ({counted(urls, 'URL')})")
     for note in settings.notes:
         print(f"note: {note}")
+    if not enabled:
+        print(f"note: {NO_RULE_ENABLED}")
     return EXIT_OK
 
 
@@ -288,6 +292,17 @@ def _configure_logging(args: argparse.Namespace, defaults: LogSettings | None = 
             raise ValueError(f"NOTIFIER_LOG_LEVEL: {exc}") from None
         raise
     logs.configure(level=parsed, fmt=fmt)
+
+
+def _default_config_hint(args: argparse.Namespace) -> str:
+    """For a command that read the default config.yaml because none was named, and found none."""
+    if not getattr(args, "config_by_default", False) or Path(args.config).exists():
+        return ""
+    return (
+        f"\n(no config was named, so {args.config} here was read: name yours as `notifier "
+        f"{args.command} PATH`, --config PATH or $NOTIFIER_CONFIG; config.example.yaml is one "
+        "to start from)"
+    )
 
 
 def _load(path: Path, *, require_api_key: bool = True, unset_urls: str | None = None) -> Settings:

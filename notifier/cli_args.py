@@ -62,7 +62,9 @@ def _settle_config(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     """One config path in `args.config`, from the positional, --config or the default."""
     if args.path is not None and args.config is not None and args.path != args.config:
         parser.error(f"two config files given ({args.path}, {args.config}): name one")
-    args.config = args.path or args.config or os.environ.get("NOTIFIER_CONFIG") or DEFAULT_CONFIG
+    named = args.path or args.config or os.environ.get("NOTIFIER_CONFIG")
+    args.config_by_default = not named  # for a hint, should no file be there
+    args.config = named or DEFAULT_CONFIG
 
 
 def build() -> argparse.ArgumentParser:

@@ -80,3 +80,8 @@ def log_start(settings: Settings) -> None:
     )
     for note in settings.notes:  # a channel URL from its default: a variable forgotten, perhaps
         log.info("config note: %s", note)
+    if not any(rule.enabled for rule in settings.rules.rules):
+        log.warning("%s", NO_RULE_ENABLED)
+
+
+NO_RULE_ENABLED = "no rule is enabled: fills are recorded, but nothing will be alerted"

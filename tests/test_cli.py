@@ -189,10 +189,39 @@ def test_check_config_single_problems(
     assert error in err
 
 
-def test_missing_config_file(capsys: pytest.CaptureFixture[str]) -> None:
-    """A config file that cannot be read is a config error naming it (exit 2)."""
+def test_check_config_notes_a_config_that_alerts_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No rule enabled loads (a config being written), but check-config says it alerts
+    nothing, and counts in words a person writes ("1 channel", not "1 channels")."""
+    Path("cfg.yaml").write_text(
+        "channels:\n  desk: json://127.0.0.1:9/\n"
+        "rules:\n  - {name: r, notify: [desk], enabled: false}\n",
+        encoding="utf-8",
+    )
+    assert cli.main(["check-config", "cfg.yaml"]) == 0
+    assert capsys.readouterr().out == (
+        "cfg.yaml: ok: 1 rule (0 enabled), 1 channel (1 URL)\n"
+        "note: no rule is enabled: fills are recorded, but nothing will be alerted\n"
+    )
+
+
+def test_missing_config_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config file that cannot be read is a config error naming it (exit 2); the default
+    config.yaml, read because none was named, says how to name one."""
     assert cli.main(["check-config", "nowhere.yaml"]) == 2
-    assert "nowhere.yaml: cannot read: No such file or directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nowhere.yaml: cannot read: No such file or directory" in err
+    assert "no config was named" not in err
+    monkeypatch.delenv("NOTIFIER_CONFIG", raising=False)
+    assert cli.main(["check-config"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "config.yaml: cannot read: No such file or directory\n(no config was named, so "
+        "config.yaml here was read: name yours as `notifier check-config PATH`, --config PATH "
+        "or $NOTIFIER_CONFIG; config.example.yaml is one to start from)\n"
+    )
 
 
 def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[str]) -> None:
