@@ -164,7 +164,8 @@ def parse_feed(
     )
     feed = section(node, "feed", problems, defaults, _FEED)
     problem = _url_problem(feed.base_url)
-    if feed.base_url == defaults.base_url and problem is not None:
+    said = any(p.path == "feed.base_url" for p in problems.items)  # `${POLYSIM_BASE_URL}` there
+    if feed.base_url == defaults.base_url and problem is not None and not said:
         # From the environment, so `check-config` refuses it too, not `run` at connect time.
         message = f"{BASE_URL_ENV} {problem}{_got(feed.base_url)}"
         problems.add(None, "feed.base_url", message)

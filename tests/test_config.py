@@ -321,6 +321,15 @@ def test_a_channel_url_set_as_the_base_url_shows_only_its_scheme(url: str) -> No
     assert "SECRET" not in problem
 
 
+def test_a_bad_base_url_from_the_environment_named_in_the_file_is_one_problem() -> None:
+    """`base_url: ${POLYSIM_BASE_URL:-...}` (the example's) with the variable set to a host
+    alone was reported twice: at the file's line, and again as the variable's."""
+    text = 'feed:\n  base_url: "${POLYSIM_BASE_URL:-https://api.polysimulator.com}"\n'
+    env = {**ENV, "POLYSIM_BASE_URL": "api.polysimulator.com"}
+    [problem] = errors(text, env=env)
+    assert problem.startswith("config.yaml:2: feed.base_url: must be an http:// or https:// URL")
+
+
 def test_the_start_line_shows_the_base_urls_host_not_its_path(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
