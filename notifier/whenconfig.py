@@ -130,6 +130,21 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
                 f"market ids are lower-case hex, as the venue sends them: write {text.lower()!r}",
             )
             ok = False
+        elif key == "market" and text != text.strip() and _ID_START.match(text.strip()):
+            # A space copied with the id: the venue's ids have none, so this never matches.
+            problems.add(item.line, item_path, f"{text!r} has a space around the id: remove it")
+            ok = False
+        elif key == "market" and (hexid := _PLAIN_HEX_ID.fullmatch(text)) is not None:
+            digits = len(hexid.group(1))
+            if digits != MARKET_ID_DIGITS:
+                size = "shorter" if digits < MARKET_ID_DIGITS else "longer"
+                problems.note(
+                    item.line,
+                    item_path,
+                    f"{text!r} is {size} than a market id (0x and {MARKET_ID_DIGITS} hex "
+                    "digits), and compared whole it matches no fill of the venue's: to match "
+                    f"the ids that start with it, write {text + '*'!r}",
+                )
         elif key == "status" and (meant := _status_meant(text)) is not None:
             statuses = " and ".join(FILL_STATUSES)
             problems.add(
@@ -161,6 +176,9 @@ def _title_glob(text: str) -> str:
     return text if "*" in text or "?" in text else f"*{text}*"
 
 
+# The venue's market ids: 0x and 64 lower-case hex digits (a condition id).
+MARKET_ID_DIGITS = 64
+_PLAIN_HEX_ID = re.compile(r"0x([0-9a-f]+)")
 # A hex market id (globs allowed) with an upper-case digit: "0xABC1", "0xAbC*".
 _UPPER_HEX_ID = re.compile(r"0[xX](?=[0-9a-fA-F*?]*[A-F])[0-9a-fA-F*?]+|0X[0-9a-f*?]+")
 _STATUS_SEPARATORS = re.compile(r"[\s_\-]+")

@@ -687,6 +687,25 @@ def test_channel_errors(channels: str, expected: str) -> None:
     assert errors("channels:\n" + textwrap.indent(channels, "  ")) == [expected]
 
 
+def test_a_market_id_no_fill_can_have_is_noted_or_refused() -> None:
+    """The venue's ids are 0x and 64 hex digits, compared whole: a shorter one (a `*`
+    forgotten) loads with a note naming the glob meant; one with a space is refused."""
+    full = "0x" + "e4" * 32
+    text = CHANNELS + (
+        f'rules:\n  - name: r\n    notify: desk\n    when: {{market: ["0xe40605e6", "{full}"]}}\n'
+    )
+    [note] = [str(n) for n in settings_of(text).notes]
+    assert note == (
+        "config.yaml:7: rules[0].when.market[0]: '0xe40605e6' is shorter than a market id (0x "
+        "and 64 hex digits), and compared whole it matches no fill of the venue's: to match "
+        "the ids that start with it, write '0xe40605e6*'"
+    )
+    spaced = CHANNELS + f'rules:\n  - name: r\n    notify: desk\n    when: {{market: "{full} "}}\n'
+    assert errors(spaced) == [
+        f"config.yaml:7: rules[0].when.market: '{full} ' has a space around the id: remove it"
+    ]
+
+
 def test_a_metrics_address_written_as_a_url_is_refused_at_check_config() -> None:
     """`listen: http://127.0.0.1:9464` passed check-config, and run exited 70 at every restart."""
     assert errors("metrics: {listen: 'http://127.0.0.1:9464'}\n") == [
