@@ -49,6 +49,17 @@ def outbox(
     # of these migrates the file: the daemon does, at its start.
     changes = retry_dead or purge_dead
     with StateStore(path, read_only=not changes, migrate=False) as store:
+        if channel is not None and changes:
+            dead = sorted({item.channel for item in store.outbox(state="dead")})
+            if channel not in dead and channel not in channel_names(config_path):
+                # A typo here would read "requeued 0" and look like nothing was wrong.
+                some = ", ".join(channel_shown(name) for name in dead) or "none"
+                print(
+                    f"no dead alerts of channel {channel_shown(channel)} (channels with dead "
+                    f"alerts: {some})",
+                    file=sys.stderr,
+                )
+                return 2
         if retry_dead:
             count = store.retry_dead(channel=channel, to=to)
             where = f" for channel {to}" if to is not None else ""

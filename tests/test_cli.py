@@ -576,6 +576,13 @@ def test_outbox_moves_one_channel_s_dead_alerts_to_another(
     pasted = [*wrong[:-1], "json://u:SECRETPASS@h/"]  # a URL in place of the name: not echoed
     assert cli.main(pasted) == 2
     assert "SECRETPASS" not in capsys.readouterr().err
+    typo = ["outbox", "--config", "c.yaml", "--retry-dead", "--channel", "odl"]
+    assert cli.main(typo) == 2  # neither configured nor with dead alerts: said, not "requeued 0"
+    assert capsys.readouterr().err == (
+        "no dead alerts of channel 'odl' (channels with dead alerts: 'mail', 'old')\n"
+    )
+    assert cli.main([*typo[:-1], "hook"]) == 0  # configured, nothing dead: requeued 0, as ever
+    assert capsys.readouterr().out == "requeued 0 dead alert(s)\n"
     for partial in (["--to", "hook"], ["--retry-dead", "--to", "hook"]):  # every channel's
         assert cli.main(["outbox", "--config", "c.yaml", *partial]) == 2
         expected = "notifier outbox: --to goes with --retry-dead --channel OLD\n"
