@@ -241,18 +241,44 @@ def _side(node: Node, path: str, problems: Problems) -> Condition | None:
     return FieldMatch("side", tuple(sides)) if len(sides) == len(values) else None
 
 
+_PERCENT_OR_CENTS = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(%|c|¢)\s*")
+
+
+def _price_as_cents(node: YMap, path: str, problems: Problems) -> bool:
+    """Whether a price bound is written as a percentage or in cents (`50%`, `65c`): said
+    with the price it means, as prices run 0 to 1 (the outcome's probability)."""
+    found = False
+    for end in _ENDS:
+        value = node.get(end)
+        if not isinstance(value, Scalar):
+            continue
+        written = _PERCENT_OR_CENTS.fullmatch(value.text)
+        if written is not None:
+            meant = Decimal(written.group(1)).scaleb(-2).normalize()
+            problems.add(
+                value.line,
+                f"{path}.{end}",
+                f"prices run 0 to 1, so {value.text.strip()!r} is {meant:f}: write {meant:f}",
+            )
+            found = True
+    return found
+
+
 _ENDS = ("min", "max", "above", "below")  # inclusive, inclusive, exclusive, exclusive
 
 
 def _bounds(key: str, node: Node, path: str, problems: Problems) -> Condition | None:
     if not isinstance(node, YMap):
         got = describe(node)
-        problems.add(node.line, path, f"must be a mapping like {{min: 1, max: 2}}, got {got}")
+        like = "{min: 0.4, max: 0.6}" if key == "price" else "{min: 1, max: 2}"
+        problems.add(node.line, path, f"must be a mapping like {like}, got {got}")
         return None
     if mapping(node, path, problems, _ENDS) is None or set(node) - set(_ENDS):
         return None
     if not node:
         problems.add(node.line, path, "needs min, max, above or below")
+        return None
+    if key == "price" and _price_as_cents(node, path, problems):
         return None
     ends = {end: as_decimal(node[end], f"{path}.{end}", problems) for end in _ENDS if end in node}
     if any(value is None for value in ends.values()):

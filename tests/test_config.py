@@ -483,7 +483,7 @@ def rules_errors(rules: str) -> list[str]:
         ),
         (
             "- name: r\n  notify: desk\n  when: {price: 0.5}\n",
-            "config.yaml:7: rules[0].when.price: must be a mapping like {min: 1, max: 2}, "
+            "config.yaml:7: rules[0].when.price: must be a mapping like {min: 0.4, max: 0.6}, "
             "got a number",
         ),
         (
@@ -703,6 +703,20 @@ def test_a_market_id_no_fill_can_have_is_noted_or_refused() -> None:
     spaced = CHANNELS + f'rules:\n  - name: r\n    notify: desk\n    when: {{market: "{full} "}}\n'
     assert errors(spaced) == [
         f"config.yaml:7: rules[0].when.market: '{full} ' has a space around the id: remove it"
+    ]
+
+
+def test_a_price_written_as_a_percentage_or_in_cents_names_the_price_meant() -> None:
+    """Prices run 0 to 1: `50%` and `65c` are refused with 0.5 and 0.65, and the example a
+    price that is no mapping is shown is a price range."""
+    rule = CHANNELS + "rules:\n  - name: r\n    notify: desk\n    when: {price: %s}\n"
+    assert errors(rule % "{min: 50%, max: 65c}") == [
+        "config.yaml:7: rules[0].when.price.min: prices run 0 to 1, so '50%' is 0.5: write 0.5",
+        "config.yaml:7: rules[0].when.price.max: prices run 0 to 1, so '65c' is 0.65: write 0.65",
+    ]
+    assert errors(rule % "0.5") == [
+        "config.yaml:7: rules[0].when.price: must be a mapping like {min: 0.4, max: 0.6}, got "
+        "a number"
     ]
 
 
