@@ -349,6 +349,9 @@ def _listen(node: Node, path: str, problems: Problems) -> str | None:
         return None
     if split_listen(text) is None:
         scheme = " (an address to listen on, not a URL: no scheme or path)" if "/" in text else ""
+        if text.strip().isdigit():
+            port = text.strip()
+            scheme = f" (a port alone: write 127.0.0.1:{port} for this machine only)"
         problems.add(
             node.line,
             path,

@@ -729,6 +729,14 @@ def test_a_metrics_address_written_as_a_url_is_refused_at_check_config() -> None
     ]
 
 
+def test_a_metrics_port_alone_is_answered_with_the_address_to_write() -> None:
+    """`listen: 9464` says to write 127.0.0.1:9464."""
+    assert errors("metrics: {listen: 9464}\n") == [
+        'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464 or '
+        "[::1]:9464, got '9464' (a port alone: write 127.0.0.1:9464 for this machine only)"
+    ]
+
+
 def test_a_metrics_address_of_digits_that_is_no_ipv4_address_is_refused() -> None:
     """`listen: 999.1.1.1:9464` passed check-config, and run exited 70 (a listen failure that
     may clear) at every restart: digits and dots are an IPv4 address or nothing."""
