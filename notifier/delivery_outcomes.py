@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from notifier.backoff import retry_delay
 from notifier.channel_limits import ChannelLimits
 from notifier.events import SendResult
+from notifier.outbox_queue import MOVED_PREFIX
 from notifier.reroute import FallbackPolicy, TargetDirectory, channel_targets, retarget
 from notifier.sender import Sender
 from notifier.settings import DeliverySettings
@@ -183,10 +184,15 @@ class Outcomes:
         retarget(self._store, item, targets)
         self._store.mark_sent(item.id)  # commits the records too; a replay after a crash adds none
         self.stats.retargeted += 1
+        why = (
+            "moved there by `outbox --retry-dead --to`"
+            if item.target.startswith(MOVED_PREFIX)
+            else "its URL left the config"
+        )
         log.info(
-            "alert re-queued for the current URL(s) of channel %s (its URL left the config): "
-            "rule %s, was outbox #%d",
+            "alert re-queued for the current URL(s) of channel %s (%s): rule %s, was outbox #%d",
             item.channel,
+            why,
             item.rule,
             item.id,
         )

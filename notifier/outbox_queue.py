@@ -19,6 +19,9 @@ from notifier.store_schema import (
     to_us,
 )
 
+# The URL key of a row moved to another channel (`retry_dead(to=...)`): no URL has it, so the
+# deliverer re-queues the row for that channel's URLs.
+MOVED_PREFIX = "moved:"
 PRUNE_STEP = 5000  # rows one transaction of a prune, a requeue or a purge touches at most
 
 
@@ -133,7 +136,7 @@ class OutboxQueue:
         wait on the write lock past its busy timeout.
         """
         now = to_us(self._clock())
-        moved = ", channel = ?, target = 'moved:' || id" if to is not None else ""
+        moved = f", channel = ?, target = '{MOVED_PREFIX}' || id" if to is not None else ""
         return self._in_steps(
             "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, created_at = ?, "  # noqa: S608  # fixed SQL fragments
             f"done_at = NULL{moved} WHERE id IN ({_DEAD_ROWS[channel is not None]})",

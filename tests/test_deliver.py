@@ -424,10 +424,12 @@ async def test_target_of_a_removed_channel_dead_lettered(
 
 
 async def test_dead_alerts_moved_to_another_channel_go_to_its_urls(
-    store: StateStore, clock: HandClock
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A channel renamed along with its URL dead-letters what waited for it; `outbox
-    --retry-dead --channel old --to desk` moves it: each alert reaches desk's URLs, once."""
+    --retry-dead --channel old --to desk` moves it: each alert reaches desk's URLs, once,
+    and the log says it was moved there (not that its URL left the config)."""
+    caplog.set_level(logging.INFO, logger="notifier.delivery_outcomes")
     put(store, "f1", "o1", channel="old")
     put(store, "f2", "o1", secs=1, channel="old")
     for row in store.outbox():
@@ -440,6 +442,8 @@ async def test_dead_alerts_moved_to_another_channel_go_to_its_urls(
     assert sorted(sender.delivered) == [("d1", "f1"), ("d1", "f2"), ("d2", "f1"), ("d2", "f2")]
     assert deliverer.stats.retargeted == 2
     assert store.counts() == {"pending": 0, "dead": 0, "sent": 6}
+    assert "channel desk (moved there by `outbox --retry-dead --to`)" in caplog.text
+    assert "left the config" not in caplog.text
 
 
 async def test_swap_sender_used_for_later_sends(store: StateStore, clock: HandClock) -> None:
