@@ -23,6 +23,7 @@ from notifier.channels import ChannelSet, diagnosing
 from notifier.conditions import tests_field
 from notifier.events import Alert, Fill
 from notifier.mentions import NO_MENTION
+from notifier.miss_reasons import why_not
 from notifier.normalize import (
     Rejected,
     decode_frame,
@@ -33,7 +34,7 @@ from notifier.normalize import (
 )
 from notifier.plan import Planned, plan_alerts
 from notifier.recurrence import Recurrences
-from notifier.rules import Rule
+from notifier.rules import Rule, RuleSet
 from notifier.settings import Settings
 from notifier.shaping_preview import Simulation, simulate
 from notifier.shaping_stage import release_alerts
@@ -43,6 +44,7 @@ EXIT_OK, EXIT_SEND_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 MAX_LINE_BYTES = 1 << 20
 # What a dry run takes for a channel URL whose variable is unset: shown as plain text.
 UNSET_URL = "console://unset"
+MISSES_SHOWN = 10  # rules a fill that matched none is said to miss, each with why
 
 
 def parse_fill(line: str | Mapping[str, object]) -> Fill | Rejected | None:
@@ -137,7 +139,7 @@ async def replay(
             continue
         fills.append(parsed)
         planned = plan_alerts(parsed, rules=settings.rules, targets=channels)
-        _describe(number, planned, channels, out, needs_title=settings.rules.needs_title(parsed))
+        _describe(number, planned, channels, out, rules=settings.rules)
         if parsed.status is None and any(
             rule.enabled and tests_field(rule.condition, "status") for rule in settings.rules.rules
         ):
@@ -175,7 +177,7 @@ _NO_STATUS = (
 
 
 def _describe(
-    number: int, planned: Planned, channels: ChannelSet, out: TextIO, *, needs_title: bool
+    number: int, planned: Planned, channels: ChannelSet, out: TextIO, *, rules: RuleSet
 ) -> None:
     fill = planned.fill
     print(
@@ -185,7 +187,8 @@ def _describe(
     )
     if not planned.rules:
         print("  no rule matches", file=out)
-    if needs_title:
+        _misses(fill, rules, out)
+    if rules.needs_title(fill):
         print(
             "  note: a market_title test could change this verdict; run looks the title up "
             '(and waits for it), here give it as "market_title" in the fill',
@@ -194,6 +197,19 @@ def _describe(
     for rule in planned.rules:
         print(f"  rule {rule.name} -> {', '.join(rule.notify)}{_shaped_note(rule)}", file=out)
         _message([a for a in planned.alerts if a.rule == rule.name], channels, out)
+
+
+def _misses(fill: Fill, rules: RuleSet, out: TextIO) -> None:
+    """Why each rule passed the fill over (the first MISSES_SHOWN): "no alerts arrive" answered
+    from the config alone."""
+    enabled = [rule for rule in rules.rules if rule.enabled]
+    for rule in enabled[:MISSES_SHOWN]:
+        print(f"  rule {rule.name}: {why_not(rule.condition, fill)}", file=out)
+    if len(enabled) > MISSES_SHOWN:
+        print(f"  ... and {counted(len(enabled) - MISSES_SHOWN, 'more rule')}", file=out)
+    disabled = len(rules.rules) - len(enabled)
+    if disabled:
+        print(f"  ({counted(disabled, 'rule')} with enabled: false not judged)", file=out)
 
 
 def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:

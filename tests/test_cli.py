@@ -225,8 +225,9 @@ def test_missing_config_file(
 
 
 def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[str]) -> None:
-    """`test` prints, per fill in any shape, the matching rules and rendered messages; fills
-    are numbered by their line in the file, blank lines counted."""
+    """`test` prints, per fill in any shape, the matching rules and rendered messages, or why
+    each rule passed it over; fills are numbered by their line in the file, blank lines
+    counted."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
     Path("fills.jsonl").write_text(f"{FLAT}\n\n{NESTED}\n", encoding="utf-8")
     assert cli.main(["test", "c.yaml", "--fills", "fills.jsonl"]) == 0
@@ -237,6 +238,35 @@ def test_test_command_shows_matches_and_rendering(capsys: pytest.CaptureFixture[
         "    body:  150 No @ 0.40 #42\n"
         "fill 3: SELL 5 Yes @ 0.6 on 0xabc1 (order 43)\n"
         "  no rule matches\n"
+        "  rule big: side is 'SELL', not 'BUY'\n"
+    )
+
+
+def test_test_command_says_why_each_rule_passed_a_fill_over(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """For a fill no rule matches, each enabled rule's first failing test in words: a bound,
+    a value not among a list, a `not`, an `any` part by part; disabled rules counted."""
+    Path("c.yaml").write_text(
+        "channels:\n  hook: json://127.0.0.1:9/\nrules:\n"
+        "  - {name: big, notify: hook, when: {notional: {above: 500}}}\n"
+        "  - {name: some, notify: hook, when: {outcome: [Yes, Up, Down]}}\n"
+        "  - {name: not-mine, notify: hook, when: {not: {market: '0xabc*'}}}\n"
+        "  - name: either\n    notify: hook\n"
+        "    when: {any: [{quantity: {min: 1000}}, {price: {below: 0.1}}]}\n"
+        "  - {name: off, notify: hook, enabled: false}\n",
+        encoding="utf-8",
+    )
+    assert cli.main(["test", "c.yaml", "--fill", FLAT]) == 0
+    assert capsys.readouterr().out == (
+        "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n"
+        "  no rule matches\n"
+        "  rule big: notional 60.0 is not above 500\n"
+        "  rule some: outcome is 'No', not any of 'Yes', 'Up', 'Down'\n"
+        "  rule not-mine: its `not` excludes it: market is '0xabc1'\n"
+        "  rule either: no part of its `any` holds: quantity 150 is below its min 1000; "
+        "price 0.4 is not below 0.1\n"
+        "  (1 rule with enabled: false not judged)\n"
     )
 
 
@@ -315,6 +345,7 @@ def test_test_command_notes_a_fill_a_title_could_judge(capsys: pytest.CaptureFix
     assert capsys.readouterr().out == (
         "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n"
         "  no rule matches\n"
+        "  rule big: market_title is unknown here (the fill gives none: see the note)\n"
         "  note: a market_title test could change this verdict; run looks the title up "
         '(and waits for it), here give it as "market_title" in the fill\n'
         "fill 2: BUY 150 No @ 0.4 on Will it rain? (order 44)\n"
@@ -323,6 +354,7 @@ def test_test_command_notes_a_fill_a_title_could_judge(capsys: pytest.CaptureFix
         "    body:  150 No @ 0.40 #44\n"
         "fill 3: SELL 5 Yes @ 0.6 on 0xabc1 (order 43)\n"  # a SELL: no title could match it
         "  no rule matches\n"
+        "  rule big: side is 'SELL', not 'BUY'\n"
     )
 
 
