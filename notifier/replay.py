@@ -234,6 +234,12 @@ def _message(alerts: list[Alert], channels: ChannelSet, out: TextIO) -> None:
         to = f" (to {', '.join(where)})" if len(bodies) > 1 else ""
         for number, body_line in enumerate(body.splitlines() or [""]):
             print(f"    body:  {body_line}{'' if number else to}", file=out)
+    if any(alert.body_format == "html" and "\n" in alert.body for alert in alerts):
+        print(
+            "    note: in html a newline shows as a space: the lines above run together "
+            "where the channel is html; write <br> for a line break",
+            file=out,
+        )
     if any(NO_MENTION in alert.title or NO_MENTION in alert.body for alert in alerts):
         print(
             "    note: zero-width spaces (U+200B) keep the @mentions and links in the "

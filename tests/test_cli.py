@@ -1259,3 +1259,13 @@ def test_test_command_shows_each_channel_the_message_in_its_format(
         "    body:  150 on S&P < 5000 (to hook)",
         "    body:  150 on S&amp;P &lt; 5000 (to mail)",
     ]
+    assert not any("newline" in line for line in out)  # one line: nothing runs together
+    Path("c.yaml").write_text(
+        Path("c.yaml").read_text(encoding="utf-8").replace("{quantity} on", "{quantity}\\non"),
+        encoding="utf-8",
+    )
+    assert cli.main(["test", "c.yaml", "--fill", json.dumps(fill)]) == 0
+    assert (
+        "    note: in html a newline shows as a space: the lines above run together where the "
+        "channel is html; write <br> for a line break" in capsys.readouterr().out.splitlines()
+    )
