@@ -143,7 +143,9 @@ class Pipeline:
         self._check_caught_up()
 
     def _check_caught_up(self) -> None:
-        if self._catch_up is not None and self._done >= self._catch_up:
+        # A fill waiting for its market's title is counted done but not yet recorded: the
+        # catch-up is in when none waits (or CATCH_UP_HOLD passes).
+        if self._catch_up is not None and self._done >= self._catch_up and not self.waits:
             self._catch_up = None
             self._releases.caught_up()
 

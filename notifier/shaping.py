@@ -3,9 +3,9 @@
 Per rule, a match passes three stages, each optional:
 
 - **group**: the first match for a key (the `by` field values) opens a group at `now`; matches that
-  arrive before its due time (`opened + wait`, or the next of its `at` times of day) join it; at
-  that time it is released as one digest. The window is half-open: a match at exactly the due
-  time opens the next group.
+  arrive before its due time (`opened + wait`, or the first of its `at` times of day after the
+  match was made, which a catch-up's fill may find past) join it; at that time it is released
+  as one digest. The window is half-open: a match at exactly the due time opens the next group.
 - **throttle**: at most one release per key per `every`. The first goes out at once and starts the
   period; later ones in the period are kept, and when it ends they go out as one message (all their
   fills, `suppressed` = how many messages were folded into it beyond the one sent), starting a new
@@ -16,7 +16,9 @@ Per rule, a match passes three stages, each optional:
   closes: `hold` folds its message into the held digest (no message outside hours); `drop`
   sends it when due, since what arrived inside the window is never discarded.
 
-Times are the injected `now` (arrival), never `filled_at`: backfilled fills still wait their turn.
+Times are the injected `now` (arrival), but for `at` times above and an overdue group taking a
+fill made before its time: a summary of the day holds the day's fills, however late they come;
+otherwise backfilled fills still wait their turn.
 Deadlines are stored, not recomputed, so a reload that changes a spec never loses what is held.
 A rule that stops being shaped (removed, renamed, or left without group/throttle/active) gives
 up what it holds as releases (`reconfigure`'s result, `orphans` after `restore`): those fills are
@@ -42,7 +44,15 @@ from notifier.shaping_state import (
     load_entry,
     load_snapshot,
 )
-from notifier.shaping_steps import close_group, end_period, flush_held, give_up, is_open, take_match
+from notifier.shaping_steps import (
+    close_group,
+    end_period,
+    flush_held,
+    give_up,
+    group_due,
+    is_open,
+    take_match,
+)
 from notifier.shapingspecs import GroupSpec, RuleShaping
 from notifier.windows import aware
 
@@ -165,7 +175,8 @@ class Shaper:
 
     def reconfigure(self, specs: Mapping[str, RuleShaping], *, now: datetime) -> list[Release]:
         """New specs on reload, at `now`: state of rules that still exist stays, with its
-        deadlines, but for groups whose times of day moved (due at the next new one).
+        deadlines, but for groups whose times of day moved (due at the first new one after their
+        first fill, which may have passed).
 
         Returns what rules no longer in `specs` held, released now (see `_evict`).
         """
@@ -177,13 +188,18 @@ class Shaper:
             if state.held is not None and before.active != specs[rule].active:
                 state.held.opens = _RECHECK  # the window moved: due() finds the new opening
                 self._touched.add(rule)
-            group = specs[rule].group
-            if group is not None and state.groups and _schedule_moved(before.group, group):
+            spec = specs[rule]
+            if (
+                spec.group is not None
+                and state.groups
+                and _schedule_moved(before.group, spec.group)
+            ):
                 # A summary moved from 17:00 to 18:00 goes out at 18:00, not once more at 17:00,
-                # and one moved to 15:00 at 16:00 at tomorrow's (a `wait` changed keeps its
+                # and one moved to 15:00 at 16:00, holding fills made since 10:00, goes out at
+                # once: today's summary, not folded into tomorrow's (a `wait` changed keeps its
                 # deadlines: pull_in shortens those).
                 for key, open_group in state.groups.items():
-                    open_group.due = group.due(now)
+                    open_group.due = group_due(spec, open_group.bunch.first_at, now)
                     state.dirty.add(("group", key))
                 self._touched.add(rule)
         return out

@@ -46,10 +46,24 @@ def take_match(
             close_group(rule, spec, state, key, group, now, out)
             group = None
         if group is None:
-            state.groups[key] = OpenGroup(due=spec.group.due(now), bunch=Bunch.of(fill))
+            state.groups[key] = OpenGroup(
+                due=group_due(spec, fill.filled_at, now), bunch=Bunch.of(fill)
+            )
         else:
             group.bunch.add(fill)
         state.dirty.add(("group", key))
+
+
+def group_due(spec: RuleShaping, opened: datetime, now: datetime) -> datetime:
+    """When a group whose first fill was made at `opened` closes, judged at `now`. A summary
+    at times of day closes at the first after the fill was made, though it is already past:
+    a fill made at 16:58 that the start's catch-up brings at 17:05 belongs to the 17:00
+    summary (which goes out at once), not the next day's. A `wait` runs from `now`: a
+    catch-up's fills go out together, not one summary for each stretch of the outage."""
+    assert spec.group is not None
+    if spec.group.wait is not None:
+        return spec.group.due(now)
+    return spec.group.due(min(opened, now))  # a fill stamped ahead of this clock: from now
 
 
 def close_group(

@@ -707,13 +707,62 @@ def test_a_group_at_a_time_of_day_holds_everything_until_then() -> None:
     shaper = at_shaper(time(17))
     morning = utc("2026-07-06 08:00")
     for minutes in (0, 120, 400):
-        assert shaper.offer("day", fill(minutes), morning + minutes * 60 * S) == []
+        made = morning + minutes * 60 * S
+        assert shaper.offer("day", fill(minutes, at=made - minutes * S), made) == []
     five = utc("2026-07-06 16:00")  # 17:00 BST
     assert shaper.next_deadline() == five
     assert shaper.due(five - S) == []
     [old] = shaper.offer("day", fill(999, at=five - 999 * S), five)  # made at 17:00 too
     assert [f.order_id for f in old.fills] == ["0", "120", "400"]
     assert shaper.next_deadline() == five + timedelta(days=1)
+
+
+def test_a_catch_up_fill_with_no_group_open_is_in_the_summary_of_its_day() -> None:
+    """Down from 16:52 to 17:05 with no fill yet that day: the 16:58 fill the catch-up brings
+    opens the 17:00 summary, due at once, not the next day's; one made at 17:02 opens the
+    next day's."""
+    shaper = at_shaper(time(17))
+    late = utc("2026-01-06 17:05")
+    assert shaper.offer("day", fill(0, order="a", at=utc("2026-01-06 16:58")), late) == []
+    assert shaper.next_deadline() == utc("2026-01-06 17:00")
+    [day] = shaper.offer("day", fill(0, order="b", at=utc("2026-01-06 17:02")), late)
+    assert [f.order_id for f in day.fills] == ["a"]
+    assert shaper.next_deadline() == utc("2026-01-07 17:00")
+    [next_day] = shaper.due(utc("2026-01-07 17:00"))
+    assert [f.order_id for f in next_day.fills] == ["b"]
+
+
+def test_a_catch_up_over_two_days_is_a_summary_for_each_day() -> None:
+    """Down from day 1 16:52 to day 3 09:00: each day's fills are that day's summary, in
+    order, and the third day's wait for its 17:00."""
+    shaper = at_shaper(time(17))
+    shaper.offer("day", fill(0, order="a", at=utc("2026-01-06 16:00")), utc("2026-01-06 16:00"))
+    late = utc("2026-01-08 09:00")
+    out: list[Release] = []
+    for order, made in (("b", "06 16:58"), ("c", "06 18:00"), ("d", "07 12:00"), ("e", "08 08:00")):
+        out += shaper.offer("day", fill(0, order=order, at=utc(f"2026-01-{made}")), late)
+    assert [[f.order_id for f in r.fills] for r in out] == [["a", "b"], ["c", "d"]]
+    assert shaper.next_deadline() == utc("2026-01-08 17:00")
+
+
+def test_a_fill_stamped_ahead_of_the_clock_opens_the_summary_from_now() -> None:
+    """The venue's clock a minute ahead of ours: a fill stamped 17:00:30 at our 16:59:30 is
+    in today's 17:00 summary (judged from now), not tomorrow's."""
+    shaper = at_shaper(time(17))
+    ahead = fill(0, at=utc("2026-01-06 17:00:30"))
+    assert shaper.offer("day", ahead, utc("2026-01-06 16:59:30")) == []
+    assert shaper.next_deadline() == utc("2026-01-06 17:00")
+
+
+def test_a_catch_up_s_fills_in_a_waiting_group_go_out_together() -> None:
+    """A `wait` group is due from when its first fill arrives, however old: a catch-up of
+    an hour's fills is one message, not one for each stretch of the outage."""
+    shaper = group_shaper()
+    late = T0 + 3600 * S
+    for n in (0, 600, 1200):
+        assert shaper.offer("btc", fill(n, at=T0), late) == []
+    [release] = shaper.due(late + 30 * S)
+    assert [f.order_id for f in release.fills] == ["0", "600", "1200"]
 
 
 def test_an_overdue_group_takes_a_fill_made_before_its_time() -> None:
@@ -1187,21 +1236,25 @@ def test_reconfigure_keeps_state_and_deadlines_of_surviving_rules() -> None:
 
 def test_a_reload_that_moves_a_summary_s_time_moves_its_open_groups() -> None:
     """A day's summary moved from 17:00 to 18:00 by a reload goes out at 18:00, not once more
-    at 17:00; moved to 15:00 at 16:00, at the next 15:00, with all it holds."""
+    at 17:00; moved to 15:00 at 16:00, at once: 15:00 passed since its first fill (10:00),
+    so it is that day's summary, not folded into the next day's."""
 
     def at(*times: time) -> dict[str, RuleShaping]:
         return {"day": RuleShaping(group=GroupSpec(by=(), at=times, tz=LONDON))}
 
     shaper = Shaper(at(time(17)))
-    shaper.offer("day", fill(1), utc("2026-01-06 10:00"))
+    first = fill(0, at=utc("2026-01-06 10:00"))
+    shaper.offer("day", first, utc("2026-01-06 10:00"))
     assert shaper.next_deadline() == utc("2026-01-06 17:00")
     assert shaper.reconfigure(at(time(18)), now=utc("2026-01-06 12:00")) == []
     assert shaper.next_deadline() == utc("2026-01-06 18:00")
     assert shaper.due(utc("2026-01-06 17:00")) == []
     assert shaper.reconfigure(at(time(15)), now=utc("2026-01-06 16:00")) == []
-    assert shaper.next_deadline() == utc("2026-01-07 15:00")
-    [release] = shaper.due(utc("2026-01-07 15:00"))
-    assert release.fills == (fill(1),)
+    assert shaper.next_deadline() == utc("2026-01-06 15:00")
+    [release] = shaper.due(utc("2026-01-06 16:00"))
+    assert release.fills == (first,)
+    assert shaper.next_deadline() is None
+    assert shaper.reconfigure(at(time(9)), now=utc("2026-01-06 16:30")) == []  # nothing open
 
 
 def test_reconfigure_without_group_still_releases_the_open_group() -> None:

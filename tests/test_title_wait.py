@@ -27,7 +27,7 @@ from notifier.markets import MarketTitles
 from notifier.pipeline import Pipeline
 from notifier.render import Template
 from notifier.rules import Rule, RuleSet
-from notifier.shapingspecs import RuleShaping, ThrottleSpec
+from notifier.shapingspecs import GroupSpec, RuleShaping, ThrottleSpec
 from notifier.simulator import DEFAULT_API_KEY, DEFAULT_MARKETS, SimulatedPolySim
 from notifier.store import StateStore
 from notifier.title_gate import LOOKUPS_PER_ROUND, TitleSource
@@ -690,3 +690,35 @@ async def test_a_batch_waits_once_for_the_titles_it_judges_and_renders(
         (_fill("1", BTC).key, "bitcoin", "bitcoin on Bitcoin 100k?"),
         (_fill("2", OTHER).key, "other", "other on Other?"),
     ]
+
+
+async def test_a_start_s_catch_up_is_in_only_once_no_fill_waits_for_its_title(
+    store: StateStore, titles: Titles, clock: HandClock
+) -> None:
+    """A summary due while the daemon was down waits at the start for the catch-up: a
+    catch-up fill still waiting for its market's title is not in yet, so the summary waits
+    for it too (or CATCH_UP_HOLD), and then holds both fills, not one now and one later."""
+    grouped = dataclasses.replace(
+        BITCOIN, shaping=RuleShaping(group=GroupSpec(by=(), wait=timedelta(seconds=30)))
+    )
+    titles.titles[BTC] = "Will Bitcoin close above $100k?"
+    pipeline = _pipeline(store, titles, clock, rules=(grouped,))
+    pipeline.hold_releases()
+    runner = asyncio.create_task(pipeline.run())
+    await pipeline.submit(_fill("1"), "live")
+    await spin_until(lambda: store.seen(_fill("1").key))
+    del titles.titles[BTC]  # the catch-up's fill is of a market whose title is not had
+    await pipeline.submit(_fill("2", OTHER), "backfill")
+    await spin_until(lambda: len(pipeline.waits) == 1)
+    pipeline.caught_up()
+    clock.advance(seconds=31)
+    pipeline.tick()
+    await settle(100)
+    assert store.outbox() == []  # due, but a fill of the catch-up is not recorded yet
+    titles.titles[OTHER] = "Bitcoin above $100k in March?"
+    pipeline.offer_waiting()
+    await spin_until(lambda: bool(store.outbox()))
+    [digest] = store.outbox()
+    assert digest.title == "bitcoin on 2 markets"
+    pipeline.close()
+    await asyncio.wait_for(runner, timeout=5)
