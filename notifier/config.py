@@ -349,9 +349,14 @@ def _listen(node: Node, path: str, problems: Problems) -> str | None:
         return None
     if split_listen(text) is None:
         scheme = " (an address to listen on, not a URL: no scheme or path)" if "/" in text else ""
-        if text.strip().isdigit():
-            port = text.strip()
-            scheme = f" (a port alone: write 127.0.0.1:{port} for this machine only)"
+        port = text.strip()
+        if port.isascii() and port.isdigit():
+            meant = f"127.0.0.1:{port}"
+            scheme = (
+                f" (a port alone: write {meant} for this machine only)"
+                if split_listen(meant) is not None
+                else " (a port is at most 65535)"
+            )
         problems.add(
             node.line,
             path,

@@ -730,10 +730,14 @@ def test_a_metrics_address_written_as_a_url_is_refused_at_check_config() -> None
 
 
 def test_a_metrics_port_alone_is_answered_with_the_address_to_write() -> None:
-    """`listen: 9464` says to write 127.0.0.1:9464."""
+    """`listen: 9464` says to write 127.0.0.1:9464; a port past 65535 is not suggested."""
     assert errors("metrics: {listen: 9464}\n") == [
         'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464 or '
         "[::1]:9464, got '9464' (a port alone: write 127.0.0.1:9464 for this machine only)"
+    ]
+    assert errors("metrics: {listen: 70000}\n") == [
+        'config.yaml:1: metrics.listen: must be "host:port" such as 127.0.0.1:9464 or '
+        "[::1]:9464, got '70000' (a port is at most 65535)"
     ]
 
 
