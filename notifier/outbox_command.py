@@ -7,9 +7,11 @@ by alert shaping or waiting for their market's title.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from notifier.clock import utc_now
 from notifier.config import channel_names, load_state
 from notifier.errors import StateError
 from notifier.ruleconfig import channel_shown
@@ -75,7 +77,7 @@ def outbox(
 _PICKED_UP = ": a running daemon sends them within 30 s, else the next `notifier run` does"
 
 
-def print_outbox(store: StateStore, out: TextIO) -> None:
+def print_outbox(store: StateStore, out: TextIO, *, now: datetime | None = None) -> None:
     """Counts first, then what holds fills back, then each pending and dead alert."""
     items = store.outbox(state="pending") + store.outbox(state="dead")
     counts = store.counts()
@@ -97,10 +99,14 @@ def print_outbox(store: StateStore, out: TextIO) -> None:
             f"{held[0][1]:%Y-%m-%d %H:%M:%S}Z: the daemon judges them once it has it",
             file=out,
         )
+    now = now or utc_now()
     for item in items:
         error = f"  last error: {item.last_error}" if item.last_error else ""
+        retry = ""
+        if item.state == "pending" and item.attempts and item.next_at > now:
+            retry = f" next try {item.next_at:%Y-%m-%d %H:%M:%S}Z (or at the daemon's start)"
         print(
-            f"#{item.id} {item.state:<7} {item.channel}/{item.rule} attempts={item.attempts} "
-            f"filled {item.filled_at:%Y-%m-%d %H:%M:%S}Z: {item.title}{error}",
+            f"#{item.id} {item.state:<7} {item.channel}/{item.rule} attempts={item.attempts}"
+            f"{retry} filled {item.filled_at:%Y-%m-%d %H:%M:%S}Z: {item.title}{error}",
             file=out,
         )

@@ -88,6 +88,16 @@ class OutboxQueue:
             (error, to_us(next_at), item_id),
         )
 
+    def retry_waiting_now(self) -> int:
+        """Make every pending row waiting out a back-off due now; how many. A start does it:
+        the usual reason to restart is a channel fixed, whose alerts would otherwise wait up
+        to `retry_cap` for a retry the outage scheduled. Attempts stay counted, so a channel
+        still down backs off from where it was."""
+        now = to_us(self._clock())
+        return self._update(
+            "UPDATE outbox SET next_at = ? WHERE state = 'pending' AND next_at > ?", (now, now)
+        )
+
     def mark_dead(self, item_id: int, *, error: str) -> None:
         """Give up on the row; it stays in the store for `outbox` to show."""
         self._update(

@@ -42,6 +42,7 @@ from notifier.state_file_watch import Identity, identity, watch_state_file
 from notifier.store import OutboxItem, StateStore
 from notifier.walcheckpoint import BACKSTOP_PAGES, WalCheckpointer, checkpoint_forever
 from notifier.watch import WatchedFile, watch_file
+from notifier.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,13 @@ class Service:
         try:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
             store.settle_formats({name: channels.body_format(name) for name in channels.names})
+            retried = store.retry_waiting_now()
+            if retried:
+                log.info(
+                    "%s waiting out a back-off from the last run: trying again now",
+                    counted(retried, "alert"),
+                    extra={"event": "retry_at_start", "alerts": retried},
+                )
             timeout = httpx.Timeout(settings.feed.request_timeout)
             unusable = proxy_problem()
             if unusable is not None:

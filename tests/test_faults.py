@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import logging
 import random
 import signal
 from collections import Counter
@@ -454,6 +455,37 @@ async def test_channel_down_for_a_minute(venue: SimulatedPolySim, tmp_path: Path
     assert [(at - start).total_seconds() for _, at in failures if at] == [0, 1, 3, 7, 15, 31]
     assert len(hook.answers) == len(failures) + 5
     assert (stats.sent, stats.failed, stats.dead) == (5, len(failures), 0)
+
+
+async def test_a_restart_retries_at_once_what_waited_out_a_back_off(
+    venue: SimulatedPolySim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook failing until the daemon is stopped (the usual fix-and-restart): the start
+    tries the alerts again at once, not at the retry the outage scheduled (up to retry_cap
+    off), in fill order; each arrives once, and attempts stay counted."""
+    clock = Clock()
+    failing = [True]
+    hook = Hook(status=lambda: 500 if failing[0] else 200, clock=clock)
+    await hook.start()
+    try:
+        async with running(venue, {"hook": hook}, tmp_path, clock=clock) as svc:
+            for i in range(3):
+                await venue.fill(order_id=1000 + i)
+            await until(lambda: svc.summary().pending == 3 and hook.titles(500) == {"1000": 1})
+        failing[0] = False  # the clock stands still: the next try stays a second off
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="notifier")
+        async with running(venue, {"hook": hook}, tmp_path, clock=clock) as svc:
+            await until(lambda: svc.summary().sent == 3)
+            assert svc.store is not None
+            [row] = [r for r in svc.store.outbox(state="sent") if r.title == "1000"]
+            assert row.attempts == 1
+    finally:
+        await hook.close()
+    assert hook.titles(200) == ids(range(1000, 1003))
+    assert [t for t, s, _ in hook.answers if s == 200] == ["1000", "1001", "1002"]
+    assert hook.titles(500) == {"1000": 1}
+    assert "1 alert waiting out a back-off from the last run: trying again now" in caplog.text
 
 
 async def test_shaping_runs_on_the_service_s_clock(venue: SimulatedPolySim, tmp_path: Path) -> None:
