@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from notifier import fill_trace
 from notifier.clock import utc_now
 from notifier.events import Fill
 from notifier.fanout import TargetLookup
@@ -100,6 +101,7 @@ class Pipeline:
             TitleWaits(store.title_waits, clock=clock) if title_waits is None else title_waits
         )
         self._gate = TitleGate(self.waits, titles, store, offer=self._offer, timeout=title_timeout)
+        self._known_title = titles.cached if titles is not None else _no_title
         self._queue: asyncio.Queue[tuple[Fill, str] | None] = asyncio.Queue()
         self._queued: set[str] = set()
         self._taken = self._done = 0  # fills queued, fills recorded: when a catch-up is in
@@ -244,6 +246,8 @@ class Pipeline:
             if rules is self._rules and targets is self._targets:
                 break
         self._gate.note_untitled(untitled)
+        if fill_trace.enabled():
+            fill_trace.trace_batch(batch, hits, waiting, self._known_title)
         if waiting:
             arrived = {fill.key for fill, source in batch if source != "held"}
             self.stats.duplicates += self._gate.hold(waiting, arrived)
@@ -280,6 +284,7 @@ class Pipeline:
                         self._releases.offered()
                 else:
                     self.stats.duplicates += 1
+                    fill_trace.trace_repeat(fill)
             if shaped:
                 self._releases.save()  # no await since the records: one transaction with them
                 self.tick()
@@ -324,3 +329,8 @@ class Pipeline:
     def offer_waiting(self) -> None:
         """Queue the held fills that can be judged now; look some other titles up again."""
         self._gate.offer_due(self._rules)
+
+
+def _no_title(_market_id: str) -> None:
+    """No title source (tests, `notifier test`): no market's title is known."""
+    return

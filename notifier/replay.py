@@ -187,7 +187,7 @@ def _describe(
     )
     if not planned.rules:
         print("  no rule matches", file=out)
-        _misses(fill, rules, out)
+        _misses(fill, rules, out, matched=())
     if rules.needs_title(fill):
         print(
             "  note: a market_title test could change this verdict; run looks the title up "
@@ -197,17 +197,27 @@ def _describe(
     for rule in planned.rules:
         print(f"  rule {rule.name} -> {', '.join(rule.notify)}{_shaped_note(rule)}", file=out)
         _message([a for a in planned.alerts if a.rule == rule.name], channels, out)
+    if planned.rules and len(planned.rules) < sum(rule.enabled for rule in rules.rules):
+        print("  not matched:", file=out)
+        _misses(fill, rules, out, matched=planned.rules)
 
 
-def _misses(fill: Fill, rules: RuleSet, out: TextIO) -> None:
-    """Why each rule passed the fill over (the first MISSES_SHOWN): "no alerts arrive" answered
-    from the config alone."""
-    enabled = [rule for rule in rules.rules if rule.enabled]
-    for rule in enabled[:MISSES_SHOWN]:
-        print(f"  rule {rule.name}: {why_not(rule.condition, fill)}", file=out)
-    if len(enabled) > MISSES_SHOWN:
-        print(f"  ... and {counted(len(enabled) - MISSES_SHOWN, 'more rule')}", file=out)
-    disabled = len(rules.rules) - len(enabled)
+def _misses(fill: Fill, rules: RuleSet, out: TextIO, *, matched: tuple[Rule, ...]) -> None:
+    """Why each enabled rule not `matched` passed the fill over (the first MISSES_SHOWN): "no
+    alerts arrive" answered from the config alone, also beside a catch-all summary's match."""
+    missed = [rule for rule in rules.rules if rule.enabled and rule not in matched]
+    stopped_by = next((rule for rule in matched if rule.stop), None)
+    for rule in missed[:MISSES_SHOWN]:
+        if not rule.condition.matches(fill):
+            why = why_not(rule.condition, fill)
+        elif stopped_by is not None:
+            why = f"not reached: rule {stopped_by.name} matched first and has stop: true"
+        else:  # cannot be: match and the conditions agree
+            why = "its condition holds, yet it was not reached"
+        print(f"  rule {rule.name}: {why}", file=out)
+    if len(missed) > MISSES_SHOWN:
+        print(f"  ... and {counted(len(missed) - MISSES_SHOWN, 'more rule')}", file=out)
+    disabled = len(rules.rules) - sum(rule.enabled for rule in rules.rules)
     if disabled:
         print(f"  ({counted(disabled, 'rule')} with enabled: false not judged)", file=out)
 

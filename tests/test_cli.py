@@ -270,6 +270,30 @@ def test_test_command_says_why_each_rule_passed_a_fill_over(
     )
 
 
+def test_test_command_says_why_the_other_rules_passed_a_matched_fill_over(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A catch-all rule (a day's summary) matching every fill does not hide why the others
+    missed it; a rule after a matching `stop` rule is said not to be reached."""
+    Path("c.yaml").write_text(
+        "channels:\n  hook: json://127.0.0.1:9/\nrules:\n"
+        "  - {name: big, notify: hook, when: {notional: {above: 500}}}\n"
+        "  - {name: all, notify: hook, title: every fill, stop: true}\n"
+        "  - {name: after, notify: hook}\n",
+        encoding="utf-8",
+    )
+    assert cli.main(["test", "c.yaml", "--fill", FLAT]) == 0
+    assert capsys.readouterr().out == (
+        "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n"
+        "  rule all -> hook\n"
+        "    title: every fill\n"
+        "    body:  BUY 150 No @ 0.4 on 0xabc1 (order #42)\n"
+        "  not matched:\n"
+        "  rule big: notional 60.0 is not above 500\n"
+        "  rule after: not reached: rule all matched first and has stop: true\n"
+    )
+
+
 def test_test_command_takes_a_history_page_saved_with_a_byte_order_mark(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
