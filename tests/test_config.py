@@ -1506,6 +1506,71 @@ def test_common_yaml_mistakes_get_a_suggestion(text: str, expected: str) -> None
     assert errors(text) == [expected]
 
 
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (  # a rule's keys at 4 spaces, one at 3
+            "  - name: a\n    notify: desk\n   when: {side: BUY}\n",
+            "config.yaml:7: YAML syntax error: did not find expected '-' indicator (while "
+            "parsing a block collection at line 5); the key on line 7 is indented 3 spaces, but "
+            "the keys of the mapping begun at line 5 are indented 4 spaces: align it with them",
+        ),
+        (  # between the keys of `when` and those of the rule: either may be meant
+            "  - name: a\n    notify: desk\n    when:\n      side: BUY\n     quantity: {min: 1}\n",
+            "config.yaml:9: YAML syntax error: did not find expected key (while parsing a block "
+            "mapping at line 5); the key on line 9 is indented 5 spaces: align it with the keys "
+            "of the mapping begun at line 8 (indented 6 spaces) or with those of the one begun "
+            "at line 5 (indented 4 spaces), whichever it belongs to",
+        ),
+        (
+            "  - name: a\n    notify: desk\n   - name: b\n",
+            "config.yaml:7: YAML syntax error: did not find expected '-' indicator (while "
+            "parsing a block collection at line 5); the item on line 7 is indented 3 spaces, but "
+            "the items of the list begun at line 5 are indented 2 spaces: align it with them",
+        ),
+        (  # a key further in than the one above it, whose value is text
+            "  - name: a\n    notify: desk\n    when:\n      side: BUY\n        quantity: 5\n",
+            "config.yaml:9: YAML syntax error: mapping values are not allowed in this context; "
+            "the key on line 9 is indented under the one on line 8, whose value is text, so YAML "
+            "read it as more of that text: align it with the key on line 8 (indented 6 spaces), "
+            "or quote the value if the colon is part of the text",
+        ),
+        (
+            "  - name: a\n    notify: desk\n    title: Fill: {side}\n",
+            "config.yaml:7: YAML syntax error: mapping values are not allowed in this context; "
+            "the value on line 7 holds a colon and a space, which YAML reads as the start of a "
+            "key: quote the value if the colon is part of the text, or put a second key on its "
+            "own line",
+        ),
+    ],
+)
+def test_a_key_indented_unlike_its_neighbours_says_which_to_align_it_with(
+    rule: str, expected: str
+) -> None:
+    """pyyaml's "did not find expected key" and "mapping values are not allowed" get the line
+    and width of the keys the stray one belongs with, at the stray key's own line."""
+    assert errors(CHANNELS + "rules:\n" + rule) == [expected]
+
+
+def test_an_indentation_hint_never_quotes_a_line() -> None:
+    """A channel URL (a secret) on the lines around a stray key is not shown: only line
+    numbers and widths are."""
+    problems = errors("channels:\n  desk: json://h/T0KEN\n    phone: json://h/S3CRET\n")
+    assert problems == [
+        "config.yaml:3: YAML syntax error: mapping values are not allowed in this context; the "
+        "key on line 3 is indented under the one on line 2, whose value is text, so YAML read "
+        "it as more of that text: align it with the key on line 2 (indented 2 spaces), or quote "
+        "the value if the colon is part of the text"
+    ]
+    spaced = errors("channels:\n  desk: json://h/T0KEN\n phone: json://h/S3CRET\n")
+    assert not any("T0KEN" in p or "S3CRET" in p for p in spaced)
+    assert spaced[0].endswith(
+        "; the key on line 3 is indented 1 space: align it with the keys of the mapping begun "
+        "at line 2 (indented 2 spaces) or with those of the one begun at line 1 (not indented), "
+        "whichever it belongs to"
+    )
+
+
 SHARED = """\
 x-defaults: &defaults
   notify: [desk]
