@@ -190,6 +190,11 @@ _RULE_WORDS = {
 }
 # Rule keys stored under another Rule field name; the shaping keys are combined instead.
 _FIELD_OF = {"when": "condition"}
+# A rule without its "- " (or rules keyed by their names) makes `rules:` one mapping.
+_LIST_OF_RULES = (
+    ': start each rule with "- " and indent its other keys under its name, as in '
+    '"- name: big-buys" then "  notify: [desk]" on the next line'
+)
 _RULE_FIELDS = frozenset({"name", "condition", "notify", "title", "body", "enabled", "stop", "tz"})
 
 
@@ -198,7 +203,8 @@ def parse_rules(node: Node | None, path: str, ctx: RuleContext) -> list[Rule]:
     if node is None or (isinstance(node, Scalar) and node.kind == "null"):
         return []
     if not isinstance(node, YSeq):
-        ctx.problems.add(node.line, path, f"must be a list of rules, got {describe(node)}")
+        hint = _LIST_OF_RULES if isinstance(node, YMap) else ""
+        ctx.problems.add(node.line, path, f"must be a list of rules, got {describe(node)}{hint}")
         return []
     rules: list[Rule] = []
     first_line: dict[str, int] = {}

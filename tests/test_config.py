@@ -605,7 +605,13 @@ def rules_errors(rules: str) -> list[str]:
             "- name: r\n  notify: desk\n  bdy: x\n",
             "config.yaml:7: rules[0].bdy: unknown key 'bdy' (did you mean 'body'?)",
         ),
-        ("name: r\n", "config.yaml:5: rules: must be a list of rules, got a mapping"),
+        (
+            "name: r\n",
+            "config.yaml:5: rules: must be a list of rules, got a mapping: start each rule with "
+            '"- " and indent its other keys under its name, as in "- name: big-buys" then '
+            '"  notify: [desk]" on the next line',
+        ),
+        ("r\n", "config.yaml:5: rules: must be a list of rules, got a string"),
     ],
 )
 def test_rule_errors(rules: str, expected: str) -> None:
