@@ -712,6 +712,31 @@ def test_a_market_id_no_fill_can_have_is_noted_or_refused() -> None:
     ]
 
 
+def test_a_market_title_that_is_a_word_without_a_glob_is_noted() -> None:
+    """`market_title: bitcoin` loads but matches only a title that is "bitcoin": a note names
+    the glob meant; a glob, or a whole question, is not noted."""
+    rule = CHANNELS + "rules:\n  - name: r\n    notify: desk\n    when: {market_title: %s}\n"
+    assert [str(n) for n in settings_of(rule % "bitcoin").notes] == [
+        "config.yaml:7: rules[0].when.market_title: 'bitcoin' has no * or ?, so it matches only "
+        "a title that is 'bitcoin' and nothing more (titles are whole questions, such as \"Will "
+        'Bitcoin close above $100k in 2026?"): to match the titles that contain it, write '
+        "'*bitcoin*'"
+    ]
+    assert [str(n) for n in settings_of(rule % "[Fed, US election]").notes] == [
+        "config.yaml:7: rules[0].when.market_title[0]: 'Fed' has no * or ?, so it matches only "
+        "a title that is 'Fed' and nothing more (titles are whole questions, such as \"Will "
+        'Bitcoin close above $100k in 2026?"): to match the titles that contain it, write '
+        "'*Fed*'",
+        "config.yaml:7: rules[0].when.market_title[1]: 'US election' has no * or ?, so it "
+        "matches only a title that is 'US election' and nothing more (titles are whole "
+        'questions, such as "Will Bitcoin close above $100k in 2026?"): to match the titles '
+        "that contain it, write '*US election*'",
+    ]
+    quiet = ("'*bitcoin*'", "'Will it rain?'", "'Bitcoin above 100k on March 1'")
+    for title in quiet:
+        assert settings_of(rule % title).notes == ()
+
+
 def test_a_price_written_as_a_percentage_or_in_cents_names_the_price_meant() -> None:
     """Prices run 0 to 1: `50%` and `65c` are refused with 0.5 and 0.65, and the example a
     price that is no mapping is shown is a price range."""
