@@ -372,12 +372,14 @@ def test_all_problems_at_once_in_file_order() -> None:
         "config.yaml:3: feed.bogus: unknown key 'bogus' (expected one of: base_url, api_key, "
         "catch_up, backfill_overlap, backfill_horizon, ping_interval, ping_timeout, "
         "stable_after, request_timeout, max_frame_bytes)",
-        "config.yaml:6: channels.mail.fallback: unknown channel 'mial' (did you mean 'mail'?)",
+        "config.yaml:6: channels.mail.fallback: unknown channel 'mial' (did you mean 'mail'? "
+        "channels defined: desk, mail)",
         "config.yaml:10: rules[0].when.side: must be BUY or SELL, got 'BOY' (did you mean 'BUY'?)",
         "config.yaml:11: rules[0].when.quantity.min: must be a number, got 'abc'",
         "config.yaml:12: rules[0].when.price: min 0.5 is greater than max 0.3",
         "config.yaml:13: rules[0].when.markte: unknown key 'markte' (did you mean 'market'?)",
-        "config.yaml:14: rules[0].notify[0]: unknown channel 'dsk' (did you mean 'desk'?)",
+        "config.yaml:14: rules[0].notify[0]: unknown channel 'dsk' (did you mean 'desk'? "
+        "channels defined: desk, mail)",
         "config.yaml:15: rules[0].title: unknown field {prcie} (did you mean {price}?)",
         "config.yaml:16: rules[0].enabled: must be true or false, got 'yes' "
         "(yes/no/on/off are not booleans here: write true or false)",
@@ -474,7 +476,13 @@ def rules_errors(rules: str) -> list[str]:
         ),
         (
             "- name: r\n  notify: dsk\n",
-            "config.yaml:6: rules[0].notify: unknown channel 'dsk' (did you mean 'desk'?)",
+            "config.yaml:6: rules[0].notify: unknown channel 'dsk' (did you mean 'desk'? "
+            "channels defined: desk, phone)",
+        ),
+        (  # a name near none of them: the ones there are
+            "- name: r\n  notify: slack\n",
+            "config.yaml:6: rules[0].notify: unknown channel 'slack' (channels defined: desk, "
+            "phone)",
         ),
         (
             "- name: r\n  notify: desk, phone\n",
@@ -617,6 +625,15 @@ def rules_errors(rules: str) -> list[str]:
 def test_rule_errors(rules: str, expected: str) -> None:
     """Each kind of rule mistake gets its exact located message."""
     assert rules_errors(rules) == [expected]
+
+
+def test_an_unknown_channel_lists_the_first_twelve_defined() -> None:
+    """Past twelve channels the list is cut, saying how many more there are."""
+    channels = "".join(f"  c{i}: json://localhost/{i}\n" for i in range(14))
+    assert errors(f"channels:\n{channels}rules:\n  - {{name: r, notify: slack}}\n") == [
+        "config.yaml:17: rules[0].notify: unknown channel 'slack' (channels defined: c0, c1, "
+        "c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 and 2 more)"
+    ]
 
 
 def test_when_nesting_and_empty_when() -> None:
