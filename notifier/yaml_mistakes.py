@@ -97,11 +97,11 @@ def cut_by_comment(lines: list[str], end: yaml.Mark, *, quoted: bool = False) ->
 
 def comma_hint(whole: str, part: str) -> str:
     """What `whole,part` was meant to be: a decimal, or (three digits after a non-zero whole)
-    more likely a number with a thousands separator, named first."""
-    decimal = f"{whole}.{part} with a decimal point"
-    if len(part) == 3 and whole.strip("0-+"):  # "1,000": more likely a thousand than one
-        return f"write {whole}{part} without the thousands separator, or {decimal}"
-    return f"write {decimal}"
+    a number with a thousands separator. "or 1.000 with a decimal point" is not offered: it
+    reads as a thousand to the writer of "1,000", and is one."""
+    if len(part) == 3 and whole.strip("0-+"):  # "1,000": a thousand, not one
+        return f"write {whole}{part} without the thousands separator"
+    return f"write {whole}.{part} with a decimal point"
 
 
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")

@@ -1873,6 +1873,23 @@ def test_money_written_with_a_currency_sign_or_grouped_digits_names_the_number_m
     ) == ["config.yaml:5: rules[0].when.quantity.min: must be a number, got '1k'"]
 
 
+def test_a_thousands_comma_is_named_as_one_alone() -> None:
+    """A comma before three digits ("1,000") is a thousands separator alone: "or 1.000 with a
+    decimal point" read as a thousand too, yet is one. Other digits, or a zero whole, are a
+    decimal comma."""
+    when = "{notional: {above: '1,000', below: '12,345'}, quantity: {min: '0,500', max: '2,5'}}"
+    assert errors(CHANNELS + f"rules:\n  - {{name: a, notify: desk, when: {when}}}\n") == [
+        "config.yaml:5: rules[0].when.notional.above: must be a number, got '1,000' "
+        "(write 1000 without the thousands separator)",
+        "config.yaml:5: rules[0].when.notional.below: must be a number, got '12,345' "
+        "(write 12345 without the thousands separator)",
+        "config.yaml:5: rules[0].when.quantity.min: must be a number, got '0,500' "
+        "(write 0.500 with a decimal point)",
+        "config.yaml:5: rules[0].when.quantity.max: must be a number, got '2,5' "
+        "(write 2.5 with a decimal point)",
+    ]
+
+
 def test_a_decimal_comma_is_named_as_one() -> None:
     """`0,65` in a {...} mapping is two entries (YAML's comma), in a block a string: either
     way the problem says to write a decimal point, not "unknown key '65'"."""
@@ -1889,7 +1906,7 @@ def test_a_decimal_comma_is_named_as_one() -> None:
         "config.yaml:5: rules[0].when.price.max: a comma in {...} separates entries: "
         "write 0.65 with a decimal point",
         "config.yaml:6: rules[1].when.quantity.min: a comma in {...} separates entries: "
-        "write 1000 without the thousands separator, or 1.000 with a decimal point",
+        "write 1000 without the thousands separator",
         "config.yaml:6: rules[1].when.price.min: a comma in {...} separates entries: "
         "write 0.1 with a decimal point",
         "config.yaml:6: rules[1].when.price.max: a comma in {...} separates entries: "
