@@ -305,6 +305,20 @@ def test_a_key_an_http_header_cannot_carry_is_refused_without_showing_it() -> No
     assert "SECRET" not in problem
 
 
+def test_a_key_pasted_with_its_bearer_prefix_is_told_to_drop_it() -> None:
+    """`Bearer ps_live_...` (copied from a curl line) was "character 7 (U+0020, SPACE) cannot
+    travel in an HTTP header: copy the key again": the prefix is named, the key never shown."""
+    expected = (
+        'feed.api_key: starts with "Bearer ", which belongs to an Authorization header, not to '
+        "the key (the key is sent alone, as X-API-Key): remove the Bearer prefix (in "
+        "feed.api_key or POLYSIM_API_KEY)"
+    )
+    assert errors(f"feed:\n  api_key: Bearer {KEY}\n") == [f"config.yaml:2: {expected}"]
+    assert errors("rules: []\n", env={"POLYSIM_API_KEY": f"bearer  {KEY}"}) == [
+        f"config.yaml: {expected}"
+    ]
+
+
 @pytest.mark.parametrize(
     "url",
     [
