@@ -32,6 +32,7 @@ from notifier.yamltree import Node, Scalar, describe
 
 API_KEY_ENV = "POLYSIM_API_KEY"
 BASE_URL_ENV = "POLYSIM_BASE_URL"
+_BEARER = re.compile(r"bearer\s", re.IGNORECASE)  # `Bearer ps_live_...`, the header's form
 _HOSTLIKE = re.compile(r"[A-Za-z0-9.-]{1,253}(?::\d{1,5})?")  # a host name and maybe a port
 
 
@@ -181,7 +182,17 @@ def parse_feed(
             )
         problems.add(where, "feed.api_key", message)
     odd = next((i for i, c in enumerate(feed.api_key) if not "!" <= c <= "~"), None)
-    if odd is not None and not reported and require_api_key:  # only a command that sends it
+    if _BEARER.match(feed.api_key) and not reported and require_api_key:
+        # Copied with its header's scheme from an API document or curl line: the space after
+        # it is what the character check would name, and "copy the key again" copies it again.
+        problems.add(
+            where,
+            "feed.api_key",
+            'starts with "Bearer ", which belongs to an Authorization header, not to the key '
+            "(the key is sent alone, as X-API-Key): remove the Bearer prefix (in feed.api_key "
+            f"or {API_KEY_ENV})",
+        )
+    elif odd is not None and not reported and require_api_key:  # only a command that sends it
         # Refused here, not at connect: httpx would put the whole key in its encoding error.
         char = feed.api_key[odd]
         name = unicodedata.name(char, "a control character")

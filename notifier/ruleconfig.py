@@ -8,6 +8,7 @@ fields of `Rule` (`when` as its `condition`). A rule's `when:` is read by `whenc
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from notifier.configvalues import (
     as_nonempty_str,
     as_str_list,
     mapping,
-    suggest,
 )
 from notifier.digests import GROUP_FIELDS, GROUP_SAMPLES
 from notifier.render import (
@@ -120,8 +120,22 @@ def unknown_channel(text: str, channels: Collection[str]) -> str:
             "unknown channel: not a channel name (a letter, then letters, digits, _ and -); "
             "a URL or token belongs under channels:, named there"
         )
-    hint = suggest(text, channels) if channels else " (no channels are defined)"
-    return f"unknown channel {text!r}{hint}"
+    if not channels:
+        return f"unknown channel {text!r} (no channels are defined)"
+    close = difflib.get_close_matches(text, list(channels), n=1)  # as suggest() finds it
+    meant = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown channel {text!r} ({meant}channels defined: {_listed(channels)})"
+
+
+_SHOWN_CHANNELS = 12  # the most channel names one message lists
+
+
+def _listed(channels: Collection[str]) -> str:
+    """The channels there are, in config order: a name mistyped past a did-you-mean (`slack`
+    for `desk`) is answered by what the file does define."""
+    names = list(channels)
+    more = len(names) - _SHOWN_CHANNELS
+    return ", ".join(names[:_SHOWN_CHANNELS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _template(node: Node, path: str, ctx: RuleContext) -> Template | None:
@@ -190,6 +204,11 @@ _RULE_WORDS = {
 }
 # Rule keys stored under another Rule field name; the shaping keys are combined instead.
 _FIELD_OF = {"when": "condition"}
+# A rule without its "- " (or rules keyed by their names) makes `rules:` one mapping.
+_LIST_OF_RULES = (
+    ': start each rule with "- " and indent its other keys under its name, as in '
+    '"- name: big-buys" then "  notify: [desk]" on the next line'
+)
 _RULE_FIELDS = frozenset({"name", "condition", "notify", "title", "body", "enabled", "stop", "tz"})
 
 
@@ -198,7 +217,8 @@ def parse_rules(node: Node | None, path: str, ctx: RuleContext) -> list[Rule]:
     if node is None or (isinstance(node, Scalar) and node.kind == "null"):
         return []
     if not isinstance(node, YSeq):
-        ctx.problems.add(node.line, path, f"must be a list of rules, got {describe(node)}")
+        hint = _LIST_OF_RULES if isinstance(node, YMap) else ""
+        ctx.problems.add(node.line, path, f"must be a list of rules, got {describe(node)}{hint}")
         return []
     rules: list[Rule] = []
     first_line: dict[str, int] = {}

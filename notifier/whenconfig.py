@@ -145,6 +145,15 @@ def _strings(key: str, node: Node, path: str, problems: Problems) -> tuple[str, 
                     "digits), and compared whole it matches no fill of the venue's: to match "
                     f"the ids that start with it, write {text + '*'!r}",
                 )
+        elif key == "market_title" and _a_word(text):
+            word = text.strip()
+            problems.note(
+                item.line,
+                item_path,
+                f"{word!r} has no * or ?, so it matches only a title that is {word!r} and "
+                f'nothing more (titles are whole questions, such as "{_TITLE_EXAMPLE}"): to '
+                f"match the titles that contain it, write {_title_glob(word)!r}",
+            )
         elif key == "status" and (meant := _status_meant(text)) is not None:
             statuses = " and ".join(FILL_STATUSES)
             problems.add(
@@ -169,6 +178,20 @@ def _words(text: str) -> bool:
     if _ID_START.match(text) or not text.strip("*?"):
         return False
     return not _ID_TEXT.fullmatch(text) or not any(c.isdigit() for c in text)
+
+
+# A market title as the venue writes it: a whole question.
+_TITLE_EXAMPLE = "Will Bitcoin close above $100k in 2026?"
+# One word, or words shorter than this, with no glob: a market_title meant to be found in the
+# title, not all of it (a question such as the one above is twice as long).
+_WORD_LENGTH = 20
+
+
+def _a_word(text: str) -> bool:
+    """Whether a `market_title` pattern with no glob reads as words to find in a title, not a
+    whole title: compared whole, it matches almost no market."""
+    words = text.strip()
+    return bool(words) and not is_glob(words) and (" " not in words or len(words) < _WORD_LENGTH)
 
 
 def _title_glob(text: str) -> str:

@@ -1,7 +1,8 @@
 """The YAML mistakes people make most in a config, and what to tell them.
 
 pyyaml's own words ("did not find expected key") say where reading stopped, not why; these
-say what the writer most likely meant, and that a template needs quotes.
+say what the writer most likely meant, and that a template needs quotes (a key indented
+unlike its neighbours is yaml_indentation.py's).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 from collections.abc import Sequence
 
 import yaml
+
+from notifier.yaml_indentation import indentation_hint
 
 _COMMENTED_PLACEHOLDER = re.compile(r"[ \t]+(#\{.*)")
 _CUT_TEMPLATE = (
@@ -33,7 +36,8 @@ def syntax_hint(text: str, exc: yaml.MarkedYAMLError) -> str:
     if "alias" in f"{exc.problem} {exc.context}":
         return '; a value starting with * (a glob) is read as a YAML alias: quote it, "*btc*"'
     if mark is not None and mark.line < len(lines):
-        return _flow_reference_hint(lines[mark.line]) or _value_hint(lines[mark.line])
+        line = lines[mark.line]
+        return _flow_reference_hint(line) or _value_hint(line) or indentation_hint(lines, exc)
     return ""
 
 
@@ -93,11 +97,11 @@ def cut_by_comment(lines: list[str], end: yaml.Mark, *, quoted: bool = False) ->
 
 def comma_hint(whole: str, part: str) -> str:
     """What `whole,part` was meant to be: a decimal, or (three digits after a non-zero whole)
-    more likely a number with a thousands separator, named first."""
-    decimal = f"{whole}.{part} with a decimal point"
-    if len(part) == 3 and whole.strip("0-+"):  # "1,000": more likely a thousand than one
-        return f"write {whole}{part} without the thousands separator, or {decimal}"
-    return f"write {decimal}"
+    a number with a thousands separator. "or 1.000 with a decimal point" is not offered: it
+    reads as a thousand to the writer of "1,000", and is one."""
+    if len(part) == 3 and whole.strip("0-+"):  # "1,000": a thousand, not one
+        return f"write {whole}{part} without the thousands separator"
+    return f"write {whole}.{part} with a decimal point"
 
 
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")

@@ -58,7 +58,8 @@ bad.yaml:6: channels.phone: channel 'phone': URL not accepted: apprise rejected 
 bad.yaml:10: rules[0].when.side: must be BUY or SELL, got 'BOY' (did you mean 'BUY'?)
 bad.yaml:11: rules[0].when.quantity.min: must be a number, got 'ten'
 bad.yaml:12: rules[0].when.price: min 0.5 is greater than max 0.2
-bad.yaml:14: rules[0].notify[0]: unknown channel 'dsk' (did you mean 'desk'?)
+bad.yaml:14: rules[0].notify[0]: unknown channel 'dsk' (did you mean 'desk'? \
+channels defined: desk, phone)
 bad.yaml:15: rules[1].name: duplicate rule name 'a' (first at line 8)
 bad.yaml:17: rules[1].enabled: must be true or false, got 'yes' (yes/no/on/off are not \
 booleans here: write true or false)

@@ -305,6 +305,20 @@ def test_a_key_an_http_header_cannot_carry_is_refused_without_showing_it() -> No
     assert "SECRET" not in problem
 
 
+def test_a_key_pasted_with_its_bearer_prefix_is_told_to_drop_it() -> None:
+    """`Bearer ps_live_...` (copied from a curl line) was "character 7 (U+0020, SPACE) cannot
+    travel in an HTTP header: copy the key again": the prefix is named, the key never shown."""
+    expected = (
+        'feed.api_key: starts with "Bearer ", which belongs to an Authorization header, not to '
+        "the key (the key is sent alone, as X-API-Key): remove the Bearer prefix (in "
+        "feed.api_key or POLYSIM_API_KEY)"
+    )
+    assert errors(f"feed:\n  api_key: Bearer {KEY}\n") == [f"config.yaml:2: {expected}"]
+    assert errors("rules: []\n", env={"POLYSIM_API_KEY": f"bearer  {KEY}"}) == [
+        f"config.yaml: {expected}"
+    ]
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -372,12 +386,14 @@ def test_all_problems_at_once_in_file_order() -> None:
         "config.yaml:3: feed.bogus: unknown key 'bogus' (expected one of: base_url, api_key, "
         "catch_up, backfill_overlap, backfill_horizon, ping_interval, ping_timeout, "
         "stable_after, request_timeout, max_frame_bytes)",
-        "config.yaml:6: channels.mail.fallback: unknown channel 'mial' (did you mean 'mail'?)",
+        "config.yaml:6: channels.mail.fallback: unknown channel 'mial' (did you mean 'mail'? "
+        "channels defined: desk, mail)",
         "config.yaml:10: rules[0].when.side: must be BUY or SELL, got 'BOY' (did you mean 'BUY'?)",
         "config.yaml:11: rules[0].when.quantity.min: must be a number, got 'abc'",
         "config.yaml:12: rules[0].when.price: min 0.5 is greater than max 0.3",
         "config.yaml:13: rules[0].when.markte: unknown key 'markte' (did you mean 'market'?)",
-        "config.yaml:14: rules[0].notify[0]: unknown channel 'dsk' (did you mean 'desk'?)",
+        "config.yaml:14: rules[0].notify[0]: unknown channel 'dsk' (did you mean 'desk'? "
+        "channels defined: desk, mail)",
         "config.yaml:15: rules[0].title: unknown field {prcie} (did you mean {price}?)",
         "config.yaml:16: rules[0].enabled: must be true or false, got 'yes' "
         "(yes/no/on/off are not booleans here: write true or false)",
@@ -474,7 +490,13 @@ def rules_errors(rules: str) -> list[str]:
         ),
         (
             "- name: r\n  notify: dsk\n",
-            "config.yaml:6: rules[0].notify: unknown channel 'dsk' (did you mean 'desk'?)",
+            "config.yaml:6: rules[0].notify: unknown channel 'dsk' (did you mean 'desk'? "
+            "channels defined: desk, phone)",
+        ),
+        (  # a name near none of them: the ones there are
+            "- name: r\n  notify: slack\n",
+            "config.yaml:6: rules[0].notify: unknown channel 'slack' (channels defined: desk, "
+            "phone)",
         ),
         (
             "- name: r\n  notify: desk, phone\n",
@@ -605,12 +627,27 @@ def rules_errors(rules: str) -> list[str]:
             "- name: r\n  notify: desk\n  bdy: x\n",
             "config.yaml:7: rules[0].bdy: unknown key 'bdy' (did you mean 'body'?)",
         ),
-        ("name: r\n", "config.yaml:5: rules: must be a list of rules, got a mapping"),
+        (
+            "name: r\n",
+            "config.yaml:5: rules: must be a list of rules, got a mapping: start each rule with "
+            '"- " and indent its other keys under its name, as in "- name: big-buys" then '
+            '"  notify: [desk]" on the next line',
+        ),
+        ("r\n", "config.yaml:5: rules: must be a list of rules, got a string"),
     ],
 )
 def test_rule_errors(rules: str, expected: str) -> None:
     """Each kind of rule mistake gets its exact located message."""
     assert rules_errors(rules) == [expected]
+
+
+def test_an_unknown_channel_lists_the_first_twelve_defined() -> None:
+    """Past twelve channels the list is cut, saying how many more there are."""
+    channels = "".join(f"  c{i}: json://localhost/{i}\n" for i in range(14))
+    assert errors(f"channels:\n{channels}rules:\n  - {{name: r, notify: slack}}\n") == [
+        "config.yaml:17: rules[0].notify: unknown channel 'slack' (channels defined: c0, c1, "
+        "c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 and 2 more)"
+    ]
 
 
 def test_when_nesting_and_empty_when() -> None:
@@ -704,6 +741,31 @@ def test_a_market_id_no_fill_can_have_is_noted_or_refused() -> None:
     assert errors(spaced) == [
         f"config.yaml:7: rules[0].when.market: '{full} ' has a space around the id: remove it"
     ]
+
+
+def test_a_market_title_that_is_a_word_without_a_glob_is_noted() -> None:
+    """`market_title: bitcoin` loads but matches only a title that is "bitcoin": a note names
+    the glob meant; a glob, or a whole question, is not noted."""
+    rule = CHANNELS + "rules:\n  - name: r\n    notify: desk\n    when: {market_title: %s}\n"
+    assert [str(n) for n in settings_of(rule % "bitcoin").notes] == [
+        "config.yaml:7: rules[0].when.market_title: 'bitcoin' has no * or ?, so it matches only "
+        "a title that is 'bitcoin' and nothing more (titles are whole questions, such as \"Will "
+        'Bitcoin close above $100k in 2026?"): to match the titles that contain it, write '
+        "'*bitcoin*'"
+    ]
+    assert [str(n) for n in settings_of(rule % "[Fed, US election]").notes] == [
+        "config.yaml:7: rules[0].when.market_title[0]: 'Fed' has no * or ?, so it matches only "
+        "a title that is 'Fed' and nothing more (titles are whole questions, such as \"Will "
+        'Bitcoin close above $100k in 2026?"): to match the titles that contain it, write '
+        "'*Fed*'",
+        "config.yaml:7: rules[0].when.market_title[1]: 'US election' has no * or ?, so it "
+        "matches only a title that is 'US election' and nothing more (titles are whole "
+        'questions, such as "Will Bitcoin close above $100k in 2026?"): to match the titles '
+        "that contain it, write '*US election*'",
+    ]
+    quiet = ("'*bitcoin*'", "'Will it rain?'", "'Bitcoin above 100k on March 1'")
+    for title in quiet:
+        assert settings_of(rule % title).notes == ()
 
 
 def test_a_price_written_as_a_percentage_or_in_cents_names_the_price_meant() -> None:
@@ -1506,6 +1568,71 @@ def test_common_yaml_mistakes_get_a_suggestion(text: str, expected: str) -> None
     assert errors(text) == [expected]
 
 
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (  # a rule's keys at 4 spaces, one at 3
+            "  - name: a\n    notify: desk\n   when: {side: BUY}\n",
+            "config.yaml:7: YAML syntax error: did not find expected '-' indicator (while "
+            "parsing a block collection at line 5); the key on line 7 is indented 3 spaces, but "
+            "the keys of the mapping begun at line 5 are indented 4 spaces: align it with them",
+        ),
+        (  # between the keys of `when` and those of the rule: either may be meant
+            "  - name: a\n    notify: desk\n    when:\n      side: BUY\n     quantity: {min: 1}\n",
+            "config.yaml:9: YAML syntax error: did not find expected key (while parsing a block "
+            "mapping at line 5); the key on line 9 is indented 5 spaces: align it with the keys "
+            "of the mapping begun at line 8 (indented 6 spaces) or with those of the one begun "
+            "at line 5 (indented 4 spaces), whichever it belongs to",
+        ),
+        (
+            "  - name: a\n    notify: desk\n   - name: b\n",
+            "config.yaml:7: YAML syntax error: did not find expected '-' indicator (while "
+            "parsing a block collection at line 5); the item on line 7 is indented 3 spaces, but "
+            "the items of the list begun at line 5 are indented 2 spaces: align it with them",
+        ),
+        (  # a key further in than the one above it, whose value is text
+            "  - name: a\n    notify: desk\n    when:\n      side: BUY\n        quantity: 5\n",
+            "config.yaml:9: YAML syntax error: mapping values are not allowed in this context; "
+            "the key on line 9 is indented under the one on line 8, whose value is text, so YAML "
+            "read it as more of that text: align it with the key on line 8 (indented 6 spaces), "
+            "or quote the value if the colon is part of the text",
+        ),
+        (
+            "  - name: a\n    notify: desk\n    title: Fill: {side}\n",
+            "config.yaml:7: YAML syntax error: mapping values are not allowed in this context; "
+            "the value on line 7 holds a colon and a space, which YAML reads as the start of a "
+            "key: quote the value if the colon is part of the text, or put a second key on its "
+            "own line",
+        ),
+    ],
+)
+def test_a_key_indented_unlike_its_neighbours_says_which_to_align_it_with(
+    rule: str, expected: str
+) -> None:
+    """pyyaml's "did not find expected key" and "mapping values are not allowed" get the line
+    and width of the keys the stray one belongs with, at the stray key's own line."""
+    assert errors(CHANNELS + "rules:\n" + rule) == [expected]
+
+
+def test_an_indentation_hint_never_quotes_a_line() -> None:
+    """A channel URL (a secret) on the lines around a stray key is not shown: only line
+    numbers and widths are."""
+    problems = errors("channels:\n  desk: json://h/T0KEN\n    phone: json://h/S3CRET\n")
+    assert problems == [
+        "config.yaml:3: YAML syntax error: mapping values are not allowed in this context; the "
+        "key on line 3 is indented under the one on line 2, whose value is text, so YAML read "
+        "it as more of that text: align it with the key on line 2 (indented 2 spaces), or quote "
+        "the value if the colon is part of the text"
+    ]
+    spaced = errors("channels:\n  desk: json://h/T0KEN\n phone: json://h/S3CRET\n")
+    assert not any("T0KEN" in p or "S3CRET" in p for p in spaced)
+    assert spaced[0].endswith(
+        "; the key on line 3 is indented 1 space: align it with the keys of the mapping begun "
+        "at line 2 (indented 2 spaces) or with those of the one begun at line 1 (not indented), "
+        "whichever it belongs to"
+    )
+
+
 SHARED = """\
 x-defaults: &defaults
   notify: [desk]
@@ -1760,6 +1887,23 @@ def test_money_written_with_a_currency_sign_or_grouped_digits_names_the_number_m
     ) == ["config.yaml:5: rules[0].when.quantity.min: must be a number, got '1k'"]
 
 
+def test_a_thousands_comma_is_named_as_one_alone() -> None:
+    """A comma before three digits ("1,000") is a thousands separator alone: "or 1.000 with a
+    decimal point" read as a thousand too, yet is one. Other digits, or a zero whole, are a
+    decimal comma."""
+    when = "{notional: {above: '1,000', below: '12,345'}, quantity: {min: '0,500', max: '2,5'}}"
+    assert errors(CHANNELS + f"rules:\n  - {{name: a, notify: desk, when: {when}}}\n") == [
+        "config.yaml:5: rules[0].when.notional.above: must be a number, got '1,000' "
+        "(write 1000 without the thousands separator)",
+        "config.yaml:5: rules[0].when.notional.below: must be a number, got '12,345' "
+        "(write 12345 without the thousands separator)",
+        "config.yaml:5: rules[0].when.quantity.min: must be a number, got '0,500' "
+        "(write 0.500 with a decimal point)",
+        "config.yaml:5: rules[0].when.quantity.max: must be a number, got '2,5' "
+        "(write 2.5 with a decimal point)",
+    ]
+
+
 def test_a_decimal_comma_is_named_as_one() -> None:
     """`0,65` in a {...} mapping is two entries (YAML's comma), in a block a string: either
     way the problem says to write a decimal point, not "unknown key '65'"."""
@@ -1776,7 +1920,7 @@ def test_a_decimal_comma_is_named_as_one() -> None:
         "config.yaml:5: rules[0].when.price.max: a comma in {...} separates entries: "
         "write 0.65 with a decimal point",
         "config.yaml:6: rules[1].when.quantity.min: a comma in {...} separates entries: "
-        "write 1000 without the thousands separator, or 1.000 with a decimal point",
+        "write 1000 without the thousands separator",
         "config.yaml:6: rules[1].when.price.min: a comma in {...} separates entries: "
         "write 0.1 with a decimal point",
         "config.yaml:6: rules[1].when.price.max: a comma in {...} separates entries: "
