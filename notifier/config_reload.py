@@ -175,9 +175,9 @@ class ConfigReloader:
             )
         service.settings = kept_runtime(service.settings, new)
         log.info(
-            "reloaded: %d rules, %d channels (%s)",
-            len(new.rules.rules),
-            len(channels.names),
+            "reloaded: %s, %s (%s)",
+            counted(len(new.rules.rules), "rule"),
+            counted(len(channels.names), "channel"),
             described_changes(old, new),
             extra={"event": "reloaded"},
         )

@@ -42,6 +42,7 @@ from notifier.render import escape_for, line_break
 from notifier.sender import Sender
 from notifier.settings import ChannelSettings, DeliverySettings
 from notifier.store import OutboxItem, StateStore
+from notifier.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,9 @@ class Deliverer:
         _, late = await asyncio.wait(lanes, timeout=grace)
         if late:
             log.warning(
-                "%d send(s) still in flight after %.1fs; their alerts stay pending",
-                len(late),
+                "%s still in flight after %.1fs: their alerts stay pending and go again at "
+                "the next start, so one a service took before the stop arrives twice",
+                counted(len(late), "send"),
                 grace,
             )
             for task in late:

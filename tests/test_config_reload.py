@@ -102,8 +102,8 @@ async def test_a_reload_that_changes_only_delivery_settings_names_them(
         assert await service.reload() is True
         assert await service.reload() is True
     assert [r.getMessage() for r in caplog.records] == [
-        "reloaded: 0 rules, 1 channels (delivery changed: max_age, timeout)",
-        "reloaded: 0 rules, 1 channels (no change in rules, channels or delivery)",
+        "reloaded: 0 rules, 1 channel (delivery changed: max_age, timeout)",
+        "reloaded: 0 rules, 1 channel (no change in rules, channels or delivery)",
     ]
     assert service.settings.delivery.timeout == 5.0
 

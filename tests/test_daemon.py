@@ -112,7 +112,7 @@ async def test_run_delivers_reloads_and_stops_cleanly(
         write_config(config, venue, webhook, rules=RULES + EXTRA_RULE)  # and no metrics:
         daemon.signal(signal.SIGHUP)
         reloaded = await daemon.wait_log("reloaded: 2 rules")
-        assert reloaded.endswith("reloaded: 2 rules, 1 channels (rules added: small)")
+        assert reloaded.endswith("reloaded: 2 rules, 1 channel (rules added: small)")
         assert "metrics settings changed: they take effect at the next restart" in daemon.log
         assert await http_get(port, "/healthz") == (200, "ok\n")  # still served, as it says
         await venue.fill(market_id=BTC, quantity="7", order_id=4)
@@ -361,7 +361,7 @@ async def test_sigterm_with_a_send_hanging_exits_quickly(
         daemon.signal(signal.SIGTERM)
         code, _ = await daemon.wait(timeout=30)
         assert code == 0
-        cut_off = f"1 send(s) still in flight after {SHUTDOWN_GRACE:.1f}s; their alerts stay"
+        cut_off = f"1 send still in flight after {SHUTDOWN_GRACE:.1f}s: their alerts stay pending"
         assert daemon.log.count(cut_off) == 1
         assert "1 pending" in daemon.lines[-1]
     assert SHUTDOWN_GRACE + PIPELINE_GRACE < 10  # the stop's bounded waits fit the 10 s promise
@@ -427,7 +427,7 @@ async def test_a_sighup_while_starting_is_kept_and_reloads_once_up(
         _write_and_close(held, text)
         await daemon.wait_log("SIGHUP during start-up: handling it now")
         _write_and_close(await _open_fifo(fifo), text)  # what the reload reads
-        same = await daemon.wait_log("reloaded: 1 rules")
+        same = await daemon.wait_log("reloaded: 1 rule,")
         assert same.endswith("(no change in rules, channels or delivery)")
         await daemon.feed_ready(venue)
         await venue.fill(market_id=BTC, quantity="150", order_id=1)
