@@ -10,7 +10,7 @@ which decides when releases happen and whose channels get them.
 from __future__ import annotations
 
 import functools
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 
 from notifier.digests import AGGREGATE_FIELDS, Bunch, Release, cap_lines, make_release
 from notifier.events import Fill
@@ -119,7 +119,20 @@ def _render(
     if "suppressed" not in shown and (note := _held_back(release)):
         # A throttled message always says what it folded in, whatever the rule's templates.
         text += f"{newline}{note}"
+    if release.kind == "held" and not shown & {"first_filled_at", "last_filled_at"}:
+        # Sent at the opening, what quiet hours held would read as just made.
+        text += f"{newline}{_held_for_hours(release, tz)}"
     return title.render(values, escape=escape), text
+
+
+def _held_for_hours(release: Release, tz: tzinfo | None) -> str:
+    """What a digest held outside active hours says of itself: when its fills were made."""
+    zone = tz or UTC
+    first, last = (at.astimezone(zone) for at in (release.bunch.first_at, release.bunch.last_at))
+    made = f"{first:%Y-%m-%d %H:%M}"
+    if last != first:
+        made += f" to {last:%H:%M}" if last.date() == first.date() else f" to {last:%Y-%m-%d %H:%M}"
+    return f"(held outside active hours: made {made} {last:%Z})"
 
 
 def _held_back(release: Release) -> str:

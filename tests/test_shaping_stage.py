@@ -981,17 +981,19 @@ async def test_one_fill_looks_like_one_fill_whatever_the_rule_s_shaping(
     of several the digest ones."""
     clock.now = clock.now.replace(hour=21, minute=59, second=0, microsecond=0)
     pipeline = make(store, clock, QUIET_HOURS)
-    await feed(pipeline, fill("1", "0.60", "10"))  # daytime: at once
+    await feed(pipeline, fill("1", "0.60", "10", at=clock.now))  # daytime: at once
     clock.advance(minutes=2)
-    await feed(pipeline, fill("2", "0.70", "20"))  # the night holds these two
-    await feed(pipeline, fill("3", "0.70", "30"))
-    clock.advance(hours=10)
-    pipeline.release_due()  # 08:01: what the night held, in one message
+    await feed(pipeline, fill("2", "0.70", "20", at=clock.now))  # the night holds these two
+    clock.advance(hours=3)
+    await feed(pipeline, fill("3", "0.70", "30", at=clock.now))
+    clock.advance(hours=7)
+    pipeline.release_due()  # 08:01: what the night held, in one message, saying so
     assert [(r.title, r.body) for r in rows(store, "digest")] == [
         ("BUY Yes on BTC 100k?", "BUY 10 Yes @ 0.60 on BTC 100k? (order #1)"),
         (
             "Fills on BTC 100k? (2)",
-            "2 fills on BTC 100k?: 50 @ avg 0.7000\nBUY 20 Yes @ 0.70 #2\nBUY 30 Yes @ 0.70 #3",
+            "2 fills on BTC 100k?: 50 @ avg 0.7000\nBUY 20 Yes @ 0.70 #2\nBUY 30 Yes @ 0.70 #3"
+            "\n(held outside active hours: made 2026-02-06 22:01 to 2026-02-07 01:01 UTC)",
         ),
     ]
 
@@ -1025,25 +1027,37 @@ def test_a_digest_of_different_markets_or_sides_has_no_sums_and_names_each_marke
     (calm,) = held.rules
     eth = dataclasses.replace(fill("2", "0.30", "50", market="0xeth"), market_title="ETH 5k?")
     release = make_release("calm", (), Bunch.of(fill("1", "0.60", "10"), eth), 0, "held")
+    held_note = "\n(held outside active hours: made 2026-02-06 12:00 UTC)"
     assert render_release(calm, release, None) == (
         "Fills on 2 markets (2)",
-        "2 fills on 2 markets\nBUY 10 Yes @ 0.60 on BTC 100k? #1\nBUY 50 Yes @ 0.30 on ETH 5k? #2",
+        "2 fills on 2 markets\nBUY 10 Yes @ 0.60 on BTC 100k? #1\nBUY 50 Yes @ 0.30 on ETH 5k? #2"
+        + held_note,
     )
     sold = dataclasses.replace(fill("2", "0.30", "50"), side="SELL")
     both = make_release("calm", (), Bunch.of(fill("1", "0.60", "10"), sold), 0, "held")
     assert render_release(calm, both, None)[1] == (
-        "2 fills on BTC 100k?\nBUY 10 Yes @ 0.60 #1\nSELL 50 Yes @ 0.30 #2"
+        "2 fills on BTC 100k?\nBUY 10 Yes @ 0.60 #1\nSELL 50 Yes @ 0.30 #2" + held_note
     )
     written = rules(
         "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
         " body: '{total_quantity} in all', line: '{side} {quantity}'}\n"
     ).rules[0]
-    assert render_release(written, release, None) == ("Fills on 2 markets (2)", "60 in all")
+    assert render_release(written, release, None) == (
+        "Fills on 2 markets (2)",
+        "60 in all" + held_note,
+    )
     lines = rules(
         "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
         " line: '{side} {quantity}'}\n"
     ).rules[0]
-    assert render_release(lines, release, None)[1] == "2 fills on 2 markets\nBUY 10\nBUY 50"
+    assert render_release(lines, release, None)[1] == (
+        "2 fills on 2 markets\nBUY 10\nBUY 50" + held_note
+    )
+    since = rules(
+        "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
+        " body: 'since {first_filled_at:%H:%M}: {count}'}\n"
+    ).rules[0]
+    assert render_release(since, release, None)[1] == "since 12:00: 2"  # its own times
 
 
 THREE = """\
