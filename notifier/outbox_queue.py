@@ -88,15 +88,24 @@ class OutboxQueue:
             (error, to_us(next_at), item_id),
         )
 
-    def retry_waiting_now(self) -> int:
-        """Make every pending row waiting out a back-off due now; how many. A start does it:
-        the usual reason to restart is a channel fixed, whose alerts would otherwise wait up
-        to `retry_cap` for a retry the outage scheduled. Attempts stay counted, so a channel
-        still down backs off from where it was."""
+    def retry_waiting_now(self, *, unless: Callable[[str], bool]) -> int:
+        """Make the pending rows waiting out a back-off due now, but for those whose last
+        error is one `unless` says to wait out (a service's own 429); how many. A start does
+        it: the usual reason to restart is a channel fixed, whose alerts would otherwise wait
+        up to `retry_cap` for a retry the outage scheduled. Attempts stay counted, so a
+        channel still down backs off from where it was."""
         now = to_us(self._clock())
-        return self._update(
-            "UPDATE outbox SET next_at = ? WHERE state = 'pending' AND next_at > ?", (now, now)
-        )
+        with self._errors("read outbox"):
+            waiting = self._db.execute(
+                "SELECT id, last_error FROM outbox WHERE state = 'pending' AND next_at > ?",
+                (now,),
+            ).fetchall()
+        due = [row_id for row_id, error in waiting if not unless(error or "")]
+        for row_id in due:  # one head a target: a handful of rows
+            self._update(
+                "UPDATE outbox SET next_at = ? WHERE id = ? AND state = 'pending'", (now, row_id)
+            )
+        return len(due)
 
     def mark_dead(self, item_id: int, *, error: str) -> None:
         """Give up on the row; it stays in the store for `outbox` to show."""

@@ -130,6 +130,8 @@ def _held_for_hours(release: Release, tz: tzinfo | None) -> str:
     zone = tz or UTC
     first, last = (at.astimezone(zone) for at in (release.bunch.first_at, release.bunch.last_at))
     made = f"{first:%Y-%m-%d %H:%M}"
+    if first.tzname() != last.tzname():  # across a clock change: each end in its own time
+        made += f" {first:%Z}"
     if last != first:
         made += f" to {last:%H:%M}" if last.date() == first.date() else f" to {last:%Y-%m-%d %H:%M}"
     return f"(held outside active hours: made {made} {last:%Z})"

@@ -4,8 +4,9 @@ Per rule, a match passes three stages, each optional:
 
 - **group**: the first match for a key (the `by` field values) opens a group at `now`; matches that
   arrive before its due time (`opened + wait`, or the first of its `at` times of day after the
-  match was made, which a catch-up's fill may find past) join it; at that time it is released
-  as one digest. The window is half-open: a match at exactly the due time opens the next group.
+  match was made and not yet released, which a catch-up's fill may find past) join it; at that
+  time it is released as one digest. The window is half-open: a match at exactly the due time
+  opens the next group.
 - **throttle**: at most one release per key per `every`. The first goes out at once and starts the
   period; later ones in the period are kept, and when it ends they go out as one message (all their
   fills, `suppressed` = how many messages were folded into it beyond the one sent), starting a new
@@ -71,6 +72,9 @@ class Shaper:
         self._touched: set[str] = set()
         self._cleared: set[str] = set()
         self._rewrite = False
+        # The latest `due(now)`: every deadline up to it is released. Unknown after a start,
+        # when what the catch-up brings may belong to a summary due while the daemon was down.
+        self._settled: datetime | None = None
 
     def offer(self, rule: str, fill: Fill, now: datetime) -> list[Release]:
         """Take one match of `rule`; return what goes out at once (possibly nothing)."""
@@ -78,13 +82,14 @@ class Shaper:
         spec = self._spec(rule)
         state = self._rule_state(rule)
         out: list[Release] = []
-        take_match(rule, spec, state, fill, now, out)
+        take_match(rule, spec, state, fill, now, out, settled=self._settled)
         self._tidy(rule)
         return out
 
     def due(self, now: datetime) -> list[Release]:
         """Everything whose time has come by `now`: closed groups, ended periods, opened windows."""
         aware(now)
+        self._settled = now
         out: list[Release] = []
         # In a fixed order (rule, deadline, key), so a restart, which reads the state back in
         # another order, releases what falls due together in the same order.
@@ -199,7 +204,12 @@ class Shaper:
                 # once: today's summary, not folded into tomorrow's (a `wait` changed keeps its
                 # deadlines: pull_in shortens those).
                 for key, open_group in state.groups.items():
-                    open_group.due = group_due(spec, open_group.bunch.first_at, now)
+                    # From when the old schedule's period began (or its first fill, if later):
+                    # a late fill made before the last summary does not pull it back there.
+                    began = open_group.bunch.first_at
+                    if before.group is not None:
+                        began = max(began, before.group.period_start(open_group.due))
+                    open_group.due = group_due(spec, began, now)
                     state.dirty.add(("group", key))
                 self._touched.add(rule)
         return out

@@ -29,9 +29,17 @@ def is_open(spec: RuleShaping, now: datetime) -> bool:
 
 
 def take_match(
-    rule: str, spec: RuleShaping, state: RuleState, fill: Fill, now: datetime, out: list[Release]
+    rule: str,
+    spec: RuleShaping,
+    state: RuleState,
+    fill: Fill,
+    now: datetime,
+    out: list[Release],
+    *,
+    settled: datetime | None = None,
 ) -> None:
-    """One match of `rule`: held or dropped outside active hours, else grouped or throttled."""
+    """One match of `rule`: held or dropped outside active hours, else grouped or throttled.
+    `settled`: the time up to which deadlines were released (see group_due)."""
     if not is_open(spec, now):
         _hold_or_drop(spec, state, Bunch.of(fill), 0, now)
     elif spec.group is None:
@@ -47,23 +55,30 @@ def take_match(
             group = None
         if group is None:
             state.groups[key] = OpenGroup(
-                due=group_due(spec, fill.filled_at, now), bunch=Bunch.of(fill)
+                due=group_due(spec, fill.filled_at, now, settled=settled), bunch=Bunch.of(fill)
             )
         else:
             group.bunch.add(fill)
         state.dirty.add(("group", key))
 
 
-def group_due(spec: RuleShaping, opened: datetime, now: datetime) -> datetime:
+def group_due(
+    spec: RuleShaping, opened: datetime, now: datetime, *, settled: datetime | None = None
+) -> datetime:
     """When a group whose first fill was made at `opened` closes, judged at `now`. A summary
-    at times of day closes at the first after the fill was made, though it is already past:
-    a fill made at 16:58 that the start's catch-up brings at 17:05 belongs to the 17:00
-    summary (which goes out at once), not the next day's. A `wait` runs from `now`: a
-    catch-up's fills go out together, not one summary for each stretch of the outage."""
+    at times of day closes at the first after the fill was made, though it is already past,
+    unless that time was `settled` (its deadlines released) already: a fill made at 16:58
+    that the start's catch-up brings at 17:05 belongs to the 17:00 summary (which goes out
+    at once), not the next day's; one made at 16:59:59 that arrives just after a 17:00
+    summary went goes in the next. A `wait` runs from `now`: a catch-up's fills go out
+    together, not one summary for each stretch of the outage."""
     assert spec.group is not None
     if spec.group.wait is not None:
         return spec.group.due(now)
-    return spec.group.due(min(opened, now))  # a fill stamped ahead of this clock: from now
+    start = min(opened, now)  # a fill stamped ahead of this clock: from now
+    if settled is not None and start < settled <= now:
+        start = settled
+    return spec.group.due(start)
 
 
 def close_group(

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from notifier.durations import parse_duration
 from notifier.render import FILL_FIELDS
-from notifier.walltimes import next_wall_time
+from notifier.walltimes import next_wall_time, previous_wall_time
 from notifier.zonenames import zone
 
 if TYPE_CHECKING:  # only RuleShaping's annotation: windows.py imports this module at run time
@@ -141,6 +141,13 @@ class GroupSpec:
         if self.wait is not None:
             return opened + self.wait
         return next_wall_time(self.at, self.tz, opened)
+
+    def period_start(self, due: datetime) -> datetime:
+        """When the period a group due at `due` gathers began: `wait` before it, or the `at`
+        time before it (fills made since belong to it)."""
+        if self.wait is not None:
+            return due - self.wait
+        return previous_wall_time(self.at, self.tz, due)
 
 
 @dataclass(frozen=True, slots=True)

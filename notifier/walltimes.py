@@ -33,6 +33,19 @@ def resolve_wall_time(day: date, wall: time, tz: ZoneInfo) -> datetime:
     return high
 
 
+def previous_wall_time(walls: Iterable[time], tz: ZoneInfo, before: datetime) -> datetime:
+    """The last instant strictly before `before` (aware) at which the clock in `tz` reads one
+    of `walls`; ValueError for no wall time at all."""
+    walls = tuple(walls)
+    if not walls:
+        raise ValueError("no wall time to look for")
+    today = before.astimezone(tz).date()
+    days = (today + timedelta(days=offset) for offset in (-2, -1, 0, 1))
+    return max(
+        at for day in days for wall in walls if (at := resolve_wall_time(day, wall, tz)) < before
+    )
+
+
 def next_wall_time(walls: Iterable[time], tz: ZoneInfo, after: datetime) -> datetime:
     """The first instant strictly after `after` (aware) at which the clock in `tz` reads one of
     `walls` (UTC); ValueError for no wall time at all."""

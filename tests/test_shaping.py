@@ -745,6 +745,24 @@ def test_a_catch_up_over_two_days_is_a_summary_for_each_day() -> None:
     assert shaper.next_deadline() == utc("2026-01-08 17:00")
 
 
+def test_a_fill_made_just_before_a_summary_that_went_is_in_the_next_one() -> None:
+    """Running at 17:00: the day's summary goes; fills made at 16:59:58 and 16:59:59 that
+    arrive just after it (or from a venue whose clock runs behind) go in the next day's
+    summary, not one message each at once. Before any release (a start), the time a fill was
+    made decides (see the catch-up tests)."""
+    shaper = at_shaper(time(17))
+    shaper.offer("day", fill(0, order="a", at=utc("2026-01-06 10:00")), utc("2026-01-06 10:00"))
+    [day] = shaper.due(utc("2026-01-06 17:00"))
+    assert [f.order_id for f in day.fills] == ["a"]
+    for order, made, came in (("b", "16:59:58", "17:00:01"), ("c", "16:59:59", "17:00:02")):
+        late = fill(0, order=order, at=utc(f"2026-01-06 {made}"))
+        assert shaper.offer("day", late, utc(f"2026-01-06 {came}")) == []
+        assert shaper.due(utc(f"2026-01-06 {came}")) == []
+    assert shaper.next_deadline() == utc("2026-01-07 17:00")
+    [next_day] = shaper.due(utc("2026-01-07 17:00"))
+    assert [f.order_id for f in next_day.fills] == ["b", "c"]
+
+
 def test_a_fill_stamped_ahead_of_the_clock_opens_the_summary_from_now() -> None:
     """The venue's clock a minute ahead of ours: a fill stamped 17:00:30 at our 16:59:30 is
     in today's 17:00 summary (judged from now), not tomorrow's."""
@@ -1255,6 +1273,26 @@ def test_a_reload_that_moves_a_summary_s_time_moves_its_open_groups() -> None:
     assert release.fills == (first,)
     assert shaper.next_deadline() is None
     assert shaper.reconfigure(at(time(9)), now=utc("2026-01-06 16:30")) == []  # nothing open
+
+
+def test_a_reload_adding_a_time_does_not_send_the_next_summary_back_in_the_past() -> None:
+    """At 17:00 the day's summary went; a late fill made at 16:59:59 joined the next one.
+    A reload at 18:00 adding 21:00 sends that one at 21:00, not at once for the 17:00 it
+    already had."""
+    shaper = at_shaper(time(17))
+    shaper.offer("day", fill(0, order="a", at=utc("2026-01-06 10:00")), utc("2026-01-06 10:00"))
+    assert len(shaper.due(utc("2026-01-06 17:00"))) == 1
+    shaper.offer(
+        "day", fill(0, order="d", at=utc("2026-01-06 17:00:01")), utc("2026-01-06 17:00:02")
+    )
+    shaper.offer(
+        "day", fill(0, order="b", at=utc("2026-01-06 16:59:59")), utc("2026-01-06 17:00:03")
+    )
+    both = {"day": RuleShaping(group=GroupSpec(by=(), at=(time(17), time(21)), tz=LONDON))}
+    assert shaper.reconfigure(both, now=utc("2026-01-06 18:00")) == []
+    assert shaper.next_deadline() == utc("2026-01-06 21:00")
+    [release] = shaper.due(utc("2026-01-06 21:00"))
+    assert sorted(f.order_id for f in release.fills) == ["b", "d"]
 
 
 def test_reconfigure_without_group_still_releases_the_open_group() -> None:

@@ -1121,3 +1121,19 @@ async def test_a_long_batch_saves_between_fills_never_between_one_fills_rules(
         restarted.release_due()
         counts = {rule: sum(int(r.title) for r in rows(again, rule)) for rule in ("s1", "s2", "s3")}
     assert counts == {"s1": 70, "s2": 70, "s3": 70}
+
+
+def test_a_held_digest_across_a_clock_change_shows_each_end_in_its_own_time() -> None:
+    """Held over the night the clocks go forward (London, 29 March 2026): 00:30 is GMT and
+    05:00 UTC is 06:00 BST, each said so."""
+    calm = rules(
+        "rules:\n  - {name: calm, notify: [desk], tz: Europe/London,"
+        " active: {hours: '08:00-09:00', tz: Europe/London}}\n"
+    ).rules[0]
+    night = [
+        fill("1", "0.60", "10", at=datetime(2026, 3, 29, 0, 30, tzinfo=UTC)),
+        fill("2", "0.60", "10", at=datetime(2026, 3, 29, 5, 0, tzinfo=UTC)),
+    ]
+    release = make_release("calm", (), Bunch.of(*night), 0, "held")
+    _, body = render_release(calm, release, None)  # in the rule's tz
+    assert body.endswith("(held outside active hours: made 2026-03-29 00:30 GMT to 06:00 BST)")

@@ -21,6 +21,7 @@ from fakes import HandClock
 from notifier.errors import StateBusyError, StateError
 from notifier.events import Alert
 from notifier.prune import PRUNE_EVERY, prune_forever
+from notifier.send_results import rate_limit_pause
 from notifier.shaping_state import StateChanges
 from notifier.state_path import writable_hint
 from notifier.store import PRUNE_STEP, SCHEMA_VERSION, StateStore
@@ -1081,3 +1082,26 @@ async def test_prune_forever_clears_a_backlog_in_steps_then_waits_an_hour(
         assert not store.seen(f"old{old - 1}")
         assert store.seen("new")
     assert f"pruned {old} old entries" in caplog.text
+
+
+def test_a_start_retries_at_once_what_backs_off_but_not_what_a_service_asked_to_wait(
+    tmp_path: Path,
+) -> None:
+    """Rows in back-off become due now (attempts kept), but for one whose last try was a
+    429: the service asked for a pause, which a restart does not cut short."""
+    clock = HandClock()
+    later = clock.now + timedelta(minutes=5)
+    with StateStore(tmp_path / "state.db", clock=clock) as store:
+        for n, error in enumerate(("HTTP 500", "JSON: failure: Too Many Requests, error=429.")):
+            alert = Alert(f"k{n}", "big", f"hook-{n}", "t", f"Alert {n}", "body", clock.now)
+            store.record(fill_key=f"k{n}", filled_at=clock.now, alerts=[alert])
+            [row] = [r for r in store.outbox() if r.fill_key == f"k{n}"]
+            store.mark_failed(row.id, error=error, next_at=later)
+        store.record(
+            fill_key="k2",
+            filled_at=clock.now,
+            alerts=[Alert("k2", "big", "hook-2", "t", "Alert 2", "body", clock.now)],
+        )
+        assert store.retry_waiting_now(unless=lambda e: rate_limit_pause(e) is not None) == 1
+        rows = {r.fill_key: (r.next_at, r.attempts) for r in store.outbox()}
+    assert rows == {"k0": (clock.now, 1), "k1": (later, 1), "k2": (clock.now, 0)}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifier.walltimes import next_wall_time
+from notifier.walltimes import next_wall_time, previous_wall_time
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -63,3 +63,28 @@ def test_the_next_time_is_after_within_a_day_and_a_chosen_one(
     reads = local.replace(tzinfo=None).time()
     in_gap = (found - timedelta(microseconds=1)).astimezone(tz).utcoffset() != local.utcoffset()
     assert reads in walls or in_gap
+
+
+@given(
+    before=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+    ),
+    walls=st.lists(st.times(), min_size=1, max_size=4),
+    zone=st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "UTC"]),
+)
+def test_the_previous_time_is_the_one_whose_next_is_past_the_instant(
+    before: datetime, walls: list[time], zone: str
+) -> None:
+    """The previous time of day is before the instant, and no time of day lies between them:
+    the next one after it is at or past the instant (a reload's period start)."""
+    tz = ZoneInfo(zone)
+    previous = previous_wall_time(walls, tz, before)
+    assert previous < before
+    assert next_wall_time(walls, tz, previous) >= before
+
+
+def test_the_previous_time_of_day_is_strictly_before_the_instant() -> None:
+    """At 17:00 itself the previous 17:00 is yesterday's; a minute after, today's."""
+    at_five = [time(17)]
+    assert previous_wall_time(at_five, LONDON, utc("2026-01-06 17:00")) == utc("2026-01-05 17:00")
+    assert previous_wall_time(at_five, LONDON, utc("2026-01-06 17:01")) == utc("2026-01-06 17:00")
