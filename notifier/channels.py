@@ -17,6 +17,7 @@ import functools
 import hashlib
 import html
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -224,8 +225,8 @@ class ChannelSet:
         can read the same). KeyError if the target key is unknown (check `knows` first).
         `body_format`: what the message was written in (apprise converts it for the service),
         by default the target's channel's. `diagnose`: apprise's log is read at DEBUG, where
-        it says why a send failed (inside `diagnosing()` only, which lets apprise log at that
-        level).
+        it says why a send failed (a refused connection, a server's reply): for retries and
+        test sends, as it costs a send more.
         """
         entry = self._by_key[target]
         notify = functools.partial(
@@ -240,7 +241,10 @@ class ChannelSet:
 
         def call() -> AppriseResult:
             began.append(time.monotonic())
-            return notify()
+            if not diagnose:
+                return notify()
+            with diagnosing():  # on this send's own thread, for as long as it runs
+                return notify()
 
         try:
             # apprise's blocking notify() on a thread of ours: one hop per send, where its
@@ -302,15 +306,36 @@ class ChannelSet:
         return list(zip(targets, results, strict=True))
 
 
+class _Holders:
+    """Who holds apprise's logger at DEBUG now, and its level before the first did."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+        self.before = logging.NOTSET
+
+
+_HOLDERS = _Holders()
+
+
 @contextlib.contextmanager
 def diagnosing() -> Iterator[None]:
     """apprise's logger at DEBUG for a while: its plugins log why a send failed (an SMTP
     server's reply, a refused connection) only there. Its records below ERROR still reach no
-    log handler of ours (logs.py), and LOG_GUARD masks URL secrets in them all the same."""
+    log handler of ours (logs.py), and LOG_GUARD masks URL secrets in them all the same.
+
+    Held by several at once (retries on send threads, a test send around them), the level
+    goes back when the last lets go, not when the first does."""
     logger = logging.getLogger("apprise")
-    before = logger.level
-    logger.setLevel(logging.DEBUG)
+    with _HOLDERS.lock:
+        if not _HOLDERS.count:
+            _HOLDERS.before = logger.level
+            logger.setLevel(logging.DEBUG)
+        _HOLDERS.count += 1
     try:
         yield
     finally:
-        logger.setLevel(before)
+        with _HOLDERS.lock:
+            _HOLDERS.count -= 1
+            if not _HOLDERS.count:
+                logger.setLevel(_HOLDERS.before)

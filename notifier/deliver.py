@@ -330,7 +330,12 @@ class Deliverer:
         try:
             async with asyncio.timeout(deadline):
                 return await sender.send(
-                    item.target, title, body, message=message, body_format=written
+                    item.target,
+                    title,
+                    body,
+                    message=message,
+                    body_format=written,
+                    diagnose=item.attempts > 0,  # failed before: say why, at a retry's cost
                 )
         except TimeoutError:
             return SendResult(ok=False, error=f"no outcome within {deadline:g}s")

@@ -35,11 +35,13 @@ class Sender(Protocol):
         *,
         message: str | None = None,
         body_format: str | None = None,
+        diagnose: bool = False,
     ) -> SendResult:
         """One attempt; a service failure is a failed result, never an exception.
 
         `message` names the alert(s) sent for good, the same on every retry: a sender may use
         it to recognise a retry of a message it has delivered after all. `body_format` is the
-        format title and body were written in (None: the target's channel's).
+        format title and body were written in (None: the target's channel's). `diagnose`: a
+        failure's error says its cause where the service stack can tell (a retry's).
         """
         ...

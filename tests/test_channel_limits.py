@@ -51,6 +51,7 @@ class Sender:
         *,
         message: str | None = None,
         body_format: str | None = None,
+        diagnose: bool = False,
     ) -> SendResult:
         self.attempts.append((target, title, body))
         self.formats.append(body_format)

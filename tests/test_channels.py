@@ -30,7 +30,7 @@ from receivers import (
 )
 
 from notifier import send_attempt
-from notifier.channels import ChannelSet, Target, check_url
+from notifier.channels import ChannelSet, Target, check_url, diagnosing
 from notifier.errors import ConfigError
 from notifier.events import MessageLimit
 from notifier.late_deliveries import LateDeliveries
@@ -619,10 +619,28 @@ async def test_send_test_says_why_a_send_failed(smtp_server: SmtpServer) -> None
     assert hook.endswith("; cause: [Errno 111] Connection refused")
     assert "wrong-Pa55word" not in mail
     assert logging.getLogger("apprise").level != logging.DEBUG
-    # An alert's send reads apprise's log at WARNING only, as a busy daemon should.
+    # An alert's first send reads apprise's log at WARNING only, as a busy daemon should; a
+    # retry (the deliverer asks for `diagnose`) says why, and leaves apprise as it was.
     plain = await cs.send(only(cs, "hook").key, TITLE, BODY)
     assert plain.error is not None
     assert "cause:" not in plain.error
+    retry = await cs.send(only(cs, "hook").key, TITLE, BODY, diagnose=True)
+    assert (retry.error or "").endswith("; cause: [Errno 111] Connection refused")
+    assert logging.getLogger("apprise").level != logging.DEBUG
+
+
+def test_apprise_s_log_level_returns_when_the_last_diagnosis_ends() -> None:
+    """Retries on send threads diagnose at once: the first to end does not take DEBUG from
+    the others; the last puts the level back."""
+    logger = logging.getLogger("apprise")
+    before = logger.level
+    first, second = diagnosing(), diagnosing()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert logger.level == logging.DEBUG
+    second.__exit__(None, None, None)
+    assert logger.level == before
 
 
 async def test_send_test_unknown_channel_is_key_error() -> None:

@@ -55,6 +55,7 @@ class FakeSender:
         self.max_in_flight: dict[str, int] = {}
         self.cancelled = 0
         self.was_cancelled = asyncio.Event()
+        self.diagnosed: list[bool] = []  # each attempt's `diagnose`
 
     def knows(self, target: str) -> bool:
         return target in self.known
@@ -76,9 +77,11 @@ class FakeSender:
         *,
         message: str | None = None,
         body_format: str | None = None,
+        diagnose: bool = False,
     ) -> SendResult:
         self.attempts.append((target, title))
         self.messages.append(message)
+        self.diagnosed.append(diagnose)
         channel = self.known[target]
         self.in_flight[channel] = self.in_flight.get(channel, 0) + 1
         self.max_in_flight[channel] = max(
@@ -251,7 +254,8 @@ async def test_picks_up_rows_pending_at_start(store: StateStore, clock: HandCloc
 
 
 async def test_fill_order_per_target_through_a_retry(store: StateStore, clock: HandClock) -> None:
-    """A failed head row is retried before any later row of its target: fill order holds."""
+    """A failed head row is retried before any later row of its target: fill order holds;
+    its retries ask the sender to say why a send fails, first attempts do not."""
     for secs in [3, 1, 2, 4]:
         put(store, f"f{secs}", "a", secs=secs)
     sender = FakeSender({"a": "chat"})
@@ -269,6 +273,7 @@ async def test_fill_order_per_target_through_a_retry(store: StateStore, clock: H
         deliverer.notify()
         await spin_until(lambda: deliverer.pending() == 0)
     assert [title for _, title in sender.attempts] == ["f1", "f1", "f1", "f2", "f3", "f4"]
+    assert sender.diagnosed == [False, True, True, False, False, False]
     assert [title for _, title in sender.delivered] == ["f1", "f2", "f3", "f4"]
     assert deliverer.stats.retried == 2
     assert deliverer.stats.failed == 2
@@ -688,7 +693,7 @@ CHILD = textwrap.dedent(
     class PrintSender:
         def knows(self, target): return True
         def channel_of(self, target): return "chat"
-        async def send(self, target, title, body, *, message=None, body_format=None):
+        async def send(self, target, title, body, **options):
             await asyncio.sleep(0)
             print(target, title, flush=True)  # "delivered": the far side has it now
             return SendResult(ok=True)
@@ -760,6 +765,7 @@ async def test_row_committed_before_its_send(tmp_path: Path, clock: HandClock) -
             *,
             message: str | None = None,
             body_format: str | None = None,
+            diagnose: bool = False,
         ) -> SendResult:
             reader = sqlite3.connect(path)
             try:
@@ -800,7 +806,7 @@ LOST_BATCH_CHILD = textwrap.dedent(
             self.gate = asyncio.Event()
         def knows(self, target): return True
         def channel_of(self, target): return "chat"
-        async def send(self, target, title, body, *, message=None, body_format=None):
+        async def send(self, target, title, body, **options):
             print("sending", title, flush=True)
             if title == "f1":
                 await self.gate.wait()  # in flight, holding the channel's one send slot
@@ -1234,6 +1240,7 @@ class Watched:
         *,
         message: str | None = None,
         body_format: str | None = None,
+        diagnose: bool = False,
     ) -> SendResult:
         self.begun += 1
         self.running += 1
