@@ -174,6 +174,16 @@ def _demo_held(args: argparse.Namespace, hangups: HangupLatch) -> int:
         return EXIT_OK
 
 
+def _simulator(args: argparse.Namespace) -> int:
+    from notifier.simulator_command import run_simulator
+
+    try:
+        run = run_simulator(port=args.port, every=args.every, fills=args.fills, out=sys.stdout)
+        return asyncio.run(run)
+    except KeyboardInterrupt:  # how it is meant to stop
+        return EXIT_OK
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from notifier.channels import ChannelSet
     from notifier.render import fill_values
@@ -332,6 +342,7 @@ def _read_lines(path: str) -> list[tuple[int, str]]:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "demo": _demo,
+    "simulator": _simulator,
     "check-config": _check_config,
     "test": _test,
     "send-test": _send_test,

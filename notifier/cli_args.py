@@ -21,7 +21,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Nam
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo" and args.send and args.config is None:
         parser.error("demo --send needs --config: the demo's own rules have no channels")
-    if args.command not in (None, "demo"):
+    if args.command not in (None, "demo", "simulator"):
         _settle_config(parser, args)
     return parser, args
 
@@ -34,6 +34,25 @@ def _command_parser(parser: argparse.ArgumentParser, name: str | None) -> argpar
             chosen: argparse.ArgumentParser = action.choices[name]
             return chosen
     return parser
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on: 0 (any free) to 65535."""
+    value = int(text) if text.isascii() and text.isdigit() else -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port, 0 to 65535, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A pause in seconds: a number from 0.01 to a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.01 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be seconds from 0.01 to 86400, got {text!r}")
+    return value
 
 
 def _count(text: str) -> int:
@@ -136,6 +155,23 @@ def build() -> argparse.ArgumentParser:
         "--send",
         action="store_true",
         help="with --config: deliver to its channels (the fills are simulated: tell your team)",
+    )
+    p = command(
+        "simulator",
+        "Run a simulated PolySimulator on loopback that trades on its own, to try `run` on.",
+        "notifier simulator --port 8900 --every 5",
+    )
+    p.add_argument(
+        "--port", type=_port, default=0, help="loopback port to listen on (default: any free)"
+    )
+    p.add_argument(
+        "--every",
+        type=_seconds,
+        default=5.0,
+        help="seconds between simulated fills (default: 5)",
+    )
+    p.add_argument(
+        "--fills", type=_count, default=None, help="stop after N fills (default: Ctrl-C)"
     )
     p = command(
         "check-config",

@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +24,8 @@ from notifier.channels import check_url
 from notifier.hangup_latch import HangupLatch
 from notifier.service import Service
 from notifier.settings import MetricsSettings, Settings, StateSettings
-from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim, demo_fills
+from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
+from notifier.simulator_data import live_fills
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ async def _trade(
     """Emit simulated fills once the feed is connected; return when all are alerted."""
     await venue.wait_connected(1, timeout=SETTLE_TIMEOUT)
     sent = 0
-    for fill in _fills(limit, rng):
+    for fill in live_fills(limit, rng):
         await venue.fill(**fill)  # type: ignore[arg-type]  # shape is one of the three
         sent += 1
         await asyncio.sleep(FILL_INTERVAL)
@@ -220,20 +221,6 @@ async def _shaping_due_soon(service: Service) -> None:
             await asyncio.sleep(0.1)
         while deliverer.pending() or pipeline.backlog():  # noqa: ASYNC110  # as above
             await asyncio.sleep(0.05)
-
-
-def _fills(limit: int | None, rng: random.Random) -> Iterator[dict[str, object]]:
-    """Varied fills, timestamped as they happen; endless when `limit` is None."""
-    left = limit
-    order_id = 5001
-    while left is None or left > 0:
-        chunk = demo_fills(10 if left is None else min(left, 10), rng, first_order_id=order_id)
-        for fill in chunk:
-            fill.pop("filled_at")  # the venue stamps it now, as a real fill would be
-            order_id = max(order_id, int(str(fill["order_id"])) + 1)
-            yield fill
-        if left is not None:
-            left -= len(chunk)
 
 
 def _settled(service: Service, fills: int) -> bool:

@@ -15,6 +15,7 @@ its prefix, tokens never, channel URLs only in apprise's privacy form.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,6 +115,9 @@ def key_prefix(api_key: str) -> str:
 def os_reason(exc: BaseException) -> str:
     """Why a read or a bind failed, in the OS's words ("No such file or directory") where it
     has them, else the exception's own text (a decode error, a resolver's message)."""
+    if isinstance(exc, OSError) and exc.errno:
+        # The OS's own words, not asyncio's rewording of them around the address it tried.
+        return os.strerror(exc.errno)
     strerror = exc.strerror if isinstance(exc, OSError) else None
     return strerror or str(exc)
 

@@ -18,7 +18,8 @@ Per rule, a match passes three stages, each optional:
   sends it when due, since what arrived inside the window is never discarded.
 
 Times are the injected `now` (arrival), but for `at` times above and an overdue group taking a
-fill made before its time: a summary of the day holds the day's fills, however late they come;
+fill made before its time: a summary of the day holds the day's fills that come late (inside
+active hours: one arriving outside them is held for the opening, as any);
 otherwise backfilled fills still wait their turn.
 Deadlines are stored, not recomputed, so a reload that changes a spec never loses what is held.
 A rule that stops being shaped (removed, renamed, or left without group/throttle/active) gives

@@ -35,12 +35,13 @@ class HttpFront:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
 
-    async def start(self, *, upgrade_port: int) -> int:
-        """Listen on an ephemeral port (returned); upgrades go to `upgrade_port`."""
+    async def start(self, *, upgrade_port: int, port: int = 0) -> int:
+        """Listen on loopback `port` (0: an ephemeral one), returned; upgrades go to
+        `upgrade_port`."""
         self._upgrade_port = upgrade_port
-        self._server = await asyncio.start_server(self._http, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        self._server = await asyncio.start_server(self._http, "127.0.0.1", port)
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
 
     async def stop(self) -> None:
         """Stop listening and end every open connection."""

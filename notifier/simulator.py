@@ -107,13 +107,18 @@ class SimulatedPolySim:
 
     # -- lifetime -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on two ephemeral loopback ports; `base_url` names the public one."""
+    async def start(self, *, port: int = 0) -> None:
+        """Listen on two loopback ports, the public one `port` (0: any free), which
+        `base_url` names; the internal one is ephemeral."""
         self._ws = await serve(
             self._feed, "127.0.0.1", 0, ping_interval=None, logger=self._log, close_timeout=2
         )
         ws_port = next(iter(self._ws.sockets)).getsockname()[1]
-        port = await self._front.start(upgrade_port=ws_port)
+        try:
+            port = await self._front.start(upgrade_port=ws_port, port=port)
+        except OSError:  # the public port taken: nothing left listening
+            await self.stop()
+            raise
         self.base_url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -39,6 +39,21 @@ DEMO_MARKETS: dict[str, tuple[str, tuple[str, ...]]] = {
 DEFAULT_MARKETS: dict[str, str] = {mid: q for mid, (q, _) in DEMO_MARKETS.items()}
 
 _SHAPES = ("fill", "execution", "nested")
+
+
+def live_fills(limit: int | None, rng: random.Random) -> Iterator[dict[str, object]]:
+    """Varied fills as `demo_fills` makes them, stamped by the venue as each is sent (as a
+    real fill is); endless when `limit` is None."""
+    left = limit
+    order_id = 5001
+    while left is None or left > 0:
+        chunk = demo_fills(10 if left is None else min(left, 10), rng, first_order_id=order_id)
+        for fill in chunk:
+            fill.pop("filled_at")
+            order_id = max(order_id, int(str(fill["order_id"])) + 1)
+            yield fill
+        if left is not None:
+            left -= len(chunk)
 
 
 def demo_fills(
