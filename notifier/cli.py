@@ -178,7 +178,9 @@ def _simulator(args: argparse.Namespace) -> int:
     from notifier.simulator_command import run_simulator
 
     try:
-        run = run_simulator(port=args.port, every=args.every, fills=args.fills, out=sys.stdout)
+        run = run_simulator(
+            port=args.port, every=args.every, fills=args.fills, out=sys.stdout, err=sys.stderr
+        )
         return asyncio.run(run)
     except KeyboardInterrupt:  # how it is meant to stop
         return EXIT_OK

@@ -15,8 +15,10 @@ its prefix, tokens never, channel URLs only in apprise's privacy form.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -115,11 +117,17 @@ def key_prefix(api_key: str) -> str:
 def os_reason(exc: BaseException) -> str:
     """Why a read or a bind failed, in the OS's words ("No such file or directory") where it
     has them, else the exception's own text (a decode error, a resolver's message)."""
-    if isinstance(exc, OSError) and exc.errno:
+    number = exc.errno if isinstance(exc, OSError) and not _resolver(exc) else None
+    if number is not None and number in errno.errorcode:
         # The OS's own words, not asyncio's rewording of them around the address it tried.
-        return os.strerror(exc.errno)
+        return os.strerror(number)
     strerror = exc.strerror if isinstance(exc, OSError) else None
     return strerror or str(exc)
+
+
+def _resolver(exc: BaseException) -> bool:
+    """A name look-up's error: its number is the resolver's (EAI_*), not an errno."""
+    return isinstance(exc, socket.gaierror | socket.herror)
 
 
 class ListenError(NotifierError):

@@ -116,7 +116,7 @@ class SimulatedPolySim:
         ws_port = next(iter(self._ws.sockets)).getsockname()[1]
         try:
             port = await self._front.start(upgrade_port=ws_port, port=port)
-        except OSError:  # the public port taken: nothing left listening
+        except BaseException:  # the public port taken (or none): nothing left listening
             await self.stop()
             raise
         self.base_url = f"http://127.0.0.1:{port}"

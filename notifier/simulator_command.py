@@ -17,14 +17,17 @@ from notifier.simulator import DEFAULT_API_KEY, SimulatedPolySim
 from notifier.simulator_data import live_fills
 
 
-async def run_simulator(*, port: int, every: float, fills: int | None, out: TextIO) -> int:
+async def run_simulator(
+    *, port: int, every: float, fills: int | None, out: TextIO, err: TextIO
+) -> int:
     """Serve the venue on loopback `port` (0: any free) and trade a fill every `every`
-    seconds, `fills` of them (None: until interrupted); 1 if the port cannot be had."""
+    seconds, `fills` of them (None: until interrupted); 1 if the port cannot be had (said
+    on `err`)."""
     venue = SimulatedPolySim()
     try:
         await venue.start(port=port)
     except OSError as exc:
-        print(f"cannot listen on 127.0.0.1:{port}: {os_reason(exc)}", file=out)
+        print(f"notifier simulator: cannot listen on 127.0.0.1:{port}: {os_reason(exc)}", file=err)
         return 1
     try:
         print(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from daemon import http_get
 
 from notifier import metrics as metrics_module
 from notifier.config import parse
-from notifier.errors import StateError
+from notifier.errors import StateError, os_reason
 from notifier.metrics import Metrics, MetricsServer, Snapshot
 from notifier.service import Service
 from notifier.settings import Settings, split_listen
@@ -313,3 +315,15 @@ async def test_connections_past_the_cap_are_closed_at_once(
         assert answer_now == (200, "ok\n")
     finally:
         await asyncio.wait_for(server.stop(), timeout=5)
+
+
+def test_a_listen_failure_is_in_the_os_s_words_or_the_resolver_s() -> None:
+    """asyncio rewords a bind error around the address; the OS's words are plainer. A name
+    look-up's number is the resolver's, not an errno: its own words stay."""
+    bind = OSError(errno.EADDRINUSE, "error while attempting to bind on address: in use")
+    assert os_reason(bind) == "Address already in use"
+    lookup = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert os_reason(lookup) == "Name or service not known"
+    assert os_reason(TimeoutError("a named pipe nothing was written to")) == (
+        "a named pipe nothing was written to"
+    )

@@ -36,7 +36,9 @@ async def test_the_daemon_runs_against_it_as_its_words_say(
 ) -> None:
     """The exported variables it prints take `run` to it; its fills, printed, are alerted."""
     out = Lines()
-    venue = asyncio.create_task(run_simulator(port=0, every=0.05, fills=None, out=out))
+    venue = asyncio.create_task(
+        run_simulator(port=0, every=0.05, fills=None, out=out, err=io.StringIO())
+    )
     try:
         export = await _printed(out, r"export POLYSIM_BASE_URL=(\S+) POLYSIM_API_KEY=(\S+)")
         env = {"POLYSIM_BASE_URL": export[1], "POLYSIM_API_KEY": export[2]}
@@ -81,6 +83,9 @@ async def test_a_port_in_use_is_said_plainly() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        out = Lines()
-        assert await run_simulator(port=port, every=1, fills=1, out=out) == 1
-    assert out.text() == f"cannot listen on 127.0.0.1:{port}: Address already in use\n"
+        out, err = Lines(), Lines()
+        assert await run_simulator(port=port, every=1, fills=1, out=out, err=err) == 1
+    assert out.text() == ""
+    assert err.text() == (
+        f"notifier simulator: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
