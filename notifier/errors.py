@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,20 +113,20 @@ def key_prefix(api_key: str) -> str:
     return api_key[: min(16, len(api_key) // 2)] + "…"
 
 
+_REWORDED = "error while attempting to bind"  # asyncio's start_server, around the OS's words
+
+
 def os_reason(exc: BaseException) -> str:
     """Why a read or a bind failed, in the OS's words ("No such file or directory") where it
     has them, else the exception's own text (a decode error, a resolver's message)."""
-    number = exc.errno if isinstance(exc, OSError) and not _resolver(exc) else None
-    if number is not None and number in errno.errorcode:
-        # The OS's own words, not asyncio's rewording of them around the address it tried.
+    number = exc.errno if isinstance(exc, OSError) else None
+    said = exc.strerror if isinstance(exc, OSError) else None
+    if number is not None and number in errno.errorcode and (said or "").startswith(_REWORDED):
+        # The OS's own words, not asyncio's rewording of them around the address it tried
+        # (only a bind's: a resolver's number is its own, no errno, and its words are right).
         return os.strerror(number)
     strerror = exc.strerror if isinstance(exc, OSError) else None
     return strerror or str(exc)
-
-
-def _resolver(exc: BaseException) -> bool:
-    """A name look-up's error: its number is the resolver's (EAI_*), not an errno."""
-    return isinstance(exc, socket.gaierror | socket.herror)
 
 
 class ListenError(NotifierError):

@@ -320,7 +320,7 @@ async def test_connections_past_the_cap_are_closed_at_once(
 def test_a_listen_failure_is_in_the_os_s_words_or_the_resolver_s() -> None:
     """asyncio rewords a bind error around the address; the OS's words are plainer. A name
     look-up's number is the resolver's, not an errno: its own words stay."""
-    bind = OSError(errno.EADDRINUSE, "error while attempting to bind on address: in use")
+    bind = OSError(errno.EADDRINUSE, "error while attempting to bind on address x: in use")
     assert os_reason(bind) == "Address already in use"
     lookup = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     assert os_reason(lookup) == "Name or service not known"
