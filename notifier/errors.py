@@ -125,8 +125,7 @@ def os_reason(exc: BaseException) -> str:
         # The OS's own words, not asyncio's rewording of them around the address it tried
         # (only a bind's: a resolver's number is its own, no errno, and its words are right).
         return os.strerror(number)
-    strerror = exc.strerror if isinstance(exc, OSError) else None
-    return strerror or str(exc)
+    return said or str(exc)
 
 
 class ListenError(NotifierError):
