@@ -7,7 +7,8 @@ fills and alerts both (see recurrence.py); given here, they are more likely one 
 twice. Shaped rules (group, throttle, active hours) depend on time and on the fills around
 them: this shows the message of each fill alone, marked as such, then runs the shaped rules
 over the fills given, by their own times (shaping_preview.py), to show what `run` would send
-and when; `--send` sends each fill's own message. A fill given without its market title is
+and when; `--send` sends what `run` would: each plain rule's message under it, and the shaped
+rules' messages under "shaped", not each fill's own. A fill given without its market title is
 judged without it, with a note where a `market_title` test could change the verdict (`run`
 looks titles up).
 """
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, tzinfo
 from typing import TextIO
 
-from notifier.channels import ChannelSet, diagnosing
+from notifier.channels import ChannelSet
 from notifier.conditions import tests_field
 from notifier.events import Alert, Fill
 from notifier.mentions import NO_MENTION
@@ -139,19 +140,26 @@ async def replay(
             continue
         fills.append(parsed)
         planned = plan_alerts(parsed, rules=settings.rules, targets=channels)
-        _describe(number, planned, channels, out, rules=settings.rules)
+        sender = _Sender(channels, out) if send else None
+        await _describe(number, planned, channels, out, rules=settings.rules, sender=sender)
         if parsed.status is None and any(
             rule.enabled and tests_field(rule.condition, "status") for rule in settings.rules.rules
         ):
             print(_NO_STATUS, file=out)
-        if send and not await _send(planned, channels, out):
+        if sender is not None and not sender.all_ok:
             status = max(status, EXIT_SEND_FAILED)
-    _shaped(simulate(settings.rules, fills), channels, out)
+    sender = _Sender(channels, out) if send else None
+    await _shaped(simulate(settings.rules, fills), channels, out, sender=sender)
+    if sender is not None and not sender.all_ok:
+        status = max(status, EXIT_SEND_FAILED)
     return status
 
 
-def _shaped(simulation: Simulation, channels: ChannelSet, out: TextIO) -> None:
-    """The shaped rules' messages for the fills given, each at the time run would send it."""
+async def _shaped(
+    simulation: Simulation, channels: ChannelSet, out: TextIO, *, sender: _Sender | None
+) -> None:
+    """The shaped rules' messages for the fills given, each at the time run would send it;
+    with `sender`, sent now (what `run` sends for these rules, not each fill's own)."""
     if not simulation.messages and not simulation.dropped:
         return
     print("shaped: what run would send for these fills, by their own times", file=out)
@@ -163,7 +171,10 @@ def _shaped(simulation: Simulation, channels: ChannelSet, out: TextIO) -> None:
             at += shaped.at.astimezone(UTC).strftime(" (%H:%M UTC)")
         fills = counted(release.count, "fill")
         print(f"  {at}: rule {rule.name} -> {', '.join(rule.notify)} ({fills})", file=out)
-        _message(release_alerts(rule, release, channels), channels, out)
+        alerts = release_alerts(rule, release, channels)
+        _message(alerts, channels, out)
+        if sender is not None:
+            await sender.send(alerts)
     for name, count in simulation.dropped.items():
         print(f"  rule {name}: {counted(count, 'fill')} dropped outside its active hours", file=out)
 
@@ -176,8 +187,14 @@ _NO_STATUS = (
 )
 
 
-def _describe(
-    number: int, planned: Planned, channels: ChannelSet, out: TextIO, *, rules: RuleSet
+async def _describe(
+    number: int,
+    planned: Planned,
+    channels: ChannelSet,
+    out: TextIO,
+    *,
+    rules: RuleSet,
+    sender: _Sender | None,
 ) -> None:
     fill = planned.fill
     print(
@@ -196,7 +213,12 @@ def _describe(
         )
     for rule in planned.rules:
         print(f"  rule {rule.name} -> {', '.join(rule.notify)}{_shaped_note(rule)}", file=out)
-        _message([a for a in planned.alerts if a.rule == rule.name], channels, out)
+        alerts = [a for a in planned.alerts if a.rule == rule.name]
+        _message(alerts, channels, out)
+        if sender is not None and rule.shaping is None:
+            await sender.send(alerts)
+        elif sender is not None:
+            print("    not sent: run sends this rule's message under 'shaped' below", file=out)
     if planned.rules and len(planned.rules) < sum(rule.enabled for rule in rules.rules):
         print("  not matched:", file=out)
         _misses(fill, rules, out, matched=planned.rules)
@@ -286,19 +308,24 @@ def _shaped_note(rule: Rule) -> str:
     return f" ({', '.join(kinds)}: this fill alone; what run sends is under 'shaped' below)"
 
 
-async def _send(planned: Planned, channels: ChannelSet, out: TextIO) -> bool:
-    all_ok = True
-    for alert in planned.alerts:
-        with diagnosing():  # a failure says why, as send-test's do
-            result = await channels.send(
+class _Sender:
+    """`--send`: delivers a rule's alerts right under its message, saying how each went."""
+
+    def __init__(self, channels: ChannelSet, out: TextIO) -> None:
+        self._channels = channels
+        self._out = out
+        self.all_ok = True
+
+    async def send(self, alerts: Iterable[Alert]) -> None:
+        for alert in alerts:
+            result = await self._channels.send(
                 alert.target,
                 alert.title,
                 alert.body,
                 body_format=alert.body_format,
-                diagnose=True,
+                diagnose=True,  # a failure says why, as send-test's do
             )
-        shown = channels.display(alert.target)
-        verdict = "sent" if result.ok else f"FAILED: {result.error}"
-        print(f"    {alert.channel} {shown}: {verdict}", file=out)
-        all_ok = all_ok and result.ok
-    return all_ok
+            shown = self._channels.display(alert.target)
+            verdict = "sent" if result.ok else f"FAILED: {result.error}"
+            print(f"    {alert.channel} {shown}: {verdict}", file=self._out)
+            self.all_ok = self.all_ok and result.ok

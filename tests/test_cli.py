@@ -492,6 +492,33 @@ async def test_test_command_sends_with_send(
     assert "    hook json://127.0.0.1:" in capsys.readouterr().out
 
 
+async def test_test_send_sends_what_run_would_under_each_rule(
+    webhook: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`test --send` with a plain rule and a day's summary: the plain rule's alert goes, its
+    result printed under it; the summary's single-fill preview does not (run never sends it),
+    its digest under "shaped" does, once."""
+    Path("c.yaml").write_text(
+        f"channels:\n  hook: {webhook.json_url}\nrules:\n"
+        "  - {name: big, notify: hook, title: 'big {order_id}', when: {quantity: {min: 100}}}\n"
+        "  - {name: daily, notify: hook, title: 'day ({count})', group: {at: '17:00'}}\n",
+        encoding="utf-8",
+    )
+    code = await _main("test", "c.yaml", "--fill", FLAT, "--send")
+    assert code == 0
+    assert [r.json["title"] for r in webhook.requests] == ["big 42", "day (1)"]
+    out = capsys.readouterr().out.splitlines()
+    big = out.index("  rule big -> hook")
+    assert out[big + 3].startswith("    hook json://127.0.0.1:")
+    assert out[big + 3].endswith(": sent")
+    daily = next(i for i, line in enumerate(out) if line.startswith("  rule daily -> hook"))
+    assert out[daily + 3] == "    not sent: run sends this rule's message under 'shaped' below"
+    shaped = out.index("shaped: what run would send for these fills, by their own times")
+    assert out[-1].startswith("    hook json://127.0.0.1:")
+    assert out[-1].endswith(": sent")
+    assert shaped < len(out) - 1
+
+
 def test_a_dry_run_says_when_a_status_rule_meets_a_fill_without_one(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
