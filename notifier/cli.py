@@ -310,10 +310,16 @@ def _default_config_hint(args: argparse.Namespace) -> str:
     """For a command that read the default config.yaml because none was named, and found none."""
     if not getattr(args, "config_by_default", False) or Path(args.config).exists():
         return ""
+    # A pip install has no example beside it: say where one is, not a file that is not here.
+    example = (
+        "config.example.yaml here"
+        if Path("config.example.yaml").exists()
+        else "the config.example.yaml beside notifier's README (in its source)"
+    )
     return (
         f"\n(no config was named, so {args.config} here was read: name yours as `notifier "
-        f"{args.command} PATH`, --config PATH or $NOTIFIER_CONFIG; config.example.yaml is one "
-        "to start from)"
+        f"{args.command} PATH`, --config PATH or $NOTIFIER_CONFIG; {example} is one to start "
+        "from)"
     )
 
 

@@ -221,7 +221,13 @@ def test_missing_config_file(
     assert capsys.readouterr().err.endswith(
         "config.yaml: cannot read: No such file or directory\n(no config was named, so "
         "config.yaml here was read: name yours as `notifier check-config PATH`, --config PATH "
-        "or $NOTIFIER_CONFIG; config.example.yaml is one to start from)\n"
+        "or $NOTIFIER_CONFIG; the config.example.yaml beside notifier's README (in its source) "
+        "is one to start from)\n"
+    )
+    Path("config.example.yaml").write_text("rules: []\n", encoding="utf-8")  # a checkout's
+    assert cli.main(["check-config"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "or $NOTIFIER_CONFIG; config.example.yaml here is one to start from)\n"
     )
 
 
