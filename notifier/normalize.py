@@ -206,7 +206,19 @@ def _to_fill(obj: Mapping[str, object]) -> Fill | Rejected:
             client_order_id=_optional(obj, "client_order_id"),
         )
     except _Reject as exc:
-        return exc.rejected
+        return _naming_order(exc.rejected, obj)
+
+
+def _naming_order(rejected: Rejected, obj: Mapping[str, object]) -> Rejected:
+    """The rejection with the order it was for, where that much is readable: a trader looks
+    that fill up at the venue, since no alert will come for it."""
+    if rejected.detail.startswith("order_id"):
+        return rejected
+    try:
+        order_id = _ident(obj, "order_id")
+    except _Reject:
+        return rejected
+    return Rejected(rejected.reason, f"{rejected.detail} (order {order_id})")
 
 
 def _absent(value: object) -> bool:

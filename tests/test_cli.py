@@ -481,7 +481,9 @@ def test_test_command_refuses_bad_fills(capsys: pytest.CaptureFixture[str]) -> N
     )
     one = '{"order_id": 7, "market_id": "m", "side": "BUY", "outcome": "Yes", "price": "0.5", '
     assert cli.main(["test", "c.yaml", "--fill", one + '"filled_at": "2026-02-06T12:00:00Z"}']) == 2
-    assert capsys.readouterr().out == "fill 1: rejected (missing_field): quantity is missing\n"
+    assert capsys.readouterr().out == (
+        "fill 1: rejected (missing_field): quantity is missing (order 7)\n"
+    )
     assert cli.main(["test", "c.yaml", "--fill", " "]) == 2  # blank is no fill, not nothing
     assert capsys.readouterr().out.startswith("fill 1: rejected (not_json): ")
 

@@ -227,7 +227,7 @@ def test_blank_or_control_character_text_is_rejected_optional_text_dropped() -> 
 def test_missing_time_and_bad_nested_data_are_rejected() -> None:
     """No filled_at/timestamp is a missing field; a non-object `data` is a type error."""
     no_time = {k: v for k, v in FLAT_FILL.items() if k != "filled_at"}
-    missing = Rejected("missing_field", "filled_at (or timestamp) is missing")
+    missing = Rejected("missing_field", "filled_at (or timestamp) is missing (order 42)")
     assert normalize_message(no_time) == missing
     assert normalize_message({**no_time, "filled_at": None}) == missing
     bad = normalize_message({"type": "execution", "data": "oops"})
@@ -403,3 +403,13 @@ def test_a_negative_zero_is_zero() -> None:
     plain = _fill(normalize_message({**FLAT_FILL, "price": "0"}))
     assert signed.key == plain.key
     assert str(signed.price) == "0.0"
+
+
+def test_a_rejection_names_the_order_it_was_for() -> None:
+    """A fill dropped for a bad field names its order, so the trader can look it up (no
+    alert will come for it); an order id that is itself the bad field is not repeated."""
+    bad_price = normalize_message({**FLAT_FILL, "price": "65%"})
+    assert isinstance(bad_price, Rejected)
+    assert bad_price.detail.endswith(" (order 42)")
+    no_order = normalize_message({k: v for k, v in FLAT_FILL.items() if k != "order_id"})
+    assert no_order == Rejected("missing_field", "order_id is missing")
