@@ -649,23 +649,29 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
 def test_outbox_says_when_an_alert_waiting_out_a_back_off_is_tried_next(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A pending alert whose last try failed shows its next try (a start tries it at once)."""
+    """A pending alert whose last try failed shows its next try (a start tries it at once,
+    unless the service answered 429)."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
     at = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
     retry = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
     with StateStore(Path("notifier.db")) as store:
-        for n in (1, 2):
-            alert = Alert(f"k{n}", "big", "hook", "t", f"Alert {n}", "body", at)
+        for n, target in ((1, "hook"), (2, "hook"), (3, "other")):
+            alert = Alert(f"k{n}", "big", "hook", target, f"Alert {n}", "body", at)
             store.record(fill_key=f"k{n}", filled_at=at, alerts=[alert])
-        (first, _) = store.outbox(state="pending")
+        (first, _, third) = store.outbox(state="pending")
         store.mark_failed(first.id, error="HTTP 500", next_at=retry)
+        store.mark_failed(third.id, error="JSON: failure: error=429.", next_at=retry)
     assert cli.main(["outbox", "--config", "c.yaml"]) == 0
-    [_, waiting, behind] = capsys.readouterr().out.splitlines()
+    [_, waiting, behind, paused] = capsys.readouterr().out.splitlines()
     assert waiting == (
         f"#1 pending hook/big attempts=1 next try {retry:%Y-%m-%d %H:%M:%S}Z (or at the "
         "daemon's start) filled 2026-02-06 12:00:45Z: Alert 1  last error: HTTP 500"
     )
     assert behind == "#2 pending hook/big attempts=0 filled 2026-02-06 12:00:45Z: Alert 2"
+    assert paused == (  # the service asked for the pause: a start keeps it
+        f"#3 pending hook/big attempts=1 next try {retry:%Y-%m-%d %H:%M:%S}Z filled "
+        "2026-02-06 12:00:45Z: Alert 3  last error: JSON: failure: error=429."
+    )
 
 
 def test_outbox_moves_one_channel_s_dead_alerts_to_another(

@@ -1295,6 +1295,20 @@ def test_a_reload_adding_a_time_does_not_send_the_next_summary_back_in_the_past(
     assert sorted(f.order_id for f in release.fills) == ["b", "d"]
 
 
+def test_a_reload_moves_a_summary_to_the_first_new_time_after_its_first_fill() -> None:
+    """From 17:00 to 18:00 at 16:00: a summary gathered since 10:00 goes at 18:00; one whose
+    first fill came yesterday between 17:00 and 18:00 is overdue by the new time, so at once."""
+    later = {"day": RuleShaping(group=GroupSpec(by=(), at=(time(18),), tz=LONDON))}
+    today = at_shaper(time(17))
+    today.offer("day", fill(0, at=utc("2026-01-06 10:00")), utc("2026-01-06 10:00"))
+    today.reconfigure(later, now=utc("2026-01-06 16:00"))
+    assert today.next_deadline() == utc("2026-01-06 18:00")
+    spanning = at_shaper(time(17))
+    spanning.offer("day", fill(0, at=utc("2026-01-05 17:30")), utc("2026-01-05 17:30"))
+    spanning.reconfigure(later, now=utc("2026-01-06 16:00"))
+    assert spanning.next_deadline() == utc("2026-01-05 18:00")
+
+
 def test_reconfigure_without_group_still_releases_the_open_group() -> None:
     """Removing `group` from a rule does not lose the group already open: it leaves on time."""
     shaper = group_shaper()
