@@ -2,7 +2,7 @@
 
 "No alert came" is answered from the daemon's own log at `--log-level debug`: which fill was
 read, from where, and which rules it matched, or none, or that it waits for its market's title.
-The pipeline asks `enabled()` once a batch, so a daemon at `info` pays nothing a fill.
+Each entry point asks the level first (once a batch), so a daemon at `info` pays nothing a fill.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def trace_batch(
 ) -> None:
     """One line a fill of the batch: the rules it matched, none, or that it waits for a title
     (`title_of`: a market's title if already known, never a look-up)."""
+    if not enabled():
+        return
     matched = {fill.key: (fill, rules) for fill, rules in hits}  # with its title, if looked up
     held = {fill.key for fill in waiting}
     for fill, source in batch:

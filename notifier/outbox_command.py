@@ -15,7 +15,7 @@ from notifier.clock import utc_now
 from notifier.config import channel_names, load_state
 from notifier.errors import StateError
 from notifier.ruleconfig import channel_shown
-from notifier.send_results import rate_limit_pause
+from notifier.send_results import service_paused
 from notifier.shaping_state import waiting
 from notifier.store import StateStore
 
@@ -106,8 +106,7 @@ def print_outbox(store: StateStore, out: TextIO, *, now: datetime | None = None)
         retry = ""
         if item.state == "pending" and item.attempts and item.next_at > now:
             # A start tries it at once, unless the service asked for the pause (a 429).
-            paused = rate_limit_pause(item.last_error or "") is not None
-            start = "" if paused else " (or at the daemon's start)"
+            start = "" if service_paused(item.last_error or "") else " (or at the daemon's start)"
             retry = f" next try {item.next_at:%Y-%m-%d %H:%M:%S}Z{start}"
         print(
             f"#{item.id} {item.state:<7} {item.channel}/{item.rule} attempts={item.attempts}"

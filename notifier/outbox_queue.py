@@ -100,11 +100,9 @@ class OutboxQueue:
                 "SELECT id, last_error FROM outbox WHERE state = 'pending' AND next_at > ?",
                 (now,),
             ).fetchall()
-        due = [row_id for row_id, error in waiting if not unless(error or "")]
-        for row_id in due:  # one head a target: a handful of rows
-            self._update(
-                "UPDATE outbox SET next_at = ? WHERE id = ? AND state = 'pending'", (now, row_id)
-            )
+        due = [(now, row_id) for row_id, error in waiting if not unless(error or "")]
+        with self._errors("write outbox"), self._tx() as db:
+            db.executemany("UPDATE outbox SET next_at = ? WHERE id = ? AND state = 'pending'", due)
         return len(due)
 
     def mark_dead(self, item_id: int, *, error: str) -> None:

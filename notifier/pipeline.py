@@ -246,8 +246,7 @@ class Pipeline:
             if rules is self._rules and targets is self._targets:
                 break
         self._gate.note_untitled(untitled)
-        if fill_trace.enabled():
-            fill_trace.trace_batch(batch, hits, waiting, self._known_title)
+        fill_trace.trace_batch(batch, hits, waiting, self._known_title)
         if waiting:
             arrived = {fill.key for fill, source in batch if source != "held"}
             self.stats.duplicates += self._gate.hold(waiting, arrived)

@@ -68,6 +68,12 @@ def rate_limit_pause(error: str) -> float | None:
     return min(float(stated.group(1)), MAX_STATED_PAUSE) if stated else RATE_LIMIT_PAUSE
 
 
+def service_paused(error: str) -> bool:
+    """Whether a failed send's error is the service's own 429: a pause it asked for, which a
+    start keeps rather than cutting short."""
+    return rate_limit_pause(error) is not None
+
+
 # What apprise's plugins log, at DEBUG only, about the exception that failed a send.
 _EXCEPTION = re.compile(r"^(?:Socket|I/O|Connection) Exception:\s*(.+)", re.DOTALL)
 # The parts of it worth a line: an OS error (the end of requests' long chain) or an SMTP reply.

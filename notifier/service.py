@@ -37,7 +37,7 @@ from notifier.pipeline import Pipeline
 from notifier.proxies import proxy_problem
 from notifier.prune import prune_forever
 from notifier.run_summary import Summary, log_start, summarize
-from notifier.send_results import rate_limit_pause
+from notifier.send_results import service_paused
 from notifier.settings import Settings
 from notifier.state_file_watch import Identity, identity, watch_state_file
 from notifier.store import OutboxItem, StateStore
@@ -126,9 +126,7 @@ class Service:
         try:
             channels = ChannelSet.build(settings.channels, delivery=settings.delivery)
             store.settle_formats({name: channels.body_format(name) for name in channels.names})
-            retried = store.retry_waiting_now(
-                unless=lambda error: rate_limit_pause(error) is not None
-            )
+            retried = store.retry_waiting_now(unless=service_paused)
             if retried:
                 log.info(
                     "%s waiting out a back-off from the last run: trying again now",

@@ -204,12 +204,12 @@ class Shaper:
                 # and one moved to 15:00 at 16:00, holding fills made since 10:00, goes out at
                 # once: today's summary, not folded into tomorrow's (a `wait` changed keeps its
                 # deadlines: pull_in shortens those).
+                moved_from = before.group
+                assert moved_from is not None  # _schedule_moved: there was one to move
                 for key, open_group in state.groups.items():
                     # From when the old schedule's period began (or its first fill, if later):
                     # a late fill made before the last summary does not pull it back there.
-                    began = open_group.bunch.first_at
-                    if before.group is not None:
-                        began = max(began, before.group.period_start(open_group.due))
+                    began = max(open_group.bunch.first_at, moved_from.period_start(open_group.due))
                     open_group.due = group_due(spec, began, now)
                     state.dirty.add(("group", key))
                 self._touched.add(rule)
