@@ -1,7 +1,8 @@
 """Fills waiting for their market title: held durably, judged once the title comes, never lost.
 
 On a real state file; the title source is a stand-in the test turns on and off, except in the
-last test, which looks titles up from the fake venue over loopback.
+test that looks titles up from the fake venue over loopback. The debug line each fill gets
+(fill_trace.py) says which of these it met: matched, missed, or waiting for its title.
 """
 
 from __future__ import annotations
@@ -722,3 +723,39 @@ async def test_a_start_s_catch_up_is_in_only_once_no_fill_waits_for_its_title(
     assert digest.title == "bitcoin on 2 markets"
     pipeline.close()
     await asyncio.wait_for(runner, timeout=5)
+
+
+async def test_each_fill_s_verdict_is_a_debug_line(
+    running: Pipeline, titles: Titles, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At debug level, a line a fill: a match names its rules, a miss says so, a fill of a
+    market whose title cannot be had says it waits, and a match read again says it was
+    handled before."""
+    caplog.set_level(logging.DEBUG, logger="notifier.fills")
+    titles.titles.update({BTC: "Will Bitcoin close above $100k?", OTHER: "Lakers win?"})
+    btc, lakers, unknown = _fill("1"), _fill("2", OTHER), _fill("3", "0x0dd")
+    for fill, source in ((btc, "live"), (lakers, "live"), (unknown, "backfill"), (btc, "backfill")):
+        await running.submit(fill, source)
+        await spin_until(lambda: running.backlog() == 0)
+    made = "filled 2026-02-06T12:00:00+00:00"
+    bitcoin = f"order 1 BUY 10 Yes @ 0.42 on 'Will Bitcoin close above $100k?' ({BTC}), {made}"
+    assert [r.getMessage() for r in caplog.records if r.name == "notifier.fills"] == [
+        f"fill (live) {bitcoin}: matched bitcoin",
+        f"fill (live) order 2 BUY 10 Yes @ 0.42 on 'Lakers win?' ({OTHER}), {made}: "
+        "matched no rule",
+        f"fill (backfill) order 3 BUY 10 Yes @ 0.42 on 0x0dd, {made}: waits for its market "
+        "title before the rules judge it",
+        f"fill (backfill) {bitcoin}: matched bitcoin",
+        f"fill {bitcoin}: handled before, no alert again",
+    ]
+
+
+async def test_at_info_no_fill_is_logged(
+    running: Pipeline, titles: Titles, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="notifier")
+    titles.titles[BTC] = "Will Bitcoin close above $100k?"
+    for fill in (_fill("1"), _fill("2", OTHER)):
+        await running.submit(fill, "live")
+        await spin_until(lambda: running.backlog() == 0)
+    assert [r for r in caplog.records if r.name == "notifier.fills"] == []
