@@ -47,6 +47,10 @@ from notifier.wording import counted
 log = logging.getLogger(__name__)
 
 RESCAN_EVERY = 30.0  # seconds between looks at the outbox when nothing announced new rows
+# Seconds between asking the state file whether another program wrote to it: `notifier outbox
+# --retry-dead`, run beside the daemon, requeues rows that no notify() announces. Well under
+# any max_age (at least one attempt's timeout), so a requeued row is tried before it expires.
+LOOK_EVERY = 1.0
 
 
 class Deliverer:
@@ -158,12 +162,22 @@ class Deliverer:
         """Deliver until cancelled or drained, starting with rows left pending by an earlier run."""
         try:
             self._spawn_lanes()
+            loop = asyncio.get_running_loop()
+            self._store.changed_elsewhere()  # from here on
+            looked = loop.time()
             while not self._stopping:
-                # Also look again now and then: `notifier outbox --retry-dead`, run beside the
-                # daemon, requeues rows that no notify() announces.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(RESCAN_EVERY):
+                    async with asyncio.timeout(LOOK_EVERY):
                         await self._notified.wait()
+                # A look at the whole outbox when asked, when another program wrote to it, and
+                # now and then regardless (cheap: one indexed query).
+                if not (
+                    self._notified.is_set()
+                    or self._store.changed_elsewhere()
+                    or loop.time() - looked >= RESCAN_EVERY
+                ):
+                    continue
+                looked = loop.time()
                 self._notified.clear()
                 if self._failure is not None:
                     raise self._failure

@@ -74,8 +74,8 @@ def outbox(
     return 0
 
 
-# deliver.RESCAN_EVERY: how soon a running daemon looks at the outbox unasked.
-_PICKED_UP = ": a running daemon sends them within 30 s, else the next `notifier run` does"
+# deliver.LOOK_EVERY: how often a running daemon asks whether another program wrote the file.
+_PICKED_UP = ": a running daemon sends them within a second, else the next `notifier run` does"
 
 
 def print_outbox(store: StateStore, out: TextIO, *, now: datetime | None = None) -> None:

@@ -48,6 +48,10 @@ class OutboxQueue:
             rows = self._db.execute(PENDING_TARGETS).fetchall()
         return [str(r[0]) for r in rows]
 
+    def changed_elsewhere(self) -> bool:
+        """Whether another program wrote to the state file since the last call."""
+        return self._file.changed_elsewhere()
+
     def head(self, target: str, limit: int = 1) -> list[OutboxItem]:
         """The first pending rows of one target, in fill order (filled_at, then insertion)."""
         with self._errors("read outbox"):

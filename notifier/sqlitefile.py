@@ -70,6 +70,7 @@ class SqliteFile:
         self._held = 0  # hold_batch() depth: the batch limit does not commit meanwhile
         self._broken: StateError | None = None
         self._lock: IO[bytes] | None = None
+        self._data_version: int | None = None  # as `changed_elsewhere` last read it
         target = max(migrations) + 1 if migrations else 0
         try:
             if read_only:
@@ -254,6 +255,17 @@ class SqliteFile:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             raise
+
+    def changed_elsewhere(self) -> bool:
+        """Whether another connection committed to the file since the last call (the first
+        call only takes note): SQLite's data_version, one cheap read, says so without a query
+        over the tables. A command beside the daemon (`outbox --retry-dead`) is such a writer.
+        """
+        with self.errors("look for other writers"):
+            version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        changed = self._data_version is not None and version != self._data_version
+        self._data_version = version
+        return changed
 
     def abandon(self, reason: StateError) -> None:
         """Roll the open batch back and break the file with `reason`: a caller found that its

@@ -635,7 +635,7 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
     )
     assert cli.main(["outbox", "--config", "c.yaml", "--retry-dead"]) == 0
     assert capsys.readouterr().out == (
-        "requeued 1 dead alert(s): a running daemon sends them within 30 s, else the next "
+        "requeued 1 dead alert(s): a running daemon sends them within a second, else the next "
         "`notifier run` does\n"
     )
     with StateStore(Path("notifier.db")) as store:
@@ -715,11 +715,13 @@ def test_outbox_moves_one_channel_s_dead_alerts_to_another(
         assert [r.channel for r in store.outbox(state="dead")] == ["mail"]
 
 
-def test_the_outbox_s_promise_of_a_pickup_is_the_deliverer_s_rescan() -> None:
-    """The 30 s the requeue message promises is how often the deliverer looks unasked."""
+def test_the_outbox_s_promise_of_a_pickup_is_the_deliverer_s_look() -> None:
+    """The second the requeue message promises is how often the deliverer asks the state
+    file whether another program wrote to it."""
     from notifier import deliver, outbox_command
 
-    assert f"within {deliver.RESCAN_EVERY:g} s" in outbox_command._PICKED_UP
+    assert deliver.LOOK_EVERY == 1.0
+    assert "within a second" in outbox_command._PICKED_UP
 
 
 def test_outbox_needs_only_the_state_path_not_the_daemon_s_environment(

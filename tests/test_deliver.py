@@ -451,6 +451,53 @@ async def test_dead_alerts_moved_to_another_channel_go_to_its_urls(
     assert "left the config" not in caplog.text
 
 
+async def test_alerts_requeued_by_another_program_go_out_without_a_notify(
+    tmp_path: Path, clock: HandClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`notifier outbox --retry-dead`, run beside the daemon, writes through its own
+    connection and announces nothing: the deliverer sees the file changed at its next look
+    (every LOOK_EVERY, not the 30 s rescan), so a max_age shorter than the rescan no longer
+    dead-letters the requeued alerts again before a try."""
+    import notifier.deliver
+
+    monkeypatch.setattr(notifier.deliver, "LOOK_EVERY", 0)  # each turn of the loop
+    monkeypatch.setattr(notifier.deliver, "RESCAN_EVERY", 3600.0)
+    path = tmp_path / "state.db"
+    with StateStore(path, clock=clock) as store:
+        put(store, "f1", "a")
+        (row,) = store.outbox()
+        store.mark_dead(row.id, error="undelivered after 0:00:10: HTTP 503")
+        sender = FakeSender({"a": "chat"})
+        deliverer = make(store, sender, clock)
+        async with running(deliverer):
+            await settle()
+            assert sender.attempts == []
+            with StateStore(path, clock=clock, migrate=False) as beside:
+                assert beside.retry_dead() == 1
+            await spin_until(lambda: sender.delivered == [("a", "f1")])
+        assert store.counts() == {"pending": 0, "dead": 0, "sent": 1}
+
+
+async def test_the_deliverer_does_not_rescan_for_its_own_writes(
+    store: StateStore, clock: HandClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its own connection's writes are announced by notify(), never by the look for other
+    writers: a row recorded unannounced waits for the periodic rescan."""
+    import notifier.deliver
+
+    monkeypatch.setattr(notifier.deliver, "LOOK_EVERY", 0)
+    monkeypatch.setattr(notifier.deliver, "RESCAN_EVERY", 3600.0)
+    sender = FakeSender({"a": "chat"})
+    deliverer = make(store, sender, clock)
+    async with running(deliverer):
+        await settle()
+        put(store, "f1", "a")
+        await settle()
+        assert sender.attempts == []
+        deliverer.notify()
+        await spin_until(lambda: sender.delivered == [("a", "f1")])
+
+
 async def test_swap_sender_used_for_later_sends(store: StateStore, clock: HandClock) -> None:
     """After swap_sender, retries go through the new sender; a URL removed from a channel whose
     other URL already holds the alert adds nothing: no doubling, nothing dead."""

@@ -250,6 +250,26 @@ def test_retry_dead_requeues_with_fresh_age(store: StateStore, clock: HandClock)
     assert store.counts() == {"pending": 1, "dead": 0, "sent": 1}
 
 
+def test_changed_elsewhere_sees_only_other_connections_commits(
+    store: StateStore, tmp_path: Path
+) -> None:
+    """The first call takes note; the store's own writes are not "elsewhere"; a commit through
+    another connection (`notifier outbox` beside the daemon) is, once; a mere read is not."""
+    assert not store.changed_elsewhere()
+    store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1")])
+    (row,) = store.outbox()
+    store.mark_dead(row.id, error="expired")
+    assert not store.changed_elsewhere()
+    with StateStore(tmp_path / "state.db", read_only=True) as reader:
+        assert reader.counts()["dead"] == 1
+    assert not store.changed_elsewhere()
+    with StateStore(tmp_path / "state.db", migrate=False) as beside:
+        assert beside.retry_dead() == 1
+    assert store.changed_elsewhere()
+    assert not store.changed_elsewhere()
+    assert store.counts() == {"pending": 1, "dead": 0, "sent": 0}
+
+
 def test_purge_dead_removes_only_dead(store: StateStore) -> None:
     """purge_dead deletes dead rows and nothing else."""
     store.record(fill_key="f1", filled_at=T0, alerts=[alert("f1", target=t) for t in "ab"])
