@@ -136,12 +136,26 @@ class EnvRefs:
             if self.stand_in(path) is not None:
                 unset.append(name)
                 return ""
+            cased = _other_case(name, self.env)
             # In a secret's value only a conventional NAME is shown: a key pasted in its place
-            # (`${ps_live_...}`) is a valid name too.
+            # (`${ps_live_...}`) is a valid name too. The variable found in other capitals is
+            # named: that is the environment's own name, not the value written here.
             if self.secret(path) and not _SHOWN_NAME.fullmatch(name):
+                if cased is not None:
+                    return refuse(
+                        "names an environment variable that is not set; names are "
+                        f"case-sensitive, and {cased} is set: write ${{{cased}}}",
+                        unset=True,
+                    )
                 return refuse(
                     "names an environment variable that is not set (its name is not shown:"
                     " it does not look like one, and this value is a secret)",
+                    unset=True,
+                )
+            if cased is not None:
+                return refuse(
+                    f"environment variable {name} is not set; names are case-sensitive, and "
+                    f"{cased} is set: write ${{{cased}}}",
                     unset=True,
                 )
             if self.secret(path):  # a default for a key or a URL's token would be one in the file
@@ -158,3 +172,11 @@ class EnvRefs:
         expanded = _REF.sub(one, text)
         stand_in = self.stand_in(path) if unset else None
         return expanded if stand_in is None else stand_in
+
+
+def _other_case(name: str, env: Mapping[str, str]) -> str | None:
+    """The set variable that `name` spells in other capitals (`${polysim_api_key}` for
+    POLYSIM_API_KEY), if exactly one is; None otherwise."""
+    folded = name.casefold()
+    found = [key for key in env if key != name and key.casefold() == folded and env[key]]
+    return found[0] if len(found) == 1 else None

@@ -232,6 +232,25 @@ def test_unset_variable_names_it_and_the_key() -> None:
     ]
 
 
+def test_a_variable_set_in_other_capitals_is_named() -> None:
+    """Names are case-sensitive: `${polysim_api_key}` with POLYSIM_API_KEY set says which
+    variable is set and how to write it, in a secret's value too (the name shown is the
+    environment's, not the text written); two candidates, or none set, get no guess."""
+    text = "feed:\n  api_key: ${polysim_api_key}\ndelivery:\n  timeout: ${Timeout}\n"
+    env = {**ENV, "TIMEOUT": "5s"}
+    assert errors(text, env=env) == [
+        "config.yaml:2: feed.api_key: names an environment variable that is not set; names "
+        "are case-sensitive, and POLYSIM_API_KEY is set: write ${POLYSIM_API_KEY}",
+        "config.yaml:4: delivery.timeout: environment variable Timeout is not set; names are "
+        "case-sensitive, and TIMEOUT is set: write ${TIMEOUT}",
+    ]
+    two = {**env, "timeout": "6s"}
+    assert errors("delivery:\n  timeout: ${TimeOut}\n", env=two) == [
+        "config.yaml:2: delivery.timeout: environment variable TimeOut is not set "
+        "(set it, or write ${TimeOut:-default})",
+    ]
+
+
 def test_an_empty_variable_for_a_whole_value_names_it() -> None:
     """A ${VAR} set to "" that is the whole value reads as nothing: where the key refuses
     that, its problem names the variable ("got nothing (null)" alone named no cause); where
