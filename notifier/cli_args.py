@@ -95,13 +95,14 @@ def build() -> argparse.ArgumentParser:
         metavar="LEVEL",
         default=argparse.SUPPRESS,
         help="debug, info, warning or error (default: $NOTIFIER_LOG_LEVEL, the config's "
-        "log.level, or info)",
+        "log.level where the command reads a config, or info)",
     )
     common.add_argument(
         "--log-format",
         choices=("text", "json"),
         default=argparse.SUPPRESS,
-        help="log line format (default: the config's log.format, or text)",
+        help="log line format (default: the config's log.format where the command reads a "
+        "config, or text)",
     )
     parser = argparse.ArgumentParser(
         prog="notifier",

@@ -151,14 +151,22 @@ class Outcomes:
         self._store.mark_failed(item.id, error=error, next_at=next_at)
         self.stats.failed += 1
         _bump(self.stats.failed_by_channel, channel)
+        # A 429 pauses the whole channel, not just this alert: said, with the pause taken
+        # (apprise passes no Retry-After header on, so a wait the answer states, else 30 s).
+        paused = (
+            ""
+            if result.retry_after is None
+            else f" (rate-limited: channel {channel} paused {result.retry_after:g}s)"
+        )
         log.warning(
-            "delivery failed: channel %s, rule %s, outbox #%d, attempt %d: %s; retrying in %.1fs",
+            "delivery failed: channel %s, rule %s, outbox #%d, attempt %d: %s; retrying in %.1fs%s",
             channel,
             item.rule,
             item.id,
             attempts,
             error,
             delay,
+            paused,
             extra={
                 "event": "failed",
                 "channel": channel,
@@ -167,6 +175,7 @@ class Outcomes:
                 "attempt": attempts,
                 "retry_in": round(delay, 3),
                 "error": error,
+                **({} if result.retry_after is None else {"paused": result.retry_after}),
             },
         )
         fallback = self._limits.fallback(channel)

@@ -41,14 +41,17 @@ def due_in(
         return None
     now = clock()
     expires = item.created_at + settings.max_age
-    settles = now >= expires or not sender.knows(item.target)
+    # A requeued row gets its one try, however long the daemon was down since the requeue:
+    # `outbox --retry-dead` promises the next run sends it. Failing that try, it expires.
+    expired = now >= expires and not item.requeued
+    settles = expired or not sender.knows(item.target)
     if settles and outcomes.still_sending(item, sender):
         # A send given up on still runs: it may yet arrive, and the alert dead-lettered
         # (queued for the fallback) or moved to a URL a reload put in place of this one
         # would show twice. Looked at again until it ends (delivered after all: marked
         # sent above) or the sender stops holding it (one send deadline at most).
         return STILL_SENDING_POLL
-    if now >= expires:  # before any retarget: a re-queued row would start a new max_age
+    if expired:  # before any retarget: a re-queued row would start a new max_age
         # Once: a row dead-lettered before, requeued by `outbox --retry-dead`, had it.
         last = _UNDELIVERED.sub("", item.last_error or "") or "never attempted"
         error = f"undelivered after {settings.max_age}: {last}"
@@ -57,7 +60,7 @@ def due_in(
     if not sender.knows(item.target):
         outcomes.retarget(item, sender)
         return None
-    wake = min(item.next_at, expires)
+    wake = item.next_at if item.requeued else min(item.next_at, expires)
     falls_back = outcomes.fallback_at(item, channel)
     if falls_back is not None:
         if now >= falls_back:

@@ -26,7 +26,7 @@ def foldable(head: Sequence[OutboxItem], now: datetime, max_age: timedelta) -> l
 
     Folding a newer row past one in back-off would let the chat see the newer alert first. A
     row past max_age among them (recorded before a backfilled row filled earlier) is left to
-    be dead-lettered, never sent.
+    be dead-lettered, never sent; one requeued by `outbox --retry-dead` has its try first.
     """
     written = head[0].body_format if head else None
     return [
@@ -34,7 +34,7 @@ def foldable(head: Sequence[OutboxItem], now: datetime, max_age: timedelta) -> l
         for row in itertools.takewhile(
             lambda i: i.next_at <= now and i.body_format == written, head
         )
-        if now < row.created_at + max_age
+        if row.requeued or now < row.created_at + max_age
     ]
 
 

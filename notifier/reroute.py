@@ -110,10 +110,11 @@ def retarget(store: RetargetRecorder, item: OutboxItem, targets: Sequence[_Targe
             )
         )
     key = _retarget_key(item.fill_key, item.rule, item.target)
-    # The moved alert keeps its age: an edited URL must not restart its max_age.
-    return store.record(
-        fill_key=key, filled_at=item.filled_at, alerts=alerts, created_at=item.created_at
-    )
+    # The moved alert keeps its age: an edited URL must not restart its max_age. One that
+    # `outbox --retry-dead --to` moved and nobody tried since starts it now, as it would have
+    # had its one try under its old target key (see due_decision).
+    created = None if item.requeued else item.created_at
+    return store.record(fill_key=key, filled_at=item.filled_at, alerts=alerts, created_at=created)
 
 
 def base_rule(rule: str) -> str:

@@ -62,6 +62,7 @@ def summarize(pipe: Pipeline | None, dlv: Deliverer | None) -> Summary:
 def log_start(settings: Settings) -> None:
     """The start line: version, rule and channel counts, the key's prefix (never the key)."""
     rules, channels = len(settings.rules.rules), len(settings.channels)
+    feed = shown_url(settings.feed.base_url)  # a path may hold what no log should
     log.info(
         "notifier %s started: %s, %s, key %s, state %s, feed %s",
         __version__,
@@ -69,13 +70,15 @@ def log_start(settings: Settings) -> None:
         counted(channels, "channel"),
         key_prefix(settings.feed.api_key),
         settings.state.path,
-        shown_url(settings.feed.base_url),  # a path may hold what no log should
+        feed,
         extra={
             "event": "started",
             "version": __version__,
             "rules": rules,
             "channels": channels,
             "key_prefix": key_prefix(settings.feed.api_key),
+            "state": str(settings.state.path),
+            "feed": feed,
         },
     )
     for note in settings.notes:  # a channel URL from its default: a variable forgotten, perhaps

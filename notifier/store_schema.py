@@ -56,6 +56,12 @@ class OutboxItem:
     body_format: str | None = None
 
     @property
+    def requeued(self) -> bool:
+        """Put back by `outbox --retry-dead` and not tried since: its attempts reset to 0, its
+        dead-lettering's error kept (a row recorded fresh, a fallback's or a move's, has none)."""
+        return self.state == "pending" and self.attempts == 0 and self.last_error is not None
+
+    @property
     def identity(self) -> str:
         """What names the alert for good (its id may be reused once its row is deleted)."""
         return f"{self.fill_key}|{self.rule}|{self.target}"

@@ -638,6 +638,12 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
         "requeued 1 dead alert(s): a running daemon sends them within a second, else the next "
         "`notifier run` does\n"
     )
+    # Listed as requeued: its error is from before, not a fresh failure.
+    assert cli.main(["outbox", "--config", "c.yaml"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    (line,) = (line for line in out if "Alert 1" in line)
+    assert line.startswith("#1 pending hook/big attempts=0 filled 2026-02-06 12:00:45Z: Alert 1")
+    assert line.endswith("  requeued, not tried since; error before: HTTP 500")
     with StateStore(Path("notifier.db")) as store:
         assert store.counts()["pending"] == 2
         (first, _) = store.outbox(state="pending")

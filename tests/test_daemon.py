@@ -161,6 +161,8 @@ async def test_json_log_lines_carry_their_figures_as_fields(
     by_event = {r["event"]: r for r in records if "event" in r}
     assert by_event["started"]["rules"] == 1
     assert by_event["started"]["key_prefix"].startswith("ps_test_")
+    assert by_event["started"]["state"] == str(tmp_path / "state.db")
+    assert by_event["started"]["feed"] == venue.base_url
     assert (by_event["sent"]["channel"], by_event["sent"]["rule"]) == ("hook", "big")
     assert (by_event["stopped"]["sent"], by_event["stopped"]["pending"]) == (1, 0)
 

@@ -318,14 +318,23 @@ async def test_backoff_schedule(store: StateStore, clock: HandClock) -> None:
     assert len(sender.delivered) == 1
 
 
-async def test_retry_after_honoured(store: StateStore, clock: HandClock) -> None:
-    """A service's Retry-After longer than the back-off wins; a shorter one does not."""
+async def test_retry_after_honoured(
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service's Retry-After longer than the back-off wins; a shorter one does not. The
+    failure line says the channel is paused, and for how long (a field in JSON too)."""
+    caplog.set_level(logging.WARNING, logger="notifier.delivery_outcomes")
     put(store, "f1", "a")
     sender = FakeSender({"a": "chat"})
     sender.script["a"] = [fail("429", retry_after=60), fail("429", retry_after=0.5)]
     deliverer = make(store, sender, clock)
     async with running(deliverer):
         await spin_until(lambda: store.head("a")[0].attempts == 1)
+        (line,) = [r for r in caplog.records if getattr(r, "event", None) == "failed"]
+        assert line.getMessage().endswith(
+            ": 429; retrying in 60.0s (rate-limited: channel chat paused 60s)"
+        )
+        assert getattr(line, "paused", None) == 60
         assert store.head("a")[0].next_at == clock.now + timedelta(seconds=60)
         clock.advance(59)
         deliverer.notify()
@@ -381,8 +390,8 @@ async def test_max_age_dead_letters_once(
     assert dead.last_error == "undelivered after 0:00:30: HTTP 503"
     assert len(sender.attempts) == 9  # at 0, 1, 3, 7, 12, 17, 22, 27 s, and b's one
     assert sender.delivered == [("b", "f2")]
-    # Requeued (`outbox --retry-dead`), then past max_age again before any attempt: the
-    # error says "undelivered after" once, not once per dead-lettering.
+    # Requeued (`outbox --retry-dead`), then past max_age again: it gets its one try, and,
+    # failing it, the error says "undelivered after" once, not once per dead-lettering.
     assert store.retry_dead() == 1
     clock.advance(60)
     again = make(store, sender, clock, settings=settings)
@@ -391,6 +400,59 @@ async def test_max_age_dead_letters_once(
         await spin_until(lambda: store.counts()["dead"] == 1)
     (dead,) = store.outbox(state="dead")
     assert dead.last_error == "undelivered after 0:00:30: HTTP 503"
+    assert len(sender.attempts) == 10
+
+
+async def test_a_requeued_alert_gets_its_try_however_long_the_daemon_was_down(
+    store: StateStore, clock: HandClock
+) -> None:
+    """`outbox --retry-dead` run while the daemon is stopped promises the next run sends the
+    alerts: a start later than max_age after the requeue tries each once (it used to dead-
+    letter them unattempted, with their old error); a row never dead, past max_age, still
+    dies unattempted; and a requeued alert moved to another channel (`--to`) gets its try
+    there too, its max_age starting at the move."""
+    put(store, "f1", "a")
+    put(store, "f2", "b", secs=1, channel="old")
+    put(store, "f3", "a", secs=2)
+    one, moved, _ = store.outbox()
+    store.mark_failed(one.id, error="HTTP 500", next_at=T0)
+    store.mark_dead(one.id, error="undelivered after 0:00:30: HTTP 500")
+    store.mark_dead(moved.id, error="target and its channel no longer configured")
+    clock.advance(40)  # f3 is past max_age now, never tried: it dies as before
+    assert store.retry_dead(channel="chat") == 1
+    assert store.retry_dead(channel="old", to="desk") == 1
+    assert [r.requeued for r in store.outbox(state="pending")] == [True, True, False]
+    clock.advance(3600)  # the daemon starts an hour after the requeue
+    settings = DeliverySettings(max_age=timedelta(seconds=30), retry_base=1.0, retry_cap=5.0)
+    sender = FakeSender({"a": "chat", "d1": "desk"})
+    deliverer = make(store, sender, clock, settings=settings)
+    async with running(deliverer):
+        await spin_until(lambda: deliverer.pending() == 0)
+    assert sender.delivered == [("a", "f1"), ("d1", "f2")]
+    (dead,) = store.outbox(state="dead")
+    assert (dead.title, dead.last_error) == ("f3", "undelivered after 0:00:30: never attempted")
+
+
+async def test_a_requeued_alert_failing_its_try_dies_with_the_new_error(
+    store: StateStore, clock: HandClock
+) -> None:
+    """The one try past max_age that fails dead-letters the alert at once, with the error
+    of that try (not its old one), and tries it no more."""
+    put(store, "f1", "a")
+    (row,) = store.outbox()
+    store.mark_dead(row.id, error="undelivered after 0:00:30: HTTP 500")
+    assert store.retry_dead() == 1
+    clock.advance(3600)
+    settings = DeliverySettings(max_age=timedelta(seconds=30), retry_base=1.0, retry_cap=5.0)
+    sender = FakeSender({"a": "chat"})
+    sender.script["a"] = [fail("HTTP 401")]
+    deliverer = make(store, sender, clock, settings=settings)
+    async with running(deliverer):
+        await spin_until(lambda: store.counts()["dead"] == 1)
+        await settle()
+    (dead,) = store.outbox(state="dead")
+    assert dead.last_error == "undelivered after 0:00:30: HTTP 401"
+    assert sender.attempts == [("a", "f1")]
 
 
 async def test_rows_older_than_max_age_at_start_die_unsent(
@@ -1523,6 +1585,33 @@ async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: 
         await settle()
     assert sender.attempts == [("t1", "X"), ("t1", "A")]
     assert [row.title for row in store.outbox(state="dead")] == ["B"]
+
+
+async def test_requeued_rows_past_max_age_fold_into_one_message(
+    store: StateStore, clock: HandClock
+) -> None:
+    """On a rate-limited channel, alerts requeued by `outbox --retry-dead` an hour before the
+    daemon starts are due together: they go as one folded message, each its one try."""
+    sender = FakeSender({"t1": "chat"})
+    chans = {"chat": ChannelSettings(name="chat", urls=("x",), rate=(1, 60.0))}
+    for n, key in enumerate(("A", "B", "C")):
+        put(store, key, "t1", secs=n)
+    for row in store.outbox():
+        store.mark_dead(row.id, error="undelivered after 1:00:00: HTTP 503")
+    assert store.retry_dead() == 3
+    clock.advance(2 * 3600)
+    put(store, "D", "t1", secs=3)  # a fresh alert, recorded two hours past the requeue
+    deliverer = Deliverer(store, sender, SETTINGS, clock=clock, rng=NoJitter(), channels=chans)
+    async with running(deliverer):
+        await spin_until(lambda: len(sender.attempts) == 1)  # the minute's one send: A alone
+        clock.advance(60)
+        deliverer.notify()
+        await spin_until(lambda: store.counts()["pending"] == 0)
+        await settle()
+    assert sender.attempts[0] == ("t1", "A")
+    assert [m.split("|")[0] for m in (sender.messages[1] or "").splitlines()] == ["B", "C", "D"]
+    assert len(sender.attempts) == 2
+    assert store.counts() == {"pending": 0, "dead": 0, "sent": 4}
 
 
 async def test_an_edited_url_waits_for_a_send_to_the_old_one_still_running(
