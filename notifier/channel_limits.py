@@ -96,11 +96,14 @@ class ChannelLimits:
         if window is not None:
             window.take(now)
 
-    def pause(self, channel: str, now: datetime, until: datetime) -> None:
-        """The channel asked us to wait (HTTP 429 Retry-After): nothing goes out before `until`."""
+    def pause(self, channel: str, now: datetime, until: datetime) -> datetime:
+        """The channel asked us to wait (HTTP 429 Retry-After): nothing goes out before `until`.
+        The pause's end, an earlier longer one kept."""
         earlier = self._paused.get(channel)
         if earlier is None or until > earlier[1]:
             self._paused[channel] = (now, until)
+            return until
+        return earlier[1]
 
     def fallback(self, channel: str) -> tuple[str, timedelta] | None:
         """The channel's fallback and after how long of failing, if it has one."""

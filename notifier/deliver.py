@@ -161,9 +161,10 @@ class Deliverer:
     async def run(self) -> None:
         """Deliver until cancelled or drained, starting with rows left pending by an earlier run."""
         try:
+            # From here on: read before the first look, so a write between the two is seen.
+            self._store.changed_elsewhere()
             self._spawn_lanes()
             loop = asyncio.get_running_loop()
-            self._store.changed_elsewhere()  # from here on
             looked = loop.time()
             while not self._stopping:
                 with contextlib.suppress(TimeoutError):

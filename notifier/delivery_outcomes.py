@@ -143,21 +143,23 @@ class Outcomes:
         s = settings
         delay = retry_delay(attempts, base=s.retry_base, cap=s.retry_cap, rng=self._rng)
         now = self._clock()
+        pause: float | None = None  # seconds the channel rests, when the service asked
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)
-            self._limits.pause(channel, now, now + timedelta(seconds=result.retry_after))
+            until = self._limits.pause(channel, now, now + timedelta(seconds=result.retry_after))
+            pause = round((until - now).total_seconds(), 1)
+        # A 429 pauses the whole channel, not just this alert: said, with the pause taken (an
+        # earlier longer one kept; apprise passes no Retry-After on: a wait the answer states,
+        # else 30 s).
+        paused = "" if pause is None else f" (rate-limited: channel {channel} paused {pause:g}s)"
         error = result.error or "failed"
         next_at = now + timedelta(seconds=delay)
-        self._store.mark_failed(item.id, error=error, next_at=next_at)
+        # A requeued alert's one try must be an answer: a 429 asks for a pause, so it stays
+        # requeued (and not expired) until the service takes or refuses it.
+        counted = not (item.requeued and result.retry_after is not None)
+        self._store.mark_failed(item.id, error=error, next_at=next_at, counted=counted)
         self.stats.failed += 1
         _bump(self.stats.failed_by_channel, channel)
-        # A 429 pauses the whole channel, not just this alert: said, with the pause taken
-        # (apprise passes no Retry-After header on, so a wait the answer states, else 30 s).
-        paused = (
-            ""
-            if result.retry_after is None
-            else f" (rate-limited: channel {channel} paused {result.retry_after:g}s)"
-        )
         log.warning(
             "delivery failed: channel %s, rule %s, outbox #%d, attempt %d: %s; retrying in %.1fs%s",
             channel,
@@ -175,7 +177,7 @@ class Outcomes:
                 "attempt": attempts,
                 "retry_in": round(delay, 3),
                 "error": error,
-                **({} if result.retry_after is None else {"paused": result.retry_after}),
+                **({} if pause is None else {"paused": pause}),
             },
         )
         fallback = self._limits.fallback(channel)

@@ -84,12 +84,15 @@ class OutboxQueue:
             (to_us(self._clock()), item_id),
         )
 
-    def mark_failed(self, item_id: int, *, error: str, next_at: datetime) -> None:
-        """One more failed attempt; the row waits until `next_at`."""
+    def mark_failed(
+        self, item_id: int, *, error: str, next_at: datetime, counted: bool = True
+    ) -> None:
+        """One more failed attempt; the row waits until `next_at`. Not `counted`: the service
+        asked for a pause, and a requeued row keeps its one try (see OutboxItem.requeued)."""
         self._update(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
+            "UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_at = ? "
             "WHERE id = ? AND state = 'pending'",
-            (error, to_us(next_at), item_id),
+            (int(counted), error, to_us(next_at), item_id),
         )
 
     def retry_waiting_now(self, *, unless: Callable[[str], bool]) -> int:

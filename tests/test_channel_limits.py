@@ -329,6 +329,18 @@ def test_a_rate_is_a_sliding_window_never_twice_its_count_in_one_period() -> Non
         assert len(within) <= 5
 
 
+def test_a_pause_says_its_end_keeping_an_earlier_longer_one() -> None:
+    """`pause` answers when the channel may send again: a second 429 asking for a shorter
+    wait leaves the first's end (the failure line states that one), a longer one moves it."""
+    limits = ChannelLimits({"chat": channel("chat")})
+    first = T0 + timedelta(seconds=60)
+    assert limits.pause("chat", T0, first) == first
+    assert limits.pause("chat", T0 + timedelta(seconds=1), T0 + timedelta(seconds=31)) == first
+    assert limits.wait("chat", T0 + timedelta(seconds=1)) == pytest.approx(59.0)
+    later = T0 + timedelta(seconds=90)
+    assert limits.pause("chat", T0 + timedelta(seconds=2), later) == later
+
+
 def test_limits_survive_the_wall_clock_stepping_back() -> None:
     """NTP steps the clock back an hour: a full window counts its sends as made at the new
     now, and a 35 s pause keeps what it had left; neither waits out the hour."""

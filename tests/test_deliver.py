@@ -541,23 +541,27 @@ async def test_alerts_requeued_by_another_program_go_out_without_a_notify(
 
 
 async def test_the_deliverer_does_not_rescan_for_its_own_writes(
-    store: StateStore, clock: HandClock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clock: HandClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its own connection's writes are announced by notify(), never by the look for other
-    writers: a row recorded unannounced waits for the periodic rescan."""
+    """Its own connection's writes, group-committed as the daemon's are, are announced by
+    notify(), never by the look for other writers: a row recorded unannounced waits for the
+    periodic rescan."""
     import notifier.deliver
 
     monkeypatch.setattr(notifier.deliver, "LOOK_EVERY", 0)
     monkeypatch.setattr(notifier.deliver, "RESCAN_EVERY", 3600.0)
-    sender = FakeSender({"a": "chat"})
-    deliverer = make(store, sender, clock)
-    async with running(deliverer):
-        await settle()
-        put(store, "f1", "a")
-        await settle()
-        assert sender.attempts == []
-        deliverer.notify()
-        await spin_until(lambda: sender.delivered == [("a", "f1")])
+    loop = asyncio.get_running_loop()
+    with StateStore(tmp_path / "state.db", clock=clock, defer_commit=loop.call_soon) as store:
+        sender = FakeSender({"a": "chat"})
+        deliverer = make(store, sender, clock)
+        async with running(deliverer):
+            await settle()
+            put(store, "f1", "a")
+            await settle()  # its batch committed meanwhile
+            assert store.counts()["pending"] == 1
+            assert sender.attempts == []
+            deliverer.notify()
+            await spin_until(lambda: sender.delivered == [("a", "f1")])
 
 
 async def test_swap_sender_used_for_later_sends(store: StateStore, clock: HandClock) -> None:
@@ -1585,6 +1589,49 @@ async def test_a_fold_leaves_rows_past_max_age_to_die(store: StateStore, clock: 
         await settle()
     assert sender.attempts == [("t1", "X"), ("t1", "A")]
     assert [row.title for row in store.outbox(state="dead")] == ["B"]
+
+
+async def test_a_429_is_not_a_requeued_alert_s_one_try(
+    store: StateStore, clock: HandClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 429 answering a requeued alert past max_age is the service's pause, not its answer:
+    the alert stays requeued, waits each pause and is then sent (it was dead-lettered at
+    once). A real failure still ends a requeued alert, with that try's error."""
+    caplog.set_level(logging.WARNING, logger="notifier.delivery_outcomes")
+    put(store, "A", "t1")
+    put(store, "B", "t2", secs=1, channel="mail")
+    for row in store.outbox():
+        store.mark_dead(row.id, error="undelivered after 1:00:00: HTTP 503")
+    assert store.retry_dead() == 2
+    clock.advance(2 * 3600)
+    sender = FakeSender({"t1": "chat", "t2": "mail"})
+    sender.gates["t2"] = asyncio.Event()
+    sender.script["t1"] = [fail("HTTP 429", retry_after=30), fail("HTTP 429", retry_after=20)]
+    sender.script["t2"] = [fail("HTTP 500")]
+    deliverer = make(store, sender, clock)
+    async with running(deliverer):
+        await spin_until(lambda: len(sender.attempts) == 2)  # B's send held at its gate
+        await settle()
+        a = store.outbox()[0]
+        assert (a.state, a.attempts, a.requeued, a.last_error) == ("pending", 0, True, "HTTP 429")
+        assert a.next_at == clock.now + timedelta(seconds=30)
+        sender.gates["t2"].set()  # B's try fails for real: it dies
+        await spin_until(lambda: store.counts()["dead"] == 1)
+        clock.advance(30)
+        deliverer.notify()
+        await spin_until(lambda: len(sender.attempts) == 3)  # another 429, a shorter pause
+        await settle()
+        clock.advance(20)
+        deliverer.notify()
+        await spin_until(lambda: store.counts()["pending"] == 0)
+    assert sender.delivered == [("t1", "A")]
+    (dead,) = store.outbox(state="dead")
+    assert (dead.title, dead.last_error) == ("B", "undelivered after 1:00:00: HTTP 500")
+    lines = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "failed"]
+    assert [line.rsplit("; ", 1)[1] for line in lines if "#1" in line] == [
+        "retrying in 30.0s (rate-limited: channel chat paused 30s)",
+        "retrying in 20.0s (rate-limited: channel chat paused 20s)",
+    ]
 
 
 async def test_requeued_rows_past_max_age_fold_into_one_message(
