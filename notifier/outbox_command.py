@@ -103,10 +103,10 @@ def print_outbox(store: StateStore, out: TextIO, *, now: datetime | None = None)
     now = now or utc_now()
     for item in items:
         error = f"  last error: {item.last_error}" if item.last_error else ""
-        if item.requeued:  # its error is from before the requeue: not a fresh failure
-            error = f"  requeued, not tried since; error before: {item.last_error}"
+        if item.requeued:  # its error is from before the requeue, or a 429's pause since
+            error = f"  requeued, its one try to come; last error: {item.last_error}"
         retry = ""
-        if item.state == "pending" and item.attempts and item.next_at > now:
+        if item.state == "pending" and (item.attempts or item.requeued) and item.next_at > now:
             # A start tries it at once, unless the service asked for the pause (a 429).
             start = "" if service_paused(item.last_error or "") else " (or at the daemon's start)"
             retry = f" next try {item.next_at:%Y-%m-%d %H:%M:%S}Z{start}"

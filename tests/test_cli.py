@@ -643,7 +643,7 @@ def test_outbox_lists_requeues_and_purges(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out.splitlines()
     (line,) = (line for line in out if "Alert 1" in line)
     assert line.startswith("#1 pending hook/big attempts=0 filled 2026-02-06 12:00:45Z: Alert 1")
-    assert line.endswith("  requeued, not tried since; error before: HTTP 500")
+    assert line.endswith("  requeued, its one try to come; last error: HTTP 500")
     with StateStore(Path("notifier.db")) as store:
         assert store.counts()["pending"] == 2
         (first, _) = store.outbox(state="pending")
@@ -656,19 +656,26 @@ def test_outbox_says_when_an_alert_waiting_out_a_back_off_is_tried_next(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A pending alert whose last try failed shows its next try (a start tries it at once,
-    unless the service answered 429)."""
+    unless the service answered 429); so does a requeued one a 429 paused, still requeued."""
     Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
     at = datetime(2026, 2, 6, 12, 0, 45, tzinfo=UTC)
     retry = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
     with StateStore(Path("notifier.db")) as store:
-        for n, target in ((1, "hook"), (2, "hook"), (3, "other")):
+        for n, target in ((1, "hook"), (2, "hook"), (3, "other"), (4, "fourth")):
             alert = Alert(f"k{n}", "big", "hook", target, f"Alert {n}", "body", at)
             store.record(fill_key=f"k{n}", filled_at=at, alerts=[alert])
-        (first, _, third) = store.outbox(state="pending")
+        (first, _, third, fourth) = store.outbox(state="pending")
         store.mark_failed(first.id, error="HTTP 500", next_at=retry)
         store.mark_failed(third.id, error="JSON: failure: error=429.", next_at=retry)
+        store.mark_dead(fourth.id, error="HTTP 500")
+        store.retry_dead()
+        store.mark_failed(fourth.id, error="error=429.", next_at=retry, counted=False)
     assert cli.main(["outbox", "--config", "c.yaml"]) == 0
-    [_, waiting, behind, paused] = capsys.readouterr().out.splitlines()
+    [_, waiting, behind, paused, requeued] = capsys.readouterr().out.splitlines()
+    assert requeued == (
+        f"#4 pending hook/big attempts=0 next try {retry:%Y-%m-%d %H:%M:%S}Z filled "
+        "2026-02-06 12:00:45Z: Alert 4  requeued, its one try to come; last error: error=429."
+    )
     assert waiting == (
         f"#1 pending hook/big attempts=1 next try {retry:%Y-%m-%d %H:%M:%S}Z (or at the "
         "daemon's start) filled 2026-02-06 12:00:45Z: Alert 1  last error: HTTP 500"
