@@ -16,7 +16,7 @@ _SHOWN_PATTERNS = 3  # an `any of` list longer than this is counted, not listed
 _SHOWN_PARTS = 3  # the reasons of an `any`'s parts said at most
 
 _ABSENT = {
-    "market_title": "unknown here (the fill gives none: see the note)",
+    "market_title": "unknown here (the fill gives none; `run` looks it up)",
     "status": "absent (the feed's flat `fill` shape sends none)",
     "client_order_id": "absent (history items carry none; live frames may)",
 }
@@ -29,8 +29,11 @@ def why_not(condition: Condition, fill: Fill) -> str:
     if isinstance(condition, Bounds):
         return _bounds(condition, fill)
     if isinstance(condition, AllOf):
-        failing = next(c for c in condition.conditions if not c.matches(fill))
-        return why_not(failing, fill)
+        # A part failing on a value the fill has decides; one failing only for want of a
+        # market title might hold once `run` looks the title up, so it comes last.
+        failing = [c for c in condition.conditions if not c.matches(fill)]
+        decisive = [c for c in failing if not _untitled(c, fill)]
+        return why_not((decisive or failing)[0], fill)
     if isinstance(condition, AnyOf):
         reasons = [why_not(c, fill) for c in condition.conditions[:_SHOWN_PARTS]]
         more = len(condition.conditions) - _SHOWN_PARTS
@@ -39,6 +42,15 @@ def why_not(condition: Condition, fill: Fill) -> str:
     if isinstance(condition, Not):
         return f"its `not` excludes it: {_holds(condition.condition, fill)}"
     return "its condition does not hold"
+
+
+def _untitled(condition: Condition, fill: Fill) -> bool:
+    """Whether `condition` tests the market title a fill without one lacks."""
+    return (
+        isinstance(condition, FieldMatch)
+        and condition.field == "market_title"
+        and fill.market_title is None
+    )
 
 
 def _field(condition: FieldMatch, fill: Fill) -> str:

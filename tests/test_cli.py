@@ -376,7 +376,7 @@ def test_test_command_notes_a_fill_a_title_could_judge(capsys: pytest.CaptureFix
     assert capsys.readouterr().out == (
         "fill 1: BUY 150 No @ 0.4 on 0xabc1 (order 42)\n"
         "  no rule matches\n"
-        "  rule big: market_title is unknown here (the fill gives none: see the note)\n"
+        "  rule big: market_title is unknown here (the fill gives none; `run` looks it up)\n"
         "  note: a market_title test could change this verdict; run looks the title up "
         '(and waits for it), here give it as "market_title" in the fill\n'
         "fill 2: BUY 150 No @ 0.4 on Will it rain? (order 44)\n"

@@ -62,3 +62,17 @@ def test_all_any_and_not_follow_the_condition() -> None:
     assert why_not(Not(Bounds("price", max=Decimal(1))), FILL) == (
         "its `not` excludes it: price is 0.40"
     )
+
+
+def test_an_all_names_a_part_the_fill_decides_before_one_missing_its_title() -> None:
+    """A fill given without its title, against `market_title` and `side` tests: the side it
+    fails is the reason (no title could change it); the title alone, when nothing else fails,
+    says `run` looks it up (not a note that may not be printed)."""
+    titled_sell = AllOf(
+        (FieldMatch("market_title", ("*election*",)), FieldMatch("side", ("SELL",)))
+    )
+    assert why_not(titled_sell, FILL) == "side is 'BUY', not 'SELL'"
+    titled_buy = AllOf((FieldMatch("market_title", ("*election*",)), FieldMatch("side", ("BUY",))))
+    assert why_not(titled_buy, FILL) == (
+        "market_title is unknown here (the fill gives none; `run` looks it up)"
+    )
