@@ -197,9 +197,12 @@ async def _describe(
     sender: _Sender | None,
 ) -> None:
     fill = planned.fill
+    # The venue's text as messages show it (no bidi control reversing the terminal line) and
+    # decimals in plain digits ("1000", never "1E+3").
     print(
-        f"fill {number}: {fill.side} {fill.quantity} {fill.outcome} @ {fill.price} "
-        f"on {fill.market_title or fill.market_id} (order {fill.order_id})",
+        f"fill {number}: {fill.side} {fill.quantity:f} {showable(fill.outcome)} @ "
+        f"{fill.price:f} on {showable(fill.market_title or fill.market_id)} "
+        f"(order {showable(fill.order_id)})",
         file=out,
     )
     if not planned.rules:

@@ -389,6 +389,18 @@ def test_test_command_notes_a_fill_a_title_could_judge(capsys: pytest.CaptureFix
     )
 
 
+def test_test_command_shows_a_fill_s_venue_text_as_messages_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The line naming a fill drops a bidi control from the venue's text (it would reverse the
+    rest of the terminal line) and writes decimals in plain digits, as messages do."""
+    Path("c.yaml").write_text(RULES.format(url="json://127.0.0.1:9/"), encoding="utf-8")
+    fill = json.loads(FLAT) | {"outcome": "No\u202e", "quantity": "1E+3", "price": "4E-1"}
+    assert cli.main(["test", "c.yaml", "--fill", json.dumps(fill)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "fill 1: BUY 1000 No @ 0.4 on 0xabc1 (order 42)"
+
+
 # A fill rule `big` of RULES matches, without its time (the shapes name it differently).
 BIG_BUY = {
     "order_id": "44",
