@@ -11,7 +11,7 @@ from decimal import Context, Decimal, localcontext
 from typing import Literal
 
 from notifier.events import Fill
-from notifier.format_specs import money_shown
+from notifier.format_specs import Average, money_shown
 from notifier.render import FILL_FIELDS, Timestamp, fill_values
 
 MIXED = "mixed"  # side/outcome/market_id of a digest whose fills disagree
@@ -180,8 +180,8 @@ def aggregate(bunch: Bunch) -> dict[str, object]:
         "count": bunch.count,
         "total_quantity": quantity,
         "total_notional": money_shown(notional),
-        "vwap": vwap,
-        "vwap_cents": vwap.scaleb(2),
+        "vwap": Average(vwap),
+        "vwap_cents": Average(vwap.scaleb(2)),
         "min_price": bunch.min_price,
         "max_price": bunch.max_price,
         "first_filled_at": _stamp(bunch.first_at),

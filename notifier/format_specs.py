@@ -19,6 +19,16 @@ DECIMAL_TYPES = tuple("eEfFgGn%")
 _PRECISION = re.compile(r"\.(\d+)$")
 
 
+AVERAGE_DIGITS = 6  # significant digits an average is written with when no spec says
+
+
+class Average(Decimal):
+    """An exact quotient that rarely ends (a VWAP): a spec's precision rounds the exact value,
+    and without one it is written to AVERAGE_DIGITS significant digits, not Decimal's 28."""
+
+    __slots__ = ()
+
+
 def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
     """A spec without a type, for plain digits: str() and such a spec ("," or ".3") write
     0.0000001 as 1E-7 and 1e3 as 1E+3. Its precision still counts significant digits, as
@@ -27,6 +37,8 @@ def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
     if precision is not None:
         value = Context(prec=max(int(precision.group(1)), 1), rounding=ROUND_HALF_UP).plus(value)
         spec = spec[: precision.start()]
+    elif isinstance(value, Average):
+        value = Context(prec=AVERAGE_DIGITS, rounding=ROUND_HALF_UP).plus(value)
     return value, spec + "f"
 
 

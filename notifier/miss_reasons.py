@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from notifier.conditions import AllOf, AnyOf, Bounds, Condition, FieldMatch, Not
 from notifier.events import Fill
+from notifier.format_specs import money_shown
 
 _SHOWN_PATTERNS = 3  # an `any of` list longer than this is counted, not listed
 _SHOWN_PARTS = 3  # the reasons of an `any`'s parts said at most
@@ -71,7 +72,8 @@ def _field(condition: FieldMatch, fill: Fill) -> str:
 def _bounds(condition: Bounds, fill: Fill) -> str:
     name = condition.field
     number: Decimal = getattr(fill, name)
-    value = _plain(number)
+    # A computed notional as templates show it: 13.50, not price x quantity's 13.5000.
+    value = _plain(money_shown(number) if name == "notional" else number)
     if condition.min is not None and number < condition.min:
         return f"{name} {value} is below its min {_plain(condition.min)}"
     if condition.max is not None and number > condition.max:

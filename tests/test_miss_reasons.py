@@ -76,3 +76,19 @@ def test_an_all_names_a_part_the_fill_decides_before_one_missing_its_title() -> 
     assert why_not(titled_buy, FILL) == (
         "market_title is unknown here (the fill gives none; `run` looks it up)"
     )
+
+
+def test_a_notional_is_shown_as_templates_show_it() -> None:
+    """price x quantity keeps every place of both ("13.5000"); the reason shows 13.50."""
+    fill = Fill(
+        order_id="7",
+        market_id="0xabc1",
+        side="BUY",
+        outcome="Yes",
+        price=Decimal("0.450"),
+        quantity=Decimal("30.0"),
+        filled_at=FILL.filled_at,
+    )
+    assert why_not(Bounds("notional", above=Decimal(100)), fill) == (
+        "notional 13.50 is not above 100"
+    )

@@ -451,6 +451,24 @@ def test_next_open_agrees_with_is_active(
 # --- digests --------------------------------------------------------------------------------
 
 
+def test_a_bare_vwap_is_written_to_six_digits_a_spec_rounds_the_exact_value() -> None:
+    """An average rarely ends: bare `{vwap}` and `{vwap_cents}` show 6 significant digits,
+    not Decimal's 28; a spec rounds the exact value; one that ends shows as it is."""
+    from notifier.render import Template
+
+    template = Template.parse(
+        "{vwap} {vwap_cents} {vwap:.4f} {vwap:.3}", fields=("vwap", "vwap_cents")
+    )
+    fills = (
+        fill(1, price="0.88", quantity="8.33"),
+        fill(2, price="0.29", quantity="1000"),
+        fill(3, price="0.13", quantity="100"),
+    )
+    assert template.render(aggregate(Bunch.of(*fills))) == "0.279998 27.9998 0.2800 0.280"
+    even = aggregate(Bunch.of(fill(1, price="0.65", quantity="10")))
+    assert template.render(even) == "0.65 65 0.6500 0.65"
+
+
 def test_aggregate_is_exact() -> None:
     """Sums, VWAP (in cents too), price range and time range are exact decimals over the
     fills."""
