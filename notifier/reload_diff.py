@@ -28,8 +28,10 @@ def described_changes(old: Settings, new: Settings) -> str:
     """What a reload changed in rules and channels, by name, and which delivery settings, for
     its log line."""
     said = []
+    old_rules = {r.name: r for r in old.rules.rules}
+    new_rules = {r.name: r for r in new.rules.rules}
     for kind, before, after in (
-        ("rules", {r.name: r for r in old.rules.rules}, {r.name: r for r in new.rules.rules}),
+        ("rules", old_rules, new_rules),
         ("channels", dict(old.channels), dict(new.channels)),
     ):
         for verb, names in (
@@ -39,6 +41,16 @@ def described_changes(old: Settings, new: Settings) -> str:
         ):
             if names:
                 said.append(f"{kind} {verb}: {', '.join(names)}")
+    disabled = [
+        name
+        for name, rule in new_rules.items()
+        if not rule.enabled and name in old_rules and old_rules[name].enabled
+    ]
+    if disabled:  # its shaping state stays: what it gathered is sent, not dropped unsaid
+        said.append(
+            f"rules disabled: {', '.join(disabled)} (fills they hold still go out when due; "
+            "`notifier outbox` lists them)"
+        )
     delivery = [
         field.name
         for field in dataclasses.fields(new.delivery)

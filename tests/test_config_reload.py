@@ -223,3 +223,22 @@ def test_a_state_file_failing_the_status_line_stops_the_run_as_a_failed_write_do
     assert service.status_line() == "stopping: state file s.db: count pending: disk I/O error"
     assert service._stop.is_set()
     assert isinstance(service._broken, StateError)
+
+
+async def test_a_reload_disabling_a_rule_says_what_it_holds_still_goes_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`enabled: false` skips the rule from now on, but the fills its digest gathered are
+    sent when due, not dropped: the reload line says so (it said only "rules changed")."""
+    rule = "rules:\n  - {name: day, notify: hook, group: {at: '17:00'}%s}\n"
+    service = Service(
+        _settings(tmp_path, CONFIG + rule % "", {}),
+        reload=lambda: _settings(tmp_path, CONFIG + rule % ", enabled: false", {}),
+        install_signals=False,
+    )
+    with caplog.at_level(logging.INFO, logger="notifier.config_reload"):
+        assert await service.reload() is True
+    assert [r.getMessage() for r in caplog.records] == [
+        "reloaded: 1 rule, 1 channel (rules changed: day; rules disabled: day (fills they hold "
+        "still go out when due; `notifier outbox` lists them))"
+    ]

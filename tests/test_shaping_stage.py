@@ -524,6 +524,23 @@ async def test_reload_keeps_held_fills_of_surviving_rules(
     assert rows(store, "digest") == []
 
 
+async def test_a_rule_disabled_by_a_reload_still_sends_what_it_held_when_due(
+    store: StateStore, clock: HandClock
+) -> None:
+    """`enabled: false` skips later fills, but the group the rule gathered goes out at its
+    time, as the reload line says, not dropped; a fill after the reload joins nothing."""
+    pipeline = make(store, clock)
+    await feed(pipeline, fill("1", "0.60", "10"))
+    disabled = DIGEST.replace("    notify: [desk]\n", "    notify: [desk]\n    enabled: false\n", 1)
+    pipeline.swap(rules=rules(disabled), targets=DeskAndPhone())
+    await feed(pipeline, fill("2", "0.70", "30"))
+    clock.advance(seconds=30)
+    pipeline.release_due()
+    (row,) = rows(store, "digest")
+    assert row.title == "1 fills on BTC 100k?"
+    assert row.body == "10 @ avg 0.6000\nBUY 10 @ 0.60"
+
+
 ORPHAN_BODY = (
     "2 fills on BTC 100k?: 40 @ avg 0.6750\nBUY 10 Yes @ 0.60 #1\nBUY 30 Yes @ 0.70 #2\n"
     "(held by rule 'digest', whose shaping is no longer configured)"
