@@ -222,6 +222,7 @@ def parse_rules(node: Node | None, path: str, ctx: RuleContext) -> list[Rule]:
         return []
     rules: list[Rule] = []
     first_line: dict[str, int] = {}
+    dropping: list[tuple[int | None, str]] = []  # (line, path) of each `stop` rule that drops fills
     for i, item in enumerate(node):
         rule = _rule(item, f"{path}[{i}]", ctx)
         name = item.get("name") if isinstance(item, YMap) else None
@@ -232,9 +233,26 @@ def parse_rules(node: Node | None, path: str, ctx: RuleContext) -> list[Rule]:
             continue
         if isinstance(name, Scalar):
             first_line[name.text] = name.line
-        if rule is not None:
-            rules.append(rule)
+        if rule is None:
+            continue
+        if dropping and rule.enabled:  # a later rule those `stop` rules keep fills from
+            for line, where in dropping:
+                ctx.problems.note(line, where, _STOP_DROPS)
+            dropping.clear()
+        active = rule.shaping.active if rule.shaping is not None else None
+        if rule.stop and rule.enabled and active is not None and active.outside == "drop":
+            line = item.key_lines.get("stop", item.line) if isinstance(item, YMap) else None
+            dropping.append((line, f"{path}[{i}].stop"))
+        rules.append(rule)
     return rules
+
+
+# A `stop` rule matches a fill outside its hours, drops it, and stops there.
+_STOP_DROPS = (
+    "with active hours and `outside: drop`, a fill this rule matches outside its hours is "
+    "dropped, and no later rule sees it: put the rule after the ones that should still get "
+    "such fills, or hold them (`outside: hold`)"
+)
 
 
 def _rule(node: Node, path: str, ctx: RuleContext) -> Rule | None:

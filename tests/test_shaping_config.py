@@ -695,3 +695,33 @@ def test_a_summary_at_the_opening_is_not_noted_and_one_closed_half_the_year_is()
         "hours for part of the year (daylight saving): that summary waits for them to open, "
         "folded into what they hold then"
     ]
+
+
+def test_a_stop_rule_dropping_fills_outside_its_hours_is_noted_when_a_rule_follows() -> None:
+    """`stop: true` with `outside: drop` drops a fill it matches outside its hours and stops
+    there, so a later catch-all never sees it: noted at the `stop` line. The same rule last
+    (nothing after it to miss the fill), or holding instead of dropping, is not noted."""
+
+    def notes(config: str) -> list[str]:
+        settings = parse(
+            CHANNELS + config,
+            source=Path("config.yaml"),
+            env={"POLYSIM_API_KEY": "k"},
+            check_url=lambda url: None,
+        )
+        return [str(note) for note in settings.notes]
+
+    day_only = (
+        "  - name: day-only\n"
+        "    notify: [desk]\n"
+        '    active: {hours: "09:00-17:00", outside: %s}\n'
+        "    stop: true\n"
+    )
+    catch_all = "  - {name: everything, notify: [desk]}\n"
+    assert notes("rules:\n" + day_only % "drop" + catch_all) == [
+        "config.yaml:7: rules[0].stop: with active hours and `outside: drop`, a fill this rule "
+        "matches outside its hours is dropped, and no later rule sees it: put the rule after "
+        "the ones that should still get such fills, or hold them (`outside: hold`)"
+    ]
+    assert notes("rules:\n" + catch_all + day_only % "drop") == []
+    assert notes("rules:\n" + day_only % "hold" + catch_all) == []
