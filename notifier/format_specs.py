@@ -28,6 +28,9 @@ class Average(Decimal):
 
     __slots__ = ()
 
+    def __str__(self) -> str:  # `{vwap!s}`, as a bare `{vwap}` shows it
+        return format(Context(prec=AVERAGE_DIGITS, rounding=ROUND_HALF_UP).plus(self), "f")
+
 
 def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
     """A spec without a type, for plain digits: str() and such a spec ("," or ".3") write

@@ -459,12 +459,14 @@ def test_a_bare_vwap_is_written_to_six_digits_a_spec_rounds_the_exact_value() ->
     template = Template.parse(
         "{vwap} {vwap_cents} {vwap:.4f} {vwap:.3}", fields=("vwap", "vwap_cents")
     )
+    as_text = Template.parse("{vwap!s}", fields=("vwap",))
     fills = (
         fill(1, price="0.88", quantity="8.33"),
         fill(2, price="0.29", quantity="1000"),
         fill(3, price="0.13", quantity="100"),
     )
     assert template.render(aggregate(Bunch.of(*fills))) == "0.279998 27.9998 0.2800 0.280"
+    assert as_text.render(aggregate(Bunch.of(*fills))) == "0.279998"
     even = aggregate(Bunch.of(fill(1, price="0.65", quantity="10")))
     assert template.render(even) == "0.65 65 0.6500 0.65"
 
