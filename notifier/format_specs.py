@@ -40,9 +40,20 @@ def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
     if precision is not None:
         value = Context(prec=max(int(precision.group(1)), 1), rounding=ROUND_HALF_UP).plus(value)
         spec = spec[: precision.start()]
-    elif isinstance(value, Average):
-        value = Context(prec=AVERAGE_DIGITS, rounding=ROUND_HALF_UP).plus(value)
+    else:
+        value = average_shown(value, spec)
     return value, spec + "f"
+
+
+def average_shown(value: Decimal, spec: str) -> Decimal:
+    """An `Average` under a spec that gives no precision (none, `f`, `%`, `>12g`): rounded
+    to AVERAGE_DIGITS significant digits; any other value, or a spec with one, as it is."""
+    if not isinstance(value, Average):
+        return value
+    standard = _STANDARD_SPEC.fullmatch(spec)
+    if standard is not None and standard.group(2):
+        return value
+    return Context(prec=AVERAGE_DIGITS, rounding=ROUND_HALF_UP).plus(value)
 
 
 MONEY_PLACES = 2  # decimal places a computed amount keeps however many zeros follow

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from notifier.conditions import AllOf, AnyOf, Bounds, Condition, FieldMatch, Not
+from notifier.conditions import AllOf, AnyOf, Bounds, Condition, FieldMatch, Not, tests_field
 from notifier.events import Fill
 from notifier.format_specs import money_shown
 
@@ -46,12 +46,8 @@ def why_not(condition: Condition, fill: Fill) -> str:
 
 
 def _untitled(condition: Condition, fill: Fill) -> bool:
-    """Whether `condition` tests the market title a fill without one lacks."""
-    return (
-        isinstance(condition, FieldMatch)
-        and condition.field == "market_title"
-        and fill.market_title is None
-    )
+    """Whether `condition` tests (at any depth) the market title a fill without one lacks."""
+    return fill.market_title is None and tests_field(condition, "market_title")
 
 
 def _field(condition: FieldMatch, fill: Fill) -> str:
@@ -72,8 +68,7 @@ def _field(condition: FieldMatch, fill: Fill) -> str:
 def _bounds(condition: Bounds, fill: Fill) -> str:
     name = condition.field
     number: Decimal = getattr(fill, name)
-    # A computed notional as templates show it: 13.50, not price x quantity's 13.5000.
-    value = _plain(money_shown(number) if name == "notional" else number)
+    value = _plain(_shown(name, fill))
     if condition.min is not None and number < condition.min:
         return f"{name} {value} is below its min {_plain(condition.min)}"
     if condition.max is not None and number > condition.max:
@@ -89,8 +84,15 @@ def _holds(condition: Condition, fill: Fill) -> str:
         value = fill.market_id if condition.field == "market" else getattr(fill, condition.field)
         return f"{condition.field} is {value!r}"
     if isinstance(condition, Bounds):
-        return f"{condition.field} is {_plain(getattr(fill, condition.field))}"
+        return f"{condition.field} is {_plain(_shown(condition.field, fill))}"
     return "the condition under it holds"
+
+
+def _shown(name: str, fill: Fill) -> Decimal:
+    """A fill's number as templates show it: a computed notional 13.50, not price x
+    quantity's 13.5000."""
+    number: Decimal = getattr(fill, name)
+    return money_shown(number) if name == "notional" else number
 
 
 def _plain(value: Decimal | None) -> str:

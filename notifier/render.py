@@ -21,6 +21,7 @@ from notifier.events import Fill
 from notifier.format_specs import (
     DECIMAL_TYPES,
     MAX_SPEC_NUMBER,
+    average_shown,
     formats,
     money_shown,
     oversized,
@@ -257,6 +258,8 @@ class Template:
                     shown = str(value)
                 elif isinstance(value, Decimal) and not spec.endswith(DECIMAL_TYPES):
                     shown, spec = plain_digits(value, spec)
+                elif isinstance(value, Decimal):
+                    shown = average_shown(value, spec)
                 if isinstance(shown, Decimal) and spec:
                     # Money rounds half up, as a trader reads it: 10.125 is 10.13, not the
                     # context's half-even 10.12.

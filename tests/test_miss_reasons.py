@@ -92,3 +92,14 @@ def test_a_notional_is_shown_as_templates_show_it() -> None:
     assert why_not(Bounds("notional", above=Decimal(100)), fill) == (
         "notional 13.50 is not above 100"
     )
+    assert why_not(Not(Bounds("notional", min=Decimal(10))), fill) == (
+        "its `not` excludes it: notional is 13.50"
+    )
+
+
+def test_a_title_test_nested_in_an_any_comes_after_a_part_the_fill_decides() -> None:
+    """`all: [any: [title A, title B], price max 0.30]` against an untitled fill at 0.40: the
+    price decides, not the titles a look-up could still match."""
+    titles = AnyOf((FieldMatch("market_title", ("*A*",)), FieldMatch("market_title", ("*B*",))))
+    rule = AllOf((titles, Bounds("price", max=Decimal("0.30"))))
+    assert why_not(rule, FILL) == "price 0.40 is over its max 0.30"

@@ -460,6 +460,9 @@ def test_a_bare_vwap_is_written_to_six_digits_a_spec_rounds_the_exact_value() ->
         "{vwap} {vwap_cents} {vwap:.4f} {vwap:.3}", fields=("vwap", "vwap_cents")
     )
     as_text = Template.parse("{vwap!s}", fields=("vwap",))
+    typed = Template.parse(
+        "{vwap:f} {vwap:>9g} {vwap:e} {vwap_cents:f}", fields=("vwap", "vwap_cents")
+    )
     fills = (
         fill(1, price="0.88", quantity="8.33"),
         fill(2, price="0.29", quantity="1000"),
@@ -467,6 +470,9 @@ def test_a_bare_vwap_is_written_to_six_digits_a_spec_rounds_the_exact_value() ->
     )
     assert template.render(aggregate(Bunch.of(*fills))) == "0.279998 27.9998 0.2800 0.280"
     assert as_text.render(aggregate(Bunch.of(*fills))) == "0.279998"
+    assert typed.render(aggregate(Bunch.of(*fills))) == " ".join(
+        ("0.279998", " 0.279998", "2.79998e-1", "27.9998")
+    )
     even = aggregate(Bunch.of(fill(1, price="0.65", quantity="10")))
     assert template.render(even) == "0.65 65 0.6500 0.65"
 
