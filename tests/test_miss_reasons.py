@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -80,15 +81,7 @@ def test_an_all_names_a_part_the_fill_decides_before_one_missing_its_title() -> 
 
 def test_a_notional_is_shown_as_templates_show_it() -> None:
     """price x quantity keeps every place of both ("13.5000"); the reason shows 13.50."""
-    fill = Fill(
-        order_id="7",
-        market_id="0xabc1",
-        side="BUY",
-        outcome="Yes",
-        price=Decimal("0.450"),
-        quantity=Decimal("30.0"),
-        filled_at=FILL.filled_at,
-    )
+    fill = dataclasses.replace(FILL, price=Decimal("0.450"), quantity=Decimal("30.0"))
     assert why_not(Bounds("notional", above=Decimal(100)), fill) == (
         "notional 13.50 is not above 100"
     )
