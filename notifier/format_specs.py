@@ -20,6 +20,7 @@ _PRECISION = re.compile(r"\.(\d+)$")
 
 
 AVERAGE_DIGITS = 6  # significant digits an average is written with when no spec says
+_AVERAGE = Context(prec=AVERAGE_DIGITS, rounding=ROUND_HALF_UP)
 
 
 class Average(Decimal):
@@ -28,8 +29,12 @@ class Average(Decimal):
 
     __slots__ = ()
 
+    def rounded(self) -> Decimal:
+        """The value as written when no precision is asked for."""
+        return _AVERAGE.plus(self)
+
     def __str__(self) -> str:  # `{vwap!s}`, as a bare `{vwap}` shows it
-        return format(Context(prec=AVERAGE_DIGITS, rounding=ROUND_HALF_UP).plus(self), "f")
+        return format(self.rounded(), "f")
 
 
 def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
@@ -40,8 +45,8 @@ def plain_digits(value: Decimal, spec: str) -> tuple[Decimal, str]:
     if precision is not None:
         value = Context(prec=max(int(precision.group(1)), 1), rounding=ROUND_HALF_UP).plus(value)
         spec = spec[: precision.start()]
-    else:
-        value = average_shown(value, spec)
+    elif isinstance(value, Average):
+        value = value.rounded()
     return value, spec + "f"
 
 
@@ -51,9 +56,7 @@ def average_shown(value: Decimal, spec: str) -> Decimal:
     if not isinstance(value, Average):
         return value
     standard = _STANDARD_SPEC.fullmatch(spec)
-    if standard is not None and standard.group(2):
-        return value
-    return Context(prec=AVERAGE_DIGITS, rounding=ROUND_HALF_UP).plus(value)
+    return value if standard is not None and standard.group(2) else value.rounded()
 
 
 MONEY_PLACES = 2  # decimal places a computed amount keeps however many zeros follow

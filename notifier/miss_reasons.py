@@ -68,7 +68,7 @@ def _field(condition: FieldMatch, fill: Fill) -> str:
 def _bounds(condition: Bounds, fill: Fill) -> str:
     name = condition.field
     number: Decimal = getattr(fill, name)
-    value = _plain(_shown(name, fill))
+    value = _plain(_shown(name, number))
     if condition.min is not None and number < condition.min:
         return f"{name} {value} is below its min {_plain(condition.min)}"
     if condition.max is not None and number > condition.max:
@@ -84,14 +84,14 @@ def _holds(condition: Condition, fill: Fill) -> str:
         value = fill.market_id if condition.field == "market" else getattr(fill, condition.field)
         return f"{condition.field} is {value!r}"
     if isinstance(condition, Bounds):
-        return f"{condition.field} is {_plain(_shown(condition.field, fill))}"
+        name = condition.field
+        return f"{name} is {_plain(_shown(name, getattr(fill, name)))}"
     return "the condition under it holds"
 
 
-def _shown(name: str, fill: Fill) -> Decimal:
-    """A fill's number as templates show it: a computed notional 13.50, not price x
+def _shown(name: str, number: Decimal) -> Decimal:
+    """A fill's number `name` as templates show it: a computed notional 13.50, not price x
     quantity's 13.5000."""
-    number: Decimal = getattr(fill, name)
     return money_shown(number) if name == "notional" else number
 
 
