@@ -22,7 +22,7 @@ from notifier.pipeline import Pipeline
 from notifier.plan import plan_alerts
 from notifier.release_render import render_release
 from notifier.render import escape_for
-from notifier.rules import RuleSet
+from notifier.rules import Rule, RuleSet
 from notifier.shaping_release import SHAPING_SAVE_EVERY
 from notifier.shaping_state import StateChanges
 from notifier.shaping_table import LEGACY_KEY
@@ -1040,8 +1040,13 @@ def test_a_digest_of_different_markets_or_sides_has_no_sums_and_names_each_marke
     """The default digest of fills on two markets (what quiet hours hold overnight) sums
     nothing across them and each line names its market; of one market but both sides, no
     sums either, lines as usual; a body or line the rule wrote is kept as written."""
-    held = rules("rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'}}\n")
-    (calm,) = held.rules
+
+    def calm_rule(keys: str = "") -> Rule:
+        """The quiet-hours rule `calm`, with `keys` (", body: ...") added to it."""
+        calm = f"name: calm, notify: [desk], active: {{hours: '08:00-09:00'}}{keys}"
+        return rules(f"rules:\n  - {{{calm}}}\n").rules[0]
+
+    calm = calm_rule()
     eth = dataclasses.replace(fill("2", "0.30", "50", market="0xeth"), market_title="ETH 5k?")
     release = make_release("calm", (), Bunch.of(fill("1", "0.60", "10"), eth), 0, "held")
     held_note = "\n(held outside active hours: made 2026-02-06 12:00 UTC)"
@@ -1055,25 +1060,16 @@ def test_a_digest_of_different_markets_or_sides_has_no_sums_and_names_each_marke
     assert render_release(calm, both, None)[1] == (
         "2 fills on BTC 100k?\nBUY 10 Yes @ 0.60 #1\nSELL 50 Yes @ 0.30 #2" + held_note
     )
-    written = rules(
-        "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
-        " body: '{total_quantity} in all', line: '{side} {quantity}'}\n"
-    ).rules[0]
+    written = calm_rule(", body: '{total_quantity} in all', line: '{side} {quantity}'")
     assert render_release(written, release, None) == (
         "Fills on 2 markets (2)",
         "60 in all" + held_note,
     )
-    lines = rules(
-        "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
-        " line: '{side} {quantity}'}\n"
-    ).rules[0]
+    lines = calm_rule(", line: '{side} {quantity}'")
     assert render_release(lines, release, None)[1] == (
         "2 fills on 2 markets\nBUY 10\nBUY 50" + held_note
     )
-    since = rules(
-        "rules:\n  - {name: calm, notify: [desk], active: {hours: '08:00-09:00'},"
-        " body: 'since {first_filled_at:%H:%M}: {count}'}\n"
-    ).rules[0]
+    since = calm_rule(", body: 'since {first_filled_at:%H:%M}: {count}'")
     assert render_release(since, release, None)[1] == "since 12:00: 2"  # its own times
 
 

@@ -12,6 +12,13 @@ from hypothesis import strategies as st
 from notifier.walltimes import next_wall_time, previous_wall_time
 
 LONDON = ZoneInfo("Europe/London")
+# For the properties: any instant of this century, up to four times of day, zones with and
+# without daylight saving (Lord Howe's is half an hour).
+INSTANTS = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+)
+WALLS = st.lists(st.times(), min_size=1, max_size=4)
+ZONES = st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "UTC"])
 
 
 def utc(text: str) -> datetime:
@@ -44,13 +51,7 @@ def test_no_time_of_day_is_an_error() -> None:
         next_wall_time([], LONDON, utc("2026-01-06 12:00"))
 
 
-@given(
-    after=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
-    ),
-    walls=st.lists(st.times(), min_size=1, max_size=4),
-    zone=st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "UTC"]),
-)
+@given(after=INSTANTS, walls=WALLS, zone=ZONES)
 def test_the_next_time_is_after_within_a_day_and_a_chosen_one(
     after: datetime, walls: list[time], zone: str
 ) -> None:
@@ -65,13 +66,7 @@ def test_the_next_time_is_after_within_a_day_and_a_chosen_one(
     assert reads in walls or in_gap
 
 
-@given(
-    before=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
-    ),
-    walls=st.lists(st.times(), min_size=1, max_size=4),
-    zone=st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "UTC"]),
-)
+@given(before=INSTANTS, walls=WALLS, zone=ZONES)
 def test_the_previous_time_is_the_one_whose_next_is_past_the_instant(
     before: datetime, walls: list[time], zone: str
 ) -> None:
